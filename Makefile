@@ -1,0 +1,35 @@
+# ra for Python. Every target sets itself up: a fresh machine needs only python3.
+PY      ?= python3
+VENV    ?= .venv
+VPY     := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+SEED    ?= 1
+SEEDS   ?=
+
+.PHONY: test demo sim bench soak lint clean setup
+
+$(STAMP): pyproject.toml
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(VPY) -m pytest tests
+
+sim: $(STAMP)
+	$(VPY) -m ra.testing.sim --seed $(SEED) --trace
+
+demo: $(STAMP)
+	$(VPY) -m ra.testing.demo
+
+bench: $(STAMP)
+	$(VPY) -m bench $(if $(QUICK),--quick,)
+
+soak: $(STAMP)
+	RA_SOAK=1 $(VPY) -m pytest tests -m "slow or not slow" $(if $(SEEDS),--seeds $(SEEDS),)
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

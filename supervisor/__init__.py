@@ -1,0 +1,1 @@
+"""Erlang/OTP supervisor semantics for OS processes. Mirrors supervisor.erl."""
