@@ -1,0 +1,77 @@
+"""The Log interface the core writes through. Mirrors ra_log.erl's API, as a Protocol.
+
+Contract (in the way etcd documents ``Ready``):
+
+* Calls never block on I/O and never read a clock. ``append``/``write`` only *queue* entries;
+  they become visible to ``fetch``/``last_index_term`` at once, but are durable only when a later
+  ``Written(term, from_idx, to_idx)`` message, fed back through ``step``, is passed to
+  ``handle_written``. ``last_written()`` is the highest index known durable *and* still present
+  with the term it was written at.
+* Entries are plain tuples ``(index, term, command)``.
+* ``write`` (followers) may start at or below ``next_index()``: everything from its first index on
+  is replaced, and ``last_written`` drops below the overwrite point until re-confirmed.
+* Snapshots: ``update_release_cursor`` takes a snapshot of the given machine state at an applied
+  index and drops entries at or below it; ``install_snapshot`` replaces the log with a snapshot
+  received from a leader. Both are durable when they return (snapshots are rare; ra writes them
+  in a background worker, we accept the blocking write).
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from ra.core.messages import SnapshotMeta, Written
+
+__all__ = ["Log"]
+
+Entry = tuple[int, int, Any]
+
+
+@runtime_checkable
+class Log(Protocol):
+    def last_index_term(self) -> tuple[int, int]:
+        """Index and term of the last entry (durable or not); the snapshot's if the log is empty."""
+
+    def last_written(self) -> tuple[int, int]:
+        """Highest (index, term) known durable and still in the log."""
+
+    def next_index(self) -> int:
+        """The index the next appended entry gets: ``last_index_term()[0] + 1``."""
+
+    def fetch(self, idx: int) -> Entry | None:
+        """The entry at ``idx``, or None if absent (beyond the end, or inside the snapshot)."""
+
+    def fetch_term(self, idx: int) -> int | None:
+        """The term at ``idx``; 0 for index 0; the snapshot's term at its index; None if unknown."""
+
+    def take(self, from_idx: int, n: int) -> list[Entry]:
+        """Up to ``n`` consecutive entries from ``from_idx`` (empty if it lies in the snapshot)."""
+
+    def append(self, entry: Entry) -> None:
+        """Leader append: ``entry[0]`` must equal ``next_index()``."""
+
+    def write(self, entries: list[Entry]) -> None:
+        """Follower write: replaces the log from ``entries[0][0]`` (≤ ``next_index()``) on."""
+
+    def handle_written(self, ev: Written) -> bool:
+        """Apply a durability notice; True if ``last_written`` advanced."""
+
+    def snapshot_meta(self) -> SnapshotMeta | None:
+        """Meta of the current snapshot, if any."""
+
+    def snapshot_index_term(self) -> tuple[int, int]:
+        """(index, term) of the current snapshot, (0, 0) if none."""
+
+    def update_release_cursor(self, idx: int, term: int, cluster: tuple[Any, ...],
+                              machine_version: int, machine_state: Any) -> None:
+        """Snapshot ``machine_state`` as of applied entry ``idx``; drop entries ≤ ``idx``."""
+
+    def read_snapshot(self) -> tuple[SnapshotMeta, Any] | None:
+        """The current snapshot's meta and decoded machine state (for recovery)."""
+
+    def snapshot_chunks(self, chunk_size: int) -> tuple[SnapshotMeta, list[bytes]]:
+        """The current snapshot encoded and cut into chunks of at most ``chunk_size`` bytes."""
+
+    def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> Any:
+        """Replace the log with a received snapshot (all chunks joined); returns the decoded
+        machine state. Afterwards the log is empty and ``last_written() == (meta.index,
+        meta.term)``."""

@@ -1,0 +1,228 @@
+"""Messages the core handles. Mirrors the records of ra.hrl (``#append_entries_rpc{}``, ...).
+
+Peer RPCs and their replies, client requests, timeouts and storage notifications, each a frozen
+slotted dataclass named after ra's record. Replies carry ``from_id`` (ra passes ``{PeerId, Reply}``).
+Entries inside ``AppendEntriesRpc`` are plain ``(index, term, command)`` tuples.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+__all__ = [
+    "AppendEntriesRpc", "AppendEntriesReply", "RequestVoteRpc", "RequestVoteResult",
+    "PreVoteRpc", "PreVoteResult", "InstallSnapshotRpc", "InstallSnapshotResult",
+    "HeartbeatRpc", "HeartbeatReply", "TimeoutNow", "SnapshotMeta",
+    "ElectionTimeout", "HeartbeatTimeout", "Written", "MetaWritten", "LeaderDown",
+    "Command", "ConsistentQuery", "TransferLeadership", "TriggerElection", "FlushCommands",
+    "RaMsg", "PEER_MSGS",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotMeta:
+    """What a snapshot covers: the last index/term it includes, the cluster at that point and the
+    machine version (ra's ``ra_snapshot:meta()``)."""
+
+    index: int
+    term: int
+    cluster: tuple[Any, ...]
+    machine_version: int = 0
+
+
+# --- peer RPCs ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class AppendEntriesRpc:
+    term: int
+    leader_id: Any
+    leader_commit: int
+    prev_log_index: int
+    prev_log_term: int
+    entries: list[tuple[int, int, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendEntriesReply:
+    """``success`` says the prev check passed. ``next_index`` is where the follower wants the next
+    entry (a back-off hint on failure); ``last_index``/``last_term`` is its highest *durable* entry
+    known to match the leader's log, which is what the leader counts for commit."""
+
+    term: int
+    success: bool
+    next_index: int
+    last_index: int
+    last_term: int
+    from_id: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RequestVoteRpc:
+    term: int
+    candidate_id: Any
+    last_log_index: int
+    last_log_term: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestVoteResult:
+    term: int
+    vote_granted: bool
+    from_id: Any
+
+
+@dataclass(frozen=True, slots=True)
+class PreVoteRpc:
+    """Asks whether a real election at ``term`` (the sender's term + 1) would be won. Receivers do
+    not change their own term. ``token`` ties results to one pre-vote round."""
+
+    term: int
+    token: int
+    candidate_id: Any
+    last_log_index: int
+    last_log_term: int
+    machine_version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PreVoteResult:
+    term: int
+    token: int
+    vote_granted: bool
+    from_id: Any
+
+
+@dataclass(frozen=True, slots=True)
+class InstallSnapshotRpc:
+    """One chunk of a snapshot. ``chunk_state`` is ``(chunk_number, "next" | "last")``."""
+
+    term: int
+    leader_id: Any
+    meta: SnapshotMeta
+    chunk_state: tuple[int, str]
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class InstallSnapshotResult:
+    term: int
+    last_index: int
+    last_term: int
+    from_id: Any
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatRpc:
+    """Confirms leadership for consistent queries (ra's ``#heartbeat_rpc{}``)."""
+
+    query_index: int
+    term: int
+    leader_id: Any
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReply:
+    query_index: int
+    term: int
+    from_id: Any
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutNow:
+    """Leadership transfer: the target starts an election at once, skipping pre-vote."""
+
+    term: int
+    leader_id: Any
+
+
+# --- local events ---------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ElectionTimeout:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatTimeout:
+    """The leader's periodic tick: heartbeat/retransmit to every peer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """The log reports ``from_idx..to_idx`` written at ``term`` durable (ra's ``{written, T, R}``)."""
+
+    term: int
+    from_idx: int
+    to_idx: int
+
+
+@dataclass(frozen=True, slots=True)
+class MetaWritten:
+    """The meta store reports every store up to ``seq`` durable."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderDown:
+    """The shell's monitor (connection loss, node failure detector) says the leader is gone."""
+
+    leader_id: Any
+
+
+@dataclass(frozen=True, slots=True)
+class FlushCommands:
+    """Internal: append a batch of queued low-priority commands."""
+
+
+# --- client requests ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A client request that goes through the log.
+
+    ``kind`` is ``"usr"`` (``payload`` the machine command), ``"join"`` / ``"leave"``
+    (``payload`` a server id). ``reply_mode``: ``("await", From)``, ``("notify", corr, pid)`` or
+    ``None``. ``ts`` is the shell's system time in ms. ``priority`` is ``"normal"`` or ``"low"``.
+    """
+
+    kind: str
+    payload: Any
+    reply_mode: Any = None
+    priority: str = "normal"
+    ts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistentQuery:
+    """Apply ``query`` (a callable on the machine state) once leadership is confirmed by a
+    heartbeat round and every command committed before it arrived has been applied."""
+
+    frm: Any
+    query: Any
+
+
+@dataclass(frozen=True, slots=True)
+class TransferLeadership:
+    frm: Any
+    target: Any
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerElection:
+    frm: Any = None
+
+
+RaMsg = Union[
+    AppendEntriesRpc, AppendEntriesReply, RequestVoteRpc, RequestVoteResult, PreVoteRpc,
+    PreVoteResult, InstallSnapshotRpc, InstallSnapshotResult, HeartbeatRpc, HeartbeatReply,
+    TimeoutNow, ElectionTimeout, HeartbeatTimeout, Written, MetaWritten, LeaderDown,
+    FlushCommands, Command, ConsistentQuery, TransferLeadership, TriggerElection,
+]
+
+#: Messages that travel between servers (a network may drop, delay or duplicate them).
+PEER_MSGS = (
+    AppendEntriesRpc, AppendEntriesReply, RequestVoteRpc, RequestVoteResult, PreVoteRpc,
+    PreVoteResult, InstallSnapshotRpc, InstallSnapshotResult, HeartbeatRpc, HeartbeatReply,
+    TimeoutNow,
+)

@@ -1,0 +1,270 @@
+"""Memory twins of the storage interfaces. Mirrors test/ra_log_memory.erl.
+
+``MemoryLog`` and ``MemoryMeta`` keep a *working* view (what the core sees) and a *durable*
+image (what survives a crash). Writes are queued; ``sync()`` makes everything queued durable and
+returns the ``Written``/``MetaWritten`` events to feed back to the server; ``crash()`` throws away
+what was never synced, exactly like a process whose WAL never fsynced. Snapshots are durable at
+once. Used by core unit tests and the simulator; the contract suite runs them against the disk
+implementations.
+"""
+from __future__ import annotations
+
+import ast
+from typing import Any, Callable
+
+from ra.core.messages import MetaWritten, SnapshotMeta, Written
+
+__all__ = ["MemoryLog", "MemoryMeta", "repr_codec"]
+
+Entry = tuple[int, int, Any]
+
+
+def _repr_encode(value: Any) -> bytes:
+    return repr(value).encode()
+
+
+def _repr_decode(data: bytes) -> Any:
+    return ast.literal_eval(data.decode())
+
+
+#: Default snapshot codec of the memory twin: Python literals (tuples, lists, dicts, ints, str...).
+repr_codec: tuple[Callable[[Any], bytes], Callable[[bytes], Any]] = (_repr_encode, _repr_decode)
+
+
+class MemoryLog:
+    """In-memory ``ra.core.log.Log`` with an explicit durability model (see module docstring)."""
+
+    def __init__(self, codec: tuple[Callable[[Any], bytes], Callable[[bytes], Any]] = repr_codec,
+                 *, ack_before_durable: bool = False) -> None:
+        self._encode, self._decode = codec
+        self._entries: dict[int, Entry] = {}
+        self._last: tuple[int, int] = (0, 0)
+        self._written: tuple[int, int] = (0, 0)
+        self._snap: tuple[SnapshotMeta, bytes] | None = None
+        # durable image
+        self._d_entries: dict[int, Entry] = {}
+        self._d_last = 0
+        self._d_snap: tuple[SnapshotMeta, bytes] | None = None
+        self._pending: list[list[Entry]] = []
+        # test-only bug switch: report writes durable at once while the disk still lacks them
+        self._ack_before_durable = ack_before_durable
+        self._early: list[Written] = []
+
+    # -- reads -----------------------------------------------------------------------------
+    def last_index_term(self) -> tuple[int, int]:
+        return self._last
+
+    def last_written(self) -> tuple[int, int]:
+        return self._written
+
+    def next_index(self) -> int:
+        return self._last[0] + 1
+
+    def fetch(self, idx: int) -> Entry | None:
+        return self._entries.get(idx)
+
+    def fetch_term(self, idx: int) -> int | None:
+        if idx == 0:
+            return 0
+        e = self._entries.get(idx)
+        if e is not None:
+            return e[1]
+        if self._snap is not None and self._snap[0].index == idx:
+            return self._snap[0].term
+        return None
+
+    def take(self, from_idx: int, n: int) -> list[Entry]:
+        out = []
+        get = self._entries.get
+        for i in range(from_idx, min(from_idx + n, self._last[0] + 1)):
+            e = get(i)
+            if e is None:
+                break
+            out.append(e)
+        return out
+
+    # -- writes ----------------------------------------------------------------------------
+    def append(self, entry: Entry) -> None:
+        idx = entry[0]
+        if idx != self._last[0] + 1:
+            raise ValueError(f"append at {idx}, expected {self._last[0] + 1}")
+        self._entries[idx] = entry
+        self._last = (idx, entry[1])
+        # coalesce consecutive appends of one term into one pending write
+        if self._pending and self._pending[-1][-1][0] == idx - 1 \
+                and self._pending[-1][-1][1] == entry[1]:
+            self._pending[-1].append(entry)
+        else:
+            self._pending.append([entry])
+        self._maybe_early(idx, idx, entry[1])
+
+    def write(self, entries: list[Entry]) -> None:
+        if not entries:
+            return
+        first = entries[0][0]
+        if first > self._last[0] + 1:
+            raise ValueError(f"write at {first} leaves a gap after {self._last[0]}")
+        snap_idx = self._snap[0].index if self._snap else 0
+        if first <= snap_idx:
+            raise ValueError(f"write at {first} inside the snapshot (index {snap_idx})")
+        for i in range(first, self._last[0] + 1):
+            self._entries.pop(i, None)
+        for e in entries:
+            self._entries[e[0]] = e
+        self._last = (entries[-1][0], entries[-1][1])
+        if self._written[0] >= first:
+            self._written = (first - 1, self.fetch_term(first - 1) or 0)
+        self._pending.append(list(entries))
+        self._maybe_early(first, entries[-1][0], entries[-1][1])
+
+    def _maybe_early(self, frm: int, to: int, term: int) -> None:
+        if self._ack_before_durable:
+            self._early.append(Written(term, frm, to))
+
+    def handle_written(self, ev: Written) -> bool:
+        cur = self._written[0]
+        if ev.from_idx > cur + 1 or ev.to_idx <= cur:
+            return False
+        new = cur
+        for i in range(cur + 1, ev.to_idx + 1):
+            if self.fetch_term(i) != ev.term:
+                break
+            new = i
+        if new == cur:
+            return False
+        self._written = (new, ev.term)
+        return True
+
+    # -- snapshots -------------------------------------------------------------------------
+    def snapshot_meta(self) -> SnapshotMeta | None:
+        return self._snap[0] if self._snap else None
+
+    def snapshot_index_term(self) -> tuple[int, int]:
+        return (self._snap[0].index, self._snap[0].term) if self._snap else (0, 0)
+
+    def update_release_cursor(self, idx: int, term: int, cluster: tuple[Any, ...],
+                              machine_version: int, machine_state: Any) -> None:
+        if self._snap is not None and idx <= self._snap[0].index:
+            return
+        meta = SnapshotMeta(idx, term, tuple(cluster), machine_version)
+        self._snap = (meta, self._encode(machine_state))
+        self._d_snap = self._snap
+        for i in [i for i in self._entries if i <= idx]:
+            del self._entries[i]
+        for i in [i for i in self._d_entries if i <= idx]:
+            del self._d_entries[i]
+        if self._last[0] < idx:
+            self._last = (idx, term)
+        if self._written[0] < idx:
+            # entries below an applied index are committed; the snapshot now holds them durably
+            self._written = (idx, term)
+
+    def read_snapshot(self) -> tuple[SnapshotMeta, Any] | None:
+        if self._snap is None:
+            return None
+        return self._snap[0], self._decode(self._snap[1])
+
+    def snapshot_chunks(self, chunk_size: int) -> tuple[SnapshotMeta, list[bytes]]:
+        assert self._snap is not None, "no snapshot to send"
+        meta, data = self._snap
+        chunks = [data[i:i + chunk_size] for i in range(0, len(data), chunk_size)] or [b""]
+        return meta, chunks
+
+    def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> Any:
+        state = self._decode(data)
+        self._snap = (meta, data)
+        self._d_snap = self._snap
+        self._entries.clear()
+        self._d_entries.clear()
+        self._d_last = meta.index
+        self._pending.clear()
+        self._last = (meta.index, meta.term)
+        self._written = (meta.index, meta.term)
+        return state
+
+    # -- the durability model (test harness side) -------------------------------------------
+    def has_pending(self) -> bool:
+        return bool(self._pending) or bool(self._early)
+
+    def sync(self) -> list[Written]:
+        """Make every queued write durable; return the notices to feed back, in order."""
+        out: list[Written] = []
+        for entries in self._pending:
+            first = entries[0][0]
+            for i in range(first, self._d_last + 1):
+                self._d_entries.pop(i, None)
+            for e in entries:
+                self._d_entries[e[0]] = e
+            self._d_last = entries[-1][0]
+            out.append(Written(entries[-1][1], first, entries[-1][0]))
+        self._pending.clear()
+        if self._ack_before_durable:
+            self._early.clear()
+            return []
+        return out
+
+    def take_early_acks(self) -> list[Written]:
+        """Bug switch only: notices handed out before the data is durable."""
+        out, self._early = self._early, []
+        return out
+
+    def crash(self) -> None:
+        """Forget everything that was never synced (a process crash with the WAL unsynced)."""
+        self._pending.clear()
+        self._early.clear()
+        self._snap = self._d_snap
+        snap_idx, snap_term = self.snapshot_index_term()
+        self._entries = {i: e for i, e in self._d_entries.items() if i > snap_idx}
+        # the durable image is contiguous from the snapshot on
+        last = snap_idx
+        while last + 1 in self._entries:
+            last += 1
+        for i in [i for i in self._entries if i > last]:
+            del self._entries[i]
+        self._d_entries = dict(self._entries)
+        self._d_last = last
+        self._last = (last, self._entries[last][1]) if last > snap_idx else (snap_idx, snap_term)
+        self._written = self._last
+
+    def entries(self) -> list[Entry]:
+        """Every entry in the working log, in order (for checkers)."""
+        return [self._entries[i] for i in sorted(self._entries)]
+
+
+class MemoryMeta:
+    """In-memory ``ra.core.meta.MetaStore``: ``store`` is durable after ``sync()``."""
+
+    def __init__(self) -> None:
+        self._term, self._voted_for = 0, None
+        self._d_term, self._d_voted_for = 0, None
+        self._seq = 0
+        self._synced_seq = 0
+        self._last_applied = 0
+
+    def fetch(self) -> tuple[int, Any]:
+        return self._term, self._voted_for
+
+    def store(self, current_term: int, voted_for: Any) -> int:
+        self._term, self._voted_for = current_term, voted_for
+        self._seq += 1
+        return self._seq
+
+    def last_applied(self) -> int:
+        return self._last_applied
+
+    def store_last_applied(self, idx: int) -> None:
+        self._last_applied = idx
+
+    def has_pending(self) -> bool:
+        return self._seq > self._synced_seq
+
+    def sync(self) -> list[MetaWritten]:
+        if self._seq == self._synced_seq:
+            return []
+        self._d_term, self._d_voted_for = self._term, self._voted_for
+        self._synced_seq = self._seq
+        return [MetaWritten(self._seq)]
+
+    def crash(self) -> None:
+        self._term, self._voted_for = self._d_term, self._d_voted_for
+        self._synced_seq = self._seq
