@@ -1,0 +1,1001 @@
+"""The Raft core. Mirrors ra_server.erl.
+
+Pure: ``step(role, msg, state) -> (role, state, effects)``. No I/O, no clock, no randomness. The
+state object is updated in place (copying it per message costs too much in Python); the log and
+meta store inside it are injected objects whose calls never block (see ``ra.core.log``).
+
+Raft as ra does it:
+
+* Pre-vote before every election; a brand-new server (term 0, empty log) waits for
+  ``TriggerElection``. Election timeouts are picked by the shell.
+* Nothing is acknowledged before it is durable: followers answer ``AppendEntriesRpc`` with their
+  *written* index (after the log's ``Written`` notice), the leader counts its own written index
+  the same way, and every outbound effect is held back while a term or vote is not yet durable.
+* Commit by majority of durable match indexes, only for entries of the current term (Raft
+  §5.4.2); each new leader appends a noop. Followers apply up to ``min(commit, written)``.
+* Commands are applied in order; replies and ``applied`` notifications go out after apply.
+* Low-priority commands are queued and appended in batches (``FlushCommands``).
+* Consistent queries are answered after a heartbeat round confirms leadership.
+* Membership changes one server at a time, only once the leader has committed an entry of its
+  term and the previous change is committed. The latest configuration in the log is in force.
+* Leadership transfer: the target is caught up, then sent ``TimeoutNow``.
+* Snapshots on the machine's ``ReleaseCursor``; lagging followers get chunked install_snapshot.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ra.core import quorum
+from ra.core.effects import (
+    OUTBOUND, Cast, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
+    StartElectionTimeout, StartHeartbeatTimeout,
+)
+from ra.core.machine import ReleaseCursor, apply_machine
+from ra.core.messages import (
+    AppendEntriesReply, AppendEntriesRpc, Command, ConsistentQuery, ElectionTimeout,
+    FlushCommands, HeartbeatReply, HeartbeatRpc, HeartbeatTimeout, InstallSnapshotResult,
+    InstallSnapshotRpc, LeaderDown, MetaWritten, PreVoteResult, PreVoteRpc, RequestVoteResult,
+    RequestVoteRpc, SnapshotMeta, TimeoutNow, TransferLeadership, TriggerElection, Written,
+)
+
+__all__ = ["ServerConfig", "ServerState", "Peer", "BUGS", "init", "step", "overview"]
+
+#: Test-only switches that plant known Raft bugs, to prove the simulator's checkers bite.
+#: ("ack_before_durable" lives in the memory log twin.)
+BUGS = frozenset({
+    "vote_without_log_check", "commit_old_term_by_count", "forget_voted_for",
+    "apply_before_commit",
+})
+
+#: Heartbeat ticks a leadership transfer may take before the leader gives up on it.
+_TRANSFER_TICKS = 10
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    """Static configuration of one server (ra's ``ra_server_config()``)."""
+
+    id: Any
+    uid: str
+    cluster_name: str
+    initial_members: tuple[Any, ...]
+    machine: Any
+    log: Any
+    meta: Any
+    machine_config: Any = None
+    max_append_entries_rpc_batch_size: int = 128
+    max_pipeline_count: int = 4096
+    low_priority_batch_size: int = 64
+    snapshot_chunk_size: int = 1 << 20
+    bugs: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class Peer:
+    """The leader's view of one follower's progress."""
+
+    next_index: int
+    match_index: int = 0
+    query_index: int = 0
+    snapshot: str = "none"         # "none" | "sending"
+    snapshot_ticks: int = 0
+    tick_match: int = -1           # match_index at the previous heartbeat tick
+
+
+@dataclass(slots=True)
+class ServerState:
+    cfg: ServerConfig
+    id: Any
+    log: Any
+    meta: Any
+    machine: Any
+    role: str = "follower"
+    current_term: int = 0
+    voted_for: Any = None
+    leader_id: Any = None
+    cluster: tuple[Any, ...] = ()
+    cluster_index_term: tuple[int, int] = (0, 0)
+    commit_index: int = 0
+    last_applied: int = 0
+    machine_state: Any = None
+    machine_version: int = 0
+    # follower
+    verified_index: int = 0        # highest index known to match the current leader's log
+    heard_from_leader: bool = False
+    brand_new: bool = False
+    snapshot_accum: dict[int, bytes] = field(default_factory=dict)
+    snapshot_accum_meta: SnapshotMeta | None = None
+    snapshot_accum_last: int = 0
+    # elections
+    votes: set[Any] = field(default_factory=set)
+    pre_vote_token: int = 0
+    # leader
+    peers: dict[Any, Peer] = field(default_factory=dict)
+    noop_index: int = 0
+    noop_committed: bool = False
+    low_queue: deque[Command] = field(default_factory=deque)
+    flush_scheduled: bool = False
+    query_index: int = 0
+    queries: list[tuple[int, int, Any, Any]] = field(default_factory=list)
+    transfer_target: Any = None
+    transfer_index: int = 0
+    transfer_ticks: int = 0
+    # durability of term/vote
+    meta_seq: int = 0
+    meta_synced: int = 0
+    held: list[Any] = field(default_factory=list)
+
+
+# --- construction and recovery --------------------------------------------------------------
+
+def init(cfg: ServerConfig) -> tuple[str, ServerState, list[Any]]:
+    """Build a server from its durable state (snapshot, log, meta) and return it as follower.
+
+    Committed entries up to the stored last applied index are re-applied (their effects are
+    dropped: they already ran before the restart)."""
+    log, meta = cfg.log, cfg.meta
+    term, voted_for = meta.fetch()
+    if "forget_voted_for" in cfg.bugs:
+        voted_for = None
+    s = ServerState(cfg=cfg, id=cfg.id, log=log, meta=meta, machine=cfg.machine,
+                    current_term=term, voted_for=voted_for)
+    snap = log.read_snapshot()
+    if snap is not None:
+        smeta, mstate = snap
+        s.machine_state = mstate
+        s.cluster = tuple(smeta.cluster)
+        s.cluster_index_term = (smeta.index, smeta.term)
+        s.machine_version = smeta.machine_version
+        s.commit_index = s.last_applied = s.verified_index = smeta.index
+    else:
+        s.machine_state = cfg.machine.init(cfg.machine_config)
+        s.cluster = tuple(cfg.initial_members)
+    _recompute_cluster(s, log.last_index_term()[0])
+    last_idx = log.last_index_term()[0]
+    s.brand_new = term == 0 and last_idx == 0
+    replay_to = min(meta.last_applied(), log.last_written()[0])
+    if replay_to > s.last_applied:
+        s.commit_index = replay_to
+        _apply_to(s, replay_to, [])
+    return "follower", s, [StartElectionTimeout()]
+
+
+def _recompute_cluster(s: ServerState, upto: int) -> None:
+    """Set the configuration in force from the newest cluster entry at or below ``upto``."""
+    snap_idx, snap_term = s.log.snapshot_index_term()
+    i = upto
+    while i > snap_idx:
+        e = s.log.fetch(i)
+        if e is not None and e[2][0] == "cluster":
+            s.cluster = tuple(e[2][1])
+            s.cluster_index_term = (i, e[1])
+            return
+        i -= 1
+    smeta = s.log.snapshot_meta()
+    if smeta is not None:
+        s.cluster = tuple(smeta.cluster)
+        s.cluster_index_term = (snap_idx, snap_term)
+    else:
+        s.cluster = tuple(s.cfg.initial_members)
+        s.cluster_index_term = (0, 0)
+
+
+# --- the dispatcher ---------------------------------------------------------------------------
+
+def step(role: str, msg: Any, s: ServerState) -> tuple[str, ServerState, list[Any]]:
+    """Handle one message in ``role``; returns the new role, the state and the effects in order.
+
+    While a term or vote change is not yet durable (no ``MetaWritten`` for it), outbound effects
+    are held back in order and released with the confirming ``MetaWritten``."""
+    assert role == s.role, f"role mismatch {role} != {s.role}"
+    effects: list[Any] = []
+    if isinstance(msg, MetaWritten):
+        if msg.seq > s.meta_synced:
+            s.meta_synced = msg.seq
+    else:
+        _HANDLERS[type(msg)](msg, s, effects)
+    if s.meta_synced < s.meta_seq:
+        keep = []
+        for e in effects:
+            (s.held if isinstance(e, OUTBOUND) else keep).append(e)
+        effects = keep
+    elif s.held:
+        effects = s.held + effects
+        s.held = []
+    return s.role, s, effects
+
+
+# --- term / role transitions --------------------------------------------------------------------
+
+def _store_meta(s: ServerState) -> None:
+    s.meta_seq = max(s.meta_seq, s.meta.store(s.current_term, s.voted_for))
+
+
+def _update_term(s: ServerState, term: int, effects: list[Any]) -> None:
+    """Adopt a higher term seen in any message: forget the vote, become follower."""
+    if term <= s.current_term:
+        return
+    s.current_term = term
+    s.voted_for = None
+    _store_meta(s)
+    if s.role != "follower":
+        _become_follower(s, None, effects)
+    else:
+        s.leader_id = None
+    s.verified_index = 0
+
+
+def _become_follower(s: ServerState, leader: Any, effects: list[Any]) -> None:
+    was_leader = s.role == "leader"
+    s.role = "follower"
+    s.leader_id = leader
+    s.votes = set()
+    s.snapshot_accum = {}
+    s.snapshot_accum_meta = None
+    if was_leader:
+        _abandon_leader_work(s, effects)
+    effects.append(StartElectionTimeout())
+
+
+def _abandon_leader_work(s: ServerState, effects: list[Any]) -> None:
+    """A deposed leader answers what it holds with a redirect (ra: clients retry elsewhere)."""
+    for _, _, frm, _ in s.queries:
+        effects.append(Reply(frm, ("redirect", s.leader_id)))
+    s.queries = []
+    while s.low_queue:
+        _reject_command(s, s.low_queue.popleft(), effects)
+    s.peers = {}
+    s.transfer_target = None
+    s.flush_scheduled = False
+
+
+def _is_member(s: ServerState) -> bool:
+    return s.id in s.cluster
+
+
+def _others(s: ServerState) -> list[Any]:
+    return [m for m in s.cluster if m != s.id]
+
+
+def _log_up_to_date(s: ServerState, last_idx: int, last_term: int) -> bool:
+    my_idx, my_term = s.log.last_index_term()
+    return last_term > my_term or (last_term == my_term and last_idx >= my_idx)
+
+
+def _start_pre_vote(s: ServerState, effects: list[Any]) -> None:
+    s.role = "pre_vote"
+    s.leader_id = None
+    s.pre_vote_token += 1
+    s.votes = {s.id}
+    effects.append(StartElectionTimeout())
+    if quorum.has_majority(s.votes & set(s.cluster), s.cluster):
+        _start_candidate(s, effects)
+        return
+    last_idx, last_term = s.log.last_index_term()
+    rpc = PreVoteRpc(s.current_term + 1, s.pre_vote_token, s.id, last_idx, last_term,
+                     s.machine_version)
+    for p in _others(s):
+        effects.append(SendRpc(p, rpc))
+
+
+def _start_candidate(s: ServerState, effects: list[Any]) -> None:
+    s.role = "candidate"
+    s.leader_id = None
+    s.current_term += 1
+    s.voted_for = s.id
+    _store_meta(s)
+    s.votes = {s.id}
+    s.verified_index = 0
+    effects.append(StartElectionTimeout())
+    if quorum.has_majority(s.votes & set(s.cluster), s.cluster):
+        _become_leader(s, effects)
+        return
+    last_idx, last_term = s.log.last_index_term()
+    rpc = RequestVoteRpc(s.current_term, s.id, last_idx, last_term)
+    for p in _others(s):
+        effects.append(SendRpc(p, rpc))
+
+
+def _become_leader(s: ServerState, effects: list[Any]) -> None:
+    s.role = "leader"
+    s.leader_id = s.id
+    s.votes = set()
+    s.brand_new = False
+    nxt = s.log.next_index()
+    s.peers = {p: Peer(next_index=nxt) for p in _others(s)}
+    s.queries = []
+    s.low_queue = deque()
+    s.flush_scheduled = False
+    s.transfer_target = None
+    s.noop_index = nxt
+    s.noop_committed = False
+    s.log.append((nxt, s.current_term, ("noop", s.machine_version)))
+    effects.append(StartHeartbeatTimeout())
+    _replicate_all(s, effects)
+    _evaluate_commit(s, effects)
+
+
+# --- handlers: elections -------------------------------------------------------------------------
+
+def _on_election_timeout(msg: ElectionTimeout, s: ServerState, effects: list[Any]) -> None:
+    if s.role == "leader":
+        return
+    if s.role == "follower" and s.heard_from_leader:
+        s.heard_from_leader = False
+        effects.append(StartElectionTimeout())
+        return
+    if s.brand_new or not _is_member(s):
+        # a brand-new server waits for trigger_election; a non-member never campaigns
+        if s.role != "follower":
+            _become_follower(s, None, effects)
+        else:
+            effects.append(StartElectionTimeout())
+        return
+    _start_pre_vote(s, effects)
+
+
+def _on_trigger_election(msg: TriggerElection, s: ServerState, effects: list[Any]) -> None:
+    if msg.frm is not None:
+        effects.append(Reply(msg.frm, ("ok", "ok", s.leader_id)))
+    if s.role == "leader" or not _is_member(s):
+        return
+    s.brand_new = False
+    _start_pre_vote(s, effects)
+
+
+def _on_leader_down(msg: LeaderDown, s: ServerState, effects: list[Any]) -> None:
+    if s.role == "follower" and msg.leader_id == s.leader_id and msg.leader_id is not None:
+        s.leader_id = None
+        s.heard_from_leader = False
+        if _is_member(s) and not s.brand_new:
+            _start_pre_vote(s, effects)
+
+
+def _on_pre_vote_rpc(msg: PreVoteRpc, s: ServerState, effects: list[Any]) -> None:
+    # a pre-vote never changes the receiver's term
+    grant = (msg.term > s.current_term and s.role != "leader"
+             and _log_up_to_date(s, msg.last_log_index, msg.last_log_term))
+    effects.append(SendRpc(msg.candidate_id,
+                           PreVoteResult(max(msg.term, s.current_term) if grant else s.current_term,
+                                         msg.token, grant, s.id)))
+
+
+def _on_pre_vote_result(msg: PreVoteResult, s: ServerState, effects: list[Any]) -> None:
+    if msg.term > s.current_term + 1 or (not msg.vote_granted and msg.term > s.current_term):
+        _update_term(s, msg.term, effects)
+        return
+    if s.role != "pre_vote" or msg.token != s.pre_vote_token or not msg.vote_granted:
+        return
+    if msg.from_id in s.cluster:
+        s.votes.add(msg.from_id)
+    if quorum.has_majority(s.votes & set(s.cluster), s.cluster):
+        _start_candidate(s, effects)
+
+
+def _on_request_vote_rpc(msg: RequestVoteRpc, s: ServerState, effects: list[Any]) -> None:
+    if msg.term > s.current_term:
+        _update_term(s, msg.term, effects)
+    granted = False
+    if msg.term == s.current_term and s.voted_for in (None, msg.candidate_id) \
+            and s.role != "leader":
+        if "vote_without_log_check" in s.cfg.bugs or \
+                _log_up_to_date(s, msg.last_log_index, msg.last_log_term):
+            granted = True
+            if s.voted_for != msg.candidate_id:
+                s.voted_for = msg.candidate_id
+                _store_meta(s)
+            effects.append(StartElectionTimeout())
+    effects.append(SendRpc(msg.candidate_id, RequestVoteResult(s.current_term, granted, s.id)))
+
+
+def _on_request_vote_result(msg: RequestVoteResult, s: ServerState, effects: list[Any]) -> None:
+    if msg.term > s.current_term:
+        _update_term(s, msg.term, effects)
+        return
+    if s.role != "candidate" or msg.term != s.current_term or not msg.vote_granted:
+        return
+    if msg.from_id in s.cluster:
+        s.votes.add(msg.from_id)
+    if quorum.has_majority(s.votes & set(s.cluster), s.cluster):
+        _become_leader(s, effects)
+
+
+def _on_timeout_now(msg: TimeoutNow, s: ServerState, effects: list[Any]) -> None:
+    if msg.term < s.current_term or s.role == "leader" or not _is_member(s):
+        return
+    _update_term(s, msg.term, effects)
+    _start_candidate(s, effects)
+
+
+# --- handlers: replication (follower side) --------------------------------------------------------
+
+def _accept_leader(s: ServerState, term: int, leader: Any, effects: list[Any]) -> None:
+    """Common to every message from a current leader: adopt its term and leadership."""
+    _update_term(s, term, effects)
+    if s.role not in ("follower", "receive_snapshot"):
+        _become_follower(s, None, effects)
+    if s.leader_id != leader:
+        s.leader_id = leader
+        effects.append(RecordLeaderMsg(leader))
+    s.heard_from_leader = True
+    s.brand_new = False
+
+
+def _on_append_entries(msg: AppendEntriesRpc, s: ServerState, effects: list[Any]) -> None:
+    log = s.log
+    if msg.term < s.current_term:
+        last_idx, last_term = log.last_index_term()
+        effects.append(SendRpc(msg.leader_id, AppendEntriesReply(
+            s.current_term, False, last_idx + 1, last_idx, last_term, s.id)))
+        return
+    _accept_leader(s, msg.term, msg.leader_id, effects)
+    if s.role == "receive_snapshot":
+        s.role = "follower"
+        s.snapshot_accum = {}
+        s.snapshot_accum_meta = None
+    snap_idx = log.snapshot_index_term()[0]
+    prev = msg.prev_log_index
+    last_idx = log.last_index_term()[0]
+    if prev > snap_idx:
+        local = log.fetch_term(prev)
+        if local is None:
+            _reply_ae(s, msg.leader_id, False, last_idx + 1, effects)
+            return
+        if local != msg.prev_log_term:
+            _reply_ae(s, msg.leader_id, False, _conflict_hint(s, prev, local), effects)
+            return
+    # the prefix up to prev matches; entries at or below the snapshot are committed already
+    entries = msg.entries
+    wrote = False
+    if entries:
+        k = 0
+        n = len(entries)
+        while k < n:
+            idx, term = entries[k][0], entries[k][1]
+            if idx > snap_idx and (idx > last_idx or log.fetch_term(idx) != term):
+                break
+            k += 1
+        if k < n:
+            new = entries[k:] if k else entries
+            log.write(new)
+            wrote = True
+            if new[0][0] <= s.cluster_index_term[0]:
+                _recompute_cluster(s, new[0][0] - 1)
+            for e in new:
+                if e[2][0] == "cluster":
+                    s.cluster = tuple(e[2][1])
+                    s.cluster_index_term = (e[0], e[1])
+    end = prev + len(entries)
+    if end > s.verified_index:
+        s.verified_index = end
+    if msg.leader_commit > s.commit_index:
+        s.commit_index = max(s.commit_index, min(msg.leader_commit, s.verified_index))
+    if not wrote:
+        _reply_ae_success(s, effects)
+    _follower_apply(s, effects)
+
+
+def _conflict_hint(s: ServerState, prev: int, local_term: int) -> int:
+    """Fast back-off: the first index of the conflicting term, never below commit + 1."""
+    floor = max(s.commit_index, s.log.snapshot_index_term()[0]) + 1
+    i = prev
+    while i - 1 >= floor and s.log.fetch_term(i - 1) == local_term:
+        i -= 1
+    return max(i, floor)
+
+
+def _reply_ae(s: ServerState, to: Any, success: bool, next_index: int, effects: list[Any]) -> None:
+    w_idx = min(s.log.last_written()[0], s.verified_index)
+    effects.append(SendRpc(to, AppendEntriesReply(
+        s.current_term, success, next_index, w_idx, s.log.fetch_term(w_idx) or 0, s.id)))
+
+
+def _reply_ae_success(s: ServerState, effects: list[Any]) -> None:
+    if s.leader_id is not None and s.leader_id != s.id:
+        _reply_ae(s, s.leader_id, True, s.verified_index + 1, effects)
+
+
+def _follower_apply(s: ServerState, effects: list[Any]) -> None:
+    if "apply_before_commit" in s.cfg.bugs:
+        upto = s.log.last_index_term()[0]
+    else:
+        upto = min(s.commit_index, s.log.last_written()[0])
+    if upto > s.last_applied:
+        _apply_to(s, upto, effects)
+
+
+def _on_written(msg: Written, s: ServerState, effects: list[Any]) -> None:
+    if not s.log.handle_written(msg):
+        return
+    if s.role == "leader":
+        _evaluate_commit(s, effects)
+    elif s.role in ("follower", "receive_snapshot"):
+        _reply_ae_success(s, effects)
+        _follower_apply(s, effects)
+
+
+def _on_heartbeat_rpc(msg: HeartbeatRpc, s: ServerState, effects: list[Any]) -> None:
+    if msg.term < s.current_term:
+        effects.append(SendRpc(msg.leader_id, HeartbeatReply(msg.query_index, s.current_term,
+                                                             s.id)))
+        return
+    _accept_leader(s, msg.term, msg.leader_id, effects)
+    effects.append(SendRpc(msg.leader_id, HeartbeatReply(msg.query_index, s.current_term, s.id)))
+
+
+def _on_install_snapshot(msg: InstallSnapshotRpc, s: ServerState, effects: list[Any]) -> None:
+    if msg.term < s.current_term:
+        effects.append(SendRpc(msg.leader_id, InstallSnapshotResult(
+            s.current_term, 0, 0, s.id)))
+        return
+    _accept_leader(s, msg.term, msg.leader_id, effects)
+    meta = msg.meta
+    if meta.index <= s.commit_index:
+        # we have everything it covers, committed; say so
+        s.verified_index = max(s.verified_index, meta.index)
+        effects.append(SendRpc(msg.leader_id, InstallSnapshotResult(
+            s.current_term, meta.index, meta.term, s.id)))
+        return
+    if s.snapshot_accum_meta != meta:
+        s.snapshot_accum_meta = meta
+        s.snapshot_accum = {}
+        s.snapshot_accum_last = 0
+    s.role = "receive_snapshot"
+    num, flag = msg.chunk_state
+    s.snapshot_accum[num] = msg.data
+    if flag == "last":
+        s.snapshot_accum_last = num
+    last = s.snapshot_accum_last
+    if not last or any(i not in s.snapshot_accum for i in range(1, last + 1)):
+        return
+    data = b"".join(s.snapshot_accum[i] for i in range(1, last + 1))
+    s.snapshot_accum = {}
+    s.snapshot_accum_meta = None
+    s.machine_state = s.log.install_snapshot(meta, data)
+    s.machine_version = meta.machine_version
+    s.cluster = tuple(meta.cluster)
+    s.cluster_index_term = (meta.index, meta.term)
+    s.commit_index = s.last_applied = s.verified_index = meta.index
+    s.meta.store_last_applied(meta.index)
+    s.role = "follower"
+    effects.append(SendRpc(msg.leader_id, InstallSnapshotResult(
+        s.current_term, meta.index, meta.term, s.id)))
+
+
+# --- handlers: replication (leader side) ----------------------------------------------------------
+
+def _replicate_all(s: ServerState, effects: list[Any]) -> None:
+    for pid in s.peers:
+        _send_entries(s, pid, effects, force=False)
+
+
+def _send_entries(s: ServerState, pid: Any, effects: list[Any], force: bool) -> None:
+    """Send the next batch to ``pid`` within its pipeline window (or an empty heartbeat append
+    when ``force``), or start a snapshot if what it needs has been compacted away."""
+    p = s.peers[pid]
+    if p.snapshot == "sending":
+        return
+    log = s.log
+    cfg = s.cfg
+    last = log.last_index_term()[0]
+    while True:
+        in_flight = p.next_index - 1 - p.match_index
+        room = min(cfg.max_append_entries_rpc_batch_size, cfg.max_pipeline_count - in_flight)
+        if p.next_index > last:
+            room = 0
+        if room <= 0 and not force:
+            return
+        prev = p.next_index - 1
+        prev_term = log.fetch_term(prev)
+        if prev_term is None:
+            _send_snapshot(s, pid, effects)
+            return
+        entries = log.take(p.next_index, room) if room > 0 else []
+        if room > 0 and not entries and p.next_index <= last:
+            _send_snapshot(s, pid, effects)
+            return
+        effects.append(SendRpc(pid, AppendEntriesRpc(
+            s.current_term, s.id, s.commit_index, prev, prev_term, entries)))
+        p.next_index += len(entries)
+        force = False
+        if not entries:
+            return
+
+
+def _send_snapshot(s: ServerState, pid: Any, effects: list[Any]) -> None:
+    p = s.peers[pid]
+    meta, chunks = s.log.snapshot_chunks(s.cfg.snapshot_chunk_size)
+    p.snapshot = "sending"
+    p.snapshot_ticks = 0
+    n = len(chunks)
+    for i, chunk in enumerate(chunks, start=1):
+        effects.append(SendRpc(pid, InstallSnapshotRpc(
+            s.current_term, s.id, meta, (i, "last" if i == n else "next"), chunk)))
+
+
+def _on_append_entries_reply(msg: AppendEntriesReply, s: ServerState,
+                             effects: list[Any]) -> None:
+    if msg.term > s.current_term:
+        _update_term(s, msg.term, effects)
+        return
+    if s.role != "leader" or msg.term < s.current_term:
+        return
+    p = s.peers.get(msg.from_id)
+    if p is None:
+        return
+    if msg.success:
+        if msg.last_index > p.match_index:
+            p.match_index = msg.last_index
+        if msg.next_index > p.next_index:
+            p.next_index = min(msg.next_index, s.log.next_index())
+        if p.next_index <= p.match_index:
+            p.next_index = p.match_index + 1
+        _evaluate_commit(s, effects)
+        if s.role != "leader":
+            return
+        _maybe_timeout_now(s, effects)
+    else:
+        p.next_index = max(p.match_index + 1, min(msg.next_index, s.log.next_index()))
+    if p.snapshot == "none":
+        _send_entries(s, msg.from_id, effects, force=False)
+
+
+def _on_install_snapshot_result(msg: InstallSnapshotResult, s: ServerState,
+                                effects: list[Any]) -> None:
+    if msg.term > s.current_term:
+        _update_term(s, msg.term, effects)
+        return
+    if s.role != "leader" or msg.term < s.current_term:
+        return
+    p = s.peers.get(msg.from_id)
+    if p is None:
+        return
+    p.snapshot = "none"
+    if msg.last_index > p.match_index:
+        p.match_index = msg.last_index
+    p.next_index = max(p.next_index, p.match_index + 1)
+    _evaluate_commit(s, effects)
+    if s.role == "leader":
+        _send_entries(s, msg.from_id, effects, force=False)
+
+
+def _on_heartbeat_timeout(msg: HeartbeatTimeout, s: ServerState, effects: list[Any]) -> None:
+    if s.role != "leader":
+        return
+    effects.append(StartHeartbeatTimeout())
+    for pid, p in s.peers.items():
+        if p.snapshot == "sending":
+            p.snapshot_ticks += 1
+            if p.snapshot_ticks >= 3:      # chunks or the result were lost: start over
+                p.snapshot = "none"
+            else:
+                continue
+        if p.next_index - 1 > p.match_index and p.match_index == p.tick_match:
+            p.next_index = p.match_index + 1   # no progress for a whole tick: assume loss
+        p.tick_match = p.match_index
+        _send_entries(s, pid, effects, force=True)
+    if s.queries:
+        _send_query_heartbeats(s, effects)
+    if s.transfer_target is not None:
+        s.transfer_ticks += 1
+        if s.transfer_ticks > _TRANSFER_TICKS:
+            s.transfer_target = None
+        else:
+            _maybe_timeout_now(s, effects)
+
+
+def _evaluate_commit(s: ServerState, effects: list[Any]) -> None:
+    """Advance the commit index to what a majority holds durably, current-term entries only."""
+    voters = s.cluster
+    idxs = []
+    for m in voters:
+        if m == s.id:
+            idxs.append(s.log.last_written()[0])
+        else:
+            p = s.peers.get(m)
+            idxs.append(p.match_index if p is not None else 0)
+    new = quorum.majority_index(idxs)
+    if new > s.commit_index:
+        if "commit_old_term_by_count" in s.cfg.bugs or s.log.fetch_term(new) == s.current_term:
+            s.commit_index = new
+            if new >= s.noop_index:
+                s.noop_committed = True
+            _apply_to(s, new, effects)
+            if s.role == "leader":
+                _answer_queries(s, effects)
+                if not _is_member(s) and s.commit_index >= s.cluster_index_term[0]:
+                    # our own removal is committed: hand over by stepping down
+                    _become_follower(s, None, effects)
+
+
+# --- client commands ------------------------------------------------------------------------------
+
+def _reject_command(s: ServerState, cmd: Command, effects: list[Any]) -> None:
+    mode = cmd.reply_mode
+    if mode is None:
+        return
+    if mode[0] == "notify":
+        _, corr, pid = mode
+        effects.append(Cast(pid, ("ra_event", s.leader_id,
+                                  ("rejected", ("not_leader", s.leader_id, corr)))))
+    else:
+        effects.append(Reply(mode[1], ("redirect", s.leader_id)))
+
+
+def _on_command(msg: Command, s: ServerState, effects: list[Any]) -> None:
+    if s.role != "leader":
+        _reject_command(s, msg, effects)
+        return
+    if msg.kind == "usr":
+        if msg.priority == "low":
+            s.low_queue.append(msg)
+            _schedule_flush(s, effects)
+            return
+        _append_usr(s, msg)
+        _schedule_flush(s, effects)
+        return
+    _membership_command(s, msg, effects)
+
+
+def _append_usr(s: ServerState, msg: Command) -> None:
+    idx = s.log.next_index()
+    s.log.append((idx, s.current_term, ("usr", msg.payload, msg.reply_mode, msg.ts)))
+
+
+def _schedule_flush(s: ServerState, effects: list[Any]) -> None:
+    """Replication is sent once the queued events are handled, so a burst goes out batched."""
+    if not s.flush_scheduled:
+        s.flush_scheduled = True
+        effects.append(NextEvent(FlushCommands()))
+
+
+def _on_flush(msg: FlushCommands, s: ServerState, effects: list[Any]) -> None:
+    s.flush_scheduled = False
+    if s.role != "leader":
+        return
+    n = s.cfg.low_priority_batch_size
+    while s.low_queue and n > 0:
+        _append_usr(s, s.low_queue.popleft())
+        n -= 1
+    _replicate_all(s, effects)
+    if "apply_before_commit" in s.cfg.bugs:
+        _apply_to(s, s.log.last_index_term()[0], effects)
+    if s.low_queue:
+        _schedule_flush(s, effects)
+
+
+def _membership_command(s: ServerState, msg: Command, effects: list[Any]) -> None:
+    frm = msg.reply_mode[1] if msg.reply_mode else None
+
+    def answer(value: Any) -> None:
+        if frm is not None:
+            effects.append(Reply(frm, value))
+
+    if not (s.noop_committed and s.commit_index >= s.cluster_index_term[0]):
+        answer(("error", "cluster_change_not_permitted"))
+        return
+    target = msg.payload
+    if msg.kind == "join":
+        if target in s.cluster:
+            answer(("error", "already_member"))
+            return
+        new = s.cluster + (target,)
+    elif msg.kind == "leave":
+        if target not in s.cluster:
+            answer(("error", "not_member"))
+            return
+        new = tuple(m for m in s.cluster if m != target)
+        if not new:
+            answer(("error", "last_member"))
+            return
+    else:
+        answer(("error", ("unknown_command", msg.kind)))
+        return
+    idx = s.log.next_index()
+    s.log.append((idx, s.current_term, ("cluster", new, None)))
+    s.cluster = new
+    s.cluster_index_term = (idx, s.current_term)
+    if msg.kind == "join" and target != s.id:
+        s.peers[target] = Peer(next_index=idx)
+    answer(("ok", "ok", s.id))
+    _schedule_flush(s, effects)
+
+
+def _prune_peers(s: ServerState) -> None:
+    """Stop replicating to removed members once their removal is committed."""
+    if s.commit_index >= s.cluster_index_term[0]:
+        for pid in [p for p in s.peers if p not in s.cluster]:
+            del s.peers[pid]
+
+
+# --- queries and leadership transfer --------------------------------------------------------------
+
+def _on_consistent_query(msg: ConsistentQuery, s: ServerState, effects: list[Any]) -> None:
+    if s.role != "leader":
+        effects.append(Reply(msg.frm, ("redirect", s.leader_id)))
+        return
+    s.query_index += 1
+    # everything committed before this query is at or below the commit index, or below our noop
+    need = max(s.commit_index, s.noop_index)
+    s.queries.append((s.query_index, need, msg.frm, msg.query))
+    _send_query_heartbeats(s, effects)
+    _answer_queries(s, effects)
+
+
+def _send_query_heartbeats(s: ServerState, effects: list[Any]) -> None:
+    rpc = HeartbeatRpc(s.query_index, s.current_term, s.id)
+    for pid in s.peers:
+        if pid in s.cluster:
+            effects.append(SendRpc(pid, rpc))
+
+
+def _on_heartbeat_reply(msg: HeartbeatReply, s: ServerState, effects: list[Any]) -> None:
+    if msg.term > s.current_term:
+        _update_term(s, msg.term, effects)
+        return
+    if s.role != "leader" or msg.term < s.current_term:
+        return
+    p = s.peers.get(msg.from_id)
+    if p is not None and msg.query_index > p.query_index:
+        p.query_index = msg.query_index
+        _answer_queries(s, effects)
+
+
+def _answer_queries(s: ServerState, effects: list[Any]) -> None:
+    if not s.queries:
+        return
+    confirmed = [s.query_index if m == s.id else
+                 (s.peers[m].query_index if m in s.peers else 0) for m in s.cluster]
+    if not _is_member(s):
+        confirmed.append(0)
+    ok_upto = quorum.majority_index(confirmed)
+    rest = []
+    for q in s.queries:
+        qidx, need, frm, fun = q
+        if qidx <= ok_upto and s.last_applied >= need:
+            effects.append(Reply(frm, ("ok", fun(s.machine_state), s.id)))
+        else:
+            rest.append(q)
+    s.queries = rest
+
+
+def _on_transfer_leadership(msg: TransferLeadership, s: ServerState,
+                            effects: list[Any]) -> None:
+    if s.role != "leader":
+        effects.append(Reply(msg.frm, ("redirect", s.leader_id)))
+        return
+    if msg.target == s.id:
+        effects.append(Reply(msg.frm, ("ok", "already_leader", s.id)))
+        return
+    if msg.target not in s.peers or msg.target not in s.cluster:
+        effects.append(Reply(msg.frm, ("error", "unknown_member")))
+        return
+    s.transfer_target = msg.target
+    s.transfer_index = s.log.last_index_term()[0]
+    s.transfer_ticks = 0
+    effects.append(Reply(msg.frm, ("ok", "ok", s.id)))
+    _send_entries(s, msg.target, effects, force=False)
+    _maybe_timeout_now(s, effects)
+
+
+def _maybe_timeout_now(s: ServerState, effects: list[Any]) -> None:
+    t = s.transfer_target
+    if t is None:
+        return
+    p = s.peers.get(t)
+    if p is None:
+        s.transfer_target = None
+        return
+    if p.match_index >= s.transfer_index:
+        effects.append(SendRpc(t, TimeoutNow(s.current_term, s.id)))
+        s.transfer_target = None
+
+
+# --- apply ------------------------------------------------------------------------------------------
+
+def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
+    """Apply entries ``last_applied+1 .. upto`` in order through the machine.
+
+    On the leader, awaited commands are answered and notifications batched per client; machine
+    effects are passed to the shell. ``ReleaseCursor`` snapshots on every member."""
+    log = s.log
+    leader = s.role == "leader"
+    notify: dict[Any, list[tuple[Any, Any]]] = {}
+    machine = s.machine
+    idx = s.last_applied
+    while idx < upto:
+        e = log.fetch(idx + 1)
+        if e is None:
+            break
+        idx += 1
+        cmd = e[2]
+        tag = cmd[0]
+        if tag == "usr":
+            meta = {"index": idx, "term": e[1], "system_time": cmd[3],
+                    "machine_version": s.machine_version}
+            s.machine_state, reply, meffects = apply_machine(machine, meta, cmd[1],
+                                                             s.machine_state)
+            mode = cmd[2]
+            if leader and mode is not None:
+                if mode[0] == "await":
+                    effects.append(Reply(mode[1], ("ok", reply, s.id)))
+                elif mode[0] == "notify":
+                    notify.setdefault(mode[2], []).append((mode[1], reply))
+            for me in meffects:
+                if isinstance(me, ReleaseCursor):
+                    _release_cursor(s, me, idx)
+                elif leader:
+                    effects.append(MachineEffect(me))
+        elif tag == "cluster" and leader:
+            _prune_peers(s)
+        s.last_applied = idx
+    if idx > 0:
+        s.meta.store_last_applied(s.last_applied)
+    for pid, applied in notify.items():
+        effects.append(Notify(pid, s.id, applied))
+
+
+def _release_cursor(s: ServerState, rc: ReleaseCursor, applied_idx: int) -> None:
+    idx = min(rc.index, applied_idx)
+    term = s.log.fetch_term(idx)
+    if term is None or idx <= s.log.snapshot_index_term()[0]:
+        return
+    cluster = s.cluster if s.cluster_index_term[0] <= idx else _cluster_at(s, idx)
+    s.log.update_release_cursor(idx, term, cluster, s.machine_version, rc.state)
+
+
+def _cluster_at(s: ServerState, idx: int) -> tuple[Any, ...]:
+    """The configuration in force at ``idx`` (for snapshot meta)."""
+    snap_idx = s.log.snapshot_index_term()[0]
+    i = idx
+    while i > snap_idx:
+        e = s.log.fetch(i)
+        if e is not None and e[2][0] == "cluster":
+            return tuple(e[2][1])
+        i -= 1
+    smeta = s.log.snapshot_meta()
+    return tuple(smeta.cluster) if smeta is not None else tuple(s.cfg.initial_members)
+
+
+# --- introspection ----------------------------------------------------------------------------------
+
+def overview(s: ServerState) -> dict[str, Any]:
+    """A plain-dict summary (ra's ``ra_server:overview/1``)."""
+    last_idx, last_term = s.log.last_index_term()
+    return {
+        "id": s.id, "uid": s.cfg.uid, "cluster_name": s.cfg.cluster_name, "role": s.role,
+        "current_term": s.current_term, "voted_for": s.voted_for, "leader_id": s.leader_id,
+        "cluster": list(s.cluster), "commit_index": s.commit_index,
+        "last_applied": s.last_applied, "last_index": last_idx, "last_term": last_term,
+        "last_written_index": s.log.last_written()[0],
+        "snapshot_index": s.log.snapshot_index_term()[0],
+        "peers": {str(k): {"next_index": p.next_index, "match_index": p.match_index}
+                  for k, p in s.peers.items()},
+        "low_priority_queue": len(s.low_queue), "pending_queries": len(s.queries),
+    }
+
+
+_HANDLERS: dict[type, Any] = {
+    AppendEntriesRpc: _on_append_entries,
+    AppendEntriesReply: _on_append_entries_reply,
+    RequestVoteRpc: _on_request_vote_rpc,
+    RequestVoteResult: _on_request_vote_result,
+    PreVoteRpc: _on_pre_vote_rpc,
+    PreVoteResult: _on_pre_vote_result,
+    InstallSnapshotRpc: _on_install_snapshot,
+    InstallSnapshotResult: _on_install_snapshot_result,
+    HeartbeatRpc: _on_heartbeat_rpc,
+    HeartbeatReply: _on_heartbeat_reply,
+    TimeoutNow: _on_timeout_now,
+    ElectionTimeout: _on_election_timeout,
+    HeartbeatTimeout: _on_heartbeat_timeout,
+    Written: _on_written,
+    LeaderDown: _on_leader_down,
+    FlushCommands: _on_flush,
+    Command: _on_command,
+    ConsistentQuery: _on_consistent_query,
+    TransferLeadership: _on_transfer_leadership,
+    TriggerElection: _on_trigger_election,
+}
