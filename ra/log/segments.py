@@ -1,0 +1,154 @@
+"""Mirrors ra_log_segments.erl (ra_log_reader). A server's set of segment files and range reads.
+
+Precedence rule: segment files are ordered by the sequence number in their name; a newer segment
+starting at index ``f`` supersedes every older segment's entries at ``f`` and above (it was
+written after the server's log was truncated at ``f``: an overwrite). So each file has a *live*
+range ``first..min(last, f_newer - 1)`` and the log the segments hold is contiguous and ends at
+the newest segment's ``last``. Re-flushing the same WAL file after a crash writes equal data
+with a newer sequence number, which is therefore harmless (idempotent).
+
+Not thread-safe; one owner per process (the server's DiskLog, or the segment writer). Files may
+be added by the segment writer at any time: :meth:`refresh` picks them up.
+"""
+from __future__ import annotations
+
+import os
+from bisect import bisect_right
+
+from ra.log.segment import CorruptSegment, Segment, parse_segment_name, write_segment
+from wal import osio
+
+__all__ = ["Segments", "CorruptSegment"]
+
+
+class Segments:
+    """The live view over ``dirpath``'s segment files."""
+
+    def __init__(self, dirpath: str) -> None:
+        self.dir = dirpath
+        os.makedirs(dirpath, exist_ok=True)
+        self._open: dict[str, Segment] = {}
+        # live ranges, ascending by first index: (first, last, name)
+        self._live: list[tuple[int, int, str]] = []
+        self._firsts: list[int] = []
+        self._names: list[tuple[int, int, int, str]] = []
+        self.refresh()
+
+    # -- view --------------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Re-read the directory; True if the set of files changed."""
+        names = []
+        for n in os.listdir(self.dir):
+            p = parse_segment_name(n)
+            if p is not None:
+                names.append((p[0], p[1], p[2], n))
+        names.sort()
+        if names == self._names:
+            return False
+        self._names = names
+        live: list[tuple[int, int, str]] = []
+        limit = None
+        for seq, first, last, n in reversed(names):
+            top = last if limit is None else min(last, limit - 1)
+            if top >= first:
+                live.append((first, top, n))
+            limit = first if limit is None else min(limit, first)
+        live.sort()
+        self._live = live
+        self._firsts = [f for f, _, _ in live]
+        for n in list(self._open):
+            if n not in {x[3] for x in names}:
+                self._open.pop(n).close()
+        return True
+
+    def range(self) -> tuple[int, int] | None:
+        """(first, last) index held, None if there are no live entries."""
+        if not self._live:
+            return None
+        return self._live[0][0], self._live[-1][1]
+
+    def next_seq(self) -> int:
+        """Sequence number for a new segment file."""
+        return (self._names[-1][0] + 1) if self._names else 1
+
+    def _seg(self, name: str) -> Segment:
+        s = self._open.get(name)
+        if s is None:
+            s = Segment(os.path.join(self.dir, name))
+            self._open[name] = s
+        return s
+
+    def _find(self, idx: int) -> tuple[int, int, str] | None:
+        i = bisect_right(self._firsts, idx) - 1
+        if i < 0:
+            return None
+        rng = self._live[i]
+        return rng if idx <= rng[1] else None
+
+    def fetch(self, idx: int) -> tuple[int, bytes] | None:
+        """(term, payload) at ``idx`` or None; raises CorruptSegment on a bad checksum."""
+        r = self._find(idx)
+        if r is None:
+            return None
+        return self._seg(r[2]).read(idx)
+
+    def fetch_term(self, idx: int) -> int | None:
+        r = self._find(idx)
+        if r is None:
+            return None
+        return self._seg(r[2]).term(idx)
+
+    def read_range(self, frm: int, to: int) -> list[tuple[int, int, bytes]]:
+        """Consecutive entries from ``frm`` up to ``to`` (stops at the first missing index)."""
+        out: list[tuple[int, int, bytes]] = []
+        i = frm
+        while i <= to:
+            r = self._find(i)
+            if r is None:
+                break
+            hi = min(to, r[1])
+            out.extend(self._seg(r[2]).read_range(i, hi))
+            i = hi + 1
+        return out
+
+    # -- changes -----------------------------------------------------------------------------
+    def write(self, entries: list[tuple[int, int, bytes]], max_entries: int,
+              *, sync_dir: bool = True) -> list[str]:
+        """Durably add consecutive ``entries`` as new segment file(s) of at most
+        ``max_entries`` each. Supersedes anything held at or above ``entries[0]``'s index."""
+        paths = []
+        seq = self.next_seq()
+        for k in range(0, len(entries), max_entries):
+            chunk = entries[k:k + max_entries]
+            paths.append(write_segment(self.dir, seq, chunk[0][0],
+                                       [(t, p) for _, t, p in chunk], sync_dir=False))
+            seq += 1
+        if sync_dir and paths:
+            osio.fsync_dir(self.dir)
+        self.refresh()
+        return paths
+
+    def delete_below(self, idx: int) -> int:
+        """Delete files whose live entries all lie at or below ``idx`` (covered by a snapshot),
+        and files with no live entries; returns how many were deleted."""
+        keep = {n for f, last, n in self._live if last > idx}
+        n_del = 0
+        for _, _, _, n in self._names:
+            if n not in keep:
+                s = self._open.pop(n, None)
+                if s is not None:
+                    s.close()
+                try:
+                    os.unlink(os.path.join(self.dir, n))
+                    n_del += 1
+                except FileNotFoundError:
+                    pass
+        if n_del:
+            osio.fsync_dir(self.dir)
+        self.refresh()
+        return n_del
+
+    def close(self) -> None:
+        for s in self._open.values():
+            s.close()
+        self._open.clear()

@@ -1,0 +1,142 @@
+"""Mirrors ra_log_segment_writer.erl. Moves entries of closed WAL files into per-server segments.
+
+Decision (STYLE C11): segments are *rebuilt from closed WAL files*, not from memtables held by the
+WAL. OS processes share no ETS, and reading the just-closed file back (it is still in the page
+cache) keeps the WAL process's memory bounded, keeps the segment work off the WAL's hot loop (it
+runs in its own process, on another core), and makes the normal path the same code as crash
+recovery: :func:`flush_wal_file` is idempotent, so a kill at any moment is repaired by running it
+again on the same file.
+
+Contract of :func:`flush_wal_file`: for every writer in the file, its surviving entries (ra's
+overwrite rule, :func:`wal.format.resolve`) are written as new segment files, each fsynced, the
+directories fsynced; only then is the WAL file unlinked (and the WAL directory fsynced). A torn
+tail is where the file's log ends. Flushes of one WAL directory are serialised by an ``flock``
+on ``<wal_dir>/flush.lock`` so the WAL's start-up recovery and this process never interleave.
+
+Process entry point: ``python -m wal.segment_writer --wal-dir D --data-dir D [--endpoint E]``.
+It flushes every closed WAL file (all but the newest, which the WAL owns) in sequence order,
+then waits for a nudge (any message on its endpoint) or polls every ``--poll-ms``.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from wal import osio
+from wal.format import resolve, scan_file
+
+__all__ = ["flush_wal_file", "flush_closed", "wal_files", "flush_lock", "main",
+           "segments_dir", "wal_file_name"]
+
+DEFAULT_SEGMENT_MAX_ENTRIES = 4096
+
+
+def wal_file_name(seq: int) -> str:
+    return f"{seq:016d}.wal"
+
+
+def wal_files(wal_dir: str) -> list[tuple[int, str]]:
+    """(seq, path) of every WAL file in ``wal_dir``, ascending."""
+    out = []
+    for n in os.listdir(wal_dir):
+        if n.endswith(".wal") and n[:-4].isdigit():
+            out.append((int(n[:-4]), os.path.join(wal_dir, n)))
+    out.sort()
+    return out
+
+
+def segments_dir(data_dir: str, uid: str) -> str:
+    """Where server ``uid``'s segments live."""
+    return os.path.join(data_dir, uid, "segments")
+
+
+@contextmanager
+def flush_lock(wal_dir: str) -> Iterator[None]:
+    """Exclusive lock serialising flushes of ``wal_dir``."""
+    fd = os.open(os.path.join(wal_dir, "flush.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def flush_wal_file(path: str, data_dir: str, segment_max_entries: int,
+                   *, delete: bool = True) -> dict[str, int]:
+    """Write ``path``'s entries into segments, durably, then delete it. Returns entries per uid.
+    Call with :func:`flush_lock` held (or when nothing else flushes this directory)."""
+    from ra.log.segments import Segments  # ra.log imports wal: keep the import edge one-way
+
+    res = scan_file(path)
+    counts: dict[str, int] = {}
+    for uid_b, entries in resolve(res.records).items():
+        uid = uid_b.decode()
+        sd = segments_dir(data_dir, uid)
+        os.makedirs(sd, exist_ok=True)
+        segs = Segments(sd)
+        try:
+            segs.write(entries, segment_max_entries)
+        finally:
+            segs.close()
+        counts[uid] = len(entries)
+    if delete:
+        os.unlink(path)
+        osio.fsync_dir(os.path.dirname(path) or ".")
+    return counts
+
+
+def flush_closed(wal_dir: str, data_dir: str, segment_max_entries: int,
+                 *, include_newest: bool = False) -> int:
+    """Flush every closed WAL file (all but the newest unless ``include_newest``), oldest first.
+    Returns how many files were flushed."""
+    n = 0
+    with flush_lock(wal_dir):
+        files = wal_files(wal_dir)
+        if not include_newest:
+            files = files[:-1]
+        for _, path in files:
+            flush_wal_file(path, data_dir, segment_max_entries)
+            n += 1
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Segment writer process: flush closed WAL files until SIGTERM."""
+    ap = argparse.ArgumentParser(prog="wal.segment_writer")
+    ap.add_argument("--wal-dir", required=True)
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--segment-max-entries", type=int, default=DEFAULT_SEGMENT_MAX_ENTRIES)
+    ap.add_argument("--endpoint", default=None, help="mailbox address for roll-over nudges")
+    ap.add_argument("--poll-ms", type=int, default=200)
+    a = ap.parse_args(argv)
+    stop = False
+
+    def _term(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _term)
+    mb = None
+    if a.endpoint:
+        from transport import Mailbox  # type: ignore[attr-defined]
+        mb = Mailbox(a.endpoint)
+    os.makedirs(a.wal_dir, exist_ok=True)
+    while not stop:
+        flush_closed(a.wal_dir, a.data_dir, a.segment_max_entries)
+        if mb is not None:
+            env = mb.recv(a.poll_ms / 1000)
+            while env is not None:  # coalesce nudges
+                env = mb.recv(0)
+        else:
+            time.sleep(a.poll_ms / 1000)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""Mirrors ra_log_wal.erl. The node's write-ahead log process: one fsync per batch for every server.
+
+Protocol (terms carried by ``transport`` casts/calls; ``uid`` is the writer's str uid):
+
+* writer -> WAL, cast ``("append", uid, lw, [[index, term, payload_bytes], ...])``: consecutive
+  entries; ``lw`` is the writer's last index confirmed durable. The reply address is the cast's
+  sender address.
+* WAL -> writer, cast ``("written", uid, [[term, from, to], ...])`` after the batch holding them
+  was synced: every listed range is durable. Never sent for an entry that was not synced.
+* WAL -> writer, cast ``("resend_write", uid, from_idx)``: a request left a gap; resend
+  everything from ``from_idx`` (:mod:`wal.batch` has the rule).
+* WAL -> writer, cast ``("wal_error", uid, "reason")``: a write or sync failed; nothing more will
+  be confirmed by this WAL incarnation (it exits so that its supervisor restarts it).
+* WAL -> writer, cast ``("wal_started", epoch)``: sent at start to every writer address the
+  previous incarnation knew (best-effort file ``writers``): resend whatever is unconfirmed.
+* call ``("overview",)`` -> dict; call ``("roll_over",)`` -> ``"ok"``.
+
+Loop contract: drain *everything* queued (up to ``max_batch_bytes``), plan the batch purely
+(:func:`wal.batch.plan_batch`), write it with ONE write call, sync ONCE (``fdatasync``; with
+``write_strategy="o_sync"`` the file is opened ``O_SYNC`` and the write itself is the sync), and
+only then send the notices. At ``max_size_bytes`` the WAL rolls to a new file (the new file and
+its directory entry are synced before use) and nudges the segment writer. At start, every
+existing WAL file is recovered (torn tails end the log) and flushed to segments before the first
+append is accepted.
+
+Entry point: ``python -m wal.wal --wal-dir D --data-dir D --endpoint E [...]`` or :func:`main`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any, Callable
+
+from wal import osio
+from wal.batch import Append, WriterState, needs_roll, plan_batch
+from wal.format import HEADER_SIZE, encode_header
+from wal.segment_writer import (DEFAULT_SEGMENT_MAX_ENTRIES, flush_lock, flush_wal_file,
+                                wal_file_name, wal_files)
+
+__all__ = ["Wal", "main", "DEFAULT_MAX_SIZE_BYTES", "WRITE_STRATEGIES"]
+
+DEFAULT_MAX_SIZE_BYTES = 256 * 1024 * 1024
+WRITE_STRATEGIES = ("default", "o_sync")
+_WRITERS_FILE = "writers"
+
+Notify = Callable[[Any, Any], None]
+
+
+class Wal:
+    """The WAL's state and batch handling, independent of the mailbox (tests drive it directly).
+
+    ``notify(addr, msg)`` sends a notice to a writer. Durability: :meth:`handle_appends` returns
+    only after the batch is synced (or the WAL has failed); ``written`` notices are sent only for
+    synced entries, and never again after a failed write or sync.
+    """
+
+    def __init__(self, wal_dir: str, data_dir: str, notify: Notify, *,
+                 max_size_bytes: int = DEFAULT_MAX_SIZE_BYTES, checksums: bool = True,
+                 write_strategy: str = "default",
+                 segment_max_entries: int = DEFAULT_SEGMENT_MAX_ENTRIES,
+                 on_roll: Callable[[], None] | None = None) -> None:
+        if write_strategy not in WRITE_STRATEGIES:
+            raise ValueError(f"write_strategy {write_strategy!r} not in {WRITE_STRATEGIES}")
+        self.wal_dir = wal_dir
+        self.data_dir = data_dir
+        self.notify = notify
+        self.max_size_bytes = max_size_bytes
+        self.checksums = checksums
+        self.write_strategy = write_strategy
+        self.segment_max_entries = segment_max_entries
+        self.on_roll = on_roll
+        self.writers: dict[bytes, WriterState] = {}
+        self._known_addrs: dict[str, Any] = {}
+        self._fd = -1
+        self._seq = 0
+        self._size = 0
+        self.failed: str | None = None
+        self.epoch = time.time_ns()
+        self.stats = {"batches": 0, "entries": 0, "syncs": 0, "bytes": 0, "roll_overs": 0,
+                      "resends": 0, "recovered_files": 0, "recovered_entries": 0,
+                      "last_batch_entries": 0, "max_batch_entries": 0}
+        os.makedirs(wal_dir, exist_ok=True)
+
+    # -- start -------------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Flush every existing WAL file to segments (torn tails end each log), delete them,
+        open a fresh file, and tell the writers the previous incarnation knew to resend."""
+        with flush_lock(self.wal_dir):
+            files = wal_files(self.wal_dir)
+            for seq, path in files:
+                counts = flush_wal_file(path, self.data_dir, self.segment_max_entries)
+                self.stats["recovered_files"] += 1
+                self.stats["recovered_entries"] += sum(counts.values())
+            self._seq = files[-1][0] if files else 0
+        self._open_next()
+        try:
+            with open(os.path.join(self.wal_dir, _WRITERS_FILE)) as f:
+                self._known_addrs = json.load(f)
+        except (OSError, ValueError):
+            self._known_addrs = {}
+        for addr in set(self._known_addrs.values()):
+            self.notify(addr, ("wal_started", self.epoch))
+
+    def _open_next(self) -> None:
+        io = osio.get_os()
+        if self._fd >= 0:
+            io.close(self._fd)
+            self._fd = -1
+        self._seq += 1
+        path = os.path.join(self.wal_dir, wal_file_name(self._seq))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+        if self.write_strategy == "o_sync":
+            flags |= os.O_SYNC
+        fd = io.open(path, flags)
+        self._fd = fd
+        io.write_all(fd, encode_header(self.checksums))
+        io.fsync(fd)
+        osio.fsync_dir(self.wal_dir)
+        self._size = HEADER_SIZE
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.wal_dir, wal_file_name(self._seq))
+
+    # -- batches -----------------------------------------------------------------------------
+    def handle_appends(self, requests: list[Append]) -> None:
+        """Write, sync and confirm one batch (see the module contract)."""
+        if self.failed is not None:
+            for uid, addr, _, _ in requests:
+                self.notify(addr, ("wal_error", uid.decode(), self.failed))
+            return
+        plan = plan_batch(requests, self.writers, self.checksums)
+        for addr, uid, frm in plan.resends:
+            self.stats["resends"] += 1
+            self.notify(addr, ("resend_write", uid.decode(), frm))
+        if plan.n_entries:
+            io = osio.get_os()
+            try:
+                if needs_roll(self._size, len(plan.buffer), self.max_size_bytes):
+                    self.roll_over()
+                io.write_all(self._fd, plan.buffer)
+                self._size += len(plan.buffer)
+                if self.write_strategy != "o_sync":
+                    io.fdatasync(self._fd)
+            except OSError as exc:
+                self._fail(exc, requests)
+                return
+            st = self.stats
+            st["batches"] += 1
+            st["syncs"] += 1
+            st["entries"] += plan.n_entries
+            st["bytes"] += len(plan.buffer)
+            st["last_batch_entries"] = plan.n_entries
+            if plan.n_entries > st["max_batch_entries"]:
+                st["max_batch_entries"] = plan.n_entries
+            for (addr, uid), ranges in plan.written.items():
+                self.notify(addr, ("written", uid.decode(), [list(r) for r in ranges]))
+            self._remember_addrs(plan.writers)
+
+    def _remember_addrs(self, uids: set[bytes]) -> None:
+        changed = False
+        for uid in uids:
+            addr = self.writers[uid].addr
+            k = uid.decode()
+            if isinstance(addr, str) and self._known_addrs.get(k) != addr:
+                self._known_addrs[k] = addr
+                changed = True
+        if changed:  # best-effort hint, not synced: losing it only delays resends
+            tmp = os.path.join(self.wal_dir, _WRITERS_FILE + ".tmp")
+            try:
+                with open(tmp, "w") as f:
+                    json.dump(self._known_addrs, f)
+                os.replace(tmp, os.path.join(self.wal_dir, _WRITERS_FILE))
+            except OSError:
+                pass
+
+    def _fail(self, exc: OSError, requests: list[Append]) -> None:
+        self.failed = f"{type(exc).__name__}: {exc}"
+        addrs: dict[Any, set[str]] = {}
+        for uid, addr, _, _ in requests:
+            addrs.setdefault(addr, set()).add(uid.decode())
+        for uid_b, st in self.writers.items():
+            addrs.setdefault(st.addr, set()).add(uid_b.decode())
+        for addr, uids in addrs.items():
+            for uid in uids:
+                self.notify(addr, ("wal_error", uid, self.failed))
+
+    def roll_over(self) -> None:
+        """Close the current file (already synced by its last batch) and start the next."""
+        self._open_next()
+        self.stats["roll_overs"] += 1
+        if self.on_roll is not None:
+            self.on_roll()
+
+    def overview(self) -> dict[str, Any]:
+        """Counters, the current file, and ``error`` (None, or why the WAL stopped confirming)."""
+        st = dict(self.stats)
+        st.update(file=self.path, seq=self._seq, file_size=self._size,
+                  writers=len(self.writers), error=self.failed, failed=self.failed is not None,
+                  write_strategy=self.write_strategy, checksums=self.checksums,
+                  entries_per_sync=(st["entries"] / st["syncs"]) if st["syncs"] else 0.0,
+                  epoch=self.epoch)
+        return st
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            osio.get_os().close(self._fd)
+            self._fd = -1
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="wal.wal")
+    ap.add_argument("--wal-dir", required=True)
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--endpoint", required=True)
+    ap.add_argument("--segment-writer", default=None, help="segment writer's mailbox address")
+    ap.add_argument("--max-size-bytes", type=int, default=DEFAULT_MAX_SIZE_BYTES)
+    ap.add_argument("--no-checksums", action="store_true")
+    ap.add_argument("--write-strategy", default="default", choices=WRITE_STRATEGIES)
+    ap.add_argument("--segment-max-entries", type=int, default=DEFAULT_SEGMENT_MAX_ENTRIES)
+    ap.add_argument("--max-batch-bytes", type=int, default=32 << 20)
+    ap.add_argument("--error-exit-after", type=float, default=1.0,
+                    help="seconds a failed WAL keeps answering overview before exiting 1")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the WAL process until SIGTERM (exit 0) or a write/sync failure (exit 1)."""
+    a = _parse_args(argv)
+    from transport import Mailbox
+
+    stop = False
+
+    def _term(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _term)
+    mb = Mailbox(a.endpoint)
+    sw = a.segment_writer
+    wal = Wal(a.wal_dir, a.data_dir, mb.cast, max_size_bytes=a.max_size_bytes,
+              checksums=not a.no_checksums, write_strategy=a.write_strategy,
+              segment_max_entries=a.segment_max_entries,
+              on_roll=(lambda: mb.cast(sw, ("roll",))) if sw else None)
+    wal.recover()
+    failed_at: float | None = None
+    max_bytes = a.max_batch_bytes
+    recv = mb.recv
+    while not stop:
+        env = recv(0.2)
+        if env is None:
+            if failed_at is not None and time.monotonic() - failed_at > a.error_exit_after:
+                return 1
+            continue
+        reqs: list[Append] = []
+        nbytes = 0
+        while env is not None:
+            p = env.payload
+            if env.kind == "cast" and p[0] == "append":
+                uid = p[1].encode()
+                reqs.append(Append(uid, env.frm, p[2], p[3]))
+                for e in p[3]:
+                    nbytes += len(e[2])
+                if nbytes >= max_bytes:
+                    break
+            elif env.kind == "call":
+                if p[0] == "overview":
+                    mb.reply(env.frm, wal.overview())
+                elif p[0] == "roll_over":
+                    try:
+                        wal.roll_over()
+                        mb.reply(env.frm, "ok")
+                    except OSError as exc:
+                        mb.reply(env.frm, f"error: {exc}")
+                else:
+                    mb.reply(env.frm, ("error", "unknown_call"))
+            env = recv(0)
+        if reqs:
+            wal.handle_appends(reqs)
+            if wal.failed is not None and failed_at is None:
+                failed_at = time.monotonic()
+    wal.close()
+    mb.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
