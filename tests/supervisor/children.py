@@ -1,0 +1,47 @@
+"""Tiny child programs for the supervisor and node tests (run as Fork targets)."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+__all__ = ["sleeper", "stubborn", "graceful", "exit_with", "logger"]
+
+
+def sleeper() -> int:
+    """Wait forever; SIGTERM kills it (default disposition)."""
+    while True:
+        signal.pause()
+
+
+def stubborn() -> int:
+    """Ignore SIGTERM; only SIGKILL ends it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while True:
+        signal.pause()
+
+
+def graceful() -> int:
+    """Exit 0 on SIGTERM."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    while True:
+        signal.pause()
+
+
+def exit_with(code: int) -> int:
+    """Exit at once with ``code``."""
+    return int(code)
+
+
+def logger(path: str, name: str) -> int:
+    """Append ``start NAME`` to ``path``, and ``stop NAME`` when SIGTERM arrives, then exit 0."""
+    def _stop(*_: object) -> None:
+        with open(path, "a") as f:
+            f.write(f"stop {name}\n")
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
+    with open(path, "a") as f:
+        f.write(f"start {name}\n")
+    while True:
+        signal.pause()
