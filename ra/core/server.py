@@ -194,6 +194,9 @@ def step(role: str, msg: Any, s: ServerState) -> tuple[str, ServerState, list[An
     if isinstance(msg, MetaWritten):
         if msg.seq > s.meta_synced:
             s.meta_synced = msg.seq
+        if s.role == "candidate" and s.meta_synced >= s.meta_seq \
+                and quorum.has_majority(s.votes & set(s.cluster), s.cluster):
+            _become_leader(s, effects)
     else:
         _HANDLERS[type(msg)](msg, s, effects)
     if s.meta_synced < s.meta_seq:
@@ -289,9 +292,7 @@ def _start_candidate(s: ServerState, effects: list[Any]) -> None:
     s.votes = {s.id}
     s.verified_index = 0
     effects.append(StartElectionTimeout())
-    if quorum.has_majority(s.votes & set(s.cluster), s.cluster):
-        _become_leader(s, effects)
-        return
+    # a one-member cluster wins on its own vote, once that vote is durable (see step)
     last_idx, last_term = s.log.last_index_term()
     rpc = RequestVoteRpc(s.current_term, s.id, last_idx, last_term)
     for p in _others(s):
@@ -398,7 +399,7 @@ def _on_request_vote_result(msg: RequestVoteResult, s: ServerState, effects: lis
         return
     if msg.from_id in s.cluster:
         s.votes.add(msg.from_id)
-    if quorum.has_majority(s.votes & set(s.cluster), s.cluster):
+    if s.meta_synced >= s.meta_seq and quorum.has_majority(s.votes & set(s.cluster), s.cluster):
         _become_leader(s, effects)
 
 

@@ -1,0 +1,161 @@
+"""Follower: append_entries, durable acks, back-off hints, apply, snapshots (↔ ra_server_SUITE)."""
+from ra.core.effects import Cast, RecordLeaderMsg, Reply, SendRpc, StartElectionTimeout
+from ra.core.messages import (
+    AppendEntriesReply, AppendEntriesRpc, Command, ConsistentQuery, HeartbeatReply, HeartbeatRpc,
+    InstallSnapshotResult, InstallSnapshotRpc, MetaWritten, SnapshotMeta, Written,
+)
+from ra.testing.memory import MemoryLog
+from tests.core.helpers import CLUSTER, N1, N2, new_server, step, sync, with_log
+
+NOOP = ("noop", 0)
+
+
+def usr(n):
+    return ("usr", n, None, 0)
+
+
+def test_append_entries_acked_only_after_written():
+    s = new_server()
+    eff = step(s, AppendEntriesRpc(1, N2, 0, 0, 0, [(1, 1, NOOP), (2, 1, usr(5))]))
+    assert s.current_term == 1 and s.leader_id == N2 and s.role == "follower"
+    # nothing goes out: the new term is not durable and neither are the entries
+    assert eff == [RecordLeaderMsg(N2)]
+    assert s.log.last_index_term() == (2, 1) and s.log.last_written() == (0, 0)
+    eff = sync(s)
+    assert eff == [SendRpc(N2, AppendEntriesReply(1, True, 3, 2, 1, N1))]
+
+
+def test_heartbeat_append_is_answered_at_once_with_written_index():
+    s = new_server()
+    with_log(s, [(1, 1, NOOP), (2, 1, usr(5))], term=1)
+    eff = step(s, AppendEntriesRpc(1, N2, 2, 2, 1, []))
+    assert eff == [RecordLeaderMsg(N2), SendRpc(N2, AppendEntriesReply(1, True, 3, 2, 1, N1))]
+    assert s.commit_index == 2 and s.last_applied == 2 and s.machine_state == 5
+
+
+def test_missing_prev_replies_failure_with_next_index_hint():
+    s = new_server()
+    with_log(s, [(1, 1, NOOP)], term=1)
+    eff = step(s, AppendEntriesRpc(1, N2, 0, 5, 1, [(6, 1, usr(1))]))
+    assert eff[-1] == SendRpc(N2, AppendEntriesReply(1, False, 2, 0, 0, N1))
+
+
+def test_conflicting_term_backs_off_to_first_index_of_that_term():
+    s = new_server()
+    with_log(s, [(1, 1, NOOP), (2, 2, usr(1)), (3, 2, usr(2)), (4, 2, usr(3))], term=2)
+    eff = step(s, AppendEntriesRpc(3, N2, 1, 4, 3, []))
+    assert eff == [RecordLeaderMsg(N2)]        # term 3 is not durable yet: the reply waits
+    eff = step(s, MetaWritten(s.meta_seq))
+    assert eff == [SendRpc(N2, AppendEntriesReply(3, False, 2, 0, 0, N1))]
+
+
+def test_stale_tail_is_overwritten_and_never_counted_before_verified():
+    s = new_server()
+    with_log(s, [(1, 1, NOOP), (2, 1, usr(1)), (3, 1, usr(2))], term=1)
+    # a new leader whose log shares only index 1: a heartbeat at prev 1 must not ack 2..3
+    eff = step(s, AppendEntriesRpc(2, N2, 1, 1, 1, []))
+    sync(s)
+    eff = step(s, AppendEntriesRpc(2, N2, 1, 1, 1, []))
+    assert eff[-1] == SendRpc(N2, AppendEntriesReply(2, True, 2, 1, 1, N1))
+    step(s, AppendEntriesRpc(2, N2, 1, 1, 1, [(2, 2, NOOP)]))
+    assert s.log.last_index_term() == (2, 2) and s.log.fetch(3) is None
+    assert s.log.last_written() == (1, 1)
+    assert sync(s) == [SendRpc(N2, AppendEntriesReply(2, True, 3, 2, 2, N1))]
+
+
+def test_duplicate_append_does_not_truncate():
+    s = new_server()
+    with_log(s, [(1, 1, NOOP), (2, 1, usr(1)), (3, 1, usr(2))], term=1)
+    step(s, AppendEntriesRpc(1, N2, 0, 0, 0, [(1, 1, NOOP)]))
+    assert s.log.last_index_term() == (3, 1) and s.log.last_written() == (3, 1)
+
+
+def test_stale_term_append_is_rejected_with_current_term():
+    s = new_server()
+    with_log(s, [(1, 3, NOOP)], term=3)
+    eff = step(s, AppendEntriesRpc(2, N2, 0, 0, 0, []))
+    assert eff == [SendRpc(N2, AppendEntriesReply(3, False, 2, 1, 3, N1))]
+
+
+def test_follower_applies_only_committed_and_written():
+    s = new_server()
+    with_log(s, [(1, 1, NOOP)], term=1)
+    step(s, AppendEntriesRpc(1, N2, 3, 1, 1, [(2, 1, usr(1)), (3, 1, usr(2))]))
+    assert s.commit_index == 3 and s.last_applied == 1      # 2..3 not durable yet
+    sync(s)
+    assert s.last_applied == 3 and s.machine_state == 3
+
+
+def test_bug_switch_apply_before_commit():
+    s = new_server(bugs=frozenset({"apply_before_commit"}))
+    with_log(s, [(1, 1, NOOP)], term=1)
+    step(s, AppendEntriesRpc(1, N2, 1, 1, 1, [(2, 1, usr(7))]))
+    assert s.last_applied == 2
+
+
+def test_follower_redirects_commands_and_queries():
+    s = new_server()
+    with_log(s, [(1, 1, NOOP)], term=1)
+    step(s, AppendEntriesRpc(1, N2, 1, 1, 1, []))
+    assert step(s, Command("usr", 1, ("await", "f1"))) == [Reply("f1", ("redirect", N2))]
+    assert step(s, Command("usr", 1, ("notify", "c1", "pid"))) == [
+        Cast("pid", ("ra_event", N2, ("rejected", ("not_leader", N2, "c1"))))]
+    assert step(s, ConsistentQuery("f2", lambda st: st)) == [Reply("f2", ("redirect", N2))]
+
+
+def test_heartbeat_rpc_is_answered():
+    s = new_server()
+    with_log(s, [(1, 1, NOOP)], term=1)
+    eff = step(s, HeartbeatRpc(4, 1, N2))
+    assert eff == [RecordLeaderMsg(N2), SendRpc(N2, HeartbeatReply(4, 1, N1))]
+
+
+def test_install_snapshot_in_chunks():
+    s = new_server()
+    with_log(s, [(1, 1, NOOP)], term=1)
+    meta = SnapshotMeta(10, 1, CLUSTER, 0)
+    data = repr(42).encode()
+    step(s, InstallSnapshotRpc(1, N2, meta, (1, "next"), data[:1]))
+    assert s.role == "receive_snapshot"
+    eff = step(s, InstallSnapshotRpc(1, N2, meta, (2, "last"), data[1:]))
+    assert s.role == "follower"
+    assert s.machine_state == 42 and s.last_applied == 10 and s.commit_index == 10
+    assert s.log.last_index_term() == (10, 1) and s.log.last_written() == (10, 1)
+    assert eff[-1] == SendRpc(N2, InstallSnapshotResult(1, 10, 1, N1))
+    # replication resumes after the snapshot
+    step(s, AppendEntriesRpc(1, N2, 11, 10, 1, [(11, 1, usr(1))]))
+    sync(s)
+    assert s.machine_state == 43
+
+
+def test_install_snapshot_chunks_out_of_order():
+    s = new_server()
+    with_log(s, [(1, 1, NOOP)], term=1)
+    meta = SnapshotMeta(5, 1, CLUSTER, 0)
+    data = repr((1, 2, 3)).encode()
+    step(s, InstallSnapshotRpc(1, N2, meta, (2, "last"), data[4:]))
+    assert s.machine_state == 0
+    step(s, InstallSnapshotRpc(1, N2, meta, (1, "next"), data[:4]))
+    assert s.machine_state == (1, 2, 3)
+
+
+def test_recovery_replays_to_last_applied():
+    log = MemoryLog()
+    s = new_server(log=log)
+    with_log(s, [(1, 1, NOOP), (2, 1, usr(4)), (3, 1, usr(5))], term=1)
+    step(s, AppendEntriesRpc(1, N2, 3, 3, 1, []))
+    assert s.machine_state == 9
+    log.crash()
+    s.meta.crash()
+    s2 = new_server(log=log, meta=s.meta)
+    assert s2.machine_state == 9 and s2.last_applied == 3 and s2.commit_index == 3
+    assert step(s2, Written(1, 1, 1)) == []
+
+
+def test_written_for_overwritten_term_does_not_advance():
+    s = new_server()
+    with_log(s, [(1, 1, NOOP)], term=1)
+    step(s, AppendEntriesRpc(1, N2, 1, 1, 1, [(2, 1, usr(1))]))
+    step(s, AppendEntriesRpc(2, StartElectionTimeout, 1, 1, 1, [(2, 2, usr(9))]))
+    assert s.log.handle_written(Written(1, 2, 2)) is False
+    assert s.log.last_written() == (1, 1)
