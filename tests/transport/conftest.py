@@ -1,0 +1,97 @@
+"""Fixtures for transport tests: peer processes that are always reaped, with their children."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_until(cond: Callable[[], object], timeout: float = 5.0, interval: float = 0.005) -> object:
+    """Poll ``cond`` until truthy or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {cond}")
+        time.sleep(interval)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants, then reap what is ours."""
+    try:
+        root = psutil.Process(pid)
+        procs = root.children(recursive=True) + [root]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=5)
+
+
+class Peers:
+    """Starts ``python -m tests.transport.peer MODE ENDPOINT`` processes; kills them all at
+    teardown, whatever happened."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def start(self, mode: str, endpoint: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "tests.transport.peer", mode, endpoint, *extra],
+            stdout=subprocess.PIPE, text=True, cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        self.procs.append(p)
+        assert p.stdout is not None
+        line = p.stdout.readline().strip()  # the peer prints its address once bound
+        if not line:
+            p.wait(5)
+            raise RuntimeError(f"peer {mode} {endpoint} failed to start (rc={p.returncode})")
+        return p, line
+
+    def kill(self, p: subprocess.Popen[str]) -> None:
+        kill_tree(p.pid)
+        p.wait(5)
+
+    def cleanup(self) -> None:
+        for p in self.procs:
+            kill_tree(p.pid)
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            if p.stdout:
+                p.stdout.close()
+
+
+@pytest.fixture
+def peers() -> Iterator[Peers]:
+    ps = Peers()
+    try:
+        yield ps
+    finally:
+        ps.cleanup()
+
+
+@pytest.fixture
+def ipc_dir(tmp_path: Path) -> Path:
+    """A short per-test directory for ipc sockets (sun_path is limited to 107 bytes)."""
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="ra-t-", dir="/tmp"))
+    yield d
+    for f in d.iterdir():
+        f.unlink()
+    d.rmdir()

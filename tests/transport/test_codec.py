@@ -1,0 +1,163 @@
+"""Codec: exact round trips of every term, registered dataclasses, TypeError paths."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ra.core.types import ServerId
+from transport import codec
+from transport.envelope import From
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Rpc:
+    term: int
+    entries: list[Any]
+    leader: Any = None
+
+
+class _Pair(NamedTuple):
+    a: Any
+    b: Any
+
+
+codec.register_dataclass(_Rpc, 120)
+codec.register_namedtuple(_Pair, 121)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal and of exactly the same types all the way down."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if type(a) in (list, tuple) or isinstance(a, tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if type(a) is dict:
+        if len(a) != len(b):
+            return False
+        bk = {k: k for k in b}
+        return all(k in bk and same(k, bk[k]) and same(v, b[k]) for k, v in a.items())
+    if type(a) in (set, frozenset):
+        return a == b
+    if dataclasses.is_dataclass(a):
+        return all(same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+    return bool(a == b)
+
+
+hashable = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.binary(max_size=5),
+    lambda c: st.tuples(c, c) | st.frozensets(c, max_size=3)
+    | st.builds(ServerId, st.text(max_size=4), st.text(max_size=4)),
+    max_leaves=6,
+)
+terms = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True)
+    | st.text(max_size=8) | st.binary(max_size=8),
+    lambda c: st.lists(c, max_size=4) | st.lists(c, max_size=4).map(tuple)
+    | st.dictionaries(hashable, c, max_size=4) | st.sets(hashable, max_size=3)
+    | st.frozensets(hashable, max_size=3)
+    | st.builds(ServerId, st.text(max_size=4), st.text(max_size=4))
+    | st.builds(_Rpc, st.integers(), st.lists(c, max_size=3), c)
+    | st.builds(_Pair, c, c),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(terms)
+def test_roundtrip_any_term(t: Any) -> None:
+    assert same(codec.decode(codec.encode(t)), t)
+
+
+@pytest.mark.parametrize("v", [
+    0, -1, 2**63 - 1, 2**63, 2**64 - 1, 2**64, -2**63, -2**63 - 1, 10**40, -10**40,
+    True, False, None, 1.0, -0.0, float("inf"), "", "é", b"", b"\x00\xff",
+    (), (1,), ((),), [()], [[]], {(): ()}, set(), frozenset(), {frozenset({1}): {(1, 2)}},
+    ServerId("a", "127.0.0.1:1"), (ServerId("a", "b"),), From("ipc:///x", 7),
+])
+def test_roundtrip_edges(v: Any) -> None:
+    out = codec.decode(codec.encode(v))
+    assert same(out, v), (v, out)
+
+
+def test_namedtuples_stay_themselves_and_plain_tuples_stay_plain() -> None:
+    sid = ServerId("n", "h:1")
+    out = codec.decode(codec.encode([sid, ("n", "h:1"), _Pair(1, (2,))]))
+    assert type(out[0]) is ServerId and out[0] == sid
+    assert type(out[1]) is tuple
+    assert type(out[2]) is _Pair and type(out[2].b) is tuple
+
+
+def test_dataclass_roundtrip_nested() -> None:
+    v = _Rpc(3, [(1, 3, ("usr", {"k": b"v"}, None, 5)), _Rpc(1, [], None)], ServerId("x", "y"))
+    out = codec.decode(codec.encode(v))
+    assert out == v and type(out.entries[0][2]) is tuple and type(out.entries[1]) is _Rpc
+
+
+class _Weird:
+    pass
+
+
+@pytest.mark.parametrize("value, where", [
+    (_Weird(), "<top>"),
+    ([1, 2, {"k": _Weird()}], "[2]['k']"),
+    ((1, [2, (3, _Weird())]), "[1][1][1]"),
+    ({"a": {(1, 2): [_Weird()]}}, "['a'][(1, 2)][0]"),
+    (_Rpc(1, [0, _Weird()]), ".entries[1]"),
+    ({_Weird(): 1}, "<key"),
+    ([lambda: 1], "[0]"),
+])
+def test_type_error_names_type_and_path(value: Any, where: str) -> None:
+    with pytest.raises(TypeError) as ei:
+        codec.encode(value)
+    msg = str(ei.value)
+    assert "cannot encode" in msg and where in msg, msg
+    if "lambda" not in repr(value):
+        assert "_Weird" in msg
+
+
+@pytest.mark.parametrize("value", [
+    __import__("collections").OrderedDict(a=1),  # subclasses are not terms: no silent widening
+    __import__("enum").IntEnum("E", "A").A,
+    _Pair,  # a class
+])
+def test_subclasses_and_other_types_are_rejected(value: Any) -> None:
+    with pytest.raises(TypeError, match="cannot encode"):
+        codec.encode(value)
+
+
+def test_bytes_like_values_arrive_as_bytes() -> None:
+    # msgpack packs bytearray/memoryview natively; documented widening to bytes.
+    assert codec.decode(codec.encode([bytearray(b"ab"), memoryview(b"cd")])) == [b"ab", b"cd"]
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\xc1", codec.encode([1, 2, 3])[:-1], codec.encode("abc") + b"\x00",
+    b"\xc7\x00\x63",  # unknown ext code
+    b"\xc7\x00\x01",  # a bare tuple marker
+    codec.encode([1, [2, 3]])[:-1],
+])
+def test_decode_rejects_malformed(data: bytes) -> None:
+    with pytest.raises(codec.DecodeError):
+        codec.decode(data)
+
+
+def test_register_rejects_bad_input() -> None:
+    @dataclasses.dataclass
+    class NotFrozen:
+        x: int
+
+    with pytest.raises(TypeError):
+        codec.register_dataclass(NotFrozen, 122)
+    with pytest.raises(ValueError):
+        codec.register_dataclass(_Rpc, 5)  # codec-reserved code
+    with pytest.raises(ValueError):
+        codec.register_namedtuple(_Pair, 120)  # taken by _Rpc
+    codec.register_dataclass(_Rpc, 120)  # same class, same code: idempotent
+    assert codec.registered()[120] is _Rpc

@@ -1,0 +1,183 @@
+"""Mailbox between real processes on loopback: cast, call, deferred reply, errors, bad frames."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from ra.errors import NoProc, Timeout
+from transport import From, Mailbox
+from transport.envelope import CALL, VERSION
+from transport import codec
+
+from tests.transport.conftest import Peers, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["tcp", "ipc"])
+def endpoint(request: pytest.FixtureRequest, ipc_dir: Path) -> str:
+    if request.param == "tcp":
+        return "tcp://127.0.0.1:0"
+    return f"ipc://{ipc_dir}/peer.sock"
+
+
+@pytest.fixture
+def mb(ipc_dir: Path):
+    m = Mailbox(f"ipc://{ipc_dir}/me.sock")
+    yield m
+    m.close()
+
+
+def test_call_and_cast_roundtrip(peers: Peers, endpoint: str, mb: Mailbox) -> None:
+    _, addr = peers.start("echo", endpoint)
+    assert addr.startswith(endpoint.split(":")[0])
+    if endpoint.startswith("tcp"):
+        assert not addr.endswith(":0") and int(addr.rsplit(":", 1)[1]) > 0
+    msg = {"k": (1, b"v", {2, 3}), 2**70: [None, 1.5]}
+    assert mb.call(addr, msg) == ("echo", msg)
+    # cast: ask the peer to cast something back to us; it must arrive with the peer as sender
+    mb.cast(addr, ("cast_back", mb.address, ("hello", 1)))
+    env = mb.recv(timeout=5)
+    assert env is not None and env.kind == "cast"
+    assert env.payload == ("hello", 1) and env.frm == addr
+
+
+def test_deferred_reply_answered_later(peers: Peers, mb: Mailbox, ipc_dir: Path) -> None:
+    """The peer stores the caller's From and answers only when a third party releases it."""
+    _, addr = peers.start("echo", "tcp://127.0.0.1:0")
+    errors: list[BaseException] = []
+
+    def releaser() -> None:
+        try:
+            with Mailbox(f"ipc://{ipc_dir}/rel.sock") as rel:
+                # the peer has 1 received message (our defer call) before we release it
+                wait_until(lambda: rel.call(addr, "counters")["received"] >= 2)
+                rel.cast(addr, ("release", "late"))
+        except BaseException as exc:  # surfaced in the main thread
+            errors.append(exc)
+
+    t = threading.Thread(target=releaser)
+    t.start()
+    try:
+        assert mb.call(addr, ("defer",), timeout=5) == ("deferred", "late")
+    finally:
+        t.join(5)
+    assert not errors
+
+
+def test_from_is_a_storable_term(peers: Peers, mb: Mailbox) -> None:
+    _, addr = peers.start("echo", "tcp://127.0.0.1:0")
+    frm = mb.call(addr, ("from",))  # the peer replies with the From it received
+    assert type(frm) is From and frm.addr == mb.address
+    assert codec.decode(codec.encode(frm)) == frm
+
+
+def test_abandoned_call_reply_is_dropped_as_stale(peers: Peers, mb: Mailbox) -> None:
+    _, addr = peers.start("echo", "tcp://127.0.0.1:0")
+    with pytest.raises(Timeout):
+        mb.call(addr, ("defer",), timeout=0.2)
+    mb.cast(addr, ("release", "too late"))
+    assert mb.call(addr, "next") == ("echo", "next")  # not the stale deferred reply
+    wait_until(lambda: mb.recv(0) is None and mb.counters["stale_reply"] == 1)
+
+
+def test_call_to_dead_process_is_noproc_quickly(peers: Peers, endpoint: str, mb: Mailbox) -> None:
+    p, addr = peers.start("echo", endpoint)
+    assert mb.call(addr, 1) == ("echo", 1)
+    peers.kill(p)
+    t0 = time.monotonic()
+    with pytest.raises(NoProc):
+        mb.call(addr, 2, timeout=5)
+    assert time.monotonic() - t0 < 0.5
+
+
+def test_call_to_never_bound_address_is_noproc(mb: Mailbox, ipc_dir: Path) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(NoProc):
+        mb.call(f"ipc://{ipc_dir}/nobody.sock", 1, timeout=5)
+    assert time.monotonic() - t0 < 0.5
+
+
+def test_call_timeout_when_peer_does_not_answer(peers: Peers, mb: Mailbox) -> None:
+    _, addr = peers.start("echo", "tcp://127.0.0.1:0")
+    t0 = time.monotonic()
+    with pytest.raises(Timeout) as ei:
+        mb.call(addr, ("defer",), timeout=0.3)
+    assert 0.3 <= time.monotonic() - t0 < 1.5
+    assert ei.value.server == addr
+
+
+def test_messages_arriving_during_a_call_are_kept_in_order(peers: Peers, ipc_dir: Path) -> None:
+    _, a = peers.start("echo", f"ipc://{ipc_dir}/a.sock")
+    me = Mailbox(f"ipc://{ipc_dir}/me.sock")
+    try:
+        # Ask the peer to cast three messages to us, then call it: the casts arrive while
+        # we wait for the reply and must come out of recv() afterwards, in order.
+        for i in range(3):
+            me.cast(a, ("cast_back", me.address, i))
+        assert me.call(a, "x") == ("echo", "x")
+        assert me.pending
+        got = [me.recv(1).payload for _ in range(3)]
+        assert got == [0, 1, 2]
+        assert not me.pending
+    finally:
+        me.close()
+
+
+def test_server_can_call_out_while_serving(peers: Peers, ipc_dir: Path, mb: Mailbox) -> None:
+    _, a = peers.start("echo", f"ipc://{ipc_dir}/a.sock")
+    _, b = peers.start("echo", "tcp://127.0.0.1:0")
+    assert mb.call(a, ("call", b, ("q", 1))) == ("relayed", ("echo", ("q", 1)))
+
+
+def test_unencodable_message_raises_before_sending(peers: Peers, mb: Mailbox) -> None:
+    _, addr = peers.start("echo", "tcp://127.0.0.1:0")
+    with pytest.raises(TypeError, match=r"at \[1\]"):
+        mb.call(addr, [1, object()])
+    with pytest.raises(TypeError):
+        mb.cast(addr, {1: object()})
+    assert mb.call(addr, "counters")["received"] == 1  # only this call reached the peer
+
+
+def test_calling_self_is_refused(mb: Mailbox) -> None:
+    with pytest.raises(ValueError, match="calling_self"):
+        mb.call(mb.address, 1)
+
+
+def test_malformed_frames_are_dropped_counted_and_survived(peers: Peers, mb: Mailbox) -> None:
+    _, addr = peers.start("echo", "tcp://127.0.0.1:0", str(1 << 16))
+    ctx = zmq.Context.instance()
+    raw = ctx.socket(zmq.DEALER)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.connect(addr)
+    try:
+        good = codec.encode([VERSION, CALL, mb.address, 1, "x"])
+        raw.send(b"\xc1\xc1garbage")                                 # garbage
+        raw.send(codec.encode([VERSION + 1, CALL, mb.address, 1, "x"]))  # wrong version
+        raw.send(good[:-1])                                          # truncated msgpack
+        raw.send(b"\x00" * ((1 << 16) + 1))                          # oversize (limit 64 KiB)
+        raw.send_multipart([good, good])                             # two data frames
+        raw.send(codec.encode(["not", "an", "envelope"]))            # wrong shape
+        raw.send(codec.encode([VERSION, 9, None, 1, "x"]))           # unknown kind
+        drops = ("garbage", "bad_version", "oversize", "bad_frames", "bad_envelope")
+        # raw and mb are different connections, unordered with each other: poll the counters.
+        c = wait_until(lambda: (lambda c: c if sum(c[k] for k in drops) >= 7 else None)(
+            mb.call(addr, "counters")))
+        assert c["garbage"] == 2 and c["bad_version"] == 1 and c["oversize"] == 1, c
+        assert c["bad_frames"] == 1 and c["bad_envelope"] == 2
+        assert mb.call(addr, "still alive?") == ("echo", "still alive?")
+    finally:
+        raw.close(0)
+
+
+def test_tcp_port_zero_and_default_ipc() -> None:
+    with Mailbox("tcp://127.0.0.1:0") as a, Mailbox() as b:
+        assert a.address.startswith("tcp://127.0.0.1:") and not a.address.endswith(":0")
+        assert b.address.startswith("ipc://")
+        path = b.address[6:]
+        assert Path(path).exists()
+    assert not Path(path).exists()

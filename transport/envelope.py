@@ -1,0 +1,94 @@
+"""No ra equivalent (BEAM distribution carries these). The versioned wire envelope.
+
+Every frame on the wire is one codec term ``[version, kind, from, ref, payload]``:
+
+* ``version`` is :data:`VERSION`; a frame with another version is dropped by the receiver.
+* ``kind`` is :data:`CAST`, :data:`CALL` or :data:`REPLY`.
+* ``from`` is the sender's mailbox address (``None`` allowed for casts).
+* ``ref`` is the call reference (an int) for CALL and REPLY, ``None`` for CAST.
+* ``payload`` is any term.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from transport import codec
+
+__all__ = ["VERSION", "CAST", "CALL", "REPLY", "From", "Envelope", "pack", "unpack", "BadEnvelope"]
+
+VERSION = 1
+CAST = 1
+CALL = 2
+REPLY = 3
+_KIND_NAMES = {CAST: "cast", CALL: "call", REPLY: "reply"}
+
+
+class From(NamedTuple):
+    """Who to answer for a call: the caller's mailbox ``addr`` and the call's ``ref``.
+
+    Opaque to users but a term: it can be stored (in state, in the log), sent elsewhere, and
+    answered later, by any process, with ``Mailbox.reply(frm, value)``.
+    """
+
+    addr: str
+    ref: int
+
+
+class Envelope(NamedTuple):
+    """One received message. ``kind`` is ``"cast"`` or ``"call"``; ``frm`` is a :class:`From`
+    for calls and the sender's address (or ``None``) for casts."""
+
+    kind: str
+    frm: Any
+    payload: Any
+
+
+class BadEnvelope(ValueError):
+    """A frame decoded to a term that is not a valid envelope; ``reason`` is a counter name."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def pack(kind: int, frm: str | None, ref: int | None, payload: Any) -> bytes:
+    """Encode one envelope. Raises ``TypeError`` if ``payload`` is not a term, with the path
+    relative to ``payload``."""
+    try:
+        return codec.encode([VERSION, kind, frm, ref, payload])
+    except TypeError:
+        codec.encode(payload)  # re-raise with a path the caller recognises
+        raise
+
+
+def unpack(frame: bytes) -> tuple[int, Any, Any, Any]:
+    """Decode one frame to ``(kind, from, ref, payload)``.
+
+    Raises :class:`BadEnvelope` with reason ``"garbage"`` (not a term), ``"bad_version"`` or
+    ``"bad_envelope"`` (wrong shape).
+    """
+    try:
+        t = codec.decode(frame)
+    except codec.DecodeError as exc:
+        raise BadEnvelope("garbage", str(exc)) from None
+    if type(t) is not list or len(t) != 5:
+        if type(t) is list and t and type(t[0]) is int and t[0] != VERSION:
+            raise BadEnvelope("bad_version", f"version {t[0]!r}")
+        raise BadEnvelope("bad_envelope", f"not a 5-item envelope: {type(t).__name__}")
+    version, kind, frm, ref, payload = t
+    if version != VERSION or type(version) is not int:
+        if type(version) is int:
+            raise BadEnvelope("bad_version", f"version {version!r}")
+        raise BadEnvelope("bad_envelope", f"version field {version!r}")
+    if kind not in _KIND_NAMES or type(kind) is not int:
+        raise BadEnvelope("bad_envelope", f"kind {kind!r}")
+    if kind != CAST and type(ref) is not int:
+        raise BadEnvelope("bad_envelope", f"ref {ref!r}")
+    if kind == CALL and type(frm) is not str:
+        raise BadEnvelope("bad_envelope", f"call without a reply address: {frm!r}")
+    return kind, frm, ref, payload
+
+
+# From is a transport term every layer stores (reply modes in the log), so the codec owns
+# its wire code (6, below the user range).
+codec._install(From, 6, tuple, ("addr", "ref"))

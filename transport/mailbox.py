@@ -1,0 +1,389 @@
+"""No ra equivalent (BEAM process mailboxes and gen:call). One ZeroMQ mailbox per process.
+
+A :class:`Mailbox` binds one ROUTER socket (its *address*, e.g. ``ipc:///tmp/x.sock`` or
+``tcp://127.0.0.1:40123``) on which it receives every cast, call and reply sent to it. It sends
+through one cached DEALER per destination address, so a peer's address is all one needs to
+reach it and no routing ids have to be exchanged.
+
+Contract:
+
+* ``cast`` never blocks and never raises for an absent peer: frames to a peer that is gone
+  stay queued in ZeroMQ (up to ``sndhwm``) until it comes back at the same address, and are
+  dropped (and counted) beyond that. Messages from one sender to one receiver arrive in order.
+* ``call`` sends ``[VERSION, CALL, my_address, ref, msg]`` and waits for the REPLY with that
+  ``ref``. Everything else that arrives meanwhile is kept, in order, for the next ``recv``
+  (so a server may call out while serving); replies to earlier, abandoned calls are dropped.
+  It raises ``NoProc`` quickly when the target's endpoint is refused on a live node (the
+  target is probed with a plain connect after ``probe_after`` seconds, then with back-off),
+  ``NodeDown`` when its node daemon is refused or unreachable (node known from
+  :meth:`note_node`, which ``transport.registry.resolve`` fills in), else ``Timeout``.
+* ``reply(frm, value)`` may be called from any process, any time later; a gone caller is
+  ignored.
+* Frames that are not valid envelopes (garbage, truncated msgpack, wrong version, wrong shape,
+  larger than ``max_frame_bytes``, not exactly one data frame) are dropped, logged (rate
+  limited) and counted in :attr:`counters`; the mailbox keeps serving.
+* Not thread-safe (ZeroMQ sockets are not): use a mailbox from one thread.
+"""
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import os
+import random
+import socket as _socket
+import struct
+import tempfile
+import time
+from typing import Any, Iterator
+
+import zmq
+
+from ra.errors import NodeDown, NoProc, Timeout
+from transport import envelope as _env
+from transport.envelope import CALL, CAST, REPLY, Envelope, From
+
+__all__ = ["Mailbox", "Envelope", "From", "probe_endpoint", "ALIVE", "DEAD", "UNREACHABLE"]
+
+_log = logging.getLogger("transport.mailbox")
+
+ALIVE = "alive"
+DEAD = "dead"
+UNREACHABLE = "unreachable"
+
+_IPC_MAX = 107  # sun_path limit on Linux, minus the NUL
+_COUNTER_NAMES = (
+    "received", "sent", "send_dropped", "garbage", "bad_version", "bad_envelope", "bad_frames",
+    "oversize", "stale_reply", "probes",
+)
+
+
+def _default_ipc() -> str:
+    base = os.environ.get("RA_IPC_DIR") or tempfile.gettempdir()
+    return f"ipc://{base}/ra-{os.getpid()}-{random.getrandbits(40):010x}.sock"
+
+
+def probe_endpoint(endpoint: str, timeout: float = 0.2) -> str:
+    """Is anything listening at ``endpoint``? One plain connect, no ZeroMQ.
+
+    Returns :data:`ALIVE` (connected), :data:`DEAD` (refused, or the ipc path is missing) or
+    :data:`UNREACHABLE` (no answer within ``timeout``: host down or partitioned). A process
+    stopped with SIGSTOP still counts as alive (the kernel accepts for it).
+    """
+    if endpoint.startswith("ipc://"):
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            s.connect(endpoint[6:])
+            return ALIVE
+        except (FileNotFoundError, ConnectionRefusedError):
+            return DEAD
+        except BlockingIOError:  # backlog full: someone is listening
+            return ALIVE
+        except OSError:
+            return UNREACHABLE
+        finally:
+            s.close()
+    if endpoint.startswith("tcp://"):
+        host, _, port = endpoint[6:].rpartition(":")
+        host = host.strip("[]")
+        try:
+            s = _socket.create_connection((host, int(port)), timeout=max(timeout, 0.001))
+        except ConnectionRefusedError:
+            return DEAD
+        except (OSError, ValueError):
+            return UNREACHABLE
+        # RST on close: no TIME_WAIT pile-up from repeated probes.
+        s.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        return ALIVE
+    return UNREACHABLE
+
+
+class Mailbox:
+    """A process's mailbox: one bound ROUTER plus cached per-destination DEALERs.
+
+    ``endpoint`` is where to bind: ``"ipc:///path"`` or ``"tcp://host:port"`` (port 0 or ``*``
+    picks a free port); ``None`` binds a fresh ipc path under ``$RA_IPC_DIR`` or the temp dir.
+    :attr:`address` is the resolved bound endpoint, the string peers send to.
+    """
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        context: zmq.Context[Any] | None = None,
+        max_frame_bytes: int = 64 << 20,
+        sndhwm: int = 100_000,
+        probe_after: float = 0.01,
+    ) -> None:
+        self._ctx = context if context is not None else zmq.Context.instance()
+        self.max_frame_bytes = max_frame_bytes
+        self.probe_after = probe_after
+        self._sndhwm = sndhwm
+        ep = endpoint or _default_ipc()
+        if ep.startswith("tcp://") and ep.endswith(":0"):
+            ep = ep[:-2] + ":*"
+        if ep.startswith("ipc://") and len(ep) - 6 > _IPC_MAX:
+            raise ValueError(f"ipc path longer than {_IPC_MAX} bytes: {ep}")
+        sock = self._ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)  # inbound queue bounded by senders' sndhwm instead
+        try:
+            sock.bind(ep)
+        except zmq.ZMQError:
+            sock.close(0)
+            raise
+        self.socket: zmq.Socket[Any] = sock
+        self.address: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._ipc_path = self.address[6:] if self.address.startswith("ipc://") else None
+        self._out: dict[str, zmq.Socket[Any]] = {}
+        self._queue: collections.deque[Envelope] = collections.deque()
+        self._nodes: dict[str, str] = {}
+        # Random start: a process restarted at the same address must not match old replies.
+        self._ref = random.getrandbits(48)
+        self.counters: dict[str, int] = dict.fromkeys(_COUNTER_NAMES, 0)
+        self._closed = False
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _dealer(self, to: str) -> zmq.Socket[Any]:
+        s = self._out.get(to)
+        if s is None:
+            s = self._ctx.socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.SNDHWM, self._sndhwm)
+            try:
+                s.connect(to)
+            except zmq.ZMQError as exc:
+                s.close(0)
+                raise ValueError(f"bad mailbox address {to!r}: {exc}") from None
+            self._out[to] = s
+        return s
+
+    def _send(self, to: str, data: bytes) -> bool:
+        try:
+            self._dealer(to).send(data, zmq.NOBLOCK)
+        except zmq.Again:
+            self.counters["send_dropped"] += 1
+            return False
+        self.counters["sent"] += 1
+        return True
+
+    def cast(self, to: str, msg: Any) -> None:
+        """Send ``msg`` to the mailbox at ``to``; never blocks, never reports delivery.
+
+        Raises ``TypeError`` if ``msg`` is not a term (nothing is sent), ``ValueError`` for a
+        malformed address.
+        """
+        self._send(to, _env.pack(CAST, self.address, None, msg))
+
+    def reply(self, frm: From | tuple[str, int], value: Any) -> None:
+        """Answer the call identified by ``frm`` (from :class:`Envelope`.frm). Fire-and-forget."""
+        addr, ref = frm
+        self._send(addr, _env.pack(REPLY, self.address, ref, value))
+
+    def call(self, to: str, msg: Any, timeout: float | None = 5.0) -> Any:
+        """Send ``msg`` as a call to ``to`` and return the reply's value.
+
+        Raises ``NoProc`` (no process at ``to`` on a live node), ``NodeDown`` (its node daemon
+        refused or unreachable), ``Timeout`` (no reply within ``timeout`` seconds; ``None``
+        waits forever), ``TypeError`` if ``msg`` is not a term (nothing is sent).
+        """
+        if to == self.address:
+            raise ValueError("calling_self: a mailbox cannot call itself")
+        self._ref += 1
+        ref = self._ref
+        self._send(to, _env.pack(CALL, self.address, ref, msg))
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        interval = self.probe_after
+        next_probe = now + interval
+        unreachable = False
+        sock = self.socket
+        while True:
+            until = next_probe if deadline is None else min(next_probe, deadline)
+            wait_ms = max(0, int((until - now) * 1000 + 0.999))
+            if sock.poll(wait_ms):
+                found, value = self._drain_for(ref)
+                if found:
+                    return value
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                if unreachable:
+                    raise NodeDown(f"node of {to} unreachable (call timed out after {timeout}s)")
+                raise Timeout(f"no reply from {to} within {timeout}s", server=to)
+            if now >= next_probe:
+                remaining = 0.2 if deadline is None else max(0.001, min(0.2, deadline - now))
+                verdict = self._probe(to, remaining)
+                if verdict == UNREACHABLE:
+                    unreachable = True
+                elif verdict is not None:
+                    found, value = self._drain_for(ref)  # a reply may have beaten the death
+                    if found:
+                        return value
+                    self.forget(to)  # queued frames must not reach a later process there
+                    if verdict == "nodedown":
+                        raise NodeDown(f"node of {to} is down ({self._nodes.get(to, to)})")
+                    raise NoProc(f"no process at {to}")
+                else:
+                    unreachable = False
+                now = time.monotonic()
+                interval = min(interval * 2, 0.5)
+                next_probe = now + interval
+
+    def _drain_for(self, ref: int) -> tuple[bool, Any]:
+        """Read everything available; return the reply for ``ref`` if seen, queue the rest."""
+        sock = self.socket
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return False, None
+            t = self._parse(frames)
+            if t is None:
+                continue
+            kind, frm, r, payload = t
+            if kind == REPLY:
+                if r == ref:
+                    return True, payload
+                self._drop("stale_reply", f"reply ref {r} from {frm}")
+            else:
+                self._queue.append(self._envelope(kind, frm, r, payload))
+
+    def _probe(self, to: str, timeout: float) -> str | None:
+        """``None`` if ``to`` looks alive, else ``"noproc"``, ``"nodedown"`` or UNREACHABLE."""
+        self.counters["probes"] += 1
+        node = self._nodes.get(to)
+        st = probe_endpoint(to, timeout)
+        if st == ALIVE:
+            return None
+        if st == UNREACHABLE:
+            return UNREACHABLE
+        if node is None:
+            return "noproc"
+        if node == to:
+            return "nodedown"
+        return "noproc" if probe_endpoint(node, timeout) == ALIVE else "nodedown"
+
+    def note_node(self, endpoint: str, node_endpoint: str) -> None:
+        """Record that ``endpoint`` lives on the node whose daemon listens at ``node_endpoint``,
+        so a dead ``endpoint`` can be told apart as NoProc (node up) or NodeDown."""
+        self._nodes[endpoint] = node_endpoint
+
+    def forget(self, to: str) -> None:
+        """Close the cached DEALER to ``to``, discarding frames still queued for it."""
+        s = self._out.pop(to, None)
+        if s is not None:
+            s.close(0)
+
+    # -- receiving ------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> bool:
+        """True if messages are already queued (set aside during a ``call``): an owner polling
+        :attr:`socket` must not block while this is true."""
+        return bool(self._queue)
+
+    def recv(self, timeout: float | None = 0) -> Envelope | None:
+        """Next incoming cast or call, or ``None`` after ``timeout`` seconds (0: don't wait,
+        ``None``: wait forever). Invalid frames and stale replies are dropped and counted."""
+        if self._queue:
+            return self._queue.popleft()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        sock = self.socket
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                if deadline is None:
+                    sock.poll()
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0 or not sock.poll(int(left * 1000 + 0.999)):
+                    return None
+                continue
+            t = self._parse(frames)
+            if t is None:
+                continue
+            kind, frm, ref, payload = t
+            if kind == REPLY:
+                self._drop("stale_reply", f"reply ref {ref} from {frm}")
+                continue
+            return self._envelope(kind, frm, ref, payload)
+
+    def recv_many(self, max_n: int = 1000, timeout: float | None = 0) -> list[Envelope]:
+        """Up to ``max_n`` messages: waits up to ``timeout`` for the first, then takes only
+        what is already there (one poll, many messages)."""
+        first = self.recv(timeout)
+        if first is None:
+            return []
+        out = [first]
+        while len(out) < max_n:
+            env = self.recv(0)
+            if env is None:
+                break
+            out.append(env)
+        return out
+
+    def __iter__(self) -> Iterator[Envelope]:
+        """Messages already available, without waiting."""
+        while True:
+            env = self.recv(0)
+            if env is None:
+                return
+            yield env
+
+    def _envelope(self, kind: int, frm: Any, ref: Any, payload: Any) -> Envelope:
+        if kind == CALL:
+            return Envelope("call", From(frm, ref), payload)
+        return Envelope("cast", frm, payload)
+
+    def _parse(self, frames: list[bytes]) -> tuple[int, Any, Any, Any] | None:
+        if len(frames) != 2:
+            self._drop("bad_frames", f"{len(frames) - 1} data frames")
+            return None
+        data = frames[1]
+        if len(data) > self.max_frame_bytes:
+            self._drop("oversize", f"{len(data)} bytes > {self.max_frame_bytes}")
+            return None
+        try:
+            t = _env.unpack(data)
+        except _env.BadEnvelope as exc:
+            self._drop(exc.reason, str(exc))
+            return None
+        self.counters["received"] += 1
+        return t
+
+    def _drop(self, reason: str, detail: str) -> None:
+        n = self.counters[reason] = self.counters.get(reason, 0) + 1
+        # Rate limited: a flood of garbage must not turn into a flood of log lines.
+        if n <= 10 or n % 1000 == 0:
+            _log.warning("%s dropped frame (%s #%d): %s", self.address, reason, n, detail[:200])
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every socket (pending outgoing frames are discarded) and remove the ipc file."""
+        if self._closed:
+            return
+        self._closed = True
+        for s in self._out.values():
+            s.close(0)
+        self._out.clear()
+        self.socket.close(0)
+        if self._ipc_path:
+            try:
+                os.unlink(self._ipc_path)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+
+    def __enter__(self) -> Mailbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Mailbox {self.address}{' closed' if self._closed else ''}>"
