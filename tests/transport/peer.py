@@ -1,7 +1,9 @@
-"""A peer process for the transport tests: ``python -m tests.transport.peer MODE ENDPOINT``.
+"""A peer process for the transport tests: ``python -m tests.transport.peer MODE ENDPOINT [k=v]``.
 
 Prints its bound address on the first stdout line, then serves until told to stop.
-Modes: ``echo`` (a mailbox answering test requests).
+Modes: ``echo`` (a mailbox answering test requests; ``name=N node=ADDR`` registers it with a
+daemon first, ``max=BYTES`` sets its frame limit) and ``daemon`` (a node daemon stand-in: a
+mailbox serving the name registry and the failure detector's heartbeats).
 """
 from __future__ import annotations
 
@@ -9,10 +11,13 @@ import sys
 from typing import Any
 
 from transport import Mailbox
+from transport.registry import RegistryServer, register
 
 
-def serve_echo(endpoint: str) -> None:
-    mb = Mailbox(endpoint, max_frame_bytes=int(sys.argv[3]) if len(sys.argv) > 3 else 64 << 20)
+def serve_echo(endpoint: str, opts: dict[str, str]) -> None:
+    mb = Mailbox(endpoint, max_frame_bytes=int(opts.get("max", 64 << 20)))
+    if "name" in opts:
+        assert register(mb, opts["name"], opts["node"]) == "ok"
     print(mb.address, flush=True)
     deferred: list[Any] = []
     while True:
@@ -43,6 +48,20 @@ def serve_echo(endpoint: str) -> None:
             mb.reply(env.frm, ("echo", p))
 
 
+def serve_daemon(endpoint: str, opts: dict[str, str]) -> None:
+    mb = Mailbox(endpoint)
+    reg = RegistryServer()
+    print(mb.address, flush=True)
+    while True:
+        env = mb.recv(None)
+        assert env is not None
+        if reg.handle(mb, env):
+            continue
+        if env.kind == "call":
+            mb.reply(env.frm, ("daemon", env.payload))
+
+
 if __name__ == "__main__":
     mode, endpoint = sys.argv[1], sys.argv[2]
-    {"echo": serve_echo}[mode](endpoint)
+    options = dict(a.split("=", 1) for a in sys.argv[3:])
+    {"echo": serve_echo, "daemon": serve_daemon}[mode](endpoint, options)

@@ -149,7 +149,7 @@ def test_calling_self_is_refused(mb: Mailbox) -> None:
 
 
 def test_malformed_frames_are_dropped_counted_and_survived(peers: Peers, mb: Mailbox) -> None:
-    _, addr = peers.start("echo", "tcp://127.0.0.1:0", str(1 << 16))
+    _, addr = peers.start("echo", "tcp://127.0.0.1:0", f"max={1 << 16}")
     ctx = zmq.Context.instance()
     raw = ctx.socket(zmq.DEALER)
     raw.setsockopt(zmq.LINGER, 0)

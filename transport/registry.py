@@ -1,0 +1,268 @@
+"""No ra equivalent (Erlang's local name registry and epmd). The node daemon's name registry.
+
+Each node daemon keeps a :class:`Registry` of ``name -> (endpoints, pid)`` for the processes it
+hosts, and answers registry calls on its own mailbox through :class:`RegistryServer`.
+Other processes reach ``(name, node)`` by asking that daemon once (:func:`resolve`) and caching
+the endpoint; :func:`call_name` re-resolves when the cached endpoint turns out dead (the process
+restarted and bound elsewhere).
+
+Protocol (all are calls to the daemon's mailbox, payload a tuple tagged :data:`TAG`):
+
+* ``(TAG, "register", name, endpoints, pid)`` -> ``"ok"`` or
+  ``("error", "already_registered", endpoints)`` when a *live* other pid holds the name.
+* ``(TAG, "unregister", name)`` -> ``"ok"`` (also when the name was unknown).
+* ``(TAG, "whereis", name)`` -> ``endpoints`` (a list, preferred first) or ``None``.
+* ``(TAG, "registered")`` -> ``{name: endpoints}``.
+
+A pid that no longer runs is pruned on lookup, so a SIGKILLed process that never unregistered
+is reported as not registered (NoProc for callers), not as a stale endpoint.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+import weakref
+from typing import Any, Callable, Sequence
+
+from ra.errors import NodeDown, NoProc, Timeout
+from transport.envelope import Envelope
+from transport.mailbox import Mailbox
+
+__all__ = [
+    "TAG",
+    "Registry",
+    "RegistryServer",
+    "node_endpoint",
+    "register",
+    "unregister",
+    "whereis",
+    "resolve",
+    "invalidate",
+    "invalidate_node",
+    "call_name",
+    "cast_name",
+    "pid_alive",
+]
+
+TAG = "$ra_registry"
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs and is not a zombie (a dead child not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # state is the field after the parenthesised command name
+            return f.read().rpartition(b")")[2].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return True  # no procfs: trust kill(0)
+
+
+class Registry:
+    """Pure name table. ``is_alive(pid)`` is injected so tests need no processes."""
+
+    def __init__(self, is_alive: Callable[[int], bool] = pid_alive) -> None:
+        self._names: dict[str, tuple[list[str], int]] = {}
+        self._is_alive = is_alive
+
+    def register(self, name: str, endpoints: Sequence[str], pid: int) -> Any:
+        """Bind ``name``. Re-registering by the same pid (or over a dead pid) replaces."""
+        cur = self._names.get(name)
+        if cur is not None and cur[1] != pid and self._is_alive(cur[1]):
+            return ("error", "already_registered", list(cur[0]))
+        self._names[name] = (list(endpoints), pid)
+        return "ok"
+
+    def unregister(self, name: str) -> None:
+        self._names.pop(name, None)
+
+    def unregister_pid(self, pid: int) -> list[str]:
+        """Drop every name held by ``pid`` (the daemon calls this when a child exits)."""
+        gone = [n for n, (_, p) in self._names.items() if p == pid]
+        for n in gone:
+            del self._names[n]
+        return gone
+
+    def whereis(self, name: str) -> list[str] | None:
+        cur = self._names.get(name)
+        if cur is None:
+            return None
+        if not self._is_alive(cur[1]):
+            del self._names[name]
+            return None
+        return list(cur[0])
+
+    def registered(self) -> dict[str, list[str]]:
+        return {n: list(e) for n, (e, p) in list(self._names.items()) if self._is_alive(p)}
+
+
+class RegistryServer:
+    """Serves the registry protocol on a daemon's mailbox.
+
+    The daemon's loop passes every envelope to :meth:`handle` first; it returns ``True`` when
+    the message was a registry call (already answered), ``False`` otherwise.
+    """
+
+    def __init__(self, registry: Registry | None = None) -> None:
+        self.registry = registry if registry is not None else Registry()
+
+    @staticmethod
+    def is_request(payload: Any) -> bool:
+        return type(payload) is tuple and len(payload) >= 2 and payload[0] == TAG
+
+    def handle(self, mailbox: Mailbox, env: Envelope) -> bool:
+        p = env.payload
+        if not self.is_request(p):
+            return False
+        if env.kind != "call":
+            return True  # casts to the registry have no meaning; swallowed
+        mailbox.reply(env.frm, self.answer(p))
+        return True
+
+    def answer(self, p: tuple[Any, ...]) -> Any:
+        """The reply to one registry request (pure apart from the pid check)."""
+        op = p[1]
+        reg = self.registry
+        try:
+            if op == "whereis":
+                return reg.whereis(p[2])
+            if op == "register":
+                return reg.register(p[2], p[3], p[4])
+            if op == "unregister":
+                reg.unregister(p[2])
+                return "ok"
+            if op == "registered":
+                return reg.registered()
+        except (IndexError, TypeError) as exc:
+            return ("error", "badarg", str(exc))
+        return ("error", "unknown_op", op)
+
+
+# -- client side ----------------------------------------------------------------------------
+
+def node_endpoint(node: str) -> str:
+    """The daemon mailbox endpoint of node ``"host:port"`` (an endpoint is returned as is)."""
+    return node if "://" in node else f"tcp://{node}"
+
+
+def _call_daemon(mb: Mailbox, node: str, msg: Any, timeout: float | None) -> Any:
+    ep = node_endpoint(node)
+    mb.note_node(ep, ep)  # a dead daemon endpoint is NodeDown, not NoProc
+    try:
+        return mb.call(ep, msg, timeout)
+    except NoProc:
+        raise NodeDown(f"node {node} is down") from None
+
+
+def register(mb: Mailbox, name: str, node: str, *, endpoints: Sequence[str] | None = None,
+             pid: int | None = None, timeout: float | None = 5.0) -> Any:
+    """Register ``name`` for ``mb`` (its address unless ``endpoints`` given) at ``node``."""
+    return _call_daemon(mb, node, (TAG, "register", name, list(endpoints or [mb.address]),
+                                   os.getpid() if pid is None else pid), timeout)
+
+
+def unregister(mb: Mailbox, name: str, node: str, timeout: float | None = 5.0) -> None:
+    _call_daemon(mb, node, (TAG, "unregister", name), timeout)
+
+
+def whereis(mb: Mailbox, name: str, node: str, timeout: float | None = 5.0) -> list[str] | None:
+    """Ask ``node`` where ``name`` is (uncached)."""
+    result: list[str] | None = _call_daemon(mb, node, (TAG, "whereis", name), timeout)
+    return result
+
+
+# Per-mailbox cache: (name, node) -> endpoint.  Weak, so a closed mailbox takes its cache along.
+_caches: weakref.WeakKeyDictionary[Mailbox, dict[tuple[str, str], str]] = (
+    weakref.WeakKeyDictionary())
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", socket.gethostname()}
+
+
+def _pick(endpoints: list[str], node: str) -> str:
+    # ipc only when the node is on this host and the path is here: it skips the TCP stack.
+    host = node_endpoint(node).split("://", 1)[1].rpartition(":")[0].strip("[]")
+    if host in _LOCAL_HOSTS or node.startswith("ipc://"):
+        for ep in endpoints:
+            if ep.startswith("ipc://") and os.path.exists(ep[6:]):
+                return ep
+    for ep in endpoints:
+        if not ep.startswith("ipc://"):
+            return ep
+    return endpoints[0]
+
+
+def resolve(mb: Mailbox, name: str, node: str, timeout: float | None = 5.0) -> str:
+    """Endpoint of ``(name, node)``, from ``mb``'s cache or by asking the node daemon.
+
+    Raises ``NoProc`` if the name is not registered (or its process died), ``NodeDown`` if the
+    daemon cannot be reached. Also tells ``mb`` which node the endpoint lives on, so a later
+    dead call is classified right.
+    """
+    cache = _caches.setdefault(mb, {})
+    ep = cache.get((name, node))
+    if ep is not None:
+        return ep
+    endpoints = whereis(mb, name, node, timeout)
+    if not endpoints:
+        raise NoProc(f"{name!r} is not registered on {node}")
+    ep = _pick(endpoints, node)
+    cache[(name, node)] = ep
+    mb.note_node(ep, node_endpoint(node))
+    return ep
+
+
+def invalidate(mb: Mailbox, name: str, node: str) -> None:
+    """Forget the cached endpoint of ``(name, node)``; the next use re-resolves."""
+    cache = _caches.get(mb)
+    if cache is not None:
+        cache.pop((name, node), None)
+
+
+def invalidate_node(mb: Mailbox, node: str) -> None:
+    """Forget every cached endpoint on ``node`` (e.g. on nodeup after a daemon restart)."""
+    cache = _caches.get(mb)
+    if cache is not None:
+        for key in [k for k in cache if k[1] == node]:
+            del cache[key]
+
+
+def call_name(mb: Mailbox, server: tuple[str, str], msg: Any,
+              timeout: float | None = 5.0) -> Any:
+    """``mb.call`` to the process registered as ``server = (name, node)``.
+
+    If the cached endpoint is dead, re-resolves once: a process that restarted elsewhere is
+    called there; one that is gone raises ``NoProc``. The whole thing stays within ``timeout``.
+    """
+    name, node = server
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def left() -> float | None:
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    ep = resolve(mb, name, node, timeout)
+    try:
+        return mb.call(ep, msg, left())
+    except NoProc:
+        invalidate(mb, name, node)
+        # NoProc / NodeDown propagate. The same endpoint again means a live pid still holds
+        # the name (e.g. rebinding right now): one more try settles it.
+        new = resolve(mb, name, node, left())
+        return mb.call(new, msg, left())
+
+
+def cast_name(mb: Mailbox, server: tuple[str, str], msg: Any, resolve_timeout: float = 1.0) -> None:
+    """``mb.cast`` to ``server = (name, node)``. Dropped silently if it cannot be resolved.
+
+    Only a cache miss blocks (one daemon call, at most ``resolve_timeout``).
+    """
+    name, node = server
+    try:
+        ep = resolve(mb, name, node, resolve_timeout)
+    except (NoProc, NodeDown, Timeout):
+        return
+    mb.cast(ep, msg)
