@@ -13,7 +13,8 @@ Acceptance rule (what makes "writers detect the gap and resend" safe after a WAL
   the previous WAL incarnation may or may not have written). Otherwise the WAL asks it to resend
   from ``lw + 1`` and drops the request.
 * A writer seen since start is accepted if its request starts at or below the next index the
-  WAL expects from it (a continuation, or an overwrite of a tail). A request beyond it (a gap:
+  WAL expects from it (a continuation, or an overwrite of a tail) or at or below ``lw + 1``
+  (e.g. after the writer installed a snapshot, its log jumps forward). A request beyond it (a gap:
   messages lost) gets one ``resend_write`` and is dropped; later gapped requests are dropped
   silently until the resend arrives.
 
@@ -81,7 +82,8 @@ def plan_batch(requests: list[Append], writers: dict[bytes, WriterState],
             st = WriterState(next_idx=allowed, addr=addr)
             writers[uid] = st
         else:
-            allowed = st.next_idx
+            # lw + 1 is always safe: the writer holds everything up to lw durable (WAL or snapshot)
+            allowed = max(st.next_idx, lw + 1)
             st.addr = addr
         if first > allowed or first < 1:
             if st.resend_from != allowed:

@@ -18,7 +18,10 @@ enable ``wal_compute_checksums``, the default). Pure: no I/O except :func:`scan_
 
 :func:`resolve` applies ra's overwrite rule per writer: a write at index ``i`` replaces the
 writer's entries from ``i`` on, so the result holds the *last* write for each index and
-nothing written before an overwrite point at a higher index.
+nothing written before an overwrite point at a higher index. A forward jump (a write past the
+writer's last index + 1, which the WAL accepts only when the writer's confirmed index covers the
+gap, i.e. after it installed a snapshot) also restarts the writer's run: what came before is
+covered by that snapshot.
 """
 from __future__ import annotations
 
@@ -163,9 +166,12 @@ def resolve(records: Iterable[Record]) -> dict[bytes, list[tuple[int, int, bytes
             idxs[uid] = [idx]
             continue
         ix = idxs[uid]
-        if idx > ix[-1]:
+        if idx == ix[-1] + 1:
             lst.append((idx, term, payload))
             ix.append(idx)
+        elif idx > ix[-1]:  # forward jump: the writer installed a snapshot; restart the run
+            out[uid] = [(idx, term, payload)]
+            idxs[uid] = [idx]
         else:
             cut = bisect_left(ix, idx)
             del lst[cut:]

@@ -1,1 +1,7 @@
-"""The durable log behind ``ra.core.log.Log``. Mirrors ra_log.erl."""
+"""The durable log behind ``ra.core.log.Log``. Mirrors ra_log.erl (package: ra_log_*)."""
+from ra.log.log import DiskLog
+from ra.log.memtable import Memtable
+from ra.log.meta import CorruptMeta, DiskMeta
+from ra.log.segments import Segments
+
+__all__ = ["DiskLog", "DiskMeta", "CorruptMeta", "Memtable", "Segments"]

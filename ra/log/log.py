@@ -1,0 +1,397 @@
+"""Mirrors ra_log.erl. The disk Log behind ``ra.core.log.Log``: memtable + WAL client + segments
++ snapshots, for one server (``uid``) in ``data_dir/<uid>/``.
+
+Contract (the core's Log contract, plus what the shell does):
+
+* ``append``/``write`` never block and read no clock: they update the memtable and queue the
+  entries. The shell calls :meth:`flush` once after each batch of events; it casts ONE
+  ``("append", uid, lw, entries)`` message to the node's WAL (through the ``send`` callable).
+* The WAL's notices arrive in the server's mailbox; the shell passes each to
+  :meth:`handle_wal_event`, which returns the ``Written`` events to feed back through ``step``
+  (the core then calls :meth:`handle_written`), and takes care of ``resend_write``,
+  ``wal_started`` (resend what was never confirmed) and ``wal_error`` (recorded in
+  :meth:`overview`; nothing is confirmed). ``last_written`` only advances over entries the WAL
+  reported synced *and* whose term still matches.
+* :meth:`tick` (call it now and then, e.g. each second) picks up segment files the segment writer
+  produced and drops from memory the entries now durable in them.
+* Snapshots (``update_release_cursor``, ``install_snapshot``) are durable when they return.
+  After ``install_snapshot`` a *tombstone* record (term 0 at ``index + 1``) is sent through the
+  WAL so that older entries above the snapshot, still in WAL files or segments, are superseded
+  by ra's overwrite rule; until the WAL confirms it, a crash may bring back such a stale tail
+  after the snapshot (documented limitation).
+* Recovery (constructor): snapshot (newest that verifies), then segments, then every WAL file
+  for this uid, oldest first, with the overwrite rule. Entries of closed WAL files and segments
+  are durable; entries of the newest WAL file may not be synced yet, so they count as
+  unconfirmed and are re-sent at the first :meth:`flush`.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from ra.core.messages import SnapshotMeta, Written
+from ra.log.memtable import Memtable
+from ra.log.segments import Segments
+from ra.snapshot import FileSnapshotStore
+from wal.format import BadHeader, resolve, scan_file
+from wal.segment_writer import DEFAULT_SEGMENT_MAX_ENTRIES, wal_files
+
+__all__ = ["DiskLog", "MAX_ENTRIES_PER_MESSAGE"]
+
+Entry = tuple[int, int, Any]
+Codec = tuple[Callable[[Any], bytes], Callable[[bytes], Any]]
+MAX_ENTRIES_PER_MESSAGE = 4096
+
+
+def _default_codec() -> Codec:
+    from transport import codec
+    return codec.encode, codec.decode
+
+
+class DiskLog:
+    """A server's durable log. ``send(msg)`` casts to the WAL; without it, messages are queued
+    in :attr:`outbox` (tests, or a shell that sends them itself)."""
+
+    def __init__(self, uid: str, data_dir: str, *, wal_dir: str | None = None,
+                 send: Callable[[Any], None] | None = None, codec: Codec | None = None,
+                 snapshot_codec: Codec | None = None,
+                 segment_max_entries: int = DEFAULT_SEGMENT_MAX_ENTRIES) -> None:
+        if not uid or "/" in uid or uid.startswith(".") or len(uid.encode()) > 255:
+            raise ValueError(f"bad uid {uid!r}: non-empty, no '/', no leading '.', <= 255 bytes")
+        self.uid = uid
+        self._uid_b = uid.encode()
+        self.dir = os.path.join(data_dir, uid)
+        self.wal_dir = wal_dir or os.path.join(data_dir, "wal")
+        self._enc, self._dec = codec or _default_codec()
+        self._senc, self._sdec = snapshot_codec or (self._enc, self._dec)
+        self.segment_max_entries = segment_max_entries
+        self.segments = Segments(os.path.join(self.dir, "segments"))
+        self.snapshots = FileSnapshotStore(os.path.join(self.dir, "snapshots"),
+                                           self._enc, self._dec)
+        self.mem = Memtable()
+        self._send = send
+        self.outbox: list[Any] = []
+        self._snap: SnapshotMeta | None = None
+        self._last: tuple[int, int] = (0, 0)
+        self._written: tuple[int, int] = (0, 0)
+        self._unsent_from: int | None = None
+        self._tombstone: int | None = None
+        self.wal_error: str | None = None
+        self.warnings: list[str] = []
+        self._recover()
+
+    # -- recovery ----------------------------------------------------------------------------
+    def _recover(self) -> None:
+        snap = self.snapshots.recover()
+        self.warnings.extend(self.snapshots.warnings)
+        self._snap = snap[0] if snap else None
+        snap_idx, snap_term = self.snapshot_index_term()
+        runs: list[tuple[int, list[tuple[int, int, bytes]]]] = []
+        files = wal_files(self.wal_dir) if os.path.isdir(self.wal_dir) else []
+        for seq, path in files:  # WAL files before segments: see Segments' precedence rule
+            try:
+                res = scan_file(path)
+            except FileNotFoundError:
+                continue  # flushed meanwhile: its entries are in segments, read below
+            except BadHeader as exc:
+                self.warnings.append(f"unreadable WAL file {path}: {exc}")
+                continue
+            lst = resolve(res.records).get(self._uid_b)
+            if lst:
+                runs.append((seq, lst))
+        self.segments.refresh()
+        newest = files[-1][0] if files else None
+        mem = self.mem
+        unconfirmed_from: int | None = None
+        for seq, lst in runs:
+            f = lst[0][0]
+            if len(mem) and f > mem.last + 1:
+                mem.clear()  # forward jump after an installed snapshot (see wal.format.resolve)
+            for i, t, p in lst:
+                mem.put((i, t, self._dec(p) if t else None))
+            if seq == newest:
+                unconfirmed_from = f if unconfirmed_from is None else min(unconfirmed_from, f)
+        # a tombstone (term 0) ends the log before it
+        if len(mem) and mem.get(mem.last)[1] == 0:  # type: ignore[index]
+            mem.truncate_from(mem.last)
+        mem.drop_to(snap_idx)
+        rng = self.segments.range()
+        seg_last = rng[1] if rng else 0
+        if rng and self.segments.fetch_term(seg_last) == 0:
+            seg_last -= 1
+        seg_hi = (mem.first - 1) if len(mem) else seg_last
+        seg_hi = min(seg_hi, seg_last)
+        # segments must cover snap+1 .. seg_hi contiguously, else the log ends at the gap
+        if seg_hi > snap_idx and (rng is None or rng[0] > snap_idx + 1):
+            self.warnings.append(f"gap after snapshot {snap_idx}: log truncated to it")
+            seg_hi = snap_idx
+            mem.clear()
+        if len(mem) and mem.first > max(seg_hi, snap_idx) + 1:
+            self.warnings.append(f"gap before WAL entries at {mem.first}: dropped")
+            mem.clear()
+        if len(mem):
+            e = mem.get(mem.last)
+            assert e is not None
+            self._last = (e[0], e[1])
+        elif seg_hi > snap_idx:
+            self._last = (seg_hi, self.segments.fetch_term(seg_hi) or 0)
+        else:
+            self._last = (snap_idx, snap_term)
+        w = self._last[0]
+        if unconfirmed_from is not None and len(mem):
+            w = min(w, max(unconfirmed_from, mem.first) - 1)
+        w = max(w, snap_idx)
+        self._written = (w, self.fetch_term(w) or 0)
+        if w < self._last[0]:
+            self._unsent_from = w + 1
+
+    # -- reads -------------------------------------------------------------------------------
+    def last_index_term(self) -> tuple[int, int]:
+        return self._last
+
+    def last_written(self) -> tuple[int, int]:
+        return self._written
+
+    def next_index(self) -> int:
+        return self._last[0] + 1
+
+    def _snap_idx(self) -> int:
+        return self._snap.index if self._snap is not None else 0
+
+    def fetch(self, idx: int) -> Entry | None:
+        if idx <= self._snap_idx() or idx > self._last[0]:
+            return None
+        e = self.mem.get(idx)
+        if e is not None:
+            return e
+        r = self.segments.fetch(idx)
+        if r is None:
+            return None
+        return (idx, r[0], self._dec(r[1]))
+
+    def fetch_term(self, idx: int) -> int | None:
+        if idx == 0:
+            return 0
+        snap_idx = self._snap_idx()
+        if idx == snap_idx and self._snap is not None:
+            return self._snap.term
+        if idx < snap_idx or idx > self._last[0]:
+            return None
+        e = self.mem.get(idx)
+        if e is not None:
+            return e[1]
+        return self.segments.fetch_term(idx)
+
+    def take(self, from_idx: int, n: int) -> list[Entry]:
+        if from_idx <= self._snap_idx() or n <= 0:
+            return []
+        hi = min(from_idx + n - 1, self._last[0])
+        out: list[Entry] = []
+        mem = self.mem
+        i = from_idx
+        seg_to = min(hi, (mem.first - 1) if len(mem) else hi)
+        if i <= seg_to:
+            dec = self._dec
+            for idx, t, p in self.segments.read_range(i, seg_to):
+                out.append((idx, t, dec(p)))
+            i += len(out)
+            if i <= seg_to:
+                return out
+        get = mem.get
+        while i <= hi:
+            e = get(i)
+            if e is None:
+                break
+            out.append(e)
+            i += 1
+        return out
+
+    # -- writes ------------------------------------------------------------------------------
+    def append(self, entry: Entry) -> None:
+        idx = entry[0]
+        if idx != self._last[0] + 1:
+            raise ValueError(f"append at {idx}, expected {self._last[0] + 1}")
+        self.mem.put(entry)
+        self._last = (idx, entry[1])
+        if self._unsent_from is None:
+            self._unsent_from = idx
+
+    def write(self, entries: list[Entry]) -> None:
+        if not entries:
+            return
+        first = entries[0][0]
+        if first > self._last[0] + 1:
+            raise ValueError(f"write at {first} leaves a gap after {self._last[0]}")
+        snap_idx = self._snap_idx()
+        if first <= snap_idx:
+            raise ValueError(f"write at {first} inside the snapshot (index {snap_idx})")
+        put = self.mem.put
+        for e in entries:
+            put(e)
+        self._last = (entries[-1][0], entries[-1][1])
+        if self._written[0] >= first:
+            self._written = (first - 1, self.fetch_term(first - 1) or 0)
+        if self._unsent_from is None or first < self._unsent_from:
+            self._unsent_from = first
+
+    def handle_written(self, ev: Written) -> bool:
+        cur = self._written[0]
+        if ev.from_idx > cur + 1 or ev.to_idx <= cur or ev.term == 0:
+            return False
+        to = min(ev.to_idx, self._last[0])
+        new = cur
+        get = self.mem.get
+        for i in range(cur + 1, to + 1):
+            e = get(i)
+            t = e[1] if e is not None else self.fetch_term(i)
+            if t != ev.term:
+                break
+            new = i
+        if new == cur:
+            return False
+        self._written = (new, ev.term)
+        return True
+
+    # -- the WAL client ----------------------------------------------------------------------
+    def flush(self) -> int:
+        """Send everything queued since the last flush to the WAL (one message, or a few for a
+        very large resend). Returns the number of entries sent."""
+        msgs: list[Any] = []
+        lw = self._written[0]
+        if self._tombstone is not None:
+            if self._unsent_from is None or self._unsent_from > self._tombstone:
+                msgs.append(("append", self.uid, lw, [[self._tombstone, 0, b""]]))
+            self._tombstone = None
+        frm = self._unsent_from
+        n = 0
+        if frm is not None:
+            frm = max(frm, self._snap_idx() + 1)
+            last = self._last[0]
+            batch: list[list[Any]] = []
+            mem_first = self.mem.first if len(self.mem) else last + 1
+            enc = self._enc
+            get = self.mem.get
+            for i in range(frm, last + 1):
+                if i < mem_first:
+                    r = self.segments.fetch(i)
+                    if r is None:
+                        break
+                    batch.append([i, r[0], r[1]])
+                else:
+                    e = get(i)
+                    assert e is not None
+                    batch.append([i, e[1], enc(e[2])])
+                if len(batch) >= MAX_ENTRIES_PER_MESSAGE:
+                    msgs.append(("append", self.uid, lw, batch))
+                    n += len(batch)
+                    batch = []
+            if batch:
+                msgs.append(("append", self.uid, lw, batch))
+                n += len(batch)
+            self._unsent_from = None
+        for m in msgs:
+            if self._send is not None:
+                self._send(m)
+            else:
+                self.outbox.append(m)
+        return n
+
+    def handle_wal_event(self, msg: Any) -> list[Written]:
+        """Turn one WAL notice (see :mod:`wal.wal`) into the events to feed back to the core."""
+        kind = msg[0]
+        if kind == "written":
+            return [Written(t, f, to) for t, f, to in msg[2] if t != 0]
+        if kind == "resend_write":
+            frm = max(int(msg[2]), self._snap_idx() + 1)
+            if frm <= self._last[0] and (self._unsent_from is None or frm < self._unsent_from):
+                self._unsent_from = frm
+        elif kind == "wal_started":
+            self.wal_error = None
+            w = self._written[0]
+            if w < self._last[0] and (self._unsent_from is None or w + 1 < self._unsent_from):
+                self._unsent_from = w + 1
+        elif kind == "wal_error":
+            self.wal_error = str(msg[2])
+        return []
+
+    def tick(self) -> int:
+        """Pick up new segment files; drop from memory the entries durable in them. Returns the
+        number of entries dropped."""
+        segs = self.segments
+        segs.refresh()
+        mem = self.mem
+        rng = segs.range()
+        if not len(mem) or rng is None or rng[0] > mem.first:
+            return 0
+        hi = min(self._written[0], rng[1], mem.last)
+        if self._unsent_from is not None:
+            hi = min(hi, self._unsent_from - 1)
+        upto = mem.first - 1
+        for i in range(mem.first, hi + 1):
+            e = mem.get(i)
+            if e is None or segs.fetch_term(i) != e[1]:
+                break
+            upto = i
+        n = upto - mem.first + 1
+        if n > 0:
+            mem.drop_to(upto)
+        return max(n, 0)
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def snapshot_meta(self) -> SnapshotMeta | None:
+        return self._snap
+
+    def snapshot_index_term(self) -> tuple[int, int]:
+        return (self._snap.index, self._snap.term) if self._snap is not None else (0, 0)
+
+    def update_release_cursor(self, idx: int, term: int, cluster: tuple[Any, ...],
+                              machine_version: int, machine_state: Any) -> None:
+        if self._snap is not None and idx <= self._snap.index:
+            return
+        meta = SnapshotMeta(idx, term, tuple(cluster), machine_version)
+        self.snapshots.write(meta, self._senc(machine_state))
+        self._snap = meta
+        self.mem.drop_to(idx)
+        self.segments.delete_below(idx)
+        if self._last[0] < idx:
+            self._last = (idx, term)
+        if self._written[0] < idx:
+            self._written = (idx, term)
+        if self._unsent_from is not None and self._unsent_from <= idx:
+            self._unsent_from = idx + 1 if idx < self._last[0] else None
+
+    def read_snapshot(self) -> tuple[SnapshotMeta, Any] | None:
+        r = self.snapshots.read_current()
+        if r is None:
+            return None
+        return r[0], self._sdec(r[1])
+
+    def snapshot_chunks(self, chunk_size: int) -> tuple[SnapshotMeta, list[bytes]]:
+        r = self.snapshots.read_current()
+        assert r is not None, "no snapshot to send"
+        meta, data = r
+        chunks = [data[i:i + chunk_size] for i in range(0, len(data), chunk_size)] or [b""]
+        return meta, chunks
+
+    def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> Any:
+        state = self._sdec(data)
+        self.snapshots.write(meta, data)
+        self._snap = meta
+        self.mem.clear()
+        self.segments.delete_below(meta.index)
+        self._last = (meta.index, meta.term)
+        self._written = (meta.index, meta.term)
+        self._unsent_from = None
+        self._tombstone = meta.index + 1
+        return state
+
+    # -- misc --------------------------------------------------------------------------------
+    def overview(self) -> dict[str, Any]:
+        rng = self.segments.range()
+        return {"uid": self.uid, "last_index_term": self._last, "last_written": self._written,
+                "snapshot": self.snapshot_index_term(), "mem_entries": len(self.mem),
+                "segments": rng, "wal_error": self.wal_error, "warnings": list(self.warnings),
+                "unsent_from": self._unsent_from}
+
+    def close(self) -> None:
+        self.segments.close()

@@ -1,0 +1,107 @@
+"""Mirrors ra_system.erl. Per-node storage configuration and its validation.
+
+Keys (ra's names): ``data_dir`` (the node's directory: ``wal/`` and one directory per server
+uid), ``wal_data_dir`` (the WAL on another disk; default ``data_dir/wal``),
+``segment_max_entries`` (entries per segment file), ``wal_max_size_bytes`` (roll-over size),
+``wal_compute_checksums`` (xxh64 per WAL record), ``wal_write_strategy`` (``"default"``:
+write + one ``fdatasync`` per batch; ``"o_sync"``: the file is opened ``O_SYNC``),
+``wal_max_batch_bytes`` (cap of one drained batch). Every bad value raises
+``ra.errors.InvalidConfig(key, value, allowed)``; unknown keys too.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ra.errors import InvalidConfig
+
+__all__ = ["SystemConfig", "system_config", "validate", "wal_dir", "wal_endpoint",
+           "segment_writer_endpoint", "KEYS", "WRITE_STRATEGIES"]
+
+WRITE_STRATEGIES = ("default", "o_sync")
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """A node's storage configuration (validated by :func:`system_config`)."""
+
+    data_dir: str
+    wal_data_dir: str | None = None
+    segment_max_entries: int = 4096
+    wal_max_size_bytes: int = 256_000_000
+    wal_compute_checksums: bool = True
+    wal_write_strategy: str = "default"
+    wal_max_batch_bytes: int = 32 << 20
+    wal_endpoint: str | None = None
+
+
+KEYS = tuple(SystemConfig.__dataclass_fields__)
+
+
+def _pos_int(key: str, v: Any, lo: int = 1, hi: int | None = None) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+        rng = f"an integer >= {lo}" + (f" and <= {hi}" if hi is not None else "")
+        raise InvalidConfig(key, v, rng)
+
+
+def validate(cfg: SystemConfig) -> SystemConfig:
+    """Check every field; return ``cfg`` unchanged or raise InvalidConfig."""
+    if not isinstance(cfg.data_dir, (str, os.PathLike)) or not os.fspath(cfg.data_dir):
+        raise InvalidConfig("data_dir", cfg.data_dir, "a non-empty directory path")
+    if cfg.wal_data_dir is not None and (not isinstance(cfg.wal_data_dir, (str, os.PathLike))
+                                         or not os.fspath(cfg.wal_data_dir)):
+        raise InvalidConfig("wal_data_dir", cfg.wal_data_dir, "None or a non-empty directory path")
+    _pos_int("segment_max_entries", cfg.segment_max_entries, 1, 1 << 24)
+    _pos_int("wal_max_size_bytes", cfg.wal_max_size_bytes, 4096)
+    _pos_int("wal_max_batch_bytes", cfg.wal_max_batch_bytes, 4096)
+    if not isinstance(cfg.wal_compute_checksums, bool):
+        raise InvalidConfig("wal_compute_checksums", cfg.wal_compute_checksums, "True or False")
+    if cfg.wal_write_strategy not in WRITE_STRATEGIES:
+        raise InvalidConfig("wal_write_strategy", cfg.wal_write_strategy,
+                            " or ".join(repr(s) for s in WRITE_STRATEGIES))
+    if cfg.wal_endpoint is not None and (not isinstance(cfg.wal_endpoint, str)
+                                         or "://" not in cfg.wal_endpoint):
+        raise InvalidConfig("wal_endpoint", cfg.wal_endpoint, 'None or "ipc://..."/"tcp://..."')
+    return cfg
+
+
+def system_config(conf: Mapping[str, Any] | None = None, **kw: Any) -> SystemConfig:
+    """Build and validate a config from a mapping and/or keywords (unknown keys rejected)."""
+    d = dict(conf or {})
+    d.update(kw)
+    for k in d:
+        if k not in KEYS:
+            raise InvalidConfig(k, d[k], f"unknown key; known: {', '.join(KEYS)}")
+    if "data_dir" not in d:
+        raise InvalidConfig("data_dir", None, "required: a directory path")
+    for k in ("data_dir", "wal_data_dir"):
+        if isinstance(d.get(k), os.PathLike):
+            d[k] = os.fspath(d[k])
+    return validate(SystemConfig(**d))
+
+
+def wal_dir(cfg: SystemConfig) -> str:
+    """Where the WAL files live."""
+    return cfg.wal_data_dir or os.path.join(cfg.data_dir, "wal")
+
+
+def _ipc(cfg: SystemConfig, name: str) -> str:
+    path = os.path.join(os.path.abspath(cfg.data_dir), name)
+    if len(path) <= 100:
+        return "ipc://" + path
+    h = hashlib.sha1(os.path.abspath(cfg.data_dir).encode()).hexdigest()[:16]
+    return "ipc://" + os.path.join(tempfile.gettempdir(), f"ra-{h}-{name}")
+
+
+def wal_endpoint(cfg: SystemConfig) -> str:
+    """The WAL process's mailbox address (an ipc socket beside the data, or a short tmp path)."""
+    return cfg.wal_endpoint or _ipc(cfg, "wal.sock")
+
+
+def segment_writer_endpoint(cfg: SystemConfig) -> str:
+    return _ipc(cfg, "segwriter.sock")
+
+
