@@ -1,0 +1,363 @@
+"""Raft safety checkers fed by the simulator after every step. No ra equivalent.
+
+The checker knows nothing about the simulator: it is fed observations through ``on_*`` hooks and
+raises :class:`Violation` the moment one contradicts Raft's guarantees. The hooks are cheap and
+incremental (they look only at what changed), so they can run after *every* step.
+
+Invariants (names are what ``Violation.check`` carries and what ``disabled`` accepts):
+
+``election_safety``
+    At most one leader per term, ever.
+``log_matching``
+    Two logs that hold an entry with the same index and term hold the same command there and the
+    same prefix before it. Checked when entries are written: every ``(index, term)`` maps to one
+    command and one previous term, across all logs and all time.
+``commit_monotonic``
+    A server's commit index never goes back within one incarnation (process lifetime).
+``commit_in_log``
+    A server's commit index never points past the end of its own log (or its snapshot).
+``committed_prefix``
+    Once an entry is seen committed anywhere, the entry committed at that index never changes
+    anywhere (cluster-wide committed prefix is stable).
+``leader_completeness``
+    Every committed entry is in the log (or snapshot) of every leader of a later term.
+``apply_committed``
+    A server never has applied beyond its commit index.
+``state_machine_safety``
+    One command per index on every member and every incarnation; one index per command (a command
+    is applied exactly once); within an incarnation indexes are applied in increasing order; what is
+    applied equals what is committed at that index.
+``ack_applied``
+    An acknowledged command was applied at exactly the index its reply names.
+``query_linearizable``
+    A consistent query sees every command acknowledged before the query was issued.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["Violation", "LogView", "SafetyChecker", "CHECKS", "usr_payload"]
+
+CHECKS: tuple[str, ...] = (
+    "election_safety", "log_matching", "commit_monotonic", "commit_in_log", "committed_prefix",
+    "leader_completeness", "apply_committed", "state_machine_safety", "ack_applied",
+    "query_linearizable",
+)
+
+
+class Violation(AssertionError):
+    """A broken Raft invariant. ``str()`` gives a readable report including, once the simulator
+    has filled them in, the seed, the replay command and the trace tail."""
+
+    def __init__(self, check: str, message: str) -> None:
+        super().__init__(message)
+        self.check = check
+        self.message = message
+        self.seed: int | None = None
+        self.time: int | None = None
+        self.step: int | None = None
+        self.replay: str | None = None
+        self.trace_tail: list[str] = []
+
+    def __str__(self) -> str:
+        head = f"[{self.check}] {self.message}"
+        where = []
+        if self.seed is not None:
+            where.append(f"seed={self.seed}")
+        if self.step is not None:
+            where.append(f"step={self.step}")
+        if self.time is not None:
+            where.append(f"t={self.time}ms")
+        out = [head + (f"  ({', '.join(where)})" if where else "")]
+        if self.replay:
+            out.append(f"replay: {self.replay}")
+        if self.trace_tail:
+            out.append("last events:")
+            out.extend("  " + line for line in self.trace_tail)
+        return "\n".join(out)
+
+
+class LogView(Protocol):
+    """What the checker reads from a server's log (``MemoryLog`` satisfies it)."""
+
+    def fetch(self, idx: int) -> tuple[int, int, Any] | None: ...
+
+    def snapshot_index_term(self) -> tuple[int, int]: ...
+
+    def last_index_term(self) -> tuple[int, int]: ...
+
+
+def usr_payload(command: Any) -> Any:
+    """The machine command inside a log command ``("usr", cmd, reply_mode, ts)``, else None."""
+    if isinstance(command, tuple) and command and command[0] == "usr":
+        return command[1]
+    return None
+
+
+@dataclass(slots=True)
+class _Committed:
+    term: int
+    command: Any
+    commit_term: int  # lowest term at which any server was seen to have it committed
+    seen_by: Any
+
+
+@dataclass(slots=True)
+class _ServerTrack:
+    incarnation: int = -1
+    commit_index: int = 0
+    applied_index: int = 0  # last index applied by the machine in this incarnation
+    role: str = ""
+    term: int = 0
+    log: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class SafetyChecker:
+    """Incremental Raft invariant checker (see the module docstring for the list)."""
+
+    def __init__(self, disabled: frozenset[str] | set[str] = frozenset()) -> None:
+        unknown = set(disabled) - set(CHECKS)
+        if unknown:
+            raise ValueError(f"unknown checks {sorted(unknown)}")
+        self.disabled = frozenset(disabled)
+        self.leaders: dict[int, Any] = {}                     # term -> leader
+        self.entry_cmd: dict[tuple[int, int], Any] = {}       # (idx, term) -> command
+        self.entry_prev: dict[tuple[int, int], int] = {}      # (idx, term) -> term at idx - 1
+        self.committed: dict[int, _Committed] = {}
+        self.applied: dict[int, tuple[int, Any, Any]] = {}    # idx -> (term, cmd, server)
+        self.cmd_index: dict[Any, int] = {}                   # cmd -> idx applied at
+        self.acked: dict[Any, int] = {}                       # cmd -> idx named in the ack
+        self.max_acked_index = 0
+        self.queries: dict[Any, int] = {}                     # query id -> required index
+        self.servers: dict[Any, _ServerTrack] = {}
+        self.counts: dict[str, int] = {c: 0 for c in CHECKS}
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _fail(self, check: str, message: str) -> None:
+        if check in self.disabled:
+            return
+        raise Violation(check, message)
+
+    def _on(self, check: str) -> bool:
+        self.counts[check] += 1
+        return check not in self.disabled
+
+    def _track(self, server: Any) -> _ServerTrack:
+        t = self.servers.get(server)
+        if t is None:
+            t = self.servers[server] = _ServerTrack()
+        return t
+
+    # -- log matching ---------------------------------------------------------------------------
+    def on_entries_written(self, server: Any, entries: list[tuple[int, int, Any]],
+                           prev_term: int | None) -> None:
+        """``server`` wrote ``entries`` (consecutive) into its log; ``prev_term`` is the term its
+        log holds just before the first one (None if unknown, e.g. inside a snapshot)."""
+        if not self._on("log_matching"):
+            return
+        prev = prev_term
+        for idx, term, cmd in entries:
+            key = (idx, term)
+            known = self.entry_cmd.get(key, _MISSING)
+            if known is _MISSING:
+                self.entry_cmd[key] = cmd
+            elif known != cmd:
+                self._fail("log_matching",
+                           f"{_s(server)} wrote index {idx} term {term} = {cmd!r} but another log "
+                           f"holds {known!r} at the same index and term")
+            if prev is not None:
+                kp = self.entry_prev.get(key)
+                if kp is None:
+                    self.entry_prev[key] = prev
+                elif kp != prev:
+                    self._fail("log_matching",
+                               f"{_s(server)} holds index {idx} term {term} after an entry of term "
+                               f"{prev} at {idx - 1}, another log has term {kp} there: prefixes "
+                               f"differ")
+            prev = term
+
+    # -- per-step server state ------------------------------------------------------------------
+    def on_server_state(self, server: Any, incarnation: int, role: str, term: int,
+                        commit_index: int, last_applied: int, log: LogView) -> None:
+        """Called after every step of ``server`` with its current state."""
+        t = self._track(server)
+        if t.incarnation != incarnation:
+            _switch(t, incarnation)
+        t.log = log
+        # election safety + leader completeness on a new leader
+        if role == "leader":
+            if self._on("election_safety"):
+                other = self.leaders.get(term)
+                if other is None:
+                    self.leaders[term] = server
+                elif other != server:
+                    self._fail("election_safety",
+                               f"two leaders in term {term}: {_s(other)} and {_s(server)}")
+            if t.role != "leader" or t.term != term:
+                self._check_leader_complete(server, term, log)
+        t.role, t.term = role, term
+        # commit index
+        if commit_index < t.commit_index and self._on("commit_monotonic"):
+            self._fail("commit_monotonic",
+                       f"{_s(server)} commit index went back from {t.commit_index} to "
+                       f"{commit_index} (incarnation {incarnation})")
+        if self._on("commit_in_log"):
+            last = max(log.last_index_term()[0], log.snapshot_index_term()[0])
+            if commit_index > last:
+                self._fail("commit_in_log",
+                           f"{_s(server)} commit index {commit_index} is past its last log "
+                           f"index {last}")
+        if commit_index > t.commit_index:
+            self._record_committed(server, term, t.commit_index + 1, commit_index, log)
+            t.commit_index = commit_index
+        if last_applied > commit_index and self._on("apply_committed"):
+            self._fail("apply_committed",
+                       f"{_s(server)} applied up to {last_applied} but its commit index is "
+                       f"{commit_index}")
+
+    def _record_committed(self, server: Any, term: int, lo: int, hi: int, log: LogView) -> None:
+        snap_idx = log.snapshot_index_term()[0]
+        new: list[tuple[int, _Committed]] = []
+        check = self._on("committed_prefix")
+        for idx in range(max(lo, snap_idx + 1), hi + 1):
+            e = log.fetch(idx)
+            if e is None:
+                continue
+            c = self.committed.get(idx)
+            if c is None:
+                c = self.committed[idx] = _Committed(e[1], e[2], term, server)
+                new.append((idx, c))
+            else:
+                if check and (c.term != e[1] or c.command != e[2]):
+                    self._fail("committed_prefix",
+                               f"{_s(server)} committed index {idx} = (term {e[1]}, {e[2]!r}) but "
+                               f"{_s(c.seen_by)} had committed (term {c.term}, {c.command!r}) there")
+                if term < c.commit_term:
+                    c.commit_term = term
+            a = self.applied.get(idx)
+            if a is not None and self._on("state_machine_safety"):
+                payload = usr_payload(e[2])
+                if payload != a[1] or a[0] != e[1]:
+                    self._fail("state_machine_safety",
+                               f"{_s(a[2])} applied {a[1]!r} (term {a[0]}) at index {idx} but "
+                               f"{_s(server)} committed {e[2]!r} (term {e[1]}) there")
+        if new and self._on("leader_completeness"):
+            for other, ot in self.servers.items():
+                if ot.role != "leader" or ot.log is None:
+                    continue
+                for idx, c in new:
+                    if ot.term > c.commit_term:
+                        self._check_has(other, ot.term, ot.log, idx, c)
+
+    def _check_leader_complete(self, server: Any, term: int, log: LogView) -> None:
+        if not self._on("leader_completeness"):
+            return
+        for idx, c in self.committed.items():
+            if c.commit_term < term:
+                self._check_has(server, term, log, idx, c)
+
+    def _check_has(self, server: Any, term: int, log: LogView, idx: int, c: _Committed) -> None:
+        snap_idx, snap_term = log.snapshot_index_term()
+        if idx <= snap_idx:
+            return  # covered by a snapshot of applied (hence committed) entries
+        e = log.fetch(idx)
+        if e is None or e[1] != c.term or e[2] != c.command:
+            have = "nothing" if e is None else f"(term {e[1]}, {e[2]!r})"
+            self._fail("leader_completeness",
+                       f"{_s(server)} is leader of term {term} but lacks committed index {idx} "
+                       f"(term {c.term}, {c.command!r}, committed by term {c.commit_term}); "
+                       f"it has {have}")
+
+    # -- the state machine ----------------------------------------------------------------------
+    def on_apply(self, server: Any, incarnation: int, index: int, term: int, cmd: Any) -> None:
+        """``server`` (in ``incarnation``) applied machine command ``cmd`` at ``index``."""
+        if not self._on("state_machine_safety"):
+            return
+        t = self._track(server)
+        if t.incarnation != incarnation:
+            _switch(t, incarnation)
+        if index <= t.applied_index:
+            self._fail("state_machine_safety",
+                       f"{_s(server)} applied index {index} after index {t.applied_index} "
+                       f"(out of order or twice)")
+        t.applied_index = index
+        known = self.applied.get(index)
+        if known is None:
+            self.applied[index] = (term, cmd, server)
+        elif known[1] != cmd or known[0] != term:
+            self._fail("state_machine_safety",
+                       f"{_s(server)} applied {cmd!r} (term {term}) at index {index} but "
+                       f"{_s(known[2])} applied {known[1]!r} (term {known[0]}) there")
+        other = self.cmd_index.get(cmd)
+        if other is None:
+            self.cmd_index[cmd] = index
+        elif other != index:
+            self._fail("state_machine_safety",
+                       f"command {cmd!r} applied twice: at index {other} and at index {index} "
+                       f"(by {_s(server)})")
+        c = self.committed.get(index)
+        if c is not None and (usr_payload(c.command) != cmd or c.term != term):
+            self._fail("state_machine_safety",
+                       f"{_s(server)} applied {cmd!r} at index {index} but (term {c.term}, "
+                       f"{c.command!r}) is committed there")
+
+    # -- clients --------------------------------------------------------------------------------
+    def on_ack(self, cmd: Any, index: int) -> None:
+        """A client got a success reply for ``cmd`` naming ``index`` as where it was applied."""
+        if not self._on("ack_applied"):
+            return
+        prev = self.acked.get(cmd)
+        if prev is not None and prev != index:
+            self._fail("ack_applied", f"command {cmd!r} acknowledged at {prev} and at {index}")
+        self.acked[cmd] = index
+        a = self.applied.get(index)
+        if a is None or a[1] != cmd:
+            self._fail("ack_applied",
+                       f"command {cmd!r} acknowledged at index {index} but "
+                       + ("nothing was applied there" if a is None else
+                          f"{_s(a[2])} applied {a[1]!r} there"))
+        if index > self.max_acked_index:
+            self.max_acked_index = index
+
+    def on_query_issued(self, qid: Any) -> None:
+        """A consistent query was issued; it must see every command acknowledged so far."""
+        self.queries[qid] = self.max_acked_index
+
+    def on_query_result(self, qid: Any, seen_index: int) -> None:
+        """The query ``qid`` returned a machine state whose last applied command index is
+        ``seen_index``."""
+        need = self.queries.pop(qid, 0)
+        if seen_index < need and self._on("query_linearizable"):
+            self._fail("query_linearizable",
+                       f"query {qid!r} saw state up to index {seen_index}, but a command at "
+                       f"index {need} had been acknowledged before it was issued")
+
+    def on_snapshot_installed(self, server: Any, index: int, term: int) -> None:
+        """``server`` took or received a snapshot covering ``index`` (at ``term``)."""
+        c = self.committed.get(index)
+        if c is not None and c.term != term and self._on("committed_prefix"):
+            self._fail("committed_prefix",
+                       f"{_s(server)} has a snapshot at index {index} term {term} but term "
+                       f"{c.term} is committed there")
+
+
+def _switch(t: _ServerTrack, incarnation: int) -> None:
+    # a new process: its commit index restarts from what it recovers (rechecked from index 1)
+    t.incarnation = incarnation
+    t.commit_index = 0
+    t.applied_index = 0
+    t.role = ""
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+
+def _s(server: Any) -> str:
+    name = getattr(server, "name", None)
+    return str(name) if name is not None else repr(server)

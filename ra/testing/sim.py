@@ -1,0 +1,692 @@
+"""Deterministic cluster simulator for the pure Raft core. No ra equivalent.
+
+``SimCluster(seed)`` runs N ``ra.core.server`` instances on a simulated clock and network. One
+``random.Random(seed)`` drives everything: message delay, loss, duplication and reordering,
+partitions, crashes and restarts, when the memory log/meta twins are synced (and so what a crash
+loses), election timeouts, and what the clients do. Nothing iterates over a ``set``, so a seed
+replays identically in any process: ``python -m ra.testing.sim --seed N --trace``.
+
+A run has a *fault phase* (``profile.fault_ms``) and a *recovery phase*: every fault stops,
+crashed servers restart, and within ``profile.settle_ms`` a leader must be elected, one fresh
+command per client must be acknowledged and every member must converge (liveness). After every
+step the ``SafetyChecker`` (``ra.testing.checkers``) checks Raft's safety properties; a failure
+raises ``Violation`` carrying the seed, the replay command and the last events.
+
+Event contract towards the core: effects are carried out in order; ``NextEvent`` runs after the
+events already queued at this instant; ``Written``/``MetaWritten`` notices reach a server in the
+order its syncs produced them; a timer re-armed replaces the previous one; a crash drops every
+event for the dead incarnation (messages in flight to its id are still delivered if it is back).
+"""
+from __future__ import annotations
+
+import heapq
+import random
+import sys
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ra.core import server
+from ra.core.effects import (
+    Cast, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
+    StartElectionTimeout, StartHeartbeatTimeout,
+)
+from ra.core.machine import ReleaseCursor
+from ra.core.messages import (
+    ElectionTimeout, HeartbeatTimeout, LeaderDown, MetaWritten, SnapshotMeta, TriggerElection,
+    Written,
+)
+from ra.core.types import ServerId
+from ra.testing.checkers import SafetyChecker, Violation
+from ra.testing.memory import MemoryLog, MemoryMeta
+from ra.testing.sim_clients import ClientDriver, SimClient
+from ra.testing.sim_fmt import fmt_msg
+from ra.testing.sim_net import PROFILES, Network, Profile, calm, scenario_for_seed
+
+__all__ = ["SimCluster", "SimResult", "SimMachine", "CheckedLog", "run_seed", "replay_command",
+           "main", "CORE_BUGS", "ALL_BUGS"]
+
+CORE_BUGS = frozenset(server.BUGS)
+ALL_BUGS = CORE_BUGS | {"ack_before_durable"}
+
+
+class SimMachine:
+    """The simulated state machine: state ``(count, last_index)``; the reply to a command is
+    ``(index, count)``, so a client learns where its command was applied. Every ``snapshot_every``
+    applies it emits ``ReleaseCursor``. Each apply is reported to the checker."""
+
+    def __init__(self, sim: "SimCluster", sid: Any, snapshot_every: int) -> None:
+        self.sim, self.sid, self.every = sim, sid, snapshot_every
+
+    def init(self, config: Any) -> tuple[int, int]:
+        return (0, 0)
+
+    def apply(self, meta: dict[str, Any], cmd: Any, state: Any) -> tuple[Any, Any, list[Any]]:
+        idx = meta["index"]
+        count = state[0] + 1
+        new = (count, idx)
+        self.sim.on_apply(self.sid, idx, meta["term"], cmd)
+        effects: list[Any] = []
+        if self.every and count % self.every == 0:
+            effects.append(ReleaseCursor(idx, new))
+        return new, (idx, count), effects
+
+
+class CheckedLog(MemoryLog):
+    """``MemoryLog`` that reports every write to the checker (for log matching)."""
+
+    def __init__(self, sim: "SimCluster", sid: Any, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._sim, self._sid = sim, sid
+
+    def append(self, entry: tuple[int, int, Any]) -> None:
+        prev = self.fetch_term(entry[0] - 1)
+        super().append(entry)
+        self._sim.checker.on_entries_written(self._sid, [entry], prev)
+
+    def write(self, entries: list[tuple[int, int, Any]]) -> None:
+        if not entries:
+            return
+        prev = self.fetch_term(entries[0][0] - 1)
+        super().write(entries)
+        self._sim.checker.on_entries_written(self._sid, entries, prev)
+
+    # Workaround for docs/CORE-BUGS.md #1 (MemoryLog reports a mixed-term batch as one Written
+    # that handle_written never accepts): report one notice per run of equal terms.
+    def sync(self) -> list[Written]:
+        batches = [list(b) for b in self._pending]
+        out = super().sync()
+        if not out:
+            return out
+        return [w for b in batches for w in _split_runs(b)]
+
+    def _maybe_early(self, frm: int, to: int, term: int) -> None:
+        if self._ack_before_durable:
+            self._early.extend(_split_runs([(i, self.fetch_term(i), None)
+                                            for i in range(frm, to + 1)]))
+
+    def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> Any:
+        state = super().install_snapshot(meta, data)
+        self._sim.checker.on_snapshot_installed(self._sid, meta.index, meta.term)
+        self._sim.note(self._sid, f"installed snapshot at {meta.index}")
+        return state
+
+    def update_release_cursor(self, idx: int, term: int, cluster: tuple[Any, ...],
+                              machine_version: int, machine_state: Any) -> None:
+        super().update_release_cursor(idx, term, cluster, machine_version, machine_state)
+        self._sim.checker.on_snapshot_installed(self._sid, idx, term)
+
+
+def _split_runs(entries: list[tuple[int, Any, Any]]) -> list[Written]:
+    out: list[Written] = []
+    for idx, term, _ in entries:
+        if out and out[-1].term == term and out[-1].to_idx == idx - 1:
+            out[-1] = Written(term, out[-1].from_idx, idx)
+        else:
+            out.append(Written(term, idx, idx))
+    return out
+
+
+@dataclass(slots=True)
+class SimServer:
+    sid: Any
+    cfg: Any
+    log: CheckedLog
+    meta: MemoryMeta
+    role: str = "follower"
+    state: Any = None
+    alive: bool = False
+    inc: int = 0
+    timers: dict[str, int] = field(default_factory=lambda: {"election": 0, "heartbeat": 0})
+    monitors: dict[Any, None] = field(default_factory=dict)
+    sync_due: bool = False
+    written_tail: int = 0
+    restart_due: bool = False
+
+
+@dataclass(slots=True)
+class SimResult:
+    seed: int
+    servers: int
+    profile: str
+    events: int
+    steps: int
+    time_ms: int
+    stats: dict[str, int]
+    leaders: dict[int, Any]
+    commit_index: int
+
+
+class SimCluster(ClientDriver):
+    """A seeded simulated cluster (see the module docstring)."""
+
+    def __init__(self, seed: int, servers: int | None = None, profile: str | Profile | None = None,
+                 *, bugs: frozenset[str] | set[str] = frozenset(), trace: bool = False,
+                 disabled_checks: frozenset[str] | set[str] = frozenset(),
+                 out: Callable[[str], None] = print, max_events: int = 400_000,
+                 auto_faults: bool = True) -> None:
+        d_servers, d_profile = scenario_for_seed(seed)
+        self.seed = seed
+        self.n_initial = servers if servers is not None else d_servers
+        prof = profile if profile is not None else d_profile
+        self.profile = prof if isinstance(prof, Profile) else PROFILES[prof]
+        self.base_profile = self.profile
+        self.overrides = (servers is not None and servers != d_servers,
+                          profile is not None and self.profile.name != d_profile)
+        unknown = set(bugs) - ALL_BUGS
+        if unknown:
+            raise ValueError(f"unknown bugs {sorted(unknown)}; known: {sorted(ALL_BUGS)}")
+        self.bugs = frozenset(bugs)
+        self.rng = random.Random(seed)
+        self.checker = SafetyChecker(disabled_checks)
+        self.net = Network(self.rng, self.profile)
+        self.tracing, self.out = trace, out
+        self.tail: deque[tuple[int, Any, Any]] = deque(maxlen=40)
+        self.max_events = max_events
+        self.auto_faults = auto_faults
+        self.now = 0
+        self.events = 0
+        self.steps = 0
+        self._seq = 0
+        self.queue: list[tuple[int, int, str, tuple[Any, ...]]] = []
+        self.servers: dict[Any, SimServer] = {}
+        self.clients: dict[str, SimClient] = {}
+        self.pending_calls: dict[Any, Any] = {}      # frm -> server holding the call
+        self.faults_over = False
+        self.done = False
+        self.deadline = 0
+        self.partition_until = 0
+        self.stats: dict[str, int] = {k: 0 for k in (
+            "commands", "acked", "unknown", "queries", "crashes", "partitions", "joins",
+            "leaves", "transfers", "snapshots_sent", "machine_effects", "elections")}
+        self._next_name = 1
+        for _ in range(self.n_initial):
+            self._new_server(None)
+        initial = tuple(self.servers)
+        for s in self.servers.values():
+            s.cfg.initial_members = initial
+        for s in list(self.servers.values()):
+            self._start(s)
+        for i in range(self.profile.clients):
+            self.clients[f"c{i + 1}"] = SimClient(f"c{i + 1}")
+        if self.profile.membership_rate + self.profile.transfer_rate > 0:
+            self.clients["admin"] = SimClient("admin", admin=True)
+        # ra's start_cluster: trigger an election on one member
+        self.schedule(1, "trigger", initial[0])
+        self.schedule(300, "trigger_check")
+        if auto_faults:
+            for c in self.clients.values():
+                self._next_wakeup(c)
+            self.schedule(20, "fault_tick")
+            self.schedule(self.profile.fault_ms, "heal_all")
+
+    # -- construction --------------------------------------------------------------------------
+    def _new_server(self, members: tuple[Any, ...] | None) -> SimServer:
+        sid = ServerId(f"s{self._next_name}", "sim")
+        self._next_name += 1
+        log = CheckedLog(self, sid, ack_before_durable="ack_before_durable" in self.bugs)
+        meta = MemoryMeta()
+        machine = SimMachine(self, sid, self.profile.snapshot_every)
+        cfg = server.ServerConfig(
+            id=sid, uid=f"u_{sid.name}", cluster_name="sim", initial_members=members or (sid,),
+            machine=machine, log=log, meta=meta, max_append_entries_rpc_batch_size=16,
+            max_pipeline_count=64, low_priority_batch_size=8, snapshot_chunk_size=16,
+            bugs=self.bugs & CORE_BUGS)
+        s = SimServer(sid, cfg, log, meta)
+        self.servers[sid] = s
+        return s
+
+    def spawn_server(self, members: list[Any]) -> Any:
+        """Start a brand-new server that knows ``members`` (it waits to be joined)."""
+        s = self._new_server(None)
+        s.cfg.initial_members = tuple(members) + (s.sid,)
+        self._start(s)
+        self.note(s.sid, "spawned (waiting to be joined)")
+        return s.sid
+
+    def _start(self, s: SimServer) -> None:
+        s.alive = True
+        s.inc += 1
+        s.written_tail = self.now
+        role, state, effects = server.init(s.cfg)
+        s.role, s.state = role, state
+        self._after_step(s, effects, "", 0)
+
+    # -- the event queue -----------------------------------------------------------------------
+    def schedule(self, delay: int, kind: str, *args: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self.queue, (self.now + delay, self._seq, kind, args))
+
+    def _schedule_at(self, t: int, kind: str, *args: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self.queue, (t, self._seq, kind, args))
+
+    def run(self) -> SimResult:
+        """Run to the end of the recovery phase; raise ``Violation`` on any failure."""
+        try:
+            while self.queue and not self.done:
+                self.step_event()
+            if not self.done and self.auto_faults:
+                self._liveness_failure("the event queue ran dry")
+        except Violation as v:
+            raise self._annotate(v)
+        except Exception as exc:  # the core (or the sim) raised: report it like a violation
+            v = Violation("exception", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            raise self._annotate(v) from exc
+        return self.result()
+
+    def result(self) -> SimResult:
+        leader = self.current_leader()
+        return SimResult(self.seed, self.n_initial, self.profile.name, self.events, self.steps,
+                         self.now, dict(self.stats), dict(self.checker.leaders),
+                         self.servers[leader].state.commit_index if leader else 0)
+
+    def step_event(self) -> None:
+        t, _, kind, args = heapq.heappop(self.queue)
+        self.now = t
+        self.events += 1
+        if self.events > self.max_events:
+            self._liveness_failure(f"more than {self.max_events} events")
+        getattr(self, "_ev_" + kind)(*args)
+        if self.faults_over and not self.done:
+            self._check_settled()
+
+    def _annotate(self, v: Violation) -> Violation:
+        v.seed, v.time, v.step = self.seed, self.now, self.steps
+        v.replay = replay_command(self.seed, self.n_initial if self.overrides[0] else None,
+                                  self.profile.name if self.overrides[1] else None, self.bugs)
+        v.trace_tail = [self._fmt_tail(x) for x in self.tail]
+        return v
+
+    # -- events --------------------------------------------------------------------------------
+    def _ev_peer(self, to: Any, msg: Any, frm: Any) -> None:
+        s = self.servers[to]
+        if s.alive:
+            self.step_server(s, msg, frm)
+
+    def _ev_local(self, sid: Any, inc: int, msg: Any) -> None:
+        s = self.servers[sid]
+        if s.alive and s.inc == inc:
+            self.step_server(s, msg, None)
+
+    def _ev_timer(self, sid: Any, inc: int, kind: str, gen: int) -> None:
+        s = self.servers[sid]
+        if s.alive and s.inc == inc and s.timers[kind] == gen:
+            self.step_server(s, ElectionTimeout() if kind == "election" else HeartbeatTimeout(),
+                             None)
+
+    def _ev_sync(self, sid: Any, inc: int) -> None:
+        s = self.servers[sid]
+        if not (s.alive and s.inc == inc):
+            return
+        s.sync_due = False
+        self._deliver_local(s, s.log.sync() + s.meta.sync(), self.profile.written_ms)
+
+    def _deliver_local(self, s: SimServer, evs: list[Any], delay: tuple[int, int]) -> None:
+        for ev in evs:
+            t = max(self.now + self.rng.randint(*delay), s.written_tail)
+            s.written_tail = t
+            self._schedule_at(t, "local", s.sid, s.inc, ev)
+
+    def _ev_call(self, sid: Any, msg: Any, frm: Any, client: str) -> None:
+        s = self.servers[sid]
+        if not s.alive:
+            if frm is not None:
+                self.schedule(self.rng.randint(1, 3), "reply", client, frm, ("noproc",))
+            return
+        if frm is not None:
+            self.pending_calls[frm] = sid
+        self.step_server(s, msg, client)
+
+    def _call(self, c: SimClient, target: Any, msg: Any, frm: Any) -> None:
+        """Client ``c`` calls ``target`` (reliable channel; ``frm`` None for a pipelined cast)."""
+        self.schedule(self.rng.randint(1, 3), "call", target, msg, frm, c.name)
+
+    def _ev_reply(self, client: str, frm: Any, value: Any) -> None:
+        self.client_reply(client, frm, value)
+
+    def _ev_mail(self, client: str, msg: Any) -> None:
+        if client in self.clients:
+            self.client_mail(client, msg)
+
+    def _ev_wake(self, client: str) -> None:
+        self.client_wakeup(self.clients[client])
+
+    def _ev_resend(self, client: str, req: int) -> None:
+        self.client_resend(client, req)
+
+    def _ev_ctimeout(self, client: str, req: int) -> None:
+        self.client_timeout(client, req)
+
+    def _ev_trigger(self, sid: Any) -> None:
+        s = self.servers[sid]
+        if s.alive:
+            self.note(sid, "trigger_election (start_cluster)")
+            self.step_server(s, TriggerElection(None), None)
+
+    def _ev_trigger_check(self) -> None:
+        if all(s.state is None or s.state.current_term == 0 for s in self.servers.values()):
+            alive = [s.sid for s in self.servers.values() if s.alive]
+            if alive:
+                self._ev_trigger(self.rng.choice(alive))
+        if not self.faults_over:
+            self.schedule(300, "trigger_check")
+
+    def _ev_restart(self, sid: Any) -> None:
+        s = self.servers[sid]
+        if s.alive or not s.restart_due:
+            return
+        s.restart_due = False
+        self.note(sid, f"restart (term {s.meta.fetch()[0]}, log {s.log.last_index_term()})")
+        self._start(s)
+
+    def _ev_leader_down(self, sid: Any, inc: int, leader: Any) -> None:
+        s = self.servers[sid]
+        if s.alive and s.inc == inc:
+            self.step_server(s, LeaderDown(leader), None)
+
+    def _ev_fault_tick(self) -> None:
+        if self.faults_over:
+            return
+        p, rng, dt = self.profile, self.rng, 20
+        if p.partition_rate:
+            if self.net.blocked:
+                if self.now >= self.partition_until:
+                    self.heal()
+            elif rng.random() < p.partition_rate * dt / 1000:
+                self.partition()
+        if p.crash_rate and rng.random() < p.crash_rate * dt / 1000:
+            down = sum(1 for s in self.servers.values() if not s.alive)
+            alive = [s.sid for s in self.servers.values() if s.alive]
+            if down < p.max_down and alive:
+                leader = self.current_leader()
+                victim = leader if leader is not None and rng.random() < p.crash_leader_bias \
+                    else rng.choice(alive)
+                self.crash(victim)
+                self.schedule(rng.randint(*p.down_ms), "restart", victim)
+        self.schedule(dt, "fault_tick")
+
+    def _ev_heal_all(self) -> None:
+        """End of the fault phase: heal, restart everything, then demand liveness."""
+        self.faults_over = True
+        self.profile = calm(self.profile)
+        self.net.profile = self.profile
+        self.heal()
+        self.note(None, "=== faults stop: recovery phase ===")
+        for s in list(self.servers.values()):
+            if not s.alive:
+                s.restart_due = True
+                self._ev_restart(s.sid)
+        self.deadline = self.now + self.profile.settle_ms
+        self.schedule(self.profile.settle_ms, "deadline")
+        for c in self.clients.values():
+            if c.op is None:
+                self.schedule(self.rng.randint(0, 5), "wake", c.name)
+
+    def _ev_deadline(self) -> None:
+        if not self.done:
+            self._liveness_failure(f"not settled {self.profile.settle_ms}ms after faults stopped")
+
+    # -- faults (also used by the demo and the hypothesis test) ---------------------------------
+    def crash(self, sid: Any) -> None:
+        s = self.servers[sid]
+        if not s.alive:
+            return
+        self.stats["crashes"] += 1
+        s.alive = False
+        s.inc += 1
+        s.log.crash()
+        s.meta.crash()
+        s.sync_due = False
+        s.monitors = {}
+        s.restart_due = True
+        self.note(sid, f"CRASH (durable: term {s.meta.fetch()[0]}, log {s.log.last_index_term()})")
+        for o in self.servers.values():
+            if o.alive and sid in o.monitors:
+                del o.monitors[sid]
+                self.schedule(self.rng.randint(5, 20), "leader_down", o.sid, o.inc, sid)
+        for frm, holder in list(self.pending_calls.items()):
+            if holder == sid:
+                del self.pending_calls[frm]
+                self.schedule(self.rng.randint(1, 5), "reply", frm[1], frm, ("error", "nodedown"))
+
+    def restart(self, sid: Any) -> None:
+        s = self.servers[sid]
+        if not s.alive:
+            s.restart_due = True
+            self._ev_restart(sid)
+
+    def partition(self) -> None:
+        desc = self.net.partition(list(self.servers), self.current_leader())
+        if desc:
+            self.stats["partitions"] += 1
+            lo, hi = self.profile.partition_ms
+            self.partition_until = self.now + self.rng.randint(lo, hi)
+            self.note(None, f"PARTITION {desc}")
+
+    def partition_groups(self, *groups: list[Any]) -> None:
+        """Scripted symmetric partition into ``groups`` (demo, tests)."""
+        self.net.blocked.clear()
+        for i, a in enumerate(groups):
+            for b in groups[i + 1:]:
+                self.net._cut(a, b)
+                self.net._cut(b, a)
+        self.stats["partitions"] += 1
+        self.note(None, "PARTITION " + " | ".join(
+            "{" + ",".join(x.name for x in g) + "}" for g in groups))
+
+    def heal(self) -> None:
+        if self.net.blocked:
+            self.net.heal()
+            self.note(None, "HEAL partition")
+
+    def sync(self, sid: Any) -> None:
+        s = self.servers[sid]
+        if s.alive:
+            self._ev_sync(sid, s.inc)
+
+    # -- stepping a server ---------------------------------------------------------------------
+    def step_server(self, s: SimServer, msg: Any, frm: Any) -> None:
+        self.steps += 1
+        self.tail.append((self.now, s.sid, (msg, frm)))
+        if self.tracing:
+            self.out(self._fmt_tail(self.tail[-1]))
+        old_role, old_term = s.role, s.state.current_term
+        role, state, effects = server.step(s.role, msg, s.state)
+        s.role, s.state = role, state
+        self._after_step(s, effects, old_role, old_term)
+
+    def _after_step(self, s: SimServer, effects: list[Any], old_role: str, old_term: int) -> None:
+        st = s.state
+        if st.role != old_role or st.current_term != old_term:
+            if st.role == "leader" and old_role != "leader":
+                self.stats["elections"] += 1
+            self.note(s.sid, f"{old_role or 'start'} -> {st.role} (term {st.current_term})")
+        self.checker.on_server_state(s.sid, s.inc, st.role, st.current_term, st.commit_index,
+                                     st.last_applied, s.log)
+        for e in effects:
+            self._effect(s, e)
+        if "ack_before_durable" in self.bugs:
+            early = s.log.take_early_acks()
+            if early:
+                self._deliver_local(s, list(early), (0, 1))
+        if not s.sync_due and (s.log.has_pending() or s.meta.has_pending()):
+            s.sync_due = True
+            self.schedule(self.rng.randint(*self.profile.sync_ms), "sync", s.sid, s.inc)
+
+    def _effect(self, s: SimServer, e: Any) -> None:
+        if isinstance(e, SendRpc):
+            if e.to not in self.servers:
+                return
+            for d in self.net.fates(s.sid, e.to):
+                self.schedule(d, "peer", e.to, e.msg, s.sid)
+        elif isinstance(e, Reply):
+            frm = e.frm
+            if isinstance(frm, tuple) and frm and frm[0] == "call":
+                self.pending_calls.pop(frm, None)
+                self.schedule(self.rng.randint(1, 3), "reply", frm[1], frm, e.value)
+        elif isinstance(e, NextEvent):
+            self.schedule(0, "local", s.sid, s.inc, e.event)
+        elif isinstance(e, StartElectionTimeout):
+            s.timers["election"] += 1
+            t = self.profile.election_ms
+            self.schedule(self.rng.randint(t, 2 * t - 1), "timer", s.sid, s.inc, "election",
+                          s.timers["election"])
+        elif isinstance(e, StartHeartbeatTimeout):
+            s.timers["heartbeat"] += 1
+            self.schedule(self.profile.heartbeat_ms, "timer", s.sid, s.inc, "heartbeat",
+                          s.timers["heartbeat"])
+        elif isinstance(e, Notify):
+            self.schedule(self.rng.randint(1, 3), "mail", e.pid, ("applied", e.leader, e.applied))
+        elif isinstance(e, Cast):
+            self.schedule(self.rng.randint(1, 3), "mail", e.to, e.msg)
+        elif isinstance(e, RecordLeaderMsg):
+            s.monitors[e.leader_id] = None
+            leader = self.servers.get(e.leader_id)
+            if leader is not None and not leader.alive:
+                del s.monitors[e.leader_id]
+                self.schedule(self.rng.randint(5, 20), "leader_down", s.sid, s.inc, e.leader_id)
+        elif isinstance(e, MachineEffect):
+            self.stats["machine_effects"] += 1
+        else:
+            raise Violation("exception", f"{s.sid.name} returned an unknown effect {e!r}")
+
+    def on_apply(self, sid: Any, idx: int, term: int, cmd: Any) -> None:
+        self.checker.on_apply(sid, self.servers[sid].inc, idx, term, cmd)
+
+    # -- queries about the cluster -------------------------------------------------------------
+    def current_leader(self) -> Any:
+        best = None
+        for s in self.servers.values():
+            if s.alive and s.state.role == "leader":
+                if best is None or s.state.current_term > best.state.current_term:
+                    best = s
+        return best.sid if best is not None else None
+
+    def random_member(self, exclude: Any = None) -> Any:
+        leader = self.current_leader()
+        pool = list(self.servers[leader].state.cluster) if leader else list(self.servers)
+        pool = [m for m in pool if m != exclude] or pool
+        return self.rng.choice(pool)
+
+    def _check_settled(self) -> None:
+        if not all(c.final_done or c.admin for c in self.clients.values()):
+            return
+        if self.converged():
+            self.done = True
+            self.note(None, "=== settled: leader elected, client commands acknowledged, "
+                            "members converged ===")
+
+    def converged(self) -> bool:
+        """A leader exists and every member of its cluster matches its log and has applied
+        everything it committed."""
+        leader = self.current_leader()
+        if leader is None:
+            return False
+        ls = self.servers[leader].state
+        want = (ls.commit_index, self.servers[leader].log.last_index_term())
+        if ls.last_applied != ls.commit_index:
+            return False
+        for m in ls.cluster:
+            s = self.servers.get(m)
+            if s is None or not s.alive:
+                return False
+            st = s.state
+            if (st.commit_index, s.log.last_index_term()) != want \
+                    or st.last_applied != st.commit_index or st.leader_id != leader:
+                return False
+        return True
+
+    def _liveness_failure(self, why: str) -> None:
+        lines = [f"liveness: {why}"]
+        for s in self.servers.values():
+            if s.state is None:
+                continue
+            ov = server.overview(s.state)
+            lines.append(f"  {s.sid.name}: alive={s.alive} role={ov['role']} "
+                         f"term={ov['current_term']} leader={_n(ov['leader_id'])} "
+                         f"commit={ov['commit_index']} applied={ov['last_applied']} "
+                         f"last={ov['last_index']}/{ov['last_term']} "
+                         f"written={ov['last_written_index']} snap={ov['snapshot_index']} "
+                         f"cluster={[_n(m) for m in ov['cluster']]}")
+        for c in self.clients.values():
+            lines.append(f"  client {c.name}: op={c.op} final_done={c.final_done}")
+        raise Violation("liveness", "\n".join(lines))
+
+    # -- tracing -------------------------------------------------------------------------------
+    def note(self, sid: Any, text: str) -> None:
+        self.tail.append((self.now, sid, text))
+        if self.tracing:
+            self.out(self._fmt_tail(self.tail[-1]))
+
+    def trace_client(self, c: SimClient, text: str) -> None:
+        self.note(c.name, text)
+
+    def _fmt_tail(self, item: tuple[int, Any, Any]) -> str:
+        t, who, what = item
+        name = _n(who) if who is not None else "--"
+        if isinstance(what, str):
+            return f"{t:7d}ms {name:>5} | {what}"
+        msg, frm = what
+        src = f" from {_n(frm)}" if frm is not None else ""
+        return f"{t:7d}ms {name:>5} <- {fmt_msg(msg)}{src}"
+
+
+def _n(sid: Any) -> str:
+    return str(getattr(sid, "name", sid))
+
+
+def replay_command(seed: int, servers: int | None = None, profile: str | None = None,
+                   bugs: frozenset[str] | set[str] = frozenset()) -> str:
+    """The shell command that replays exactly this run."""
+    if servers is None and profile is None and not bugs:
+        return f"make sim SEED={seed}   (python -m ra.testing.sim --seed {seed} --trace)"
+    cmd = f"python -m ra.testing.sim --seed {seed}"
+    if servers is not None:
+        cmd += f" --servers {servers}"
+    if profile is not None:
+        cmd += f" --profile {profile}"
+    for b in sorted(bugs):
+        cmd += f" --bug {b}"
+    return cmd + " --trace"
+
+
+def run_seed(seed: int, servers: int | None = None, profile: str | None = None,
+             **kw: Any) -> SimResult:
+    """Run one seed to completion (raises ``Violation`` with the replay command on failure)."""
+    return SimCluster(seed, servers, profile, **kw).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m ra.testing.sim",
+                                 description="Replay one deterministic simulation seed.")
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--seeds", type=int, default=1, help="run seeds seed..seed+N-1")
+    ap.add_argument("--servers", type=int, choices=(3, 5), default=None)
+    ap.add_argument("--profile", choices=sorted(PROFILES), default=None)
+    ap.add_argument("--bug", action="append", default=[], choices=sorted(ALL_BUGS))
+    ap.add_argument("--trace", action="store_true", help="print every event")
+    args = ap.parse_args(argv)
+    failed = 0
+    for seed in range(args.seed, args.seed + args.seeds):
+        sim = SimCluster(seed, args.servers, args.profile, bugs=frozenset(args.bug),
+                         trace=args.trace)
+        print(f"seed {seed}: {sim.n_initial} servers, profile {sim.profile.name}"
+              + (f", bugs {sorted(sim.bugs)}" if sim.bugs else ""))
+        try:
+            r = sim.run()
+        except Violation as v:
+            failed += 1
+            print(f"FAILED seed {seed}\n{v}")
+            continue
+        print(f"ok: {r.time_ms}ms simulated, {r.events} events, {r.steps} steps, "
+              f"{len(r.leaders)} terms with a leader, commit index {r.commit_index}, "
+              + ", ".join(f"{k}={v}" for k, v in r.stats.items() if v))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""Simulated clients and the admin client of the simulator. No ra equivalent.
+
+A client has at most one call outstanding. It issues commands (awaited, or pipelined with a
+``notify`` reply mode), consistent queries, and (the admin client) joins, leaves and leadership
+transfers. Client <-> server traffic is a reliable call channel (no loss, no duplication), but a
+call to a crashed server fails with ``noproc`` and a call may time out; a timed-out command's
+outcome is *unknown* and is never re-sent: the client issues a fresh command instead. A
+``("redirect", leader)`` answer means the request was not taken, so it is re-sent to the named
+leader (or another member).
+
+This module is a mixin of ``SimCluster``; it relies on the cluster's ``rng``, ``now``,
+``schedule``, ``checker``, ``trace`` and server table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ra.core.messages import Command, ConsistentQuery, TransferLeadership
+
+__all__ = ["SimClient", "Op", "ClientDriver", "query_state"]
+
+
+def query_state(state: Any) -> Any:
+    """The consistent query every simulated client runs: the whole (tiny) machine state."""
+    return state
+
+
+@dataclass(slots=True)
+class Op:
+    kind: str                    # "cmd" | "pipe" | "query" | "join" | "leave" | "transfer"
+    req: int
+    arg: Any                     # command payload, query id, or server id
+    issued: int
+    attempt: int = 0
+    hops: int = 0
+    target: Any = None
+    final: bool = False
+
+
+@dataclass(slots=True)
+class SimClient:
+    name: str
+    seq: int = 0
+    leader: Any = None
+    op: Op | None = None
+    pipes: dict[Any, int] = field(default_factory=dict)   # corr -> issue time
+    issued: dict[int, tuple[str, Any]] = field(default_factory=dict)  # req -> (kind, arg)
+    acked: int = 0
+    unknown: int = 0
+    final_done: bool = False
+    final_pending: bool = False
+    admin: bool = False
+
+
+class ClientDriver:
+    """Client behaviour; mixed into ``SimCluster``."""
+
+    # provided by SimCluster
+    rng: Any
+    now: int
+    checker: Any
+    profile: Any
+    clients: dict[str, SimClient]
+    stats: dict[str, int]
+
+    # -- issuing ---------------------------------------------------------------------------------
+    def client_wakeup(self, c: SimClient) -> None:
+        if c.op is not None:
+            return
+        if self.faults_over:
+            if c.final_done or c.admin:
+                return
+            c.final_pending = True
+            self._issue_cmd(c, final=True)
+            return
+        if c.admin:
+            self._admin_op(c)
+            return
+        p = self.profile
+        r = self.rng.random()
+        if r < p.query_ratio:
+            c.seq += 1
+            qid = (c.name, "q", c.seq)
+            c.op = Op("query", c.seq, qid, self.now)
+            self.checker.on_query_issued(qid)
+            self._send_op(c)
+        elif r < p.query_ratio + p.notify_ratio and c.leader is not None:
+            c.seq += 1
+            cmd = (c.name, c.seq)
+            c.pipes[cmd] = self.now
+            self.stats["commands"] += 1
+            low = self.rng.random() < p.low_ratio
+            self._call(c, c.leader, Command("usr", cmd, ("notify", cmd, c.name),
+                                           "low" if low else "normal", self.now), None)
+            self.trace_client(c, f"pipeline {cmd} -> {_n(c.leader)}")
+            self._next_wakeup(c)
+        else:
+            self._issue_cmd(c)
+
+    def _issue_cmd(self, c: SimClient, final: bool = False) -> None:
+        c.seq += 1
+        c.op = Op("cmd", c.seq, (c.name, c.seq), self.now, final=final)
+        self.stats["commands"] += 1
+        self._send_op(c)
+
+    def _admin_op(self, c: SimClient) -> None:
+        p, rng = self.profile, self.rng
+        total = p.membership_rate + p.transfer_rate
+        if total <= 0:
+            return
+        leader = self.current_leader()
+        if leader is None:
+            self._next_wakeup(c)
+            return
+        members = list(self.servers[leader].state.cluster)
+        if rng.random() < p.membership_rate / total:
+            n0 = self.n_initial
+            if len(members) <= n0 and (len(members) < n0 + 1) and rng.random() < 0.6 \
+                    or len(members) < n0:
+                sid = self.spawn_server(members)
+                c.seq += 1
+                c.op = Op("join", c.seq, sid, self.now)
+            elif len(members) > 1:
+                victims = [m for m in members if m != leader] or members
+                if rng.random() < 0.15:
+                    victims = [leader]
+                c.seq += 1
+                c.op = Op("leave", c.seq, rng.choice(victims), self.now)
+            else:
+                self._next_wakeup(c)
+                return
+        else:
+            others = [m for m in members if m != leader and self.servers[m].alive]
+            if not others:
+                self._next_wakeup(c)
+                return
+            c.seq += 1
+            c.op = Op("transfer", c.seq, rng.choice(others), self.now)
+        c.op.target = leader
+        self._send_op(c)
+
+    def _send_op(self, c: SimClient) -> None:
+        op = c.op
+        assert op is not None
+        op.attempt += 1
+        if op.target is None:
+            op.target = c.leader if c.leader is not None else self.random_member()
+        frm = ("call", c.name, op.req, op.attempt)
+        if op.kind == "cmd":
+            msg: Any = Command("usr", op.arg, ("await", frm), "normal", self.now)
+        elif op.kind == "query":
+            msg = ConsistentQuery(frm, query_state)
+        elif op.kind in ("join", "leave"):
+            msg = Command(op.kind, op.arg, ("after_log_append", frm))
+        else:
+            msg = TransferLeadership(frm, op.arg)
+        if op.attempt == 1:
+            c.issued[op.req] = (op.kind, op.arg)
+            self.schedule(self.profile.call_timeout_ms, "ctimeout", c.name, op.req)
+        self.trace_client(c, f"{op.kind} {_arg(op)} -> {_n(op.target)}"
+                          + (f" (try {op.attempt})" if op.attempt > 1 else ""))
+        self._call(c, op.target, msg, frm)
+
+    def _next_wakeup(self, c: SimClient) -> None:
+        lo, hi = self.profile.think_ms
+        if c.admin:
+            total = self.profile.membership_rate + self.profile.transfer_rate
+            mean = int(1000 / total) if total else 10**9
+            lo, hi = mean // 2, mean * 3 // 2
+        self.schedule(self.rng.randint(lo, hi), "wake", c.name)
+
+    # -- answers ---------------------------------------------------------------------------------
+    def client_reply(self, name: str, frm: Any, value: Any) -> None:
+        c = self.clients[name]
+        _, _, req, attempt = frm
+        op = c.op
+        kind = value[0] if isinstance(value, tuple) and value else value
+        if kind == "ok" and len(value) > 2 and value[2] is not None:
+            c.leader = value[2]
+        if op is None or op.req != req or op.attempt != attempt:
+            # a late answer to a call we gave up on: still evidence for the checker
+            if kind == "ok":
+                self._late_ok(c, req, value)
+            return
+        assert op is not None
+        self.trace_client(c, f"{op.kind} {_arg(op)} <- {_val(value)}")
+        if kind == "ok":
+            self._op_ok(c, op, value)
+            c.op = None
+            self._next_wakeup(c)
+        elif kind == "redirect" or kind == "noproc":
+            leader = value[1] if kind == "redirect" else None
+            op.hops += 1
+            if leader is not None and leader != op.target and leader in self.servers:
+                op.target = leader
+                c.leader = leader
+                self._send_op(c)
+            else:
+                c.leader = None
+                op.target = self.random_member(exclude=op.target)
+                backoff = min(10 * op.hops, 80)
+                self.schedule(self.rng.randint(1, backoff), "resend", c.name, op.req)
+        else:
+            if op.kind in ("cmd",):
+                c.unknown += 1
+            c.op = None
+            if op.final:
+                c.final_pending = False
+            self._next_wakeup(c)
+
+    def _op_ok(self, c: SimClient, op: Op, value: Any) -> None:
+        if op.kind == "cmd":
+            idx = value[1][0]
+            self.checker.on_ack(op.arg, idx)
+            c.acked += 1
+            self.stats["acked"] += 1
+            if op.final:
+                c.final_done = True
+                c.final_pending = False
+        elif op.kind == "query":
+            self.checker.on_query_result(op.arg, value[1][1])
+            self.stats["queries"] += 1
+        elif op.kind == "join":
+            self.stats["joins"] += 1
+        elif op.kind == "leave":
+            self.stats["leaves"] += 1
+        elif op.kind == "transfer":
+            self.stats["transfers"] += 1
+
+    def _late_ok(self, c: SimClient, req: int, value: Any) -> None:
+        kind, arg = c.issued.get(req, ("", None))
+        self.trace_client(c, f"late answer to {kind} {arg!r}: {_val(value)}")
+        if kind == "cmd":
+            self.checker.on_ack(arg, value[1][0])
+        elif kind == "query":
+            self.checker.on_query_result(arg, value[1][1])
+
+    def client_resend(self, name: str, req: int) -> None:
+        c = self.clients[name]
+        if c.op is not None and c.op.req == req:
+            self._send_op(c)
+
+    def client_timeout(self, name: str, req: int) -> None:
+        c = self.clients[name]
+        op = c.op
+        if op is None or op.req != req:
+            return
+        self.trace_client(c, f"{op.kind} {_arg(op)} timed out (outcome unknown)")
+        if op.kind == "cmd":
+            c.unknown += 1
+            self.stats["unknown"] += 1
+        c.op = None
+        self._next_wakeup(c)
+
+    def client_mail(self, name: str, msg: Any) -> None:
+        """A ``Notify`` (pipelined commands applied) or ``Cast`` (e.g. rejected) for a client."""
+        c = self.clients[name]
+        tag = msg[0]
+        if tag == "applied":
+            for corr, reply in msg[2]:
+                self.checker.on_ack(corr, reply[0])
+                c.pipes.pop(corr, None)
+                c.acked += 1
+                self.stats["acked"] += 1
+            self.trace_client(c, f"applied {[corr for corr, _ in msg[2]]}")
+        else:
+            self.trace_client(c, f"mail {msg!r}")
+            c.leader = None
+
+
+def _n(sid: Any) -> str:
+    return str(getattr(sid, "name", sid))
+
+
+def _arg(op: Op) -> str:
+    if op.kind in ("join", "leave", "transfer"):
+        return _n(op.arg)
+    return repr(op.arg)
+
+
+def _val(v: Any) -> str:
+    if isinstance(v, tuple) and len(v) == 3 and v[0] == "ok":
+        return f"ok {v[1]!r} (leader {_n(v[2])})"
+    if isinstance(v, tuple) and len(v) == 2 and v[0] == "redirect":
+        return f"redirect to {_n(v[1]) if v[1] is not None else '?'}"
+    return repr(v)

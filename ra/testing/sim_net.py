@@ -1,0 +1,188 @@
+"""Fault profiles, the seed -> scenario mapping and the simulated network. No ra equivalent.
+
+Everything random here draws from the one ``random.Random`` the simulator passes in, so a seed
+fixes the whole run. Nothing iterates over a ``set`` (string hashing differs between processes),
+so a seed replays identically in any interpreter.
+
+The network carries *peer* messages only (client calls are a reliable channel, see ``sim.py``):
+each message may be dropped, duplicated or delayed (a long delay reorders it); a partition is a set
+of blocked directed links, checked when a message is sent.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = ["Profile", "PROFILES", "PROFILE_NAMES", "scenario_for_seed", "Network"]
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A named fault mix. Times are simulated milliseconds; rates are events per simulated second
+    during the fault phase (``fault_ms``), after which every fault stops and the cluster must
+    recover within ``settle_ms``."""
+
+    name: str
+    loss: float = 0.0
+    dup: float = 0.0
+    reorder: float = 0.0                      # chance of a long delay
+    delay: tuple[int, int] = (1, 5)
+    long_delay: tuple[int, int] = (20, 150)
+    partition_rate: float = 0.0
+    partition_kinds: tuple[str, ...] = ("symmetric", "isolate", "minority_leader", "one_way",
+                                        "bridge", "leader_out", "leader_in")
+    partition_ms: tuple[int, int] = (100, 600)
+    crash_rate: float = 0.0
+    crash_leader_bias: float = 0.5            # chance a crash targets the current leader
+    max_down: int = 1                         # servers down at once (capped at N)
+    down_ms: tuple[int, int] = (20, 400)
+    sync_ms: tuple[int, int] = (1, 10)        # pending write -> sync
+    written_ms: tuple[int, int] = (0, 3)      # sync -> Written delivered
+    snapshot_every: int = 0                   # ReleaseCursor every K applies (0: never)
+    membership_rate: float = 0.0
+    transfer_rate: float = 0.0
+    clients: int = 2
+    think_ms: tuple[int, int] = (5, 60)
+    query_ratio: float = 0.2
+    notify_ratio: float = 0.1
+    low_ratio: float = 0.1
+    call_timeout_ms: int = 600
+    fault_ms: int = 1200
+    settle_ms: int = 2500
+    election_ms: int = 100                    # election timeout drawn from [T, 2T)
+    heartbeat_ms: int = 25
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (
+    Profile("calm"),
+    Profile("lossy", loss=0.12, dup=0.08, reorder=0.15),
+    Profile("partitions", loss=0.02, partition_rate=3.0),
+    Profile("crashes", crash_rate=4.0, max_down=2, sync_ms=(1, 40), reorder=0.05),
+    Profile("chaos", loss=0.08, dup=0.05, reorder=0.1, partition_rate=2.0, crash_rate=2.5,
+            max_down=2, sync_ms=(1, 30), transfer_rate=0.5, snapshot_every=7),
+    Profile("membership", loss=0.02, membership_rate=3.0, transfer_rate=1.5, crash_rate=0.5),
+    Profile("snapshots", loss=0.03, snapshot_every=3, partition_rate=1.5, crash_rate=1.5,
+            partition_kinds=("isolate", "symmetric")),
+)}
+
+PROFILE_NAMES: tuple[str, ...] = tuple(PROFILES)
+
+
+def scenario_for_seed(seed: int) -> tuple[int, str]:
+    """(servers, profile) for a seed: the profile cycles fastest, then 3 vs 5 servers, so any
+    run of ``2 * len(PROFILES)`` consecutive seeds covers every combination."""
+    n = len(PROFILE_NAMES)
+    return (3, 5)[(seed // n) % 2], PROFILE_NAMES[seed % n]
+
+
+def calm(profile: Profile) -> Profile:
+    """The same profile with every fault switched off (the recovery phase)."""
+    return replace(profile, loss=0.0, dup=0.0, reorder=0.0, partition_rate=0.0, crash_rate=0.0,
+                   membership_rate=0.0, transfer_rate=0.0)
+
+
+class Network:
+    """Blocked links plus the per-message fate. ``blocked`` holds directed ``(src, dst)`` pairs."""
+
+    def __init__(self, rng: random.Random, profile: Profile) -> None:
+        self.rng = rng
+        self.profile = profile
+        self.blocked: dict[tuple[Any, Any], None] = {}
+        self.description = ""
+        self.sent = self.dropped = self.duplicated = 0
+
+    def fates(self, src: Any, dst: Any) -> list[int]:
+        """Delays (ms) of the copies of one message from ``src`` to ``dst``: [] if it is lost."""
+        self.sent += 1
+        p, rng = self.profile, self.rng
+        if (src, dst) in self.blocked:
+            self.dropped += 1
+            return []
+        if p.loss and rng.random() < p.loss:
+            self.dropped += 1
+            return []
+        out = [self._delay()]
+        if p.dup and rng.random() < p.dup:
+            self.duplicated += 1
+            out.append(self._delay())
+        return out
+
+    def _delay(self) -> int:
+        p, rng = self.profile, self.rng
+        if p.reorder and rng.random() < p.reorder:
+            return rng.randint(*p.long_delay)
+        return rng.randint(*p.delay)
+
+    def heal(self) -> None:
+        self.blocked.clear()
+        self.description = ""
+
+    def partition(self, members: list[Any], leader: Any | None) -> str:
+        """Install a random partition of ``members`` (ordered); returns a description."""
+        rng = self.rng
+        kind = rng.choice(self.profile.partition_kinds)
+        self.blocked.clear()
+        ms = list(members)
+        n = len(ms)
+        if n < 2:
+            return ""
+        if kind in ("leader_out", "leader_in", "minority_leader") and leader not in ms:
+            kind = "isolate"
+        if kind == "symmetric":
+            rng.shuffle(ms)
+            k = rng.randint(1, n - 1)
+            a, b = ms[:k], ms[k:]
+            self._cut(a, b)
+            self._cut(b, a)
+            desc = f"split {_names(a)} | {_names(b)}"
+        elif kind == "isolate":
+            x = rng.choice(ms)
+            rest = [m for m in ms if m != x]
+            self._cut([x], rest)
+            self._cut(rest, [x])
+            desc = f"isolate {_names([x])}"
+        elif kind == "minority_leader":
+            rest = [m for m in ms if m != leader]
+            rng.shuffle(rest)
+            minority = [leader] + rest[:(n - 1) // 2 - 1] if n > 3 else [leader]
+            majority = [m for m in ms if m not in minority]
+            self._cut(minority, majority)
+            self._cut(majority, minority)
+            desc = f"leader in minority {_names(minority)} | majority {_names(majority)}"
+        elif kind == "one_way":
+            src, dst = rng.sample(ms, 2)
+            self._cut([src], [dst])
+            desc = f"one-way {_names([src])} -/-> {_names([dst])}"
+        elif kind == "leader_out":
+            rest = [m for m in ms if m != leader]
+            self._cut([leader], rest)
+            desc = f"one-way: leader {_names([leader])} cannot send"
+        elif kind == "leader_in":
+            rest = [m for m in ms if m != leader]
+            self._cut(rest, [leader])
+            desc = f"one-way: leader {_names([leader])} cannot receive"
+        elif kind == "bridge":
+            rng.shuffle(ms)
+            bridge = ms[0]
+            rest = ms[1:]
+            half = len(rest) // 2
+            a, b = rest[:half], rest[half:]
+            self._cut(a, b)
+            self._cut(b, a)
+            desc = f"bridge {_names([bridge])} between {_names(a)} and {_names(b)}"
+        else:  # pragma: no cover - profile typo
+            raise ValueError(f"unknown partition kind {kind!r}")
+        self.description = desc
+        return desc
+
+    def _cut(self, srcs: list[Any], dsts: list[Any]) -> None:
+        for s in srcs:
+            for d in dsts:
+                if s != d:
+                    self.blocked[(s, d)] = None
+
+
+def _names(ms: list[Any]) -> str:
+    return "{" + ",".join(str(getattr(m, "name", m)) for m in ms) + "}"
