@@ -314,6 +314,17 @@ class DiskLog:
             self.wal_error = str(msg[2])
         return []
 
+    def resend_unconfirmed(self) -> bool:
+        """Queue everything not yet confirmed for the next :meth:`flush` (the shell calls this
+        when confirmations stall, e.g. the WAL restarted while this server was idle). True if
+        anything is unconfirmed."""
+        w = self._written[0]
+        if w >= self._last[0]:
+            return False
+        if self._unsent_from is None or w + 1 < self._unsent_from:
+            self._unsent_from = w + 1
+        return True
+
     def tick(self) -> int:
         """Pick up new segment files; drop from memory the entries durable in them. Returns the
         number of entries dropped."""

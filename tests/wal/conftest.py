@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from tests.wal.procs import Procs
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    p = Procs()
+    try:
+        yield p
+    finally:
+        p.cleanup()

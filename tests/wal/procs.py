@@ -1,0 +1,72 @@
+"""Spawning helpers for process tests: every process started is killed (with its children) at
+teardown, even on failure; readiness and progress are polled with deadlines."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+import psutil
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Procs:
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, *args: str, log: str | None = None) -> subprocess.Popen[bytes]:
+        out = open(log, "ab") if log else subprocess.DEVNULL
+        p = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=out,
+                             stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+                             env={**os.environ, "PYTHONPATH": ROOT})
+        self.procs.append(p)
+        return p
+
+    def kill(self, p: subprocess.Popen[bytes], sig: int = 9) -> None:
+        try:
+            os.kill(p.pid, sig)
+        except ProcessLookupError:
+            pass
+        p.wait(10)
+
+    def cleanup(self) -> None:
+        for p in self.procs:
+            try:
+                ps = psutil.Process(p.pid)
+                kids = ps.children(recursive=True)
+            except psutil.NoSuchProcess:
+                kids = []
+            for k in [*kids]:
+                try:
+                    k.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            if p.poll() is None:
+                p.kill()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, what: str, step: float = 0.02) -> Any:
+    """Poll ``pred`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(step)
+
+
+def wal_overview(mb: Any, endpoint: str, timeout: float = 0.5) -> Any:
+    from ra.errors import RaError
+    try:
+        return mb.call(endpoint, ("overview",), timeout)
+    except RaError:
+        return None
