@@ -3,7 +3,7 @@
 Design (why exit codes still reach the supervisor):
 
 * The supervising process (the node daemon) starts the fork server as an ordinary child
-  (fork + exec of ``python -m supervisor.forkserver``). The fork server imports the preload
+  (fork + exec of a fresh interpreter running :func:`_main`). The fork server imports the preload
   modules, holds **no ZeroMQ context** and no threads, and waits for requests on a
   ``SOCK_SEQPACKET`` socketpair.
 * For each request it calls ``clone(CLONE_PARENT | SIGCHLD)`` (raw syscall via ctypes, wrapped in
@@ -38,6 +38,8 @@ __all__ = ["ForkServer", "run_target", "resolve_target"]
 _CLONE_PARENT = 0x00008000
 _SYS_CLONE = {"x86_64": 56, "aarch64": 220}
 _MAX_MSG = 1 << 20
+# -c rather than -m: supervisor/__init__ imports this module, and runpy warns about that
+_BOOT = "import sys; from supervisor.forkserver import _main; sys.exit(_main(sys.argv[1:]))"
 
 
 def resolve_target(target: str) -> Any:
@@ -125,7 +127,7 @@ def _serve(sock: socket.socket, supervisor_pid: int) -> None:
 
 
 def _main(argv: Sequence[str]) -> int:
-    """Entry point: ``python -m supervisor.forkserver FD SUPERVISOR_PID [PRELOAD...]``."""
+    """Entry point: ``python -c _BOOT FD SUPERVISOR_PID [PRELOAD...]``."""
     fd, sup_pid = int(argv[0]), int(argv[1])
     from supervisor.child import child_setup
 
@@ -167,8 +169,8 @@ class ForkServer:
 
         self.stop()
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        argv = [sys.executable, "-m", "supervisor.forkserver", str(theirs.fileno()),
-                str(os.getpid()), *self.preload]
+        argv = [sys.executable, "-c", _BOOT, str(theirs.fileno()), str(os.getpid()),
+                *self.preload]
         try:
             self.child = OsChild.exec(argv, env=self.env, pass_fds=[theirs.fileno()])
         finally:
@@ -207,6 +209,3 @@ class ForkServer:
                 self.child.shutdown("brutal_kill")
             self.child = None
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(_main(sys.argv[1:]))

@@ -202,8 +202,8 @@ class Loop:
         return True
 
     def run_forever(self) -> None:
-        """Run until :meth:`stop` is called."""
-        self._stopped = False
+        """Run until :meth:`stop` is called (a stop requested before the call counts too:
+        a signal may arrive between start-up and this call)."""
         while not self._stopped:
             self.run_once(None)
 

@@ -203,10 +203,12 @@ class Fork:
 
     The child's exit code is the function's return value when it is an int, 0 when it returns
     anything else, 1 when it raises. ``args`` must be picklable (they cross to the fork server).
+    ``env`` entries are added to the child's environment.
     """
 
     target: str
     args: tuple[Any, ...] = ()
+    env: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)

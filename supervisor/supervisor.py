@@ -145,11 +145,12 @@ class Supervisor:
         elif isinstance(start, Fork):
             args = start.args + ch.extra
             if self.forkserver is not None:
-                proc = OsChild(self.forkserver.spawn(start.target, args))
+                proc = OsChild(self.forkserver.spawn(start.target, args, start.env))
             else:
                 code = ("import pickle,sys;from supervisor.forkserver import run_target;"
                         f"sys.exit(run_target({start.target!r}, pickle.loads({pickle.dumps(args)!r})))")
-                proc = OsChild.exec([sys.executable, "-c", code])
+                env = dict(_os.environ, **start.env) if start.env else None
+                proc = OsChild.exec([sys.executable, "-c", code], env)
         else:  # pragma: no cover - rejected by check_childspec
             raise SupervisorError(start, "invalid start")
         ch.proc = proc

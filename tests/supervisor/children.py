@@ -5,7 +5,7 @@ import os
 import signal
 import sys
 
-__all__ = ["sleeper", "stubborn", "graceful", "exit_with", "logger"]
+__all__ = ["sleeper", "stubborn", "graceful", "exit_with", "logger", "env_is"]
 
 
 def sleeper() -> int:
@@ -45,3 +45,8 @@ def logger(path: str, name: str) -> int:
         f.write(f"start {name}\n")
     while True:
         signal.pause()
+
+
+def env_is(key: str, value: str) -> int:
+    """Exit 0 when the environment has ``key=value``, else 3."""
+    return 0 if os.environ.get(key) == value else 3

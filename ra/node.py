@@ -1,0 +1,534 @@
+"""The node daemon: root supervisor, name registry host, fork server owner. Mirrors ra_system.erl
+(start/stop of a ra system) and ra.erl's start/0,1 and start_in/1.
+
+One daemon per data directory. Start-up, in this order:
+
+1. lock the data directory (``flock`` on ``DIR/ra_node.lock``, non-blocking): a second daemon on
+   the same directory fails at once with :class:`~ra.errors.AlreadyStarted` naming the holder;
+2. become a child subreaper and install the reap-all loop (no zombie is ever left);
+3. start the fork server (before any ZeroMQ context exists in this process);
+4. bind the mailbox on ``listen`` (``host:port``, port 0 = ephemeral) and embed the name
+   registry and failure detector when :mod:`transport` provides them;
+5. start the supervision tree of :mod:`ra.sup` (log supervisor, then server supervisor);
+6. report readiness (``{"ok": true, "address": ..., "pid": ...}`` as one JSON line on the ready
+   fd, or ``{"ok": false, "error": ..., "message": ...}``).
+
+Registry calls (``transport.registry`` protocol) are answered first, then daemon calls.
+SIGTERM/SIGINT, a ``stop`` call, EOF on the lifeline fd (the parent that ran :func:`start` died)
+or the root supervisor giving up all lead to the same orderly shutdown: the tree in reverse start
+order (servers, then the log), then the fork server, the mailbox, the lock. Children carry
+``PR_SET_PDEATHSIG`` so a ``kill -9`` of the daemon takes them along.
+
+Daemon calls (``Mailbox.call(address, msg)``; ``address`` is ``tcp://host:port``):
+``("ping",)``, ``("status",)``, ``("stop",)``, ``("start_server_child", spec)`` with ``spec`` a
+dict ``{"id", "target", "args"=[], "env"={}, "restart"="transient", "shutdown"=5000}`` -> pid,
+``("terminate_server_child", id)``, ``("restart_server_child", id)``,
+``("delete_server_child", id)``, ``("which_server_children",)``. Errors come back as
+``("error", tag, text)``.
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import faulthandler
+import fcntl
+import importlib.util
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Mapping, Sequence
+
+from ra.errors import (
+    AlreadyStarted, InvalidConfig, NodeDown, NoProc, RaError, SystemNotStarted,
+)
+from ra.sup import SERVER_SUP, SYSTEM_SUP, build_tree, server_child_spec
+from supervisor.child import set_child_subreaper
+from supervisor.forkserver import ForkServer
+from supervisor.loop import Loop
+from supervisor.spec import ChildSpec, SupervisorError
+from supervisor.supervisor import Supervisor
+
+__all__ = [
+    "NodeDaemon",
+    "start",
+    "start_in",
+    "stop",
+    "node_call",
+    "spawn_daemon",
+    "main",
+    "lock_data_dir",
+    "validate_env",
+    "to_endpoint",
+    "ENV_KEYS",
+    "LOCK_FILE",
+]
+
+_log = logging.getLogger("ra.node")
+
+LOCK_FILE = "ra_node.lock"
+ENV_KEYS = ("data_dir", "wal_data_dir", "segment_max_entries", "wal_max_size_bytes",
+            "wal_compute_checksums", "wal_write_strategy", "listen")
+# -c rather than -m: ra/__init__ will import this module (runpy would warn)
+_BOOT = "import sys; from ra.node import main; sys.exit(main(sys.argv[1:]))"
+_DEFAULT_PRELOAD = ("ra", "ra.errors", "transport", "supervisor", "ra.server_proc", "ra.log",
+                    "wal")
+
+
+def to_endpoint(addr: str) -> str:
+    """``"host:port"`` -> ``"tcp://host:port"`` (endpoints pass through unchanged)."""
+    return addr if "://" in addr else f"tcp://{addr}"
+
+
+def _from_endpoint(ep: str) -> str:
+    return ep[len("tcp://"):] if ep.startswith("tcp://") else ep
+
+
+def validate_env(env: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the keys and values of ``ra.start(**env)``; raise InvalidConfig naming the key."""
+    out = dict(env)
+    for k in out:
+        if k not in ENV_KEYS:
+            raise InvalidConfig(k, out[k], f"unknown key; known: {', '.join(ENV_KEYS)}")
+    for k in ("data_dir", "wal_data_dir"):
+        if k in out and not isinstance(out[k], (str, os.PathLike)):
+            raise InvalidConfig(k, out[k], "a directory path")
+    for k in ("segment_max_entries", "wal_max_size_bytes"):
+        v = out.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+            raise InvalidConfig(k, v, "a positive integer")
+    if "wal_compute_checksums" in out and not isinstance(out["wal_compute_checksums"], bool):
+        raise InvalidConfig("wal_compute_checksums", out["wal_compute_checksums"], "a bool")
+    if out.get("wal_write_strategy", "default") not in ("default", "o_sync"):
+        raise InvalidConfig("wal_write_strategy", out["wal_write_strategy"], '"default" or "o_sync"')
+    listen = out.get("listen", "127.0.0.1:0")
+    host, sep, port = str(listen).rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise InvalidConfig("listen", listen, '"host:port" (port 0 = ephemeral)')
+    for k in ("data_dir", "wal_data_dir"):
+        if k in out:
+            out[k] = os.fspath(out[k])
+    return out
+
+
+def lock_data_dir(data_dir: str) -> int:
+    """Create ``data_dir`` and take its exclusive lock; return the lock fd (keep it open).
+
+    Raises AlreadyStarted at once if another process holds it, naming its pid and address.
+    """
+    os.makedirs(data_dir, exist_ok=True)
+    path = os.path.join(data_dir, LOCK_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
+        finally:
+            os.close(fd)
+        raise AlreadyStarted(
+            f"data directory {data_dir} is in use by another ra node daemon ({holder}); "
+            "stop it first or use another --data-dir") from None
+    return fd
+
+
+def _write_lock_info(fd: int, info: str) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, info.encode(), 0)
+
+
+class NodeDaemon:
+    """One node daemon, run in this process's main thread by :meth:`run`.
+
+    ``log_children`` are the child specs of the log supervisor (WAL, segment writer), passed in
+    by the caller; ``preload`` the modules the fork server imports.
+    """
+
+    def __init__(self, data_dir: str, listen: str = "127.0.0.1:0",
+                 config: Mapping[str, Any] | None = None,
+                 log_children: Sequence[ChildSpec] = (),
+                 preload: Sequence[str] | None = None) -> None:
+        self.data_dir = os.path.abspath(data_dir)
+        self.listen = listen
+        self.config = dict(config or {})
+        self.log_children = list(log_children)
+        mods = _DEFAULT_PRELOAD if preload is None else preload
+        self.preload = [m for m in mods if _importable(m)]
+        self.address: str | None = None
+        self.loop: Loop | None = None
+        self.root: Supervisor | None = None
+        self.forkserver: ForkServer | None = None
+        self.mailbox: Any = None
+        self.started_at = time.monotonic()
+        self.exit_code = 0
+        self._lock_fd: int | None = None
+        self._lifeline: int | None = None
+        self.registry: Any = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self, ready_fd: int | None = None, lifeline_fd: int | None = None) -> int:
+        """Start, serve until told to stop, shut down in order; return the exit code."""
+        try:
+            self._start(lifeline_fd)
+        except BaseException as e:
+            _report(ready_fd, {"ok": False, "error": type(e).__name__, "message": str(e)})
+            self._teardown()
+            if isinstance(e, RaError):
+                _log.error("%s", e)
+                return 2
+            raise
+        _report(ready_fd, {"ok": True, "address": self.address, "pid": os.getpid()})
+        _log.info("ra node %s up (pid %d, data_dir %s)", self.address, os.getpid(), self.data_dir)
+        assert self.loop is not None
+        try:
+            self.loop.run_forever()
+        finally:
+            self._teardown()
+        _log.info("ra node %s stopped", self.address)
+        return self.exit_code
+
+    def _start(self, lifeline_fd: int | None) -> None:
+        self._lock_fd = lock_data_dir(self.data_dir)
+        _write_lock_info(self._lock_fd, f"pid {os.getpid()}")
+        set_child_subreaper()
+        self.loop = loop = Loop(reap_all=True)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda *_: loop.stop())
+        env = dict(os.environ, RA_DATA_DIR=self.data_dir)
+        self.forkserver = ForkServer(self.preload, env=env)
+        self.forkserver.start()  # before this process creates any ZeroMQ context
+        from transport import Mailbox  # imported late: keep the import cost off lock failures
+
+        self.mailbox = Mailbox(to_endpoint(self.listen))
+        self.address = _from_endpoint(self.mailbox.address)
+        _write_lock_info(self._lock_fd, f"pid {os.getpid()}, address {self.address}")
+        loop.add_reader(self.mailbox.socket, self._on_mail,
+                        pending=lambda: bool(self.mailbox.pending))
+        if lifeline_fd is not None:
+            self._lifeline = lifeline_fd
+            loop.add_reader(lifeline_fd, self._on_lifeline)
+        self._attach_transport_services()
+        flags, children = build_tree(self.config, self.log_children)
+        self.root = Supervisor(loop, flags, children, name=SYSTEM_SUP,
+                               forkserver=self.forkserver, on_exit=self._root_exit).start()
+
+    def _attach_transport_services(self) -> None:
+        """Embed the name registry (transport.registry) served on the daemon's mailbox."""
+        from transport.registry import RegistryServer
+
+        self.registry = RegistryServer()
+
+    def _root_exit(self, reason: str) -> None:
+        _log.error("root supervisor gave up (%s): node going down", reason)
+        self.exit_code = 1
+        assert self.loop is not None
+        self.loop.stop()
+
+    def _on_lifeline(self) -> None:
+        assert self._lifeline is not None and self.loop is not None
+        try:
+            data = os.read(self._lifeline, 4096)
+        except BlockingIOError:
+            return
+        if not data:
+            _log.warning("parent process gone: shutting down")
+            self.loop.remove_reader(self._lifeline)
+            self.loop.stop()
+
+    def stop(self) -> None:
+        """Ask the loop to stop; the orderly shutdown follows in :meth:`run`."""
+        if self.loop is not None:
+            self.loop.stop()
+
+    def _teardown(self) -> None:
+        if self.root is not None and self.root.stopped is None:
+            self.root.shutdown()
+        if self.forkserver is not None:
+            self.forkserver.stop()
+            self.forkserver = None
+        if self.mailbox is not None:
+            self.mailbox.close()
+            self.mailbox = None
+        if self.loop is not None:
+            self.loop.close()
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    # ------------------------------------------------------------------ servers
+
+    def server_sup(self) -> Supervisor:
+        """The server supervisor (raises SystemNotStarted if the tree is down)."""
+        sup = self.root.child(SERVER_SUP) if self.root is not None else None
+        if sup is None:
+            raise SystemNotStarted("the server supervisor is not running")
+        return sup
+
+    def start_server_child(self, spec: Mapping[str, Any]) -> int:
+        """Spawn a server process through the fork server under the server supervisor.
+
+        ``spec``: ``id``, ``target`` (``"pkg.mod:func"``), optional ``args``, ``env``,
+        ``restart`` (default transient), ``shutdown`` (default 5000 ms). The child's environment
+        gets ``RA_NODE`` (this daemon's address) and ``RA_DATA_DIR``. Returns the pid.
+        """
+        env = {"RA_NODE": self.address or "", "RA_DATA_DIR": self.data_dir}
+        env.update(spec.get("env") or {})
+        cs = server_child_spec(spec["id"], spec["target"], tuple(spec.get("args") or ()), env,
+                               spec.get("restart", "transient"), spec.get("shutdown", 5000))
+        pid = self.server_sup().start_child(cs)
+        assert pid is not None
+        return pid
+
+    def status(self) -> dict[str, Any]:
+        """Node overview: address, pid, data dir, uptime, fork server, the whole tree."""
+        return {
+            "node": self.address,
+            "pid": os.getpid(),
+            "data_dir": self.data_dir,
+            "uptime_s": round(time.monotonic() - self.started_at, 3),
+            "forkserver_pid": self.forkserver.pid if self.forkserver else None,
+            "orphans_reaped": self.loop.orphans_reaped if self.loop else 0,
+            "tree": _describe(self.root) if self.root is not None else None,
+        }
+
+    # ------------------------------------------------------------------ mailbox
+
+    def _on_mail(self) -> None:
+        mb = self.mailbox
+        for _ in range(1000):
+            if mb is None:
+                return
+            env = mb.recv(0)
+            if env is None:
+                return
+            self._handle(env)
+
+    def _handle(self, env: Any) -> None:
+        msg = env.payload
+        verb = msg[0] if isinstance(msg, (tuple, list)) and msg else None
+        if self.registry is not None and self.registry.handle(self.mailbox, env):
+            return
+        try:
+            result = self._dispatch(verb, msg)
+        except SupervisorError as e:
+            result = ("error", e.tag, str(e))
+        except RaError as e:
+            result = ("error", type(e).__name__, str(e))
+        except Exception as e:  # a bad request must not take the daemon down
+            _log.exception("daemon call %r failed", verb)
+            result = ("error", type(e).__name__, str(e))
+        if env.kind == "call" and self.mailbox is not None:
+            self.mailbox.reply(env.frm, result)
+
+    def _dispatch(self, verb: Any, msg: Sequence[Any]) -> Any:
+        if verb == "ping":
+            return "pong"
+        if verb == "status":
+            return self.status()
+        if verb == "stop":
+            self.stop()
+            return ("ok", os.getpid())
+        if verb == "start_server_child":
+            return self.start_server_child(msg[1])
+        if verb == "terminate_server_child":
+            self.server_sup().terminate_child(msg[1])
+            return "ok"
+        if verb == "restart_server_child":
+            return self.server_sup().restart_child(msg[1])
+        if verb == "delete_server_child":
+            self.server_sup().delete_child(msg[1])
+            return "ok"
+        if verb == "which_server_children":
+            return [(c.id, c.pid, c.restart) for c in self.server_sup().which_children()]
+        return ("error", "unknown_call", repr(verb))
+
+
+def _describe(sup: Supervisor) -> dict[str, Any]:
+    kids = []
+    for c in sup.which_children():
+        row: dict[str, Any] = {"id": c.id, "pid": c.pid, "type": c.type, "restart": c.restart}
+        sub = sup.child(c.id)
+        if sub is not None:
+            row["sup"] = _describe(sub)
+        kids.append(row)
+    return {"name": sup.name, "strategy": sup.flags.strategy, "intensity": sup.flags.intensity,
+            "period": sup.flags.period, "restarts": len(sup.restarts), "children": kids}
+
+
+def _importable(mod: str) -> bool:
+    try:
+        return importlib.util.find_spec(mod) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _report(fd: int | None, info: Mapping[str, Any]) -> None:
+    if fd is None:
+        if info.get("ok"):
+            print(f"ra node listening on {info['address']} (pid {info['pid']})", flush=True)
+        return
+    try:
+        os.write(fd, (json.dumps(info) + "\n").encode())
+        os.close(fd)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------------- client side
+
+_children: dict[str, subprocess.Popen[bytes]] = {}
+_ERRORS: dict[str, type[RaError]] = {"AlreadyStarted": AlreadyStarted,
+                                     "InvalidConfig": RaError, "SystemNotStarted": SystemNotStarted}
+
+
+def node_call(addr: str, msg: Any, timeout: float = 5.0) -> Any:
+    """Call the daemon at ``addr`` (``host:port``) from a throwaway mailbox."""
+    from transport import Mailbox
+
+    ep = to_endpoint(addr)
+    with Mailbox(None) as mb:
+        mb.note_node(ep, ep)  # a refused daemon endpoint is NodeDown, not NoProc
+        try:
+            return mb.call(ep, msg, timeout=timeout)
+        except NoProc:
+            raise NodeDown(f"node {addr} is down") from None
+
+
+def spawn_daemon(env: Mapping[str, Any], *, lifeline: bool,
+                 log_path: str | None = None, timeout: float = 30.0
+                 ) -> tuple[str, subprocess.Popen[bytes], int | None]:
+    """Launch a daemon (:func:`main` in a fresh interpreter) and wait for its ready line.
+
+    Returns ``(address, popen, lifeline_write_fd)``. Raises AlreadyStarted / RaError with the
+    daemon's own message when it fails to start.
+    """
+    cfg = validate_env(env)
+    data_dir = os.path.abspath(cfg.get("data_dir") or os.path.join(os.getcwd(), "ra_data"))
+    cfg["data_dir"] = data_dir
+    r_ready, w_ready = os.pipe()
+    fds = [w_ready]
+    argv = [sys.executable, "-c", _BOOT, "--data-dir", data_dir,
+            "--listen", cfg.get("listen", "127.0.0.1:0"), "--ready-fd", str(w_ready),
+            "--config", json.dumps({k: v for k, v in cfg.items()
+                                    if k not in ("data_dir", "listen")})]
+    life_w = None
+    if lifeline:
+        life_r, life_w = os.pipe()
+        fds.append(life_r)
+        argv += ["--lifeline-fd", str(life_r)]
+    out: Any = None
+    if log_path:
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        out = open(log_path, "ab")
+    try:
+        proc = subprocess.Popen(argv, pass_fds=fds, start_new_session=True, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=out if out else None, close_fds=True)
+    finally:
+        os.close(w_ready)
+        if lifeline:
+            os.close(life_r)
+        if out:
+            out.close()
+    try:
+        line = _read_line(r_ready, timeout)
+    finally:
+        os.close(r_ready)
+    info = json.loads(line) if line else {"ok": False, "error": "RaError",
+                                          "message": "node daemon exited before it was ready"}
+    if not info.get("ok"):
+        proc.wait()
+        if life_w is not None:
+            os.close(life_w)
+        raise _ERRORS.get(info.get("error", ""), RaError)(info.get("message", "start failed"))
+    return info["address"], proc, life_w
+
+
+def _read_line(fd: int, timeout: float) -> str:
+    import select
+
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while not buf.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise SystemNotStarted(f"node daemon not ready within {timeout} s")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.decode()
+
+
+_lifelines: dict[str, int] = {}
+
+
+def start(**env: Any) -> str:
+    """Start the local node daemon as a child of this process; return ``"host:port"``.
+
+    A daemon this process started before is stopped first (ra's start or restart). The daemon
+    watches a lifeline pipe and shuts down in order when this process exits or dies.
+    ``env``: see :data:`ENV_KEYS`. Raises InvalidConfig, AlreadyStarted (the data directory is
+    locked by another daemon) or SystemNotStarted.
+    """
+    validate_env(env)
+    stop()
+    addr, proc, life_w = spawn_daemon(env, lifeline=True)
+    _children[addr] = proc
+    if life_w is not None:
+        _lifelines[addr] = life_w
+    return addr
+
+
+def start_in(data_dir: str) -> str:
+    """``start(data_dir=data_dir)``."""
+    return start(data_dir=data_dir)
+
+
+def stop(timeout: float = 30.0) -> None:
+    """Stop (SIGTERM, orderly) every daemon this process started, and reap it."""
+    for addr, proc in list(_children.items()):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        del _children[addr]
+        fd = _lifelines.pop(addr, None)
+        if fd is not None:
+            os.close(fd)
+
+
+atexit.register(stop)
+
+
+# ---------------------------------------------------------------------- entry point
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Daemon entry: ``--data-dir DIR --listen HOST:PORT [--ready-fd N] [--lifeline-fd N]``."""
+    p = argparse.ArgumentParser(prog="ra-node")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--listen", default="127.0.0.1:0")
+    p.add_argument("--ready-fd", type=int)
+    p.add_argument("--lifeline-fd", type=int)
+    p.add_argument("--config", default="{}")
+    a = p.parse_args(argv)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    if a.lifeline_fd is not None:
+        os.set_blocking(a.lifeline_fd, False)
+    daemon = NodeDaemon(a.data_dir, a.listen, json.loads(a.config))
+    return daemon.run(a.ready_fd, a.lifeline_fd)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Child specs of a node's supervision tree. Mirrors ra_system_sup.erl, ra_log_sup.erl and
+ra_server_sup_sup.erl.
+
+The tree (DESIGN §1), rooted in the node daemon's event loop::
+
+    ra_system_sup            rest_for_one   (the daemon itself)
+     ├─ ra_log_sup           rest_for_one   log_children, e.g. [WAL, segment writer]
+     └─ ra_server_sup_sup    one_for_one    ra servers, added at run time (transient)
+
+Root is ``rest_for_one`` so that when the log supervisor gives up and restarts, the servers
+(started after it) restart too; a server supervisor restart leaves the log alone. Nothing here
+spawns anything: the daemon builds the tree with :func:`build_tree` and starts it. WAL and segment
+writer specs are passed in by the caller (``log_children``); this module adds no stub children.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from supervisor.spec import ChildSpec, Fork, Nested, SupFlags, check_childspecs
+
+__all__ = [
+    "SYSTEM_SUP",
+    "LOG_SUP",
+    "SERVER_SUP",
+    "build_tree",
+    "log_sup_spec",
+    "server_sup_spec",
+    "server_child_spec",
+]
+
+SYSTEM_SUP = "ra_system_sup"
+LOG_SUP = "ra_log_sup"
+SERVER_SUP = "ra_server_sup_sup"
+
+
+def log_sup_spec(log_children: Sequence[ChildSpec] = (), intensity: int = 5,
+                 period: float = 5) -> ChildSpec:
+    """The log supervisor: ``rest_for_one`` over ``log_children`` in the given order
+    (the WAL first, then the segment writer, so a WAL crash restarts the writer too)."""
+    return ChildSpec(LOG_SUP, Nested(SupFlags("rest_for_one", intensity, period),
+                                     tuple(check_childspecs(log_children))),
+                     type="supervisor")
+
+
+def server_sup_spec(intensity: int = 10, period: float = 5) -> ChildSpec:
+    """The server supervisor: ``one_for_one``, no children at start (servers come at run time).
+
+    Its intensity is per node, not per server: ``intensity`` server restarts within ``period``
+    seconds, all servers together, make it give up (and the root restart it).
+    """
+    return ChildSpec(SERVER_SUP, Nested(SupFlags("one_for_one", intensity, period)),
+                     type="supervisor")
+
+
+def server_child_spec(name: Any, target: str, args: Sequence[Any] = (),
+                      env: Mapping[str, str] | None = None, restart: str = "transient",
+                      shutdown: int | str = 5000) -> ChildSpec:
+    """Spec of one ra server process, spawned through the fork server (ra: transient)."""
+    spec = ChildSpec(name, Fork(target, tuple(args), dict(env) if env else None),
+                     restart=restart, shutdown=shutdown)  # type: ignore[arg-type]
+    return check_childspecs([spec])[0]
+
+
+def build_tree(config: Mapping[str, Any] | None = None,
+               log_children: Sequence[ChildSpec] = ()) -> tuple[SupFlags, list[ChildSpec]]:
+    """Root flags and children of a node: ``[ra_log_sup, ra_server_sup_sup]`` in start order.
+
+    ``config`` keys used: ``system_sup_intensity``/``_period`` (default 3 / 5),
+    ``log_sup_intensity``/``_period`` (5 / 5), ``server_sup_intensity``/``_period`` (10 / 5).
+    """
+    cfg = dict(config or {})
+    flags = SupFlags("rest_for_one", int(cfg.get("system_sup_intensity", 3)),
+                     cfg.get("system_sup_period", 5))
+    children = [
+        log_sup_spec(log_children, int(cfg.get("log_sup_intensity", 5)),
+                     cfg.get("log_sup_period", 5)),
+        server_sup_spec(int(cfg.get("server_sup_intensity", 10)),
+                        cfg.get("server_sup_period", 5)),
+    ]
+    return flags, children

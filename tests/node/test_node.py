@@ -1,0 +1,194 @@
+"""The node daemon with real processes: start/stop, data-dir lock, tree, server children,
+kill -9, SIGTERM order, lifeline, start/stop cycles."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ra import node
+from ra.errors import AlreadyStarted, InvalidConfig, NodeDown
+from transport import Mailbox
+from transport import registry as reg
+
+from .conftest import REPO, alive, descendants, wait_for
+
+pytestmark = pytest.mark.integration
+
+T = "tests.supervisor.children:"
+
+
+def daemon_pid(addr: str) -> int:
+    return node.node_call(addr, ("status",))["pid"]
+
+
+def servers(addr: str) -> dict:
+    return {i: pid for i, pid, _r in node.node_call(addr, ("which_server_children",))}
+
+
+def test_start_status_stop(tmp_path: Path):
+    addr = node.start(data_dir=str(tmp_path / "d"), listen="127.0.0.1:0")
+    host, port = addr.rsplit(":", 1)
+    assert host == "127.0.0.1" and int(port) > 0
+    st = node.node_call(addr, ("status",))
+    assert st["node"] == addr and st["data_dir"] == str(tmp_path / "d")
+    tree = st["tree"]
+    assert (tree["name"], tree["strategy"]) == ("ra_system_sup", "rest_for_one")
+    assert [(c["id"], c["sup"]["strategy"]) for c in tree["children"]] == [
+        ("ra_log_sup", "rest_for_one"), ("ra_server_sup_sup", "one_for_one")]
+    pid, fs = st["pid"], st["forkserver_pid"]
+    assert psutil.Process(fs).ppid() == pid
+    node.stop()
+    assert not alive(pid) and not alive(fs)
+    assert descendants() == []
+
+
+def test_second_daemon_on_same_dir_fails_fast(tmp_path: Path):
+    addr = node.start(data_dir=str(tmp_path))
+    pid = daemon_pid(addr)
+    t0 = time.monotonic()
+    with pytest.raises(AlreadyStarted) as ei:
+        node.spawn_daemon({"data_dir": str(tmp_path)}, lifeline=True)
+    assert time.monotonic() - t0 < 3.0
+    assert f"pid {pid}" in str(ei.value) and addr in str(ei.value)
+    assert node.node_call(addr, ("ping",)) == "pong"  # the first one is untouched
+
+
+def test_invalid_env():
+    with pytest.raises(InvalidConfig):
+        node.start(data_dirr="/tmp/x")
+    with pytest.raises(InvalidConfig):
+        node.start(listen="nohostport")
+    with pytest.raises(InvalidConfig):
+        node.start(wal_write_strategy="sometimes")
+
+
+def test_server_child_transient_restart(tmp_path: Path):
+    addr = node.start_in(str(tmp_path))
+    dpid = daemon_pid(addr)
+    pid = node.node_call(addr, ("start_server_child", {"id": "s1", "target": T + "sleeper"}))
+    assert psutil.Process(pid).ppid() == dpid  # a direct child of the daemon (CLONE_PARENT)
+    node.node_call(addr, ("start_server_child", {"id": "env", "target": T + "env_is",
+                                                 "args": ["RA_NODE", addr]}))
+    assert wait_for(lambda: servers(addr).get("env", 1) is None, 5)  # exit 0, not restarted
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: servers(addr).get("s1") not in (None, pid), 5)
+    new = servers(addr)["s1"]
+    # transient: a normal exit is not restarted
+    node.node_call(addr, ("start_server_child", {"id": "s2", "target": T + "exit_with",
+                                                 "args": [0]}))
+    assert wait_for(lambda: servers(addr).get("s2", 1) is None, 5)
+    assert servers(addr)["s1"] == new
+    sup = node.node_call(addr, ("status",))["tree"]["children"][1]["sup"]
+    assert sup["restarts"] == 1  # only the SIGKILL of s1: env and s2 exited normally
+    err = node.node_call(addr, ("start_server_child", {"id": "s1", "target": T + "sleeper"}))
+    assert err[:2] == ("error", "already_started")
+    assert node.node_call(addr, ("terminate_server_child", "s1")) == "ok"
+    assert not alive(new)
+    assert node.node_call(addr, ("delete_server_child", "s1")) == "ok"
+    assert node.node_call(addr, ("terminate_server_child", "nope"))[:2] == ("error", "not_found")
+
+
+def test_registry_is_served(tmp_path: Path):
+    addr = node.start_in(str(tmp_path))
+    with Mailbox(None) as mb:
+        reg.register(mb, "kv_a", addr, endpoints=["ipc:///tmp/kv_a"], pid=os.getpid())
+        assert reg.whereis(mb, "kv_a", addr) == ["ipc:///tmp/kv_a"]
+
+
+def test_sigterm_stops_servers_in_reverse_order(tmp_path: Path):
+    log = tmp_path / "order.log"
+    addr = node.start_in(str(tmp_path / "d"))
+    for n in ("one", "two", "three"):
+        node.node_call(addr, ("start_server_child",
+                              {"id": n, "target": T + "logger", "args": [str(log), n]}))
+    assert wait_for(lambda: log.exists() and log.read_text().count("start") == 3, 5)
+    proc = node._children[addr]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    stops = [ln for ln in log.read_text().splitlines() if ln.startswith("stop")]
+    assert stops == ["stop three", "stop two", "stop one"]
+    assert descendants() == []
+    # the lock is free again
+    addr2 = node.start_in(str(tmp_path / "d"))
+    assert node.node_call(addr2, ("ping",)) == "pong"
+
+
+def test_kill_9_of_daemon_leaves_no_process(tmp_path: Path):
+    addr = node.start_in(str(tmp_path))
+    st = node.node_call(addr, ("status",))
+    kids = [node.node_call(addr, ("start_server_child", {"id": f"s{i}", "target": T + t}))
+            for i, t in enumerate(["sleeper", "stubborn", "graceful"])]
+    everyone = [st["pid"], st["forkserver_pid"], *kids]
+    assert all(alive(p) for p in everyone)
+    os.kill(st["pid"], signal.SIGKILL)
+    assert wait_for(lambda: not any(alive(p) for p in everyone), 5)
+    node._children[addr].wait(5)
+    assert wait_for(lambda: descendants() == [], 5)
+    with pytest.raises(NodeDown):
+        node.node_call(addr, ("ping",), timeout=1.0)
+    # the lock died with it: a new daemon takes the same directory
+    assert node.node_call(node.start_in(str(tmp_path)), ("ping",)) == "pong"
+
+
+def test_daemon_stops_when_its_caller_dies(tmp_path: Path):
+    code = ("import sys, ra.node as n; a = n.start_in(sys.argv[1]); "
+            "print(a, flush=True); sys.stdin.read()")
+    caller = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
+                              stdout=subprocess.PIPE, stdin=subprocess.PIPE, cwd=REPO)
+    assert caller.stdout is not None
+    addr = caller.stdout.readline().decode().strip()
+    st = node.node_call(addr, ("status",))
+    child = node.node_call(addr, ("start_server_child", {"id": "s", "target": T + "sleeper"}))
+    caller.kill()
+    caller.wait()
+    assert wait_for(lambda: not any(alive(p) for p in (st["pid"], st["forkserver_pid"], child)),
+                    10)
+
+
+def test_50_start_stop_cycles_leave_nothing_behind(tmp_path: Path):
+    me = psutil.Process()
+    node.stop()
+    fds0 = me.num_fds()
+    for i in range(50):
+        addr = node.start(data_dir=str(tmp_path / "d"), listen="127.0.0.1:0")
+        if i % 10 == 0:
+            node.node_call(addr, ("start_server_child", {"id": "s", "target": T + "sleeper"}))
+        node.stop()
+        assert wait_for(lambda: descendants() == [], 5), f"cycle {i}: {descendants()}"
+    assert me.num_fds() <= fds0 + 2  # the client mailbox's context may keep one or two
+    assert not [p for p in psutil.process_iter(["ppid", "status"])
+                if p.info["ppid"] == me.pid and p.info["status"] == psutil.STATUS_ZOMBIE]
+
+
+def test_cli_start_status_stop(tmp_path: Path):
+    ra = [sys.executable, "-c", "import sys; from ra.cli import main; sys.exit(main())"]
+    out = subprocess.run(ra + ["node", "start", "--data-dir", str(tmp_path), "--listen",
+                               "127.0.0.1:0", "--daemon"], capture_output=True, text=True,
+                         timeout=30, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    addr = out.stdout.strip()
+    st = subprocess.run(ra + ["node", "status", addr], capture_output=True, text=True,
+                        timeout=30)
+    assert st.returncode == 0 and "ra_server_sup_sup" in st.stdout and addr in st.stdout
+    js = subprocess.run(ra + ["node", "status", addr, "--json"], capture_output=True, text=True,
+                        timeout=30)
+    import json
+    info = json.loads(js.stdout)
+    assert info["node"] == addr
+    dup = subprocess.run(ra + ["node", "start", "--data-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=30)
+    assert dup.returncode == 2 and "in use by another ra node daemon" in dup.stderr
+    stop = subprocess.run(ra + ["node", "stop", addr], capture_output=True, text=True,
+                          timeout=30)
+    assert stop.returncode == 0, stop.stderr
+    assert wait_for(lambda: not alive(info["pid"]), 5)
+    gone = subprocess.run(ra + ["node", "status", addr], capture_output=True, text=True,
+                          timeout=30)
+    assert gone.returncode == 1
