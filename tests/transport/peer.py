@@ -8,9 +8,11 @@ mailbox serving the name registry and the failure detector's heartbeats).
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 from transport import Mailbox
+from transport.failure_detector import FailureDetector
 from transport.registry import RegistryServer, register
 
 
@@ -49,13 +51,21 @@ def serve_echo(endpoint: str, opts: dict[str, str]) -> None:
 
 
 def serve_daemon(endpoint: str, opts: dict[str, str]) -> None:
+    """Node daemon stand-in: registry + failure detector (``self=NODE watch=N1,N2``)."""
     mb = Mailbox(endpoint)
     reg = RegistryServer()
+    self_node = opts.get("self", mb.address[len("tcp://"):])
+    watch = [n for n in opts.get("watch", "").split(",") if n]
+    fd = FailureDetector(mb, self_node, watch, interval=float(opts.get("interval", 0.05)),
+                         down_after=float(opts.get("down_after", 0.3)))
     print(mb.address, flush=True)
     while True:
-        env = mb.recv(None)
-        assert env is not None
-        if reg.handle(mb, env):
+        fd.tick()
+        wait = max(0.0, fd.next_deadline() - time.monotonic())
+        env = mb.recv(wait)
+        if env is None:
+            continue
+        if reg.handle(mb, env) or fd.handle(env):
             continue
         if env.kind == "call":
             mb.reply(env.frm, ("daemon", env.payload))

@@ -1,0 +1,84 @@
+"""Failure detector: pure decisions with explicit times; nodeup/nodedown between real daemons."""
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from transport import Mailbox
+from transport.failure_detector import DOWN, TAG, UNKNOWN, UP, Detector
+
+from tests.transport.conftest import Peers
+
+
+def test_detector_up_down_up_each_reported_once() -> None:
+    d = Detector(down_after=1.0)
+    d.watch("b:1", now=0.0)
+    assert d.status("b:1") == UNKNOWN
+    assert d.check(0.9) == []
+    assert d.heartbeat("b:1", 0.5) == [("nodeup", "b:1")]
+    assert d.heartbeat("b:1", 0.7) == []
+    assert d.check(1.6) == []                         # 0.9 s of silence < 1.0
+    assert d.check(1.8) == [("nodedown", "b:1")]      # 1.1 s
+    assert d.check(5.0) == []                         # reported once
+    assert d.status("b:1") == DOWN
+    assert d.heartbeat("b:1", 6.0) == [("nodeup", "b:1")]
+    assert d.status("b:1") == UP
+
+
+def test_never_heard_node_goes_down_after_threshold() -> None:
+    d = Detector(down_after=1.0)
+    d.watch("c:1", now=10.0)
+    assert d.next_check(10.0) == 11.0
+    assert d.check(10.99) == []
+    assert d.check(11.01) == [("nodedown", "c:1")]
+
+
+def test_threshold_adapts_to_slow_irregular_heartbeats() -> None:
+    d = Detector(down_after=0.5)
+    d.watch("n", 0.0)
+    t = 0.0
+    for gap in [1.0, 3.0, 1.0, 3.0, 1.0, 3.0]:  # slow, jittery but alive
+        t += gap
+        d.heartbeat("n", t)
+        assert d.check(t) == []
+    th = d.threshold("n")
+    assert th > 3.0  # mean 2 + 4 * stdev
+    assert d.check(t + 3.0) == []
+    assert d.check(t + th + 0.01) == [("nodedown", "n")]
+
+
+def test_heartbeat_from_unwatched_node_counts_as_up() -> None:
+    d = Detector()
+    assert d.heartbeat("x", 1.0) == [("nodeup", "x")]
+    assert "x" in d.nodes()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.integration
+def test_nodedown_and_nodeup_between_real_daemons(peers: Peers, ipc_dir: Path) -> None:
+    pa, b_port = _free_port(), _free_port()
+    a_node, b_node = f"127.0.0.1:{pa}", f"127.0.0.1:{b_port}"
+    peers.start("daemon", f"tcp://{a_node}", f"watch={b_node}")
+    pb, _ = peers.start("daemon", f"tcp://{b_node}", f"watch={a_node}")
+    with Mailbox(f"ipc://{ipc_dir}/sub.sock") as mb:
+        status = mb.call(f"tcp://{a_node}", (TAG, "subscribe", mb.address))
+        if status.get(b_node) != UP:  # b not heard from yet: its nodeup is still to come
+            env = mb.recv(5)
+            assert env is not None and env.payload == ("nodeup", b_node)
+        peers.kill(pb)
+        t0 = time.monotonic()
+        env = mb.recv(3)
+        assert env is not None and env.payload == ("nodedown", b_node)
+        assert time.monotonic() - t0 < 1.5  # down_after 0.3 s + heartbeat jitter
+        peers.start("daemon", f"tcp://{b_node}", f"watch={a_node}")  # same node comes back
+        env = mb.recv(5)
+        assert env is not None and env.payload == ("nodeup", b_node)
+        assert mb.call(f"tcp://{a_node}", (TAG, "status")) == {b_node: UP}
