@@ -1,0 +1,1 @@
+from tests.wal.conftest import procs  # noqa: F401

@@ -1,0 +1,102 @@
+"""ra/log/log.py specifics beyond the contract suite: segments as the read path, memtable
+trimming, resends served from segments, tombstones through segments, recovery of a WAL that
+holds unsynced data."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ra.core.messages import SnapshotMeta
+from tests.wal.harness import InProcNode
+
+
+def _fill(lg: Any, n: int, term: int = 1) -> None:
+    s = lg.next_index()
+    for i in range(s, s + n):
+        lg.append((i, term, ("c", i)))
+
+
+def test_reads_fall_back_to_segments_after_trim(tmp_path: Any) -> None:
+    node = InProcNode(str(tmp_path), max_size_bytes=4096, segment_max_entries=50)
+    lg = node.log("a")
+    for _ in range(10):
+        _fill(lg, 30)
+        node.pump()
+    node.wal.roll_over()
+    node.flush_segments()
+    assert lg.tick() == 300 and len(lg.mem) == 0
+    assert lg.fetch(123) == (123, 1, ("c", 123)) and lg.fetch_term(300) == 1
+    assert lg.take(290, 50) == [(i, 1, ("c", i)) for i in range(290, 301)]
+    # an overwrite reaching into the segment region
+    lg.write([(250, 2, "n")])
+    assert lg.take(248, 10) == [(248, 1, ("c", 248)), (249, 1, ("c", 249)), (250, 2, "n")]
+    node.pump()
+    assert lg.last_written() == (250, 2)
+
+
+def test_resend_request_served_from_segments(tmp_path: Any) -> None:
+    node = InProcNode(str(tmp_path), max_size_bytes=4096)
+    lg = node.log("a")
+    _fill(lg, 40)
+    node.pump()
+    node.wal.roll_over()
+    node.flush_segments()
+    lg.tick()
+    assert len(lg.mem) == 0
+    lg.handle_wal_event(("resend_write", "a", 10))
+    assert lg.flush() == 31
+    m = node.queue[-1]
+    assert m.entries[0][0] == 10 and len(m.entries) == 31
+
+
+def test_tombstone_survives_segment_flush(tmp_path: Any) -> None:
+    node = InProcNode(str(tmp_path), max_size_bytes=4096)
+    lg = node.log("a")
+    _fill(lg, 50)
+    node.pump()
+    lg.install_snapshot(SnapshotMeta(20, 3, (), 0), __import__("transport").codec.encode("s"))
+    node.pump()
+    node.wal.roll_over()
+    node.flush_segments()                       # stale 1..50 and the tombstone at 21 -> segments
+    node.crash_all()
+    lg = node.logs["a"]
+    assert lg.last_index_term() == (20, 3) and lg.fetch(21) is None
+    lg.append((21, 4, "new"))
+    node.pump()
+    node.crash_all()
+    assert node.logs["a"].last_index_term() == (21, 4)
+
+
+def test_unsynced_entries_of_newest_wal_file_are_resent(tmp_path: Any) -> None:
+    """A server restarting alone finds entries in the live WAL file it cannot know were synced:
+    it counts them unconfirmed and re-sends them; they are then confirmed."""
+    node = InProcNode(str(tmp_path))
+    lg = node.log("a")
+    _fill(lg, 10)
+    node.pump()
+    lg.close()
+    del node.logs["a"]
+    lg2 = node.log("a")                         # WAL still running, file still open
+    assert lg2.last_index_term() == (10, 1) and lg2.last_written() == (0, 0)
+    node.pump()
+    assert lg2.last_written() == (10, 1)
+
+
+def test_snapshot_fallback_with_gap_truncates_to_snapshot(tmp_path: Any) -> None:
+    node = InProcNode(str(tmp_path), max_size_bytes=4096, segment_max_entries=10)
+    lg = node.log("a")
+    _fill(lg, 40)
+    node.pump()
+    node.wal.roll_over()
+    node.flush_segments()
+    lg.tick()
+    lg.update_release_cursor(10, 1, (), 0, "s10")
+    lg.update_release_cursor(30, 1, (), 0, "s30")   # deletes segments wholly below 30
+    snaps = sorted(os.listdir(os.path.join(str(tmp_path), "a", "snapshots")))
+    with open(os.path.join(str(tmp_path), "a", "snapshots", snaps[-1]), "r+b") as f:
+        f.truncate(10)
+    node.crash_all()
+    lg = node.logs["a"]
+    assert lg.snapshot_index_term() == (10, 1)
+    assert lg.last_index_term() == (10, 1)      # 11..30 are gone with the corrupt snapshot
+    assert any("gap" in w for w in lg.warnings) and any("corrupt" in w for w in lg.warnings)
