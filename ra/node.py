@@ -8,12 +8,14 @@ One daemon per data directory. Start-up, in this order:
 2. become a child subreaper and install the reap-all loop (no zombie is ever left);
 3. start the fork server (before any ZeroMQ context exists in this process);
 4. bind the mailbox on ``listen`` (``host:port``, port 0 = ephemeral) and embed the name
-   registry and failure detector when :mod:`transport` provides them;
+   registry (:mod:`transport.registry`) and the node failure detector
+   (:mod:`transport.failure_detector`, ticked by a loop timer);
 5. start the supervision tree of :mod:`ra.sup` (log supervisor, then server supervisor);
 6. report readiness (``{"ok": true, "address": ..., "pid": ...}`` as one JSON line on the ready
    fd, or ``{"ok": false, "error": ..., "message": ...}``).
 
-Registry calls (``transport.registry`` protocol) are answered first, then daemon calls.
+Registry and failure-detector messages (their own protocols, tagged tuples) are handled first,
+then daemon calls.
 SIGTERM/SIGINT, a ``stop`` call, EOF on the lifeline fd (the parent that ran :func:`start` died)
 or the root supervisor giving up all lead to the same orderly shutdown: the tree in reverse start
 order (servers, then the log), then the fork server, the mailbox, the lock. Children carry
@@ -167,6 +169,7 @@ class NodeDaemon:
         self._lock_fd: int | None = None
         self._lifeline: int | None = None
         self.registry: Any = None
+        self.detector: Any = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -217,10 +220,22 @@ class NodeDaemon:
                                forkserver=self.forkserver, on_exit=self._root_exit).start()
 
     def _attach_transport_services(self) -> None:
-        """Embed the name registry (transport.registry) served on the daemon's mailbox."""
+        """Embed the name registry and the node failure detector on the daemon's mailbox."""
+        from transport.failure_detector import FailureDetector
         from transport.registry import RegistryServer
 
         self.registry = RegistryServer()
+        assert self.address is not None
+        self.detector = FailureDetector(self.mailbox, self.address)
+        self._fd_tick()
+
+    def _fd_tick(self) -> None:
+        """Heartbeat and check the watched nodes, then sleep until the detector's next deadline."""
+        fd, loop = self.detector, self.loop
+        if fd is None or loop is None or self.mailbox is None:
+            return
+        fd.tick()
+        loop.call_later(max(0.001, fd.next_deadline() - fd.clock.current_time()), self._fd_tick)
 
     def _root_exit(self, reason: str) -> None:
         _log.error("root supervisor gave up (%s): node going down", reason)
@@ -250,6 +265,7 @@ class NodeDaemon:
         if self.forkserver is not None:
             self.forkserver.stop()
             self.forkserver = None
+        self.detector = None
         if self.mailbox is not None:
             self.mailbox.close()
             self.mailbox = None
@@ -295,6 +311,7 @@ class NodeDaemon:
             "uptime_s": round(time.monotonic() - self.started_at, 3),
             "forkserver_pid": self.forkserver.pid if self.forkserver else None,
             "orphans_reaped": self.loop.orphans_reaped if self.loop else 0,
+            "nodes": self.detector.detector.statuses() if self.detector else {},
             "tree": _describe(self.root) if self.root is not None else None,
         }
 
@@ -314,6 +331,8 @@ class NodeDaemon:
         msg = env.payload
         verb = msg[0] if isinstance(msg, (tuple, list)) and msg else None
         if self.registry is not None and self.registry.handle(self.mailbox, env):
+            return
+        if self.detector is not None and self.detector.handle(env):
             return
         try:
             result = self._dispatch(verb, msg)

@@ -192,3 +192,22 @@ def test_cli_start_status_stop(tmp_path: Path):
     gone = subprocess.run(ra + ["node", "status", addr], capture_output=True, text=True,
                           timeout=30)
     assert gone.returncode == 1
+
+
+def test_failure_detector_is_embedded(tmp_path: Path):
+    from transport.failure_detector import TAG
+    a = node.spawn_daemon({"data_dir": str(tmp_path / "a")}, lifeline=True)
+    b = node.spawn_daemon({"data_dir": str(tmp_path / "b")}, lifeline=True)
+    (addr_a, proc_a, life_a), (addr_b, proc_b, life_b) = a, b
+    try:
+        assert node.node_call(addr_a, (TAG, "watch", addr_b)) == "ok"
+        assert wait_for(lambda: node.node_call(addr_a, ("status",))["nodes"] == {addr_b: "up"}, 5)
+        proc_b.kill()
+        proc_b.wait()
+        assert wait_for(lambda: node.node_call(addr_a, ("status",))["nodes"] == {addr_b: "down"},
+                        10)
+    finally:
+        for p, fd in ((proc_a, life_a), (proc_b, life_b)):
+            if fd is not None:
+                os.close(fd)  # lifeline EOF: the daemon shuts down by itself
+            p.wait(10)
