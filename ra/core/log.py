@@ -53,7 +53,14 @@ class Log(Protocol):
         """Follower write: replaces the log from ``entries[0][0]`` (≤ ``next_index()``) on."""
 
     def handle_written(self, ev: Written) -> bool:
-        """Apply a durability notice; True if ``last_written`` advanced."""
+        """Apply a durability notice; True if ``last_written`` advanced.
+
+        ``Written(term, from_idx, to_idx)`` confirms one write whose last entry had ``term``
+        (its entries may span several terms). Notices arrive in write order. If the entry at
+        ``to_idx`` still has ``term``, log matching makes the whole prefix up to ``to_idx``
+        identical to what that write (and the earlier, already confirmed ones) put on disk, so
+        ``last_written`` becomes ``to_idx``. Otherwise the tail was overwritten since and the
+        notice is ignored: the overwrite's own notice confirms it."""
 
     def snapshot_meta(self) -> SnapshotMeta | None:
         """Meta of the current snapshot, if any."""

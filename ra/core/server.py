@@ -533,11 +533,17 @@ def _on_install_snapshot(msg: InstallSnapshotRpc, s: ServerState, effects: list[
         return
     _accept_leader(s, msg.term, msg.leader_id, effects)
     meta = msg.meta
-    if meta.index <= s.commit_index:
-        # we have everything it covers, committed; say so
+    if meta.index <= s.commit_index or s.log.fetch_term(meta.index) == meta.term:
+        # We hold everything it covers (committed, or the same entry at its index: Raft §7):
+        # keep our log, which may hold acknowledged entries past it, and say how far we match.
         s.verified_index = max(s.verified_index, meta.index)
+        if s.role == "receive_snapshot":
+            s.role = "follower"
+            s.snapshot_accum, s.snapshot_accum_meta = {}, None
+        w_idx = max(meta.index, min(s.log.last_written()[0], s.verified_index))
+        w_term = meta.term if w_idx == meta.index else (s.log.fetch_term(w_idx) or 0)
         effects.append(SendRpc(msg.leader_id, InstallSnapshotResult(
-            s.current_term, meta.index, meta.term, s.id)))
+            s.current_term, w_idx, w_term, s.id)))
         return
     if s.snapshot_accum_meta != meta:
         s.snapshot_accum_meta = meta

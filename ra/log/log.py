@@ -235,21 +235,14 @@ class DiskLog:
             self._unsent_from = first
 
     def handle_written(self, ev: Written) -> bool:
-        cur = self._written[0]
-        if ev.from_idx > cur + 1 or ev.to_idx <= cur or ev.term == 0:
+        # Contract of ra.core.log.Log.handle_written: if the entry at to_idx still has the term
+        # it was written with, log matching makes the whole prefix up to it identical to what
+        # was written then, and every earlier write was confirmed first: all of it is durable.
+        if ev.to_idx <= self._written[0] or ev.term == 0 or ev.to_idx > self._last[0]:
             return False
-        to = min(ev.to_idx, self._last[0])
-        new = cur
-        get = self.mem.get
-        for i in range(cur + 1, to + 1):
-            e = get(i)
-            t = e[1] if e is not None else self.fetch_term(i)
-            if t != ev.term:
-                break
-            new = i
-        if new == cur:
-            return False
-        self._written = (new, ev.term)
+        if self.fetch_term(ev.to_idx) != ev.term:
+            return False    # overwritten since; the overwrite's own notice will confirm it
+        self._written = (ev.to_idx, ev.term)
         return True
 
     # -- the WAL client ----------------------------------------------------------------------

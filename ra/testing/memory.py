@@ -122,17 +122,9 @@ class MemoryLog:
             self._early.append(Written(term, frm, to))
 
     def handle_written(self, ev: Written) -> bool:
-        cur = self._written[0]
-        if ev.from_idx > cur + 1 or ev.to_idx <= cur:
+        if ev.to_idx <= self._written[0] or self.fetch_term(ev.to_idx) != ev.term:
             return False
-        new = cur
-        for i in range(cur + 1, ev.to_idx + 1):
-            if self.fetch_term(i) != ev.term:
-                break
-            new = i
-        if new == cur:
-            return False
-        self._written = (new, ev.term)
+        self._written = (ev.to_idx, ev.term)
         return True
 
     # -- snapshots -------------------------------------------------------------------------
