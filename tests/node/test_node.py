@@ -211,3 +211,34 @@ def test_failure_detector_is_embedded(tmp_path: Path):
             if fd is not None:
                 os.close(fd)  # lifeline EOF: the daemon shuts down by itself
             p.wait(10)
+
+
+def test_daemon_reaps_orphans_and_keeps_its_fds(tmp_path: Path):
+    addr = node.start_in(str(tmp_path / "d"))
+    dpid = daemon_pid(addr)
+    pidfile = tmp_path / "orphan.pid"
+    node.node_call(addr, ("start_server_child", {"id": "o", "target": T + "orphan_maker",
+                                                 "args": [str(pidfile)]}))
+    assert wait_for(lambda: pidfile.exists() and pidfile.read_text() != "", 5)
+    orphan = int(pidfile.read_text())
+    # the grandchild reparents to the daemon (child subreaper), exits, and is reaped there
+    assert wait_for(lambda: not psutil.pid_exists(orphan), 5)
+    assert node.node_call(addr, ("status",))["orphans_reaped"] >= 1
+    # one client for every call: each new client address costs the daemon a cached DEALER
+    # (transport's per-destination cache), which is not what this test measures
+    with Mailbox(None) as mb:
+        ep = node.to_endpoint(addr)
+
+        def which() -> dict:
+            return {i: p for i, p, _r in mb.call(ep, ("which_server_children",))}
+
+        assert mb.call(ep, ("ping",)) == "pong"  # the daemon's DEALER back to us exists now
+        fds0 = psutil.Process(dpid).num_fds()
+        pid = mb.call(ep, ("start_server_child", {"id": "s", "target": T + "sleeper"}))
+        for _ in range(5):
+            os.kill(pid, signal.SIGKILL)
+            assert wait_for(lambda: which().get("s") not in (None, pid), 5)
+            pid = which()["s"]
+        assert mb.call(ep, ("terminate_server_child", "s")) == "ok"
+        assert psutil.Process(dpid).num_fds() == fds0
+    assert not [c for c in psutil.Process(dpid).children() if c.status() == psutil.STATUS_ZOMBIE]

@@ -5,7 +5,8 @@ import os
 import signal
 import sys
 
-__all__ = ["sleeper", "stubborn", "graceful", "exit_with", "logger", "env_is"]
+__all__ = ["sleeper", "stubborn", "graceful", "exit_with", "logger", "env_is",
+           "orphan_maker"]
 
 
 def sleeper() -> int:
@@ -50,3 +51,18 @@ def logger(path: str, name: str) -> int:
 def env_is(key: str, value: str) -> int:
     """Exit 0 when the environment has ``key=value``, else 3."""
     return 0 if os.environ.get(key) == value else 3
+
+
+def orphan_maker(path: str) -> int:
+    """Fork a grandchild that outlives us by a moment (it exits when our pipe closes, i.e.
+    once we are gone); write its pid to ``path``; exit 0."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(w)
+        os.read(r, 1)  # EOF when the parent has exited
+        os._exit(0)
+    os.close(r)
+    with open(path, "w") as f:
+        f.write(str(pid))
+    return 0
