@@ -51,6 +51,9 @@ ALIVE = "alive"
 DEAD = "dead"
 UNREACHABLE = "unreachable"
 
+# Plain ints: pyzmq converts enum flags and resolves attribute options on every call.
+_NOBLOCK = int(zmq.NOBLOCK)
+_RCVMORE = int(zmq.RCVMORE)
 _IPC_MAX = 107  # sun_path limit on Linux, minus the NUL
 _COUNTER_NAMES = (
     "received", "sent", "send_dropped", "garbage", "bad_version", "bad_envelope", "bad_frames",
@@ -163,7 +166,7 @@ class Mailbox:
 
     def _send(self, to: str, data: bytes) -> bool:
         try:
-            self._dealer(to).send(data, zmq.NOBLOCK)
+            self._dealer(to).send(data, _NOBLOCK)
         except zmq.Again:
             self.counters["send_dropped"] += 1
             return False
@@ -234,13 +237,14 @@ class Mailbox:
 
     def _drain_for(self, ref: int) -> tuple[bool, Any]:
         """Read everything available; return the reply for ``ref`` if seen, queue the rest."""
-        sock = self.socket
+        recv = self.socket.recv
         while True:
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                recv(_NOBLOCK)  # the sender's routing id: unused, replies go by address
+                data = recv(_NOBLOCK)
             except zmq.Again:
                 return False, None
-            t = self._parse(frames)
+            t = self._parse(data)
             if t is None:
                 continue
             kind, frm, r, payload = t
@@ -290,27 +294,35 @@ class Mailbox:
         ``None``: wait forever). Invalid frames and stale replies are dropped and counted."""
         if self._queue:
             return self._queue.popleft()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None  # computed only if we have to wait: recv(0) in a drain loop is hot
         sock = self.socket
+        recv = sock.recv
         while True:
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                recv(_NOBLOCK)  # the sender's routing id: unused, replies go by address
+                data = recv(_NOBLOCK)
             except zmq.Again:
-                if deadline is None:
+                if timeout is None:
                     sock.poll()
                     continue
-                left = deadline - time.monotonic()
+                if not timeout:
+                    return None
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + timeout
+                left = deadline - now
                 if left <= 0 or not sock.poll(int(left * 1000 + 0.999)):
                     return None
                 continue
-            t = self._parse(frames)
+            t = self._parse(data)
             if t is None:
                 continue
             kind, frm, ref, payload = t
-            if kind == REPLY:
-                self._drop("stale_reply", f"reply ref {ref} from {frm}")
-                continue
-            return self._envelope(kind, frm, ref, payload)
+            if kind == CAST:
+                return Envelope("cast", frm, payload)
+            if kind == CALL:
+                return Envelope("call", From(frm, ref), payload)
+            self._drop("stale_reply", f"reply ref {ref} from {frm}")
 
     def recv_many(self, max_n: int = 1000, timeout: float | None = 0) -> list[Envelope]:
         """Up to ``max_n`` messages: waits up to ``timeout`` for the first, then takes only
@@ -339,11 +351,15 @@ class Mailbox:
             return Envelope("call", From(frm, ref), payload)
         return Envelope("cast", frm, payload)
 
-    def _parse(self, frames: list[bytes]) -> tuple[int, Any, Any, Any] | None:
-        if len(frames) != 2:
-            self._drop("bad_frames", f"{len(frames) - 1} data frames")
+    def _parse(self, data: bytes) -> tuple[int, Any, Any, Any] | None:
+        """Validate one data frame (the routing id already read); ``None`` if dropped."""
+        sock = self.socket
+        if sock.getsockopt(_RCVMORE):  # a multi-frame message: read it whole, then drop it
+            n = 2
+            while sock.recv(_NOBLOCK) is not None and sock.getsockopt(_RCVMORE):
+                n += 1
+            self._drop("bad_frames", f"{n} data frames")
             return None
-        data = frames[1]
         if len(data) > self.max_frame_bytes:
             self._drop("oversize", f"{len(data)} bytes > {self.max_frame_bytes}")
             return None
