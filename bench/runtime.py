@@ -1,4 +1,4 @@
-"""Runtime benchmarks: restart latency, spawn cost, idle child memory. No ra equivalent.
+"""No ra equivalent: runtime benchmarks (restart latency, spawn cost, idle child memory).
 
 ``run(quick)`` returns rows ``{"workload", "metric", "value", "unit", "peer", "note"}``:
 

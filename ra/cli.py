@@ -1,4 +1,4 @@
-"""The ``ra`` command. No ra equivalent (rabbitmqctl-like tooling around ra).
+"""No ra equivalent (rabbitmqctl-like tooling around ra): the ``ra`` command.
 
 ``ra node start --data-dir DIR --listen HOST:PORT [--daemon]``
     Run a node daemon in the foreground (logs to stderr; SIGTERM or ^C stops it in order), or
@@ -34,6 +34,8 @@ def format_status(st: dict[str, Any]) -> str:
         f"data_dir        {st['data_dir']}",
         f"uptime          {st['uptime_s']:.1f} s",
         f"fork server     {st.get('forkserver_pid')}",
+        "watched nodes   " + (", ".join(f"{n} {s}" for n, s in sorted(st.get("nodes", {}).items()))
+                              or "-"),
         "",
         f"{'SUPERVISION TREE':<34} {'TYPE':<11} {'RESTART':<10} {'PID':>8}",
     ]

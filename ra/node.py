@@ -1,5 +1,6 @@
-"""The node daemon: root supervisor, name registry host, fork server owner. Mirrors ra_system.erl
-(start/stop of a ra system) and ra.erl's start/0,1 and start_in/1.
+"""Mirrors ra_system.erl (start/stop of a ra system) and ra.erl's start/0,1 and start_in/1.
+
+The node daemon: root supervisor, name registry host, fork server owner.
 
 One daemon per data directory. Start-up, in this order:
 
@@ -492,13 +493,16 @@ def start(**env: Any) -> str:
     """Start the local node daemon as a child of this process; return ``"host:port"``.
 
     A daemon this process started before is stopped first (ra's start or restart). The daemon
-    watches a lifeline pipe and shuts down in order when this process exits or dies.
+    watches a lifeline pipe and shuts down in order when this process exits or dies. It logs to
+    ``DATA_DIR/node.log``; ``data_dir`` defaults to ``./ra_data``.
     ``env``: see :data:`ENV_KEYS`. Raises InvalidConfig, AlreadyStarted (the data directory is
     locked by another daemon) or SystemNotStarted.
     """
     validate_env(env)
     stop()
-    addr, proc, life_w = spawn_daemon(env, lifeline=True)
+    data_dir = os.path.abspath(env.get("data_dir") or os.path.join(os.getcwd(), "ra_data"))
+    addr, proc, life_w = spawn_daemon(env, lifeline=True,
+                                      log_path=os.path.join(data_dir, "node.log"))
     _children[addr] = proc
     if life_w is not None:
         _lifelines[addr] = life_w

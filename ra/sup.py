@@ -1,5 +1,4 @@
-"""Child specs of a node's supervision tree. Mirrors ra_system_sup.erl, ra_log_sup.erl and
-ra_server_sup_sup.erl.
+"""Mirrors ra_system_sup.erl, ra_log_sup.erl and ra_server_sup_sup.erl: a node's tree specs.
 
 The tree (DESIGN §1), rooted in the node daemon's event loop::
 

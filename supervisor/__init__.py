@@ -1,4 +1,4 @@
-"""Erlang/OTP supervisor semantics for OS processes. Mirrors supervisor.erl.
+"""Mirrors supervisor.erl: Erlang/OTP supervisor semantics for OS processes.
 
 Pure parts: :mod:`supervisor.spec` (child specs, flags, check_childspecs) and
 :mod:`supervisor.strategy` (restart plans). OS parts: :mod:`supervisor.child` (spawn, pidfd,

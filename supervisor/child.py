@@ -1,4 +1,6 @@
-"""OS side of a supervised child: spawn, exit notice, shutdown. No ra equivalent (circus' process.py).
+"""No ra equivalent (OTP's VM does this; cf. circus' process.py): the OS side of a child.
+
+Spawn, exit notice, shutdown.
 
 Contracts:
 

@@ -1,4 +1,4 @@
-"""Fork server: cheap child processes from a preloaded interpreter. No ra equivalent.
+"""No ra equivalent: a fork server, for cheap child processes from a preloaded interpreter.
 
 Design (why exit codes still reach the supervisor):
 

@@ -1,4 +1,4 @@
-"""The single event loop that supervisors and the node daemon share. No ra equivalent.
+"""No ra equivalent: the single event loop that supervisors and the node daemon share.
 
 One ``zmq.Poller`` waits on everything at once: child pidfds (exit notices), ZeroMQ sockets or
 plain fds of the owner (the daemon's mailbox), and the SIGCHLD wakeup fd when ``reap_all`` is on.

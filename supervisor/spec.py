@@ -1,4 +1,4 @@
-"""Child specifications and supervisor flags. Mirrors the child_spec/sup_flags part of supervisor.erl.
+"""Mirrors supervisor.erl (child_spec, sup_flags, check_childspecs): specs and flags.
 
 Pure data and validation: no OS work. OTP defaults are kept:
 

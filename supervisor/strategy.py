@@ -1,4 +1,4 @@
-"""Pure restart decisions. Mirrors the restart/3, do_restart and add_restart parts of supervisor.erl.
+"""Mirrors supervisor.erl (restart/3, do_restart, add_restart): pure restart decisions.
 
 Nothing here touches the OS or reads a clock: the caller passes ``now`` (seconds, monotonic) and
 the restart history, and gets back an ordered :class:`Decision`. The supervisor carries the plan

@@ -1,4 +1,4 @@
-"""A supervisor: ordered start, exit handling, plans, escalation, reverse stop. Mirrors supervisor.erl.
+"""Mirrors supervisor.erl: ordered start, exit handling, plans, escalation, reverse stop.
 
 A :class:`Supervisor` is an object living in a :class:`supervisor.loop.Loop` (the node daemon's
 single event loop). Its children are OS processes (:class:`~supervisor.spec.Exec`,

@@ -242,3 +242,19 @@ def test_daemon_reaps_orphans_and_keeps_its_fds(tmp_path: Path):
         assert mb.call(ep, ("terminate_server_child", "s")) == "ok"
         assert psutil.Process(dpid).num_fds() == fds0
     assert not [c for c in psutil.Process(dpid).children() if c.status() == psutil.STATUS_ZOMBIE]
+
+
+def test_forkserver_holds_no_zmq_context_and_preloads(tmp_path: Path):
+    addr = node.start_in(str(tmp_path))
+    st = node.node_call(addr, ("status",))
+    fs = psutil.Process(st["forkserver_pid"])
+    # a ZeroMQ context starts I/O and reaper threads: the fork server has none
+    assert fs.num_threads() == 1
+    assert psutil.Process(st["pid"]).num_threads() > 1  # the daemon does have one
+    maps = open(f"/proc/{fs.pid}/maps").read()
+    assert "libzmq" in maps or "_zmq" in maps  # ...but has the code imported (pyzmq loaded)
+
+
+def test_supervisor_package_is_ours():
+    import supervisor
+    assert Path(supervisor.__file__).resolve().is_relative_to(Path(REPO))
