@@ -108,7 +108,9 @@ class Mailbox:
 
     ``endpoint`` is where to bind: ``"ipc:///path"`` or ``"tcp://host:port"`` (port 0 or ``*``
     picks a free port); ``None`` binds a fresh ipc path under ``$RA_IPC_DIR`` or the temp dir.
-    :attr:`address` is the resolved bound endpoint, the string peers send to.
+    :attr:`address` is the resolved bound endpoint, the string peers send to. ``also`` binds
+    more endpoints on the same socket (:attr:`addresses`); a call to a ``tcp://`` peer then
+    carries our first tcp address as its reply address, any other call :attr:`address`.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class Mailbox:
         max_frame_bytes: int = 64 << 20,
         sndhwm: int = 100_000,
         probe_after: float = 0.01,
+        also: tuple[str, ...] | list[str] = (),
     ) -> None:
         self._ctx = context if context is not None else zmq.Context.instance()
         self.max_frame_bytes = max_frame_bytes
@@ -132,17 +135,27 @@ class Mailbox:
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, 0)  # inbound queue bounded by senders' sndhwm instead
+        bound: list[str] = []
         try:
-            sock.bind(ep)
+            for e in [ep, *also]:
+                if e.startswith("tcp://") and e.endswith(":0"):
+                    e = e[:-2] + ":*"
+                sock.bind(e)
+                bound.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
         except zmq.ZMQError:
             sock.close(0)
             raise
         self.socket: zmq.Socket[Any] = sock
-        self.address: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._ipc_path = self.address[6:] if self.address.startswith("ipc://") else None
+        self.address: str = bound[0]
+        #: every bound endpoint, ``address`` first (e.g. ipc for local peers, tcp for remote)
+        self.addresses: list[str] = bound
+        self._ipc_paths = [a[6:] for a in bound if a.startswith("ipc://")]
+        # Reply address by the kind of destination: a tcp peer may be on another host.
+        self._tcp_addr = next((a for a in bound if a.startswith("tcp://")), bound[0])
         self._out: dict[str, zmq.Socket[Any]] = {}
         self._queue: collections.deque[Envelope] = collections.deque()
         self._nodes: dict[str, str] = {}
+        self._down_nodes: set[str] = set()
         # Random start: a process restarted at the same address must not match old replies.
         self._ref = random.getrandbits(48)
         self.counters: dict[str, int] = dict.fromkeys(_COUNTER_NAMES, 0)
@@ -179,7 +192,8 @@ class Mailbox:
         Raises ``TypeError`` if ``msg`` is not a term (nothing is sent), ``ValueError`` for a
         malformed address.
         """
-        self._send(to, _env.pack(CAST, self.address, None, msg))
+        me = self._tcp_addr if to.startswith("tcp://") else self.address
+        self._send(to, _env.pack(CAST, me, None, msg))
 
     def reply(self, frm: From | tuple[str, int], value: Any) -> None:
         """Answer the call identified by ``frm`` (from :class:`Envelope`.frm). Fire-and-forget."""
@@ -193,11 +207,14 @@ class Mailbox:
         refused or unreachable), ``Timeout`` (no reply within ``timeout`` seconds; ``None``
         waits forever), ``TypeError`` if ``msg`` is not a term (nothing is sent).
         """
-        if to == self.address:
+        if to in self.addresses:
             raise ValueError("calling_self: a mailbox cannot call itself")
+        if self._down_nodes and self._nodes.get(to) in self._down_nodes:
+            raise NodeDown(f"node of {to} is down ({self._nodes[to]}, failure detector)")
         self._ref += 1
         ref = self._ref
-        self._send(to, _env.pack(CALL, self.address, ref, msg))
+        me = self._tcp_addr if to.startswith("tcp://") else self.address
+        self._send(to, _env.pack(CALL, me, ref, msg))
         now = time.monotonic()
         deadline = None if timeout is None else now + timeout
         interval = self.probe_after
@@ -274,6 +291,14 @@ class Mailbox:
         """Record that ``endpoint`` lives on the node whose daemon listens at ``node_endpoint``,
         so a dead ``endpoint`` can be told apart as NoProc (node up) or NodeDown."""
         self._nodes[endpoint] = node_endpoint
+
+    def set_node_down(self, node_endpoint: str, down: bool) -> None:
+        """Failure-detector verdict for a node (its daemon endpoint): while down, calls to
+        endpoints noted on it raise ``NodeDown`` at once instead of waiting for probes."""
+        if down:
+            self._down_nodes.add(node_endpoint)
+        else:
+            self._down_nodes.discard(node_endpoint)
 
     def forget(self, to: str) -> None:
         """Close the cached DEALER to ``to``, discarding frames still queued for it."""
@@ -388,9 +413,9 @@ class Mailbox:
             s.close(0)
         self._out.clear()
         self.socket.close(0)
-        if self._ipc_path:
+        for path in self._ipc_paths:
             try:
-                os.unlink(self._ipc_path)
+                os.unlink(path)
             except OSError as exc:
                 if exc.errno != errno.ENOENT:
                     raise

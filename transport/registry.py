@@ -162,8 +162,9 @@ def _call_daemon(mb: Mailbox, node: str, msg: Any, timeout: float | None) -> Any
 
 def register(mb: Mailbox, name: str, node: str, *, endpoints: Sequence[str] | None = None,
              pid: int | None = None, timeout: float | None = 5.0) -> Any:
-    """Register ``name`` for ``mb`` (its address unless ``endpoints`` given) at ``node``."""
-    return _call_daemon(mb, node, (TAG, "register", name, list(endpoints or [mb.address]),
+    """Register ``name`` for ``mb`` (all its addresses unless ``endpoints`` given) at ``node``.
+    Returns ``"ok"`` or ``("error", "already_registered", endpoints)``."""
+    return _call_daemon(mb, node, (TAG, "register", name, list(endpoints or mb.addresses),
                                    os.getpid() if pid is None else pid), timeout)
 
 

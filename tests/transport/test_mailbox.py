@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from ra.errors import NoProc, Timeout
+from ra.errors import NodeDown, NoProc, Timeout
 from transport import From, Mailbox
 from transport.envelope import CALL, VERSION
 from transport import codec
@@ -181,3 +181,32 @@ def test_tcp_port_zero_and_default_ipc() -> None:
         path = b.address[6:]
         assert Path(path).exists()
     assert not Path(path).exists()
+
+
+def test_multiple_endpoints_reply_address_follows_destination(peers: Peers, ipc_dir: Path) -> None:
+    _, tcp_peer = peers.start("echo", "tcp://127.0.0.1:0")
+    _, ipc_peer = peers.start("echo", f"ipc://{ipc_dir}/p.sock")
+    with Mailbox(f"ipc://{ipc_dir}/me.sock", also=["tcp://127.0.0.1:0"]) as me:
+        assert len(me.addresses) == 2 and me.addresses[0] == me.address
+        my_tcp = me.addresses[1]
+        assert my_tcp.startswith("tcp://127.0.0.1:")
+        assert me.call(tcp_peer, ("from",)).addr == my_tcp
+        assert me.call(ipc_peer, ("from",)).addr == me.address
+        me.cast(tcp_peer, ("cast_back", my_tcp, "over tcp"))
+        env = me.recv(5)
+        assert env is not None and env.payload == "over tcp" and env.frm == tcp_peer
+        with pytest.raises(ValueError, match="calling_self"):
+            me.call(my_tcp, 1)
+
+
+def test_node_marked_down_fails_calls_at_once(peers: Peers, mb: Mailbox) -> None:
+    _, addr = peers.start("echo", "tcp://127.0.0.1:0")
+    mb.note_node(addr, "tcp://127.0.0.1:1")  # pretend a daemon there owns the peer
+    assert mb.call(addr, 1) == ("echo", 1)
+    mb.set_node_down("tcp://127.0.0.1:1", True)
+    t0 = time.monotonic()
+    with pytest.raises(NodeDown):
+        mb.call(addr, 2, timeout=5)
+    assert time.monotonic() - t0 < 0.05
+    mb.set_node_down("tcp://127.0.0.1:1", False)
+    assert mb.call(addr, 3) == ("echo", 3)
