@@ -48,7 +48,7 @@ from typing import Any, Mapping, Sequence
 from ra.errors import (
     AlreadyStarted, InvalidConfig, NodeDown, NoProc, RaError, SystemNotStarted,
 )
-from ra.sup import SERVER_SUP, SYSTEM_SUP, build_tree, server_child_spec
+from ra.sup import SERVER_SUP, SYSTEM_SUP, build_tree, log_children, server_child_spec
 from supervisor.child import set_child_subreaper
 from supervisor.forkserver import ForkServer
 from supervisor.loop import Loop
@@ -74,7 +74,7 @@ _log = logging.getLogger("ra.node")
 
 LOCK_FILE = "ra_node.lock"
 ENV_KEYS = ("data_dir", "wal_data_dir", "segment_max_entries", "wal_max_size_bytes",
-            "wal_compute_checksums", "wal_write_strategy", "listen")
+            "wal_compute_checksums", "wal_write_strategy", "listen", "log_children")
 # -c rather than -m: ra/__init__ will import this module (runpy would warn)
 _BOOT = "import sys; from ra.node import main; sys.exit(main(sys.argv[1:]))"
 _DEFAULT_PRELOAD = ("ra", "ra.errors", "transport", "supervisor", "ra.server_proc", "ra.log",
@@ -103,6 +103,9 @@ def validate_env(env: Mapping[str, Any]) -> dict[str, Any]:
         v = out.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
             raise InvalidConfig(k, v, "a positive integer")
+    if "log_children" in out and not (isinstance(out["log_children"], str)
+                                      and ":" in out["log_children"]):
+        raise InvalidConfig("log_children", out["log_children"], '"pkg.mod:func" or absent')
     if "wal_compute_checksums" in out and not isinstance(out["wal_compute_checksums"], bool):
         raise InvalidConfig("wal_compute_checksums", out["wal_compute_checksums"], "a bool")
     if out.get("wal_write_strategy", "default") not in ("default", "o_sync"):
@@ -207,7 +210,12 @@ class NodeDaemon:
         self.forkserver.start()  # before this process creates any ZeroMQ context
         from transport import Mailbox  # imported late: keep the import cost off lock failures
 
-        self.mailbox = Mailbox(to_endpoint(self.listen))
+        import zmq
+
+        try:
+            self.mailbox = Mailbox(to_endpoint(self.listen))
+        except zmq.ZMQError as e:
+            raise InvalidConfig("listen", self.listen, f"cannot bind: {e}") from None
         self.address = _from_endpoint(self.mailbox.address)
         _write_lock_info(self._lock_fd, f"pid {os.getpid()}, address {self.address}")
         loop.add_reader(self.mailbox.socket, self._on_mail,
@@ -549,7 +557,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
     if a.lifeline_fd is not None:
         os.set_blocking(a.lifeline_fd, False)
-    daemon = NodeDaemon(a.data_dir, a.listen, json.loads(a.config))
+    config = dict(json.loads(a.config), data_dir=os.path.abspath(a.data_dir), listen=a.listen)
+    try:
+        children = log_children(config)
+    except Exception as e:
+        _report(a.ready_fd, {"ok": False, "error": "InvalidConfig",
+                             "message": f"log_children: {type(e).__name__}: {e}"})
+        return 2
+    daemon = NodeDaemon(a.data_dir, a.listen, config, log_children=children)
     return daemon.run(a.ready_fd, a.lifeline_fd)
 
 

@@ -25,11 +25,29 @@ __all__ = [
     "log_sup_spec",
     "server_sup_spec",
     "server_child_spec",
+    "log_children",
+    "DEFAULT_LOG_CHILDREN",
 ]
 
 SYSTEM_SUP = "ra_system_sup"
 LOG_SUP = "ra_log_sup"
 SERVER_SUP = "ra_server_sup_sup"
+
+# "pkg.mod:func" returning the log supervisor's child specs (WAL, segment writer) for a config;
+# None until the WAL issue plugs its children in. Overridden per node by config["log_children"].
+DEFAULT_LOG_CHILDREN: str | None = None
+
+
+def log_children(config: Mapping[str, Any]) -> list[ChildSpec]:
+    """The log supervisor's children for ``config``: ``config["log_children"]`` (or
+    :data:`DEFAULT_LOG_CHILDREN`) names a ``"pkg.mod:func"`` called with the config that returns
+    child specs in start order; with neither, no children."""
+    factory = config.get("log_children", DEFAULT_LOG_CHILDREN)
+    if not factory:
+        return []
+    from supervisor.forkserver import resolve_target
+
+    return list(resolve_target(factory)(config))
 
 
 def log_sup_spec(log_children: Sequence[ChildSpec] = (), intensity: int = 5,

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from ra import node
-from ra.errors import AlreadyStarted, InvalidConfig, NodeDown
+from ra.errors import AlreadyStarted, InvalidConfig, NodeDown, RaError
 from transport import Mailbox
 from transport import registry as reg
 
@@ -258,3 +258,27 @@ def test_forkserver_holds_no_zmq_context_and_preloads(tmp_path: Path):
 def test_supervisor_package_is_ours():
     import supervisor
     assert Path(supervisor.__file__).resolve().is_relative_to(Path(REPO))
+
+
+def test_log_children_plug_in_rest_for_one(tmp_path: Path):
+    addr = node.start(data_dir=str(tmp_path), log_children=T + "log_specs")
+
+    def log_sup() -> dict:
+        tree = node.node_call(addr, ("status",))["tree"]
+        return {c["id"]: c["pid"] for c in tree["children"][0]["sup"]["children"]}
+
+    before = log_sup()
+    assert list(before) == ["wal", "segment_writer"] and None not in before.values()
+    srv = node.node_call(addr, ("start_server_child", {"id": "s", "target": T + "sleeper"}))
+    os.kill(before["wal"], signal.SIGKILL)  # rest_for_one: the segment writer restarts too
+    assert wait_for(lambda: all(log_sup()[k] not in (None, before[k]) for k in before), 5)
+    assert servers(addr)["s"] == srv  # the log supervisor itself did not give up
+
+
+def test_bad_listen_and_bad_factory_fail_fast(tmp_path: Path):
+    addr = node.start_in(str(tmp_path / "a"))
+    with pytest.raises(RaError, match="cannot bind"):
+        node.spawn_daemon({"data_dir": str(tmp_path / "b"), "listen": addr}, lifeline=True)
+    with pytest.raises(RaError, match="log_children"):
+        node.spawn_daemon({"data_dir": str(tmp_path / "c"), "log_children": "no_such:thing"},
+                          lifeline=True)

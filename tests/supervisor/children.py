@@ -6,7 +6,7 @@ import signal
 import sys
 
 __all__ = ["sleeper", "stubborn", "graceful", "exit_with", "logger", "env_is",
-           "orphan_maker"]
+           "orphan_maker", "log_specs"]
 
 
 def sleeper() -> int:
@@ -66,3 +66,12 @@ def orphan_maker(path: str) -> int:
     with open(path, "w") as f:
         f.write(str(pid))
     return 0
+
+
+def log_specs(config: dict) -> list:
+    """A log_children factory for the node tests: two idle children standing in for the WAL
+    and the segment writer (test-only; the real ones come from the wal package)."""
+    from supervisor.spec import ChildSpec, Fork
+
+    return [ChildSpec("wal", Fork(__name__ + ":sleeper"), shutdown=2000),
+            ChildSpec("segment_writer", Fork(__name__ + ":sleeper"), shutdown=2000)]
