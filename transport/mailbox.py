@@ -22,6 +22,8 @@ Contract:
 * Frames that are not valid envelopes (garbage, truncated msgpack, wrong version, wrong shape,
   larger than ``max_frame_bytes``, not exactly one data frame) are dropped, logged (rate
   limited) and counted in :attr:`counters`; the mailbox keeps serving.
+* At most ``max_peers`` outgoing DEALERs are kept (least recently used evicted; frames
+  still queued on an evicted one are lost, as for a gone peer).
 * Not thread-safe (ZeroMQ sockets are not): use a mailbox from one thread.
 """
 from __future__ import annotations
@@ -57,7 +59,7 @@ _RCVMORE = int(zmq.RCVMORE)
 _IPC_MAX = 107  # sun_path limit on Linux, minus the NUL
 _COUNTER_NAMES = (
     "received", "sent", "send_dropped", "garbage", "bad_version", "bad_envelope", "bad_frames",
-    "oversize", "stale_reply", "probes",
+    "oversize", "stale_reply", "probes", "peers_evicted",
 )
 
 
@@ -122,6 +124,7 @@ class Mailbox:
         sndhwm: int = 100_000,
         probe_after: float = 0.01,
         also: tuple[str, ...] | list[str] = (),
+        max_peers: int = 256,
     ) -> None:
         self._ctx = context if context is not None else zmq.Context.instance()
         self.max_frame_bytes = max_frame_bytes
@@ -152,7 +155,10 @@ class Mailbox:
         self._ipc_paths = [a[6:] for a in bound if a.startswith("ipc://")]
         # Reply address by the kind of destination: a tcp peer may be on another host.
         self._tcp_addr = next((a for a in bound if a.startswith("tcp://")), bound[0])
-        self._out: dict[str, zmq.Socket[Any]] = {}
+        # LRU of DEALERs: a daemon answering many short-lived callers must not keep a socket
+        # (and zmq's reconnect attempts) per dead caller forever.
+        self._out: collections.OrderedDict[str, zmq.Socket[Any]] = collections.OrderedDict()
+        self.max_peers = max_peers
         self._queue: collections.deque[Envelope] = collections.deque()
         self._nodes: dict[str, str] = {}
         self._down_nodes: set[str] = set()
@@ -165,7 +171,13 @@ class Mailbox:
 
     def _dealer(self, to: str) -> zmq.Socket[Any]:
         s = self._out.get(to)
-        if s is None:
+        if s is not None:
+            self._out.move_to_end(to)
+        else:
+            if len(self._out) >= self.max_peers:
+                _, old = self._out.popitem(last=False)
+                old.close(0)
+                self.counters["peers_evicted"] += 1
             s = self._ctx.socket(zmq.DEALER)
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.SNDHWM, self._sndhwm)
@@ -291,6 +303,11 @@ class Mailbox:
         """Record that ``endpoint`` lives on the node whose daemon listens at ``node_endpoint``,
         so a dead ``endpoint`` can be told apart as NoProc (node up) or NodeDown."""
         self._nodes[endpoint] = node_endpoint
+
+    @property
+    def peers(self) -> list[str]:
+        """Destinations with an open outgoing socket, least recently used first."""
+        return list(self._out)
 
     def set_node_down(self, node_endpoint: str, down: bool) -> None:
         """Failure-detector verdict for a node (its daemon endpoint): while down, calls to

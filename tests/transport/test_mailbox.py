@@ -210,3 +210,14 @@ def test_node_marked_down_fails_calls_at_once(peers: Peers, mb: Mailbox) -> None
     assert time.monotonic() - t0 < 0.05
     mb.set_node_down("tcp://127.0.0.1:1", False)
     assert mb.call(addr, 3) == ("echo", 3)
+
+
+def test_outgoing_sockets_are_bounded_lru(peers: Peers, ipc_dir: Path) -> None:
+    _, keep = peers.start("echo", "tcp://127.0.0.1:0")
+    with Mailbox(f"ipc://{ipc_dir}/me.sock", max_peers=3) as me:
+        assert me.call(keep, 0) == ("echo", 0)
+        for i in range(5):  # casts to nobody: each needs a DEALER
+            me.cast(f"ipc://{ipc_dir}/gone{i}.sock", i)
+            me.call(keep, i)  # keeps `keep` most recently used
+        assert len(me.peers) == 3 and me.peers[-1] == keep
+        assert me.counters["peers_evicted"] == 3
