@@ -1,0 +1,610 @@
+"""Mirrors ra.erl: the public API, as methods of :class:`Client` and module functions that use a
+default client per process.
+
+Conventions (``shared/ra-api.md``): where Erlang returns ``{ok, ...}`` we return the value; where
+it returns ``{error, ...}`` or ``{timeout, ...}`` we raise a typed :class:`ra.errors.RaError`.
+Server ids are ``ServerId(name, node)`` or plain ``(name, node)`` tuples; a *server loc* is one
+id or a list tried in turn. Timeouts are seconds (``None``: wait forever).
+
+Each client owns one mailbox; ``pipeline_command`` notifications and machine ``send_msg``
+effects addressed to it arrive there and are read with :meth:`Client.receive`.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import random
+import time
+from typing import Any, NamedTuple
+
+import ra.wire  # noqa: F401  (codec registration of core messages)
+from ra.core import quorum
+from ra.core.types import ServerId
+from ra.errors import (
+    AlreadyStarted, ClusterNotFormed, InvalidConfig, NodeDown, NoProc, NotFound, NotLeader,
+    RaError, Timeout,
+)
+from transport import codec, registry
+from transport.mailbox import Mailbox
+
+__all__ = [
+    "Client", "RaEvent", "MembershipError", "default_client", "new_uid", "DEFAULT_TIMEOUT",
+]
+
+DEFAULT_TIMEOUT = 5.0
+_NO_LEADER_BACKOFF = 0.02     # while no leader is known (election running), retry this often
+
+
+class RaEvent(NamedTuple):
+    """A notification in a client's mailbox: ``("applied", [(corr, reply), ...])`` or
+    ``("rejected", ("not_leader", leader_or_None, corr))`` from ``leader``; or, for a machine
+    ``send_msg``, ``leader`` is None and ``event`` the message itself."""
+
+    leader: Any
+    event: Any
+
+
+class MembershipError(RaError):
+    """A membership change was refused: ``reason`` is ra's (``already_member``,
+    ``not_member``, ``last_member``...)."""
+
+    def __init__(self, message: str, reason: Any) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def new_uid(source: str) -> str:
+    """A random uid whose first 6 characters come from ``source`` (ra:new_uid/1)."""
+    if not isinstance(source, str):
+        raise TypeError(f"new_uid takes a str, not {type(source).__name__}")
+    prefix = "".join(c if c.isalnum() or c in "_-" else "_" for c in source[:6]) or "ra"
+    return prefix + "%012X" % random.getrandbits(48)
+
+
+# --- argument checks -------------------------------------------------------------------------
+
+def _sid(x: Any, what: str = "server_id") -> ServerId:
+    if isinstance(x, ServerId):
+        return x
+    if (isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(x[0], str) and x[0]
+            and isinstance(x[1], str) and ":" in x[1]):
+        return ServerId(x[0], x[1])
+    raise TypeError(f"{what} must be a (name, 'host:port') tuple or ra.ServerId, got {x!r}")
+
+
+def _locs(loc: Any) -> list[ServerId]:
+    if isinstance(loc, list):
+        if not loc:
+            raise TypeError("server_loc must be a server id or a non-empty list of them")
+        return [_sid(x, "server_loc item") for x in loc]
+    return [_sid(loc, "server_loc")]
+
+
+def _timeout(t: Any) -> float | None:
+    if t is None:
+        return None
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or t < 0:
+        raise TypeError(f"timeout must be a number of seconds >= 0 or None, got {t!r}")
+    return float(t)
+
+
+def _check_term(value: Any, what: str) -> None:
+    try:
+        codec.encode(value)
+    except TypeError as e:
+        raise TypeError(f"{what} is not a term that can be sent: {e}") from None
+
+
+def _machine(machine: Any) -> list[Any]:
+    """Validate ``("module", "pkg.mod:Class", config)`` / ``("simple", "pkg.mod:fun", init)``."""
+    if (not isinstance(machine, (tuple, list)) or len(machine) != 3
+            or machine[0] not in ("module", "simple") or not isinstance(machine[1], str)
+            or ":" not in machine[1]):
+        raise InvalidConfig("machine", machine,
+                            "('module', 'pkg.mod:Class', config) or "
+                            "('simple', 'pkg.mod:func', initial_state)")
+    try:
+        codec.encode(machine[2])
+    except TypeError as e:
+        raise InvalidConfig("machine", machine, f"its config must be a term ({e})") from None
+    return [machine[0], machine[1], machine[2]]
+
+
+def _query(fun: Any) -> Any:
+    """A query function in wire form: ``"pkg.mod:func"`` or ``("pkg.mod:func", args)``."""
+    if isinstance(fun, str):
+        if ":" not in fun:
+            raise TypeError(f"query function string must be 'pkg.mod:func', got {fun!r}")
+        return fun
+    if isinstance(fun, tuple) and len(fun) == 3:
+        mod, name, args = fun
+        if not (isinstance(mod, str) and isinstance(name, str) and isinstance(args, list)):
+            raise TypeError("a (module, function, args) query needs two str and a list")
+        _check_term(args, "query args")
+        return (f"{mod}:{name}", list(args))
+    if callable(fun):
+        qual = getattr(fun, "__qualname__", "")
+        mod = getattr(fun, "__module__", None)
+        if (inspect.isfunction(fun) and mod and mod != "__main__" and "<" not in qual):
+            return f"{mod}:{qual}"
+        raise TypeError(
+            f"query function {fun!r} cannot be sent to a server process: use a top-level "
+            "function of an importable module, a 'pkg.mod:func' string or a "
+            "(module, func, args) triple (lambdas, closures and __main__ functions cannot be "
+            "imported by the server)")
+    raise TypeError(f"not a query function: {fun!r}")
+
+
+# --- the client ------------------------------------------------------------------------------
+
+class Client:
+    """A process's handle on ra: its own mailbox and every API call as a method.
+
+    Not thread-safe (its mailbox is a ZeroMQ socket): use one client per thread.
+    """
+
+    def __init__(self, endpoint: str | None = None) -> None:
+        self.mb = Mailbox(endpoint or "tcp://127.0.0.1:0")
+        self.address = self.mb.address
+        self._events: list[RaEvent] = []
+
+    def close(self) -> None:
+        self.mb.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _daemon(self, node: str, msg: Any, timeout: float | None) -> Any:
+        ep = registry.node_endpoint(node)
+        self.mb.note_node(ep, ep)
+        try:
+            res = self.mb.call(ep, msg, timeout=timeout)
+        except NoProc:
+            raise NodeDown(f"node {node} is down") from None
+        if isinstance(res, tuple) and len(res) == 3 and res[0] == "error":
+            raise _daemon_error(node, res[1], res[2])
+        return res
+
+    def _call(self, sid: ServerId, msg: Any, timeout: float | None) -> Any:
+        return registry.call_name(self.mb, sid, msg, timeout)
+
+    def _leader_call(self, loc: Any, msg: Any, timeout: Any) -> tuple[Any, ServerId]:
+        """Call ``msg`` on the leader: try each member, follow redirects, wait out elections.
+        Returns ``(value, leader)`` from an ``("ok", value, leader)`` answer."""
+        t = _timeout(timeout)
+        deadline = None if t is None else time.monotonic() + t
+        cands = _locs(loc)
+        queue = list(cands)
+        last_err: RaError | None = None
+        target = queue.pop(0)
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                if last_err is not None and not isinstance(last_err, NotLeader):
+                    raise last_err
+                raise Timeout(f"no answer from {target} within {t} s", server=target)
+            try:
+                res = self._call(target, msg, left)
+            except (NoProc, NodeDown) as e:
+                last_err = e
+                res = None
+            except Timeout:
+                raise Timeout(f"no answer from {target} within {t} s", server=target) from None
+            if res is not None:
+                tag = res[0]
+                if tag == "ok":
+                    return res[1], ServerId(*res[2]) if res[2] is not None else target
+                if tag == "redirect":
+                    leader = res[1]
+                    last_err = NotLeader(f"{target} is not the leader", leader)
+                    if leader is not None and ServerId(*leader) != target:
+                        target = ServerId(*leader)
+                        continue
+                elif tag == "error":
+                    raise _server_error(target, res[1])
+            # no leader known here: try the next member, then wait for an election
+            if not queue:
+                queue = [c for c in cands if c != target] or list(cands)
+                time.sleep(_NO_LEADER_BACKOFF)   # an election is running; nothing to wait on
+            target = queue.pop(0)
+
+    # -- nodes --------------------------------------------------------------------------------
+    def overview(self, node: str | None = None, timeout: float | None = DEFAULT_TIMEOUT) -> dict:
+        """Node-wide overview: the daemon's status, its servers and their states (ra:overview)."""
+        if node is None:
+            from ra import node as _node
+            started = list(_node._children)
+            if not started:
+                raise RaError("no node daemon started by this process: pass node='host:port'")
+            node = started[-1]
+        st = self._daemon(node, ("status",), timeout)
+        servers = self._daemon(node, ("ra_servers",), timeout)
+        out = {"node": node, "daemon": st, "servers": {}}
+        for name, info in servers.items():
+            row = dict(info)
+            if info.get("pid"):
+                try:
+                    row.update(self._call(ServerId(name, node), ("$ra", "overview"), 2.0)[1])
+                except RaError as e:
+                    row["error"] = f"{type(e).__name__}: {e}"
+            out["servers"][name] = row
+        return out
+
+    # -- servers and clusters -----------------------------------------------------------------
+    def start_server(self, *args: Any, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        """``start_server(config)`` or ``start_server(cluster_name, server_id, machine,
+        server_ids)``. Returns once the server process runs and is registered."""
+        if len(args) == 1:
+            conf = args[0]
+        elif len(args) == 4:
+            conf = {"cluster_name": args[0], "id": args[1], "machine": args[2],
+                    "initial_members": args[3]}
+        else:
+            raise TypeError("start_server(config) or start_server(cluster_name, server_id, "
+                            "machine, server_ids)")
+        c = _server_conf(conf)
+        sid = ServerId(c["name"], c.pop("node"))
+        self._daemon(sid.node, ("ra_start_server", c), timeout)
+        self._await_registered(sid, timeout)
+
+    def _await_registered(self, sid: ServerId, timeout: float | None) -> None:
+        deadline = time.monotonic() + (timeout if timeout is not None else 30.0)
+        while True:
+            try:
+                self._call(sid, ("$ra", "ping"), max(0.05, deadline - time.monotonic()))
+                return
+            except NoProc:
+                if time.monotonic() >= deadline:
+                    raise Timeout(f"server {sid} did not come up within {timeout} s", server=sid)
+                time.sleep(0.01)     # the fork + recovery take a few ms; poll the registry
+
+    def restart_server(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        """Restart a stopped server from its data. ``NotFound`` if it was never started on
+        that node; ``AlreadyStarted`` if it runs."""
+        sid = _sid(server_id)
+        self._daemon(sid.node, ("ra_restart_server", sid.name), timeout)
+        self._await_registered(sid, timeout)
+
+    def stop_server(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        """Stop a server (its data stays; ``restart_server`` brings it back)."""
+        sid = _sid(server_id)
+        self._daemon(sid.node, ("ra_stop_server", sid.name), timeout)
+
+    def force_delete_server(self, server_id: Any,
+                            timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        """Stop a server and delete all its data, whatever the cluster thinks."""
+        sid = _sid(server_id)
+        self._daemon(sid.node, ("ra_force_delete_server", sid.name), timeout)
+
+    def start_cluster(self, *args: Any, timeout: float | None = DEFAULT_TIMEOUT
+                      ) -> tuple[list[ServerId], list[ServerId]]:
+        """``start_cluster(cluster_name, machine, server_ids)`` or
+        ``start_cluster(server_configs)``. Returns ``(started, not_started)`` once a leader is
+        elected; raises ``ClusterNotFormed`` (after deleting what it started) if fewer than a
+        majority could be started."""
+        if len(args) == 3:
+            name, machine, ids = args
+            sids = [_sid(s) for s in ids]
+            confs = [{"cluster_name": name, "id": s, "machine": machine,
+                      "initial_members": sids} for s in sids]
+        elif len(args) == 1 and isinstance(args[0], list):
+            confs = list(args[0])
+        else:
+            raise TypeError("start_cluster(cluster_name, machine, server_ids) or "
+                            "start_cluster(server_configs)")
+        if not confs:
+            raise InvalidConfig("server_ids", [], "at least one server")
+        checked = [_server_conf(c) for c in confs]   # every config valid before starting any
+        started: list[ServerId] = []
+        not_started: list[ServerId] = []
+        errors = []
+        for conf, c in zip(confs, checked):
+            sid = ServerId(c["name"], c["node"])
+            try:
+                self.start_server(conf, timeout=timeout)
+                started.append(sid)
+            except (NodeDown, NoProc, Timeout, AlreadyStarted) as e:
+                not_started.append(sid)
+                errors.append(f"{sid}: {type(e).__name__}: {e}")
+        if len(started) < quorum.majority(len(checked)):
+            for sid in started:
+                try:
+                    self.force_delete_server(sid, timeout=timeout)
+                except RaError:
+                    pass
+            raise ClusterNotFormed(
+                f"only {len(started)} of {len(checked)} servers started: " + "; ".join(errors))
+        self.trigger_election(random.choice(started), timeout=timeout)
+        self._leader_call(started, ("$ra", "members", "leader"), timeout)   # a leader is known
+        return started, not_started
+
+    def start_or_restart_cluster(self, cluster_name: str, machine: Any, server_ids: Any,
+                                 timeout: float | None = DEFAULT_TIMEOUT
+                                 ) -> tuple[list[ServerId], list[ServerId]]:
+        """Restart the servers that have data, start the others; a cluster that never existed
+        is started as by :meth:`start_cluster`."""
+        sids = [_sid(s) for s in server_ids]
+        restarted: list[ServerId] = []
+        missing: list[ServerId] = []
+        not_started: list[ServerId] = []
+        for sid in sids:
+            try:
+                self.restart_server(sid, timeout=timeout)
+                restarted.append(sid)
+            except NotFound:
+                missing.append(sid)
+            except AlreadyStarted:
+                restarted.append(sid)
+            except (NodeDown, NoProc, Timeout):
+                not_started.append(sid)
+        if not restarted:
+            return self.start_cluster(cluster_name, machine, sids, timeout=timeout)
+        for sid in missing:
+            try:
+                self.start_server({"cluster_name": cluster_name, "id": sid, "machine": machine,
+                                   "initial_members": sids}, timeout=timeout)
+                restarted.append(sid)
+            except (NodeDown, NoProc, Timeout, AlreadyStarted):
+                not_started.append(sid)
+        return restarted, not_started
+
+    def delete_cluster(self, server_ids: Any, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
+        """Delete every member's server and data. Returns the leader it went through.
+
+        Differs from ra in mechanism, not outcome: ra commits an end-of-life command; here each
+        member is force-deleted through its node daemon, the leader last (members that are
+        down are reported in the raised error and must be deleted when they come back)."""
+        sids = [_sid(s) for s in server_ids]
+        leader: Any = None
+        try:
+            _, leader = self._leader_call(sids, ("$ra", "members", "leader"), timeout)
+        except RaError:
+            pass
+        failed = []
+        for sid in [s for s in sids if s != leader] + ([leader] if leader in sids else []):
+            try:
+                self.force_delete_server(sid, timeout=timeout)
+            except RaError as e:
+                failed.append(f"{sid}: {type(e).__name__}: {e}")
+        if failed:
+            raise NodeDown("could not delete every member: " + "; ".join(failed))
+        return leader
+
+    def trigger_election(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        """Make the server start an election now (needed once by a brand-new cluster)."""
+        sid = _sid(server_id)
+        self._call(sid, ("$ra", "trigger_election"), _timeout(timeout))
+
+    def transfer_leadership(self, server_id: Any, target: Any,
+                            timeout: float | None = DEFAULT_TIMEOUT) -> str:
+        """Hand leadership to ``target`` once it is caught up: ``"ok"`` or
+        ``"already_leader"``."""
+        tgt = _sid(target, "target")
+        value, _ = self._leader_call(server_id, ("$ra", "transfer_leadership", tgt), timeout)
+        return value
+
+    def ping(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT) -> str:
+        """``"pong"`` plus nothing else: the server process answers; raises if it does not."""
+        res = self._call(_sid(server_id), ("$ra", "ping"), _timeout(timeout))
+        return res[1][0]
+
+    # -- membership ---------------------------------------------------------------------------
+    def members(self, server_ref: Any, timeout: float | None = DEFAULT_TIMEOUT
+                ) -> tuple[list[ServerId], ServerId]:
+        """The cluster's members as the leader knows them, and the leader."""
+        value, leader = self._leader_call(server_ref, ("$ra", "members", "leader"), timeout)
+        return [ServerId(*m) for m in value[0]], leader
+
+    def members_info(self, server_ref: Any, timeout: float | None = DEFAULT_TIMEOUT
+                     ) -> dict[ServerId, dict[str, Any]]:
+        """Per member, what the leader knows: match and next index (ra:members_info)."""
+        members, leader = self.members(server_ref, timeout)
+        ov = self._call(leader, ("$ra", "overview"), _timeout(timeout))[1]
+        peers = ov["peers"]
+        out = {}
+        for m in members:
+            if m == leader:
+                out[m] = {"status": "leader", "match_index": ov["last_written_index"],
+                          "next_index": ov["last_index"] + 1}
+            else:
+                p = peers.get(str(m), {})
+                out[m] = {"status": "follower", "match_index": p.get("match_index"),
+                          "next_index": p.get("next_index")}
+        return out
+
+    def _membership(self, loc: Any, kind: str, server_id: Any, timeout: Any
+                    ) -> tuple[str, ServerId]:
+        sid = _sid(server_id)
+        t = _timeout(timeout)
+        deadline = None if t is None else time.monotonic() + t
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                value, leader = self._leader_call(loc, ("$ra", "command", kind, sid, "normal"),
+                                                  left)
+                return value, leader
+            except MembershipError as e:
+                # one change at a time: ra queues the next one; we retry until it is allowed
+                if e.reason != "cluster_change_not_permitted" or (
+                        deadline is not None and time.monotonic() >= deadline):
+                    raise
+                time.sleep(0.02)
+
+    def add_member(self, server_loc: Any, server_id: Any,
+                   timeout: float | None = DEFAULT_TIMEOUT) -> tuple[str, ServerId]:
+        """Add ``server_id`` to the cluster; returns ``("ok", leader)`` once appended."""
+        return self._membership(server_loc, "join", server_id, timeout)
+
+    def remove_member(self, server_loc: Any, server_id: Any,
+                      timeout: float | None = DEFAULT_TIMEOUT) -> tuple[str, ServerId]:
+        """Remove ``server_id``; returns ``("ok", leader)`` once appended."""
+        return self._membership(server_loc, "leave", server_id, timeout)
+
+    def leave_and_terminate(self, server_ref: Any, server_id: Any,
+                            timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        """Remove ``server_id`` from its cluster, then stop it (data kept)."""
+        self.remove_member(server_ref, server_id, timeout)
+        self.stop_server(server_id, timeout)
+
+    def leave_and_delete_server(self, server_ref: Any, server_id: Any,
+                                timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        """Remove ``server_id`` from its cluster, then delete it and its data."""
+        self.remove_member(server_ref, server_id, timeout)
+        self.force_delete_server(server_id, timeout)
+
+    # -- commands -----------------------------------------------------------------------------
+    def process_command(self, server_loc: Any, command: Any,
+                        timeout: float | None = DEFAULT_TIMEOUT) -> tuple[Any, ServerId]:
+        """Submit ``command`` and wait until it is applied: ``(reply, leader)``."""
+        _check_term(command, "command")
+        return self._leader_call(server_loc, ("$ra", "command", "usr", command, "normal"),
+                                 timeout)
+
+    def pipeline_command(self, server_id: Any, command: Any, correlation: Any = None,
+                         priority: str = "low") -> None:
+        """Submit ``command`` without waiting. With a ``correlation``, an
+        ``RaEvent(leader, ("applied", [(corr, reply), ...]))`` or ``("rejected", ...)`` event
+        arrives in this client's mailbox (:meth:`receive`)."""
+        sid = _sid(server_id)
+        if priority not in ("low", "normal"):
+            raise ValueError(f"priority must be 'low' or 'normal', not {priority!r}")
+        _check_term(command, "command")
+        _check_term(correlation, "correlation")
+        registry.cast_name(self.mb, sid, ("$ra", "pipeline", command, correlation,
+                                          self.address, priority))
+
+    def receive(self, timeout: float | None = None) -> RaEvent:
+        """The next event in this client's mailbox; raises ``Timeout`` if none arrives."""
+        t = _timeout(timeout)
+        env = self.mb.recv(t)
+        if env is None:
+            raise Timeout(f"no event within {t} s")
+        p = env.payload
+        if isinstance(p, tuple) and len(p) == 3 and p[0] == "ra_event":
+            return RaEvent(ServerId(*p[1]) if p[1] is not None else None, p[2])
+        return RaEvent(None, p)
+
+    # -- queries ------------------------------------------------------------------------------
+    def local_query(self, server_id: Any, query_fun: Any,
+                    timeout: float | None = DEFAULT_TIMEOUT) -> tuple[tuple[int, int], Any, Any]:
+        """Run ``query_fun(state)`` on that member as it is: ``((index, term), result,
+        leader)``; may be stale."""
+        q = _query(query_fun)
+        res = self._call(_sid(server_id), ("$ra", "local_query", q), _timeout(timeout))
+        (idx, term), result, leader = res[1]
+        return (idx, term), _query_result(result), ServerId(*leader) if leader else None
+
+    def leader_query(self, server_id: Any, query_fun: Any,
+                     timeout: float | None = DEFAULT_TIMEOUT) -> tuple[tuple[int, int], Any, Any]:
+        """Like :meth:`local_query` on the leader (found through ``server_id``)."""
+        q = _query(query_fun)
+        value, leader = self._leader_call(server_id, ("$ra", "leader_query", q), timeout)
+        (idx, term), result, _ = value
+        return (idx, term), _query_result(result), leader
+
+    def consistent_query(self, server_id: Any, query_fun: Any,
+                         timeout: float | None = DEFAULT_TIMEOUT) -> tuple[Any, ServerId]:
+        """Run ``query_fun(state)`` on the leader once a heartbeat round confirms it leads and
+        every command committed before the call is applied: ``(result, leader)``."""
+        q = _query(query_fun)
+        value, leader = self._leader_call(server_id, ("$ra", "consistent_query", q), timeout)
+        return _query_result(value), leader
+
+    def key_metrics(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT) -> dict:
+        """The server's key figures as it last reported them to its node daemon (the server
+        process is not called, so this answers even when it is busy)."""
+        sid = _sid(server_id)
+        return self._daemon(sid.node, ("ra_key_metrics", sid.name), timeout)
+
+
+def _query_result(result: Any) -> Any:
+    if isinstance(result, tuple) and len(result) == 2 and result[0] == "$query_error":
+        raise RaError(f"the query function raised in the server: {result[1]}")
+    return result
+
+
+def _server_conf(conf: Any) -> dict[str, Any]:
+    """Validate a server config dict and put it in wire form (raises InvalidConfig/TypeError)."""
+    if not isinstance(conf, dict):
+        raise TypeError(f"a server config is a dict, not {type(conf).__name__}")
+    known = {"cluster_name", "id", "uid", "initial_members", "machine", "election_timeout_ms",
+             "heartbeat_ms", "tick_ms", "max_append_entries_rpc_batch_size",
+             "max_pipeline_count", "low_priority_batch_size", "snapshot_chunk_size"}
+    for k in conf:
+        if k not in known:
+            raise InvalidConfig(k, conf[k], f"unknown server config key; known: "
+                                            f"{', '.join(sorted(known))}")
+    name = conf.get("cluster_name")
+    if not isinstance(name, str) or not name:
+        raise InvalidConfig("cluster_name", name, "a non-empty str")
+    try:
+        sid = _sid(conf.get("id"), "id")
+        members = [_sid(m, "initial_members item") for m in conf.get("initial_members") or []]
+    except TypeError as e:
+        raise InvalidConfig("id" if "id" in str(e)[:3] else "initial_members",
+                            conf.get("id"), str(e)) from None
+    if not members:
+        raise InvalidConfig("initial_members", conf.get("initial_members"),
+                            "a non-empty list of server ids")
+    uid = conf.get("uid") or new_uid(sid.name)
+    if not isinstance(uid, str) or "/" in uid or uid.startswith("."):
+        raise InvalidConfig("uid", uid, "a str without '/' that does not start with '.'")
+    out: dict[str, Any] = {"name": sid.name, "node": sid.node, "uid": uid, "cluster_name": name,
+                           "initial_members": [list(m) for m in members],
+                           "machine": _machine(conf.get("machine"))}
+    for k in known - {"cluster_name", "id", "uid", "initial_members", "machine"}:
+        if k in conf:
+            v = conf[k]
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise InvalidConfig(k, v, "a positive integer")
+            out[k] = v
+    return out
+
+
+_ERROR_CLASSES: dict[str, type[RaError]] = {
+    "AlreadyStarted": AlreadyStarted, "NotFound": NotFound, "NodeDown": NodeDown,
+    "NoProc": NoProc, "Timeout": Timeout,
+}
+
+
+def _daemon_error(node: str, tag: str, text: str) -> RaError:
+    if tag == "InvalidConfig":
+        # text is "invalid config key=value: allowed"; keep it whole
+        err = InvalidConfig("?", None, "")
+        err.args = (text,)
+        key = text.split(" ", 3)[2].split("=", 1)[0] if text.startswith("invalid config ") \
+            else "?"
+        err.key = key
+        return err
+    cls = _ERROR_CLASSES.get(tag)
+    if cls is not None:
+        return cls(text)
+    if tag in ("not_found", "NotFoundError"):
+        return NotFound(text)
+    return RaError(f"node {node}: {tag}: {text}")
+
+
+def _server_error(target: ServerId, reason: Any) -> RaError:
+    if reason in ("cluster_change_not_permitted", "already_member", "not_member",
+                  "last_member"):
+        return MembershipError(f"{target}: {reason}", reason)
+    if reason == "unknown_member":
+        return NotFound(f"{target}: the target is not a member of the cluster")
+    return RaError(f"{target}: {reason}")
+
+
+_default: Client | None = None
+_default_pid = 0
+
+
+def default_client() -> Client:
+    """This process's default client (made on first use; a forked child makes its own)."""
+    global _default, _default_pid
+    if _default is None or _default_pid != os.getpid():
+        _default = Client()
+        _default_pid = os.getpid()
+    return _default

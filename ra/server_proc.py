@@ -1,0 +1,417 @@
+"""Mirrors ra_server_proc.erl. The process shell around the pure core: one OS process per server.
+
+It owns the mailbox, the timers, the disk log and meta store; it turns what arrives into core
+messages, steps the core, and carries the effects out in order (``_handle_effect``: one branch
+per effect type). It contains no Raft rule: every decision about terms and indexes is the core's.
+
+Loop contract:
+
+* everything already queued in the mailbox is drained (up to a batch) and stepped in order;
+  ``NextEvent`` effects run after that batch, so a burst of commands leaves as one
+  ``AppendEntriesRpc`` per peer and one WAL write;
+* after each batch the log is flushed to the WAL (one message) and a pending term/vote store
+  is confirmed (``DiskMeta`` syncs before returning), so held replies go out;
+* timers (election, heartbeat, tick) fire from the poll timeout, never from sleeps.
+
+Client protocol (calls unless said otherwise; payloads tagged ``"$ra"``): ``command``,
+``pipeline`` (cast), ``consistent_query``, ``local_query``, ``leader_query``, ``members``,
+``transfer_leadership``, ``trigger_election``, ``overview``, ``ping``, ``key_metrics``. Peers cast
+``("$rpc", msg)``. The WAL casts its notices (``written``, ``resend_write``...). The node's
+failure detector casts ``nodedown``/``nodeup``.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import random
+import signal
+import time
+from typing import Any, Callable
+
+import zmq
+
+import ra.wire  # noqa: F401  (registers the core messages with the codec)
+from ra.core import server as core
+from ra.core.effects import (
+    Cast, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
+    StartElectionTimeout, StartHeartbeatTimeout,
+)
+from ra.core.machine import SimpleMachine
+from ra.core.messages import (
+    PEER_MSGS, Command, ConsistentQuery, ElectionTimeout, HeartbeatTimeout, LeaderDown,
+    MetaWritten, TransferLeadership, TriggerElection,
+)
+from ra.core.types import ServerId
+from ra.errors import NodeDown, NoProc, Timeout
+from ra.log.log import DiskLog
+from ra.log.meta import DiskMeta
+from ra import system
+from transport import failure_detector as fd
+from transport import registry
+from transport.mailbox import Mailbox
+
+__all__ = ["run", "load_machine", "resolve_query", "ServerProc", "DEFAULTS"]
+
+_log = logging.getLogger("ra.server_proc")
+
+DEFAULTS: dict[str, Any] = {
+    "election_timeout_ms": 1000,   # randomised in [T, 2T); leader loss is mostly detected faster
+    "heartbeat_ms": 100,
+    "tick_ms": 1000,
+    "max_append_entries_rpc_batch_size": 128,
+    "max_pipeline_count": 4096,
+    "low_priority_batch_size": 64,
+    "snapshot_chunk_size": 1 << 20,
+    "batch": 512,                  # messages drained per loop turn
+}
+
+_RESOLVE_TIMEOUT = 0.25     # a peer's node that does not answer is retried after a back-off
+_RESOLVE_BACKOFF = 1.0
+
+
+def load_machine(spec: Any) -> Any:
+    """Build the machine object from ``("module", "pkg.mod:Class", config)`` or
+    ``("simple", "pkg.mod:func", initial_state)``. Raises ImportError/AttributeError/TypeError."""
+    kind, path, arg = spec
+    obj = _import_path(path)
+    if kind == "module":
+        return obj() if isinstance(obj, type) else obj
+    if kind == "simple":
+        return SimpleMachine(obj, arg)
+    raise TypeError(f"machine kind must be 'module' or 'simple', not {kind!r}")
+
+
+def _import_path(path: str) -> Any:
+    if not isinstance(path, str) or ":" not in path:
+        raise TypeError(f"expected 'pkg.module:name', got {path!r}")
+    mod, _, name = path.partition(":")
+    obj: Any = importlib.import_module(mod)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def resolve_query(q: Any) -> Callable[[Any], Any]:
+    """A query sent over the wire: ``"pkg.mod:func"`` or ``("pkg.mod:func", args)`` (called as
+    ``func(state, *args)``)."""
+    if isinstance(q, str):
+        return _import_path(q)
+    path, args = q
+    fun = _import_path(path)
+    return lambda state: fun(state, *args)
+
+
+class ServerProc:
+    """One ra server process (see the module docstring)."""
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.conf = {**DEFAULTS, **conf}
+        c = self.conf
+        self.node: str = c["node"]
+        self.id = ServerId(c["name"], self.node)
+        self.sys = system.system_config(c["system"])
+        host = self.node.rpartition(":")[0] or "127.0.0.1"
+        self.mb = Mailbox(f"tcp://{host}:0")
+        self.wal_ep = system.wal_endpoint(self.sys)
+        self.log = DiskLog(c["uid"], self.sys.data_dir, wal_dir=system.wal_dir(self.sys),
+                           send=self._send_wal,
+                           segment_max_entries=self.sys.segment_max_entries)
+        self.meta = DiskMeta(os.path.join(self.sys.data_dir, c["uid"]))
+        machine = load_machine(tuple(c["machine"]))
+        members = tuple(ServerId(*m) for m in c["initial_members"])
+        self.cfg = core.ServerConfig(
+            id=self.id, uid=c["uid"], cluster_name=c["cluster_name"], initial_members=members,
+            machine=machine, log=self.log, meta=self.meta,
+            machine_config=c["machine"][2] if c["machine"][0] == "module" else None,
+            max_append_entries_rpc_batch_size=c["max_append_entries_rpc_batch_size"],
+            max_pipeline_count=c["max_pipeline_count"],
+            low_priority_batch_size=c["low_priority_batch_size"],
+            snapshot_chunk_size=c["snapshot_chunk_size"])
+        self.role, self.state, effects = core.init(self.cfg)
+        self.timers: dict[str, float] = {}
+        self.next_events: list[Any] = []
+        self.peer_eps: dict[ServerId, str] = {}
+        self.peer_heard: dict[ServerId, float] = {}
+        self.unresolved: dict[str, float] = {}      # node -> retry time
+        self.running = True
+        self.rng = random.Random()
+        self.monitored_leader: Any = None
+        self.daemon_ep = registry.node_endpoint(self.node)
+        self.reported_role = ""
+        self._handle_effects(effects)
+        self.timers["tick"] = time.monotonic() + c["tick_ms"] / 1000
+
+    # -- start / stop ---------------------------------------------------------------------
+    def register(self) -> None:
+        res = registry.register(self.mb, self.id.name, self.node, timeout=5.0)
+        if res != "ok":
+            raise RuntimeError(f"cannot register {self.id.name!r} on {self.node}: {res}")
+        try:
+            self.mb.call(registry.node_endpoint(self.node), (fd.TAG, "subscribe",
+                                                             self.mb.address), timeout=2.0)
+            for m in self.state.cluster:
+                if m.node != self.node:
+                    self.mb.call(registry.node_endpoint(self.node), (fd.TAG, "watch", m.node),
+                                 timeout=2.0)
+        except (NodeDown, NoProc, Timeout) as e:   # detection degrades to election timeouts
+            _log.warning("%s: failure detector unavailable: %s", self.id, e)
+
+    def stop(self) -> None:
+        self.running = False
+
+    def close(self) -> None:
+        try:
+            self.log.flush()
+            registry.unregister(self.mb, self.id.name, self.node, timeout=1.0)
+        except Exception:   # shutting down: the daemon prunes dead names anyway
+            pass
+        self.log.close()
+        self.mb.close()
+
+    # -- the loop -------------------------------------------------------------------------
+    def loop(self) -> int:
+        poller = zmq.Poller()
+        poller.register(self.mb.socket, zmq.POLLIN)
+        batch = self.conf["batch"]
+        while self.running:
+            now = time.monotonic()
+            due = min(self.timers.values()) if self.timers else now + 1.0
+            wait = 0 if (self.next_events or self.mb.pending) else max(0.0, due - now)
+            if wait > 0:
+                poller.poll(int(wait * 1000) + 1)
+            for env in self.mb.recv_many(batch, 0):
+                self._dispatch(env)
+            while self.next_events:
+                evs, self.next_events = self.next_events, []
+                for ev in evs:
+                    self._step(ev)
+            self._fire_timers()
+            self._after_batch()
+        return 0
+
+    def _after_batch(self) -> None:
+        self.log.flush()
+
+    def _fire_timers(self) -> None:
+        now = time.monotonic()
+        for name in [n for n, t in self.timers.items() if t <= now]:
+            del self.timers[name]
+            if name == "election":
+                self._step(ElectionTimeout())
+            elif name == "heartbeat":
+                self._step(HeartbeatTimeout())
+            elif name == "tick":
+                self._tick(now)
+            elif name == "metrics":
+                self._report_metrics()
+
+    def _tick(self, now: float) -> None:
+        self.timers["tick"] = now + self.conf["tick_ms"] / 1000
+        self._report_metrics()
+        self.log.tick()
+        if self.log.last_written()[0] < self.log.last_index_term()[0]:
+            self.log.resend_unconfirmed()   # confirmations stalled: the WAL may have restarted
+        # forget endpoints of peers not heard from lately: they may have restarted elsewhere
+        stale = now - 2 * self.conf["tick_ms"] / 1000
+        for p in [p for p, t in self.peer_heard.items() if t < stale]:
+            self.peer_eps.pop(p, None)
+            self.peer_heard.pop(p, None)
+
+    def _report_metrics(self) -> None:
+        """key_metrics are answered by the node daemon from these reports (no server call)."""
+        self.reported_role = self.role
+        self.mb.cast(self.daemon_ep, ("$ra_metrics", self.id.name, _key_metrics(self.state)))
+
+    def _step(self, msg: Any) -> None:
+        role = self.role
+        self.role, self.state, effects = core.step(self.role, msg, self.state)
+        if self.role != role:
+            self.timers["metrics"] = time.monotonic()    # report role changes promptly
+        if self.state.meta_seq > self.state.meta_synced:
+            # DiskMeta synced before returning from store(): confirm it at once
+            for ev in self.meta.sync() or [MetaWritten(self.state.meta_seq)]:
+                self.role, self.state, more = core.step(self.role, ev, self.state)
+                effects += more
+        self._handle_effects(effects)
+
+    # -- incoming -------------------------------------------------------------------------
+    def _dispatch(self, env: Any) -> None:
+        p = env.payload
+        if not isinstance(p, tuple) or not p:
+            _log.warning("%s: dropping unexpected message %r", self.id, p)
+            return
+        tag = p[0]
+        if tag == "$rpc":
+            msg = p[1]
+            if isinstance(msg, PEER_MSGS):
+                sender = getattr(msg, "from_id", None) or getattr(msg, "leader_id", None) \
+                    or getattr(msg, "candidate_id", None)
+                if sender is not None:
+                    self.peer_heard[ServerId(*sender)] = time.monotonic()
+                self._step(msg)
+            return
+        if tag == "$ra":
+            self._client(env, p)
+            return
+        if tag in ("written", "resend_write", "wal_started", "wal_error"):
+            for ev in self.log.handle_wal_event(p):
+                self._step(ev)
+            return
+        if tag == "nodedown":
+            leader = self.state.leader_id
+            if leader is not None and leader != self.id and ServerId(*leader).node == p[1]:
+                self._step(LeaderDown(leader))
+            return
+        if tag == "nodeup":
+            return
+        _log.warning("%s: dropping unknown message tag %r", self.id, tag)
+
+    def _client(self, env: Any, p: tuple[Any, ...]) -> None:
+        op = p[1]
+        frm = env.frm
+        s = self.state
+        if op == "command":
+            _, _, kind, payload, priority = p
+            mode = ("after_log_append", frm) if kind in ("join", "leave") else ("await", frm)
+            self._step(Command(kind, payload, mode, priority, _now_ms()))
+        elif op == "pipeline":
+            _, _, payload, corr, pid, priority = p
+            mode = ("notify", corr, pid) if corr is not None else None
+            self._step(Command("usr", payload, mode, priority, _now_ms()))
+        elif op == "consistent_query":
+            self._step(ConsistentQuery(frm, self._query(p[2])))
+        elif op in ("local_query", "leader_query"):
+            if op == "leader_query" and self.role != "leader":
+                self.mb.reply(frm, ("redirect", s.leader_id))
+                return
+            fun = self._query(p[2])
+            idx = s.last_applied
+            term = s.log.fetch_term(idx) or 0
+            self.mb.reply(frm, ("ok", ((idx, term), fun(s.machine_state), s.leader_id),
+                                s.leader_id))
+        elif op == "members":
+            if p[2] == "leader" and self.role != "leader":
+                self.mb.reply(frm, ("redirect", s.leader_id))
+                return
+            self.mb.reply(frm, ("ok", (list(s.cluster), s.leader_id), s.leader_id))
+        elif op == "transfer_leadership":
+            self._step(TransferLeadership(frm, ServerId(*p[2])))
+        elif op == "trigger_election":
+            self._step(TriggerElection(frm))
+        elif op == "overview":
+            ov = core.overview(s)
+            ov["log"] = self.log.overview()
+            ov["pid"] = os.getpid()
+            ov["machine"] = _machine_overview(s)
+            self.mb.reply(frm, ("ok", ov, s.leader_id))
+        elif op == "key_metrics":
+            self.mb.reply(frm, ("ok", _key_metrics(s), s.leader_id))
+        elif op == "ping":
+            self.mb.reply(frm, ("ok", ("pong", self.role), s.leader_id))
+        else:
+            self.mb.reply(frm, ("error", ("unknown_request", op)))
+
+    def _query(self, q: Any) -> Callable[[Any], Any]:
+        fun = resolve_query(q)
+
+        def safe(state: Any) -> Any:
+            try:
+                return fun(state)
+            except Exception as e:   # a bad query must not crash the server
+                return ("$query_error", f"{type(e).__name__}: {e}")
+        return safe
+
+    # -- effects --------------------------------------------------------------------------
+    def _handle_effects(self, effects: list[Any]) -> None:
+        for e in effects:
+            self._handle_effect(e)
+
+    def _handle_effect(self, e: Any) -> None:
+        t = type(e)
+        if t is SendRpc:
+            self._send_peer(e.to, e.msg)
+        elif t is Reply:
+            self.mb.reply(e.frm, e.value)
+        elif t is Notify:
+            self.mb.cast(e.pid, ("ra_event", e.leader, ("applied", e.applied)))
+        elif t is Cast:
+            self.mb.cast(e.to, e.msg)
+        elif t is NextEvent:
+            self.next_events.append(e.event)
+        elif t is StartElectionTimeout:
+            t0 = self.conf["election_timeout_ms"] / 1000
+            self.timers["election"] = time.monotonic() + self.rng.uniform(t0, 2 * t0)
+        elif t is StartHeartbeatTimeout:
+            self.timers["heartbeat"] = time.monotonic() + self.conf["heartbeat_ms"] / 1000
+        elif t is RecordLeaderMsg:
+            self.monitored_leader = e.leader_id
+        elif t is MachineEffect:
+            self._machine_effect(e.effect)
+        else:
+            raise TypeError(f"unknown effect {e!r}")
+
+    def _machine_effect(self, me: Any) -> None:
+        # ra.effects arrive with the machines issue; send_msg is what clients rely on today
+        if isinstance(me, tuple) and me and me[0] == "send_msg":
+            self.mb.cast(me[1], me[2])
+        else:
+            _log.debug("%s: machine effect not carried out: %r", self.id, me)
+
+    def _send_peer(self, to: Any, msg: Any) -> None:
+        sid = to if isinstance(to, ServerId) else ServerId(*to)
+        ep = self.peer_eps.get(sid)
+        if ep is None:
+            now = time.monotonic()
+            if self.unresolved.get(sid.node, 0) > now:
+                return      # its node did not answer lately: the message is lost, Raft copes
+            try:
+                ep = registry.resolve(self.mb, sid.name, sid.node, _RESOLVE_TIMEOUT)
+            except NoProc:
+                registry.invalidate(self.mb, sid.name, sid.node)
+                return
+            except (NodeDown, Timeout):
+                self.unresolved[sid.node] = now + _RESOLVE_BACKOFF
+                return
+            self.peer_eps[sid] = ep
+            self.peer_heard.setdefault(sid, now)
+        self.mb.cast(ep, ("$rpc", msg))
+
+    def _send_wal(self, msg: Any) -> None:
+        self.mb.cast(self.wal_ep, msg)
+
+
+def _machine_overview(s: Any) -> Any:
+    ov = getattr(s.machine, "overview", None)
+    if ov is None:
+        return None
+    try:
+        return ov(s.machine_state)
+    except Exception as e:
+        return {"error": repr(e)}
+
+
+def _key_metrics(s: Any) -> dict[str, Any]:
+    last_idx, _ = s.log.last_index_term()
+    return {"state": s.role, "term": s.current_term, "commit_index": s.commit_index,
+            "last_applied": s.last_applied, "last_index": last_idx,
+            "last_written_index": s.log.last_written()[0],
+            "snapshot_index": s.log.snapshot_index_term()[0], "membership": "voter"
+            if s.id in s.cluster else "non_member"}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def run(conf: dict[str, Any]) -> int:
+    """Body of a server process (the fork server's target ``ra.server_proc:run``)."""
+    logging.basicConfig(level=os.environ.get("RA_LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    proc = ServerProc(conf)
+    signal.signal(signal.SIGTERM, lambda *_: proc.stop())
+    try:
+        proc.register()
+        return proc.loop()
+    finally:
+        proc.close()
