@@ -192,7 +192,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 dealer.close(0)
         finally:
             if proc.poll() is None:
-                for p in psutil.Process(proc.pid).children(recursive=True) + [psutil.Process(proc.pid)]:
+                root = psutil.Process(proc.pid)
+                for p in root.children(recursive=True) + [root]:
                     p.kill()
                 proc.wait(5)
             if proc.stdout:

@@ -113,7 +113,10 @@ def encode(term: Any) -> bytes:
     try:
         return _Packer(default=_default, use_bin_type=True, strict_types=True).pack(term)
     except (TypeError, OverflowError, ValueError) as exc:
-        where = _find_bad(term, "")
+        try:
+            where = _find_bad(term, "")
+        except RecursionError:
+            where = None
         if where is None:  # not a type problem we can locate (e.g. too deeply nested)
             raise TypeError(f"cannot encode value: {exc}") from exc
         bad, path = where
@@ -185,12 +188,13 @@ _field_names: dict[type, tuple[str, ...]] = {}
 
 def _check_code(cls: type, code: int) -> None:
     if not isinstance(code, int) or not FIRST_USER_CODE <= code <= 127:
-        raise ValueError(f"ext code for {cls.__name__} must be in {FIRST_USER_CODE}..127, got {code}")
+        raise ValueError(
+            f"ext code for {cls.__name__} must be in {FIRST_USER_CODE}..127, got {code}")
     other = _names.get(code)
     if other is not None and other is not cls:
         raise ValueError(f"ext code {code} already registered for {other.__qualname__}")
-    if cls in _encoders and _encoders[cls][0].code != code:
-        raise ValueError(f"{cls.__qualname__} already registered with code {_encoders[cls][0].code}")
+    if cls in _encoders and (old := _encoders[cls][0].code) != code:
+        raise ValueError(f"{cls.__qualname__} already registered with code {old}")
 
 
 def register_dataclass(cls: type, code: int) -> None:
