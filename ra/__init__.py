@@ -16,8 +16,6 @@ from ra.errors import (
     NotFound, NotLeader, RaError, SystemNotStarted, Timeout,
 )
 from ra.api import Client, MembershipError, RaEvent, default_client, new_uid
-from ra.node import start, start_in
-from ra.node import stop as stop_nodes
 
 __all__ = [
     # values and errors
@@ -38,6 +36,24 @@ __all__ = [
     "process_command", "pipeline_command", "receive", "local_query", "leader_query",
     "consistent_query",
 ]
+
+
+def start(**env: Any) -> str:
+    """Start (or stop and restart) the local node daemon as a child of this process; return
+    its address ``"host:port"`` (ra:start/1). See :func:`ra.node.start`."""
+    from ra import node   # lazy: the supervisor package imports ra.errors, and ra.node it
+    return node.start(**env)
+
+
+def start_in(data_dir: str) -> str:
+    """``start(data_dir=data_dir)`` (ra:start_in/1)."""
+    return start(data_dir=data_dir)
+
+
+def stop_nodes(timeout: float = 30.0) -> None:
+    """Stop every node daemon this process started (orderly, SIGTERM)."""
+    from ra import node
+    node.stop(timeout)
 
 
 def _delegate(name: str) -> Any:

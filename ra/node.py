@@ -174,6 +174,7 @@ class NodeDaemon:
         self._lifeline: int | None = None
         self.registry: Any = None
         self.detector: Any = None
+        self.servers: Any = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -224,6 +225,8 @@ class NodeDaemon:
             self._lifeline = lifeline_fd
             loop.add_reader(lifeline_fd, self._on_lifeline)
         self._attach_transport_services()
+        from ra.server_sup import ServerSup   # ra servers: start/stop/restart/delete, metrics
+        self.servers = ServerSup(self)
         flags, children = build_tree(self.config, self.log_children)
         self.root = Supervisor(loop, flags, children, name=SYSTEM_SUP,
                                forkserver=self.forkserver, on_exit=self._root_exit).start()
@@ -375,6 +378,8 @@ class NodeDaemon:
             return "ok"
         if verb == "which_server_children":
             return [(c.id, c.pid, c.restart) for c in self.server_sup().which_children()]
+        if self.servers is not None and self.servers.handles(verb):
+            return self.servers.handle(verb, msg)
         return ("error", "unknown_call", repr(verb))
 
 

@@ -25,9 +25,19 @@ from ra.directory import Directory
 from ra.errors import AlreadyStarted, InvalidConfig, NotFound
 from ra.server_proc import load_machine
 
-__all__ = ["ServerSup", "TARGET"]
+__all__ = ["ServerSup", "TARGET", "log_children"]
 
 TARGET = "ra.server_proc:run"
+
+
+def log_children(config: dict[str, Any]) -> list[Any]:
+    """The log supervisor's children of a node (``ra.sup.DEFAULT_LOG_CHILDREN``): the WAL, then
+    the segment writer, for the storage keys of the node's config."""
+    import wal
+    from ra import system
+    keys = set(system.KEYS)
+    return wal.child_specs(system.system_config({k: v for k, v in config.items()
+                                                 if k in keys and v is not None}))
 
 
 class ServerSup:

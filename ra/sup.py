@@ -35,7 +35,7 @@ SERVER_SUP = "ra_server_sup_sup"
 
 # "pkg.mod:func" returning the log supervisor's child specs (WAL, segment writer) for a config;
 # None until the WAL issue plugs its children in. Overridden per node by config["log_children"].
-DEFAULT_LOG_CHILDREN: str | None = None
+DEFAULT_LOG_CHILDREN: str | None = "ra.server_sup:log_children"
 
 
 def log_children(config: Mapping[str, Any]) -> list[ChildSpec]:
