@@ -26,8 +26,6 @@ from typing import Any, Callable
 
 import msgpack
 
-from ra.core.types import ServerId
-
 __all__ = [
     "encode",
     "decode",
@@ -241,5 +239,9 @@ def _install(cls: type, code: int, to_fields: Callable[[Any], Any], names: tuple
 _marks[_TUPLE] = _Mark(_TUPLE, tuple)
 _marks[_SET] = _Mark(_SET, set)
 _marks[_FROZENSET] = _Mark(_FROZENSET, frozenset)
-# ServerId is codec-owned (below FIRST_USER_CODE) because every layer carries it.
+# ServerId is codec-owned (below FIRST_USER_CODE) because every layer carries it. Imported
+# last: importing ``ra`` runs ``ra/__init__``, which imports modules that use this codec, so
+# everything above must already exist when that happens.
+from ra.core.types import ServerId  # noqa: E402
+
 _install(ServerId, _SERVER_ID, tuple, ("name", "node"))
