@@ -34,7 +34,7 @@ from ra.core.effects import (
 )
 from ra.core.machine import ReleaseCursor
 from ra.core.messages import (
-    ElectionTimeout, HeartbeatTimeout, LeaderDown, MetaWritten, SnapshotMeta, TriggerElection,
+    AppendEntriesReply, RequestVoteResult, ElectionTimeout, HeartbeatTimeout, LeaderDown, MetaWritten, SnapshotMeta, TriggerElection,
     Written,
 )
 from ra.core.types import ServerId
@@ -164,7 +164,7 @@ class SimCluster(ClientDriver):
     def __init__(self, seed: int, servers: int | None = None, profile: str | Profile | None = None,
                  *, bugs: frozenset[str] | set[str] = frozenset(), trace: bool = False,
                  disabled_checks: frozenset[str] | set[str] = frozenset(),
-                 out: Callable[[str], None] = print, max_events: int = 400_000,
+                 out: Callable[[str], None] = print, max_events: int = 60_000,
                  auto_faults: bool = True) -> None:
         d_servers, d_profile = scenario_for_seed(seed)
         self.seed = seed
@@ -230,8 +230,8 @@ class SimCluster(ClientDriver):
         machine = SimMachine(self, sid, self.profile.snapshot_every)
         cfg = server.ServerConfig(
             id=sid, uid=f"u_{sid.name}", cluster_name="sim", initial_members=members or (sid,),
-            machine=machine, log=log, meta=meta, max_append_entries_rpc_batch_size=16,
-            max_pipeline_count=64, low_priority_batch_size=8, snapshot_chunk_size=16,
+            machine=machine, log=log, meta=meta, max_append_entries_rpc_batch_size=self.profile.batch_size,
+            max_pipeline_count=self.profile.pipeline, low_priority_batch_size=8, snapshot_chunk_size=16,
             bugs=self.bugs & CORE_BUGS)
         s = SimServer(sid, cfg, log, meta)
         self.servers[sid] = s
@@ -492,12 +492,13 @@ class SimCluster(ClientDriver):
         self.tail.append((self.now, s.sid, (msg, frm)))
         if self.tracing:
             self.out(self._fmt_tail(self.tail[-1]))
-        old_role, old_term = s.role, s.state.current_term
+        old_role, old_term, old_commit = s.role, s.state.current_term, s.state.commit_index
         role, state, effects = server.step(s.role, msg, s.state)
         s.role, s.state = role, state
-        self._after_step(s, effects, old_role, old_term)
+        self._after_step(s, effects, old_role, old_term, old_commit)
 
-    def _after_step(self, s: SimServer, effects: list[Any], old_role: str, old_term: int) -> None:
+    def _after_step(self, s: SimServer, effects: list[Any], old_role: str, old_term: int,
+                    old_commit: int | None = None) -> None:
         st = s.state
         if st.role != old_role or st.current_term != old_term:
             if st.role == "leader" and old_role != "leader":
@@ -507,6 +508,22 @@ class SimCluster(ClientDriver):
                                      st.last_applied, s.log)
         for e in effects:
             self._effect(s, e)
+        if not self.faults_over and self.auto_faults:
+            p = self.profile
+            if p.crash_after_vote or p.crash_after_ack:
+                self._buggify(s, effects)
+            if st.role == "leader" and s.alive and (
+                    (old_role != "leader" and p.isolate_after_elected
+                     and self.rng.random() < p.isolate_after_elected)
+                    or (old_commit is not None and st.commit_index > old_commit
+                        and p.isolate_after_commit
+                        and self.rng.random() < p.isolate_after_commit)):
+                self.net.isolate(s.sid, list(self.servers))
+                self.partition_until = self.now + self.rng.randint(*p.partition_ms)
+                self.stats["partitions"] += 1
+                self.note(None, f"PARTITION {self.net.description} (targeted)")
+        if not s.alive:
+            return
         if "ack_before_durable" in self.bugs:
             early = s.log.take_early_acks()
             if early:
@@ -514,6 +531,22 @@ class SimCluster(ClientDriver):
         if not s.sync_due and (s.log.has_pending() or s.meta.has_pending()):
             s.sync_due = True
             self.schedule(self.rng.randint(*self.profile.sync_ms), "sync", s.sid, s.inc)
+
+    def _buggify(self, s: SimServer, effects: list[Any]) -> None:
+        """Targeted crash right after a granted vote or a successful append reply went out."""
+        p = self.profile
+        for e in effects:
+            if not isinstance(e, SendRpc):
+                continue
+            m = e.msg
+            chance = p.crash_after_vote if isinstance(m, RequestVoteResult) and m.vote_granted \
+                else p.crash_after_ack if isinstance(m, AppendEntriesReply) and m.success else 0.0
+            if chance and self.rng.random() < chance:
+                if sum(1 for x in self.servers.values() if not x.alive) >= p.max_down:
+                    return
+                self.crash(s.sid)
+                self.schedule(self.rng.randint(*p.quick_down_ms), "restart", s.sid)
+                return
 
     def _effect(self, s: SimServer, e: Any) -> None:
         if isinstance(e, SendRpc):

@@ -40,6 +40,14 @@ class Profile:
     sync_ms: tuple[int, int] = (1, 10)        # pending write -> sync
     written_ms: tuple[int, int] = (0, 3)      # sync -> Written delivered
     snapshot_every: int = 0                   # ReleaseCursor every K applies (0: never)
+    # targeted crashes (FoundationDB's "buggify"): crash a server right after it sent a granted
+    # vote / a successful append reply, and bring it back after quick_down_ms
+    crash_after_vote: float = 0.0
+    crash_after_ack: float = 0.0
+    quick_down_ms: tuple[int, int] = (1, 8)
+    # targeted partitions: isolate a leader right after it is elected / advances its commit index
+    isolate_after_elected: float = 0.0
+    isolate_after_commit: float = 0.0
     membership_rate: float = 0.0
     transfer_rate: float = 0.0
     clients: int = 2
@@ -50,6 +58,8 @@ class Profile:
     call_timeout_ms: int = 600
     fault_ms: int = 1200
     settle_ms: int = 2500
+    batch_size: int = 16                      # max_append_entries_rpc_batch_size
+    pipeline: int = 64                        # max_pipeline_count
     election_ms: int = 100                    # election timeout drawn from [T, 2T)
     heartbeat_ms: int = 25
     extra: dict[str, Any] = field(default_factory=dict)
@@ -65,6 +75,27 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("membership", loss=0.02, membership_rate=3.0, transfer_rate=1.5, crash_rate=0.5),
     Profile("snapshots", loss=0.03, snapshot_every=3, partition_rate=1.5, crash_rate=1.5,
             partition_kinds=("isolate", "symmetric")),
+    # elections everywhere: short timeouts, leader crashes with short downtimes, one-way cuts,
+    # fast durability, and a voter crashing right after its vote went out
+    Profile("elections", delay=(2, 20), election_ms=30, heartbeat_ms=10, crash_rate=6.0,
+            crash_leader_bias=0.7, max_down=2, down_ms=(5, 80), sync_ms=(1, 3),
+            written_ms=(0, 1), partition_rate=3.0, partition_ms=(30, 200), clients=3,
+            think_ms=(1, 10), partition_kinds=("leader_out", "one_way", "isolate",
+                                               "minority_leader"),
+            crash_after_vote=0.8, quick_down_ms=(1, 3), reorder=0.05),
+    # slow durability: writes sit unsynced for long, followers crash right after acking
+    Profile("durability", crash_rate=6.0, max_down=2, sync_ms=(10, 60), crash_after_ack=0.1,
+            reorder=0.05),
+    # a follower cut off from the leader passes pre-vote during a quiet spell, then the others
+    # commit new entries while its candidacy waits for its term to be durable
+    Profile("stale_votes", partition_kinds=("leader_to_one",), partition_rate=5.0,
+            partition_ms=(100, 300), clients=1, think_ms=(30, 200), sync_ms=(10, 40),
+            election_ms=50, delay=(1, 10), heartbeat_ms=10, fault_ms=4000),
+    # Raft's figure 8: one entry per append RPC and no pipelining, new leaders cut off right
+    # after being elected or after advancing their commit index
+    Profile("figure8", delay=(2, 20), election_ms=30, heartbeat_ms=10, sync_ms=(1, 30),
+            clients=4, think_ms=(1, 10), isolate_after_elected=0.5, isolate_after_commit=0.7,
+            partition_ms=(20, 80), batch_size=1, pipeline=1),
 )}
 
 PROFILE_NAMES: tuple[str, ...] = tuple(PROFILES)
@@ -128,7 +159,8 @@ class Network:
         n = len(ms)
         if n < 2:
             return ""
-        if kind in ("leader_out", "leader_in", "minority_leader") and leader not in ms:
+        if kind in ("leader_out", "leader_in", "minority_leader", "leader_to_one") \
+                and leader not in ms:
             kind = "isolate"
         if kind == "symmetric":
             rng.shuffle(ms)
@@ -155,6 +187,10 @@ class Network:
             src, dst = rng.sample(ms, 2)
             self._cut([src], [dst])
             desc = f"one-way {_names([src])} -/-> {_names([dst])}"
+        elif kind == "leader_to_one":
+            dst = rng.choice([m for m in ms if m != leader])
+            self._cut([leader], [dst])
+            desc = f"one-way {_names([leader])} (leader) -/-> {_names([dst])}"
         elif kind == "leader_out":
             rest = [m for m in ms if m != leader]
             self._cut([leader], rest)
@@ -176,6 +212,15 @@ class Network:
             raise ValueError(f"unknown partition kind {kind!r}")
         self.description = desc
         return desc
+
+    def isolate(self, x: Any, members: list[Any]) -> str:
+        """Cut ``x`` off from every other member (both directions)."""
+        self.blocked.clear()
+        rest = [m for m in members if m != x]
+        self._cut([x], rest)
+        self._cut(rest, [x])
+        self.description = f"isolate {_names([x])}"
+        return self.description
 
     def _cut(self, srcs: list[Any], dsts: list[Any]) -> None:
         for s in srcs:
