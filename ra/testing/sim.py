@@ -92,20 +92,6 @@ class CheckedLog(MemoryLog):
         super().write(entries)
         self._sim.checker.on_entries_written(self._sid, entries, prev)
 
-    # Workaround for docs/CORE-BUGS.md #1 (MemoryLog reports a mixed-term batch as one Written
-    # that handle_written never accepts): report one notice per run of equal terms.
-    def sync(self) -> list[Written]:
-        batches = [list(b) for b in self._pending]
-        out = super().sync()
-        if not out:
-            return out
-        return [w for b in batches for w in _split_runs(b)]
-
-    def _maybe_early(self, frm: int, to: int, term: int) -> None:
-        if self._ack_before_durable:
-            self._early.extend(_split_runs([(i, self.fetch_term(i), None)
-                                            for i in range(frm, to + 1)]))
-
     def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> Any:
         state = super().install_snapshot(meta, data)
         self._sim.checker.on_snapshot_installed(self._sid, meta.index, meta.term)
@@ -116,16 +102,6 @@ class CheckedLog(MemoryLog):
                               machine_version: int, machine_state: Any) -> None:
         super().update_release_cursor(idx, term, cluster, machine_version, machine_state)
         self._sim.checker.on_snapshot_installed(self._sid, idx, term)
-
-
-def _split_runs(entries: list[tuple[int, Any, Any]]) -> list[Written]:
-    out: list[Written] = []
-    for idx, term, _ in entries:
-        if out and out[-1].term == term and out[-1].to_idx == idx - 1:
-            out[-1] = Written(term, out[-1].from_idx, idx)
-        else:
-            out.append(Written(term, idx, idx))
-    return out
 
 
 @dataclass(slots=True)
