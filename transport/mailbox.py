@@ -20,8 +20,8 @@ Contract:
 * ``reply(frm, value)`` may be called from any process, any time later; a gone caller is
   ignored.
 * Frames that are not valid envelopes (garbage, truncated msgpack, wrong version, wrong shape,
-  larger than ``max_frame_bytes``, not exactly one data frame) are dropped, logged (rate
-  limited) and counted in :attr:`counters`; the mailbox keeps serving.
+  larger than ``max_frame_bytes``, extra frames of a multi-frame message) are dropped, logged
+  (rate limited) and counted in :attr:`counters`; the mailbox keeps serving.
 * At most ``max_peers`` outgoing DEALERs are kept (least recently used evicted; frames
   still queued on an evicted one are lost, as for a gone peer).
 * Not thread-safe (ZeroMQ sockets are not): use a mailbox from one thread.
@@ -164,7 +164,9 @@ class Mailbox:
         self._down_nodes: set[str] = set()
         # Random start: a process restarted at the same address must not match old replies.
         self._ref = random.getrandbits(48)
-        self.counters: dict[str, int] = dict.fromkeys(_COUNTER_NAMES, 0)
+        self._counters: dict[str, int] = dict.fromkeys(_COUNTER_NAMES, 0)
+        self._sent = 0  # plain ints on the hot path, folded into `counters` on demand
+        self._received = 0
         self._closed = False
 
     # -- sending --------------------------------------------------------------------------
@@ -177,7 +179,7 @@ class Mailbox:
             if len(self._out) >= self.max_peers:
                 _, old = self._out.popitem(last=False)
                 old.close(0)
-                self.counters["peers_evicted"] += 1
+                self._counters["peers_evicted"] += 1
             s = self._ctx.socket(zmq.DEALER)
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.SNDHWM, self._sndhwm)
@@ -190,13 +192,30 @@ class Mailbox:
         return s
 
     def _send(self, to: str, data: bytes) -> bool:
+        s = self._out.get(to)
         try:
-            self._dealer(to).send(data, _NOBLOCK)
+            if s is None:
+                self._dealer(to).send(data, _NOBLOCK)
+            else:
+                # LRU touch only every so often would be cheaper, but exact LRU keeps hot peers
+                self._out.move_to_end(to)
+                s.send(data, _NOBLOCK)
         except zmq.Again:
-            self.counters["send_dropped"] += 1
+            self._counters["send_dropped"] += 1
             return False
-        self.counters["sent"] += 1
+        self._sent += 1
         return True
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """A snapshot of the counters: ``sent``, ``received`` (valid envelopes),
+        ``send_dropped`` (peer queue full), drops by reason (``garbage``, ``bad_version``,
+        ``bad_envelope``, ``bad_frames``, ``oversize``, ``stale_reply``), ``probes`` and
+        ``peers_evicted``."""
+        c = dict(self._counters)
+        c["sent"] = self._sent
+        c["received"] = self._received
+        return c
 
     def cast(self, to: str, msg: Any) -> None:
         """Send ``msg`` to the mailbox at ``to``; never blocks, never reports delivery.
@@ -266,27 +285,24 @@ class Mailbox:
 
     def _drain_for(self, ref: int) -> tuple[bool, Any]:
         """Read everything available; return the reply for ``ref`` if seen, queue the rest."""
-        recv = self.socket.recv
+        read = self._read
         while True:
-            try:
-                recv(_NOBLOCK)  # the sender's routing id: unused, replies go by address
-                data = recv(_NOBLOCK)
-            except zmq.Again:
-                return False, None
-            t = self._parse(data)
+            t = read()
             if t is None:
-                continue
+                return False, None
             kind, frm, r, payload = t
             if kind == REPLY:
                 if r == ref:
                     return True, payload
                 self._drop("stale_reply", f"reply ref {r} from {frm}")
+            elif kind == CAST:
+                self._queue.append(Envelope("cast", frm, payload))
             else:
-                self._queue.append(self._envelope(kind, frm, r, payload))
+                self._queue.append(Envelope("call", From(frm, r), payload))
 
     def _probe(self, to: str, timeout: float) -> str | None:
         """``None`` if ``to`` looks alive, else ``"noproc"``, ``"nodedown"`` or UNREACHABLE."""
-        self.counters["probes"] += 1
+        self._counters["probes"] += 1
         node = self._nodes.get(to)
         st = probe_endpoint(to, timeout)
         if st == ALIVE:
@@ -338,12 +354,10 @@ class Mailbox:
             return self._queue.popleft()
         deadline = None  # computed only if we have to wait: recv(0) in a drain loop is hot
         sock = self.socket
-        recv = sock.recv
+        read = self._read
         while True:
-            try:
-                recv(_NOBLOCK)  # the sender's routing id: unused, replies go by address
-                data = recv(_NOBLOCK)
-            except zmq.Again:
+            t = read()
+            if t is None:
                 if timeout is None:
                     sock.poll()
                     continue
@@ -355,9 +369,6 @@ class Mailbox:
                 left = deadline - now
                 if left <= 0 or not sock.poll(int(left * 1000 + 0.999)):
                     return None
-                continue
-            t = self._parse(data)
-            if t is None:
                 continue
             kind, frm, ref, payload = t
             if kind == CAST:
@@ -388,33 +399,47 @@ class Mailbox:
                 return
             yield env
 
-    def _envelope(self, kind: int, frm: Any, ref: Any, payload: Any) -> Envelope:
-        if kind == CALL:
-            return Envelope("call", From(frm, ref), payload)
-        return Envelope("cast", frm, payload)
+    def _read(self) -> tuple[int, Any, Any, Any] | None:
+        """The next valid envelope on the socket as ``(kind, from, ref, payload)``, or ``None``
+        when nothing is waiting. Invalid frames are dropped and counted on the way.
 
-    def _parse(self, data: bytes) -> tuple[int, Any, Any, Any] | None:
-        """Validate one data frame (the routing id already read); ``None`` if dropped."""
+        Framing is checked cheaply: pyzmq's RCVMORE query costs more than the rest of a
+        receive, so it is asked only when something looks off. A routing id libzmq made for a
+        DEALER is 5 bytes starting with 0; every envelope starts with 0x95 (a 5-item array).
+        Frames after a valid first data frame are therefore caught one read late: that
+        envelope is accepted and each extra frame is dropped and counted as ``bad_frames``.
+        """
         sock = self.socket
-        if sock.getsockopt(_RCVMORE):  # a multi-frame message: read it whole, then drop it
-            n = 2
-            while sock.recv(_NOBLOCK) is not None and sock.getsockopt(_RCVMORE):
-                n += 1
-            self._drop("bad_frames", f"{n} data frames")
-            return None
-        if len(data) > self.max_frame_bytes:
-            self._drop("oversize", f"{len(data)} bytes > {self.max_frame_bytes}")
-            return None
-        try:
-            t = _env.unpack(data)
-        except _env.BadEnvelope as exc:
-            self._drop(exc.reason, str(exc))
-            return None
-        self.counters["received"] += 1
-        return t
+        recv = sock.recv
+        while True:
+            try:
+                ident = recv(_NOBLOCK)
+            except zmq.Again:
+                return None
+            if (len(ident) != 5 or ident[0]) and not sock.getsockopt(_RCVMORE):
+                self._drop("bad_frames", "stray frame after a multi-frame message")
+                continue
+            data = recv(_NOBLOCK)  # never Again: a multi-frame message arrives whole
+            if len(data) > self.max_frame_bytes or not data or data[0] != 0x95:
+                if sock.getsockopt(_RCVMORE):
+                    n = 2
+                    while sock.recv(_NOBLOCK) is not None and sock.getsockopt(_RCVMORE):
+                        n += 1
+                    self._drop("bad_frames", f"{n} data frames")
+                    continue
+                if len(data) > self.max_frame_bytes:
+                    self._drop("oversize", f"{len(data)} bytes > {self.max_frame_bytes}")
+                    continue
+            try:
+                t = _env.unpack(data)
+            except _env.BadEnvelope as exc:
+                self._drop(exc.reason, str(exc))
+                continue
+            self._received += 1
+            return t
 
     def _drop(self, reason: str, detail: str) -> None:
-        n = self.counters[reason] = self.counters.get(reason, 0) + 1
+        n = self._counters[reason] = self._counters.get(reason, 0) + 1
         # Rate limited: a flood of garbage must not turn into a flood of log lines.
         if n <= 10 or n % 1000 == 0:
             _log.warning("%s dropped frame (%s #%d): %s", self.address, reason, n, detail[:200])

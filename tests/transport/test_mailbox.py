@@ -160,15 +160,16 @@ def test_malformed_frames_are_dropped_counted_and_survived(peers: Peers, mb: Mai
         raw.send(codec.encode([VERSION + 1, CALL, mb.address, 1, "x"]))  # wrong version
         raw.send(good[:-1])                                          # truncated msgpack
         raw.send(b"\x00" * ((1 << 16) + 1))                          # oversize (limit 64 KiB)
-        raw.send_multipart([good, good])                             # two data frames
+        raw.send_multipart([b"\xc1", good])                          # bad first of two: all dropped
+        raw.send_multipart([good, b"extra"])  # valid first frame accepted, the extra dropped
         raw.send(codec.encode(["not", "an", "envelope"]))            # wrong shape
         raw.send(codec.encode([VERSION, 9, None, 1, "x"]))           # unknown kind
         drops = ("garbage", "bad_version", "oversize", "bad_frames", "bad_envelope")
         # raw and mb are different connections, unordered with each other: poll the counters.
-        c = wait_until(lambda: (lambda c: c if sum(c[k] for k in drops) >= 7 else None)(
+        c = wait_until(lambda: (lambda c: c if sum(c[k] for k in drops) >= 8 else None)(
             mb.call(addr, "counters")))
         assert c["garbage"] == 2 and c["bad_version"] == 1 and c["oversize"] == 1, c
-        assert c["bad_frames"] == 1 and c["bad_envelope"] == 2
+        assert c["bad_frames"] == 2 and c["bad_envelope"] == 2
         assert mb.call(addr, "still alive?") == ("echo", "still alive?")
     finally:
         raw.close(0)
