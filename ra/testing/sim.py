@@ -95,13 +95,17 @@ class CheckedLog(MemoryLog):
     def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> Any:
         state = super().install_snapshot(meta, data)
         self._sim.checker.on_snapshot_installed(self._sid, meta.index, meta.term)
+        self._sim.stats["snapshots_installed"] += 1
         self._sim.note(self._sid, f"installed snapshot at {meta.index}")
         return state
 
     def update_release_cursor(self, idx: int, term: int, cluster: tuple[Any, ...],
                               machine_version: int, machine_state: Any) -> None:
+        before = self.snapshot_index_term()[0]
         super().update_release_cursor(idx, term, cluster, machine_version, machine_state)
-        self._sim.checker.on_snapshot_installed(self._sid, idx, term)
+        if self.snapshot_index_term()[0] > before:
+            self._sim.stats["snapshots_taken"] += 1
+            self._sim.checker.on_snapshot_installed(self._sid, idx, term)
 
 
 @dataclass(slots=True)
@@ -175,7 +179,8 @@ class SimCluster(ClientDriver):
         self.partition_until = 0
         self.stats: dict[str, int] = {k: 0 for k in (
             "commands", "acked", "unknown", "queries", "crashes", "partitions", "joins",
-            "leaves", "transfers", "snapshots_sent", "machine_effects", "elections")}
+            "leaves", "transfers", "snapshots_taken", "snapshots_installed", "machine_effects",
+            "elections", "dropped", "duplicated")}
         self._next_name = 1
         for _ in range(self.n_initial):
             self._new_server(None)
@@ -254,6 +259,7 @@ class SimCluster(ClientDriver):
 
     def result(self) -> SimResult:
         leader = self.current_leader()
+        self.stats["dropped"], self.stats["duplicated"] = self.net.dropped, self.net.duplicated
         return SimResult(self.seed, self.n_initial, self.profile.name, self.events, self.steps,
                          self.now, dict(self.stats), dict(self.checker.leaders),
                          self.servers[leader].state.commit_index if leader else 0)

@@ -1,0 +1,245 @@
+"""Every checker must bite: each invariant is fed a hand-made bad history and must raise, and
+the matching good history must pass (a checker that cannot fail proves nothing)."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ra.testing.checkers import CHECKS, SafetyChecker, Violation
+
+
+class FakeLog:
+    """A LogView over a plain dict ``{index: (index, term, command)}``."""
+
+    def __init__(self, entries: list[tuple[int, int, Any]] = (), snap: tuple[int, int] = (0, 0)):
+        self.entries = {e[0]: e for e in entries}
+        self.snap = snap
+
+    def fetch(self, idx: int) -> tuple[int, int, Any] | None:
+        return self.entries.get(idx)
+
+    def snapshot_index_term(self) -> tuple[int, int]:
+        return self.snap
+
+    def last_index_term(self) -> tuple[int, int]:
+        if not self.entries:
+            return self.snap
+        i = max(self.entries)
+        return i, self.entries[i][1]
+
+
+def usr(x: Any) -> tuple[Any, ...]:
+    return ("usr", x, None, 0)
+
+
+def noop() -> tuple[Any, ...]:
+    return ("noop", 0)
+
+
+def state(ck: SafetyChecker, sid: str, log: FakeLog, role: str = "follower", term: int = 1,
+          commit: int = 0, applied: int = 0, inc: int = 1) -> None:
+    ck.on_server_state(sid, inc, role, term, commit, applied, log)
+
+
+def raises(check: str) -> Any:
+    return pytest.raises(Violation, match=rf"^\[{check}\]")
+
+
+# -- election safety ---------------------------------------------------------------------------
+
+def test_two_leaders_in_one_term_is_caught() -> None:
+    ck = SafetyChecker()
+    state(ck, "a", FakeLog(), "leader", term=3)
+    state(ck, "a", FakeLog(), "leader", term=3)          # same leader again: fine
+    state(ck, "b", FakeLog(), "leader", term=4)          # other term: fine
+    with raises("election_safety"):
+        state(ck, "b", FakeLog(), "leader", term=3)
+
+
+# -- log matching ------------------------------------------------------------------------------
+
+def test_same_index_and_term_with_different_commands_is_caught() -> None:
+    ck = SafetyChecker()
+    ck.on_entries_written("a", [(1, 1, usr("x")), (2, 1, usr("y"))], 0)
+    ck.on_entries_written("b", [(1, 1, usr("x")), (2, 1, usr("y"))], 0)
+    with raises("log_matching"):
+        ck.on_entries_written("c", [(2, 1, usr("z"))], 1)
+
+
+def test_same_entry_after_different_prefix_is_caught() -> None:
+    ck = SafetyChecker()
+    ck.on_entries_written("a", [(1, 1, usr("x")), (2, 2, usr("y"))], 0)
+    ck.on_entries_written("b", [(2, 2, usr("y"))], 1)    # prev term 1 at index 1: consistent
+    with raises("log_matching"):
+        ck.on_entries_written("c", [(2, 2, usr("y"))], 3)   # term 3 before it: prefixes differ
+
+
+def test_overwriting_uncommitted_entries_with_new_terms_is_fine() -> None:
+    ck = SafetyChecker()
+    ck.on_entries_written("a", [(1, 1, usr("x")), (2, 1, usr("y"))], 0)
+    ck.on_entries_written("b", [(2, 2, usr("z"))], 1)
+    ck.on_entries_written("a", [(2, 2, usr("z"))], 1)
+
+
+# -- commit index ------------------------------------------------------------------------------
+
+def test_commit_index_going_back_is_caught_but_not_across_restarts() -> None:
+    log = FakeLog([(1, 1, noop()), (2, 1, usr("x"))])
+    ck = SafetyChecker()
+    state(ck, "a", log, commit=2)
+    state(ck, "a", log, commit=1, inc=2)                 # a restart may recover less
+    with raises("commit_monotonic"):
+        state(ck, "a", log, commit=0, inc=2)
+
+
+def test_commit_index_past_the_log_is_caught() -> None:
+    ck = SafetyChecker()
+    state(ck, "a", FakeLog([(1, 1, noop())]), commit=1)
+    state(ck, "b", FakeLog([], snap=(5, 1)), commit=5)   # covered by a snapshot: fine
+    with raises("commit_in_log"):
+        state(ck, "c", FakeLog([(1, 1, noop())]), commit=2)
+
+
+def test_committed_entry_that_changes_is_caught() -> None:
+    ck = SafetyChecker()
+    state(ck, "a", FakeLog([(1, 1, noop()), (2, 1, usr("x"))]), commit=2)
+    state(ck, "b", FakeLog([(1, 1, noop()), (2, 1, usr("x"))]), commit=2)
+    with raises("committed_prefix"):
+        state(ck, "c", FakeLog([(1, 1, noop()), (2, 2, usr("y"))]), term=2, commit=2)
+
+
+def test_snapshot_contradicting_a_committed_entry_is_caught() -> None:
+    ck = SafetyChecker()
+    state(ck, "a", FakeLog([(1, 1, noop()), (2, 1, usr("x"))]), commit=2)
+    ck.on_snapshot_installed("b", 2, 1)
+    with raises("committed_prefix"):
+        ck.on_snapshot_installed("c", 2, 3)
+
+
+# -- leader completeness -----------------------------------------------------------------------
+
+def test_new_leader_without_a_committed_entry_is_caught() -> None:
+    ck = SafetyChecker()
+    good = FakeLog([(1, 1, noop()), (2, 1, usr("x"))])
+    state(ck, "a", good, "leader", term=1, commit=2)
+    state(ck, "c", FakeLog([(1, 1, noop()), (2, 1, usr("x")), (3, 2, noop())]), "leader", term=2)
+    with raises("leader_completeness"):
+        state(ck, "d", FakeLog([(1, 1, noop()), (2, 3, noop())]), "leader", term=3)
+
+
+def test_commit_seen_while_a_later_leader_lacks_it_is_caught() -> None:
+    ck = SafetyChecker()
+    state(ck, "b", FakeLog([(1, 1, noop())]), "leader", term=5)
+    with raises("leader_completeness"):
+        state(ck, "a", FakeLog([(1, 1, noop()), (2, 1, usr("x"))]), "follower", term=1, commit=2)
+
+
+def test_stale_leader_of_an_older_term_is_not_blamed() -> None:
+    ck = SafetyChecker()
+    state(ck, "old", FakeLog([(1, 1, noop())]), "leader", term=1)
+    state(ck, "a", FakeLog([(1, 1, noop()), (2, 2, noop())]), "follower", term=2, commit=2)
+    state(ck, "old", FakeLog([(1, 1, noop())]), "leader", term=1)
+
+
+def test_leader_whose_snapshot_covers_the_entry_is_complete() -> None:
+    ck = SafetyChecker()
+    state(ck, "a", FakeLog([(1, 1, noop()), (2, 1, usr("x"))]), commit=2)
+    state(ck, "b", FakeLog([(3, 2, noop())], snap=(2, 1)), "leader", term=2)
+
+
+# -- state machine -----------------------------------------------------------------------------
+
+def test_applying_beyond_commit_is_caught() -> None:
+    ck = SafetyChecker()
+    log = FakeLog([(1, 1, noop()), (2, 1, usr("x"))])
+    state(ck, "a", log, commit=2, applied=2)
+    with raises("apply_committed"):
+        state(ck, "b", log, commit=1, applied=2)
+
+
+def test_two_commands_at_one_index_is_caught() -> None:
+    ck = SafetyChecker()
+    ck.on_apply("a", 1, 2, 1, "x")
+    ck.on_apply("b", 1, 2, 1, "x")
+    with raises("state_machine_safety"):
+        ck.on_apply("c", 1, 2, 2, "y")
+
+
+def test_a_command_applied_at_two_indexes_is_caught() -> None:
+    ck = SafetyChecker()
+    ck.on_apply("a", 1, 2, 1, "x")
+    with raises("state_machine_safety"):
+        ck.on_apply("a", 1, 3, 1, "x")
+
+
+def test_out_of_order_apply_is_caught_but_replay_after_restart_is_fine() -> None:
+    ck = SafetyChecker()
+    ck.on_apply("a", 1, 2, 1, "x")
+    ck.on_apply("a", 1, 3, 1, "y")
+    ck.on_apply("a", 2, 2, 1, "x")                      # new incarnation replays: fine
+    ck.on_apply("a", 2, 3, 1, "y")
+    with raises("state_machine_safety"):
+        ck.on_apply("a", 2, 3, 1, "y")                  # twice in one incarnation
+
+
+def test_applied_command_differing_from_the_committed_one_is_caught() -> None:
+    ck = SafetyChecker()
+    ck.on_apply("a", 1, 2, 1, "x")                      # applied early (not yet committed)
+    with raises("state_machine_safety"):
+        state(ck, "b", FakeLog([(1, 1, noop()), (2, 2, usr("y"))]), term=2, commit=2)
+
+
+# -- clients -----------------------------------------------------------------------------------
+
+def test_ack_for_an_index_that_holds_another_command_is_caught() -> None:
+    ck = SafetyChecker()
+    ck.on_apply("a", 1, 2, 1, ("c1", 1))
+    ck.on_ack(("c1", 1), 2)
+    with raises("ack_applied"):
+        ck.on_ack(("c1", 2), 2)
+
+
+def test_ack_for_nothing_applied_is_caught() -> None:
+    ck = SafetyChecker()
+    with raises("ack_applied"):
+        ck.on_ack(("c1", 1), 7)
+
+
+def test_stale_consistent_query_is_caught() -> None:
+    ck = SafetyChecker()
+    ck.on_apply("a", 1, 2, 1, ("c1", 1))
+    ck.on_query_issued("q0")                             # issued before the ack: may miss it
+    ck.on_ack(("c1", 1), 2)
+    ck.on_query_issued("q1")
+    ck.on_query_issued("q2")
+    ck.on_query_result("q0", 0)
+    ck.on_query_result("q1", 2)
+    with raises("query_linearizable"):
+        ck.on_query_result("q2", 1)
+
+
+# -- plumbing ----------------------------------------------------------------------------------
+
+def test_disabled_checks_do_not_raise_and_unknown_names_are_refused() -> None:
+    ck = SafetyChecker(disabled={"election_safety"})
+    state(ck, "a", FakeLog(), "leader", term=1)
+    state(ck, "b", FakeLog(), "leader", term=1)
+    with pytest.raises(ValueError):
+        SafetyChecker(disabled={"no_such_check"})
+
+
+def test_every_check_has_a_biting_test_here() -> None:
+    import inspect
+    import sys
+    src = inspect.getsource(sys.modules[__name__])
+    for check in CHECKS:
+        assert f'raises("{check}")' in src, f"no test shows that {check} can fail"
+
+
+def test_violation_report_names_seed_and_replay() -> None:
+    v = Violation("election_safety", "two leaders in term 3")
+    v.seed, v.time, v.step, v.replay = 42, 100, 7, "make sim SEED=42"
+    v.trace_tail = ["    100ms    s1 | follower -> leader (term 3)"]
+    text = str(v)
+    assert "seed=42" in text and "make sim SEED=42" in text and "term 3" in text
