@@ -40,6 +40,7 @@ import time
 from typing import Any, Iterator
 
 import zmq
+from zmq.backend import zmq_poll as _zmq_poll
 
 from ra.errors import NodeDown, NoProc, Timeout
 from transport import envelope as _env
@@ -149,6 +150,8 @@ class Mailbox:
             sock.close(0)
             raise
         self.socket: zmq.Socket[Any] = sock
+        # zmq_poll on a prebuilt item list: Socket.poll builds a Poller on every call.
+        self._pollin = [(sock, int(zmq.POLLIN))]
         self.address: str = bound[0]
         #: every bound endpoint, ``address`` first (e.g. ipc for local peers, tcp for remote)
         self.addresses: list[str] = bound
@@ -251,11 +254,10 @@ class Mailbox:
         interval = self.probe_after
         next_probe = now + interval
         unreachable = False
-        sock = self.socket
         while True:
             until = next_probe if deadline is None else min(next_probe, deadline)
             wait_ms = max(0, int((until - now) * 1000 + 0.999))
-            if sock.poll(wait_ms):
+            if _zmq_poll(self._pollin, wait_ms):
                 found, value = self._drain_for(ref)
                 if found:
                     return value
@@ -353,13 +355,12 @@ class Mailbox:
         if self._queue:
             return self._queue.popleft()
         deadline = None  # computed only if we have to wait: recv(0) in a drain loop is hot
-        sock = self.socket
         read = self._read
         while True:
             t = read()
             if t is None:
                 if timeout is None:
-                    sock.poll()
+                    _zmq_poll(self._pollin, -1)
                     continue
                 if not timeout:
                     return None
@@ -367,7 +368,7 @@ class Mailbox:
                 if deadline is None:
                     deadline = now + timeout
                 left = deadline - now
-                if left <= 0 or not sock.poll(int(left * 1000 + 0.999)):
+                if left <= 0 or not _zmq_poll(self._pollin, int(left * 1000 + 0.999)):
                     return None
                 continue
             kind, frm, ref, payload = t
