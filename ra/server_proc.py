@@ -173,13 +173,24 @@ class ServerProc:
     def loop(self) -> int:
         poller = zmq.Poller()
         poller.register(self.mb.socket, zmq.POLLIN)
+        # a signal (SIGTERM: stop) wakes the poll at once instead of at the next timer
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        poller.register(wake_r, zmq.POLLIN)
         batch = self.conf["batch"]
         while self.running:
             now = time.monotonic()
             due = min(self.timers.values()) if self.timers else now + 1.0
             wait = 0 if (self.next_events or self.mb.pending) else max(0.0, due - now)
             if wait > 0:
-                poller.poll(int(wait * 1000) + 1)
+                for sock, _ in poller.poll(int(wait * 1000) + 1):
+                    if sock == wake_r:
+                        try:
+                            os.read(wake_r, 512)
+                        except BlockingIOError:
+                            pass
             for env in self.mb.recv_many(batch, 0):
                 self._dispatch(env)
             while self.next_events:
@@ -248,7 +259,12 @@ class ServerProc:
                 sender = getattr(msg, "from_id", None) or getattr(msg, "leader_id", None) \
                     or getattr(msg, "candidate_id", None)
                 if sender is not None:
-                    self.peer_heard[ServerId(*sender)] = time.monotonic()
+                    sid = ServerId(*sender)
+                    self.peer_heard[sid] = time.monotonic()
+                    if env.frm and self.peer_eps.get(sid) != env.frm:
+                        # a cast carries its sender's mailbox address: a peer that restarted
+                        # and bound elsewhere is found again by its first message
+                        self.peer_eps[sid] = env.frm
                 self._step(msg)
             return
         if tag == "$ra":

@@ -1,0 +1,162 @@
+"""Real node daemons on loopback for the API tests (ra_SUITE style).
+
+Every daemon is spawned with a lifeline and its whole process tree (fork server, WAL, segment
+writer, servers) is killed with psutil at teardown, even when the test fails. Waits poll a
+condition with a deadline; nothing sleeps and hopes.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any, Callable
+
+import psutil
+import pytest
+
+import ra
+from ra.node import spawn_daemon
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``cond`` until it returns a truthy value; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            v = cond()
+            if v:
+                return v
+        except ra.RaError as e:
+            last_exc = e
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}"
+                         + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+def tree_pids(pid: int) -> list[int]:
+    try:
+        p = psutil.Process(pid)
+        return [pid] + [c.pid for c in p.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+class Nodes:
+    """Up to N node daemons in one tmp dir. ``env`` applies to every daemon."""
+
+    def __init__(self, tmp: str, env: dict[str, Any]) -> None:
+        self.tmp = tmp
+        self.env = env
+        self.procs: dict[int, Any] = {}
+        self.addrs: dict[int, str] = {}
+        self.lifelines: dict[int, int] = {}
+        self.seen: set[int] = set()
+
+    def start(self, i: int, listen: str | None = None) -> str:
+        env = dict(self.env, data_dir=os.path.join(self.tmp, f"n{i}"))
+        if listen or i in self.addrs:
+            env["listen"] = listen or self.addrs[i]   # restart on the same address
+        addr, proc, lw = spawn_daemon(env, lifeline=True,
+                                      log_path=os.path.join(self.tmp, f"n{i}.log"))
+        self.procs[i], self.addrs[i] = proc, addr
+        if lw is not None:
+            self.lifelines[i] = lw
+        self.seen.add(proc.pid)
+        return addr
+
+    def sid(self, name: str, i: int) -> ra.ServerId:
+        return ra.ServerId(name, self.addrs[i])
+
+    def data_dir(self, i: int) -> str:
+        return os.path.join(self.tmp, f"n{i}")
+
+    def kill(self, i: int) -> None:
+        """SIGKILL the daemon and (as a node dying would) its whole tree."""
+        proc = self.procs.pop(i)
+        pids = tree_pids(proc.pid)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+        psutil.wait_procs([p for p in _procs(pids)], timeout=5)
+        lw = self.lifelines.pop(i, None)
+        if lw is not None:
+            os.close(lw)
+
+    def stop(self, i: int) -> None:
+        proc = self.procs.pop(i)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        lw = self.lifelines.pop(i, None)
+        if lw is not None:
+            os.close(lw)
+
+    def server_pid(self, name: str, i: int) -> int | None:
+        return ra.default_client()._daemon(self.addrs[i], ("ra_servers",), 5.0)[name]["pid"]
+
+    def log_child_pid(self, i: int, child: str) -> int | None:
+        st = ra.default_client()._daemon(self.addrs[i], ("status",), 5.0)
+        for sup in st["tree"]["children"]:
+            for c in (sup.get("sup") or {}).get("children", []):
+                if c["id"] == child:
+                    return c["pid"]
+        return None
+
+    def cleanup(self) -> None:
+        pids: list[int] = []
+        for proc in self.procs.values():
+            pids += tree_pids(proc.pid)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for proc in self.procs.values():
+            proc.wait()
+        for fd in self.lifelines.values():
+            os.close(fd)
+        psutil.wait_procs(_procs(pids), timeout=5)
+
+
+def _procs(pids: list[int]) -> list[psutil.Process]:
+    out = []
+    for pid in pids:
+        try:
+            out.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.fixture
+def node_env() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+def nodes(tmp_path: Any, node_env: dict[str, Any]) -> Any:
+    ns = Nodes(str(tmp_path), node_env)
+    try:
+        yield ns
+    finally:
+        ns.cleanup()
+
+
+@pytest.fixture
+def three(nodes: Nodes) -> Nodes:
+    for i in range(3):
+        nodes.start(i)
+    return nodes
+
+
+COUNTER = ("module", "ra.testing.machines:Counter", None)
+KV = ("module", "ra.testing.machines:KV", None)
+
+
+def leader_of(ids: list[ra.ServerId]) -> ra.ServerId:
+    return ra.members(ids, timeout=10)[1]
