@@ -23,6 +23,7 @@ Wire protocol on the socketpair (pickle; both ends are our own code): request
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib
 import os
 import pickle
@@ -135,6 +136,10 @@ def _main(argv: Sequence[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal ^C goes to the daemon only
     for mod in argv[2:]:
         importlib.import_module(mod)
+    # Park the preloaded objects in the permanent generation: the children's collector then
+    # never walks (and so never copies-on-write) the pages they share with us.
+    gc.collect()
+    gc.freeze()
     sock = socket.socket(fileno=fd)
     sock.send(pickle.dumps(("ready", os.getpid())))
     _serve(sock, sup_pid)

@@ -206,6 +206,8 @@ class Supervisor:
             elif isinstance(act, _st.Restart):
                 try:
                     self._start(ch)
+                    _log.info("supervisor %s: restarted %r (pid %s)", self.name, ch.key,
+                              self._pid_of(ch))
                 except Exception as e:  # OTP try_again: count it as another exit
                     _log.warning("supervisor %s: restart of %r failed: %r", self.name, ch.key, e)
                     self.loop.call_soon(lambda c=ch: self._retry(c))
