@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import os
+import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -56,8 +59,11 @@ class Peers:
         )
         self.procs.append(p)
         assert p.stdout is not None
-        line = p.stdout.readline().strip()  # the peer prints its address once bound
+        # The peer prints its address once bound; never wait on a hung peer forever.
+        ready, _, _ = select.select([p.stdout], [], [], 20)
+        line = p.stdout.readline().strip() if ready else ""
         if not line:
+            kill_tree(p.pid)
             p.wait(5)
             raise RuntimeError(f"peer {mode} {endpoint} failed to start (rc={p.returncode})")
         return p, line
@@ -87,11 +93,9 @@ def peers() -> Iterator[Peers]:
 
 
 @pytest.fixture
-def ipc_dir(tmp_path: Path) -> Path:
-    """A short per-test directory for ipc sockets (sun_path is limited to 107 bytes)."""
-    import tempfile
+def ipc_dir() -> Iterator[Path]:
+    """A short per-test directory for ipc sockets. Not under ``tmp_path``: its paths grow with
+    the test name and would pass the 107-byte sun_path limit."""
     d = Path(tempfile.mkdtemp(prefix="ra-t-", dir="/tmp"))
     yield d
-    for f in d.iterdir():
-        f.unlink()
-    d.rmdir()
+    shutil.rmtree(d, ignore_errors=True)
