@@ -37,6 +37,7 @@ import socket as _socket
 import struct
 import tempfile
 import time
+import weakref
 from typing import Any, Iterator
 
 import zmq
@@ -67,6 +68,17 @@ _COUNTER_NAMES = (
 def _default_ipc() -> str:
     base = os.environ.get("RA_IPC_DIR") or tempfile.gettempdir()
     return f"ipc://{base}/ra-{os.getpid()}-{random.getrandbits(40):010x}.sock"
+
+
+def _unlink_paths(paths: list[str], owner_pid: int) -> None:
+    if os.getpid() != owner_pid:
+        return
+    for path in paths:
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                _log.warning("cannot remove %s: %s", path, exc)
 
 
 def probe_endpoint(endpoint: str, timeout: float = 0.2) -> str:
@@ -156,6 +168,10 @@ class Mailbox:
         #: every bound endpoint, ``address`` first (e.g. ipc for local peers, tcp for remote)
         self.addresses: list[str] = bound
         self._ipc_paths = [a[6:] for a in bound if a.startswith("ipc://")]
+        # Remove our socket files even if the owner never calls close() (but never from a
+        # forked child, which would delete its parent's live endpoint).
+        self._finalizer = weakref.finalize(self, _unlink_paths, list(self._ipc_paths),
+                                           os.getpid())
         # Reply address by the kind of destination: a tcp peer may be on another host.
         self._tcp_addr = next((a for a in bound if a.startswith("tcp://")), bound[0])
         # LRU of DEALERs: a daemon answering many short-lived callers must not keep a socket
@@ -456,12 +472,7 @@ class Mailbox:
             s.close(0)
         self._out.clear()
         self.socket.close(0)
-        for path in self._ipc_paths:
-            try:
-                os.unlink(path)
-            except OSError as exc:
-                if exc.errno != errno.ENOENT:
-                    raise
+        self._finalizer()
 
     def __enter__(self) -> Mailbox:
         return self
