@@ -222,3 +222,24 @@ def test_outgoing_sockets_are_bounded_lru(peers: Peers, ipc_dir: Path) -> None:
             me.call(keep, i)  # keeps `keep` most recently used
         assert len(me.peers) == 3 and me.peers[-1] == keep
         assert me.counters["peers_evicted"] == 3
+
+
+def test_ipc_file_removed_at_exit_without_close_but_not_by_forked_child(ipc_dir: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    code = (
+        "import os, sys\n"
+        "from transport import Mailbox\n"
+        f"m = Mailbox('ipc://{ipc_dir}/x.sock')\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    sys.exit(0)\n"  # a normal exit: the child runs the inherited finalizer
+        "os.waitpid(pid, 0)\n"
+        "print(os.path.exists(m.address[6:]), flush=True)\n"  # parent's file survives child
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
+    assert not os.path.exists(ipc_dir / "x.sock")  # removed when the parent exited
