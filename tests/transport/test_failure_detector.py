@@ -82,3 +82,32 @@ def test_nodedown_and_nodeup_between_real_daemons(peers: Peers, ipc_dir: Path) -
         env = mb.recv(5)
         assert env is not None and env.payload == ("nodeup", b_node)
         assert mb.call(f"tcp://{a_node}", (TAG, "status")) == {b_node: UP}
+
+
+def test_socket_part_with_fake_clock(ipc_dir: Path) -> None:
+    """Two embedded detectors on real mailboxes; time moves only when the test says so."""
+    from transport.clock import FakeClock
+    from transport.failure_detector import FailureDetector
+
+    clock = FakeClock()
+    with Mailbox("tcp://127.0.0.1:0") as a_mb, Mailbox("tcp://127.0.0.1:0") as b_mb:
+        a_node, b_node = a_mb.address[len("tcp://"):], b_mb.address[len("tcp://"):]
+        fa = FailureDetector(a_mb, a_node, [b_node], interval=0.1, down_after=0.5, clock=clock)
+        fb = FailureDetector(b_mb, b_node, [a_node], interval=0.1, down_after=0.5, clock=clock)
+        seen: list[tuple[str, str]] = []
+        fa.callbacks.append(lambda ev, node: seen.append((ev, node)))
+        fb.tick()  # b's first heartbeat to a
+        fb.tick()  # not due again yet: no second heartbeat
+        env = a_mb.recv(5)
+        assert env is not None and fa.handle(env)
+        assert a_mb.recv(0.2) is None
+        assert seen == [("nodeup", b_node)]
+        assert fa.next_deadline() == pytest.approx(0.0)  # a's own heartbeat is due
+        clock.advance(0.4)
+        fa.tick()
+        assert seen == [("nodeup", b_node)]  # 0.4 s of silence < 0.5
+        clock.advance(0.2)
+        fa.tick()
+        assert seen == [("nodeup", b_node), ("nodedown", b_node)]
+        assert fa.detector.status(b_node) == DOWN
+        assert not fa.handle(env._replace(payload=("something", "else")))
