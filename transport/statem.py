@@ -35,6 +35,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import math
 from typing import Any, Callable, Iterable
 
 import zmq
@@ -224,7 +225,8 @@ class StatemRunner:
 
     def run_once(self, max_wait: float = 0.0) -> int:
         """Handle what is queued, what is due, and what the sockets hold, waiting at most
-        ``max_wait`` real seconds (less if a timer is due sooner). Returns events handled."""
+        ``max_wait`` real seconds (less if a timer is due sooner; ``math.inf``: until a
+        message or a due timer). Returns events handled."""
         n = self._drain_queue()
         n += self._fire_due()
         if self.is_stopped:
@@ -236,7 +238,11 @@ class StatemRunner:
             dl = self.next_deadline()
             if dl is not None:
                 wait = min(wait, self.clock.deadline_to_sleep_time(dl))
-        ready = dict(self._poller.poll(int(wait * 1000 + 0.999) if wait > 0 else 0))
+        if wait == math.inf:
+            ms = -1
+        else:
+            ms = int(wait * 1000 + 0.999) if wait > 0 else 0
+        ready = dict(self._poller.poll(ms))
         for sock, read in self._readers.items():
             if sock in ready:
                 for content in read():
