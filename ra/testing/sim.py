@@ -264,6 +264,19 @@ class SimCluster(ClientDriver):
                          self.now, dict(self.stats), dict(self.checker.leaders),
                          self.servers[leader].state.commit_index if leader else 0)
 
+    def run_until(self, t: int, stop: Callable[[], bool] | None = None) -> bool:
+        """Scripted runs: handle events up to simulated time ``t`` (or until ``stop()``);
+        returns whether ``stop`` fired. Violations propagate annotated, as in ``run``."""
+        try:
+            while self.queue and self.queue[0][0] <= t:
+                self.step_event()
+                if stop is not None and stop():
+                    return True
+            self.now = max(self.now, t)
+        except Violation as v:
+            raise self._annotate(v)
+        return False
+
     def step_event(self) -> None:
         t, _, kind, args = heapq.heappop(self.queue)
         self.now = t

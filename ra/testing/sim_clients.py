@@ -51,6 +51,8 @@ class SimClient:
     final_done: bool = False
     final_pending: bool = False
     admin: bool = False
+    results: list[tuple[Any, Any]] = field(default_factory=list)   # (arg, ok reply)
+    scripted: bool = False       # driven by a script (demo, tests): no ops of its own
 
 
 class ClientDriver:
@@ -162,7 +164,21 @@ class ClientDriver:
                           + (f" (try {op.attempt})" if op.attempt > 1 else ""))
         self._call(c, op.target, msg, frm)
 
+    def submit(self, name: str, target: Any = None) -> Op:
+        """Scripted: client ``name`` (created on first use) sends one fresh command now."""
+        c = self.clients.get(name)
+        if c is None:
+            c = self.clients[name] = SimClient(name, scripted=True)
+        assert c.op is None, f"client {name} already has a call outstanding"
+        c.seq += 1
+        c.op = op = Op("cmd", c.seq, (name, c.seq), self.now, target=target)
+        self.stats["commands"] += 1
+        self._send_op(c)
+        return op
+
     def _next_wakeup(self, c: SimClient) -> None:
+        if c.scripted:
+            return
         lo, hi = self.profile.think_ms
         if c.admin:
             total = self.profile.membership_rate + self.profile.transfer_rate
@@ -210,6 +226,7 @@ class ClientDriver:
             self._next_wakeup(c)
 
     def _op_ok(self, c: SimClient, op: Op, value: Any) -> None:
+        c.results.append((op.arg, value))
         if op.kind == "cmd":
             idx = value[1][0]
             self.checker.on_ack(op.arg, idx)
