@@ -109,7 +109,8 @@ def validate_env(env: Mapping[str, Any]) -> dict[str, Any]:
     if "wal_compute_checksums" in out and not isinstance(out["wal_compute_checksums"], bool):
         raise InvalidConfig("wal_compute_checksums", out["wal_compute_checksums"], "a bool")
     if out.get("wal_write_strategy", "default") not in ("default", "o_sync"):
-        raise InvalidConfig("wal_write_strategy", out["wal_write_strategy"], '"default" or "o_sync"')
+        raise InvalidConfig("wal_write_strategy", out["wal_write_strategy"],
+                            '"default" or "o_sync"')
     listen = out.get("listen", "127.0.0.1:0")
     host, sep, port = str(listen).rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
@@ -461,7 +462,8 @@ def spawn_daemon(env: Mapping[str, Any], *, lifeline: bool,
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
         out = open(log_path, "ab")
     try:
-        proc = subprocess.Popen(argv, pass_fds=fds, start_new_session=True, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(argv, pass_fds=fds, start_new_session=True,
+                                stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=out if out else None, close_fds=True)
     finally:
         os.close(w_ready)
@@ -473,14 +475,15 @@ def spawn_daemon(env: Mapping[str, Any], *, lifeline: bool,
         line = _read_line(r_ready, timeout)
     finally:
         os.close(r_ready)
-    info = json.loads(line) if line else {"ok": False, "error": "RaError",
-                                          "message": "node daemon exited before it was ready"}
+    info: dict[str, Any] = json.loads(line) if line else {
+        "ok": False, "error": "RaError", "message": "node daemon exited before it was ready"}
     if not info.get("ok"):
         proc.wait()
         if life_w is not None:
             os.close(life_w)
-        raise _ERRORS.get(info.get("error", ""), RaError)(info.get("message", "start failed"))
-    return info["address"], proc, life_w
+        raise _ERRORS.get(str(info.get("error", "")), RaError)(
+            str(info.get("message", "start failed")))
+    return str(info["address"]), proc, life_w
 
 
 def _read_line(fd: int, timeout: float) -> str:

@@ -217,7 +217,7 @@ def shutdown_many(children: Sequence[tuple[OsChild, int | str]]) -> list[str]:
             ch.signal(signal.SIGTERM)
             deadlines.append(None if mode == "infinity" else now + int(mode) / 1000.0)
     out: list[str] = []
-    for (ch, _mode), dl in zip(children, deadlines):
+    for (ch, _mode), dl in zip(children, deadlines, strict=True):
         if ch.wait(None if dl is None else max(0.0, dl - time.monotonic())) is None:
             ch.signal(signal.SIGKILL)
             ch.wait(None)

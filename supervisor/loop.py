@@ -69,7 +69,8 @@ class Loop:
             self._wake_r.setblocking(False)
             self._wake_w.setblocking(False)
             self._old_handler = signal.signal(signal.SIGCHLD, lambda *_: None)
-            self._old_wakeup = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+            self._old_wakeup = signal.set_wakeup_fd(self._wake_w.fileno(),
+                                                    warn_on_full_buffer=False)
             self.poller.register(self._wake_r.fileno(), zmq.POLLIN)
 
     # -------------------------------------------------------------- registration

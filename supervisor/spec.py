@@ -102,7 +102,7 @@ class MissingStart(SupervisorError):
 
 
 class InvalidMfa(SupervisorError):
-    """``start`` is not an :class:`Exec`, :class:`Fork` or :class:`Nested` (OTP: ``invalid_mfa``)."""
+    """``start`` is not an Exec, Fork or Nested (OTP: ``invalid_mfa``)."""
     tag = "invalid_mfa"
 
 
@@ -286,7 +286,8 @@ def _check_start(spec: ChildSpec) -> None:
                 or not all(isinstance(a, str) for a in start.argv):
             raise InvalidMfa(start, "Exec.argv must be a non-empty tuple of str")
     elif isinstance(start, Fork):
-        mod, sep, fn = start.target.partition(":") if isinstance(start.target, str) else ("", "", "")
+        target = start.target if isinstance(start.target, str) else ""
+        mod, sep, fn = target.partition(":")
         if not sep or not mod or not fn or not isinstance(start.args, tuple):
             raise InvalidMfa(start, "Fork.target must be 'pkg.mod:func', args a tuple")
     elif isinstance(start, Nested):

@@ -23,6 +23,7 @@ Contracts (OTP's):
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import os as _os
 import pickle
@@ -148,7 +149,8 @@ class Supervisor:
                 proc = OsChild(self.forkserver.spawn(start.target, args, start.env))
             else:
                 code = ("import pickle,sys;from supervisor.forkserver import run_target;"
-                        f"sys.exit(run_target({start.target!r}, pickle.loads({pickle.dumps(args)!r})))")
+                        f"sys.exit(run_target({start.target!r}, "
+                        f"pickle.loads({pickle.dumps(args)!r})))")
                 env = dict(_os.environ, **start.env) if start.env else None
                 proc = OsChild.exec([sys.executable, "-c", code], env)
         else:  # pragma: no cover - rejected by check_childspec
@@ -210,7 +212,7 @@ class Supervisor:
                               self._pid_of(ch))
                 except Exception as e:  # OTP try_again: count it as another exit
                     _log.warning("supervisor %s: restart of %r failed: %r", self.name, ch.key, e)
-                    self.loop.call_soon(lambda c=ch: self._retry(c))
+                    self.loop.call_soon(functools.partial(self._retry, ch))
 
     def _retry(self, ch: _Child) -> None:
         if ch in self._children and not ch.running:

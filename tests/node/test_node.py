@@ -237,7 +237,7 @@ def test_daemon_reaps_orphans_and_keeps_its_fds(tmp_path: Path):
         pid = mb.call(ep, ("start_server_child", {"id": "s", "target": T + "sleeper"}))
         for _ in range(5):
             os.kill(pid, signal.SIGKILL)
-            assert wait_for(lambda: which().get("s") not in (None, pid), 5)
+            assert wait_for(lambda old=pid: which().get("s") not in (None, old), 5)
             pid = which()["s"]
         assert mb.call(ep, ("terminate_server_child", "s")) == "ok"
         assert psutil.Process(dpid).num_fds() == fds0

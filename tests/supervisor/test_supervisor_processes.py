@@ -309,7 +309,8 @@ def test_no_zombies_after_restarts(loop, forkserver):
     for _ in range(3):
         before = pids(sup)
         kill(before["a"])
-        assert loop.run_until(lambda: all(pids(sup)[k] not in (None, before[k]) for k in "abc"), 5)
+        assert loop.run_until(lambda b=before: all(pids(sup)[k] not in (None, b[k]) for k in "abc"),
+                              5)
     kids = psutil.Process().children(recursive=True)
     assert not [k for k in kids if k.status() == psutil.STATUS_ZOMBIE]
     sup.shutdown()
@@ -325,7 +326,8 @@ def test_kill_9_of_the_supervising_process_leaves_no_orphan(tmp_path: Path, clea
         "loop = Loop(reap_all=True)\n"
         "fs = ForkServer(preload=['tests.supervisor.children']); fs.start()\n"
         "inner = Nested(SupFlags(), (ChildSpec('w', Fork('tests.supervisor.children:sleeper')),))\n"
-        "sup = start_link(loop, SupFlags(), [ChildSpec('a', Fork('tests.supervisor.children:stubborn')),"
+        "sup = start_link(loop, SupFlags(), ["
+        "ChildSpec('a', Fork('tests.supervisor.children:stubborn')),"
         " ChildSpec('e', Exec(('sleep', '1000'))), ChildSpec('n', inner, type='supervisor')],"
         " forkserver=fs)\n"
         "print(' '.join(map(str, sup.pids() + [fs.pid])), flush=True)\n"
