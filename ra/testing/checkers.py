@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["Violation", "LogView", "SafetyChecker", "CHECKS", "usr_payload"]
+__all__ = ["Violation", "LogView", "SafetyChecker", "CHECKS", "usr_payload", "check_cluster"]
 
 CHECKS: tuple[str, ...] = (
     "election_safety", "log_matching", "commit_monotonic", "commit_in_log", "committed_prefix",
@@ -349,6 +349,43 @@ def _switch(t: _ServerTrack, incarnation: int) -> None:
     t.commit_index = 0
     t.applied_index = 0
     t.role = ""
+
+
+def check_cluster(servers: list[tuple[Any, str, int, int, LogView]]) -> None:
+    """Whole-state check of a cluster at one instant (independent of the incremental checker):
+    ``servers`` is ``[(id, role, term, commit_index, log), ...]`` of the live servers. At most one
+    leader per term; log matching over every pair of logs (same index and term => same entries
+    from there down to where both logs start); committed prefixes agree where both hold them."""
+    leaders: dict[int, Any] = {}
+    for sid, role, term, _, _ in servers:
+        if role == "leader":
+            if term in leaders:
+                raise Violation("election_safety",
+                                f"{_s(leaders[term])} and {_s(sid)} both lead term {term}")
+            leaders[term] = sid
+    for i, (a, _, _, ca, la) in enumerate(servers):
+        for b, _, _, cb, lb in servers[i + 1:]:
+            lo = max(la.snapshot_index_term()[0], lb.snapshot_index_term()[0]) + 1
+            hi = min(la.last_index_term()[0], lb.last_index_term()[0])
+            matched = False
+            for idx in range(hi, lo - 1, -1):
+                ea, eb = la.fetch(idx), lb.fetch(idx)
+                if ea is None or eb is None:
+                    continue
+                if matched and ea != eb:
+                    raise Violation("log_matching",
+                                    f"{_s(a)} and {_s(b)} share a later entry but differ at "
+                                    f"index {idx}: {ea!r} vs {eb!r}")
+                if ea[1] == eb[1]:
+                    if ea != eb:
+                        raise Violation("log_matching",
+                                        f"{_s(a)} and {_s(b)} hold different commands at index "
+                                        f"{idx} term {ea[1]}: {ea[2]!r} vs {eb[2]!r}")
+                    matched = True
+                if idx <= min(ca, cb) and ea != eb:
+                    raise Violation("committed_prefix",
+                                    f"{_s(a)} and {_s(b)} both committed index {idx} but hold "
+                                    f"{ea!r} vs {eb!r}")
 
 
 class _Missing:

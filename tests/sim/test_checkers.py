@@ -243,3 +243,35 @@ def test_violation_report_names_seed_and_replay() -> None:
     v.trace_tail = ["    100ms    s1 | follower -> leader (term 3)"]
     text = str(v)
     assert "seed=42" in text and "make sim SEED=42" in text and "term 3" in text
+
+
+# -- the whole-state checker -------------------------------------------------------------------
+
+def test_check_cluster_accepts_a_consistent_cluster() -> None:
+    from ra.testing.checkers import check_cluster
+    a = FakeLog([(1, 1, noop()), (2, 1, usr("x")), (3, 2, noop())])
+    b = FakeLog([(1, 1, noop()), (2, 1, usr("x")), (3, 1, usr("stale"))])
+    check_cluster([("a", "leader", 2, 2, a), ("b", "follower", 2, 2, b)])
+
+
+@pytest.mark.parametrize("case", ["two_leaders", "matching", "prefix", "committed"])
+def test_check_cluster_bites(case: str) -> None:
+    from ra.testing.checkers import check_cluster
+    base = FakeLog([(1, 1, noop()), (2, 1, usr("x")), (3, 2, noop())])
+    if case == "two_leaders":
+        servers = [("a", "leader", 2, 0, base), ("b", "leader", 2, 0, base)]
+        check = "election_safety"
+    elif case == "matching":
+        other = FakeLog([(1, 1, noop()), (2, 1, usr("y"))])
+        servers = [("a", "leader", 2, 0, base), ("b", "follower", 2, 0, other)]
+        check = "log_matching"
+    elif case == "prefix":
+        other = FakeLog([(1, 1, usr("z")), (2, 1, usr("x")), (3, 2, noop())])
+        servers = [("a", "leader", 2, 0, base), ("b", "follower", 2, 0, other)]
+        check = "log_matching"
+    else:
+        other = FakeLog([(1, 1, noop()), (2, 3, usr("y"))])
+        servers = [("a", "follower", 3, 2, base), ("b", "leader", 3, 2, other)]
+        check = "committed_prefix"
+    with raises(check):
+        check_cluster(servers)
