@@ -198,24 +198,33 @@ class SafetyChecker:
             if t.role != "leader" or t.term != term:
                 self._check_leader_complete(server, term, log)
         t.role, t.term = role, term
-        # commit index
-        if commit_index < t.commit_index and self._on("commit_monotonic"):
-            self._fail("commit_monotonic",
-                       f"{_s(server)} commit index went back from {t.commit_index} to "
-                       f"{commit_index} (incarnation {incarnation})")
+        self.on_commit_progress(server, incarnation, term, commit_index, log)
         if self._on("commit_in_log"):
             last = max(log.last_index_term()[0], log.snapshot_index_term()[0])
             if commit_index > last:
                 self._fail("commit_in_log",
                            f"{_s(server)} commit index {commit_index} is past its last log "
                            f"index {last}")
-        if commit_index > t.commit_index:
-            self._record_committed(server, term, t.commit_index + 1, commit_index, log)
-            t.commit_index = commit_index
         if last_applied > commit_index and self._on("apply_committed"):
             self._fail("apply_committed",
                        f"{_s(server)} applied up to {last_applied} but its commit index is "
                        f"{commit_index}")
+
+    def on_commit_progress(self, server: Any, incarnation: int, term: int, commit_index: int,
+                           log: LogView) -> None:
+        """``server``'s commit index is now ``commit_index``: check it did not go back and record
+        the newly committed entries. Called after every step, and also mid-step just before the
+        log compacts entries into a snapshot (so that no committed entry goes unrecorded)."""
+        t = self._track(server)
+        if t.incarnation != incarnation:
+            _switch(t, incarnation)
+        if commit_index < t.commit_index and self._on("commit_monotonic"):
+            self._fail("commit_monotonic",
+                       f"{_s(server)} commit index went back from {t.commit_index} to "
+                       f"{commit_index} (incarnation {incarnation})")
+        if commit_index > t.commit_index:
+            self._record_committed(server, term, t.commit_index + 1, commit_index, log)
+            t.commit_index = commit_index
 
     def _record_committed(self, server: Any, term: int, lo: int, hi: int, log: LogView) -> None:
         snap_idx = log.snapshot_index_term()[0]
@@ -320,6 +329,16 @@ class SafetyChecker:
                           f"{_s(a[2])} applied {a[1]!r} there"))
         if index > self.max_acked_index:
             self.max_acked_index = index
+
+    def check_acked_committed(self) -> None:
+        """End of run: every acknowledged command is the committed entry at its index."""
+        for cmd, idx in self.acked.items():
+            c = self.committed.get(idx)
+            if (c is None or usr_payload(c.command) != cmd) and self._on("ack_applied"):
+                self._fail("ack_applied",
+                           f"command {cmd!r} was acknowledged at index {idx} but "
+                           + ("no commit of that index was ever seen" if c is None else
+                              f"{c.command!r} is committed there"))
 
     def on_query_issued(self, qid: Any) -> None:
         """A consistent query was issued; it must see every command acknowledged so far."""

@@ -102,6 +102,12 @@ class CheckedLog(MemoryLog):
     def update_release_cursor(self, idx: int, term: int, cluster: tuple[Any, ...],
                               machine_version: int, machine_state: Any) -> None:
         before = self.snapshot_index_term()[0]
+        srv = self._sim.servers.get(self._sid)
+        if srv is not None and srv.state is not None and srv.alive:
+            # record what is committed before the entries vanish into the snapshot
+            st = srv.state
+            self._sim.checker.on_commit_progress(self._sid, srv.inc, st.current_term,
+                                                 st.commit_index, self)
         super().update_release_cursor(idx, term, cluster, machine_version, machine_state)
         if self.snapshot_index_term()[0] > before:
             self._sim.stats["snapshots_taken"] += 1
@@ -361,7 +367,7 @@ class SimCluster(ClientDriver):
             self.step_server(s, TriggerElection(None), None)
 
     def _ev_trigger_check(self) -> None:
-        if all(s.state is None or s.state.current_term == 0 for s in self.servers.values()):
+        if all(s.meta.fetch()[0] == 0 for s in self.servers.values()):
             alive = [s.sid for s in self.servers.values() if s.alive]
             if alive:
                 self._ev_trigger(self.rng.choice(alive))
@@ -431,6 +437,7 @@ class SimCluster(ClientDriver):
         self.stats["crashes"] += 1
         s.alive = False
         s.inc += 1
+        s.state = None            # the process is gone; init() rebuilds it from storage
         s.log.crash()
         s.meta.crash()
         s.sync_due = False
@@ -602,6 +609,7 @@ class SimCluster(ClientDriver):
         if not all(c.final_done or c.admin for c in self.clients.values()):
             return
         if self.converged():
+            self.checker.check_acked_committed()
             self.done = True
             self.note(None, "=== settled: leader elected, client commands acknowledged, "
                             "members converged ===")

@@ -118,8 +118,7 @@ class ClientDriver:
         members = list(self.servers[leader].state.cluster)
         if rng.random() < p.membership_rate / total:
             n0 = self.n_initial
-            if len(members) <= n0 and (len(members) < n0 + 1) and rng.random() < 0.6 \
-                    or len(members) < n0:
+            if len(members) < n0 or (len(members) == n0 and rng.random() < 0.6):
                 sid = self.spawn_server(members)
                 c.seq += 1
                 c.op = Op("join", c.seq, sid, self.now)

@@ -275,3 +275,15 @@ def test_check_cluster_bites(case: str) -> None:
         check = "committed_prefix"
     with raises(check):
         check_cluster(servers)
+
+
+def test_acked_command_never_committed_is_caught_at_the_end() -> None:
+    ck = SafetyChecker()
+    ck.on_apply("a", 1, 2, 1, ("c1", 1))
+    ck.on_ack(("c1", 1), 2)                              # acked after an apply...
+    state(ck, "b", FakeLog([(1, 1, noop()), (2, 1, usr(("c1", 1)))]), commit=2)
+    ck.check_acked_committed()                           # ...that was committed: fine
+    ck.on_apply("a", 1, 3, 1, ("c1", 2))
+    ck.on_ack(("c1", 2), 3)                              # acked, but index 3 never committed
+    with pytest.raises(Violation, match="ack_applied"):
+        ck.check_acked_committed()
