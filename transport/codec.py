@@ -101,8 +101,11 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 
 def _list_hook(items: list[Any]) -> Any:
-    if items and type(items[0]) is _Mark:
-        return items[0].build(items[1:])
+    if items:
+        mark = items[0]
+        if type(mark) is _Mark:
+            del items[0]  # the list is fresh from the unpacker: cheaper than slicing a copy
+            return mark.build(items)
     return items
 
 
