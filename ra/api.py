@@ -181,6 +181,7 @@ class Client:
         queue = list(cands)
         last_err: RaError | None = None
         target = queue.pop(0)
+        unreachable: set[ServerId] = set()   # members that answered NoProc/NodeDown this round
         while True:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
@@ -192,6 +193,9 @@ class Client:
             except (NoProc, NodeDown) as e:
                 last_err = e
                 res = None
+                unreachable.add(target)
+                if unreachable >= set(cands):
+                    raise      # no member can be reached at all: say so at once (ra: noproc)
             except Timeout:
                 raise Timeout(f"no answer from {target} within {t} s", server=target) from None
             if res is not None:
@@ -209,6 +213,7 @@ class Client:
             # no leader known here: try the next member, then wait for an election
             if not queue:
                 queue = [c for c in cands if c != target] or list(cands)
+                unreachable.clear()
                 time.sleep(_NO_LEADER_BACKOFF)   # an election is running; nothing to wait on
             target = queue.pop(0)
 

@@ -147,6 +147,7 @@ class ServerProc:
         res = registry.register(self.mb, self.id.name, self.node, timeout=5.0)
         if res != "ok":
             raise RuntimeError(f"cannot register {self.id.name!r} on {self.node}: {res}")
+        self._report_metrics()
         try:
             self.mb.call(registry.node_endpoint(self.node), (fd.TAG, "subscribe",
                                                              self.mb.address), timeout=2.0)

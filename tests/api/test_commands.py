@@ -1,0 +1,150 @@
+"""Commands, pipelines and queries (↔ ra_SUITE, ra_2_SUITE)."""
+from __future__ import annotations
+
+import pytest
+
+import ra
+from ra.testing import machines as M
+from tests.api.conftest import COUNTER, KV, leader_of, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cluster(three):
+    ids = [three.sid("c", i) for i in range(3)]
+    ra.start_cluster("c", COUNTER, ids)
+    return ids
+
+
+def _follower(ids):
+    leader = leader_of(ids)
+    return next(s for s in ids if s != leader), leader
+
+
+def test_process_command_sent_to_follower_is_redirected(cluster):
+    follower, leader = _follower(cluster)
+    reply, via = ra.process_command(follower, 3)
+    assert reply == 3 and via == leader
+
+
+def test_pipeline_command_to_follower_yields_rejected_naming_leader(cluster):
+    follower, leader = _follower(cluster)
+    with ra.Client() as c:
+        c.pipeline_command(follower, 1, correlation="c1")
+        ev = c.receive(timeout=5)
+    assert ev.event == ("rejected", ("not_leader", leader, "c1"))
+    assert ev.leader == leader
+
+
+def test_pipeline_command_applied_events_are_batched_with_correlations(cluster):
+    leader = leader_of(cluster)
+    with ra.Client() as c:
+        for i in range(50):
+            c.pipeline_command(leader, 1, correlation=i, priority="normal")
+        got = {}
+        while len(got) < 50:
+            ev = c.receive(timeout=5)
+            assert ev.leader == leader and ev.event[0] == "applied"
+            got.update(dict(ev.event[1]))
+    assert sorted(got) == list(range(50))
+    assert sorted(got.values()) == list(range(1, 51))   # each reply is the running total
+
+
+def test_low_priority_pipeline_commands_are_all_applied(cluster):
+    leader = leader_of(cluster)
+    with ra.Client() as c:
+        for i in range(200):
+            c.pipeline_command(leader, 1, correlation=i)     # default priority: low
+        n = 0
+        while n < 200:
+            ev = c.receive(timeout=5)
+            n += len(ev.event[1])
+    assert ra.consistent_query(leader, M.get_state)[0] == 200
+
+
+def test_pipeline_without_correlation_sends_no_event(cluster):
+    leader = leader_of(cluster)
+    with ra.Client() as c:
+        c.pipeline_command(leader, 5)
+        wait_for(lambda: ra.consistent_query(leader, M.get_state)[0] == 5, what="applied")
+        with pytest.raises(ra.Timeout):
+            c.receive(timeout=0.2)
+
+
+def test_consistent_query_after_n_commands_sees_all(cluster):
+    for _ in range(25):
+        ra.process_command(cluster, 1)
+    for sid in cluster:       # from any member: the query goes to the leader
+        assert ra.consistent_query(sid, M.get_state)[0] == 25
+
+
+def test_local_and_leader_query(cluster):
+    ra.process_command(cluster, 7)
+    leader = leader_of(cluster)
+    (idx, term), value, lead = ra.leader_query(cluster[0], M.get_state)
+    assert value == 7 and lead == leader and idx >= 2 and term >= 1
+    for sid in cluster:
+        wait_for(lambda: ra.local_query(sid, M.get_state)[1] == 7, what="follower applied")
+
+
+def test_query_function_forms(three):
+    ids = [three.sid("kv", i) for i in range(3)]
+    ra.start_cluster("kv", KV, ids)
+    assert ra.process_command(ids, ("put", "a", 1))[0] == "ok"
+    assert ra.consistent_query(ids, ("ra.testing.machines", "get_key", ["a"]))[0] == 1
+    assert ra.consistent_query(ids, "ra.testing.machines:get_state")[0] == {"a": 1}
+    with pytest.raises(ra.RaError, match="query crashed"):
+        ra.consistent_query(ids, M.crash_on)
+    # the server survived the failing query
+    assert ra.process_command(ids, ("get", "a"))[0] == 1
+
+
+def test_terms_round_trip_through_log_and_replies(three):
+    ids = [three.sid("kv", i) for i in range(3)]
+    ra.start_cluster("kv", KV, ids)
+    value = {"t": (1, 2), "b": b"\x00\xff", "s": {1, 2}, "f": frozenset({3}), "big": 2 ** 100,
+             "l": [1, (2, [3])], "sid": ra.ServerId("x", "h:1"), "n": None, "x": 1.5}
+    ra.process_command(ids, ("put", ("k", 1), value))
+    assert ra.process_command(ids, ("get", ("k", 1)))[0] == value
+    got = ra.consistent_query(ids, M.get_state)[0][("k", 1)]
+    assert got == value and type(got["t"]) is tuple and type(got["f"]) is frozenset
+
+
+def test_members_and_members_info(cluster):
+    members, leader = ra.members(cluster[2])
+    assert sorted(members) == sorted(cluster) and leader in cluster
+    info = ra.members_info(cluster[0])
+    assert set(info) == set(cluster)
+    assert info[leader]["status"] == "leader"
+
+
+def test_key_metrics_answered_by_the_node(cluster):
+    leader = leader_of(cluster)
+    ra.process_command(cluster, 1)
+    m = wait_for(lambda: (lambda m: m if m["state"] == "leader" else None)(
+        ra.key_metrics(leader)), what="leader metrics")
+    assert m["term"] >= 1 and m["membership"] == "voter"
+
+
+def test_ping(cluster):
+    assert ra.ping(cluster[0]) == "pong"
+
+
+def test_transfer_leadership(cluster):
+    leader = leader_of(cluster)
+    target = next(s for s in cluster if s != leader)
+    for _ in range(3):
+        ra.process_command(cluster, 1)
+    assert ra.transfer_leadership(leader, target) == "ok"
+    wait_for(lambda: leader_of(cluster) == target, what="target leads")
+    assert ra.transfer_leadership(target, target) == "already_leader"
+    assert ra.process_command(cluster, 1)[0] == 4
+
+
+def test_trigger_election_moves_leadership(cluster):
+    leader = leader_of(cluster)
+    other = next(s for s in cluster if s != leader)
+    ra.trigger_election(other)
+    wait_for(lambda: ra.key_metrics(other)["term"] > 1, what="new term")
+    assert ra.process_command(cluster, 2)[0] == 2
