@@ -225,6 +225,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--max-batch-bytes", type=int, default=32 << 20)
     ap.add_argument("--error-exit-after", type=float, default=1.0,
                     help="seconds a failed WAL keeps answering overview before exiting 1")
+    ap.add_argument("--inject-fault", default=None, metavar="CALL:ERRNO:AFTER",
+                    help="testing: fail CALL (write|fdatasync) with ERRNO (e.g. EIO) after "
+                         "AFTER successful calls, through the wal.osio seam")
     return ap.parse_args(argv)
 
 
@@ -240,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         stop = True
 
     signal.signal(signal.SIGTERM, _term)
+    if a.inject_fault:
+        import errno as _errno
+        call, err, after = a.inject_fault.split(":")
+        fos = osio.FaultyOS()
+        osio.set_os(fos)
+        fos.arm(call, getattr(_errno, err), int(after))
     mb = Mailbox(a.endpoint)
     sw = a.segment_writer
     wal = Wal(a.wal_dir, a.data_dir, mb.cast, max_size_bytes=a.max_size_bytes,
@@ -251,10 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     max_bytes = a.max_batch_bytes
     recv = mb.recv
     while not stop:
+        if failed_at is not None and time.monotonic() - failed_at > a.error_exit_after:
+            wal.close()
+            mb.close()
+            return 1
         env = recv(0.2)
         if env is None:
-            if failed_at is not None and time.monotonic() - failed_at > a.error_exit_after:
-                return 1
             continue
         reqs: list[Append] = []
         nbytes = 0

@@ -79,11 +79,16 @@ def run_kill_scenario(tmp: str, procs: Procs, seed: int, writers: int = 10, n: i
             def reached() -> bool:
                 done = sum(_progress(r + ".progress") for r in reports.values())
                 return done >= pt or all(p.poll() is not None for p in ws)
-            wait_for(reached, 60, f"{pt:.0f} confirmed entries")
+            try:
+                wait_for(reached, 60, f"{pt:.0f} confirmed entries")
+            except AssertionError:
+                prog = {u: _progress(r + ".progress") for u, r in reports.items()}
+                raise AssertionError(f"stalled: progress {prog}, writers "
+                                     f"{[p.poll() for p in ws]}, wal {wal_overview(mb, wal_ep)}")
             procs.kill(wal, signal.SIGKILL)       # the WAL dies ...
             procs.kill(sw, signal.SIGKILL)        # ... rest_for_one takes the writer down too
             wal = procs.spawn(*wal_args, log=log)
-            ov = wait_for(lambda: wal_overview(mb, wal_ep), 20, "WAL ready after restart")
+            ov = wait_for(lambda: wal_overview(mb, wal_ep), 30, "WAL ready after restart")
             recovered.append(ov["recovered_entries"])
             sw = procs.spawn(*sw_args, log=log)
         for p in ws:
@@ -96,7 +101,9 @@ def run_kill_scenario(tmp: str, procs: Procs, seed: int, writers: int = 10, n: i
         for uid, path in reports.items():
             with open(path) as f:
                 reps[uid] = json.load(f)
-            assert reps[uid]["last_written"] == n
+            # the writer stops once it has n entries and all are confirmed (an overwrite near
+            # the end may leave a few more than n)
+            assert reps[uid]["last_written"] == reps[uid]["last"] >= n
         _verify(data, reps)
         # the kills landed while data was in flight: restarts had WAL files to recover
         assert sum(recovered) > 0, recovered
@@ -111,6 +118,49 @@ def test_sigkill_wal_with_10_writers(tmp_path: Any, procs: Procs, seed: int) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("RA_SOAK"), reason="soak only (make soak / RA_SOAK=1)")
 @pytest.mark.parametrize("seed", range(3, 23))
 def test_sigkill_wal_with_10_writers_many_seeds(tmp_path: Any, procs: Procs, seed: int) -> None:
     run_kill_scenario(str(tmp_path), procs, seed, n=600, kills=5)
+
+
+@pytest.mark.parametrize("fault", ["fdatasync:EIO:3", "write:ENOSPC:3"])
+def test_fault_reported_then_restart_carries_on(tmp_path: Any, procs: Procs, fault: str) -> None:
+    """A real WAL process hits EIO/ENOSPC (injected at the OS seam): it stops confirming,
+    reports the error in its overview and to writers, exits 1; restarted (as its supervisor
+    would), the writers carry on and no confirmed entry is lost."""
+    tmp = str(tmp_path)
+    data = os.path.join(tmp, "data")
+    os.makedirs(data)
+    ep = f"ipc://{tmp}/wal.sock"
+    args = ["-m", "wal.wal", "--wal-dir", os.path.join(data, "wal"), "--data-dir", data,
+            "--endpoint", ep]
+    log = os.path.join(tmp, "procs.log")
+    mb = Mailbox(None)
+    try:
+        wal = procs.spawn(*args, "--inject-fault", fault, "--error-exit-after", "3", log=log)
+        wait_for(lambda: wal_overview(mb, ep), 20, "WAL ready")
+        reports = {f"w{i}": os.path.join(tmp, f"w{i}.json") for i in range(3)}
+        ws = [procs.spawn("-m", "tests.wal.writer_proc", "--wal", ep, "--uid", uid,
+                          "--data-dir", data, "--n", "400", "--seed", str(i), "--report", rep,
+                          "--deadline", "60", log=log)
+              for i, (uid, rep) in enumerate(reports.items())]
+        ov = wait_for(lambda: (o := wal_overview(mb, ep)) and o["failed"] and o, 30,
+                      "WAL to report the fault")
+        assert fault.split(":")[1] in ov["error"] or "Errno" in ov["error"]
+        confirmed_at_fault = {u: _progress(r + ".progress") for u, r in reports.items()}
+        assert wal.wait(20) == 1                  # exits 1 so that its supervisor restarts it
+        wal = procs.spawn(*args, log=log)
+        wait_for(lambda: wal_overview(mb, ep), 20, "WAL ready after restart")
+        for p in ws:
+            assert p.wait(60) == 0
+        procs.kill(wal, signal.SIGTERM)
+        reps = {}
+        for uid, path in reports.items():
+            with open(path) as f:
+                reps[uid] = json.load(f)
+            assert reps[uid]["last_written"] >= confirmed_at_fault[uid]
+        assert any(r["saw_wal_error"] for r in reps.values())   # writers were told
+        _verify(data, reps)
+    finally:
+        mb.close()

@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     prog = open(a.report + ".progress", "a")
     last_progress = time.monotonic()
     reported = log.last_written()[0]
+    saw_error = False
     while time.monotonic() < end:
         last = log.last_index_term()[0]
         lw = log.last_written()[0]
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 if log.handle_written(ev):
                     last_progress = time.monotonic()
             env = mb.recv(0)
+        saw_error = saw_error or log.wal_error is not None
         lw = log.last_written()[0]
         if lw != reported:
             prog.write(f"{lw}\n")
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     terms = {i: log.fetch_term(i) for i in range(1, log.last_index_term()[0] + 1)}
     with open(a.report + ".tmp", "w") as f:
         json.dump({"last_written": lw, "last": log.last_index_term()[0], "terms": terms,
-                   "wal_error": log.wal_error}, f)
+                   "wal_error": log.wal_error, "saw_wal_error": saw_error}, f)
     os.replace(a.report + ".tmp", a.report)
     mb.close()
     return 0 if lw >= a.n else 2
