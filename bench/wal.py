@@ -1,4 +1,4 @@
-"""W8: the WAL alone. No ra equivalent (ra measures this with its own ra_bench).
+"""No ra equivalent (ra measures this with its ra_bench). W8: the WAL alone.
 
 S writer processes (1, 10, 100), forked from this process, each keep a window of 64 1 KiB
 entries (batches of 16) in flight to a real WAL process (``python -m wal.wal``) over ipc, sending a new batch as soon as

@@ -1,5 +1,5 @@
-"""The node's write-ahead log: the WAL process and the segment writer. Mirrors ra_log_wal.erl
-and ra_log_segment_writer.erl. Message protocol: see :mod:`wal.wal`.
+"""Mirrors ra_log_wal.erl and ra_log_segment_writer.erl (their client side and wiring): the
+node's write-ahead log process and segment writer. Message protocol: see :mod:`wal.wal`.
 
 :func:`child_specs` gives the log supervisor's children (WAL first, then the segment writer:
 rest_for_one, so a WAL crash restarts the writer too). :func:`wal_argv` /

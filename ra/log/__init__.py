@@ -1,4 +1,4 @@
-"""The durable log behind ``ra.core.log.Log``. Mirrors ra_log.erl (package: ra_log_*)."""
+"""Mirrors ra_log.erl (package: ra_log_*). The durable log behind ``ra.core.log.Log``."""
 from ra.log.log import DiskLog
 from ra.log.memtable import Memtable
 from ra.log.meta import CorruptMeta, DiskMeta
