@@ -282,3 +282,29 @@ def test_bad_listen_and_bad_factory_fail_fast(tmp_path: Path):
     with pytest.raises(RaError, match="log_children"):
         node.spawn_daemon({"data_dir": str(tmp_path / "c"), "log_children": "no_such:thing"},
                           lifeline=True)
+
+
+def test_server_supervisor_gives_up_and_root_restarts_it(tmp_path: Path):
+    addr = node.start_in(str(tmp_path))
+    with Mailbox(None) as mb:
+        ep = node.to_endpoint(addr)
+        for n in ("a", "b"):
+            mb.call(ep, ("start_server_child", {"id": n, "target": T + "sleeper"}))
+        b = {i: p for i, p, _r in mb.call(ep, ("which_server_children",))}["b"]
+        pid = {i: p for i, p, _r in mb.call(ep, ("which_server_children",))}["a"]
+        for _ in range(11):  # intensity 10 in 5 s: the 11th restart makes it give up
+            os.kill(pid, signal.SIGKILL)
+            assert wait_for(lambda old=pid: mb.call(ep, ("which_server_children",)) == [] or
+                            dict((i, p) for i, p, _r in
+                                 mb.call(ep, ("which_server_children",))).get("a")
+                            not in (None, old), 5)
+            rows = mb.call(ep, ("which_server_children",))
+            if rows == []:
+                break
+            pid = dict((i, p) for i, p, _r in rows)["a"]
+        # OTP: the restarted server supervisor comes back with its static children only
+        assert mb.call(ep, ("which_server_children",)) == []
+        assert wait_for(lambda: not alive(b), 5)  # its other server was stopped with it
+        tree = mb.call(ep, ("status",))["tree"]
+        assert tree["restarts"] == 1 and tree["children"][1]["pid"] is not None
+        assert mb.call(ep, ("ping",)) == "pong"

@@ -346,3 +346,24 @@ def test_kill_9_of_the_supervising_process_leaves_no_orphan(tmp_path: Path, clea
     while time.monotonic() < deadline and not all(gone(k) for k in kids):
         psutil.wait_procs([psutil.Process(k) for k in kids if not gone(k)], timeout=0.1)
     assert all(gone(k) for k in kids)
+
+
+def test_auto_shutdown_any_significant(loop, forkserver):
+    exits: list[str] = []
+    specs = [ChildSpec("other", SLEEP, shutdown="brutal_kill"),
+             ChildSpec("key", Fork(T + "sleeper"), restart="transient", significant=True)]
+    sup = start_link(loop, SupFlags(auto_shutdown="any_significant"), specs,
+                     forkserver=forkserver, on_exit=exits.append)
+    other, key = pids(sup)["other"], pids(sup)["key"]
+    os.kill(key, signal.SIGKILL)  # abnormal: a transient child is restarted, no shutdown
+    assert changed(loop, sup, "key", key)
+    assert exits == []
+    key = pids(sup)["key"]
+    sup.terminate_child("key")  # an explicit terminate_child does not trigger auto_shutdown
+    assert exits == [] and pids(sup)["other"] == other
+    assert sup.restart_child("key") not in (None, key)
+    # a normal exit of the significant transient child shuts the supervisor down
+    graceful = ChildSpec("g", Fork(T + "exit_with", (0,)), restart="transient", significant=True)
+    sup.start_child(graceful)
+    assert loop.run_until(lambda: exits == ["shutdown"], 5)
+    assert gone(other) and sup.stopped == "shutdown"
