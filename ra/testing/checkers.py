@@ -31,6 +31,12 @@ Invariants (names are what ``Violation.check`` carries and what ``disabled`` acc
     An acknowledged command was applied at exactly the index its reply names.
 ``query_linearizable``
     A consistent query sees every command acknowledged before the query was issued.
+``durable_ack``
+    A follower acknowledges (``AppendEntriesReply.last_index``) only entries its storage holds
+    durably; a vote is granted only once the voter's term and vote are durable.
+``durable_commit``
+    When a leader advances its commit index, a majority of its configuration holds every newly
+    committed entry durably.
 """
 from __future__ import annotations
 
@@ -42,7 +48,7 @@ __all__ = ["Violation", "LogView", "SafetyChecker", "CHECKS", "usr_payload", "ch
 CHECKS: tuple[str, ...] = (
     "election_safety", "log_matching", "commit_monotonic", "commit_in_log", "committed_prefix",
     "leader_completeness", "apply_committed", "state_machine_safety", "ack_applied",
-    "query_linearizable",
+    "query_linearizable", "durable_ack", "durable_commit",
 )
 
 
@@ -339,6 +345,46 @@ class SafetyChecker:
                            f"command {cmd!r} was acknowledged at index {idx} but "
                            + ("no commit of that index was ever seen" if c is None else
                               f"{c.command!r} is committed there"))
+
+    # -- durability (fed by a harness that can see what storage holds durably) ------------------
+    def on_ack_sent(self, server: Any, last_index: int, last_term: int,
+                    durable_term: int | None) -> None:
+        """``server`` told a leader it durably holds ``last_index`` at ``last_term``;
+        ``durable_term`` is the term its durable storage really holds there (None: nothing)."""
+        if last_index > 0 and durable_term != last_term and self._on("durable_ack"):
+            self._fail("durable_ack",
+                       f"{_s(server)} acknowledged index {last_index} term {last_term} but its "
+                       f"durable storage holds "
+                       + ("nothing there" if durable_term is None else f"term {durable_term}"))
+
+    def on_vote_sent(self, server: Any, term: int, candidate: Any,
+                     durable: tuple[int, Any]) -> None:
+        """``server`` granted ``candidate`` its vote in ``term``; ``durable`` is the (term,
+        voted_for) its meta store holds durably."""
+        # a durable later term also settles it: the voter can never vote in ``term`` again
+        if durable != (term, candidate) and durable[0] <= term and self._on("durable_ack"):
+            self._fail("durable_ack",
+                       f"{_s(server)} granted its vote in term {term} to {_s(candidate)} but "
+                       f"durably holds term {durable[0]} voted_for {_s(durable[1])}")
+
+    def on_leader_commit(self, leader: Any, term: int, lo: int, hi: int,
+                         holders: dict[Any, Any]) -> None:
+        """Leader ``leader`` advanced its commit index over ``lo..hi``. ``holders`` maps each
+        member of its configuration to a function ``idx -> durable term at idx | None``, or
+        ``"snapshot"`` when a durable snapshot covers ``idx``."""
+        if not self._on("durable_commit") or not holders:
+            return
+        need = len(holders) // 2 + 1
+        for idx in range(lo, hi + 1):
+            c = self.committed.get(idx)
+            if c is None:
+                continue
+            have = [m for m, f in holders.items() if f(idx) in (c.term, "snapshot")]
+            if len(have) < need:
+                self._fail("durable_commit",
+                           f"{_s(leader)} (term {term}) committed index {idx} (term {c.term}) "
+                           f"but only {[_s(m) for m in have]} of {len(holders)} members hold "
+                           f"it durably")
 
     def on_query_issued(self, qid: Any) -> None:
         """A consistent query was issued; it must see every command acknowledged so far."""

@@ -92,6 +92,17 @@ class CheckedLog(MemoryLog):
         super().write(entries)
         self._sim.checker.on_entries_written(self._sid, entries, prev)
 
+    def durable_term(self, idx: int) -> int | None:
+        """The term storage holds *durably* at ``idx`` (what a crash would keep), None if
+        nothing; reads MemoryLog's durable image (``_d_entries`` / ``_d_snap``)."""
+        e = self._d_entries.get(idx)
+        if e is not None:
+            return e[1]
+        snap = self._d_snap
+        if snap is not None and idx <= snap[0].index:
+            return snap[0].term if idx == snap[0].index else -1   # -1: covered, term unknown
+        return None
+
     def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> Any:
         state = super().install_snapshot(meta, data)
         self._sim.checker.on_snapshot_installed(self._sid, meta.index, meta.term)
@@ -508,6 +519,11 @@ class SimCluster(ClientDriver):
             self.note(s.sid, f"{old_role or 'start'} -> {st.role} (term {st.current_term})")
         self.checker.on_server_state(s.sid, s.inc, st.role, st.current_term, st.commit_index,
                                      st.last_applied, s.log)
+        if st.role == "leader" and old_commit is not None and st.commit_index > old_commit \
+                and old_role == "leader":
+            self.checker.on_leader_commit(
+                s.sid, st.current_term, old_commit + 1, st.commit_index,
+                {m: self._durable_view(m) for m in st.cluster if m in self.servers})
         for e in effects:
             self._effect(s, e)
         if not self.faults_over and self.auto_faults:
@@ -534,6 +550,14 @@ class SimCluster(ClientDriver):
             s.sync_due = True
             self.schedule(self.rng.randint(*self.profile.sync_ms), "sync", s.sid, s.inc)
 
+    def _durable_view(self, sid: Any) -> Callable[[int], Any]:
+        log = self.servers[sid].log
+
+        def term_at(idx: int) -> Any:
+            t = log.durable_term(idx)
+            return "snapshot" if t == -1 else t
+        return term_at
+
     def _buggify(self, s: SimServer, effects: list[Any]) -> None:
         """Targeted crash right after a granted vote or a successful append reply went out."""
         p = self.profile
@@ -552,6 +576,13 @@ class SimCluster(ClientDriver):
 
     def _effect(self, s: SimServer, e: Any) -> None:
         if isinstance(e, SendRpc):
+            m = e.msg
+            if isinstance(m, AppendEntriesReply) and m.success:
+                self.checker.on_ack_sent(s.sid, m.last_index, m.last_term,
+                                         _covered(s.log.durable_term(m.last_index), m.last_term))
+            elif isinstance(m, RequestVoteResult) and m.vote_granted:
+                self.checker.on_vote_sent(s.sid, m.term, e.to,
+                                          (s.meta._d_term, s.meta._d_voted_for))
             if e.to not in self.servers:
                 return
             for d in self.net.fates(s.sid, e.to):
@@ -671,6 +702,11 @@ class SimCluster(ClientDriver):
 
 def _n(sid: Any) -> str:
     return str(getattr(sid, "name", sid))
+
+
+def _covered(durable: int | None, want: Any) -> Any:
+    """A durable snapshot covering an index counts as holding it (-1 marks "covered")."""
+    return want if durable == -1 else durable
 
 
 def replay_command(seed: int, servers: int | None = None, profile: str | None = None,

@@ -13,8 +13,9 @@ simulator's. Why each profile:
   right after election or after a commit: Raft's figure 8.
 * ``forget_voted_for`` / ``elections``: voters crash right after granting a vote and come back
   before the rival candidate's request arrives: two leaders in one term.
-* ``ack_before_durable`` / ``durability``: slow syncs and followers crashing right after acking:
-  a "durable" majority loses a committed entry.
+* ``ack_before_durable`` / ``durability``: caught at once by ``durable_ack`` (an ack names an
+  entry storage does not hold durably); with the durability checks off, slow syncs and followers
+  crashing right after acking make a "durable" majority lose a committed entry.
 * ``apply_before_commit``: caught at once by ``apply_committed``; with that check switched off,
   by state-machine safety under partitions (an applied entry is later replaced).
 """
@@ -36,8 +37,9 @@ HUNTS: dict[str, tuple[str, int, int, frozenset[str]]] = {
     "apply_before_commit": ("partitions", 3, 50, frozenset()),
 }
 DEEP_HUNTS = {
-    # the same bug must also be caught by the end-to-end checks, not only the local one
+    # the same bugs must also be caught by the end-to-end checks, not only the local ones
     "apply_before_commit": ("partitions", 3, 100, frozenset({"apply_committed"})),
+    "ack_before_durable": ("durability", 3, 150, frozenset({"durable_ack", "durable_commit"})),
 }
 
 

@@ -287,3 +287,33 @@ def test_acked_command_never_committed_is_caught_at_the_end() -> None:
     ck.on_ack(("c1", 2), 3)                              # acked, but index 3 never committed
     with pytest.raises(Violation, match="ack_applied"):
         ck.check_acked_committed()
+
+
+# -- durability --------------------------------------------------------------------------------
+
+def test_ack_of_a_non_durable_entry_is_caught() -> None:
+    ck = SafetyChecker()
+    ck.on_ack_sent("a", 3, 2, 2)                          # durable at term 2: fine
+    ck.on_ack_sent("a", 0, 0, None)                       # nothing acked: fine
+    with raises("durable_ack"):
+        ck.on_ack_sent("b", 3, 2, None)
+
+
+def test_vote_before_its_term_is_durable_is_caught() -> None:
+    ck = SafetyChecker()
+    ck.on_vote_sent("a", 3, "c", (3, "c"))
+    ck.on_vote_sent("a", 3, "c", (4, "d"))                # a later durable term settles it
+    with raises("durable_ack"):
+        ck.on_vote_sent("b", 3, "c", (2, None))
+
+
+def test_commit_without_a_durable_majority_is_caught() -> None:
+    ck = SafetyChecker()
+    log = FakeLog([(1, 1, noop()), (2, 1, usr("x"))])
+    state(ck, "a", log, "leader", term=1, commit=2)
+    durable: dict[str, Any] = {"a": lambda i: 1, "b": lambda i: "snapshot",
+                               "c": lambda i: None}
+    ck.on_leader_commit("a", 1, 1, 2, durable)
+    durable["b"] = lambda i: None
+    with raises("durable_commit"):
+        ck.on_leader_commit("a", 1, 1, 2, durable)
