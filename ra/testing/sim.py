@@ -32,97 +32,23 @@ from ra.core.effects import (
     Cast, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
     StartElectionTimeout, StartHeartbeatTimeout,
 )
-from ra.core.machine import ReleaseCursor
 from ra.core.messages import (
-    AppendEntriesReply, RequestVoteResult, ElectionTimeout, HeartbeatTimeout, LeaderDown, MetaWritten, SnapshotMeta, TriggerElection,
-    Written,
+    AppendEntriesReply, ElectionTimeout, HeartbeatTimeout, LeaderDown, RequestVoteResult,
+    TriggerElection,
 )
 from ra.core.types import ServerId
 from ra.testing.checkers import SafetyChecker, Violation
-from ra.testing.memory import MemoryLog, MemoryMeta
+from ra.testing.memory import MemoryMeta
 from ra.testing.sim_clients import ClientDriver, SimClient
 from ra.testing.sim_fmt import fmt_msg
 from ra.testing.sim_net import PROFILES, Network, Profile, calm, scenario_for_seed
+from ra.testing.sim_nodes import CheckedLog, SimMachine
 
 __all__ = ["SimCluster", "SimResult", "SimMachine", "CheckedLog", "run_seed", "replay_command",
            "main", "CORE_BUGS", "ALL_BUGS"]
 
 CORE_BUGS = frozenset(server.BUGS)
 ALL_BUGS = CORE_BUGS | {"ack_before_durable"}
-
-
-class SimMachine:
-    """The simulated state machine: state ``(count, last_index)``; the reply to a command is
-    ``(index, count)``, so a client learns where its command was applied. Every ``snapshot_every``
-    applies it emits ``ReleaseCursor``. Each apply is reported to the checker."""
-
-    def __init__(self, sim: "SimCluster", sid: Any, snapshot_every: int) -> None:
-        self.sim, self.sid, self.every = sim, sid, snapshot_every
-
-    def init(self, config: Any) -> tuple[int, int]:
-        return (0, 0)
-
-    def apply(self, meta: dict[str, Any], cmd: Any, state: Any) -> tuple[Any, Any, list[Any]]:
-        idx = meta["index"]
-        count = state[0] + 1
-        new = (count, idx)
-        self.sim.on_apply(self.sid, idx, meta["term"], cmd)
-        effects: list[Any] = []
-        if self.every and count % self.every == 0:
-            effects.append(ReleaseCursor(idx, new))
-        return new, (idx, count), effects
-
-
-class CheckedLog(MemoryLog):
-    """``MemoryLog`` that reports every write to the checker (for log matching)."""
-
-    def __init__(self, sim: "SimCluster", sid: Any, **kw: Any) -> None:
-        super().__init__(**kw)
-        self._sim, self._sid = sim, sid
-
-    def append(self, entry: tuple[int, int, Any]) -> None:
-        prev = self.fetch_term(entry[0] - 1)
-        super().append(entry)
-        self._sim.checker.on_entries_written(self._sid, [entry], prev)
-
-    def write(self, entries: list[tuple[int, int, Any]]) -> None:
-        if not entries:
-            return
-        prev = self.fetch_term(entries[0][0] - 1)
-        super().write(entries)
-        self._sim.checker.on_entries_written(self._sid, entries, prev)
-
-    def durable_term(self, idx: int) -> int | None:
-        """The term storage holds *durably* at ``idx`` (what a crash would keep), None if
-        nothing; reads MemoryLog's durable image (``_d_entries`` / ``_d_snap``)."""
-        e = self._d_entries.get(idx)
-        if e is not None:
-            return e[1]
-        snap = self._d_snap
-        if snap is not None and idx <= snap[0].index:
-            return snap[0].term if idx == snap[0].index else -1   # -1: covered, term unknown
-        return None
-
-    def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> Any:
-        state = super().install_snapshot(meta, data)
-        self._sim.checker.on_snapshot_installed(self._sid, meta.index, meta.term)
-        self._sim.stats["snapshots_installed"] += 1
-        self._sim.note(self._sid, f"installed snapshot at {meta.index}")
-        return state
-
-    def update_release_cursor(self, idx: int, term: int, cluster: tuple[Any, ...],
-                              machine_version: int, machine_state: Any) -> None:
-        before = self.snapshot_index_term()[0]
-        srv = self._sim.servers.get(self._sid)
-        if srv is not None and srv.state is not None and srv.alive:
-            # record what is committed before the entries vanish into the snapshot
-            st = srv.state
-            self._sim.checker.on_commit_progress(self._sid, srv.inc, st.current_term,
-                                                 st.commit_index, self)
-        super().update_release_cursor(idx, term, cluster, machine_version, machine_state)
-        if self.snapshot_index_term()[0] > before:
-            self._sim.stats["snapshots_taken"] += 1
-            self._sim.checker.on_snapshot_installed(self._sid, idx, term)
 
 
 @dataclass(slots=True)
