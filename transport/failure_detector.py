@@ -31,9 +31,9 @@ from typing import Callable, Iterable
 from transport.clock import Clock, MonotonicClock
 from transport.envelope import Envelope
 from transport.mailbox import Mailbox
-from transport.registry import node_endpoint
+from transport.registry import invalidate_node, node_endpoint
 
-__all__ = ["TAG", "Detector", "FailureDetector", "UP", "DOWN", "UNKNOWN"]
+__all__ = ["TAG", "Detector", "FailureDetector", "UP", "DOWN", "UNKNOWN", "apply_node_event"]
 
 TAG = "$ra_fd"
 UP = "up"
@@ -198,3 +198,20 @@ class FailureDetector:
                 self.mailbox.cast(addr, ev)
             for cb in self.callbacks:
                 cb(*ev)
+
+
+def apply_node_event(mailbox: Mailbox, payload: object) -> bool:
+    """For a subscriber: apply a ``("nodeup" | "nodedown", node)`` cast to ``mailbox``.
+
+    On nodedown, calls to endpoints resolved on that node fail with ``NodeDown`` at once; on
+    nodeup that stops and the node's cached endpoints are dropped (a restarted daemon's
+    servers may have moved). Returns ``False`` (and does nothing) for any other payload.
+    """
+    if not (type(payload) is tuple and len(payload) == 2 and payload[0] in ("nodeup", "nodedown")
+            and type(payload[1]) is str):
+        return False
+    ev, node = payload
+    mailbox.set_node_down(node_endpoint(node), ev == "nodedown")
+    if ev == "nodeup":
+        invalidate_node(mailbox, node)
+    return True

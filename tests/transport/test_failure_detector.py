@@ -111,3 +111,26 @@ def test_socket_part_with_fake_clock(ipc_dir: Path) -> None:
         assert seen == [("nodeup", b_node), ("nodedown", b_node)]
         assert fa.detector.status(b_node) == DOWN
         assert not fa.handle(env._replace(payload=("something", "else")))
+
+
+@pytest.mark.integration
+def test_apply_node_event_makes_calls_fail_fast_and_drops_cache(peers: Peers,
+                                                                ipc_dir: Path) -> None:
+    from ra.errors import NodeDown
+    from transport.failure_detector import apply_node_event
+    from transport.registry import call_name, resolve
+
+    _, daemon = peers.start("daemon", "tcp://127.0.0.1:0")
+    node = daemon[len("tcp://"):]
+    peers.start("echo", "tcp://127.0.0.1:0", "name=kv", f"node={node}")
+    with Mailbox(f"ipc://{ipc_dir}/me.sock") as mb:
+        assert call_name(mb, ("kv", node), 1) == ("echo", 1)
+        assert apply_node_event(mb, ("nodedown", node))
+        t0 = time.monotonic()
+        with pytest.raises(NodeDown):
+            call_name(mb, ("kv", node), 2, timeout=5)
+        assert time.monotonic() - t0 < 0.05
+        assert apply_node_event(mb, ("nodeup", node))
+        assert call_name(mb, ("kv", node), 3) == ("echo", 3)  # re-resolved, reachable again
+        assert resolve(mb, "kv", node)
+        assert not apply_node_event(mb, ("other", node))
