@@ -36,6 +36,7 @@ class Op:
     hops: int = 0
     target: Any = None
     final: bool = False
+    low: bool = False            # low-priority command (batched by the leader)
 
 
 @dataclass(slots=True)
@@ -102,7 +103,8 @@ class ClientDriver:
 
     def _issue_cmd(self, c: SimClient, final: bool = False) -> None:
         c.seq += 1
-        c.op = Op("cmd", c.seq, (c.name, c.seq), self.now, final=final)
+        c.op = Op("cmd", c.seq, (c.name, c.seq), self.now, final=final,
+                  low=self.rng.random() < self.profile.low_ratio)
         self.stats["commands"] += 1
         self._send_op(c)
 
@@ -149,7 +151,8 @@ class ClientDriver:
             op.target = c.leader if c.leader is not None else self.random_member()
         frm = ("call", c.name, op.req, op.attempt)
         if op.kind == "cmd":
-            msg: Any = Command("usr", op.arg, ("await", frm), "normal", self.now)
+            msg: Any = Command("usr", op.arg, ("await", frm), "low" if op.low else "normal",
+                               self.now)
         elif op.kind == "query":
             msg = ConsistentQuery(frm, query_state)
         elif op.kind in ("join", "leave"):

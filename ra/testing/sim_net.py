@@ -56,7 +56,7 @@ class Profile:
     notify_ratio: float = 0.1
     low_ratio: float = 0.1
     call_timeout_ms: int = 600
-    fault_ms: int = 1200
+    fault_ms: int = 2000
     settle_ms: int = 2500
     batch_size: int = 16                      # max_append_entries_rpc_batch_size
     pipeline: int = 64                        # max_pipeline_count
@@ -72,7 +72,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("crashes", crash_rate=4.0, max_down=2, sync_ms=(1, 40), reorder=0.05),
     Profile("chaos", loss=0.08, dup=0.05, reorder=0.1, partition_rate=2.0, crash_rate=2.5,
             max_down=2, sync_ms=(1, 30), transfer_rate=0.5, snapshot_every=7),
-    Profile("membership", loss=0.02, membership_rate=3.0, transfer_rate=1.5, crash_rate=0.5),
+    Profile("membership", loss=0.02, membership_rate=3.0, transfer_rate=1.5, crash_rate=0.5,
+            snapshot_every=5),
     Profile("snapshots", loss=0.03, snapshot_every=3, partition_rate=1.5, crash_rate=1.5,
             partition_kinds=("isolate", "symmetric")),
     # elections everywhere: short timeouts, leader crashes with short downtimes, one-way cuts,
@@ -82,7 +83,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             written_ms=(0, 1), partition_rate=3.0, partition_ms=(30, 200), clients=3,
             think_ms=(1, 10), partition_kinds=("leader_out", "one_way", "isolate",
                                                "minority_leader"),
-            crash_after_vote=0.8, quick_down_ms=(1, 3), reorder=0.05),
+            crash_after_vote=0.8, quick_down_ms=(1, 3), reorder=0.05, fault_ms=1500),
     # slow durability: writes sit unsynced for long, followers crash right after acking
     Profile("durability", crash_rate=6.0, max_down=2, sync_ms=(10, 60), crash_after_ack=0.1,
             reorder=0.05),
