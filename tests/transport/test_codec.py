@@ -161,3 +161,24 @@ def test_register_rejects_bad_input() -> None:
         codec.register_namedtuple(_Pair, 120)  # taken by _Rpc
     codec.register_dataclass(_Rpc, 120)  # same class, same code: idempotent
     assert codec.registered()[120] is _Rpc
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_arbitrary_bytes_never_escape_as_anything_but_bad_envelope(data: bytes) -> None:
+    from transport import envelope
+    try:
+        kind, frm, ref, payload = envelope.unpack(data)
+    except envelope.BadEnvelope as exc:
+        assert exc.reason in ("garbage", "bad_version", "bad_envelope")
+    else:
+        assert kind in (envelope.CAST, envelope.CALL, envelope.REPLY)
+
+
+@settings(max_examples=200, deadline=None)
+@given(terms, st.data())
+def test_truncated_or_corrupted_encodings_raise_decode_error(t: Any, data: st.DataObject) -> None:
+    enc = codec.encode(t)
+    cut = data.draw(st.integers(0, len(enc) - 1))
+    with pytest.raises(codec.DecodeError):
+        codec.decode(enc[:cut])

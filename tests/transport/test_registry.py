@@ -125,3 +125,14 @@ def test_unreachable_node_is_nodedown_at_the_deadline(monkeypatch: pytest.Monkey
             mb.call(silent.address, "x", timeout=0.3)
         assert 0.3 <= time.monotonic() - t0 < 1.0
         assert mb.counters["probes"] >= 1
+
+
+def test_pick_prefers_ipc_for_a_local_node_only(ipc_dir: Path) -> None:
+    from transport.registry import _pick
+    path = ipc_dir / "s.sock"
+    path.touch()
+    eps = [f"ipc://{path}", "tcp://10.0.0.5:4000"]
+    assert _pick(eps, "127.0.0.1:9000") == f"ipc://{path}"
+    assert _pick(eps, "10.0.0.5:9000") == "tcp://10.0.0.5:4000"  # remote node: ipc is not ours
+    assert _pick([f"ipc://{ipc_dir}/missing.sock", "tcp://127.0.0.1:4000"],
+                 "127.0.0.1:9000") == "tcp://127.0.0.1:4000"
