@@ -670,10 +670,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     failed = 0
     for seed in range(args.seed, args.seed + args.seeds):
+        d_servers, d_profile = scenario_for_seed(seed)
+        print(f"seed {seed}: {args.servers or d_servers} servers, profile "
+              f"{args.profile or d_profile}" + (f", bugs {sorted(args.bug)}" if args.bug else ""))
         sim = SimCluster(seed, args.servers, args.profile, bugs=frozenset(args.bug),
                          trace=args.trace)
-        print(f"seed {seed}: {sim.n_initial} servers, profile {sim.profile.name}"
-              + (f", bugs {sorted(sim.bugs)}" if sim.bugs else ""))
         try:
             r = sim.run()
         except Violation as v:
