@@ -243,3 +243,21 @@ def test_ipc_file_removed_at_exit_without_close_but_not_by_forked_child(ipc_dir:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
     assert not os.path.exists(ipc_dir / "x.sock")  # removed when the parent exited
+
+
+def test_cast_to_dead_or_absent_peer_neither_blocks_nor_raises(peers: Peers, mb: Mailbox,
+                                                               endpoint: str) -> None:
+    p, addr = peers.start("echo", endpoint)
+    assert mb.call(addr, 0) == ("echo", 0)
+    peers.kill(p)
+    t0 = time.monotonic()
+    for i in range(2000):
+        mb.cast(addr, ("lost", i))
+        mb.cast("tcp://127.0.0.1:1", i)  # nobody ever listened there
+    assert time.monotonic() - t0 < 2.0
+    c = mb.counters
+    assert c["sent"] + c["send_dropped"] == 4001
+    with Mailbox("tcp://127.0.0.1:0", sndhwm=10) as small:
+        for i in range(50):
+            small.cast("tcp://127.0.0.1:1", i)  # beyond the queue limit: dropped, counted
+        assert small.counters["send_dropped"] >= 40
