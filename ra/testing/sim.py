@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import signal
 import sys
 import traceback
 from collections import deque
@@ -668,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bug", action="append", default=[], choices=sorted(ALL_BUGS))
     ap.add_argument("--trace", action="store_true", help="print every event")
     args = ap.parse_args(argv)
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # `... --trace | head` ends quietly
     failed = 0
     for seed in range(args.seed, args.seed + args.seeds):
         d_servers, d_profile = scenario_for_seed(seed)
