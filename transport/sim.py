@@ -35,7 +35,9 @@ __all__ = ["SimNetwork", "SimMailbox"]
 
 class SimMailbox:
     """Same surface as :class:`transport.Mailbox` (``cast``, ``call``, ``reply``, ``recv``,
-    ``recv_many``, ``pending``, ``counters``, ``close``), on a :class:`SimNetwork`."""
+    ``recv_many``, ``pending``, ``counters``, ``close``, ``note_node``, ``set_node_down``,
+    ``forget``), on a :class:`SimNetwork`. No ``socket``: a simulated process is driven by its
+    handler, not by a poller."""
 
     def __init__(self, net: SimNetwork, address: str, node: str,
                  handler: Callable[[SimMailbox], None] | None) -> None:
@@ -102,6 +104,15 @@ class SimMailbox:
             self._inbox.append(Envelope("call", From(frm, ref), payload))
         else:
             self._inbox.append(Envelope("cast", frm, payload))
+
+    def note_node(self, endpoint: str, node_endpoint: str) -> None:
+        """Surface parity with Mailbox: the network already knows every mailbox's node."""
+
+    def set_node_down(self, node_endpoint: str, down: bool) -> None:
+        """Surface parity with Mailbox: node death is decided by :meth:`SimNetwork.kill_node`."""
+
+    def forget(self, to: str) -> None:
+        """Surface parity with Mailbox: there are no per-peer sockets to close."""
 
     def close(self) -> None:
         self.alive = False
