@@ -136,6 +136,7 @@ class SafetyChecker:
         self.cmd_index: dict[Any, int] = {}                   # cmd -> idx applied at
         self.acked: dict[Any, int] = {}                       # cmd -> idx named in the ack
         self.max_acked_index = 0
+        self.counted: list[tuple[int, int, str]] = []          # (index, count seen, by what)
         self.queries: dict[Any, int] = {}                     # query id -> required index
         self.servers: dict[Any, _ServerTrack] = {}
         self.counts: dict[str, int] = {c: 0 for c in CHECKS}
@@ -319,8 +320,11 @@ class SafetyChecker:
                        f"{c.command!r}) is committed there")
 
     # -- clients --------------------------------------------------------------------------------
-    def on_ack(self, cmd: Any, index: int) -> None:
-        """A client got a success reply for ``cmd`` naming ``index`` as where it was applied."""
+    def on_ack(self, cmd: Any, index: int, count: int | None = None) -> None:
+        """A client got a success reply for ``cmd`` naming ``index`` as where it was applied
+        (and, for the simulator's counter machine, ``count``: commands applied up to there)."""
+        if count is not None:
+            self.counted.append((index, count, f"the reply to {cmd!r}"))
         if not self._on("ack_applied"):
             return
         prev = self.acked.get(cmd)
@@ -336,8 +340,33 @@ class SafetyChecker:
         if index > self.max_acked_index:
             self.max_acked_index = index
 
+    def check_counts(self) -> None:
+        """End of run: every counter value a client saw (``count`` commands applied up to
+        ``index``) equals the number of machine commands in the committed log up to that index,
+        i.e. the machine applied each committed command exactly once, in log order. Indexes past
+        a gap in what was seen committed are skipped."""
+        if not self.counted:
+            return
+        top = max(i for i, _, _ in self.counted)
+        prefix = [0] * (top + 1)
+        n, known = 0, 0
+        for idx in range(1, top + 1):
+            c = self.committed.get(idx)
+            if c is None:
+                break
+            if usr_payload(c.command) is not None:
+                n += 1
+            prefix[idx] = n
+            known = idx
+        for idx, count, what in self.counted:
+            if idx <= known and count != prefix[idx] and self._on("state_machine_safety"):
+                self._fail("state_machine_safety",
+                           f"{what} says {count} commands were applied up to index {idx}, but "
+                           f"the committed log holds {prefix[idx]} commands up to there")
+
     def check_acked_committed(self) -> None:
         """End of run: every acknowledged command is the committed entry at its index."""
+        self.check_counts()
         for cmd, idx in self.acked.items():
             c = self.committed.get(idx)
             if (c is None or usr_payload(c.command) != cmd) and self._on("ack_applied"):
@@ -390,9 +419,11 @@ class SafetyChecker:
         """A consistent query was issued; it must see every command acknowledged so far."""
         self.queries[qid] = self.max_acked_index
 
-    def on_query_result(self, qid: Any, seen_index: int) -> None:
+    def on_query_result(self, qid: Any, seen_index: int, count: int | None = None) -> None:
         """The query ``qid`` returned a machine state whose last applied command index is
-        ``seen_index``."""
+        ``seen_index`` (and whose command count is ``count``)."""
+        if count is not None:
+            self.counted.append((seen_index, count, f"query {qid!r}"))
         need = self.queries.pop(qid, 0)
         if seen_index < need and self._on("query_linearizable"):
             self._fail("query_linearizable",

@@ -237,14 +237,14 @@ class ClientDriver:
         c.results.append((op.arg, value))
         if op.kind == "cmd":
             idx = value[1][0]
-            self.checker.on_ack(op.arg, idx)
+            self.checker.on_ack(op.arg, idx, value[1][1])
             c.acked += 1
             self.stats["acked"] += 1
             if op.final:
                 c.final_done = True
                 c.final_pending = False
         elif op.kind == "query":
-            self.checker.on_query_result(op.arg, value[1][1])
+            self.checker.on_query_result(op.arg, value[1][1], value[1][0])
             self.stats["queries"] += 1
         elif op.kind == "join":
             self.stats["joins"] += 1
@@ -257,9 +257,9 @@ class ClientDriver:
         kind, arg = c.issued.get(req, ("", None))
         self.trace_client(c, f"late answer to {kind} {arg!r}: {_val(value)}")
         if kind == "cmd":
-            self.checker.on_ack(arg, value[1][0])
+            self.checker.on_ack(arg, value[1][0], value[1][1])
         elif kind == "query":
-            self.checker.on_query_result(arg, value[1][1])
+            self.checker.on_query_result(arg, value[1][1], value[1][0])
 
     def client_resend(self, name: str, req: int) -> None:
         c = self.clients[name]
@@ -284,7 +284,7 @@ class ClientDriver:
         tag = msg[0]
         if tag == "applied":
             for corr, reply in msg[2]:
-                self.checker.on_ack(corr, reply[0])
+                self.checker.on_ack(corr, reply[0], reply[1])
                 c.pipes.pop(corr, None)
                 c.acked += 1
                 self.stats["acked"] += 1

@@ -317,3 +317,21 @@ def test_commit_without_a_durable_majority_is_caught() -> None:
     durable["b"] = lambda i: None
     with raises("durable_commit"):
         ck.on_leader_commit("a", 1, 1, 2, durable)
+
+
+def test_counter_values_must_match_the_committed_log() -> None:
+    ck = SafetyChecker()
+    log = FakeLog([(1, 1, noop()), (2, 1, usr(("c", 1))), (3, 1, usr(("c", 2))),
+                   (4, 1, ("cluster", ("a",), None)), (5, 1, usr(("c", 3)))])
+    state(ck, "a", log, "leader", commit=5)
+    for idx, cmd in ((2, ("c", 1)), (3, ("c", 2)), (5, ("c", 3))):
+        ck.on_apply("a", 1, idx, 1, cmd)
+    ck.on_ack(("c", 1), 2, 1)
+    ck.on_ack(("c", 3), 5, 3)
+    ck.on_query_issued("q")
+    ck.on_query_result("q", 5, 3)
+    ck.check_acked_committed()
+    ck.on_query_issued("q2")
+    ck.on_query_result("q2", 5, 4)                      # one command counted twice
+    with pytest.raises(Violation, match="state_machine_safety"):
+        ck.check_acked_committed()
