@@ -18,7 +18,8 @@ Design (why exit codes still reach the supervisor):
   own start-up instead of a fresh interpreter and its imports.
 
 Wire protocol on the socketpair (pickle; both ends are our own code): request
-``(target, args, env)``, answer ``("ok", pid)`` or ``("error", text)``.
+``(target, args, env)`` (``target=None``: exec ``args = (argv, cwd)``), answer ``("ok", pid)`` or
+``("error", text)``.
 """
 from __future__ import annotations
 
@@ -119,6 +120,12 @@ def _serve(sock: socket.socket, supervisor_pid: int) -> None:
                 child_setup(supervisor_pid)
                 for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
                     signal.signal(s, signal.SIG_DFL)
+                if target is None:  # exec a program: args = (argv, cwd), env complete
+                    code = 127  # if the exec below fails
+                    argv, cwd = args
+                    if cwd:
+                        os.chdir(cwd)
+                    os.execvpe(argv[0], list(argv), dict(os.environ) if env is None else env)
                 if env:
                     os.environ.update(env)
                 code = run_target(target, args)
@@ -202,6 +209,27 @@ class ForkServer:
         kind, value = pickle.loads(data)
         if kind != "ok":
             raise RuntimeError(f"fork server could not spawn {target}: {value}")
+        return int(value)
+
+    def spawn_exec(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
+                   cwd: str | None = None) -> int:
+        """Start a program as a new child of *this* process, exec'd from the fork server.
+
+        The fork happens in the single-threaded fork server, never in this (possibly
+        multi-threaded) process. ``env`` is the complete environment (None: the fork server's).
+        Exec failure exits the child with code 127.
+        """
+        if not self.alive() or self._sock is None:
+            self.start()
+        assert self._sock is not None
+        self._sock.send(pickle.dumps((None, (tuple(argv), cwd), dict(env) if env else None)))
+        data = self._sock.recv(_MAX_MSG)
+        if not data:
+            self.stop()
+            raise RuntimeError("fork server died during a spawn")
+        kind, value = pickle.loads(data)
+        if kind != "ok":
+            raise RuntimeError(f"fork server could not exec {argv[0]}: {value}")
         return int(value)
 
     def stop(self) -> None:

@@ -190,7 +190,11 @@ class ChildAlreadyStarted(SupervisorError):
 
 @dataclass(frozen=True)
 class Exec:
-    """Start a fresh program: ``argv[0]`` is looked up in PATH when it has no slash."""
+    """Start a fresh program: ``argv[0]`` is looked up in PATH when it has no slash.
+
+    ``env`` is the complete environment (None: inherit). With a fork server the fork happens
+    there (single-threaded), otherwise in the supervising process.
+    """
 
     argv: tuple[str, ...]
     env: Mapping[str, str] | None = None

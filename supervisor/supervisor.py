@@ -142,7 +142,12 @@ class Supervisor:
             ch.sup = sub
             return
         if isinstance(start, Exec):
-            proc = OsChild.exec(start.argv + tuple(str(a) for a in ch.extra), start.env, start.cwd)
+            argv = start.argv + tuple(str(a) for a in ch.extra)
+            if self.forkserver is not None:  # fork in the single-threaded fork server
+                env = None if start.env is None else dict(start.env)
+                proc = OsChild(self.forkserver.spawn_exec(argv, env, start.cwd))
+            else:
+                proc = OsChild.exec(argv, start.env, start.cwd)
         elif isinstance(start, Fork):
             args = start.args + ch.extra
             if self.forkserver is not None:

@@ -367,3 +367,27 @@ def test_auto_shutdown_any_significant(loop, forkserver):
     sup.start_child(graceful)
     assert loop.run_until(lambda: exits == ["shutdown"], 5)
     assert gone(other) and sup.stopped == "shutdown"
+
+
+def test_exec_child_through_the_fork_server(loop, forkserver, tmp_path: Path):
+    exits: list[str] = []
+    specs = [ChildSpec("sh", Exec(("sh", "-c", 'test "$X" = y && exit 5'),
+                                  env={"X": "y", "PATH": os.environ["PATH"]}, cwd=str(tmp_path)),
+                       restart="transient")]
+    sup = start_link(loop, SupFlags(intensity=0), specs, forkserver=forkserver,
+                     on_exit=exits.append)
+    pid = pids(sup)["sh"]
+    assert pid is not None
+    # exit 5 (env and cwd arrived: `test` passed) is abnormal for transient: intensity 0 gives up
+    assert loop.run_until(lambda: exits == ["shutdown"], 5)
+    assert gone(pid)
+
+
+def test_spawn_exec_status_reaches_us(forkserver):
+    proc = OsChild(forkserver.spawn_exec(["sh", "-c", "exit 5"]))
+    assert proc.wait(5) == 5 and proc.reason == "exit:5"
+    proc = OsChild(forkserver.spawn_exec(["sleep", "100"]))
+    assert psutil.Process(proc.pid).ppid() == os.getpid()  # CLONE_PARENT: our child
+    assert proc.shutdown(2000) == "shutdown"
+    proc = OsChild(forkserver.spawn_exec(["/nonexistent/prog"]))
+    assert proc.wait(5) == 127
