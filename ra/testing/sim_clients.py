@@ -166,18 +166,19 @@ class ClientDriver:
                           + (f" (try {op.attempt})" if op.attempt > 1 else ""))
         self._call(c, op.target, msg, frm)
 
-    def submit(self, name: str, target: Any = None, kind: str = "cmd") -> Op:
-        """Scripted: client ``name`` (created on first use) sends one fresh command (or, with
-        ``kind="query"``, a consistent query) now."""
+    def submit(self, name: str, target: Any = None, kind: str = "cmd", arg: Any = None) -> Op:
+        """Scripted: client ``name`` (created on first use) sends one fresh command now; or,
+        with ``kind="query"``, a consistent query; with ``"join"``/``"leave"``/``"transfer"``,
+        that admin request about server ``arg``."""
         c = self.clients.get(name)
         if c is None:
             c = self.clients[name] = SimClient(name, scripted=True)
         assert c.op is None, f"client {name} already has a call outstanding"
         c.seq += 1
         if kind == "query":
-            arg: Any = (name, "q", c.seq)
+            arg = (name, "q", c.seq)
             self.checker.on_query_issued(arg)
-        else:
+        elif kind == "cmd":
             arg = (name, c.seq)
             self.stats["commands"] += 1
         c.op = op = Op(kind, c.seq, arg, self.now, target=target)

@@ -60,13 +60,15 @@ class ClusterMachine(RuleBasedStateMachine):
         """Advance the clock, handling everything due (timers fire)."""
         self.sim.run_until(self.sim.now + ms)
 
-    @rule(i=st.integers(0, 4))
+    @rule(i=st.integers(0, 6))
     def crash(self, i: int) -> None:
-        self.sim.crash(self.ids[i % len(self.ids)])
+        ids = list(self.sim.servers)
+        self.sim.crash(ids[i % len(ids)])
 
-    @rule(i=st.integers(0, 4))
+    @rule(i=st.integers(0, 6))
     def restart(self, i: int) -> None:
-        self.sim.restart(self.ids[i % len(self.ids)])
+        ids = list(self.sim.servers)
+        self.sim.restart(ids[i % len(ids)])
 
     @rule(data=st.data())
     def partition(self, data: Any) -> None:
@@ -88,6 +90,32 @@ class ClusterMachine(RuleBasedStateMachine):
     def query(self, i: int) -> None:
         self.k += 1
         self.sim.submit(f"q{self.k}", self._target(i), kind="query")
+
+    @rule(i=st.integers(0, 4))
+    def transfer(self, i: int) -> None:
+        """Ask the leader to hand leadership to member ``i``."""
+        leader = self.sim.current_leader()
+        if leader is not None:
+            self.k += 1
+            self.sim.submit(f"t{self.k}", leader, "transfer", self.ids[i % len(self.ids)])
+
+    @rule()
+    def join(self) -> None:
+        """Start a new server and ask the leader to add it (at most two joins per run)."""
+        leader = self.sim.current_leader()
+        if leader is not None and len(self.sim.servers) < len(self.ids) + 2:
+            sid = self.sim.spawn_server(list(self.sim.servers[leader].state.cluster))
+            self.k += 1
+            self.sim.submit(f"j{self.k}", leader, "join", sid)
+
+    @rule(i=st.integers(0, 6))
+    def leave(self, i: int) -> None:
+        leader = self.sim.current_leader()
+        if leader is not None:
+            members = list(self.sim.servers[leader].state.cluster)
+            if len(members) > 3:
+                self.k += 1
+                self.sim.submit(f"l{self.k}", leader, "leave", members[i % len(members)])
 
     @rule(i=st.integers(0, 4))
     def sync(self, i: int) -> None:
@@ -113,7 +141,7 @@ class ClusterMachine(RuleBasedStateMachine):
         if sim is None:
             return
         sim.heal()
-        for sid in self.ids:
+        for sid in list(sim.servers):
             sim.restart(sid)
         self.k += 1
         sim.submit(f"final{self.k}")
