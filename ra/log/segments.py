@@ -56,8 +56,9 @@ class Segments:
         live.sort()
         self._live = live
         self._firsts = [f for f, _, _ in live]
+        present = {x[3] for x in names}
         for n in list(self._open):
-            if n not in {x[3] for x in names}:
+            if n not in present:
                 self._open.pop(n).close()
         return True
 
