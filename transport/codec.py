@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 __all__ = [
     "encode",
@@ -112,7 +113,8 @@ def _list_hook(items: list[Any]) -> Any:
 def encode(term: Any) -> bytes:
     """Encode ``term`` to bytes. Raises ``TypeError`` (type and path) for a non-term value."""
     try:
-        return _Packer(default=_default, use_bin_type=True, strict_types=True).pack(term)
+        out: bytes = _Packer(default=_default, use_bin_type=True, strict_types=True).pack(term)
+        return out
     except (TypeError, OverflowError, ValueError) as exc:
         try:
             where = _find_bad(term, "")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from transport.clock import Clock, MonotonicClock
 from transport.envelope import Envelope

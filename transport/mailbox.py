@@ -38,7 +38,8 @@ import struct
 import tempfile
 import time
 import weakref
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import zmq
 from zmq.backend import zmq_poll as _zmq_poll

@@ -23,7 +23,8 @@ import os
 import socket
 import time
 import weakref
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ra.errors import NodeDown, NoProc, Timeout
 from transport.envelope import Envelope

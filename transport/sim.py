@@ -23,7 +23,8 @@ import collections
 import heapq
 import itertools
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ra.errors import NodeDown, NoProc, Timeout
 from transport import envelope as _env
@@ -90,7 +91,7 @@ class SimMailbox:
         return self._inbox.popleft() if self._inbox else None
 
     def recv_many(self, max_n: int = 1000, timeout: float | None = 0) -> list[Envelope]:
-        out = []
+        out: list[Envelope] = []
         while self._inbox and len(out) < max_n:
             out.append(self._inbox.popleft())
         return out

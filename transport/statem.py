@@ -36,7 +36,8 @@ import collections
 import dataclasses
 import logging
 import math
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import zmq
 

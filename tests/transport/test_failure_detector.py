@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.transport.conftest import Peers
 from transport import Mailbox
 from transport.failure_detector import DOWN, TAG, UNKNOWN, UP, Detector
-
-from tests.transport.conftest import Peers
 
 
 def test_detector_up_down_up_each_reported_once() -> None:

@@ -9,11 +9,9 @@ import pytest
 import zmq
 
 from ra.errors import NodeDown, NoProc, Timeout
-from transport import From, Mailbox
-from transport.envelope import CALL, VERSION
-from transport import codec
-
 from tests.transport.conftest import Peers, wait_until
+from transport import From, Mailbox, codec
+from transport.envelope import CALL, VERSION
 
 pytestmark = pytest.mark.integration
 

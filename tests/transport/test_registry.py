@@ -9,13 +9,19 @@ import pytest
 
 from ra.core.types import ServerId
 from ra.errors import NodeDown, NoProc
+from tests.transport.conftest import Peers, wait_until
 from transport import Mailbox
 from transport.registry import (
-    TAG, Registry, RegistryServer, call_name, cast_name, invalidate_node, pid_alive, resolve,
+    TAG,
+    Registry,
+    RegistryServer,
+    call_name,
+    cast_name,
+    invalidate_node,
+    pid_alive,
+    resolve,
     whereis,
 )
-
-from tests.transport.conftest import Peers, wait_until
 
 
 def test_registry_table_logic() -> None:

@@ -3,16 +3,31 @@ stop. Driven by a FakeClock; the mailbox is real (ipc)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from transport import Mailbox
 from transport.clock import FakeClock, MonotonicClock
 from transport.statem import (
-    Call, Cast, Enter, GenericTimeout, Internal, KeepState, KeepStateAndData, NextEvent,
-    NextState, Postpone, Reply, StatemRunner, StateTimeout, StateTimeoutEvent, Stop, Timeout,
+    Call,
+    Cast,
+    Enter,
+    GenericTimeout,
+    Internal,
+    KeepState,
+    KeepStateAndData,
+    NextEvent,
+    NextState,
+    Postpone,
+    Reply,
+    StatemRunner,
+    StateTimeout,
+    StateTimeoutEvent,
+    Stop,
+    Timeout,
 )
 
 
