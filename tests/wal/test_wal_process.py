@@ -112,14 +112,14 @@ def run_kill_scenario(tmp: str, procs: Procs, seed: int, writers: int = 10, n: i
         mb.close()
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, 2, 3])
 def test_sigkill_wal_with_10_writers(tmp_path: Any, procs: Procs, seed: int) -> None:
     run_kill_scenario(str(tmp_path), procs, seed)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("RA_SOAK"), reason="soak only (make soak / RA_SOAK=1)")
-@pytest.mark.parametrize("seed", range(3, 23))
+@pytest.mark.parametrize("seed", range(4, 24))
 def test_sigkill_wal_with_10_writers_many_seeds(tmp_path: Any, procs: Procs, seed: int) -> None:
     run_kill_scenario(str(tmp_path), procs, seed, n=600, kills=5)
 
