@@ -276,6 +276,7 @@ class ClientDriver:
         if op.kind == "cmd":
             c.unknown += 1
             self.stats["unknown"] += 1
+        c.leader = None              # whoever we talked to may be cut off: look again
         c.op = None
         self._next_wakeup(c)
 

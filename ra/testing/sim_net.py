@@ -92,6 +92,10 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("stale_votes", partition_kinds=("leader_to_one",), partition_rate=5.0,
             partition_ms=(100, 300), clients=1, think_ms=(30, 200), sync_ms=(10, 40),
             election_ms=50, delay=(1, 10), heartbeat_ms=10, fault_ms=4000),
+    # consistent queries under "leader in the minority" partitions: a deposed leader must not
+    # answer from its stale state
+    Profile("reads", query_ratio=0.6, clients=3, call_timeout_ms=200, partition_rate=4.0,
+            partition_kinds=("minority_leader",), partition_ms=(300, 800), loss=0.02),
     # Raft's figure 8: one entry per append RPC and no pipelining, new leaders cut off right
     # after being elected or after advancing their commit index
     Profile("figure8", delay=(2, 20), election_ms=30, heartbeat_ms=10, sync_ms=(1, 30),
