@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_right
+from typing import Callable, TypeVar
 
 from ra.log.segment import CorruptSegment, Segment, parse_segment_name, write_segment
 from wal import osio
 
 __all__ = ["Segments", "CorruptSegment"]
+
+T = TypeVar("T")
 
 
 class Segments:
@@ -79,6 +82,21 @@ class Segments:
             self._open[name] = s
         return s
 
+    def _with_seg(self, idx: int, fn: Callable[[Segment], T]) -> T | None:
+        """Run ``fn`` on the segment holding ``idx``; if the segment writer merged that file
+        away since the last refresh (never the data: a newer file holds it), refresh once."""
+        for attempt in (0, 1):
+            r = self._find(idx)
+            if r is None:
+                return None
+            try:
+                return fn(self._seg(r[2]))
+            except FileNotFoundError:
+                if attempt:
+                    raise
+                self.refresh()
+        return None
+
     def _find(self, idx: int) -> tuple[int, int, str] | None:
         i = bisect_right(self._firsts, idx) - 1
         if i < 0:
@@ -88,16 +106,10 @@ class Segments:
 
     def fetch(self, idx: int) -> tuple[int, bytes] | None:
         """(term, payload) at ``idx`` or None; raises CorruptSegment on a bad checksum."""
-        r = self._find(idx)
-        if r is None:
-            return None
-        return self._seg(r[2]).read(idx)
+        return self._with_seg(idx, lambda s: s.read(idx))
 
     def fetch_term(self, idx: int) -> int | None:
-        r = self._find(idx)
-        if r is None:
-            return None
-        return self._seg(r[2]).term(idx)
+        return self._with_seg(idx, lambda s: s.term(idx))
 
     def read_range(self, frm: int, to: int) -> list[tuple[int, int, bytes]]:
         """Consecutive entries from ``frm`` up to ``to`` (stops at the first missing index)."""
@@ -108,15 +120,35 @@ class Segments:
             if r is None:
                 break
             hi = min(to, r[1])
-            out.extend(self._seg(r[2]).read_range(i, hi))
-            i = hi + 1
+            got = self._with_seg(i, lambda s: s.read_range(i, min(hi, s.last)))
+            if not got:
+                break
+            out.extend(got)
+            i = got[-1][0] + 1
         return out
 
     # -- changes -----------------------------------------------------------------------------
     def write(self, entries: list[tuple[int, int, bytes]], max_entries: int,
-              *, sync_dir: bool = True) -> list[str]:
+              *, sync_dir: bool = True, merge: bool = True) -> list[str]:
         """Durably add consecutive ``entries`` as new segment file(s) of at most
-        ``max_entries`` each. Supersedes anything held at or above ``entries[0]``'s index."""
+        ``max_entries`` each. Supersedes anything held at or above ``entries[0]``'s index.
+
+        With ``merge``, when the newest file is not full and ``entries`` continue it, its
+        entries are rewritten together with the new ones into a new file (higher sequence
+        number, so it supersedes the old one), and only then is the old file deleted: the
+        number of files stays near ``entries / max_entries`` however small the flushes are.
+        A crash in between leaves both files, which the precedence rule reads correctly."""
+        self.refresh()
+        old: str | None = None
+        if merge and self._names and self._live:
+            seq, first, last, name = self._names[-1]
+            if (last - first + 1 < max_entries and entries[0][0] == last + 1
+                    and self._live[-1] == (first, last, name)):
+                try:
+                    entries = self._seg(name).read_range(first, last) + entries
+                    old = name
+                except (FileNotFoundError, CorruptSegment):
+                    old = None
         paths = []
         seq = self.next_seq()
         for k in range(0, len(entries), max_entries):
@@ -126,6 +158,13 @@ class Segments:
             seq += 1
         if sync_dir and paths:
             osio.fsync_dir(self.dir)
+        if old is not None:
+            s_old = self._open.pop(old, None)
+            if s_old is not None:
+                s_old.close()
+            os.unlink(os.path.join(self.dir, old))
+            if sync_dir:
+                osio.fsync_dir(self.dir)
         self.refresh()
         return paths
 

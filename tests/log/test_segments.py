@@ -71,3 +71,18 @@ def test_tmp_files_ignored_and_delete_below(tmp_path: Any) -> None:
     assert s.range() == (21, 40)
     assert s.fetch(25) is not None
     assert parse_segment_name("x.segment.tmp") is None
+
+
+def test_small_flushes_merge_into_full_files(tmp_path: Any) -> None:
+    w = Segments(str(tmp_path))
+    reader = Segments(str(tmp_path))
+    for k in range(10):                         # ten flushes of 5 entries each
+        w.write(_e(k * 5 + 1, k * 5 + 5), max_entries=16)
+        if k == 1:
+            reader.refresh()                    # the reader caches a view with a file ...
+    names = sorted(n for n in os.listdir(tmp_path) if n.endswith(".segment"))
+    assert len(names) == 4                      # 16 + 16 + 16 + 2, not 10 files
+    assert w.read_range(1, 50) == _e(1, 50)
+    # ... that has since been merged away: it re-reads the directory and still finds the data
+    assert reader.fetch(7) == (1, b"v7.1")
+    assert reader.read_range(1, 50) == _e(1, 50)
