@@ -103,8 +103,10 @@ def encode_records(records: Iterable[Record], checksums: bool) -> bytes:
 
 
 def scan(data: bytes | memoryview, *, start: int = HEADER_SIZE,
-         checksums: bool | None = None) -> ScanResult:
-    """Parse records from ``data`` (a whole file image); see the module contract."""
+         checksums: bool | None = None, only_uid: bytes | None = None) -> ScanResult:
+    """Parse records from ``data`` (a whole file image); see the module contract. With
+    ``only_uid`` every record is still verified (that decides where the log ends) but only that
+    writer's records are returned."""
     if checksums is None:
         checksums = decode_header(data)
     mv = memoryview(data)
@@ -134,12 +136,13 @@ def scan(data: bytes | memoryview, *, start: int = HEADER_SIZE,
             reason = "checksum"
             break
         u0 = pos + hsize
-        append((bytes(mv[u0:u0 + ulen]), idx, term, bytes(mv[u0 + ulen:end])))
+        if only_uid is None or mv[u0:u0 + ulen] == only_uid:
+            append((bytes(mv[u0:u0 + ulen]), idx, term, bytes(mv[u0 + ulen:end])))
         pos = end
     return ScanResult(out, pos, size, reason, checksums)
 
 
-def scan_file(path: str) -> ScanResult:
+def scan_file(path: str, only_uid: bytes | None = None) -> ScanResult:
     """Read and scan a whole WAL file. A file shorter than its header is an empty log with
     ``valid_end == 0`` (a crash between create and header write); a bad magic raises."""
     with open(path, "rb") as f:
@@ -148,7 +151,7 @@ def scan_file(path: str) -> ScanResult:
         if data.strip(b"\x00") and not MAGIC.startswith(data[:8]):
             raise BadHeader(f"{path}: bad magic")
         return ScanResult([], 0, len(data), "torn_header", False)
-    return scan(data)
+    return scan(data, only_uid=only_uid)
 
 
 def resolve(records: Iterable[Record]) -> dict[bytes, list[tuple[int, int, bytes]]]:

@@ -90,7 +90,7 @@ class DiskLog:
         files = wal_files(self.wal_dir) if os.path.isdir(self.wal_dir) else []
         for seq, path in files:  # WAL files before segments: see Segments' precedence rule
             try:
-                res = scan_file(path)
+                res = scan_file(path, self._uid_b)
             except FileNotFoundError:
                 continue  # flushed meanwhile: its entries are in segments, read below
             except BadHeader as exc:

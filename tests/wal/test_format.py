@@ -99,3 +99,13 @@ def test_resolve_overwrites() -> None:
     # overwrite below this file's first index: the truncation point moves down
     out = resolve([(a, 10, 1, b""), (a, 11, 1, b""), (a, 7, 3, b"")])
     assert out[a] == [(7, 3, b"")]
+
+
+def test_scan_only_uid_still_ends_at_first_bad_record() -> None:
+    recs = _recs(3) + _recs(2, uid=b"zz") + _recs(2, uid=b"srv_a")
+    data = bytearray(encode_header(True) + encode_records(recs, True))
+    res = scan(bytes(data), only_uid=b"zz")
+    assert res.records == recs[3:5] and res.valid_end == len(data)
+    data[HEADER_SIZE + 5] ^= 1                  # damage record 0 (another writer's)
+    res = scan(bytes(data), only_uid=b"zz")
+    assert res.records == [] and res.valid_end == HEADER_SIZE
