@@ -10,7 +10,23 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["child_specs", "wal_argv", "segment_writer_argv"]
+__all__ = ["child_specs", "wal_argv", "segment_writer_argv", "overview", "force_roll_over",
+           "forget_writer"]
+
+
+def overview(mailbox: Any, wal_endpoint: str, timeout: float = 5.0) -> dict[str, Any]:
+    """The WAL's counters and error state (a call to the WAL process)."""
+    return mailbox.call(wal_endpoint, ("overview",), timeout)  # type: ignore[no-any-return]
+
+
+def force_roll_over(mailbox: Any, wal_endpoint: str, timeout: float = 5.0) -> Any:
+    """Close the current WAL file now (its entries then go to segments)."""
+    return mailbox.call(wal_endpoint, ("roll_over",), timeout)
+
+
+def forget_writer(mailbox: Any, wal_endpoint: str, uid: str, timeout: float = 5.0) -> Any:
+    """Tell the WAL a server is gone for good."""
+    return mailbox.call(wal_endpoint, ("forget_writer", uid), timeout)
 
 
 def wal_argv(cfg: Any) -> list[str]:

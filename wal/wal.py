@@ -13,7 +13,8 @@ Protocol (terms carried by ``transport`` casts/calls; ``uid`` is the writer's st
   be confirmed by this WAL incarnation (it exits so that its supervisor restarts it).
 * WAL -> writer, cast ``("wal_started", epoch)``: sent at start to every writer address the
   previous incarnation knew (best-effort file ``writers``): resend whatever is unconfirmed.
-* call ``("overview",)`` -> dict; call ``("roll_over",)`` -> ``"ok"``.
+* call ``("overview",)`` -> dict; call ``("roll_over",)`` -> ``"ok"``;
+  call ``("forget_writer", uid)`` -> ``"ok"``.
 
 Loop contract: drain *everything* queued (up to ``max_batch_bytes``), plan the batch purely
 (:func:`wal.batch.plan_batch`), write it with ONE write call, sync ONCE (``fdatasync``; with
@@ -196,6 +197,18 @@ class Wal:
         if self.on_roll is not None:
             self.on_roll()
 
+    def forget_writer(self, uid: str) -> None:
+        """Drop what the WAL knows of ``uid`` (its server was deleted)."""
+        self.writers.pop(uid.encode(), None)
+        if self._known_addrs.pop(uid, None) is not None:
+            try:
+                with open(os.path.join(self.wal_dir, _WRITERS_FILE + ".tmp"), "w") as f:
+                    json.dump(self._known_addrs, f)
+                os.replace(os.path.join(self.wal_dir, _WRITERS_FILE + ".tmp"),
+                           os.path.join(self.wal_dir, _WRITERS_FILE))
+            except OSError:
+                pass
+
     def overview(self) -> dict[str, Any]:
         """Counters, the current file, and ``error`` (None, or why the WAL stopped confirming)."""
         st = dict(self.stats)
@@ -287,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
                         mb.reply(env.frm, "ok")
                     except OSError as exc:
                         mb.reply(env.frm, f"error: {exc}")
+                elif p[0] == "forget_writer":
+                    wal.forget_writer(p[1])
+                    mb.reply(env.frm, "ok")
                 else:
                     mb.reply(env.frm, ("error", "unknown_call"))
             env = recv(0)

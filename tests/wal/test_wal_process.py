@@ -164,3 +164,35 @@ def test_fault_reported_then_restart_carries_on(tmp_path: Any, procs: Procs, fau
         _verify(data, reps)
     finally:
         mb.close()
+
+
+def test_client_calls_roll_over_overview_forget(tmp_path: Any, procs: Procs) -> None:
+    import wal as walpkg
+    tmp = str(tmp_path)
+    data = os.path.join(tmp, "data")
+    ep = f"ipc://{tmp}/wal.sock"
+    procs.spawn("-m", "wal.wal", "--wal-dir", os.path.join(data, "wal"), "--data-dir", data,
+                "--endpoint", ep)
+    mb = Mailbox(None)
+    try:
+        wait_for(lambda: wal_overview(mb, ep), 20, "WAL ready")
+        lg = DiskLog("u1", data, send=lambda m: mb.cast(ep, m))
+        lg.append((1, 1, "a"))
+        lg.flush()
+
+        def confirmed() -> bool:
+            env = mb.recv(0.05)
+            if env is not None:
+                for ev in lg.handle_wal_event(env.payload):
+                    lg.handle_written(ev)
+            return lg.last_written() == (1, 1)
+        wait_for(confirmed, 10, "confirmation")
+        seq = walpkg.overview(mb, ep)["seq"]
+        assert walpkg.force_roll_over(mb, ep) == "ok"
+        ov = walpkg.overview(mb, ep)
+        assert ov["seq"] == seq + 1 and ov["roll_overs"] == 1 and ov["writers"] == 1
+        assert walpkg.forget_writer(mb, ep, "u1") == "ok"
+        assert walpkg.overview(mb, ep)["writers"] == 0
+        lg.close()
+    finally:
+        mb.close()
