@@ -98,7 +98,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             partition_kinds=("minority_leader",), partition_ms=(300, 800), loss=0.02),
     # Raft's figure 8: one entry per append RPC and no pipelining, new leaders cut off right
     # after being elected or after advancing their commit index
-    Profile("figure8", delay=(2, 20), election_ms=30, heartbeat_ms=10, sync_ms=(1, 30),
+    Profile("figure8", delay=(2, 15), election_ms=50, heartbeat_ms=10, sync_ms=(1, 30),
             clients=4, think_ms=(1, 10), isolate_after_elected=0.5, isolate_after_commit=0.7,
             partition_ms=(20, 80), batch_size=1, pipeline=1),
 )}
