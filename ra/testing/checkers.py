@@ -248,8 +248,9 @@ class SafetyChecker:
             else:
                 if check and (c.term != e[1] or c.command != e[2]):
                     self._fail("committed_prefix",
-                               f"{_s(server)} committed index {idx} = (term {e[1]}, {e[2]!r}) but "
-                               f"{_s(c.seen_by)} had committed (term {c.term}, {c.command!r}) there")
+                               f"{_s(server)} committed index {idx} = (term {e[1]}, {e[2]!r}) "
+                               f"but {_s(c.seen_by)} had committed (term {c.term}, "
+                               f"{c.command!r}) there")
                 if term < c.commit_term:
                     c.commit_term = term
             a = self.applied.get(idx)

@@ -93,8 +93,9 @@ def run_demo(seed: int = 7, out: Callable[[str], None] = print) -> SimCluster:
     say("HEAL: the network is whole again")
     sim.run_until(sim.now + 2000,
                   lambda: state(l1).role != "leader" and state(l1).leader_id is not None)
+    known = state(l1).leader_id
     say(f"{l1.name} sees term {state(l1).current_term} and steps down "
-        f"(now {state(l1).role}, leader {state(l1).leader_id.name if state(l1).leader_id else '?'})")
+        f"(now {state(l1).role}, following {known.name if known else '?'})")
     sim.run_until(sim.now + 3000, sim.converged)
     ls = state(l2)
     li, lt = sim.servers[l2].log.last_index_term()

@@ -155,9 +155,10 @@ class SimCluster(ClientDriver):
         machine = SimMachine(self, sid, self.profile.snapshot_every)
         cfg = server.ServerConfig(
             id=sid, uid=f"u_{sid.name}", cluster_name="sim", initial_members=members or (sid,),
-            machine=machine, log=log, meta=meta, max_append_entries_rpc_batch_size=self.profile.batch_size,
-            max_pipeline_count=self.profile.pipeline, low_priority_batch_size=8, snapshot_chunk_size=16,
-            bugs=self.bugs & CORE_BUGS)
+            machine=machine, log=log, meta=meta,
+            max_append_entries_rpc_batch_size=self.profile.batch_size,
+            max_pipeline_count=self.profile.pipeline, low_priority_batch_size=8,
+            snapshot_chunk_size=16, bugs=self.bugs & CORE_BUGS)
         s = SimServer(sid, cfg, log, meta)
         self.servers[sid] = s
         return s
