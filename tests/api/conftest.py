@@ -6,6 +6,8 @@ condition with a deadline; nothing sleeps and hopes.
 """
 from __future__ import annotations
 
+import concurrent.futures
+import itertools
 import os
 import signal
 import time
@@ -147,11 +149,35 @@ def nodes(tmp_path: Any, node_env: dict[str, Any]) -> Any:
         ns.cleanup()
 
 
+def start_all(ns: Nodes, n: int) -> Nodes:
+    """Start ``n`` daemons at once (each start waits for its daemon's ready line)."""
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        list(ex.map(ns.start, range(n)))
+    return ns
+
+
 @pytest.fixture
 def three(nodes: Nodes) -> Nodes:
-    for i in range(3):
-        nodes.start(i)
-    return nodes
+    return start_all(nodes, 3)
+
+
+@pytest.fixture(scope="module")
+def shared_three(tmp_path_factory: Any) -> Any:
+    """Three daemons shared by a module's tests; each test uses its own cluster name."""
+    ns = Nodes(str(tmp_path_factory.mktemp("nodes")), {})
+    try:
+        yield start_all(ns, 3)
+    finally:
+        ns.cleanup()
+
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def cname() -> str:
+    """A cluster name of its own for each test."""
+    return f"c{next(_names)}"
 
 
 COUNTER = ("module", "ra.testing.machines:Counter", None)

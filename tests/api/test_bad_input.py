@@ -12,9 +12,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def cluster(three):
-    ids = [three.sid("c", i) for i in range(3)]
-    ra.start_cluster("c", COUNTER, ids)
+def cluster(shared_three, cname):
+    ids = [shared_three.sid(cname, i) for i in range(3)]
+    ra.start_cluster(cname, COUNTER, ids)
     return ids
 
 
@@ -44,29 +44,29 @@ def test_lambda_query_raises_type_error(cluster):
         ra.local_query(cluster[0], closure)
 
 
-def test_unknown_server_on_live_node_is_noproc(three):
+def test_unknown_server_on_live_node_is_noproc(shared_three):
     with pytest.raises(ra.NoProc):
-        ra.process_command(three.sid("nobody", 0), 1, timeout=2)
+        ra.process_command(shared_three.sid("nobody", 0), 1, timeout=2)
     with pytest.raises(ra.NoProc):
-        ra.ping(three.sid("nobody", 1))
+        ra.ping(shared_three.sid("nobody", 1))
 
 
-def test_unknown_node_is_nodedown(three):
+def test_unknown_node_is_nodedown(shared_three):
     with pytest.raises(ra.NodeDown):
         ra.process_command(ra.ServerId("c", "127.0.0.1:9"), 1, timeout=2)
     with pytest.raises(ra.NodeDown):
         ra.restart_server(ra.ServerId("c", "127.0.0.1:9"))
 
 
-def test_wrong_argument_types(three):
+def test_wrong_argument_types(shared_three):
     with pytest.raises(TypeError, match="server_loc"):
         ra.process_command("not-a-server", 1)
     with pytest.raises(TypeError, match="server_loc"):
         ra.process_command([], 1)
     with pytest.raises(TypeError, match="timeout"):
-        ra.process_command(three.sid("c", 0), 1, timeout="soon")
+        ra.process_command(shared_three.sid("c", 0), 1, timeout="soon")
     with pytest.raises(ValueError, match="priority"):
-        ra.pipeline_command(three.sid("c", 0), 1, priority="urgent")
+        ra.pipeline_command(shared_three.sid("c", 0), 1, priority="urgent")
     with pytest.raises(TypeError):
         ra.start_cluster("c", COUNTER)
     with pytest.raises(TypeError):
@@ -74,21 +74,22 @@ def test_wrong_argument_types(three):
 
 
 def test_machine_that_does_not_import_is_invalid_config_and_writes_nothing(three):
-    ids = [three.sid("c", i) for i in range(3)]
+    ids = [three.sid("fresh", i) for i in range(3)]
     with pytest.raises(ra.InvalidConfig) as ei:
-        ra.start_cluster("c", ("module", "no_such_pkg.mod:Machine", None), ids)
+        ra.start_cluster("fresh", ("module", "no_such_pkg.mod:Machine", None), ids)
     assert "machine" in str(ei.value) and "no_such_pkg" in str(ei.value)
     with pytest.raises(ra.InvalidConfig, match="machine"):
-        ra.start_cluster("c", ("module", "ra.testing.machines:NoSuchClass", None), ids)
+        ra.start_cluster("fresh", ("module", "ra.testing.machines:NoSuchClass", None), ids)
     for i in range(3):
         d = three.data_dir(i)
         assert not [x for x in os.listdir(d) if x not in ("wal", "ra_node.lock", "node.log")
                     and os.path.isdir(os.path.join(d, x))]
     # and the same names can be used afterwards
-    assert ra.start_cluster("c", COUNTER, ids)[0]
+    assert ra.start_cluster("fresh", COUNTER, ids)[0]
 
 
-def test_invalid_configs(three):
+def test_invalid_configs(shared_three):
+    three = shared_three
     sid = three.sid("c", 0)
     with pytest.raises(ra.InvalidConfig, match="machine"):
         ra.start_cluster("c", ("bogus", "x:y", None), [sid])
@@ -110,9 +111,9 @@ def test_invalid_configs(three):
         ra.start(data_dir=three.data_dir(9), segment_max_entries=0)
 
 
-def test_second_daemon_on_same_data_dir_fails_fast(three):
+def test_second_daemon_on_same_data_dir_fails_fast(shared_three):
     with pytest.raises(ra.AlreadyStarted, match="in use"):
-        ra.start(data_dir=three.data_dir(0))
+        ra.start(data_dir=shared_three.data_dir(0))
 
 
 def test_membership_errors(cluster):

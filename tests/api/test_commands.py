@@ -11,9 +11,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def cluster(three):
-    ids = [three.sid("c", i) for i in range(3)]
-    ra.start_cluster("c", COUNTER, ids)
+def cluster(shared_three, cname):
+    ids = [shared_three.sid(cname, i) for i in range(3)]
+    ra.start_cluster(cname, COUNTER, ids)
     return ids
 
 
@@ -88,9 +88,9 @@ def test_local_and_leader_query(cluster):
         wait_for(lambda: ra.local_query(sid, M.get_state)[1] == 7, what="follower applied")
 
 
-def test_query_function_forms(three):
-    ids = [three.sid("kv", i) for i in range(3)]
-    ra.start_cluster("kv", KV, ids)
+def test_query_function_forms(shared_three, cname):
+    ids = [shared_three.sid(cname, i) for i in range(3)]
+    ra.start_cluster(cname, KV, ids)
     assert ra.process_command(ids, ("put", "a", 1))[0] == "ok"
     assert ra.consistent_query(ids, ("ra.testing.machines", "get_key", ["a"]))[0] == 1
     assert ra.consistent_query(ids, "ra.testing.machines:get_state")[0] == {"a": 1}
@@ -100,9 +100,9 @@ def test_query_function_forms(three):
     assert ra.process_command(ids, ("get", "a"))[0] == 1
 
 
-def test_terms_round_trip_through_log_and_replies(three):
-    ids = [three.sid("kv", i) for i in range(3)]
-    ra.start_cluster("kv", KV, ids)
+def test_terms_round_trip_through_log_and_replies(shared_three, cname):
+    ids = [shared_three.sid(cname, i) for i in range(3)]
+    ra.start_cluster(cname, KV, ids)
     value = {"t": (1, 2), "b": b"\x00\xff", "s": {1, 2}, "f": frozenset({3}), "big": 2 ** 100,
              "l": [1, (2, [3])], "sid": ra.ServerId("x", "h:1"), "n": None, "x": 1.5}
     ra.process_command(ids, ("put", ("k", 1), value))
