@@ -275,12 +275,16 @@ class ServerProc:
             for ev in self.log.handle_wal_event(p):
                 self._step(ev)
             return
-        if tag == "nodedown":
+        if tag in ("nodedown", "nodeup"):
+            fd.apply_node_event(self.mb, p)
+            node = p[1]
+            for sid in [x for x in self.peer_eps if x.node == node]:
+                del self.peer_eps[sid]        # re-resolve: its servers may have moved
+            self.unresolved.pop(node, None)
             leader = self.state.leader_id
-            if leader is not None and leader != self.id and ServerId(*leader).node == p[1]:
-                self._step(LeaderDown(leader))
-            return
-        if tag == "nodeup":
+            if tag == "nodedown" and leader is not None and leader != self.id \
+                    and ServerId(*leader).node == node:
+                self._step(LeaderDown(leader))    # aten-style fast detection of leader loss
             return
         _log.warning("%s: dropping unknown message tag %r", self.id, tag)
 
