@@ -8,6 +8,10 @@
     Ask the daemon at ``ADDR`` (``host:port``) to shut down and wait until it no longer answers.
 ``ra node status ADDR [--json]``
     The daemon's overview: address, pid, data directory, uptime, fork server, supervision tree.
+``ra overview ADDR [--json]``
+    Every ra server on the node at ``ADDR``: cluster, role, term, indexes, leader (ra:overview).
+``ra members NAME@ADDR [--json]``
+    The members of the cluster that server ``NAME`` on node ``ADDR`` belongs to, and its leader.
 
 Exit codes: 0 success, 1 the node cannot be reached, 2 a refused start (e.g. the data directory
 is locked by another daemon: the message says by whom).
@@ -23,7 +27,7 @@ from typing import Any, Sequence
 
 from ra.errors import NodeDown, NoProc, RaError, Timeout
 
-__all__ = ["main", "format_status"]
+__all__ = ["main", "format_status", "format_overview"]
 
 
 def format_status(st: dict[str, Any]) -> str:
@@ -60,6 +64,62 @@ def format_status(st: dict[str, Any]) -> str:
                      f"  {tree['strategy']} {tree['intensity']}/{tree['period']}s")
         walk(tree, 1)
     return "\n".join(lines)
+
+
+def format_overview(ov: dict[str, Any]) -> str:
+    """Render ``ra.overview(node)`` as a table, one server a line."""
+    lines = [f"node {ov['node']}  (daemon pid {ov['daemon']['pid']}, "
+             f"up {ov['daemon']['uptime_s']:.0f} s)", ""]
+    hdr = (f"{'SERVER':<16} {'CLUSTER':<14} {'ROLE':<17} {'TERM':>5} {'COMMIT':>8} "
+           f"{'APPLIED':>8} {'LAST':>8} {'WRITTEN':>8} {'SNAP':>7} {'PID':>7}  LEADER")
+    lines.append(hdr)
+    for name, row in sorted(ov["servers"].items()):
+        if "role" not in row:
+            state = "stopped" if not row.get("pid") else row.get("error", "?")
+            lines.append(f"{name:<16} {row.get('cluster_name', ''):<14} {state}")
+            continue
+        leader = row.get("leader_id")
+        lead = f"{leader[0]}@{leader[1]}" if leader else "-"
+        lines.append(
+            f"{name:<16} {row['cluster_name']:<14} {row['role']:<17} {row['current_term']:>5} "
+            f"{row['commit_index']:>8} {row['last_applied']:>8} {row['last_index']:>8} "
+            f"{row['last_written_index']:>8} {row['snapshot_index']:>7} {row.get('pid') or '-':>7}"
+            f"  {lead}")
+    if not ov["servers"]:
+        lines.append("(no servers)")
+    return "\n".join(lines)
+
+
+def _overview(a: argparse.Namespace) -> int:
+    import ra
+
+    try:
+        ov = ra.overview(a.addr, timeout=a.timeout)
+    except (NodeDown, NoProc, Timeout) as e:
+        print(f"ra: node {a.addr} not reachable: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(ov, indent=2, default=str) if a.json else format_overview(ov))
+    return 0
+
+
+def _members(a: argparse.Namespace) -> int:
+    import ra
+
+    name, sep, addr = a.server.partition("@")
+    if not sep or not name or not addr:
+        print("ra: members takes NAME@HOST:PORT", file=sys.stderr)
+        return 2
+    try:
+        members, leader = ra.members(ra.ServerId(name, addr), timeout=a.timeout)
+    except RaError as e:
+        print(f"ra: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    if a.json:
+        print(json.dumps({"members": [list(m) for m in members], "leader": list(leader)}))
+    else:
+        for m in members:
+            print(f"{m.name}@{m.node}" + ("  (leader)" if m == leader else ""))
+    return 0
 
 
 def _node_start(a: argparse.Namespace) -> int:
@@ -127,7 +187,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ss.add_argument("addr")
     ss.add_argument("--json", action="store_true")
     ss.add_argument("--timeout", type=float, default=5.0)
+    ov = sub.add_parser("overview", help="the ra servers of the node at ADDR")
+    ov.add_argument("addr")
+    ov.add_argument("--json", action="store_true")
+    ov.add_argument("--timeout", type=float, default=5.0)
+    mp = sub.add_parser("members", help="members of the cluster of server NAME@ADDR")
+    mp.add_argument("server", metavar="NAME@ADDR")
+    mp.add_argument("--json", action="store_true")
+    mp.add_argument("--timeout", type=float, default=5.0)
     a = p.parse_args(argv)
+    if a.cmd == "overview":
+        return _overview(a)
+    if a.cmd == "members":
+        return _members(a)
     if a.cmd == "node":
         return {"start": _node_start, "stop": _node_stop, "status": _node_status}[a.node_cmd](a)
     return 2  # pragma: no cover

@@ -120,3 +120,22 @@ def test_stop_and_restart_server_keeps_data(three):
     ra.process_command(ids[1:], 1)
     ra.restart_server(ids[0])
     wait_for(lambda: ra.local_query(ids[0], M.get_state)[1] == 5, what="catch up")
+
+
+def test_cli_overview_and_members(three, capsys):
+    from ra.cli import main
+    ids = [three.sid("c", i) for i in range(3)]
+    ra.start_cluster("c", COUNTER, ids)
+    ra.process_command(ids, 1)
+    leader = leader_of(ids)
+    assert main(["overview", three.addrs[0]]) == 0
+    out = capsys.readouterr().out
+    assert "SERVER" in out and "c " in out and ("leader" in out or "follower" in out)
+    assert main(["members", f"c@{three.addrs[1]}"]) == 0
+    out = capsys.readouterr().out
+    assert f"c@{leader.node}  (leader)" in out and out.count("c@") == 3
+    assert main(["members", f"c@{three.addrs[1]}", "--json"]) == 0
+    import json
+    js = json.loads(capsys.readouterr().out)
+    assert js["leader"] == list(leader) and len(js["members"]) == 3
+    assert main(["overview", "127.0.0.1:9"]) == 1
