@@ -30,7 +30,7 @@ __all__ = [
     "start_or_restart_cluster", "delete_cluster", "trigger_election", "transfer_leadership",
     "ping", "key_metrics",
     # membership
-    "members", "members_info", "add_member", "remove_member", "leave_and_terminate",
+    "members", "members_info", "initial_members", "add_member", "remove_member", "leave_and_terminate",
     "leave_and_delete_server",
     # commands and queries
     "process_command", "pipeline_command", "receive", "local_query", "leader_query",
@@ -85,6 +85,7 @@ ping = _delegate("ping")
 key_metrics = _delegate("key_metrics")
 members = _delegate("members")
 members_info = _delegate("members_info")
+initial_members = _delegate("initial_members")
 add_member = _delegate("add_member")
 remove_member = _delegate("remove_member")
 leave_and_terminate = _delegate("leave_and_terminate")

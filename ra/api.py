@@ -404,6 +404,12 @@ class Client:
         value, leader = self._leader_call(server_ref, ("$ra", "members", "leader"), timeout)
         return [ServerId(*m) for m in value[0]], leader
 
+    def initial_members(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT
+                        ) -> list[ServerId]:
+        """The members the server was started with (its config, not the current cluster)."""
+        res = self._call(_sid(server_id), ("$ra", "initial_members"), _timeout(timeout))
+        return [ServerId(*m) for m in res[1]]
+
     def members_info(self, server_ref: Any, timeout: float | None = DEFAULT_TIMEOUT
                      ) -> dict[ServerId, dict[str, Any]]:
         """Per member, what the leader knows: match and next index (ra:members_info)."""

@@ -316,6 +316,8 @@ class ServerProc:
                 self.mb.reply(frm, ("redirect", s.leader_id))
                 return
             self.mb.reply(frm, ("ok", (list(s.cluster), s.leader_id), s.leader_id))
+        elif op == "initial_members":
+            self.mb.reply(frm, ("ok", list(self.cfg.initial_members), s.leader_id))
         elif op == "transfer_leadership":
             self._step(TransferLeadership(frm, ServerId(*p[2])))
         elif op == "trigger_election":

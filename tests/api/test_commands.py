@@ -114,6 +114,7 @@ def test_terms_round_trip_through_log_and_replies(shared_three, cname):
 def test_members_and_members_info(cluster):
     members, leader = ra.members(cluster[2])
     assert sorted(members) == sorted(cluster) and leader in cluster
+    assert ra.initial_members(cluster[1]) == cluster
     info = ra.members_info(cluster[0])
     assert set(info) == set(cluster)
     assert info[leader]["status"] == "leader"
