@@ -8,8 +8,9 @@ Contract:
   least one complete snapshot (plus possibly a ``.tmp`` that is ignored and removed).
 * :meth:`FileSnapshotStore.recover` returns the newest snapshot that verifies; a corrupt newest
   one is reported in :attr:`FileSnapshotStore.warnings` and the previous one is used.
-* Deleting segments wholly below the snapshot is the caller's (DiskLog's) job, done only after
-  ``write`` returned.
+* Deleting segments is the caller's (DiskLog's) job, done only after ``write`` returned, and only
+  below :meth:`FileSnapshotStore.previous_index`: the fallback snapshot then still has the log
+  entries that follow it.
 """
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ class SnapshotStore(Protocol):
     """ra_snapshot's callbacks, reduced to what the DiskLog needs."""
 
     def write(self, meta: SnapshotMeta, data: bytes) -> None: ...
+
+    def previous_index(self) -> int:
+        """Index of the snapshot before the newest (the fallback); 0 if there is none."""
+        files = self._files()
+        return files[-2][0] if len(files) >= 2 else 0
 
     def recover(self) -> tuple[SnapshotMeta, bytes] | None: ...
 
@@ -68,6 +74,11 @@ class FileSnapshotStore:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+
+    def previous_index(self) -> int:
+        """Index of the snapshot before the newest (the fallback); 0 if there is none."""
+        files = self._files()
+        return files[-2][0] if len(files) >= 2 else 0
 
     def recover(self) -> tuple[SnapshotMeta, bytes] | None:
         """The newest snapshot that verifies (falling back past corrupt ones), or None."""

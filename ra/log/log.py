@@ -15,6 +15,9 @@ Contract (the core's Log contract, plus what the shell does):
 * :meth:`tick` (call it now and then, e.g. each second) picks up segment files the segment writer
   produced and drops from memory the entries now durable in them.
 * Snapshots (``update_release_cursor``, ``install_snapshot``) are durable when they return.
+  ``update_release_cursor`` deletes segment files wholly below the *previous* snapshot (the
+  store keeps two), so that a corrupt latest snapshot falls back to one whose following
+  entries still exist.
   After ``install_snapshot`` a *tombstone* record (term 0 at ``index + 1``) is sent through the
   WAL so that older entries above the snapshot, still in WAL files or segments, are superseded
   by ra's overwrite rule; until the WAL confirms it, a crash may bring back such a stale tail
@@ -356,7 +359,9 @@ class DiskLog:
         self.snapshots.write(meta, self._senc(machine_state))
         self._snap = meta
         self.mem.drop_to(idx)
-        self.segments.delete_below(idx)
+        # below the *previous* snapshot only: if the new one turns out corrupt at recovery, the
+        # fallback still finds every entry after it (no acknowledged entry is lost)
+        self.segments.delete_below(self.snapshots.previous_index())
         if self._last[0] < idx:
             self._last = (idx, term)
         if self._written[0] < idx:

@@ -82,7 +82,7 @@ def test_unsynced_entries_of_newest_wal_file_are_resent(tmp_path: Any) -> None:
     assert lg2.last_written() == (10, 1)
 
 
-def test_snapshot_fallback_with_gap_truncates_to_snapshot(tmp_path: Any) -> None:
+def test_corrupt_latest_snapshot_falls_back_with_log_intact(tmp_path: Any) -> None:
     node = InProcNode(str(tmp_path), max_size_bytes=4096, segment_max_entries=10)
     lg = node.log("a")
     _fill(lg, 40)
@@ -90,13 +90,43 @@ def test_snapshot_fallback_with_gap_truncates_to_snapshot(tmp_path: Any) -> None
     node.wal.roll_over()
     node.flush_segments()
     lg.tick()
+    segs = os.path.join(str(tmp_path), "a", "segments")
     lg.update_release_cursor(10, 1, (), 0, "s10")
-    lg.update_release_cursor(30, 1, (), 0, "s30")   # deletes segments wholly below 30
+    assert lg.segments.range() == (1, 40)       # nothing below a previous snapshot yet
+    lg.update_release_cursor(30, 1, (), 0, "s30")
+    assert lg.segments.range()[0] in (1, 11)    # only files wholly below 10 may go
+    assert len(os.listdir(segs)) >= 3
+    lg.update_release_cursor(35, 1, (), 0, "s35")   # now the previous is 30: 1..30 may go
+    assert lg.segments.range()[0] > 20
     snaps = sorted(os.listdir(os.path.join(str(tmp_path), "a", "snapshots")))
     with open(os.path.join(str(tmp_path), "a", "snapshots", snaps[-1]), "r+b") as f:
         f.truncate(10)
     node.crash_all()
     lg = node.logs["a"]
-    assert lg.snapshot_index_term() == (10, 1)
-    assert lg.last_index_term() == (10, 1)      # 11..30 are gone with the corrupt snapshot
-    assert any("gap" in w for w in lg.warnings) and any("corrupt" in w for w in lg.warnings)
+    assert lg.snapshot_index_term() == (30, 1)
+    assert lg.read_snapshot()[1] == "s30"
+    assert lg.last_index_term() == (40, 1)      # every entry after the fallback is there
+    assert lg.take(31, 20) == [(i, 1, ("c", i)) for i in range(31, 41)]
+    assert any("corrupt" in w for w in lg.warnings)
+
+
+def test_install_snapshot_corrupt_falls_back_and_truncates_at_gap(tmp_path: Any) -> None:
+    """An installed snapshot replaces the log; if it is corrupt at recovery, the previous
+    snapshot is used and the log ends at the gap (reported in warnings)."""
+    node = InProcNode(str(tmp_path), max_size_bytes=4096, segment_max_entries=10)
+    lg = node.log("a")
+    _fill(lg, 20)
+    node.pump()
+    lg.update_release_cursor(5, 1, (), 0, "s5")
+    lg.install_snapshot(SnapshotMeta(100, 3, (), 0), __import__("transport").codec.encode("i"))
+    node.pump()
+    node.wal.roll_over()
+    node.flush_segments()
+    snaps = sorted(os.listdir(os.path.join(str(tmp_path), "a", "snapshots")))
+    with open(os.path.join(str(tmp_path), "a", "snapshots", snaps[-1]), "r+b") as f:
+        f.truncate(10)
+    node.crash_all()
+    lg = node.logs["a"]
+    assert lg.snapshot_index_term() == (5, 1)
+    assert lg.last_index_term()[0] == 5
+    assert lg.warnings
