@@ -26,6 +26,7 @@ demo: $(STAMP)
 	$(VPY) -m ra.testing.demo
 
 bench: $(STAMP)
+	$(VPY) -m pip install -q -e '.[test,bench]'
 	$(VPY) -m bench $(if $(QUICK),--quick,)
 
 soak: $(STAMP)
