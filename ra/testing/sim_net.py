@@ -58,6 +58,7 @@ class Profile:
     call_timeout_ms: int = 600
     fault_ms: int = 2000
     settle_ms: int = 2500
+    chunk_size: int = 16                      # snapshot_chunk_size (bytes)
     batch_size: int = 16                      # max_append_entries_rpc_batch_size
     pipeline: int = 64                        # max_pipeline_count
     election_ms: int = 100                    # election timeout drawn from [T, 2T)
@@ -75,7 +76,11 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("membership", loss=0.02, membership_rate=3.0, transfer_rate=1.5, crash_rate=0.5,
             snapshot_every=5),
     Profile("snapshots", loss=0.03, snapshot_every=3, partition_rate=1.5, crash_rate=1.5,
-            partition_kinds=("isolate", "symmetric")),
+            partition_kinds=("isolate", "symmetric"), chunk_size=3, dup=0.05, reorder=0.05),
+    # membership changes and leadership transfers while everything else goes wrong too
+    Profile("reconfig", loss=0.05, dup=0.03, reorder=0.05, membership_rate=3.0,
+            transfer_rate=1.0, crash_rate=2.0, partition_rate=1.5, snapshot_every=4,
+            chunk_size=5),
     # elections everywhere: short timeouts, leader crashes with short downtimes, one-way cuts,
     # fast durability, and a voter crashing right after its vote went out
     Profile("elections", delay=(2, 20), election_ms=30, heartbeat_ms=10, crash_rate=6.0,

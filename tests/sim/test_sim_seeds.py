@@ -22,7 +22,7 @@ from ra.testing.checkers import Violation
 from ra.testing.sim import SimCluster, run_seed
 from ra.testing.sim_net import PROFILE_NAMES, scenario_for_seed
 
-DEFAULT_SEEDS = 2400          # 100 of each (size, profile) combination
+DEFAULT_SEEDS = 2600          # 100 of each (size, profile) combination
 SOAK_SEEDS = 30000
 CHUNK = 100
 
