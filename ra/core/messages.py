@@ -13,7 +13,7 @@ __all__ = [
     "AppendEntriesRpc", "AppendEntriesReply", "RequestVoteRpc", "RequestVoteResult",
     "PreVoteRpc", "PreVoteResult", "InstallSnapshotRpc", "InstallSnapshotResult",
     "HeartbeatRpc", "HeartbeatReply", "TimeoutNow", "SnapshotMeta",
-    "ElectionTimeout", "HeartbeatTimeout", "Written", "MetaWritten", "LeaderDown",
+    "ElectionTimeout", "HeartbeatTimeout", "Tick", "Written", "MetaWritten", "LeaderDown",
     "Command", "ConsistentQuery", "TransferLeadership", "TriggerElection", "FlushCommands",
     "RaMsg", "PEER_MSGS",
 ]
@@ -148,6 +148,14 @@ class HeartbeatTimeout:
 
 
 @dataclass(frozen=True, slots=True)
+class Tick:
+    """The shell's periodic tick (ra's ``tick_timeout``): the leader calls the machine's
+    ``tick(time_ms, state)``."""
+
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Written:
     """The log reports ``from_idx..to_idx`` written at ``term`` durable (ra's ``{written, T, R}``)."""
 
@@ -216,7 +224,7 @@ class TriggerElection:
 RaMsg = Union[
     AppendEntriesRpc, AppendEntriesReply, RequestVoteRpc, RequestVoteResult, PreVoteRpc,
     PreVoteResult, InstallSnapshotRpc, InstallSnapshotResult, HeartbeatRpc, HeartbeatReply,
-    TimeoutNow, ElectionTimeout, HeartbeatTimeout, Written, MetaWritten, LeaderDown,
+    TimeoutNow, ElectionTimeout, HeartbeatTimeout, Tick, Written, MetaWritten, LeaderDown,
     FlushCommands, Command, ConsistentQuery, TransferLeadership, TriggerElection,
 ]
 

@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ra.core import quorum
+from ra.core import quorum, validate
 from ra.core.effects import (
     OUTBOUND, Cast, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
     StartElectionTimeout, StartHeartbeatTimeout,
@@ -37,7 +37,7 @@ from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, ConsistentQuery, ElectionTimeout,
     FlushCommands, HeartbeatReply, HeartbeatRpc, HeartbeatTimeout, InstallSnapshotResult,
     InstallSnapshotRpc, LeaderDown, MetaWritten, PreVoteResult, PreVoteRpc, RequestVoteResult,
-    RequestVoteRpc, SnapshotMeta, TimeoutNow, TransferLeadership, TriggerElection, Written,
+    RequestVoteRpc, SnapshotMeta, Tick, TimeoutNow, TransferLeadership, TriggerElection, Written,
 )
 
 __all__ = ["ServerConfig", "ServerState", "Peer", "BUGS", "init", "step", "overview"]
@@ -122,6 +122,9 @@ class ServerState:
     transfer_target: Any = None
     transfer_index: int = 0
     transfer_ticks: int = 0
+    # messages dropped as malformed or unknown, by reason (never in overview: it is not Raft
+    # state; the shell reports it)
+    dropped: dict[str, int] = field(default_factory=dict)
     # durability of term/vote
     meta_seq: int = 0
     meta_synced: int = 0
@@ -148,6 +151,7 @@ def init(cfg: ServerConfig) -> tuple[str, ServerState, list[Any]]:
         s.cluster = tuple(smeta.cluster)
         s.cluster_index_term = (smeta.index, smeta.term)
         s.machine_version = smeta.machine_version
+        s.machine = _machine_for(cfg.machine, smeta.machine_version)
         s.commit_index = s.last_applied = s.verified_index = smeta.index
     else:
         s.machine_state = cfg.machine.init(cfg.machine_config)
@@ -159,7 +163,23 @@ def init(cfg: ServerConfig) -> tuple[str, ServerState, list[Any]]:
     if replay_to > s.last_applied:
         s.commit_index = replay_to
         _apply_to(s, replay_to, [])
-    return "follower", s, [StartElectionTimeout()]
+    effects: list[Any] = [StartElectionTimeout()]
+    _state_enter(s, effects)
+    return "follower", s, effects
+
+
+def _machine_for(configured: Any, version: int) -> Any:
+    """The machine object for an effective ``version`` (ra_machine:which_module/2)."""
+    which = getattr(configured, "which_module", None)
+    if which is None or _code_version(configured) == version:
+        return configured
+    m = which(version)
+    return m() if isinstance(m, type) else m
+
+
+def _code_version(machine: Any) -> int:
+    v = getattr(machine, "version", None)
+    return int(v()) if v is not None else 0
 
 
 def _recompute_cluster(s: ServerState, upto: int) -> None:
@@ -190,6 +210,10 @@ def step(role: str, msg: Any, s: ServerState) -> tuple[str, ServerState, list[An
     While a term or vote change is not yet durable (no ``MetaWritten`` for it), outbound effects
     are held back in order and released with the confirming ``MetaWritten``."""
     assert role == s.role, f"role mismatch {role} != {s.role}"
+    reason = validate.check(msg)
+    if reason is not None:
+        s.dropped[reason] = s.dropped.get(reason, 0) + 1
+        return s.role, s, []
     effects: list[Any] = []
     if isinstance(msg, MetaWritten):
         if msg.seq > s.meta_synced:
@@ -199,6 +223,8 @@ def step(role: str, msg: Any, s: ServerState) -> tuple[str, ServerState, list[An
             _become_leader(s, effects)
     else:
         _HANDLERS[type(msg)](msg, s, effects)
+    if s.role != role:
+        _state_enter(s, effects)
     if s.meta_synced < s.meta_seq:
         keep = []
         for e in effects:
@@ -278,7 +304,7 @@ def _start_pre_vote(s: ServerState, effects: list[Any]) -> None:
         return
     last_idx, last_term = s.log.last_index_term()
     rpc = PreVoteRpc(s.current_term + 1, s.pre_vote_token, s.id, last_idx, last_term,
-                     s.machine_version)
+                     _code_version(s.cfg.machine))
     for p in _others(s):
         effects.append(SendRpc(p, rpc))
 
@@ -312,7 +338,10 @@ def _become_leader(s: ServerState, effects: list[Any]) -> None:
     s.transfer_target = None
     s.noop_index = nxt
     s.noop_committed = False
-    s.log.append((nxt, s.current_term, ("noop", s.machine_version)))
+    # the noop carries the machine version this leader's code runs: applying it upgrades
+    # every member at the same index (ra's machine versioning)
+    s.log.append((nxt, s.current_term, ("noop", max(s.machine_version,
+                                                    _code_version(s.cfg.machine)))))
     effects.append(StartHeartbeatTimeout())
     _replicate_all(s, effects)
     _evaluate_commit(s, effects)
@@ -357,6 +386,7 @@ def _on_leader_down(msg: LeaderDown, s: ServerState, effects: list[Any]) -> None
 def _on_pre_vote_rpc(msg: PreVoteRpc, s: ServerState, effects: list[Any]) -> None:
     # a pre-vote never changes the receiver's term
     grant = (msg.term > s.current_term and s.role != "leader"
+             and msg.machine_version >= s.machine_version
              and _log_up_to_date(s, msg.last_log_index, msg.last_log_term))
     effects.append(SendRpc(msg.candidate_id,
                            PreVoteResult(max(msg.term, s.current_term) if grant else s.current_term,
@@ -564,11 +594,18 @@ def _on_install_snapshot(msg: InstallSnapshotRpc, s: ServerState, effects: list[
     s.machine_version = meta.machine_version
     s.cluster = tuple(meta.cluster)
     s.cluster_index_term = (meta.index, meta.term)
+    s.machine = _machine_for(s.cfg.machine, meta.machine_version)
     s.commit_index = s.last_applied = s.verified_index = meta.index
     s.meta.store_last_applied(meta.index)
     s.role = "follower"
     effects.append(SendRpc(msg.leader_id, InstallSnapshotResult(
         s.current_term, meta.index, meta.term, s.id)))
+    fn = getattr(s.machine, "snapshot_installed", None)
+    if fn is not None:
+        meffects = fn({"index": meta.index, "term": meta.term,
+                       "machine_version": meta.machine_version}, s.machine_state)
+        for me in meffects or []:
+            effects.append(MachineEffect(me))
 
 
 # --- handlers: replication (leader side) ----------------------------------------------------------
@@ -930,11 +967,12 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
                     effects.append(Reply(mode[1], ("ok", reply, s.id)))
                 elif mode[0] == "notify":
                     notify.setdefault(mode[2], []).append((mode[1], reply))
-            for me in meffects:
-                if isinstance(me, ReleaseCursor):
-                    _release_cursor(s, me, idx)
-                elif leader:
-                    effects.append(MachineEffect(me))
+            if meffects:
+                _machine_effects(s, meffects, idx, effects)
+        elif tag == "noop":
+            if cmd[1] > s.machine_version:
+                _upgrade_machine(s, cmd[1], idx, e[1], effects)
+                machine = s.machine
         elif tag == "cluster" and leader:
             _prune_peers(s)
         s.last_applied = idx
@@ -942,6 +980,90 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
         s.meta.store_last_applied(s.last_applied)
     for pid, applied in notify.items():
         effects.append(Notify(pid, s.id, applied))
+
+
+def _upgrade_machine(s: ServerState, version: int, idx: int, term: int,
+                     effects: list[Any]) -> None:
+    """Switch to the machine module of ``version`` and tell it, as ra does, by applying
+    ``("machine_version", old, new)`` through the new module."""
+    old = s.machine_version
+    s.machine = _machine_for(s.cfg.machine, version)
+    s.machine_version = version
+    meta = {"index": idx, "term": term, "system_time": 0, "machine_version": version}
+    s.machine_state, _, meffects = apply_machine(s.machine, meta, ("machine_version", old,
+                                                                    version), s.machine_state)
+    if meffects:
+        _machine_effects(s, meffects, idx, effects)
+
+
+#: Machine effects every member carries out; all others only the leader (ra_machine docs).
+_ALL_MEMBERS = ("release_cursor", "checkpoint", "aux", "garbage_collection")
+
+
+def _machine_effects(s: ServerState, meffects: list[Any], applied_idx: int,
+                     effects: list[Any]) -> None:
+    """Carry out or pass on the effects a machine callback returned.
+
+    ``release_cursor``/``checkpoint`` snapshot on every member; ``append`` and ``log`` are
+    done by the leader here (they only touch the log); ``aux`` goes to every member's shell;
+    the rest (send_msg, monitor, demonitor, mod_call, timer) to the leader's shell."""
+    leader = s.role == "leader"
+    for me in meffects:
+        if isinstance(me, ReleaseCursor):
+            _release_cursor(s, me, applied_idx)
+            continue
+        if not isinstance(me, tuple) or not me:
+            continue     # not an effect: ignored, as ra ignores unknown effects
+        tag = me[0]
+        if tag in ("release_cursor", "checkpoint") and len(me) == 3:
+            # a checkpoint is taken as a release cursor: our Log has one snapshot kind
+            _release_cursor(s, ReleaseCursor(me[1], me[2]), applied_idx)
+        elif tag in _ALL_MEMBERS:
+            effects.append(MachineEffect(me))
+        elif not leader:
+            continue
+        elif tag == "append" and len(me) in (2, 3):
+            mode = me[2] if len(me) == 3 else None
+            _append_usr(s, Command("usr", me[1], mode))
+            _schedule_flush(s, effects)
+        elif tag == "log" and len(me) == 3:
+            cmds = []
+            for i in me[1]:
+                entry = s.log.fetch(i)
+                if entry is not None and entry[2][0] == "usr":
+                    cmds.append(entry[2][1])
+            more = me[2](cmds)
+            if more:
+                _machine_effects(s, list(more), applied_idx, effects)
+        else:
+            effects.append(MachineEffect(me))
+
+
+def _state_enter(s: ServerState, effects: list[Any]) -> None:
+    """ra_machine:state_enter/2 on every role change; its effects run on this member."""
+    fn = getattr(s.machine, "state_enter", None)
+    if fn is None:
+        return
+    meffects = fn(s.role, s.machine_state)
+    if meffects:
+        for me in meffects:
+            if isinstance(me, ReleaseCursor) or (isinstance(me, tuple) and me and
+                                                 me[0] in ("release_cursor", "checkpoint",
+                                                           "append", "log")):
+                _machine_effects(s, [me], s.last_applied, effects)
+            else:
+                effects.append(MachineEffect(me))
+
+
+def _on_tick(msg: Tick, s: ServerState, effects: list[Any]) -> None:
+    """The leader runs the machine's ``tick(time_ms, state)`` (ra: tick_timeout)."""
+    if s.role != "leader":
+        return
+    fn = getattr(s.machine, "tick", None)
+    if fn is not None:
+        meffects = fn(msg.time_ms, s.machine_state)
+        if meffects:
+            _machine_effects(s, list(meffects), s.last_applied, effects)
 
 
 def _release_cursor(s: ServerState, rc: ReleaseCursor, applied_idx: int) -> None:
@@ -998,6 +1120,7 @@ _HANDLERS: dict[type, Any] = {
     TimeoutNow: _on_timeout_now,
     ElectionTimeout: _on_election_timeout,
     HeartbeatTimeout: _on_heartbeat_timeout,
+    Tick: _on_tick,
     Written: _on_written,
     LeaderDown: _on_leader_down,
     FlushCommands: _on_flush,

@@ -5,7 +5,7 @@ from ra.core.messages import (
     InstallSnapshotResult, InstallSnapshotRpc, MetaWritten, SnapshotMeta, Written,
 )
 from ra.testing.memory import MemoryLog
-from tests.core.helpers import CLUSTER, N1, N2, new_server, step, sync, with_log
+from tests.core.helpers import CLUSTER, N1, N2, N3, new_server, step, sync, with_log
 
 NOOP = ("noop", 0)
 
@@ -156,6 +156,6 @@ def test_written_for_overwritten_term_does_not_advance():
     s = new_server()
     with_log(s, [(1, 1, NOOP)], term=1)
     step(s, AppendEntriesRpc(1, N2, 1, 1, 1, [(2, 1, usr(1))]))
-    step(s, AppendEntriesRpc(2, StartElectionTimeout, 1, 1, 1, [(2, 2, usr(9))]))
+    step(s, AppendEntriesRpc(2, N3, 1, 1, 1, [(2, 2, usr(9))]))
     assert s.log.handle_written(Written(1, 2, 2)) is False
     assert s.log.last_written() == (1, 1)

@@ -1,0 +1,114 @@
+"""Shape checks for messages entering the core. No ra equivalent (BEAM pattern matching does it).
+
+``check(msg)`` returns ``None`` for a well-formed message and a short reason otherwise. The core
+drops a malformed or unknown message *before* touching its state (counted in
+``ServerState.dropped``), so a garbage frame that decoded into a known class, or a bug in a
+shell, can neither crash the server nor change what it believes. Checks are ``type(x) is int``
+style: cheap enough for the replication path (an entry costs a few identity tests).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ra.core import messages as m
+
+__all__ = ["check"]
+
+
+def _nat(*xs: Any) -> bool:
+    for x in xs:
+        if type(x) is not int or x < 0:
+            return False
+    return True
+
+
+def _sid(x: Any) -> bool:
+    return isinstance(x, tuple) and len(x) == 2
+
+
+def _entries(prev: int, es: Any) -> str | None:
+    if type(es) is not list:
+        return "entries not a list"
+    i = prev
+    for e in es:
+        i += 1
+        if (type(e) is not tuple or len(e) != 3 or e[0] != i or type(e[0]) is not int
+                or type(e[1]) is not int or e[1] < 0 or type(e[2]) is not tuple or not e[2]):
+            return f"bad entry at {i}"
+    return None
+
+
+def _ae(x: m.AppendEntriesRpc) -> str | None:
+    if not (_nat(x.term, x.leader_commit, x.prev_log_index, x.prev_log_term)
+            and _sid(x.leader_id)):
+        return "bad append_entries fields"
+    return _entries(x.prev_log_index, x.entries)
+
+
+def _ok(x: Any) -> str | None:
+    return None
+
+
+def _meta(x: Any) -> bool:
+    return (type(x) is m.SnapshotMeta and _nat(x.index, x.term, x.machine_version)
+            and isinstance(x.cluster, tuple))
+
+
+_CHECKS: dict[type, Callable[[Any], str | None]] = {
+    m.AppendEntriesRpc: _ae,
+    m.AppendEntriesReply: lambda x: None if (
+        _nat(x.term, x.next_index, x.last_index, x.last_term) and type(x.success) is bool
+        and _sid(x.from_id)) else "bad append_entries_reply",
+    m.RequestVoteRpc: lambda x: None if (
+        _nat(x.term, x.last_log_index, x.last_log_term) and _sid(x.candidate_id))
+    else "bad request_vote_rpc",
+    m.RequestVoteResult: lambda x: None if (
+        _nat(x.term) and type(x.vote_granted) is bool and _sid(x.from_id))
+    else "bad request_vote_result",
+    m.PreVoteRpc: lambda x: None if (
+        _nat(x.term, x.token, x.last_log_index, x.last_log_term, x.machine_version)
+        and _sid(x.candidate_id)) else "bad pre_vote_rpc",
+    m.PreVoteResult: lambda x: None if (
+        _nat(x.term, x.token) and type(x.vote_granted) is bool and _sid(x.from_id))
+    else "bad pre_vote_result",
+    m.InstallSnapshotRpc: lambda x: None if (
+        _nat(x.term) and _sid(x.leader_id) and _meta(x.meta)
+        and type(x.chunk_state) is tuple and len(x.chunk_state) == 2
+        and _nat(x.chunk_state[0]) and x.chunk_state[0] >= 1
+        and x.chunk_state[1] in ("next", "last") and type(x.data) is bytes)
+    else "bad install_snapshot_rpc",
+    m.InstallSnapshotResult: lambda x: None if (
+        _nat(x.term, x.last_index, x.last_term) and _sid(x.from_id))
+    else "bad install_snapshot_result",
+    m.HeartbeatRpc: lambda x: None if (_nat(x.query_index, x.term) and _sid(x.leader_id))
+    else "bad heartbeat_rpc",
+    m.HeartbeatReply: lambda x: None if (_nat(x.query_index, x.term) and _sid(x.from_id))
+    else "bad heartbeat_reply",
+    m.TimeoutNow: lambda x: None if (_nat(x.term) and _sid(x.leader_id)) else "bad timeout_now",
+    m.Written: lambda x: None if (_nat(x.term, x.from_idx, x.to_idx) and x.from_idx <= x.to_idx)
+    else "bad written",
+    m.MetaWritten: lambda x: None if _nat(x.seq) else "bad meta_written",
+    m.ElectionTimeout: _ok,
+    m.HeartbeatTimeout: _ok,
+    m.FlushCommands: _ok,
+    m.LeaderDown: _ok,
+    m.TriggerElection: _ok,
+    m.Tick: lambda x: None if _nat(x.time_ms) else "bad tick",
+    m.Command: lambda x: None if (
+        x.kind in ("usr", "join", "leave") and x.priority in ("normal", "low")
+        and (x.reply_mode is None or (type(x.reply_mode) is tuple and x.reply_mode))
+        and _nat(x.ts)) else "bad command",
+    m.ConsistentQuery: lambda x: None if callable(x.query) else "bad consistent_query",
+    m.TransferLeadership: lambda x: None if _sid(x.target) else "bad transfer_leadership",
+}
+
+
+def check(msg: Any) -> str | None:
+    """``None`` if ``msg`` is a well-formed core message, else why not."""
+    fn = _CHECKS.get(type(msg))
+    if fn is None:
+        return f"unknown message type {type(msg).__name__}"
+    try:
+        return fn(msg)
+    except Exception as e:     # a field access on a half-built object: malformed all the same
+        return f"malformed {type(msg).__name__}: {type(e).__name__}"
