@@ -32,7 +32,7 @@ from wal import osio
 from wal.format import resolve, scan_file
 
 __all__ = ["flush_wal_file", "flush_closed", "wal_files", "flush_lock", "main",
-           "segments_dir", "wal_file_name"]
+           "segments_dir", "wal_file_name", "valid_uid"]
 
 DEFAULT_SEGMENT_MAX_ENTRIES = 4096
 
@@ -49,6 +49,12 @@ def wal_files(wal_dir: str) -> list[tuple[int, str]]:
             out.append((int(n[:-4]), os.path.join(wal_dir, n)))
     out.sort()
     return out
+
+
+def valid_uid(uid: str) -> bool:
+    """A uid usable as a directory name under ``data_dir`` (no path tricks)."""
+    return (bool(uid) and "/" not in uid and "\x00" not in uid and not uid.startswith(".")
+            and len(uid.encode()) <= 255)
 
 
 def segments_dir(data_dir: str, uid: str) -> str:
@@ -76,7 +82,9 @@ def flush_wal_file(path: str, data_dir: str, segment_max_entries: int,
     res = scan_file(path)
     counts: dict[str, int] = {}
     for uid_b, entries in resolve(res.records).items():
-        uid = uid_b.decode()
+        uid = uid_b.decode(errors="replace")
+        if not valid_uid(uid):
+            continue  # never written by the WAL (it refuses such uids); ignore, don't escape
         sd = segments_dir(data_dir, uid)
         os.makedirs(sd, exist_ok=True)
         segs = Segments(sd)

@@ -16,6 +16,9 @@ Protocol (terms carried by ``transport`` casts/calls; ``uid`` is the writer's st
 * call ``("overview",)`` -> dict; call ``("roll_over",)`` -> ``"ok"``;
   call ``("forget_writer", uid)`` -> ``"ok"``.
 
+Malformed append messages (bad uid, non-consecutive entries, wrong types) are dropped and
+counted (``dropped_bad_messages``), never written.
+
 Loop contract: drain *everything* queued (up to ``max_batch_bytes``), plan the batch purely
 (:func:`wal.batch.plan_batch`), write it with ONE write call, sync ONCE (``fdatasync``; with
 ``write_strategy="o_sync"`` the file is opened ``O_SYNC`` and the write itself is the sync), and
@@ -40,7 +43,7 @@ from wal import osio
 from wal.batch import Append, WriterState, needs_roll, plan_batch
 from wal.format import HEADER_SIZE, encode_header
 from wal.segment_writer import (DEFAULT_SEGMENT_MAX_ENTRIES, flush_lock, flush_wal_file,
-                                wal_file_name, wal_files)
+                                valid_uid, wal_file_name, wal_files)
 
 __all__ = ["Wal", "main", "DEFAULT_MAX_SIZE_BYTES", "WRITE_STRATEGIES"]
 
@@ -83,6 +86,7 @@ class Wal:
         self.epoch = time.time_ns()
         self.stats = {"batches": 0, "entries": 0, "syncs": 0, "bytes": 0, "roll_overs": 0,
                       "resends": 0, "recovered_files": 0, "recovered_entries": 0,
+                      "dropped_bad_messages": 0,
                       "last_batch_entries": 0, "max_batch_entries": 0}
         os.makedirs(wal_dir, exist_ok=True)
 
@@ -225,6 +229,20 @@ class Wal:
             self._fd = -1
 
 
+def _valid_append(p: Any) -> bool:
+    """Shape check of an append message (a malformed one is dropped, never written)."""
+    try:
+        _, uid, lw, entries = p
+        if not (isinstance(uid, str) and valid_uid(uid) and isinstance(lw, int)
+                and isinstance(entries, (list, tuple)) and entries):
+            return False
+        first = entries[0][0]
+        return all(len(e) == 3 and e[0] == first + k and isinstance(e[1], int)
+                   and isinstance(e[2], bytes) for k, e in enumerate(entries)) and first >= 1
+    except (TypeError, ValueError):
+        return False
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="wal.wal")
     ap.add_argument("--wal-dir", required=True)
@@ -285,8 +303,11 @@ def main(argv: list[str] | None = None) -> int:
         while env is not None:
             p = env.payload
             if env.kind == "cast" and p[0] == "append":
-                uid = p[1].encode()
-                reqs.append(Append(uid, env.frm, p[2], p[3]))
+                if not _valid_append(p):
+                    wal.stats["dropped_bad_messages"] += 1
+                    env = recv(0)
+                    continue
+                reqs.append(Append(p[1].encode(), env.frm, p[2], p[3]))
                 for e in p[3]:
                     nbytes += len(e[2])
                 if nbytes >= max_bytes:

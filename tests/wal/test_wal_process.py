@@ -196,3 +196,26 @@ def test_client_calls_roll_over_overview_forget(tmp_path: Any, procs: Procs) -> 
         lg.close()
     finally:
         mb.close()
+
+
+def test_malformed_appends_are_dropped_not_fatal(tmp_path: Any, procs: Procs) -> None:
+    tmp = str(tmp_path)
+    data = os.path.join(tmp, "data")
+    ep = f"ipc://{tmp}/wal.sock"
+    procs.spawn("-m", "wal.wal", "--wal-dir", os.path.join(data, "wal"), "--data-dir", data,
+                "--endpoint", ep)
+    mb = Mailbox(None)
+    try:
+        wait_for(lambda: wal_overview(mb, ep), 20, "WAL ready")
+        for bad in [("append", "../evil", 0, [[1, 1, b"x"]]), ("append", "u", 0, [[1, 1, b"x"],
+                    [3, 1, b"y"]]), ("append", "u", 0, [[1, 1, "str"]]), ("append", "u"),
+                    ("append", "u", 0, [])]:
+            mb.cast(ep, bad)
+        mb.cast(ep, ("append", "u", 0, [[1, 1, b"ok"]]))
+        env = wait_for(lambda: mb.recv(0.1), 10, "written notice")
+        assert env.payload == ("written", "u", [[1, 1, 1]])
+        ov = wal_overview(mb, ep)
+        assert ov["dropped_bad_messages"] == 5 and not ov["failed"]
+        assert not os.path.exists(os.path.join(tmp, "evil"))
+    finally:
+        mb.close()
