@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     mb = Mailbox(None)
     log = DiskLog(a.uid, a.data_dir, send=lambda m: mb.cast(a.wal, m))
     pad = b"p" * a.pad
+    with open(a.report + ".start.tmp", "w") as f:   # what this incarnation recovered
+        json.dump({"last": log.last_index_term()[0], "last_written": log.last_written()[0],
+                   "pid": os.getpid()}, f)
+    os.replace(a.report + ".start.tmp", a.report + ".start")
     term = max(1, log.last_index_term()[1])
     end = time.monotonic() + a.deadline
     prog = open(a.report + ".progress", "a")
