@@ -24,6 +24,8 @@ import tempfile
 import time
 from typing import Any
 
+__all__ = ["run", "main"]
+
 ENTRY = 1024
 #: per writer: entries in flight at most, entries per append message (a Raft leader's pipeline)
 WINDOW = 64

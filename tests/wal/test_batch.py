@@ -1,8 +1,8 @@
 """wal/batch.py: the pure batching decision, no disk."""
 from __future__ import annotations
 
-from wal.batch import HEADER_SIZE, Append, WriterState, needs_roll, plan_batch
-from wal.format import encode_header, scan
+from wal.batch import Append, WriterState, needs_roll, plan_batch
+from wal.format import HEADER_SIZE, encode_header, scan
 
 
 def _e(frm: int, to: int, term: int = 1) -> list:
