@@ -34,7 +34,7 @@ from ra.core.effects import (
     StartElectionTimeout, StartHeartbeatTimeout,
 )
 from ra.core.messages import (
-    AppendEntriesReply, ElectionTimeout, HeartbeatTimeout, LeaderDown, RequestVoteResult,
+    AppendEntriesReply, ElectionTimeout, HeartbeatTimeout, LeaderDown, RequestVoteResult, Tick,
     TriggerElection,
 )
 from ra.core.types import ServerId
@@ -42,7 +42,9 @@ from ra.testing.checkers import SafetyChecker, Violation
 from ra.testing.memory import MemoryMeta
 from ra.testing.sim_clients import ClientDriver, SimClient
 from ra.testing.sim_fmt import fmt_msg
-from ra.testing.sim_net import PROFILES, Network, Profile, calm, scenario_for_seed
+from ra.testing.sim_net import (
+    PROFILES, Network, Profile, calm, malformed_message, scenario_for_seed,
+)
 from ra.testing.sim_nodes import CheckedLog, SimMachine
 
 __all__ = ["SimCluster", "SimResult", "SimMachine", "CheckedLog", "run_seed", "replay_command",
@@ -139,6 +141,8 @@ class SimCluster(ClientDriver):
             self.clients["admin"] = SimClient("admin", admin=True)
         # ra's start_cluster: trigger an election on one member
         self.schedule(1, "trigger", initial[0])
+        if self.profile.tick_ms:
+            self.schedule(self.profile.tick_ms, "tick")
         self.schedule(300, "trigger_check")
         if auto_faults:
             for c in self.clients.values():
@@ -313,6 +317,13 @@ class SimCluster(ClientDriver):
         if not self.faults_over:
             self.schedule(300, "trigger_check")
 
+    def _ev_tick(self) -> None:
+        """The shell's periodic tick (ra's tick_timeout) to every live server."""
+        for s in list(self.servers.values()):
+            if s.alive:
+                self.step_server(s, Tick(self.now), None)
+        self.schedule(self.profile.tick_ms, "tick")
+
     def _ev_restart(self, sid: Any) -> None:
         s = self.servers[sid]
         if s.alive or not s.restart_due:
@@ -330,12 +341,16 @@ class SimCluster(ClientDriver):
         if self.faults_over:
             return
         p, rng, dt = self.profile, self.rng, 20
-        if p.partition_rate:
-            if self.net.blocked:
-                if self.now >= self.partition_until:
-                    self.heal()
-            elif rng.random() < p.partition_rate * dt / 1000:
-                self.partition()
+        if self.net.blocked:
+            if self.now >= self.partition_until:
+                self.heal()
+        elif p.partition_rate and rng.random() < p.partition_rate * dt / 1000:
+            self.partition()
+        if p.garbage_rate and rng.random() < p.garbage_rate * dt / 1000:
+            victim = rng.choice(list(self.servers))
+            bad = malformed_message(rng, victim)
+            self.note(victim, f"GARBAGE {bad!r}")
+            self.schedule(rng.randint(*p.delay), "peer", victim, bad, None)
         if p.crash_rate and rng.random() < p.crash_rate * dt / 1000:
             down = sum(1 for s in self.servers.values() if not s.alive)
             alive = [s.sid for s in self.servers.values() if s.alive]

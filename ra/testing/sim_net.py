@@ -14,7 +14,8 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["Profile", "PROFILES", "PROFILE_NAMES", "scenario_for_seed", "Network"]
+__all__ = ["Profile", "PROFILES", "PROFILE_NAMES", "scenario_for_seed", "Network",
+           "malformed_message"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,8 @@ class Profile:
     # targeted partitions: isolate a leader right after it is elected / advances its commit index
     isolate_after_elected: float = 0.0
     isolate_after_commit: float = 0.0
+    garbage_rate: float = 0.0                 # malformed messages delivered per second
+    tick_ms: int = 100                        # the shell's machine tick (0: none)
     membership_rate: float = 0.0
     transfer_rate: float = 0.0
     clients: int = 2
@@ -72,7 +75,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("partitions", loss=0.02, partition_rate=3.0),
     Profile("crashes", crash_rate=4.0, max_down=2, sync_ms=(1, 40), reorder=0.05),
     Profile("chaos", loss=0.08, dup=0.05, reorder=0.1, partition_rate=2.0, crash_rate=2.5,
-            max_down=2, sync_ms=(1, 30), transfer_rate=0.5, snapshot_every=7),
+            max_down=2, sync_ms=(1, 30), transfer_rate=0.5, snapshot_every=7, garbage_rate=5.0),
     Profile("membership", loss=0.02, membership_rate=3.0, transfer_rate=1.5, crash_rate=0.5,
             snapshot_every=5),
     Profile("snapshots", loss=0.03, snapshot_every=3, partition_rate=1.5, crash_rate=1.5,
@@ -105,7 +108,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     # after being elected or after advancing their commit index
     Profile("figure8", delay=(2, 15), election_ms=50, heartbeat_ms=10, sync_ms=(1, 30),
             clients=4, think_ms=(1, 10), isolate_after_elected=0.5, isolate_after_commit=0.7,
-            partition_ms=(20, 80), batch_size=1, pipeline=1),
+            partition_ms=(200, 1000), batch_size=1, pipeline=1),
 )}
 
 PROFILE_NAMES: tuple[str, ...] = tuple(PROFILES)
@@ -122,6 +125,28 @@ def calm(profile: Profile) -> Profile:
     """The same profile with every fault switched off (the recovery phase)."""
     return replace(profile, loss=0.0, dup=0.0, reorder=0.0, partition_rate=0.0, crash_rate=0.0,
                    membership_rate=0.0, transfer_rate=0.0)
+
+
+def malformed_message(rng: random.Random, victim: Any) -> Any:
+    """A random malformed message (junk, or a known message class with ill-typed fields); a
+    correct core drops it without acting on it."""
+    from ra.core import messages as m
+    choices: list[Any] = [
+        None, 42, "append_entries", ("junk", rng.random()), b"\x00\xff",
+        m.AppendEntriesRpc(term="x", leader_id=None, leader_commit=None, prev_log_index=None,
+                           prev_log_term=None, entries=None),
+        m.AppendEntriesRpc(term=10**9, leader_id=victim, leader_commit=0, prev_log_index=-5,
+                           prev_log_term=0, entries=[("not", "an", "entry")]),
+        m.AppendEntriesReply(term=None, success="yes", next_index="a", last_index=None,
+                             last_term=None, from_id=None),
+        m.RequestVoteRpc(term=None, candidate_id=5, last_log_index="a", last_log_term=[]),
+        m.PreVoteRpc(term="t", token=None, candidate_id=None, last_log_index=None,
+                     last_log_term=None),
+        m.HeartbeatRpc(query_index="q", term=None, leader_id=None),
+        m.InstallSnapshotRpc(term=None, leader_id=None, meta=None, chunk_state=None, data=None),
+        m.Written(term=None, from_idx="a", to_idx=None),
+    ]
+    return rng.choice(choices)
 
 
 class Network:

@@ -2,8 +2,7 @@
 core is dropped (never raises out of ``step``, never changes state), and the cluster carries on
 with every checker on.
 
-Issue 2, "Bad input". Open as docs/CORE-BUGS.md #3 until the core drops such messages; the
-``xfail`` marker goes when it does.
+Issue 2, "Bad input" (was docs/CORE-BUGS.md #3, fixed in 52209e5).
 """
 from __future__ import annotations
 
@@ -42,8 +41,6 @@ def _fingerprint(sim: SimCluster, sid: Any) -> Any:
             copy.deepcopy(s.state.machine_state))
 
 
-@pytest.mark.xfail(reason="docs/CORE-BUGS.md #3: the core raises on malformed input",
-                   strict=False)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_malformed_messages_are_dropped_mid_run(seed: int) -> None:
     sim = SimCluster(seed, 3, "calm", auto_faults=False)
