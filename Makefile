@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 SEED    ?= 1
 SEEDS   ?=
 
-.PHONY: test demo sim bench soak lint clean setup
+.PHONY: test demo demo-sim sim bench soak lint clean setup
 
 $(STAMP): pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
@@ -22,7 +22,12 @@ test: $(STAMP)
 sim: $(STAMP)
 	$(VPY) -m ra.testing.sim --seed $(SEED) --trace
 
+# the real demo: 3 node daemons, a KV cluster, the leader's node SIGKILLed (examples/demo.py)
 demo: $(STAMP)
+	$(VPY) -m examples.demo
+
+# the simulated 5-member timeline (ra/testing/demo.py)
+demo-sim: $(STAMP)
 	$(VPY) -m ra.testing.demo
 
 bench: $(STAMP)

@@ -123,7 +123,10 @@ class LocalNodes:
             except ProcessLookupError:
                 pass
         proc.wait()
-        psutil.wait_procs(_alive(pids), timeout=5)
+        # the others were the daemon's children: orphaned now, they are reaped by whoever
+        # adopts them, so wait only until none is still running (a zombie is dead enough)
+        wait_for(lambda: not _alive(pids, self.seen), 5.0, f"node n{i}'s processes to die",
+                 interval=0.002)
         self._close_lifeline(i)
         return len(pids)
 
