@@ -15,6 +15,7 @@ from ra.errors import (
     AlreadyStarted, ClusterNotFormed, InvalidConfig, NameNotRegistered, NodeDown, NoProc,
     NotFound, NotLeader, RaError, SystemNotStarted, Timeout,
 )
+from ra import effects
 from ra.api import Client, MembershipError, RaEvent, default_client, new_uid
 
 __all__ = [
@@ -28,7 +29,7 @@ __all__ = [
     # servers and clusters
     "start_server", "restart_server", "stop_server", "force_delete_server", "start_cluster",
     "start_or_restart_cluster", "delete_cluster", "trigger_election", "transfer_leadership",
-    "ping", "key_metrics",
+    "ping", "key_metrics", "aux_command", "cast_aux_command", "effects",
     # membership
     "members", "members_info", "initial_members", "add_member", "remove_member", "leave_and_terminate",
     "leave_and_delete_server",
@@ -82,6 +83,8 @@ delete_cluster = _delegate("delete_cluster")
 trigger_election = _delegate("trigger_election")
 transfer_leadership = _delegate("transfer_leadership")
 ping = _delegate("ping")
+aux_command = _delegate("aux_command")
+cast_aux_command = _delegate("cast_aux_command")
 key_metrics = _delegate("key_metrics")
 members = _delegate("members")
 members_info = _delegate("members_info")

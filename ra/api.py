@@ -267,11 +267,25 @@ class Client:
                     raise Timeout(f"server {sid} did not come up within {timeout} s", server=sid)
                 time.sleep(0.01)     # the fork + recovery take a few ms; poll the registry
 
-    def restart_server(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+    def restart_server(self, server_id: Any, add_config: dict[str, Any] | None = None,
+                       timeout: float | None = DEFAULT_TIMEOUT) -> None:
         """Restart a stopped server from its data. ``NotFound`` if it was never started on
-        that node; ``AlreadyStarted`` if it runs."""
+        that node; ``AlreadyStarted`` if it runs. ``add_config`` (ra's restart_server/3)
+        changes the stored config from now on: ``machine`` (new code, for an upgrade) and the
+        timing keys."""
         sid = _sid(server_id)
-        self._daemon(sid.node, ("ra_restart_server", sid.name), timeout)
+        extra: dict[str, Any] = {}
+        for k, v in (add_config or {}).items():
+            if k == "machine":
+                extra[k] = _machine(v)
+            elif k in _MUTABLE:
+                if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                    raise InvalidConfig(k, v, "a positive integer")
+                extra[k] = v
+            else:
+                raise InvalidConfig(k, v, f"restart_server can change: machine, "
+                                          f"{', '.join(sorted(_MUTABLE))}")
+        self._daemon(sid.node, ("ra_restart_server", sid.name, extra), timeout)
         self._await_registered(sid, timeout)
 
     def stop_server(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT) -> None:
@@ -391,6 +405,21 @@ class Client:
         tgt = _sid(target, "target")
         value, _ = self._leader_call(server_id, ("$ra", "transfer_leadership", tgt), timeout)
         return value
+
+    def aux_command(self, server_id: Any, command: Any,
+                    timeout: float | None = DEFAULT_TIMEOUT) -> Any:
+        """Call the machine's ``handle_aux(role, "call", command, aux_state, state)`` on that
+        member; returns its reply (ra:aux_command/2)."""
+        _check_term(command, "aux command")
+        res = self._call(_sid(server_id), ("$ra", "aux_command", command), _timeout(timeout))
+        if res[0] == "error":
+            raise _server_error(_sid(server_id), res[1])
+        return res[1]
+
+    def cast_aux_command(self, server_id: Any, command: Any) -> None:
+        """``handle_aux(role, "cast", command, ...)`` without waiting (ra:cast_aux_command/2)."""
+        _check_term(command, "aux command")
+        registry.cast_name(self.mb, _sid(server_id), ("$ra", "cast_aux_command", command))
 
     def ping(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT) -> str:
         """``"pong"`` plus nothing else: the server process answers; raises if it does not."""
@@ -536,6 +565,11 @@ def _query_result(result: Any) -> Any:
     if isinstance(result, tuple) and len(result) == 2 and result[0] == "$query_error":
         raise RaError(f"the query function raised in the server: {result[1]}")
     return result
+
+
+_MUTABLE = {"election_timeout_ms", "heartbeat_ms", "tick_ms",
+            "max_append_entries_rpc_batch_size", "max_pipeline_count",
+            "low_priority_batch_size", "snapshot_chunk_size"}
 
 
 def _server_conf(conf: Any) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from ra.core.effects import (
 from ra.core.machine import SimpleMachine
 from ra.core.messages import (
     PEER_MSGS, Command, ConsistentQuery, ElectionTimeout, HeartbeatTimeout, LeaderDown,
-    MetaWritten, TransferLeadership, TriggerElection,
+    MetaWritten, Tick, TransferLeadership, TriggerElection,
 )
 from ra.core.types import ServerId
 from ra.errors import NodeDown, NoProc, Timeout
@@ -49,7 +49,7 @@ from ra.log.meta import DiskMeta
 from ra import system
 from transport import failure_detector as fd
 from transport import registry
-from transport.mailbox import Mailbox
+from transport.mailbox import DEAD, Mailbox, probe_endpoint
 
 __all__ = ["run", "load_machine", "resolve_query", "ServerProc", "DEFAULTS"]
 
@@ -66,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "batch": 512,                  # messages drained per loop turn
 }
 
+_MONITOR_INTERVAL = 0.1     # how often the leader checks monitored client processes
 _RESOLVE_TIMEOUT = 0.25     # a peer's node that does not answer is retried after a back-off
 _RESOLVE_BACKOFF = 1.0
 
@@ -139,8 +140,14 @@ class ServerProc:
         self.monitored_leader: Any = None
         self.daemon_ep = registry.node_endpoint(self.node)
         self.reported_role = ""
-        self._handle_effects(effects)
+        self.proc_monitors: set[str] = set()
+        self.node_monitors: set[str] = set()
+        self.machine_timers: dict[Any, float] = {}
+        init_aux = getattr(self.state.machine, "init_aux", None)
+        self.aux_state: Any = init_aux(c["cluster_name"]) if init_aux else None
         self.timers["tick"] = time.monotonic() + c["tick_ms"] / 1000
+        self.timers["monitors"] = time.monotonic() + _MONITOR_INTERVAL
+        self._handle_effects(effects)
 
     # -- start / stop ---------------------------------------------------------------------
     def register(self) -> None:
@@ -184,6 +191,8 @@ class ServerProc:
         while self.running:
             now = time.monotonic()
             due = min(self.timers.values()) if self.timers else now + 1.0
+            if self.machine_timers:
+                due = min(due, min(self.machine_timers.values()))
             wait = 0 if (self.next_events or self.mb.pending) else max(0.0, due - now)
             if wait > 0:
                 for sock, _ in poller.poll(int(wait * 1000) + 1):
@@ -217,10 +226,16 @@ class ServerProc:
                 self._tick(now)
             elif name == "metrics":
                 self._report_metrics()
+            elif name == "monitors":
+                self.timers["monitors"] = now + _MONITOR_INTERVAL
+                self._check_monitors()
+        if self.machine_timers:
+            self._fire_machine_timers(now)
 
     def _tick(self, now: float) -> None:
         self.timers["tick"] = now + self.conf["tick_ms"] / 1000
         self._report_metrics()
+        self._step(Tick(_now_ms()))
         self.log.tick()
         if self.log.last_written()[0] < self.log.last_index_term()[0]:
             self.log.resend_unconfirmed()   # confirmations stalled: the WAL may have restarted
@@ -240,6 +255,8 @@ class ServerProc:
         self.role, self.state, effects = core.step(self.role, msg, self.state)
         if self.role != role:
             self.timers["metrics"] = time.monotonic()    # report role changes promptly
+            if role == "leader":
+                self._leader_effects_lost()
         if self.state.meta_seq > self.state.meta_synced:
             # DiskMeta synced before returning from store(): confirm it at once
             for ev in self.meta.sync() or [MetaWritten(self.state.meta_seq)]:
@@ -285,6 +302,8 @@ class ServerProc:
             if tag == "nodedown" and leader is not None and leader != self.id \
                     and ServerId(*leader).node == node:
                 self._step(LeaderDown(leader))    # aten-style fast detection of leader loss
+            if node in self.node_monitors and self.role == "leader":
+                self._step(Command("usr", (tag, node), None, "normal", _now_ms()))
             return
         _log.warning("%s: dropping unknown message tag %r", self.id, tag)
 
@@ -316,6 +335,10 @@ class ServerProc:
                 self.mb.reply(frm, ("redirect", s.leader_id))
                 return
             self.mb.reply(frm, ("ok", (list(s.cluster), s.leader_id), s.leader_id))
+        elif op == "aux_command":
+            self._aux("call", p[2], frm)
+        elif op == "cast_aux_command":
+            self._aux("cast", p[2], None)
         elif op == "initial_members":
             self.mb.reply(frm, ("ok", list(self.cfg.initial_members), s.leader_id))
         elif op == "transfer_leadership":
@@ -375,11 +398,98 @@ class ServerProc:
             raise TypeError(f"unknown effect {e!r}")
 
     def _machine_effect(self, me: Any) -> None:
-        # ra.effects arrive with the machines issue; send_msg is what clients rely on today
-        if isinstance(me, tuple) and me and me[0] == "send_msg":
-            self.mb.cast(me[1], me[2])
+        """Carry out one machine effect (ra_machine's effect list; see ``ra.effects``)."""
+        tag = me[0] if isinstance(me, tuple) and me else None
+        try:
+            if tag == "send_msg":
+                msg = me[2]
+                opts = me[3] if len(me) > 3 else ()
+                if "ra_event" in (opts if isinstance(opts, (list, tuple)) else (opts,)):
+                    msg = ("ra_event", self.id, ("machine", msg))
+                self.mb.cast(me[1], msg)
+            elif tag == "monitor":
+                self._monitor(me[1], me[2], True)
+            elif tag == "demonitor":
+                self._monitor(me[1], me[2], False)
+            elif tag == "mod_call":
+                _import_path(me[1])(*me[2])
+            elif tag == "timer":
+                if me[2] is None or me[2] == "infinity":
+                    self.machine_timers.pop(me[1], None)
+                else:
+                    self.machine_timers[me[1]] = time.monotonic() + me[2] / 1000
+            elif tag == "aux":
+                self._aux("cast", me[1], None)
+            elif tag == "garbage_collection":
+                import gc
+                gc.collect()
+            else:
+                _log.warning("%s: unknown machine effect %r", self.id, me)
+        except Exception:   # an effect's failure is the machine's bug: report, keep serving
+            _log.exception("%s: machine effect %r failed", self.id, me)
+
+    # -- monitors, machine timers, aux ------------------------------------------------------
+    def _monitor(self, kind: str, target: Any, on: bool) -> None:
+        if kind == "process":
+            if on:
+                self.proc_monitors.add(target)
+            else:
+                self.proc_monitors.discard(target)
+        elif kind == "node":
+            if on:
+                self.node_monitors.add(target)
+                if target != self.node:
+                    try:
+                        self.mb.call(self.daemon_ep, (fd.TAG, "watch", target), timeout=1.0)
+                    except (NodeDown, NoProc, Timeout):
+                        pass
+            else:
+                self.node_monitors.discard(target)
+
+    def _check_monitors(self) -> None:
+        """Leader only: a monitored client process whose mailbox refuses connections is down;
+        the machine learns it through a ``("down", pid, "noproc")`` command (ra's DOWN)."""
+        if self.role != "leader":
+            return
+        for pid in list(self.proc_monitors):
+            if probe_endpoint(pid, 0.05) == DEAD:
+                self.proc_monitors.discard(pid)
+                self._step(Command("usr", ("down", pid, "noproc"), None, "normal", _now_ms()))
+
+    def _fire_machine_timers(self, now: float) -> None:
+        for name in [n for n, t in self.machine_timers.items() if t <= now]:
+            del self.machine_timers[name]
+            if self.role == "leader":
+                self._step(Command("usr", ("timeout", name), None, "normal", _now_ms()))
+
+    def _leader_effects_lost(self) -> None:
+        """Monitors and timers are the leader's: a new leader re-creates them (state_enter)."""
+        self.proc_monitors.clear()
+        self.node_monitors.clear()
+        self.machine_timers.clear()
+
+    def _aux(self, kind: str, cmd: Any, frm: Any) -> None:
+        """ra's aux: ``handle_aux(role, "call" | "cast", cmd, aux_state, machine_state)``
+        returns ``("reply", reply, aux_state[, effects])`` or ``("no_reply", aux_state[,
+        effects])``; the effects run here, on this member."""
+        fn = getattr(self.state.machine, "handle_aux", None)
+        if fn is None:
+            if frm is not None:
+                self.mb.reply(frm, ("error", "no_handle_aux"))
+            return
+        res = fn(self.role, kind, cmd, self.aux_state, self.state.machine_state)
+        if res[0] == "reply":
+            self.aux_state = res[2]
+            effects = res[3] if len(res) > 3 else []
+            reply = res[1]
         else:
-            _log.debug("%s: machine effect not carried out: %r", self.id, me)
+            self.aux_state = res[1]
+            effects = res[2] if len(res) > 2 else []
+            reply = None
+        if frm is not None:
+            self.mb.reply(frm, ("ok", reply, self.state.leader_id))
+        for me in effects or []:
+            self._machine_effect(me)
 
     def _send_peer(self, to: Any, msg: Any) -> None:
         sid = to if isinstance(to, ServerId) else ServerId(*to)

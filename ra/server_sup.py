@@ -59,7 +59,7 @@ class ServerSup:
         if verb == "ra_start_server":
             return self.start_server(dict(msg[1]))
         if verb == "ra_restart_server":
-            return self.restart_server(msg[1])
+            return self.restart_server(msg[1], dict(msg[2]) if len(msg) > 2 else None)
         if verb == "ra_stop_server":
             return self.stop_server(msg[1])
         if verb == "ra_force_delete_server":
@@ -116,10 +116,24 @@ class ServerSup:
             self.directory.delete(name)
             raise
 
-    def restart_server(self, name: str) -> Any:
+    def restart_server(self, name: str, add_config: dict[str, Any] | None = None) -> Any:
         conf = self.directory.config_of(name)
         if conf is None:
             raise NotFound(f"server {name!r} was never started on node {self.daemon.address}")
+        if add_config:
+            running = self._running()
+            if running.get(name) is not None:
+                raise AlreadyStarted(f"server {name!r} already runs on node "
+                                     f"{self.daemon.address}")
+            if "machine" in add_config:
+                try:
+                    load_machine(tuple(add_config["machine"]))
+                except Exception as e:
+                    raise InvalidConfig("machine", add_config["machine"],
+                                        f"an importable machine ({type(e).__name__}: {e})"
+                                        ) from None
+            conf = dict(conf, **add_config)
+            self.directory.register(name, conf["uid"], conf["cluster_name"], conf)
         return ("ok", self._spawn(name, conf))
 
     def stop_server(self, name: str) -> Any:

@@ -154,7 +154,10 @@ def init(cfg: ServerConfig) -> tuple[str, ServerState, list[Any]]:
         s.machine = _machine_for(cfg.machine, smeta.machine_version)
         s.commit_index = s.last_applied = s.verified_index = smeta.index
     else:
-        s.machine_state = cfg.machine.init(cfg.machine_config)
+        # the log decides the effective version: entries before an upgrade noop are applied
+        # by the module of the version they were written under (0 at the start)
+        s.machine = _machine_for(cfg.machine, 0)
+        s.machine_state = s.machine.init(cfg.machine_config)
         s.cluster = tuple(cfg.initial_members)
     _recompute_cluster(s, log.last_index_term()[0])
     last_idx = log.last_index_term()[0]

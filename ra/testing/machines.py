@@ -71,3 +71,108 @@ def get_key(state: dict[Any, Any], key: Any) -> Any:
 def crash_on(state: Any) -> Any:
     """Query function that raises."""
     raise ValueError("query crashed on purpose")
+
+
+class Effects:
+    """A machine that exercises every effect (↔ ra_machine_int_SUITE's test machines).
+
+    State: ``{"events": [...], "monitors": [...], "nodes": [...], "timers": {...}}``. Config:
+    ``{"watcher": addr}``: every role change is reported there with ``send_msg``.
+    """
+
+    def __init__(self) -> None:
+        self.watcher: Any = None
+
+    def init(self, config: Any) -> dict[str, Any]:
+        self.watcher = (config or {}).get("watcher")
+        return {"events": [], "monitors": [], "nodes": [], "timers": {}}
+
+    def _ev(self, state: dict[str, Any], ev: Any) -> dict[str, Any]:
+        new = dict(state)
+        new["events"] = state["events"] + [ev]
+        return new
+
+    def apply(self, meta: dict[str, Any], cmd: Any, state: dict[str, Any]) -> tuple[Any, ...]:
+        from ra import effects as fx
+        op = cmd[0]
+        if op == "send":
+            return state, "ok", [fx.send_msg(cmd[1], cmd[2])]
+        if op == "send_event":
+            return state, "ok", [fx.send_msg(cmd[1], cmd[2], "ra_event")]
+        if op == "monitor":
+            new = dict(state, monitors=state["monitors"] + [cmd[1]])
+            return new, "ok", [fx.monitor("process", cmd[1])]
+        if op == "monitor_node":
+            new = dict(state, nodes=state["nodes"] + [cmd[1]])
+            return new, "ok", [fx.monitor("node", cmd[1])]
+        if op in ("down", "nodedown", "nodeup", "timeout"):
+            return self._ev(state, cmd), "ok"
+        if op == "set_timer":
+            new = dict(state, timers=dict(state["timers"], **{cmd[1]: cmd[2]}))
+            return new, "ok", [fx.timer(cmd[1], cmd[2])]
+        if op == "read_log":
+            to = cmd[2]
+            return state, "ok", [fx.log(cmd[1], lambda cmds: [fx.send_msg(to, ("log", cmds))])]
+        if op == "snapshot":
+            return state, "ok", [fx.release_cursor(meta["index"], state)]
+        if op == "crash":
+            raise RuntimeError("this machine crashes on purpose")
+        return self._ev(state, ("cmd", cmd)), "ok"
+
+    def state_enter(self, role: str, state: dict[str, Any]) -> list[Any]:
+        from ra import effects as fx
+        out: list[Any] = []
+        if self.watcher:
+            out.append(fx.send_msg(self.watcher, ("state_enter", role)))
+        if role == "leader":   # monitors and timers belong to the leader: re-create them
+            out += [fx.monitor("process", p) for p in state["monitors"]]
+            out += [fx.monitor("node", n) for n in state["nodes"]]
+            out += [fx.timer(n, ms) for n, ms in state["timers"].items()
+                    if ("timeout", n) not in state["events"]]
+        return out
+
+    def init_aux(self, name: str) -> int:
+        return 0
+
+    def handle_aux(self, role: str, kind: str, cmd: Any, aux: int,
+                   state: dict[str, Any]) -> tuple[Any, ...]:
+        if cmd == "count":
+            return ("reply", (role, aux + 1), aux + 1) if kind == "call" else ("no_reply",
+                                                                                aux + 1)
+        if cmd == "peek":
+            return ("reply", aux, aux)
+        return ("no_reply", aux)
+
+    def overview(self, state: dict[str, Any]) -> dict[str, Any]:
+        return {"events": len(state["events"]), "monitors": len(state["monitors"])}
+
+
+class Versioned1:
+    """Machine version 1 of a counter; ``which_module`` knows versions 0 and 1."""
+
+    def init(self, config: Any) -> tuple[int, int]:
+        return (0, 0)
+
+    def version(self) -> int:
+        return 1
+
+    def which_module(self, v: int) -> Any:
+        return {0: Versioned0, 1: Versioned1}[v]
+
+    def apply(self, meta: dict[str, Any], cmd: Any, state: tuple[int, int]) -> tuple[Any, ...]:
+        total, _ = state
+        if isinstance(cmd, tuple) and cmd[0] == "machine_version":
+            return (total, meta["index"]), ("upgraded", cmd[1], cmd[2])
+        return (total + 10 * cmd, state[1]), ("v1", meta["machine_version"])
+
+
+class Versioned0(Versioned1):
+    def version(self) -> int:
+        return 0
+
+    def apply(self, meta: dict[str, Any], cmd: Any, state: tuple[int, int]) -> tuple[Any, ...]:
+        return (state[0] + cmd, state[1]), ("v0", meta["machine_version"])
+
+
+def get_events(state: dict[str, Any]) -> Any:
+    return state["events"]

@@ -1,0 +1,181 @@
+"""Machine callbacks and effects across real processes (↔ ra_machine_int_SUITE,
+ra_machine_version_SUITE)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+import ra
+from ra.testing import machines as M
+from tests.api.conftest import COUNTER, leader_of, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def effects_cluster(nodes, name, watcher=None):
+    ids = [nodes.sid(name, i) for i in range(3)]
+    ra.start_cluster(name, ("module", "ra.testing.machines:Effects", {"watcher": watcher}), ids)
+    return ids
+
+
+def events(ids):
+    return ra.consistent_query(ids, M.get_events)[0]
+
+
+def test_send_msg_reaches_a_client_mailbox(shared_three, cname):
+    ids = effects_cluster(shared_three, cname)
+    with ra.Client() as c:
+        ra.process_command(ids, ("send", c.address, ("hello", 1)))
+        ev = c.receive(timeout=5)
+        assert ev == ra.RaEvent(None, ("hello", 1))
+        leader = leader_of(ids)
+        ra.process_command(ids, ("send_event", c.address, "x"))
+        assert c.receive(timeout=5) == ra.RaEvent(leader, ("machine", "x"))
+
+
+def _client_process(tmp):
+    """A separate client process that prints its mailbox address and then waits."""
+    code = ("import ra, sys, time\nc = ra.Client()\nprint(c.address, flush=True)\n"
+            "time.sleep(120)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    addr = p.stdout.readline().strip()
+    return p, addr
+
+
+def test_monitored_client_killed_produces_down_command(shared_three, cname):
+    ids = effects_cluster(shared_three, cname)
+    p, addr = _client_process(None)
+    try:
+        ra.process_command(ids, ("monitor", addr))
+        assert not [e for e in events(ids) if e[0] == "down"]
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        wait_for(lambda: ("down", addr, "noproc") in events(ids), what="down command")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_monitored_node_going_away_produces_nodedown(three):
+    ids = [three.sid("c", i) for i in range(2)]
+    ra.start_cluster("c", ("module", "ra.testing.machines:Effects", None), ids)
+    # monitor the third node, which hosts no member
+    ra.process_command(ids, ("monitor_node", three.addrs[2]))
+    three.kill(2)
+    wait_for(lambda: ("nodedown", three.addrs[2]) in events(ids), timeout=15,
+             what="nodedown command")
+
+
+def test_timer_fires_and_fires_on_new_leader_after_failover(three):
+    ids = effects_cluster(three, "c")
+    ra.process_command(ids, ("set_timer", "t1", 200))
+    wait_for(lambda: ("timeout", "t1") in events(ids), what="timer t1")
+    # a timer set, then the leader's node dies: the new leader re-arms it in state_enter
+    ra.process_command(ids, ("set_timer", "t2", 1500))
+    leader = leader_of(ids)
+    i = next(k for k, a in three.addrs.items() if a == leader.node)
+    three.kill(i)
+    rest = [s for s in ids if s != leader]
+    wait_for(lambda: ("timeout", "t2") in events(rest), timeout=20, what="t2 on new leader")
+
+
+def test_log_effect_reads_back_the_right_commands(shared_three, cname):
+    ids = effects_cluster(shared_three, cname)
+    ra.process_command(ids, ("a", 1))
+    ra.process_command(ids, ("b", 2))
+    (idx, _), _, _ = ra.leader_query(ids, M.get_state)
+    with ra.Client() as c:
+        ra.process_command(ids, ("read_log", [idx - 1, idx], c.address))
+        ev = c.receive(timeout=5)
+    assert ev.event == ("log", [("a", 1), ("b", 2)])
+
+
+def test_state_enter_sees_every_role_change(three):
+    with ra.Client() as c:
+        ids = effects_cluster(three, "c", watcher=c.address)
+        leader = leader_of(ids)
+        seen = []
+        while ("state_enter", "leader") not in seen:
+            seen.append(c.receive(timeout=5).event)
+        assert ("state_enter", "follower") in seen
+        assert ("state_enter", "candidate") in seen or ("state_enter", "pre_vote") in seen
+        target = next(s for s in ids if s != leader)
+        ra.transfer_leadership(leader, target)
+        got = []
+        while len([e for e in got if e == ("state_enter", "leader")]) < 1:
+            got.append(c.receive(timeout=10).event)
+        assert ("state_enter", "follower") in got or ("state_enter", "candidate") in got
+
+
+def test_aux_call_and_cast(shared_three, cname):
+    ids = effects_cluster(shared_three, cname)
+    leader = leader_of(ids)
+    assert ra.aux_command(leader, "count") == ("leader", 1)
+    ra.cast_aux_command(leader, "count")
+    wait_for(lambda: ra.aux_command(leader, "peek") == 2, what="aux cast")
+    f = next(s for s in ids if s != leader)
+    assert ra.aux_command(f, "count") == ("follower", 1)   # aux state is per member
+
+
+def test_release_cursor_snapshots_and_new_member_installs_it(nodes):
+    from tests.api.conftest import start_all
+    start_all(nodes, 4)
+    ids = [nodes.sid("c", i) for i in range(3)]
+    ra.start_cluster("c", ("module", "ra.testing.machines:Effects", None), ids)
+    for i in range(20):
+        ra.process_command(ids, ("n", i))
+    ra.process_command(ids, ("snapshot",))
+    leader = leader_of(ids)
+    wait_for(lambda: ra.key_metrics(leader)["snapshot_index"] >= 22, what="snapshot")
+    new = nodes.sid("c", 3)
+    ra.add_member(ids, new)
+    ra.start_server({"cluster_name": "c", "id": new,
+                     "machine": ("module", "ra.testing.machines:Effects", None),
+                     "initial_members": ids + [new]})
+    wait_for(lambda: len(ra.local_query(new, M.get_events)[1]) == 20, timeout=20,
+             what="new member has the state")
+    wait_for(lambda: ra.key_metrics(new)["snapshot_index"] >= 22, what="installed snapshot")
+
+
+def test_machine_upgrade_switches_at_the_recorded_index_everywhere(three):
+    ids = [three.sid("c", i) for i in range(3)]
+    ra.start_cluster("c", ("module", "ra.testing.machines:Versioned0", None), ids)
+    assert ra.process_command(ids, 1)[0] == ("v0", 0)
+    for sid in ids:
+        ra.stop_server(sid)
+    wait_for(lambda: all(three.server_pid("c", i) is None for i in range(3)), what="stopped")
+    for sid in ids:
+        ra.restart_server(sid, {"machine": ("module", "ra.testing.machines:Versioned1", None)})
+    assert ra.process_command(ids, 2, timeout=10)[0] == ("v1", 1)
+    total, upgraded_at = ra.consistent_query(ids, M.get_state)[0]
+    assert total == 21 and upgraded_at > 2
+    for sid in ids:
+        wait_for(lambda: ra.local_query(sid, M.get_state)[1] == (21, upgraded_at),
+                 what="same upgrade index on every member")
+
+
+def test_crashing_machine_takes_down_only_its_own_server(three):
+    ids = [three.sid("bad", i) for i in range(3)]
+    ra.start_cluster("bad", ("module", "ra.testing.machines:Effects", None), ids)
+    good = [three.sid("good", i) for i in range(3)]
+    ra.start_cluster("good", COUNTER, good)
+    pids = {i: three.server_pid("bad", i) for i in range(3)}
+    with pytest.raises(ra.RaError):
+        ra.process_command(ids, ("crash",), timeout=3)
+    # every member applies the entry and crashes; the supervisor restarts them
+    wait_for(lambda: any(three.server_pid("bad", i) != pids[i] for i in range(3)),
+             what="a bad server restarted")
+    ov = ra.overview(three.addrs[0])
+    assert "bad" in ov["servers"]
+    # the daemons and the other cluster keep serving
+    for _ in range(5):
+        ra.process_command(good, 1)
+    assert ra.consistent_query(good, M.get_state)[0] == 5
+    for i in range(3):
+        assert psutil.pid_exists(three.procs[i].pid)
