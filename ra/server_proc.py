@@ -170,6 +170,7 @@ class ServerProc:
 
     def close(self) -> None:
         try:
+            self.meta.flush_last_applied()
             self.log.flush()
             registry.unregister(self.mb, self.id.name, self.node, timeout=1.0)
         except Exception:   # shutting down: the daemon prunes dead names anyway
@@ -235,6 +236,7 @@ class ServerProc:
     def _tick(self, now: float) -> None:
         self.timers["tick"] = now + self.conf["tick_ms"] / 1000
         self._report_metrics()
+        self.meta.flush_last_applied()
         self._step(Tick(_now_ms()))
         self.log.tick()
         if self.log.last_written()[0] < self.log.last_index_term()[0]:
@@ -543,8 +545,16 @@ def run(conf: dict[str, Any]) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     proc = ServerProc(conf)
     signal.signal(signal.SIGTERM, lambda *_: proc.stop())
+    prof_dir = os.environ.get("RA_PROFILE_DIR")   # for `make bench` profiling: cProfile dumps
     try:
         proc.register()
-        return proc.loop()
+        if not prof_dir:
+            return proc.loop()
+        import cProfile
+        prof = cProfile.Profile()
+        try:
+            return prof.runcall(proc.loop)
+        finally:
+            prof.dump_stats(os.path.join(prof_dir, f"{conf['name']}-{os.getpid()}.prof"))
     finally:
         proc.close()

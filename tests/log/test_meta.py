@@ -19,6 +19,8 @@ def test_store_fetch_reopen(tmp_path: Any) -> None:
     seq = m.store(3, ServerId("a", "n1"))
     assert m.sync() == [MetaWritten(seq)] and m.sync() == []
     m.store_last_applied(17)
+    assert DiskMeta(str(tmp_path)).last_applied() == 0     # in memory until flushed
+    m.flush_last_applied()
     m2 = DiskMeta(str(tmp_path))
     assert m2.fetch() == (3, ServerId("a", "n1"))
     assert m2.last_applied() == 17
