@@ -9,6 +9,7 @@ the network heals, everything restarts, and the cluster must converge (liveness)
 from __future__ import annotations
 
 import heapq
+import os
 from typing import Any
 
 import pytest
@@ -158,8 +159,12 @@ class ClusterMachine(RuleBasedStateMachine):
              for s in sim.servers.values()])
 
 
+# Deterministic in ``make test`` (same examples every run, no flakes); ``make soak`` (RA_SOAK)
+# explores freshly with many more examples.
+_SOAK = bool(os.environ.get("RA_SOAK"))
 ClusterMachine.TestCase.settings = settings(
-    max_examples=100, stateful_step_count=60, deadline=None,
+    max_examples=2000 if _SOAK else 100, stateful_step_count=60, deadline=None,
+    derandomize=not _SOAK, database=None if not _SOAK else settings.default.database,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestClusterStateful = ClusterMachine.TestCase
 
