@@ -12,7 +12,8 @@ import concurrent.futures
 import os
 import signal
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import psutil
 
@@ -84,7 +85,7 @@ class LocalNodes:
         self._lifelines: dict[int, int] = {}
         self.seen: dict[int, float] = {}     # pid -> create time
 
-    def __enter__(self) -> "LocalNodes":
+    def __enter__(self) -> LocalNodes:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -21,7 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from collections.abc import Callable
 
 import psutil
 

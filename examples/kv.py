@@ -103,7 +103,8 @@ def size(state: State) -> int:
 
 def items(state: State) -> dict[Any, Any]:
     """Query function: the whole key-value map."""
-    return state["data"]
+    data: dict[Any, Any] = state["data"]
+    return data
 
 
 def main() -> None:

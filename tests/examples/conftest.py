@@ -7,7 +7,8 @@ every daemon's tree and SIGKILLs whatever is left at teardown.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
