@@ -34,8 +34,8 @@ from ra.core.effects import (
     StartElectionTimeout, StartHeartbeatTimeout,
 )
 from ra.core.messages import (
-    AppendEntriesReply, ElectionTimeout, HeartbeatTimeout, LeaderDown, RequestVoteResult, Tick,
-    TriggerElection,
+    AppendEntriesReply, ElectionTimeout, HeartbeatTimeout, InstallSnapshotResult, LeaderDown,
+    RequestVoteResult, Tick, TriggerElection,
 )
 from ra.core.types import ServerId
 from ra.testing.checkers import SafetyChecker, Violation
@@ -520,7 +520,8 @@ class SimCluster(ClientDriver):
     def _effect(self, s: SimServer, e: Any) -> None:
         if isinstance(e, SendRpc):
             m = e.msg
-            if isinstance(m, AppendEntriesReply) and m.success:
+            if isinstance(m, AppendEntriesReply) and m.success \
+                    or isinstance(m, InstallSnapshotResult) and m.last_index > 0:
                 self.checker.on_ack_sent(s.sid, m.last_index, m.last_term,
                                          _covered(s.log.durable_term(m.last_index), m.last_term))
             elif isinstance(m, RequestVoteResult) and m.vote_granted:

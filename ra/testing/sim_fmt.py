@@ -15,6 +15,13 @@ _SHORT = {
 
 
 def _v(name: str, value: Any) -> str:
+    try:
+        return _render(name, value)
+    except Exception:  # malformed messages (the garbage fault) render as plain repr
+        return repr(value)
+
+
+def _render(name: str, value: Any) -> str:
     if name == "entries":
         if not value:
             return "[]"
