@@ -32,8 +32,9 @@ Invariants (names are what ``Violation.check`` carries and what ``disabled`` acc
 ``query_linearizable``
     A consistent query sees every command acknowledged before the query was issued.
 ``durable_ack``
-    A follower acknowledges (``AppendEntriesReply.last_index``) only entries its storage holds
-    durably; a vote is granted only once the voter's term and vote are durable.
+    A follower acknowledges (``AppendEntriesReply.last_index``, ``InstallSnapshotResult
+    .last_index``) only entries its storage holds durably; a vote is granted only once the
+    voter's term and vote are durable (or superseded by a durable later term).
 ``durable_commit``
     When a leader advances its commit index, a majority of its configuration holds every newly
     committed entry durably.
