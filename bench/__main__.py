@@ -1,8 +1,12 @@
-"""`make bench`: run every benchmark suite, print one table, write JSON under bench/results/.
+"""No ra equivalent. `make bench`: run every benchmark suite, print one table, write JSON under
+bench/results/.
 
 Each suite is a module ``bench.<name>`` with ``run(quick: bool) -> list[dict]``; a row is
 ``{"workload", "metric", "value", "unit", "peer", "note"}`` where ``peer`` is the figure of the
-reference measured side by side in the same run (raw pyzmq, raw fdatasync, PySyncObj...).
+reference measured side by side in the same run (PySyncObj for W1–W6, raw pyzmq, raw
+fdatasync...). Progress lines are printed while the suites run; the table has ours, the
+peer's figure and the ratio ours/peer. Whatever happens (a failing suite, ^C, SIGTERM), every
+process the run started is killed before it exits.
 """
 from __future__ import annotations
 
@@ -11,17 +15,32 @@ import importlib
 import json
 import os
 import platform
+import signal
 import sys
 import time
+from types import FrameType
 from typing import Any
 
-SUITES = ("transport", "runtime", "wal")
+import psutil
+
+__all__ = ["SUITES", "PEERS", "main", "machine"]
+
+SUITES = ("raft", "transport", "runtime", "wal")
+#: what the ``peer`` column of each suite is
+PEERS = {
+    "raft": "PySyncObj 0.3.17 (3 processes, client in a follower, NO fsync)",
+    "transport": "raw pyzmq",
+    "runtime": "no fork server (cold interpreter)",
+    "wal": "raw write + fdatasync limit",
+}
 
 
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
+        if v != v:
+            return "nan"
         if v >= 1000:
             return f"{v:,.0f}"
         if v >= 10:
@@ -30,47 +49,107 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def machine() -> dict[str, Any]:
+    """What the figures were taken on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for ln in f:
+                if ln.startswith("model name"):
+                    cpu = ln.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu,
+            "cpus": os.cpu_count(), "mem_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "loadavg": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _sweep(before: set[int]) -> list[int]:
+    """Kill every descendant of this process that was not there when the run began."""
+    me = psutil.Process()
+    left = [c for c in me.children(recursive=True) if c.pid not in before]
+    for c in left:
+        try:
+            c.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(left, timeout=5)
+    return [c.pid for c in left]
+
+
+def _on_term(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="short runs for development and CI")
     ap.add_argument("--only", action="append", help="run only these suites")
+    ap.add_argument("--out", help="JSON file to write (default bench/results/bench-STAMP.json)")
     args = ap.parse_args(argv)
     suites = args.only or list(SUITES)
+    before = {c.pid for c in psutil.Process().children(recursive=True)}
+    signal.signal(signal.SIGTERM, _on_term)
     rows: list[dict[str, Any]] = []
-    failed = []
-    for name in suites:
-        print(f"== {name} ...", flush=True)
-        t0 = time.monotonic()
-        try:
-            mod = importlib.import_module(f"bench.{name}")
-            got = mod.run(args.quick)
-        except Exception as e:  # a broken suite is reported, the others still run
-            print(f"   {name} FAILED: {type(e).__name__}: {e}", flush=True)
-            failed.append(name)
-            continue
-        for r in got:
-            r.setdefault("suite", name)
-        rows += got
-        print(f"   done in {time.monotonic() - t0:.1f} s", flush=True)
+    failed: list[str] = []
+    mach = machine()
+    t_run = time.monotonic()
+    print(f"bench{' --quick' if args.quick else ''}: suites {', '.join(suites)}; "
+          f"{mach['cpus']} CPUs ({mach['cpu']}), load average {mach['loadavg']}", flush=True)
+    interrupted = False
+    try:
+        for name in suites:
+            print(f"== {name} ... (peer: {PEERS.get(name, '-')})", flush=True)
+            t0 = time.monotonic()
+            try:
+                mod = importlib.import_module(f"bench.{name}")
+                got = mod.run(args.quick)
+            except Exception as e:  # a broken suite is reported, the others still run
+                print(f"   {name} FAILED: {type(e).__name__}: {e}", flush=True)
+                failed.append(name)
+                got = list(getattr(e, "rows", []))
+            for r in got:
+                r.setdefault("suite", name)
+            rows += got
+            print(f"   {name} done in {time.monotonic() - t0:.1f} s", flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ninterrupted: stopping every process of the run", flush=True)
+    finally:
+        left = _sweep(before)
+        if left:
+            print(f"   killed {len(left)} leftover processes: {left}", flush=True)
     print()
-    hdr = f"{'suite':<10} {'workload':<34} {'metric':<22} {'ours':>12} {'peer':>12} {'ratio':>7}  unit"
+    print("ratio = ours / peer (latency, time and memory: lower is better; rates: higher)")
+    for name in suites:
+        if any(r["suite"] == name for r in rows):
+            print(f"  peer of {name}: {PEERS.get(name, '-')}")
+    hdr = (f"{'suite':<9} {'workload':<34} {'metric':<22} {'ours':>10} {'peer':>10} "
+           f"{'ratio':>6}  unit")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         v, p = r.get("value"), r.get("peer")
-        ratio = f"{v / p:.2f}" if isinstance(v, (int, float)) and isinstance(p, (int, float)) and p else "-"
-        print(f"{r['suite']:<10} {str(r['workload'])[:34]:<34} {str(r['metric'])[:22]:<22} "
-              f"{_fmt(v):>12} {_fmt(p):>12} {ratio:>7}  {r.get('unit', '')}")
+        ok = isinstance(v, (int, float)) and isinstance(p, (int, float)) and p and p == p
+        ratio = f"{v / p:.2f}" if ok else "-"  # type: ignore[operator]
+        print(f"{r['suite']:<9} {str(r['workload'])[:34]:<34} {str(r['metric'])[:22]:<22} "
+              f"{_fmt(v):>10} {_fmt(p):>10} {ratio:>6}  {r.get('unit', '')}")
         if r.get("note"):
-            print(f"{'':<10} {'':<34} note: {r['note']}")
-    os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
+            print(f"{'':<9} {'':<34} note: {r['note']}")
+    res_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    os.makedirs(res_dir, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    out = os.path.join(os.path.dirname(__file__), "results", f"bench-{stamp}{'-quick' if args.quick else ''}.json")
+    out = args.out or os.path.join(res_dir, f"bench-{stamp}{'-quick' if args.quick else ''}.json")
     with open(out, "w") as f:
-        json.dump({"when": stamp, "quick": args.quick, "python": sys.version.split()[0],
-                   "machine": platform.machine(), "cpus": os.cpu_count(), "rows": rows,
-                   "failed": failed}, f, indent=1, default=str)
-    print(f"\nJSON: {out}")
+        json.dump({"when": stamp, "quick": args.quick, "command": " ".join(sys.argv),
+                   "suites": suites, "peers": PEERS, "machine": mach,
+                   "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+                   "seconds": round(time.monotonic() - t_run, 1), "rows": rows,
+                   "failed": failed, "interrupted": interrupted}, f, indent=1, default=str)
+    print(f"\nJSON: {out}  ({time.monotonic() - t_run:.0f} s)")
+    if interrupted:
+        return 130
     return 1 if failed else 0
 
 

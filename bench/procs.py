@@ -1,0 +1,151 @@
+"""No ra equivalent. Process hygiene for the W1–W6 benchmarks: every process a run starts is
+tracked and its whole tree is killed with psutil at the end, on failure, and on ^C / SIGTERM.
+
+:class:`Reaper` remembers root pids; :meth:`Reaper.kill_all` walks each root's descendants
+(remembered ones too: a daemon's children outlive a SIGKILL of their parent for a moment),
+SIGKILLs them and waits. :func:`kill_tree` does the same for one root.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import sys
+import time
+from types import FrameType
+from typing import Any, Callable
+
+import psutil
+
+__all__ = ["Reaper", "kill_tree", "tree_pids", "pct", "summary_ms", "progress", "wait_for"]
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and all its descendants (empty if it is gone)."""
+    try:
+        p = psutil.Process(pid)
+        return [pid] + [c.pid for c in p.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def kill_tree(pid: int, sig: int = signal.SIGKILL, timeout: float = 5.0) -> list[int]:
+    """Send ``sig`` to ``pid`` and every descendant; wait (bounded) until they are gone.
+    Returns the pids signalled."""
+    pids = tree_pids(pid)
+    procs = []
+    for p in pids:
+        try:
+            proc = psutil.Process(p)
+            procs.append(proc)
+            proc.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+    # reap our own direct children so they do not linger as zombies
+    for p in pids:
+        try:
+            os.waitpid(p, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    psutil.wait_procs(procs, timeout=timeout)
+    for p in pids:
+        try:
+            os.waitpid(p, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    return pids
+
+
+class Reaper:
+    """Tracks the roots of every process tree a benchmark starts and kills them all at the
+    end. Usable as a context manager; installs SIGTERM/SIGINT handlers that clean up before
+    the exception propagates."""
+
+    def __init__(self) -> None:
+        self.roots: list[int] = []
+        self.seen: set[int] = set()
+        self._old: dict[int, Any] = {}
+
+    def add(self, pid: int) -> int:
+        self.roots.append(pid)
+        self.seen.add(pid)
+        return pid
+
+    def snapshot(self) -> None:
+        """Remember every descendant of every root seen so far (so that children of a root
+        killed later are still found)."""
+        for r in list(self.roots):
+            self.seen.update(tree_pids(r))
+
+    def kill_all(self) -> None:
+        self.snapshot()
+        for r in list(self.roots):
+            kill_tree(r)
+        left = []
+        for pid in self.seen:
+            try:
+                p = psutil.Process(pid)
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    p.kill()
+                left.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(left, timeout=5)
+        self.roots.clear()
+
+    def __enter__(self) -> "Reaper":
+        if _is_main_thread():
+            for s in (signal.SIGTERM,):
+                self._old[s] = signal.signal(s, self._on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.kill_all()
+        finally:
+            for s, h in self._old.items():
+                signal.signal(s, h)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _is_main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def pct(xs: list[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of ``xs``."""
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))]
+
+
+def summary_ms(lat: list[float]) -> dict[str, float]:
+    """p50/p99/mean of latencies in seconds, in milliseconds."""
+    if not lat:
+        return {"p50": float("nan"), "p99": float("nan"), "mean": float("nan")}
+    return {"p50": pct(lat, 0.5) * 1e3, "p99": pct(lat, 0.99) * 1e3,
+            "mean": statistics.fmean(lat) * 1e3}
+
+
+def progress(side: str, msg: str) -> None:
+    """One progress line on stdout, flushed."""
+    print(f"   [{side}] {msg}", flush=True)
+    sys.stdout.flush()
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, every: float = 0.02) -> Any:
+    """Poll ``cond`` until truthy (exceptions count as not yet); raise after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            v = cond()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - polling a system that is starting
+            last = e
+        time.sleep(every)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
+                       + (f" (last error: {last!r})" if last else ""))

@@ -1,0 +1,436 @@
+"""No ra equivalent (ra measures itself with ra_bench). W1–W6 of BENCH.md on this project.
+
+Setup: 3 node daemons on 127.0.0.1 (``ra.node.spawn_daemon``, own data dir and WAL each), one
+cluster of 3 members whose machine is the counter (``ra.testing.machines:Counter``: command N
+adds N, reply = new total); default durability (fdatasync per WAL batch). Order: W1, W2, W3,
+W6 (idle after W3), W5 (stop all, start again), W4 (SIGKILL the leader's daemon tree, 3 times).
+
+:func:`measure` returns ``{(workload, metric): (value, note)}``; :mod:`bench.raft` pairs it
+with :mod:`bench.pysyncobj_peer`. Every process started is killed (whole trees) at the end,
+on failure and on ^C. ``BENCH_PROFILE=DIR`` makes the server processes write cProfile dumps
+there (see :mod:`bench.profile_hook`).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+import psutil
+
+import ra
+from ra.node import spawn_daemon
+from bench.procs import Reaper, kill_tree, progress, summary_ms, wait_for
+
+__all__ = ["measure", "RaNodes", "COUNTER", "Params", "params", "du"]
+
+COUNTER = ("module", "ra.testing.machines:Counter", None)
+SIDE = "ours"
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+Result = dict[tuple[str, str], tuple[Any, str]]
+
+
+class Params(dict):  # type: ignore[type-arg]
+    """Sizes of the workloads (quick or full)."""
+
+
+def params(quick: bool) -> Params:
+    return Params(w1_n=300 if quick else 2000, w2_clients=8 if quick else 32,
+                  w2_secs=2.0 if quick else 10.0, w3_n=10_000 if quick else 100_000,
+                  w3_window=5000, w4_reps=1 if quick else 3, warmup=20 if quick else 100)
+
+
+def du(path: str) -> int:
+    """Bytes used on disk under ``path`` (allocated blocks, as ``du``)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                st = os.lstat(os.path.join(root, f))
+                total += st.st_blocks * 512
+            except FileNotFoundError:
+                pass
+    return total
+
+
+class RaNodes:
+    """Three node daemons in ``tmp``; every tree is registered with ``reaper``."""
+
+    def __init__(self, tmp: str, reaper: Reaper, env: dict[str, Any] | None = None) -> None:
+        self.tmp, self.reaper, self.env = tmp, reaper, dict(env or {})
+        self.procs: dict[int, Any] = {}
+        self.addrs: dict[int, str] = {}
+        self.lifelines: dict[int, int] = {}
+
+    def data_dir(self, i: int) -> str:
+        return os.path.join(self.tmp, f"n{i}")
+
+    def start(self, i: int) -> str:
+        env = dict(self.env, data_dir=self.data_dir(i))
+        if i in self.addrs:
+            env["listen"] = self.addrs[i]
+        addr, proc, lw = spawn_daemon(env, lifeline=True,
+                                      log_path=os.path.join(self.tmp, f"n{i}.log"))
+        self.reaper.add(proc.pid)
+        self.procs[i], self.addrs[i] = proc, addr
+        if lw is not None:
+            self.lifelines[i] = lw
+        return addr
+
+    def start_all(self) -> None:
+        with concurrent.futures.ThreadPoolExecutor(3) as ex:
+            list(ex.map(self.start, range(3)))
+
+    def _close_lifeline(self, i: int) -> None:
+        lw = self.lifelines.pop(i, None)
+        if lw is not None:
+            os.close(lw)
+
+    def kill(self, i: int) -> None:
+        """SIGKILL the daemon and its whole process tree."""
+        proc = self.procs.pop(i)
+        kill_tree(proc.pid)
+        proc.wait(10)
+        self._close_lifeline(i)
+
+    def stop(self, i: int) -> None:
+        """SIGTERM the daemon (orderly shutdown of its tree)."""
+        proc = self.procs.pop(i)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except Exception:
+            kill_tree(proc.pid)
+            proc.wait(5)
+        self._close_lifeline(i)
+
+    def sid(self, name: str, i: int) -> ra.ServerId:
+        return ra.ServerId(name, self.addrs[i])
+
+    def node_of(self, sid: ra.ServerId) -> int:
+        return next(i for i, a in self.addrs.items() if a == sid.node)
+
+    def server_pid(self, name: str, i: int) -> int | None:
+        pid = ra.default_client()._daemon(self.addrs[i], ("ra_servers",), 5.0)[name]["pid"]
+        return int(pid) if pid else None
+
+    def log_child_pid(self, i: int, child: str) -> int | None:
+        st = ra.default_client()._daemon(self.addrs[i], ("status",), 5.0)
+        for sup in st["tree"]["children"]:
+            for c in (sup.get("sup") or {}).get("children", []):
+                if c["id"] == child:
+                    return int(c["pid"]) if c["pid"] else None
+        return None
+
+    def close(self) -> None:
+        for i in list(self.procs):
+            try:
+                self.kill(i)
+            except Exception:  # noqa: BLE001 - best effort, the reaper sweeps after
+                pass
+
+
+# -- W2 client processes ----------------------------------------------------------------------
+_W2_CHILD = """
+import json, sys, time
+import ra
+ids = [ra.ServerId(*s) for s in json.loads(sys.argv[1])]
+secs = float(sys.argv[2])
+c = ra.Client()
+c.process_command(ids, 0, timeout=30)       # connected and warm before the clock starts
+print("ready", flush=True)
+t_start = float(sys.stdin.readline())
+while time.monotonic() < t_start:
+    time.sleep(0.0005)
+t_end = t_start + secs
+lat = []
+errors = 0
+while True:
+    t0 = time.monotonic()
+    if t0 >= t_end:
+        break
+    try:
+        c.process_command(ids, 1, timeout=5)
+        lat.append(time.monotonic() - t0)
+    except ra.RaError:
+        errors += 1
+print(json.dumps([lat, errors]), flush=True)
+c.close()
+"""
+
+
+def _w2(ids: list[ra.ServerId], n_clients: int, secs: float, reaper: Reaper
+        ) -> tuple[list[float], int, float]:
+    """``n_clients`` client processes doing process_command one after another for ``secs``;
+    the clock starts for all at once once every one is connected."""
+    arg = json.dumps([list(s) for s in ids])
+    procs = [subprocess.Popen([sys.executable, "-c", _W2_CHILD, arg, str(secs)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              cwd=_ROOT) for _ in range(n_clients)]
+    try:
+        for p in procs:
+            reaper.add(p.pid)
+        for p in procs:
+            assert p.stdout is not None
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError("W2 client failed to start")
+        t_start = time.monotonic() + 0.2
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write(f"{t_start}\n")
+            p.stdin.flush()
+        lat: list[float] = []
+        errors = 0
+        for p in procs:
+            out, _ = p.communicate(timeout=secs + 30)
+            got, err = json.loads(out.strip().splitlines()[-1])
+            lat += got
+            errors += err
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                kill_tree(p.pid)
+                p.wait(5)
+    return lat, errors, secs
+
+
+# -- W3 ----------------------------------------------------------------------------------------
+def _w3(c: ra.Client, leader: ra.ServerId, n: int, window: int, limit: float
+        ) -> tuple[float, int]:
+    sent = applied = rejected = 0
+    inflight = 0
+    pending_resend: list[int] = []
+    t0 = time.monotonic()
+    deadline = t0 + limit
+    while applied < n:
+        while inflight < window and (pending_resend or sent < n):
+            if pending_resend:
+                corr = pending_resend.pop()
+            else:
+                corr = sent
+                sent += 1
+            c.pipeline_command(leader, 1, correlation=corr)
+            inflight += 1
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"W3: {applied}/{n} applied after {limit}s")
+        ev = c.receive(timeout=min(left, 10.0))
+        kind = ev.event[0] if isinstance(ev.event, tuple) else None
+        if kind == "applied":
+            k = len(ev.event[1])
+            applied += k
+            inflight -= k
+        elif kind == "rejected":
+            _why, new_leader, corr = ev.event[1]
+            rejected += 1
+            inflight -= 1
+            if new_leader is not None:
+                leader = ra.ServerId(*new_leader)
+            pending_resend.append(corr)
+    return time.monotonic() - t0, rejected
+
+
+# -- W4 ----------------------------------------------------------------------------------------
+class _Issuer(threading.Thread):
+    """A client issuing commands one after another; records (t_applied, leader)."""
+
+    def __init__(self, ids: list[ra.ServerId], leader: ra.ServerId) -> None:
+        super().__init__(daemon=True)
+        self.ids, self.hint = ids, leader
+        self.done: list[tuple[float, ra.ServerId]] = []
+        self.stop_ev = threading.Event()
+
+    def run(self) -> None:
+        c = ra.Client()
+        try:
+            while not self.stop_ev.is_set():
+                order = [self.hint] + [s for s in self.ids if s != self.hint]
+                try:
+                    _reply, leader = c.process_command(order, 1, timeout=0.5)
+                    self.done.append((time.monotonic(), leader))
+                    self.hint = leader
+                except ra.RaError:
+                    i = self.ids.index(self.hint)
+                    self.hint = self.ids[(i + 1) % len(self.ids)]
+                    time.sleep(0.002)
+        finally:
+            c.close()
+
+
+def _w4_once(nodes: RaNodes, name: str, ids: list[ra.ServerId]) -> tuple[float, float]:
+    """(kill -> first command applied by a new leader, kill -> a survivor reports leader)."""
+    _m, leader = ra.members(ids, timeout=10)
+    iss = _Issuer(ids, leader)
+    iss.start()
+    try:
+        wait_for(lambda: len(iss.done) >= 20, 10, "commands before the kill")
+        li = nodes.node_of(leader)
+        others = [s for s in ids if s != leader]
+        t_kill = time.monotonic()
+        nodes.kill(li)
+        elected: float | None = None
+        got: float | None = None
+        deadline = t_kill + 20
+        while got is None and time.monotonic() < deadline:
+            if elected is None:
+                for s in others:   # answered by the node daemon: cheap
+                    try:
+                        if ra.key_metrics(s, timeout=1).get("state") == "leader":
+                            elected = time.monotonic()
+                    except ra.RaError:
+                        pass
+            got = next((t for t, ld in list(iss.done) if t > t_kill and ld != leader), None)
+            time.sleep(0.005)
+        if got is None:
+            raise TimeoutError("W4: no command applied by a new leader within 20 s")
+        took = (got - t_kill, (elected or got) - t_kill)
+    finally:
+        iss.stop_ev.set()
+        iss.join(5)
+    nodes.start(li)
+    ra.restart_server(nodes.sid(name, li), timeout=10)
+    # caught up: the restarted member's last_applied reaches the leader's commit index
+    def caught_up() -> bool:
+        km = ra.key_metrics(nodes.sid(name, li))
+        _m2, ld = ra.members(ids, timeout=5)
+        return bool(km.get("last_applied", 0) >= ra.key_metrics(ld).get("commit_index", 1))
+    wait_for(caught_up, 30, "the restarted member to catch up", every=0.05)
+    return took
+
+
+# -- the whole run -------------------------------------------------------------------------------
+def _mem(pid: int | None) -> tuple[float, float]:
+    if not pid:
+        return float("nan"), float("nan")
+    m = psutil.Process(pid).memory_full_info()
+    return m.rss / 2**20, m.uss / 2**20
+
+
+def _print_logs(tmp: str, lines: int = 15) -> None:
+    for i in range(3):
+        path = os.path.join(tmp, f"n{i}.log")
+        try:
+            with open(path, errors="replace") as f:
+                tail = f.readlines()[-lines:]
+        except OSError:
+            continue
+        progress(SIDE, f"--- last lines of node {i}'s log ---")
+        for ln in tail:
+            progress(SIDE, "  " + ln.rstrip())
+
+
+def measure(quick: bool, reaper: Reaper) -> Result:
+    """Run W1–W6 on a fresh 3-node cluster; see the module docstring."""
+    # late replies to the W4 client's abandoned calls are expected: not worth a warning line
+    logging.getLogger("transport.mailbox").setLevel(logging.ERROR)
+    P = params(quick)
+    out: Result = {}
+    tmp = tempfile.mkdtemp(prefix="ra-bench-w-", dir="/tmp")
+    nodes = RaNodes(tmp, reaper)
+    name = "bench"
+    try:
+        t = time.monotonic()
+        nodes.start_all()
+        ids = [nodes.sid(name, i) for i in range(3)]
+        ra.start_cluster(name, COUNTER, ids, timeout=30)
+        _m, leader = ra.members(ids, timeout=10)
+        ordered = [leader] + [s for s in ids if s != leader]
+        progress(SIDE, f"3 daemons + cluster up in {time.monotonic() - t:.1f} s; "
+                       f"leader {leader.node}")
+        c = ra.Client()
+        for _ in range(P["warmup"]):
+            c.process_command(ordered, 1)
+        # W1
+        lat: list[float] = []
+        t0 = time.monotonic()
+        for _ in range(P["w1_n"]):
+            t1 = time.monotonic()
+            c.process_command(ordered, 1, timeout=10)
+            lat.append(time.monotonic() - t1)
+        el = time.monotonic() - t0
+        s = summary_ms(lat)
+        n1 = f"n={P['w1_n']}"
+        out[("W1", "p50")] = (s["p50"], n1)
+        out[("W1", "p99")] = (s["p99"], n1)
+        out[("W1", "mean")] = (s["mean"], n1)
+        out[("W1", "ops/s")] = (P["w1_n"] / el, n1)
+        progress(SIDE, f"W1 p50 {s['p50']:.2f} ms p99 {s['p99']:.2f} ms "
+                       f"{P['w1_n'] / el:,.0f} ops/s")
+        # W2
+        lat2, err2, secs = _w2(ordered, P["w2_clients"], P["w2_secs"], reaper)
+        s2 = summary_ms(lat2)
+        n2 = f"{P['w2_clients']} client processes, {secs:g} s, {err2} errors"
+        out[("W2", "ops/s")] = (len(lat2) / secs, n2)
+        out[("W2", "p50")] = (s2["p50"], n2)
+        out[("W2", "p99")] = (s2["p99"], n2)
+        progress(SIDE, f"W2 {len(lat2) / secs:,.0f} ops/s p50 {s2['p50']:.2f} ms "
+                       f"p99 {s2['p99']:.2f} ms ({n2})")
+        # W3
+        el3, rej = _w3(c, leader, P["w3_n"], P["w3_window"], 60 if quick else 300)
+        n3 = (f"n={P['w3_n']:,}, window {P['w3_window']}, priority low "
+              f"(ra's pipeline_command/3 default), {rej} rejected")
+        out[("W3", "commands/s")] = (P["w3_n"] / el3, n3)
+        progress(SIDE, f"W3 {P['w3_n'] / el3:,.0f} commands/s ({el3:.1f} s)")
+        total, _ld = ra.consistent_query(ids, "ra.testing.machines:get_state", timeout=10)
+        # W6: idle after W3
+        time.sleep(1.0)
+        srv = [_mem(nodes.server_pid(name, i)) for i in range(3)]
+        wal = [_mem(nodes.log_child_pid(i, "ra_log_wal")) for i in range(3)]
+        for lbl, rows in (("server", srv), ("WAL", wal)):
+            rss = [r[0] for r in rows]
+            uss = [r[1] for r in rows]
+            out[("W6", f"{lbl} RSS max")] = (max(rss), f"per process: {', '.join(f'{x:.1f}' for x in rss)}")
+            out[("W6", f"{lbl} USS max")] = (max(uss), f"per process: {', '.join(f'{x:.1f}' for x in uss)}")
+        progress(SIDE, f"W6 server RSS {max(r[0] for r in srv):.1f} MB "
+                       f"USS {max(r[1] for r in srv):.1f} MB; WAL RSS "
+                       f"{max(r[0] for r in wal):.1f} MB")
+        c.close()
+        # W5: stop all, start again
+        _lq = ra.local_query(leader, "ra.testing.machines:get_state", timeout=10)
+        log_n = _lq[0][0]
+        for i in range(3):
+            nodes.stop(i)
+        size = sum(du(nodes.data_dir(i)) for i in range(3))
+        t0 = time.monotonic()
+        nodes.start_all()
+        t_daemons = time.monotonic() - t0
+        ra.start_or_restart_cluster(name, COUNTER, ids, timeout=30)
+        ra.process_command(ids, 1, timeout=30)
+        t5 = time.monotonic() - t0
+        n5 = (f"{log_n:,} entries in the log; daemons ready in {t_daemons:.2f} s, then "
+              "start_or_restart_cluster + first process_command")
+        out[("W5", "start -> first commit")] = (t5, n5)
+        out[("W5", "bytes on disk (3 nodes)")] = (size / 1e6, "data dirs after SIGTERM, du")
+        progress(SIDE, f"W5 restart -> first commit {t5:.2f} s; {size / 1e6:.1f} MB on disk "
+                       f"({log_n:,} entries)")
+        # W4
+        fo: list[tuple[float, float]] = []
+        for r in range(P["w4_reps"]):
+            fo.append(_w4_once(nodes, name, ids))
+            progress(SIDE, f"W4 failover #{r + 1}: {fo[-1][0]:.3f} s (new leader elected after "
+                           f"{fo[-1][1]:.3f} s)")
+        out[("W4", "failover median")] = (statistics.median(x[0] for x in fo),
+                                          "runs: " + ", ".join(f"{x[0]:.3f}" for x in fo)
+                                          + "; client: process_command timeout 0.5 s")
+        out[("W4", "kill -> leader elected")] = (
+            statistics.median(x[1] for x in fo),
+            "median; a survivor's key_metrics says leader (polled every 5 ms)")
+        out[("check", "counter total")] = (total, "after W3 (consistent_query)")
+    except BaseException:
+        _print_logs(tmp)
+        raise
+    finally:
+        nodes.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
