@@ -76,6 +76,8 @@ def format_overview(ov: dict[str, Any]) -> str:
     for name, row in sorted(ov["servers"].items()):
         if "role" not in row:
             state = "stopped" if not row.get("pid") else row.get("error", "?")
+            if row.get("restarts"):
+                state += f" ({row['restarts']} restarts in the last period)"
             lines.append(f"{name:<16} {row.get('cluster_name', ''):<14} {state}")
             continue
         leader = row.get("leader_id")

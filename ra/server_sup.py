@@ -24,10 +24,15 @@ from typing import Any, Sequence
 from ra.directory import Directory
 from ra.errors import AlreadyStarted, InvalidConfig, NotFound
 from ra.server_proc import load_machine
+from ra.sup import server_child_spec
+from supervisor.spec import ChildSpec, Nested, SupFlags
 
 __all__ = ["ServerSup", "TARGET", "log_children"]
 
 TARGET = "ra.server_proc:run"
+#: A server restarted this many times within SERVER_PERIOD seconds is given up on (ra_server_sup)
+SERVER_INTENSITY = 3
+SERVER_PERIOD = 5
 
 
 def log_children(config: dict[str, Any]) -> list[Any]:
@@ -75,7 +80,15 @@ class ServerSup:
 
     # -- helpers ------------------------------------------------------------------------------
     def _running(self) -> dict[Any, int | None]:
-        return {c.id: c.pid for c in self.daemon.server_sup().which_children()}
+        """Server name -> pid of its process (None while not running), for every server that
+        has a supervisor under the server supervisor."""
+        sup = self.daemon.server_sup()
+        out: dict[Any, int | None] = {}
+        for c in sup.which_children():
+            sub = sup.child(c.id)
+            kids = sub.which_children() if sub is not None else []
+            out[c.id] = kids[0].pid if kids else None
+        return out
 
     def _system(self) -> dict[str, Any]:
         cfg = self.daemon.config
@@ -86,14 +99,29 @@ class ServerSup:
         return out
 
     def _spawn(self, name: str, conf: dict[str, Any]) -> int:
+        """Start the server under a supervisor of its own (ra_server_sup): a server that keeps
+        crashing (a machine that raises on a committed command) exhausts *its* supervisor's
+        intensity and stops there, instead of the node-wide one, so other clusters on the node
+        are not touched. The per-server supervisor is temporary: once it gives up, the server
+        stays down (``overview`` shows it) until ``restart_server``."""
+        sup = self.daemon.server_sup()
         running = self._running()
         if name in running:
             if running[name] is not None:
                 raise AlreadyStarted(f"server {name!r} already runs on node {self.daemon.address}")
-            self.daemon.server_sup().delete_child(name)
+            sup.terminate_child(name)
+            sup.delete_child(name)
         conf = dict(conf, node=self.daemon.address, system=self._system())
-        return int(self.daemon.start_server_child(
-            {"id": name, "target": TARGET, "args": [conf], "restart": "transient"}))
+        env = {"RA_NODE": self.daemon.address or "", "RA_DATA_DIR": self.daemon.data_dir}
+        server = server_child_spec("server", TARGET, (conf,), env, "transient", 5000)
+        spec = ChildSpec(name, Nested(SupFlags("one_for_one", SERVER_INTENSITY, SERVER_PERIOD),
+                                      (server,)),
+                         restart="temporary", type="supervisor")
+        sup.start_child(spec)
+        pid = self._running().get(name)
+        if pid is None:
+            raise RuntimeError(f"server {name!r} did not start")
+        return int(pid)
 
     # -- calls --------------------------------------------------------------------------------
     def start_server(self, conf: dict[str, Any]) -> Any:
@@ -142,24 +170,32 @@ class ServerSup:
             if self.directory.uid_of(name) is None:
                 raise NotFound(f"no server {name!r} on node {self.daemon.address}")
             return "ok"
-        if running[name] is not None:
-            self.daemon.server_sup().terminate_child(name)
+        # a temporary child's spec goes with it: restart_server starts a new supervisor
+        self.daemon.server_sup().terminate_child(name)
         return "ok"
 
     def force_delete_server(self, name: str) -> Any:
         running = self._running()
         if name in running:
-            if running[name] is not None:
-                self.daemon.server_sup().terminate_child(name)
-            self.daemon.server_sup().delete_child(name)
+            sup = self.daemon.server_sup()
+            sup.terminate_child(name)
+            if name in {c.id for c in sup.which_children()}:
+                sup.delete_child(name)
         self.directory.delete(name)
         self.metrics.pop(name, None)
         return "ok"
 
     def servers(self) -> dict[str, Any]:
+        """Every server this node knows: uid, cluster, pid (None: not running) and its
+        supervisor's restarts within the last period (a crash-looping server shows here)."""
         running = self._running()
-        return {name: dict(info, pid=running.get(name))
-                for name, info in self.directory.names().items()}
+        sup = self.daemon.server_sup()
+        out = {}
+        for name, info in self.directory.names().items():
+            sub = sup.child(name)
+            out[name] = dict(info, pid=running.get(name),
+                             restarts=len(sub.restarts) if sub is not None else 0)
+        return out
 
     def data_dir_of(self, name: str) -> str | None:
         uid = self.directory.uid_of(name)

@@ -168,11 +168,20 @@ def test_crashing_machine_takes_down_only_its_own_server(three):
     pids = {i: three.server_pid("bad", i) for i in range(3)}
     with pytest.raises(ra.RaError):
         ra.process_command(ids, ("crash",), timeout=3)
-    # every member applies the entry and crashes; the supervisor restarts them
+    # every member applies the entry and crashes; its supervisor restarts it; the entry is
+    # committed, so it crashes again, until its own supervisor gives up on it
     wait_for(lambda: any(three.server_pid("bad", i) != pids[i] for i in range(3)),
              what="a bad server restarted")
+    # the overview reports the restarts of that server's own supervisor
+    wait_for(lambda: sum(ra.overview(a)["servers"]["bad"]["restarts"]
+                         for a in three.addrs.values()) >= 1, what="restarts reported")
     ov = ra.overview(three.addrs[0])
-    assert "bad" in ov["servers"]
+    assert ov["servers"]["good"]["restarts"] == 0
+    assert ov["servers"]["good"]["role"] in ("leader", "follower")
+    # the node-wide server supervisor never restarted: the crashes stayed inside
+    st = ra.default_client()._daemon(three.addrs[0], ("status",), 5)
+    server_sup = next(c for c in st["tree"]["children"] if c["id"] == "ra_server_sup_sup")
+    assert server_sup["sup"]["restarts"] == 0
     # the daemons and the other cluster keep serving
     for _ in range(5):
         ra.process_command(good, 1)
