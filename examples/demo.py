@@ -122,7 +122,8 @@ def run(workdir: str, out: Callable[[str], None] = print, n_keys: int = 100) -> 
         (target, _), _, _ = ra.local_query(new_leader, SIZE)
         t = time.monotonic()
         nodes.start(victim)
-        t_node = time.monotonic() - t
+        say(f"node n{victim} restarted on {nodes.addrs[victim]} in {time.monotonic() - t:.2f} s;"
+            f" ra.restart_server({nm(old_leader)})")
         t = time.monotonic()
         ra.restart_server(old_leader)
         wait_for(lambda: ra.local_query(old_leader, SIZE)[0][0] >= target, 20.0,
@@ -130,8 +131,6 @@ def run(workdir: str, out: Callable[[str], None] = print, n_keys: int = 100) -> 
         caught = time.monotonic() - t
         (idx, _), n, led = ra.local_query(old_leader, SIZE)
         snap = ra.overview(old_leader.node)["servers"][NAME]["snapshot_index"]
-        say(f"node n{victim} restarted on {nodes.addrs[victim]} in {t_node:.2f} s; "
-            f"ra.restart_server({nm(old_leader)})")
         say(f"{nm(old_leader)} caught up {caught:.2f} s after restart_server: applied index "
             f"{idx} (the leader's), {n} keys, following {nm(led) if led else '-'}, "
             f"snapshot at index {snap}")
@@ -139,7 +138,9 @@ def run(workdir: str, out: Callable[[str], None] = print, n_keys: int = 100) -> 
         nodes.note_pids()
 
         # -- a fourth member, added and removed ------------------------------------------------
+        t = time.monotonic()
         nodes.start(3)
+        say(f"node n3 started on {nodes.addrs[3]} in {time.monotonic() - t:.2f} s")
         new = nodes.sid(NAME, 3)
         (target, _), _, _ = ra.local_query(new_leader, SIZE)
         t = time.monotonic()
@@ -151,7 +152,7 @@ def run(workdir: str, out: Callable[[str], None] = print, n_keys: int = 100) -> 
         members, leader = ra.members(ids + [new])
         snap = ra.overview(new.node)["servers"][NAME]["snapshot_index"]
         n = ra.local_query(new, SIZE)[1]
-        say(f"node n3 started; add_member {nm(new)}: caught up in {caught:.2f} s ({n} keys, "
+        say(f"add_member {nm(new)}, start_server: caught up in {caught:.2f} s ({n} keys, "
             f"snapshot at index {snap}); members: "
             + ", ".join(nm(m) for m in sorted(members, key=nm)))
         nodes.note_pids()
@@ -168,7 +169,7 @@ def run(workdir: str, out: Callable[[str], None] = print, n_keys: int = 100) -> 
         # -- the overview, then stop everything -----------------------------------------------
         say(f"ra overview {nodes.addrs[nodes.index_of(leader)]}  (the leader's node):")
         for line in format_overview(ra.overview(leader.node)).splitlines():
-            out("    " + line)
+            out(("    " + line).rstrip())
         nodes.note_pids()
         t = time.monotonic()
         running = len(nodes.procs)
