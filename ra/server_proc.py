@@ -34,7 +34,7 @@ import zmq
 import ra.wire  # noqa: F401  (registers the core messages with the codec)
 from ra.core import server as core
 from ra.core.effects import (
-    Cast, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
+    Cast, DeleteAndTerminate, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
     StartElectionTimeout, StartHeartbeatTimeout,
 )
 from ra.core.machine import SimpleMachine
@@ -140,6 +140,7 @@ class ServerProc:
         self.monitored_leader: Any = None
         self.daemon_ep = registry.node_endpoint(self.node)
         self.reported_role = ""
+        self.tick_written = -1
         self.proc_monitors: set[str] = set()
         self.node_monitors: set[str] = set()
         self.machine_timers: dict[Any, float] = {}
@@ -169,12 +170,13 @@ class ServerProc:
         self.running = False
 
     def close(self) -> None:
+        # No unregister call: the daemon may be the one stopping us (and busy waiting for our
+        # exit); it prunes the names of dead pids itself.
         try:
             self.meta.flush_last_applied()
             self.log.flush()
-            registry.unregister(self.mb, self.id.name, self.node, timeout=1.0)
-        except Exception:   # shutting down: the daemon prunes dead names anyway
-            pass
+        except Exception:   # shutting down: nothing more can be done about it here
+            _log.exception("%s: error while closing", self.id)
         self.log.close()
         self.mb.close()
 
@@ -239,8 +241,12 @@ class ServerProc:
         self.meta.flush_last_applied()
         self._step(Tick(_now_ms()))
         self.log.tick()
-        if self.log.last_written()[0] < self.log.last_index_term()[0]:
-            self.log.resend_unconfirmed()   # confirmations stalled: the WAL may have restarted
+        written = self.log.last_written()[0]
+        if written < self.log.last_index_term()[0] and written == self.tick_written:
+            # confirmations stalled for a whole tick: the WAL may have restarted while we were
+            # idle (a busy server learns it from wal_started); resend what is unconfirmed
+            self.log.resend_unconfirmed()
+        self.tick_written = written
         # forget endpoints of peers not heard from lately: they may have restarted elsewhere
         stale = now - 2 * self.conf["tick_ms"] / 1000
         for p in [p for p, t in self.peer_heard.items() if t < stale]:
@@ -396,6 +402,10 @@ class ServerProc:
             self.monitored_leader = e.leader_id
         elif t is MachineEffect:
             self._machine_effect(e.effect)
+        elif t is DeleteAndTerminate:
+            # the daemon stops this process (SIGTERM) and deletes its data and name
+            self.log.flush()
+            self.mb.cast(self.daemon_ep, ("ra_force_delete_server", self.id.name))
         else:
             raise TypeError(f"unknown effect {e!r}")
 

@@ -9,7 +9,8 @@ from typing import Any, Union
 
 __all__ = [
     "SendRpc", "Reply", "Cast", "Notify", "NextEvent", "StartElectionTimeout",
-    "StartHeartbeatTimeout", "RecordLeaderMsg", "MachineEffect", "Effect", "OUTBOUND",
+    "StartHeartbeatTimeout", "RecordLeaderMsg", "MachineEffect", "DeleteAndTerminate",
+    "Effect", "OUTBOUND",
 ]
 
 
@@ -77,11 +78,16 @@ class MachineEffect:
     effect: Any
 
 
+@dataclass(frozen=True, slots=True)
+class DeleteAndTerminate:
+    """The cluster's end-of-life entry was applied: stop this server and delete its data."""
+
+
 Effect = Union[
     SendRpc, Reply, Cast, Notify, NextEvent, StartElectionTimeout, StartHeartbeatTimeout,
-    RecordLeaderMsg, MachineEffect,
+    RecordLeaderMsg, MachineEffect, DeleteAndTerminate,
 ]
 
 #: Effects that let the world observe the server's state: held back while a term or vote is not
 #: yet durable (nothing is acknowledged or voted on before it is durable).
-OUTBOUND = (SendRpc, Reply, Cast, Notify, MachineEffect)
+OUTBOUND = (SendRpc, Reply, Cast, Notify, MachineEffect, DeleteAndTerminate)

@@ -190,7 +190,7 @@ class Command:
     """A client request that goes through the log.
 
     ``kind`` is ``"usr"`` (``payload`` the machine command), ``"join"`` / ``"leave"``
-    (``payload`` a server id). ``reply_mode``: ``("await", From)``, ``("notify", corr, pid)`` or
+    (``payload`` a server id) or ``"delete_cluster"`` (the end-of-life entry). ``reply_mode``: ``("await", From)``, ``("notify", corr, pid)`` or
     ``None``. ``ts`` is the shell's system time in ms. ``priority`` is ``"normal"`` or ``"low"``.
     """
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from ra.core import quorum, validate
 from ra.core.effects import (
-    OUTBOUND, Cast, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
+    OUTBOUND, Cast, DeleteAndTerminate, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
     StartElectionTimeout, StartHeartbeatTimeout,
 )
 from ra.core.machine import ReleaseCursor, apply_machine
@@ -119,6 +119,7 @@ class ServerState:
     flush_scheduled: bool = False
     query_index: int = 0
     queries: list[tuple[int, int, Any, Any]] = field(default_factory=list)
+    eol_ticks: int = 0             # >0: the end-of-life entry is applied, leader winding down
     transfer_target: Any = None
     transfer_index: int = 0
     transfer_ticks: int = 0
@@ -711,6 +712,11 @@ def _on_install_snapshot_result(msg: InstallSnapshotResult, s: ServerState,
 def _on_heartbeat_timeout(msg: HeartbeatTimeout, s: ServerState, effects: list[Any]) -> None:
     if s.role != "leader":
         return
+    if s.eol_ticks:
+        s.eol_ticks -= 1
+        if s.eol_ticks == 0:
+            effects.append(DeleteAndTerminate())
+            return
     effects.append(StartHeartbeatTimeout())
     for pid, p in s.peers.items():
         if p.snapshot == "sending":
@@ -774,6 +780,11 @@ def _reject_command(s: ServerState, cmd: Command, effects: list[Any]) -> None:
 def _on_command(msg: Command, s: ServerState, effects: list[Any]) -> None:
     if s.role != "leader":
         _reject_command(s, msg, effects)
+        return
+    if msg.kind == "delete_cluster":
+        idx = s.log.next_index()
+        s.log.append((idx, s.current_term, ("eol", msg.reply_mode)))
+        _schedule_flush(s, effects)
         return
     if msg.kind == "usr":
         if msg.priority == "low":
@@ -978,11 +989,33 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
                 machine = s.machine
         elif tag == "cluster" and leader:
             _prune_peers(s)
+        elif tag == "eol":
+            s.last_applied = idx
+            _end_of_life(s, cmd[1], effects)
+            break
         s.last_applied = idx
     if idx > 0:
         s.meta.store_last_applied(s.last_applied)
     for pid, applied in notify.items():
         effects.append(Notify(pid, s.id, applied))
+
+
+#: Heartbeat ticks a deleted cluster's leader keeps telling followers the commit index
+#: before it deletes itself ("the leader last")
+_EOL_TICKS = 3
+
+
+def _end_of_life(s: ServerState, mode: Any, effects: list[Any]) -> None:
+    """The end-of-life entry is applied: followers delete themselves now; the leader answers,
+    makes sure the followers learn the commit (a few heartbeat rounds), then deletes itself."""
+    if s.role != "leader":
+        effects.append(DeleteAndTerminate())
+        return
+    if mode is not None and mode[0] == "await":
+        effects.append(Reply(mode[1], ("ok", "ok", s.id)))
+    s.eol_ticks = _EOL_TICKS
+    for pid in s.peers:
+        _send_entries(s, pid, effects, force=True)
 
 
 def _upgrade_machine(s: ServerState, version: int, idx: int, term: int,

@@ -6,7 +6,9 @@ measurably in Python. Commands stored in the log are tuples tagged by their firs
 * ``("usr", cmd, reply_mode, ts)``  a machine command; ``ts`` is the system time in ms the shell
   stamped when the leader received it (the core reads no clock);
 * ``("noop", machine_version)``    appended by every new leader;
-* ``("cluster", members, reply_mode)``  a membership change, ``members`` a tuple of server ids.
+* ``("cluster", members, reply_mode)``  a membership change, ``members`` a tuple of server ids;
+* ``("eol", reply_mode)``          the cluster's end of life (``delete_cluster``): every member
+  that applies it deletes itself, the leader last.
 
 ``reply_mode`` is ``("await", From)`` (reply after apply), ``("notify", corr, pid)`` (batched
 ``applied`` event to ``pid``) or ``None``.

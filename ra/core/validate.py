@@ -95,7 +95,7 @@ _CHECKS: dict[type, Callable[[Any], str | None]] = {
     m.TriggerElection: _ok,
     m.Tick: lambda x: None if _nat(x.time_ms) else "bad tick",
     m.Command: lambda x: None if (
-        x.kind in ("usr", "join", "leave") and x.priority in ("normal", "low")
+        x.kind in ("usr", "join", "leave", "delete_cluster") and x.priority in ("normal", "low")
         and (x.reply_mode is None or (type(x.reply_mode) is tuple and x.reply_mode))
         and _nat(x.ts)) else "bad command",
     m.ConsistentQuery: lambda x: None if callable(x.query) else "bad consistent_query",
