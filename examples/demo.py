@@ -33,6 +33,7 @@ from ra.cli import format_overview
 __all__ = ["run", "main"]
 
 NAME = "kv"
+T = 15.0            # seconds: generous, for a loaded machine (the demo measures, not asserts)
 SIZE = "examples.kv:size"
 
 
@@ -79,7 +80,7 @@ def run(workdir: str, out: Callable[[str], None] = print, n_keys: int = 100) -> 
         ids = [nodes.sid(NAME, i) for i in range(3)]
         t = time.monotonic()
         ra.start_cluster(NAME, kv.machine(snapshot_every=50), ids, timeout=30)
-        members, leader = ra.members(ids, timeout=10)
+        members, leader = ra.members(ids, timeout=T)
         say(f"cluster '{NAME}' (examples.kv:KV, a snapshot every 50 commands) on n0, n1, n2 "
             f"in {time.monotonic() - t:.2f} s; leader {nm(leader)}")
         nodes.note_pids()
@@ -89,19 +90,19 @@ def run(workdir: str, out: Callable[[str], None] = print, n_keys: int = 100) -> 
         lat = _puts(ids, range(n_keys))
         say(f"{n_keys} puts, one at a time, each acknowledged once applied: {_ms(lat)}, "
             f"{time.monotonic() - t:.2f} s in all")
-        r1, _ = ra.process_command(ids, ("cas", "k7", 7, 700))
-        r2, _ = ra.process_command(ids, ("cas", "k7", 7, 1))
-        r3, _ = ra.process_command(ids, ("delete", "k8"))
+        r1, _ = ra.process_command(ids, ("cas", "k7", 7, 700), timeout=T)
+        r2, _ = ra.process_command(ids, ("cas", "k7", 7, 1), timeout=T)
+        r3, _ = ra.process_command(ids, ("delete", "k8"), timeout=T)
         say(f"cas k7 7->700: {r1}; cas k7 7->1: {r2}; delete k8: {r3}")
-        v, leader = ra.consistent_query(ids, ("examples.kv", "get", ["k7"]))
-        n, _ = ra.consistent_query(ids, SIZE)
+        v, leader = ra.consistent_query(ids, ("examples.kv", "get", ["k7"]), timeout=T)
+        n, _ = ra.consistent_query(ids, SIZE, timeout=T)
         say(f"consistent query on the leader {nm(leader)}: k7 = {v}, {n} keys")
         expected = n
 
         # -- SIGKILL the leader's node ---------------------------------------------------------
         victim = nodes.index_of(leader)
         old_leader = leader
-        old_term = ra.overview(leader.node)["servers"][NAME]["current_term"]
+        old_term = ra.overview(leader.node, timeout=T)["servers"][NAME]["current_term"]
         rest = [s for s in ids if s != old_leader]
         nodes.note_pids()
         t_kill = time.monotonic()
@@ -109,7 +110,7 @@ def run(workdir: str, out: Callable[[str], None] = print, n_keys: int = 100) -> 
         say(f"SIGKILL node n{victim} (the leader's): its daemon and {killed - 1} child processes")
         reply, new_leader = ra.process_command(rest, ("put", "after_kill", 1), timeout=30)
         failover = time.monotonic() - t_kill
-        term = ra.overview(new_leader.node)["servers"][NAME]["current_term"]
+        term = ra.overview(new_leader.node, timeout=T)["servers"][NAME]["current_term"]
         say(f"failover: {nm(new_leader)} leads (term {old_term} -> {term}); the first write after "
             f"the kill was committed {failover:.2f} s after it")
         expected += 1
@@ -119,18 +120,18 @@ def run(workdir: str, out: Callable[[str], None] = print, n_keys: int = 100) -> 
             f"({_ms(lat)})")
 
         # -- restart it and watch it catch up -------------------------------------------------
-        (target, _), _, _ = ra.local_query(new_leader, SIZE)
+        (target, _), _, _ = ra.local_query(new_leader, SIZE, timeout=T)
         t = time.monotonic()
         nodes.start(victim)
         say(f"node n{victim} restarted on {nodes.addrs[victim]} in {time.monotonic() - t:.2f} s;"
-            f" ra.restart_server({nm(old_leader)})")
+            f" ra.restart_server({nm(old_leader)}, timeout=T)")
         t = time.monotonic()
-        ra.restart_server(old_leader)
-        wait_for(lambda: ra.local_query(old_leader, SIZE)[0][0] >= target, 20.0,
+        ra.restart_server(old_leader, timeout=T)
+        wait_for(lambda: ra.local_query(old_leader, SIZE, timeout=T)[0][0] >= target, 20.0,
                  f"{nm(old_leader)} to catch up")
         caught = time.monotonic() - t
-        (idx, _), n, led = ra.local_query(old_leader, SIZE)
-        snap = ra.overview(old_leader.node)["servers"][NAME]["snapshot_index"]
+        (idx, _), n, led = ra.local_query(old_leader, SIZE, timeout=T)
+        snap = ra.overview(old_leader.node, timeout=T)["servers"][NAME]["snapshot_index"]
         say(f"{nm(old_leader)} caught up {caught:.2f} s after restart_server: applied index "
             f"{idx} (the leader's), {n} keys, following {nm(led) if led else '-'}, "
             f"snapshot at index {snap}")
@@ -142,33 +143,34 @@ def run(workdir: str, out: Callable[[str], None] = print, n_keys: int = 100) -> 
         nodes.start(3)
         say(f"node n3 started on {nodes.addrs[3]} in {time.monotonic() - t:.2f} s")
         new = nodes.sid(NAME, 3)
-        (target, _), _, _ = ra.local_query(new_leader, SIZE)
+        (target, _), _, _ = ra.local_query(new_leader, SIZE, timeout=T)
         t = time.monotonic()
-        ra.add_member(ids, new)
+        ra.add_member(ids, new, timeout=T)
         ra.start_server({"cluster_name": NAME, "id": new, "machine": kv.machine(50),
-                         "initial_members": ids + [new]})
-        wait_for(lambda: ra.local_query(new, SIZE)[0][0] >= target, 20.0, f"{nm(new)} to catch up")
+                         "initial_members": ids + [new]}, timeout=T)
+        wait_for(lambda: ra.local_query(new, SIZE, timeout=T)[0][0] >= target, 20.0,
+                 f"{nm(new)} to catch up")
         caught = time.monotonic() - t
-        members, leader = ra.members(ids + [new])
-        snap = ra.overview(new.node)["servers"][NAME]["snapshot_index"]
-        n = ra.local_query(new, SIZE)[1]
+        members, leader = ra.members(ids + [new], timeout=T)
+        snap = ra.overview(new.node, timeout=T)["servers"][NAME]["snapshot_index"]
+        n = ra.local_query(new, SIZE, timeout=T)[1]
         say(f"add_member {nm(new)}, start_server: caught up in {caught:.2f} s ({n} keys, "
             f"snapshot at index {snap}); members: "
             + ", ".join(nm(m) for m in sorted(members, key=nm)))
         nodes.note_pids()
         t = time.monotonic()
-        ra.leave_and_delete_server(ids, new)
-        members, leader = ra.members(ids)
+        ra.leave_and_delete_server(ids, new, timeout=T)
+        members, leader = ra.members(ids, timeout=T)
         say(f"leave_and_delete_server {nm(new)} in {time.monotonic() - t:.2f} s; members: "
             f"{', '.join(nm(m) for m in sorted(members, key=nm))}; leader {nm(leader)}")
-        r, _ = ra.process_command(ids, ("put", "last", 1))
+        r, _ = ra.process_command(ids, ("put", "last", 1), timeout=T)
         expected += 1
-        n, _ = ra.consistent_query(ids, SIZE)
+        n, _ = ra.consistent_query(ids, SIZE, timeout=T)
         say(f"one more put: {r}; consistent query: {n} keys (expected {expected})")
 
         # -- the overview, then stop everything -----------------------------------------------
         say(f"ra overview {nodes.addrs[nodes.index_of(leader)]}  (the leader's node):")
-        for line in format_overview(ra.overview(leader.node)).splitlines():
+        for line in format_overview(ra.overview(leader.node, timeout=T)).splitlines():
             out(("    " + line).rstrip())
         nodes.note_pids()
         t = time.monotonic()
