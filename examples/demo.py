@@ -124,7 +124,7 @@ def run(workdir: str, out: Callable[[str], None] = print, n_keys: int = 100) -> 
         t = time.monotonic()
         nodes.start(victim)
         say(f"node n{victim} restarted on {nodes.addrs[victim]} in {time.monotonic() - t:.2f} s;"
-            f" ra.restart_server({nm(old_leader)}, timeout=T)")
+            f" ra.restart_server({nm(old_leader)})")
         t = time.monotonic()
         ra.restart_server(old_leader, timeout=T)
         wait_for(lambda: ra.local_query(old_leader, SIZE, timeout=T)[0][0] >= target, 20.0,
