@@ -12,7 +12,7 @@ The machine holds the messages and the consumers; the *effects* it returns do th
   ``prefetch`` messages are out to a consumer at a time, the consumers served in turn;
 * ``("settle", pid, [ids])`` acknowledges messages (which frees prefetch room),
   ``("return", pid, [ids])`` gives them back, ``("cancel", pid)`` leaves (its unsettled messages
-  are returned) and ``demonitor``\\s it;
+  are returned) and is demonitored;
 * monitors belong to the leader that set them: on becoming leader, ``state_enter`` re-creates one
   per consumer (as a quorum queue does);
 * when the queue is empty (nothing ready, nothing unsettled) the log behind it holds nothing of
