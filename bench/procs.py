@@ -12,8 +12,9 @@ import signal
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
@@ -93,7 +94,7 @@ class Reaper:
         psutil.wait_procs(left, timeout=5)
         self.roots.clear()
 
-    def __enter__(self) -> "Reaper":
+    def __enter__(self) -> Reaper:
         if _is_main_thread():
             for s in (signal.SIGTERM,):
                 self._old[s] = signal.signal(s, self._on_signal)

@@ -42,7 +42,7 @@ Result = dict[tuple[str, str], tuple[Any, str]]
 def available() -> str | None:
     """The PySyncObj version, or None when it is not installed (``pip install -e .[bench]``)."""
     try:
-        from pysyncobj.version import VERSION  # type: ignore[import-untyped]
+        from pysyncobj.version import VERSION  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         return None
     return str(VERSION)
@@ -50,7 +50,7 @@ def available() -> str | None:
 
 # == the member process ============================================================================
 def _make_counter(self_addr: str, partners: list[str], data: str, batch: bool) -> Any:
-    from pysyncobj import SyncObj, SyncObjConf, replicated  # type: ignore[import-untyped]
+    from pysyncobj import SyncObj, SyncObjConf, replicated  # type: ignore[import-untyped,unused-ignore]
 
     class Counter(SyncObj):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -60,7 +60,7 @@ def _make_counter(self_addr: str, partners: list[str], data: str, batch: bool) -
             super().__init__(self_addr, partners, conf)
             self.value = 0
 
-        @replicated
+        @replicated  # type: ignore[misc,untyped-decorator,unused-ignore]
         def add(self, n: int) -> int:
             self.value += n
             return self.value
@@ -411,7 +411,7 @@ def measure(quick: bool, reaper: Reaper) -> Result:
         out[("W3", "commands/s")] = (P["w3_n"] / r["elapsed"],
                                      f"callbacks in a follower, window {P['w3_window']}, "
                                      f"appendEntriesUseBatch off, {r['errors']} errors, "
-                                     f"{r['lost']} callbacks lost, {nofs}")
+                                     f"{r['lost']} callbacks not fired, {nofs}")
         progress(SIDE, f"W3 {P['w3_n'] / r['elapsed']:,.0f} commands/s ({r['elapsed']:.1f} s)")
         total = pc.ask(ld, "status")["value"]
         time.sleep(1.0)
@@ -438,10 +438,10 @@ def measure(quick: bool, reaper: Reaper) -> Result:
         out[("W5", "bytes on disk (3 nodes)")] = (size / 1e6, "journals + dumps, du")
         progress(SIDE, f"W5 restart -> first commit {t5:.2f} s; {size / 1e6:.1f} MB on disk")
         # W4
-        fos = []
-        for k in range(P["w4_reps"]):
+        fos: list[float] = []
+        for rep in range(P["w4_reps"]):
             fos.append(_w4_once(pc))
-            progress(SIDE, f"W4 failover #{k + 1}: {fos[-1]:.3f} s")
+            progress(SIDE, f"W4 failover #{rep + 1}: {fos[-1]:.3f} s")
         out[("W4", "failover median")] = (statistics.median(fos),
                                           "runs: " + ", ".join(f"{x:.3f}" for x in fos))
         # W3 with PySyncObj's default batching
@@ -450,8 +450,9 @@ def measure(quick: bool, reaper: Reaper) -> Result:
         fo = pc.follower()
         r = pc.ask(fo, "w3", n=P["w3_n"], window=P["w3_window"], limit=60 if quick else 300)
         out[("W3 batched", "commands/s")] = (
-            P["w3_n"] / r["elapsed"], f"appendEntriesUseBatch on (its default), {r['errors']} errors, "
-            f"{r['lost']} callbacks lost")
+            P["w3_n"] / r["elapsed"],
+            f"appendEntriesUseBatch on (its default), {r['errors']} errors, "
+            f"{r['lost']} callbacks not fired")
         progress(SIDE, f"W3 batched {P['w3_n'] / r['elapsed']:,.0f} commands/s")
         out[("check", "counter total")] = (total, "after W3")
     finally:

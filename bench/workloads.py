@@ -29,8 +29,9 @@ from typing import Any
 import psutil
 
 import ra
-from ra.node import spawn_daemon
 from bench.procs import Reaper, kill_tree, progress, summary_ms, wait_for
+from ra.api import default_client
+from ra.node import spawn_daemon
 
 __all__ = ["measure", "RaNodes", "COUNTER", "Params", "params", "du"]
 
@@ -122,11 +123,11 @@ class RaNodes:
         return next(i for i, a in self.addrs.items() if a == sid.node)
 
     def server_pid(self, name: str, i: int) -> int | None:
-        pid = ra.default_client()._daemon(self.addrs[i], ("ra_servers",), 5.0)[name]["pid"]
+        pid = default_client()._daemon(self.addrs[i], ("ra_servers",), 5.0)[name]["pid"]
         return int(pid) if pid else None
 
     def log_child_pid(self, i: int, child: str) -> int | None:
-        st = ra.default_client()._daemon(self.addrs[i], ("status",), 5.0)
+        st = default_client()._daemon(self.addrs[i], ("status",), 5.0)
         for sup in st["tree"]["children"]:
             for c in (sup.get("sup") or {}).get("children", []):
                 if c["id"] == child:
@@ -390,8 +391,10 @@ def measure(quick: bool, reaper: Reaper) -> Result:
         for lbl, rows in (("server", srv), ("WAL", wal)):
             rss = [r[0] for r in rows]
             uss = [r[1] for r in rows]
-            out[("W6", f"{lbl} RSS max")] = (max(rss), f"per process: {', '.join(f'{x:.1f}' for x in rss)}")
-            out[("W6", f"{lbl} USS max")] = (max(uss), f"per process: {', '.join(f'{x:.1f}' for x in uss)}")
+            out[("W6", f"{lbl} RSS max")] = (max(rss), "per process: "
+                                              + ", ".join(f"{x:.1f}" for x in rss))
+            out[("W6", f"{lbl} USS max")] = (max(uss), "per process: "
+                                              + ", ".join(f"{x:.1f}" for x in uss))
         progress(SIDE, f"W6 server RSS {max(r[0] for r in srv):.1f} MB "
                        f"USS {max(r[1] for r in srv):.1f} MB; WAL RSS "
                        f"{max(r[0] for r in wal):.1f} MB")
