@@ -141,6 +141,8 @@ class ServerProc:
         self.daemon_ep = registry.node_endpoint(self.node)
         self.reported_role = ""
         self.tick_written = -1
+        self.leader_mon: Any = None
+        self.leader_mon_owner: Any = None
         self.proc_monitors: set[str] = set()
         self.node_monitors: set[str] = set()
         self.machine_timers: dict[Any, float] = {}
@@ -182,7 +184,7 @@ class ServerProc:
 
     # -- the loop -------------------------------------------------------------------------
     def loop(self) -> int:
-        poller = zmq.Poller()
+        self.poller = poller = zmq.Poller()
         poller.register(self.mb.socket, zmq.POLLIN)
         # a signal (SIGTERM: stop) wakes the poll at once instead of at the next timer
         wake_r, wake_w = os.pipe()
@@ -204,6 +206,8 @@ class ServerProc:
                             os.read(wake_r, 512)
                         except BlockingIOError:
                             pass
+                    elif sock is self.leader_mon:
+                        self._on_leader_connection_event()
             for env in self.mb.recv_many(batch, 0):
                 self._dispatch(env)
             while self.next_events:
@@ -395,11 +399,12 @@ class ServerProc:
             self.next_events.append(e.event)
         elif t is StartElectionTimeout:
             t0 = self.conf["election_timeout_ms"] / 1000
-            self.timers["election"] = time.monotonic() + self.rng.uniform(t0, 2 * t0)
+            delay = self.rng.uniform(0, t0 / 5) if e.short else self.rng.uniform(t0, 2 * t0)
+            self.timers["election"] = time.monotonic() + delay
         elif t is StartHeartbeatTimeout:
             self.timers["heartbeat"] = time.monotonic() + self.conf["heartbeat_ms"] / 1000
         elif t is RecordLeaderMsg:
-            self.monitored_leader = e.leader_id
+            self._monitor_leader(e.leader_id)
         elif t is MachineEffect:
             self._machine_effect(e.effect)
         elif t is DeleteAndTerminate:
@@ -439,6 +444,59 @@ class ServerProc:
                 _log.warning("%s: unknown machine effect %r", self.id, me)
         except Exception:   # an effect's failure is the machine's bug: report, keep serving
             _log.exception("%s: machine effect %r failed", self.id, me)
+
+    # -- leader connection monitor (ra: a process monitor on the leader) --------------------
+    def _monitor_leader(self, leader: Any) -> None:
+        """Watch the TCP connection to the leader's mailbox: when the leader's process dies
+        the kernel closes it at once, and ZeroMQ reports the disconnect. That is how a
+        follower notices a dead leader in milliseconds (the node failure detector covers a
+        node that vanishes without closing connections; the election timeout, the rest)."""
+        self._stop_leader_monitor()
+        self.monitored_leader = leader
+        sid = ServerId(*leader)
+        ep = self.peer_eps.get(sid)
+        if ep is None or not hasattr(self, "poller"):
+            return
+        try:
+            dealer = self.mb._dealer(ep)     # the socket our replies to the leader go through
+            mon = dealer.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        except (zmq.ZMQError, ValueError):
+            return
+        self.leader_mon = mon
+        self.leader_mon_owner = dealer
+        self.poller.register(mon, zmq.POLLIN)
+
+    def _stop_leader_monitor(self) -> None:
+        mon = self.leader_mon
+        if mon is None:
+            return
+        self.leader_mon = None
+        try:
+            self.poller.unregister(mon)
+        except KeyError:
+            pass
+        try:
+            self.leader_mon_owner.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        mon.close(0)
+
+    def _on_leader_connection_event(self) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+        mon = self.leader_mon
+        lost = False
+        while mon is not None:
+            try:
+                ev = recv_monitor_message(mon, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if ev["event"] == zmq.EVENT_DISCONNECTED:
+                lost = True
+        leader = self.monitored_leader
+        if lost and leader is not None and self.state.leader_id == leader \
+                and self.role == "follower":
+            self._stop_leader_monitor()
+            self._step(LeaderDown(leader))
 
     # -- monitors, machine timers, aux ------------------------------------------------------
     def _monitor(self, kind: str, target: Any, on: bool) -> None:

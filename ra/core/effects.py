@@ -56,7 +56,13 @@ class NextEvent:
 
 @dataclass(frozen=True, slots=True)
 class StartElectionTimeout:
-    """(Re)arm the election timer; the shell picks a random delay (the core has no RNG)."""
+    """(Re)arm the election timer; the shell picks a random delay (the core has no RNG).
+
+    ``short``: the leader is known to be gone (``LeaderDown``), so campaign soon, yet after a
+    *random* short delay, so that the followers that all noticed at once do not all split the
+    vote."""
+
+    short: bool = False
 
 
 @dataclass(frozen=True, slots=True)

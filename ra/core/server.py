@@ -384,7 +384,7 @@ def _on_leader_down(msg: LeaderDown, s: ServerState, effects: list[Any]) -> None
         s.leader_id = None
         s.heard_from_leader = False
         if _is_member(s) and not s.brand_new:
-            _start_pre_vote(s, effects)
+            effects.append(StartElectionTimeout(short=True))
 
 
 def _on_pre_vote_rpc(msg: PreVoteRpc, s: ServerState, effects: list[Any]) -> None:

@@ -162,11 +162,14 @@ def test_timeout_now_skips_pre_vote():
     assert s.role == "candidate" and s.current_term == 2
 
 
-def test_leader_down_starts_pre_vote_at_once():
+def test_leader_down_starts_pre_vote_soon():
     s = new_server()
     with_log(s, [(1, 1, ("noop", 0))], term=1)
     step(s, AppendEntriesRpc(1, N2, 1, 1, 1, []))
-    step(s, LeaderDown(N2))
+    # soon, after a short random delay the shell picks (followers must not all split the vote)
+    assert step(s, LeaderDown(N2)) == [StartElectionTimeout(short=True)]
+    assert s.role == "follower" and s.leader_id is None
+    step(s, ElectionTimeout())
     assert s.role == "pre_vote"
 
 
