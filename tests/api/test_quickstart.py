@@ -1,0 +1,35 @@
+"""The README's quick start runs as written (with its data directory moved to a tmp dir)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import ra
+
+pytestmark = pytest.mark.integration
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_quick_start_runs(tmp_path, capsys):
+    text = README.read_text()
+    block = re.search(r"## Quick start\n\n```python\n(.*?)```", text, re.S).group(1)
+    code = block.replace("/tmp/ra/n1", str(tmp_path / "n1"))
+    ns: dict = {}
+    try:
+        exec(compile(code, "README quick start", "exec"), ns)
+        assert ns["reply"] == 5
+        assert ns["state"] == 6
+        out = capsys.readouterr().out
+        assert "('applied', [('c1', 6)])" in out
+    finally:
+        ra.stop_nodes()
+
+
+def test_simple_machine(shared_three, cname):
+    ids = [shared_three.sid(cname, i) for i in range(3)]
+    ra.start_cluster(cname, ("simple", "ra.testing.machines:add", 10), ids)
+    assert ra.process_command(ids, 5)[0] == 15
+    assert ra.consistent_query(ids, "ra.testing.machines:get_state")[0] == 15
