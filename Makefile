@@ -8,10 +8,12 @@ SEEDS   ?=
 
 .PHONY: test demo demo-sim sim bench soak lint clean setup
 
+# the install's output goes to .venv/install.log (shown only if it fails)
 $(STAMP): pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
-	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -e '.[test]'
+	@echo "setting up $(VENV) (log: $(VENV)/install.log)"
+	@$(VPY) -m pip install --upgrade pip > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; false)
+	@$(VPY) -m pip install -e '.[test]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; false)
 	touch $(STAMP)
 
 setup: $(STAMP)

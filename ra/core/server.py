@@ -321,7 +321,9 @@ def _start_candidate(s: ServerState, effects: list[Any]) -> None:
     _store_meta(s)
     s.votes = {s.id}
     s.verified_index = 0
-    effects.append(StartElectionTimeout())
+    # a split vote is retried soon (a random short delay): a candidate has passed pre-vote,
+    # so a majority is reachable and no leader is known
+    effects.append(StartElectionTimeout(short=True))
     # a one-member cluster wins on its own vote, once that vote is durable (see step)
     last_idx, last_term = s.log.last_index_term()
     rpc = RequestVoteRpc(s.current_term, s.id, last_idx, last_term)
