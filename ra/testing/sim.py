@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from ra.core import server
 from ra.core.effects import (
-    Cast, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
+    Cast, DeleteAndTerminate, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
     StartElectionTimeout, StartHeartbeatTimeout,
 )
 from ra.core.messages import (
@@ -541,7 +541,10 @@ class SimCluster(ClientDriver):
         elif isinstance(e, StartElectionTimeout):
             s.timers["election"] += 1
             t = self.profile.election_ms
-            self.schedule(self.rng.randint(t, 2 * t - 1), "timer", s.sid, s.inc, "election",
+            # short (the leader is known gone / a candidate waits for votes): soon, yet
+            # randomised: [0, T/5] as the shell (ra/server_proc.py) draws it
+            lo, hi = (0, max(1, t // 5)) if getattr(e, "short", False) else (t, 2 * t - 1)
+            self.schedule(self.rng.randint(lo, hi), "timer", s.sid, s.inc, "election",
                           s.timers["election"])
         elif isinstance(e, StartHeartbeatTimeout):
             s.timers["heartbeat"] += 1
@@ -559,6 +562,10 @@ class SimCluster(ClientDriver):
                 self.schedule(self.rng.randint(5, 20), "leader_down", s.sid, s.inc, e.leader_id)
         elif isinstance(e, MachineEffect):
             self.stats["machine_effects"] += 1
+        elif isinstance(e, DeleteAndTerminate):
+            self.note(s.sid, "delete_and_terminate: stopped for good")
+            self.crash(s.sid)
+            s.restart_due = False
         else:
             raise Violation("exception", f"{s.sid.name} returned an unknown effect {e!r}")
 
