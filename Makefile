@@ -33,7 +33,7 @@ demo-sim: $(STAMP)
 	$(VPY) -m ra.testing.demo
 
 bench: $(STAMP)
-	$(VPY) -m pip install -q -e '.[test,bench]'
+	@$(VPY) -c 'from pysyncobj.version import VERSION; assert VERSION == "0.3.17"' 2>/dev/null || $(VPY) -m pip install -e '.[test,bench]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; false)
 	$(VPY) -m bench $(if $(QUICK),--quick,)
 
 soak: $(STAMP)
