@@ -34,7 +34,7 @@ demo-sim: $(STAMP)
 
 bench: $(STAMP)
 	@$(VPY) -c 'from pysyncobj.version import VERSION; assert VERSION == "0.3.17"' 2>/dev/null || $(VPY) -m pip install -e '.[test,bench]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; false)
-	$(VPY) -m bench $(if $(QUICK),--quick,)
+	$(VPY) -m bench $(if $(QUICK),--quick,) $(if $(REPEAT),--repeat $(REPEAT),)
 
 soak: $(STAMP)
 	RA_SOAK=1 $(VPY) -m pytest tests -m "slow or not slow" $(if $(SEEDS),--seeds $(SEEDS),)

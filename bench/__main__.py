@@ -87,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short runs for development and CI")
     ap.add_argument("--only", action="append", help="run only these suites")
     ap.add_argument("--out", help="JSON file to write (default bench/results/bench-STAMP.json)")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="W1-W6: runs per side, figures are medians (also $BENCH_REPEAT)")
     args = ap.parse_args(argv)
+    if args.repeat:
+        os.environ["BENCH_REPEAT"] = str(args.repeat)
     suites = args.only or list(SUITES)
     before = {c.pid for c in psutil.Process().children(recursive=True)}
     signal.signal(signal.SIGTERM, _on_term)
@@ -143,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or os.path.join(res_dir, f"bench-{stamp}{'-quick' if args.quick else ''}.json")
     with open(out, "w") as f:
         json.dump({"when": stamp, "quick": args.quick, "command": " ".join(sys.argv),
+                   "repeat": int(os.environ.get("BENCH_REPEAT") or 1),
                    "suites": suites, "peers": PEERS, "machine": mach,
                    "loadavg_end": [round(x, 2) for x in os.getloadavg()],
                    "seconds": round(time.monotonic() - t_run, 1), "rows": rows,

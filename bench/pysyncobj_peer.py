@@ -37,6 +37,8 @@ __all__ = ["measure", "member_main", "PeerCluster", "available"]
 SIDE = "peer"
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 Result = dict[tuple[str, str], tuple[Any, str]]
+#: the longest a control request may take (the W3 limit is 300 s)
+_ASK_TIMEOUT = 420.0
 
 
 def available() -> str | None:
@@ -282,6 +284,7 @@ class PeerCluster:
         if p.poll() is not None:
             raise RuntimeError(f"PySyncObj member {i} exited ({p.returncode})")
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(_ASK_TIMEOUT)   # no answer in time: socket.timeout, never a hang
         s.connect(ctl)
         self.conns[i] = (s, s.makefile("rw"))
 

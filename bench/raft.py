@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import sys
 from typing import Any
 
@@ -66,31 +68,54 @@ def _pair(ours: dict[tuple[str, str], tuple[Any, str]],
     return rows
 
 
-def run(quick: bool = False) -> list[dict[str, Any]]:
-    """W1–W6 on ours, then on PySyncObj; rows as described in the module docstring."""
-    ours: dict[tuple[str, str], tuple[Any, str]] = {}
+def _median(runs: list[dict[tuple[str, str], tuple[Any, str]]]
+            ) -> dict[tuple[str, str], tuple[Any, str]]:
+    """Per figure: the median over the runs that have it; the note lists every run."""
+    if len(runs) == 1:
+        return runs[0]
+    out: dict[tuple[str, str], tuple[Any, str]] = {}
+    for k in dict.fromkeys(k for r in runs for k in r):
+        vals = [r[k][0] for r in runs if k in r and isinstance(r[k][0], (int, float))]
+        if not vals:
+            continue
+        note = next(r[k][1] for r in runs if k in r)
+        out[k] = (statistics.median(vals), f"median of {len(vals)} runs ("
+                  + ", ".join(f"{v:.4g}" for v in vals) + f"); {note}")
+    return out
+
+
+def _side(name: str, fn: Any, quick: bool, repeat: int, errors: list[str]
+          ) -> dict[tuple[str, str], tuple[Any, str]]:
+    runs = []
+    for i in range(repeat):
+        if repeat > 1:
+            progress(name, f"run {i + 1} of {repeat}")
+        with Reaper() as reaper:
+            try:
+                runs.append(fn(quick, reaper))
+            except Exception as e:  # noqa: BLE001 - reported; the other side still runs
+                errors.append(f"{name}: {type(e).__name__}: {e}")
+                progress(name, f"FAILED: {type(e).__name__}: {e}")
+            reaper.kill_all()
+    return _median(runs) if runs else {}
+
+
+def run(quick: bool = False, repeat: int | None = None) -> list[dict[str, Any]]:
+    """W1–W6 on ours, then on PySyncObj, ``repeat`` times each (default: ``$BENCH_REPEAT`` or
+    1; figures are then medians); rows as described in the module docstring."""
+    n = max(1, int(repeat or os.environ.get("BENCH_REPEAT") or 1))
+    errors: list[str] = []
+    ours = _side("ours", workloads.measure, quick, n, errors)
     peer: dict[tuple[str, str], tuple[Any, str]] = {}
     peer_why = ""
-    errors = []
-    with Reaper() as reaper:
-        try:
-            ours = workloads.measure(quick, reaper)
-        except Exception as e:  # noqa: BLE001 - reported; the peer still runs
-            errors.append(f"ours: {type(e).__name__}: {e}")
-            progress("ours", f"FAILED: {type(e).__name__}: {e}")
-        reaper.kill_all()
-    version = pysyncobj_peer.available()
-    if version is None:
+    if pysyncobj_peer.available() is None:
         peer_why = "PySyncObj not installed (pip install -e '.[bench]')"
         progress("peer", peer_why)
     else:
-        with Reaper() as reaper:
-            try:
-                peer = pysyncobj_peer.measure(quick, reaper)
-            except Exception as e:  # noqa: BLE001
-                peer_why = f"peer failed: {type(e).__name__}: {e}"
-                progress("peer", f"FAILED: {type(e).__name__}: {e}")
-            reaper.kill_all()
+        peer_errors: list[str] = []
+        peer = _side("peer", pysyncobj_peer.measure, quick, n, peer_errors)
+        if peer_errors:
+            peer_why = "; ".join(peer_errors)
     rows = _pair(ours, peer, peer_why)
     if errors:
         err = RuntimeError("; ".join(errors))
@@ -102,8 +127,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.raft", description=__doc__)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeat", type=int, default=None, help="runs per side; medians")
     args = ap.parse_args(argv)
-    for r in run(args.quick):
+    for r in run(args.quick, args.repeat):
         print(json.dumps(r, default=str))
     return 0
 

@@ -431,7 +431,7 @@ def measure(quick: bool, reaper: Reaper) -> Result:
             "median; a survivor's key_metrics says leader (polled every 5 ms; the "
             "report can lag, so at most the failover figure)")
         out[("check", "counter total")] = (total, "after W3 (consistent_query)")
-    except BaseException:
+    except Exception:
         _print_logs(tmp)
         raise
     finally:
