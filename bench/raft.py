@@ -27,6 +27,7 @@ __all__ = ["run", "LABELS", "main"]
 LABELS = {
     "W1": "W1 1 client, sequential",
     "W2": "W2 concurrent clients",
+    "W2 threads": "W2 clients as threads",
     "W3": "W3 pipelined, 5,000 in flight",
     "W3 batched": "W3 peer with its batching",
     "W4": "W4 failover (SIGKILL leader)",
@@ -34,7 +35,7 @@ LABELS = {
     "W6": "W6 memory at idle after W3",
     "check": "check",
 }
-_ORDER = ["W1", "W2", "W3", "W3 batched", "W4", "W5", "W6", "check"]
+_ORDER = ["W1", "W2", "W2 threads", "W3", "W3 batched", "W4", "W5", "W6", "check"]
 
 
 def _unit(metric: str) -> str:
@@ -61,6 +62,9 @@ def _pair(ours: dict[tuple[str, str], tuple[Any, str]],
             ov, on = ours.get(("W3", "commands/s"), (None, ""))
             on = "ours: the W3 figure"
         pv, pn = peer.get(k, (None, peer_why))
+        if wl == "W2 threads":       # the peer's W2 is threads already
+            pv, pn = peer.get(("W2", metric), (None, peer_why))
+            pn = "its W2 figure" if pv is not None else pn
         note = "; ".join(x for x in (f"ours: {on}" if on and not on.startswith("ours") else on,
                                      f"peer: {pn}" if pn else "") if x)
         rows.append({"workload": LABELS.get(wl, wl), "metric": metric, "value": ov,

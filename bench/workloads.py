@@ -206,6 +206,42 @@ def _w2(ids: list[ra.ServerId], n_clients: int, secs: float, reaper: Reaper
     return lat, errors, secs
 
 
+def _w2_threads(ids: list[ra.ServerId], n_clients: int, secs: float
+                ) -> tuple[list[float], int]:
+    """W2 as the peer has to run it: ``n_clients`` threads in one process, each with its own
+    ``ra.Client`` (clients are not thread-safe)."""
+    lats: list[list[float]] = [[] for _ in range(n_clients)]
+    errs = [0] * n_clients
+    clients = [ra.Client() for _ in range(n_clients)]
+    try:
+        for c in clients:
+            c.process_command(ids, 0, timeout=30)
+        t_start = time.monotonic() + 0.2
+        t_end = t_start + secs
+
+        def work(k: int) -> None:
+            while time.monotonic() < t_start:
+                time.sleep(0.001)
+            while True:
+                t0 = time.monotonic()
+                if t0 >= t_end:
+                    return
+                try:
+                    clients[k].process_command(ids, 1, timeout=5)
+                    lats[k].append(time.monotonic() - t0)
+                except ra.RaError:
+                    errs[k] += 1
+        ths = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(n_clients)]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join(secs + 30)
+    finally:
+        for c in clients:
+            c.close()
+    return [x for xs in lats for x in xs], sum(errs)
+
+
 # -- W3 ----------------------------------------------------------------------------------------
 def _w3(c: ra.Client, leader: ra.ServerId, n: int, window: int, limit: float
         ) -> tuple[float, int]:
@@ -377,6 +413,15 @@ def measure(quick: bool, reaper: Reaper) -> Result:
         out[("W2", "p99")] = (s2["p99"], n2)
         progress(SIDE, f"W2 {len(lat2) / secs:,.0f} ops/s p50 {s2['p50']:.2f} ms "
                        f"p99 {s2['p99']:.2f} ms ({n2})")
+        lat2t, err2t = _w2_threads(ordered, P["w2_clients"], P["w2_secs"])
+        s2t = summary_ms(lat2t)
+        n2t = (f"{P['w2_clients']} client threads in one process (as the peer's), "
+               f"{P['w2_secs']:g} s, {err2t} errors")
+        out[("W2 threads", "ops/s")] = (len(lat2t) / P["w2_secs"], n2t)
+        out[("W2 threads", "p50")] = (s2t["p50"], n2t)
+        out[("W2 threads", "p99")] = (s2t["p99"], n2t)
+        progress(SIDE, f"W2 threads {len(lat2t) / P['w2_secs']:,.0f} ops/s "
+                       f"p50 {s2t['p50']:.2f} ms p99 {s2t['p99']:.2f} ms")
         # W3
         el3, rej = _w3(c, leader, P["w3_n"], P["w3_window"], 60 if quick else 300)
         n3 = (f"n={P['w3_n']:,}, window {P['w3_window']}, priority low "
