@@ -58,9 +58,9 @@ class NextEvent:
 class StartElectionTimeout:
     """(Re)arm the election timer; the shell picks a random delay (the core has no RNG).
 
-    ``short``: the leader is known to be gone (``LeaderDown``), or a candidate's vote was
-    split: campaign soon, yet after a *random* short delay, so that the members that all
-    noticed at once do not split the vote (again)."""
+    ``short``: the leader is known to be gone (``LeaderDown``): campaign soon, yet not all at
+    once, so that the members that all noticed at the same moment do not split the vote (the
+    shell staggers them; see ``ra.server_proc``)."""
 
     short: bool = False
 

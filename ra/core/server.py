@@ -321,9 +321,9 @@ def _start_candidate(s: ServerState, effects: list[Any]) -> None:
     _store_meta(s)
     s.votes = {s.id}
     s.verified_index = 0
-    # a split vote is retried soon (a random short delay): a candidate has passed pre-vote,
-    # so a majority is reachable and no leader is known
-    effects.append(StartElectionTimeout(short=True))
+    # a candidate waits a whole election timeout for its votes: a vote round includes two
+    # durable writes, and cutting it short restarts the round forever on slow disks
+    effects.append(StartElectionTimeout())
     # a one-member cluster wins on its own vote, once that vote is durable (see step)
     last_idx, last_term = s.log.last_index_term()
     rpc = RequestVoteRpc(s.current_term, s.id, last_idx, last_term)
@@ -569,9 +569,13 @@ def _on_install_snapshot(msg: InstallSnapshotRpc, s: ServerState, effects: list[
         return
     _accept_leader(s, msg.term, msg.leader_id, effects)
     meta = msg.meta
-    if meta.index <= s.commit_index or s.log.fetch_term(meta.index) == meta.term:
-        # We hold everything it covers (committed, or the same entry at its index: Raft §7):
-        # keep our log, which may hold acknowledged entries past it, and say how far we match.
+    written = s.log.last_written()[0]
+    if meta.index <= s.log.snapshot_index_term()[0] or (
+            written >= meta.index and s.log.fetch_term(meta.index) == meta.term):
+        # We hold everything it covers *durably* (our own snapshot, or the same entry at its
+        # index, written: Raft §7): keep our log, which may hold acknowledged entries past it,
+        # and say how far we match. Claiming a non-durable entry here would let a crash make
+        # our log shorter than what the leader counts for us.
         s.verified_index = max(s.verified_index, meta.index)
         if s.role == "receive_snapshot":
             s.role = "follower"
@@ -665,14 +669,20 @@ def _send_snapshot(s: ServerState, pid: Any, effects: list[Any]) -> None:
             s.current_term, s.id, meta, (i, "last" if i == n else "next"), chunk)))
 
 
+def _peer_of_reply(s: ServerState, term: int, from_id: Any, effects: list[Any]) -> Peer | None:
+    """Common to every reply a leader gets: a higher term deposes it; a reply of an older term
+    or from a non-peer is stale. Returns the peer to update, or None."""
+    if term > s.current_term:
+        _update_term(s, term, effects)
+        return None
+    if s.role != "leader" or term < s.current_term:
+        return None
+    return s.peers.get(from_id)
+
+
 def _on_append_entries_reply(msg: AppendEntriesReply, s: ServerState,
                              effects: list[Any]) -> None:
-    if msg.term > s.current_term:
-        _update_term(s, msg.term, effects)
-        return
-    if s.role != "leader" or msg.term < s.current_term:
-        return
-    p = s.peers.get(msg.from_id)
+    p = _peer_of_reply(s, msg.term, msg.from_id, effects)
     if p is None:
         return
     if msg.success:
@@ -694,12 +704,7 @@ def _on_append_entries_reply(msg: AppendEntriesReply, s: ServerState,
 
 def _on_install_snapshot_result(msg: InstallSnapshotResult, s: ServerState,
                                 effects: list[Any]) -> None:
-    if msg.term > s.current_term:
-        _update_term(s, msg.term, effects)
-        return
-    if s.role != "leader" or msg.term < s.current_term:
-        return
-    p = s.peers.get(msg.from_id)
+    p = _peer_of_reply(s, msg.term, msg.from_id, effects)
     if p is None:
         return
     p.snapshot = "none"
@@ -892,12 +897,7 @@ def _send_query_heartbeats(s: ServerState, effects: list[Any]) -> None:
 
 
 def _on_heartbeat_reply(msg: HeartbeatReply, s: ServerState, effects: list[Any]) -> None:
-    if msg.term > s.current_term:
-        _update_term(s, msg.term, effects)
-        return
-    if s.role != "leader" or msg.term < s.current_term:
-        return
-    p = s.peers.get(msg.from_id)
+    p = _peer_of_reply(s, msg.term, msg.from_id, effects)
     if p is not None and msg.query_index > p.query_index:
         p.query_index = msg.query_index
         _answer_queries(s, effects)

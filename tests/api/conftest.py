@@ -184,5 +184,13 @@ COUNTER = ("module", "ra.testing.machines:Counter", None)
 KV = ("module", "ra.testing.machines:KV", None)
 
 
+@pytest.fixture
+def cluster(shared_three: Nodes, cname: str) -> list[ra.ServerId]:
+    """A 3-member counter cluster of its own on the module's shared nodes."""
+    ids = [shared_three.sid(cname, i) for i in range(3)]
+    ra.start_cluster(cname, COUNTER, ids)
+    return ids
+
+
 def leader_of(ids: list[ra.ServerId]) -> ra.ServerId:
     return ra.members(ids, timeout=10)[1]

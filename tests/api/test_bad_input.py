@@ -11,17 +11,6 @@ from tests.api.conftest import COUNTER
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def cluster(shared_three, cname):
-    ids = [shared_three.sid(cname, i) for i in range(3)]
-    ra.start_cluster(cname, COUNTER, ids)
-    return ids
-
-
-def _log_len(ids):
-    return ra.key_metrics(ids[0])["last_index"]
-
-
 def test_unserialisable_command_raises_type_error_before_sending(cluster):
     with pytest.raises(TypeError, match="object"):
         ra.process_command(cluster, object())

@@ -10,13 +10,6 @@ from tests.api.conftest import COUNTER, KV, leader_of, wait_for
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def cluster(shared_three, cname):
-    ids = [shared_three.sid(cname, i) for i in range(3)]
-    ra.start_cluster(cname, COUNTER, ids)
-    return ids
-
-
 def _follower(ids):
     leader = leader_of(ids)
     return next(s for s in ids if s != leader), leader

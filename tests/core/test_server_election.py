@@ -49,9 +49,8 @@ def test_pre_vote_majority_becomes_candidate_and_holds_votes_until_term_durable(
     step(s, TriggerElection())
     eff = step(s, PreVoteResult(1, 1, True, N2))
     assert s.role == "candidate" and s.current_term == 1 and s.voted_for == N1
-    # the RequestVote RPCs wait until term 1 and the self-vote are durable; a split vote
-    # would be retried soon (short timeout)
-    assert eff == [StartElectionTimeout(short=True)]
+    # the RequestVote RPCs wait until term 1 and the self-vote are durable
+    assert eff == [StartElectionTimeout()]
     eff = step(s, MetaWritten(s.meta_seq))
     rv = RequestVoteRpc(1, N1, 0, 0)
     assert eff == [SendRpc(N2, rv), SendRpc(N3, rv)]
