@@ -93,3 +93,14 @@ def test_replay_is_identical_across_processes(seed: int) -> None:
     """``make sim SEED=n`` replays exactly: same trace in fresh interpreters with different
     string-hash seeds (so nothing depends on set or hash order)."""
     assert _trace_digest(seed, "1") == _trace_digest(seed, "2")
+
+
+def test_cli_failure_prints_seed_and_replay_command() -> None:
+    out = subprocess.run([sys.executable, "-m", "ra.testing.sim", "--seed", "0",
+                          "--bug", "apply_before_commit"], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert out.returncode == 1
+    assert "FAILED seed 0" in out.stdout
+    assert "replay: python -m ra.testing.sim --seed 0 --bug apply_before_commit --trace" \
+        in out.stdout
+    assert "last events:" in out.stdout
