@@ -1,8 +1,9 @@
 """The simulator's per-server pieces: the sim state machine and the checked memory log. No ra
 equivalent.
 
-``SimMachine`` keeps a tiny literal state ``(count, last_index)`` and reports every apply to the
-checker; ``CheckedLog`` is ``MemoryLog`` reporting every write (log matching), every snapshot, and
+``SimMachine`` keeps a tiny literal state ``(count, last_index)``, reports every apply to the
+checker and asks for snapshots (all three spellings: ``ReleaseCursor``, ``("release_cursor",
+...)``, ``("checkpoint", ...)``); its ``state_enter``/``tick`` callbacks return ``aux`` effects; ``CheckedLog`` is ``MemoryLog`` reporting every write (log matching), every snapshot, and
 what its storage holds *durably* (durability checks).
 """
 from __future__ import annotations
@@ -31,14 +32,28 @@ class SimMachine:
         return (0, 0)
 
     def apply(self, meta: dict[str, Any], cmd: Any, state: Any) -> tuple[Any, Any, list[Any]]:
+        if isinstance(cmd, tuple) and cmd and cmd[0] == "machine_version":
+            return state, None, []          # an upgrade notice, not a client command
         idx = meta["index"]
         count = state[0] + 1
         new = (count, idx)
         self.sim.on_apply(self.sid, idx, meta["term"], cmd)
         effects: list[Any] = []
         if self.every and count % self.every == 0:
-            effects.append(ReleaseCursor(idx, new))
+            # the three spellings of a snapshot request, in turn
+            kind = (count // self.every) % 3
+            effects.append(ReleaseCursor(idx, new) if kind == 0 else
+                           ("release_cursor", idx, new) if kind == 1 else
+                           ("checkpoint", idx, new))
         return new, (idx, count), effects
+
+    def state_enter(self, role: str, state: Any) -> list[Any]:
+        """ra_machine:state_enter/2: an ``aux`` effect the shell just counts."""
+        return [("aux", ("entered", role))]
+
+    def tick(self, time_ms: int, state: Any) -> list[Any]:
+        """ra_machine:tick/2 (leader only)."""
+        return [("aux", ("tick", time_ms))]
 
 
 class CheckedLog(MemoryLog):
