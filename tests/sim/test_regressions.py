@@ -1,0 +1,26 @@
+"""Seeds that once exposed a core bug (docs/CORE-BUGS.md), replayed on every run.
+
+Each is pinned with its cluster size and profile, so a change of the seed mapping does not move
+it; a change of the profile's parameters may (the seed then simply becomes extra coverage).
+"""
+from __future__ import annotations
+
+import pytest
+
+from ra.testing.sim import run_seed
+
+REGRESSIONS = [
+    # (bug number, seed, servers, profile)
+    (6, 20687, 5, "chaos"),
+    (6, 17320, 3, "chaos"),
+    (6, 7622, 3, "chaos"),
+    (6, 6621, 5, "chaos"),
+    (6, 15279, 5, "chaos"),
+    (6, 20011, 5, "chaos"),
+]
+
+
+@pytest.mark.parametrize("bug,seed,servers,profile", REGRESSIONS,
+                         ids=[f"bug{b}-seed{s}" for b, s, _, _ in REGRESSIONS])
+def test_regression_seed(bug: int, seed: int, servers: int, profile: str) -> None:
+    run_seed(seed, servers, profile)
