@@ -80,9 +80,13 @@ def _median(runs: list[dict[tuple[str, str], tuple[Any, str]]]
     out: dict[tuple[str, str], tuple[Any, str]] = {}
     for k in dict.fromkeys(k for r in runs for k in r):
         vals = [r[k][0] for r in runs if k in r and isinstance(r[k][0], (int, float))]
-        if not vals:
-            continue
         note = next(r[k][1] for r in runs if k in r)
+        if not vals:
+            out[k] = (None, note)
+            continue
+        failed = [r[k][1] for r in runs if k in r and not isinstance(r[k][0], (int, float))]
+        if failed:
+            note += f"; {len(failed)} run(s) without a figure: {failed[0]}"
         out[k] = (statistics.median(vals), f"median of {len(vals)} runs ("
                   + ", ".join(f"{v:.4g}" for v in vals) + f"); {note}")
     return out
