@@ -350,15 +350,22 @@ class Client:
         restarted: list[ServerId] = []
         missing: list[ServerId] = []
         not_started: list[ServerId] = []
-        for sid in sids:
+        spawned: list[ServerId] = []
+        for sid in sids:    # ask every node first: the servers recover in parallel
             try:
-                self.restart_server(sid, timeout=timeout)
-                restarted.append(sid)
+                self._daemon(sid.node, ("ra_restart_server", sid.name, {}), timeout)
+                spawned.append(sid)
             except NotFound:
                 missing.append(sid)
             except AlreadyStarted:
                 restarted.append(sid)
             except (NodeDown, NoProc, Timeout):
+                not_started.append(sid)
+        for sid in spawned:
+            try:
+                self._await_registered(sid, timeout)
+                restarted.append(sid)
+            except Timeout:
                 not_started.append(sid)
         if not restarted:
             return self.start_cluster(cluster_name, machine, sids, timeout=timeout)

@@ -160,13 +160,24 @@ def init(cfg: ServerConfig) -> tuple[str, ServerState, list[Any]]:
         s.machine = _machine_for(cfg.machine, 0)
         s.machine_state = s.machine.init(cfg.machine_config)
         s.cluster = tuple(cfg.initial_members)
-    _recompute_cluster(s, log.last_index_term()[0])
     last_idx = log.last_index_term()[0]
     s.brand_new = term == 0 and last_idx == 0
     replay_to = min(meta.last_applied(), log.last_written()[0])
     if replay_to > s.last_applied:
         s.commit_index = replay_to
         _apply_to(s, replay_to, [])
+    # the configuration in force is the newest cluster entry in the log: the replay saw every
+    # entry up to replay_to, so only the tail after it needs reading (in ranges, not one by one)
+    i = max(s.last_applied, log.snapshot_index_term()[0]) + 1
+    while i <= last_idx:
+        chunk = log.take(i, 4096)
+        if not chunk:
+            break
+        for e in chunk:
+            if e[2][0] == "cluster":
+                s.cluster = tuple(e[2][1])
+                s.cluster_index_term = (e[0], e[1])
+        i = chunk[-1][0] + 1
     effects: list[Any] = [StartElectionTimeout()]
     _state_enter(s, effects)
     return "follower", s, effects
@@ -965,10 +976,18 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
     notify: dict[Any, list[tuple[Any, Any]]] = {}
     machine = s.machine
     idx = s.last_applied
+    batch: list[Any] = []
+    pos = 0
     while idx < upto:
-        e = log.fetch(idx + 1)
-        if e is None:
-            break
+        if pos == len(batch):
+            # read in ranges: one segment read per range, not one per entry (recovery replays
+            # everything since the snapshot)
+            batch = log.take(idx + 1, min(upto - idx, 1024))
+            pos = 0
+            if not batch:
+                break
+        e = batch[pos]
+        pos += 1
         idx += 1
         cmd = e[2]
         tag = cmd[0]
@@ -989,8 +1008,13 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
             if cmd[1] > s.machine_version:
                 _upgrade_machine(s, cmd[1], idx, e[1], effects)
                 machine = s.machine
-        elif tag == "cluster" and leader:
-            _prune_peers(s)
+        elif tag == "cluster":
+            if s.cluster_index_term[0] < idx:
+                # recovery replays cluster entries too; a live server set it when it wrote it
+                s.cluster = tuple(cmd[1])
+                s.cluster_index_term = (idx, e[1])
+            if leader:
+                _prune_peers(s)
         elif tag == "eol":
             s.last_applied = idx
             _end_of_life(s, cmd[1], effects)
