@@ -369,6 +369,12 @@ class Client:
                 not_started.append(sid)
         if not restarted:
             return self.start_cluster(cluster_name, machine, sids, timeout=timeout)
+        # restarted members would wait out an election timeout first: ask one to campaign now
+        # (pre-vote lets it win only if its log is up to date; otherwise the timeouts decide)
+        try:
+            self.trigger_election(restarted[0], timeout=timeout)
+        except RaError:
+            pass
         for sid in missing:
             try:
                 self.start_server({"cluster_name": cluster_name, "id": sid, "machine": machine,
