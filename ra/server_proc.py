@@ -66,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "batch": 512,                  # messages drained per loop turn
 }
 
+_MEMTABLE_ROLL = 32768      # entries in memory before asking the WAL to roll over
 _MONITOR_INTERVAL = 0.1     # how often the leader checks monitored client processes
 _RESOLVE_TIMEOUT = 0.25     # a peer's node that does not answer is retried after a back-off
 _RESOLVE_BACKOFF = 1.0
@@ -141,6 +142,7 @@ class ServerProc:
         self.daemon_ep = registry.node_endpoint(self.node)
         self.reported_role = ""
         self.tick_written = -1
+        self.tick_roll_asked = 0
         self.leader_mon: Any = None
         self.leader_mon_owner: Any = None
         self.proc_monitors: set[str] = set()
@@ -245,6 +247,11 @@ class ServerProc:
         self.meta.flush_last_applied()
         self._step(Tick(_now_ms()))
         self.log.tick()
+        if len(self.log.mem) > _MEMTABLE_ROLL and self.tick_roll_asked != len(self.log.mem):
+            # entries leave memory once they are in segment files, and segments are made from
+            # closed WAL files: ask the WAL to close its file when our tail grows large
+            self.tick_roll_asked = len(self.log.mem)
+            self.mb.cast(self.wal_ep, ("roll_over",))
         written = self.log.last_written()[0]
         if written < self.log.last_index_term()[0] and written == self.tick_written:
             # confirmations stalled for a whole tick: the WAL may have restarted while we were

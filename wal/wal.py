@@ -13,7 +13,8 @@ Protocol (terms carried by ``transport`` casts/calls; ``uid`` is the writer's st
   be confirmed by this WAL incarnation (it exits so that its supervisor restarts it).
 * WAL -> writer, cast ``("wal_started", epoch)``: sent at start to every writer address the
   previous incarnation knew (best-effort file ``writers``): resend whatever is unconfirmed.
-* call ``("overview",)`` -> dict; call ``("roll_over",)`` -> ``"ok"``;
+* call ``("overview",)`` -> dict; call ``("roll_over",)`` -> ``"ok"``; cast ``("roll_over",)``
+  (a server with a large in-memory tail asks; ignored when the file is empty);
   call ``("forget_writer", uid)`` -> ``"ok"``.
 
 Malformed append messages (bad uid, non-consecutive entries, wrong types) are dropped and
@@ -194,6 +195,10 @@ class Wal:
             for uid in uids:
                 self.notify(addr, ("wal_error", uid, self.failed))
 
+    def has_data(self) -> bool:
+        """True if the current file holds any record (a roll-over would close something)."""
+        return self._size > HEADER_SIZE
+
     def roll_over(self) -> None:
         """Close the current file (already synced by its last batch) and start the next."""
         self._open_next()
@@ -312,6 +317,14 @@ def main(argv: list[str] | None = None) -> int:
                     nbytes += len(e[2])
                 if nbytes >= max_bytes:
                     break
+            elif env.kind == "cast" and p[0] == "roll_over":
+                # a server whose in-memory tail grew large asks for a roll-over, so that the
+                # segment writer moves its entries to segments and it can drop them from memory
+                if wal.failed is None and wal.has_data():
+                    try:
+                        wal.roll_over()
+                    except OSError:
+                        pass     # the next batch's write reports the disk's trouble
             elif env.kind == "call":
                 if p[0] == "overview":
                     mb.reply(env.frm, wal.overview())
