@@ -596,6 +596,14 @@ def _on_install_snapshot(msg: InstallSnapshotRpc, s: ServerState, effects: list[
         effects.append(SendRpc(msg.leader_id, InstallSnapshotResult(
             s.current_term, w_idx, w_term, s.id)))
         return
+    if meta.index <= s.commit_index:
+        # Everything it covers is committed here, but not all of it durable yet: installing
+        # would move the commit index back. Answer with what is durable and matching; the
+        # pending writes complete and the leader moves on.
+        w_idx = min(written, s.verified_index)
+        effects.append(SendRpc(msg.leader_id, InstallSnapshotResult(
+            s.current_term, w_idx, s.log.fetch_term(w_idx) or 0, s.id)))
+        return
     if s.snapshot_accum_meta != meta:
         s.snapshot_accum_meta = meta
         s.snapshot_accum = {}
