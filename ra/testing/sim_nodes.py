@@ -3,8 +3,9 @@ equivalent.
 
 ``SimMachine`` keeps a tiny literal state ``(count, last_index)``, reports every apply to the
 checker and asks for snapshots (all three spellings: ``ReleaseCursor``, ``("release_cursor",
-...)``, ``("checkpoint", ...)``); its ``state_enter``/``tick`` callbacks return ``aux`` effects; ``CheckedLog`` is ``MemoryLog`` reporting every write (log matching), every snapshot, and
-what its storage holds *durably* (durability checks).
+...)``, ``("checkpoint", ...)``); its ``state_enter``/``tick`` callbacks return ``aux`` effects.
+``CheckedLog`` is ``MemoryLog`` reporting every write (log matching), every snapshot, and what
+its storage holds *durably* (durability checks).
 """
 from __future__ import annotations
 
