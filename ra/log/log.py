@@ -80,6 +80,7 @@ class DiskLog:
         self._unsent_from: int | None = None
         self._tombstone: int | None = None
         self.wal_error: str | None = None
+        self._await_tombstone = False
         self.warnings: list[str] = []
         self._recover()
 
@@ -255,8 +256,9 @@ class DiskLog:
         msgs: list[Any] = []
         lw = self._written[0]
         if self._tombstone is not None:
-            if self._unsent_from is None or self._unsent_from > self._tombstone:
-                msgs.append(("append", self.uid, lw, [[self._tombstone, 0, b""]]))
+            # always sent, even when new writes start at the same index (they overwrite it in
+            # the same batch): its notice is what tells stale notices from fresh ones
+            msgs.append(("append", self.uid, lw, [[self._tombstone, 0, b""]]))
             self._tombstone = None
         frm = self._unsent_from
         n = 0
@@ -296,13 +298,24 @@ class DiskLog:
         """Turn one WAL notice (see :mod:`wal.wal`) into the events to feed back to the core."""
         kind = msg[0]
         if kind == "written":
-            return [Written(t, f, to) for t, f, to in msg[2] if t != 0]
+            ranges = msg[2]
+            if self._await_tombstone:
+                for k, r in enumerate(ranges):
+                    if r[0] == 0:
+                        self._await_tombstone = False
+                        ranges = ranges[k + 1:]
+                        break
+                else:
+                    return []
+            return [Written(t, f, to) for t, f, to in ranges if t != 0]
         if kind == "resend_write":
             frm = max(int(msg[2]), self._snap_idx() + 1)
             if frm <= self._last[0] and (self._unsent_from is None or frm < self._unsent_from):
                 self._unsent_from = frm
         elif kind == "wal_started":
             self.wal_error = None
+            if self._await_tombstone and self._snap is not None:
+                self._tombstone = self._snap.index + 1   # the new WAL may never have got it
             w = self._written[0]
             if w < self._last[0] and (self._unsent_from is None or w + 1 < self._unsent_from):
                 self._unsent_from = w + 1
@@ -392,6 +405,10 @@ class DiskLog:
         self._written = (meta.index, meta.term)
         self._unsent_from = None
         self._tombstone = meta.index + 1
+        # WAL notices still in flight for writes made before this install would now "confirm"
+        # re-written entries of the same index and term that are not durable yet (the
+        # tombstone supersedes the old records): ignore notices until the tombstone's own
+        self._await_tombstone = True
         return state
 
     # -- misc --------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ class MemoryLog:
         # test-only bug switch: report writes durable at once while the disk still lacks them
         self._ack_before_durable = ack_before_durable
         self._early: list[Written] = []
+        self._await_tombstone = False
 
     # -- reads -----------------------------------------------------------------------------
     def last_index_term(self) -> tuple[int, int]:
@@ -122,7 +123,12 @@ class MemoryLog:
             self._early.append(Written(term, frm, to))
 
     def handle_written(self, ev: Written) -> bool:
-        if ev.to_idx <= self._written[0] or self.fetch_term(ev.to_idx) != ev.term:
+        if self._await_tombstone:
+            if ev.term == 0:
+                self._await_tombstone = False
+            return False
+        if ev.term == 0 or ev.to_idx <= self._written[0] or \
+                self.fetch_term(ev.to_idx) != ev.term:
             return False
         self._written = (ev.to_idx, ev.term)
         return True
@@ -169,7 +175,11 @@ class MemoryLog:
         self._entries.clear()
         self._d_entries.clear()
         self._d_last = meta.index
-        self._pending.clear()
+        # Notices already handed out for writes before this install must not confirm entries
+        # re-written since at the same index and term: like the disk log's WAL tombstone, a
+        # term-0 notice marks where the new writes start, and nothing is confirmed before it.
+        self._pending = [[(meta.index + 1, 0, None)]]
+        self._await_tombstone = True
         self._last = (meta.index, meta.term)
         self._written = (meta.index, meta.term)
         return state
@@ -183,6 +193,9 @@ class MemoryLog:
         out: list[Written] = []
         for entries in self._pending:
             first = entries[0][0]
+            if entries[0][1] == 0:      # the install's tombstone: nothing to make durable
+                out.append(Written(0, first, first))
+                continue
             for i in range(first, self._d_last + 1):
                 self._d_entries.pop(i, None)
             for e in entries:
@@ -203,6 +216,7 @@ class MemoryLog:
     def crash(self) -> None:
         """Forget everything that was never synced (a process crash with the WAL unsynced)."""
         self._pending.clear()
+        self._await_tombstone = False
         self._early.clear()
         self._snap = self._d_snap
         snap_idx, snap_term = self.snapshot_index_term()
