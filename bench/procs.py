@@ -18,43 +18,9 @@ from typing import Any
 
 import psutil
 
+from ra.testing.procs import kill_tree, tree_pids
+
 __all__ = ["Reaper", "kill_tree", "tree_pids", "pct", "summary_ms", "progress", "wait_for"]
-
-
-def tree_pids(pid: int) -> list[int]:
-    """``pid`` and all its descendants (empty if it is gone)."""
-    try:
-        p = psutil.Process(pid)
-        return [pid] + [c.pid for c in p.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def kill_tree(pid: int, sig: int = signal.SIGKILL, timeout: float = 5.0) -> list[int]:
-    """Send ``sig`` to ``pid`` and every descendant; wait (bounded) until they are gone.
-    Returns the pids signalled."""
-    pids = tree_pids(pid)
-    procs = []
-    for p in pids:
-        try:
-            proc = psutil.Process(p)
-            procs.append(proc)
-            proc.send_signal(sig)
-        except psutil.NoSuchProcess:
-            pass
-    # reap our own direct children so they do not linger as zombies
-    for p in pids:
-        try:
-            os.waitpid(p, os.WNOHANG)
-        except ChildProcessError:
-            pass
-    psutil.wait_procs(procs, timeout=timeout)
-    for p in pids:
-        try:
-            os.waitpid(p, os.WNOHANG)
-        except ChildProcessError:
-            pass
-    return pids
 
 
 class Reaper:

@@ -17,6 +17,8 @@ from typing import Any
 
 import psutil
 
+from ra.testing.procs import tree_pids
+
 import ra
 from ra.node import spawn_daemon
 
@@ -43,15 +45,6 @@ def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condit
             raise TimeoutError(f"timed out after {timeout} s waiting for {what}"
                                + (f" (last error: {last!r})" if last else ""))
         time.sleep(interval)
-
-
-def tree_pids(pid: int) -> list[int]:
-    """``pid`` and all its descendants (empty if it is gone)."""
-    try:
-        p = psutil.Process(pid)
-        return [pid] + [c.pid for c in p.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
 
 
 def _alive(pids: Iterable[int], born: dict[int, float] | None = None) -> list[psutil.Process]:

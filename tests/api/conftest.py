@@ -18,6 +18,7 @@ import pytest
 
 import ra
 from ra.node import spawn_daemon
+from ra.testing.procs import tree_pids
 
 pytestmark = pytest.mark.integration
 
@@ -36,14 +37,6 @@ def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condit
         time.sleep(0.01)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}"
                          + (f" (last error: {last_exc!r})" if last_exc else ""))
-
-
-def tree_pids(pid: int) -> list[int]:
-    try:
-        p = psutil.Process(pid)
-        return [pid] + [c.pid for c in p.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
 
 
 class Nodes:
