@@ -17,6 +17,8 @@ REGRESSIONS = [
     (6, 6621, 5, "chaos"),
     (6, 15279, 5, "chaos"),
     (6, 20011, 5, "chaos"),
+    (7, 25237, 5, "chaos"),
+    (7, 73415, 5, "chaos"),
 ]
 
 
@@ -25,14 +27,3 @@ REGRESSIONS = [
 def test_regression_seed(bug: int, seed: int, servers: int, profile: str) -> None:
     run_seed(seed, servers, profile)
 
-
-REGRESSIONS_OPEN = [
-    (7, 25237, 5, "chaos"),
-]
-
-
-@pytest.mark.parametrize("bug,seed,servers,profile", REGRESSIONS_OPEN,
-                         ids=[f"bug{b}-seed{s}" for b, s, _, _ in REGRESSIONS_OPEN])
-def test_open_bug_seed(bug: int, seed: int, servers: int, profile: str) -> None:
-    """Seeds of bugs still open in docs/CORE-BUGS.md: they fail until the bug is fixed."""
-    run_seed(seed, servers, profile)
