@@ -66,7 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "batch": 512,                  # messages drained per loop turn
 }
 
-_MEMTABLE_ROLL = 32768      # entries in memory before asking the WAL to roll over
+_MEMTABLE_ROLL = 8192       # entries in memory before asking the WAL to roll over
 _MONITOR_INTERVAL = 0.1     # how often the leader checks monitored client processes
 _RESOLVE_TIMEOUT = 0.25     # a peer's node that does not answer is retried after a back-off
 _RESOLVE_BACKOFF = 1.0
