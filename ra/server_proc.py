@@ -216,7 +216,8 @@ class ServerProc:
                 evs, self.next_events = self.next_events, []
                 for ev in evs:
                     self._step(ev)
-            self._fire_timers()
+            if time.monotonic() >= due:       # most wake-ups are messages, not timers
+                self._fire_timers()
             self._after_batch()
         return 0
 
@@ -389,8 +390,22 @@ class ServerProc:
 
     # -- effects --------------------------------------------------------------------------
     def _handle_effects(self, effects: list[Any]) -> None:
-        for e in effects:
+        n = len(effects)
+        i = 0
+        while i < n:
+            e = effects[i]
+            if type(e) is SendRpc and i + 1 < n and type(effects[i + 1]) is SendRpc \
+                    and effects[i + 1].msg == e.msg:
+                # the same RPC to several peers (append_entries to followers in step, votes):
+                # encode it once
+                j = i + 1
+                while j < n and type(effects[j]) is SendRpc and effects[j].msg == e.msg:
+                    j += 1
+                self._send_peers([x.to for x in effects[i:j]], e.msg)
+                i = j
+                continue
             self._handle_effect(e)
+            i += 1
 
     def _handle_effect(self, e: Any) -> None:
         t = type(e)
@@ -582,24 +597,36 @@ class ServerProc:
         for me in effects or []:
             self._machine_effect(me)
 
+    def _send_peers(self, tos: list[Any], msg: Any) -> None:
+        eps = [ep for ep in (self._peer_endpoint(to) for to in tos) if ep is not None]
+        if eps:
+            self.mb.cast_many(eps, ("$rpc", msg))
+
     def _send_peer(self, to: Any, msg: Any) -> None:
+        ep = self._peer_endpoint(to)
+        if ep is not None:
+            self.mb.cast(ep, ("$rpc", msg))
+
+    def _peer_endpoint(self, to: Any) -> str | None:
+        """The peer's mailbox address, resolved through its node once and cached; None while
+        it cannot be resolved (the message is then lost, which Raft copes with)."""
         sid = to if isinstance(to, ServerId) else ServerId(*to)
         ep = self.peer_eps.get(sid)
         if ep is None:
             now = time.monotonic()
             if self.unresolved.get(sid.node, 0) > now:
-                return      # its node did not answer lately: the message is lost, Raft copes
+                return None     # its node did not answer lately
             try:
                 ep = registry.resolve(self.mb, sid.name, sid.node, _RESOLVE_TIMEOUT)
             except NoProc:
                 registry.invalidate(self.mb, sid.name, sid.node)
-                return
+                return None
             except (NodeDown, Timeout):
                 self.unresolved[sid.node] = now + _RESOLVE_BACKOFF
-                return
+                return None
             self.peer_eps[sid] = ep
             self.peer_heard.setdefault(sid, now)
-        self.mb.cast(ep, ("$rpc", msg))
+        return ep
 
     def _send_wal(self, msg: Any) -> None:
         self.mb.cast(self.wal_ep, msg)

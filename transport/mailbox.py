@@ -246,6 +246,17 @@ class Mailbox:
         me = self._tcp_addr if to.startswith("tcp://") else self.address
         self._send(to, _env.pack(CAST, me, None, msg))
 
+    def cast_many(self, tos: list[str], msg: Any) -> None:
+        """``cast`` of one ``msg`` to several mailboxes, encoding it once per kind of sender
+        address (a leader's append_entries to every follower)."""
+        packed: dict[str, bytes] = {}
+        for to in tos:
+            me = self._tcp_addr if to.startswith("tcp://") else self.address
+            data = packed.get(me)
+            if data is None:
+                data = packed[me] = _env.pack(CAST, me, None, msg)
+            self._send(to, data)
+
     def reply(self, frm: From | tuple[str, int], value: Any) -> None:
         """Answer the call identified by ``frm`` (from :class:`Envelope`.frm). Fire-and-forget."""
         addr, ref = frm
