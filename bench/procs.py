@@ -20,7 +20,8 @@ import psutil
 
 from ra.testing.procs import kill_tree, tree_pids
 
-__all__ = ["Reaper", "kill_tree", "tree_pids", "pct", "summary_ms", "progress", "wait_for"]
+__all__ = ["Reaper", "kill_tree", "tree_pids", "pct", "summary_ms", "progress", "wait_for",
+           "closed_loop"]
 
 
 class Reaper:
@@ -116,3 +117,35 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, every: float = 
         time.sleep(every)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
                        + (f" (last error: {last!r})" if last else ""))
+
+
+def closed_loop(n: int, secs: float, op: Callable[[int], Any],
+                errors: tuple[type[BaseException], ...] = (Exception,)
+                ) -> tuple[list[float], int]:
+    """W2's load, the same on both sides: ``n`` threads call ``op(k)`` back to back for
+    ``secs`` seconds (all starting together); returns every call's latency and the number of
+    calls that raised one of ``errors``."""
+    import threading
+    lats: list[list[float]] = [[] for _ in range(n)]
+    errs = [0] * n
+    t_start = time.monotonic() + 0.2
+    t_end = t_start + secs
+
+    def work(k: int) -> None:
+        while time.monotonic() < t_start:
+            time.sleep(0.001)
+        while True:
+            t0 = time.monotonic()
+            if t0 >= t_end:
+                return
+            try:
+                op(k)
+                lats[k].append(time.monotonic() - t0)
+            except errors:
+                errs[k] += 1
+    ths = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(n)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(secs + 30)
+    return [x for xs in lats for x in xs], sum(errs)

@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Any
 
-from bench.procs import Reaper, kill_tree, progress, summary_ms, wait_for
+from bench.procs import Reaper, closed_loop, kill_tree, progress, summary_ms, wait_for
 
 __all__ = ["measure", "member_main", "PeerCluster", "available"]
 
@@ -144,29 +144,8 @@ class _Member:
                 time.sleep(0.002)
 
     def w2(self, clients: int, secs: float) -> dict[str, Any]:
-        lats: list[list[float]] = [[] for _ in range(clients)]
-        errs = [0] * clients
-        t_start = time.monotonic() + 0.2
-        t_end = t_start + secs
-
-        def client(k: int) -> None:
-            while time.monotonic() < t_start:
-                time.sleep(0.001)
-            while True:
-                t0 = time.monotonic()
-                if t0 >= t_end:
-                    return
-                try:
-                    self.sync_add(5)
-                    lats[k].append(time.monotonic() - t0)
-                except Exception:  # noqa: BLE001
-                    errs[k] += 1
-        ths = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
-        for t in ths:
-            t.start()
-        for t in ths:
-            t.join(secs + 30)
-        return {"lat": [x for xs in lats for x in xs], "errors": sum(errs)}
+        lat, errors = closed_loop(clients, secs, lambda k: self.sync_add(5))
+        return {"lat": lat, "errors": errors}
 
     def w3(self, n: int, window: int, limit: float) -> dict[str, Any]:
         """``n`` commands with callbacks (its correlations), at most ``window`` in flight,

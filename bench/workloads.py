@@ -29,7 +29,7 @@ from typing import Any
 import psutil
 
 import ra
-from bench.procs import Reaper, kill_tree, progress, summary_ms, wait_for
+from bench.procs import Reaper, closed_loop, kill_tree, progress, summary_ms, wait_for
 from ra.api import default_client
 from ra.node import spawn_daemon
 
@@ -210,36 +210,16 @@ def _w2_threads(ids: list[ra.ServerId], n_clients: int, secs: float
                 ) -> tuple[list[float], int]:
     """W2 as the peer has to run it: ``n_clients`` threads in one process, each with its own
     ``ra.Client`` (clients are not thread-safe)."""
-    lats: list[list[float]] = [[] for _ in range(n_clients)]
-    errs = [0] * n_clients
     clients = [ra.Client() for _ in range(n_clients)]
     try:
         for c in clients:
             c.process_command(ids, 0, timeout=30)
-        t_start = time.monotonic() + 0.2
-        t_end = t_start + secs
-
-        def work(k: int) -> None:
-            while time.monotonic() < t_start:
-                time.sleep(0.001)
-            while True:
-                t0 = time.monotonic()
-                if t0 >= t_end:
-                    return
-                try:
-                    clients[k].process_command(ids, 1, timeout=5)
-                    lats[k].append(time.monotonic() - t0)
-                except ra.RaError:
-                    errs[k] += 1
-        ths = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(n_clients)]
-        for t in ths:
-            t.start()
-        for t in ths:
-            t.join(secs + 30)
+        return closed_loop(n_clients, secs,
+                           lambda k: clients[k].process_command(ids, 1, timeout=5),
+                           (ra.RaError,))
     finally:
         for c in clients:
             c.close()
-    return [x for xs in lats for x in xs], sum(errs)
 
 
 # -- W3 ----------------------------------------------------------------------------------------
