@@ -61,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "tick_ms": 1000,
     "max_append_entries_rpc_batch_size": 128,
     "max_pipeline_count": 4096,
+    "max_inflight_append_rpcs": 2,
     "low_priority_batch_size": 64,
     "snapshot_chunk_size": 1 << 20,
     "batch": 512,                  # messages drained per loop turn
@@ -128,6 +129,7 @@ class ServerProc:
             machine_config=c["machine"][2] if c["machine"][0] == "module" else None,
             max_append_entries_rpc_batch_size=c["max_append_entries_rpc_batch_size"],
             max_pipeline_count=c["max_pipeline_count"],
+            max_inflight_append_rpcs=c["max_inflight_append_rpcs"],
             low_priority_batch_size=c["low_priority_batch_size"],
             snapshot_chunk_size=c["snapshot_chunk_size"])
         self.role, self.state, effects = core.init(self.cfg)
@@ -212,6 +214,10 @@ class ServerProc:
                         self._on_leader_connection_event()
             for env in self.mb.recv_many(batch, 0):
                 self._dispatch(env)
+            if self.next_events:
+                # our own WAL write leaves before the append_entries the next events send:
+                # a leader's commit waits for its own fsync as much as for a follower's
+                self.log.flush()
             while self.next_events:
                 evs, self.next_events = self.next_events, []
                 for ev in evs:

@@ -14,7 +14,8 @@ Contract:
   ``ref``. Everything else that arrives meanwhile is kept, in order, for the next ``recv``
   (so a server may call out while serving); replies to earlier, abandoned calls are dropped.
   It raises ``NoProc`` quickly when the target's endpoint is refused on a live node (the
-  target is probed with a plain connect after ``probe_after`` seconds, then with back-off),
+  target is probed with a plain connect after ``probe_after`` seconds, or after four times the
+  target's usual reply time if that is longer, then with back-off),
   ``NodeDown`` when its node daemon is refused or unreachable (node known from
   :meth:`note_node`, which ``transport.registry.resolve`` fills in), else ``Timeout``.
 * ``reply(frm, value)`` may be called from any process, any time later; a gone caller is
@@ -59,7 +60,8 @@ UNREACHABLE = "unreachable"
 # Plain ints: pyzmq converts enum flags and resolves attribute options on every call.
 _NOBLOCK = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
-_IPC_MAX = 107  # sun_path limit on Linux, minus the NUL
+_IPC_MAX = 107
+_MAX_FIRST_PROBE = 0.25   # however slow a callee usually is, a dead one is found by then  # sun_path limit on Linux, minus the NUL
 _COUNTER_NAMES = (
     "received", "sent", "send_dropped", "garbage", "bad_version", "bad_envelope", "bad_frames",
     "oversize", "stale_reply", "probes", "peers_evicted",
@@ -185,6 +187,9 @@ class Mailbox:
         # Random start: a process restarted at the same address must not match old replies.
         self._ref = random.getrandbits(48)
         self._counters: dict[str, int] = dict.fromkeys(_COUNTER_NAMES, 0)
+        # smoothed reply time per callee (as TCP's RTO): a loaded server that answers in 20 ms
+        # is not probed on every call, a dead one is still found within a few reply times
+        self._srtt: dict[str, float] = {}
         self._sent = 0  # plain ints on the hot path, folded into `counters` on demand
         self._received = 0
         self._closed = False
@@ -277,9 +282,10 @@ class Mailbox:
         ref = self._ref
         me = self._tcp_addr if to.startswith("tcp://") else self.address
         self._send(to, _env.pack(CALL, me, ref, msg))
-        now = time.monotonic()
+        now = t_sent = time.monotonic()
         deadline = None if timeout is None else now + timeout
-        interval = self.probe_after
+        srtt = self._srtt.get(to, 0.0)
+        interval = max(self.probe_after, min(4 * srtt, _MAX_FIRST_PROBE))
         next_probe = now + interval
         unreachable = False
         while True:
@@ -288,6 +294,8 @@ class Mailbox:
             if _zmq_poll(self._pollin, wait_ms):
                 found, value = self._drain_for(ref)
                 if found:
+                    rtt = time.monotonic() - t_sent
+                    self._srtt[to] = rtt if not srtt else 0.875 * srtt + 0.125 * rtt
                     return value
             now = time.monotonic()
             if deadline is not None and now >= deadline:
@@ -365,6 +373,7 @@ class Mailbox:
 
     def forget(self, to: str) -> None:
         """Close the cached DEALER to ``to``, discarding frames still queued for it."""
+        self._srtt.pop(to, None)
         s = self._out.pop(to, None)
         if s is not None:
             s.close(0)
