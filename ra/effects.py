@@ -5,7 +5,7 @@ Effects are plain tuples (so they are terms); these helpers build them. Unless n
 the leader only, and a new leader re-creates what it needs in ``state_enter("leader", state)``,
 as ra documents: monitors and timers belong to the leader that set them.
 
-===============================  ===========================================================
+================================ ===========================================================
 ``send_msg(to, msg, *opts)``     cast ``msg`` to a client mailbox address (``Client.address``);
                                  with ``"ra_event"`` it arrives as
                                  ``RaEvent(leader, ("machine", msg))``
@@ -18,11 +18,16 @@ as ra documents: monitors and timers belong to the leader that set them.
                                  ``ms=None`` cancels
 ``log(indexes, fun)``            read the commands at ``indexes`` back; ``fun(commands)``
                                  returns more effects
-``release_cursor(index, state)``  every member may snapshot ``state`` at ``index``
-``checkpoint(index, state)``     taken as a release cursor (one snapshot kind here)
+``release_cursor(index, state)`` every member snapshots ``state`` at ``index`` and may drop
+                                 the log up to it
+``release_cursor(index)``        no state: every member promotes its newest checkpoint at or
+                                 below ``index`` to be the snapshot (then as above)
+``checkpoint(index, state)``     every member stores ``state`` at ``index`` as a checkpoint: the
+                                 log is kept; a restart recovers from the newest checkpoint or
+                                 snapshot and replays only what follows it
 ``aux(cmd)``                     every member calls ``handle_aux(role, "cast", cmd, ...)``
 ``append(cmd, reply_mode=None)`` the leader appends ``cmd`` as a new command
-===============================  ===========================================================
+================================ ===========================================================
 """
 from __future__ import annotations
 
@@ -62,11 +67,24 @@ def log(indexes: Sequence[int], fun: Callable[[list[Any]], Any]) -> tuple[Any, .
     return ("log", list(indexes), fun)
 
 
-def release_cursor(index: int, state: Any) -> tuple[Any, ...]:
+#: ``release_cursor``'s "no state given" (``None`` is a valid machine state)
+_NO_STATE: Any = object()
+
+
+def release_cursor(index: int, state: Any = _NO_STATE) -> tuple[Any, ...]:
+    """With ``state``: a snapshot of ``state`` as of ``index`` may replace the log up to it
+    (ra's ``{release_cursor, Index, State}``). Without: the entries up to ``index`` are no
+    longer needed and the newest checkpoint at or below ``index`` becomes the snapshot (ra's
+    ``{release_cursor, Index}``); nothing happens on a member that holds no such checkpoint."""
+    if state is _NO_STATE:
+        return ("release_cursor", index)
     return ("release_cursor", index, state)
 
 
 def checkpoint(index: int, state: Any) -> tuple[Any, ...]:
+    """``state`` as of ``index`` is kept as a checkpoint on every member, without truncating
+    the log (ra's ``{checkpoint, Index, State}``): a restart starts from it instead of
+    replaying the log from the snapshot, and a later ``release_cursor(index)`` promotes it."""
     return ("checkpoint", index, state)
 
 

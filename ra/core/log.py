@@ -14,6 +14,15 @@ Contract (in the way etcd documents ``Ready``):
   index and drops entries at or below it; ``install_snapshot`` replaces the log with a snapshot
   received from a leader. Both are durable when they return (snapshots are rare; ra writes them
   in a background worker, we accept the blocking write).
+* Checkpoints (ra 2.10+): ``checkpoint`` stores the machine state at an applied index *without*
+  dropping any entry; a bounded number is kept apart from the snapshot, the oldest dropped.
+  ``promote_checkpoint`` turns the newest checkpoint at or below an index into the snapshot,
+  after which entries at or below it go as for ``update_release_cursor``. Both are durable when
+  they return. ``recover_snapshot`` is what a restarting server starts from: the newest of the
+  snapshot and the checkpoints, so that only the log after it is replayed. A checkpoint is only
+  used while the log still holds the entry it was taken at, with the same term (its entries are
+  then, by log matching, the ones the checkpoint's state was built from); one the log no longer
+  backs (e.g. the unsynced tail it covered was lost in a crash) is ignored and dropped.
 """
 from __future__ import annotations
 
@@ -21,9 +30,17 @@ from typing import Any, Protocol, runtime_checkable
 
 from ra.core.messages import SnapshotMeta, Written
 
-__all__ = ["Log"]
+__all__ = ["Log", "DEFAULT_MAX_CHECKPOINTS", "DEFAULT_MIN_CHECKPOINT_INTERVAL"]
 
 Entry = tuple[int, int, Any]
+
+#: Checkpoints a log keeps; a new one beyond this drops the oldest (ra's ``max_checkpoints``).
+DEFAULT_MAX_CHECKPOINTS = 10
+#: How far above the newest checkpoint the next one must be to be taken. ra's
+#: ``min_checkpoint_interval`` defaults to 16384; here, as for ``release_cursor`` (which takes
+#: every snapshot a machine asks for where ra waits for 4096 entries), the machine's choice is
+#: honoured by default: it already decides how often to ask.
+DEFAULT_MIN_CHECKPOINT_INTERVAL = 0
 
 
 @runtime_checkable
@@ -73,7 +90,22 @@ class Log(Protocol):
         """Snapshot ``machine_state`` as of applied entry ``idx``; drop entries ≤ ``idx``."""
 
     def read_snapshot(self) -> tuple[SnapshotMeta, Any] | None:
-        """The current snapshot's meta and decoded machine state (for recovery)."""
+        """The current snapshot's meta and decoded machine state."""
+
+    def checkpoint(self, idx: int, term: int, cluster: tuple[Any, ...], machine_version: int,
+                   machine_state: Any) -> None:
+        """Store ``machine_state`` as of applied entry ``idx`` as a checkpoint; no entry is
+        dropped. Ignored unless ``idx`` is above the snapshot and at least the log's minimum
+        checkpoint interval above the newest checkpoint. Durable when it returns."""
+
+    def promote_checkpoint(self, idx: int) -> bool:
+        """Make the newest checkpoint at or below ``idx`` (and above the snapshot) the snapshot,
+        durably, then drop entries at or below it and the checkpoints it supersedes. False if
+        there is no such checkpoint (nothing changes)."""
+
+    def recover_snapshot(self) -> tuple[SnapshotMeta, Any] | None:
+        """Meta and decoded machine state to recover from: the newest of the snapshot and the
+        checkpoints the log still backs (see the module docstring); None if neither exists."""
 
     def snapshot_chunks(self, chunk_size: int) -> tuple[SnapshotMeta, list[bytes]]:
         """The current snapshot encoded and cut into chunks of at most ``chunk_size`` bytes."""

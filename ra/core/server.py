@@ -20,6 +20,9 @@ Raft as ra does it:
   term and the previous change is committed. The latest configuration in the log is in force.
 * Leadership transfer: the target is caught up, then sent ``TimeoutNow``.
 * Snapshots on the machine's ``ReleaseCursor``; lagging followers get chunked install_snapshot.
+* Checkpoints (``("checkpoint", idx, state)``) keep the machine state without truncating the
+  log; ``("release_cursor", idx)`` with no state promotes the newest one at or below ``idx`` to
+  the snapshot. A restart recovers from the newest of snapshot and checkpoints.
 """
 from __future__ import annotations
 
@@ -141,15 +144,17 @@ class ServerState:
 def init(cfg: ServerConfig) -> tuple[str, ServerState, list[Any]]:
     """Build a server from its durable state (snapshot, log, meta) and return it as follower.
 
-    Committed entries up to the stored last applied index are re-applied (their effects are
-    dropped: they already ran before the restart)."""
+    The machine state comes from the newest of the snapshot and the checkpoints (a checkpoint
+    above the snapshot spares replaying the log up to it; the log below it is still there).
+    Committed entries after it, up to the stored last applied index, are re-applied (their
+    effects are dropped: they already ran before the restart)."""
     log, meta = cfg.log, cfg.meta
     term, voted_for = meta.fetch()
     if "forget_voted_for" in cfg.bugs:
         voted_for = None
     s = ServerState(cfg=cfg, id=cfg.id, log=log, meta=meta, machine=cfg.machine,
                     current_term=term, voted_for=voted_for)
-    snap = log.read_snapshot()
+    snap = log.recover_snapshot()
     if snap is not None:
         smeta, mstate = snap
         s.machine_state = mstate
@@ -1086,7 +1091,8 @@ def _machine_effects(s: ServerState, meffects: list[Any], applied_idx: int,
                      effects: list[Any]) -> None:
     """Carry out or pass on the effects a machine callback returned.
 
-    ``release_cursor``/``checkpoint`` snapshot on every member; ``append`` and ``log`` are
+    ``release_cursor`` (snapshot, or checkpoint promotion without a state) and ``checkpoint``
+    are carried out by every member's log here; ``append`` and ``log`` are
     done by the leader here (they only touch the log); ``aux`` goes to every member's shell;
     the rest (send_msg, monitor, demonitor, mod_call, timer) to the leader's shell."""
     leader = s.role == "leader"
@@ -1097,9 +1103,15 @@ def _machine_effects(s: ServerState, meffects: list[Any], applied_idx: int,
         if not isinstance(me, tuple) or not me:
             continue     # not an effect: ignored, as ra ignores unknown effects
         tag = me[0]
-        if tag in ("release_cursor", "checkpoint") and len(me) == 3:
-            # a checkpoint is taken as a release cursor: our Log has one snapshot kind
+        if tag == "release_cursor" and len(me) == 3:
             _release_cursor(s, ReleaseCursor(me[1], me[2]), applied_idx)
+        elif tag == "release_cursor" and len(me) == 2:
+            # no state: the machine says the entries up to me[1] are no longer needed, and a
+            # checkpoint it took earlier holds a state to snapshot from (ra_machine's
+            # {release_cursor, Idx}); told apart by arity, as None is a valid machine state
+            _promote_checkpoint(s, me[1], applied_idx)
+        elif tag == "checkpoint" and len(me) == 3:
+            _checkpoint(s, me[1], me[2], applied_idx)
         elif tag in _ALL_MEMBERS:
             effects.append(MachineEffect(me))
         elif not leader:
@@ -1157,8 +1169,30 @@ def _release_cursor(s: ServerState, rc: ReleaseCursor, applied_idx: int) -> None
     s.log.update_release_cursor(idx, term, cluster, s.machine_version, rc.state)
 
 
+def _checkpoint(s: ServerState, index: int, state: Any, applied_idx: int) -> None:
+    """Every member stores its own checkpoint; unlike a release cursor nothing is truncated,
+    so later entries and the snapshot stay as they are until a promotion."""
+    idx = min(index, applied_idx)
+    term = s.log.fetch_term(idx)
+    if term is None or idx <= s.log.snapshot_index_term()[0]:
+        return
+    cluster = s.cluster if s.cluster_index_term[0] <= idx else _cluster_at(s, idx)
+    s.log.checkpoint(idx, term, cluster, s.machine_version, state)
+
+
+def _promote_checkpoint(s: ServerState, index: int, applied_idx: int) -> None:
+    """``("release_cursor", index)``: the log promotes its newest checkpoint at or below
+    ``index`` (if it has one: checkpoints are local, and a member that installed a snapshot
+    since, or lost the log tail a checkpoint was taken on, may not) and truncates below it as
+    for a snapshot."""
+    idx = min(index, applied_idx)
+    if idx <= s.log.snapshot_index_term()[0]:
+        return
+    s.log.promote_checkpoint(idx)
+
+
 def _cluster_at(s: ServerState, idx: int) -> tuple[Any, ...]:
-    """The configuration in force at ``idx`` (for snapshot meta)."""
+    """The configuration in force at ``idx`` (for snapshot and checkpoint meta)."""
     snap_idx = s.log.snapshot_index_term()[0]
     i = idx
     while i > snap_idx:

@@ -18,6 +18,12 @@ Contract (the core's Log contract, plus what the shell does):
   ``update_release_cursor`` deletes segment files wholly below the *previous* snapshot (the
   store keeps two), so that a corrupt latest snapshot falls back to one whose following
   entries still exist.
+* Checkpoints (``checkpoint``) go to ``checkpoints/`` (:class:`ra.snapshot.FileCheckpointStore`,
+  at most ``max_checkpoints``) and truncate nothing. ``promote_checkpoint`` renames the newest
+  one at or below the index into ``snapshots/`` (atomic) and then truncates exactly as
+  ``update_release_cursor`` does. A snapshot, promoted or not, deletes the checkpoints at or
+  below it; ``install_snapshot`` deletes them all (none can be above a snapshot the core
+  installs: it installs only above its commit index).
   After ``install_snapshot`` a *tombstone* record (term 0 at ``index + 1``) is sent through the
   WAL so that older entries above the snapshot, still in WAL files or segments, are superseded
   by ra's overwrite rule; until the WAL confirms it, a crash may bring back such a stale tail
@@ -25,17 +31,22 @@ Contract (the core's Log contract, plus what the shell does):
 * Recovery (constructor): snapshot (newest that verifies), then segments, then every WAL file
   for this uid, oldest first, with the overwrite rule. Entries of closed WAL files and segments
   are durable; entries of the newest WAL file may not be synced yet, so they count as
-  unconfirmed and are re-sent at the first :meth:`flush`.
+  unconfirmed and are re-sent at the first :meth:`flush`. Then checkpoints: those the snapshot
+  covers are deleted, and so are those the recovered log does not back (it lacks their entry or
+  holds another term there: a crash lost the tail they were taken on); the newest remaining one
+  is verified (corrupt ones set aside, falling back to older ones). :meth:`recover_snapshot`
+  gives the core the newest of snapshot and checkpoint.
 """
 from __future__ import annotations
 
 import os
 from typing import Any, Callable
 
+from ra.core.log import DEFAULT_MAX_CHECKPOINTS, DEFAULT_MIN_CHECKPOINT_INTERVAL
 from ra.core.messages import SnapshotMeta, Written
 from ra.log.memtable import Memtable
 from ra.log.segments import Segments
-from ra.snapshot import FileSnapshotStore
+from ra.snapshot import FileCheckpointStore, FileSnapshotStore
 from wal.format import BadHeader, resolve, scan_file
 from wal.segment_writer import DEFAULT_SEGMENT_MAX_ENTRIES, wal_files
 
@@ -58,7 +69,9 @@ class DiskLog:
     def __init__(self, uid: str, data_dir: str, *, wal_dir: str | None = None,
                  send: Callable[[Any], None] | None = None, codec: Codec | None = None,
                  snapshot_codec: Codec | None = None,
-                 segment_max_entries: int = DEFAULT_SEGMENT_MAX_ENTRIES) -> None:
+                 segment_max_entries: int = DEFAULT_SEGMENT_MAX_ENTRIES,
+                 max_checkpoints: int = DEFAULT_MAX_CHECKPOINTS,
+                 min_checkpoint_interval: int = DEFAULT_MIN_CHECKPOINT_INTERVAL) -> None:
         if not uid or "/" in uid or uid.startswith(".") or len(uid.encode()) > 255:
             raise ValueError(f"bad uid {uid!r}: non-empty, no '/', no leading '.', <= 255 bytes")
         self.uid = uid
@@ -71,6 +84,11 @@ class DiskLog:
         self.segments = Segments(os.path.join(self.dir, "segments"))
         self.snapshots = FileSnapshotStore(os.path.join(self.dir, "snapshots"),
                                            self._enc, self._dec)
+        self.checkpoints = FileCheckpointStore(os.path.join(self.dir, "checkpoints"),
+                                               self._enc, self._dec, max_checkpoints)
+        self.min_checkpoint_interval = min_checkpoint_interval
+        #: what :meth:`recover_snapshot` last returned: ("snapshot" | "checkpoint", index)
+        self.recovered_from: tuple[str, int] | None = None
         self.mem = Memtable()
         self._send = send
         self.outbox: list[Any] = []
@@ -148,6 +166,16 @@ class DiskLog:
         self._written = (w, self.fetch_term(w) or 0)
         if w < self._last[0]:
             self._unsent_from = w + 1
+        # checkpoints last: whether the log backs one needs the log recovered
+        self.checkpoints.drop_upto(snap_idx)
+        self.checkpoints.newest_valid(self._backs)
+        self.warnings.extend(self.checkpoints.warnings)
+        self.checkpoints.warnings.clear()
+
+    def _backs(self, idx: int, term: int) -> bool:
+        """The log holds entry ``idx`` with ``term`` above the snapshot: by log matching, the
+        entries up to it are those a checkpoint taken there was built from."""
+        return idx > self._snap_idx() and self.fetch_term(idx) == term
 
     # -- reads -------------------------------------------------------------------------------
     def last_index_term(self) -> tuple[int, int]:
@@ -370,7 +398,13 @@ class DiskLog:
             return
         meta = SnapshotMeta(idx, term, tuple(cluster), machine_version)
         self.snapshots.write(meta, self._senc(machine_state))
+        self._snapshot_taken(meta)
+
+    def _snapshot_taken(self, meta: SnapshotMeta) -> None:
+        """``meta`` is now the durable current snapshot (written or promoted): truncate."""
+        idx, term = meta.index, meta.term
         self._snap = meta
+        self.checkpoints.drop_upto(idx)
         self.mem.drop_to(idx)
         # below the *previous* snapshot only: if the new one turns out corrupt at recovery, the
         # fallback still finds every entry after it (no acknowledged entry is lost)
@@ -388,6 +422,45 @@ class DiskLog:
             return None
         return r[0], self._sdec(r[1])
 
+    def checkpoint(self, idx: int, term: int, cluster: tuple[Any, ...], machine_version: int,
+                   machine_state: Any) -> None:
+        latest = self.checkpoints.latest()
+        # ra's rule (ra_log:should_snapshot(checkpoint, ...)): above the newest checkpoint by
+        # more than the minimum interval, counted from 0 when there is none
+        if idx <= self._snap_idx() or idx <= (latest[0] if latest else 0) \
+                + self.min_checkpoint_interval:
+            return
+        meta = SnapshotMeta(idx, term, tuple(cluster), machine_version)
+        self.checkpoints.write(meta, self._senc(machine_state))
+
+    def promote_checkpoint(self, idx: int) -> bool:
+        if idx <= self._snap_idx():
+            return False
+        cp = self.checkpoints.take(idx, self._backs)
+        self.warnings.extend(self.checkpoints.warnings)
+        self.checkpoints.warnings.clear()
+        if cp is None:
+            return False
+        meta, path = cp
+        self.snapshots.adopt(path, meta)
+        self._snapshot_taken(meta)
+        return True
+
+    def checkpoint_index_terms(self) -> list[tuple[int, int]]:
+        """(index, term) of the checkpoints kept, oldest first (tests, overview)."""
+        return self.checkpoints.index_terms()
+
+    def recover_snapshot(self) -> tuple[SnapshotMeta, Any] | None:
+        cp = self.checkpoints.newest_valid(self._backs)
+        self.warnings.extend(self.checkpoints.warnings)
+        self.checkpoints.warnings.clear()
+        if cp is not None:
+            self.recovered_from = ("checkpoint", cp[0].index)
+            return cp[0], self._sdec(cp[1])
+        snap = self.read_snapshot()
+        self.recovered_from = ("snapshot", snap[0].index) if snap is not None else None
+        return snap
+
     def snapshot_chunks(self, chunk_size: int) -> tuple[SnapshotMeta, list[bytes]]:
         r = self.snapshots.read_current()
         assert r is not None, "no snapshot to send"
@@ -399,6 +472,11 @@ class DiskLog:
         state = self._sdec(data)
         self.snapshots.write(meta, data)
         self._snap = meta
+        # the core installs only above its commit index, so every checkpoint (taken at an
+        # applied index) is at or below the installed one; any other would be backed by no
+        # entry of the log emptied here: all go
+        for it in self.checkpoints.index_terms():
+            self.checkpoints.discard(it)
         self.mem.clear()
         self.segments.delete_below(meta.index)
         self._last = (meta.index, meta.term)
@@ -416,6 +494,8 @@ class DiskLog:
         rng = self.segments.range()
         return {"uid": self.uid, "last_index_term": self._last, "last_written": self._written,
                 "snapshot": self.snapshot_index_term(), "mem_entries": len(self.mem),
+                "checkpoints": self.checkpoints.index_terms(),
+                "recovered_from": self.recovered_from,
                 "segments": rng, "wal_error": self.wal_error, "warnings": list(self.warnings),
                 "unsent_from": self._unsent_from}
 

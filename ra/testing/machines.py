@@ -8,7 +8,7 @@ from typing import Any
 
 from ra.core.machine import ReleaseCursor
 
-__all__ = ["Counter", "KV", "add", "get_state", "get_key", "crash_on"]
+__all__ = ["Counter", "KV", "Checkpointing", "add", "get_state", "get_key", "crash_on"]
 
 
 class Counter:
@@ -51,6 +51,31 @@ class KV:
             new.pop(cmd[1], None)
             return new, "ok"
         return state, ("error", "unknown_op")
+
+
+class Checkpointing:
+    """A counter in ra's checkpoint pattern (ra 2.10+): every ``checkpoint_every`` commands
+    (config) it asks every member for a checkpoint of its state, which keeps the log; the
+    command ``"promote"`` says the log up to its index is no longer needed, without a state, so
+    that the newest checkpoint at or below it becomes the snapshot. State ``(total, commands,
+    every)``: ``every`` lives in the state because ``init`` is not called again on a restart
+    from a checkpoint or snapshot."""
+
+    def init(self, config: Any) -> tuple[int, int, int]:
+        return (0, 0, int((config or {}).get("checkpoint_every", 0)))
+
+    def apply(self, meta: dict[str, Any], cmd: Any, state: tuple[int, int, int]) -> tuple[Any, ...]:
+        from ra import effects as fx
+        idx = meta["index"]
+        if cmd == "promote":
+            return state, idx, [fx.release_cursor(idx)]
+        if not isinstance(cmd, int):
+            return state, ("error", "not_an_int")
+        total, n, every = state
+        new = (total + cmd, n + 1, every)
+        if every and new[1] % every == 0:
+            return new, new[0], [fx.checkpoint(idx, new)]
+        return new, new[0]
 
 
 def add(cmd: Any, state: int) -> int:

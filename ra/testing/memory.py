@@ -3,8 +3,10 @@
 ``MemoryLog`` and ``MemoryMeta`` keep a *working* view (what the core sees) and a *durable*
 image (what survives a crash). Writes are queued; ``sync()`` makes everything queued durable and
 returns the ``Written``/``MetaWritten`` events to feed back to the server; ``crash()`` throws away
-what was never synced, exactly like a process whose WAL never fsynced. Snapshots are durable at
-once. Used by core unit tests and the simulator; the contract suite runs them against the disk
+what was never synced, exactly like a process whose WAL never fsynced. Snapshots, checkpoints and
+promotions are durable at once, as the disk log's are. After ``crash()`` the checkpoints are what
+the disk log's recovery keeps: none at or below the snapshot, none the surviving log does not
+back. Used by core unit tests and the simulator; the contract suite runs them against the disk
 implementations.
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import ast
 from typing import Any, Callable
 
+from ra.core.log import DEFAULT_MAX_CHECKPOINTS, DEFAULT_MIN_CHECKPOINT_INTERVAL
 from ra.core.messages import MetaWritten, SnapshotMeta, Written
 
 __all__ = ["MemoryLog", "MemoryMeta", "repr_codec"]
@@ -35,8 +38,15 @@ class MemoryLog:
     """In-memory ``ra.core.log.Log`` with an explicit durability model (see module docstring)."""
 
     def __init__(self, codec: tuple[Callable[[Any], bytes], Callable[[bytes], Any]] = repr_codec,
-                 *, ack_before_durable: bool = False) -> None:
+                 *, ack_before_durable: bool = False,
+                 max_checkpoints: int = DEFAULT_MAX_CHECKPOINTS,
+                 min_checkpoint_interval: int = DEFAULT_MIN_CHECKPOINT_INTERVAL) -> None:
         self._encode, self._decode = codec
+        # checkpoints, oldest first; durable at once (no separate durable image)
+        self._cps: list[tuple[SnapshotMeta, bytes]] = []
+        self._max_cps = max(1, max_checkpoints)
+        self._min_cp_interval = min_checkpoint_interval
+        self.recovered_from: tuple[str, int] | None = None
         self._entries: dict[int, Entry] = {}
         self._last: tuple[int, int] = (0, 0)
         self._written: tuple[int, int] = (0, 0)
@@ -145,8 +155,14 @@ class MemoryLog:
         if self._snap is not None and idx <= self._snap[0].index:
             return
         meta = SnapshotMeta(idx, term, tuple(cluster), machine_version)
-        self._snap = (meta, self._encode(machine_state))
+        self._snapshot_taken(meta, self._encode(machine_state))
+
+    def _snapshot_taken(self, meta: SnapshotMeta, data: bytes) -> None:
+        """``meta`` is now the (durable) snapshot, written or promoted: truncate."""
+        idx, term = meta.index, meta.term
+        self._snap = (meta, data)
         self._d_snap = self._snap
+        self._cps = [c for c in self._cps if c[0].index > idx]
         for i in [i for i in self._entries if i <= idx]:
             del self._entries[i]
         for i in [i for i in self._d_entries if i <= idx]:
@@ -162,6 +178,57 @@ class MemoryLog:
             return None
         return self._snap[0], self._decode(self._snap[1])
 
+    # -- checkpoints (the rules of ra.log.log.DiskLog, without files) --------------------------
+    def _snap_idx(self) -> int:
+        return self._snap[0].index if self._snap else 0
+
+    def _backs(self, idx: int, term: int) -> bool:
+        return idx > self._snap_idx() and self.fetch_term(idx) == term
+
+    def _newest_valid(self, upto: int | None = None) -> tuple[SnapshotMeta, bytes] | None:
+        """The newest checkpoint at or below ``upto`` the log backs; unbacked ones met on the
+        way down are dropped (as the disk log's ``FileCheckpointStore.newest_valid``)."""
+        for cp in reversed(list(self._cps)):
+            m = cp[0]
+            if upto is not None and m.index > upto:
+                continue
+            if self._backs(m.index, m.term):
+                return cp
+            self._cps.remove(cp)
+        return None
+
+    def checkpoint(self, idx: int, term: int, cluster: tuple[Any, ...], machine_version: int,
+                   machine_state: Any) -> None:
+        latest = self._cps[-1][0].index if self._cps else 0
+        if idx <= self._snap_idx() or idx <= latest + self._min_cp_interval:
+            return
+        meta = SnapshotMeta(idx, term, tuple(cluster), machine_version)
+        self._cps.append((meta, self._encode(machine_state)))
+        del self._cps[:-self._max_cps]
+
+    def promote_checkpoint(self, idx: int) -> bool:
+        if idx <= self._snap_idx():
+            return False
+        cp = self._newest_valid(idx)
+        if cp is None:
+            return False
+        self._cps.remove(cp)
+        self._snapshot_taken(*cp)
+        return True
+
+    def checkpoint_index_terms(self) -> list[tuple[int, int]]:
+        """(index, term) of the checkpoints kept, oldest first."""
+        return [(m.index, m.term) for m, _ in self._cps]
+
+    def recover_snapshot(self) -> tuple[SnapshotMeta, Any] | None:
+        cp = self._newest_valid()
+        if cp is not None:
+            self.recovered_from = ("checkpoint", cp[0].index)
+            return cp[0], self._decode(cp[1])
+        snap = self.read_snapshot()
+        self.recovered_from = ("snapshot", snap[0].index) if snap is not None else None
+        return snap
+
     def snapshot_chunks(self, chunk_size: int) -> tuple[SnapshotMeta, list[bytes]]:
         assert self._snap is not None, "no snapshot to send"
         meta, data = self._snap
@@ -172,6 +239,7 @@ class MemoryLog:
         state = self._decode(data)
         self._snap = (meta, data)
         self._d_snap = self._snap
+        self._cps = []      # all at or below the installed index (see DiskLog.install_snapshot)
         self._entries.clear()
         self._d_entries.clear()
         self._d_last = meta.index
@@ -231,6 +299,10 @@ class MemoryLog:
         self._d_last = last
         self._last = (last, self._entries[last][1]) if last > snap_idx else (snap_idx, snap_term)
         self._written = self._last
+        # the disk log's recovery: checkpoints the snapshot covers go, and from the newest down
+        # those the surviving log does not back (the tail they were taken on was never synced)
+        self._cps = [c for c in self._cps if c[0].index > snap_idx]
+        self._newest_valid()
 
     def entries(self) -> list[Entry]:
         """Every entry in the working log, in order (for checkers)."""

@@ -125,7 +125,8 @@ class SimCluster(ClientDriver):
         self.partition_until = 0
         self.stats: dict[str, int] = {k: 0 for k in (
             "commands", "acked", "unknown", "queries", "crashes", "partitions", "joins",
-            "leaves", "transfers", "snapshots_taken", "snapshots_installed", "machine_effects",
+            "leaves", "transfers", "snapshots_taken", "snapshots_installed",
+            "checkpoints_taken", "checkpoints_promoted", "machine_effects",
             "elections", "dropped", "duplicated")}
         self._next_name = 1
         for _ in range(self.n_initial):

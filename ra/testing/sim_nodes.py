@@ -2,10 +2,11 @@
 equivalent.
 
 ``SimMachine`` keeps a tiny literal state ``(count, last_index)``, reports every apply to the
-checker and asks for snapshots (all three spellings: ``ReleaseCursor``, ``("release_cursor",
-...)``, ``("checkpoint", ...)``); its ``state_enter``/``tick`` callbacks return ``aux`` effects.
-``CheckedLog`` is ``MemoryLog`` reporting every write (log matching), every snapshot, and what
-its storage holds *durably* (durability checks).
+checker and asks for snapshots (both spellings, ``ReleaseCursor`` and ``("release_cursor", idx,
+state)``), takes checkpoints (``("checkpoint", idx, state)``) and promotes them
+(``("release_cursor", idx)``); its ``state_enter``/``tick`` callbacks return ``aux`` effects.
+``CheckedLog`` is ``MemoryLog`` reporting every write (log matching), every snapshot (taken,
+promoted or installed), and what its storage holds *durably* (durability checks).
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ __all__ = ["SimMachine", "CheckedLog"]
 class SimMachine:
     """The simulated state machine: state ``(count, last_index)``; the reply to a command is
     ``(index, count)``, so a client learns where its command was applied. Every ``snapshot_every``
-    applies it emits ``ReleaseCursor``. Each apply is reported to the checker."""
+    applies it emits, in turn, a ``ReleaseCursor``, a ``("release_cursor", idx, state)``, a
+    checkpoint and a promotion (``("release_cursor", idx)``, which promotes that checkpoint
+    where the member still has it). Each apply is reported to the checker."""
 
     def __init__(self, sim: "SimCluster", sid: Any, snapshot_every: int) -> None:
         self.sim, self.sid, self.every = sim, sid, snapshot_every
@@ -41,11 +44,12 @@ class SimMachine:
         self.sim.on_apply(self.sid, idx, meta["term"], cmd)
         effects: list[Any] = []
         if self.every and count % self.every == 0:
-            # the three spellings of a snapshot request, in turn
-            kind = (count // self.every) % 3
+            # the two spellings of a snapshot request, a checkpoint, its promotion, in turn
+            kind = (count // self.every) % 4
             effects.append(ReleaseCursor(idx, new) if kind == 0 else
                            ("release_cursor", idx, new) if kind == 1 else
-                           ("checkpoint", idx, new))
+                           ("checkpoint", idx, new) if kind == 2 else
+                           ("release_cursor", idx))
         return new, (idx, count), effects
 
     def state_enter(self, role: str, state: Any) -> list[Any]:
@@ -94,16 +98,35 @@ class CheckedLog(MemoryLog):
         self._sim.note(self._sid, f"installed snapshot at {meta.index}")
         return state
 
-    def update_release_cursor(self, idx: int, term: int, cluster: tuple[Any, ...],
-                              machine_version: int, machine_state: Any) -> None:
-        before = self.snapshot_index_term()[0]
+    def _before_truncation(self) -> None:
         srv = self._sim.servers.get(self._sid)
         if srv is not None and srv.state is not None and srv.alive:
             # record what is committed before the entries vanish into the snapshot
             st = srv.state
             self._sim.checker.on_commit_progress(self._sid, srv.inc, st.current_term,
                                                  st.commit_index, self)
+
+    def update_release_cursor(self, idx: int, term: int, cluster: tuple[Any, ...],
+                              machine_version: int, machine_state: Any) -> None:
+        before = self.snapshot_index_term()[0]
+        self._before_truncation()
         super().update_release_cursor(idx, term, cluster, machine_version, machine_state)
         if self.snapshot_index_term()[0] > before:
             self._sim.stats["snapshots_taken"] += 1
             self._sim.checker.on_snapshot_installed(self._sid, idx, term)
+
+    def checkpoint(self, idx: int, term: int, cluster: tuple[Any, ...], machine_version: int,
+                   machine_state: Any) -> None:
+        before = self.checkpoint_index_terms()[-1:]
+        super().checkpoint(idx, term, cluster, machine_version, machine_state)
+        if self.checkpoint_index_terms()[-1:] != before:
+            self._sim.stats["checkpoints_taken"] += 1
+
+    def promote_checkpoint(self, idx: int) -> bool:
+        self._before_truncation()
+        if not super().promote_checkpoint(idx):
+            return False
+        snap_idx, snap_term = self.snapshot_index_term()
+        self._sim.stats["checkpoints_promoted"] += 1
+        self._sim.checker.on_snapshot_installed(self._sid, snap_idx, snap_term)
+        return True

@@ -188,3 +188,86 @@ def test_crashing_machine_takes_down_only_its_own_server(three):
     assert ra.consistent_query(good, M.get_state)[0] == 5
     for i in range(3):
         assert psutil.pid_exists(three.procs[i].pid)
+
+
+@pytest.fixture
+def small_log_nodes(tmp_path):
+    """Three daemons whose WAL rolls over every few kB into 16-entry segments, so that a few
+    hundred commands leave segment files for a snapshot to delete."""
+    from tests.api.conftest import Nodes, start_all
+    ns = Nodes(str(tmp_path), {"wal_max_size_bytes": 4096, "segment_max_entries": 16})
+    try:
+        yield start_all(ns, 3)
+    finally:
+        ns.cleanup()
+
+
+def test_checkpoints_recover_restarts_and_promotion_truncates(small_log_nodes):
+    ns = small_log_nodes
+    name = "cp"
+    ids = [ns.sid(name, i) for i in range(3)]
+    ra.start_cluster(name, ("module", "ra.testing.machines:Checkpointing",
+                            {"checkpoint_every": 40}), ids)
+
+    def log_ov(i):
+        return ra.overview(ns.addrs[i])["servers"][name]["log"]
+
+    def seg_files(i):
+        uid = ra.overview(ns.addrs[i])["servers"][name]["uid"]
+        return sorted(os.listdir(os.path.join(ns.data_dir(i), uid, "segments")))
+
+    total = 0
+    for n in range(1, 131):
+        total += n
+        assert ra.process_command(ids, n)[0] == total
+    # every member took the checkpoints after commands 40, 80 and 120, at the same indexes,
+    # and truncated nothing
+    wait_for(lambda: all(len(log_ov(i)["checkpoints"]) == 3 for i in range(3)),
+             what="three checkpoints on every member")
+    cps = [log_ov(i)["checkpoints"] for i in range(3)]
+    assert cps[0] == cps[1] == cps[2]
+    newest = cps[0][-1][0]
+    assert all(log_ov(i)["snapshot"][0] == 0 for i in range(3))
+    last = ra.key_metrics(leader_of(ids))["last_index"]
+    wait_for(lambda: all(ra.key_metrics(s)["last_written_index"] >= last for s in ids),
+             what="every member durable")
+
+    # SIGKILL every node; each server restarts from its newest checkpoint and replays the rest
+    for i in range(3):
+        ns.kill(i)
+    for i in range(3):
+        ns.start(i)
+    for sid in ids:
+        ra.restart_server(sid)
+    for i in range(3):
+        wait_for(lambda: log_ov(i)["recovered_from"] == ("checkpoint", newest), timeout=20,
+                 what=f"member {i} recovered from its checkpoint")
+    assert ra.consistent_query(ids, M.get_state, timeout=20)[0] == (total, 130, 40)
+    for sid in ids:
+        wait_for(lambda: ra.local_query(sid, M.get_state)[1] == (total, 130, 40),
+                 what="every member has the state")
+
+    # "promote": the newest checkpoint at or below it becomes the snapshot on every member
+    wait_for(lambda: all(seg_files(i) for i in range(3)), what="segment files")
+    assert all(log_ov(i)["segments"][0] == 1 for i in range(3))
+    ra.process_command(ids, "promote")
+    for i in range(3):
+        wait_for(lambda: log_ov(i)["snapshot"][0] == newest, what=f"member {i} promoted")
+        assert [c[0] for c in log_ov(i)["checkpoints"]] == []
+    # the first snapshot has no fallback to keep entries for: the segments all stay
+    assert all(log_ov(i)["segments"][0] == 1 for i in range(3))
+    before = {i: len(seg_files(i)) for i in range(3)}
+    for n in range(131, 171):
+        total += n
+        assert ra.process_command(ids, n)[0] == total
+    wait_for(lambda: all(len(log_ov(i)["checkpoints"]) == 1 for i in range(3)),
+             what="the checkpoint after command 160")
+    second = log_ov(0)["checkpoints"][0][0]
+    ra.process_command(ids, "promote")
+    for i in range(3):
+        wait_for(lambda: log_ov(i)["snapshot"][0] == second, what=f"member {i} promoted again")
+        # the previous snapshot is now the fallback: segment files wholly below it are gone
+        seg_first = log_ov(i)["segments"][0]
+        assert newest - 16 < seg_first <= newest + 1, (i, seg_first, newest)
+        assert len(seg_files(i)) < before[i]
+    assert ra.consistent_query(ids, M.get_state)[0] == (total, 170, 40)

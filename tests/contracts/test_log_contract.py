@@ -199,3 +199,128 @@ def test_install_snapshot_then_crash_drops_stale_tail(drv: Any) -> None:
     lg = drv.crash()
     assert lg.last_index_term() == (20, 3)
     assert lg.fetch(21) is None
+
+
+# -- checkpoints (ra 2.10+): kept apart, truncate nothing, promoted by release_cursor(idx) -------
+
+CL = (("a", "n1"),)
+
+
+def _filled(drv: Any, n: int, term: int = 2) -> Any:
+    lg = drv.log
+    for i in range(1, n + 1):
+        lg.append((i, term, _cmd(i)))
+    drv.sync()
+    return lg
+
+
+def test_checkpoint_keeps_the_log_and_is_the_recovery_point(drv: Any) -> None:
+    lg = _filled(drv, 20)
+    lg.checkpoint(10, 2, CL, 1, {"state": 10})
+    assert lg.checkpoint_index_terms() == [(10, 2)]
+    assert lg.snapshot_index_term() == (0, 0) and lg.read_snapshot() is None
+    assert lg.take(1, 100) == [(i, 2, _cmd(i)) for i in range(1, 21)]
+    assert lg.last_written() == (20, 2)
+    meta, st = lg.recover_snapshot()
+    assert meta == SnapshotMeta(10, 2, CL, 1) and st == {"state": 10}
+    lg = drv.crash()
+    assert lg.checkpoint_index_terms() == [(10, 2)]
+    assert lg.recover_snapshot() == (SnapshotMeta(10, 2, CL, 1), {"state": 10})
+    assert lg.snapshot_index_term() == (0, 0)
+    assert lg.take(1, 100) == [(i, 2, _cmd(i)) for i in range(1, 21)]
+
+
+def test_checkpoint_must_be_above_the_newest_checkpoint_and_the_snapshot(drv: Any) -> None:
+    lg = _filled(drv, 20)
+    lg.update_release_cursor(5, 2, CL, 0, "s5")
+    lg.checkpoint(5, 2, CL, 0, "c5")                  # at the snapshot: ignored
+    lg.checkpoint(12, 2, CL, 0, "c12")
+    lg.checkpoint(12, 2, CL, 0, "again")              # not above the newest: ignored
+    lg.checkpoint(8, 2, CL, 0, "c8")
+    assert lg.checkpoint_index_terms() == [(12, 2)]
+    assert lg.recover_snapshot()[1] == "c12"
+
+
+def test_newest_of_snapshot_and_checkpoint_wins(drv: Any) -> None:
+    lg = _filled(drv, 20)
+    lg.checkpoint(6, 2, CL, 0, "c6")
+    lg.update_release_cursor(9, 2, CL, 0, "s9")       # supersedes the checkpoint at 6
+    assert lg.checkpoint_index_terms() == []
+    assert lg.recover_snapshot() == (SnapshotMeta(9, 2, CL, 0), "s9")
+    lg.checkpoint(15, 2, CL, 0, "c15")
+    lg = drv.crash()
+    assert lg.snapshot_index_term() == (9, 2)
+    assert lg.recover_snapshot() == (SnapshotMeta(15, 2, CL, 0), "c15")
+    assert lg.take(10, 100) == [(i, 2, _cmd(i)) for i in range(10, 21)]
+
+
+def test_checkpoints_are_bounded_oldest_dropped(drv: Any) -> None:
+    lg = _filled(drv, 30)
+    for i in range(1, 13):
+        lg.checkpoint(2 * i, 2, CL, 0, f"c{2 * i}")
+    assert lg.checkpoint_index_terms() == [(2 * i, 2) for i in range(3, 13)]   # 10 kept
+    lg = drv.crash()
+    assert lg.checkpoint_index_terms() == [(2 * i, 2) for i in range(3, 13)]
+
+
+def test_checkpoint_the_surviving_log_does_not_back_is_dropped_at_crash(drv: Any) -> None:
+    lg = _filled(drv, 10)
+    for i in range(11, 21):
+        lg.append((i, 2, _cmd(i)))                    # never synced
+    lg.checkpoint(8, 2, CL, 0, "c8")
+    lg.checkpoint(15, 2, CL, 0, "c15")                # taken on entries a crash loses
+    lg = drv.crash()
+    assert lg.last_index_term() == (10, 2)
+    assert lg.checkpoint_index_terms() == [(8, 2)]
+    assert lg.recover_snapshot() == (SnapshotMeta(8, 2, CL, 0), "c8")
+
+
+def test_promote_checkpoint(drv: Any) -> None:
+    lg = _filled(drv, 20)
+    for i in (5, 10, 15):
+        lg.checkpoint(i, 2, CL, 3, {"at": i})
+    assert lg.promote_checkpoint(4) is False          # none at or below 4
+    assert lg.promote_checkpoint(12) is True          # the newest at or below 12: 10
+    assert lg.snapshot_index_term() == (10, 2)
+    assert lg.snapshot_meta() == SnapshotMeta(10, 2, CL, 3)
+    assert lg.checkpoint_index_terms() == [(15, 2)]   # 5 is superseded, 15 stays
+    assert lg.read_snapshot()[1] == {"at": 10}
+    assert b"".join(lg.snapshot_chunks(4)[1]) == drv.encode_state({"at": 10})
+    assert lg.fetch(10) is None and lg.take(11, 100) == [(i, 2, _cmd(i)) for i in range(11, 21)]
+    assert lg.last_index_term() == (20, 2) and lg.last_written() == (20, 2)
+    assert lg.promote_checkpoint(10) is False         # at or below the snapshot
+    lg = drv.crash()                                  # durable at return
+    assert lg.snapshot_index_term() == (10, 2) and lg.read_snapshot()[1] == {"at": 10}
+    assert lg.checkpoint_index_terms() == [(15, 2)]
+    assert lg.recover_snapshot()[1] == {"at": 15}
+    assert lg.take(11, 100) == [(i, 2, _cmd(i)) for i in range(11, 21)]
+    assert lg.promote_checkpoint(20) is True
+    assert lg.snapshot_index_term() == (15, 2) and lg.checkpoint_index_terms() == []
+
+
+def test_promote_checkpoint_above_the_written_index(drv: Any) -> None:
+    """A leader applies what a majority holds, possibly before its own write is confirmed:
+    a checkpoint there can be promoted, and the snapshot then covers those entries."""
+    lg = _filled(drv, 5)
+    for i in range(6, 11):
+        lg.append((i, 2, _cmd(i)))
+    lg.checkpoint(8, 2, CL, 0, "c8")
+    assert lg.promote_checkpoint(8) is True
+    assert lg.snapshot_index_term() == (8, 2) and lg.last_written()[0] >= 8
+    drv.sync()
+    assert lg.last_written() == (10, 2)
+    lg = drv.crash()
+    assert lg.snapshot_index_term() == (8, 2) and lg.last_index_term() == (10, 2)
+
+
+def test_install_snapshot_drops_checkpoints(drv: Any) -> None:
+    lg = _filled(drv, 10)
+    lg.checkpoint(4, 2, CL, 0, "c4")
+    lg.checkpoint(9, 2, CL, 0, "c9")
+    lg.install_snapshot(SnapshotMeta(30, 4, CL, 0), drv.encode_state("i30"))
+    assert lg.checkpoint_index_terms() == []
+    assert lg.recover_snapshot() == (SnapshotMeta(30, 4, CL, 0), "i30")
+    drv.sync()
+    lg = drv.crash()
+    assert lg.checkpoint_index_terms() == []
+    assert lg.recover_snapshot() == (SnapshotMeta(30, 4, CL, 0), "i30")

@@ -74,7 +74,8 @@ def test_the_simulation_actually_exercises_faults() -> None:
         total.update(r.stats)
         terms += len(r.leaders)
     for key in ("acked", "queries", "crashes", "partitions", "joins", "leaves", "transfers",
-                "snapshots_taken", "snapshots_installed", "dropped", "duplicated", "unknown"):
+                "snapshots_taken", "snapshots_installed", "checkpoints_taken",
+                "checkpoints_promoted", "dropped", "duplicated", "unknown"):
         assert total[key] > 0, f"no {key} in {dict(total)}"
     assert terms > 4 * len(PROFILE_NAMES), "leaders never change"
 
