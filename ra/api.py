@@ -279,9 +279,7 @@ class Client:
             if k == "machine":
                 extra[k] = _machine(v)
             elif k in _MUTABLE:
-                if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                    raise InvalidConfig(k, v, "a positive integer")
-                extra[k] = v
+                extra[k] = _config_int(k, v)
             else:
                 raise InvalidConfig(k, v, f"restart_server can change: machine, "
                                           f"{', '.join(sorted(_MUTABLE))}")
@@ -587,7 +585,8 @@ def _query_result(result: Any) -> Any:
 
 _MUTABLE = {"election_timeout_ms", "heartbeat_ms", "tick_ms",
             "max_append_entries_rpc_batch_size", "max_pipeline_count",
-            "max_inflight_append_rpcs", "low_priority_batch_size", "snapshot_chunk_size"}
+            "max_inflight_append_rpcs", "low_priority_batch_size", "snapshot_chunk_size",
+            "max_checkpoints", "min_checkpoint_interval"}
 
 
 def _server_conf(conf: Any) -> dict[str, Any]:
@@ -597,7 +596,7 @@ def _server_conf(conf: Any) -> dict[str, Any]:
     known = {"cluster_name", "id", "uid", "initial_members", "machine", "election_timeout_ms",
              "heartbeat_ms", "tick_ms", "max_append_entries_rpc_batch_size",
              "max_pipeline_count", "max_inflight_append_rpcs", "low_priority_batch_size",
-             "snapshot_chunk_size"}
+             "snapshot_chunk_size", "max_checkpoints", "min_checkpoint_interval"}
     for k in conf:
         if k not in known:
             raise InvalidConfig(k, conf[k], f"unknown server config key; known: "
@@ -622,11 +621,15 @@ def _server_conf(conf: Any) -> dict[str, Any]:
                            "machine": _machine(conf.get("machine"))}
     for k in known - {"cluster_name", "id", "uid", "initial_members", "machine"}:
         if k in conf:
-            v = conf[k]
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise InvalidConfig(k, v, "a positive integer")
-            out[k] = v
+            out[k] = _config_int(k, conf[k])
     return out
+
+
+def _config_int(key: str, v: Any) -> int:
+    low = 0 if key == "min_checkpoint_interval" else 1
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise InvalidConfig(key, v, "a positive integer" if low else "a non-negative integer")
+    return v
 
 
 _ERROR_CLASSES: dict[str, type[RaError]] = {

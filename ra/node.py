@@ -209,7 +209,8 @@ class NodeDaemon:
             signal.signal(sig, lambda *_: loop.stop())
         env = dict(os.environ, RA_DATA_DIR=self.data_dir)
         self.forkserver = ForkServer(self.preload, env=env)
-        self.forkserver.start()  # before this process creates any ZeroMQ context
+        # before this process creates any ZeroMQ context; its imports overlap with ours
+        self.forkserver.start(wait=False)
         from transport import Mailbox  # imported late: keep the import cost off lock failures
 
         import zmq
@@ -228,6 +229,7 @@ class NodeDaemon:
         self._attach_transport_services()
         from ra.server_sup import ServerSup   # ra servers: start/stop/restart/delete, metrics
         self.servers = ServerSup(self)
+        self.forkserver.wait_ready()
         flags, children = build_tree(self.config, self.log_children)
         self.root = Supervisor(loop, flags, children, name=SYSTEM_SUP,
                                forkserver=self.forkserver, on_exit=self._root_exit).start()

@@ -21,6 +21,8 @@ failure detector casts ``nodedown``/``nodeup``.
 """
 from __future__ import annotations
 
+import ctypes
+import gc
 import importlib
 import logging
 import os
@@ -62,12 +64,16 @@ DEFAULTS: dict[str, Any] = {
     "max_append_entries_rpc_batch_size": 128,
     "max_pipeline_count": 4096,
     "max_inflight_append_rpcs": 2,
+    "max_checkpoints": 10,
+    "min_checkpoint_interval": 0,
     "low_priority_batch_size": 64,
     "snapshot_chunk_size": 1 << 20,
     "batch": 512,                  # messages drained per loop turn
 }
 
 _MEMTABLE_ROLL = 8192       # entries in memory before asking the WAL to roll over
+_TRIM_AFTER = 4096          # entries dropped from memory before the heap is trimmed
+_GC_GEN0 = 20_000           # allocations between young collections (CPython's default: 700)
 _MONITOR_INTERVAL = 0.1     # how often the leader checks monitored client processes
 _RESOLVE_TIMEOUT = 0.25     # a peer's node that does not answer is retried after a back-off
 _RESOLVE_BACKOFF = 1.0
@@ -119,7 +125,9 @@ class ServerProc:
         self.wal_ep = system.wal_endpoint(self.sys)
         self.log = DiskLog(c["uid"], self.sys.data_dir, wal_dir=system.wal_dir(self.sys),
                            send=self._send_wal,
-                           segment_max_entries=self.sys.segment_max_entries)
+                           segment_max_entries=self.sys.segment_max_entries,
+                           max_checkpoints=c["max_checkpoints"],
+                           min_checkpoint_interval=c["min_checkpoint_interval"])
         self.meta = DiskMeta(os.path.join(self.sys.data_dir, c["uid"]))
         machine = load_machine(tuple(c["machine"]))
         members = tuple(ServerId(*m) for m in c["initial_members"])
@@ -145,6 +153,7 @@ class ServerProc:
         self.reported_role = ""
         self.tick_written = -1
         self.tick_roll_asked = 0
+        self.dropped_since_trim = 0
         self.leader_mon: Any = None
         self.leader_mon_owner: Any = None
         self.proc_monitors: set[str] = set()
@@ -253,7 +262,12 @@ class ServerProc:
         self._report_metrics()
         self.meta.flush_last_applied()
         self._step(Tick(_now_ms()))
-        self.log.tick()
+        self.dropped_since_trim += self.log.tick()
+        if self.dropped_since_trim >= _TRIM_AFTER:
+            # thousands of entries just left memory for segment files: hand the freed heap
+            # back to the OS, or the process keeps its peak size for good (W6)
+            self.dropped_since_trim = 0
+            _release_memory()
         if len(self.log.mem) > _MEMTABLE_ROLL and self.tick_roll_asked != len(self.log.mem):
             # entries leave memory once they are in segment files, and segments are made from
             # closed WAL files: ask the WAL to close its file when our tail grows large
@@ -469,7 +483,6 @@ class ServerProc:
             elif tag == "aux":
                 self._aux("cast", me[1], None)
             elif tag == "garbage_collection":
-                import gc
                 gc.collect()
             else:
                 _log.warning("%s: unknown machine effect %r", self.id, me)
@@ -657,6 +670,22 @@ def _key_metrics(s: Any) -> dict[str, Any]:
             if s.id in s.cluster else "non_member"}
 
 
+def _release_memory() -> None:
+    gc.collect()
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def _load_malloc_trim() -> Any:
+    try:
+        return ctypes.CDLL(None).malloc_trim     # glibc only; elsewhere nothing to do
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _load_malloc_trim()
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -670,6 +699,11 @@ def run(conf: dict[str, Any]) -> int:
     prof_dir = os.environ.get("RA_PROFILE_DIR")   # for `make bench` profiling: cProfile dumps
     try:
         proc.register()
+        # what exists now (modules, the recovered state) lives as long as the process: keep it
+        # out of the collector's scans; and collect young objects less often, since the hot
+        # path allocates many short-lived acyclic ones that reference counting frees anyway
+        gc.freeze()
+        gc.set_threshold(_GC_GEN0, 20, 20)
         if not prof_dir:
             return proc.loop()
         import cProfile

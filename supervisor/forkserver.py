@@ -165,6 +165,7 @@ class ForkServer:
         self.env = dict(env) if env else None
         self.child: Any = None  # supervisor.child.OsChild of the fork server
         self._sock: socket.socket | None = None
+        self._starting: socket.socket | None = None   # started, preloads not yet confirmed
 
     @property
     def pid(self) -> int | None:
@@ -175,8 +176,10 @@ class ForkServer:
         """True while the fork server runs (reaps it when it has exited)."""
         return self.child is not None and self.child.reap() is None
 
-    def start(self) -> None:
-        """Start the fork server and wait until its preloads are imported."""
+    def start(self, wait: bool = True) -> None:
+        """Start the fork server and wait until its preloads are imported. With
+        ``wait=False`` return at once (the caller does its own start-up meanwhile) and call
+        :meth:`wait_ready` before the first spawn."""
         from supervisor.child import OsChild
 
         self.stop()
@@ -187,6 +190,17 @@ class ForkServer:
             self.child = OsChild.exec(argv, env=self.env, pass_fds=[theirs.fileno()])
         finally:
             theirs.close()
+        self._starting = mine
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Block until a fork server started with ``start(wait=False)`` has imported its
+        preloads. Raises RuntimeError if it failed."""
+        mine = self._starting
+        if mine is None:
+            return
+        self._starting = None
         msg = mine.recv(_MAX_MSG)
         if not msg:
             self.child.wait(None)
@@ -198,6 +212,7 @@ class ForkServer:
     def spawn(self, target: str, args: Sequence[Any] = (),
               env: Mapping[str, str] | None = None) -> int:
         """Start ``target(*args)`` in a new child of *this* process; return its pid."""
+        self.wait_ready()
         if not self.alive() or self._sock is None:
             self.start()
         assert self._sock is not None
@@ -219,6 +234,7 @@ class ForkServer:
         multi-threaded) process. ``env`` is the complete environment (None: the fork server's).
         Exec failure exits the child with code 127.
         """
+        self.wait_ready()
         if not self.alive() or self._sock is None:
             self.start()
         assert self._sock is not None
@@ -234,6 +250,9 @@ class ForkServer:
 
     def stop(self) -> None:
         """Stop the fork server (closing its socket ends it; SIGKILL after 1 s)."""
+        if self._starting is not None:
+            self._starting.close()
+            self._starting = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None

@@ -768,7 +768,9 @@ def _on_heartbeat_timeout(msg: HeartbeatTimeout, s: ServerState, effects: list[A
             else:
                 continue
         if p.next_index - 1 > p.match_index and p.match_index == p.tick_match:
-            p.next_index = p.match_index + 1   # no progress for a whole tick: assume loss
+            # no progress for a whole tick: answers may have been lost, reopen the window.
+            # next_index stays: a follower missing entries refuses the heartbeat below with a
+            # hint (rewinding to match_index would resend its whole log after a restart)
             p.inflight.clear()
         p.tick_match = p.match_index
         _send_entries(s, pid, effects, force=True)
