@@ -585,8 +585,8 @@ def _query_result(result: Any) -> Any:
 
 _MUTABLE = {"election_timeout_ms", "heartbeat_ms", "tick_ms",
             "max_append_entries_rpc_batch_size", "max_pipeline_count",
-            "max_inflight_append_rpcs", "low_priority_batch_size", "snapshot_chunk_size",
-            "max_checkpoints", "min_checkpoint_interval"}
+            "low_priority_batch_size", "snapshot_chunk_size", "max_checkpoints",
+            "min_checkpoint_interval"}
 
 
 def _server_conf(conf: Any) -> dict[str, Any]:
@@ -595,8 +595,8 @@ def _server_conf(conf: Any) -> dict[str, Any]:
         raise TypeError(f"a server config is a dict, not {type(conf).__name__}")
     known = {"cluster_name", "id", "uid", "initial_members", "machine", "election_timeout_ms",
              "heartbeat_ms", "tick_ms", "max_append_entries_rpc_batch_size",
-             "max_pipeline_count", "max_inflight_append_rpcs", "low_priority_batch_size",
-             "snapshot_chunk_size", "max_checkpoints", "min_checkpoint_interval"}
+             "max_pipeline_count", "low_priority_batch_size", "snapshot_chunk_size",
+             "max_checkpoints", "min_checkpoint_interval"}
     for k in conf:
         if k not in known:
             raise InvalidConfig(k, conf[k], f"unknown server config key; known: "

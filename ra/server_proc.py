@@ -63,7 +63,6 @@ DEFAULTS: dict[str, Any] = {
     "tick_ms": 1000,
     "max_append_entries_rpc_batch_size": 128,
     "max_pipeline_count": 4096,
-    "max_inflight_append_rpcs": 2,
     "max_checkpoints": 10,
     "min_checkpoint_interval": 0,
     "low_priority_batch_size": 64,
@@ -137,7 +136,6 @@ class ServerProc:
             machine_config=c["machine"][2] if c["machine"][0] == "module" else None,
             max_append_entries_rpc_batch_size=c["max_append_entries_rpc_batch_size"],
             max_pipeline_count=c["max_pipeline_count"],
-            max_inflight_append_rpcs=c["max_inflight_append_rpcs"],
             low_priority_batch_size=c["low_priority_batch_size"],
             snapshot_chunk_size=c["snapshot_chunk_size"])
         self.role, self.state, effects = core.init(self.cfg)

@@ -70,9 +70,6 @@ class ServerConfig:
     machine_config: Any = None
     max_append_entries_rpc_batch_size: int = 128
     max_pipeline_count: int = 4096
-    # AppendEntries RPCs with entries a follower may have outstanding (etcd-raft's
-    # MaxInflightMsgs): under load, what arrives meanwhile leaves as one bigger RPC
-    max_inflight_append_rpcs: int = 2
     low_priority_batch_size: int = 64
     snapshot_chunk_size: int = 1 << 20
     bugs: frozenset[str] = frozenset()
@@ -87,8 +84,6 @@ class Peer:
     query_index: int = 0
     snapshot: str = "none"         # "none" | "sending"
     snapshot_ticks: int = 0
-    tick_match: int = -1           # match_index at the previous heartbeat tick
-    inflight: list[int] = field(default_factory=list)   # last index of each unanswered RPC
 
 
 @dataclass(slots=True)
@@ -665,7 +660,7 @@ def _send_entries(s: ServerState, pid: Any, effects: list[Any], force: bool) -> 
     while True:
         in_flight = p.next_index - 1 - p.match_index
         room = min(cfg.max_append_entries_rpc_batch_size, cfg.max_pipeline_count - in_flight)
-        if p.next_index > last or len(p.inflight) >= cfg.max_inflight_append_rpcs:
+        if p.next_index > last:
             room = 0
         if room <= 0 and not force:
             return
@@ -681,8 +676,6 @@ def _send_entries(s: ServerState, pid: Any, effects: list[Any], force: bool) -> 
         effects.append(SendRpc(pid, AppendEntriesRpc(
             s.current_term, s.id, s.commit_index, prev, prev_term, entries)))
         p.next_index += len(entries)
-        if entries:
-            p.inflight.append(p.next_index - 1)
         force = False
         if not entries:
             return
@@ -718,9 +711,6 @@ def _on_append_entries_reply(msg: AppendEntriesReply, s: ServerState,
     if msg.success:
         if msg.last_index > p.match_index:
             p.match_index = msg.last_index
-        inflight = p.inflight
-        while inflight and inflight[0] <= msg.last_index:
-            del inflight[0]
         if msg.next_index > p.next_index:
             p.next_index = min(msg.next_index, s.log.next_index())
         if p.next_index <= p.match_index:
@@ -731,7 +721,6 @@ def _on_append_entries_reply(msg: AppendEntriesReply, s: ServerState,
         _maybe_timeout_now(s, effects)
     else:
         p.next_index = max(p.match_index + 1, min(msg.next_index, s.log.next_index()))
-        p.inflight.clear()
     if p.snapshot == "none":
         _send_entries(s, msg.from_id, effects, force=False)
 
@@ -742,7 +731,6 @@ def _on_install_snapshot_result(msg: InstallSnapshotResult, s: ServerState,
     if p is None:
         return
     p.snapshot = "none"
-    p.inflight.clear()
     if msg.last_index > p.match_index:
         p.match_index = msg.last_index
     p.next_index = max(p.next_index, p.match_index + 1)
@@ -767,12 +755,9 @@ def _on_heartbeat_timeout(msg: HeartbeatTimeout, s: ServerState, effects: list[A
                 p.snapshot = "none"
             else:
                 continue
-        if p.next_index - 1 > p.match_index and p.match_index == p.tick_match:
-            # no progress for a whole tick: answers may have been lost, reopen the window.
-            # next_index stays: a follower missing entries refuses the heartbeat below with a
-            # hint (rewinding to match_index would resend its whole log after a restart)
-            p.inflight.clear()
-        p.tick_match = p.match_index
+        # no rewind when a follower makes no progress: one missing entries refuses this
+        # heartbeat with a hint, and rewinding to match_index would resend its whole log
+        # after a restart (match_index starts at 0)
         _send_entries(s, pid, effects, force=True)
     if s.queries:
         _send_query_heartbeats(s, effects)

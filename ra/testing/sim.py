@@ -163,7 +163,6 @@ class SimCluster(ClientDriver):
             machine=machine, log=log, meta=meta,
             max_append_entries_rpc_batch_size=self.profile.batch_size,
             max_pipeline_count=self.profile.pipeline, low_priority_batch_size=8,
-            max_inflight_append_rpcs=self.profile.inflight,
             snapshot_chunk_size=self.profile.chunk_size, bugs=self.bugs & CORE_BUGS)
         s = SimServer(sid, cfg, log, meta)
         self.servers[sid] = s

@@ -64,7 +64,6 @@ class Profile:
     chunk_size: int = 16                      # snapshot_chunk_size (bytes)
     batch_size: int = 16                      # max_append_entries_rpc_batch_size
     pipeline: int = 64                        # max_pipeline_count
-    inflight: int = 2                         # max_inflight_append_rpcs
     election_ms: int = 100                    # election timeout drawn from [T, 2T)
     heartbeat_ms: int = 25
     extra: dict[str, Any] = field(default_factory=dict)

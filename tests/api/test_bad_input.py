@@ -91,13 +91,13 @@ def test_invalid_configs(shared_three):
     with pytest.raises(ra.InvalidConfig, match="no_such_key"):
         ra.start_server({"cluster_name": "c", "id": sid, "machine": COUNTER,
                          "initial_members": [sid], "no_such_key": 1})
-    for key, bad in (("max_inflight_append_rpcs", 0), ("max_checkpoints", 0),
+    for key, bad in (("max_checkpoints", 0),
                      ("min_checkpoint_interval", -1), ("max_pipeline_count", True)):
         with pytest.raises(ra.InvalidConfig, match=key):
             ra.start_server({"cluster_name": "c", "id": sid, "machine": COUNTER,
                              "initial_members": [sid], key: bad})
-    with pytest.raises(ra.InvalidConfig, match="max_inflight_append_rpcs"):
-        ra.restart_server(sid, {"max_inflight_append_rpcs": "2"})
+    with pytest.raises(ra.InvalidConfig, match="max_checkpoints"):
+        ra.restart_server(sid, {"max_checkpoints": "2"})
     with pytest.raises(ra.InvalidConfig, match="initial_members"):
         ra.start_server({"cluster_name": "c", "id": sid, "machine": COUNTER,
                          "initial_members": []})

@@ -61,8 +61,7 @@ def test_burst_of_commands_goes_out_in_one_batch():
 
 
 def test_batch_size_and_pipeline_window():
-    s = leader(max_append_entries_rpc_batch_size=2, max_pipeline_count=5,
-               max_inflight_append_rpcs=100)
+    s = leader(max_append_entries_rpc_batch_size=2, max_pipeline_count=5)
     sync(s)
     ack(s, N2, 1)
     ack(s, N3, 1)
@@ -75,51 +74,6 @@ def test_batch_size_and_pipeline_window():
     assert [m.prev_log_index for m in to_n2] == [1, 3, 5]
     eff = ack(s, N2, 3)
     assert [len(e.msg.entries) for e in eff if e.to == N2] == [2]
-
-
-def test_inflight_rpc_window_batches_what_arrives_meanwhile():
-    s = leader(max_inflight_append_rpcs=2)
-    sync(s)
-    ack(s, N2, 1)
-    ack(s, N3, 1)
-    sent = []
-    for i in range(3):       # three flushes while nothing is answered: two RPCs, then none
-        step(s, Command("usr", i, None))
-        sent.append([e.msg for e in step(s, FlushCommands()) if e.to == N2])
-    assert [[len(m.entries) for m in x] for x in sent] == [[1], [1], []]
-    step(s, Command("usr", 3, None))
-    step(s, FlushCommands())
-    # an answer for the first frees one slot: everything waiting leaves as one RPC
-    eff = [e.msg for e in ack(s, N2, 2) if e.to == N2]
-    assert [(m.prev_log_index, len(m.entries)) for m in eff] == [(3, 2)]
-    assert s.peers[N2].inflight == [3, 5]
-    # a full window still sends heartbeats (empty appends), which keep a lost answer from
-    # closing it for good
-    eff = [e.msg for e in step(s, HeartbeatTimeout()) if getattr(e, "to", None) == N2]
-    assert [len(m.entries) for m in eff] == [0]
-    # a refusal rewinds the peer and empties its window
-    step(s, AppendEntriesReply(s.current_term, False, 3, 2, s.log.fetch_term(2), N2))
-    assert s.peers[N2].inflight == [5]    # the resend of 3..5 went out at once
-    ack(s, N2, 5)
-    assert s.peers[N2].inflight == []
-
-
-def test_inflight_window_reopens_after_a_tick_without_progress():
-    s = leader(max_inflight_append_rpcs=1)
-    sync(s)
-    ack(s, N2, 1)
-    step(s, Command("usr", 0, None))
-    step(s, FlushCommands())
-    assert s.peers[N2].inflight == [2]
-    step(s, HeartbeatTimeout())      # records the match index of this tick
-    step(s, Command("usr", 1, None))
-    eff = [e.msg for e in step(s, HeartbeatTimeout()) if getattr(e, "to", None) == N2]
-    # no answer for a whole tick: the window reopens and what waited goes out
-    assert [(m.prev_log_index, len(m.entries)) for m in eff] == [(2, 1)]
-    assert s.peers[N2].inflight == [3]
-    # had the first append been lost, the follower refuses this one with a hint
-    step(s, AppendEntriesReply(s.current_term, False, 2, 1, s.log.fetch_term(1), N2))
-    assert s.peers[N2].next_index == 4 and s.peers[N2].inflight == [3]
 
 
 def test_old_term_entry_not_committed_by_counting_replicas():
