@@ -409,7 +409,7 @@ def measure(quick: bool, reaper: Reaper) -> Result:
                                         f"callbacks in a follower, window {P['w3_window']}, "
                                         f"appendEntriesUseBatch off, {nofs}")
         total = pc.ask(ld, "status")["value"]
-        time.sleep(1.0)
+        time.sleep(3.0)   # idle: as long as ours waits (bench.workloads)
         mem = [_mem(pc.ask(i, "status")["pid"]) for i in range(3)]
         out[("W6", "server RSS max")] = (max(m[0] for m in mem), "member process; per process: "
                                          + ", ".join(f"{m[0]:.1f}" for m in mem))

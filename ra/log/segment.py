@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import struct
+from array import array
 
 import xxhash
 
@@ -110,13 +111,15 @@ class Segment:
         self._fd = fd
         self.first = first
         self.last = first + n - 1
-        terms, offs, lens, cks = [], [], [], []
+        # compact arrays, not lists of int objects: a server keeps the index of every segment
+        # it has, about 28 bytes an entry this way instead of about 100 (W6 memory)
+        terms, offs, lens, cks = array("Q"), array("Q"), array("I"), array("Q")
         for t, o, ln, c in _IDX.iter_unpack(rest[:ilen]):
             terms.append(t)
             offs.append(o)
             lens.append(ln)
             cks.append(c)
-        self.terms: list[int] = terms
+        self.terms: array[int] = terms
         self._offs, self._lens, self._cks = offs, lens, cks
         parsed = parse_segment_name(os.path.basename(path))
         self.seq = parsed[0] if parsed else 0
