@@ -412,6 +412,13 @@ def _on_pre_vote_rpc(msg: PreVoteRpc, s: ServerState, effects: list[Any]) -> Non
     effects.append(SendRpc(msg.candidate_id,
                            PreVoteResult(max(msg.term, s.current_term) if grant else s.current_term,
                                          msg.token, grant, s.id)))
+    if not grant and s.role == "follower" and s.leader_id is None and not s.brand_new \
+            and _is_member(s):
+        # someone campaigns, so there is no leader, but it cannot win with our vote (its log
+        # or term is behind: after a whole cluster restarts, the member asked to campaign may
+        # be the one stopped first, while the others elected a leader of a later term):
+        # campaign soon ourselves rather than after a whole election timeout
+        effects.append(StartElectionTimeout(short=True))
 
 
 def _on_pre_vote_result(msg: PreVoteResult, s: ServerState, effects: list[Any]) -> None:
