@@ -62,8 +62,8 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
-_IPC_MAX = 107
-_MAX_FIRST_PROBE = 0.25   # however slow a callee usually is, a dead one is found by then  # sun_path limit on Linux, minus the NUL
+_IPC_MAX = 107  # sun_path limit on Linux, minus the NUL
+_MAX_FIRST_PROBE = 0.25   # however slow a callee usually is, a dead one is found by then
 _COUNTER_NAMES = (
     "received", "sent", "send_dropped", "garbage", "bad_version", "bad_envelope", "bad_frames",
     "oversize", "stale_reply", "probes", "peers_evicted",

@@ -44,6 +44,9 @@ def serve_echo(endpoint: str, opts: dict[str, str]) -> None:
             deferred.append(env.frm)  # answered when a ("release", x) cast arrives
         elif type(p) is tuple and p[0] == "call":
             mb.reply(env.frm, ("relayed", mb.call(p[1], p[2], timeout=5)))
+        elif type(p) is tuple and p[0] == "sleep":
+            time.sleep(p[1])      # a busy server: answers after p[1] seconds
+            mb.reply(env.frm, ("slept", p[2]))
         elif type(p) is tuple and p[0] == "from":
             mb.reply(env.frm, env.frm)
         else:

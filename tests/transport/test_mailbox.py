@@ -93,6 +93,26 @@ def test_call_to_dead_process_is_noproc_quickly(peers: Peers, endpoint: str, mb:
     assert time.monotonic() - t0 < 0.5
 
 
+def test_a_slow_callee_is_probed_after_a_few_of_its_reply_times(peers: Peers,
+                                                                mb: Mailbox) -> None:
+    p, addr = peers.start("echo", "tcp://127.0.0.1:0")
+    # a callee that takes 40 ms: the first call probes it (after probe_after, 10 ms)...
+    assert mb.call(addr, ("sleep", 0.04, 0)) == ("slept", 0)
+    first = mb.counters["probes"]
+    assert first >= 1
+    # ...later calls wait 4x its usual reply time first: a loaded server is not probed on
+    # every call (each probe is a TCP connection it has to accept)
+    for k in range(1, 6):
+        assert mb.call(addr, ("sleep", 0.04, k)) == ("slept", k)
+    assert mb.counters["probes"] == first
+    # and it is still found dead quickly
+    peers.kill(p)
+    t0 = time.monotonic()
+    with pytest.raises(NoProc):
+        mb.call(addr, 9, timeout=5)
+    assert time.monotonic() - t0 < 0.5
+
+
 def test_call_to_never_bound_address_is_noproc(mb: Mailbox, ipc_dir: Path) -> None:
     t0 = time.monotonic()
     with pytest.raises(NoProc):
