@@ -333,19 +333,16 @@ class Supervisor:
 
     def restart_child(self, child_id: Any) -> int | None:
         """Start a terminated child again; ``Running`` if it runs, ``NotFound`` if unknown."""
-        self._check_live()
-        if self._template is not None:
-            raise SimpleOneForOne(child_id)
-        ch = self._find(child_id)
-        if ch is None:
-            raise NotFound(child_id)
-        if ch.running:
-            raise Running(child_id)
+        ch = self._stopped_child(child_id)
         self._start(ch)
         return self._pid_of(ch)
 
     def delete_child(self, child_id: Any) -> None:
         """Forget a terminated child's spec; ``Running`` if it runs, ``NotFound`` if unknown."""
+        self._children.remove(self._stopped_child(child_id))
+
+    def _stopped_child(self, child_id: Any) -> _Child:
+        """The terminated child ``child_id`` (restart_child/delete_child's precondition)."""
         self._check_live()
         if self._template is not None:
             raise SimpleOneForOne(child_id)
@@ -354,7 +351,7 @@ class Supervisor:
             raise NotFound(child_id)
         if ch.running:
             raise Running(child_id)
-        self._children.remove(ch)
+        return ch
 
     def _pid_of(self, ch: _Child) -> int | None:
         if ch.proc is not None:
