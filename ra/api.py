@@ -25,7 +25,7 @@ from ra.errors import (
     RaError, Timeout,
 )
 from transport import codec, registry
-from transport.mailbox import Mailbox
+from transport.direct import DirectMailbox
 
 __all__ = [
     "Client", "RaEvent", "MembershipError", "default_client", "new_uid", "DEFAULT_TIMEOUT",
@@ -144,7 +144,7 @@ class Client:
     """
 
     def __init__(self, endpoint: str | None = None) -> None:
-        self.mb = Mailbox(endpoint or "tcp://127.0.0.1:0")
+        self.mb = DirectMailbox(endpoint or "tcp://127.0.0.1:0")
         self.address = self.mb.address
         self._events: list[RaEvent] = []
 

@@ -204,6 +204,10 @@ class NodeDaemon:
         self._lock_fd = lock_data_dir(self.data_dir)
         _write_lock_info(self._lock_fd, f"pid {os.getpid()}")
         set_child_subreaper()
+        from ra import system
+        from ra.server_sup import node_system_config
+        # socket files of servers SIGKILLed with an earlier daemon (we hold the data dir lock)
+        system.remove_stale_server_sockets(node_system_config(self.config))
         self.loop = loop = Loop(reap_all=True)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, lambda *_: loop.stop())

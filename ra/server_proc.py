@@ -27,11 +27,10 @@ import importlib
 import logging
 import os
 import random
+import select
 import signal
 import time
 from typing import Any, Callable
-
-import zmq
 
 import ra.wire  # noqa: F401  (registers the core messages with the codec)
 from ra.core import server as core
@@ -51,7 +50,8 @@ from ra.log.meta import DiskMeta
 from ra import system
 from transport import failure_detector as fd
 from transport import registry
-from transport.mailbox import DEAD, Mailbox, probe_endpoint
+from transport.direct import DirectMailbox
+from transport.mailbox import DEAD, probe_endpoint
 
 __all__ = ["run", "load_machine", "resolve_query", "ServerProc", "DEFAULTS"]
 
@@ -120,7 +120,11 @@ class ServerProc:
         self.id = ServerId(c["name"], self.node)
         self.sys = system.system_config(c["system"])
         host = self.node.rpartition(":")[0] or "127.0.0.1"
-        self.mb = Mailbox(f"tcp://{host}:0")
+        # no libzmq I/O thread: on a loaded machine its two extra wake-ups per message cost
+        # more than the work (transport/direct.py); peers on this host use the ipc address
+        self.mb = DirectMailbox(f"tcp://{host}:0", also=[system.server_ipc_endpoint(self.sys)],
+                                blocking_connect=False)
+        self.mb.on_peer_closed = self._on_peer_closed
         self.wal_ep = system.wal_endpoint(self.sys)
         self.log = DiskLog(c["uid"], self.sys.data_dir, wal_dir=system.wal_dir(self.sys),
                            send=self._send_wal,
@@ -152,8 +156,6 @@ class ServerProc:
         self.tick_written = -1
         self.tick_roll_asked = 0
         self.dropped_since_trim = 0
-        self.leader_mon: Any = None
-        self.leader_mon_owner: Any = None
         self.proc_monitors: set[str] = set()
         self.node_monitors: set[str] = set()
         self.machine_timers: dict[Any, float] = {}
@@ -195,14 +197,14 @@ class ServerProc:
 
     # -- the loop -------------------------------------------------------------------------
     def loop(self) -> int:
-        self.poller = poller = zmq.Poller()
-        poller.register(self.mb.socket, zmq.POLLIN)
+        poller = select.poll()
+        poller.register(self.mb.fileno(), select.POLLIN)
         # a signal (SIGTERM: stop) wakes the poll at once instead of at the next timer
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
-        poller.register(wake_r, zmq.POLLIN)
+        poller.register(wake_r, select.POLLIN)
         batch = self.conf["batch"]
         while self.running:
             now = time.monotonic()
@@ -217,8 +219,6 @@ class ServerProc:
                             os.read(wake_r, 512)
                         except BlockingIOError:
                             pass
-                    elif sock is self.leader_mon:
-                        self._on_leader_connection_event()
             for env in self.mb.recv_many(batch, 0):
                 self._dispatch(env)
             if self.next_events:
@@ -500,56 +500,20 @@ class ServerProc:
 
     # -- leader connection monitor (ra: a process monitor on the leader) --------------------
     def _monitor_leader(self, leader: Any) -> None:
-        """Watch the TCP connection to the leader's mailbox: when the leader's process dies
-        the kernel closes it at once, and ZeroMQ reports the disconnect. That is how a
-        follower notices a dead leader in milliseconds (the node failure detector covers a
-        node that vanishes without closing connections; the election timeout, the rest)."""
-        self._stop_leader_monitor()
+        """Watch the connection to the leader's mailbox (the one our replies go through):
+        when the leader's process dies the kernel closes it at once and the mailbox reports
+        it. That is how a follower notices a dead leader in milliseconds (the node failure
+        detector covers a node that vanishes without closing connections; the election
+        timeout, the rest)."""
         self.monitored_leader = leader
-        sid = ServerId(*leader)
-        ep = self.peer_eps.get(sid)
-        if ep is None or not hasattr(self, "poller"):
-            return
-        try:
-            dealer = self.mb._dealer(ep)     # the socket our replies to the leader go through
-            mon = dealer.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-        except (zmq.ZMQError, ValueError):
-            return
-        self.leader_mon = mon
-        self.leader_mon_owner = dealer
-        self.poller.register(mon, zmq.POLLIN)
 
-    def _stop_leader_monitor(self) -> None:
-        mon = self.leader_mon
-        if mon is None:
-            return
-        self.leader_mon = None
-        try:
-            self.poller.unregister(mon)
-        except KeyError:
-            pass
-        try:
-            self.leader_mon_owner.disable_monitor()
-        except zmq.ZMQError:
-            pass
-        mon.close(0)
-
-    def _on_leader_connection_event(self) -> None:
-        from zmq.utils.monitor import recv_monitor_message
-        mon = self.leader_mon
-        lost = False
-        while mon is not None:
-            try:
-                ev = recv_monitor_message(mon, zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            if ev["event"] == zmq.EVENT_DISCONNECTED:
-                lost = True
+    def _on_peer_closed(self, addr: str) -> None:
         leader = self.monitored_leader
-        if lost and leader is not None and self.state.leader_id == leader \
-                and self.role == "follower":
-            self._stop_leader_monitor()
-            self._step(LeaderDown(leader))
+        if (leader is not None and self.role == "follower" and self.state.leader_id == leader
+                and self.peer_eps.get(ServerId(*leader)) == addr):
+            self.monitored_leader = None
+            # called from inside the mailbox: the core steps it with the next events
+            self.next_events.append(LeaderDown(leader))
 
     # -- monitors, machine timers, aux ------------------------------------------------------
     def _monitor(self, kind: str, target: Any, on: bool) -> None:

@@ -35,14 +35,19 @@ SERVER_INTENSITY = 3
 SERVER_PERIOD = 5
 
 
+def node_system_config(config: dict[str, Any]) -> Any:
+    """The storage part (``ra.system.SystemConfig``) of a node daemon's config."""
+    from ra import system
+    keys = set(system.KEYS)
+    return system.system_config({k: v for k, v in config.items()
+                                 if k in keys and v is not None})
+
+
 def log_children(config: dict[str, Any]) -> list[Any]:
     """The log supervisor's children of a node (``ra.sup.DEFAULT_LOG_CHILDREN``): the WAL, then
     the segment writer, for the storage keys of the node's config."""
     import wal
-    from ra import system
-    keys = set(system.KEYS)
-    return wal.child_specs(system.system_config({k: v for k, v in config.items()
-                                                 if k in keys and v is not None}))
+    return wal.child_specs(node_system_config(config))
 
 
 class ServerSup:

@@ -10,6 +10,7 @@ write + one ``fdatasync`` per batch; ``"o_sync"``: the file is opened ``O_SYNC``
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import tempfile
@@ -94,6 +95,22 @@ def _ipc(cfg: SystemConfig, name: str) -> str:
         return "ipc://" + path
     h = hashlib.sha1(os.path.abspath(cfg.data_dir).encode()).hexdigest()[:16]
     return "ipc://" + os.path.join(tempfile.gettempdir(), f"ra-{h}-{name}")
+
+
+def server_ipc_endpoint(cfg: SystemConfig, pid: int | None = None) -> str:
+    """The ipc address a server process listens on besides tcp, for peers on this host."""
+    return _ipc(cfg, f"srv-{os.getpid() if pid is None else pid}.sock")
+
+
+def remove_stale_server_sockets(cfg: SystemConfig) -> None:
+    """Remove the ipc socket files of server processes that died without cleaning up (a
+    SIGKILL): called by the node daemon when it starts, before any of its servers."""
+    pattern = server_ipc_endpoint(cfg, 0)[6:].replace("srv-0.sock", "srv-*.sock")
+    for path in glob.glob(pattern):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def wal_endpoint(cfg: SystemConfig) -> str:

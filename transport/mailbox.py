@@ -40,7 +40,7 @@ import tempfile
 import time
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
 import zmq
 from zmq.backend import zmq_poll as _zmq_poll
@@ -123,65 +123,26 @@ def probe_endpoint(endpoint: str, timeout: float = 0.2) -> str:
     return UNREACHABLE
 
 
-class Mailbox:
-    """A process's mailbox: one bound ROUTER plus cached per-destination DEALERs.
+class BaseMailbox:
+    """What every mailbox shares: the call protocol (refs, adaptive probes, ``NoProc`` /
+    ``NodeDown`` / ``Timeout``), the queue of messages set aside during a call, and the
+    counters. A subclass moves the bytes: ``_send(to, frame) -> bool``, ``_read()`` (the next
+    valid envelope or ``None``), ``_wait(ms) -> bool`` (``-1``: forever), ``_more()`` (is
+    anything already waiting?), ``_close_peer(to)`` and ``close()``."""
 
-    ``endpoint`` is where to bind: ``"ipc:///path"`` or ``"tcp://host:port"`` (port 0 or ``*``
-    picks a free port); ``None`` binds a fresh ipc path under ``$RA_IPC_DIR`` or the temp dir.
-    :attr:`address` is the resolved bound endpoint, the string peers send to. ``also`` binds
-    more endpoints on the same socket (:attr:`addresses`); a call to a ``tcp://`` peer then
-    carries our first tcp address as its reply address, any other call :attr:`address`.
-    """
+    address: str
+    addresses: list[str]
 
-    def __init__(
-        self,
-        endpoint: str | None = None,
-        *,
-        context: zmq.Context[Any] | None = None,
-        max_frame_bytes: int = 64 << 20,
-        sndhwm: int = 100_000,
-        probe_after: float = 0.01,
-        also: tuple[str, ...] | list[str] = (),
-        max_peers: int = 256,
-    ) -> None:
-        self._ctx = context if context is not None else zmq.Context.instance()
+    def _init_common(self, bound: list[str], max_frame_bytes: int, probe_after: float,
+                     max_peers: int) -> None:
         self.max_frame_bytes = max_frame_bytes
         self.probe_after = probe_after
-        self._sndhwm = sndhwm
-        ep = endpoint or _default_ipc()
-        if ep.startswith("tcp://") and ep.endswith(":0"):
-            ep = ep[:-2] + ":*"
-        if ep.startswith("ipc://") and len(ep) - 6 > _IPC_MAX:
-            raise ValueError(f"ipc path longer than {_IPC_MAX} bytes: {ep}")
-        sock = self._ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.RCVHWM, 0)  # inbound queue bounded by senders' sndhwm instead
-        bound: list[str] = []
-        try:
-            for e in [ep, *also]:
-                if e.startswith("tcp://") and e.endswith(":0"):
-                    e = e[:-2] + ":*"
-                sock.bind(e)
-                bound.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
-        except zmq.ZMQError:
-            sock.close(0)
-            raise
-        self.socket: zmq.Socket[Any] = sock
-        # zmq_poll on a prebuilt item list: Socket.poll builds a Poller on every call.
-        self._pollin = [(sock, int(zmq.POLLIN))]
-        self.address: str = bound[0]
+        self.address = bound[0]
         #: every bound endpoint, ``address`` first (e.g. ipc for local peers, tcp for remote)
-        self.addresses: list[str] = bound
-        self._ipc_paths = [a[6:] for a in bound if a.startswith("ipc://")]
-        # Remove our socket files even if the owner never calls close() (but never from a
-        # forked child, which would delete its parent's live endpoint).
-        self._finalizer = weakref.finalize(self, _unlink_paths, list(self._ipc_paths),
-                                           os.getpid())
+        self.addresses = bound
         # Reply address by the kind of destination: a tcp peer may be on another host.
         self._tcp_addr = next((a for a in bound if a.startswith("tcp://")), bound[0])
-        # LRU of DEALERs: a daemon answering many short-lived callers must not keep a socket
-        # (and zmq's reconnect attempts) per dead caller forever.
-        self._out: collections.OrderedDict[str, zmq.Socket[Any]] = collections.OrderedDict()
+        self._ipc_addr = next((a for a in bound if a.startswith("ipc://")), bound[0])
         self.max_peers = max_peers
         self._queue: collections.deque[Envelope] = collections.deque()
         self._nodes: dict[str, str] = {}
@@ -196,42 +157,31 @@ class Mailbox:
         self._received = 0
         self._closed = False
 
-    # -- sending --------------------------------------------------------------------------
-
-    def _dealer(self, to: str) -> zmq.Socket[Any]:
-        s = self._out.get(to)
-        if s is not None:
-            self._out.move_to_end(to)
-        else:
-            if len(self._out) >= self.max_peers:
-                _, old = self._out.popitem(last=False)
-                old.close(0)
-                self._counters["peers_evicted"] += 1
-            s = self._ctx.socket(zmq.DEALER)
-            s.setsockopt(zmq.LINGER, 0)
-            s.setsockopt(zmq.SNDHWM, self._sndhwm)
-            try:
-                s.connect(to)
-            except zmq.ZMQError as exc:
-                s.close(0)
-                raise ValueError(f"bad mailbox address {to!r}: {exc}") from None
-            self._out[to] = s
-        return s
-
+    # -- what a subclass provides ---------------------------------------------------------
     def _send(self, to: str, data: bytes) -> bool:
-        s = self._out.get(to)
-        try:
-            if s is None:
-                self._dealer(to).send(data, _NOBLOCK)
-            else:
-                # LRU touch only every so often would be cheaper, but exact LRU keeps hot peers
-                self._out.move_to_end(to)
-                s.send(data, _NOBLOCK)
-        except zmq.Again:
-            self._counters["send_dropped"] += 1
-            return False
-        self._sent += 1
-        return True
+        raise NotImplementedError
+
+    def _read(self) -> tuple[int, Any, Any, Any] | None:
+        raise NotImplementedError
+
+    def _wait(self, ms: int) -> bool:
+        raise NotImplementedError
+
+    def _more(self) -> bool:
+        raise NotImplementedError
+
+    def _close_peer(self, to: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- sending --------------------------------------------------------------------------
+    def _reply_addr(self, to: str) -> str:
+        # an ipc destination is on this host: it can answer on our ipc address, if we have one
+        if to.startswith("tcp://"):
+            return self._tcp_addr
+        return self._ipc_addr
 
     @property
     def counters(self) -> dict[str, int]:
@@ -250,7 +200,7 @@ class Mailbox:
         Raises ``TypeError`` if ``msg`` is not a term (nothing is sent), ``ValueError`` for a
         malformed address.
         """
-        me = self._tcp_addr if to.startswith("tcp://") else self.address
+        me = self._reply_addr(to)
         self._send(to, _env.pack(CAST, me, None, msg))
 
     def cast_many(self, tos: list[str], msg: Any) -> None:
@@ -258,7 +208,7 @@ class Mailbox:
         address (a leader's append_entries to every follower)."""
         packed: dict[str, bytes] = {}
         for to in tos:
-            me = self._tcp_addr if to.startswith("tcp://") else self.address
+            me = self._reply_addr(to)
             data = packed.get(me)
             if data is None:
                 data = packed[me] = _env.pack(CAST, me, None, msg)
@@ -282,7 +232,7 @@ class Mailbox:
             raise NodeDown(f"node of {to} is down ({self._nodes[to]}, failure detector)")
         self._ref += 1
         ref = self._ref
-        me = self._tcp_addr if to.startswith("tcp://") else self.address
+        me = self._reply_addr(to)
         self._send(to, _env.pack(CALL, me, ref, msg))
         now = t_sent = time.monotonic()
         deadline = None if timeout is None else now + timeout
@@ -293,7 +243,7 @@ class Mailbox:
         while True:
             until = next_probe if deadline is None else min(next_probe, deadline)
             wait_ms = max(0, int((until - now) * 1000 + 0.999))
-            if _zmq_poll(self._pollin, wait_ms):
+            if self._wait(wait_ms):
                 found, value = self._drain_for(ref)
                 if found:
                     rtt = time.monotonic() - t_sent
@@ -360,11 +310,6 @@ class Mailbox:
         so a dead ``endpoint`` can be told apart as NoProc (node up) or NodeDown."""
         self._nodes[endpoint] = node_endpoint
 
-    @property
-    def peers(self) -> list[str]:
-        """Destinations with an open outgoing socket, least recently used first."""
-        return list(self._out)
-
     def set_node_down(self, node_endpoint: str, down: bool) -> None:
         """Failure-detector verdict for a node (its daemon endpoint): while down, calls to
         endpoints noted on it raise ``NodeDown`` at once instead of waiting for probes."""
@@ -376,9 +321,7 @@ class Mailbox:
     def forget(self, to: str) -> None:
         """Close the cached DEALER to ``to``, discarding frames still queued for it."""
         self._srtt.pop(to, None)
-        s = self._out.pop(to, None)
-        if s is not None:
-            s.close(0)
+        self._close_peer(to)
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -399,7 +342,7 @@ class Mailbox:
             t = read()
             if t is None:
                 if timeout is None:
-                    _zmq_poll(self._pollin, -1)
+                    self._wait(-1)
                     continue
                 if not timeout:
                     return None
@@ -407,7 +350,7 @@ class Mailbox:
                 if deadline is None:
                     deadline = now + timeout
                 left = deadline - now
-                if left <= 0 or not _zmq_poll(self._pollin, int(left * 1000 + 0.999)):
+                if left <= 0 or not self._wait(int(left * 1000 + 0.999)):
                     return None
                 continue
             kind, frm, ref, payload = t
@@ -424,7 +367,7 @@ class Mailbox:
         if first is None:
             return []
         out = [first]
-        if not self._queue and not self.socket.get(_EVENTS) & _POLLIN:
+        if not self._queue and not self._more():
             # most wake-ups bring one message: asking is cheaper than the failed read (pyzmq
             # raises, and builds, an exception for it)
             return out
@@ -442,6 +385,129 @@ class Mailbox:
             if env is None:
                 return
             yield env
+
+    def _drop(self, reason: str, detail: str) -> None:
+        n = self._counters[reason] = self._counters.get(reason, 0) + 1
+        # Rate limited: a flood of garbage must not turn into a flood of log lines.
+        if n <= 10 or n % 1000 == 0:
+            _log.warning("%s dropped frame (%s #%d): %s", self.address, reason, n, detail[:200])
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+
+class Mailbox(BaseMailbox):
+    """A process's mailbox: one bound ROUTER plus cached per-destination DEALERs.
+
+    ``endpoint`` is where to bind: ``"ipc:///path"`` or ``"tcp://host:port"`` (port 0 or ``*``
+    picks a free port); ``None`` binds a fresh ipc path under ``$RA_IPC_DIR`` or the temp dir.
+    :attr:`address` is the resolved bound endpoint, the string peers send to. ``also`` binds
+    more endpoints on the same socket (:attr:`addresses`); a call to a ``tcp://`` peer then
+    carries our first tcp address as its reply address, any other call :attr:`address`.
+    """
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        context: zmq.Context[Any] | None = None,
+        max_frame_bytes: int = 64 << 20,
+        sndhwm: int = 100_000,
+        probe_after: float = 0.01,
+        also: tuple[str, ...] | list[str] = (),
+        max_peers: int = 256,
+    ) -> None:
+        self._ctx = context if context is not None else zmq.Context.instance()
+        self._sndhwm = sndhwm
+        ep = endpoint or _default_ipc()
+        if ep.startswith("tcp://") and ep.endswith(":0"):
+            ep = ep[:-2] + ":*"
+        if ep.startswith("ipc://") and len(ep) - 6 > _IPC_MAX:
+            raise ValueError(f"ipc path longer than {_IPC_MAX} bytes: {ep}")
+        sock = self._ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)  # inbound queue bounded by senders' sndhwm instead
+        bound: list[str] = []
+        try:
+            for e in [ep, *also]:
+                if e.startswith("tcp://") and e.endswith(":0"):
+                    e = e[:-2] + ":*"
+                sock.bind(e)
+                bound.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+        except zmq.ZMQError:
+            sock.close(0)
+            raise
+        self.socket: zmq.Socket[Any] = sock
+        # zmq_poll on a prebuilt item list: Socket.poll builds a Poller on every call.
+        self._pollin = [(sock, int(zmq.POLLIN))]
+        self._init_common(bound, max_frame_bytes, probe_after, max_peers)
+        self._ipc_paths = [a[6:] for a in bound if a.startswith("ipc://")]
+        # Remove our socket files even if the owner never calls close() (but never from a
+        # forked child, which would delete its parent's live endpoint).
+        self._finalizer = weakref.finalize(self, _unlink_paths, list(self._ipc_paths),
+                                           os.getpid())
+        # LRU of DEALERs: a daemon answering many short-lived callers must not keep a socket
+        # (and zmq's reconnect attempts) per dead caller forever.
+        self._out: collections.OrderedDict[str, zmq.Socket[Any]] = collections.OrderedDict()
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _dealer(self, to: str) -> zmq.Socket[Any]:
+        s = self._out.get(to)
+        if s is not None:
+            self._out.move_to_end(to)
+        else:
+            if len(self._out) >= self.max_peers:
+                _, old = self._out.popitem(last=False)
+                old.close(0)
+                self._counters["peers_evicted"] += 1
+            s = self._ctx.socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.SNDHWM, self._sndhwm)
+            try:
+                s.connect(to)
+            except zmq.ZMQError as exc:
+                s.close(0)
+                raise ValueError(f"bad mailbox address {to!r}: {exc}") from None
+            self._out[to] = s
+        return s
+
+    def _send(self, to: str, data: bytes) -> bool:
+        s = self._out.get(to)
+        try:
+            if s is None:
+                self._dealer(to).send(data, _NOBLOCK)
+            else:
+                # LRU touch only every so often would be cheaper, but exact LRU keeps hot peers
+                self._out.move_to_end(to)
+                s.send(data, _NOBLOCK)
+        except zmq.Again:
+            self._counters["send_dropped"] += 1
+            return False
+        self._sent += 1
+        return True
+
+    def _close_peer(self, to: str) -> None:
+        s = self._out.pop(to, None)
+        if s is not None:
+            s.close(0)
+
+    @property
+    def peers(self) -> list[str]:
+        """Destinations with an open outgoing socket, least recently used first."""
+        return list(self._out)
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def _wait(self, ms: int) -> bool:
+        return bool(_zmq_poll(self._pollin, ms))
+
+    def _more(self) -> bool:
+        return bool(self.socket.get(_EVENTS) & _POLLIN)
 
     def _read(self) -> tuple[int, Any, Any, Any] | None:
         """The next valid envelope on the socket as ``(kind, from, ref, payload)``, or ``None``
@@ -482,12 +548,6 @@ class Mailbox:
             self._received += 1
             return t
 
-    def _drop(self, reason: str, detail: str) -> None:
-        n = self._counters[reason] = self._counters.get(reason, 0) + 1
-        # Rate limited: a flood of garbage must not turn into a flood of log lines.
-        if n <= 10 or n % 1000 == 0:
-            _log.warning("%s dropped frame (%s #%d): %s", self.address, reason, n, detail[:200])
-
     # -- lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -500,12 +560,6 @@ class Mailbox:
         self._out.clear()
         self.socket.close(0)
         self._finalizer()
-
-    def __enter__(self) -> Mailbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<Mailbox {self.address}{' closed' if self._closed else ''}>"

@@ -28,7 +28,7 @@ from typing import Any
 
 from ra.errors import NodeDown, NoProc, Timeout
 from transport.envelope import Envelope
-from transport.mailbox import Mailbox
+from transport.mailbox import BaseMailbox
 
 __all__ = [
     "TAG",
@@ -117,7 +117,7 @@ class RegistryServer:
     def is_request(payload: Any) -> bool:
         return type(payload) is tuple and len(payload) >= 2 and payload[0] == TAG
 
-    def handle(self, mailbox: Mailbox, env: Envelope) -> bool:
+    def handle(self, mailbox: BaseMailbox, env: Envelope) -> bool:
         p = env.payload
         if not self.is_request(p):
             return False
@@ -152,7 +152,7 @@ def node_endpoint(node: str) -> str:
     return node if "://" in node else f"tcp://{node}"
 
 
-def _call_daemon(mb: Mailbox, node: str, msg: Any, timeout: float | None) -> Any:
+def _call_daemon(mb: BaseMailbox, node: str, msg: Any, timeout: float | None) -> Any:
     ep = node_endpoint(node)
     mb.note_node(ep, ep)  # a dead daemon endpoint is NodeDown, not NoProc
     try:
@@ -161,7 +161,7 @@ def _call_daemon(mb: Mailbox, node: str, msg: Any, timeout: float | None) -> Any
         raise NodeDown(f"node {node} is down") from None
 
 
-def register(mb: Mailbox, name: str, node: str, *, endpoints: Sequence[str] | None = None,
+def register(mb: BaseMailbox, name: str, node: str, *, endpoints: Sequence[str] | None = None,
              pid: int | None = None, timeout: float | None = 5.0) -> Any:
     """Register ``name`` for ``mb`` (all its addresses unless ``endpoints`` given) at ``node``.
     Returns ``"ok"`` or ``("error", "already_registered", endpoints)``."""
@@ -169,18 +169,18 @@ def register(mb: Mailbox, name: str, node: str, *, endpoints: Sequence[str] | No
                                    os.getpid() if pid is None else pid), timeout)
 
 
-def unregister(mb: Mailbox, name: str, node: str, timeout: float | None = 5.0) -> None:
+def unregister(mb: BaseMailbox, name: str, node: str, timeout: float | None = 5.0) -> None:
     _call_daemon(mb, node, (TAG, "unregister", name), timeout)
 
 
-def whereis(mb: Mailbox, name: str, node: str, timeout: float | None = 5.0) -> list[str] | None:
+def whereis(mb: BaseMailbox, name: str, node: str, timeout: float | None = 5.0) -> list[str] | None:
     """Ask ``node`` where ``name`` is (uncached)."""
     result: list[str] | None = _call_daemon(mb, node, (TAG, "whereis", name), timeout)
     return result
 
 
 # Per-mailbox cache: (name, node) -> endpoint.  Weak, so a closed mailbox takes its cache along.
-_caches: weakref.WeakKeyDictionary[Mailbox, dict[tuple[str, str], str]] = (
+_caches: weakref.WeakKeyDictionary[BaseMailbox, dict[tuple[str, str], str]] = (
     weakref.WeakKeyDictionary())
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", socket.gethostname()}
 
@@ -198,7 +198,7 @@ def _pick(endpoints: list[str], node: str) -> str:
     return endpoints[0]
 
 
-def resolve(mb: Mailbox, name: str, node: str, timeout: float | None = 5.0) -> str:
+def resolve(mb: BaseMailbox, name: str, node: str, timeout: float | None = 5.0) -> str:
     """Endpoint of ``(name, node)``, from ``mb``'s cache or by asking the node daemon.
 
     Raises ``NoProc`` if the name is not registered (or its process died), ``NodeDown`` if the
@@ -218,14 +218,14 @@ def resolve(mb: Mailbox, name: str, node: str, timeout: float | None = 5.0) -> s
     return ep
 
 
-def invalidate(mb: Mailbox, name: str, node: str) -> None:
+def invalidate(mb: BaseMailbox, name: str, node: str) -> None:
     """Forget the cached endpoint of ``(name, node)``; the next use re-resolves."""
     cache = _caches.get(mb)
     if cache is not None:
         cache.pop((name, node), None)
 
 
-def invalidate_node(mb: Mailbox, node: str) -> None:
+def invalidate_node(mb: BaseMailbox, node: str) -> None:
     """Forget every cached endpoint on ``node`` (e.g. on nodeup after a daemon restart)."""
     cache = _caches.get(mb)
     if cache is not None:
@@ -233,7 +233,7 @@ def invalidate_node(mb: Mailbox, node: str) -> None:
             del cache[key]
 
 
-def call_name(mb: Mailbox, server: tuple[str, str], msg: Any,
+def call_name(mb: BaseMailbox, server: tuple[str, str], msg: Any,
               timeout: float | None = 5.0) -> Any:
     """``mb.call`` to the process registered as ``server = (name, node)``.
 
@@ -257,7 +257,7 @@ def call_name(mb: Mailbox, server: tuple[str, str], msg: Any,
         return mb.call(new, msg, left())
 
 
-def cast_name(mb: Mailbox, server: tuple[str, str], msg: Any, resolve_timeout: float = 1.0) -> None:
+def cast_name(mb: BaseMailbox, server: tuple[str, str], msg: Any, resolve_timeout: float = 1.0) -> None:
     """``mb.cast`` to ``server = (name, node)``. Dropped silently if it cannot be resolved.
 
     Only a cache miss blocks (one daemon call, at most ``resolve_timeout``).

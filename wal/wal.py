@@ -270,7 +270,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the WAL process until SIGTERM (exit 0) or a write/sync failure (exit 1)."""
     a = _parse_args(argv)
-    from transport import Mailbox
+    from transport.direct import DirectMailbox
 
     stop = False
 
@@ -285,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         fos = osio.FaultyOS()
         osio.set_os(fos)
         fos.arm(call, getattr(_errno, err), int(after))
-    mb = Mailbox(a.endpoint)
+    # no libzmq I/O thread: each batch is one wake-up of this process (transport/direct.py)
+    mb = DirectMailbox(a.endpoint, blocking_connect=False)
     sw = a.segment_writer
     wal = Wal(a.wal_dir, a.data_dir, mb.cast, max_size_bytes=a.max_size_bytes,
               checksums=not a.no_checksums, write_strategy=a.write_strategy,

@@ -2,7 +2,8 @@
 
 Prints its bound address on the first stdout line, then serves until told to stop.
 Modes: ``echo`` (a mailbox answering test requests; ``name=N node=ADDR`` registers it with a
-daemon first, ``max=BYTES`` sets its frame limit) and ``daemon`` (a node daemon stand-in: a
+daemon first, ``max=BYTES`` sets its frame limit, ``kind=direct`` makes it a
+:class:`~transport.direct.DirectMailbox`) and ``daemon`` (a node daemon stand-in: a
 mailbox serving the name registry and the failure detector's heartbeats).
 """
 from __future__ import annotations
@@ -12,12 +13,14 @@ import time
 from typing import Any
 
 from transport import Mailbox
+from transport.direct import DirectMailbox
 from transport.failure_detector import FailureDetector
 from transport.registry import RegistryServer, register
 
 
 def serve_echo(endpoint: str, opts: dict[str, str]) -> None:
-    mb = Mailbox(endpoint, max_frame_bytes=int(opts.get("max", 64 << 20)))
+    kind = DirectMailbox if opts.get("kind") == "direct" else Mailbox
+    mb: Any = kind(endpoint, max_frame_bytes=int(opts.get("max", 64 << 20)))
     if "name" in opts:
         assert register(mb, opts["name"], opts["node"]) == "ok"
     print(mb.address, flush=True)

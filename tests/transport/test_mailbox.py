@@ -1,4 +1,8 @@
-"""Mailbox between real processes on loopback: cast, call, deferred reply, errors, bad frames."""
+"""Mailbox between real processes on loopback: cast, call, deferred reply, errors, bad frames.
+
+The ``mb`` under test is either kind of mailbox: the libzmq :class:`Mailbox` or the
+:class:`DirectMailbox` (ZMTP on plain sockets) that clients, servers and WALs use; the peers
+are libzmq mailboxes unless a test says otherwise."""
 from __future__ import annotations
 
 import threading
@@ -11,6 +15,8 @@ import zmq
 from ra.errors import NodeDown, NoProc, Timeout
 from tests.transport.conftest import Peers, wait_until
 from transport import From, Mailbox, codec
+from transport.direct import DirectMailbox
+from transport.mailbox import BaseMailbox
 from transport.envelope import CALL, VERSION
 
 pytestmark = pytest.mark.integration
@@ -23,14 +29,15 @@ def endpoint(request: pytest.FixtureRequest, ipc_dir: Path) -> str:
     return f"ipc://{ipc_dir}/peer.sock"
 
 
-@pytest.fixture
-def mb(ipc_dir: Path):
-    m = Mailbox(f"ipc://{ipc_dir}/me.sock")
+@pytest.fixture(params=["zmq", "direct"])
+def mb(request: pytest.FixtureRequest, ipc_dir: Path):
+    kind = Mailbox if request.param == "zmq" else DirectMailbox
+    m = kind(f"ipc://{ipc_dir}/me.sock")
     yield m
     m.close()
 
 
-def test_call_and_cast_roundtrip(peers: Peers, endpoint: str, mb: Mailbox) -> None:
+def test_call_and_cast_roundtrip(peers: Peers, endpoint: str, mb: BaseMailbox) -> None:
     _, addr = peers.start("echo", endpoint)
     assert addr.startswith(endpoint.split(":")[0])
     if endpoint.startswith("tcp"):
@@ -44,7 +51,7 @@ def test_call_and_cast_roundtrip(peers: Peers, endpoint: str, mb: Mailbox) -> No
     assert env.payload == ("hello", 1) and env.frm == addr
 
 
-def test_deferred_reply_answered_later(peers: Peers, mb: Mailbox, ipc_dir: Path) -> None:
+def test_deferred_reply_answered_later(peers: Peers, mb: BaseMailbox, ipc_dir: Path) -> None:
     """The peer stores the caller's From and answers only when a third party releases it."""
     _, addr = peers.start("echo", "tcp://127.0.0.1:0")
     errors: list[BaseException] = []
@@ -67,14 +74,14 @@ def test_deferred_reply_answered_later(peers: Peers, mb: Mailbox, ipc_dir: Path)
     assert not errors
 
 
-def test_from_is_a_storable_term(peers: Peers, mb: Mailbox) -> None:
+def test_from_is_a_storable_term(peers: Peers, mb: BaseMailbox) -> None:
     _, addr = peers.start("echo", "tcp://127.0.0.1:0")
     frm = mb.call(addr, ("from",))  # the peer replies with the From it received
     assert type(frm) is From and frm.addr == mb.address
     assert codec.decode(codec.encode(frm)) == frm
 
 
-def test_abandoned_call_reply_is_dropped_as_stale(peers: Peers, mb: Mailbox) -> None:
+def test_abandoned_call_reply_is_dropped_as_stale(peers: Peers, mb: BaseMailbox) -> None:
     _, addr = peers.start("echo", "tcp://127.0.0.1:0")
     with pytest.raises(Timeout):
         mb.call(addr, ("defer",), timeout=0.2)
@@ -83,7 +90,7 @@ def test_abandoned_call_reply_is_dropped_as_stale(peers: Peers, mb: Mailbox) -> 
     wait_until(lambda: mb.recv(0) is None and mb.counters["stale_reply"] == 1)
 
 
-def test_call_to_dead_process_is_noproc_quickly(peers: Peers, endpoint: str, mb: Mailbox) -> None:
+def test_call_to_dead_process_is_noproc_quickly(peers: Peers, endpoint: str, mb: BaseMailbox) -> None:
     p, addr = peers.start("echo", endpoint)
     assert mb.call(addr, 1) == ("echo", 1)
     peers.kill(p)
@@ -94,7 +101,7 @@ def test_call_to_dead_process_is_noproc_quickly(peers: Peers, endpoint: str, mb:
 
 
 def test_a_slow_callee_is_probed_after_a_few_of_its_reply_times(peers: Peers,
-                                                                mb: Mailbox) -> None:
+                                                                mb: BaseMailbox) -> None:
     p, addr = peers.start("echo", "tcp://127.0.0.1:0")
     # a callee that takes 40 ms: the first call probes it (after probe_after, 10 ms)...
     assert mb.call(addr, ("sleep", 0.04, 0)) == ("slept", 0)
@@ -113,14 +120,14 @@ def test_a_slow_callee_is_probed_after_a_few_of_its_reply_times(peers: Peers,
     assert time.monotonic() - t0 < 0.5
 
 
-def test_call_to_never_bound_address_is_noproc(mb: Mailbox, ipc_dir: Path) -> None:
+def test_call_to_never_bound_address_is_noproc(mb: BaseMailbox, ipc_dir: Path) -> None:
     t0 = time.monotonic()
     with pytest.raises(NoProc):
         mb.call(f"ipc://{ipc_dir}/nobody.sock", 1, timeout=5)
     assert time.monotonic() - t0 < 0.5
 
 
-def test_call_timeout_when_peer_does_not_answer(peers: Peers, mb: Mailbox) -> None:
+def test_call_timeout_when_peer_does_not_answer(peers: Peers, mb: BaseMailbox) -> None:
     _, addr = peers.start("echo", "tcp://127.0.0.1:0")
     t0 = time.monotonic()
     with pytest.raises(Timeout) as ei:
@@ -146,13 +153,13 @@ def test_messages_arriving_during_a_call_are_kept_in_order(peers: Peers, ipc_dir
         me.close()
 
 
-def test_server_can_call_out_while_serving(peers: Peers, ipc_dir: Path, mb: Mailbox) -> None:
+def test_server_can_call_out_while_serving(peers: Peers, ipc_dir: Path, mb: BaseMailbox) -> None:
     _, a = peers.start("echo", f"ipc://{ipc_dir}/a.sock")
     _, b = peers.start("echo", "tcp://127.0.0.1:0")
     assert mb.call(a, ("call", b, ("q", 1))) == ("relayed", ("echo", ("q", 1)))
 
 
-def test_unencodable_message_raises_before_sending(peers: Peers, mb: Mailbox) -> None:
+def test_unencodable_message_raises_before_sending(peers: Peers, mb: BaseMailbox) -> None:
     _, addr = peers.start("echo", "tcp://127.0.0.1:0")
     with pytest.raises(TypeError, match=r"at \[1\]"):
         mb.call(addr, [1, object()])
@@ -161,12 +168,12 @@ def test_unencodable_message_raises_before_sending(peers: Peers, mb: Mailbox) ->
     assert mb.call(addr, "counters")["received"] == 1  # only this call reached the peer
 
 
-def test_calling_self_is_refused(mb: Mailbox) -> None:
+def test_calling_self_is_refused(mb: BaseMailbox) -> None:
     with pytest.raises(ValueError, match="calling_self"):
         mb.call(mb.address, 1)
 
 
-def test_malformed_frames_are_dropped_counted_and_survived(peers: Peers, mb: Mailbox) -> None:
+def test_malformed_frames_are_dropped_counted_and_survived(peers: Peers, mb: BaseMailbox) -> None:
     _, addr = peers.start("echo", "tcp://127.0.0.1:0", f"max={1 << 16}")
     ctx = zmq.Context.instance()
     raw = ctx.socket(zmq.DEALER)
@@ -218,7 +225,7 @@ def test_multiple_endpoints_reply_address_follows_destination(peers: Peers, ipc_
             me.call(my_tcp, 1)
 
 
-def test_node_marked_down_fails_calls_at_once(peers: Peers, mb: Mailbox) -> None:
+def test_node_marked_down_fails_calls_at_once(peers: Peers, mb: BaseMailbox) -> None:
     _, addr = peers.start("echo", "tcp://127.0.0.1:0")
     mb.note_node(addr, "tcp://127.0.0.1:1")  # pretend a daemon there owns the peer
     assert mb.call(addr, 1) == ("echo", 1)
@@ -263,7 +270,7 @@ def test_ipc_file_removed_at_exit_without_close_but_not_by_forked_child(ipc_dir:
     assert not os.path.exists(ipc_dir / "x.sock")  # removed when the parent exited
 
 
-def test_cast_to_dead_or_absent_peer_neither_blocks_nor_raises(peers: Peers, mb: Mailbox,
+def test_cast_to_dead_or_absent_peer_neither_blocks_nor_raises(peers: Peers, mb: BaseMailbox,
                                                                endpoint: str) -> None:
     p, addr = peers.start("echo", endpoint)
     assert mb.call(addr, 0) == ("echo", 0)

@@ -1,0 +1,170 @@
+"""DirectMailbox (ZMTP 3.0 on plain sockets, no libzmq I/O thread) against libzmq mailboxes and
+itself, between real processes: handshakes, framing, reconnects, dead and stopped peers."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from ra.errors import NoProc
+from tests.transport.conftest import Peers, wait_until
+from transport import Mailbox, codec
+from transport.direct import DirectMailbox
+from transport.envelope import CAST, VERSION
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def me(ipc_dir: Path):
+    m = DirectMailbox("tcp://127.0.0.1:0")
+    yield m
+    m.close()
+
+
+@pytest.mark.parametrize("peer_kind", ["zmq", "direct"])
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_calls_casts_and_large_frames_both_ways(peers: Peers, me: DirectMailbox, ipc_dir: Path,
+                                                peer_kind: str, transport: str) -> None:
+    ep = "tcp://127.0.0.1:0" if transport == "tcp" else f"ipc://{ipc_dir}/p.sock"
+    _, addr = peers.start("echo", ep, f"kind={peer_kind}")
+    assert me.call(addr, 1) == ("echo", 1)
+    for size in (255, 256, 300_000, 5 << 20):   # short and long frames, many reads each
+        big = b"x" * size
+        assert me.call(addr, big) == ("echo", big)
+    me.cast(addr, ("cast_back", me.address, ("hello", 1)))
+    env = me.recv(timeout=5)
+    assert env is not None and env.kind == "cast" and env.payload == ("hello", 1)
+    for i in range(500):     # order is kept per sender
+        me.cast(addr, ("cast_back", me.address, i))
+    got = [me.recv(5).payload for _ in range(500)]
+    assert got == list(range(500))
+
+
+def test_a_libzmq_mailbox_calls_a_direct_one(peers: Peers, ipc_dir: Path) -> None:
+    _, addr = peers.start("echo", "tcp://127.0.0.1:0", "kind=direct")
+    with Mailbox(f"ipc://{ipc_dir}/z.sock") as z:
+        assert z.call(addr, ("a", 1)) == ("echo", ("a", 1))
+        z.cast(addr, ("cast_back", z.address, "back"))
+        env = z.recv(5)
+        assert env is not None and env.payload == "back"
+
+
+def test_garbage_on_the_wire_is_dropped_counted_and_survived(me: DirectMailbox) -> None:
+    ctx = zmq.Context.instance()
+    raw = ctx.socket(zmq.DEALER)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.connect(me.address)
+    try:
+        good = codec.encode([VERSION, CAST, None, None, "ok"])
+        raw.send(b"\xc1\xc1garbage")
+        raw.send(codec.encode([VERSION + 1, CAST, None, None, "x"]))
+        raw.send_multipart([good, b"extra"])          # multi-frame: all of it dropped
+        raw.send(good)
+        env = me.recv(5)
+        assert env is not None and env.payload == "ok"
+        c = me.counters
+        assert c["garbage"] == 1 and c["bad_version"] == 1 and c["bad_frames"] == 1, c
+    finally:
+        raw.close(0)
+    # not ZMTP at all: the connection is dropped, the mailbox keeps serving
+    host, port = me.address[6:].rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(b"GET / HTTP/1.1\r\n" * 8)
+        wait_until(lambda: (me.recv(0), me.counters["garbage"] == 2)[1])
+    with Mailbox("tcp://127.0.0.1:0") as z:
+        z.cast(me.address, "still here")
+        env = me.recv(5)
+        assert env is not None and env.payload == "still here"
+
+
+def test_oversize_frame_drops_the_connection(ipc_dir: Path) -> None:
+    with DirectMailbox(f"ipc://{ipc_dir}/small.sock", max_frame_bytes=1000) as small, \
+            Mailbox("tcp://127.0.0.1:0") as z:
+        z.cast(small.address, b"x" * 5000)
+        wait_until(lambda: (small.recv(0), small.counters["oversize"] == 1)[1])
+        z.cast(small.address, "fits")    # libzmq reconnects; later frames get through
+        env = small.recv(5)
+        assert env is not None and env.payload == "fits"
+
+
+def test_a_peer_restarted_at_the_same_address_gets_the_next_call(peers: Peers,
+                                                                 me: DirectMailbox) -> None:
+    """A node daemon restarts at its fixed address: the first call after the restart must
+    reach the new process, not vanish into the dead connection."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = f"tcp://127.0.0.1:{port}"
+    p, _ = peers.start("echo", addr)
+    assert me.call(addr, 1) == ("echo", 1)
+    peers.kill(p)
+    peers.start("echo", addr)
+    assert me.call(addr, 2, timeout=5) == ("echo", 2)
+
+
+def test_peer_death_is_reported_but_forgetting_is_not(peers: Peers) -> None:
+    closed: list[str] = []
+    with DirectMailbox("tcp://127.0.0.1:0", blocking_connect=False) as m:
+        m.on_peer_closed = closed.append
+        p1, a1 = peers.start("echo", "tcp://127.0.0.1:0")
+        _, a2 = peers.start("echo", "tcp://127.0.0.1:0")
+        assert m.call(a1, 1) == ("echo", 1) and m.call(a2, 2) == ("echo", 2)
+        m.forget(a2)
+        peers.kill(p1)
+        wait_until(lambda: (m.recv(0.01), closed)[1])
+        assert closed == [a1]
+
+
+def test_non_blocking_connect_holds_frames_until_the_handshake(peers: Peers) -> None:
+    _, addr = peers.start("echo", "tcp://127.0.0.1:0")
+    with DirectMailbox("tcp://127.0.0.1:0", blocking_connect=False) as m:
+        for i in range(20):       # queued before the peer's READY has been read
+            m.cast(addr, ("cast_back", m.address, i))
+        got = [m.recv(5).payload for _ in range(20)]
+        assert got == list(range(20))
+        t0 = time.monotonic()     # refused at once: nothing waits, nothing raises
+        for i in range(200):
+            m.cast("tcp://127.0.0.1:1", i)
+        assert time.monotonic() - t0 < 2.0
+        wait_until(lambda: (m.recv(0), m.counters["send_dropped"] == 200)[1])
+        with pytest.raises(NoProc):
+            m.call("tcp://127.0.0.1:1", 1, timeout=2)
+
+
+def test_casts_to_a_stopped_peer_never_block_and_are_bounded(peers: Peers) -> None:
+    p, addr = peers.start("echo", "tcp://127.0.0.1:0")
+    with DirectMailbox("tcp://127.0.0.1:0", max_queued_bytes=1 << 20) as m:
+        assert m.call(addr, 0) == ("echo", 0)
+        os.kill(p.pid, signal.SIGSTOP)
+        try:
+            chunk = b"y" * 60_000
+            t0 = time.monotonic()
+            for _ in range(400):     # 24 MB: more than the socket buffers and our limit
+                m.cast(addr, chunk)
+            assert time.monotonic() - t0 < 5.0
+            assert m.counters["send_dropped"] > 0
+        finally:
+            os.kill(p.pid, signal.SIGCONT)
+        m.cast(addr, ("cast_back", m.address, "after"))
+        while True:                  # what was queued leaves as we wait; order is kept
+            env = m.recv(10)
+            assert env is not None
+            if env.payload == "after":
+                break
+
+
+def test_ipc_listener_file_is_removed_on_close(ipc_dir: Path) -> None:
+    path = ipc_dir / "d.sock"
+    path.touch()                     # a stale file from a killed process is replaced
+    with DirectMailbox(f"ipc://{path}", also=["tcp://127.0.0.1:0"]) as m:
+        assert m.addresses[0] == f"ipc://{path}" and m.addresses[1].startswith("tcp://")
+        assert path.exists()
+    assert not path.exists()
+    with pytest.raises(ValueError):
+        DirectMailbox("udp://nowhere")

@@ -1,0 +1,498 @@
+"""No ra equivalent. A mailbox for client processes that speaks ZeroMQ's wire protocol (ZMTP
+3.0, NULL mechanism) on plain sockets, with no libzmq I/O thread.
+
+A libzmq mailbox moves every message through a second thread: the caller's thread hands the
+frame to the I/O thread (a wake-up), which writes it; a reply is read by the I/O thread, which
+wakes the caller (another). A client doing one call after another pays four thread wake-ups
+per call for nothing, and on a loaded 2-core machine 32 such clients spent more CPU than the
+servers they called. :class:`DirectMailbox` writes a call's frame itself and blocks in
+``epoll`` for the reply: one thread, two system calls a call.
+
+It is a drop-in :class:`~transport.mailbox.BaseMailbox`, peer of the libzmq
+:class:`~transport.mailbox.Mailbox` on the wire:
+
+* it listens on one endpoint (``tcp://host:port``, port 0 picks one, or ``ipc:///path``) and
+  accepts the DEALER connections libzmq mailboxes open to send to it (ZMTP handshake as a
+  ROUTER); frames arriving there are the casts, calls and replies sent to it;
+* it sends through one connection per destination, handshaking as a DEALER, so a libzmq
+  mailbox's ROUTER takes it as any other peer;
+* ``call``, ``cast``, ``reply``, ``recv`` and the error contract are the base class's, shared
+  with :class:`~transport.mailbox.Mailbox`.
+
+What differs, as for any plain socket: frames for a destination that is not connected yet,
+or whose socket buffer is full, wait in memory (at most ``max_queued_bytes`` per destination,
+beyond which they are dropped and counted) and leave whenever the mailbox next waits or
+sends; a destination whose connection closes is reconnected on the next send, and frames
+written to a connection that was already dead are lost, as they are with libzmq. Not
+thread-safe: one mailbox per thread.
+"""
+from __future__ import annotations
+
+import collections
+import errno
+import os
+import select
+import socket
+import struct
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from transport import envelope as _env
+from transport.mailbox import _IPC_MAX, BaseMailbox, _default_ipc, _unlink_paths
+
+__all__ = ["DirectMailbox"]
+
+_SIGNATURE = b"\xff" + b"\x00" * 8 + b"\x7f"
+
+
+def _greeting() -> bytes:
+    # signature, version 3.0, mechanism NULL, as-server 0, filler: 64 bytes (ZMTP 3.0, RFC 23)
+    return _SIGNATURE + b"\x03\x00" + b"NULL".ljust(20, b"\x00") + b"\x00" + b"\x00" * 31
+
+
+def _ready(socket_type: bytes) -> bytes:
+    body = (b"\x05READY" + b"\x0bSocket-Type" + struct.pack(">I", len(socket_type))
+            + socket_type)
+    return bytes((0x04, len(body))) + body
+
+
+_HELLO_DEALER = _greeting() + _ready(b"DEALER")
+_HELLO_ROUTER = _greeting() + _ready(b"ROUTER")
+_MORE, _LONG, _COMMAND = 0x01, 0x02, 0x04
+_READ_SIZE = 256 << 10
+_GONE = (BrokenPipeError, ConnectionResetError, ConnectionRefusedError, FileNotFoundError,
+         ConnectionAbortedError)
+
+
+def _frame(data: bytes) -> bytes:
+    n = len(data)
+    if n < 256:
+        return bytes((0, n)) + data
+    return b"\x02" + n.to_bytes(8, "big") + data
+
+
+class _Conn:
+    """One ZMTP connection: the handshake state, the unparsed input and the unsent output."""
+
+    __slots__ = ("sock", "fd", "to", "inbuf", "outbuf", "held", "held_bytes", "state",
+                 "parts", "connecting")
+
+    def __init__(self, sock: socket.socket, to: str | None, hello: bytes,
+                 connecting: bool = False) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.to = to                  # destination address (outgoing), None for accepted
+        self.inbuf = bytearray()
+        self.outbuf = bytearray(hello)
+        self.held: list[bytes] = []   # frames sent before the handshake is over
+        self.held_bytes = 0
+        self.state = 0                # 0 greeting, 1 awaiting the peer's READY, 2 messages
+        self.parts = 0                # frames so far of a multi-frame message (dropped)
+        self.connecting = connecting  # TCP connect still in progress
+
+
+class DirectMailbox(BaseMailbox):
+    """A client process's mailbox without a libzmq I/O thread (see the module docstring).
+
+    ``endpoint``: where to listen, ``"tcp://host:port"`` or ``"ipc:///path"``; ``None`` picks a
+    fresh ipc path under ``$RA_IPC_DIR`` or the temp dir.
+    """
+
+    def __init__(self, endpoint: str | None = None, *, max_frame_bytes: int = 64 << 20,
+                 probe_after: float = 0.01, max_peers: int = 256,
+                 max_queued_bytes: int = 64 << 20, connect_timeout: float = 1.0,
+                 also: tuple[str, ...] | list[str] = (), blocking_connect: bool = True) -> None:
+        self._listeners: dict[int, socket.socket] = {}
+        self._ipc_paths: list[str] = []
+        bound = []
+        try:
+            for ep in [endpoint or _default_ipc(), *also]:
+                bound.append(self._listen(ep))
+        except BaseException:
+            for ls in self._listeners.values():
+                ls.close()
+            _unlink_paths(self._ipc_paths, os.getpid())
+            raise
+        self._init_common(bound, max_frame_bytes, probe_after, max_peers)
+        self._finalizer = weakref.finalize(self, _unlink_paths, list(self._ipc_paths),
+                                           os.getpid())
+        self.max_queued_bytes = max_queued_bytes
+        self.connect_timeout = connect_timeout
+        self.blocking_connect = blocking_connect
+        #: called with a destination's address when its process closes our connection
+        #: (it died or stopped): how a follower notices its leader is gone in milliseconds
+        self.on_peer_closed: Callable[[str], None] | None = None
+        self._epoll = select.epoll()
+        for fd in self._listeners:
+            self._epoll.register(fd, select.EPOLLIN)
+        self._conns: dict[int, _Conn] = {}
+        self._out: collections.OrderedDict[str, _Conn] = collections.OrderedDict()
+        self._inbox: collections.deque[bytes] = collections.deque()
+
+    def _listen(self, ep: str) -> str:
+        """Listen on ``ep``; returns the address peers reach it at."""
+        if ep.startswith("tcp://"):
+            host, _, port = ep[6:].rpartition(":")
+            host = host.strip("[]")
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            lsock = socket.socket(family, socket.SOCK_STREAM)
+            lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                lsock.bind((host, 0 if port in ("*", "0") else int(port)))
+            except (OSError, ValueError) as e:
+                lsock.close()
+                raise ValueError(f"cannot listen on {ep!r}: {e}") from None
+            bound_port = lsock.getsockname()[1]
+            address = f"tcp://[{host}]:{bound_port}" if family == socket.AF_INET6 \
+                else f"tcp://{host}:{bound_port}"
+        elif ep.startswith("ipc://"):
+            path = ep[6:]
+            if len(path) > _IPC_MAX:
+                raise ValueError(f"ipc path longer than {_IPC_MAX} bytes: {ep}")
+            lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                if os.path.exists(path):
+                    os.unlink(path)     # as libzmq does: a stale socket file is replaced
+                lsock.bind(path)
+            except OSError as e:
+                lsock.close()
+                raise ValueError(f"cannot listen on {ep!r}: {e}") from None
+            self._ipc_paths.append(path)
+            address = ep
+        else:
+            raise ValueError(f"bad mailbox endpoint {ep!r}: tcp://host:port or ipc://path")
+        lsock.listen(128)
+        lsock.setblocking(False)
+        self._listeners[lsock.fileno()] = lsock
+        return address
+
+    # -- sending --------------------------------------------------------------------------
+    def _connect(self, to: str) -> _Conn | None:
+        """A connection to ``to``, or ``None`` if refused at once. libzmq drops a peer that
+        sends messages before the handshake is over, so frames wait in ``held`` until the
+        peer's READY. With ``blocking_connect`` the handshake is finished here (at most
+        ``connect_timeout``): a client's cast is then on its way when ``cast`` returns, even
+        if the client never waits for anything afterwards."""
+        if to.startswith("tcp://"):
+            host, _, port = to[6:].rpartition(":")
+            host = host.strip("[]")
+            try:
+                addr: Any = (host, int(port))
+            except ValueError:
+                raise ValueError(f"bad mailbox address {to!r}") from None
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                 socket.SOCK_STREAM)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        elif to.startswith("ipc://"):
+            addr = to[6:]
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        else:
+            raise ValueError(f"bad mailbox address {to!r}")
+        sock.setblocking(False)
+        try:
+            err = sock.connect_ex(addr)
+        except (OSError, ValueError):   # e.g. an unresolvable host name
+            err = -1
+        if err not in (0, errno.EINPROGRESS, errno.EAGAIN):
+            sock.close()
+            return None
+        if len(self._out) >= self.max_peers:
+            _, old = self._out.popitem(last=False)
+            self._drop_conn(old)
+            self._counters["peers_evicted"] += 1
+        conn = _Conn(sock, to, _HELLO_DEALER, connecting=err != 0)
+        self._conns[conn.fd] = conn
+        self._out[to] = conn
+        self._epoll.register(conn.fd, select.EPOLLIN | select.EPOLLOUT)
+        if not conn.connecting:
+            self._flush(conn)
+        if self.blocking_connect:
+            deadline = time.monotonic() + self.connect_timeout
+            while conn.state != 2 and conn.fd in self._conns:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._drop_conn(conn)
+                    break
+                r, w, _ = select.select([conn.fd], [conn.fd] if conn.outbuf else [], [],
+                                        left)
+                if w:
+                    self._writable(conn)
+                if r and conn.fd in self._conns:
+                    self._input(conn)
+            if conn.fd not in self._conns:
+                return None
+        return conn
+
+    def _send(self, to: str, data: bytes) -> bool:
+        conn = self._out.get(to)
+        if conn is not None and conn.state == 2 and not self._alive(conn):
+            # the process there died (it may be back, as a daemon restarted at the same
+            # address): a frame written to the old connection would be lost, so reconnect
+            self._drop_conn(conn)
+            conn = None
+        if conn is None:
+            conn = self._connect(to)
+            if conn is None:
+                self._counters["send_dropped"] += 1
+                return False
+        else:
+            self._out.move_to_end(to)
+        frame = _frame(data)
+        if conn.state != 2:
+            # handshake not over: held, in order, until the peer's READY
+            if conn.held_bytes + len(frame) > self.max_queued_bytes:
+                self._counters["send_dropped"] += 1
+                return False
+            conn.held.append(frame)
+            conn.held_bytes += len(frame)
+            self._sent += 1
+            return True
+        if conn.outbuf:
+            # the socket was full: keep the order, and flush what we can now
+            if len(conn.outbuf) + len(frame) > self.max_queued_bytes:
+                self._counters["send_dropped"] += 1
+                return False
+            conn.outbuf += frame
+            self._flush(conn)
+            self._sent += 1
+            return True
+        try:
+            n = conn.sock.send(frame)
+        except BlockingIOError:
+            n = 0
+        except _GONE:
+            self._drop_conn(conn, by_peer=True)
+            self._counters["send_dropped"] += 1
+            return False
+        if n < len(frame):
+            conn.outbuf += frame[n:]
+            self._epoll.modify(conn.fd, select.EPOLLIN | select.EPOLLOUT)
+        self._sent += 1
+        return True
+
+    @staticmethod
+    def _alive(conn: _Conn) -> bool:
+        """Nothing ever arrives on an outgoing connection after the handshake but its end: a
+        peek tells a closed connection from a live one in one system call."""
+        try:
+            return conn.sock.recv(1, socket.MSG_PEEK) != b""
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+
+    def _writable(self, conn: _Conn) -> None:
+        conn.connecting = False
+        self._flush(conn)
+
+    def _flush(self, conn: _Conn) -> None:
+        """Write what is queued for ``conn``; watch for writability while some is left."""
+        if conn.connecting:
+            return
+        try:
+            while conn.outbuf:
+                n = conn.sock.send(conn.outbuf)
+                del conn.outbuf[:n]
+        except BlockingIOError:
+            pass
+        except (*_GONE, OSError):   # refused, unreachable or reset: the peer is not there
+            self._drop_conn(conn, by_peer=True)
+            return
+        self._epoll.modify(conn.fd, select.EPOLLIN | (select.EPOLLOUT if conn.outbuf else 0))
+
+    def _drop_conn(self, conn: _Conn, by_peer: bool = False) -> None:
+        if self._conns.pop(conn.fd, None) is None:
+            return
+        if conn.to is not None and self._out.get(conn.to) is conn:
+            del self._out[conn.to]
+            # frames held for a handshake that failed: counted as dropped, not sent
+            self._counters["send_dropped"] += len(conn.held)
+            self._sent -= len(conn.held)
+            if by_peer and conn.state == 2 and self.on_peer_closed is not None:
+                self.on_peer_closed(conn.to)
+        try:
+            self._epoll.unregister(conn.fd)
+        except (OSError, ValueError):
+            pass
+        conn.sock.close()
+
+    def _close_peer(self, to: str) -> None:
+        conn = self._out.get(to)
+        if conn is not None:
+            self._drop_conn(conn)
+
+    @property
+    def peers(self) -> list[str]:
+        """Destinations with an open outgoing connection, least recently used first."""
+        return list(self._out)
+
+    # -- receiving ------------------------------------------------------------------------
+    def _wait(self, ms: int) -> bool:
+        """Run the sockets for up to ``ms`` milliseconds (``-1``: until something arrives);
+        True once a complete message is waiting."""
+        if self._inbox:
+            return True
+        if ms == 0:
+            self._poll(0)
+            return bool(self._inbox)
+        if ms < 0:
+            while not self._inbox:
+                self._poll(-1)
+            return True
+        # accepts, handshakes and partial frames wake us too: wait on until the deadline
+        deadline = time.monotonic() + ms / 1000
+        while True:
+            self._poll(ms)
+            if self._inbox:
+                return True
+            ms = int((deadline - time.monotonic()) * 1000 + 0.999)
+            if ms <= 0:
+                return False
+
+    def _poll(self, ms: int) -> None:
+        try:
+            events = self._epoll.poll(ms / 1000 if ms >= 0 else -1)
+        except InterruptedError:
+            return
+        for fd, ev in events:
+            if fd in self._listeners:
+                self._accept(self._listeners[fd])
+                continue
+            conn = self._conns.get(fd)
+            if conn is None:
+                continue
+            if ev & select.EPOLLOUT:
+                self._writable(conn)
+            if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and fd in self._conns:
+                self._input(conn)
+
+    @property
+    def pending(self) -> bool:
+        """True if messages are already read and waiting: an owner polling :meth:`fileno`
+        must not block while this is true."""
+        return bool(self._queue or self._inbox)
+
+    def fileno(self) -> int:
+        """A descriptor that polls readable when any of this mailbox's sockets has input (the
+        epoll set itself): for an owner that waits on other things too."""
+        return self._epoll.fileno()
+
+    def _more(self) -> bool:
+        return bool(self._inbox) or self._wait(0)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:           # e.g. the connection was reset before accept
+                continue
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Conn(sock, None, _HELLO_ROUTER)
+            self._conns[conn.fd] = conn
+            self._epoll.register(conn.fd, select.EPOLLIN)
+            self._flush(conn)
+
+    def _input(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(_READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data or not self._parse(conn, data):
+            self._drop_conn(conn, by_peer=True)   # the peer closed: a later send reconnects
+
+    def _parse(self, conn: _Conn, data: bytes) -> bool:
+        """Take ``data`` read from ``conn``: complete messages go to the inbox, a partial
+        frame waits in ``conn.inbuf``. False if the connection must be dropped."""
+        if conn.inbuf:
+            conn.inbuf += data
+            buf: Any = conn.inbuf
+        else:
+            buf = data
+        i, n = 0, len(buf)
+        if conn.state == 0:
+            if n < 64:
+                if buf is data:
+                    conn.inbuf += data
+                return True
+            if buf[0] != 0xFF or buf[9] != 0x7F or buf[10] < 3:
+                self._drop("garbage", f"not a ZMTP 3 greeting from {conn.to or 'a peer'}")
+                return False
+            i, conn.state = 64, 1
+        inbox = self._inbox
+        while n - i >= 2:
+            flags = buf[i]
+            if flags & _LONG:
+                if n - i < 9:
+                    break
+                size = int.from_bytes(buf[i + 1:i + 9], "big")
+                start = i + 9
+            else:
+                size = buf[i + 1]
+                start = i + 2
+            if size > self.max_frame_bytes:
+                self._drop("oversize", f"{size} bytes > {self.max_frame_bytes}")
+                return False
+            end = start + size
+            if end > n:
+                break
+            i = end
+            if flags & _COMMAND:
+                if conn.state == 1:
+                    conn.state = 2    # the peer's READY (its properties are not needed)
+                    if conn.held:
+                        conn.outbuf += b"".join(conn.held)
+                        conn.held = []
+                        self._flush(conn)
+                continue              # PING and other commands: nothing to do
+            if flags & _MORE or conn.parts:
+                conn.parts += 1
+                if not flags & _MORE:
+                    self._drop("bad_frames", f"{conn.parts} data frames")
+                    conn.parts = 0
+                continue
+            inbox.append(bytes(buf[start:end]) if buf is not data else buf[start:end])
+        if buf is data:
+            if i < n:
+                conn.inbuf += data[i:]
+        elif i:
+            del buf[:i]
+        return True
+
+    def _read(self) -> tuple[int, Any, Any, Any] | None:
+        inbox = self._inbox
+        while True:
+            if not inbox and not self._wait(0):
+                return None
+            data = inbox.popleft()
+            try:
+                t = _env.unpack(data)
+            except _env.BadEnvelope as exc:
+                self._drop(exc.reason, str(exc))
+                continue
+            self._received += 1
+            return t
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close every connection (unsent frames are discarded) and remove the ipc file."""
+        if self._closed:
+            return
+        self._closed = True
+        for conn in list(self._conns.values()):
+            self._drop_conn(conn)
+        self._out.clear()
+        self._epoll.close()
+        for ls in self._listeners.values():
+            ls.close()
+        self._finalizer()
+
+    def __repr__(self) -> str:
+        return f"<DirectMailbox {self.address}{' closed' if self._closed else ''}>"
