@@ -1,8 +1,11 @@
-"""No ra equivalent. Transport benchmark: Mailbox against raw pyzmq, same two processes.
+"""No ra equivalent. Transport benchmark: our mailboxes against raw pyzmq, same two processes.
 
 One server process hosts both a raw ROUTER (msgpack-decoding every frame, as any real peer
-would) and a :class:`transport.Mailbox`; this process drives a raw DEALER and a Mailbox
-against it, interleaved so both see the same machine load. Workloads:
+would) and a mailbox; this process drives a raw DEALER and a mailbox of the same kind against
+it, interleaved so both see the same machine load. The mailbox is the libzmq
+:class:`transport.Mailbox` (node daemons) or, in the rows marked ``direct``, the
+:class:`transport.direct.DirectMailbox` on both ends (ZMTP on plain sockets: ra servers, WALs
+and clients). Workloads:
 
 * cast throughput, one message per frame and 100 messages per frame (the same batching on
   both sides), counted at the receiver: the clock stops when the receiver has decoded all;
@@ -26,6 +29,7 @@ import psutil
 import zmq
 
 from transport import Mailbox
+from transport.direct import DirectMailbox
 
 __all__ = ["run", "main"]
 
@@ -35,7 +39,7 @@ _SMALL = ("usr", 42, None, 1700000000000)  # a small command, as a pipeline_comm
 _SMALL_LIST = ["usr", 42, None, 1700000000000]
 
 
-def _serve(raw_ep: str, mb_ep: str) -> None:
+def _serve(raw_ep: str, mb_ep: str, kind: str = "zmq") -> None:
     """Server side: echo calls, count casts, answer 'done' with the count."""
     ctx = zmq.Context.instance()
     raw = ctx.socket(zmq.ROUTER)
@@ -43,11 +47,11 @@ def _serve(raw_ep: str, mb_ep: str) -> None:
     raw.setsockopt(zmq.RCVHWM, 0)
     raw.bind(raw_ep)
     raw_addr = raw.getsockopt_string(zmq.LAST_ENDPOINT)
-    mb = Mailbox(mb_ep)
+    mb: Any = Mailbox(mb_ep) if kind == "zmq" else DirectMailbox(mb_ep)
     print(raw_addr, mb.address, flush=True)
     poller = zmq.Poller()
     poller.register(raw, zmq.POLLIN)
-    poller.register(mb.socket, zmq.POLLIN)
+    poller.register(mb.socket if kind == "zmq" else mb.fileno(), zmq.POLLIN)
     raw_count = mb_count = 0
     unpackb = msgpack.unpackb
     while True:
@@ -141,16 +145,15 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     note = "2 shared vCPUs, other jobs running: noisy" if os.cpu_count() and os.cpu_count() <= 2 \
         else ""
-    for transport_name, raw_ep, mb_ep in [
-        ("tcp", "tcp://127.0.0.1:*", "tcp://127.0.0.1:0"),
-        ("ipc", None, None),
+    base = f"/tmp/ra-bench-{os.getpid()}"
+    for transport_name, kind, raw_ep, mb_ep in [
+        ("tcp", "zmq", "tcp://127.0.0.1:*", "tcp://127.0.0.1:0"),
+        ("ipc", "zmq", f"ipc://{base}-raw.sock", f"ipc://{base}-mb.sock"),
+        ("tcp, direct", "direct", "tcp://127.0.0.1:*", "tcp://127.0.0.1:0"),
     ]:
-        if transport_name == "ipc":
-            base = f"/tmp/ra-bench-{os.getpid()}"
-            raw_ep, mb_ep = f"ipc://{base}-raw.sock", f"ipc://{base}-mb.sock"
         proc = subprocess.Popen(
             [sys.executable, "-c", "import sys; from bench.transport import _serve; "
-             "_serve(sys.argv[1], sys.argv[2])", str(raw_ep), str(mb_ep)],
+             "_serve(sys.argv[1], sys.argv[2], sys.argv[3])", raw_ep, mb_ep, kind],
             stdout=subprocess.PIPE, text=True,
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         )
@@ -162,7 +165,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             dealer.setsockopt(zmq.LINGER, 0)
             dealer.connect(raw_addr)
             # The client mailbox binds the same kind of endpoint as the server's.
-            client = Mailbox("tcp://127.0.0.1:0" if transport_name == "tcp" else None)
+            client: Any = (Mailbox(None if transport_name == "ipc" else "tcp://127.0.0.1:0")
+                           if kind == "zmq" else DirectMailbox("tcp://127.0.0.1:0"))
             try:
                 raw_lat, mb_lat = _bench_calls(dealer, client, mb_addr, n_calls, rounds)
                 for q, label in ((0.5, "p50"), (0.99, "p99")):
@@ -172,14 +176,14 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                         "peer": round(_pct(raw_lat, q) * 1e6, 1),
                         "note": f"{len(mb_lat)} calls; peer = raw DEALER/ROUTER + msgpack. {note}",
                     })
-                if transport_name == "tcp":
-                    for batch, msg, kind in ((1, _SMALL, "tuple"), (100, _SMALL, "tuple"),
+                if transport_name != "ipc":
+                    for batch, msg, what in ((1, _SMALL, "tuple"), (100, _SMALL, "tuple"),
                                              (100, _SMALL_LIST, "list")):
                         raw_rate, mb_rate = _bench_casts(dealer, client, mb_addr, n_casts, batch,
                                                          rounds, msg)
                         rows.append({
                             "workload": f"cast throughput ({transport_name}, {batch}/frame, "
-                                        f"{kind} msgs)",
+                                        f"{what} msgs)",
                             "metric": "msgs/s", "value": round(mb_rate), "unit": "msgs/s",
                             "peer": round(raw_rate),
                             "note": f"{n_casts} msgs, median of {rounds}; counted at the "
@@ -198,6 +202,11 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 proc.wait(5)
             if proc.stdout:
                 proc.stdout.close()
+    for suffix in ("raw", "mb"):     # the killed server could not remove its socket files
+        try:
+            os.unlink(f"{base}-{suffix}.sock")
+        except FileNotFoundError:
+            pass
     return rows
 
 

@@ -26,6 +26,7 @@ from ra.errors import (
 )
 from transport import codec, registry
 from transport.direct import DirectMailbox
+from transport.mailbox import default_ipc, sweep_stale_ipc
 
 __all__ = [
     "Client", "RaEvent", "MembershipError", "default_client", "new_uid", "DEFAULT_TIMEOUT",
@@ -144,7 +145,12 @@ class Client:
     """
 
     def __init__(self, endpoint: str | None = None) -> None:
-        self.mb = DirectMailbox(endpoint or "tcp://127.0.0.1:0")
+        if endpoint is None:
+            # tcp for servers on other hosts; an ipc socket too, cheaper for those on this one
+            sweep_stale_ipc()
+            self.mb = DirectMailbox("tcp://127.0.0.1:0", also=[default_ipc()])
+        else:
+            self.mb = DirectMailbox(endpoint)
         self.address = self.mb.address
         self._events: list[RaEvent] = []
 

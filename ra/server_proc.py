@@ -440,7 +440,8 @@ class ServerProc:
         elif t is StartElectionTimeout:
             t0 = self.conf["election_timeout_ms"] / 1000
             if e.short:
-                delay = self._stagger() * t0 / 5 + self.rng.uniform(0, t0 / 20)
+                turn = 0 if e.at_once else self._stagger()
+                delay = turn * t0 / 5 + self.rng.uniform(0, t0 / 20)
             else:
                 delay = self.rng.uniform(t0, 2 * t0)
             self.timers["election"] = time.monotonic() + delay
@@ -511,8 +512,8 @@ class ServerProc:
         leader = self.monitored_leader
         if (leader is not None and self.role == "follower" and self.state.leader_id == leader
                 and self.peer_eps.get(ServerId(*leader)) == addr):
-            self.monitored_leader = None
-            # called from inside the mailbox: the core steps it with the next events
+            # called from inside the mailbox: the core steps it with the next events.
+            # monitored_leader stays: _stagger leaves the lost leader out of the turns
             self.next_events.append(LeaderDown(leader))
 
     # -- monitors, machine timers, aux ------------------------------------------------------

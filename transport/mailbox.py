@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import glob
 import logging
 import os
 import random
@@ -70,9 +71,32 @@ _COUNTER_NAMES = (
 )
 
 
-def _default_ipc() -> str:
+def default_ipc() -> str:
+    """A fresh ipc endpoint, ``ra-<pid>-<random>.sock`` under ``$RA_IPC_DIR`` or the temp dir."""
     base = os.environ.get("RA_IPC_DIR") or tempfile.gettempdir()
     return f"ipc://{base}/ra-{os.getpid()}-{random.getrandbits(40):010x}.sock"
+
+
+def sweep_stale_ipc() -> int:
+    """Remove the default ipc socket files (``ra-<pid>-*.sock``) of processes that are gone:
+    a SIGKILL leaves them behind. Returns how many were removed."""
+    base = os.environ.get("RA_IPC_DIR") or tempfile.gettempdir()
+    removed = 0
+    for path in glob.glob(os.path.join(base, "ra-*-*.sock")):
+        try:
+            pid = int(os.path.basename(path).split("-")[1])
+            os.kill(pid, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            try:
+                os.unlink(path)
+                removed += 1
+            except OSError:
+                pass
+        except PermissionError:     # someone else's live process
+            continue
+    return removed
 
 
 def _unlink_paths(paths: list[str], owner_pid: int) -> None:
@@ -423,7 +447,7 @@ class Mailbox(BaseMailbox):
     ) -> None:
         self._ctx = context if context is not None else zmq.Context.instance()
         self._sndhwm = sndhwm
-        ep = endpoint or _default_ipc()
+        ep = endpoint or default_ipc()
         if ep.startswith("tcp://") and ep.endswith(":0"):
             ep = ep[:-2] + ":*"
         if ep.startswith("ipc://") and len(ep) - 6 > _IPC_MAX:

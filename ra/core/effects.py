@@ -60,9 +60,11 @@ class StartElectionTimeout:
 
     ``short``: the leader is known to be gone (``LeaderDown``): campaign soon, yet not all at
     once, so that the members that all noticed at the same moment do not split the vote (the
-    shell staggers them; see ``ra.server_proc``)."""
+    shell staggers them; see ``ra.server_proc``). ``at_once``: short, without waiting for our
+    turn in that order: we just refused a candidate that therefore cannot win."""
 
     short: bool = False
+    at_once: bool = False
 
 
 @dataclass(frozen=True, slots=True)

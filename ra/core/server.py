@@ -417,8 +417,10 @@ def _on_pre_vote_rpc(msg: PreVoteRpc, s: ServerState, effects: list[Any]) -> Non
         # someone campaigns, so there is no leader, but it cannot win with our vote (its log
         # or term is behind: after a whole cluster restarts, the member asked to campaign may
         # be the one stopped first, while the others elected a leader of a later term):
-        # campaign soon ourselves rather than after a whole election timeout
-        effects.append(StartElectionTimeout(short=True))
+        # campaign soon ourselves rather than after a whole election timeout, and without
+        # waiting for our turn after it (W4: the follower ranked first is often the one
+        # whose log is a batch behind)
+        effects.append(StartElectionTimeout(short=True, at_once=True))
 
 
 def _on_pre_vote_result(msg: PreVoteResult, s: ServerState, effects: list[Any]) -> None:

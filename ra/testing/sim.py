@@ -544,7 +544,10 @@ class SimCluster(ClientDriver):
             t = self.profile.election_ms
             # short (the leader is known gone / a candidate waits for votes): soon, yet
             # randomised: [0, T/5] as the shell (ra/server_proc.py) draws it
-            lo, hi = (0, max(1, t // 5)) if getattr(e, "short", False) else (t, 2 * t - 1)
+            if e.at_once:
+                lo, hi = 0, max(1, t // 20)
+            else:
+                lo, hi = (0, max(1, t // 5)) if e.short else (t, 2 * t - 1)
             self.schedule(self.rng.randint(lo, hi), "timer", s.sid, s.inc, "election",
                           s.timers["election"])
         elif isinstance(e, StartHeartbeatTimeout):

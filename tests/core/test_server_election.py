@@ -114,19 +114,19 @@ def test_pre_vote_does_not_change_receivers_term():
     assert s.current_term == 1 and s.voted_for is None
     eff = step(s, PreVoteRpc(2, 8, N3, 0, 0, 0))
     # refused (its log is behind): no leader known, so this member campaigns soon itself
-    assert eff == [SendRpc(N3, PreVoteResult(1, 8, False, N1)), StartElectionTimeout(short=True)]
+    assert eff == [SendRpc(N3, PreVoteResult(1, 8, False, N1)), StartElectionTimeout(short=True, at_once=True)]
     assert s.current_term == 1 and s.voted_for is None
 
 
-def test_refusing_a_stale_pre_vote_without_a_leader_campaigns_soon():
+def test_refusing_a_stale_pre_vote_without_a_leader_campaigns_soon_without_waiting_its_turn():
     s = new_server()
     with_log(s, [(1, 1, ("noop", 0)), (2, 1, ("usr", 5, None, 0))], term=1)
     s.brand_new = False
     eff = step(s, PreVoteRpc(2, 3, N2, 1, 1, 0))      # its log ends at 1, ours at 2
-    assert eff == [SendRpc(N2, PreVoteResult(1, 3, False, N1)), StartElectionTimeout(short=True)]
+    assert eff == [SendRpc(N2, PreVoteResult(1, 3, False, N1)), StartElectionTimeout(short=True, at_once=True)]
     # the same when its term is not ahead of ours (the others moved on to a later term)
     eff = step(s, PreVoteRpc(1, 5, N2, 2, 1, 0))
-    assert eff == [SendRpc(N2, PreVoteResult(1, 5, False, N1)), StartElectionTimeout(short=True)]
+    assert eff == [SendRpc(N2, PreVoteResult(1, 5, False, N1)), StartElectionTimeout(short=True, at_once=True)]
     # with a leader known, a stale pre-vote changes nothing
     s.leader_id = N3
     eff = step(s, PreVoteRpc(2, 4, N2, 1, 1, 0))

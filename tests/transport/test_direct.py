@@ -168,3 +168,34 @@ def test_ipc_listener_file_is_removed_on_close(ipc_dir: Path) -> None:
     assert not path.exists()
     with pytest.raises(ValueError):
         DirectMailbox("udp://nowhere")
+
+
+def test_stale_default_ipc_files_of_dead_processes_are_swept(ipc_dir: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    import subprocess
+    import sys
+    from transport.mailbox import default_ipc, sweep_stale_ipc
+    monkeypatch.setenv("RA_IPC_DIR", str(ipc_dir))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = ipc_dir / f"ra-{dead}-00000000aa.sock"
+    stale.touch()
+    other = ipc_dir / "ra-bench-1-mb.sock"          # not ours to judge: left alone
+    other.touch()
+    with DirectMailbox(default_ipc()) as live:
+        assert live.address.startswith(f"ipc://{ipc_dir}/ra-{os.getpid()}-")
+        assert sweep_stale_ipc() == 1
+        assert not stale.exists() and other.exists() and os.path.exists(live.address[6:])
+
+
+def test_a_client_listens_on_tcp_and_ipc_and_cleans_up(ipc_dir: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import ra
+    monkeypatch.setenv("RA_IPC_DIR", str(ipc_dir))
+    c = ra.Client()
+    tcp, ipc = c.mb.addresses
+    assert tcp.startswith("tcp://127.0.0.1:") and ipc.startswith(f"ipc://{ipc_dir}/")
+    assert c.address == tcp and os.path.exists(ipc[6:])
+    c.close()
+    assert not os.path.exists(ipc[6:])
