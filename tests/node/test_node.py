@@ -67,6 +67,23 @@ def test_invalid_env():
         node.start(listen="nohostport")
     with pytest.raises(InvalidConfig):
         node.start(wal_write_strategy="sometimes")
+    with pytest.raises(InvalidConfig, match="cpu_scheduling"):
+        node.start(cpu_scheduling="fast")
+
+
+@pytest.mark.parametrize("policy, expected", [(None, os.SCHED_BATCH),
+                                              ("normal", os.SCHED_OTHER)])
+def test_cpu_scheduling_of_the_daemon_and_its_children(tmp_path: Path, policy, expected):
+    env = {"data_dir": str(tmp_path / "d")}
+    if policy is not None:
+        env["cpu_scheduling"] = policy
+    addr = node.start(**env)
+    st = node.node_call(addr, ("status",))
+    procs = [st["pid"], st["forkserver_pid"]] + [p.pid for p in
+                                                 psutil.Process(st["pid"]).children()]
+    assert len(procs) >= 4       # daemon, fork server, WAL, segment writer
+    assert {os.sched_getscheduler(p) for p in procs} == {expected}
+    node.stop()
 
 
 def test_server_child_transient_restart(tmp_path: Path):
