@@ -144,7 +144,7 @@ class RaNodes:
 
 # -- W2 client processes ----------------------------------------------------------------------
 _W2_CHILD = """
-import json, sys, time
+import json, os, sys, time
 import ra
 ids = [ra.ServerId(*s) for s in json.loads(sys.argv[1])]
 secs = float(sys.argv[2])
@@ -157,6 +157,7 @@ while time.monotonic() < t_start:
 t_end = t_start + secs
 lat = []
 errors = 0
+c0 = os.times()
 while True:
     t0 = time.monotonic()
     if t0 >= t_end:
@@ -166,15 +167,18 @@ while True:
         lat.append(time.monotonic() - t0)
     except ra.RaError:
         errors += 1
-print(json.dumps([lat, errors]), flush=True)
+c1 = os.times()
+cpu_us = (c1.user + c1.system - c0.user - c0.system) / max(1, len(lat)) * 1e6
+print(json.dumps([lat, errors, cpu_us]), flush=True)
 c.close()
 """
 
 
-def _w2(ids: list[ra.ServerId], n_clients: int, secs: float, reaper: Reaper
-        ) -> tuple[list[float], int, float]:
+def _w2(ids: list[ra.ServerId], n_clients: int, secs: float, reaper: Reaper,
+        client_cpu: list[float] | None = None) -> tuple[list[float], int, float]:
     """``n_clients`` client processes doing process_command one after another for ``secs``;
-    the clock starts for all at once once every one is connected."""
+    the clock starts for all at once once every one is connected. Each client's CPU per
+    command (µs, its own ``os.times``) is appended to ``client_cpu`` if given."""
     arg = json.dumps([list(s) for s in ids])
     procs = [subprocess.Popen([sys.executable, "-c", _W2_CHILD, arg, str(secs)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -195,9 +199,11 @@ def _w2(ids: list[ra.ServerId], n_clients: int, secs: float, reaper: Reaper
         errors = 0
         for p in procs:
             out, _ = p.communicate(timeout=secs + 30)
-            got, err = json.loads(out.strip().splitlines()[-1])
+            got, err, cpu_us = json.loads(out.strip().splitlines()[-1])
             lat += got
             errors += err
+            if client_cpu is not None:
+                client_cpu.append(cpu_us)
     finally:
         for p in procs:
             if p.poll() is None:

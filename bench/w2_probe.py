@@ -1,0 +1,95 @@
+"""No ra equivalent. Where W2's time goes: ``python -m bench.w2_probe [--secs S] [--clients N]``.
+
+Starts 3 node daemons and a counter cluster as the bench does, runs W2 (``N`` client processes
+doing ``process_command`` back to back for ``S`` seconds) and prints, beside ops/s and p50:
+
+* how busy the machine was and how many context switches it made per command (``/proc/stat``);
+* the CPU per command of each cluster process (psutil: daemons, fork servers, WALs, servers),
+  and of the average client (each client measures its own loop with ``os.times``).
+
+A diagnostic, not a benchmark: the machine is shared, so compare versions by alternating them
+in one sitting. Every process it starts is killed at the end (``bench.procs.Reaper``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+
+import psutil
+
+import ra
+from bench import workloads
+from bench.procs import Reaper
+
+
+def _proc_stat() -> tuple[int, int, int]:
+    """(all jiffies, idle jiffies, context switches) of the whole machine."""
+    with open("/proc/stat") as f:
+        lines = f.read().splitlines()
+    v = [int(x) for x in lines[0].split()[1:]]
+    ctxt = next(int(line.split()[1]) for line in lines if line.startswith("ctxt"))
+    return sum(v), v[3] + v[4], ctxt
+
+
+def _cpu(procs: list[psutil.Process]) -> dict[int, float]:
+    out = {}
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.w2_probe")
+    ap.add_argument("--secs", type=float, default=8.0)
+    ap.add_argument("--clients", type=int, default=32)
+    a = ap.parse_args(argv)
+    with Reaper() as reaper, tempfile.TemporaryDirectory(prefix="ra-w2-") as tmp:
+        nodes = workloads.RaNodes(tmp, reaper)
+        nodes.start_all()
+        ids = [nodes.sid("w2", i) for i in range(3)]
+        ra.start_cluster("w2", workloads.COUNTER, ids, timeout=30)
+        _, leader = ra.process_command(ids, 1)
+        ordered = [leader] + [s for s in ids if s != leader]
+        roles = {}
+        for i in range(3):
+            st = ra.default_client()._daemon(nodes.addrs[i], ("status",), 5.0)
+            roles[st["pid"]] = f"daemon {i}"
+            roles[st["forkserver_pid"]] = f"fork server {i}"
+            wal = nodes.log_child_pid(i, "ra_log_wal")
+            if wal:
+                roles[wal] = f"WAL {i}"
+            pid = nodes.server_pid("w2", i)
+            if pid:
+                roles[pid] = ("leader" if nodes.sid("w2", i) == leader else "follower") + f" {i}"
+        procs = [psutil.Process(p) for p in roles]
+        client_cpu: list[float] = []
+        c0, s0 = _cpu(procs), _proc_stat()
+        lat, errors, secs = workloads._w2(ordered, a.clients, a.secs, reaper, client_cpu)
+        c1, s1 = _cpu(procs), _proc_stat()
+        n = max(1, len(lat))
+        busy = 1 - (s1[1] - s0[1]) / max(1, s1[0] - s0[0])
+        print(f"W2 {len(lat) / secs:,.0f} ops/s, p50 {statistics.median(lat) * 1e3:.1f} ms, "
+              f"{errors} errors; machine {busy * 100:.0f} % busy, "
+              f"{(s1[2] - s0[2]) / n:.1f} context switches per command")
+        total = 0.0
+        for pid in sorted(roles, key=lambda p: roles[p]):
+            if pid in c0 and pid in c1:
+                us = (c1[pid] - c0[pid]) / n * 1e6
+                total += us
+                print(f"  {roles[pid]:<14} {us:6.0f} us/command")
+        print(f"  {'cluster':<14} {total:6.0f} us/command")
+        if client_cpu:
+            print(f"  {'each client':<14} {statistics.mean(client_cpu):6.0f} us/command of "
+                  f"its own")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
