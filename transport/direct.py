@@ -44,8 +44,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from transport import envelope as _env
-from transport.mailbox import _IPC_MAX, BaseMailbox, default_ipc, _unlink_paths
+from transport.mailbox import _IPC_MAX, BaseMailbox, _unlink_paths, default_ipc
 
 __all__ = ["DirectMailbox"]
 
@@ -485,21 +484,12 @@ class DirectMailbox(BaseMailbox):
         while True:
             if not inbox and not self._wait(0):
                 return None
-            data = inbox.popleft()
-            try:
-                t = _env.unpack(data)
-            except _env.BadEnvelope as exc:
-                self._drop(exc.reason, str(exc))
-                continue
-            self._received += 1
-            return t
+            t = self._unpack(inbox.popleft())
+            if t is not None:
+                return t
 
     # -- lifecycle ------------------------------------------------------------------------
-    def close(self) -> None:
-        """Close every connection (unsent frames are discarded) and remove the ipc file."""
-        if self._closed:
-            return
-        self._closed = True
+    def _close(self) -> None:
         for conn in list(self._conns.values()):
             self._drop_conn(conn)
         self._out.clear()

@@ -152,7 +152,7 @@ class BaseMailbox:
     ``NodeDown`` / ``Timeout``), the queue of messages set aside during a call, and the
     counters. A subclass moves the bytes: ``_send(to, frame) -> bool``, ``_read()`` (the next
     valid envelope or ``None``), ``_wait(ms) -> bool`` (``-1``: forever), ``_more()`` (is
-    anything already waiting?), ``_close_peer(to)`` and ``close()``."""
+    anything already waiting?), ``_close_peer(to)`` and ``_close()``."""
 
     address: str
     addresses: list[str]
@@ -197,8 +197,24 @@ class BaseMailbox:
     def _close_peer(self, to: str) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
+    def _close(self) -> None:
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Close every socket (frames not yet sent are discarded) and remove the ipc files."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def _unpack(self, data: bytes) -> tuple[int, Any, Any, Any] | None:
+        """A frame's envelope, or ``None`` after dropping and counting an invalid one."""
+        try:
+            t = _env.unpack(data)
+        except _env.BadEnvelope as exc:
+            self._drop(exc.reason, str(exc))
+            return None
+        self._received += 1
+        return t
 
     # -- sending --------------------------------------------------------------------------
     def _reply_addr(self, to: str) -> str:
@@ -564,21 +580,13 @@ class Mailbox(BaseMailbox):
                 if len(data) > self.max_frame_bytes:
                     self._drop("oversize", f"{len(data)} bytes > {self.max_frame_bytes}")
                     continue
-            try:
-                t = _env.unpack(data)
-            except _env.BadEnvelope as exc:
-                self._drop(exc.reason, str(exc))
-                continue
-            self._received += 1
-            return t
+            t = self._unpack(data)
+            if t is not None:
+                return t
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Close every socket (pending outgoing frames are discarded) and remove the ipc file."""
-        if self._closed:
-            return
-        self._closed = True
+    def _close(self) -> None:
         for s in self._out.values():
             s.close(0)
         self._out.clear()
