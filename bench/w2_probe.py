@@ -1,4 +1,5 @@
-"""No ra equivalent. Where W2's time goes: ``python -m bench.w2_probe [--secs S] [--clients N]``.
+"""No ra equivalent. Where W2's time goes:
+``python -m bench.w2_probe [--secs S] [--clients N] [--server-config JSON]``.
 
 Starts 3 node daemons and a counter cluster as the bench does, runs W2 (``N`` client processes
 doing ``process_command`` back to back for ``S`` seconds) and prints, beside ops/s and p50:
@@ -13,7 +14,7 @@ in one sitting. Every process it starts is killed at the end (``bench.procs.Reap
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import statistics
 import sys
 import tempfile
@@ -49,12 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.w2_probe")
     ap.add_argument("--secs", type=float, default=8.0)
     ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--server-config", default="{}",
+                    help='JSON of server config keys, e.g. \'{"group_commit_ms": 0}\'')
     a = ap.parse_args(argv)
     with Reaper() as reaper, tempfile.TemporaryDirectory(prefix="ra-w2-") as tmp:
         nodes = workloads.RaNodes(tmp, reaper)
         nodes.start_all()
         ids = [nodes.sid("w2", i) for i in range(3)]
-        ra.start_cluster("w2", workloads.COUNTER, ids, timeout=30)
+        extra = json.loads(a.server_config)
+        ra.start_cluster([{"cluster_name": "w2", "id": s, "machine": workloads.COUNTER,
+                           "initial_members": ids, **extra} for s in ids], timeout=30)
         _, leader = ra.process_command(ids, 1)
         ordered = [leader] + [s for s in ids if s != leader]
         roles = {}

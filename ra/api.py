@@ -592,17 +592,15 @@ def _query_result(result: Any) -> Any:
 _MUTABLE = {"election_timeout_ms", "heartbeat_ms", "tick_ms",
             "max_append_entries_rpc_batch_size", "max_pipeline_count",
             "low_priority_batch_size", "snapshot_chunk_size", "max_checkpoints",
-            "min_checkpoint_interval"}
+            "min_checkpoint_interval", "group_commit_ms"}
+_ZERO_OK = {"min_checkpoint_interval", "group_commit_ms"}    # 0 = off / every one
 
 
 def _server_conf(conf: Any) -> dict[str, Any]:
     """Validate a server config dict and put it in wire form (raises InvalidConfig/TypeError)."""
     if not isinstance(conf, dict):
         raise TypeError(f"a server config is a dict, not {type(conf).__name__}")
-    known = {"cluster_name", "id", "uid", "initial_members", "machine", "election_timeout_ms",
-             "heartbeat_ms", "tick_ms", "max_append_entries_rpc_batch_size",
-             "max_pipeline_count", "low_priority_batch_size", "snapshot_chunk_size",
-             "max_checkpoints", "min_checkpoint_interval"}
+    known = {"cluster_name", "id", "uid", "initial_members", "machine"} | _MUTABLE
     for k in conf:
         if k not in known:
             raise InvalidConfig(k, conf[k], f"unknown server config key; known: "
@@ -632,7 +630,7 @@ def _server_conf(conf: Any) -> dict[str, Any]:
 
 
 def _config_int(key: str, v: Any) -> int:
-    low = 0 if key == "min_checkpoint_interval" else 1
+    low = 0 if key in _ZERO_OK else 1
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
         raise InvalidConfig(key, v, "a positive integer" if low else "a non-negative integer")
     return v

@@ -91,7 +91,7 @@ def test_invalid_configs(shared_three):
     with pytest.raises(ra.InvalidConfig, match="no_such_key"):
         ra.start_server({"cluster_name": "c", "id": sid, "machine": COUNTER,
                          "initial_members": [sid], "no_such_key": 1})
-    for key, bad in (("max_checkpoints", 0),
+    for key, bad in (("max_checkpoints", 0), ("group_commit_ms", -1), ("group_commit_ms", 0.5),
                      ("min_checkpoint_interval", -1), ("max_pipeline_count", True)):
         with pytest.raises(ra.InvalidConfig, match=key):
             ra.start_server({"cluster_name": "c", "id": sid, "machine": COUNTER,

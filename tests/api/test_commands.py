@@ -142,3 +142,31 @@ def test_trigger_election_moves_leadership(cluster):
     ra.trigger_election(other)
     wait_for(lambda: ra.key_metrics(other)["term"] > 1, what="new term")
     assert ra.process_command(cluster, 2)[0] == 2
+
+
+def test_group_commit_holds_only_behind_an_uncommitted_batch(shared_three, cname):
+    """With a hold far longer than a command takes (group_commit_ms=900, and heartbeats,
+    which would carry held entries to the followers, only every 1.5 s), one client's commands
+    one after another never wait for it (nothing is uncommitted when each arrives), and a
+    pipelined burst is all applied (the hold ends when the batch before commits)."""
+    import time
+    ids = [shared_three.sid(cname, i) for i in range(3)]
+    ra.start_cluster([{"cluster_name": cname, "id": s, "machine": COUNTER,
+                       "initial_members": ids, "group_commit_ms": 900, "heartbeat_ms": 1500,
+                       "election_timeout_ms": 5000} for s in ids])
+    leader = leader_of(ids)
+    ra.process_command(leader, 0)
+    took = []
+    for n in range(1, 11):
+        t0 = time.monotonic()
+        assert ra.process_command(leader, 1)[0] == n
+        took.append(time.monotonic() - t0)
+    assert max(took) < 0.3, took
+    with ra.Client() as c:
+        for i in range(300):
+            c.pipeline_command(leader, 1, correlation=i, priority="normal")
+        got = {}
+        while len(got) < 300:
+            ev = c.receive(timeout=10)
+            got.update(dict(ev.event[1]))
+    assert sorted(got.values()) == list(range(11, 311))
