@@ -30,16 +30,23 @@ def test_pipeline_command_to_follower_yields_rejected_naming_leader(cluster):
     assert ev.leader == leader
 
 
-def test_pipeline_command_applied_events_are_batched_with_correlations(cluster):
-    leader = leader_of(cluster)
+def _pipeline_all(leader, n, timeout=5):
+    """Pipeline ``n`` commands of 1 with correlations 0..n-1 from a fresh client; wait for
+    every applied event: {correlation: reply}."""
     with ra.Client() as c:
-        for i in range(50):
+        for i in range(n):
             c.pipeline_command(leader, 1, correlation=i, priority="normal")
         got = {}
-        while len(got) < 50:
-            ev = c.receive(timeout=5)
+        while len(got) < n:
+            ev = c.receive(timeout=timeout)
             assert ev.leader == leader and ev.event[0] == "applied"
             got.update(dict(ev.event[1]))
+    return got
+
+
+def test_pipeline_command_applied_events_are_batched_with_correlations(cluster):
+    leader = leader_of(cluster)
+    got = _pipeline_all(leader, 50)
     assert sorted(got) == list(range(50))
     assert sorted(got.values()) == list(range(1, 51))   # each reply is the running total
 
@@ -162,11 +169,5 @@ def test_group_commit_holds_only_behind_an_uncommitted_batch(shared_three, cname
         assert ra.process_command(leader, 1)[0] == n
         took.append(time.monotonic() - t0)
     assert max(took) < 0.3, took
-    with ra.Client() as c:
-        for i in range(300):
-            c.pipeline_command(leader, 1, correlation=i, priority="normal")
-        got = {}
-        while len(got) < 300:
-            ev = c.receive(timeout=10)
-            got.update(dict(ev.event[1]))
+    got = _pipeline_all(leader, 300, timeout=10)
     assert sorted(got.values()) == list(range(11, 311))
