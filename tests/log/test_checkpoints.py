@@ -4,8 +4,10 @@ recovery falls back; promotion moves the file into ``snapshots/`` atomically and
 segments as a snapshot does; files never outlive what supersedes them."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -175,17 +177,23 @@ def test_promotion_moves_the_file_and_truncates_like_a_snapshot(tmp_path: Any) -
     assert lg.take(36, 100) == [(i, 1, _usr(i)) for i in range(36, 61)]
 
 
-def test_a_failed_promotion_leaves_the_checkpoint_in_place(tmp_path: Any) -> None:
-    node, lg = _node_with_log(tmp_path, 30)
-    lg.checkpoint(20, 1, CL, 0, (19, 20))
+@contextlib.contextmanager
+def _failing(call: str, err: int) -> Iterator[None]:
+    """The next ``call`` of the WAL/log OS layer fails with ``err``."""
     f = osio.FaultyOS()
     old = osio.set_os(f)
     try:
-        f.arm("rename", errno.EIO)
-        with pytest.raises(OSError):
-            lg.promote_checkpoint(25)
+        f.arm(call, err)
+        yield
     finally:
         osio.set_os(old)
+
+
+def test_a_failed_promotion_leaves_the_checkpoint_in_place(tmp_path: Any) -> None:
+    node, lg = _node_with_log(tmp_path, 30)
+    lg.checkpoint(20, 1, CL, 0, (19, 20))
+    with _failing("rename", errno.EIO), pytest.raises(OSError):
+        lg.promote_checkpoint(25)
     lg, s, m = _restart(node, 30)                     # the server would crash on the error
     assert lg.snapshot_index_term() == (0, 0)
     assert lg.checkpoint_index_terms() == [(20, 1)]
@@ -207,14 +215,9 @@ def test_install_snapshot_deletes_checkpoint_files(tmp_path: Any) -> None:
 def test_interrupted_checkpoint_write_is_cleaned_up(tmp_path: Any) -> None:
     node, lg = _node_with_log(tmp_path, 20)
     lg.checkpoint(10, 1, CL, 0, (9, 10))
-    f = osio.FaultyOS()
-    old = osio.set_os(f)
-    try:
-        f.arm("rename", errno.EIO)                    # the temp file is written, never renamed
-        with pytest.raises(OSError):
-            lg.checkpoint(15, 1, CL, 0, (14, 15))
-    finally:
-        osio.set_os(old)
+    # the temp file is written, never renamed
+    with _failing("rename", errno.EIO), pytest.raises(OSError):
+        lg.checkpoint(15, 1, CL, 0, (14, 15))
     assert any(n.endswith(".tmp") for n in os.listdir(_cp_dir(tmp_path)))
     lg, s, m = _restart(node, 20)
     assert os.listdir(_cp_dir(tmp_path)) == ["%020d_1.snapshot" % 10]
