@@ -190,8 +190,12 @@ class Command:
     """A client request that goes through the log.
 
     ``kind`` is ``"usr"`` (``payload`` the machine command), ``"join"`` / ``"leave"``
-    (``payload`` a server id) or ``"delete_cluster"`` (the end-of-life entry). ``reply_mode``: ``("await", From)``, ``("notify", corr, pid)`` or
-    ``None``. ``ts`` is the shell's system time in ms. ``priority`` is ``"normal"`` or ``"low"``.
+    (``payload`` a server id), ``"delete_cluster"`` (the end-of-life entry), ``"open_session"``
+    (the reply is the new session's id) or ``"close_session"`` (``payload`` the session id).
+    ``reply_mode``: ``("await", From)``, ``("notify", corr, pid)`` or ``None``. ``ts`` is the
+    shell's system time in ms. ``priority`` is ``"normal"`` or ``"low"``. ``session`` is
+    ``(session_id, seq, first_outstanding)`` for a ``usr`` command of a client session (see
+    ``ra.core.sessions``), or None.
     """
 
     kind: str
@@ -199,6 +203,7 @@ class Command:
     reply_mode: Any = None
     priority: str = "normal"
     ts: int = 0
+    session: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from ra.core.effects import (
     StartElectionTimeout, StartHeartbeatTimeout,
 )
 from ra.core.machine import ReleaseCursor, apply_machine
+from ra.core.sessions import APPLY, Sessions, unwrap_snapshot, wrap_snapshot
 from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, ConsistentQuery, ElectionTimeout,
     FlushCommands, HeartbeatReply, HeartbeatRpc, HeartbeatTimeout, InstallSnapshotResult,
@@ -103,6 +104,7 @@ class ServerState:
     last_applied: int = 0
     machine_state: Any = None
     machine_version: int = 0
+    sessions: Sessions = field(default_factory=Sessions)
     # follower
     verified_index: int = 0        # highest index known to match the current leader's log
     heard_from_leader: bool = False
@@ -151,8 +153,8 @@ def init(cfg: ServerConfig) -> tuple[str, ServerState, list[Any]]:
                     current_term=term, voted_for=voted_for)
     snap = log.recover_snapshot()
     if snap is not None:
-        smeta, mstate = snap
-        s.machine_state = mstate
+        smeta, stored = snap
+        s.machine_state, s.sessions = unwrap_snapshot(stored, smeta.index)
         s.cluster = tuple(smeta.cluster)
         s.cluster_index_term = (smeta.index, smeta.term)
         s.machine_version = smeta.machine_version
@@ -632,7 +634,7 @@ def _on_install_snapshot(msg: InstallSnapshotRpc, s: ServerState, effects: list[
     data = b"".join(s.snapshot_accum[i] for i in range(1, last + 1))
     s.snapshot_accum = {}
     s.snapshot_accum_meta = None
-    s.machine_state = s.log.install_snapshot(meta, data)
+    s.machine_state, s.sessions = unwrap_snapshot(s.log.install_snapshot(meta, data), meta.index)
     s.machine_version = meta.machine_version
     s.cluster = tuple(meta.cluster)
     s.cluster_index_term = (meta.index, meta.term)
@@ -826,6 +828,12 @@ def _on_command(msg: Command, s: ServerState, effects: list[Any]) -> None:
         _schedule_flush(s, effects)
         return
     if msg.kind == "usr":
+        if msg.session is not None:
+            found, reply = s.sessions.lookup(msg.session)
+            if found:
+                # a retry of a command already applied: answer it without a second entry
+                _answer_usr(s, msg.reply_mode, reply, effects, None)
+                return
         if msg.priority == "low":
             s.low_queue.append(msg)
             _schedule_flush(s, effects)
@@ -833,12 +841,22 @@ def _on_command(msg: Command, s: ServerState, effects: list[Any]) -> None:
         _append_usr(s, msg)
         _schedule_flush(s, effects)
         return
+    if msg.kind in ("open_session", "close_session"):
+        idx = s.log.next_index()
+        s.log.append((idx, s.current_term, ("session", msg.kind, msg.payload, msg.reply_mode,
+                                            msg.ts)))
+        _schedule_flush(s, effects)
+        return
     _membership_command(s, msg, effects)
 
 
 def _append_usr(s: ServerState, msg: Command) -> None:
     idx = s.log.next_index()
-    s.log.append((idx, s.current_term, ("usr", msg.payload, msg.reply_mode, msg.ts)))
+    if msg.session is None:
+        entry: tuple[Any, ...] = ("usr", msg.payload, msg.reply_mode, msg.ts)
+    else:
+        entry = ("usr", msg.payload, msg.reply_mode, msg.ts, msg.session)
+    s.log.append((idx, s.current_term, entry))
 
 
 def _schedule_flush(s: ServerState, effects: list[Any]) -> None:
@@ -996,6 +1014,7 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
     leader = s.role == "leader"
     notify: dict[Any, list[tuple[Any, Any]]] = {}
     machine = s.machine
+    sessions = s.sessions
     idx = s.last_applied
     batch: list[Any] = []
     pos = 0
@@ -1012,19 +1031,48 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
         idx += 1
         cmd = e[2]
         tag = cmd[0]
+        replay = idx <= sessions.index
+        if not replay:
+            sessions.index = idx
         if tag == "usr":
+            mode = cmd[2]
+            sess = cmd[4] if len(cmd) > 4 else None
+            if sess is not None:
+                if replay:
+                    # the table already reflects this entry: only redo the machine's part
+                    verdict = None if idx in sessions.skipped else APPLY
+                else:
+                    verdict = sessions.command(idx, sess, cmd[3])
+                if verdict is not APPLY:
+                    if leader:
+                        if verdict is None:
+                            found, kept = sessions.lookup(sess)
+                            if found:
+                                _answer_usr(s, mode, kept, effects, notify)
+                        elif verdict[0] == "dup":
+                            _answer_usr(s, mode, verdict[1], effects, notify)
+                        else:
+                            _answer_usr(s, mode, None, effects, notify, verdict[1])
+                    s.last_applied = idx
+                    continue
             meta = {"index": idx, "term": e[1], "system_time": cmd[3],
                     "machine_version": s.machine_version}
             s.machine_state, reply, meffects = apply_machine(machine, meta, cmd[1],
                                                              s.machine_state)
-            mode = cmd[2]
+            if sess is not None and not replay:
+                sessions.record(sess, reply)
             if leader and mode is not None:
-                if mode[0] == "await":
-                    effects.append(Reply(mode[1], ("ok", reply, s.id)))
-                elif mode[0] == "notify":
-                    notify.setdefault(mode[2], []).append((mode[1], reply))
+                _answer_usr(s, mode, reply, effects, notify)
             if meffects:
                 _machine_effects(s, meffects, idx, effects)
+        elif tag == "session":
+            if not replay:
+                if cmd[1] == "open_session":
+                    sessions.open(idx, cmd[4])
+                else:
+                    sessions.close(cmd[2], cmd[4])
+            if leader and cmd[3] is not None and cmd[3][0] == "await":
+                effects.append(Reply(cmd[3][1], ("ok", idx, s.id)))
         elif tag == "noop":
             if cmd[1] > s.machine_version:
                 _upgrade_machine(s, cmd[1], idx, e[1], effects)
@@ -1045,6 +1093,25 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
         s.meta.store_last_applied(s.last_applied)
     for pid, applied in notify.items():
         effects.append(Notify(pid, s.id, applied))
+
+
+def _answer_usr(s: ServerState, mode: Any, reply: Any, effects: list[Any],
+                notify: dict[Any, list[tuple[Any, Any]]] | None, error: Any = None) -> None:
+    """Answer a usr command per its reply mode: its ``reply``, or ``error`` (a session error:
+    not applied). ``notify`` batches pipelined answers per client (None: send at once)."""
+    if mode is None:
+        return
+    if mode[0] == "await":
+        effects.append(Reply(mode[1], ("ok", reply, s.id) if error is None
+                             else ("error", error)))
+    elif mode[0] == "notify":
+        if error is not None:
+            effects.append(Cast(mode[2], ("ra_event", s.id, ("rejected",
+                                                             (error, s.id, mode[1])))))
+        elif notify is None:
+            effects.append(Notify(mode[2], s.id, [(mode[1], reply)]))
+        else:
+            notify.setdefault(mode[2], []).append((mode[1], reply))
 
 
 #: Heartbeat ticks a deleted cluster's leader keeps telling followers the commit index
@@ -1162,7 +1229,9 @@ def _release_cursor(s: ServerState, rc: ReleaseCursor, applied_idx: int) -> None
     if term is None or idx <= s.log.snapshot_index_term()[0]:
         return
     cluster = s.cluster if s.cluster_index_term[0] <= idx else _cluster_at(s, idx)
-    s.log.update_release_cursor(idx, term, cluster, s.machine_version, rc.state)
+    s.log.update_release_cursor(idx, term, cluster, s.machine_version,
+                                wrap_snapshot(rc.state, s.sessions, idx))
+    s.sessions.trim(s.log.snapshot_index_term()[0])
 
 
 def _checkpoint(s: ServerState, index: int, state: Any, applied_idx: int) -> None:
@@ -1173,7 +1242,7 @@ def _checkpoint(s: ServerState, index: int, state: Any, applied_idx: int) -> Non
     if term is None or idx <= s.log.snapshot_index_term()[0]:
         return
     cluster = s.cluster if s.cluster_index_term[0] <= idx else _cluster_at(s, idx)
-    s.log.checkpoint(idx, term, cluster, s.machine_version, state)
+    s.log.checkpoint(idx, term, cluster, s.machine_version, wrap_snapshot(state, s.sessions, idx))
 
 
 def _promote_checkpoint(s: ServerState, index: int, applied_idx: int) -> None:
@@ -1184,7 +1253,8 @@ def _promote_checkpoint(s: ServerState, index: int, applied_idx: int) -> None:
     idx = min(index, applied_idx)
     if idx <= s.log.snapshot_index_term()[0]:
         return
-    s.log.promote_checkpoint(idx)
+    if s.log.promote_checkpoint(idx):
+        s.sessions.trim(s.log.snapshot_index_term()[0])
 
 
 def _cluster_at(s: ServerState, idx: int) -> tuple[Any, ...]:

@@ -26,6 +26,15 @@ def _sid(x: Any) -> bool:
     return isinstance(x, tuple) and len(x) == 2
 
 
+_COMMAND_KINDS = ("usr", "join", "leave", "delete_cluster", "open_session", "close_session")
+
+
+def _session(x: Any) -> bool:
+    """``(session_id, seq, first_outstanding)``: positive ints, first_outstanding <= seq."""
+    return (type(x) is tuple and len(x) == 3 and all(type(v) is int and v > 0 for v in x)
+            and x[2] <= x[1])
+
+
 def _entries(prev: int, es: Any) -> str | None:
     if type(es) is not list:
         return "entries not a list"
@@ -95,9 +104,10 @@ _CHECKS: dict[type, Callable[[Any], str | None]] = {
     m.TriggerElection: _ok,
     m.Tick: lambda x: None if _nat(x.time_ms) else "bad tick",
     m.Command: lambda x: None if (
-        x.kind in ("usr", "join", "leave", "delete_cluster") and x.priority in ("normal", "low")
+        x.kind in _COMMAND_KINDS and x.priority in ("normal", "low")
         and (x.reply_mode is None or (type(x.reply_mode) is tuple and x.reply_mode))
-        and _nat(x.ts)) else "bad command",
+        and _nat(x.ts) and (x.session is None or _session(x.session))
+        and (x.kind != "close_session" or _nat(x.payload))) else "bad command",
     m.ConsistentQuery: lambda x: None if callable(x.query) else "bad consistent_query",
     m.TransferLeadership: lambda x: None if _sid(x.target) else "bad transfer_leadership",
 }

@@ -124,7 +124,7 @@ class SimCluster(ClientDriver):
         self.deadline = 0
         self.partition_until = 0
         self.stats: dict[str, int] = {k: 0 for k in (
-            "commands", "acked", "unknown", "queries", "crashes", "partitions", "joins",
+            "commands", "acked", "unknown", "sessions", "retries", "queries", "crashes", "partitions", "joins",
             "leaves", "transfers", "snapshots_taken", "snapshots_installed",
             "checkpoints_taken", "checkpoints_promoted", "machine_effects",
             "elections", "dropped", "duplicated")}
@@ -137,7 +137,8 @@ class SimCluster(ClientDriver):
         for s in list(self.servers.values()):
             self._start(s)
         for i in range(self.profile.clients):
-            self.clients[f"c{i + 1}"] = SimClient(f"c{i + 1}")
+            # every fifth client keeps to raw, session-less commands
+            self.clients[f"c{i + 1}"] = SimClient(f"c{i + 1}", sessions=i % 5 != 4)
         if self.profile.membership_rate + self.profile.transfer_rate > 0:
             self.clients["admin"] = SimClient("admin", admin=True)
         # ra's start_cluster: trigger an election on one member

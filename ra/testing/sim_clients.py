@@ -3,10 +3,17 @@
 A client has at most one call outstanding. It issues commands (awaited, or pipelined with a
 ``notify`` reply mode), consistent queries, and (the admin client) joins, leaves and leadership
 transfers. Client <-> server traffic is a reliable call channel (no loss, no duplication), but a
-call to a crashed server fails with ``noproc`` and a call may time out; a timed-out command's
-outcome is *unknown* and is never re-sent: the client issues a fresh command instead. A
-``("redirect", leader)`` answer means the request was not taken, so it is re-sent to the named
-leader (or another member).
+call to a crashed server fails with ``noproc`` (not delivered), a server that crashes holding a
+call answers ``("error", "nodedown")`` (sent, outcome unknown), and a call may time out (outcome
+unknown). A ``("redirect", leader)`` answer means the request was not taken, so it is re-sent to
+the named leader (or another member).
+
+Most clients (all but every fifth) open a session first and send every command with
+``(session, seq, first_outstanding)``; after an unknown outcome they send *the same* command
+again (same payload, same seq) until it is answered, as ``ra.Client`` does: the session table
+must apply it once and answer every retry with the first reply (the checker's
+``state_machine_safety`` and ``ack_applied`` catch a second apply). Session-less clients never
+re-send a command whose outcome is unknown; they issue a fresh one.
 
 This module is a mixin of ``SimCluster``; it relies on the cluster's ``rng``, ``now``,
 ``schedule``, ``checker``, ``trace`` and server table.
@@ -37,6 +44,8 @@ class Op:
     target: Any = None
     final: bool = False
     low: bool = False            # low-priority command (batched by the leader)
+    sseq: int = 0                # the command's seq in the client's session (0: no session)
+    unknown: bool = False        # an earlier attempt's outcome is unknown
 
 
 @dataclass(slots=True)
@@ -54,6 +63,10 @@ class SimClient:
     admin: bool = False
     results: list[tuple[Any, Any]] = field(default_factory=list)   # (arg, ok reply)
     scripted: bool = False       # driven by a script (demo, tests): no ops of its own
+    sessions: bool = False       # uses a client session (exactly-once retries)
+    session: int | None = None   # its id, once opened
+    sseq: int = 0                # last session seq used
+    pipe_seqs: dict[Any, int] = field(default_factory=dict)   # pipelined corr -> session seq
 
 
 class ClientDriver:
@@ -80,6 +93,11 @@ class ClientDriver:
         if c.admin:
             self._admin_op(c)
             return
+        if c.sessions and c.session is None:
+            c.seq += 1
+            c.op = Op("open", c.seq, None, self.now)
+            self._send_op(c)
+            return
         p = self.profile
         r = self.rng.random()
         if r < p.query_ratio:
@@ -94,19 +112,43 @@ class ClientDriver:
             c.pipes[cmd] = self.now
             self.stats["commands"] += 1
             low = self.rng.random() < p.low_ratio
+            session = None
+            if c.session is not None:
+                c.sseq += 1
+                c.pipe_seqs[cmd] = c.sseq
+                session = (c.session, c.sseq, self._first_outstanding(c, c.sseq))
             self._call(c, c.leader, Command("usr", cmd, ("notify", cmd, c.name),
-                                           "low" if low else "normal", self.now), None)
+                                           "low" if low else "normal", self.now, session), None)
             self.trace_client(c, f"pipeline {cmd} -> {_n(c.leader)}")
             self._next_wakeup(c)
         else:
             self._issue_cmd(c)
 
     def _issue_cmd(self, c: SimClient, final: bool = False) -> None:
+        if c.sessions and c.session is None:
+            c.seq += 1
+            c.op = Op("open", c.seq, None, self.now, final=final)
+            self._send_op(c)
+            return
         c.seq += 1
         c.op = Op("cmd", c.seq, (c.name, c.seq), self.now, final=final,
                   low=self.rng.random() < self.profile.low_ratio)
+        if c.session is not None:
+            c.sseq += 1
+            c.op.sseq = c.sseq
         self.stats["commands"] += 1
         self._send_op(c)
+
+    @staticmethod
+    def _first_outstanding(c: SimClient, new: int) -> int:
+        """The lowest session seq still awaited: the open call's and the pipelined ones'."""
+        low = new
+        if c.op is not None and c.op.sseq and c.op.sseq < low:
+            low = c.op.sseq
+        for q in c.pipe_seqs.values():
+            if q < low:
+                low = q
+        return low
 
     def _admin_op(self, c: SimClient) -> None:
         p, rng = self.profile, self.rng
@@ -151,8 +193,13 @@ class ClientDriver:
             op.target = c.leader if c.leader is not None else self.random_member()
         frm = ("call", c.name, op.req, op.attempt)
         if op.kind == "cmd":
+            session = None
+            if op.sseq:
+                session = (c.session, op.sseq, self._first_outstanding(c, op.sseq))
             msg: Any = Command("usr", op.arg, ("await", frm), "low" if op.low else "normal",
-                               self.now)
+                               self.now, session)
+        elif op.kind == "open":
+            msg = Command("open_session", None, ("await", frm), "normal", self.now)
         elif op.kind == "query":
             msg = ConsistentQuery(frm, query_state)
         elif op.kind in ("join", "leave"):
@@ -161,7 +208,9 @@ class ClientDriver:
             msg = TransferLeadership(frm, op.arg)
         if op.attempt == 1:
             c.issued[op.req] = (op.kind, op.arg)
+        if op.attempt == 1 or op.unknown:
             self.schedule(self.profile.call_timeout_ms, "ctimeout", c.name, op.req)
+            op.unknown = False
         self.trace_client(c, f"{op.kind} {_arg(op)} -> {_n(op.target)}"
                           + (f" (try {op.attempt})" if op.attempt > 1 else ""))
         self._call(c, op.target, msg, frm)
@@ -213,6 +262,9 @@ class ClientDriver:
         if kind == "ok":
             self._op_ok(c, op, value)
             c.op = None
+            if op.kind == "open" and op.final:
+                self._issue_cmd(c, final=True)      # the final command follows at once
+                return
             self._next_wakeup(c)
         elif kind == "redirect" or kind == "noproc":
             leader = value[1] if kind == "redirect" else None
@@ -226,7 +278,13 @@ class ClientDriver:
                 op.target = self.random_member(exclude=op.target)
                 backoff = min(10 * op.hops, 80)
                 self.schedule(self.rng.randint(1, backoff), "resend", c.name, op.req)
+        elif kind == "error" and op.sseq and value[1] == "nodedown" \
+                and op.attempt < _MAX_ATTEMPTS:
+            # the server died holding the call: outcome unknown, the session makes a retry safe
+            self._retry_unknown(c, op)
         else:
+            if kind == "error" and value[1] == "session_expired":
+                c.session = None         # open a new one for the next command
             if op.kind in ("cmd",):
                 c.unknown += 1
             c.op = None
@@ -234,9 +292,20 @@ class ClientDriver:
                 c.final_pending = False
             self._next_wakeup(c)
 
+    def _retry_unknown(self, c: SimClient, op: Op) -> None:
+        """Send the same session command again, elsewhere if need be, after a short pause."""
+        self.trace_client(c, f"{op.kind} {_arg(op)}: outcome unknown, retrying")
+        op.unknown = True
+        self.stats["retries"] += 1
+        op.target = self.random_member(exclude=op.target)
+        self.schedule(self.rng.randint(1, 20), "resend", c.name, op.req)
+
     def _op_ok(self, c: SimClient, op: Op, value: Any) -> None:
         c.results.append((op.arg, value))
-        if op.kind == "cmd":
+        if op.kind == "open":
+            c.session = value[1]
+            self.stats["sessions"] += 1
+        elif op.kind == "cmd":
             idx = value[1][0]
             self.checker.on_ack(op.arg, idx, value[1][1])
             c.acked += 1
@@ -272,6 +341,10 @@ class ClientDriver:
         op = c.op
         if op is None or op.req != req:
             return
+        if op.sseq and op.attempt < _MAX_ATTEMPTS:
+            c.leader = None
+            self._retry_unknown(c, op)
+            return
         self.trace_client(c, f"{op.kind} {_arg(op)} timed out (outcome unknown)")
         if op.kind == "cmd":
             c.unknown += 1
@@ -288,12 +361,22 @@ class ClientDriver:
             for corr, reply in msg[2]:
                 self.checker.on_ack(corr, reply[0], reply[1])
                 c.pipes.pop(corr, None)
+                c.pipe_seqs.pop(corr, None)
                 c.acked += 1
                 self.stats["acked"] += 1
             self.trace_client(c, f"applied {[corr for corr, _ in msg[2]]}")
         else:
             self.trace_client(c, f"mail {msg!r}")
             c.leader = None
+            if tag == "rejected":
+                # not appended (not leader) or not applied (session error): no longer awaited
+                c.pipe_seqs.pop(msg[1][2], None)
+                if msg[1][0] == "session_expired":
+                    c.session = None
+
+
+#: attempts of one session command before the client gives up on it (outcome unknown)
+_MAX_ATTEMPTS = 12
 
 
 def _n(sid: Any) -> str:
