@@ -470,7 +470,9 @@ class ServerProc:
             self.next_events.append(e.event)
         elif t is StartElectionTimeout:
             t0 = self.conf["election_timeout_ms"] / 1000
-            if e.short:
+            if e.check_quorum:
+                delay = t0
+            elif e.short:
                 turn = 0 if e.at_once else self._stagger()
                 delay = turn * t0 / 5 + self.rng.uniform(0, t0 / 20)
             else:

@@ -61,10 +61,13 @@ class StartElectionTimeout:
     ``short``: the leader is known to be gone (``LeaderDown``): campaign soon, yet not all at
     once, so that the members that all noticed at the same moment do not split the vote (the
     shell staggers them; see ``ra.server_proc``). ``at_once``: short, without waiting for our
-    turn in that order: we just refused a candidate that therefore cannot win."""
+    turn in that order: we just refused a candidate that therefore cannot win.
+    ``check_quorum``: a leader's quorum check, exactly one election timeout from now (not
+    randomised: the bound on how long a cut-off leader keeps leading depends on it)."""
 
     short: bool = False
     at_once: bool = False
+    check_quorum: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,11 @@ Raft as ra does it:
 * Membership changes one server at a time, only once the leader has committed an entry of its
   term and the previous change is committed. The latest configuration in the log is in force.
 * Leadership transfer: the target is caught up, then sent ``TimeoutNow``.
+* Check-quorum: every election timeout a leader checks that a majority (itself included)
+  answered it since the last check, else steps down; a leader cut off from its cluster stops
+  taking commands within two election timeouts, and its clients go elsewhere.
+* Client sessions (``ra.core.sessions``): a command retried under the same (session, seq) is
+  applied once; every retry gets the first reply.
 * Snapshots on the machine's ``ReleaseCursor``; lagging followers get chunked install_snapshot.
 * Checkpoints (``("checkpoint", idx, state)``) keep the machine state without truncating the
   log; ``("release_cursor", idx)`` with no state promotes the newest one at or below ``idx`` to
@@ -85,6 +90,7 @@ class Peer:
     query_index: int = 0
     snapshot: str = "none"         # "none" | "sending"
     snapshot_ticks: int = 0
+    active: bool = False           # answered since the last quorum check
 
 
 @dataclass(slots=True)
@@ -366,6 +372,7 @@ def _become_leader(s: ServerState, effects: list[Any]) -> None:
     s.log.append((nxt, s.current_term, ("noop", max(s.machine_version,
                                                     _code_version(s.cfg.machine)))))
     effects.append(StartHeartbeatTimeout())
+    effects.append(StartElectionTimeout(check_quorum=True))
     _replicate_all(s, effects)
     _evaluate_commit(s, effects)
 
@@ -374,6 +381,7 @@ def _become_leader(s: ServerState, effects: list[Any]) -> None:
 
 def _on_election_timeout(msg: ElectionTimeout, s: ServerState, effects: list[Any]) -> None:
     if s.role == "leader":
+        _check_quorum(s, effects)
         return
     if s.role == "follower" and s.heard_from_leader:
         s.heard_from_leader = False
@@ -387,6 +395,21 @@ def _on_election_timeout(msg: ElectionTimeout, s: ServerState, effects: list[Any
             effects.append(StartElectionTimeout())
         return
     _start_pre_vote(s, effects)
+
+
+def _check_quorum(s: ServerState, effects: list[Any]) -> None:
+    """A leader that no majority answered during the last election timeout steps down (etcd's
+    CheckQuorum; Raft dissertation §6.2): it may be cut off, and a new leader may already lead
+    the others, while its clients would wait on it."""
+    heard = {s.id}
+    for pid, p in s.peers.items():
+        if p.active:
+            heard.add(pid)
+            p.active = False
+    if quorum.has_majority(heard & set(s.cluster), s.cluster):
+        effects.append(StartElectionTimeout(check_quorum=True))
+        return
+    _become_follower(s, None, effects)
 
 
 def _on_trigger_election(msg: TriggerElection, s: ServerState, effects: list[Any]) -> None:
@@ -711,7 +734,10 @@ def _peer_of_reply(s: ServerState, term: int, from_id: Any, effects: list[Any]) 
         return None
     if s.role != "leader" or term < s.current_term:
         return None
-    return s.peers.get(from_id)
+    p = s.peers.get(from_id)
+    if p is not None:
+        p.active = True
+    return p
 
 
 def _on_append_entries_reply(msg: AppendEntriesReply, s: ServerState,

@@ -38,6 +38,9 @@ Invariants (names are what ``Violation.check`` carries and what ``disabled`` acc
 ``durable_commit``
     When a leader advances its commit index, a majority of its configuration holds every newly
     committed entry durably.
+``check_quorum``
+    (checked by the simulator, which sees the network) A leader that no majority of its
+    configuration has answered for more than two election timeouts is no longer leader.
 """
 from __future__ import annotations
 
@@ -49,7 +52,7 @@ __all__ = ["Violation", "LogView", "SafetyChecker", "CHECKS", "usr_payload", "ch
 CHECKS: tuple[str, ...] = (
     "election_safety", "log_matching", "commit_monotonic", "commit_in_log", "committed_prefix",
     "leader_completeness", "apply_committed", "state_machine_safety", "ack_applied",
-    "query_linearizable", "durable_ack", "durable_commit",
+    "query_linearizable", "durable_ack", "durable_commit", "check_quorum",
 )
 
 

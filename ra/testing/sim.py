@@ -38,6 +38,7 @@ from ra.core.messages import (
     RequestVoteResult, Tick, TriggerElection,
 )
 from ra.core.types import ServerId
+from ra.core.messages import HeartbeatReply
 from ra.testing.checkers import SafetyChecker, Violation
 from ra.testing.memory import MemoryMeta
 from ra.testing.sim_clients import ClientDriver, SimClient
@@ -52,6 +53,10 @@ __all__ = ["SimCluster", "SimResult", "SimMachine", "CheckedLog", "run_seed", "r
 
 CORE_BUGS = frozenset(server.BUGS)
 ALL_BUGS = CORE_BUGS | {"ack_before_durable"}
+
+
+#: the replies a leader counts for its quorum check
+_REPLIES = (AppendEntriesReply, HeartbeatReply, InstallSnapshotResult)
 
 
 @dataclass(slots=True)
@@ -69,6 +74,7 @@ class SimServer:
     sync_due: bool = False
     written_tail: int = 0
     restart_due: bool = False
+    heard: dict[Any, int] = field(default_factory=dict)   # leader: peer -> last reply time
 
 
 @dataclass(slots=True)
@@ -249,6 +255,9 @@ class SimCluster(ClientDriver):
     def _ev_peer(self, to: Any, msg: Any, frm: Any) -> None:
         s = self.servers[to]
         if s.alive:
+            if isinstance(msg, _REPLIES) and s.state.role == "leader" \
+                    and msg.term == s.state.current_term:
+                s.heard[msg.from_id] = self.now
             self.step_server(s, msg, frm)
 
     def _ev_local(self, sid: Any, inc: int, msg: Any) -> None:
@@ -461,6 +470,7 @@ class SimCluster(ClientDriver):
         if st.role != old_role or st.current_term != old_term:
             if st.role == "leader" and old_role != "leader":
                 self.stats["elections"] += 1
+                s.heard = {}
             self.note(s.sid, f"{old_role or 'start'} -> {st.role} (term {st.current_term})")
         self.checker.on_server_state(s.sid, s.inc, st.role, st.current_term, st.commit_index,
                                      st.last_applied, s.log)
@@ -471,6 +481,8 @@ class SimCluster(ClientDriver):
                 {m: self._durable_view(m) for m in st.cluster if m in self.servers})
         for e in effects:
             self._effect(s, e)
+        if st.role == "leader" and s.alive:
+            self._check_quorum_bound(s)
         if not self.faults_over and self.auto_faults:
             p = self.profile
             if p.crash_after_vote or p.crash_after_ack:
@@ -494,6 +506,30 @@ class SimCluster(ClientDriver):
         if not s.sync_due and (s.log.has_pending() or s.meta.has_pending()):
             s.sync_due = True
             self.schedule(self.rng.randint(*self.profile.sync_ms), "sync", s.sid, s.inc)
+
+    def _check_quorum_bound(self, s: SimServer) -> None:
+        """``check_quorum``: a leader that no majority of its configuration has answered for
+        more than two election timeouts must have stepped down (a member counts as answered
+        from when it entered the leader's view, and the leader always hears itself)."""
+        if "check_quorum" in self.checker.disabled:
+            return
+        st = s.state
+        heard = s.heard
+        times = []
+        for m in st.cluster:
+            if m == s.sid:
+                times.append(self.now)
+            else:
+                times.append(heard.setdefault(m, self.now))
+        times.sort(reverse=True)
+        quorum_time = times[len(times) // 2]
+        limit = 2 * self.profile.election_ms
+        if self.now - quorum_time > limit:
+            v = Violation("check_quorum",
+                          f"{_n(s.sid)} still leads term {st.current_term} although no majority "
+                          f"of {[_n(m) for m in st.cluster]} answered it since "
+                          f"t={quorum_time}ms (more than 2 election timeouts: {limit}ms)")
+            raise self._annotate(v)
 
     def _durable_view(self, sid: Any) -> Callable[[int], Any]:
         log = self.servers[sid].log
@@ -545,7 +581,9 @@ class SimCluster(ClientDriver):
             t = self.profile.election_ms
             # short (the leader is known gone / a candidate waits for votes): soon, yet
             # randomised: [0, T/5] as the shell (ra/server_proc.py) draws it
-            if e.at_once:
+            if e.check_quorum:
+                lo = hi = t
+            elif e.at_once:
                 lo, hi = 0, max(1, t // 20)
             else:
                 lo, hi = (0, max(1, t // 5)) if e.short else (t, 2 * t - 1)

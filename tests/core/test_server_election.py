@@ -70,7 +70,8 @@ def test_candidate_with_majority_becomes_leader_and_appends_noop():
     assert s.log.last_index_term() == (1, 1)
     assert s.log.fetch(1) == (1, 1, ("noop", 0))
     ae = AppendEntriesRpc(1, N1, 0, 0, 0, [(1, 1, ("noop", 0))])
-    assert eff == [StartHeartbeatTimeout(), SendRpc(N2, ae), SendRpc(N3, ae)]
+    assert eff == [StartHeartbeatTimeout(), StartElectionTimeout(check_quorum=True),
+                   SendRpc(N2, ae), SendRpc(N3, ae)]
 
 
 def test_vote_granted_once_per_term_and_only_after_durable():
@@ -197,7 +198,7 @@ def test_single_member_cluster_elects_itself():
     assert s.role == "candidate"      # its own vote is not durable yet
     eff = step(s, MetaWritten(s.meta_seq))
     assert s.role == "leader"
-    assert eff == [StartHeartbeatTimeout()]
+    assert eff == [StartHeartbeatTimeout(), StartElectionTimeout(check_quorum=True)]
 
 
 def test_non_member_never_campaigns():

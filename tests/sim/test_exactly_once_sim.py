@@ -1,4 +1,4 @@
-"""Exactly-once through the simulator: clients retry commands whose outcome is unknown (a
+"""Exactly-once and check-quorum through the simulator: clients retry commands whose outcome is unknown (a
 timeout, a server that died holding the call) under their session, and the checkers demand that
 each command is applied once and every retry answered with the first reply. With the session
 table switched off (a test-side mutant), the same seeds apply retried commands twice."""
@@ -43,3 +43,23 @@ def test_sessions_off_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.fail("100 seeds with the session table off and no command applied twice")
     monkeypatch.undo()
     run_seed(seed, 3)          # the same seed with the real table passes: the mutant did it
+
+
+def test_check_quorum_off_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A leader that never checks its quorum keeps leading while cut off: the simulator's
+    ``check_quorum`` bound (two election timeouts) catches it."""
+    from ra.core import server
+    from ra.core.effects import StartElectionTimeout
+
+    monkeypatch.setattr(server, "_check_quorum", lambda s, effects: effects.append(
+        StartElectionTimeout(check_quorum=True)))
+    for seed in range(100):
+        try:
+            run_seed(seed, 3)
+        except Violation as v:
+            assert v.check == "check_quorum"
+            break
+    else:
+        pytest.fail("100 seeds of leaders that never check their quorum, none caught")
+    monkeypatch.undo()
+    run_seed(seed, 3)
