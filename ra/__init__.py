@@ -12,8 +12,9 @@ from typing import Any
 from ra.core.machine import Machine, ReleaseCursor, SimpleMachine
 from ra.core.types import ServerId
 from ra.errors import (
-    AlreadyStarted, ClusterNotFormed, InvalidConfig, NameNotRegistered, NodeDown, NoProc,
-    NotFound, NotLeader, RaError, SystemNotStarted, Timeout,
+    AlreadyStarted, ClusterNotFormed, InvalidConfig, NameNotRegistered, NodeDown, NodeLost,
+    NoProc, NotFound, NotLeader, OutcomeUnknown, ProcessDied, RaError, SessionExpired,
+    SystemNotStarted, Timeout,
 )
 from ra import effects
 from ra.api import Client, MembershipError, RaEvent, default_client, new_uid
@@ -23,7 +24,7 @@ __all__ = [
     "ServerId", "RaEvent", "Client", "Machine", "SimpleMachine", "ReleaseCursor",
     "RaError", "Timeout", "NoProc", "NodeDown", "NotLeader", "ClusterNotFormed", "NotFound",
     "NameNotRegistered", "AlreadyStarted", "SystemNotStarted", "InvalidConfig",
-    "MembershipError",
+    "MembershipError", "OutcomeUnknown", "ProcessDied", "NodeLost", "SessionExpired",
     # nodes
     "start", "start_in", "stop_nodes", "overview", "new_uid",
     # servers and clusters

@@ -22,7 +22,7 @@ from ra.core import quorum
 from ra.core.types import ServerId
 from ra.errors import (
     AlreadyStarted, ClusterNotFormed, InvalidConfig, NodeDown, NoProc, NotFound, NotLeader,
-    RaError, Timeout,
+    OutcomeUnknown, RaError, SessionExpired, Timeout,
 )
 from transport import codec, registry
 from transport.direct import DirectMailbox
@@ -138,11 +138,58 @@ def _query(fun: Any) -> Any:
 
 # --- the client ------------------------------------------------------------------------------
 
+class _Attempts:
+    """What a call learnt on the way: whether some attempt's outcome is unknown."""
+
+    __slots__ = ("unknown",)
+
+    def __init__(self) -> None:
+        self.unknown = False
+
+
+class _SessionGone(RaError):
+    """Internal: the cluster does not know the session (expired): nothing was applied."""
+
+
+class _Session:
+    """One client session with one cluster (``ra.core.sessions``): its id, the last seq used
+    and the seqs still awaited (the lowest of them is sent as ``first_outstanding``)."""
+
+    __slots__ = ("id", "seq", "waiting", "low")
+
+    def __init__(self, sid: int) -> None:
+        self.id = sid
+        self.seq = 0
+        self.waiting: set[int] = set()
+        self.low = 1            # every seq below is done
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        self.waiting.add(self.seq)
+        return self.seq
+
+    def done(self, seq: int) -> None:
+        self.waiting.discard(seq)
+
+    def first_outstanding(self) -> int:
+        # seqs are handed out in order, so one not waiting any more is done: amortised O(1)
+        while self.low <= self.seq and self.low not in self.waiting:
+            self.low += 1
+        return self.low
+
+
 class Client:
     """A process's handle on ra: its own mailbox and every API call as a method.
 
     Not thread-safe (its mailbox is a ZeroMQ socket): use one client per thread.
+
+    Commands are exactly-once per client: the client opens a session with each cluster on
+    first use and numbers its commands (see :meth:`process_command`). ``attempt_timeout``
+    (seconds) is how long one member may hold a command or query without answering before the
+    client tries another member (the leader may be cut off or paused).
     """
+
+    attempt_timeout: float = 1.0
 
     def __init__(self, endpoint: str | None = None) -> None:
         if endpoint is None:
@@ -153,6 +200,11 @@ class Client:
             self.mb = DirectMailbox(endpoint)
         self.address = self.mb.address
         self._events: list[RaEvent] = []
+        self._sessions: dict[ServerId, _Session] = {}
+        self._leaders: dict[ServerId, ServerId] = {}     # member -> leader that last answered
+        self._pipes: dict[tuple[int, Any], list[tuple[int, Any]]] = {}
+        self._pipe_session: dict[Any, _Session] = {}
+        self._pipe_open_timeout: float | None = DEFAULT_TIMEOUT
 
     def close(self) -> None:
         self.mb.close()
@@ -178,50 +230,115 @@ class Client:
     def _call(self, sid: ServerId, msg: Any, timeout: float | None) -> Any:
         return registry.call_name(self.mb, sid, msg, timeout)
 
-    def _leader_call(self, loc: Any, msg: Any, timeout: Any) -> tuple[Any, ServerId]:
+    def _leader_call(self, loc: Any, msg: Any, timeout: Any, retry_unknown: bool = False,
+                     attempts: "_Attempts | None" = None) -> tuple[Any, ServerId]:
         """Call ``msg`` on the leader: try each member, follow redirects, wait out elections.
-        Returns ``(value, leader)`` from an ``("ok", value, leader)`` answer."""
+        Returns ``(value, leader)`` from an ``("ok", value, leader)`` answer.
+
+        A member that was *not reached* (``NoProc``/``NodeDown``) is skipped. With
+        ``retry_unknown`` (session commands and queries: a second delivery is harmless), an
+        attempt whose outcome is unknown (the member died holding it, or gave no answer within
+        :attr:`attempt_timeout`) moves on to another member too, and that member is not trusted
+        as leader again during this call unless nobody else answers; ``attempts`` records that
+        it happened. Without it, such an outcome is raised (``OutcomeUnknown``)."""
         t = _timeout(timeout)
         deadline = None if t is None else time.monotonic() + t
         cands = _locs(loc)
         queue = list(cands)
         last_err: RaError | None = None
-        target = queue.pop(0)
-        unreachable: set[ServerId] = set()   # members that answered NoProc/NodeDown this round
+        known = self._leaders.get(cands[0])
+        target = known if known is not None else queue.pop(0)
+        unreachable: set[ServerId] = set()   # not reached this round (NoProc/NodeDown)
+        suspects: set[ServerId] = set()      # took a request and gave no answer
+        sent = False
         while True:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                if last_err is not None and not isinstance(last_err, NotLeader):
+                if last_err is not None and not isinstance(last_err, NotLeader) and not sent:
                     raise last_err
-                raise Timeout(f"no answer from {target} within {t} s", server=target)
+                raise Timeout(f"no answer from {target} within {t} s"
+                              + ("; outcome unknown" if sent else ""), server=target)
+            wait = left
+            if retry_unknown:
+                wait = self.attempt_timeout if left is None else min(left, self.attempt_timeout)
+            res = None
             try:
-                res = self._call(target, msg, left)
+                res = self._call(target, msg, wait)
+                sent = True
+            except OutcomeUnknown as e:
+                sent = True
+                self._forget_leader(cands, target)
+                if attempts is not None:
+                    attempts.unknown = True
+                if not retry_unknown or (isinstance(e, Timeout) and left is not None
+                                         and wait >= left):
+                    if isinstance(e, Timeout):
+                        raise Timeout(f"no answer from {target} within {t} s; outcome unknown",
+                                      server=target) from None
+                    raise
+                last_err = e
+                suspects.add(target)
+                if isinstance(e, (NoProc, NodeDown)):
+                    unreachable.add(target)
             except (NoProc, NodeDown) as e:
                 last_err = e
-                res = None
                 unreachable.add(target)
-                if unreachable >= set(cands):
+                if unreachable >= set(cands) and not sent:
                     raise      # no member can be reached at all: say so at once (ra: noproc)
-            except Timeout:
-                raise Timeout(f"no answer from {target} within {t} s", server=target) from None
             if res is not None:
                 tag = res[0]
                 if tag == "ok":
-                    return res[1], ServerId(*res[2]) if res[2] is not None else target
+                    leader = ServerId(*res[2]) if res[2] is not None else target
+                    for c in cands:
+                        self._leaders[c] = leader       # the next call starts there
+                    return res[1], leader
                 if tag == "redirect":
                     leader = res[1]
                     last_err = NotLeader(f"{target} is not the leader", leader)
-                    if leader is not None and ServerId(*leader) != target:
-                        target = ServerId(*leader)
-                        continue
+                    if leader is not None:
+                        lid = ServerId(*leader)
+                        if lid != target and (lid not in suspects
+                                              or suspects >= set(cands) - {target}):
+                            target = lid
+                            continue
                 elif tag == "error":
                     raise _server_error(target, res[1])
             # no leader known here: try the next member, then wait for an election
+            queue = [c for c in queue if c not in suspects] or queue
             if not queue:
-                queue = [c for c in cands if c != target] or list(cands)
+                queue = [c for c in cands if c != target and c not in suspects] \
+                    or [c for c in cands if c != target] or list(cands)
                 unreachable.clear()
                 time.sleep(_NO_LEADER_BACKOFF)   # an election is running; nothing to wait on
             target = queue.pop(0)
+
+    def _forget_leader(self, cands: list[ServerId], leader: ServerId) -> None:
+        for c in cands:
+            if self._leaders.get(c) == leader:
+                del self._leaders[c]
+
+    # -- sessions ---------------------------------------------------------------------------
+    def _session_for(self, cands: list[ServerId], deadline: float | None) -> "_Session":
+        """This client's session with the cluster of ``cands`` (opened on first use)."""
+        for c in cands:
+            sess = self._sessions.get(c)
+            if sess is not None:
+                return sess
+        return self._open_session(cands, deadline)
+
+    def _open_session(self, cands: list[ServerId], deadline: float | None) -> "_Session":
+        left = None if deadline is None else max(0.001, deadline - time.monotonic())
+        # a retried open may open two sessions: the unused one expires, nothing else happens
+        sid, leader = self._leader_call(cands, ("$ra", "command", "open_session", None,
+                                                "normal"), left, retry_unknown=True)
+        sess = _Session(sid)
+        for c in set(cands) | {leader}:
+            self._sessions[c] = sess
+        return sess
+
+    def _drop_session(self, sess: "_Session") -> None:
+        for k in [k for k, v in self._sessions.items() if v is sess]:
+            del self._sessions[k]
 
     # -- nodes --------------------------------------------------------------------------------
     def overview(self, node: str | None = None, timeout: float | None = DEFAULT_TIMEOUT) -> dict:
@@ -452,7 +569,8 @@ class Client:
     def members(self, server_ref: Any, timeout: float | None = DEFAULT_TIMEOUT
                 ) -> tuple[list[ServerId], ServerId]:
         """The cluster's members as the leader knows them, and the leader."""
-        value, leader = self._leader_call(server_ref, ("$ra", "members", "leader"), timeout)
+        value, leader = self._leader_call(server_ref, ("$ra", "members", "leader"), timeout,
+                                          retry_unknown=True)
         return [ServerId(*m) for m in value[0]], leader
 
     def initial_members(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT
@@ -521,10 +639,41 @@ class Client:
     # -- commands -----------------------------------------------------------------------------
     def process_command(self, server_loc: Any, command: Any,
                         timeout: float | None = DEFAULT_TIMEOUT) -> tuple[Any, ServerId]:
-        """Submit ``command`` and wait until it is applied: ``(reply, leader)``."""
+        """Submit ``command`` and wait until it is applied: ``(reply, leader)``.
+
+        Exactly once: the command carries this client's session and a sequence number, and
+        an attempt whose outcome is unknown (the leader died or went silent holding it) is
+        retried, with the same number, on the other members until ``timeout``; the cluster
+        applies it once and answers every retry with the first reply. Raises ``Timeout`` (an
+        ``OutcomeUnknown``: it may still be applied, once) when no attempt was answered in
+        time; ``NoProc``/``NodeDown`` when no member could be reached at all (not applied)."""
         _check_term(command, "command")
-        return self._leader_call(server_loc, ("$ra", "command", "usr", command, "normal"),
-                                 timeout)
+        t = _timeout(timeout)
+        deadline = None if t is None else time.monotonic() + t
+        cands = _locs(server_loc)
+        attempts = _Attempts()
+        sess = self._session_for(cands, deadline)
+        seq = sess.next_seq()
+        try:
+            while True:
+                left = None if deadline is None else deadline - time.monotonic()
+                msg = ("$ra", "command", "usr", command, "normal",
+                       (sess.id, seq, sess.first_outstanding()))
+                try:
+                    return self._leader_call(cands, msg, left, retry_unknown=True,
+                                             attempts=attempts)
+                except _SessionGone:
+                    if attempts.unknown:
+                        raise SessionExpired(
+                            f"the session of this client expired while {command!r} was being "
+                            "retried: whether it was applied is unknown") from None
+                    # refused before anything was applied: the same command, a new session
+                    sess.done(seq)
+                    self._drop_session(sess)
+                    sess = self._open_session(cands, deadline)
+                    seq = sess.next_seq()
+        finally:
+            sess.done(seq)
 
     def pipeline_command(self, server_id: Any, command: Any, correlation: Any = None,
                          priority: str = "low") -> None:
@@ -536,8 +685,27 @@ class Client:
             raise ValueError(f"priority must be 'low' or 'normal', not {priority!r}")
         _check_term(command, "command")
         _check_term(correlation, "correlation")
+        session = None
+        if correlation is not None:
+            # tracked until its event arrives; re-pipelining the same command with the same
+            # correlation before then reuses its seq, so it is applied once
+            sess = self._session_for([sid], None if self._pipe_open_timeout is None else
+                                     time.monotonic() + self._pipe_open_timeout)
+            key = (sess.id, correlation)
+            pending = self._pipes.get(key)
+            seq = None
+            if pending is not None:
+                for q, cmd in pending:
+                    if cmd == command:
+                        seq = q
+                        break
+            if seq is None:
+                seq = sess.next_seq()
+                self._pipes.setdefault(key, []).append((seq, command))
+                self._pipe_session[correlation] = sess
+            session = (sess.id, seq, sess.first_outstanding())
         registry.cast_name(self.mb, sid, ("$ra", "pipeline", command, correlation,
-                                          self.address, priority))
+                                          self.address, priority, session))
 
     def receive(self, timeout: float | None = None) -> RaEvent:
         """The next event in this client's mailbox; raises ``Timeout`` if none arrives."""
@@ -547,8 +715,37 @@ class Client:
             raise Timeout(f"no event within {t} s")
         p = env.payload
         if isinstance(p, tuple) and len(p) == 3 and p[0] == "ra_event":
+            self._settle_pipes(p[2])
             return RaEvent(ServerId(*p[1]) if p[1] is not None else None, p[2])
         return RaEvent(None, p)
+
+    def _settle_pipes(self, event: Any) -> None:
+        """An ``applied`` or ``rejected`` event ends the wait for those pipelined commands:
+        their seqs stop holding the session's first outstanding seq back."""
+        try:
+            if event[0] == "applied":
+                corrs = [c for c, _ in event[1]]
+            elif event[0] == "rejected":
+                corrs = [event[1][2]]
+            else:
+                return
+        except (TypeError, IndexError):
+            return
+        for corr in corrs:
+            try:
+                sess = self._pipe_session.get(corr)
+            except TypeError:           # an unhashable correlation never had a session
+                continue
+            if sess is None:
+                continue
+            key = (sess.id, corr)
+            pending = self._pipes.get(key)
+            if pending:
+                seq, _ = pending.pop(0)
+                sess.done(seq)
+                if not pending:
+                    del self._pipes[key]
+                    del self._pipe_session[corr]
 
     # -- queries ------------------------------------------------------------------------------
     def local_query(self, server_id: Any, query_fun: Any,
@@ -564,7 +761,8 @@ class Client:
                      timeout: float | None = DEFAULT_TIMEOUT) -> tuple[tuple[int, int], Any, Any]:
         """Like :meth:`local_query` on the leader (found through ``server_id``)."""
         q = _query(query_fun)
-        value, leader = self._leader_call(server_id, ("$ra", "leader_query", q), timeout)
+        value, leader = self._leader_call(server_id, ("$ra", "leader_query", q), timeout,
+                                          retry_unknown=True)
         (idx, term), result, _ = value
         return (idx, term), _query_result(result), leader
 
@@ -573,7 +771,8 @@ class Client:
         """Run ``query_fun(state)`` on the leader once a heartbeat round confirms it leads and
         every command committed before the call is applied: ``(result, leader)``."""
         q = _query(query_fun)
-        value, leader = self._leader_call(server_id, ("$ra", "consistent_query", q), timeout)
+        value, leader = self._leader_call(server_id, ("$ra", "consistent_query", q), timeout,
+                                          retry_unknown=True)
         return _query_result(value), leader
 
     def key_metrics(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT) -> dict:
@@ -660,6 +859,11 @@ def _daemon_error(node: str, tag: str, text: str) -> RaError:
 
 
 def _server_error(target: ServerId, reason: Any) -> RaError:
+    if reason == "session_expired":
+        return _SessionGone(f"{target}: session unknown to the cluster")
+    if reason == "stale_seq":
+        return SessionExpired(f"{target}: the command's sequence number is below what this "
+                              "client still waits for: not applied now")
     if reason in ("cluster_change_not_permitted", "already_member", "not_member",
                   "last_member"):
         return MembershipError(f"{target}: {reason}", reason)

@@ -9,9 +9,13 @@ from typing import Any
 
 __all__ = [
     "RaError",
+    "OutcomeUnknown",
     "Timeout",
     "NoProc",
     "NodeDown",
+    "ProcessDied",
+    "NodeLost",
+    "SessionExpired",
     "NotLeader",
     "ClusterNotFormed",
     "NotFound",
@@ -26,7 +30,14 @@ class RaError(Exception):
     """Base of every error raised by this library."""
 
 
-class Timeout(RaError):
+class OutcomeUnknown(RaError):
+    """The request was sent, and whether it took effect is unknown: the callee may have acted
+    on it before it died or went silent. Commands (``process_command``) are retried under the
+    client's session, which makes a retry safe, until their timeout; other requests are safe to
+    retry only if they are idempotent (queries) or checked first (membership)."""
+
+
+class Timeout(OutcomeUnknown):
     """No answer within the timeout. ``server`` names who did not answer (ra's ``{timeout, S}``)."""
 
     def __init__(self, message: str, server: Any = None) -> None:
@@ -35,11 +46,32 @@ class Timeout(RaError):
 
 
 class NoProc(RaError):
-    """No such process on a live node (ra's ``noproc``)."""
+    """No such process on a live node (ra's ``noproc``). Raised as ``NoProc`` itself, the
+    request was *not delivered* (the process was gone before it was sent): safe to retry. The
+    subclass :class:`ProcessDied` means it was sent first."""
 
 
 class NodeDown(RaError):
-    """The node daemon hosting the target cannot be reached (ra's ``nodedown``)."""
+    """The node daemon hosting the target cannot be reached (ra's ``nodedown``). Raised as
+    ``NodeDown`` itself, the request was *not delivered*: safe to retry. The subclass
+    :class:`NodeLost` means it was sent first."""
+
+
+class ProcessDied(OutcomeUnknown, NoProc):
+    """The request was sent, then the callee's process was found dead: it may have acted on
+    it. (Also a ``NoProc``, for code that only asks whether the callee is there.)"""
+
+
+class NodeLost(OutcomeUnknown, NodeDown):
+    """The request was sent, then the callee's node was found down or unreachable: it may
+    have acted on it. (Also a ``NodeDown``.)"""
+
+
+class SessionExpired(OutcomeUnknown):
+    """The client's session expired (idle too long, or evicted by newer ones) while a command
+    was being retried after an unknown outcome: whether the first attempt was applied is
+    unknown. A command refused on its first attempt is resent under a new session instead,
+    and never raises this."""
 
 
 class NotLeader(RaError):

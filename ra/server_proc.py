@@ -40,7 +40,7 @@ from ra.core.effects import (
 )
 from ra.core.machine import SimpleMachine
 from ra.core.messages import (
-    PEER_MSGS, Command, ConsistentQuery, ElectionTimeout, HeartbeatTimeout, LeaderDown,
+    PEER_MSGS, AppendEntriesRpc, Command, HeartbeatRpc, InstallSnapshotRpc, ConsistentQuery, ElectionTimeout, HeartbeatTimeout, LeaderDown,
     MetaWritten, Tick, TransferLeadership, TriggerElection,
 )
 from ra.core.types import ServerId
@@ -56,6 +56,8 @@ from transport.mailbox import DEAD, probe_endpoint
 __all__ = ["run", "load_machine", "resolve_query", "ServerProc", "DEFAULTS"]
 
 _log = logging.getLogger("ra.server_proc")
+#: what a follower hears from a leader (it counts its election timeout from the last one)
+_FROM_LEADER = (AppendEntriesRpc, HeartbeatRpc, InstallSnapshotRpc)
 
 DEFAULTS: dict[str, Any] = {
     "election_timeout_ms": 1000,   # randomised in [T, 2T); leader loss is mostly detected faster
@@ -150,6 +152,7 @@ class ServerProc:
         self.hold_until = 0.0
         self.peer_eps: dict[ServerId, str] = {}
         self.peer_heard: dict[ServerId, float] = {}
+        self.leader_heard = 0.0
         self.unresolved: dict[str, float] = {}      # node -> retry time
         self.running = True
         self.rng = random.Random()
@@ -347,7 +350,9 @@ class ServerProc:
                     or getattr(msg, "candidate_id", None)
                 if sender is not None:
                     sid = ServerId(*sender)
-                    self.peer_heard[sid] = time.monotonic()
+                    now = self.peer_heard[sid] = time.monotonic()
+                    if isinstance(msg, _FROM_LEADER):
+                        self.leader_heard = now       # election timeouts count from here
                     if env.frm and self.peer_eps.get(sid) != env.frm:
                         # a cast carries its sender's mailbox address: a peer that restarted
                         # and bound elsewhere is found again by its first message
@@ -381,13 +386,17 @@ class ServerProc:
         frm = env.frm
         s = self.state
         if op == "command":
-            _, _, kind, payload, priority = p
+            # ("$ra", "command", kind, payload, priority[, session])
+            kind, payload, priority = p[2], p[3], p[4]
+            session = p[5] if len(p) > 5 else None
             mode = ("after_log_append", frm) if kind in ("join", "leave") else ("await", frm)
-            self._step(Command(kind, payload, mode, priority, _now_ms()))
+            self._step(Command(kind, payload, mode, priority, _now_ms(), session))
         elif op == "pipeline":
-            _, _, payload, corr, pid, priority = p
+            # ("$ra", "pipeline", payload, corr, pid, priority[, session])
+            payload, corr, pid, priority = p[2], p[3], p[4], p[5]
+            session = p[6] if len(p) > 6 else None
             mode = ("notify", corr, pid) if corr is not None else None
-            self._step(Command("usr", payload, mode, priority, _now_ms()))
+            self._step(Command("usr", payload, mode, priority, _now_ms(), session))
         elif op == "consistent_query":
             self._step(ConsistentQuery(frm, self._query(p[2])))
         elif op in ("local_query", "leader_query"):
@@ -472,8 +481,11 @@ class ServerProc:
             t0 = self.conf["election_timeout_ms"] / 1000
             if e.check_quorum:
                 delay = t0
+            elif e.since_leader:
+                delay = (max(0.0, self.leader_heard + t0 - time.monotonic())
+                         + e.turn * t0 / 5 + self.rng.uniform(0, t0 / 20))
             elif e.short:
-                turn = 0 if e.at_once else self._stagger()
+                turn = 0 if e.at_once else e.turn
                 delay = turn * t0 / 5 + self.rng.uniform(0, t0 / 20)
             else:
                 delay = self.rng.uniform(t0, 2 * t0)
@@ -520,17 +532,6 @@ class ServerProc:
                 _log.warning("%s: unknown machine effect %r", self.id, me)
         except Exception:   # an effect's failure is the machine's bug: report, keep serving
             _log.exception("%s: machine effect %r failed", self.id, me)
-
-    def _stagger(self) -> int:
-        """After a leader loss every follower notices at once: they campaign in the order of
-        their ids (the lost leader left out), one short step apart, so the first one usually
-        wins before the next starts and the vote is not split."""
-        lost = self.monitored_leader
-        ranked = sorted(tuple(m) for m in self.state.cluster if m != lost)
-        try:
-            return ranked.index(tuple(self.id))
-        except ValueError:
-            return len(ranked)
 
     # -- leader connection monitor (ra: a process monitor on the leader) --------------------
     def _monitor_leader(self, leader: Any) -> None:

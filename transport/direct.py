@@ -233,6 +233,17 @@ class DirectMailbox(BaseMailbox):
                 return None
         return conn
 
+    def _send_call(self, to: str, data: bytes, timeout: float | None) -> bool:
+        # a call never spends more than its own timeout opening the connection
+        if timeout is None or timeout >= self.connect_timeout:
+            return self._send(to, data)
+        saved = self.connect_timeout
+        self.connect_timeout = max(timeout, 0.001)
+        try:
+            return self._send(to, data)
+        finally:
+            self.connect_timeout = saved
+
     def _send(self, to: str, data: bytes) -> bool:
         conn = self._out.get(to)
         if conn is not None and conn.state == 2 and self.blocking_connect \

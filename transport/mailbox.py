@@ -13,11 +13,13 @@ Contract:
 * ``call`` sends ``[VERSION, CALL, my_address, ref, msg]`` and waits for the REPLY with that
   ``ref``. Everything else that arrives meanwhile is kept, in order, for the next ``recv``
   (so a server may call out while serving); replies to earlier, abandoned calls are dropped.
-  It raises ``NoProc`` quickly when the target's endpoint is refused on a live node (the
-  target is probed with a plain connect after ``probe_after`` seconds, or after four times the
-  target's usual reply time if that is longer, then with back-off),
-  ``NodeDown`` when its node daemon is refused or unreachable (node known from
-  :meth:`note_node`, which ``transport.registry.resolve`` fills in), else ``Timeout``.
+  A call that could not leave (the connection to ``to`` was refused) raises ``NoProc`` or
+  ``NodeDown`` at once: *not delivered*. Once it has left, a callee found dead raises
+  ``ProcessDied`` (the target's endpoint is refused on a live node; probed with a plain
+  connect after ``probe_after`` seconds, or after four times the target's usual reply time if
+  that is longer, then with back-off) or ``NodeLost`` (its node daemon refused or unreachable;
+  node known from :meth:`note_node`, which ``transport.registry.resolve`` fills in), else
+  ``Timeout``: all three *outcome unknown* (``OutcomeUnknown``).
 * ``reply(frm, value)`` may be called from any process, any time later; a gone caller is
   ignored.
 * Frames that are not valid envelopes (garbage, truncated msgpack, wrong version, wrong shape,
@@ -46,7 +48,7 @@ from typing import Any, Self
 import zmq
 from zmq.backend import zmq_poll as _zmq_poll
 
-from ra.errors import NodeDown, NoProc, Timeout
+from ra.errors import NodeDown, NodeLost, NoProc, ProcessDied, Timeout
 from transport import envelope as _env
 from transport.envelope import CALL, CAST, REPLY, Envelope, From
 
@@ -188,6 +190,11 @@ class BaseMailbox:
     def _read(self) -> tuple[int, Any, Any, Any] | None:
         raise NotImplementedError
 
+    def _send_call(self, to: str, data: bytes, timeout: float | None) -> bool:
+        """``_send`` of a call frame, taking at most ``timeout`` (a subclass that may block
+        while connecting bounds that by it)."""
+        return self._send(to, data)
+
     def _wait(self, ms: int) -> bool:
         raise NotImplementedError
 
@@ -262,9 +269,13 @@ class BaseMailbox:
     def call(self, to: str, msg: Any, timeout: float | None = 5.0) -> Any:
         """Send ``msg`` as a call to ``to`` and return the reply's value.
 
-        Raises ``NoProc`` (no process at ``to`` on a live node), ``NodeDown`` (its node daemon
-        refused or unreachable), ``Timeout`` (no reply within ``timeout`` seconds; ``None``
-        waits forever), ``TypeError`` if ``msg`` is not a term (nothing is sent).
+        Raises, when the call was *not delivered* (safe to retry): ``NoProc`` (no process at
+        ``to`` on a live node: the connection was refused), ``NodeDown`` (its node daemon is
+        down, per the failure detector or a refused connection), ``TypeError`` if ``msg`` is
+        not a term. When it was *sent* and the outcome is unknown (``OutcomeUnknown``):
+        ``ProcessDied`` / ``NodeLost`` (the callee or its node was found dead or unreachable
+        afterwards), ``Timeout`` (no reply within ``timeout`` seconds; ``None`` waits
+        forever).
         """
         if to in self.addresses:
             raise ValueError("calling_self: a mailbox cannot call itself")
@@ -273,9 +284,21 @@ class BaseMailbox:
         self._ref += 1
         ref = self._ref
         me = self._reply_addr(to)
-        self._send(to, _env.pack(CALL, me, ref, msg))
+        t_start = time.monotonic()
+        deadline = None if timeout is None else t_start + timeout
+        if not self._send_call(to, _env.pack(CALL, me, ref, msg), timeout):
+            # nothing left: a refused connection is a dead callee, not delivered (safe to retry)
+            verdict = self._probe(to, 0.2 if timeout is None else max(0.001, min(0.2, timeout)))
+            if verdict in ("noproc", "nodedown"):
+                self.forget(to)
+                if verdict == "nodedown":
+                    raise NodeDown(f"node of {to} is down ({self._nodes.get(to, to)}); "
+                                   "not delivered")
+                raise NoProc(f"no process at {to}; not delivered")
+            if deadline is not None and time.monotonic() >= deadline:
+                # there but not answering (paused, overloaded): the connection never opened
+                raise Timeout(f"no reply from {to} within {timeout}s (no connection)", server=to)
         now = t_sent = time.monotonic()
-        deadline = None if timeout is None else now + timeout
         srtt = self._srtt.get(to, 0.0)
         interval = max(self.probe_after, min(4 * srtt, _MAX_FIRST_PROBE))
         next_probe = now + interval
@@ -292,7 +315,8 @@ class BaseMailbox:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 if unreachable:
-                    raise NodeDown(f"node of {to} unreachable (call timed out after {timeout}s)")
+                    raise NodeLost(f"node of {to} unreachable (call timed out after {timeout}s);"
+                                   " sent, outcome unknown")
                 raise Timeout(f"no reply from {to} within {timeout}s", server=to)
             if now >= next_probe:
                 remaining = 0.2 if deadline is None else max(0.001, min(0.2, deadline - now))
@@ -305,8 +329,9 @@ class BaseMailbox:
                         return value
                     self.forget(to)  # queued frames must not reach a later process there
                     if verdict == "nodedown":
-                        raise NodeDown(f"node of {to} is down ({self._nodes.get(to, to)})")
-                    raise NoProc(f"no process at {to}")
+                        raise NodeLost(f"node of {to} is down ({self._nodes.get(to, to)}); "
+                                       "sent, outcome unknown")
+                    raise ProcessDied(f"no process at {to} any more; sent, outcome unknown")
                 else:
                     unreachable = False
                 now = time.monotonic()

@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ra.errors import NodeDown, NoProc, Timeout
+from ra.errors import NodeDown, NodeLost, NoProc, ProcessDied, Timeout
 from transport.envelope import Envelope
 from transport.mailbox import BaseMailbox
 
@@ -157,6 +157,8 @@ def _call_daemon(mb: BaseMailbox, node: str, msg: Any, timeout: float | None) ->
     mb.note_node(ep, ep)  # a dead daemon endpoint is NodeDown, not NoProc
     try:
         return mb.call(ep, msg, timeout)
+    except ProcessDied:
+        raise NodeLost(f"node {node} went down after the request was sent") from None
     except NoProc:
         raise NodeDown(f"node {node} is down") from None
 
@@ -237,8 +239,11 @@ def call_name(mb: BaseMailbox, server: tuple[str, str], msg: Any,
               timeout: float | None = 5.0) -> Any:
     """``mb.call`` to the process registered as ``server = (name, node)``.
 
-    If the cached endpoint is dead, re-resolves once: a process that restarted elsewhere is
-    called there; one that is gone raises ``NoProc``. The whole thing stays within ``timeout``.
+    If the cached endpoint is dead before the call leaves (``NoProc``: not delivered),
+    re-resolves once: a process that restarted elsewhere is called there; one that is gone
+    raises ``NoProc``. A callee that dies after the call left raises ``ProcessDied`` (outcome
+    unknown; the caller decides whether a retry is safe). The whole thing stays within
+    ``timeout``.
     """
     name, node = server
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -249,6 +254,9 @@ def call_name(mb: BaseMailbox, server: tuple[str, str], msg: Any,
     ep = resolve(mb, name, node, timeout)
     try:
         return mb.call(ep, msg, left())
+    except ProcessDied:
+        invalidate(mb, name, node)
+        raise           # it was sent: calling again could make it happen twice
     except NoProc:
         invalidate(mb, name, node)
         # NoProc / NodeDown propagate. The same endpoint again means a live pid still holds

@@ -63,11 +63,23 @@ class StartElectionTimeout:
     shell staggers them; see ``ra.server_proc``). ``at_once``: short, without waiting for our
     turn in that order: we just refused a candidate that therefore cannot win.
     ``check_quorum``: a leader's quorum check, exactly one election timeout from now (not
-    randomised: the bound on how long a cut-off leader keeps leading depends on it)."""
+    randomised: the bound on how long a cut-off leader keeps leading depends on it).
+    ``since_leader``: a follower that heard its leader since the timer was armed; the new
+    timeout counts from the leader's *last* message (re-arming from now would make a silent
+    leader suspected only up to 4T after it fell silent).
+    ``turn``: for ``short`` and ``since_leader``, this member's rank among the members that may
+    campaign (the lost leader left out, ordered by id): members that all lose their leader at
+    the same moment campaign one step (T/5) apart in that order, so the first usually wins
+    before the next starts instead of splitting the vote. Delays: ``short``:
+    ``turn*T/5 + U(0, T/20)``; ``since_leader``: the same, counted from one election timeout
+    after the leader's last message (or from now if that is past); ``at_once``:
+    ``U(0, T/20)``; otherwise ``U(T, 2T)``."""
 
     short: bool = False
     at_once: bool = False
     check_quorum: bool = False
+    since_leader: bool = False
+    turn: int = 0
 
 
 @dataclass(frozen=True, slots=True)

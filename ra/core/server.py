@@ -385,7 +385,7 @@ def _on_election_timeout(msg: ElectionTimeout, s: ServerState, effects: list[Any
         return
     if s.role == "follower" and s.heard_from_leader:
         s.heard_from_leader = False
-        effects.append(StartElectionTimeout())
+        effects.append(StartElectionTimeout(since_leader=True, turn=_turn(s, s.leader_id)))
         return
     if s.brand_new or not _is_member(s):
         # a brand-new server waits for trigger_election; a non-member never campaigns
@@ -395,6 +395,13 @@ def _on_election_timeout(msg: ElectionTimeout, s: ServerState, effects: list[Any
             effects.append(StartElectionTimeout())
         return
     _start_pre_vote(s, effects)
+
+
+def _turn(s: ServerState, lost: Any) -> int:
+    """Our rank among the members that may campaign once ``lost`` (the leader) is gone."""
+    ranked = sorted(tuple(m) for m in s.cluster if m != lost)
+    me = tuple(s.id)
+    return ranked.index(me) if me in ranked else len(ranked)
 
 
 def _check_quorum(s: ServerState, effects: list[Any]) -> None:
@@ -426,7 +433,7 @@ def _on_leader_down(msg: LeaderDown, s: ServerState, effects: list[Any]) -> None
         s.leader_id = None
         s.heard_from_leader = False
         if _is_member(s) and not s.brand_new:
-            effects.append(StartElectionTimeout(short=True))
+            effects.append(StartElectionTimeout(short=True, turn=_turn(s, msg.leader_id)))
 
 
 def _on_pre_vote_rpc(msg: PreVoteRpc, s: ServerState, effects: list[Any]) -> None:
@@ -437,6 +444,11 @@ def _on_pre_vote_rpc(msg: PreVoteRpc, s: ServerState, effects: list[Any]) -> Non
     effects.append(SendRpc(msg.candidate_id,
                            PreVoteResult(max(msg.term, s.current_term) if grant else s.current_term,
                                          msg.token, grant, s.id)))
+    if grant and s.role == "follower" and s.leader_id is None:
+        # its request for votes should follow: campaigning ourselves now would split the vote
+        # (both members of a 3-member cluster whose leader went silent time out within a few
+        # ms of each other often enough to cost a whole extra election timeout)
+        effects.append(StartElectionTimeout())
     if not grant and s.role == "follower" and s.leader_id is None and not s.brand_new \
             and _is_member(s):
         # someone campaigns, so there is no leader, but it cannot win with our vote (its log
@@ -505,6 +517,8 @@ def _accept_leader(s: ServerState, term: int, leader: Any, effects: list[Any]) -
     if s.leader_id != leader:
         s.leader_id = leader
         effects.append(RecordLeaderMsg(leader))
+        # from now on the election timer counts from this leader's messages
+        effects.append(StartElectionTimeout(since_leader=True, turn=_turn(s, leader)))
     s.heard_from_leader = True
     s.brand_new = False
 

@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ra.core import server
+from ra.core import server, validate
 from ra.core.effects import (
     Cast, DeleteAndTerminate, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
     StartElectionTimeout, StartHeartbeatTimeout,
@@ -38,7 +38,7 @@ from ra.core.messages import (
     RequestVoteResult, Tick, TriggerElection,
 )
 from ra.core.types import ServerId
-from ra.core.messages import HeartbeatReply
+from ra.core.messages import AppendEntriesRpc, HeartbeatReply, HeartbeatRpc, InstallSnapshotRpc
 from ra.testing.checkers import SafetyChecker, Violation
 from ra.testing.memory import MemoryMeta
 from ra.testing.sim_clients import ClientDriver, SimClient
@@ -57,6 +57,8 @@ ALL_BUGS = CORE_BUGS | {"ack_before_durable"}
 
 #: the replies a leader counts for its quorum check
 _REPLIES = (AppendEntriesReply, HeartbeatReply, InstallSnapshotResult)
+#: what a follower hears from a leader (it counts its election timeout from the last one)
+_FROM_LEADER = (AppendEntriesRpc, HeartbeatRpc, InstallSnapshotRpc)
 
 
 @dataclass(slots=True)
@@ -75,6 +77,9 @@ class SimServer:
     written_tail: int = 0
     restart_due: bool = False
     heard: dict[Any, int] = field(default_factory=dict)   # leader: peer -> last reply time
+    leader_heard: int = 0        # when a leader's message last arrived (the shell records it)
+    cluster_seen: tuple[Any, ...] = ()   # leader: its configuration, and since when
+    config_since: int = 0
 
 
 @dataclass(slots=True)
@@ -255,9 +260,13 @@ class SimCluster(ClientDriver):
     def _ev_peer(self, to: Any, msg: Any, frm: Any) -> None:
         s = self.servers[to]
         if s.alive:
-            if isinstance(msg, _REPLIES) and s.state.role == "leader" \
-                    and msg.term == s.state.current_term:
-                s.heard[msg.from_id] = self.now
+            if isinstance(msg, _REPLIES + _FROM_LEADER) and validate.check(msg) is None:
+                # (the malformed-message profile sends garbage: only well-formed ones count)
+                if isinstance(msg, _REPLIES):
+                    if s.state.role == "leader" and msg.term == s.state.current_term:
+                        s.heard[msg.from_id] = self.now
+                elif msg.term >= s.state.current_term:
+                    s.leader_heard = self.now
             self.step_server(s, msg, frm)
 
     def _ev_local(self, sid: Any, inc: int, msg: Any) -> None:
@@ -510,11 +519,15 @@ class SimCluster(ClientDriver):
     def _check_quorum_bound(self, s: SimServer) -> None:
         """``check_quorum``: a leader that no majority of its configuration has answered for
         more than two election timeouts must have stepped down (a member counts as answered
-        from when it entered the leader's view, and the leader always hears itself)."""
+        from when it entered the leader's view, the leader always hears itself, and a
+        configuration change restarts the count)."""
         if "check_quorum" in self.checker.disabled:
             return
         st = s.state
         heard = s.heard
+        if st.cluster != s.cluster_seen:
+            # a configuration change moves the goal posts: the bound counts from it
+            s.cluster_seen, s.config_since = st.cluster, self.now
         times = []
         for m in st.cluster:
             if m == s.sid:
@@ -522,7 +535,7 @@ class SimCluster(ClientDriver):
             else:
                 times.append(heard.setdefault(m, self.now))
         times.sort(reverse=True)
-        quorum_time = times[len(times) // 2]
+        quorum_time = max(times[len(times) // 2], s.config_since)
         limit = 2 * self.profile.election_ms
         if self.now - quorum_time > limit:
             v = Violation("check_quorum",
@@ -583,10 +596,16 @@ class SimCluster(ClientDriver):
             # randomised: [0, T/5] as the shell (ra/server_proc.py) draws it
             if e.check_quorum:
                 lo = hi = t
+            elif e.since_leader:
+                lo = hi = (max(0, s.leader_heard + t - self.now) + e.turn * t // 5
+                           + self.rng.randint(0, max(1, t // 20)))
             elif e.at_once:
                 lo, hi = 0, max(1, t // 20)
+            elif e.short:
+                lo = e.turn * t // 5
+                hi = lo + max(1, t // 20)
             else:
-                lo, hi = (0, max(1, t // 5)) if e.short else (t, 2 * t - 1)
+                lo, hi = t, 2 * t - 1
             self.schedule(self.rng.randint(lo, hi), "timer", s.sid, s.inc, "election",
                           s.timers["election"])
         elif isinstance(e, StartHeartbeatTimeout):

@@ -38,7 +38,8 @@ def test_follower_that_heard_from_leader_waits_another_timeout():
     s = new_server()
     with_log(s, [(1, 1, ("noop", 0))], term=1)
     step(s, AppendEntriesRpc(1, N2, 1, 1, 1, []))
-    assert step(s, ElectionTimeout()) == [StartElectionTimeout()]
+    # counted from the leader's last message (the shell knows when that was)
+    assert step(s, ElectionTimeout()) == [StartElectionTimeout(since_leader=True)]
     assert s.role == "follower"
     assert step(s, ElectionTimeout())[1:] == [SendRpc(N2, PreVoteRpc(2, 1, N1, 1, 1, 0)),
                                               SendRpc(N3, PreVoteRpc(2, 1, N1, 1, 1, 0))]
@@ -111,7 +112,7 @@ def test_pre_vote_does_not_change_receivers_term():
     s = new_server()
     with_log(s, [(1, 1, ("noop", 0))], term=1)
     eff = step(s, PreVoteRpc(2, 7, N2, 1, 1, 0))
-    assert eff == [SendRpc(N2, PreVoteResult(2, 7, True, N1))]
+    assert eff == [SendRpc(N2, PreVoteResult(2, 7, True, N1)), StartElectionTimeout()]
     assert s.current_term == 1 and s.voted_for is None
     eff = step(s, PreVoteRpc(2, 8, N3, 0, 0, 0))
     # refused (its log is behind): no leader known, so this member campaigns soon itself
@@ -206,3 +207,13 @@ def test_non_member_never_campaigns():
     s.brand_new = False
     assert step(s, ElectionTimeout()) == [StartElectionTimeout()]
     assert s.role == "follower"
+
+
+def test_granting_a_pre_vote_without_a_leader_holds_our_own_campaign_back():
+    s = new_server()
+    with_log(s, [(1, 1, ("noop", 0))], term=1)
+    eff = step(s, PreVoteRpc(2, 1, N2, 1, 1, 0))
+    assert eff == [SendRpc(N2, PreVoteResult(2, 1, True, N1)), StartElectionTimeout()]
+    step(s, AppendEntriesRpc(1, N3, 1, 1, 1, []))           # with a leader: no hold back
+    eff = step(s, PreVoteRpc(2, 2, N2, 1, 1, 0))
+    assert eff == [SendRpc(N2, PreVoteResult(2, 2, True, N1))]

@@ -9,6 +9,10 @@ from tests.core.helpers import CLUSTER, N1, N2, N3, new_server, step, sync, with
 
 NOOP = ("noop", 0)
 
+#: a follower that learns of a leader counts its election timeout from that leader's messages;
+#: n1 ranks first among the members other than the leader n2
+FOLLOW = StartElectionTimeout(since_leader=True, turn=0)
+
 
 def usr(n):
     return ("usr", n, None, 0)
@@ -19,7 +23,7 @@ def test_append_entries_acked_only_after_written():
     eff = step(s, AppendEntriesRpc(1, N2, 0, 0, 0, [(1, 1, NOOP), (2, 1, usr(5))]))
     assert s.current_term == 1 and s.leader_id == N2 and s.role == "follower"
     # nothing goes out: the new term is not durable and neither are the entries
-    assert eff == [RecordLeaderMsg(N2)]
+    assert eff == [RecordLeaderMsg(N2), FOLLOW]
     assert s.log.last_index_term() == (2, 1) and s.log.last_written() == (0, 0)
     eff = sync(s)
     assert eff == [SendRpc(N2, AppendEntriesReply(1, True, 3, 2, 1, N1))]
@@ -29,7 +33,7 @@ def test_heartbeat_append_is_answered_at_once_with_written_index():
     s = new_server()
     with_log(s, [(1, 1, NOOP), (2, 1, usr(5))], term=1)
     eff = step(s, AppendEntriesRpc(1, N2, 2, 2, 1, []))
-    assert eff == [RecordLeaderMsg(N2), SendRpc(N2, AppendEntriesReply(1, True, 3, 2, 1, N1))]
+    assert eff == [RecordLeaderMsg(N2), FOLLOW, SendRpc(N2, AppendEntriesReply(1, True, 3, 2, 1, N1))]
     assert s.commit_index == 2 and s.last_applied == 2 and s.machine_state == 5
 
 
@@ -44,7 +48,7 @@ def test_conflicting_term_backs_off_to_first_index_of_that_term():
     s = new_server()
     with_log(s, [(1, 1, NOOP), (2, 2, usr(1)), (3, 2, usr(2)), (4, 2, usr(3))], term=2)
     eff = step(s, AppendEntriesRpc(3, N2, 1, 4, 3, []))
-    assert eff == [RecordLeaderMsg(N2)]        # term 3 is not durable yet: the reply waits
+    assert eff == [RecordLeaderMsg(N2), FOLLOW]        # term 3 is not durable yet: the reply waits
     eff = step(s, MetaWritten(s.meta_seq))
     assert eff == [SendRpc(N2, AppendEntriesReply(3, False, 2, 0, 0, N1))]
 
@@ -107,7 +111,7 @@ def test_heartbeat_rpc_is_answered():
     s = new_server()
     with_log(s, [(1, 1, NOOP)], term=1)
     eff = step(s, HeartbeatRpc(4, 1, N2))
-    assert eff == [RecordLeaderMsg(N2), SendRpc(N2, HeartbeatReply(4, 1, N1))]
+    assert eff == [RecordLeaderMsg(N2), FOLLOW, SendRpc(N2, HeartbeatReply(4, 1, N1))]
 
 
 def test_install_snapshot_in_chunks():
