@@ -358,10 +358,20 @@ def _fmt(e: _Entry) -> str:
 
 def _explain(key: Any, ents: list[_Entry], stuck: _Stuck) -> str:
     """At most ~20 lines: the op the search could not get past, the register values at those
-    dead ends, the ops linearized just before it, and the ops concurrent with it."""
+    dead ends, the latest op making the value it needs, the ops linearized just before it (on
+    one of the deepest paths), and the ops concurrent with it."""
     x = ents[stuck.op]
     lines = [f"key {key!r}: cannot linearize {_fmt(x)}",
              f"  register value(s) at the dead ends: {', '.join(map(repr, stuck.states))}"]
+    if x.kind != _WRITE and x.a is not None:        # where the value it needs comes from
+        makers = [e for e in ents if (e.a if e.kind == _WRITE else e.b) == x.a
+                  and e.kind != _READ and e is not x]
+        if makers:
+            more = f" (+{len(makers) - 1} other)" if len(makers) > 1 else ""
+            lines.append(f"  {x.a!r} last made by: {_fmt(max(makers, key=lambda e: e.pair.index))}"
+                         f"{more}")
+        else:
+            lines.append(f"  no op makes {x.a!r}")
     if stuck.before:
         lines.append("  linearized just before it:")
         lines += [f"    {_fmt(ents[i])}" for i in stuck.before]

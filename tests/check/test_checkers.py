@@ -20,8 +20,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ra.check import (
-    Budget, History, Op, check, check_counter, check_register, check_set, load, merge, pairs,
-    render, save,
+    Budget,
+    History,
+    Op,
+    check,
+    check_counter,
+    check_register,
+    check_set,
+    load,
+    merge,
+    pairs,
+    render,
+    save,
 )
 from ra.check.history import freeze
 
@@ -139,6 +149,7 @@ def test_stale_read_is_invalid_and_named() -> None:
     first = v.counterexample.splitlines()[0]
     assert "p2 read -> 1" in first and "[4.0000..5.0000]" in first
     assert "dead ends: 2" in v.counterexample
+    assert "1 last made by: p0 write 1 [0.0000..1.0000] ok" in v.counterexample
 
 
 def test_concurrent_read_may_see_either_value() -> None:
@@ -274,6 +285,7 @@ def test_stale_read_mutation_flagged_and_named(seed: int) -> None:
     first = v.counterexample.splitlines()[0]
     assert f"p{bad.process} read -> {bad.value!r}" in first, v.counterexample
     assert f"..{bad.time:.4f}]" in first
+    assert f"{bad.value!r} last made by: p" in v.counterexample
     assert len(v.counterexample.splitlines()) <= 20
 
 
@@ -349,7 +361,8 @@ def _random_small(seed: int, info: int = 2) -> list[Op]:
     """3 to 8 random register ops, values in {None, 1, 2}, completions ok:info:fail = 7:info:1."""
     rng = random.Random(seed)
     procs = rng.randint(2, 3)
-    free, ops, t = [0.0] * procs, [], 0.0
+    free, t = [0.0] * procs, 0.0
+    ops: list[Op] = []
     for _ in range(rng.randint(3, 8)):
         s = rng.randrange(procs)
         t0 = max(free[s], rng.uniform(0, t + 1))
