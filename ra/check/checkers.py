@@ -61,6 +61,14 @@ def _key_details(r: KeyResult) -> dict[str, Any]:
 
 # -- set --------------------------------------------------------------------------------------
 
+def _only(prs: list[Pair], workload: str, fs: tuple[str, ...]) -> list[Pair]:
+    for p in prs:
+        if p.invoke.f not in fs:
+            raise ValueError(f"{workload} op f={p.invoke.f!r} at t={p.start:.6f} "
+                             f"(want {'/'.join(fs)})")
+    return prs
+
+
 def _final_read(prs: list[Pair]) -> Pair | None:
     reads = [p for p in prs if p.invoke.f == "read" and p.type == "ok"]
     return max(reads, key=lambda p: p.end_index) if reads else None
@@ -70,15 +78,16 @@ def _sample(xs: Any) -> list[Any]:
     return sorted(xs, key=repr)[:_SAMPLES]
 
 
-def check_set(ops: Sequence[Op]) -> Verdict:
+def check_set(ops: Sequence[Op], budget: Budget | None = None) -> Verdict:
     """Adds against the last successful read (the final read, taken after healing).
 
     lost: ``ok`` adds completed before the read was invoked, absent from it. unexpected: read
     elements never added. duplicated: elements read more than once. failed_present: ``fail``
     adds that are in the read (``fail`` says they did not happen). ``info`` adds, and ``ok`` adds
     still running when the read started, may be present or absent. No successful read: unknown.
+    ``budget`` is accepted for a uniform signature and unused (this check is linear).
     """
-    prs = pairs(ops)
+    prs = _only(pairs(ops), "set", ("add", "read"))
     final = _final_read(prs)
     adds = [p for p in prs if p.invoke.f == "add"]
     if final is None:
@@ -114,7 +123,7 @@ def check_set(ops: Sequence[Op]) -> Verdict:
 
 # -- counter ----------------------------------------------------------------------------------
 
-def check_counter(ops: Sequence[Op]) -> Verdict:
+def check_counter(ops: Sequence[Op], budget: Budget | None = None) -> Verdict:
     """Adds (delta > 0; ``ok`` value = counter after the add) against the last successful read.
 
     Valid iff (1) final == sum of ``ok`` deltas + the deltas of some subset of the ``info`` adds
@@ -123,9 +132,9 @@ def check_counter(ops: Sequence[Op]) -> Verdict:
     ``details["bound_only"]`` says so); (2) no two ``ok`` adds replied the same value (two adds
     saw the same state: one was applied twice or an update was lost); (3) every reply is
     <= final; (4) every reply is >= its own delta plus the deltas of the ``ok`` adds completed
-    before it was invoked (real-time order). No successful read: unknown.
+    before it was invoked (real-time order). No successful read: unknown. ``budget`` is unused.
     """
-    prs = pairs(ops)
+    prs = _only(pairs(ops), "counter", ("add", "read"))
     adds = [p for p in prs if p.invoke.f == "add"]
     for p in adds:
         d = p.invoke.value
@@ -205,7 +214,8 @@ WORKLOADS: dict[str, Callable[..., Verdict]] = {
 
 
 def check(workload: str, ops: Sequence[Op], **kw: Any) -> Verdict:
-    """Run the checker named ``workload`` (``register`` accepts ``budget=``)."""
+    """Run the checker named ``workload``; every checker accepts ``budget=`` (only
+    ``register`` uses it)."""
     try:
         fn = WORKLOADS[workload]
     except KeyError:

@@ -540,7 +540,10 @@ def test_check_dispatch_and_render() -> None:
     v = check("register", h, budget=Budget(max_states=1000))
     text = render(v)
     assert text.startswith("register: INVALID") and "p2 read -> 1" in text
-    assert render(check("set", _set_history({1: "ok"}, [1]))).startswith("set: VALID")
+    assert render(check("set", _set_history({1: "ok"}, [1]), budget=Budget())).startswith(
+        "set: VALID")
+    with pytest.raises(ValueError, match="counter op f='cas'"):
+        check("counter", hist(op_(0, 1, 0, "cas", [1, 2], key=None)))
     with pytest.raises(ValueError, match="unknown workload"):
         check("bank", h)
 
