@@ -14,6 +14,7 @@ Pure: no I/O.
 """
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -235,8 +236,9 @@ def render(v: Verdict) -> str:
                      f"{len(d['unknown_keys'])}); ops {d['ops']} (info {d['info']}, dropped "
                      f"{d['dropped']}); states {d['states']}")
     else:
-        lines.append("  " + ", ".join(f"{k} {val}" for k, val in d.items()
-                                      if k != "reason" and not isinstance(val, (list, dict))))
+        counts = ", ".join(f"{k} {val}" for k, val in d.items()
+                           if k != "reason" and not isinstance(val, (list, dict)))
+        lines += textwrap.wrap(counts, 98, initial_indent="  ", subsequent_indent="  ")
     if v.counterexample:
         lines.append("  counterexample:")
         lines += ["    " + ln for ln in v.counterexample.splitlines()]
