@@ -120,6 +120,8 @@ def report(res: Any) -> str:
         lines.append(f"          {name}: skipped ({reason})")
     if s.get("nemesis_error"):
         lines.append(f"          nemesis stopped early: {s['nemesis_error']}")
+    if s.get("unhealthy"):
+        lines.append(f"          cluster not healthy after 60 s: {s['unhealthy']}")
     if s.get("final_read") is False:
         lines.append("          final read never answered")
     if res.valid is not True:

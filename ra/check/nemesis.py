@@ -10,7 +10,8 @@ fault and heal is logged with its time since the run's ``t0``.
 ``kill-node``
     SIGKILL a random node daemon's whole process tree (daemon, fork server, WAL, segment
     writer, servers), as a machine crash; heal: start it again on the same data directory and
-    the same address, so it is the same node.
+    the same address, so it is the same node, and restart the cluster's server there
+    (``ra.restart_server``: as in ra, a node does not restart its servers by itself).
 ``kill-leader``
     SIGKILL the current leader's ra server process (its pid from the node's overview); its
     supervisor restarts it. Heal: wait until the server runs again (a new pid).
@@ -158,7 +159,17 @@ class KillNode(Nemesis):
             return None
         i, self.down = self.down, None
         addr = self.ctx.nodes.restart(i)
-        return f"restarted node n{i} on {addr}"
+        sid = ra.ServerId(self.ctx.name, addr)
+        _wait(lambda: self._restart_server(sid), _RESTART_WAIT_S, f"server {sid} to restart")
+        return f"restarted node n{i} on {addr} and its server"
+
+
+    def _restart_server(self, sid: ra.ServerId) -> bool:
+        try:
+            self.ctx.client.restart_server(sid, timeout=5.0)
+        except ra.AlreadyStarted:
+            pass
+        return True
 
 
 class KillLeader(Nemesis):

@@ -66,7 +66,8 @@ class Result:
     ``.counterexample``, ``.details``), where the history and result were written, and
     ``stats``: ``ops`` (completions by type, and by function), ``faults`` (injected count),
     ``nemesis_log``, ``errors`` (client errors by class), ``skipped`` (nemesis -> reason),
-    ``recovered_s``, ``final_read``, ``elapsed_s``, ``seed``, ``leaked``."""
+    ``recovered_s`` (``None``: not within 60 s, and ``unhealthy`` says why), ``final_read``,
+    ``elapsed_s``, ``seed``, ``leaked``."""
 
     workload: str
     verdict: Any
@@ -193,7 +194,7 @@ def _run(run: _Run, workload: str, n: int, clients: int, processes: int, duratio
         stats["nemesis_error"] = f"{type(run.schedule.error).__name__}: {run.schedule.error}"
     ops = _collect(history, run, errors, out_dir, processes)
     stats["errors"] = dict(errors)
-    stats["recovered_s"] = _wait_healthy(run.client, ids)
+    _wait_healthy(run.client, ids, stats)
     if workload in ("set", "counter"):
         final = hist.History(t0=t0)
         process = max((op.process for op in ops), default=0) + 1
@@ -278,33 +279,45 @@ def _collect(history: hist.History, run: _Run, errors: _Tally[str], out_dir: str
     return hist.merge(lists)
 
 
-def _wait_healthy(client: ra.Client | None, ids: list[ra.ServerId]) -> float | None:
-    """Seconds until one leader is followed by every member and every member has applied the
-    leader's commit index; ``None`` if that does not happen within 60 s."""
+def _wait_healthy(client: ra.Client | None, ids: list[ra.ServerId],
+                  stats: dict[str, Any]) -> None:
+    """Wait until one leader is followed by every member and every member has applied the
+    leader's commit index; ``stats["recovered_s"]`` is how long that took, ``None`` if it did
+    not happen within 60 s (``stats["unhealthy"]`` then says what was last seen)."""
     assert client is not None
     start = time.monotonic()
+    stats["recovered_s"] = None
     while time.monotonic() - start < _HEALTHY_WAIT_S:
-        if _healthy(client, ids):
-            return round(time.monotonic() - start, 2)
+        why = _unhealthy(client, ids)
+        if why is None:
+            stats["recovered_s"] = round(time.monotonic() - start, 2)
+            stats.pop("unhealthy", None)
+            return
+        stats["unhealthy"] = why
         time.sleep(0.05)
-    return None
 
 
-def _healthy(client: ra.Client, ids: list[ra.ServerId]) -> bool:
+def _unhealthy(client: ra.Client, ids: list[ra.ServerId]) -> str | None:
+    """What keeps the cluster from being healthy right now, or ``None`` if it is."""
     rows = []
     for sid in ids:
         try:
             row = client.overview(sid.node, timeout=2.0)["servers"].get(sid.name) or {}
-        except ra.RaError:
-            return False
+        except ra.RaError as e:
+            return f"{sid.node}: {type(e).__name__}: {e}"
         if "role" not in row:
-            return False
+            return f"{sid.node}: server not running ({row.get('error', row)})"
         rows.append(row)
+    summary = "; ".join(f"{r['id'].node} {r['role']} term {r['current_term']} leader "
+                        f"{r['leader_id'].node if r['leader_id'] else None} commit "
+                        f"{r['commit_index']} applied {r['last_applied']}" for r in rows)
     leaders = {r["leader_id"] for r in rows}
     lead = [r for r in rows if r["role"] == "leader"]
     if len(leaders) != 1 or len(lead) != 1 or lead[0]["id"] not in leaders:
-        return False
-    return all(r["last_applied"] >= lead[0]["commit_index"] for r in rows)
+        return f"no leader followed by all: {summary}"
+    if any(r["last_applied"] < lead[0]["commit_index"] for r in rows):
+        return f"not caught up: {summary}"
+    return None
 
 
 def _cleanup(run: _Run) -> dict[str, list[str]]:
