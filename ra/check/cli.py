@@ -28,7 +28,14 @@ _COUNTEREXAMPLE_CHARS = 600
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``ra check`` options."""
+    """The ``ra check`` options. A bad option exits 3 (a setup error), not argparse's 2, which
+    here means "unknown"."""
+
+    def error(message: str) -> Any:
+        print(f"ra check: {message}", file=sys.stderr)
+        sys.exit(3)
+
+    p.error = error  # type: ignore[method-assign]
     p.add_argument("--workload", default="all", choices=(*ALL, "all"))
     p.add_argument("--nodes", type=int, default=3, choices=(3, 5))
     p.add_argument("--clients", type=int, default=5, help="client threads (default 5)")
@@ -63,8 +70,15 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def run(a: argparse.Namespace) -> int:
     """Run the checks that ``a`` asks for and print their verdicts; returns the exit code."""
+    from ra.check.nemesis import NEMESES   # lazy: `ra node ...` need not load the check
+
     workloads = list(ALL) if a.workload == "all" else [a.workload]
     nemesis = [n.strip() for n in a.nemesis.split(",") if n.strip()]
+    bad = [n for n in nemesis if n not in NEMESES]
+    if bad:
+        print(f"ra check: unknown nemesis {', '.join(bad)}; known: {', '.join(NEMESES)}",
+              file=sys.stderr)
+        return 3
     out = os.path.abspath(a.out or tempfile.mkdtemp(prefix="ra-check-"))
     quiet_stale_replies()
     if threading.current_thread() is not threading.main_thread():
