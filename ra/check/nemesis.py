@@ -5,7 +5,9 @@ there was nothing to do, e.g. no leader known) and ``heal()`` (undo the fault it
 and wait until it is undone; a no-op if there is none). :class:`Schedule` runs them on a thread:
 ``interval`` seconds of calm, a fault by a nemesis picked at random (seeded), ``interval``
 seconds, its heal, and so on until stopped; :meth:`Schedule.stop` always ends healed, and every
-fault and heal is logged with its time since the run's ``t0``.
+fault and heal is logged with its time since the run's ``t0``. A fault that cannot be injected
+because a node did not answer (``ra.RaError``) is logged as ``fault-failed`` and the schedule
+goes on; any other error, or a heal that fails, stops the schedule (``Schedule.error``).
 
 ``kill-node``
     SIGKILL a random node daemon's whole process tree (daemon, fork server, WAL, segment
@@ -330,7 +332,11 @@ class Schedule:
         try:
             while active and not self._stop.wait(self.interval):
                 n = self.rng.choice(active)
-                self._note(n, "fault", n.fault())
+                try:
+                    self._note(n, "fault", n.fault())
+                except ra.RaError as e:   # e.g. the node to ask did not answer: no fault
+                    self._note(n, "fault-failed", f"{type(e).__name__}: {e}")
+                    continue
                 self._stop.wait(self.interval)
                 self._note(n, "heal", n.heal())
         except BaseException as e:   # noqa: BLE001 - reported by stop(); healed there
