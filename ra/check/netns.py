@@ -136,7 +136,9 @@ class Netns:
         return ["ip", "netns", "exec", self.ns(i)]
 
     def setup(self) -> None:
-        """Create the bridge, the namespaces, the veth pairs and the addresses."""
+        """Create the bridge, the namespaces, the veth pairs and the addresses (after removing
+        whatever a dead run with the same names left behind)."""
+        self.close()
         self.subnet = _free_subnet(os.getpid())
         _run(["ip", "link", "add", self.bridge, "type", "bridge"])
         _run(["ip", "addr", "add", f"{self.bridge_ip}/24", "dev", self.bridge])
