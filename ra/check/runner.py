@@ -29,6 +29,7 @@ import os
 import random
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter as _Tally
@@ -45,7 +46,7 @@ from ra.check.nemesis import NEMESES, PARTITION_MODES, Context, Schedule, make
 from ra.check.nodes import NodeSet
 from ra.check.workloads import READ_MODES, ClientSpec, client_argv, final_read, run_client
 
-__all__ = ["Result", "SetupError", "run_check", "AUTO_RATES"]
+__all__ = ["AUTO_RATES", "Options", "Result", "SetupError", "run_check"]
 
 _log = logging.getLogger("ra.check")
 
@@ -94,23 +95,42 @@ class _Run:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
 
-def _validate(workload: str, nodes: int, clients: int, processes: int, duration: float,
-              nemesis: list[str], interval: float, reads: str, partition_mode: str) -> None:
-    if workload not in MACHINES:
-        raise ValueError(f"unknown workload {workload!r}; known: {', '.join(MACHINES)}")
-    if nodes not in (3, 5):
-        raise ValueError(f"nodes must be 3 or 5, not {nodes}")
-    if clients < 0 or processes < 0 or clients + processes == 0:
-        raise ValueError("need at least one client (thread or process)")
-    if duration <= 0 or interval <= 0:
-        raise ValueError("duration and interval must be > 0")
-    for n in nemesis:
-        if n not in NEMESES:
-            raise ValueError(f"unknown nemesis {n!r}; known: {', '.join(NEMESES)}")
-    if reads not in READ_MODES:
-        raise ValueError(f"reads must be one of {', '.join(READ_MODES)}, not {reads!r}")
-    if partition_mode not in PARTITION_MODES:
-        raise ValueError(f"partition_mode must be one of {', '.join(PARTITION_MODES)}")
+@dataclass(frozen=True)
+class Options:
+    """One run's parameters (see :func:`run_check`); :meth:`check` raises ``ValueError``."""
+
+    workload: str
+    nodes: int = 3
+    clients: int = 5
+    processes: int = 2
+    duration: float = 30.0
+    nemesis: tuple[str, ...] = ()
+    interval: float = 3.0
+    reads: str = "consistent"
+    seed: int = 0
+    keys: int = 5
+    op_timeout: float = 2.0
+    rate: float | None = None
+    partition_mode: str = "mixed"
+
+    def check(self) -> None:
+        if self.workload not in MACHINES:
+            raise ValueError(f"unknown workload {self.workload!r}; known: {', '.join(MACHINES)}")
+        if self.nodes not in (3, 5):
+            raise ValueError(f"nodes must be 3 or 5, not {self.nodes}")
+        if self.clients < 0 or self.processes < 0 or self.clients + self.processes == 0:
+            raise ValueError("need at least one client (thread or process)")
+        if self.duration <= 0 or self.interval <= 0 or self.op_timeout <= 0 or self.keys < 1:
+            raise ValueError("duration, interval, op_timeout and keys must be > 0")
+        for n in self.nemesis:
+            if n not in NEMESES:
+                raise ValueError(f"unknown nemesis {n!r}; known: {', '.join(NEMESES)}")
+        if self.reads not in READ_MODES:
+            raise ValueError(f"reads must be one of {', '.join(READ_MODES)}, not {self.reads!r}")
+        if self.partition_mode not in PARTITION_MODES:
+            raise ValueError(f"partition_mode must be one of {', '.join(PARTITION_MODES)}")
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError(f"rate must be > 0, None or 'auto', not {self.rate!r}")
 
 
 def run_check(workload: str, nodes: int = 3, clients: int = 5, processes: int = 2,
@@ -121,35 +141,37 @@ def run_check(workload: str, nodes: int = 3, clients: int = 5, processes: int = 
               keep_data: bool = False) -> Result:
     """Run one check (see the module docstring) and return its :class:`Result`.
 
-    ``rate`` is operations per second per client (``None``: back to back; ``"auto"``:
-    :data:`AUTO_RATES`); ``keys`` the
-    register's key count; ``op_timeout`` each operation's timeout. ``out_dir`` defaults to a
-    new temporary directory; the node data directories in it are deleted at the end unless
-    ``keep_data``. Raises ``ValueError`` for bad arguments and :class:`SetupError` when the
+    ``clients`` client threads and ``processes`` client OS processes; ``rate`` operations per
+    second per client (``None``: back to back; ``"auto"``: :data:`AUTO_RATES`); ``keys`` the
+    register's key count; ``op_timeout`` each operation's timeout; ``partition_mode`` one of
+    ``"isolate-leader"``, ``"halves"``, ``"mixed"``. ``out_dir`` defaults to a new temporary
+    directory; the node data directories in it are deleted at the end unless ``keep_data``.
+    Raises ``ValueError`` for bad arguments and :class:`SetupError` when the namespaces, the
     nodes or the cluster cannot be started.
     """
-    wanted = list(dict.fromkeys(nemesis))
-    _validate(workload, nodes, clients, processes, duration, wanted, interval, reads,
-              partition_mode)
-    seed = random.randrange(1 << 30) if seed is None else seed
     if rate == "auto":
-        rate = AUTO_RATES[workload]
-    if isinstance(rate, str) or (rate is not None and rate <= 0):
+        rate = AUTO_RATES.get(workload)
+    if isinstance(rate, str):
         raise ValueError(f"rate must be > 0, None or 'auto', not {rate!r}")
-    out_dir = os.path.abspath(out_dir or _tempdir(workload))
+    opts = Options(workload, nodes, clients, processes, duration,
+                   tuple(dict.fromkeys(nemesis)), interval, reads,
+                   random.randrange(1 << 30) if seed is None else seed, keys, op_timeout, rate,
+                   partition_mode)
+    opts.check()
+    out_dir = os.path.abspath(out_dir or tempfile.mkdtemp(prefix=f"ra-check-{workload}-"))
     os.makedirs(out_dir, exist_ok=True)
     skipped: dict[str, str] = {}
-    if "partition" in wanted:
+    if "partition" in opts.nemesis:
         reason = netns.unavailable()
         if reason is not None:
             skipped["partition"] = reason
-            wanted.remove("partition")
+            opts = replace(opts, nemesis=tuple(n for n in opts.nemesis if n != "partition"))
     started = time.monotonic()
     run = _Run()
-    stats: dict[str, Any] = {"seed": seed, "skipped": skipped, "nemesis": wanted, "rate": rate}
+    stats: dict[str, Any] = {"seed": opts.seed, "skipped": skipped,
+                             "nemesis": list(opts.nemesis), "options": asdict(opts)}
     try:
-        ops = _run(run, workload, nodes, clients, processes, duration, wanted, interval, reads,
-                   out_dir, seed, keys, op_timeout, rate, partition_mode, stats)
+        ops = _run(run, opts, out_dir, stats)
     finally:
         stats["leaked"] = _cleanup(run)
         if not keep_data:
@@ -158,44 +180,37 @@ def run_check(workload: str, nodes: int = 3, clients: int = 5, processes: int = 
     return _finish(workload, ops, out_dir, stats)
 
 
-def _tempdir(workload: str) -> str:
-    import tempfile
-    return tempfile.mkdtemp(prefix=f"ra-check-{workload}-")
-
-
-def _run(run: _Run, workload: str, n: int, clients: int, processes: int, duration: float,
-         wanted: list[str], interval: float, reads: str, out_dir: str, seed: int, keys: int,
-         op_timeout: float, rate: float | None, partition_mode: str,
-         stats: dict[str, Any]) -> list[hist.Op]:
+def _run(run: _Run, o: Options, out_dir: str, stats: dict[str, Any]) -> list[hist.Op]:
     """Steps 1-5 of the module docstring; returns the merged history."""
-    name = f"check_{workload}"
-    endpoint, ids = _setup(run, n, name, workload, out_dir, "partition" in wanted)
+    name = f"check_{o.workload}"
+    endpoint, ids = _setup(run, o.nodes, name, o.workload, out_dir, "partition" in o.nemesis)
     t0 = time.time()
-    base = ClientSpec(workload, tuple((s.name, s.node) for s in ids), 0, clients + processes,
-                      t0, t0 + duration, seed, reads, keys, op_timeout, rate, endpoint)
+    base = ClientSpec(o.workload, tuple((s.name, s.node) for s in ids), 0,
+                      o.clients + o.processes, t0, t0 + o.duration, o.seed, o.reads, o.keys,
+                      o.op_timeout, o.rate, endpoint)
     history = hist.History(t0=t0)
     errors: _Tally[str] = _Tally()
-    _start_clients(run, base, clients, processes, history, errors, out_dir)
+    _start_clients(run, base, o.clients, o.processes, history, errors, out_dir)
     assert run.nodes is not None and run.client is not None
-    ctx = Context(run.nodes, name, ra.Client(endpoint), random.Random(seed), run.net,
-                  partition_mode)
+    ctx = Context(run.nodes, name, ra.Client(endpoint), random.Random(o.seed), run.net,
+                  o.partition_mode)
     try:
-        run.schedule = Schedule([make(w, ctx) for w in wanted], interval,
-                                random.Random(seed + 1), t0)
+        run.schedule = Schedule([make(w, ctx) for w in o.nemesis], o.interval,
+                                random.Random(o.seed + 1), t0)
         run.schedule.start()
-        run.stop.wait(duration)
+        run.stop.wait(o.duration)
         run.schedule.stop()            # no fault after the load; everything healed
-        _stop_clients(run, op_timeout)
+        _stop_clients(run, o.op_timeout)
     finally:
         ctx.client.close()
     stats["faults"] = run.schedule.faults()
     stats["nemesis_log"] = [asdict(e) for e in run.schedule.log]
     if run.schedule.error is not None:
         stats["nemesis_error"] = f"{type(run.schedule.error).__name__}: {run.schedule.error}"
-    ops = _collect(history, run, errors, out_dir, processes)
+    ops = _collect(history, run, errors, out_dir, o.processes)
     stats["errors"] = dict(errors)
     _wait_healthy(run.client, ids, stats)
-    if workload in ("set", "counter"):
+    if o.workload in ("set", "counter"):
         final = hist.History(t0=t0)
         process = max((op.process for op in ops), default=0) + 1
         stats["final_read"] = final_read(replace(base, worker=process), final, process,
