@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 SEED    ?= 1
 SEEDS   ?=
 
-.PHONY: test demo demo-sim sim bench soak lint clean setup
+.PHONY: test demo demo-sim sim bench soak check lint clean setup
 
 # the install's output goes to .venv/install.log (shown only if it fails)
 $(STAMP): pyproject.toml
@@ -38,6 +38,12 @@ bench: $(STAMP)
 
 soak: $(STAMP)
 	RA_SOAK=1 $(VPY) -m pytest tests -m "slow or not slow" $(if $(SEEDS),--seeds $(SEEDS),)
+
+# Jepsen-style end-to-end check (ra/check): set, counter and register, 30 s each under faults;
+# partition runs only as root with namespaces and nftables (otherwise it is skipped, and said so)
+CHECK_NEMESIS ?= kill-node,kill-leader,kill-wal,pause,partition
+check: $(STAMP)
+	$(VPY) -m ra.cli check --workload all --time $(or $(TIME),30) --nemesis $(CHECK_NEMESIS) $(if $(filter command line,$(origin SEED)),--seed $(SEED),) $(if $(OUT),--out $(OUT),)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -12,9 +12,15 @@
     Every ra server on the node at ``ADDR``: cluster, role, term, indexes, leader (ra:overview).
 ``ra members NAME@ADDR [--json]``
     The members of the cluster that server ``NAME`` on node ``ADDR`` belongs to, and its leader.
+``ra check [--workload register|set|counter|all] [--nodes 3] [--clients 5] [--processes 2]
+[--time 30] [--nemesis kill-node,kill-leader,kill-wal,pause,partition] [--interval 3]
+[--reads consistent|command|local] [--out DIR] [--seed N]``
+    A Jepsen-style check (:mod:`ra.check.runner`): nodes, a cluster, concurrent clients, faults,
+    a recorded history and the checker's verdict, per workload. Exit 0 valid, 1 invalid,
+    2 unknown, 3 the check could not be set up.
 
-Exit codes: 0 success, 1 the node cannot be reached, 2 a refused start (e.g. the data directory
-is locked by another daemon: the message says by whom).
+Exit codes (other commands): 0 success, 1 the node cannot be reached, 2 a refused start (e.g.
+the data directory is locked by another daemon: the message says by whom).
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ import sys
 import time
 from typing import Any, Sequence
 
+from ra.check import cli as check_cli
 from ra.errors import NodeDown, NoProc, RaError, Timeout
 
 __all__ = ["main", "format_status", "format_overview"]
@@ -197,7 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     mp.add_argument("server", metavar="NAME@ADDR")
     mp.add_argument("--json", action="store_true")
     mp.add_argument("--timeout", type=float, default=5.0)
+    cp = sub.add_parser("check", help="Jepsen-style check: cluster, clients, faults, verdict")
+    check_cli.add_arguments(cp)
     a = p.parse_args(argv)
+    if a.cmd == "check":
+        return check_cli.run(a)
     if a.cmd == "overview":
         return _overview(a)
     if a.cmd == "members":

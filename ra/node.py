@@ -460,19 +460,22 @@ def node_call(addr: str, msg: Any, timeout: float = 5.0) -> Any:
 
 
 def spawn_daemon(env: Mapping[str, Any], *, lifeline: bool,
-                 log_path: str | None = None, timeout: float = 30.0
+                 log_path: str | None = None, timeout: float = 30.0,
+                 argv_prefix: Sequence[str] = ()
                  ) -> tuple[str, subprocess.Popen[bytes], int | None]:
     """Launch a daemon (:func:`main` in a fresh interpreter) and wait for its ready line.
 
-    Returns ``(address, popen, lifeline_write_fd)``. Raises AlreadyStarted / RaError with the
-    daemon's own message when it fails to start.
+    ``argv_prefix`` runs the interpreter through a wrapper that must ``exec`` it in place (same
+    pid, inherited fds), e.g. ``["ip", "netns", "exec", NAME]`` for a daemon in a network
+    namespace. Returns ``(address, popen, lifeline_write_fd)``. Raises AlreadyStarted / RaError
+    with the daemon's own message when it fails to start.
     """
     cfg = validate_env(env)
     data_dir = os.path.abspath(cfg.get("data_dir") or os.path.join(os.getcwd(), "ra_data"))
     cfg["data_dir"] = data_dir
     r_ready, w_ready = os.pipe()
     fds = [w_ready]
-    argv = [sys.executable, "-c", _BOOT, "--data-dir", data_dir,
+    argv = [*argv_prefix, sys.executable, "-c", _BOOT, "--data-dir", data_dir,
             "--listen", cfg.get("listen", "127.0.0.1:0"), "--ready-fd", str(w_ready),
             "--config", json.dumps({k: v for k, v in cfg.items()
                                     if k not in ("data_dir", "listen")})]

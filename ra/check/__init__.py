@@ -1,7 +1,14 @@
-"""``ra check``: Jepsen/Knossos-style checkers of client histories. No ra equivalent.
+"""``ra check``: an end-to-end, Jepsen-style check of a real cluster. No ra equivalent.
 
-Pure apart from reading and writing history files (:mod:`ra.check.history`): record ops with
-:class:`History`, then ``check(workload, ops)`` gives a :class:`Verdict` and ``render`` a text.
+Node daemons, a cluster, concurrent clients recording a history, faults injected on a schedule,
+and a Knossos-style checker's verdict on the history. Modules, one job each: ``history`` (the
+recorded ops and their file format), ``linear`` (the register linearizability search),
+``checkers`` and ``verdict`` (register, set and counter verdicts), ``machines`` (the state
+machines), ``workloads`` (clients and their operations), ``nodes`` (the daemons), ``netns``
+(namespaces and partitions), ``nemesis`` (faults and their schedule), ``runner``
+(:func:`ra.check.runner.run_check`) and ``cli`` (``ra check``).
+
+Only the pure checker API is imported here; ``import ra.check.runner`` loads the rest.
 """
 from __future__ import annotations
 
@@ -11,18 +18,6 @@ from ra.check.linear import Budget
 from ra.check.verdict import Verdict
 
 __all__ = [
-    "Budget",
-    "History",
-    "Op",
-    "Pair",
-    "Verdict",
-    "check",
-    "check_counter",
-    "check_register",
-    "check_set",
-    "load",
-    "merge",
-    "pairs",
-    "render",
-    "save",
+    "Budget", "History", "Op", "Pair", "Verdict", "check", "check_counter", "check_register",
+    "check_set", "load", "merge", "pairs", "render", "save",
 ]
