@@ -188,7 +188,7 @@ def _run(run: _Run, o: Options, out_dir: str, stats: dict[str, Any]) -> list[his
     base = ClientSpec(o.workload, tuple((s.name, s.node) for s in ids), 0,
                       o.clients + o.processes, t0, t0 + o.duration, o.seed, o.reads, o.keys,
                       o.op_timeout, o.rate, endpoint)
-    history = hist.History(t0=t0)
+    history = hist.History(clock=time.time, t0=t0)
     errors: _Tally[str] = _Tally()
     _start_clients(run, base, o.clients, o.processes, history, errors, out_dir)
     assert run.nodes is not None and run.client is not None
@@ -211,7 +211,7 @@ def _run(run: _Run, o: Options, out_dir: str, stats: dict[str, Any]) -> list[his
     stats["errors"] = dict(errors)
     _wait_healthy(run.client, ids, stats)
     if o.workload in ("set", "counter"):
-        final = hist.History(t0=t0)
+        final = hist.History(clock=time.time, t0=t0)
         process = max((op.process for op in ops), default=0) + 1
         stats["final_read"] = final_read(replace(base, worker=process), final, process,
                                          time.monotonic() + _FINAL_READ_S)
@@ -365,9 +365,7 @@ def _cleanup(run: _Run) -> dict[str, list[str]]:
 def _finish(workload: str, ops: list[hist.Op], out_dir: str, stats: dict[str, Any]) -> Result:
     """Save the history, run the checker, write ``result.json``."""
     history_path = os.path.join(out_dir, "history.jsonl")
-    saver = hist.History()
-    saver.ops.extend(ops)     # History.ops: the list of Ops it holds and saves
-    saver.save(history_path)
+    hist.save(ops, history_path)
     stats["ops"] = _tally(ops)
     verdict = checkers.check(workload, ops)
     result_path = os.path.join(out_dir, "result.json")

@@ -294,7 +294,7 @@ def client_process(spec: ClientSpec, history_path: str, stop: _Event) -> None:
     """Run a client with its own :class:`History` on the runner's time base, then save the
     history (JSON lines) to ``history_path`` and ``{"errors": {...}}`` to
     ``history_path + ".stats.json"``. Saves what it has even if the run is cut short."""
-    history = History(t0=spec.t0)
+    history = History(clock=time.time, t0=spec.t0)
     errors: dict[str, int] = {}
     try:
         errors = run_client(spec, history, stop)
