@@ -28,14 +28,18 @@ LABELS = {
     "W1": "W1 1 client, sequential",
     "W2": "W2 concurrent clients",
     "W2 threads": "W2 clients as threads",
+    "W1 no sessions": "W1 without sessions (raw commands)",
+    "W2 no sessions": "W2 without sessions",
     "W3": "W3 pipelined, 5,000 in flight",
+    "W3 no sessions": "W3 without sessions",
     "W3 batched": "W3 peer with its batching",
     "W4": "W4 failover (SIGKILL leader)",
     "W5": "W5 restart all 3 nodes",
     "W6": "W6 memory at idle after W3",
     "check": "check",
 }
-_ORDER = ["W1", "W2", "W2 threads", "W3", "W3 batched", "W4", "W5", "W6", "check"]
+_ORDER = ["W1", "W1 no sessions", "W2", "W2 no sessions", "W2 threads", "W3",
+          "W3 no sessions", "W3 batched", "W4", "W5", "W6", "check"]
 
 
 def _unit(metric: str) -> str:

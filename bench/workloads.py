@@ -390,6 +390,19 @@ def measure(quick: bool, reaper: Reaper) -> Result:
         out[("W1", "ops/s")] = (P["w1_n"] / el, n1)
         progress(SIDE, f"W1 p50 {s['p50']:.2f} ms p99 {s['p99']:.2f} ms "
                        f"{P['w1_n'] / el:,.0f} ops/s")
+        # the cost of sessions: each of W1-W3 again right after, with raw commands
+        raw = ra.Client(sessions=False)
+        lat = []
+        t0 = time.monotonic()
+        for _ in range(P["w1_n"]):
+            t1 = time.monotonic()
+            raw.process_command(ordered, 1, timeout=10)
+            lat.append(time.monotonic() - t1)
+        el = time.monotonic() - t0
+        s = summary_ms(lat)
+        out[("W1 no sessions", "p50")] = (s["p50"], n1)
+        out[("W1 no sessions", "ops/s")] = (P["w1_n"] / el, n1)
+        progress(SIDE, f"W1 without sessions p50 {s['p50']:.2f} ms {P['w1_n'] / el:,.0f} ops/s")
         # W2
         lat2, err2, secs = _w2(ordered, P["w2_clients"], P["w2_secs"], reaper)
         s2 = summary_ms(lat2)
@@ -399,6 +412,16 @@ def measure(quick: bool, reaper: Reaper) -> Result:
         out[("W2", "p99")] = (s2["p99"], n2)
         progress(SIDE, f"W2 {len(lat2) / secs:,.0f} ops/s p50 {s2['p50']:.2f} ms "
                        f"p99 {s2['p99']:.2f} ms ({n2})")
+        os.environ["RA_SESSIONS"] = "0"         # the client processes inherit it
+        try:
+            lat2, err2, secs = _w2(ordered, P["w2_clients"], P["w2_secs"], reaper)
+        finally:
+            del os.environ["RA_SESSIONS"]
+        s2 = summary_ms(lat2)
+        out[("W2 no sessions", "ops/s")] = (len(lat2) / secs, n2)
+        out[("W2 no sessions", "p50")] = (s2["p50"], n2)
+        progress(SIDE, f"W2 without sessions {len(lat2) / secs:,.0f} ops/s "
+                       f"p50 {s2['p50']:.2f} ms")
         lat2t, err2t = _w2_threads(ordered, P["w2_clients"], P["w2_secs"])
         s2t = summary_ms(lat2t)
         n2t = (f"{P['w2_clients']} client threads in one process (as the peer's), "
@@ -414,6 +437,10 @@ def measure(quick: bool, reaper: Reaper) -> Result:
               f"(ra's pipeline_command/3 default), {rej} rejected")
         out[("W3", "commands/s")] = (P["w3_n"] / el3, n3)
         progress(SIDE, f"W3 {P['w3_n'] / el3:,.0f} commands/s ({el3:.1f} s)")
+        el3, rej = _w3(raw, leader, P["w3_n"], P["w3_window"], 60 if quick else 300)
+        out[("W3 no sessions", "commands/s")] = (P["w3_n"] / el3, n3)
+        progress(SIDE, f"W3 without sessions {P['w3_n'] / el3:,.0f} commands/s")
+        raw.close()
         total, _ld = ra.consistent_query(ids, "ra.testing.machines:get_state", timeout=10)
         # W6: idle after W3. A server's housekeeping runs on its 1 s tick: the first moves
         # the burst's entries to segments (a WAL roll-over), the next drops them from memory

@@ -184,14 +184,15 @@ class Client:
     Not thread-safe (its mailbox is a ZeroMQ socket): use one client per thread.
 
     Commands are exactly-once per client: the client opens a session with each cluster on
-    first use and numbers its commands (see :meth:`process_command`). ``attempt_timeout``
+    first use and numbers its commands (see :meth:`process_command`); ``sessions=False`` (or
+    ``RA_SESSIONS=0`` in the environment) sends raw commands instead, as ra does. ``attempt_timeout``
     (seconds) is how long one member may hold a command or query without answering before the
     client tries another member (the leader may be cut off or paused).
     """
 
     attempt_timeout: float = 1.0
 
-    def __init__(self, endpoint: str | None = None) -> None:
+    def __init__(self, endpoint: str | None = None, sessions: bool | None = None) -> None:
         if endpoint is None:
             # tcp for servers on other hosts; an ipc socket too, cheaper for those on this one
             sweep_stale_ipc()
@@ -200,6 +201,10 @@ class Client:
             self.mb = DirectMailbox(endpoint)
         self.address = self.mb.address
         self._events: list[RaEvent] = []
+        #: commands carry a session (exactly-once); off: raw commands, applied each time they
+        #: arrive, an unknown outcome raised at once (default from $RA_SESSIONS, else on)
+        self.sessions = (os.environ.get("RA_SESSIONS", "1") != "0") if sessions is None \
+            else bool(sessions)
         self._sessions: dict[ServerId, _Session] = {}
         self._leaders: dict[ServerId, ServerId] = {}     # member -> leader that last answered
         self._pipes: dict[tuple[int, Any], list[tuple[int, Any]]] = {}
@@ -648,6 +653,9 @@ class Client:
         ``OutcomeUnknown``: it may still be applied, once) when no attempt was answered in
         time; ``NoProc``/``NodeDown`` when no member could be reached at all (not applied)."""
         _check_term(command, "command")
+        if not self.sessions:
+            return self._leader_call(server_loc, ("$ra", "command", "usr", command, "normal"),
+                                     timeout)
         t = _timeout(timeout)
         deadline = None if t is None else time.monotonic() + t
         cands = _locs(server_loc)
@@ -686,7 +694,7 @@ class Client:
         _check_term(command, "command")
         _check_term(correlation, "correlation")
         session = None
-        if correlation is not None:
+        if correlation is not None and self.sessions:
             # tracked until its event arrives; re-pipelining the same command with the same
             # correlation before then reuses its seq, so it is applied once
             sess = self._session_for([sid], None if self._pipe_open_timeout is None else

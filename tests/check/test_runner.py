@@ -117,3 +117,20 @@ def test_stale_local_reads_under_partition_are_caught(no_leaks: str) -> None:
     _well_formed(load(r["history"]))
     assert r["valid"] is False, r["stats"]["nemesis_log"]
     assert code == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nodes", [3, 5])
+def test_long_check_under_every_nemesis(no_leaks: str, nodes: int) -> None:
+    """``make soak``: every workload, 60 s each, every nemesis (partitions where the machine
+    allows them), 3 and 5 nodes: every verdict valid."""
+    code = cli.main(["check", "--workload", "all", "--time", "60", "--interval", "3",
+                     "--nodes", str(nodes),
+                     "--nemesis", "kill-node,kill-leader,kill-wal,pause,partition",
+                     "--out", no_leaks, "--seed", str(nodes)])
+    for w in ("set", "counter", "register"):
+        r = _result(no_leaks, w)
+        assert r["valid"] is True, (w, r["counterexample"])
+        assert r["stats"]["leaked"] == {"processes": [], "namespaces": []}
+        assert r["stats"]["faults"] >= 8, r["stats"]["nemesis_log"]
+    assert code == 0

@@ -335,3 +335,37 @@ def test_counter_values_must_match_the_committed_log() -> None:
     ck.on_query_result("q2", 5, 4)                      # one command counted twice
     with pytest.raises(Violation, match="state_machine_safety"):
         ck.check_acked_committed()
+
+
+# -- check-quorum (the simulator's own check: it needs the network's view) -----------------------
+
+def test_a_leader_nobody_answered_for_two_election_timeouts_is_caught() -> None:
+    from ra.testing.sim import SimCluster
+    sim = SimCluster(0, servers=3, profile="calm")
+    sim.run_until(1000, lambda: sim.current_leader() is not None)
+    s = sim.servers[sim.current_leader()]
+    sim._check_quorum_bound(s)                    # answered just now: fine
+    limit = 2 * sim.profile.election_ms
+    sim.now += limit                              # exactly the bound: still fine
+    sim._check_quorum_bound(s)
+    sim.now += 1
+    with raises("check_quorum"):
+        sim._check_quorum_bound(s)
+
+
+def test_session_duplicates_are_not_counted_but_a_second_apply_is_caught() -> None:
+    """The session oracle: a retried command committed twice is applied once (the second
+    copy does not count), and applying it again is caught."""
+    ck = SafetyChecker()
+    sess = ("session", "open_session", None, None, 0)
+    log = FakeLog([(1, 1, noop()), (2, 1, sess),
+                   (3, 1, ("usr", ("c", 1), None, 0, (2, 1, 1))),
+                   (4, 1, ("usr", ("c", 1), None, 0, (2, 1, 1))),
+                   (5, 1, ("usr", ("c", 2), None, 0, (2, 2, 1)))])
+    state(ck, "a", log, "leader", commit=5)
+    ck.on_apply("a", 1, 3, 1, ("c", 1))
+    ck.on_apply("a", 1, 5, 1, ("c", 2))
+    ck.on_ack(("c", 2), 5, 2)
+    ck.check_acked_committed()                    # 2 commands applied up to 5: right
+    with raises("state_machine_safety"):
+        ck.on_apply("b", 1, 4, 1, ("c", 1))       # the duplicate applied: caught
