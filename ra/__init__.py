@@ -12,7 +12,8 @@ from typing import Any
 from ra.core.machine import Machine, ReleaseCursor, SimpleMachine
 from ra.core.types import ServerId
 from ra.errors import (
-    AlreadyStarted, ClusterNotFormed, InvalidConfig, NameNotRegistered, NodeDown, NodeLost,
+    AlreadyStarted, ClusterNotFormed, InvalidConfig, MachineError, NameNotRegistered, NodeDown,
+    NodeLost,
     NoProc, NotFound, NotLeader, OutcomeUnknown, ProcessDied, RaError, SessionExpired,
     SystemNotStarted, Timeout,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "RaError", "Timeout", "NoProc", "NodeDown", "NotLeader", "ClusterNotFormed", "NotFound",
     "NameNotRegistered", "AlreadyStarted", "SystemNotStarted", "InvalidConfig",
     "MembershipError", "OutcomeUnknown", "ProcessDied", "NodeLost", "SessionExpired",
+    "MachineError",
     # nodes
     "start", "start_in", "stop_nodes", "overview", "new_uid",
     # servers and clusters

@@ -40,7 +40,7 @@ from ra.core.effects import (
     OUTBOUND, Cast, DeleteAndTerminate, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
     StartElectionTimeout, StartHeartbeatTimeout,
 )
-from ra.core.machine import ReleaseCursor, apply_machine
+from ra.core.machine import ReleaseCursor, apply_machine, machine_error
 from ra.core.sessions import APPLY, Sessions, unwrap_snapshot, wrap_snapshot
 from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, ConsistentQuery, ElectionTimeout,
@@ -1141,6 +1141,9 @@ def _answer_usr(s: ServerState, mode: Any, reply: Any, effects: list[Any],
     not applied). ``notify`` batches pipelined answers per client (None: send at once)."""
     if mode is None:
         return
+    failed = machine_error(reply)
+    if failed is not None:
+        error = ("machine_error", failed[0], failed[1])
     if mode[0] == "await":
         effects.append(Reply(mode[1], ("ok", reply, s.id) if error is None
                              else ("error", error)))

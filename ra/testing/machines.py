@@ -141,7 +141,13 @@ class Effects:
         if op == "snapshot":
             return state, "ok", [fx.release_cursor(meta["index"], state)]
         if op == "crash":
-            raise RuntimeError("this machine crashes on purpose")
+            # an I/O failure of the machine's own is not taken as deterministic: the server
+            # crashes and its supervisor restarts it
+            raise OSError("this machine's own I/O fails on purpose")
+        if op == "fail":
+            # any other exception is deterministic: every member applies it as a no-op and
+            # the caller gets ra.MachineError
+            raise ValueError(f"this machine refuses {cmd[1]!r}")
         return self._ev(state, ("cmd", cmd)), "ok"
 
     def state_enter(self, role: str, state: dict[str, Any]) -> list[Any]:

@@ -46,7 +46,7 @@ from ra.testing.sim_fmt import fmt_msg
 from ra.testing.sim_net import (
     PROFILES, Network, Profile, calm, malformed_message, scenario_for_seed,
 )
-from ra.testing.sim_nodes import CheckedLog, SimMachine
+from ra.testing.sim_nodes import CheckedLog, SimMachine, machine_raises
 
 __all__ = ["SimCluster", "SimResult", "SimMachine", "CheckedLog", "run_seed", "replay_command",
            "main", "CORE_BUGS", "ALL_BUGS"]
@@ -116,7 +116,7 @@ class SimCluster(ClientDriver):
             raise ValueError(f"unknown bugs {sorted(unknown)}; known: {sorted(ALL_BUGS)}")
         self.bugs = frozenset(bugs)
         self.rng = random.Random(seed)
-        self.checker = SafetyChecker(disabled_checks)
+        self.checker = SafetyChecker(disabled_checks, raises=machine_raises)
         self.net = Network(self.rng, self.profile)
         self.tracing, self.out = trace, out
         self.tail: deque[tuple[int, Any, Any]] = deque(maxlen=40)
@@ -135,7 +135,7 @@ class SimCluster(ClientDriver):
         self.deadline = 0
         self.partition_until = 0
         self.stats: dict[str, int] = {k: 0 for k in (
-            "commands", "acked", "unknown", "sessions", "retries", "queries", "crashes", "partitions", "joins",
+            "commands", "acked", "unknown", "sessions", "retries", "machine_errors", "queries", "crashes", "partitions", "joins",
             "leaves", "transfers", "snapshots_taken", "snapshots_installed",
             "checkpoints_taken", "checkpoints_promoted", "machine_effects",
             "elections", "dropped", "duplicated")}

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -158,6 +159,32 @@ def test_machine_upgrade_switches_at_the_recorded_index_everywhere(three):
     for sid in ids:
         wait_for(lambda: ra.local_query(sid, M.get_state)[1] == (21, upgraded_at),
                  what="same upgrade index on every member")
+
+
+def test_a_machine_that_raises_answers_machine_error_and_the_cluster_stays_up(three):
+    """An exception in ``apply`` happens on every member alike: the command is applied as a
+    no-op, the caller gets ``ra.MachineError`` with the exception's type and message, no
+    server restarts, a retry under the same session gets the same error, and a restart
+    replays the log to the same state."""
+    ids = [three.sid("fragile", i) for i in range(3)]
+    ra.start_cluster("fragile", ("module", "ra.testing.machines:Effects", None), ids)
+    pids = {i: three.server_pid("fragile", i) for i in range(3)}
+    ra.process_command(ids, ("a",))
+    t0 = time.monotonic()
+    with pytest.raises(ra.MachineError) as ei:
+        ra.process_command(ids, ("fail", "x"), timeout=5)
+    assert time.monotonic() - t0 < 2
+    assert ei.value.type == "ValueError" and "refuses 'x'" in ei.value.detail
+    ra.process_command(ids, ("b",))
+    state, leader = ra.consistent_query(ids, M.get_events)
+    assert state == [("cmd", ("a",)), ("cmd", ("b",))]
+    assert {i: three.server_pid("fragile", i) for i in range(3)} == pids
+    # every member holds the same state; a restarted member replays to it
+    ra.stop_server(ids[0])
+    ra.restart_server(ids[0])
+    for sid in ids:
+        wait_for(lambda: ra.local_query(sid, M.get_events)[1] == state,
+                 what=f"{sid} at the same state")
 
 
 def test_crashing_machine_takes_down_only_its_own_server(three):
