@@ -94,6 +94,7 @@ def _restart_latency(n: int, use_forkserver: bool) -> list[float]:
 
 def _daemon_restart_latency(n: int) -> list[float]:
     """The same through a real node daemon: a server child under the server supervisor."""
+    from ra import messages as rm
     from ra import node
 
     inbox = _Inbox()
@@ -103,8 +104,7 @@ def _daemon_restart_latency(n: int) -> list[float]:
         while len(out) < n:
             # a fresh daemon per 8 kills: the server supervisor allows 10 restarts in 5 s
             addr = node.start(data_dir=data, listen="127.0.0.1:0")
-            node.node_call(addr, ("start_server_child", {
-                "id": "w", "target": TARGET, "args": [inbox.path]}))
+            node.node_call(addr, rm.StartChild("w", TARGET, [inbox.path], {}))
             pid = inbox.wait_pid()
             for _ in range(min(8, n - len(out))):
                 t0 = time.perf_counter()

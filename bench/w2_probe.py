@@ -23,6 +23,7 @@ import psutil
 
 import ra
 from bench import workloads
+from ra import messages as rm
 from bench.procs import Reaper
 
 
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         ordered = [leader] + [s for s in ids if s != leader]
         roles = {}
         for i in range(3):
-            st = ra.default_client()._daemon(nodes.addrs[i], ("status",), 5.0)
+            st = ra.default_client()._daemon(nodes.addrs[i], rm.NodeStatus(), 5.0)
             roles[st["pid"]] = f"daemon {i}"
             roles[st["forkserver_pid"]] = f"fork server {i}"
             wal = nodes.log_child_pid(i, "ra_log_wal")

@@ -24,6 +24,8 @@ import tempfile
 import time
 from typing import Any
 
+from wal.messages import WalAppend, WalOverview, WalWritten
+
 __all__ = ["run", "main"]
 
 ENTRY = 1024
@@ -56,14 +58,14 @@ def _writer(uid: str, wal_ep: str, window: int, batch: int, go_r: int, ready_w: 
             break
         while nxt - 1 - lw + batch <= window:
             ents = [[i, 1, payload] for i in range(nxt, nxt + batch)]
-            mb.cast(wal_ep, ("append", uid, lw, ents))
+            mb.cast(wal_ep, WalAppend(uid, lw, ents))
             nxt += batch
             sent_at.append((nxt - 1, time.monotonic()))
         env = mb.recv(0.05)
         while env is not None:
             p = env.payload
-            if p[0] == "written":
-                to = p[2][-1][2]
+            if type(p) is WalWritten:
+                to = p.ranges[-1][2]
                 t = time.monotonic()
                 while sent_at and sent_at[0][0] <= to:
                     last, ts = sent_at.pop(0)
@@ -90,7 +92,7 @@ def _w8(S: int, duration: float, tmp: str) -> dict[str, Any]:
         deadline = time.monotonic() + 20
         while True:
             try:
-                ov0 = mb.call(ep, ("overview",), 0.5)
+                ov0 = mb.call(ep, WalOverview(), 0.5)
                 break
             except Exception:
                 if time.monotonic() > deadline:
@@ -110,7 +112,7 @@ def _w8(S: int, duration: float, tmp: str) -> dict[str, Any]:
         got = 0
         while got < S:
             got += len(os.read(rd_r, S))
-        ov0 = mb.call(ep, ("overview",), 5)
+        ov0 = mb.call(ep, WalOverview(), 5)
         import psutil
         wp = psutil.Process(wal.pid)
         c0 = sum(wp.cpu_times()[:2])
@@ -120,7 +122,7 @@ def _w8(S: int, duration: float, tmp: str) -> dict[str, Any]:
             os.waitpid(pid, 0)
         elapsed = time.monotonic() - t0
         kids = []
-        ov1 = mb.call(ep, ("overview",), 5)
+        ov1 = mb.call(ep, WalOverview(), 5)
         wal_cpu = (sum(wp.cpu_times()[:2]) - c0) / elapsed
     finally:
         for pid in kids:

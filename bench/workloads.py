@@ -30,6 +30,7 @@ import psutil
 
 import ra
 from bench.procs import Reaper, closed_loop, kill_tree, progress, summary_ms, wait_for
+from ra import messages as rm
 from ra.api import default_client
 from ra.node import spawn_daemon
 
@@ -123,11 +124,11 @@ class RaNodes:
         return next(i for i, a in self.addrs.items() if a == sid.node)
 
     def server_pid(self, name: str, i: int) -> int | None:
-        pid = default_client()._daemon(self.addrs[i], ("ra_servers",), 5.0)[name]["pid"]
+        pid = default_client()._daemon(self.addrs[i], rm.ListServers(), 5.0)[name]["pid"]
         return int(pid) if pid else None
 
     def log_child_pid(self, i: int, child: str) -> int | None:
-        st = default_client()._daemon(self.addrs[i], ("status",), 5.0)
+        st = default_client()._daemon(self.addrs[i], rm.NodeStatus(), 5.0)
         for sup in st["tree"]["children"]:
             for c in (sup.get("sup") or {}).get("children", []):
                 if c["id"] == child:

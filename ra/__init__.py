@@ -15,7 +15,7 @@ from ra.errors import (
     AlreadyStarted, ClusterNotFormed, InvalidConfig, MachineError, NameNotRegistered, NodeDown,
     NodeLost,
     NoProc, NotFound, NotLeader, OutcomeUnknown, ProcessDied, RaError, SessionExpired,
-    SystemNotStarted, Timeout,
+    SystemNotStarted, Timeout, BadRequest, BadReply, QueryError,
 )
 from ra import effects
 from ra.api import Client, MembershipError, RaEvent, default_client, new_uid
@@ -26,7 +26,7 @@ __all__ = [
     "RaError", "Timeout", "NoProc", "NodeDown", "NotLeader", "ClusterNotFormed", "NotFound",
     "NameNotRegistered", "AlreadyStarted", "SystemNotStarted", "InvalidConfig",
     "MembershipError", "OutcomeUnknown", "ProcessDied", "NodeLost", "SessionExpired",
-    "MachineError",
+    "MachineError", "BadRequest", "BadReply", "QueryError",
     # nodes
     "start", "start_in", "stop_nodes", "overview", "new_uid",
     # servers and clusters

@@ -8,6 +8,14 @@ id or a list tried in turn. Timeouts are seconds (``None``: wait forever).
 
 Each client owns one mailbox; ``pipeline_command`` notifications and machine ``send_msg``
 effects addressed to it arrive there and are read with :meth:`Client.receive`.
+
+Requests travel as the typed messages of :mod:`ra.messages`. Whatever comes back is checked
+before it is used: a reply that is not one of the protocol raises :class:`ra.errors.BadReply`
+(outcome unknown), a refused request (``("error", "bad_request", reason)``)
+:class:`ra.errors.BadRequest`, a query that could not be run :class:`ra.errors.QueryError`;
+:meth:`Client.receive` returns whatever arrives and never raises on it (a malformed
+``ra_event`` is returned as a plain message). No answer can make a client raise anything
+but a :class:`ra.errors.RaError`.
 """
 from __future__ import annotations
 
@@ -15,16 +23,19 @@ import inspect
 import os
 import random
 import time
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import ra.wire  # noqa: F401  (codec registration of core messages)
+from ra import messages as rm
 from ra.core import quorum
 from ra.core.types import ServerId
 from ra.errors import (
-    AlreadyStarted, ClusterNotFormed, InvalidConfig, NodeDown, NoProc, NotFound, NotLeader,
-    MachineError, OutcomeUnknown, RaError, SessionExpired, Timeout,
+    AlreadyStarted, BadReply, BadRequest, ClusterNotFormed, InvalidConfig, NodeDown, NoProc,
+    NotFound, NotLeader, MachineError, OutcomeUnknown, QueryError, RaError, SessionExpired,
+    Timeout,
 )
 from transport import codec, registry
+from transport import messages as tm
 from transport.direct import DirectMailbox
 from transport.mailbox import default_ipc, sweep_stale_ipc
 
@@ -229,11 +240,24 @@ class Client:
         except NoProc:
             raise NodeDown(f"node {node} is down") from None
         if isinstance(res, tuple) and len(res) == 3 and res[0] == "error":
-            raise _daemon_error(node, res[1], res[2])
+            if res[1] == tm.BAD_REQUEST:
+                raise BadRequest(f"node {node} refused the request: {res[2]}", str(res[2]))
+            raise _daemon_error(node, str(res[1]), str(res[2]))
         return res
 
     def _call(self, sid: ServerId, msg: Any, timeout: float | None) -> Any:
         return registry.call_name(self.mb, sid, msg, timeout)
+
+    def _ok(self, sid: ServerId, msg: Any, timeout: float | None, query: bool = False) -> Any:
+        """Call that member (no redirect is followed): the value of its ``("ok", value,
+        leader)`` answer; a redirect raises ``NotLeader``, an error its typed error."""
+        try:
+            res = _answer(self._call(sid, msg, timeout), sid)
+        except _NotATerm as e:
+            raise (QueryError if query else RaError)(str(e)) from None
+        if res[0] == "redirect":
+            raise NotLeader(f"{sid} is not the leader", res[1])
+        return res[1]
 
     def _leader_call(self, loc: Any, msg: Any, timeout: Any, retry_unknown: bool = False,
                      attempts: "_Attempts | None" = None) -> tuple[Any, ServerId]:
@@ -291,23 +315,20 @@ class Client:
                 if unreachable >= set(cands) and not sent:
                     raise      # no member can be reached at all: say so at once (ra: noproc)
             if res is not None:
-                tag = res[0]
-                if tag == "ok":
+                res = _answer(res, target)
+                if res[0] == "ok":
                     leader = ServerId(*res[2]) if res[2] is not None else target
                     for c in cands:
                         self._leaders[c] = leader       # the next call starts there
                     return res[1], leader
-                if tag == "redirect":
-                    leader = res[1]
-                    last_err = NotLeader(f"{target} is not the leader", leader)
-                    if leader is not None:
-                        lid = ServerId(*leader)
-                        if lid != target and (lid not in suspects
-                                              or suspects >= set(cands) - {target}):
-                            target = lid
-                            continue
-                elif tag == "error":
-                    raise _server_error(target, res[1])
+                leader = res[1]                         # a redirect
+                last_err = NotLeader(f"{target} is not the leader", leader)
+                if leader is not None:
+                    lid = ServerId(*leader)
+                    if lid != target and (lid not in suspects
+                                          or suspects >= set(cands) - {target}):
+                        target = lid
+                        continue
             # no leader known here: try the next member, then wait for an election
             queue = [c for c in queue if c not in suspects] or queue
             if not queue:
@@ -334,9 +355,9 @@ class Client:
     def _open_session(self, cands: list[ServerId], deadline: float | None) -> "_Session":
         left = None if deadline is None else max(0.001, deadline - time.monotonic())
         # a retried open may open two sessions: the unused one expires, nothing else happens
-        sid, leader = self._leader_call(cands, ("$ra", "command", "open_session", None,
-                                                "normal"), left, retry_unknown=True)
-        sess = _Session(sid)
+        sid, leader = self._leader_call(cands, rm.CommandCall("open_session", None, "normal"),
+                                        left, retry_unknown=True)
+        sess = _Session(_expect(sid, tm.pos_int, "a session id", leader))
         for c in set(cands) | {leader}:
             self._sessions[c] = sess
         return sess
@@ -354,14 +375,17 @@ class Client:
             if not started:
                 raise RaError("no node daemon started by this process: pass node='host:port'")
             node = started[-1]
-        st = self._daemon(node, ("status",), timeout)
-        servers = self._daemon(node, ("ra_servers",), timeout)
+        st = _expect(self._daemon(node, rm.NodeStatus(), timeout), _is_dict, "a status", node)
+        servers = _expect(self._daemon(node, rm.ListServers(), timeout),
+                          tm.dict_of(tm.nonempty_str, _is_dict), "a server table", node)
         out = {"node": node, "daemon": st, "servers": {}}
         for name, info in servers.items():
             row = dict(info)
             if info.get("pid"):
                 try:
-                    row.update(self._call(ServerId(name, node), ("$ra", "overview"), 2.0)[1])
+                    sid = ServerId(name, node)
+                    row.update(_expect(self._ok(sid, rm.OverviewCall(), 2.0), _is_dict,
+                                       "an overview", sid))
                 except RaError as e:
                     row["error"] = f"{type(e).__name__}: {e}"
             out["servers"][name] = row
@@ -381,14 +405,14 @@ class Client:
                             "machine, server_ids)")
         c = _server_conf(conf)
         sid = ServerId(c["name"], c.pop("node"))
-        self._daemon(sid.node, ("ra_start_server", c), timeout)
+        self._daemon(sid.node, rm.StartServer(c), timeout)
         self._await_registered(sid, timeout)
 
     def _await_registered(self, sid: ServerId, timeout: float | None) -> None:
         deadline = time.monotonic() + (timeout if timeout is not None else 30.0)
         while True:
             try:
-                self._call(sid, ("$ra", "ping"), max(0.05, deadline - time.monotonic()))
+                self._ok(sid, rm.PingCall(), max(0.05, deadline - time.monotonic()))
                 return
             except NoProc:
                 if time.monotonic() >= deadline:
@@ -411,19 +435,19 @@ class Client:
             else:
                 raise InvalidConfig(k, v, f"restart_server can change: machine, "
                                           f"{', '.join(sorted(_MUTABLE))}")
-        self._daemon(sid.node, ("ra_restart_server", sid.name, extra), timeout)
+        self._daemon(sid.node, rm.RestartServer(sid.name, extra), timeout)
         self._await_registered(sid, timeout)
 
     def stop_server(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT) -> None:
         """Stop a server (its data stays; ``restart_server`` brings it back)."""
         sid = _sid(server_id)
-        self._daemon(sid.node, ("ra_stop_server", sid.name), timeout)
+        self._daemon(sid.node, rm.StopServer(sid.name), timeout)
 
     def force_delete_server(self, server_id: Any,
                             timeout: float | None = DEFAULT_TIMEOUT) -> None:
         """Stop a server and delete all its data, whatever the cluster thinks."""
         sid = _sid(server_id)
-        self._daemon(sid.node, ("ra_force_delete_server", sid.name), timeout)
+        self._daemon(sid.node, rm.ForceDeleteServer(sid.name), timeout)
 
     def start_cluster(self, *args: Any, timeout: float | None = DEFAULT_TIMEOUT
                       ) -> tuple[list[ServerId], list[ServerId]]:
@@ -464,7 +488,7 @@ class Client:
             raise ClusterNotFormed(
                 f"only {len(started)} of {len(checked)} servers started: " + "; ".join(errors))
         self.trigger_election(random.choice(started), timeout=timeout)
-        self._leader_call(started, ("$ra", "members", "leader"), timeout)   # a leader is known
+        self._leader_call(started, rm.MembersCall(True), timeout)   # a leader is known
         return started, not_started
 
     def start_or_restart_cluster(self, cluster_name: str, machine: Any, server_ids: Any,
@@ -479,7 +503,7 @@ class Client:
         spawned: list[ServerId] = []
         for sid in sids:    # ask every node first: the servers recover in parallel
             try:
-                self._daemon(sid.node, ("ra_restart_server", sid.name, {}), timeout)
+                self._daemon(sid.node, rm.RestartServer(sid.name, {}), timeout)
                 spawned.append(sid)
             except NotFound:
                 missing.append(sid)
@@ -516,8 +540,8 @@ class Client:
         running when the leader is gone (they missed the commit) are force-deleted through
         their node; members on nodes that are down are left as they are (ra does the same)."""
         sids = [_sid(s) for s in server_ids]
-        _, leader = self._leader_call(sids, ("$ra", "command", "delete_cluster", None,
-                                             "normal"), timeout)
+        _, leader = self._leader_call(sids, rm.CommandCall("delete_cluster", None, "normal"),
+                                      timeout)
         deadline = time.monotonic() + (timeout if timeout is not None else 30.0)
         pending = set(sids)
         while pending and time.monotonic() < deadline:
@@ -540,55 +564,59 @@ class Client:
     def trigger_election(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT) -> None:
         """Make the server start an election now (needed once by a brand-new cluster)."""
         sid = _sid(server_id)
-        self._call(sid, ("$ra", "trigger_election"), _timeout(timeout))
+        self._ok(sid, rm.TriggerElectionCall(), _timeout(timeout))
 
     def transfer_leadership(self, server_id: Any, target: Any,
                             timeout: float | None = DEFAULT_TIMEOUT) -> str:
         """Hand leadership to ``target`` once it is caught up: ``"ok"`` or
         ``"already_leader"``."""
         tgt = _sid(target, "target")
-        value, _ = self._leader_call(server_id, ("$ra", "transfer_leadership", tgt), timeout)
-        return value
+        value, _ = self._leader_call(server_id, rm.TransferLeadershipCall(tgt), timeout)
+        return _expect(value, tm.is_str, '"ok" or "already_leader"', server_id)
 
     def aux_command(self, server_id: Any, command: Any,
                     timeout: float | None = DEFAULT_TIMEOUT) -> Any:
         """Call the machine's ``handle_aux(role, "call", command, aux_state, state)`` on that
         member; returns its reply (ra:aux_command/2)."""
         _check_term(command, "aux command")
-        res = self._call(_sid(server_id), ("$ra", "aux_command", command), _timeout(timeout))
-        if res[0] == "error":
-            raise _server_error(_sid(server_id), res[1])
-        return res[1]
+        return self._ok(_sid(server_id), rm.AuxCall(command), _timeout(timeout))
 
     def cast_aux_command(self, server_id: Any, command: Any) -> None:
         """``handle_aux(role, "cast", command, ...)`` without waiting (ra:cast_aux_command/2)."""
         _check_term(command, "aux command")
-        registry.cast_name(self.mb, _sid(server_id), ("$ra", "cast_aux_command", command))
+        registry.cast_name(self.mb, _sid(server_id), rm.AuxCast(command))
 
     def ping(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT) -> str:
         """``"pong"`` plus nothing else: the server process answers; raises if it does not."""
-        res = self._call(_sid(server_id), ("$ra", "ping"), _timeout(timeout))
-        return res[1][0]
+        sid = _sid(server_id)
+        value = _expect(self._ok(sid, rm.PingCall(), _timeout(timeout)),
+                        tm.tuple_of(tm.is_str, tm.any_term), '("pong", role)', sid)
+        return value[0]
 
     # -- membership ---------------------------------------------------------------------------
     def members(self, server_ref: Any, timeout: float | None = DEFAULT_TIMEOUT
                 ) -> tuple[list[ServerId], ServerId]:
         """The cluster's members as the leader knows them, and the leader."""
-        value, leader = self._leader_call(server_ref, ("$ra", "members", "leader"), timeout,
+        value, leader = self._leader_call(server_ref, rm.MembersCall(True), timeout,
                                           retry_unknown=True)
+        value = _expect(value, tm.tuple_of(tm.list_of(tm.sid), tm.opt(tm.sid)),
+                        "(members, leader)", leader)
         return [ServerId(*m) for m in value[0]], leader
 
     def initial_members(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT
                         ) -> list[ServerId]:
         """The members the server was started with (its config, not the current cluster)."""
-        res = self._call(_sid(server_id), ("$ra", "initial_members"), _timeout(timeout))
-        return [ServerId(*m) for m in res[1]]
+        sid = _sid(server_id)
+        value = _expect(self._ok(sid, rm.InitialMembersCall(), _timeout(timeout)),
+                        tm.list_of(tm.sid), "a list of server ids", sid)
+        return [ServerId(*m) for m in value]
 
     def members_info(self, server_ref: Any, timeout: float | None = DEFAULT_TIMEOUT
                      ) -> dict[ServerId, dict[str, Any]]:
         """Per member, what the leader knows: match and next index (ra:members_info)."""
         members, leader = self.members(server_ref, timeout)
-        ov = self._call(leader, ("$ra", "overview"), _timeout(timeout))[1]
+        ov = _expect(self._ok(leader, rm.OverviewCall(), _timeout(timeout)), _is_overview,
+                     "an overview", leader)
         peers = ov["peers"]
         out = {}
         for m in members:
@@ -609,7 +637,7 @@ class Client:
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                value, leader = self._leader_call(loc, ("$ra", "command", kind, sid, "normal"),
+                value, leader = self._leader_call(loc, rm.CommandCall(kind, sid, "normal"),
                                                   left)
                 return value, leader
             except MembershipError as e:
@@ -654,7 +682,7 @@ class Client:
         time; ``NoProc``/``NodeDown`` when no member could be reached at all (not applied)."""
         _check_term(command, "command")
         if not self.sessions:
-            return self._leader_call(server_loc, ("$ra", "command", "usr", command, "normal"),
+            return self._leader_call(server_loc, rm.CommandCall("usr", command, "normal"),
                                      timeout)
         t = _timeout(timeout)
         deadline = None if t is None else time.monotonic() + t
@@ -665,8 +693,8 @@ class Client:
         try:
             while True:
                 left = None if deadline is None else deadline - time.monotonic()
-                msg = ("$ra", "command", "usr", command, "normal",
-                       (sess.id, seq, sess.first_outstanding()))
+                msg = rm.CommandCall("usr", command, "normal",
+                                     (sess.id, seq, sess.first_outstanding()))
                 try:
                     return self._leader_call(cands, msg, left, retry_unknown=True,
                                              attempts=attempts)
@@ -712,17 +740,22 @@ class Client:
                 self._pipes.setdefault(key, []).append((seq, command))
                 self._pipe_session[correlation] = sess
             session = (sess.id, seq, sess.first_outstanding())
-        registry.cast_name(self.mb, sid, ("$ra", "pipeline", command, correlation,
-                                          self.address, priority, session))
+        registry.cast_name(self.mb, sid, rm.PipelineCast(command, correlation, self.address,
+                                                         priority, session))
 
     def receive(self, timeout: float | None = None) -> RaEvent:
-        """The next event in this client's mailbox; raises ``Timeout`` if none arrives."""
+        """The next event in this client's mailbox; raises ``Timeout`` if none arrives.
+
+        An ``("ra_event", leader, event)`` from a server is returned as ``RaEvent(leader,
+        event)``; anything else that arrives (a machine's ``send_msg``, or a message that only
+        looks like an event: a leader that is not a server id) as ``RaEvent(None, message)``.
+        Nothing that arrives makes this raise."""
         t = _timeout(timeout)
         env = self.mb.recv(t)
         if env is None:
             raise Timeout(f"no event within {t} s")
         p = env.payload
-        if isinstance(p, tuple) and len(p) == 3 and p[0] == "ra_event":
+        if type(p) is tuple and len(p) == 3 and p[0] == "ra_event" and tm.opt(tm.sid)(p[1]):
             self._settle_pipes(p[2])
             return RaEvent(ServerId(*p[1]) if p[1] is not None else None, p[2])
         return RaEvent(None, p)
@@ -737,7 +770,7 @@ class Client:
                 corrs = [event[1][2]]
             else:
                 return
-        except (TypeError, IndexError):
+        except (TypeError, IndexError, KeyError, ValueError):   # not an event of ours
             return
         for corr in corrs:
             try:
@@ -761,39 +794,97 @@ class Client:
         """Run ``query_fun(state)`` on that member as it is: ``((index, term), result,
         leader)``; may be stale."""
         q = _query(query_fun)
-        res = self._call(_sid(server_id), ("$ra", "local_query", q), _timeout(timeout))
-        (idx, term), result, leader = res[1]
-        return (idx, term), _query_result(result), ServerId(*leader) if leader else None
+        sid = _sid(server_id)
+        value = _expect(self._ok(sid, rm.LocalQueryCall(q), _timeout(timeout), query=True),
+                        _is_local_query, "((index, term), result, leader)", sid)
+        (idx, term), result, leader = value
+        return (idx, term), _query_result(result, sid), ServerId(*leader) if leader else None
 
     def leader_query(self, server_id: Any, query_fun: Any,
                      timeout: float | None = DEFAULT_TIMEOUT) -> tuple[tuple[int, int], Any, Any]:
         """Like :meth:`local_query` on the leader (found through ``server_id``)."""
         q = _query(query_fun)
-        value, leader = self._leader_call(server_id, ("$ra", "leader_query", q), timeout,
-                                          retry_unknown=True)
-        (idx, term), result, _ = value
-        return (idx, term), _query_result(result), leader
+        try:
+            value, leader = self._leader_call(server_id, rm.LeaderQueryCall(q), timeout,
+                                              retry_unknown=True)
+        except _NotATerm as e:
+            raise QueryError(str(e)) from None
+        (idx, term), result, _ = _expect(value, _is_local_query,
+                                         "((index, term), result, leader)", leader)
+        return (idx, term), _query_result(result, leader), leader
 
     def consistent_query(self, server_id: Any, query_fun: Any,
                          timeout: float | None = DEFAULT_TIMEOUT) -> tuple[Any, ServerId]:
         """Run ``query_fun(state)`` on the leader once a heartbeat round confirms it leads and
         every command committed before the call is applied: ``(result, leader)``."""
         q = _query(query_fun)
-        value, leader = self._leader_call(server_id, ("$ra", "consistent_query", q), timeout,
-                                          retry_unknown=True)
-        return _query_result(value), leader
+        try:
+            value, leader = self._leader_call(server_id, rm.ConsistentQueryCall(q), timeout,
+                                              retry_unknown=True)
+        except _NotATerm as e:
+            raise QueryError(str(e)) from None
+        return _query_result(value, leader), leader
 
     def key_metrics(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT) -> dict:
         """The server's key figures as it last reported them to its node daemon (the server
         process is not called, so this answers even when it is busy)."""
         sid = _sid(server_id)
-        return self._daemon(sid.node, ("ra_key_metrics", sid.name), timeout)
+        return _expect(self._daemon(sid.node, rm.ServerMetrics(sid.name), timeout), _is_dict,
+                       "a metrics dict", sid)
 
 
-def _query_result(result: Any) -> Any:
-    if isinstance(result, tuple) and len(result) == 2 and result[0] == "$query_error":
-        raise RaError(f"the query function raised in the server: {result[1]}")
+def _query_result(result: Any, where: Any) -> Any:
+    """A query's result, or :class:`QueryError` for the server's ``("$query_error", text,
+    module)`` (the query could not be imported, or raised)."""
+    if type(result) is tuple and len(result) in (2, 3) and result[0] == "$query_error":
+        module = result[2] if len(result) == 3 and type(result[2]) is str else None
+        if module is not None:
+            raise QueryError(f"{where}: {result[1]}", module)
+        raise QueryError(f"{where}: the query function raised in the server: {result[1]}")
     return result
+
+
+class _NotATerm(RaError):
+    """Internal: the server could not encode its reply (a query's or a machine's result)."""
+
+
+def _answer(res: Any, target: Any) -> Any:
+    """Check a server's reply: ``("ok", value, leader)`` or ``("redirect", leader)`` are
+    returned; an error reply is raised as its typed error; anything else is
+    :class:`BadReply`."""
+    if type(res) is tuple and res:
+        tag = res[0]
+        if tag == "ok" and len(res) == 3 and (res[2] is None or tm.sid(res[2])):
+            return res
+        if tag == "redirect" and len(res) == 2 and (res[1] is None or tm.sid(res[1])):
+            return res
+        if tag == "error" and len(res) in (2, 3):
+            if len(res) == 3 and res[1] == tm.BAD_REQUEST:
+                raise BadRequest(f"{target} refused the request: {res[2]}", str(res[2]))
+            if len(res) == 3 and res[1] == "not_a_term":
+                raise _NotATerm(f"{target}: its reply is not a term: {res[2]}")
+            raise _server_error(target, res[1])
+    raise BadReply(f"{target} answered {res!r:.200}: not a reply of the protocol; "
+                   "outcome unknown")
+
+
+def _expect(value: Any, ok: Callable[[Any], bool], what: str, where: Any) -> Any:
+    """``value`` if it passes ``ok``, else :class:`BadReply`."""
+    if ok(value):
+        return value
+    raise BadReply(f"{where} answered {value!r:.200}, not {what}; outcome unknown")
+
+
+def _is_dict(x: Any) -> bool:
+    return type(x) is dict
+
+
+_is_local_query = tm.tuple_of(tm.tuple_of(tm.nat, tm.nat), tm.any_term, tm.opt(tm.sid))
+
+
+def _is_overview(x: Any) -> bool:
+    return (type(x) is dict and type(x.get("peers")) is dict
+            and type(x.get("last_written_index")) is int and type(x.get("last_index")) is int)
 
 
 _MUTABLE = {"election_timeout_ms", "heartbeat_ms", "tick_ms",

@@ -149,17 +149,18 @@ def _node_start(a: argparse.Namespace) -> int:
 
 
 def _node_stop(a: argparse.Namespace) -> int:
+    from ra.messages import NodePing, NodeStop
     from ra.node import node_call
 
     try:
-        node_call(a.addr, ("stop",), timeout=a.timeout)
+        node_call(a.addr, NodeStop(), timeout=a.timeout)
     except (NodeDown, NoProc, Timeout) as e:
         print(f"ra: node {a.addr} not reachable: {e}", file=sys.stderr)
         return 1
     deadline = time.monotonic() + a.timeout
     while time.monotonic() < deadline:
         try:
-            node_call(a.addr, ("ping",), timeout=0.5)
+            node_call(a.addr, NodePing(), timeout=0.5)
         except (NodeDown, NoProc, Timeout):
             print(f"node {a.addr} stopped")
             return 0
@@ -168,10 +169,11 @@ def _node_stop(a: argparse.Namespace) -> int:
 
 
 def _node_status(a: argparse.Namespace) -> int:
+    from ra.messages import NodeStatus
     from ra.node import node_call
 
     try:
-        st = node_call(a.addr, ("status",), timeout=a.timeout)
+        st = node_call(a.addr, NodeStatus(), timeout=a.timeout)
     except (NodeDown, NoProc, Timeout) as e:
         print(f"ra: node {a.addr} not reachable: {e}", file=sys.stderr)
         return 1

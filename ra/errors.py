@@ -24,6 +24,9 @@ __all__ = [
     "AlreadyStarted",
     "SystemNotStarted",
     "InvalidConfig",
+    "BadRequest",
+    "BadReply",
+    "QueryError",
 ]
 
 
@@ -126,3 +129,29 @@ class InvalidConfig(RaError):
         self.key = key
         self.value = value
         self.allowed = allowed
+
+
+class BadRequest(RaError):
+    """The process called refused the request as malformed (wrong type, wrong arity, a field
+    of the wrong type or range, or a message it does not serve): nothing was done. ``reason``
+    is the callee's, e.g. ``"bad_field:CommandCall.priority"`` or ``"unknown_message"``; the
+    callee counted it (its ``overview``). Retrying the same request cannot help."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class BadReply(OutcomeUnknown):
+    """The callee answered, but not with a reply of the protocol (a garbled or foreign reply):
+    the request was sent and its outcome is unknown."""
+
+
+class QueryError(RaError):
+    """A query function could not be run in the server: it could not be imported there
+    (``module`` names the module; it must be importable by the *server's* Python, e.g. on its
+    ``PYTHONPATH``), or it raised, or its result is not a term. The server keeps running."""
+
+    def __init__(self, message: str, module: str | None = None) -> None:
+        super().__init__(message)
+        self.module = module

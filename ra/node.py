@@ -15,19 +15,24 @@ One daemon per data directory. Start-up, in this order:
 6. report readiness (``{"ok": true, "address": ..., "pid": ...}`` as one JSON line on the ready
    fd, or ``{"ok": false, "error": ..., "message": ...}``).
 
-Registry and failure-detector messages (their own protocols, tagged tuples) are handled first,
-then daemon calls.
+What arrives is checked once, at the door (:meth:`NodeDaemon._handle`), against one validator
+per message type: the daemon's own calls and the server supervisor's (:mod:`ra.messages`), the
+name registry's and the failure detector's (:mod:`transport.messages`). A malformed message
+(garbage, wrong arity or field types, a call sent as a cast, a message of another protocol) is
+dropped and counted per reason (``status()["bad_messages"]``), and a call is answered
+``("error", "bad_request", reason)``. Every handler (registry, failure detector, supervisor)
+runs inside the door's guard: an exception there is answered ``("error", Type, text)`` and
+logged, never fatal to the daemon and the servers it hosts.
 SIGTERM/SIGINT, a ``stop`` call, EOF on the lifeline fd (the parent that ran :func:`start` died)
 or the root supervisor giving up all lead to the same orderly shutdown: the tree in reverse start
 order (servers, then the log), then the fork server, the mailbox, the lock. Children carry
 ``PR_SET_PDEATHSIG`` so a ``kill -9`` of the daemon takes them along.
 
-Daemon calls (``Mailbox.call(address, msg)``; ``address`` is ``tcp://host:port``):
-``("ping",)``, ``("status",)``, ``("stop",)``, ``("start_server_child", spec)`` with ``spec`` a
-dict ``{"id", "target", "args"=[], "env"={}, "restart"="transient", "shutdown"=5000}`` -> pid,
-``("terminate_server_child", id)``, ``("restart_server_child", id)``,
-``("delete_server_child", id)``, ``("which_server_children",)``. Errors come back as
-``("error", tag, text)``.
+Daemon calls (``Mailbox.call(address, msg)``; ``address`` is ``tcp://host:port``; the
+messages of :mod:`ra.messages`): ``NodePing()`` -> ``"pong"``, ``NodeStatus()``,
+``NodeStop()``, ``StartChild(id, target, args, env, restart="transient", shutdown=5000)`` -> pid,
+``TerminateChild(id)``, ``RestartChild(id)``, ``DeleteChild(id)``, ``WhichChildren()``, and the
+server supervisor's (:mod:`ra.server_sup`). Errors come back as ``("error", tag, text)``.
 """
 from __future__ import annotations
 
@@ -45,6 +50,8 @@ import sys
 import time
 from typing import Any, Mapping, Sequence
 
+import ra.wire  # noqa: F401  (registers ra's messages with the codec)
+from ra import messages as rm
 from ra.errors import (
     AlreadyStarted, InvalidConfig, NodeDown, NoProc, RaError, SystemNotStarted,
 )
@@ -54,6 +61,7 @@ from supervisor.forkserver import ForkServer
 from supervisor.loop import Loop
 from supervisor.spec import ChildSpec, SupervisorError
 from supervisor.supervisor import Supervisor
+from transport import messages as tm
 
 __all__ = [
     "NodeDaemon",
@@ -194,6 +202,8 @@ class NodeDaemon:
         self.registry: Any = None
         self.detector: Any = None
         self.servers: Any = None
+        #: messages dropped at the door, by reason (``status()["bad_messages"]``)
+        self.bad_messages: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -324,17 +334,17 @@ class NodeDaemon:
             raise SystemNotStarted("the server supervisor is not running")
         return sup
 
-    def start_server_child(self, spec: Mapping[str, Any]) -> int:
-        """Spawn a server process through the fork server under the server supervisor.
+    def start_server_child(self, spec: rm.StartChild) -> int:
+        """Spawn a process through the fork server under the server supervisor.
 
-        ``spec``: ``id``, ``target`` (``"pkg.mod:func"``), optional ``args``, ``env``,
-        ``restart`` (default transient), ``shutdown`` (default 5000 ms). The child's environment
-        gets ``RA_NODE`` (this daemon's address) and ``RA_DATA_DIR``. Returns the pid.
+        ``spec``: ``id``, ``target`` (``"pkg.mod:func"``), ``args``, ``env``, ``restart``
+        (default transient), ``shutdown`` (default 5000 ms). The child's environment gets
+        ``RA_NODE`` (this daemon's address) and ``RA_DATA_DIR``. Returns the pid.
         """
         env = {"RA_NODE": self.address or "", "RA_DATA_DIR": self.data_dir}
-        env.update(spec.get("env") or {})
-        cs = server_child_spec(spec["id"], spec["target"], tuple(spec.get("args") or ()), env,
-                               spec.get("restart", "transient"), spec.get("shutdown", 5000))
+        env.update(spec.env)
+        cs = server_child_spec(spec.id, spec.target, tuple(spec.args), env, spec.restart,
+                               spec.shutdown)
         pid = self.server_sup().start_child(cs)
         assert pid is not None
         return pid
@@ -349,6 +359,7 @@ class NodeDaemon:
             "forkserver_pid": self.forkserver.pid if self.forkserver else None,
             "orphans_reaped": self.loop.orphans_reaped if self.loop else 0,
             "nodes": self.detector.detector.statuses() if self.detector else {},
+            "bad_messages": self._bad_counts(),
             "tree": _describe(self.root) if self.root is not None else None,
         }
 
@@ -365,47 +376,112 @@ class NodeDaemon:
             self._handle(env)
 
     def _handle(self, env: Any) -> None:
+        """The door: check the message once, serve it inside the guard, answer a call."""
         msg = env.payload
-        verb = msg[0] if isinstance(msg, (tuple, list)) and msg else None
-        if self.registry is not None and self.registry.handle(self.mailbox, env):
-            return
-        if self.detector is not None and self.detector.handle(env):
-            return
         try:
-            result = self._dispatch(verb, msg)
+            reason = _door(msg, env.kind)
+            if reason is not None:
+                self._bad(msg, reason)
+                result: Any = ("error", tm.BAD_REQUEST, reason)
+            else:
+                result = self._serve(msg)
         except SupervisorError as e:
             result = ("error", e.tag, str(e))
         except RaError as e:
             result = ("error", type(e).__name__, str(e))
-        except Exception as e:  # a bad request must not take the daemon down
-            _log.exception("daemon call %r failed", verb)
+        except Exception as e:  # a request must not take the daemon down
+            _log.exception("daemon request %s failed", type(msg).__name__)
             result = ("error", type(e).__name__, str(e))
         if env.kind == "call" and self.mailbox is not None:
-            self.mailbox.reply(env.frm, result)
+            try:
+                self.mailbox.reply(env.frm, result)
+            except TypeError as e:
+                self.mailbox.reply(env.frm, ("error", "not_a_term", str(e)))
 
-    def _dispatch(self, verb: Any, msg: Sequence[Any]) -> Any:
-        if verb == "ping":
-            return "pong"
-        if verb == "status":
-            return self.status()
-        if verb == "stop":
-            self.stop()
-            return ("ok", os.getpid())
-        if verb == "start_server_child":
-            return self.start_server_child(msg[1])
-        if verb == "terminate_server_child":
-            self.server_sup().terminate_child(msg[1])
-            return "ok"
-        if verb == "restart_server_child":
-            return self.server_sup().restart_child(msg[1])
-        if verb == "delete_server_child":
-            self.server_sup().delete_child(msg[1])
-            return "ok"
-        if verb == "which_server_children":
-            return [(c.id, c.pid, c.restart) for c in self.server_sup().which_children()]
-        if self.servers is not None and self.servers.handles(verb):
-            return self.servers.handle(verb, msg)
-        return ("error", "unknown_call", repr(verb))
+    def _bad(self, msg: Any, reason: str) -> None:
+        n = self.bad_messages[reason] = self.bad_messages.get(reason, 0) + 1
+        if n <= 3 or n % 1000 == 0:      # a flood of garbage is not a flood of log lines
+            _log.warning("dropped message (%s #%d): %.200r", reason, n, msg)
+
+    def _bad_counts(self) -> dict[str, int]:
+        out = dict(self.bad_messages)
+        if self.mailbox is not None:
+            for k in ("garbage", "bad_version", "bad_envelope", "bad_frames", "oversize"):
+                v = self.mailbox.counters.get(k, 0)
+                if v:
+                    out[f"mailbox:{k}"] = v
+        return out
+
+    def _serve(self, msg: Any) -> Any:
+        """Act on one *valid* message; the reply if it was a call."""
+        t = type(msg)
+        if t in tm.REGISTRY_MSGS:
+            return self.registry.answer(msg) if self.registry else ("error", "not_ready", "")
+        if t is tm.FdHeartbeat or t in tm.FD_CALLS:
+            return self.detector.serve(msg) if self.detector else ("error", "not_ready", "")
+        handler = _HANDLERS.get(t)
+        if handler is not None:
+            return handler(self, msg)
+        if self.servers is None:
+            raise SystemNotStarted("the server supervisor is not running")
+        return self.servers.handle(msg)
+
+    def _on_ping(self, msg: rm.NodePing) -> Any:
+        return "pong"
+
+    def _on_status(self, msg: rm.NodeStatus) -> Any:
+        return self.status()
+
+    def _on_stop(self, msg: rm.NodeStop) -> Any:
+        self.stop()
+        return ("ok", os.getpid())
+
+    def _on_start_child(self, msg: rm.StartChild) -> Any:
+        return self.start_server_child(msg)
+
+    def _on_terminate_child(self, msg: rm.TerminateChild) -> Any:
+        self.server_sup().terminate_child(msg.id)
+        return "ok"
+
+    def _on_restart_child(self, msg: rm.RestartChild) -> Any:
+        return self.server_sup().restart_child(msg.id)
+
+    def _on_delete_child(self, msg: rm.DeleteChild) -> Any:
+        self.server_sup().delete_child(msg.id)
+        return "ok"
+
+    def _on_which_children(self, msg: rm.WhichChildren) -> Any:
+        return [(c.id, c.pid, c.restart) for c in self.server_sup().which_children()]
+
+
+_HANDLERS: dict[type, Any] = {
+    rm.NodePing: NodeDaemon._on_ping,
+    rm.NodeStatus: NodeDaemon._on_status,
+    rm.NodeStop: NodeDaemon._on_stop,
+    rm.StartChild: NodeDaemon._on_start_child,
+    rm.TerminateChild: NodeDaemon._on_terminate_child,
+    rm.RestartChild: NodeDaemon._on_restart_child,
+    rm.DeleteChild: NodeDaemon._on_delete_child,
+    rm.WhichChildren: NodeDaemon._on_which_children,
+}
+
+#: the one check of everything a node daemon serves
+_check = tm.checker({k: rm.CHECKS[k] for k in rm.DAEMON_CALLS + rm.DAEMON_CASTS},
+                    {k: tm.CHECKS[k] for k in tm.REGISTRY_MSGS + tm.FD_CALLS
+                     + (tm.FdHeartbeat,)})
+_CALLS = frozenset(rm.DAEMON_CALLS + tm.REGISTRY_MSGS + tm.FD_CALLS)
+_CASTS = frozenset((rm.MetricsReport, tm.FdHeartbeat))
+
+
+def _door(msg: Any, kind: str) -> str | None:
+    """Why the daemon drops ``msg`` (``None``: it is served)."""
+    reason = _check(msg)
+    if reason is not None:
+        return reason
+    t = type(msg)
+    if (t in _CALLS and kind != "call") or (t in _CASTS and kind != "cast"):
+        return f"bad_kind:{t.__name__}"
+    return None
 
 
 def _describe(sup: Supervisor) -> dict[str, Any]:

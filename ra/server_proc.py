@@ -13,11 +13,26 @@ Loop contract:
   is confirmed (``DiskMeta`` syncs before returning), so held replies go out;
 * timers (election, heartbeat, tick) fire from the poll timeout, never from sleeps.
 
-Client protocol (calls unless said otherwise; payloads tagged ``"$ra"``): ``command``,
-``pipeline`` (cast), ``consistent_query``, ``local_query``, ``leader_query``, ``members``,
-``transfer_leadership``, ``trigger_election``, ``overview``, ``ping``, ``key_metrics``. Peers cast
-``("$rpc", msg)``. The WAL casts its notices (``written``, ``resend_write``...). The node's
-failure detector casts ``nodedown``/``nodeup``.
+What arrives (the door, :meth:`ServerProc._dispatch`):
+
+* peers cast ``("$rpc", msg)``, ``msg`` a peer RPC of :mod:`ra.core.messages` (the core
+  validates it in ``step``; the shell only needs its sender id to be one);
+* clients send the typed requests of :mod:`ra.messages` (``CommandCall``, ``PipelineCast``,
+  ``ConsistentQueryCall``, ``LocalQueryCall``, ``LeaderQueryCall``, ``MembersCall``,
+  ``AuxCall``, ``AuxCast``, ``InitialMembersCall``, ``TransferLeadershipCall``,
+  ``TriggerElectionCall``, ``OverviewCall``, ``KeyMetricsCall``, ``PingCall``);
+* the WAL casts its notices (:mod:`wal.messages`: ``WalWritten``, ``WalResendWrite``,
+  ``WalStarted``, ``WalError``), the node's failure detector ``NodeEvent`` casts.
+
+Each is checked once, at the door, by one validator per type; anything else (garbage, a
+malformed or truncated message, a call sent as a cast, a message of another protocol) is
+dropped and counted per reason (``overview()["bad_messages"]``, ``key_metrics()``), and a call
+gets ``("error", "bad_request", reason)``. No handler raises on a message's shape.
+
+Query functions (``"pkg.mod:func"``) are imported and run inside a guard: an import that
+fails, a query that raises or a result that is not a term gives the caller
+:class:`ra.errors.QueryError` and the server keeps running. A reply that is not a term (a
+machine's reply) is answered ``("error", "not_a_term", text)`` instead of crashing the server.
 """
 from __future__ import annotations
 
@@ -33,6 +48,7 @@ import time
 from typing import Any, Callable
 
 import ra.wire  # noqa: F401  (registers the core messages with the codec)
+from ra import messages as rm
 from ra.core import server as core
 from ra.core.effects import (
     Cast, DeleteAndTerminate, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
@@ -44,14 +60,16 @@ from ra.core.messages import (
     MetaWritten, Tick, TransferLeadership, TriggerElection,
 )
 from ra.core.types import ServerId
-from ra.errors import NodeDown, NoProc, Timeout
+from ra.errors import NodeDown, NoProc, RaError, Timeout
 from ra.log.log import DiskLog
 from ra.log.meta import DiskMeta
 from ra import system
 from transport import failure_detector as fd
+from transport import messages as tm
 from transport import registry
 from transport.direct import DirectMailbox
 from transport.mailbox import DEAD, probe_endpoint
+from wal import messages as wm
 
 __all__ = ["run", "load_machine", "resolve_query", "ServerProc", "DEFAULTS"]
 
@@ -79,6 +97,12 @@ _GC_GEN0 = 20_000           # allocations between young collections (CPython's d
 _MONITOR_INTERVAL = 0.1     # how often the leader checks monitored client processes
 _RESOLVE_TIMEOUT = 0.25     # a peer's node that does not answer is retried after a back-off
 _RESOLVE_BACKOFF = 1.0
+
+#: the one check of everything a server serves, by type (peer RPCs: the core's)
+_check = tm.checker({k: rm.CHECKS[k] for k in rm.SERVER_CALLS + rm.SERVER_CASTS},
+                    {k: wm.CHECKS[k] for k in wm.WAL_NOTICES},
+                    {tm.NodeEvent: tm.CHECKS[tm.NodeEvent]})
+_CALLS = frozenset(rm.SERVER_CALLS)
 
 
 def load_machine(spec: Any) -> Any:
@@ -161,6 +185,8 @@ class ServerProc:
         self.reported_role = ""
         self.tick_written = -1
         self.tick_roll_asked = 0
+        #: messages dropped at the door, by reason (overview, key_metrics)
+        self.bad_messages: dict[str, int] = {}
         self.dropped_since_trim = 0
         self.proc_monitors: set[str] = set()
         self.node_monitors: set[str] = set()
@@ -178,13 +204,13 @@ class ServerProc:
             raise RuntimeError(f"cannot register {self.id.name!r} on {self.node}: {res}")
         self._report_metrics()
         try:
-            self.mb.call(registry.node_endpoint(self.node), (fd.TAG, "subscribe",
-                                                             self.mb.address), timeout=2.0)
+            self.mb.call(registry.node_endpoint(self.node), tm.FdSubscribe(self.mb.address),
+                         timeout=2.0)
             for m in self.state.cluster:
                 if m.node != self.node:
-                    self.mb.call(registry.node_endpoint(self.node), (fd.TAG, "watch", m.node),
+                    self.mb.call(registry.node_endpoint(self.node), tm.FdWatch(m.node),
                                  timeout=2.0)
-        except (NodeDown, NoProc, Timeout) as e:   # detection degrades to election timeouts
+        except RaError as e:   # detection degrades to election timeouts
             _log.warning("%s: failure detector unavailable: %s", self.id, e)
 
     def stop(self) -> None:
@@ -303,7 +329,7 @@ class ServerProc:
             # entries leave memory once they are in segment files, and segments are made from
             # closed WAL files: ask the WAL to close its file when our tail grows large
             self.tick_roll_asked = len(self.log.mem)
-            self.mb.cast(self.wal_ep, ("roll_over",))
+            self.mb.cast(self.wal_ep, wm.WalRollOver())
         written = self.log.last_written()[0]
         if written < self.log.last_index_term()[0] and written == self.tick_written:
             # confirmations stalled for a whole tick: the WAL may have restarted while we were
@@ -319,7 +345,9 @@ class ServerProc:
     def _report_metrics(self) -> None:
         """key_metrics are answered by the node daemon from these reports (no server call)."""
         self.reported_role = self.role
-        self.mb.cast(self.daemon_ep, ("$ra_metrics", self.id.name, _key_metrics(self.state)))
+        metrics = _key_metrics(self.state)
+        metrics["bad_messages"] = self._bad_counts()
+        self.mb.cast(self.daemon_ep, rm.MetricsReport(self.id.name, metrics))
 
     def _step(self, msg: Any) -> None:
         role = self.role
@@ -338,112 +366,167 @@ class ServerProc:
 
     # -- incoming -------------------------------------------------------------------------
     def _dispatch(self, env: Any) -> None:
+        """The door: every envelope is checked once here, then served by one handler."""
         p = env.payload
-        if not isinstance(p, tuple) or not p:
-            _log.warning("%s: dropping unexpected message %r", self.id, p)
+        if type(p) is tuple and len(p) == 2 and p[0] == "$rpc" and type(p[1]) in _PEER_TYPES:
+            self._peer(env, p[1])
             return
-        tag = p[0]
-        if tag == "$rpc":
-            msg = p[1]
-            if isinstance(msg, PEER_MSGS):
-                sender = getattr(msg, "from_id", None) or getattr(msg, "leader_id", None) \
-                    or getattr(msg, "candidate_id", None)
-                if sender is not None:
-                    sid = ServerId(*sender)
-                    now = self.peer_heard[sid] = time.monotonic()
-                    if isinstance(msg, _FROM_LEADER):
-                        self.leader_heard = now       # election timeouts count from here
-                    if env.frm and self.peer_eps.get(sid) != env.frm:
-                        # a cast carries its sender's mailbox address: a peer that restarted
-                        # and bound elsewhere is found again by its first message
-                        self.peer_eps[sid] = env.frm
-                self._step(msg)
+        reason = _check(p)
+        if reason is None:
+            calls = type(p) in _CALLS
+            if calls != (env.kind == "call"):
+                reason = f"bad_kind:{type(p).__name__}"
+        if reason is not None:
+            self._bad(env, reason)
             return
-        if tag == "$ra":
-            self._client(env, p)
-            return
-        if tag in ("written", "resend_write", "wal_started", "wal_error"):
-            for ev in self.log.handle_wal_event(p):
-                self._step(ev)
-            return
-        if tag in ("nodedown", "nodeup"):
-            fd.apply_node_event(self.mb, p)
-            node = p[1]
-            for sid in [x for x in self.peer_eps if x.node == node]:
-                del self.peer_eps[sid]        # re-resolve: its servers may have moved
-            self.unresolved.pop(node, None)
-            leader = self.state.leader_id
-            if tag == "nodedown" and leader is not None and leader != self.id \
-                    and ServerId(*leader).node == node:
-                self._step(LeaderDown(leader))    # aten-style fast detection of leader loss
-            if node in self.node_monitors and self.role == "leader":
-                self._step(Command("usr", (tag, node), None, "normal", _now_ms()))
-            return
-        _log.warning("%s: dropping unknown message tag %r", self.id, tag)
+        _HANDLERS[type(p)](self, env, p)
 
-    def _client(self, env: Any, p: tuple[Any, ...]) -> None:
-        op = p[1]
+    def _bad(self, env: Any, reason: str) -> None:
+        n = self.bad_messages[reason] = self.bad_messages.get(reason, 0) + 1
+        if n <= 3 or n % 1000 == 0:      # a flood of garbage is not a flood of log lines
+            _log.warning("%s: dropped message (%s #%d): %.200r", self.id, reason, n, env.payload)
+        if env.kind == "call":
+            self.mb.reply(env.frm, ("error", tm.BAD_REQUEST, reason))
+
+    def _bad_counts(self) -> dict[str, int]:
+        """Everything this server dropped, by reason: at its door, in the core (a peer RPC
+        that decoded but is malformed), and in its mailbox (frames that were not envelopes)."""
+        out = dict(self.bad_messages)
+        for k, v in self.state.dropped.items():
+            out[f"core:{k}"] = v
+        for k in ("garbage", "bad_version", "bad_envelope", "bad_frames", "oversize"):
+            v = self.mb.counters.get(k, 0)
+            if v:
+                out[f"mailbox:{k}"] = v
+        return out
+
+    def _peer(self, env: Any, msg: Any) -> None:
+        sender = getattr(msg, "from_id", None) or getattr(msg, "leader_id", None) \
+            or getattr(msg, "candidate_id", None)
+        if sender is not None:
+            if not tm.sid(sender):
+                self._bad(env, f"bad_sender:{type(msg).__name__}")
+                return
+            sid = ServerId(*sender)
+            now = self.peer_heard[sid] = time.monotonic()
+            if isinstance(msg, _FROM_LEADER):
+                self.leader_heard = now       # election timeouts count from here
+            if env.frm and self.peer_eps.get(sid) != env.frm:
+                # a cast carries its sender's mailbox address: a peer that restarted
+                # and bound elsewhere is found again by its first message
+                self.peer_eps[sid] = env.frm
+        self._step(msg)
+
+    def _on_wal(self, env: Any, msg: Any) -> None:
+        for ev in self.log.handle_wal_event(msg):
+            self._step(ev)
+
+    def _on_node_event(self, env: Any, msg: tm.NodeEvent) -> None:
+        fd.apply_node_event(self.mb, msg)
+        node = msg.node
+        for sid in [x for x in self.peer_eps if x.node == node]:
+            del self.peer_eps[sid]        # re-resolve: its servers may have moved
+        self.unresolved.pop(node, None)
+        leader = self.state.leader_id
+        if msg.event == "nodedown" and leader is not None and leader != self.id \
+                and ServerId(*leader).node == node:
+            self._step(LeaderDown(leader))    # aten-style fast detection of leader loss
+        if node in self.node_monitors and self.role == "leader":
+            self._step(Command("usr", (msg.event, node), None, "normal", _now_ms()))
+
+    # -- client requests (one handler per message type; the door checked every field) ------
+    def _on_command(self, env: Any, m: rm.CommandCall) -> None:
         frm = env.frm
-        s = self.state
-        if op == "command":
-            # ("$ra", "command", kind, payload, priority[, session])
-            kind, payload, priority = p[2], p[3], p[4]
-            session = p[5] if len(p) > 5 else None
-            mode = ("after_log_append", frm) if kind in ("join", "leave") else ("await", frm)
-            self._step(Command(kind, payload, mode, priority, _now_ms(), session))
-        elif op == "pipeline":
-            # ("$ra", "pipeline", payload, corr, pid, priority[, session])
-            payload, corr, pid, priority = p[2], p[3], p[4], p[5]
-            session = p[6] if len(p) > 6 else None
-            mode = ("notify", corr, pid) if corr is not None else None
-            self._step(Command("usr", payload, mode, priority, _now_ms(), session))
-        elif op == "consistent_query":
-            self._step(ConsistentQuery(frm, self._query(p[2])))
-        elif op in ("local_query", "leader_query"):
-            if op == "leader_query" and self.role != "leader":
-                self.mb.reply(frm, ("redirect", s.leader_id))
-                return
-            fun = self._query(p[2])
-            idx = s.last_applied
-            term = s.log.fetch_term(idx) or 0
-            self.mb.reply(frm, ("ok", ((idx, term), fun(s.machine_state), s.leader_id),
-                                s.leader_id))
-        elif op == "members":
-            if p[2] == "leader" and self.role != "leader":
-                self.mb.reply(frm, ("redirect", s.leader_id))
-                return
-            self.mb.reply(frm, ("ok", (list(s.cluster), s.leader_id), s.leader_id))
-        elif op == "aux_command":
-            self._aux("call", p[2], frm)
-        elif op == "cast_aux_command":
-            self._aux("cast", p[2], None)
-        elif op == "initial_members":
-            self.mb.reply(frm, ("ok", list(self.cfg.initial_members), s.leader_id))
-        elif op == "transfer_leadership":
-            self._step(TransferLeadership(frm, ServerId(*p[2])))
-        elif op == "trigger_election":
-            self._step(TriggerElection(frm))
-        elif op == "overview":
-            ov = core.overview(s)
-            ov["log"] = self.log.overview()
-            ov["pid"] = os.getpid()
-            ov["machine"] = _machine_overview(s)
-            self.mb.reply(frm, ("ok", ov, s.leader_id))
-        elif op == "key_metrics":
-            self.mb.reply(frm, ("ok", _key_metrics(s), s.leader_id))
-        elif op == "ping":
-            self.mb.reply(frm, ("ok", ("pong", self.role), s.leader_id))
+        payload = m.payload
+        if m.kind in ("join", "leave"):
+            payload = ServerId(*payload)
+            mode: Any = ("after_log_append", frm)
         else:
-            self.mb.reply(frm, ("error", ("unknown_request", op)))
+            mode = ("await", frm)
+        self._step(Command(m.kind, payload, mode, m.priority, _now_ms(), m.session))
+
+    def _on_pipeline(self, env: Any, m: rm.PipelineCast) -> None:
+        mode = ("notify", m.correlation, m.pid) if m.correlation is not None else None
+        self._step(Command("usr", m.payload, mode, m.priority, _now_ms(), m.session))
+
+    def _on_consistent_query(self, env: Any, m: rm.ConsistentQueryCall) -> None:
+        self._step(ConsistentQuery(env.frm, self._query(m.query)))
+
+    def _on_local_query(self, env: Any, m: Any) -> None:
+        s = self.state
+        if type(m) is rm.LeaderQueryCall and self.role != "leader":
+            self.mb.reply(env.frm, ("redirect", s.leader_id))
+            return
+        fun = self._query(m.query)
+        idx = s.last_applied
+        term = s.log.fetch_term(idx) or 0
+        self._reply(env.frm, ("ok", ((idx, term), fun(s.machine_state), s.leader_id),
+                              s.leader_id))
+
+    def _on_members(self, env: Any, m: rm.MembersCall) -> None:
+        s = self.state
+        if m.leader and self.role != "leader":
+            self.mb.reply(env.frm, ("redirect", s.leader_id))
+            return
+        self.mb.reply(env.frm, ("ok", (list(s.cluster), s.leader_id), s.leader_id))
+
+    def _on_aux(self, env: Any, m: Any) -> None:
+        if type(m) is rm.AuxCall:
+            self._aux("call", m.cmd, env.frm)
+        else:
+            self._aux("cast", m.cmd, None)
+
+    def _on_initial_members(self, env: Any, m: rm.InitialMembersCall) -> None:
+        self.mb.reply(env.frm, ("ok", list(self.cfg.initial_members), self.state.leader_id))
+
+    def _on_transfer_leadership(self, env: Any, m: rm.TransferLeadershipCall) -> None:
+        self._step(TransferLeadership(env.frm, ServerId(*m.target)))
+
+    def _on_trigger_election(self, env: Any, m: rm.TriggerElectionCall) -> None:
+        self._step(TriggerElection(env.frm))
+
+    def _on_overview(self, env: Any, m: rm.OverviewCall) -> None:
+        s = self.state
+        ov = core.overview(s)
+        ov["log"] = self.log.overview()
+        ov["pid"] = os.getpid()
+        ov["machine"] = _machine_overview(s)
+        ov["bad_messages"] = self._bad_counts()
+        self._reply(env.frm, ("ok", ov, s.leader_id))
+
+    def _on_key_metrics(self, env: Any, m: rm.KeyMetricsCall) -> None:
+        metrics = _key_metrics(self.state)
+        metrics["bad_messages"] = self._bad_counts()
+        self.mb.reply(env.frm, ("ok", metrics, self.state.leader_id))
+
+    def _on_ping(self, env: Any, m: rm.PingCall) -> None:
+        self.mb.reply(env.frm, ("ok", ("pong", self.role), self.state.leader_id))
+
+    def _reply(self, frm: Any, value: Any) -> None:
+        """``mb.reply``, except that a value that is not a term (a machine's reply, a query's
+        result) is answered ``("error", "not_a_term", why)``: the caller learns it, the server
+        keeps running."""
+        try:
+            self.mb.reply(frm, value)
+        except TypeError as e:
+            self.mb.reply(frm, ("error", "not_a_term", str(e)))
 
     def _query(self, q: Any) -> Callable[[Any], Any]:
-        fun = resolve_query(q)
+        """A guarded query function: importing ``q`` (``"pkg.mod:func"`` or ``(path, args)``)
+        and running it happen inside the guard, so a module that does not import here, a
+        function that raises, anything, comes back as ``("$query_error", text, module)``
+        (``ra.QueryError`` for the caller) instead of crashing the server."""
+        node = self.node
 
         def safe(state: Any) -> Any:
             try:
+                fun = resolve_query(q)
+            except Exception as e:
+                return _query_import_error(q, e, node)
+            try:
                 return fun(state)
             except Exception as e:   # a bad query must not crash the server
-                return ("$query_error", f"{type(e).__name__}: {e}")
+                return ("$query_error", f"{type(e).__name__}: {e}", None)
         return safe
 
     # -- effects --------------------------------------------------------------------------
@@ -470,7 +553,7 @@ class ServerProc:
         if t is SendRpc:
             self._send_peer(e.to, e.msg)
         elif t is Reply:
-            self.mb.reply(e.frm, e.value)
+            self._reply(e.frm, e.value)
         elif t is Notify:
             self.mb.cast(e.pid, ("ra_event", e.leader, ("applied", e.applied)))
         elif t is Cast:
@@ -499,7 +582,7 @@ class ServerProc:
         elif t is DeleteAndTerminate:
             # the daemon stops this process (SIGTERM) and deletes its data and name
             self.log.flush()
-            self.mb.cast(self.daemon_ep, ("ra_force_delete_server", self.id.name))
+            self.mb.cast(self.daemon_ep, rm.ForceDeleteServer(self.id.name))
         else:
             raise TypeError(f"unknown effect {e!r}")
 
@@ -552,6 +635,14 @@ class ServerProc:
 
     # -- monitors, machine timers, aux ------------------------------------------------------
     def _monitor(self, kind: str, target: Any, on: bool) -> None:
+        if on and not (tm.valid_endpoint(target) if kind == "process" else tm.valid_node(target)):
+            # a machine may monitor what a command named: a target that is no address is
+            # reported down at once rather than probed for ever
+            _log.warning("%s: cannot monitor %s %.100r: not an address", self.id, kind, target)
+            if self.role == "leader" and kind == "process":
+                self.next_events.append(Command("usr", ("down", target, "noproc"), None,
+                                                "normal", _now_ms()))
+            return
         if kind == "process":
             if on:
                 self.proc_monitors.add(target)
@@ -562,8 +653,8 @@ class ServerProc:
                 self.node_monitors.add(target)
                 if target != self.node:
                     try:
-                        self.mb.call(self.daemon_ep, (fd.TAG, "watch", target), timeout=1.0)
-                    except (NodeDown, NoProc, Timeout):
+                        self.mb.call(self.daemon_ep, tm.FdWatch(target), timeout=1.0)
+                    except RaError:
                         pass
             else:
                 self.node_monitors.discard(target)
@@ -637,7 +728,7 @@ class ServerProc:
             except NoProc:
                 registry.invalidate(self.mb, sid.name, sid.node)
                 return None
-            except (NodeDown, Timeout):
+            except RaError:      # NodeDown, Timeout, a garbled answer: back off
                 self.unresolved[sid.node] = now + _RESOLVE_BACKOFF
                 return None
             self.peer_eps[sid] = ep
@@ -646,6 +737,48 @@ class ServerProc:
 
     def _send_wal(self, msg: Any) -> None:
         self.mb.cast(self.wal_ep, msg)
+
+
+_PEER_TYPES = frozenset(PEER_MSGS)
+
+_HANDLERS: dict[type, Callable[[ServerProc, Any, Any], None]] = {
+    rm.CommandCall: ServerProc._on_command,
+    rm.PipelineCast: ServerProc._on_pipeline,
+    rm.ConsistentQueryCall: ServerProc._on_consistent_query,
+    rm.LocalQueryCall: ServerProc._on_local_query,
+    rm.LeaderQueryCall: ServerProc._on_local_query,
+    rm.MembersCall: ServerProc._on_members,
+    rm.AuxCall: ServerProc._on_aux,
+    rm.AuxCast: ServerProc._on_aux,
+    rm.InitialMembersCall: ServerProc._on_initial_members,
+    rm.TransferLeadershipCall: ServerProc._on_transfer_leadership,
+    rm.TriggerElectionCall: ServerProc._on_trigger_election,
+    rm.OverviewCall: ServerProc._on_overview,
+    rm.KeyMetricsCall: ServerProc._on_key_metrics,
+    rm.PingCall: ServerProc._on_ping,
+    wm.WalWritten: ServerProc._on_wal,
+    wm.WalResendWrite: ServerProc._on_wal,
+    wm.WalStarted: ServerProc._on_wal,
+    wm.WalError: ServerProc._on_wal,
+    tm.NodeEvent: ServerProc._on_node_event,
+}
+
+
+def _query_import_error(q: Any, e: Exception, node: str) -> tuple[str, str, Any]:
+    """``("$query_error", text, module)`` for a query function that cannot be imported."""
+    path = q if isinstance(q, str) else q[0]
+    mod, _, name = path.partition(":")
+    if isinstance(e, ImportError):
+        text = (f"query function {path!r}: module {mod!r} cannot be imported by the server on "
+                f"node {node} ({type(e).__name__}: {e}); it must be importable by the server's "
+                "Python: put it on the node's PYTHONPATH (or install it) and start the node "
+                "daemon again")
+    elif isinstance(e, AttributeError):
+        text = (f"query function {path!r}: module {mod!r} has no {name!r} on node {node} "
+                f"({e})")
+    else:
+        text = f"query function {path!r} cannot be loaded on node {node}: {type(e).__name__}: {e}"
+    return ("$query_error", text, mod)
 
 
 def _machine_overview(s: Any) -> Any:

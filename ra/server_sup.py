@@ -6,21 +6,25 @@ server supervisor, spawned through the fork server as ``ra.server_proc:run(conf)
 uid and config are recorded durably in the node's :class:`ra.directory.Directory` first, so it
 can be restarted later (``restart_server``, ``start_or_restart_cluster``).
 
-Calls (payloads of ``Mailbox.call`` to the daemon):
+Calls (the typed messages of :mod:`ra.messages`, checked at the daemon's door before they
+reach :meth:`ServerSup.handle`):
 
-* ``("ra_start_server", conf)`` -> ``("ok", pid)``; errors: already started, bad machine;
-* ``("ra_restart_server", name)`` -> ``("ok", pid)``; ``NotFound`` if never started here;
-* ``("ra_stop_server", name)`` -> ``"ok"`` (data kept);
-* ``("ra_force_delete_server", name)`` -> ``"ok"`` (stopped, data deleted; idempotent);
-* ``("ra_servers",)`` -> ``{name: {"uid", "cluster_name", "pid"}}``;
-* ``("ra_key_metrics", name)`` -> the metrics the server last reported (cast
-  ``("$ra_metrics", name, metrics)``), without calling the server.
+* ``StartServer(conf)`` -> ``("ok", pid)``; errors: already started, bad machine;
+* ``RestartServer(name, add_config)`` -> ``("ok", pid)``; ``NotFound`` if never started here;
+* ``StopServer(name)`` -> ``"ok"`` (data kept);
+* ``ForceDeleteServer(name)`` -> ``"ok"`` (stopped, data deleted; idempotent; also cast by a
+  server that applied its cluster's end of life);
+* ``ListServers()`` -> ``{name: {"uid", "cluster_name", "pid"}}``;
+* ``ServerMetrics(name)`` -> the metrics the server last reported (cast
+  ``MetricsReport(name, metrics)``; kept only for servers this node knows), without calling
+  the server.
 """
 from __future__ import annotations
 
 import os
 from typing import Any, Sequence
 
+from ra import messages as rm
 from ra.directory import Directory
 from ra.errors import AlreadyStarted, InvalidConfig, NotFound
 from ra.server_proc import load_machine
@@ -59,29 +63,33 @@ class ServerSup:
         self.directory = Directory(daemon.data_dir)
         self.metrics: dict[str, Any] = {}
 
-    def handles(self, verb: Any) -> bool:
-        return isinstance(verb, str) and (verb.startswith("ra_") or verb == "$ra_metrics")
+    def handles(self, msg: Any) -> bool:
+        return type(msg) in _HANDLED
 
-    def handle(self, verb: str, msg: Sequence[Any]) -> Any:
-        if verb == "$ra_metrics":
-            self.metrics[msg[1]] = msg[2]
+    def handle(self, msg: Any) -> Any:
+        """Serve one *valid* message (the daemon's door checked it)."""
+        t = type(msg)
+        if t is rm.MetricsReport:
+            if self.directory.uid_of(msg.name) is not None:   # bounded: known servers only
+                self.metrics[msg.name] = msg.metrics
             return None
-        if verb == "ra_start_server":
-            return self.start_server(dict(msg[1]))
-        if verb == "ra_restart_server":
-            return self.restart_server(msg[1], dict(msg[2]) if len(msg) > 2 else None)
-        if verb == "ra_stop_server":
-            return self.stop_server(msg[1])
-        if verb == "ra_force_delete_server":
-            return self.force_delete_server(msg[1])
-        if verb == "ra_servers":
+        if t is rm.StartServer:
+            return self.start_server(dict(msg.conf))
+        if t is rm.RestartServer:
+            return self.restart_server(msg.name, dict(msg.add_config) if msg.add_config
+                                       else None)
+        if t is rm.StopServer:
+            return self.stop_server(msg.name)
+        if t is rm.ForceDeleteServer:
+            return self.force_delete_server(msg.name)
+        if t is rm.ListServers:
             return self.servers()
-        if verb == "ra_key_metrics":
-            m = self.metrics.get(msg[1])
+        if t is rm.ServerMetrics:
+            m = self.metrics.get(msg.name)
             if m is None:
-                raise NotFound(f"no metrics for server {msg[1]!r} on node {self.daemon.address}")
+                raise NotFound(f"no metrics for server {msg.name!r} on node {self.daemon.address}")
             return m
-        return ("error", "unknown_call", verb)
+        return ("error", "bad_request", "unknown_message")
 
     # -- helpers ------------------------------------------------------------------------------
     def _running(self) -> dict[Any, int | None]:
@@ -205,3 +213,7 @@ class ServerSup:
     def data_dir_of(self, name: str) -> str | None:
         uid = self.directory.uid_of(name)
         return None if uid is None else os.path.join(self.daemon.data_dir, uid)
+
+
+_HANDLED = frozenset((rm.MetricsReport, rm.StartServer, rm.RestartServer, rm.StopServer,
+                      rm.ForceDeleteServer, rm.ListServers, rm.ServerMetrics))

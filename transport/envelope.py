@@ -4,7 +4,10 @@ Every frame on the wire is one codec term ``[version, kind, from, ref, payload]`
 
 * ``version`` is :data:`VERSION`; a frame with another version is dropped by the receiver.
 * ``kind`` is :data:`CAST`, :data:`CALL` or :data:`REPLY`.
-* ``from`` is the sender's mailbox address (``None`` allowed for casts).
+* ``from`` is the sender's mailbox address, one that can be connected to
+  (:func:`transport.messages.valid_endpoint`); ``None`` is allowed for casts. A frame whose
+  ``from`` is anything else is dropped (``bad_envelope``): a process never stores, casts or
+  replies to an address that its socket layer would refuse.
 * ``ref`` is the call reference (an int) for CALL and REPLY, ``None`` for CAST.
 * ``payload`` is any term.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from transport import codec
+from transport.messages import valid_endpoint
 
 __all__ = ["VERSION", "CAST", "CALL", "REPLY", "From", "Envelope", "pack", "unpack", "BadEnvelope"]
 
@@ -61,8 +65,9 @@ def pack(kind: int, frm: str | None, ref: int | None, payload: Any) -> bytes:
         raise
 
 
-def unpack(frame: bytes) -> tuple[int, Any, Any, Any]:
-    """Decode one frame to ``(kind, from, ref, payload)``.
+def unpack(frame: bytes, check_from: bool = True) -> tuple[int, Any, Any, Any]:
+    """Decode one frame to ``(kind, from, ref, payload)``. ``check_from=False`` (the simulated
+    network, whose addresses are not sockets) skips the sender address check.
 
     Raises :class:`BadEnvelope` with reason ``"garbage"`` (not a term), ``"bad_version"`` or
     ``"bad_envelope"`` (wrong shape).
@@ -84,9 +89,21 @@ def unpack(frame: bytes) -> tuple[int, Any, Any, Any]:
         raise BadEnvelope("bad_envelope", f"kind {kind!r}")
     if kind != CAST and type(ref) is not int:
         raise BadEnvelope("bad_envelope", f"ref {ref!r}")
-    if kind == CALL and type(frm) is not str:
-        raise BadEnvelope("bad_envelope", f"call without a reply address: {frm!r}")
+    if check_from and kind != REPLY and (type(frm) is not str or frm not in _good_addrs):
+        if kind == CALL and type(frm) is not str:
+            raise BadEnvelope("bad_envelope", f"call without a reply address: {frm!r:.100}")
+        if frm is not None:
+            if not valid_endpoint(frm):
+                raise BadEnvelope("bad_envelope", f"bad sender address {frm!r:.100}")
+            if len(_good_addrs) >= _GOOD_ADDRS_MAX:
+                _good_addrs.clear()
+            _good_addrs.add(frm)
     return kind, frm, ref, payload
+
+
+# senders' addresses already found valid: the hot path pays one set lookup per frame
+_good_addrs: set[str] = set()
+_GOOD_ADDRS_MAX = 4096
 
 
 # From is a transport term every layer stores (reply modes in the log), so the codec owns

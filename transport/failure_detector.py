@@ -5,19 +5,26 @@ Node daemons cast heartbeats to the daemons of the nodes they watch every ``inte
 seconds. A watched node is *down* when nothing has been heard from it for longer than
 ``max(down_after, mean_gap + 4 * stdev_gap)`` over its recent heartbeat gaps (an adaptive
 threshold in the spirit of aten's, which tolerates a peer whose heartbeats are slow but
-regular), and *up* again at its next heartbeat. Subscribers get ``("nodeup", node)`` /
-``("nodedown", node)`` casts on every change.
+regular), and *up* again at its next heartbeat. Subscribers get ``NodeEvent("nodeup", node)``
+/ ``NodeEvent("nodedown", node)`` casts on every change. A daemon never watches itself: a
+heartbeat or watch naming its own node is ignored (else one forged heartbeat would later make
+every subscriber on the node believe its own node down).
 
 Split in two, as everything here is: :class:`Detector` is pure (times are arguments; tested
 with a fake clock), :class:`FailureDetector` is the thin socket part a daemon embeds.
 
-Protocol on the daemon's mailbox (payload tuples tagged :data:`TAG`):
+Protocol on the daemon's mailbox (the typed messages of :mod:`transport.messages`; a daemon
+validates them at its door, :meth:`FailureDetector.handle` does it for a process that embeds
+only the detector):
 
-* cast ``(TAG, "hb", node)`` — heartbeat from ``node``;
-* call ``(TAG, "subscribe", addr)`` -> ``{node: status}``; ``addr`` then receives the casts;
-* call ``(TAG, "unsubscribe", addr)`` -> ``"ok"``;
-* call ``(TAG, "watch", node)`` -> ``"ok"`` — start heartbeating with ``node`` too;
-* call ``(TAG, "status")`` -> ``{node: "up" | "down" | "unknown"}``.
+* cast ``FdHeartbeat(node)`` — heartbeat from ``node``;
+* call ``FdSubscribe(addr)`` -> ``{node: status}``; ``addr`` then receives the casts;
+* call ``FdUnsubscribe(addr)`` -> ``"ok"``;
+* call ``FdWatch(node)`` -> ``"ok"`` — start heartbeating with ``node`` too;
+* call ``FdStatus()`` -> ``{node: "up" | "down" | "unknown"}``.
+
+A malformed call is answered ``("error", "bad_request", reason)``; a malformed cast is dropped.
+Both are counted in :attr:`FailureDetector.dropped`.
 
 Nodes are named by the strings daemons use for themselves (``"host:port"``): both sides must
 spell a node the same way.
@@ -28,14 +35,16 @@ import collections
 import math
 from collections.abc import Callable, Iterable
 
+from typing import Any
+
+from transport import messages as msgs
 from transport.clock import Clock, MonotonicClock
 from transport.envelope import Envelope
-from transport.mailbox import Mailbox
+from transport.mailbox import BaseMailbox
 from transport.registry import invalidate_node, node_endpoint
 
-__all__ = ["TAG", "Detector", "FailureDetector", "UP", "DOWN", "UNKNOWN", "apply_node_event"]
+__all__ = ["Detector", "FailureDetector", "UP", "DOWN", "UNKNOWN", "apply_node_event"]
 
-TAG = "$ra_fd"
 UP = "up"
 DOWN = "down"
 UNKNOWN = "unknown"
@@ -131,7 +140,7 @@ class FailureDetector:
 
     def __init__(
         self,
-        mailbox: Mailbox,
+        mailbox: BaseMailbox,
         self_node: str,
         watch: Iterable[str] = (),
         *,
@@ -146,9 +155,12 @@ class FailureDetector:
         self.detector = Detector(down_after)
         self.subscribers: set[str] = set()
         self.callbacks: list[Callable[[str, str], None]] = []
+        #: malformed detector messages seen by :meth:`handle`, by reason
+        self.dropped: dict[str, int] = {}
         now = self.clock.current_time()
         for n in watch:
-            self.detector.watch(n, now)
+            if not self._is_self(n):
+                self.detector.watch(n, now)
         self._next_hb = now
 
     def next_deadline(self) -> float:
@@ -159,59 +171,82 @@ class FailureDetector:
         """Send heartbeats if due; report nodes that went silent."""
         now = self.clock.current_time()
         if now >= self._next_hb:
-            hb = (TAG, "hb", self.self_node)
+            hb = msgs.FdHeartbeat(self.self_node)
             for node in self.detector.nodes():
-                self.mailbox.cast(node_endpoint(node), hb)
+                self._cast(node_endpoint(node), hb)
             self._next_hb = now + self.interval
         self._notify(self.detector.check(now))
 
+    def _is_self(self, node: str) -> bool:
+        return node_endpoint(node) == node_endpoint(self.self_node)
+
+    def _cast(self, to: str, msg: Any) -> None:
+        try:
+            self.mailbox.cast(to, msg)
+        except ValueError:      # an address the socket layer refuses: nothing to send to
+            self.dropped["bad_address"] = self.dropped.get("bad_address", 0) + 1
+
     def handle(self, env: Envelope) -> bool:
+        """Validate and serve one envelope if it is a detector message (``True``), else
+        ``False``. A daemon that validated the message already calls :meth:`serve`."""
         p = env.payload
-        if not (type(p) is tuple and len(p) >= 2 and p[0] == TAG):
+        if type(p) is not msgs.FdHeartbeat and type(p) not in msgs.FD_CALLS:
             return False
-        op = p[1]
-        now = self.clock.current_time()
-        if op == "hb" and len(p) == 3:
-            self._notify(self.detector.heartbeat(p[2], now))
+        reason = msgs.check(p)
+        if reason is not None:
+            self.dropped[reason] = self.dropped.get(reason, 0) + 1
+            if env.kind == "call":
+                self.mailbox.reply(env.frm, ("error", msgs.BAD_REQUEST, reason))
             return True
-        if env.kind != "call":
-            return True
-        if op == "subscribe":
-            self.subscribers.add(p[2])
-            self.mailbox.reply(env.frm, self.detector.statuses())
-        elif op == "unsubscribe":
-            self.subscribers.discard(p[2])
-            self.mailbox.reply(env.frm, "ok")
-        elif op == "watch":
-            self.detector.watch(p[2], now)
-            self._next_hb = now  # introduce ourselves right away
-            self.mailbox.reply(env.frm, "ok")
-        elif op == "status":
-            self.mailbox.reply(env.frm, self.detector.statuses())
-        else:
-            self.mailbox.reply(env.frm, ("error", "unknown_op", op))
+        if env.kind == "call":
+            self.mailbox.reply(env.frm, self.serve(p))
+        elif type(p) is msgs.FdHeartbeat:
+            self.serve(p)
         return True
 
+    def serve(self, p: Any) -> Any:
+        """Act on one *valid* detector message; the reply to send if it was a call."""
+        now = self.clock.current_time()
+        t = type(p)
+        if t is msgs.FdHeartbeat:
+            if not self._is_self(p.node):
+                self._notify(self.detector.heartbeat(p.node, now))
+            return "ok"
+        if t is msgs.FdSubscribe:
+            self.subscribers.add(p.addr)
+            return self.detector.statuses()
+        if t is msgs.FdUnsubscribe:
+            self.subscribers.discard(p.addr)
+            return "ok"
+        if t is msgs.FdWatch:
+            if not self._is_self(p.node):
+                self.detector.watch(p.node, now)
+                self._next_hb = now  # introduce ourselves right away
+            return "ok"
+        if t is msgs.FdStatus:
+            return self.detector.statuses()
+        return ("error", msgs.BAD_REQUEST, "unknown_message")
+
     def _notify(self, events: list[tuple[str, str]]) -> None:
-        for ev in events:
-            for addr in self.subscribers:
-                self.mailbox.cast(addr, ev)
+        for ev, node in events:
+            note = msgs.NodeEvent(ev, node)
+            for addr in list(self.subscribers):
+                self._cast(addr, note)
             for cb in self.callbacks:
-                cb(*ev)
+                cb(ev, node)
 
 
-def apply_node_event(mailbox: Mailbox, payload: object) -> bool:
-    """For a subscriber: apply a ``("nodeup" | "nodedown", node)`` cast to ``mailbox``.
+def apply_node_event(mailbox: BaseMailbox, payload: object) -> bool:
+    """For a subscriber: apply a ``NodeEvent("nodeup" | "nodedown", node)`` cast to ``mailbox``.
 
     On nodedown, calls to endpoints resolved on that node fail with ``NodeDown`` at once; on
     nodeup that stops and the node's cached endpoints are dropped (a restarted daemon's
-    servers may have moved). Returns ``False`` (and does nothing) for any other payload.
+    servers may have moved). ``payload`` is validated already (the subscriber's door does it);
+    returns ``False`` (and does nothing) for any other type.
     """
-    if not (type(payload) is tuple and len(payload) == 2 and payload[0] in ("nodeup", "nodedown")
-            and type(payload[1]) is str):
+    if type(payload) is not msgs.NodeEvent:
         return False
-    ev, node = payload
-    mailbox.set_node_down(node_endpoint(node), ev == "nodedown")
-    if ev == "nodeup":
-        invalidate_node(mailbox, node)
+    mailbox.set_node_down(node_endpoint(payload.node), payload.event == "nodedown")
+    if payload.event == "nodeup":
+        invalidate_node(mailbox, payload.node)
     return True

@@ -262,9 +262,15 @@ class BaseMailbox:
             self._send(to, data)
 
     def reply(self, frm: From | tuple[str, int], value: Any) -> None:
-        """Answer the call identified by ``frm`` (from :class:`Envelope`.frm). Fire-and-forget."""
+        """Answer the call identified by ``frm`` (from :class:`Envelope`.frm). Fire-and-forget:
+        an address the socket layer refuses is dropped and counted (``bad_reply_address``).
+        Raises ``TypeError`` if ``value`` is not a term (nothing is sent)."""
         addr, ref = frm
-        self._send(addr, _env.pack(REPLY, self.address, ref, value))
+        data = _env.pack(REPLY, self.address, ref, value)
+        try:
+            self._send(addr, data)
+        except ValueError as exc:
+            self._drop("bad_reply_address", str(exc))
 
     def call(self, to: str, msg: Any, timeout: float | None = 5.0) -> Any:
         """Send ``msg`` as a call to ``to`` and return the reply's value.

@@ -6,13 +6,16 @@ Other processes reach ``(name, node)`` by asking that daemon once (:func:`resolv
 the endpoint; :func:`call_name` re-resolves when the cached endpoint turns out dead (the process
 restarted and bound elsewhere).
 
-Protocol (all are calls to the daemon's mailbox, payload a tuple tagged :data:`TAG`):
+Protocol (all are calls to the daemon's mailbox; the messages are the typed ones of
+:mod:`transport.messages`, checked by its validators before they reach :meth:`RegistryServer.answer`):
 
-* ``(TAG, "register", name, endpoints, pid)`` -> ``"ok"`` or
+* ``RegRegister(name, endpoints, pid)`` -> ``"ok"`` or
   ``("error", "already_registered", endpoints)`` when a *live* other pid holds the name.
-* ``(TAG, "unregister", name)`` -> ``"ok"`` (also when the name was unknown).
-* ``(TAG, "whereis", name)`` -> ``endpoints`` (a list, preferred first) or ``None``.
-* ``(TAG, "registered")`` -> ``{name: endpoints}``.
+* ``RegUnregister(name)`` -> ``"ok"`` (also when the name was unknown).
+* ``RegWhereis(name)`` -> ``endpoints`` (a list, preferred first) or ``None``.
+* ``RegRegistered()`` -> ``{name: endpoints}``.
+
+A malformed request is answered ``("error", "bad_request", reason)``; a cast is ignored.
 
 A pid that no longer runs is pruned on lookup, so a SIGKILLed process that never unregistered
 is reported as not registered (NoProc for callers), not as a stale endpoint.
@@ -26,12 +29,12 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ra.errors import NodeDown, NodeLost, NoProc, ProcessDied, Timeout
+from ra.errors import BadReply, NodeDown, NodeLost, NoProc, ProcessDied, Timeout
+from transport import messages as msgs
 from transport.envelope import Envelope
 from transport.mailbox import BaseMailbox
 
 __all__ = [
-    "TAG",
     "Registry",
     "RegistryServer",
     "node_endpoint",
@@ -45,9 +48,6 @@ __all__ = [
     "cast_name",
     "pid_alive",
 ]
-
-TAG = "$ra_registry"
-
 
 def pid_alive(pid: int) -> bool:
     """True if ``pid`` runs and is not a zombie (a dead child not yet reaped)."""
@@ -106,43 +106,50 @@ class Registry:
 class RegistryServer:
     """Serves the registry protocol on a daemon's mailbox.
 
-    The daemon's loop passes every envelope to :meth:`handle` first; it returns ``True`` when
-    the message was a registry call (already answered), ``False`` otherwise.
+    A node daemon validates each message once at its door and passes registry requests to
+    :meth:`answer`. A process that hosts only the registry may pass every envelope to
+    :meth:`handle` instead, which validates and answers: it returns ``True`` when the message
+    was a registry request (answered, or dropped if malformed), ``False`` otherwise.
     """
 
     def __init__(self, registry: Registry | None = None) -> None:
         self.registry = registry if registry is not None else Registry()
+        #: malformed registry requests seen by :meth:`handle`, by reason
+        self.dropped: dict[str, int] = {}
 
     @staticmethod
     def is_request(payload: Any) -> bool:
-        return type(payload) is tuple and len(payload) >= 2 and payload[0] == TAG
+        return type(payload) in msgs.REGISTRY_MSGS
 
     def handle(self, mailbox: BaseMailbox, env: Envelope) -> bool:
         p = env.payload
         if not self.is_request(p):
             return False
+        reason = msgs.check(p)
+        if reason is not None:
+            self.dropped[reason] = self.dropped.get(reason, 0) + 1
+            if env.kind == "call":
+                mailbox.reply(env.frm, ("error", msgs.BAD_REQUEST, reason))
+            return True
         if env.kind != "call":
             return True  # casts to the registry have no meaning; swallowed
         mailbox.reply(env.frm, self.answer(p))
         return True
 
-    def answer(self, p: tuple[Any, ...]) -> Any:
-        """The reply to one registry request (pure apart from the pid check)."""
-        op = p[1]
+    def answer(self, p: Any) -> Any:
+        """The reply to one *valid* registry request (pure apart from the pid check)."""
         reg = self.registry
-        try:
-            if op == "whereis":
-                return reg.whereis(p[2])
-            if op == "register":
-                return reg.register(p[2], p[3], p[4])
-            if op == "unregister":
-                reg.unregister(p[2])
-                return "ok"
-            if op == "registered":
-                return reg.registered()
-        except (IndexError, TypeError) as exc:
-            return ("error", "badarg", str(exc))
-        return ("error", "unknown_op", op)
+        t = type(p)
+        if t is msgs.RegWhereis:
+            return reg.whereis(p.name)
+        if t is msgs.RegRegister:
+            return reg.register(p.name, p.endpoints, p.pid)
+        if t is msgs.RegUnregister:
+            reg.unregister(p.name)
+            return "ok"
+        if t is msgs.RegRegistered:
+            return reg.registered()
+        return ("error", msgs.BAD_REQUEST, "unknown_message")
 
 
 # -- client side ----------------------------------------------------------------------------
@@ -167,18 +174,20 @@ def register(mb: BaseMailbox, name: str, node: str, *, endpoints: Sequence[str] 
              pid: int | None = None, timeout: float | None = 5.0) -> Any:
     """Register ``name`` for ``mb`` (all its addresses unless ``endpoints`` given) at ``node``.
     Returns ``"ok"`` or ``("error", "already_registered", endpoints)``."""
-    return _call_daemon(mb, node, (TAG, "register", name, list(endpoints or mb.addresses),
-                                   os.getpid() if pid is None else pid), timeout)
+    return _call_daemon(mb, node, msgs.RegRegister(name, list(endpoints or mb.addresses),
+                                                   os.getpid() if pid is None else pid), timeout)
 
 
 def unregister(mb: BaseMailbox, name: str, node: str, timeout: float | None = 5.0) -> None:
-    _call_daemon(mb, node, (TAG, "unregister", name), timeout)
+    _call_daemon(mb, node, msgs.RegUnregister(name), timeout)
 
 
 def whereis(mb: BaseMailbox, name: str, node: str, timeout: float | None = 5.0) -> list[str] | None:
     """Ask ``node`` where ``name`` is (uncached)."""
-    result: list[str] | None = _call_daemon(mb, node, (TAG, "whereis", name), timeout)
-    return result
+    result = _call_daemon(mb, node, msgs.RegWhereis(name), timeout)
+    if result is None or msgs.list_of(msgs.valid_endpoint, nonempty=True)(result):
+        return result           # type: ignore[no-any-return]
+    raise BadReply(f"node {node} answered whereis {name!r} with {result!r:.200}")
 
 
 # Per-mailbox cache: (name, node) -> endpoint.  Weak, so a closed mailbox takes its cache along.

@@ -1,5 +1,6 @@
 """Mirrors ra_log_wal.erl and ra_log_segment_writer.erl (their client side and wiring): the
-node's write-ahead log process and segment writer. Message protocol: see :mod:`wal.wal`.
+node's write-ahead log process and segment writer. Message protocol: see :mod:`wal.wal`; the
+messages themselves and their validators: :mod:`wal.messages`.
 
 :func:`child_specs` gives the log supervisor's children (WAL first, then the segment writer:
 rest_for_one, so a WAL crash restarts the writer too). :func:`wal_argv` /
@@ -10,23 +11,30 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from wal.messages import SegOverview, WalForgetWriter, WalOverview, WalRollOver
+
 __all__ = ["child_specs", "wal_argv", "segment_writer_argv", "overview", "force_roll_over",
-           "forget_writer"]
+           "forget_writer", "segment_writer_overview"]
 
 
 def overview(mailbox: Any, wal_endpoint: str, timeout: float = 5.0) -> dict[str, Any]:
     """The WAL's counters and error state (a call to the WAL process)."""
-    return mailbox.call(wal_endpoint, ("overview",), timeout)  # type: ignore[no-any-return]
+    return mailbox.call(wal_endpoint, WalOverview(), timeout)  # type: ignore[no-any-return]
 
 
 def force_roll_over(mailbox: Any, wal_endpoint: str, timeout: float = 5.0) -> Any:
     """Close the current WAL file now (its entries then go to segments)."""
-    return mailbox.call(wal_endpoint, ("roll_over",), timeout)
+    return mailbox.call(wal_endpoint, WalRollOver(), timeout)
 
 
 def forget_writer(mailbox: Any, wal_endpoint: str, uid: str, timeout: float = 5.0) -> Any:
     """Tell the WAL a server is gone for good."""
-    return mailbox.call(wal_endpoint, ("forget_writer", uid), timeout)
+    return mailbox.call(wal_endpoint, WalForgetWriter(uid), timeout)
+
+
+def segment_writer_overview(mailbox: Any, endpoint: str, timeout: float = 5.0) -> Any:
+    """The segment writer's counters: files flushed, nudges, messages dropped by reason."""
+    return mailbox.call(endpoint, SegOverview(), timeout)
 
 
 def wal_argv(cfg: Any) -> list[str]:

@@ -15,7 +15,10 @@ on ``<wal_dir>/flush.lock`` so the WAL's start-up recovery and this process neve
 
 Process entry point: ``python -m wal.segment_writer --wal-dir D --data-dir D [--endpoint E]``.
 It flushes every closed WAL file (all but the newest, which the WAL owns) in sequence order,
-then waits for a nudge (any message on its endpoint) or polls every ``--poll-ms``.
+then waits for a nudge (a :class:`wal.messages.SegRoll` cast on its endpoint) or polls every
+``--poll-ms``. A :class:`wal.messages.SegOverview` call answers its counters (files flushed,
+messages dropped by reason). Anything else is dropped and counted; a call gets
+``("error", "bad_request", reason)``.
 """
 from __future__ import annotations
 
@@ -28,8 +31,12 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
+from typing import Any
+
 from wal import osio
 from wal.format import resolve, scan_file
+from transport.messages import BAD_REQUEST
+from wal.messages import SegOverview, SegRoll, check, valid_uid
 
 __all__ = ["flush_wal_file", "flush_closed", "wal_files", "flush_lock", "main",
            "segments_dir", "wal_file_name", "valid_uid"]
@@ -49,12 +56,6 @@ def wal_files(wal_dir: str) -> list[tuple[int, str]]:
             out.append((int(n[:-4]), os.path.join(wal_dir, n)))
     out.sort()
     return out
-
-
-def valid_uid(uid: str) -> bool:
-    """A uid usable as a directory name under ``data_dir`` (no path tricks)."""
-    return (bool(uid) and "/" not in uid and "\x00" not in uid and not uid.startswith(".")
-            and len(uid.encode()) <= 255)
 
 
 def segments_dir(data_dir: str, uid: str) -> str:
@@ -135,15 +136,37 @@ def main(argv: list[str] | None = None) -> int:
         from transport import Mailbox  # type: ignore[attr-defined]
         mb = Mailbox(a.endpoint)
     os.makedirs(a.wal_dir, exist_ok=True)
+    stats: dict[str, Any] = {"flushed_files": 0, "nudges": 0, "dropped": {}}
     while not stop:
-        flush_closed(a.wal_dir, a.data_dir, a.segment_max_entries)
+        stats["flushed_files"] += flush_closed(a.wal_dir, a.data_dir, a.segment_max_entries)
         if mb is not None:
             env = mb.recv(a.poll_ms / 1000)
             while env is not None:  # coalesce nudges
+                _serve(mb, env, stats)
                 env = mb.recv(0)
         else:
             time.sleep(a.poll_ms / 1000)
     return 0
+
+
+def _serve(mb: Any, env: Any, stats: dict[str, Any]) -> None:
+    """One message at the segment writer's door (see the module docstring)."""
+    p = env.payload
+    reason = check(p)
+    if reason is None and type(p) not in (SegRoll, SegOverview):
+        reason = "unknown_message"
+    if reason is None and type(p) is SegOverview and env.kind != "call":
+        reason = "bad_kind:SegOverview"
+    if reason is not None:
+        stats["dropped"][reason] = stats["dropped"].get(reason, 0) + 1
+        if env.kind == "call":
+            mb.reply(env.frm, ("error", BAD_REQUEST, reason))
+    elif type(p) is SegRoll:
+        stats["nudges"] += 1
+        if env.kind == "call":
+            mb.reply(env.frm, "ok")
+    else:
+        mb.reply(env.frm, {**stats, "dropped": dict(stats["dropped"])})
 
 
 if __name__ == "__main__":

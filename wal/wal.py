@@ -1,24 +1,28 @@
 """Mirrors ra_log_wal.erl. The node's write-ahead log process: one fsync per batch for every server.
 
-Protocol (terms carried by ``transport`` casts/calls; ``uid`` is the writer's str uid):
+Protocol (the typed messages of :mod:`wal.messages`, carried by ``transport`` casts/calls;
+``uid`` is the writer's str uid):
 
-* writer -> WAL, cast ``("append", uid, lw, [[index, term, payload_bytes], ...])``: consecutive
-  entries; ``lw`` is the writer's last index confirmed durable. The reply address is the cast's
+* writer -> WAL, cast ``WalAppend(uid, lw, [[index, term, payload_bytes], ...])``: consecutive
+  entries; ``lw`` is the writer's last index confirmed durable. The notices go to the cast's
   sender address.
-* WAL -> writer, cast ``("written", uid, [[term, from, to], ...])`` after the batch holding them
+* WAL -> writer, cast ``WalWritten(uid, [[term, from, to], ...])`` after the batch holding them
   was synced: every listed range is durable. Never sent for an entry that was not synced.
-* WAL -> writer, cast ``("resend_write", uid, from_idx)``: a request left a gap; resend
+* WAL -> writer, cast ``WalResendWrite(uid, from_idx)``: a request left a gap; resend
   everything from ``from_idx`` (:mod:`wal.batch` has the rule).
-* WAL -> writer, cast ``("wal_error", uid, "reason")``: a write or sync failed; nothing more will
-  be confirmed by this WAL incarnation (it exits so that its supervisor restarts it).
-* WAL -> writer, cast ``("wal_started", epoch)``: sent at start to every writer address the
+* WAL -> writer, cast ``WalError(uid, reason)``: a write or sync failed; nothing more will be
+  confirmed by this WAL incarnation (it exits so that its supervisor restarts it).
+* WAL -> writer, cast ``WalStarted(epoch)``: sent at start to every writer address the
   previous incarnation knew (best-effort file ``writers``): resend whatever is unconfirmed.
-* call ``("overview",)`` -> dict; call ``("roll_over",)`` -> ``"ok"``; cast ``("roll_over",)``
+* call ``WalOverview()`` -> dict; call ``WalRollOver()`` -> ``"ok"``; cast ``WalRollOver()``
   (a server with a large in-memory tail asks; ignored when the file is empty);
-  call ``("forget_writer", uid)`` -> ``"ok"``.
+  call ``WalForgetWriter(uid)`` -> ``"ok"``.
 
-Malformed append messages (bad uid, non-consecutive entries, wrong types) are dropped and
-counted (``dropped_bad_messages``), never written.
+Anything else that arrives — a malformed message (bad uid, non-consecutive entries, a field of
+the wrong type, a call sent as a cast, an append with no sender address), a message of
+another protocol, a bare term — is dropped and counted per reason (``overview()["dropped"]``;
+``dropped_bad_messages`` is the total), never written; a call gets
+``("error", "bad_request", reason)``. Nothing that arrives can make the WAL raise.
 
 Loop contract: drain *everything* queued (up to ``max_batch_bytes``), plan the batch purely
 (:func:`wal.batch.plan_batch`), write it with ONE write call, sync ONCE (``fdatasync``; with
@@ -40,11 +44,13 @@ import sys
 import time
 from typing import Any, Callable
 
+from transport.messages import BAD_REQUEST, checker
+from wal import messages as wm
 from wal import osio
 from wal.batch import Append, WriterState, needs_roll, plan_batch
 from wal.format import HEADER_SIZE, encode_header
 from wal.segment_writer import (DEFAULT_SEGMENT_MAX_ENTRIES, flush_lock, flush_wal_file,
-                                valid_uid, wal_file_name, wal_files)
+                                wal_file_name, wal_files)
 
 __all__ = ["Wal", "main", "DEFAULT_MAX_SIZE_BYTES", "WRITE_STRATEGIES"]
 
@@ -87,7 +93,7 @@ class Wal:
         self.epoch = time.time_ns()
         self.stats = {"batches": 0, "entries": 0, "syncs": 0, "bytes": 0, "roll_overs": 0,
                       "resends": 0, "recovered_files": 0, "recovered_entries": 0,
-                      "dropped_bad_messages": 0,
+                      "dropped_bad_messages": 0, "dropped": {},
                       "last_batch_entries": 0, "max_batch_entries": 0}
         os.makedirs(wal_dir, exist_ok=True)
 
@@ -109,7 +115,7 @@ class Wal:
         except (OSError, ValueError):
             self._known_addrs = {}
         for addr in set(self._known_addrs.values()):
-            self.notify(addr, ("wal_started", self.epoch))
+            self.notify(addr, wm.WalStarted(self.epoch))
 
     def _open_next(self) -> None:
         io = osio.get_os()
@@ -137,12 +143,12 @@ class Wal:
         """Write, sync and confirm one batch (see the module contract)."""
         if self.failed is not None:
             for uid, addr, _, _ in requests:
-                self.notify(addr, ("wal_error", uid.decode(), self.failed))
+                self.notify(addr, wm.WalError(uid.decode(), self.failed))
             return
         plan = plan_batch(requests, self.writers, self.checksums)
         for addr, uid, frm in plan.resends:
             self.stats["resends"] += 1
-            self.notify(addr, ("resend_write", uid.decode(), frm))
+            self.notify(addr, wm.WalResendWrite(uid.decode(), frm))
         if plan.n_entries:
             io = osio.get_os()
             try:
@@ -164,7 +170,7 @@ class Wal:
             if plan.n_entries > st["max_batch_entries"]:
                 st["max_batch_entries"] = plan.n_entries
             for (addr, uid), ranges in plan.written.items():
-                self.notify(addr, ("written", uid.decode(), [list(r) for r in ranges]))
+                self.notify(addr, wm.WalWritten(uid.decode(), [list(r) for r in ranges]))
             self._remember_addrs(plan.writers)
 
     def _remember_addrs(self, uids: set[bytes]) -> None:
@@ -193,7 +199,7 @@ class Wal:
             addrs.setdefault(st.addr, set()).add(uid_b.decode())
         for addr, uids in addrs.items():
             for uid in uids:
-                self.notify(addr, ("wal_error", uid, self.failed))
+                self.notify(addr, wm.WalError(uid, self.failed))
 
     def has_data(self) -> bool:
         """True if the current file holds any record (a roll-over would close something)."""
@@ -221,6 +227,7 @@ class Wal:
     def overview(self) -> dict[str, Any]:
         """Counters, the current file, and ``error`` (None, or why the WAL stopped confirming)."""
         st = dict(self.stats)
+        st["dropped"] = dict(self.stats["dropped"])
         st.update(file=self.path, seq=self._seq, file_size=self._size,
                   writers=len(self.writers), error=self.failed, failed=self.failed is not None,
                   write_strategy=self.write_strategy, checksums=self.checksums,
@@ -234,18 +241,57 @@ class Wal:
             self._fd = -1
 
 
-def _valid_append(p: Any) -> bool:
-    """Shape check of an append message (a malformed one is dropped, never written)."""
-    try:
-        _, uid, lw, entries = p
-        if not (isinstance(uid, str) and valid_uid(uid) and isinstance(lw, int)
-                and isinstance(entries, (list, tuple)) and entries):
-            return False
-        first = entries[0][0]
-        return all(len(e) == 3 and e[0] == first + k and isinstance(e[1], int)
-                   and isinstance(e[2], bytes) for k, e in enumerate(entries)) and first >= 1
-    except (TypeError, ValueError):
-        return False
+#: what the WAL process serves; everything else is dropped at its door
+_check = checker({k: wm.CHECKS[k] for k in (wm.WalAppend, wm.WalRollOver, wm.WalOverview,
+                                            wm.WalForgetWriter)})
+_CALLS = (wm.WalOverview, wm.WalForgetWriter)
+
+
+def door(env: Any) -> str | None:
+    """Why the WAL drops this envelope (``None``: it is served). The one check of a message."""
+    p = env.payload
+    reason = _check(p)
+    if reason is not None:
+        return reason
+    t = type(p)
+    if t is wm.WalAppend and (env.kind != "cast" or env.frm is None):
+        return "bad_kind:WalAppend"      # notices need the sender's address
+    if t in _CALLS and env.kind != "call":
+        return f"bad_kind:{t.__name__}"
+    return None
+
+
+def _drop(wal: Wal, mb: Any, env: Any, reason: str) -> None:
+    st = wal.stats
+    st["dropped_bad_messages"] += 1
+    st["dropped"][reason] = st["dropped"].get(reason, 0) + 1
+    if env.kind == "call":
+        mb.reply(env.frm, ("error", BAD_REQUEST, reason))
+
+
+def _serve(wal: Wal, mb: Any, env: Any) -> None:
+    """One valid non-append message."""
+    p = env.payload
+    t = type(p)
+    if t is wm.WalRollOver:
+        if env.kind == "call":
+            try:
+                wal.roll_over()
+                mb.reply(env.frm, "ok")
+            except OSError as exc:
+                mb.reply(env.frm, ("error", "roll_over_failed", str(exc)))
+        elif wal.failed is None and wal.has_data():
+            # a server whose in-memory tail grew large asks for a roll-over, so that the
+            # segment writer moves its entries to segments and it can drop them from memory
+            try:
+                wal.roll_over()
+            except OSError:
+                pass     # the next batch's write reports the disk's trouble
+    elif t is wm.WalOverview:
+        mb.reply(env.frm, wal.overview())
+    elif t is wm.WalForgetWriter:
+        wal.forget_writer(p.uid)
+        mb.reply(env.frm, "ok")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -291,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     wal = Wal(a.wal_dir, a.data_dir, mb.cast, max_size_bytes=a.max_size_bytes,
               checksums=not a.no_checksums, write_strategy=a.write_strategy,
               segment_max_entries=a.segment_max_entries,
-              on_roll=(lambda: mb.cast(sw, ("roll",))) if sw else None)
+              on_roll=(lambda: mb.cast(sw, wm.SegRoll())) if sw else None)
     wal.recover()
     failed_at: float | None = None
     max_bytes = a.max_batch_bytes
@@ -308,38 +354,17 @@ def main(argv: list[str] | None = None) -> int:
         nbytes = 0
         while env is not None:
             p = env.payload
-            if env.kind == "cast" and p[0] == "append":
-                if not _valid_append(p):
-                    wal.stats["dropped_bad_messages"] += 1
-                    env = recv(0)
-                    continue
-                reqs.append(Append(p[1].encode(), env.frm, p[2], p[3]))
-                for e in p[3]:
+            reason = door(env)
+            if reason is not None:
+                _drop(wal, mb, env, reason)
+            elif type(p) is wm.WalAppend:
+                reqs.append(Append(p.uid.encode(), env.frm, p.lw, p.entries))
+                for e in p.entries:
                     nbytes += len(e[2])
                 if nbytes >= max_bytes:
                     break
-            elif env.kind == "cast" and p[0] == "roll_over":
-                # a server whose in-memory tail grew large asks for a roll-over, so that the
-                # segment writer moves its entries to segments and it can drop them from memory
-                if wal.failed is None and wal.has_data():
-                    try:
-                        wal.roll_over()
-                    except OSError:
-                        pass     # the next batch's write reports the disk's trouble
-            elif env.kind == "call":
-                if p[0] == "overview":
-                    mb.reply(env.frm, wal.overview())
-                elif p[0] == "roll_over":
-                    try:
-                        wal.roll_over()
-                        mb.reply(env.frm, "ok")
-                    except OSError as exc:
-                        mb.reply(env.frm, f"error: {exc}")
-                elif p[0] == "forget_writer":
-                    wal.forget_writer(p[1])
-                    mb.reply(env.frm, "ok")
-                else:
-                    mb.reply(env.frm, ("error", "unknown_call"))
+            else:
+                _serve(wal, mb, env)
             env = recv(0)
         if reqs:
             wal.handle_appends(reqs)

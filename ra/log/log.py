@@ -5,12 +5,12 @@ Contract (the core's Log contract, plus what the shell does):
 
 * ``append``/``write`` never block and read no clock: they update the memtable and queue the
   entries. The shell calls :meth:`flush` once after each batch of events; it casts ONE
-  ``("append", uid, lw, entries)`` message to the node's WAL (through the ``send`` callable).
-* The WAL's notices arrive in the server's mailbox; the shell passes each to
-  :meth:`handle_wal_event`, which returns the ``Written`` events to feed back through ``step``
-  (the core then calls :meth:`handle_written`), and takes care of ``resend_write``,
-  ``wal_started`` (resend what was never confirmed) and ``wal_error`` (recorded in
-  :meth:`overview`; nothing is confirmed). ``last_written`` only advances over entries the WAL
+  ``WalAppend(uid, lw, entries)`` message (:mod:`wal.messages`) to the node's WAL (through the ``send`` callable).
+* The WAL's notices arrive in the server's mailbox; the shell validates each at its door and
+  passes it to :meth:`handle_wal_event`, which returns the ``Written`` events to feed back
+  through ``step`` (the core then calls :meth:`handle_written`), and takes care of
+  ``WalResendWrite``, ``WalStarted`` (resend what was never confirmed) and ``WalError``
+  (recorded in :meth:`overview`; nothing is confirmed). ``last_written`` only advances over entries the WAL
   reported synced *and* whose term still matches.
 * :meth:`tick` (call it now and then, e.g. each second) picks up segment files the segment writer
   produced and drops from memory the entries now durable in them.
@@ -48,6 +48,7 @@ from ra.log.memtable import Memtable
 from ra.log.segments import Segments
 from ra.snapshot import FileCheckpointStore, FileSnapshotStore
 from wal.format import BadHeader, resolve, scan_file
+from wal.messages import WalAppend, WalError, WalResendWrite, WalStarted, WalWritten
 from wal.segment_writer import DEFAULT_SEGMENT_MAX_ENTRIES, wal_files
 
 __all__ = ["DiskLog", "MAX_ENTRIES_PER_MESSAGE"]
@@ -286,7 +287,7 @@ class DiskLog:
         if self._tombstone is not None:
             # always sent, even when new writes start at the same index (they overwrite it in
             # the same batch): its notice is what tells stale notices from fresh ones
-            msgs.append(("append", self.uid, lw, [[self._tombstone, 0, b""]]))
+            msgs.append(WalAppend(self.uid, lw, [[self._tombstone, 0, b""]]))
             self._tombstone = None
         frm = self._unsent_from
         n = 0
@@ -308,11 +309,11 @@ class DiskLog:
                     assert e is not None
                     batch.append([i, e[1], enc(e[2])])
                 if len(batch) >= MAX_ENTRIES_PER_MESSAGE:
-                    msgs.append(("append", self.uid, lw, batch))
+                    msgs.append(WalAppend(self.uid, lw, batch))
                     n += len(batch)
                     batch = []
             if batch:
-                msgs.append(("append", self.uid, lw, batch))
+                msgs.append(WalAppend(self.uid, lw, batch))
                 n += len(batch)
             self._unsent_from = None
         for m in msgs:
@@ -323,10 +324,21 @@ class DiskLog:
         return n
 
     def handle_wal_event(self, msg: Any) -> list[Written]:
-        """Turn one WAL notice (see :mod:`wal.wal`) into the events to feed back to the core."""
-        kind = msg[0]
-        if kind == "written":
-            ranges = msg[2]
+        """Turn one *valid* WAL notice (:mod:`wal.messages`, checked at the shell's door) into
+        the events to feed back to the core. Notices for another uid are ignored."""
+        t = type(msg)
+        if t is WalStarted:
+            self.wal_error = None
+            if self._await_tombstone and self._snap is not None:
+                self._tombstone = self._snap.index + 1   # the new WAL may never have got it
+            w = self._written[0]
+            if w < self._last[0] and (self._unsent_from is None or w + 1 < self._unsent_from):
+                self._unsent_from = w + 1
+            return []
+        if getattr(msg, "uid", None) != self.uid:
+            return []
+        if t is WalWritten:
+            ranges = msg.ranges
             if self._await_tombstone:
                 for k, r in enumerate(ranges):
                     if r[0] == 0:
@@ -335,20 +347,13 @@ class DiskLog:
                         break
                 else:
                     return []
-            return [Written(t, f, to) for t, f, to in ranges if t != 0]
-        if kind == "resend_write":
-            frm = max(int(msg[2]), self._snap_idx() + 1)
+            return [Written(term, f, to) for term, f, to in ranges if term != 0]
+        if t is WalResendWrite:
+            frm = max(msg.from_idx, self._snap_idx() + 1)
             if frm <= self._last[0] and (self._unsent_from is None or frm < self._unsent_from):
                 self._unsent_from = frm
-        elif kind == "wal_started":
-            self.wal_error = None
-            if self._await_tombstone and self._snap is not None:
-                self._tombstone = self._snap.index + 1   # the new WAL may never have got it
-            w = self._written[0]
-            if w < self._last[0] and (self._unsent_from is None or w + 1 < self._unsent_from):
-                self._unsent_from = w + 1
-        elif kind == "wal_error":
-            self.wal_error = str(msg[2])
+        elif t is WalError:
+            self.wal_error = msg.reason
         return []
 
     def resend_unconfirmed(self) -> bool:

@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 import ra
+from ra import messages as rm
 from ra.node import spawn_daemon
 from ra.testing.procs import tree_pids
 
@@ -92,10 +93,10 @@ class Nodes:
             os.close(lw)
 
     def server_pid(self, name: str, i: int) -> int | None:
-        return ra.default_client()._daemon(self.addrs[i], ("ra_servers",), 5.0)[name]["pid"]
+        return ra.default_client()._daemon(self.addrs[i], rm.ListServers(), 5.0)[name]["pid"]
 
     def log_child_pid(self, i: int, child: str) -> int | None:
-        st = ra.default_client()._daemon(self.addrs[i], ("status",), 5.0)
+        st = ra.default_client()._daemon(self.addrs[i], rm.NodeStatus(), 5.0)
         for sup in st["tree"]["children"]:
             for c in (sup.get("sup") or {}).get("children", []):
                 if c["id"] == child:

@@ -6,6 +6,7 @@ import os
 import pytest
 
 import ra
+from ra import messages as rm
 from ra.testing import machines as M
 from tests.api.conftest import COUNTER, leader_of, wait_for
 
@@ -104,7 +105,7 @@ def test_brand_new_servers_elect_only_after_trigger_election(three):
     for _ in range(5):
         wait_for(lambda: all(ra.key_metrics(s)["state"] == "follower" for s in ids),
                  what="metrics")
-        ov = [c._call(s, ("$ra", "overview"), 5)[1] for s in ids]
+        ov = [c._ok(s, rm.OverviewCall(), 5) for s in ids]
         assert all(o["current_term"] == 0 and o["leader_id"] is None for o in ov)
         assert ra.ping(ids[0]) == "pong"
     ra.trigger_election(ids[2])

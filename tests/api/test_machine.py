@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 import ra
+from ra import messages as rm
 from ra.testing import machines as M
 from tests.api.conftest import COUNTER, leader_of, wait_for
 
@@ -206,7 +207,7 @@ def test_crashing_machine_takes_down_only_its_own_server(three):
     assert ov["servers"]["good"]["restarts"] == 0
     assert ov["servers"]["good"]["role"] in ("leader", "follower")
     # the node-wide server supervisor never restarted: the crashes stayed inside
-    st = ra.default_client()._daemon(three.addrs[0], ("status",), 5)
+    st = ra.default_client()._daemon(three.addrs[0], rm.NodeStatus(), 5)
     server_sup = next(c for c in st["tree"]["children"] if c["id"] == "ra_server_sup_sup")
     assert server_sup["sup"]["restarts"] == 0
     # the daemons and the other cluster keep serving

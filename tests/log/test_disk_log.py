@@ -8,6 +8,7 @@ from typing import Any
 
 from ra.core.messages import SnapshotMeta
 from tests.wal.harness import InProcNode
+from wal.messages import WalResendWrite
 
 
 def _fill(lg: Any, n: int, term: int = 1) -> None:
@@ -43,7 +44,7 @@ def test_resend_request_served_from_segments(tmp_path: Any) -> None:
     node.flush_segments()
     lg.tick()
     assert len(lg.mem) == 0
-    lg.handle_wal_event(("resend_write", "a", 10))
+    lg.handle_wal_event(WalResendWrite("a", 10))
     assert lg.flush() == 31
     m = node.queue[-1]
     assert m.entries[0][0] == 10 and len(m.entries) == 31

@@ -18,6 +18,7 @@ from transport import Mailbox
 from transport import registry as reg
 
 from .conftest import REPO, alive, descendants, wait_for
+from ra import messages as rm
 
 pytestmark = pytest.mark.integration
 
@@ -25,18 +26,18 @@ T = "tests.supervisor.children:"
 
 
 def daemon_pid(addr: str) -> int:
-    return node.node_call(addr, ("status",))["pid"]
+    return node.node_call(addr, rm.NodeStatus())["pid"]
 
 
 def servers(addr: str) -> dict:
-    return {i: pid for i, pid, _r in node.node_call(addr, ("which_server_children",))}
+    return {i: pid for i, pid, _r in node.node_call(addr, rm.WhichChildren())}
 
 
 def test_start_status_stop(tmp_path: Path):
     addr = node.start(data_dir=str(tmp_path / "d"), listen="127.0.0.1:0")
     host, port = addr.rsplit(":", 1)
     assert host == "127.0.0.1" and int(port) > 0
-    st = node.node_call(addr, ("status",))
+    st = node.node_call(addr, rm.NodeStatus())
     assert st["node"] == addr and st["data_dir"] == str(tmp_path / "d")
     tree = st["tree"]
     assert (tree["name"], tree["strategy"]) == ("ra_system_sup", "rest_for_one")
@@ -57,7 +58,7 @@ def test_second_daemon_on_same_dir_fails_fast(tmp_path: Path):
         node.spawn_daemon({"data_dir": str(tmp_path)}, lifeline=True)
     assert time.monotonic() - t0 < 3.0
     assert f"pid {pid}" in str(ei.value) and addr in str(ei.value)
-    assert node.node_call(addr, ("ping",)) == "pong"  # the first one is untouched
+    assert node.node_call(addr, rm.NodePing()) == "pong"  # the first one is untouched
 
 
 def test_invalid_env():
@@ -78,7 +79,7 @@ def test_cpu_scheduling_of_the_daemon_and_its_children(tmp_path: Path, policy, e
     if policy is not None:
         env["cpu_scheduling"] = policy
     addr = node.start(**env)
-    st = node.node_call(addr, ("status",))
+    st = node.node_call(addr, rm.NodeStatus())
     procs = [st["pid"], st["forkserver_pid"]] + [p.pid for p in
                                                  psutil.Process(st["pid"]).children()]
     assert len(procs) >= 4       # daemon, fork server, WAL, segment writer
@@ -89,27 +90,25 @@ def test_cpu_scheduling_of_the_daemon_and_its_children(tmp_path: Path, policy, e
 def test_server_child_transient_restart(tmp_path: Path):
     addr = node.start_in(str(tmp_path))
     dpid = daemon_pid(addr)
-    pid = node.node_call(addr, ("start_server_child", {"id": "s1", "target": T + "sleeper"}))
+    pid = node.node_call(addr, rm.StartChild("s1", T + "sleeper", [], {}))
     assert psutil.Process(pid).ppid() == dpid  # a direct child of the daemon (CLONE_PARENT)
-    node.node_call(addr, ("start_server_child", {"id": "env", "target": T + "env_is",
-                                                 "args": ["RA_NODE", addr]}))
+    node.node_call(addr, rm.StartChild("env", T + "env_is", ["RA_NODE", addr], {}))
     assert wait_for(lambda: servers(addr).get("env", 1) is None, 5)  # exit 0, not restarted
     os.kill(pid, signal.SIGKILL)
     assert wait_for(lambda: servers(addr).get("s1") not in (None, pid), 5)
     new = servers(addr)["s1"]
     # transient: a normal exit is not restarted
-    node.node_call(addr, ("start_server_child", {"id": "s2", "target": T + "exit_with",
-                                                 "args": [0]}))
+    node.node_call(addr, rm.StartChild("s2", T + "exit_with", [0], {}))
     assert wait_for(lambda: servers(addr).get("s2", 1) is None, 5)
     assert servers(addr)["s1"] == new
-    sup = node.node_call(addr, ("status",))["tree"]["children"][1]["sup"]
+    sup = node.node_call(addr, rm.NodeStatus())["tree"]["children"][1]["sup"]
     assert sup["restarts"] == 1  # only the SIGKILL of s1: env and s2 exited normally
-    err = node.node_call(addr, ("start_server_child", {"id": "s1", "target": T + "sleeper"}))
+    err = node.node_call(addr, rm.StartChild("s1", T + "sleeper", [], {}))
     assert err[:2] == ("error", "already_started")
-    assert node.node_call(addr, ("terminate_server_child", "s1")) == "ok"
+    assert node.node_call(addr, rm.TerminateChild("s1")) == "ok"
     assert not alive(new)
-    assert node.node_call(addr, ("delete_server_child", "s1")) == "ok"
-    assert node.node_call(addr, ("terminate_server_child", "nope"))[:2] == ("error", "not_found")
+    assert node.node_call(addr, rm.DeleteChild("s1")) == "ok"
+    assert node.node_call(addr, rm.TerminateChild("nope"))[:2] == ("error", "not_found")
 
 
 def test_registry_is_served(tmp_path: Path):
@@ -123,8 +122,7 @@ def test_sigterm_stops_servers_in_reverse_order(tmp_path: Path):
     log = tmp_path / "order.log"
     addr = node.start_in(str(tmp_path / "d"))
     for n in ("one", "two", "three"):
-        node.node_call(addr, ("start_server_child",
-                              {"id": n, "target": T + "logger", "args": [str(log), n]}))
+        node.node_call(addr, rm.StartChild(n, T + "logger", [str(log), n], {}))
     assert wait_for(lambda: log.exists() and log.read_text().count("start") == 3, 5)
     proc = node._children[addr]
     proc.send_signal(signal.SIGTERM)
@@ -134,13 +132,13 @@ def test_sigterm_stops_servers_in_reverse_order(tmp_path: Path):
     assert descendants() == []
     # the lock is free again
     addr2 = node.start_in(str(tmp_path / "d"))
-    assert node.node_call(addr2, ("ping",)) == "pong"
+    assert node.node_call(addr2, rm.NodePing()) == "pong"
 
 
 def test_kill_9_of_daemon_leaves_no_process(tmp_path: Path):
     addr = node.start_in(str(tmp_path))
-    st = node.node_call(addr, ("status",))
-    kids = [node.node_call(addr, ("start_server_child", {"id": f"s{i}", "target": T + t}))
+    st = node.node_call(addr, rm.NodeStatus())
+    kids = [node.node_call(addr, rm.StartChild(f"s{i}", T + t, [], {}))
             for i, t in enumerate(["sleeper", "stubborn", "graceful"])]
     everyone = [st["pid"], st["forkserver_pid"], *kids]
     assert all(alive(p) for p in everyone)
@@ -149,9 +147,9 @@ def test_kill_9_of_daemon_leaves_no_process(tmp_path: Path):
     node._children[addr].wait(5)
     assert wait_for(lambda: descendants() == [], 5)
     with pytest.raises(NodeDown):
-        node.node_call(addr, ("ping",), timeout=1.0)
+        node.node_call(addr, rm.NodePing(), timeout=1.0)
     # the lock died with it: a new daemon takes the same directory
-    assert node.node_call(node.start_in(str(tmp_path)), ("ping",)) == "pong"
+    assert node.node_call(node.start_in(str(tmp_path)), rm.NodePing()) == "pong"
 
 
 def test_daemon_stops_when_its_caller_dies(tmp_path: Path):
@@ -161,8 +159,8 @@ def test_daemon_stops_when_its_caller_dies(tmp_path: Path):
                               stdout=subprocess.PIPE, stdin=subprocess.PIPE, cwd=REPO)
     assert caller.stdout is not None
     addr = caller.stdout.readline().decode().strip()
-    st = node.node_call(addr, ("status",))
-    child = node.node_call(addr, ("start_server_child", {"id": "s", "target": T + "sleeper"}))
+    st = node.node_call(addr, rm.NodeStatus())
+    child = node.node_call(addr, rm.StartChild("s", T + "sleeper", [], {}))
     caller.kill()
     caller.wait()
     assert wait_for(lambda: not any(alive(p) for p in (st["pid"], st["forkserver_pid"], child)),
@@ -176,7 +174,7 @@ def test_50_start_stop_cycles_leave_nothing_behind(tmp_path: Path):
     for i in range(50):
         addr = node.start(data_dir=str(tmp_path / "d"), listen="127.0.0.1:0")
         if i % 10 == 0:
-            node.node_call(addr, ("start_server_child", {"id": "s", "target": T + "sleeper"}))
+            node.node_call(addr, rm.StartChild("s", T + "sleeper", [], {}))
         node.stop()
         assert wait_for(lambda: descendants() == [], 5), f"cycle {i}: {descendants()}"
     assert me.num_fds() <= fds0 + 2  # the client mailbox's context may keep one or two
@@ -212,16 +210,16 @@ def test_cli_start_status_stop(tmp_path: Path):
 
 
 def test_failure_detector_is_embedded(tmp_path: Path):
-    from transport.failure_detector import TAG
+    from transport.messages import FdWatch
     a = node.spawn_daemon({"data_dir": str(tmp_path / "a")}, lifeline=True)
     b = node.spawn_daemon({"data_dir": str(tmp_path / "b")}, lifeline=True)
     (addr_a, proc_a, life_a), (addr_b, proc_b, life_b) = a, b
     try:
-        assert node.node_call(addr_a, (TAG, "watch", addr_b)) == "ok"
-        assert wait_for(lambda: node.node_call(addr_a, ("status",))["nodes"] == {addr_b: "up"}, 5)
+        assert node.node_call(addr_a, FdWatch(addr_b)) == "ok"
+        assert wait_for(lambda: node.node_call(addr_a, rm.NodeStatus())["nodes"] == {addr_b: "up"}, 5)
         proc_b.kill()
         proc_b.wait()
-        assert wait_for(lambda: node.node_call(addr_a, ("status",))["nodes"] == {addr_b: "down"},
+        assert wait_for(lambda: node.node_call(addr_a, rm.NodeStatus())["nodes"] == {addr_b: "down"},
                         10)
     finally:
         for p, fd in ((proc_a, life_a), (proc_b, life_b)):
@@ -234,36 +232,35 @@ def test_daemon_reaps_orphans_and_keeps_its_fds(tmp_path: Path):
     addr = node.start_in(str(tmp_path / "d"))
     dpid = daemon_pid(addr)
     pidfile = tmp_path / "orphan.pid"
-    node.node_call(addr, ("start_server_child", {"id": "o", "target": T + "orphan_maker",
-                                                 "args": [str(pidfile)]}))
+    node.node_call(addr, rm.StartChild("o", T + "orphan_maker", [str(pidfile)], {}))
     assert wait_for(lambda: pidfile.exists() and pidfile.read_text() != "", 5)
     orphan = int(pidfile.read_text())
     # the grandchild reparents to the daemon (child subreaper), exits, and is reaped there
     assert wait_for(lambda: not psutil.pid_exists(orphan), 5)
-    assert node.node_call(addr, ("status",))["orphans_reaped"] >= 1
+    assert node.node_call(addr, rm.NodeStatus())["orphans_reaped"] >= 1
     # one client for every call: each new client address costs the daemon a cached DEALER
     # (transport's per-destination cache), which is not what this test measures
     with Mailbox(None) as mb:
         ep = node.to_endpoint(addr)
 
         def which() -> dict:
-            return {i: p for i, p, _r in mb.call(ep, ("which_server_children",))}
+            return {i: p for i, p, _r in mb.call(ep, rm.WhichChildren())}
 
-        assert mb.call(ep, ("ping",)) == "pong"  # the daemon's DEALER back to us exists now
+        assert mb.call(ep, rm.NodePing()) == "pong"  # the daemon's DEALER back to us exists now
         fds0 = psutil.Process(dpid).num_fds()
-        pid = mb.call(ep, ("start_server_child", {"id": "s", "target": T + "sleeper"}))
+        pid = mb.call(ep, rm.StartChild("s", T + "sleeper", [], {}))
         for _ in range(5):
             os.kill(pid, signal.SIGKILL)
             assert wait_for(lambda old=pid: which().get("s") not in (None, old), 5)
             pid = which()["s"]
-        assert mb.call(ep, ("terminate_server_child", "s")) == "ok"
+        assert mb.call(ep, rm.TerminateChild("s")) == "ok"
         assert psutil.Process(dpid).num_fds() == fds0
     assert not [c for c in psutil.Process(dpid).children() if c.status() == psutil.STATUS_ZOMBIE]
 
 
 def test_forkserver_holds_no_zmq_context_and_preloads(tmp_path: Path):
     addr = node.start_in(str(tmp_path))
-    st = node.node_call(addr, ("status",))
+    st = node.node_call(addr, rm.NodeStatus())
     fs = psutil.Process(st["forkserver_pid"])
     # a ZeroMQ context starts I/O and reaper threads: the fork server has none
     assert fs.num_threads() == 1
@@ -281,12 +278,12 @@ def test_log_children_plug_in_rest_for_one(tmp_path: Path):
     addr = node.start(data_dir=str(tmp_path), log_children=T + "log_specs")
 
     def log_sup() -> dict:
-        tree = node.node_call(addr, ("status",))["tree"]
+        tree = node.node_call(addr, rm.NodeStatus())["tree"]
         return {c["id"]: c["pid"] for c in tree["children"][0]["sup"]["children"]}
 
     before = log_sup()
     assert list(before) == ["wal", "segment_writer"] and None not in before.values()
-    srv = node.node_call(addr, ("start_server_child", {"id": "s", "target": T + "sleeper"}))
+    srv = node.node_call(addr, rm.StartChild("s", T + "sleeper", [], {}))
     os.kill(before["wal"], signal.SIGKILL)  # rest_for_one: the segment writer restarts too
     assert wait_for(lambda: all(log_sup()[k] not in (None, before[k]) for k in before), 5)
     assert servers(addr)["s"] == srv  # the log supervisor itself did not give up
@@ -306,22 +303,22 @@ def test_server_supervisor_gives_up_and_root_restarts_it(tmp_path: Path):
     with Mailbox(None) as mb:
         ep = node.to_endpoint(addr)
         for n in ("a", "b"):
-            mb.call(ep, ("start_server_child", {"id": n, "target": T + "sleeper"}))
-        b = {i: p for i, p, _r in mb.call(ep, ("which_server_children",))}["b"]
-        pid = {i: p for i, p, _r in mb.call(ep, ("which_server_children",))}["a"]
+            mb.call(ep, rm.StartChild(n, T + "sleeper", [], {}))
+        b = {i: p for i, p, _r in mb.call(ep, rm.WhichChildren())}["b"]
+        pid = {i: p for i, p, _r in mb.call(ep, rm.WhichChildren())}["a"]
         for _ in range(11):  # intensity 10 in 5 s: the 11th restart makes it give up
             os.kill(pid, signal.SIGKILL)
-            assert wait_for(lambda old=pid: mb.call(ep, ("which_server_children",)) == [] or
+            assert wait_for(lambda old=pid: mb.call(ep, rm.WhichChildren()) == [] or
                             dict((i, p) for i, p, _r in
-                                 mb.call(ep, ("which_server_children",))).get("a")
+                                 mb.call(ep, rm.WhichChildren())).get("a")
                             not in (None, old), 5)
-            rows = mb.call(ep, ("which_server_children",))
+            rows = mb.call(ep, rm.WhichChildren())
             if rows == []:
                 break
             pid = dict((i, p) for i, p, _r in rows)["a"]
         # OTP: the restarted server supervisor comes back with its static children only
-        assert mb.call(ep, ("which_server_children",)) == []
+        assert mb.call(ep, rm.WhichChildren()) == []
         assert wait_for(lambda: not alive(b), 5)  # its other server was stopped with it
-        tree = mb.call(ep, ("status",))["tree"]
+        tree = mb.call(ep, rm.NodeStatus())["tree"]
         assert tree["restarts"] == 1 and tree["children"][1]["pid"] is not None
-        assert mb.call(ep, ("ping",)) == "pong"
+        assert mb.call(ep, rm.NodePing()) == "pong"

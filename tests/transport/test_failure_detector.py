@@ -9,7 +9,8 @@ import pytest
 
 from tests.transport.conftest import Peers
 from transport import Mailbox
-from transport.failure_detector import DOWN, TAG, UNKNOWN, UP, Detector
+from transport.failure_detector import DOWN, UNKNOWN, UP, Detector
+from transport.messages import FdStatus, FdSubscribe, NodeEvent
 
 
 def test_detector_up_down_up_each_reported_once() -> None:
@@ -68,19 +69,19 @@ def test_nodedown_and_nodeup_between_real_daemons(peers: Peers, ipc_dir: Path) -
     peers.start("daemon", f"tcp://{a_node}", f"watch={b_node}")
     pb, _ = peers.start("daemon", f"tcp://{b_node}", f"watch={a_node}")
     with Mailbox(f"ipc://{ipc_dir}/sub.sock") as mb:
-        status = mb.call(f"tcp://{a_node}", (TAG, "subscribe", mb.address))
+        status = mb.call(f"tcp://{a_node}", FdSubscribe(mb.address))
         if status.get(b_node) != UP:  # b not heard from yet: its nodeup is still to come
             env = mb.recv(5)
-            assert env is not None and env.payload == ("nodeup", b_node)
+            assert env is not None and env.payload == NodeEvent("nodeup", b_node)
         peers.kill(pb)
         t0 = time.monotonic()
         env = mb.recv(3)
-        assert env is not None and env.payload == ("nodedown", b_node)
+        assert env is not None and env.payload == NodeEvent("nodedown", b_node)
         assert time.monotonic() - t0 < 1.5  # down_after 0.3 s + heartbeat jitter
         peers.start("daemon", f"tcp://{b_node}", f"watch={a_node}")  # same node comes back
         env = mb.recv(5)
-        assert env is not None and env.payload == ("nodeup", b_node)
-        assert mb.call(f"tcp://{a_node}", (TAG, "status")) == {b_node: UP}
+        assert env is not None and env.payload == NodeEvent("nodeup", b_node)
+        assert mb.call(f"tcp://{a_node}", FdStatus()) == {b_node: UP}
 
 
 def test_socket_part_with_fake_clock(ipc_dir: Path) -> None:
@@ -124,12 +125,12 @@ def test_apply_node_event_makes_calls_fail_fast_and_drops_cache(peers: Peers,
     peers.start("echo", "tcp://127.0.0.1:0", "name=kv", f"node={node}")
     with Mailbox(f"ipc://{ipc_dir}/me.sock") as mb:
         assert call_name(mb, ("kv", node), 1) == ("echo", 1)
-        assert apply_node_event(mb, ("nodedown", node))
+        assert apply_node_event(mb, NodeEvent("nodedown", node))
         t0 = time.monotonic()
         with pytest.raises(NodeDown):
             call_name(mb, ("kv", node), 2, timeout=5)
         assert time.monotonic() - t0 < 0.05
-        assert apply_node_event(mb, ("nodeup", node))
+        assert apply_node_event(mb, NodeEvent("nodeup", node))
         assert call_name(mb, ("kv", node), 3) == ("echo", 3)  # re-resolved, reachable again
         assert resolve(mb, "kv", node)
-        assert not apply_node_event(mb, ("other", node))
+        assert not apply_node_event(mb, ("nodeup", node))   # the old tuple form: not ours

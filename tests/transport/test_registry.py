@@ -12,8 +12,8 @@ from ra.errors import NodeDown, NoProc, ProcessDied
 from tests.transport.conftest import Peers, wait_until
 from transport import Mailbox
 from transport.direct import DirectMailbox
+from transport.messages import RegRegister, RegUnregister, RegWhereis
 from transport.registry import (
-    TAG,
     Registry,
     RegistryServer,
     call_name,
@@ -43,13 +43,32 @@ def test_registry_table_logic() -> None:
 
 def test_registry_server_answers() -> None:
     srv = RegistryServer(Registry(is_alive=lambda pid: True))
-    assert srv.answer((TAG, "register", "x", ["e"], 5)) == "ok"
-    assert srv.answer((TAG, "whereis", "x")) == ["e"]
-    assert srv.answer((TAG, "unregister", "x")) == "ok"
-    assert srv.answer((TAG, "whereis", "x")) is None
-    assert srv.answer((TAG, "bogus"))[:2] == ("error", "unknown_op")
-    assert srv.answer((TAG, "register", "x"))[:2] == ("error", "badarg")
-    assert not srv.is_request(("other", "whereis")) and srv.is_request((TAG, "whereis", "x"))
+    assert srv.answer(RegRegister("x", ["ipc:///e"], 5)) == "ok"
+    assert srv.answer(RegWhereis("x")) == ["ipc:///e"]
+    assert srv.answer(RegUnregister("x")) == "ok"
+    assert srv.answer(RegWhereis("x")) is None
+    assert srv.answer(("bogus",))[:2] == ("error", "bad_request")
+    assert not srv.is_request(("$ra_registry", "whereis", "x")) and srv.is_request(RegWhereis("x"))
+
+
+def test_registry_server_handle_drops_malformed_requests() -> None:
+    class _Mb:
+        replies: list = []
+
+        def reply(self, frm, value):
+            self.replies.append(value)
+    srv = RegistryServer(Registry(is_alive=lambda pid: True))
+    mb = _Mb()
+    from transport.envelope import Envelope, From
+    frm = From("ipc:///x", 1)
+    assert srv.handle(mb, Envelope("call", frm, RegRegister("x", ["ipc:///e"], 5)))
+    assert srv.handle(mb, Envelope("call", frm, RegRegister("x", "ipc:///e", 5)))
+    assert srv.handle(mb, Envelope("call", frm, RegWhereis(7)))
+    assert not srv.handle(mb, Envelope("call", frm, ("$ra_registry", "whereis")))
+    assert mb.replies == ["ok", ("error", "bad_request", "bad_field:RegRegister.endpoints"),
+                          ("error", "bad_request", "bad_field:RegWhereis.name")]
+    assert srv.dropped == {"bad_field:RegRegister.endpoints": 1,
+                           "bad_field:RegWhereis.name": 1}
 
 
 def test_pid_alive_sees_through_zombies() -> None:

@@ -34,7 +34,7 @@ class InProcNode:
 
     def log(self, uid: str, **kw: Any) -> DiskLog:
         def send(m: Any) -> None:
-            self.queue.append(Append(m[1].encode(), uid, m[2], m[3]))
+            self.queue.append(Append(m.uid.encode(), uid, m.lw, m.entries))
         lg = DiskLog(uid, self.data_dir, send=send, **kw)
         self.logs[uid] = lg
         return lg

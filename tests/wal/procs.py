@@ -66,7 +66,8 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, step: float = 0
 
 def wal_overview(mb: Any, endpoint: str, timeout: float = 0.5) -> Any:
     from ra.errors import RaError
+    from wal.messages import WalOverview
     try:
-        return mb.call(endpoint, ("overview",), timeout)
+        return mb.call(endpoint, WalOverview(), timeout)
     except RaError:
         return None

@@ -13,6 +13,7 @@ from ra.core.messages import Written
 from tests.wal.harness import InProcNode
 from wal import osio
 from wal.format import HEADER_SIZE, scan_file
+from wal.messages import WalError, WalWritten
 from wal.segment_writer import wal_files
 
 
@@ -116,9 +117,9 @@ def test_real_enospc_on_a_small_tmpfs(tmp_path: Any) -> None:
             w.handle_appends([Append(b"a", "A", i - 1, [(i, 1, bytes(64 << 10))])])
             i += 1
         assert w.failed and "No space left" in w.failed
-        confirmed = max(m[2][-1][2] for m in notes if m[0] == "written")
+        confirmed = max(m.ranges[-1][2] for m in notes if type(m) is WalWritten)
         assert confirmed == i - 2               # the failing entry was not confirmed
-        assert any(m[0] == "wal_error" for m in notes)
+        assert any(type(m) is WalError for m in notes)
         w.close()
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)

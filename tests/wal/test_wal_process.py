@@ -13,6 +13,7 @@ import pytest
 from ra.log import DiskLog
 from tests.wal.procs import Procs, wait_for, wal_overview
 from transport import Mailbox
+from wal.messages import WalAppend, WalWritten
 from wal.wal import Wal
 
 PAD = b"p" * 64
@@ -227,15 +228,17 @@ def test_malformed_appends_are_dropped_not_fatal(tmp_path: Any, procs: Procs) ->
     mb = Mailbox(None)
     try:
         wait_for(lambda: wal_overview(mb, ep), 20, "WAL ready")
-        for bad in [("append", "../evil", 0, [[1, 1, b"x"]]), ("append", "u", 0, [[1, 1, b"x"],
-                    [3, 1, b"y"]]), ("append", "u", 0, [[1, 1, "str"]]), ("append", "u"),
-                    ("append", "u", 0, [])]:
+        for bad in [WalAppend("../evil", 0, [[1, 1, b"x"]]), WalAppend("u", 0, [[1, 1, b"x"],
+                    [3, 1, b"y"]]), WalAppend("u", 0, [[1, 1, "str"]]), ("append", "u"),
+                    WalAppend("u", 0, []), 5]:
             mb.cast(ep, bad)
-        mb.cast(ep, ("append", "u", 0, [[1, 1, b"ok"]]))
+        mb.cast(ep, WalAppend("u", 0, [[1, 1, b"ok"]]))
         env = wait_for(lambda: mb.recv(0.1), 10, "written notice")
-        assert env.payload == ("written", "u", [[1, 1, 1]])
+        assert env.payload == WalWritten("u", [[1, 1, 1]])
         ov = wal_overview(mb, ep)
-        assert ov["dropped_bad_messages"] == 5 and not ov["failed"]
+        assert ov["dropped_bad_messages"] == 6 and not ov["failed"]
+        assert ov["dropped"] == {"bad_field:WalAppend.uid": 1, "bad_field:WalAppend.entries": 3,
+                                 "unknown_message": 2}
         assert not os.path.exists(os.path.join(tmp, "evil"))
     finally:
         mb.close()

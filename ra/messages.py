@@ -1,0 +1,389 @@
+"""Mirrors the call and cast terms of ra_server_proc.erl (``{command, ...}``, ``{local_query,
+...}``, ``ping``...) and of ra_server_sup_sup.erl / ra_system.erl, which Erlang sends as tuples.
+Here each is a frozen slotted dataclass registered with the codec (codes in :mod:`ra.wire`),
+with ONE validator in :data:`CHECKS`, exactly as the peer RPCs of :mod:`ra.core.messages`
+(checked by :mod:`ra.core.validate`).
+
+Three protocols:
+
+* client -> ra server (``ra.api`` sends, ``ra.server_proc`` serves): the ``...Call`` classes are
+  calls (answered ``("ok", value, leader)``, ``("redirect", leader)`` or ``("error", reason)``),
+  the ``...Cast`` classes casts;
+* server -> node daemon: :class:`MetricsReport` (cast) and :class:`ForceDeleteServer` (cast, when
+  a member applies its cluster's end of life);
+* client -> node daemon (``ra.node`` and ``ra.server_sup`` serve): the ``Node*`` and ``*Child``
+  classes (the daemon itself, its server supervisor), and the ``*Server*`` classes (ra's
+  ``start_server``, ``restart_server``...). Errors come back as ``("error", tag, text)``.
+
+Door contract, the same in every process: a message is checked once, where it enters; a
+malformed one (wrong type, wrong arity — the codec refuses to build it —, a field of the wrong
+type or range, a message of another protocol, a call sent as a cast) is dropped and counted
+per reason, and a call is answered ``("error", "bad_request", reason)``, which the client
+raises as :class:`ra.errors.BadRequest`. Handlers may rely on every field's type and range.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from transport.messages import (
+    Check, any_term, dict_of, fields, is_bool, list_of, nonempty_str, one_of, opt, sid,
+    path_component, tuple_of, valid_endpoint,
+)
+
+__all__ = [
+    # client -> server
+    "CommandCall", "PipelineCast", "ConsistentQueryCall", "LocalQueryCall", "LeaderQueryCall",
+    "MembersCall", "AuxCall", "AuxCast", "InitialMembersCall", "TransferLeadershipCall",
+    "TriggerElectionCall", "OverviewCall", "KeyMetricsCall", "PingCall",
+    # server -> daemon
+    "MetricsReport",
+    # client -> daemon
+    "NodePing", "NodeStatus", "NodeStop", "StartChild", "TerminateChild", "RestartChild",
+    "DeleteChild", "WhichChildren", "StartServer", "RestartServer", "StopServer",
+    "ForceDeleteServer", "ListServers", "ServerMetrics",
+    # groups, validators
+    "SERVER_CALLS", "SERVER_CASTS", "DAEMON_CALLS", "DAEMON_CASTS", "COMMAND_KINDS",
+    "TUNING_KEYS", "CHECKS", "valid_query",
+]
+
+COMMAND_KINDS = ("usr", "join", "leave", "delete_cluster", "open_session", "close_session")
+PRIORITIES = ("normal", "low")
+#: server config keys that tune a server (``ra.api`` checks their values for users; the
+#: daemon checks their types at its door; ``ra.server_proc.DEFAULTS`` gives their defaults)
+TUNING_KEYS = ("election_timeout_ms", "heartbeat_ms", "tick_ms",
+               "max_append_entries_rpc_batch_size", "max_pipeline_count",
+               "low_priority_batch_size", "snapshot_chunk_size", "max_checkpoints",
+               "min_checkpoint_interval", "group_commit_ms")
+
+
+# --- client -> ra server --------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class CommandCall:
+    """``ra:process_command`` and membership changes: ``kind`` as ``ra.core.messages.Command``
+    (``"usr"`` with the machine command as ``payload``; ``"join"`` / ``"leave"`` with a server
+    id; ``"delete_cluster"`` and ``"open_session"`` with ``None``; ``"close_session"`` with the
+    session id); ``session`` is ``(session_id, seq, first_outstanding)`` for a ``usr`` command
+    of a client session, else ``None``. Answered once applied (``join``/``leave``: appended)."""
+
+    kind: str
+    payload: Any
+    priority: str = "normal"
+    session: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineCast:
+    """``ra:pipeline_command``: with a ``correlation``, ``pid`` (the client's mailbox address)
+    later gets ``("ra_event", leader, ("applied", [(corr, reply), ...]))`` or
+    ``("rejected", ...)``."""
+
+    payload: Any
+    correlation: Any
+    pid: str
+    priority: str = "low"
+    session: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistentQueryCall:
+    """``query`` is ``"pkg.mod:func"`` or ``("pkg.mod:func", args)``, imported by the server."""
+
+    query: Any
+
+
+@dataclass(frozen=True, slots=True)
+class LocalQueryCall:
+    query: Any
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderQueryCall:
+    query: Any
+
+
+@dataclass(frozen=True, slots=True)
+class MembersCall:
+    """``leader``: answer only as the leader (else a redirect)."""
+
+    leader: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AuxCall:
+    cmd: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AuxCast:
+    cmd: Any
+
+
+@dataclass(frozen=True, slots=True)
+class InitialMembersCall:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TransferLeadershipCall:
+    target: Any
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerElectionCall:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class OverviewCall:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class KeyMetricsCall:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PingCall:
+    pass
+
+
+# --- server -> node daemon ------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class MetricsReport:
+    """Cast: server ``name``'s key metrics, kept by the daemon for ``ra.key_metrics``."""
+
+    name: str
+    metrics: dict[str, Any]
+
+
+# --- client -> node daemon ------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class NodePing:
+    """-> ``"pong"``."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """-> the daemon's status dict (``ra.node.NodeDaemon.status``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStop:
+    """-> ``("ok", pid)``; the daemon then shuts down in order."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartChild:
+    """A raw child of the server supervisor, forked from ``target`` (``"pkg.mod:func"``)
+    -> its pid."""
+
+    id: str
+    target: str
+    args: list[Any]
+    env: dict[str, str]
+    restart: str = "transient"
+    shutdown: Any = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class TerminateChild:
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RestartChild:
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteChild:
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WhichChildren:
+    """-> ``[(id, pid, restart), ...]``."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartServer:
+    """``ra:start_server``: ``conf`` in wire form (``ra.api._server_conf``) -> ``("ok", pid)``."""
+
+    conf: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RestartServer:
+    """``ra:restart_server``; ``add_config`` changes the stored config -> ``("ok", pid)``."""
+
+    name: str
+    add_config: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StopServer:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ForceDeleteServer:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListServers:
+    """-> ``{name: {"uid", "cluster_name", "pid", "restarts"}}``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerMetrics:
+    """-> the metrics server ``name`` last reported (without calling it)."""
+
+    name: str
+
+
+SERVER_CALLS = (CommandCall, ConsistentQueryCall, LocalQueryCall, LeaderQueryCall, MembersCall,
+                AuxCall, InitialMembersCall, TransferLeadershipCall, TriggerElectionCall,
+                OverviewCall, KeyMetricsCall, PingCall)
+SERVER_CASTS = (PipelineCast, AuxCast)
+DAEMON_CALLS = (NodePing, NodeStatus, NodeStop, StartChild, TerminateChild, RestartChild,
+                DeleteChild, WhichChildren, StartServer, RestartServer, StopServer,
+                ListServers, ServerMetrics)
+#: ForceDeleteServer may be called (a client) or cast (a server deleting itself)
+DAEMON_CASTS = (MetricsReport, ForceDeleteServer)
+
+
+# --- validators -----------------------------------------------------------------------------
+
+def _path(x: Any) -> bool:
+    """``"pkg.mod:func"``: both halves non-empty, no NUL, of a sane length."""
+    if type(x) is not str or len(x) > 1024 or "\x00" in x:
+        return False
+    mod, sep, name = x.partition(":")
+    return bool(sep and mod and name)
+
+
+def valid_query(q: Any) -> bool:
+    """A query function in wire form: ``"pkg.mod:func"`` or ``("pkg.mod:func", [args])``."""
+    return _path(q) or (type(q) is tuple and len(q) == 2 and _path(q[0])
+                        and type(q[1]) is list)
+
+
+def _name(x: Any) -> bool:
+    """A server or child name: non-empty str, no NUL, at most 255 bytes."""
+    return (type(x) is str and x != "" and "\x00" not in x
+            and len(x.encode("utf-8", "replace")) <= 255)
+
+
+def _session(x: Any) -> bool:
+    return (type(x) is tuple and len(x) == 3 and all(type(v) is int and v > 0 for v in x)
+            and x[2] <= x[1])
+
+
+def _command_rule(m: CommandCall) -> bool:
+    if m.session is not None and m.kind != "usr":
+        return False
+    if m.kind in ("join", "leave"):
+        return sid(m.payload)
+    if m.kind == "close_session":
+        return type(m.payload) is int and m.payload > 0
+    if m.kind in ("delete_cluster", "open_session"):
+        return m.payload is None
+    return True
+
+
+_ZERO_OK = ("min_checkpoint_interval", "group_commit_ms")     # 0 = off / every one
+
+
+def _tuning(low: int) -> Any:
+    return lambda x: type(x) is int and x >= low
+
+
+def _env_key(k: Any) -> bool:
+    return type(k) is str and k != "" and "=" not in k and "\x00" not in k
+
+
+def _env_value(v: Any) -> bool:
+    return type(v) is str and "\x00" not in v
+
+
+_member = tuple_of(_name, nonempty_str)
+_machine = tuple_of(one_of("module", "simple"), _path, any_term)
+_CONF_REQUIRED: dict[str, Any] = {
+    "name": _name, "uid": path_component,
+    "cluster_name": nonempty_str, "initial_members": list_of(_member, nonempty=True),
+    "machine": _machine,
+}
+_CONF_TUNING = {k: _tuning(0 if k in _ZERO_OK else 1) for k in TUNING_KEYS}
+
+
+def _conf(c: Any) -> bool:
+    """A server config in wire form: the required keys, and tuning keys with int values."""
+    if type(c) is not dict or not all(k in c for k in _CONF_REQUIRED):
+        return False
+    for k, v in c.items():
+        ok = _CONF_REQUIRED.get(k) or _CONF_TUNING.get(k)
+        if ok is None or not ok(v):
+            return False
+    return True
+
+
+def _add_config(c: Any) -> bool:
+    if c is None:
+        return True
+    if type(c) is not dict:
+        return False
+    for k, v in c.items():
+        ok = _machine if k == "machine" else _CONF_TUNING.get(k)
+        if ok is None or not ok(v):
+            return False
+    return True
+
+
+def _shutdown(x: Any) -> bool:
+    return (type(x) is int and x >= 0) or x in ("brutal_kill", "infinity")
+
+
+_query_fields = (valid_query,)
+
+#: One validator per message type of this module.
+CHECKS: dict[type, Check] = {
+    CommandCall: fields(CommandCall, one_of(*COMMAND_KINDS), any_term, one_of(*PRIORITIES),
+                        opt(_session), rule=_command_rule),
+    PipelineCast: fields(PipelineCast, any_term, any_term, valid_endpoint, one_of(*PRIORITIES),
+                         opt(_session)),
+    ConsistentQueryCall: fields(ConsistentQueryCall, *_query_fields),
+    LocalQueryCall: fields(LocalQueryCall, *_query_fields),
+    LeaderQueryCall: fields(LeaderQueryCall, *_query_fields),
+    MembersCall: fields(MembersCall, is_bool),
+    AuxCall: fields(AuxCall, any_term),
+    AuxCast: fields(AuxCast, any_term),
+    InitialMembersCall: fields(InitialMembersCall),
+    TransferLeadershipCall: fields(TransferLeadershipCall, sid),
+    TriggerElectionCall: fields(TriggerElectionCall),
+    OverviewCall: fields(OverviewCall),
+    KeyMetricsCall: fields(KeyMetricsCall),
+    PingCall: fields(PingCall),
+    MetricsReport: fields(MetricsReport, _name, dict_of(nonempty_str, any_term)),
+    NodePing: fields(NodePing),
+    NodeStatus: fields(NodeStatus),
+    NodeStop: fields(NodeStop),
+    StartChild: fields(StartChild, _name, _path, list_of(any_term, tuples=True),
+                       dict_of(_env_key, _env_value),
+                       one_of("permanent", "transient", "temporary"), _shutdown),
+    TerminateChild: fields(TerminateChild, _name),
+    RestartChild: fields(RestartChild, _name),
+    DeleteChild: fields(DeleteChild, _name),
+    WhichChildren: fields(WhichChildren),
+    StartServer: fields(StartServer, _conf),
+    RestartServer: fields(RestartServer, _name, _add_config),
+    StopServer: fields(StopServer, _name),
+    ForceDeleteServer: fields(ForceDeleteServer, _name),
+    ListServers: fields(ListServers),
+    ServerMetrics: fields(ServerMetrics, _name),
+}
