@@ -105,6 +105,15 @@ _check = tm.checker({k: rm.CHECKS[k] for k in rm.SERVER_CALLS + rm.SERVER_CASTS}
 _CALLS = frozenset(rm.SERVER_CALLS)
 
 
+def _door(p: Any, kind: str) -> str | None:
+    """Why a server drops ``p`` arriving as ``kind`` (``None``: it is served). Peer RPCs
+    (``("$rpc", msg)`` casts) do not come here: the core checks them."""
+    reason = _check(p)
+    if reason is None and (type(p) in _CALLS) != (kind == "call"):
+        reason = f"bad_kind:{type(p).__name__}"
+    return reason
+
+
 def load_machine(spec: Any) -> Any:
     """Build the machine object from ``("module", "pkg.mod:Class", config)`` or
     ``("simple", "pkg.mod:func", initial_state)``. Raises ImportError/AttributeError/TypeError."""
@@ -368,14 +377,11 @@ class ServerProc:
     def _dispatch(self, env: Any) -> None:
         """The door: every envelope is checked once here, then served by one handler."""
         p = env.payload
-        if type(p) is tuple and len(p) == 2 and p[0] == "$rpc" and type(p[1]) in _PEER_TYPES:
+        if (type(p) is tuple and len(p) == 2 and p[0] == "$rpc" and type(p[1]) in _PEER_TYPES
+                and env.kind == "cast"):
             self._peer(env, p[1])
             return
-        reason = _check(p)
-        if reason is None:
-            calls = type(p) in _CALLS
-            if calls != (env.kind == "call"):
-                reason = f"bad_kind:{type(p).__name__}"
+        reason = _door(p, env.kind)
         if reason is not None:
             self._bad(env, reason)
             return

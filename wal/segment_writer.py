@@ -149,14 +149,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _serve(mb: Any, env: Any, stats: dict[str, Any]) -> None:
-    """One message at the segment writer's door (see the module docstring)."""
-    p = env.payload
+def _door(p: Any, kind: str) -> str | None:
+    """Why the segment writer drops ``p`` arriving as ``kind`` (``None``: it is served)."""
     reason = check(p)
     if reason is None and type(p) not in (SegRoll, SegOverview):
         reason = "unknown_message"
-    if reason is None and type(p) is SegOverview and env.kind != "call":
+    if reason is None and type(p) is SegOverview and kind != "call":
         reason = "bad_kind:SegOverview"
+    return reason
+
+
+def _serve(mb: Any, env: Any, stats: dict[str, Any]) -> None:
+    """One message at the segment writer's door (see the module docstring)."""
+    p = env.payload
+    reason = _door(p, env.kind)
     if reason is not None:
         stats["dropped"][reason] = stats["dropped"].get(reason, 0) + 1
         if env.kind == "call":

@@ -247,7 +247,7 @@ _check = checker({k: wm.CHECKS[k] for k in (wm.WalAppend, wm.WalRollOver, wm.Wal
 _CALLS = (wm.WalOverview, wm.WalForgetWriter)
 
 
-def door(env: Any) -> str | None:
+def _door(env: Any) -> str | None:
     """Why the WAL drops this envelope (``None``: it is served). The one check of a message."""
     p = env.payload
     reason = _check(p)
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         nbytes = 0
         while env is not None:
             p = env.payload
-            reason = door(env)
+            reason = _door(env)
             if reason is not None:
                 _drop(wal, mb, env, reason)
             elif type(p) is wm.WalAppend:
