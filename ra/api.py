@@ -599,7 +599,7 @@ class Client:
         """The cluster's members as the leader knows them, and the leader."""
         value, leader = self._leader_call(server_ref, rm.MembersCall(True), timeout,
                                           retry_unknown=True)
-        value = _expect(value, tm.tuple_of(tm.list_of(tm.sid), tm.opt(tm.sid)),
+        value = _expect(value, tm.tuple_of(tm.list_of(_leader_ok), _leader_ok),
                         "(members, leader)", leader)
         return [ServerId(*m) for m in value[0]], leader
 
@@ -608,7 +608,7 @@ class Client:
         """The members the server was started with (its config, not the current cluster)."""
         sid = _sid(server_id)
         value = _expect(self._ok(sid, rm.InitialMembersCall(), _timeout(timeout)),
-                        tm.list_of(tm.sid), "a list of server ids", sid)
+                        tm.list_of(_leader_ok), "a list of server ids", sid)
         return [ServerId(*m) for m in value]
 
     def members_info(self, server_ref: Any, timeout: float | None = DEFAULT_TIMEOUT
@@ -755,7 +755,7 @@ class Client:
         if env is None:
             raise Timeout(f"no event within {t} s")
         p = env.payload
-        if type(p) is tuple and len(p) == 3 and p[0] == "ra_event" and tm.opt(tm.sid)(p[1]):
+        if type(p) is tuple and len(p) == 3 and p[0] == "ra_event" and _leader_ok(p[1]):
             self._settle_pipes(p[2])
             return RaEvent(ServerId(*p[1]) if p[1] is not None else None, p[2])
         return RaEvent(None, p)
@@ -854,9 +854,9 @@ def _answer(res: Any, target: Any) -> Any:
     :class:`BadReply`."""
     if type(res) is tuple and res:
         tag = res[0]
-        if tag == "ok" and len(res) == 3 and (res[2] is None or tm.sid(res[2])):
+        if tag == "ok" and len(res) == 3 and _leader_ok(res[2]):
             return res
-        if tag == "redirect" and len(res) == 2 and (res[1] is None or tm.sid(res[1])):
+        if tag == "redirect" and len(res) == 2 and _leader_ok(res[1]):
             return res
         if tag == "error" and len(res) in (2, 3):
             if len(res) == 3 and res[1] == tm.BAD_REQUEST:
@@ -875,11 +875,16 @@ def _expect(value: Any, ok: Callable[[Any], bool], what: str, where: Any) -> Any
     raise BadReply(f"{where} answered {value!r:.200}, not {what}; outcome unknown")
 
 
+def _leader_ok(x: Any) -> bool:
+    """``None`` or a server id whose node can be called (a redirect is followed)."""
+    return x is None or (tm.sid(x) and tm.valid_node(x[1]))
+
+
 def _is_dict(x: Any) -> bool:
     return type(x) is dict
 
 
-_is_local_query = tm.tuple_of(tm.tuple_of(tm.nat, tm.nat), tm.any_term, tm.opt(tm.sid))
+_is_local_query = tm.tuple_of(tm.tuple_of(tm.nat, tm.nat), tm.any_term, _leader_ok)
 
 
 def _is_overview(x: Any) -> bool:

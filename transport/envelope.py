@@ -85,7 +85,7 @@ def unpack(frame: bytes, check_from: bool = True) -> tuple[int, Any, Any, Any]:
         if type(version) is int:
             raise BadEnvelope("bad_version", f"version {version!r}")
         raise BadEnvelope("bad_envelope", f"version field {version!r}")
-    if kind not in _KIND_NAMES or type(kind) is not int:
+    if type(kind) is not int or kind not in _KIND_NAMES:     # type first: a dict is unhashable
         raise BadEnvelope("bad_envelope", f"kind {kind!r}")
     if kind != CAST and type(ref) is not int:
         raise BadEnvelope("bad_envelope", f"ref {ref!r}")

@@ -168,6 +168,8 @@ def _call_daemon(mb: BaseMailbox, node: str, msg: Any, timeout: float | None) ->
         raise NodeLost(f"node {node} went down after the request was sent") from None
     except NoProc:
         raise NodeDown(f"node {node} is down") from None
+    except ValueError as e:      # not an address the socket layer takes: no such node
+        raise NodeDown(f"node {node!r} cannot be reached: {e}") from None
 
 
 def register(mb: BaseMailbox, name: str, node: str, *, endpoints: Sequence[str] | None = None,
