@@ -28,7 +28,7 @@ from typing import Any
 
 from transport.messages import (
     Check, any_term, dict_of, fields, is_bool, list_of, nonempty_str, one_of, opt, sid,
-    path_component, tuple_of, valid_endpoint,
+    path_component, tuple_of, valid_endpoint, valid_node,
 )
 
 __all__ = [
@@ -280,6 +280,11 @@ def _name(x: Any) -> bool:
             and len(x.encode("utf-8", "replace")) <= 255)
 
 
+def _member_id(x: Any) -> bool:
+    """A server id a server can reach: ``(name, "host:port")``."""
+    return sid(x) and valid_node(x[1])
+
+
 def _session(x: Any) -> bool:
     return (type(x) is tuple and len(x) == 3 and all(type(v) is int and v > 0 for v in x)
             and x[2] <= x[1])
@@ -289,7 +294,7 @@ def _command_rule(m: CommandCall) -> bool:
     if m.session is not None and m.kind != "usr":
         return False
     if m.kind in ("join", "leave"):
-        return sid(m.payload)
+        return _member_id(m.payload)
     if m.kind == "close_session":
         return type(m.payload) is int and m.payload > 0
     if m.kind in ("delete_cluster", "open_session"):
@@ -312,7 +317,7 @@ def _env_value(v: Any) -> bool:
     return type(v) is str and "\x00" not in v
 
 
-_member = tuple_of(_name, nonempty_str)
+_member = tuple_of(_name, valid_node)
 _machine = tuple_of(one_of("module", "simple"), _path, any_term)
 _CONF_REQUIRED: dict[str, Any] = {
     "name": _name, "uid": path_component,
@@ -364,7 +369,7 @@ CHECKS: dict[type, Check] = {
     AuxCall: fields(AuxCall, any_term),
     AuxCast: fields(AuxCast, any_term),
     InitialMembersCall: fields(InitialMembersCall),
-    TransferLeadershipCall: fields(TransferLeadershipCall, sid),
+    TransferLeadershipCall: fields(TransferLeadershipCall, _member_id),
     TriggerElectionCall: fields(TriggerElectionCall),
     OverviewCall: fields(OverviewCall),
     KeyMetricsCall: fields(KeyMetricsCall),

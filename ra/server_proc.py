@@ -60,7 +60,7 @@ from ra.core.messages import (
     MetaWritten, Tick, TransferLeadership, TriggerElection,
 )
 from ra.core.types import ServerId
-from ra.errors import NodeDown, NoProc, RaError, Timeout
+from ra.errors import NoProc, RaError
 from ra.log.log import DiskLog
 from ra.log.meta import DiskMeta
 from ra import system

@@ -22,7 +22,7 @@ reach :meth:`ServerSup.handle`):
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any
 
 from ra import messages as rm
 from ra.directory import Directory

@@ -35,7 +35,8 @@ __all__ = [
     "FdHeartbeat", "FdSubscribe", "FdUnsubscribe", "FdWatch", "FdStatus", "NodeEvent",
     "REGISTRY_MSGS", "FD_CALLS", "CODES", "CHECKS", "check",
     "fields", "checker", "Check",
-    "valid_endpoint", "valid_node", "path_component", "is_str", "nonempty_str", "nat", "nat64", "pos_int", "is_bool",
+    "valid_endpoint", "valid_node", "path_component", "is_str", "nonempty_str", "nat", "nat64",
+    "pos_int", "is_bool",
     "any_term", "opt", "one_of", "list_of", "dict_of", "tuple_of", "sid", "pid", "BAD_REQUEST",
 ]
 

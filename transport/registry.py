@@ -7,7 +7,8 @@ the endpoint; :func:`call_name` re-resolves when the cached endpoint turns out d
 restarted and bound elsewhere).
 
 Protocol (all are calls to the daemon's mailbox; the messages are the typed ones of
-:mod:`transport.messages`, checked by its validators before they reach :meth:`RegistryServer.answer`):
+:mod:`transport.messages`, checked by its validators before they reach
+:meth:`RegistryServer.answer`):
 
 * ``RegRegister(name, endpoints, pid)`` -> ``"ok"`` or
   ``("error", "already_registered", endpoints)`` when a *live* other pid holds the name.

@@ -5,13 +5,14 @@ Contract (the core's Log contract, plus what the shell does):
 
 * ``append``/``write`` never block and read no clock: they update the memtable and queue the
   entries. The shell calls :meth:`flush` once after each batch of events; it casts ONE
-  ``WalAppend(uid, lw, entries)`` message (:mod:`wal.messages`) to the node's WAL (through the ``send`` callable).
+  ``WalAppend(uid, lw, entries)`` message (:mod:`wal.messages`) to the node's WAL (through
+  the ``send`` callable).
 * The WAL's notices arrive in the server's mailbox; the shell validates each at its door and
   passes it to :meth:`handle_wal_event`, which returns the ``Written`` events to feed back
   through ``step`` (the core then calls :meth:`handle_written`), and takes care of
   ``WalResendWrite``, ``WalStarted`` (resend what was never confirmed) and ``WalError``
-  (recorded in :meth:`overview`; nothing is confirmed). ``last_written`` only advances over entries the WAL
-  reported synced *and* whose term still matches.
+  (recorded in :meth:`overview`; nothing is confirmed). ``last_written`` only advances over
+  entries the WAL reported synced *and* whose term still matches.
 * :meth:`tick` (call it now and then, e.g. each second) picks up segment files the segment writer
   produced and drops from memory the entries now durable in them.
 * Snapshots (``update_release_cursor``, ``install_snapshot``) are durable when they return.

@@ -183,7 +183,8 @@ def items(exemplars: Sequence[Any], frm: str, skip: Callable[[Any], bool] = lamb
     return st.lists(mutants(exemplars, frm, skip, wrap), min_size=n, max_size=n)
 
 
-_GREETING = b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00" + b"NULL".ljust(20, b"\x00") + b"\x00" * 32
+_GREETING = (b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00" + b"NULL".ljust(20, b"\x00")
+             + b"\x00" * 32)
 _READY_BODY = b"\x05READY\x0bSocket-Type\x00\x00\x00\x06DEALER"
 _READY = bytes([0x04, len(_READY_BODY)]) + _READY_BODY
 

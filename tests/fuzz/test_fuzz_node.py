@@ -24,7 +24,7 @@ from ra import server_proc
 from ra.core import messages as cm
 from ra.core import validate
 from ra.core.types import ServerId
-from tests.api.conftest import COUNTER, Nodes, wait_for
+from tests.api.conftest import COUNTER, Nodes
 from tests.fuzz.gen import FUZZ_BATCH, fuzz_count, items, terms
 from tests.fuzz.runner import run_fuzz, run_streams, send_items
 from transport import messages as tm

@@ -216,11 +216,12 @@ def test_failure_detector_is_embedded(tmp_path: Path):
     (addr_a, proc_a, life_a), (addr_b, proc_b, life_b) = a, b
     try:
         assert node.node_call(addr_a, FdWatch(addr_b)) == "ok"
-        assert wait_for(lambda: node.node_call(addr_a, rm.NodeStatus())["nodes"] == {addr_b: "up"}, 5)
+        assert wait_for(lambda: node.node_call(addr_a, rm.NodeStatus())["nodes"]
+                        == {addr_b: "up"}, 5)
         proc_b.kill()
         proc_b.wait()
-        assert wait_for(lambda: node.node_call(addr_a, rm.NodeStatus())["nodes"] == {addr_b: "down"},
-                        10)
+        assert wait_for(lambda: node.node_call(addr_a, rm.NodeStatus())["nodes"]
+                        == {addr_b: "down"}, 10)
     finally:
         for p, fd in ((proc_a, life_a), (proc_b, life_b)):
             if fd is not None:
