@@ -132,6 +132,7 @@ class SimCluster(ClientDriver):
         self.pending_calls: dict[Any, Any] = {}      # frm -> server holding the call
         self.faults_over = False
         self.done = False
+        self.machine_violation: Violation | None = None
         self.deadline = 0
         self.partition_until = 0
         self.stats: dict[str, int] = {k: 0 for k in (
@@ -246,6 +247,10 @@ class SimCluster(ClientDriver):
         if self.events > self.max_events:
             self._liveness_failure(f"more than {self.max_events} events")
         getattr(self, "_ev_" + kind)(*args)
+        if self.machine_violation is not None:
+            # raised inside the machine, where the core takes exceptions for machine errors
+            v, self.machine_violation = self.machine_violation, None
+            raise v
         if self.faults_over and not self.done:
             self._check_settled()
 
@@ -632,7 +637,14 @@ class SimCluster(ClientDriver):
             raise Violation("exception", f"{s.sid.name} returned an unknown effect {e!r}")
 
     def on_apply(self, sid: Any, idx: int, term: int, cmd: Any) -> None:
-        self.checker.on_apply(sid, self.servers[sid].inc, idx, term, cmd)
+        try:
+            self.checker.on_apply(sid, self.servers[sid].inc, idx, term, cmd)
+        except Violation as v:
+            # the core turns an exception from apply into a machine error: keep it for
+            # step_event to raise once the step is over
+            if self.machine_violation is None:
+                self.machine_violation = v
+            raise
 
     # -- queries about the cluster -------------------------------------------------------------
     def current_leader(self) -> Any:
