@@ -174,7 +174,10 @@ def init(cfg: ServerConfig) -> tuple[str, ServerState, list[Any]]:
         s.cluster = tuple(cfg.initial_members)
     last_idx = log.last_index_term()[0]
     s.brand_new = term == 0 and last_idx == 0
-    replay_to = min(meta.last_applied(), log.last_written()[0])
+    # everything up to the stored last applied index was committed and is the same entry in
+    # our log (a log only loses a suffix in a crash), durable or not yet confirmed so: a
+    # server restarted alone shows the state it had (ra recovers to last_applied too)
+    replay_to = min(meta.last_applied(), last_idx)
     if replay_to > s.last_applied:
         s.commit_index = replay_to
         _apply_to(s, replay_to, [])
