@@ -13,8 +13,8 @@ from ra.core.machine import Machine, ReleaseCursor, SimpleMachine
 from ra.core.types import ServerId
 from ra.errors import (
     AlreadyStarted, ClusterNotFormed, InvalidConfig, NameNotRegistered, NodeDown, NodeLost,
-    NoProc, NotFound, NotLeader, OutcomeUnknown, ProcessDied, RaError, SessionExpired,
-    SystemNotStarted, Timeout,
+    MachineLoadError, NoProc, NotFound, NotLeader, OutcomeUnknown, ProcessDied, RaError,
+    SessionExpired, SystemNotStarted, Timeout,
 )
 from ra import effects
 from ra.api import Client, MembershipError, RaEvent, default_client, new_uid
@@ -23,7 +23,7 @@ __all__ = [
     # values and errors
     "ServerId", "RaEvent", "Client", "Machine", "SimpleMachine", "ReleaseCursor",
     "RaError", "Timeout", "NoProc", "NodeDown", "NotLeader", "ClusterNotFormed", "NotFound",
-    "NameNotRegistered", "AlreadyStarted", "SystemNotStarted", "InvalidConfig",
+    "NameNotRegistered", "AlreadyStarted", "SystemNotStarted", "InvalidConfig", "MachineLoadError",
     "MembershipError", "OutcomeUnknown", "ProcessDied", "NodeLost", "SessionExpired",
     # nodes
     "start", "start_in", "stop_nodes", "overview", "new_uid",
