@@ -84,3 +84,8 @@ def crashing_wal_specs(config: dict) -> list:
 
     return [ChildSpec("ra_log_wal", Fork(__name__ + ":exit_with", (1,)), shutdown=2000),
             ChildSpec("ra_log_segment_writer", Fork(__name__ + ":sleeper"), shutdown=2000)]
+
+
+def not_specs(config: dict) -> object:
+    """A log_children factory that returns something other than child specs."""
+    return {"wal": "here"}

@@ -89,6 +89,14 @@ def test_roundtrip_edges(v: Any) -> None:
     assert same(out, v), (v, out)
 
 
+def test_server_ids_decode_unchecked() -> None:
+    """ServerId() checks the addresses users give; what arrives is decoded as it came (the
+    message validators judge it), so a peer cannot make decoding itself fail."""
+    odd = tuple.__new__(ServerId, ("s9", "sim"))
+    out = codec.decode(codec.encode([odd]))
+    assert type(out[0]) is ServerId and out[0] == ("s9", "sim")
+
+
 def test_namedtuples_stay_themselves_and_plain_tuples_stay_plain() -> None:
     sid = ServerId("n", "h:1")
     out = codec.decode(codec.encode([sid, ("n", "h:1"), _Pair(1, (2,))]))
