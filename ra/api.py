@@ -371,7 +371,10 @@ class Client:
     # -- servers and clusters -----------------------------------------------------------------
     def start_server(self, *args: Any, timeout: float | None = DEFAULT_TIMEOUT) -> None:
         """``start_server(config)`` or ``start_server(cluster_name, server_id, machine,
-        server_ids)``. Returns once the server process runs and is registered."""
+        server_ids)``. Returns once the server process runs and is registered. Raises
+        ``MachineLoadError`` when its process cannot import or build the machine (the server
+        stays down; nothing is recorded), ``Timeout`` (saying whether the import is still
+        running) when ``timeout`` ends first."""
         if len(args) == 1:
             conf = args[0]
         elif len(args) == 4:
@@ -460,7 +463,9 @@ class Client:
         """``start_cluster(cluster_name, machine, server_ids)`` or
         ``start_cluster(server_configs)``. Returns ``(started, not_started)`` once a leader is
         elected; raises ``ClusterNotFormed`` (after deleting what it started) if fewer than a
-        majority could be started."""
+        majority could be started, ``MachineLoadError`` instead when a machine that did not
+        load is among the causes. Every member is asked to start first, then all are awaited
+        under the one ``timeout``."""
         if len(args) == 3:
             name, machine, ids = args
             sids = [_sid(s) for s in ids]
