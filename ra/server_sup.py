@@ -219,8 +219,10 @@ class ServerSup:
                 os.kill(pid, signal.SIGKILL)      # our own unreaped child: no pid reuse
             except ProcessLookupError:
                 pass
-        # after this call's answer: the process (exiting by itself, or killed) is reaped then
-        self.daemon.loop.call_soon(lambda: self._remove_sup(name))
+            self._remove_sup(name)     # now, before the loop sees the exit and restarts it
+        else:
+            # it exits 0 after this call's answer (not restarted); its supervisor goes then
+            self.daemon.loop.call_soon(lambda: self._remove_sup(name))
 
     def _remove_sup(self, name: str) -> None:
         if name in self.failed and name in self._running():
@@ -231,6 +233,9 @@ class ServerSup:
 
     def _load_timed_out(self, name: str, ld: _Loading) -> None:
         if self.loading.get(name) is not ld:
+            return
+        if ld.sup is not None and ld.sup.stopped is not None:
+            self._check_loading(name)     # it kept dying: say so, not "too slow"
             return
         path = ld.machine[1] if isinstance(ld.machine, (list, tuple)) else ld.machine
         self._fail(name, {"path": path, "kind": "timeout",
