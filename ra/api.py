@@ -21,8 +21,9 @@ import ra.wire  # noqa: F401  (codec registration of core messages)
 from ra.core import quorum
 from ra.core.types import ServerId, check_node
 from ra.errors import (
-    AlreadyStarted, ClusterNotFormed, InvalidConfig, MachineLoadError, NodeDown, NoProc,
-    NotFound, NotLeader, OutcomeUnknown, RaError, SessionExpired, Timeout, error_from_reply,
+    AlreadyStarted, ClusterNotFormed, InvalidConfig, MachineError, MachineLoadError, NodeDown,
+    NoProc, NotFound, NotLeader, OutcomeUnknown, RaError, SessionExpired, Timeout,
+    error_from_reply,
 )
 from transport import codec, registry
 from transport.direct import DirectMailbox
@@ -937,6 +938,9 @@ def _deadline(timeout: Any) -> float:
 
 
 def _server_error(target: ServerId, reason: Any) -> RaError:
+    if isinstance(reason, tuple) and len(reason) == 3 and reason[0] == "machine_error":
+        return MachineError(f"{target}: the machine raised {reason[1]}: {reason[2]} (applied "
+                            "as a no-op on every member)", str(reason[1]), str(reason[2]))
     if reason == "session_expired":
         return _SessionGone(f"{target}: session unknown to the cluster")
     if reason == "stale_seq":
