@@ -18,9 +18,10 @@ Contract:
   ``tests/mutation/test_mutants.py``) runs each mutant in its own fresh interpreter over seeds
   ``0 .. N-1`` of the default scenario rotation (``scenario_for_seed``: exactly what ``make test``
   runs for N = its seed count), records every seed that fails and which check failed, prints a
-  score table and writes it as JSON. A mutant counts as caught if any seed fails, whatever the
-  check (``make test`` would fail); the table also says whether a *safety* check caught it.
-  The exit status is 1 if a snippet is missing or a mutant survives.
+  score table and writes it as JSON. The real core runs first over the same seeds; a seed it
+  fails too proves nothing about a mutant and is skipped for all of them. A mutant counts as
+  caught if any other seed fails, whatever the check (``make test`` would fail); the table says
+  which checks did. The exit status is 1 if a snippet is missing or a mutant survives.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Iterator
@@ -41,6 +43,7 @@ __all__ = ["Mutant", "MUTANTS", "MutantError", "mutated_source", "load", "patche
            "run_mutant", "main"]
 
 SERVER_MODULE = "ra.core.server"
+REAL = "(real core)"          # the baseline run's name
 NOT_SAFETY = ("liveness", "exception")
 
 
@@ -192,16 +195,20 @@ def patched(m: Mutant | str) -> Iterator[ModuleType]:
 
 # -- the mutation run --------------------------------------------------------------------------
 
-def run_mutant(name: str, seeds: range, first_only: bool = False) -> dict[str, Any]:
-    """Run ``name`` over ``seeds`` of the default rotation in this interpreter; the result is
-    ``{"name", "seeds", "caught": [[seed, check, profile, servers], ...], "seconds"}``."""
+def run_mutant(name: str, seeds: range, first_only: bool = False,
+               skip: frozenset[int] = frozenset()) -> dict[str, Any]:
+    """Run mutant ``name`` (``REAL``: the unmodified core) over ``seeds`` of the default
+    rotation in this interpreter, except ``skip``; the result is ``{"name", "seeds", "caught":
+    [[seed, check, profile, servers], ...], "seconds"}``."""
     from ra.testing.checkers import Violation
     from ra.testing.sim import run_seed
     from ra.testing.sim_net import scenario_for_seed
     t0 = time.perf_counter()
     caught: list[list[Any]] = []
-    with patched(name):
+    with contextlib.nullcontext() if name == REAL else patched(name):
         for seed in seeds:
+            if seed in skip:
+                continue
             try:
                 run_seed(seed)
             except Violation as v:
@@ -209,44 +216,52 @@ def run_mutant(name: str, seeds: range, first_only: bool = False) -> dict[str, A
                 caught.append([seed, v.check, p, n])
                 if first_only:
                     break
-    return {"name": name, "seeds": len(seeds), "caught": caught,
+    return {"name": name, "seeds": len(seeds) - len(skip), "caught": caught,
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def _worker_cmd(name: str, n: int, first_only: bool) -> list[str]:
+def _worker_cmd(name: str, n: int, first_only: bool, skip: frozenset[int]) -> list[str]:
     cmd = [sys.executable, "-m", "ra.testing.mutants", "--worker", name, "--seeds", str(n)]
+    if skip:
+        cmd += ["--skip", ",".join(str(x) for x in sorted(skip))]
     return cmd + (["--first-only"] if first_only else [])
 
 
 def run_all(names: list[str], n: int, jobs: int = 1, first_only: bool = False,
             out: Any = print) -> list[dict[str, Any]]:
-    """Each mutant in a fresh interpreter (``jobs`` at once); results in ``names`` order."""
+    """The real core first, then each mutant, each in a fresh interpreter (mutants ``jobs`` at
+    once); results in that order, each also passed to ``out`` as a table row as soon as it is
+    in. Seeds on which the real core fails too prove nothing about a mutant: they are skipped."""
     for name in names:           # every snippet must apply before anything runs
         mutated_source(_BY_NAME[name])
-    pending = list(names)
-    running: dict[str, subprocess.Popen[str]] = {}
-    results: dict[str, dict[str, Any]] = {}
-    while pending or running:
-        while pending and len(running) < jobs:
-            name = pending.pop(0)
-            running[name] = subprocess.Popen(_worker_cmd(name, n, first_only), text=True,
-                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        done = next((k for k, p in running.items() if p.poll() is not None), None)
-        if done is None:
-            time.sleep(0.2)
-            continue
-        p = running.pop(done)
-        stdout, stderr = p.communicate()
-        if p.returncode != 0:
-            raise MutantError(f"mutant {done!r}: worker failed (exit {p.returncode}):\n"
-                              f"{stderr[-3000:]}")
-        results[done] = json.loads(stdout.strip().splitlines()[-1])
-        out(_row(results[done]))
-    return [results[k] for k in names]
+    base = _worker(REAL, n, False, frozenset())
+    out(_row(base))
+    skip = frozenset(c[0] for c in base["caught"])
+
+    def one(name: str) -> dict[str, Any]:
+        r = _worker(name, n, first_only, skip)
+        out(_row(r))
+        return r
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return [base] + list(pool.map(one, names))
+
+
+def _worker(name: str, n: int, first_only: bool, skip: frozenset[int]) -> dict[str, Any]:
+    p = subprocess.run(_worker_cmd(name, n, first_only, skip), capture_output=True, text=True,
+                       check=False)
+    if p.returncode != 0:
+        raise MutantError(f"mutant {name!r}: worker failed (exit {p.returncode}):\n"
+                          f"{p.stderr[-3000:]}")
+    r: dict[str, Any] = json.loads(p.stdout.strip().splitlines()[-1])
+    return r
 
 
 def _summary(r: dict[str, Any]) -> tuple[bool, str, str]:
     caught = r["caught"]
+    if r["name"] == REAL:
+        return False, (f"{caught[0][0]} ({caught[0][2]}/{caught[0][3]}: {caught[0][1]})"
+                       if caught else "-"), "failing seeds, skipped for the mutants"
     if not caught:
         return False, "-", "-"
     checks = Counter(c[1] for c in caught)
@@ -257,15 +272,18 @@ def _summary(r: dict[str, Any]) -> tuple[bool, str, str]:
 
 def _row(r: dict[str, Any]) -> str:
     ok, first, checks = _summary(r)
-    return (f"{r['name']:32s} {'CAUGHT' if ok else 'SURVIVED':8s} {len(r['caught']):5d}/"
-            f"{r['seeds']:<5d} first: {first:48s} by: {checks}   ({r['seconds']}s)")
+    result = "-" if r["name"] == REAL else "CAUGHT" if ok else "SURVIVED"
+    return (f"{r['name']:32s} {result:8s} {len(r['caught']):>6d}/"
+            f"{r['seeds']:<5d} {first:55s} {checks}   ({r['seconds']}s)")
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    head = f"{'mutant':32s} {'result':8s} {'seeds':>11s} {'first seed (profile/servers: check)':55s}"
+    head = (f"{'mutant':32s} {'result':8s} {'caught/seeds':>12s} "
+            f"{'first seed (profile/servers: check)':55s} checks that caught it")
     lines = [head, "-" * len(head)] + [_row(r) for r in results]
-    caught = sum(1 for r in results if r["caught"])
-    lines.append(f"score: {caught}/{len(results)} mutants caught")
+    muts = [r for r in results if r["name"] != REAL]
+    caught = sum(1 for r in muts if r["caught"])
+    lines.append(f"score: {caught}/{len(muts)} mutants caught")
     return "\n".join(lines)
 
 
@@ -280,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-only", action="store_true", help="stop a mutant at its first catch")
     ap.add_argument("--json", default="mutants.json", help="where to write the results")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--skip", default="", help=argparse.SUPPRESS)
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     args = ap.parse_args(argv)
     if args.list:
@@ -287,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m.name:32s} {m.why}")
         return 0
     if args.worker:
-        print(json.dumps(run_mutant(args.worker, range(args.seeds), args.first_only)))
+        skip = frozenset(int(x) for x in args.skip.split(",") if x)
+        print(json.dumps(run_mutant(args.worker, range(args.seeds), args.first_only, skip)))
         return 0
     names = args.only or [m.name for m in MUTANTS]
     print(f"mutation run: {len(names)} mutants x seeds 0..{args.seeds - 1} of the default "
@@ -304,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                    "python": sys.version.split()[0], "cwd": os.getcwd(),
                    "results": results}, f, indent=1)
     print(f"written to {args.json}")
-    return 0 if all(r["caught"] for r in results) else 1
+    return 0 if all(r["caught"] for r in results if r["name"] != REAL) else 1
 
 
 if __name__ == "__main__":

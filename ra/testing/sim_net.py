@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["Profile", "PROFILES", "PROFILE_NAMES", "scenario_for_seed", "Network",
+__all__ = ["Profile", "PROFILES", "PROFILE_NAMES", "OFF_ROTATION", "scenario_for_seed", "Network",
            "malformed_message"]
 
 
@@ -124,14 +124,26 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("healthy_leader", partition_rate=3.0, partition_ms=(100, 400),
             partition_kinds=("leader_to_one", "isolate", "one_way", "leader_out"), loss=0.02,
             reorder=0.05, linger_ms=500, replay_prevotes=16, probe_prevotes=True),
+    # snapshot_slow_sync plus fast membership changes: joining members lag, so installs follow
+    # each other while notices of earlier writes are still in flight (off the rotation while it
+    # exposes open bugs 8 and 9 of docs/CORE-BUGS.md)
+    Profile("snapshot_reconfig", sync_ms=(1, 80), written_ms=(0, 30), snapshot_every=3,
+            chunk_size=4, dup=0.15, reorder=0.3, long_delay=(10, 80), partition_rate=2.0,
+            partition_kinds=("leader_to_one", "isolate"), partition_ms=(30, 150), clients=4,
+            think_ms=(1, 10), membership_rate=6.0),
 )}
 
-PROFILE_NAMES: tuple[str, ...] = tuple(PROFILES)
+#: Profiles left out of the default rotation (still selectable by name, ``--profile``), e.g. while
+#: they expose an open core bug.
+OFF_ROTATION: frozenset[str] = frozenset({"snapshot_reconfig"})
+
+#: The default rotation (``scenario_for_seed``), in ``PROFILES`` order.
+PROFILE_NAMES: tuple[str, ...] = tuple(n for n in PROFILES if n not in OFF_ROTATION)
 
 
 def scenario_for_seed(seed: int) -> tuple[int, str]:
     """(servers, profile) for a seed: the profile cycles fastest, then 3 vs 5 servers, so any
-    run of ``2 * len(PROFILES)`` consecutive seeds covers every combination."""
+    run of ``2 * len(PROFILE_NAMES)`` consecutive seeds covers every combination."""
     n = len(PROFILE_NAMES)
     return (3, 5)[(seed // n) % 2], PROFILE_NAMES[seed % n]
 

@@ -1,7 +1,7 @@
 """Thousands of simulation seeds over 3- and 5-member clusters and every fault profile.
 
 Seed ``n`` alone fixes the run: ``scenario_for_seed(n)`` picks the cluster size and the profile
-(the profile cycles fastest), so any ``2 * len(PROFILES)`` consecutive seeds cover every
+(the profile cycles fastest), so any ``2 * len(PROFILE_NAMES)`` consecutive seeds cover every
 combination. A failing seed is reported with its replay command (``make sim SEED=n``).
 
 Seed count: ``DEFAULT_SEEDS`` in ``make test``; ``--seeds N`` or ``RA_SOAK`` (``make soak``:
