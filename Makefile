@@ -43,7 +43,6 @@ soak: $(STAMP)
 # seeds make test runs (SEEDS=n for another count); score table in build/mutants.json
 MUTANT_JOBS ?= 1
 mutants: $(STAMP)
-	@mkdir -p build
 	$(VPY) -m ra.testing.mutants --json build/mutants.json --jobs $(MUTANT_JOBS) $(if $(SEEDS),--seeds $(SEEDS),)
 
 clean:

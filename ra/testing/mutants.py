@@ -296,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", default=[], choices=sorted(_BY_NAME))
     ap.add_argument("--jobs", type=int, default=1, help="mutants run at once")
     ap.add_argument("--first-only", action="store_true", help="stop a mutant at its first catch")
-    ap.add_argument("--json", default="mutants.json", help="where to write the results")
+    ap.add_argument("--json", default=os.path.join("build", "mutants.json"),
+                    help="where to write the results (default build/mutants.json)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--skip", default="", help=argparse.SUPPRESS)
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
@@ -319,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print()
     print(table(results))
+    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump({"seeds": args.seeds, "first_only": args.first_only,
                    "python": sys.version.split()[0], "cwd": os.getcwd(),
