@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 SEED    ?= 1
 SEEDS   ?=
 
-.PHONY: test demo demo-sim sim bench soak check lint clean setup
+.PHONY: test demo demo-sim sim bench soak check mutants lint clean setup
 
 # the install's output goes to .venv/install.log (shown only if it fails)
 $(STAMP): pyproject.toml
@@ -37,7 +37,13 @@ bench: $(STAMP)
 	$(VPY) -m bench $(if $(QUICK),--quick,) $(if $(REPEAT),--repeat $(REPEAT),)
 
 soak: $(STAMP)
-	RA_SOAK=1 $(VPY) -m pytest tests -m "slow or not slow" $(if $(SEEDS),--seeds $(SEEDS),)
+	RA_SOAK=1 RA_MUTANT_JOBS=$(MUTANT_JOBS) $(VPY) -m pytest tests -m "slow or not slow" $(if $(SEEDS),--seeds $(SEEDS),)
+
+# the mutation run alone (also part of soak): each mutant of ra/testing/mutants.py over the
+# seeds make test runs (SEEDS=n for another count); score table in build/mutants.json
+MUTANT_JOBS ?= 1
+mutants: $(STAMP)
+	$(VPY) -m ra.testing.mutants --json build/mutants.json --jobs $(MUTANT_JOBS) $(if $(SEEDS),--seeds $(SEEDS),)
 
 # Jepsen-style end-to-end check (ra/check): set, counter and register, 30 s each under faults;
 # partition runs only as root with namespaces and nftables (otherwise it is skipped, and said so)

@@ -8,9 +8,13 @@ replays identically in any process: ``python -m ra.testing.sim --seed N --trace`
 
 A run has a *fault phase* (``profile.fault_ms``) and a *recovery phase*: every fault stops,
 crashed servers restart, and within ``profile.settle_ms`` a leader must be elected, one fresh
-command per client must be acknowledged and every member must converge (liveness). After every
-step the ``SafetyChecker`` (``ra.testing.checkers``) checks Raft's safety properties; a failure
-raises ``Violation`` carrying the seed, the replay command and the last events.
+command per client must be acknowledged and every member must converge (liveness); the run then
+goes on idle for ``profile.linger_ms``. After every step the ``SafetyChecker``
+(``ra.testing.checkers``) checks Raft's safety properties; a failure raises ``Violation``
+carrying the seed, the replay command and the last events.
+
+In the recovery phase a *quiet window* (``ra.testing.sim_quiet``) is open while a healthy leader
+has every member following it; the ``prevote_no_disruption`` check then fails any term that rises.
 
 Event contract towards the core: effects are carried out in order; ``NextEvent`` runs after the
 events already queued at this instant; ``Written``/``MetaWritten`` notices reach a server in the
@@ -47,6 +51,7 @@ from ra.testing.sim_net import (
     PROFILES, Network, Profile, calm, malformed_message, scenario_for_seed,
 )
 from ra.testing.sim_nodes import CheckedLog, SimMachine, machine_raises
+from ra.testing.sim_quiet import QuietWindow
 
 __all__ = ["SimCluster", "SimResult", "SimMachine", "CheckedLog", "run_seed", "replay_command",
            "main", "CORE_BUGS", "ALL_BUGS"]
@@ -135,11 +140,13 @@ class SimCluster(ClientDriver):
         self.machine_violation: Violation | None = None
         self.deadline = 0
         self.partition_until = 0
+        self.settled_at: int | None = None
         self.stats: dict[str, int] = {k: 0 for k in (
             "commands", "acked", "unknown", "sessions", "retries", "machine_errors", "queries", "crashes", "partitions", "joins",
             "leaves", "transfers", "snapshots_taken", "snapshots_installed",
             "checkpoints_taken", "checkpoints_promoted", "machine_effects",
-            "elections", "dropped", "duplicated")}
+            "elections", "dropped", "duplicated", "quiet_windows", "prevote_replays")}
+        self.quiet = QuietWindow(self)
         self._next_name = 1
         for _ in range(self.n_initial):
             self._new_server(None)
@@ -252,6 +259,7 @@ class SimCluster(ClientDriver):
             v, self.machine_violation = self.machine_violation, None
             raise v
         if self.faults_over and not self.done:
+            self.quiet.watch()
             self._check_settled()
 
     def _annotate(self, v: Violation) -> Violation:
@@ -273,6 +281,8 @@ class SimCluster(ClientDriver):
                 elif msg.term >= s.state.current_term:
                     s.leader_heard = self.now
             self.step_server(s, msg, frm)
+            if s.alive:
+                self.quiet.on_delivered(to, msg, s.state)
 
     def _ev_local(self, sid: Any, inc: int, msg: Any) -> None:
         s = self.servers[sid]
@@ -393,6 +403,7 @@ class SimCluster(ClientDriver):
         self.profile = calm(self.profile)
         self.net.profile = self.profile
         self.heal()
+        self.quiet.on_heal_all()
         self.note(None, "=== faults stop: recovery phase ===")
         for s in list(self.servers.values()):
             if not s.alive:
@@ -405,7 +416,7 @@ class SimCluster(ClientDriver):
                 self.schedule(self.rng.randint(0, 5), "wake", c.name)
 
     def _ev_deadline(self) -> None:
-        if not self.done:
+        if not self.done and self.settled_at is None:
             self._liveness_failure(f"not settled {self.profile.settle_ms}ms after faults stopped")
 
     # -- faults (also used by the demo and the hypothesis test) ---------------------------------
@@ -422,6 +433,7 @@ class SimCluster(ClientDriver):
         s.sync_due = False
         s.monitors = {}
         s.restart_due = True
+        self.quiet.close("crash")
         self.note(sid, f"CRASH (durable: term {s.meta.fetch()[0]}, log {s.log.last_index_term()})")
         for o in self.servers.values():
             if o.alive and sid in o.monitors:
@@ -576,6 +588,7 @@ class SimCluster(ClientDriver):
     def _effect(self, s: SimServer, e: Any) -> None:
         if isinstance(e, SendRpc):
             m = e.msg
+            self.quiet.on_send(s.sid, e.to, m)
             if isinstance(m, AppendEntriesReply) and m.success \
                     or isinstance(m, InstallSnapshotResult) and m.last_index > 0:
                 self.checker.on_ack_sent(s.sid, m.last_index, m.last_term,
@@ -662,11 +675,15 @@ class SimCluster(ClientDriver):
         return self.rng.choice(pool)
 
     def _check_settled(self) -> None:
+        if self.settled_at is not None:
+            self.done = self.now >= self.settled_at + self.profile.linger_ms
+            return
         if not all(c.final_done or c.admin for c in self.clients.values()):
             return
         if self.converged():
             self.checker.check_acked_committed()
-            self.done = True
+            self.settled_at = self.now
+            self.done = not self.profile.linger_ms
             self.note(None, "=== settled: leader elected, client commands acknowledged, "
                             "members converged ===")
 
