@@ -654,7 +654,11 @@ def _on_install_snapshot(msg: InstallSnapshotRpc, s: ServerState, effects: list[
     if meta.index <= s.commit_index:
         # Everything it covers is committed here, but not all of it durable yet: installing
         # would move the commit index back. Answer with what is durable and matching; the
-        # pending writes complete and the leader moves on.
+        # pending writes complete and the leader moves on. Once per snapshot (on its last
+        # chunk), not once per chunk: each answer may make the leader send it all again
+        # (CORE-BUGS #9).
+        if msg.chunk_state[1] != "last":
+            return
         w_idx = min(written, s.verified_index)
         effects.append(SendRpc(msg.leader_id, InstallSnapshotResult(
             s.current_term, w_idx, s.log.fetch_term(w_idx) or 0, s.id)))
@@ -783,6 +787,14 @@ def _on_install_snapshot_result(msg: InstallSnapshotResult, s: ServerState,
                                 effects: list[Any]) -> None:
     p = _peer_of_reply(s, msg.term, msg.from_id, effects)
     if p is None:
+        return
+    if p.snapshot != "sending":
+        # a late or duplicate answer to a snapshot we already acted on: keep what it says
+        # it holds, but do not start another snapshot for it (CORE-BUGS #9)
+        if msg.last_index > p.match_index:
+            p.match_index = msg.last_index
+            p.next_index = max(p.next_index, p.match_index + 1)
+            _evaluate_commit(s, effects)
         return
     p.snapshot = "none"
     if msg.last_index > p.match_index:

@@ -329,7 +329,9 @@ class DiskLog:
             ranges = msg[2]
             if self._await_tombstone:
                 for k, r in enumerate(ranges):
-                    if r[0] == 0:
+                    # the tombstone of the *latest* install (a previous install's may still be
+                    # in flight, and would end the wait too early: CORE-BUGS #8)
+                    if r[0] == 0 and self._snap is not None and r[1] == self._snap.index + 1:
                         self._await_tombstone = False
                         ranges = ranges[k + 1:]
                         break

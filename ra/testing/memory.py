@@ -134,7 +134,8 @@ class MemoryLog:
 
     def handle_written(self, ev: Written) -> bool:
         if self._await_tombstone:
-            if ev.term == 0:
+            # only the latest install's tombstone ends the wait (CORE-BUGS #8)
+            if ev.term == 0 and self._snap is not None and ev.from_idx == self._snap[0].index + 1:
                 self._await_tombstone = False
             return False
         if ev.term == 0 or ev.to_idx <= self._written[0] or \

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from ra.testing.checkers import Violation
 from ra.testing.sim import run_seed
 
 REGRESSIONS = [
@@ -20,27 +19,16 @@ REGRESSIONS = [
     (6, 20011, 5, "chaos"),
     (7, 25237, 5, "chaos"),
     (7, 73415, 5, "chaos"),
+    # found by the snapshot profiles; #8's seeds stopped reproducing when the clients and
+    # election timers changed (sessions, check-quorum), its fix has a unit test of its own
+    (8, 66, 3, "snapshot_reconfig"),
+    (8, 1111, 5, "snapshot_slow_sync"),
+    (9, 1055, 5, "snapshot_slow_sync"),
+    (9, 58, 3, None),                 # reproduced #9 (a 60,000-event storm) before its fix
 ]
 
 
 @pytest.mark.parametrize("bug,seed,servers,profile", REGRESSIONS,
                          ids=[f"bug{b}-seed{s}" for b, s, _, _ in REGRESSIONS])
 def test_regression_seed(bug: int, seed: int, servers: int, profile: str) -> None:
-    run_seed(seed, servers, profile)
-
-
-#: Seeds of bugs still OPEN in docs/CORE-BUGS.md: strict xfail, so a fix shows up as XPASS; then
-#: move the seed to REGRESSIONS.
-OPEN = [
-    # (bug number, seed, servers, profile)
-    (8, 66, 3, "snapshot_reconfig"),
-    (8, 1111, 5, "snapshot_slow_sync"),
-    (9, 1055, 5, "snapshot_slow_sync"),      # runs to the 60000-event cap: one seed is enough
-]
-
-
-@pytest.mark.xfail(strict=True, raises=Violation, reason="open core bug (docs/CORE-BUGS.md)")
-@pytest.mark.parametrize("bug,seed,servers,profile", OPEN,
-                         ids=[f"bug{b}-seed{s}" for b, s, _, _ in OPEN])
-def test_open_bug_seed(bug: int, seed: int, servers: int, profile: str) -> None:
     run_seed(seed, servers, profile)
