@@ -910,7 +910,9 @@ def _append_usr(s: ServerState, msg: Command) -> None:
     if msg.session is None:
         entry: tuple[Any, ...] = ("usr", msg.payload, msg.reply_mode, msg.ts)
     else:
-        entry = ("usr", msg.payload, msg.reply_mode, msg.ts, msg.session)
+        # flat, not a nested tuple: every tuple costs the codec a Python call each way
+        sid, seq, first_out = msg.session
+        entry = ("usr", msg.payload, msg.reply_mode, msg.ts, sid, seq, first_out)
     s.log.append((idx, s.current_term, entry))
 
 
@@ -1091,7 +1093,7 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
             sessions.index = idx
         if tag == "usr":
             mode = cmd[2]
-            sess = cmd[4] if len(cmd) > 4 else None
+            sess = (cmd[4], cmd[5], cmd[6]) if len(cmd) > 6 else None
             if sess is not None:
                 if replay:
                     # the table already reflects this entry: only redo the machine's part
@@ -1117,7 +1119,12 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
             if sess is not None and not replay:
                 sessions.record(sess, reply)
             if leader and mode is not None:
-                _answer_usr(s, mode, reply, effects, notify)
+                if type(reply) is tuple:
+                    _answer_usr(s, mode, reply, effects, notify)    # may be a machine error
+                elif mode[0] == "notify":
+                    notify.setdefault(mode[2], []).append((mode[1], reply))
+                elif mode[0] == "await":
+                    effects.append(Reply(mode[1], ("ok", reply, s.id)))
             if meffects:
                 _machine_effects(s, meffects, idx, effects)
         elif tag == "session":

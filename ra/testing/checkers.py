@@ -140,9 +140,9 @@ class _SessionOracle:
             return False
         if command[0] != "usr":
             return False
-        if len(command) < 5 or command[4] is None:
+        if len(command) < 7:
             return True
-        sid, seq, first_out = command[4]
+        sid, seq, first_out = command[4:7]
         if sid not in self.opened:
             return False
         fo = max(self.first_out.get(sid, 1), first_out)

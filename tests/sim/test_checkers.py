@@ -359,9 +359,9 @@ def test_session_duplicates_are_not_counted_but_a_second_apply_is_caught() -> No
     ck = SafetyChecker()
     sess = ("session", "open_session", None, None, 0)
     log = FakeLog([(1, 1, noop()), (2, 1, sess),
-                   (3, 1, ("usr", ("c", 1), None, 0, (2, 1, 1))),
-                   (4, 1, ("usr", ("c", 1), None, 0, (2, 1, 1))),
-                   (5, 1, ("usr", ("c", 2), None, 0, (2, 2, 1)))])
+                   (3, 1, ("usr", ("c", 1), None, 0, 2, 1, 1)),
+                   (4, 1, ("usr", ("c", 1), None, 0, 2, 1, 1)),
+                   (5, 1, ("usr", ("c", 2), None, 0, 2, 2, 1))])
     state(ck, "a", log, "leader", commit=5)
     ck.on_apply("a", 1, 3, 1, ("c", 1))
     ck.on_apply("a", 1, 5, 1, ("c", 2))
