@@ -10,7 +10,7 @@ import os
 import shutil
 from typing import Any
 
-from transport import codec
+from ra.wire import codec  # with ra's types registered
 
 __all__ = ["Directory"]
 

@@ -45,6 +45,7 @@ import sys
 import time
 from typing import Any, Mapping, Sequence
 
+import ra.wire  # noqa: F401  (registers ServerId and core messages: requests carry them)
 from ra.errors import (
     AlreadyStarted, InvalidConfig, NodeDown, NoProc, RaError, SystemNotStarted,
 )

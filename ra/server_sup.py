@@ -24,7 +24,7 @@ from typing import Any, Sequence
 from ra.directory import Directory
 from ra.errors import AlreadyStarted, InvalidConfig, NotFound
 from ra.server_proc import load_machine
-from ra.sup import server_child_spec
+from ra.sup import server_child_spec, wal_child_specs
 from supervisor.spec import ChildSpec, Nested, SupFlags
 
 __all__ = ["ServerSup", "TARGET", "log_children"]
@@ -46,8 +46,7 @@ def node_system_config(config: dict[str, Any]) -> Any:
 def log_children(config: dict[str, Any]) -> list[Any]:
     """The log supervisor's children of a node (``ra.sup.DEFAULT_LOG_CHILDREN``): the WAL, then
     the segment writer, for the storage keys of the node's config."""
-    import wal
-    return wal.child_specs(node_system_config(config))
+    return wal_child_specs(node_system_config(config))
 
 
 class ServerSup:

@@ -15,14 +15,16 @@ A child's ``start`` says how it is started (OTP's ``{M, F, A}``):
 * :class:`Nested` -- a nested supervisor (``type="supervisor"``) living in the same event loop.
 
 Validation errors are named after OTP's tags (``invalid_restart_type`` -> ``InvalidRestartType``)
-and carry ``tag`` and ``value``.
+and carry ``tag`` and ``value``. Their base :class:`SupervisorError` derives from
+:class:`raerror.RaError`, a leaf below every package (see its docstring), so that ``except
+ra.RaError`` catches them while this package imports nothing of ``ra``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence, Union
 
-from ra.errors import RaError
+from raerror import RaError
 
 __all__ = [
     "Exec",

@@ -48,7 +48,7 @@ from typing import Any, Self
 import zmq
 from zmq.backend import zmq_poll as _zmq_poll
 
-from ra.errors import NodeDown, NodeLost, NoProc, ProcessDied, Timeout
+from transport.errors import NodeDown, NodeLost, NoProc, ProcessDied, Timeout
 from transport import envelope as _env
 from transport.envelope import CALL, CAST, REPLY, Envelope, From
 

@@ -45,7 +45,7 @@ from typing import Any, Callable
 from ra.core.log import DEFAULT_MAX_CHECKPOINTS, DEFAULT_MIN_CHECKPOINT_INTERVAL
 from ra.core.messages import SnapshotMeta, Written
 from ra.log.memtable import Memtable
-from ra.log.segments import Segments
+from wal.segments import Segments
 from ra.snapshot import FileCheckpointStore, FileSnapshotStore
 from wal.format import BadHeader, resolve, scan_file
 from wal.segment_writer import DEFAULT_SEGMENT_MAX_ENTRIES, wal_files
@@ -58,7 +58,7 @@ MAX_ENTRIES_PER_MESSAGE = 4096
 
 
 def _default_codec() -> Codec:
-    from transport import codec
+    from ra.wire import codec  # with ra's types registered
     return codec.encode, codec.decode
 
 

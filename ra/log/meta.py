@@ -35,7 +35,7 @@ class DiskMeta:
     def __init__(self, dirpath: str, encode: Callable[[Any], bytes] | None = None,
                  decode: Callable[[bytes], Any] | None = None) -> None:
         if encode is None or decode is None:
-            from transport import codec
+            from ra.wire import codec  # with ra's types registered
             encode, decode = codec.encode, codec.decode
         self._enc, self._dec = encode, decode
         self.dir = dirpath

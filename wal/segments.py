@@ -16,7 +16,7 @@ import os
 from bisect import bisect_right
 from typing import Callable, TypeVar
 
-from ra.log.segment import CorruptSegment, Segment, parse_segment_name, write_segment
+from wal.segment import CorruptSegment, Segment, parse_segment_name, write_segment
 from wal import osio
 
 __all__ = ["Segments", "CorruptSegment"]
