@@ -80,7 +80,7 @@ LOWER = _modules("transport") + _modules("supervisor") + _modules("wal")
 CHECKERS = ["ra.check", "ra.check.history", "ra.check.linear", "ra.check.checkers",
             "ra.check.verdict"]
 LEAVES = ["raerror", "ra", "ra.core.types", "ra.errors", "transport.errors", "transport.codec",
-          "ra.effects"]
+          "ra.effects", "supervisor.spec", "supervisor.strategy"]
 
 
 @cache
@@ -138,6 +138,8 @@ def test_leaves() -> None:
     codec = loaded("transport.codec")
     assert tops(codec) & (ours | IO_MODULES) == {"transport", "msgpack"}
     assert of_ra(loaded("ra.effects")) == {"ra", "ra.effects", "ra.core", "ra.core.machine"}
+    for pure in ("supervisor.spec", "supervisor.strategy"):  # no OS work: no ZeroMQ, no psutil
+        assert tops(loaded(pure)) & (ours | IO_MODULES) <= {"supervisor", "raerror", "signal"}
 
 
 def _function_imports(path: Path) -> list[tuple[int, str]]:
