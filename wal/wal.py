@@ -176,11 +176,9 @@ class Wal:
                 self._known_addrs[k] = addr
                 changed = True
         if changed:  # best-effort hint, not synced: losing it only delays resends
-            tmp = os.path.join(self.wal_dir, _WRITERS_FILE + ".tmp")
             try:
-                with open(tmp, "w") as f:
-                    json.dump(self._known_addrs, f)
-                os.replace(tmp, os.path.join(self.wal_dir, _WRITERS_FILE))
+                osio.atomic_write(os.path.join(self.wal_dir, _WRITERS_FILE),
+                                  json.dumps(self._known_addrs).encode(), durable=False)
             except OSError:
                 pass
 
@@ -211,10 +209,8 @@ class Wal:
         self.writers.pop(uid.encode(), None)
         if self._known_addrs.pop(uid, None) is not None:
             try:
-                with open(os.path.join(self.wal_dir, _WRITERS_FILE + ".tmp"), "w") as f:
-                    json.dump(self._known_addrs, f)
-                os.replace(os.path.join(self.wal_dir, _WRITERS_FILE + ".tmp"),
-                           os.path.join(self.wal_dir, _WRITERS_FILE))
+                osio.atomic_write(os.path.join(self.wal_dir, _WRITERS_FILE),
+                                  json.dumps(self._known_addrs).encode(), durable=False)
             except OSError:
                 pass
 

@@ -74,16 +74,7 @@ class DiskMeta:
         """Durably store term and vote (synced when this returns); returns its sequence number."""
         body = self._enc((current_term, voted_for))
         blob = _CK.pack(xxhash.xxh64_intdigest(body)) + body
-        io = osio.get_os()
-        tmp = self._path + ".tmp"
-        fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            io.write_all(fd, blob)
-            io.fsync(fd)
-        finally:
-            io.close(fd)
-        io.rename(tmp, self._path)
-        osio.fsync_dir(self.dir)
+        osio.atomic_write(self._path, blob)
         self._term, self._voted_for = current_term, voted_for
         self._seq += 1
         return self._seq
@@ -114,7 +105,4 @@ class DiskMeta:
         if not getattr(self, "_la_dirty", False):
             return
         self._la_dirty = False
-        tmp = self._la_path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(str(self._last_applied).encode())
-        os.replace(tmp, self._la_path)
+        osio.atomic_write(self._la_path, str(self._last_applied).encode(), durable=False)
