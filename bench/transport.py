@@ -152,8 +152,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         ("tcp, direct", "direct", "tcp://127.0.0.1:*", "tcp://127.0.0.1:0"),
     ]:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from bench.transport import _serve; "
-             "_serve(sys.argv[1], sys.argv[2], sys.argv[3])", raw_ep, mb_ep, kind],
+            [sys.executable, "-c", ("import sys; from bench.transport import _serve; "
+                                    "_serve(sys.argv[1], sys.argv[2], sys.argv[3])"),
+             raw_ep, mb_ep, kind],
             stdout=subprocess.PIPE, text=True,
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         )

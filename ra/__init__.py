@@ -58,7 +58,8 @@ _DELEGATES = (
 
 if TYPE_CHECKING:
     from ra import effects
-    from ra.api import Client, MembershipError, RaEvent, default_client, new_uid
+    from ra.api import Client, MembershipError, RaEvent, new_uid
+    from ra.api import default_client as default_client  # public, not in __all__
     from ra.core.machine import Machine, ReleaseCursor, SimpleMachine
     from ra.core.types import ServerId
     from ra.errors import (

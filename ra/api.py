@@ -15,7 +15,7 @@ import inspect
 import os
 import random
 import time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import ra.wire  # noqa: F401  (codec registration of core messages)
 from ra.core import quorum
@@ -214,7 +214,7 @@ class Client:
     def close(self) -> None:
         self.mb.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -236,7 +236,7 @@ class Client:
         return registry.call_name(self.mb, sid, msg, timeout)
 
     def _leader_call(self, loc: Any, msg: Any, timeout: Any, retry_unknown: bool = False,
-                     attempts: "_Attempts | None" = None) -> tuple[Any, ServerId]:
+                     attempts: _Attempts | None = None) -> tuple[Any, ServerId]:
         """Call ``msg`` on the leader: try each member, follow redirects, wait out elections.
         Returns ``(value, leader)`` from an ``("ok", value, leader)`` answer.
 
@@ -276,7 +276,7 @@ class Client:
                 if attempts is not None:
                     attempts.unknown = True
                 if not retry_unknown or (isinstance(e, Timeout) and left is not None
-                                         and wait >= left):
+                                         and wait >= left):  # type: ignore[operator]  # wait is set when left is
                     if isinstance(e, Timeout):
                         raise Timeout(f"no answer from {target} within {t} s; outcome unknown",
                                       server=target) from None
@@ -323,7 +323,7 @@ class Client:
                 del self._leaders[c]
 
     # -- sessions ---------------------------------------------------------------------------
-    def _session_for(self, cands: list[ServerId], deadline: float | None) -> "_Session":
+    def _session_for(self, cands: list[ServerId], deadline: float | None) -> _Session:
         """This client's session with the cluster of ``cands`` (opened on first use)."""
         for c in cands:
             sess = self._sessions.get(c)
@@ -331,7 +331,7 @@ class Client:
                 return sess
         return self._open_session(cands, deadline)
 
-    def _open_session(self, cands: list[ServerId], deadline: float | None) -> "_Session":
+    def _open_session(self, cands: list[ServerId], deadline: float | None) -> _Session:
         left = None if deadline is None else max(0.001, deadline - time.monotonic())
         # a retried open may open two sessions: the unused one expires, nothing else happens
         sid, leader = self._leader_call(cands, ("$ra", "command", "open_session", None,
@@ -341,7 +341,7 @@ class Client:
             self._sessions[c] = sess
         return sess
 
-    def _drop_session(self, sess: "_Session") -> None:
+    def _drop_session(self, sess: _Session) -> None:
         for k in [k for k, v in self._sessions.items() if v is sess]:
             del self._sessions[k]
 

@@ -29,7 +29,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ra.check import cli as check_cli
 from ra.errors import NodeDown, NoProc, RaError, Timeout
@@ -75,8 +76,8 @@ def format_status(st: dict[str, Any]) -> str:
 
 def format_overview(ov: dict[str, Any]) -> str:
     """Render ``ra.overview(node)`` as a table, one server a line."""
-    lines = [f"node {ov['node']}  (daemon pid {ov['daemon']['pid']}, "
-             f"up {ov['daemon']['uptime_s']:.0f} s)", ""]
+    lines = [(f"node {ov['node']}  (daemon pid {ov['daemon']['pid']}, "
+              f"up {ov['daemon']['uptime_s']:.0f} s)"), ""]
     hdr = (f"{'SERVER':<16} {'CLUSTER':<14} {'ROLE':<17} {'TERM':>5} {'COMMIT':>8} "
            f"{'APPLIED':>8} {'LAST':>8} {'WRITTEN':>8} {'SNAP':>7} {'PID':>7}  LEADER")
     lines.append(hdr)

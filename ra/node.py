@@ -43,7 +43,8 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import ra.wire  # noqa: F401  (registers ServerId and core messages: requests carry them)
 from ra.errors import (

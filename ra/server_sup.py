@@ -19,7 +19,8 @@ Calls (payloads of ``Mailbox.call`` to the daemon):
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ra.directory import Directory
 from ra.errors import AlreadyStarted, InvalidConfig, NotFound

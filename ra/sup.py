@@ -14,10 +14,13 @@ writer specs are passed in by the caller (``log_children``); this module adds no
 from __future__ import annotations
 
 import sys
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ra import system
-from supervisor.spec import ChildSpec, Exec, Fork, Nested, SupFlags, check_childspecs
+from supervisor.spec import (
+    ChildSpec, Exec, Fork, Nested, RestartType, Shutdown, SupFlags, check_childspecs,
+)
 
 __all__ = [
     "SYSTEM_SUP",
@@ -75,11 +78,11 @@ def server_sup_spec(intensity: int = 10, period: float = 5) -> ChildSpec:
 
 
 def server_child_spec(name: Any, target: str, args: Sequence[Any] = (),
-                      env: Mapping[str, str] | None = None, restart: str = "transient",
-                      shutdown: int | str = 5000) -> ChildSpec:
+                      env: Mapping[str, str] | None = None,
+                      restart: RestartType = "transient", shutdown: Shutdown = 5000) -> ChildSpec:
     """Spec of one ra server process, spawned through the fork server (ra: transient)."""
     spec = ChildSpec(name, Fork(target, tuple(args), dict(env) if env else None),
-                     restart=restart, shutdown=shutdown)  # type: ignore[arg-type]
+                     restart=restart, shutdown=shutdown)
     return check_childspecs([spec])[0]
 
 

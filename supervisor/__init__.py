@@ -14,7 +14,8 @@ the pure modules (``supervisor.spec``, ``supervisor.strategy``) load no ZeroMQ.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 _WHERE = {
     "ChildSpec": "supervisor.spec", "SupFlags": "supervisor.spec", "Exec": "supervisor.spec",

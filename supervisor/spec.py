@@ -22,7 +22,8 @@ ra.RaError`` catches them while this package imports nothing of ``ra``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from raerror import RaError
 
@@ -67,7 +68,7 @@ RestartType = Literal["permanent", "transient", "temporary"]
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one"]
 AutoShutdown = Literal["never", "any_significant", "all_significant"]
 ChildType = Literal["worker", "supervisor"]
-Shutdown = Union[int, Literal["brutal_kill", "infinity"]]
+Shutdown = int | Literal["brutal_kill", "infinity"]
 
 RESTART_TYPES: tuple[str, ...] = ("permanent", "transient", "temporary")
 STRATEGIES: tuple[str, ...] = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one")
@@ -221,11 +222,11 @@ class Fork:
 class Nested:
     """A nested supervisor with these flags and children, run in the parent's event loop."""
 
-    flags: "SupFlags"
-    children: tuple["ChildSpec", ...] = ()
+    flags: SupFlags
+    children: tuple[ChildSpec, ...] = ()
 
 
-Start = Union[Exec, Fork, Nested]
+Start = Exec | Fork | Nested
 
 
 @dataclass(frozen=True)

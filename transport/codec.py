@@ -26,7 +26,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack  # type: ignore[import-untyped]  # msgpack ships no type hints
 
 __all__ = [
     "encode",

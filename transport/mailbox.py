@@ -572,7 +572,7 @@ class Mailbox(BaseMailbox):
         return bool(_zmq_poll(self._pollin, ms))
 
     def _more(self) -> bool:
-        return bool(self.socket.get(_EVENTS) & _POLLIN)
+        return bool(int(self.socket.get(_EVENTS)) & _POLLIN)
 
     def _read(self) -> tuple[int, Any, Any, Any] | None:
         """The next valid envelope on the socket as ``(kind, from, ref, payload)``, or ``None``

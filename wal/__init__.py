@@ -16,7 +16,8 @@ __all__ = ["overview", "force_roll_over", "forget_writer"]
 
 def overview(mailbox: Any, wal_endpoint: str, timeout: float = 5.0) -> dict[str, Any]:
     """The WAL's counters and error state (a call to the WAL process)."""
-    return mailbox.call(wal_endpoint, ("overview",), timeout)  # type: ignore[no-any-return]
+    ov: dict[str, Any] = mailbox.call(wal_endpoint, ("overview",), timeout)
+    return ov
 
 
 def force_roll_over(mailbox: Any, wal_endpoint: str, timeout: float = 5.0) -> Any:

@@ -10,9 +10,9 @@ Layout (little-endian)::
 Unlike ra's segments (pre-allocated index, appended in place), ours are written whole and never
 modified: :func:`write_segment` writes each with :func:`wal.osio.atomic_write` (temp file,
 fsync, rename, directory fsync), so a visible segment is always complete and durable, and a
-crash mid-write leaves only a ``.tmp`` file that readers ignore. Corruption is detected on read: a bad index checksum
-fails :func:`Segment.open`, a bad payload checksum fails :meth:`Segment.read` with
-:class:`CorruptSegment`.
+crash mid-write leaves only a ``.tmp`` file that readers ignore. Corruption is detected on
+read: a bad index checksum fails :func:`Segment.open`, a bad payload checksum fails
+:meth:`Segment.read` with :class:`CorruptSegment`.
 """
 from __future__ import annotations
 
@@ -99,8 +99,8 @@ class Segment:
             os.close(fd)
             raise
         self._fd = fd
-        self.first = first
-        self.last = first + n - 1
+        self.first: int = first
+        self.last: int = first + n - 1
         # compact arrays, not lists of int objects: a server keeps the index of every segment
         # it has, about 28 bytes an entry this way instead of about 100 (W6 memory)
         terms, offs, lens, cks = array("Q"), array("Q"), array("I"), array("Q")

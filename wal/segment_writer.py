@@ -26,7 +26,7 @@ import signal
 import sys
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
 
 from wal import osio
 from wal.format import resolve, scan_file
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _term)
     mb = None
     if a.endpoint:
-        from transport import Mailbox  # type: ignore[attr-defined]
+        from transport import Mailbox
         mb = Mailbox(a.endpoint)
     os.makedirs(a.wal_dir, exist_ok=True)
     while not stop:

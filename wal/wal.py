@@ -38,7 +38,8 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from wal import osio
 from wal.batch import Append, WriterState, needs_roll, plan_batch
@@ -190,8 +191,8 @@ class Wal:
         for uid_b, st in self.writers.items():
             addrs.setdefault(st.addr, set()).add(uid_b.decode())
         for addr, uids in addrs.items():
-            for uid in uids:
-                self.notify(addr, ("wal_error", uid, self.failed))
+            for u in uids:
+                self.notify(addr, ("wal_error", u, self.failed))
 
     def has_data(self) -> bool:
         """True if the current file holds any record (a roll-over would close something)."""
@@ -216,7 +217,7 @@ class Wal:
 
     def overview(self) -> dict[str, Any]:
         """Counters, the current file, and ``error`` (None, or why the WAL stopped confirming)."""
-        st = dict(self.stats)
+        st: dict[str, Any] = dict(self.stats)
         st.update(file=self.path, seq=self._seq, file_size=self._size,
                   writers=len(self.writers), error=self.failed, failed=self.failed is not None,
                   write_strategy=self.write_strategy, checksums=self.checksums,
