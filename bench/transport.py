@@ -25,9 +25,9 @@ import time
 from typing import Any
 
 import msgpack
-import psutil
 import zmq
 
+from ra.testing.procs import kill_tree
 from transport import Mailbox
 from transport.direct import DirectMailbox
 
@@ -197,9 +197,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 dealer.close(0)
         finally:
             if proc.poll() is None:
-                root = psutil.Process(proc.pid)
-                for p in root.children(recursive=True) + [root]:
-                    p.kill()
+                kill_tree(proc.pid)
                 proc.wait(5)
             if proc.stdout:
                 proc.stdout.close()
