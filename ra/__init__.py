@@ -20,6 +20,7 @@ __all__ = [
     "RaError", "Timeout", "NoProc", "NodeDown", "NotLeader", "ClusterNotFormed", "NotFound",
     "NameNotRegistered", "AlreadyStarted", "SystemNotStarted", "InvalidConfig",
     "MembershipError", "OutcomeUnknown", "ProcessDied", "NodeLost", "SessionExpired",
+    "MachineError",
     # nodes
     "start", "start_in", "stop_nodes", "overview", "new_uid",
     # servers and clusters
@@ -36,7 +37,8 @@ __all__ = [
 
 _ERRORS = ("RaError", "Timeout", "NoProc", "NodeDown", "NotLeader", "ClusterNotFormed",
            "NotFound", "NameNotRegistered", "AlreadyStarted", "SystemNotStarted",
-           "InvalidConfig", "OutcomeUnknown", "ProcessDied", "NodeLost", "SessionExpired")
+           "InvalidConfig", "OutcomeUnknown", "ProcessDied", "NodeLost", "SessionExpired",
+           "MachineError")
 #: name -> the module that defines it
 _WHERE: dict[str, str] = {
     **{e: "ra.errors" for e in _ERRORS},
@@ -63,9 +65,9 @@ if TYPE_CHECKING:
     from ra.core.machine import Machine, ReleaseCursor, SimpleMachine
     from ra.core.types import ServerId
     from ra.errors import (
-        AlreadyStarted, ClusterNotFormed, InvalidConfig, NameNotRegistered, NodeDown, NodeLost,
-        NoProc, NotFound, NotLeader, OutcomeUnknown, ProcessDied, RaError, SessionExpired,
-        SystemNotStarted, Timeout,
+        AlreadyStarted, ClusterNotFormed, InvalidConfig, MachineError, NameNotRegistered, NodeDown,
+        NodeLost, NoProc, NotFound, NotLeader, OutcomeUnknown, ProcessDied, RaError,
+        SessionExpired, SystemNotStarted, Timeout,
     )
 
 

@@ -22,7 +22,7 @@ from ra.core import quorum
 from ra.core.types import ServerId
 from ra.errors import (
     AlreadyStarted, ClusterNotFormed, InvalidConfig, NodeDown, NoProc, NotFound, NotLeader,
-    OutcomeUnknown, RaError, SessionExpired, Timeout,
+    MachineError, OutcomeUnknown, RaError, SessionExpired, Timeout,
 )
 from transport import codec, registry
 from transport.direct import DirectMailbox
@@ -867,6 +867,9 @@ def _daemon_error(node: str, tag: str, text: str) -> RaError:
 
 
 def _server_error(target: ServerId, reason: Any) -> RaError:
+    if isinstance(reason, tuple) and len(reason) == 3 and reason[0] == "machine_error":
+        return MachineError(f"{target}: the machine raised {reason[1]}: {reason[2]} (applied "
+                            "as a no-op on every member)", str(reason[1]), str(reason[2]))
     if reason == "session_expired":
         return _SessionGone(f"{target}: session unknown to the cluster")
     if reason == "stale_seq":

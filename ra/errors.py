@@ -28,6 +28,7 @@ __all__ = [
     "ProcessDied",
     "NodeLost",
     "SessionExpired",
+    "MachineError",
     "NotLeader",
     "ClusterNotFormed",
     "NotFound",
@@ -44,6 +45,21 @@ class SessionExpired(OutcomeUnknown):
     was being retried after an unknown outcome: whether the first attempt was applied is
     unknown. A command refused on its first attempt is resent under a new session instead,
     and never raises this."""
+
+
+class MachineError(RaError):
+    """The machine's ``apply`` raised on this command. It raised on every member alike (an
+    exception from ``apply`` is taken as deterministic), so the command is *applied as a
+    no-op*: the state is as the machine left it (unchanged for a machine that returns new
+    states), the cluster stays up, and a retry of the same command gets the same error.
+    ``type`` and ``message`` are the exception's. (``MemoryError``, ``OSError`` and
+    ``RecursionError`` are not taken as deterministic: they crash the server instead, and its
+    supervisor restarts it.)"""
+
+    def __init__(self, message: str, type: str = "", detail: str = "") -> None:
+        super().__init__(message)
+        self.type = type
+        self.detail = detail
 
 
 class NotLeader(RaError):

@@ -12,7 +12,21 @@ from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Machine", "SimpleMachine", "ReleaseCursor", "apply_machine"]
+__all__ = ["Machine", "SimpleMachine", "ReleaseCursor", "apply_machine", "MACHINE_ERROR",
+           "NONDETERMINISTIC", "machine_error"]
+
+#: the reply that stands for "apply raised": ``(MACHINE_ERROR, exception type, message)``
+MACHINE_ERROR = "$ra_machine_error"
+#: exceptions from ``apply`` that may not happen on every member alike (memory, the machine's
+#: own I/O, stack depth): they crash the server for its supervisor instead of being replied
+NONDETERMINISTIC = (MemoryError, OSError, RecursionError)
+
+
+def machine_error(reply: Any) -> tuple[str, str] | None:
+    """``(type, message)`` if ``reply`` stands for an exception raised by ``apply``."""
+    if type(reply) is tuple and len(reply) == 3 and reply[0] == MACHINE_ERROR:
+        return reply[1], reply[2]
+    return None
 
 
 @runtime_checkable
@@ -47,8 +61,18 @@ class SimpleMachine:
 
 def apply_machine(machine: Any, meta: dict[str, Any], command: Any,
                   state: Any) -> tuple[Any, Any, list[Any]]:
-    """Call ``machine.apply`` and normalise its result to ``(state, reply, effects)``."""
-    result = machine.apply(meta, command, state)
+    """Call ``machine.apply`` and normalise its result to ``(state, reply, effects)``.
+
+    An exception is deterministic (the same command on the same state raises on every
+    member): the state stays as it was, there are no effects, and the reply is
+    ``(MACHINE_ERROR, type, message)``, which the client raises as ``ra.MachineError``. The
+    exceptions in :data:`NONDETERMINISTIC` propagate (the server crashes and is restarted)."""
+    try:
+        result = machine.apply(meta, command, state)
+    except NONDETERMINISTIC:
+        raise
+    except Exception as e:
+        return state, (MACHINE_ERROR, type(e).__name__, str(e)[:1000]), []
     if len(result) == 2:
         return result[0], result[1], []
     new_state, reply, effects = result

@@ -41,7 +41,7 @@ from ra.core.effects import (
     Reply, SendRpc, StartElectionTimeout, StartHeartbeatTimeout,
 )
 from ra.core.log import Log
-from ra.core.machine import ReleaseCursor, apply_machine
+from ra.core.machine import ReleaseCursor, apply_machine, machine_error
 from ra.core.sessions import APPLY, Sessions, unwrap_snapshot, wrap_snapshot
 from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, ConsistentQuery, ElectionTimeout,
@@ -175,7 +175,10 @@ def init(cfg: ServerConfig) -> tuple[str, ServerState, list[Any]]:
         s.cluster = tuple(cfg.initial_members)
     last_idx = log.last_index_term()[0]
     s.brand_new = term == 0 and last_idx == 0
-    replay_to = min(meta.last_applied(), log.last_written()[0])
+    # everything up to the stored last applied index was committed and is the same entry in
+    # our log (a log only loses a suffix in a crash), durable or not yet confirmed so: a
+    # server restarted alone shows the state it had (ra recovers to last_applied too)
+    replay_to = min(meta.last_applied(), last_idx)
     if replay_to > s.last_applied:
         s.commit_index = replay_to
         _apply_to(s, replay_to, [])
@@ -1143,6 +1146,9 @@ def _answer_usr(s: ServerState, mode: Any, reply: Any, effects: list[Any],
     not applied). ``notify`` batches pipelined answers per client (None: send at once)."""
     if mode is None:
         return
+    failed = machine_error(reply)
+    if failed is not None:
+        error = ("machine_error", failed[0], failed[1])
     if mode[0] == "await":
         effects.append(Reply(mode[1], ("ok", reply, s.id) if error is None
                              else ("error", error)))

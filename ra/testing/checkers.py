@@ -44,6 +44,7 @@ Invariants (names are what ``Violation.check`` carries and what ``disabled`` acc
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -163,11 +164,14 @@ class _ServerTrack:
 class SafetyChecker:
     """Incremental Raft invariant checker (see the module docstring for the list)."""
 
-    def __init__(self, disabled: frozenset[str] | set[str] = frozenset()) -> None:
+    def __init__(self, disabled: frozenset[str] | set[str] = frozenset(),
+                 raises: Callable[[Any], bool] | None = None) -> None:
         unknown = set(disabled) - set(CHECKS)
         if unknown:
             raise ValueError(f"unknown checks {sorted(unknown)}")
         self.disabled = frozenset(disabled)
+        #: which machine commands the machine raises on (applied as no-ops: not counted)
+        self.raises = raises or (lambda cmd: False)
         self.leaders: dict[int, Any] = {}                     # term -> leader
         self.entry_cmd: dict[tuple[int, int], Any] = {}       # (idx, term) -> command
         self.entry_prev: dict[tuple[int, int], int] = {}      # (idx, term) -> term at idx - 1
@@ -397,7 +401,7 @@ class SafetyChecker:
             c = self.committed.get(idx)
             if c is None:
                 break
-            if sessions.applies(idx, c.command):
+            if sessions.applies(idx, c.command) and not self.raises(usr_payload(c.command)):
                 n += 1
             prefix[idx] = n
             known = idx

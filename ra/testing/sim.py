@@ -47,7 +47,7 @@ from ra.testing.sim_fmt import fmt_msg
 from ra.testing.sim_net import (
     PROFILES, Network, Profile, calm, malformed_message, scenario_for_seed,
 )
-from ra.testing.sim_nodes import CheckedLog, SimMachine
+from ra.testing.sim_nodes import CheckedLog, SimMachine, machine_raises
 
 __all__ = ["SimCluster", "SimResult", "SimMachine", "CheckedLog", "run_seed", "replay_command",
            "main", "CORE_BUGS", "ALL_BUGS"]
@@ -117,7 +117,7 @@ class SimCluster(ClientDriver):
             raise ValueError(f"unknown bugs {sorted(unknown)}; known: {sorted(ALL_BUGS)}")
         self.bugs = frozenset(bugs)
         self.rng = random.Random(seed)
-        self.checker = SafetyChecker(disabled_checks)
+        self.checker = SafetyChecker(disabled_checks, raises=machine_raises)
         self.net = Network(self.rng, self.profile)
         self.tracing, self.out = trace, out
         self.tail: deque[tuple[int, Any, Any]] = deque(maxlen=40)
@@ -133,10 +133,11 @@ class SimCluster(ClientDriver):
         self.pending_calls: dict[Any, Any] = {}      # frm -> server holding the call
         self.faults_over = False
         self.done = False
+        self.machine_violation: Violation | None = None
         self.deadline = 0
         self.partition_until = 0
         self.stats: dict[str, int] = {k: 0 for k in (
-            "commands", "acked", "unknown", "sessions", "retries", "queries", "crashes", "partitions", "joins",
+            "commands", "acked", "unknown", "sessions", "retries", "machine_errors", "queries", "crashes", "partitions", "joins",
             "leaves", "transfers", "snapshots_taken", "snapshots_installed",
             "checkpoints_taken", "checkpoints_promoted", "machine_effects",
             "elections", "dropped", "duplicated")}
@@ -248,6 +249,10 @@ class SimCluster(ClientDriver):
         if self.events > self.max_events:
             self._liveness_failure(f"more than {self.max_events} events")
         getattr(self, "_ev_" + kind)(*args)
+        if self.machine_violation is not None:
+            # raised inside the machine, where the core takes exceptions for machine errors
+            v, self.machine_violation = self.machine_violation, None
+            raise v
         if self.faults_over and not self.done:
             self._check_settled()
 
@@ -634,7 +639,14 @@ class SimCluster(ClientDriver):
             raise Violation("exception", f"{s.sid.name} returned an unknown effect {e!r}")
 
     def on_apply(self, sid: Any, idx: int, term: int, cmd: Any) -> None:
-        self.checker.on_apply(sid, self.servers[sid].inc, idx, term, cmd)
+        try:
+            self.checker.on_apply(sid, self.servers[sid].inc, idx, term, cmd)
+        except Violation as v:
+            # the core turns an exception from apply into a machine error: keep it for
+            # step_event to raise once the step is over
+            if self.machine_violation is None:
+                self.machine_violation = v
+            raise
 
     # -- queries about the cluster -------------------------------------------------------------
     def current_leader(self) -> Any:

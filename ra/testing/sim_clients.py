@@ -293,6 +293,15 @@ class ClientDriver:
                 and op.attempt < _MAX_ATTEMPTS:
             # the server died holding the call: outcome unknown, the session makes a retry safe
             self._retry_unknown(c, op)
+        elif kind == "error" and isinstance(value[1], tuple) and value[1][0] == "machine_error":
+            # applied as a no-op: a definite outcome; a final command is replaced by another
+            assert op.kind == "cmd", (op, value)
+            self.stats["machine_errors"] += 1
+            c.op = None
+            if op.final:
+                self._issue_cmd(c, final=True)
+            else:
+                self._next_wakeup(c)
         else:
             if kind == "error" and value[1] == "session_expired":
                 c.session = None         # open a new one for the next command

@@ -19,7 +19,14 @@ from ra.testing.memory import MemoryLog
 if TYPE_CHECKING:
     from ra.testing.sim import SimCluster
 
-__all__ = ["SimMachine", "CheckedLog"]
+__all__ = ["SimMachine", "CheckedLog", "machine_raises"]
+
+
+def machine_raises(cmd: Any) -> bool:
+    """The simulated machine raises on one client command in 23 (by its payload, so every
+    member and every replay alike): such a command is applied as a no-op and its client gets
+    a machine error (``ra.MachineError``)."""
+    return type(cmd) is tuple and len(cmd) == 2 and type(cmd[1]) is int and cmd[1] % 23 == 0
 
 
 class SimMachine:
@@ -38,6 +45,8 @@ class SimMachine:
     def apply(self, meta: dict[str, Any], cmd: Any, state: Any) -> tuple[Any, Any, list[Any]]:
         if isinstance(cmd, tuple) and cmd and cmd[0] == "machine_version":
             return state, None, []          # an upgrade notice, not a client command
+        if machine_raises(cmd):
+            raise ValueError(f"the simulated machine refuses {cmd!r}")
         idx = meta["index"]
         count = state[0] + 1
         new = (count, idx)

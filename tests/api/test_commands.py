@@ -146,8 +146,12 @@ def test_transfer_leadership(cluster):
 def test_trigger_election_moves_leadership(cluster):
     leader = leader_of(cluster)
     other = next(s for s in cluster if s != leader)
+    term = ra.key_metrics(leader)["term"]
     ra.trigger_election(other)
-    wait_for(lambda: ra.key_metrics(other)["term"] > 1, what="new term")
+    # its log is as up to date as anyone's: it wins, in a higher term
+    wait_for(lambda: ra.key_metrics(other)["state"] == "leader", what=f"{other} leads")
+    assert ra.key_metrics(other)["term"] > term
+    assert ra.members(cluster)[1] == other
     assert ra.process_command(cluster, 2)[0] == 2
 
 

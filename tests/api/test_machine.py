@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -160,6 +161,32 @@ def test_machine_upgrade_switches_at_the_recorded_index_everywhere(three):
                  what="same upgrade index on every member")
 
 
+def test_a_machine_that_raises_answers_machine_error_and_the_cluster_stays_up(three):
+    """An exception in ``apply`` happens on every member alike: the command is applied as a
+    no-op, the caller gets ``ra.MachineError`` with the exception's type and message, no
+    server restarts, a retry under the same session gets the same error, and a restart
+    replays the log to the same state."""
+    ids = [three.sid("fragile", i) for i in range(3)]
+    ra.start_cluster("fragile", ("module", "ra.testing.machines:Effects", None), ids)
+    pids = {i: three.server_pid("fragile", i) for i in range(3)}
+    ra.process_command(ids, ("a",))
+    t0 = time.monotonic()
+    with pytest.raises(ra.MachineError) as ei:
+        ra.process_command(ids, ("fail", "x"), timeout=5)
+    assert time.monotonic() - t0 < 2
+    assert ei.value.type == "ValueError" and "refuses 'x'" in ei.value.detail
+    ra.process_command(ids, ("b",))
+    state, leader = ra.consistent_query(ids, M.get_events)
+    assert state == [("cmd", ("a",)), ("cmd", ("b",))]
+    assert {i: three.server_pid("fragile", i) for i in range(3)} == pids
+    # every member holds the same state; a restarted member replays to it
+    ra.stop_server(ids[0])
+    ra.restart_server(ids[0])
+    for sid in ids:
+        wait_for(lambda: ra.local_query(sid, M.get_events)[1] == state,
+                 what=f"{sid} at the same state")
+
+
 def test_crashing_machine_takes_down_only_its_own_server(three):
     ids = [three.sid("bad", i) for i in range(3)]
     ra.start_cluster("bad", ("module", "ra.testing.machines:Effects", None), ids)
@@ -271,3 +298,20 @@ def test_checkpoints_recover_restarts_and_promotion_truncates(small_log_nodes):
         assert newest - 16 < seg_first <= newest + 1, (i, seg_first, newest)
         assert len(seg_files(i)) < before[i]
     assert ra.consistent_query(ids, M.get_state)[0] == (total, 170, 40)
+
+
+def test_mod_call_effect_runs_once_in_the_leaders_process(three, tmp_path):
+    """``mod_call`` runs ``f(*args)`` in the leader's server process, once (not on followers)."""
+    ids = [three.sid("mc", i) for i in range(3)]
+    ra.start_cluster("mc", ("module", "ra.testing.machines:Effects", None), ids)
+    path = str(tmp_path / "called")
+    _, leader = ra.process_command(ids, ("mod_call", path, "hello"))
+    leader_pid = three.server_pid(leader.name, next(i for i, a in three.addrs.items()
+                                                    if a == leader.node))
+    wait_for(lambda: os.path.exists(path), what="mod_call ran")
+    ra.process_command(ids, ("a",))
+    for sid in ids:                           # every member has applied past it: any call ran
+        wait_for(lambda: ("cmd", ("a",)) in ra.local_query(sid, M.get_events)[1],
+                 what=f"{sid} applied")
+    with open(path) as f:
+        assert f.read().split("\n")[:-1] == [f"hello {leader_pid}"]

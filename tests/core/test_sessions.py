@@ -217,3 +217,34 @@ def test_wrap_and_unwrap_round_trip() -> None:
     assert state == "st" and back.index == 6 and back.skipped == {6}
     assert back.lookup((sid, 1, 1)) == (True, ("r", 1))
     assert S.unwrap_snapshot("plain", 9)[1].index == 9
+
+
+class Fragile(Adder):
+    """``("bad", n)`` raises ValueError; ``("oom", n)`` raises MemoryError."""
+
+    def apply(self, meta: dict[str, Any], cmd: Any, state: Any) -> tuple[Any, ...]:
+        if cmd[0] == "bad":
+            raise ValueError(f"no {cmd[1]}")
+        if cmd[0] == "oom":
+            raise MemoryError()
+        return super().apply(meta, cmd, state)
+
+
+def test_a_machine_exception_is_a_no_op_answered_with_machine_error() -> None:
+    s = leader(Fragile())
+    sid = open_session(s)
+    eff = commit(s, usr(("add", 1), (sid, 1, 1), "a"), usr(("bad", 7), (sid, 2, 1), "b"),
+                 usr(("add", 1), (sid, 3, 1), "c"))
+    assert replies(eff) == [("a", ("ok", 1, N1)),
+                            ("b", ("error", ("machine_error", "ValueError", "no 7"))),
+                            ("c", ("ok", 2, N1))]
+    assert s.machine_state == (2, 2)
+    # its retry gets the same error, from the session table
+    assert replies(commit(s, usr(("bad", 7), (sid, 2, 1), "b2"))) == [
+        ("b2", ("error", ("machine_error", "ValueError", "no 7")))]
+
+
+def test_a_nondeterministic_exception_crashes_the_server() -> None:
+    s = leader(Fragile())
+    with pytest.raises(MemoryError):
+        commit(s, usr(("oom", 1), None, "a"))
