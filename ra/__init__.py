@@ -18,7 +18,7 @@ __all__ = [
     # values and errors
     "ServerId", "RaEvent", "Client", "Machine", "SimpleMachine", "ReleaseCursor",
     "RaError", "Timeout", "NoProc", "NodeDown", "NotLeader", "ClusterNotFormed", "NotFound",
-    "NameNotRegistered", "AlreadyStarted", "SystemNotStarted", "InvalidConfig",
+    "NameNotRegistered", "AlreadyStarted", "SystemNotStarted", "InvalidConfig", "MachineLoadError",
     "MembershipError", "OutcomeUnknown", "ProcessDied", "NodeLost", "SessionExpired",
     "MachineError",
     # nodes
@@ -38,7 +38,7 @@ __all__ = [
 _ERRORS = ("RaError", "Timeout", "NoProc", "NodeDown", "NotLeader", "ClusterNotFormed",
            "NotFound", "NameNotRegistered", "AlreadyStarted", "SystemNotStarted",
            "InvalidConfig", "OutcomeUnknown", "ProcessDied", "NodeLost", "SessionExpired",
-           "MachineError")
+           "MachineError", "MachineLoadError")
 #: name -> the module that defines it
 _WHERE: dict[str, str] = {
     **{e: "ra.errors" for e in _ERRORS},
@@ -65,9 +65,9 @@ if TYPE_CHECKING:
     from ra.core.machine import Machine, ReleaseCursor, SimpleMachine
     from ra.core.types import ServerId
     from ra.errors import (
-        AlreadyStarted, ClusterNotFormed, InvalidConfig, MachineError, NameNotRegistered, NodeDown,
-        NodeLost, NoProc, NotFound, NotLeader, OutcomeUnknown, ProcessDied, RaError,
-        SessionExpired, SystemNotStarted, Timeout,
+        AlreadyStarted, ClusterNotFormed, InvalidConfig, MachineError, MachineLoadError,
+        NameNotRegistered, NodeDown, NodeLost, NoProc, NotFound, NotLeader, OutcomeUnknown,
+        ProcessDied, RaError, SessionExpired, SystemNotStarted, Timeout,
     )
 
 

@@ -106,6 +106,8 @@ class Supervisor:
         self.clock = clock
         self.restarts: tuple[float, ...] = ()
         self.stopped: str | None = None  # exit reason once stopped
+        #: ``(child_id, reason)`` of the last child exit handled (what a SASL report would say)
+        self.last_exit: tuple[Any, str] | None = None
         self._stopping = False
         self._children: list[_Child] = []
         self._keys = itertools.count(1)
@@ -191,6 +193,7 @@ class Supervisor:
         if self._stopping or self.stopped is not None:
             return
         _log.info("supervisor %s: child %r exited: %s", self.name, ch.key, reason)
+        self.last_exit = (ch.key, reason)
         decision = _st.plan_exit(
             self.flags.strategy, self.flags.intensity, self.flags.period,
             self.flags.auto_shutdown, [c.view() for c in self._children], ch.key, reason,

@@ -130,10 +130,12 @@ def test_leaves() -> None:
     ours = {"ra", "raerror", "transport", "wal", "supervisor", "examples", "bench", "tests"}
     assert tops(loaded("raerror")) & (ours | IO_MODULES) == {"raerror"}
     assert of_ra(loaded("ra")) == {"ra"}       # the public names load on first use
-    assert of_ra(loaded("ra.core.types")) == {"ra", "ra.core", "ra.core.types"}
+    types = loaded("ra.core.types")
+    assert of_ra(types) == {"ra", "ra.core", "ra.core.types", "ra.core.errors"}
+    assert tops(types) & (ours | IO_MODULES) == {"ra", "raerror"}
     errs = loaded("ra.errors")
     assert tops(errs) & (ours | IO_MODULES) == {"ra", "raerror", "transport"}
-    assert of_ra(errs) == {"ra", "ra.errors"}
+    assert of_ra(errs) == {"ra", "ra.errors", "ra.core", "ra.core.errors"}
     assert {m for m in errs if m.startswith("transport")} == {"transport", "transport.errors"}
     codec = loaded("transport.codec")
     assert tops(codec) & (ours | IO_MODULES) == {"transport", "msgpack"}
@@ -174,6 +176,8 @@ def test_public_names_resolve_to_the_same_objects() -> None:
     for name in ra.__all__:
         assert getattr(ra, name) is not None, name
     assert ra.NoProc is transport.errors.NoProc is ra.errors.NoProc
+    import ra.core.errors
+    assert ra.InvalidConfig is ra.core.errors.InvalidConfig
     for cls in (ra.NoProc, ra.NodeDown, ra.Timeout, ra.OutcomeUnknown, ra.ProcessDied,
                 ra.NodeLost, ra.SessionExpired):
         assert issubclass(cls, ra.RaError)

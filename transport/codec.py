@@ -248,6 +248,9 @@ def register_server_id(cls: type) -> None:
             raise ValueError("the server id code is already registered for another class")
         return
     _install(cls, SERVER_ID_CODE, tuple, tuple(cls._fields))
+    # decoded as received, unchecked (a ServerId made by a user checks its node address): what
+    # a peer sends is judged by the validators of the messages that carry it
+    _marks[SERVER_ID_CODE] = _Mark(SERVER_ID_CODE, lambda fields: tuple.__new__(cls, fields))
 
 
 def registered() -> dict[int, type]:

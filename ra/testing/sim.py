@@ -167,7 +167,7 @@ class SimCluster(ClientDriver):
 
     # -- construction --------------------------------------------------------------------------
     def _new_server(self, members: tuple[Any, ...] | None) -> SimServer:
-        sid = ServerId(f"s{self._next_name}", "sim")
+        sid = ServerId(f"s{self._next_name}", "sim:1")
         self._next_name += 1
         log = CheckedLog(self, sid, ack_before_durable="ack_before_durable" in self.bugs)
         meta = MemoryMeta()

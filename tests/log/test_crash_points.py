@@ -97,6 +97,9 @@ def test_kill_during_snapshot_write(tmp_path: Any, procs: Procs, seed: int) -> N
     os.makedirs(d)
     mid_write = False
     for _attempt in range(5):
+        for n in os.listdir(d):           # a previous attempt's temp file must not count
+            if n.endswith(".tmp"):
+                os.remove(os.path.join(d, n))
         p = procs.spawn("-c", SNAP, d)
         target = rng.randint(2, 15)
 
@@ -104,6 +107,9 @@ def test_kill_during_snapshot_write(tmp_path: Any, procs: Procs, seed: int) -> N
             names = [n for n in os.listdir(d) if n.endswith(".snapshot")]
             return p.poll() is not None or any(int(n.split("_")[0]) >= target for n in names)
         wait_for(progressed, 30, f"snapshot {target}")
+        # then strike while the next one is being written: its temp file is there
+        wait_for(lambda: p.poll() is not None
+                 or any(n.endswith(".tmp") for n in os.listdir(d)), 30, "a write under way")
         procs.kill(p, signal.SIGKILL)
         assert p.returncode == -signal.SIGKILL
         tmps = [n for n in os.listdir(d) if n.endswith(".tmp")]
