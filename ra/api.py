@@ -15,7 +15,7 @@ import inspect
 import os
 import random
 import time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import ra.wire  # noqa: F401  (codec registration of core messages)
 from ra.core import quorum
@@ -216,7 +216,7 @@ class Client:
     def close(self) -> None:
         self.mb.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -238,7 +238,7 @@ class Client:
         return registry.call_name(self.mb, sid, msg, timeout)
 
     def _leader_call(self, loc: Any, msg: Any, timeout: Any, retry_unknown: bool = False,
-                     attempts: "_Attempts | None" = None) -> tuple[Any, ServerId]:
+                     attempts: _Attempts | None = None) -> tuple[Any, ServerId]:
         """Call ``msg`` on the leader: try each member, follow redirects, wait out elections.
         Returns ``(value, leader)`` from an ``("ok", value, leader)`` answer.
 
@@ -278,7 +278,7 @@ class Client:
                 if attempts is not None:
                     attempts.unknown = True
                 if not retry_unknown or (isinstance(e, Timeout) and left is not None
-                                         and wait >= left):
+                                         and wait >= left):  # type: ignore[operator]  # wait is set when left is
                     if isinstance(e, Timeout):
                         raise Timeout(f"no answer from {target} within {t} s; outcome unknown",
                                       server=target) from None
@@ -325,7 +325,7 @@ class Client:
                 del self._leaders[c]
 
     # -- sessions ---------------------------------------------------------------------------
-    def _session_for(self, cands: list[ServerId], deadline: float | None) -> "_Session":
+    def _session_for(self, cands: list[ServerId], deadline: float | None) -> _Session:
         """This client's session with the cluster of ``cands`` (opened on first use)."""
         for c in cands:
             sess = self._sessions.get(c)
@@ -333,7 +333,7 @@ class Client:
                 return sess
         return self._open_session(cands, deadline)
 
-    def _open_session(self, cands: list[ServerId], deadline: float | None) -> "_Session":
+    def _open_session(self, cands: list[ServerId], deadline: float | None) -> _Session:
         left = None if deadline is None else max(0.001, deadline - time.monotonic())
         # a retried open may open two sessions: the unused one expires, nothing else happens
         sid, leader = self._leader_call(cands, ("$ra", "command", "open_session", None,
@@ -343,7 +343,7 @@ class Client:
             self._sessions[c] = sess
         return sess
 
-    def _drop_session(self, sess: "_Session") -> None:
+    def _drop_session(self, sess: _Session) -> None:
         for k in [k for k, v in self._sessions.items() if v is sess]:
             del self._sessions[k]
 
@@ -494,7 +494,7 @@ class Client:
                 except (NodeDown, NoProc, Timeout, AlreadyStarted) as e:
                     not_started.append(sid)
                     errors.append(f"{sid}: {type(e).__name__}: {e}")
-            for sid in list(spawned):
+            for sid in spawned:
                 try:
                     self._await_started(sid, deadline)
                     started.append(sid)
@@ -511,11 +511,11 @@ class Client:
             msg = (f"cluster {checked[0]['cluster_name']!r} not formed: only {len(started)} of "
                    f"{len(checked)} servers started: " + "; ".join(errors))
             if load_errors:       # the cause to fix, typed
-                e = load_errors[0]
-                err = MachineLoadError(e.value, e.allowed, node=e.node, server=e.server,
-                                       reason=e.reason)
-                err.args = (f"{e} [cluster {checked[0]['cluster_name']!r} not formed: "
-                            f"{len(started)} of {len(checked)} servers started]",)
+                le = load_errors[0]
+                err = MachineLoadError(le.value, le.allowed, node=le.node, server=le.server,
+                                       reason=le.reason)
+                err.args = ((f"{le} [cluster {checked[0]['cluster_name']!r} not formed: "
+                             f"{len(started)} of {len(checked)} servers started]"),)
                 raise err
             raise ClusterNotFormed(msg)
         self.trigger_election(random.choice(started), timeout=timeout)

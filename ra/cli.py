@@ -32,7 +32,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ra.check import cli as check_cli
 from ra.errors import AlreadyStarted, InvalidConfig, NodeDown, NoProc, OutcomeUnknown, RaError
@@ -78,8 +79,8 @@ def format_status(st: dict[str, Any]) -> str:
 
 def format_overview(ov: dict[str, Any]) -> str:
     """Render ``ra.overview(node)`` as a table, one server a line."""
-    lines = [f"node {ov['node']}  (daemon pid {ov['daemon']['pid']}, "
-             f"up {ov['daemon']['uptime_s']:.0f} s)", ""]
+    lines = [(f"node {ov['node']}  (daemon pid {ov['daemon']['pid']}, "
+              f"up {ov['daemon']['uptime_s']:.0f} s)"), ""]
     hdr = (f"{'SERVER':<16} {'CLUSTER':<14} {'ROLE':<17} {'TERM':>5} {'COMMIT':>8} "
            f"{'APPLIED':>8} {'LAST':>8} {'WRITTEN':>8} {'SNAP':>7} {'PID':>7}  LEADER")
     lines.append(hdr)
@@ -181,8 +182,8 @@ def _explain(e: BaseException, a: argparse.Namespace) -> tuple[str, int]:
     if isinstance(e, (InvalidConfig, AlreadyStarted)):
         return str(e), 2
     if isinstance(e, (NodeDown, NoProc, OutcomeUnknown)):
-        return (f"node {addr} is not reachable ({type(e).__name__}): is its daemon running? "
-                "(start one with: ra node start --data-dir DIR --daemon)", 1)
+        return ((f"node {addr} is not reachable ({type(e).__name__}): is its daemon running? "
+                 "(start one with: ra node start --data-dir DIR --daemon)"), 1)
     if isinstance(e, RaError):
         return f"{type(e).__name__}: {e}", 1
     if isinstance(e, OSError):

@@ -2,10 +2,24 @@
 
 Every error the library raises at its users is a subclass of :class:`RaError`, so
 ``except ra.RaError`` catches them all. Messages say what went wrong and what to do.
+
+Where they are defined: :class:`RaError` in the leaf module :mod:`raerror` (below every package),
+the errors of cast/call (``OutcomeUnknown``, ``Timeout``, ``NoProc``, ``NodeDown``,
+``ProcessDied``, ``NodeLost``) in :mod:`transport.errors`, ``InvalidConfig`` in the core's leaf
+:mod:`ra.core.errors` (``ServerId`` raises it), and the supervisor's in :mod:`supervisor.spec`;
+this module re-exports the first three groups (the very same classes, so ``except ra.NoProc``
+catches what a mailbox raises) and defines ra's own errors. Imports run
+downward only: ``ra`` -> ``transport`` / ``supervisor`` -> ``raerror``.
 """
 from __future__ import annotations
 
 from typing import Any
+
+from ra.core.errors import InvalidConfig
+from raerror import RaError
+from transport.errors import (
+    NodeDown, NodeLost, NoProc, OutcomeUnknown, ProcessDied, Timeout, TransportError,
+)
 
 __all__ = [
     "RaError",
@@ -27,48 +41,8 @@ __all__ = [
     "MachineLoadError",
     "error_reply",
     "error_from_reply",
+    "TransportError",
 ]
-
-
-class RaError(Exception):
-    """Base of every error raised by this library."""
-
-
-class OutcomeUnknown(RaError):
-    """The request was sent, and whether it took effect is unknown: the callee may have acted
-    on it before it died or went silent. Commands (``process_command``) are retried under the
-    client's session, which makes a retry safe, until their timeout; other requests are safe to
-    retry only if they are idempotent (queries) or checked first (membership)."""
-
-
-class Timeout(OutcomeUnknown):
-    """No answer within the timeout. ``server`` names who did not answer (ra's ``{timeout, S}``)."""
-
-    def __init__(self, message: str, server: Any = None) -> None:
-        super().__init__(message)
-        self.server = server
-
-
-class NoProc(RaError):
-    """No such process on a live node (ra's ``noproc``). Raised as ``NoProc`` itself, the
-    request was *not delivered* (the process was gone before it was sent): safe to retry. The
-    subclass :class:`ProcessDied` means it was sent first."""
-
-
-class NodeDown(RaError):
-    """The node daemon hosting the target cannot be reached (ra's ``nodedown``). Raised as
-    ``NodeDown`` itself, the request was *not delivered*: safe to retry. The subclass
-    :class:`NodeLost` means it was sent first."""
-
-
-class ProcessDied(OutcomeUnknown, NoProc):
-    """The request was sent, then the callee's process was found dead: it may have acted on
-    it. (Also a ``NoProc``, for code that only asks whether the callee is there.)"""
-
-
-class NodeLost(OutcomeUnknown, NodeDown):
-    """The request was sent, then the callee's node was found down or unreachable: it may
-    have acted on it. (Also a ``NodeDown``.)"""
 
 
 class SessionExpired(OutcomeUnknown):
@@ -121,18 +95,6 @@ class SystemNotStarted(RaError):
     """The node daemon (ra's system) is not running."""
 
 
-class InvalidConfig(RaError, ValueError):
-    """A configuration value is invalid. ``key``, ``value`` and ``allowed`` say which and why.
-
-    Also a ``ValueError``: a bad value, found before anything was started or written."""
-
-    def __init__(self, key: str, value: Any, allowed: str) -> None:
-        super().__init__(f"invalid config {key}={value!r}: {allowed}")
-        self.key = key
-        self.value = value
-        self.allowed = allowed
-
-
 class MachineLoadError(InvalidConfig):
     """A server's machine could not be imported or built in its server process on ``node``:
     the module is not importable by the node's Python, or its import raised, called
@@ -152,8 +114,8 @@ class MachineLoadError(InvalidConfig):
         self.reason = reason
         where = f"server {server!r} on node {node}" if node else f"server {server!r}"
         fix = allowed[:1].upper() + allowed[1:]
-        self.args = (f"{where} cannot load its machine {_machine_path(value)!r}: {reason}. "
-                     f"{fix}",)
+        self.args = ((f"{where} cannot load its machine {_machine_path(value)!r}: {reason}. "
+                      f"{fix}"),)
 
 
 def _machine_path(spec: Any) -> Any:

@@ -55,8 +55,10 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import ra.wire  # noqa: F401  (registers ServerId and core messages: requests carry them)
 from ra.core.types import check_node
 from ra.errors import (
     AlreadyStarted, InvalidConfig, NodeDown, NoProc, RaError, SystemNotStarted, error_from_reply,

@@ -37,7 +37,8 @@ import select
 import signal
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ra.wire  # noqa: F401  (registers the core messages with the codec)
 from ra.core import server as core
@@ -430,6 +431,7 @@ class ServerProc:
         op = p[1]
         frm = env.frm
         s = self.state
+        mode: tuple[Any, ...] | None  # the reply mode of the Command built below
         if op == "command":
             # ("$ra", "command", kind, payload, priority[, session])
             kind, payload, priority = p[2], p[3], p[4]

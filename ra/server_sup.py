@@ -39,12 +39,13 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from ra.directory import Directory
 from ra.errors import AlreadyStarted, InvalidConfig, NotFound
-from ra.sup import server_child_spec
+from ra.sup import server_child_spec, wal_child_specs
 from ra.usercode import LOAD_TIMEOUT_MS, importable_hint
 from supervisor.spec import ChildSpec, Nested, SupFlags
 
@@ -80,8 +81,7 @@ def node_system_config(config: dict[str, Any]) -> Any:
 def log_children(config: dict[str, Any]) -> list[Any]:
     """The log supervisor's children of a node (``ra.sup.DEFAULT_LOG_CHILDREN``): the WAL, then
     the segment writer, for the storage keys of the node's config."""
-    import wal
-    return wal.child_specs(node_system_config(config))
+    return wal_child_specs(node_system_config(config))
 
 
 class ServerSup:

@@ -19,7 +19,8 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ra.errors import InvalidConfig
 

@@ -25,7 +25,8 @@ import signal
 import sys
 import time
 import traceback
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ra.errors import InvalidConfig
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 
 from transport.clock import Clock, MonotonicClock
 from transport.envelope import Envelope
-from transport.mailbox import Mailbox
+from transport.mailbox import BaseMailbox, Mailbox
 from transport.registry import invalidate_node, node_endpoint
 
 __all__ = ["TAG", "Detector", "FailureDetector", "UP", "DOWN", "UNKNOWN", "apply_node_event"]
@@ -200,7 +200,7 @@ class FailureDetector:
                 cb(*ev)
 
 
-def apply_node_event(mailbox: Mailbox, payload: object) -> bool:
+def apply_node_event(mailbox: BaseMailbox, payload: object) -> bool:
     """For a subscriber: apply a ``("nodeup" | "nodedown", node)`` cast to ``mailbox``.
 
     On nodedown, calls to endpoints resolved on that node fail with ``NodeDown`` at once; on

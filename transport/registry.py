@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ra.errors import NodeDown, NodeLost, NoProc, ProcessDied, Timeout
+from transport.errors import NodeDown, NodeLost, NoProc, ProcessDied, Timeout
 from transport.envelope import Envelope
 from transport.mailbox import BaseMailbox
 

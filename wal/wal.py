@@ -38,7 +38,8 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from wal import osio
 from wal.batch import Append, WriterState, needs_roll, plan_batch
@@ -176,11 +177,9 @@ class Wal:
                 self._known_addrs[k] = addr
                 changed = True
         if changed:  # best-effort hint, not synced: losing it only delays resends
-            tmp = os.path.join(self.wal_dir, _WRITERS_FILE + ".tmp")
             try:
-                with open(tmp, "w") as f:
-                    json.dump(self._known_addrs, f)
-                os.replace(tmp, os.path.join(self.wal_dir, _WRITERS_FILE))
+                osio.atomic_write(os.path.join(self.wal_dir, _WRITERS_FILE),
+                                  json.dumps(self._known_addrs).encode(), durable=False)
             except OSError:
                 pass
 
@@ -192,8 +191,8 @@ class Wal:
         for uid_b, st in self.writers.items():
             addrs.setdefault(st.addr, set()).add(uid_b.decode())
         for addr, uids in addrs.items():
-            for uid in uids:
-                self.notify(addr, ("wal_error", uid, self.failed))
+            for u in uids:
+                self.notify(addr, ("wal_error", u, self.failed))
 
     def has_data(self) -> bool:
         """True if the current file holds any record (a roll-over would close something)."""
@@ -211,16 +210,14 @@ class Wal:
         self.writers.pop(uid.encode(), None)
         if self._known_addrs.pop(uid, None) is not None:
             try:
-                with open(os.path.join(self.wal_dir, _WRITERS_FILE + ".tmp"), "w") as f:
-                    json.dump(self._known_addrs, f)
-                os.replace(os.path.join(self.wal_dir, _WRITERS_FILE + ".tmp"),
-                           os.path.join(self.wal_dir, _WRITERS_FILE))
+                osio.atomic_write(os.path.join(self.wal_dir, _WRITERS_FILE),
+                                  json.dumps(self._known_addrs).encode(), durable=False)
             except OSError:
                 pass
 
     def overview(self) -> dict[str, Any]:
         """Counters, the current file, and ``error`` (None, or why the WAL stopped confirming)."""
-        st = dict(self.stats)
+        st: dict[str, Any] = dict(self.stats)
         st.update(file=self.path, seq=self._seq, file_size=self._size,
                   writers=len(self.writers), error=self.failed, failed=self.failed is not None,
                   write_strategy=self.write_strategy, checksums=self.checksums,

@@ -37,9 +37,10 @@ from typing import Any
 
 from ra.core import quorum, validate
 from ra.core.effects import (
-    OUTBOUND, Cast, DeleteAndTerminate, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
-    StartElectionTimeout, StartHeartbeatTimeout,
+    OUTBOUND, Cast, DeleteAndTerminate, Effect, MachineEffect, NextEvent, Notify, RecordLeaderMsg,
+    Reply, SendRpc, StartElectionTimeout, StartHeartbeatTimeout,
 )
+from ra.core.log import Log
 from ra.core.machine import ReleaseCursor, apply_machine, machine_error
 from ra.core.sessions import APPLY, Sessions, unwrap_snapshot, wrap_snapshot
 from ra.core.messages import (
@@ -97,7 +98,7 @@ class Peer:
 class ServerState:
     cfg: ServerConfig
     id: Any
-    log: Any
+    log: Log
     meta: Any
     machine: Any
     role: str = "follower"
@@ -256,7 +257,7 @@ def step(role: str, msg: Any, s: ServerState) -> tuple[str, ServerState, list[An
     if s.role != role:
         _state_enter(s, effects)
     if s.meta_synced < s.meta_seq:
-        keep = []
+        keep: list[Effect] = []
         for e in effects:
             (s.held if isinstance(e, OUTBOUND) else keep).append(e)
         effects = keep
@@ -1095,6 +1096,7 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
             mode = cmd[2]
             sess = (cmd[4], cmd[5], cmd[6]) if len(cmd) > 6 else None
             if sess is not None:
+                verdict: Any  # APPLY, None (a replayed duplicate) or the answer to give
                 if replay:
                     # the table already reflects this entry: only redo the machine's part
                     verdict = None if idx in sessions.skipped else APPLY

@@ -159,7 +159,7 @@ class Sessions:
                 sorted(i for i in self.skipped if i > above))
 
     @classmethod
-    def from_term(cls, t: Any) -> "Sessions":
+    def from_term(cls, t: Any) -> Sessions:
         index, ctime, nxt, rows, skipped = t
         table = {}
         for k, fo, last, resp in rows:

@@ -16,9 +16,9 @@ measurably in Python. Commands stored in the log are tuples tagged by their firs
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Self
 
-from ra.errors import InvalidConfig
+from ra.core.errors import InvalidConfig
 
 __all__ = ["ServerId", "Index", "Term", "Entry", "Role", "ROLES", "check_node"]
 
@@ -39,8 +39,8 @@ NODE_FORM = '"host:port", a node daemon\'s address as ra.start returned it (port
 
 def check_node(node: Any, key: str = "node") -> str:
     """Return ``node`` if it is a node address ``"host:port"`` (port 1-65535); raise
-    ``TypeError`` for a non-str and :class:`~ra.errors.InvalidConfig` (``key``) for a bad one
-    (``"foo:bar"``, ``":0"``, ``"host"``, ``"host:"``...)."""
+    ``TypeError`` for a non-str and :class:`~ra.core.errors.InvalidConfig` (``key``) for a bad
+    one (``"foo:bar"``, ``":0"``, ``"host"``, ``"host:"``...)."""
     if not isinstance(node, str):
         raise TypeError(f"a node address is a str {NODE_FORM}, not {type(node).__name__} "
                         f"{node!r}")
@@ -61,12 +61,12 @@ class ServerId(_ServerIdFields):
     (``"host:port"``). Any plain ``(name, node)`` tuple is accepted wherever one is.
 
     Checked when made: a name that is not a non-empty str raises ``TypeError``; a node that is
-    not ``"host:port"`` raises :class:`~ra.errors.InvalidConfig` (also a ``ValueError``).
+    not ``"host:port"`` raises :class:`~ra.core.errors.InvalidConfig` (also a ``ValueError``).
     Otherwise a plain named tuple: equal to and hashed as ``(name, node)``."""
 
     __slots__ = ()
 
-    def __new__(cls, name: str, node: str) -> "ServerId":
+    def __new__(cls, name: str, node: str) -> Self:
         if not isinstance(name, str) or not name:
             raise TypeError(f"a server id's name is a non-empty str, not {name!r}")
         try:
@@ -76,5 +76,5 @@ class ServerId(_ServerIdFields):
                                 ) from None
         return super().__new__(cls, name, node)
 
-    def _replace(self, **kw: Any) -> "ServerId":
+    def _replace(self, **kw: Any) -> Self:
         return type(self)(**{**self._asdict(), **kw})

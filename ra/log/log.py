@@ -40,12 +40,13 @@ Contract (the core's Log contract, plus what the shell does):
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ra.core.log import DEFAULT_MAX_CHECKPOINTS, DEFAULT_MIN_CHECKPOINT_INTERVAL
 from ra.core.messages import SnapshotMeta, Written
 from ra.log.memtable import Memtable
-from ra.log.segments import Segments
+from wal.segments import Segments
 from ra.snapshot import FileCheckpointStore, FileSnapshotStore
 from wal.format import BadHeader, resolve, scan_file
 from wal.segment_writer import DEFAULT_SEGMENT_MAX_ENTRIES, wal_files
@@ -58,7 +59,7 @@ MAX_ENTRIES_PER_MESSAGE = 4096
 
 
 def _default_codec() -> Codec:
-    from transport import codec
+    from ra.wire import codec  # with ra's types registered
     return codec.encode, codec.decode
 
 
@@ -134,7 +135,7 @@ class DiskLog:
             if seq == newest:
                 unconfirmed_from = f if unconfirmed_from is None else min(unconfirmed_from, f)
         # a tombstone (term 0) ends the log before it
-        if len(mem) and mem.get(mem.last)[1] == 0:  # type: ignore[index]
+        if len(mem) and mem.get(mem.last)[1] == 0:  # type: ignore[index]  # len(mem): it exists
             mem.truncate_from(mem.last)
         mem.drop_to(snap_idx)
         rng = self.segments.range()

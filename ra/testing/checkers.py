@@ -56,8 +56,9 @@ Invariants (names are what ``Violation.check`` carries and what ``disabled`` acc
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 __all__ = ["Violation", "LogView", "SafetyChecker", "CHECKS", "usr_payload", "check_cluster"]
 

@@ -12,7 +12,8 @@ implementations.
 from __future__ import annotations
 
 import ast
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ra.core.log import DEFAULT_MAX_CHECKPOINTS, DEFAULT_MIN_CHECKPOINT_INTERVAL
 from ra.core.messages import MetaWritten, SnapshotMeta, Written

@@ -30,7 +30,8 @@ import sys
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ra.core import server, validate
 from ra.core.effects import (
@@ -223,8 +224,9 @@ class SimCluster(ClientDriver):
         except Violation as v:
             raise self._annotate(v)
         except Exception as exc:  # the core (or the sim) raised: report it like a violation
-            v = Violation("exception", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-            raise self._annotate(v) from exc
+            crash = Violation("exception",
+                              f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            raise self._annotate(crash) from exc
         return self.result()
 
     def result(self) -> SimResult:

@@ -157,7 +157,8 @@ def calm(profile: Profile) -> Profile:
 def malformed_message(rng: random.Random, victim: Any) -> Any:
     """A random malformed message (junk, or a known message class with ill-typed fields); a
     correct core drops it without acting on it."""
-    from ra.core import messages as m
+    from ra.core import messages
+    m: Any = messages  # the fields below are ill-typed on purpose
     choices: list[Any] = [
         None, 42, "append_entries", ("junk", rng.random()), b"\x00\xff",
         m.AppendEntriesRpc(term="x", leader_id=None, leader_commit=None, prev_log_index=None,

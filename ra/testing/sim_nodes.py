@@ -37,7 +37,7 @@ class SimMachine:
     checkpoint and a promotion (``("release_cursor", idx)``, which promotes that checkpoint
     where the member still has it). Each apply is reported to the checker."""
 
-    def __init__(self, sim: "SimCluster", sid: Any, snapshot_every: int) -> None:
+    def __init__(self, sim: SimCluster, sid: Any, snapshot_every: int) -> None:
         self.sim, self.sid, self.every = sim, sid, snapshot_every
 
     def init(self, config: Any) -> tuple[int, int]:
@@ -74,7 +74,7 @@ class SimMachine:
 class CheckedLog(MemoryLog):
     """``MemoryLog`` that reports every write to the checker (for log matching)."""
 
-    def __init__(self, sim: "SimCluster", sid: Any, **kw: Any) -> None:
+    def __init__(self, sim: SimCluster, sid: Any, **kw: Any) -> None:
         super().__init__(**kw)
         self._sim, self._sid = sim, sid
 

@@ -123,8 +123,8 @@ def test_members_and_members_info(cluster):
 def test_key_metrics_answered_by_the_node(cluster):
     leader = leader_of(cluster)
     ra.process_command(cluster, 1)
-    m = wait_for(lambda: (lambda m: m if m["state"] == "leader" else None)(
-        ra.key_metrics(leader)), what="leader metrics")
+    m = wait_for(lambda: m if (m := ra.key_metrics(leader))["state"] == "leader" else None,
+                 what="leader metrics")
     assert m["term"] >= 1 and m["membership"] == "voter"
 
 

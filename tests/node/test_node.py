@@ -312,13 +312,13 @@ def test_server_supervisor_gives_up_and_root_restarts_it(tmp_path: Path):
         for _ in range(11):  # intensity 10 in 5 s: the 11th restart makes it give up
             os.kill(pid, signal.SIGKILL)
             assert wait_for(lambda old=pid: mb.call(ep, ("which_server_children",)) == [] or
-                            dict((i, p) for i, p, _r in
-                                 mb.call(ep, ("which_server_children",))).get("a")
+                            {i: p for i, p, _r in
+                             mb.call(ep, ("which_server_children",))}.get("a")
                             not in (None, old), 5)
             rows = mb.call(ep, ("which_server_children",))
             if rows == []:
                 break
-            pid = dict((i, p) for i, p, _r in rows)["a"]
+            pid = {i: p for i, p, _r in rows}["a"]
         # OTP: the restarted server supervisor comes back with its static children only
         assert mb.call(ep, ("which_server_children",)) == []
         assert wait_for(lambda: not alive(b), 5)  # its other server was stopped with it

@@ -1,4 +1,4 @@
-"""Seeds that once exposed a core bug (docs/CORE-BUGS.md), replayed on every run.
+"""Seeds that once exposed a core bug (docs/INTERNALS.md, "Recovery"), replayed on every run.
 
 Each is pinned with its cluster size and profile, so a change of the seed mapping does not move
 it; a change of the profile's parameters may (the seed then simply becomes extra coverage).

@@ -28,6 +28,7 @@ class _Pair(NamedTuple):
 
 codec.register_dataclass(_Rpc, 120)
 codec.register_namedtuple(_Pair, 121)
+codec.register_server_id(ServerId)  # as ra/wire.py does: the codec imports nothing of ra
 
 
 def same(a: Any, b: Any) -> bool:
@@ -103,6 +104,19 @@ def test_namedtuples_stay_themselves_and_plain_tuples_stay_plain() -> None:
     assert type(out[0]) is ServerId and out[0] == sid
     assert type(out[1]) is tuple
     assert type(out[2]) is _Pair and type(out[2].b) is tuple
+
+
+def test_server_id_code_is_owned_by_one_class() -> None:
+    class Other(NamedTuple):
+        name: str
+        node: str
+
+    codec.register_server_id(ServerId)  # again: a no-op
+    with pytest.raises(ValueError, match="server id"):
+        codec.register_server_id(Other)
+    with pytest.raises(TypeError):
+        codec.register_server_id(dict)
+    assert codec.decode(codec.encode(ServerId("a", "h:1"))) == ServerId("a", "h:1")
 
 
 def test_dataclass_roundtrip_nested() -> None:

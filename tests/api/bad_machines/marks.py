@@ -5,4 +5,4 @@ import os
 with open(os.path.join(os.environ["RA_TEST_MARK_DIR"], f"imported-{os.getpid()}"), "a") as f:
     f.write(f"{os.getpid()}\n")
 
-from ra.testing.machines import Counter  # noqa: E402,F401
+from ra.testing.machines import Counter  # noqa: F401

@@ -4,4 +4,4 @@ import time
 
 time.sleep(float(os.environ.get("RA_TEST_IMPORT_S", "3")))
 
-from ra.testing.machines import Counter  # noqa: E402,F401
+from ra.testing.machines import Counter  # noqa: F401
