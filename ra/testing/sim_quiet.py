@@ -41,7 +41,7 @@ _FROM_LEADER = (AppendEntriesRpc, HeartbeatRpc, InstallSnapshotRpc)
 class QuietWindow:
     """Opens and closes the quiet window of one ``SimCluster`` (see the module docstring)."""
 
-    def __init__(self, sim: "SimCluster") -> None:
+    def __init__(self, sim: SimCluster) -> None:
         self.sim = sim
         self.leader: Any = None                           # L while the window is open
         self.heard: dict[Any, tuple[Any, int]] = {}       # sid -> (leader, term) accepted
