@@ -6,20 +6,31 @@ STAMP   := $(VENV)/.installed
 SEED    ?= 1
 SEEDS   ?=
 
-.PHONY: test demo demo-sim sim bench soak check lint clean setup
+.PHONY: test demo demo-sim sim bench soak check mutants lint typecheck clean setup
 
 # the install's output goes to .venv/install.log (shown only if it fails)
 $(STAMP): pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	@echo "setting up $(VENV) (log: $(VENV)/install.log)"
 	@$(VPY) -m pip install --upgrade pip > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; false)
-	@$(VPY) -m pip install -e '.[test]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; false)
+	@$(VPY) -m pip install -e '.[test,dev]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; false)
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 test: $(STAMP)
 	$(VPY) -m pytest tests
+
+# ruff with the rules of pyproject.toml (ruff and mypy are pinned in the dev extra)
+LINT_PATHS := ra transport supervisor wal bench examples tests raerror.py
+lint: $(STAMP)
+	$(VPY) -m ruff check $(LINT_PATHS)
+
+# mypy --strict on the pure and storage layers; default settings on the rest of the library
+# (--follow-imports=silent: the strict run reports only the modules it was given)
+typecheck: $(STAMP)
+	$(VPY) -m mypy --strict --follow-imports=silent ra/core wal supervisor raerror.py
+	$(VPY) -m mypy ra transport
 
 sim: $(STAMP)
 	$(VPY) -m ra.testing.sim --seed $(SEED) --trace
@@ -37,7 +48,13 @@ bench: $(STAMP)
 	$(VPY) -m bench $(if $(QUICK),--quick,) $(if $(REPEAT),--repeat $(REPEAT),)
 
 soak: $(STAMP)
-	RA_SOAK=1 $(VPY) -m pytest tests -m "slow or not slow" $(if $(SEEDS),--seeds $(SEEDS),)
+	RA_SOAK=1 RA_MUTANT_JOBS=$(MUTANT_JOBS) $(VPY) -m pytest tests -m "slow or not slow" $(if $(SEEDS),--seeds $(SEEDS),)
+
+# the mutation run alone (also part of soak): each mutant of ra/testing/mutants.py over the
+# seeds make test runs (SEEDS=n for another count); score table in build/mutants.json
+MUTANT_JOBS ?= 1
+mutants: $(STAMP)
+	$(VPY) -m ra.testing.mutants --json build/mutants.json --jobs $(MUTANT_JOBS) $(if $(SEEDS),--seeds $(SEEDS),)
 
 # Jepsen-style end-to-end check (ra/check): set, counter and register, 30 s each under faults;
 # partition runs only as root with namespaces and nftables (otherwise it is skipped, and said so)

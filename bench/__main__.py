@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import platform
 import signal
@@ -39,7 +40,7 @@ def _fmt(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        if v != v:
+        if math.isnan(v):
             return "nan"
         if v >= 1000:
             return f"{v:,.0f}"
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(hdr))
     for r in rows:
         v, p = r.get("value"), r.get("peer")
-        ok = isinstance(v, (int, float)) and isinstance(p, (int, float)) and p and p == p
+        ok = isinstance(v, (int, float)) and isinstance(p, (int, float)) and p and not math.isnan(p)
         ratio = f"{v / p:.2f}" if ok else "-"  # type: ignore[operator]
         print(f"{r['suite']:<9} {str(r['workload'])[:34]:<34} {str(r['metric'])[:22]:<22} "
               f"{_fmt(v):>10} {_fmt(p):>10} {ratio:>6}  {r.get('unit', '')}")

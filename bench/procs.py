@@ -7,14 +7,13 @@ SIGKILLs them and waits. :func:`kill_tree` does the same for one root.
 """
 from __future__ import annotations
 
-import os
 import signal
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, Self
 
 import psutil
 
@@ -61,7 +60,7 @@ class Reaper:
         psutil.wait_procs(left, timeout=5)
         self.roots.clear()
 
-    def __enter__(self) -> Reaper:
+    def __enter__(self) -> Self:
         if _is_main_thread():
             for s in (signal.SIGTERM,):
                 self._old[s] = signal.signal(s, self._on_signal)
@@ -86,7 +85,7 @@ def _is_main_thread() -> bool:
 def pct(xs: list[float], q: float) -> float:
     """The ``q`` quantile (nearest rank) of ``xs``."""
     s = sorted(xs)
-    return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))]
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
 def summary_ms(lat: list[float]) -> dict[str, float]:
@@ -112,7 +111,7 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, every: float = 
             v = cond()
             if v:
                 return v
-        except Exception as e:  # noqa: BLE001 - polling a system that is starting
+        except Exception as e:  # polling a system that is starting
             last = e
         time.sleep(every)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}"

@@ -81,7 +81,7 @@ def report(samples: list[tuple[list[str], int]], top: int = 8) -> tuple[int, int
     incl: collections.Counter[str] = collections.Counter()
     for frames, n in busy:
         self_t[_short(frames[-1])] += n
-        for fr in set(_short(x) for x in frames):
+        for fr in {_short(x) for x in frames}:
             incl[fr] += n
     lines = ["  self:"] + [f"    {100 * n / total:5.1f}%  {fn}" for fn, n in
                            self_t.most_common(top)]

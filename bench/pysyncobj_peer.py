@@ -115,7 +115,7 @@ class _Member:
                 try:
                     self.sync_add(1.0)
                     return {"t": time.monotonic()}
-                except Exception:  # noqa: BLE001 - SyncObjException: no leader yet
+                except Exception:  # SyncObjException: no leader yet
                     time.sleep(0.005)
             raise TimeoutError("no command applied")
         if op == "loop_start":
@@ -140,7 +140,7 @@ class _Member:
             try:
                 self.sync_add(0.5)
                 self.loop_done.append((time.monotonic(), self.leader()))
-            except Exception:  # noqa: BLE001 - timeout / no leader during the failover
+            except Exception:  # timeout / no leader during the failover
                 time.sleep(0.002)
 
     def w2(self, clients: int, secs: float) -> dict[str, Any]:
@@ -222,7 +222,7 @@ def _serve_conn(m: _Member, conn: socket.socket) -> None:
     for line in f:
         try:
             res = {"ok": m.handle(json.loads(line))}
-        except Exception as e:  # noqa: BLE001 - reported to the driver
+        except Exception as e:  # reported to the driver
             res = {"error": f"{type(e).__name__}: {e}"}
         f.write(json.dumps(res) + "\n")
         f.flush()
@@ -254,8 +254,8 @@ class PeerCluster:
         log = open(os.path.join(self.tmp, f"m{i}.log"), "ab")
         try:
             p = subprocess.Popen(
-                [sys.executable, "-c", "from bench.pysyncobj_peer import member_main; "
-                 "member_main()", self.addrs[i], partners, ctl,
+                [sys.executable, "-c", ("from bench.pysyncobj_peer import member_main; "
+                                         "member_main()"), self.addrs[i], partners, ctl,
                  os.path.join(self.tmp, f"m{i}"), "1" if self.batch else "0"],
                 cwd=_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         finally:
@@ -329,7 +329,7 @@ class PeerCluster:
         for i in list(self.procs):
             try:
                 self.kill(i)
-            except Exception:  # noqa: BLE001 - the reaper sweeps after
+            except Exception:  # the reaper sweeps after
                 pass
 
 
@@ -428,8 +428,8 @@ def measure(quick: bool, reaper: Reaper) -> Result:
         r = pc.ask(0, "first", limit=60)
         t5 = r["t"] - t0
         out[("W5", "start -> first commit")] = (
-            t5, f"{log_n:,} entries committed; processes up in {t_up:.2f} s; journal + "
-                "full dump every 5,000 entries (its log compaction)")
+            t5, (f"{log_n:,} entries committed; processes up in {t_up:.2f} s; journal + "
+                 "full dump every 5,000 entries (its log compaction)"))
         out[("W5", "bytes on disk (3 nodes)")] = (size / 1e6, "journals + dumps, du")
         progress(SIDE, f"W5 restart -> first commit {t5:.2f} s; {size / 1e6:.1f} MB on disk")
         # W4

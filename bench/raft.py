@@ -105,7 +105,7 @@ def _side(name: str, fn: Any, quick: bool, repeat: int, errors: list[str]
         with Reaper() as reaper:
             try:
                 runs.append(fn(quick, reaper))
-            except Exception as e:  # noqa: BLE001 - reported; the other side still runs
+            except Exception as e:  # reported; the other side still runs
                 errors.append(f"{name}: {type(e).__name__}: {e}")
                 progress(name, f"FAILED: {type(e).__name__}: {e}")
             reaper.kill_all()

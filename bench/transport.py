@@ -25,9 +25,9 @@ import time
 from typing import Any
 
 import msgpack
-import psutil
 import zmq
 
+from ra.testing.procs import kill_tree
 from transport import Mailbox
 from transport.direct import DirectMailbox
 
@@ -152,8 +152,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         ("tcp, direct", "direct", "tcp://127.0.0.1:*", "tcp://127.0.0.1:0"),
     ]:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from bench.transport import _serve; "
-             "_serve(sys.argv[1], sys.argv[2], sys.argv[3])", raw_ep, mb_ep, kind],
+            [sys.executable, "-c", ("import sys; from bench.transport import _serve; "
+                                    "_serve(sys.argv[1], sys.argv[2], sys.argv[3])"),
+             raw_ep, mb_ep, kind],
             stdout=subprocess.PIPE, text=True,
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         )
@@ -196,9 +197,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 dealer.close(0)
         finally:
             if proc.poll() is None:
-                root = psutil.Process(proc.pid)
-                for p in root.children(recursive=True) + [root]:
-                    p.kill()
+                kill_tree(proc.pid)
                 proc.wait(5)
             if proc.stdout:
                 proc.stdout.close()

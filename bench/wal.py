@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -184,9 +183,9 @@ def _recovery(mb_size: int, tmp: str) -> tuple[float, float]:
     n = mb_size * 1024 * 1024 // (ENTRY + 33)
     with open(path, "wb") as f:
         f.write(encode_header(True))
-        for k in range(0, n, 1000):
-            f.write(encode_records([(b"w%d" % (i % 100), i // 100 + 1, 1, payload)
-                                    for i in range(k, min(n, k + 1000))], True))
+        f.writelines(encode_records([(b"w%d" % (i % 100), i // 100 + 1, 1, payload)
+                                     for i in range(k, min(n, k + 1000))], True)
+                     for k in range(0, n, 1000))
     size = os.path.getsize(path) / 1e6
     t0 = time.monotonic()
     res = scan_file(path)

@@ -139,7 +139,7 @@ class RaNodes:
         for i in list(self.procs):
             try:
                 self.kill(i)
-            except Exception:  # noqa: BLE001 - best effort, the reaper sweeps after
+            except Exception:  # best effort, the reaper sweeps after
                 pass
 
 
@@ -489,8 +489,8 @@ def measure(quick: bool, reaper: Reaper) -> Result:
                                           + "; client: process_command timeout 0.5 s")
         out[("W4", "kill -> leader elected")] = (
             statistics.median(x[1] for x in fo),
-            "median; a survivor's key_metrics says leader (polled every 5 ms; the "
-            "report can lag, so at most the failover figure)")
+            ("median; a survivor's key_metrics says leader (polled every 5 ms; the "
+             "report can lag, so at most the failover figure)"))
         out[("check", "counter total")] = (total, "after W3 (consistent_query)")
     except Exception:
         _print_logs(tmp)

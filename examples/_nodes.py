@@ -13,14 +13,13 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Self
 
 import psutil
 
-from ra.testing.procs import tree_pids
-
 import ra
 from ra.node import spawn_daemon
+from ra.testing.procs import living, signal_pids, tree_pids
 
 __all__ = ["LocalNodes", "wait_for", "tree_pids"]
 
@@ -47,22 +46,6 @@ def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condit
         time.sleep(interval)
 
 
-def _alive(pids: Iterable[int], born: dict[int, float] | None = None) -> list[psutil.Process]:
-    """The live (non-zombie) processes among ``pids``; with ``born`` (pid -> create time), a pid
-    reused by an unrelated process since is not counted."""
-    out = []
-    for pid in pids:
-        try:
-            p = psutil.Process(pid)
-            if born is not None and pid in born and abs(p.create_time() - born[pid]) > 0.01:
-                continue
-            if p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
 class LocalNodes:
     """Node daemons ``n0``, ``n1``, ... under ``workdir`` (one data directory each).
 
@@ -78,7 +61,7 @@ class LocalNodes:
         self._lifelines: dict[int, int] = {}
         self.seen: dict[int, float] = {}     # pid -> create time
 
-    def __enter__(self) -> LocalNodes:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -111,15 +94,11 @@ class LocalNodes:
         proc = self.procs.pop(i)
         pids = tree_pids(proc.pid)
         self._remember(pids)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        signal_pids(pids)
         proc.wait()
         # the others were the daemon's children: orphaned now, they are reaped by whoever
         # adopts them, so wait only until none is still running (a zombie is dead enough)
-        wait_for(lambda: not _alive(pids, self.seen), 5.0, f"node n{i}'s processes to die",
+        wait_for(lambda: not living(pids, self.seen), 5.0, f"node n{i}'s processes to die",
                  interval=0.002)
         self._close_lifeline(i)
         return len(pids)
@@ -144,7 +123,7 @@ class LocalNodes:
         self.note_pids()
         try:
             self.stop_all()
-        except Exception:   # noqa: BLE001 - cleanup must go on
+        except Exception:   # cleanup must go on
             pass
         for p in self.leftovers():
             try:
@@ -189,4 +168,4 @@ class LocalNodes:
 
     def leftovers(self) -> list[psutil.Process]:
         """Processes seen in this run that are still alive (zombies excluded)."""
-        return _alive(self.seen, self.seen)
+        return living(self.seen, self.seen)

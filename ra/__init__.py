@@ -3,28 +3,22 @@
 Mirrors ra.erl. Module functions use this process's default :class:`Client`; a ``Client()`` of
 your own owns its own mailbox and has the same methods. See README.md for the mapping of every
 ra function to its Python form.
+
+Importing ``ra`` loads nothing else: every public name is resolved on first use (PEP 562), so
+``import ra.core.server`` stays free of ZeroMQ and sockets and ``import ra.check.checkers`` of the
+transport (tests/test_boundaries.py). ``from ra import X``, ``ra.X`` and ``from ra import *``
+work as if the names were defined here.
 """
 from __future__ import annotations
 
-import inspect
-from typing import Any
-
-from ra.core.machine import Machine, ReleaseCursor, SimpleMachine
-from ra.core.types import ServerId
-from ra.errors import (
-    AlreadyStarted, ClusterNotFormed, InvalidConfig, MachineError, NameNotRegistered, NodeDown,
-    NodeLost,
-    NoProc, NotFound, NotLeader, OutcomeUnknown, ProcessDied, RaError, SessionExpired,
-    SystemNotStarted, Timeout, BadRequest, BadReply, QueryError,
-)
-from ra import effects
-from ra.api import Client, MembershipError, RaEvent, default_client, new_uid
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     # values and errors
     "ServerId", "RaEvent", "Client", "Machine", "SimpleMachine", "ReleaseCursor",
     "RaError", "Timeout", "NoProc", "NodeDown", "NotLeader", "ClusterNotFormed", "NotFound",
-    "NameNotRegistered", "AlreadyStarted", "SystemNotStarted", "InvalidConfig",
+    "NameNotRegistered", "AlreadyStarted", "SystemNotStarted", "InvalidConfig", "MachineLoadError",
     "MembershipError", "OutcomeUnknown", "ProcessDied", "NodeLost", "SessionExpired",
     "MachineError", "BadRequest", "BadReply", "QueryError",
     # nodes
@@ -41,11 +35,47 @@ __all__ = [
     "consistent_query",
 ]
 
+_ERRORS = ("RaError", "Timeout", "NoProc", "NodeDown", "NotLeader", "ClusterNotFormed",
+           "NotFound", "NameNotRegistered", "AlreadyStarted", "SystemNotStarted",
+           "InvalidConfig", "OutcomeUnknown", "ProcessDied", "NodeLost", "SessionExpired",
+           "MachineError", "MachineLoadError", "BadRequest", "BadReply", "QueryError")
+#: name -> the module that defines it
+_WHERE: dict[str, str] = {
+    **{e: "ra.errors" for e in _ERRORS},
+    "ServerId": "ra.core.types",
+    "Machine": "ra.core.machine", "SimpleMachine": "ra.core.machine",
+    "ReleaseCursor": "ra.core.machine",
+    "Client": "ra.api", "MembershipError": "ra.api", "RaEvent": "ra.api",
+    "default_client": "ra.api", "new_uid": "ra.api",
+}
+#: module functions that call the same method of this process's default Client
+_DELEGATES = (
+    "overview", "start_server", "restart_server", "stop_server", "force_delete_server",
+    "start_cluster", "start_or_restart_cluster", "delete_cluster", "trigger_election",
+    "transfer_leadership", "ping", "aux_command", "cast_aux_command", "key_metrics", "members",
+    "members_info", "initial_members", "add_member", "remove_member", "leave_and_terminate",
+    "leave_and_delete_server", "process_command", "pipeline_command", "receive", "local_query",
+    "leader_query", "consistent_query",
+)
+
+if TYPE_CHECKING:
+    from ra import effects
+    from ra.api import Client, MembershipError, RaEvent, new_uid
+    from ra.api import default_client as default_client  # public, not in __all__
+    from ra.core.machine import Machine, ReleaseCursor, SimpleMachine
+    from ra.core.types import ServerId
+    from ra.errors import (
+        AlreadyStarted, BadReply, BadRequest, ClusterNotFormed, InvalidConfig, MachineError,
+        MachineLoadError, NameNotRegistered, NodeDown, NodeLost, NoProc, NotFound, NotLeader,
+        OutcomeUnknown, ProcessDied, QueryError, RaError, SessionExpired, SystemNotStarted,
+        Timeout,
+    )
+
 
 def start(**env: Any) -> str:
     """Start (or stop and restart) the local node daemon as a child of this process; return
     its address ``"host:port"`` (ra:start/1). See :func:`ra.node.start`."""
-    from ra import node   # lazy: the supervisor package imports ra.errors, and ra.node it
+    from ra import node   # on use: the daemon's modules are not needed to import ra
     return node.start(**env)
 
 
@@ -61,6 +91,9 @@ def stop_nodes(timeout: float = 30.0) -> None:
 
 
 def _delegate(name: str) -> Any:
+    import inspect
+
+    from ra.api import Client, default_client
     method = getattr(Client, name)
 
     def fn(*args: Any, **kwargs: Any) -> Any:
@@ -68,6 +101,7 @@ def _delegate(name: str) -> Any:
 
     fn.__name__ = name
     fn.__qualname__ = name
+    fn.__module__ = __name__
     fn.__doc__ = method.__doc__
     sig = inspect.signature(method)
     fn.__signature__ = sig.replace(  # type: ignore[attr-defined]
@@ -75,30 +109,26 @@ def _delegate(name: str) -> Any:
     return fn
 
 
-overview = _delegate("overview")
-start_server = _delegate("start_server")
-restart_server = _delegate("restart_server")
-stop_server = _delegate("stop_server")
-force_delete_server = _delegate("force_delete_server")
-start_cluster = _delegate("start_cluster")
-start_or_restart_cluster = _delegate("start_or_restart_cluster")
-delete_cluster = _delegate("delete_cluster")
-trigger_election = _delegate("trigger_election")
-transfer_leadership = _delegate("transfer_leadership")
-ping = _delegate("ping")
-aux_command = _delegate("aux_command")
-cast_aux_command = _delegate("cast_aux_command")
-key_metrics = _delegate("key_metrics")
-members = _delegate("members")
-members_info = _delegate("members_info")
-initial_members = _delegate("initial_members")
-add_member = _delegate("add_member")
-remove_member = _delegate("remove_member")
-leave_and_terminate = _delegate("leave_and_terminate")
-leave_and_delete_server = _delegate("leave_and_delete_server")
-process_command = _delegate("process_command")
-pipeline_command = _delegate("pipeline_command")
-receive = _delegate("receive")
-local_query = _delegate("local_query")
-leader_query = _delegate("leader_query")
-consistent_query = _delegate("consistent_query")
+def __getattr__(name: str) -> Any:
+    """PEP 562: resolve a public name (or a submodule, ``ra.effects``...) on first use and keep
+    it, so that the next access is a plain attribute."""
+    where = _WHERE.get(name)
+    if where is not None:
+        value = getattr(importlib.import_module(where), name)
+    elif name in _DELEGATES:
+        value = _delegate(name)
+    elif name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    else:
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | set(_WHERE))

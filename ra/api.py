@@ -23,16 +23,17 @@ import inspect
 import os
 import random
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple, Self
+from collections.abc import Callable
 
 import ra.wire  # noqa: F401  (codec registration of core messages)
 from ra import messages as rm
 from ra.core import quorum
-from ra.core.types import ServerId
+from ra.core.types import ServerId, check_node
 from ra.errors import (
-    AlreadyStarted, BadReply, BadRequest, ClusterNotFormed, InvalidConfig, NodeDown, NoProc,
-    NotFound, NotLeader, MachineError, OutcomeUnknown, QueryError, RaError, SessionExpired,
-    Timeout,
+    AlreadyStarted, BadReply, BadRequest, ClusterNotFormed, InvalidConfig, MachineError,
+    MachineLoadError, NodeDown, NoProc, NotFound, NotLeader, OutcomeUnknown, QueryError, RaError,
+    SessionExpired, Timeout, error_from_reply,
 )
 from transport import codec, registry
 from transport import messages as tm
@@ -76,10 +77,11 @@ def new_uid(source: str) -> str:
 # --- argument checks -------------------------------------------------------------------------
 
 def _sid(x: Any, what: str = "server_id") -> ServerId:
+    """``x`` as a ServerId: TypeError for a wrong shape, InvalidConfig for a bad address."""
     if isinstance(x, ServerId):
         return x
     if (isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(x[0], str) and x[0]
-            and isinstance(x[1], str) and ":" in x[1]):
+            and isinstance(x[1], str)):
         return ServerId(x[0], x[1])
     raise TypeError(f"{what} must be a (name, 'host:port') tuple or ra.ServerId, got {x!r}")
 
@@ -225,7 +227,7 @@ class Client:
     def close(self) -> None:
         self.mb.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -233,16 +235,16 @@ class Client:
 
     # -- plumbing -------------------------------------------------------------------------
     def _daemon(self, node: str, msg: Any, timeout: float | None) -> Any:
-        ep = registry.node_endpoint(node)
+        ep = registry.node_endpoint(check_node(node))
         self.mb.note_node(ep, ep)
         try:
             res = self.mb.call(ep, msg, timeout=timeout)
         except NoProc:
             raise NodeDown(f"node {node} is down") from None
-        if isinstance(res, tuple) and len(res) == 3 and res[0] == "error":
+        if isinstance(res, tuple) and len(res) in (3, 4) and res[0] == "error":
             if res[1] == tm.BAD_REQUEST:
                 raise BadRequest(f"node {node} refused the request: {res[2]}", str(res[2]))
-            raise _daemon_error(node, str(res[1]), str(res[2]))
+            raise _daemon_error(node, *res[1:])
         return res
 
     def _call(self, sid: ServerId, msg: Any, timeout: float | None) -> Any:
@@ -260,7 +262,7 @@ class Client:
         return res[1]
 
     def _leader_call(self, loc: Any, msg: Any, timeout: Any, retry_unknown: bool = False,
-                     attempts: "_Attempts | None" = None) -> tuple[Any, ServerId]:
+                     attempts: _Attempts | None = None) -> tuple[Any, ServerId]:
         """Call ``msg`` on the leader: try each member, follow redirects, wait out elections.
         Returns ``(value, leader)`` from an ``("ok", value, leader)`` answer.
 
@@ -300,7 +302,7 @@ class Client:
                 if attempts is not None:
                     attempts.unknown = True
                 if not retry_unknown or (isinstance(e, Timeout) and left is not None
-                                         and wait >= left):
+                                         and wait >= left):  # type: ignore[operator]  # wait is set when left is
                     if isinstance(e, Timeout):
                         raise Timeout(f"no answer from {target} within {t} s; outcome unknown",
                                       server=target) from None
@@ -344,7 +346,7 @@ class Client:
                 del self._leaders[c]
 
     # -- sessions ---------------------------------------------------------------------------
-    def _session_for(self, cands: list[ServerId], deadline: float | None) -> "_Session":
+    def _session_for(self, cands: list[ServerId], deadline: float | None) -> _Session:
         """This client's session with the cluster of ``cands`` (opened on first use)."""
         for c in cands:
             sess = self._sessions.get(c)
@@ -352,7 +354,7 @@ class Client:
                 return sess
         return self._open_session(cands, deadline)
 
-    def _open_session(self, cands: list[ServerId], deadline: float | None) -> "_Session":
+    def _open_session(self, cands: list[ServerId], deadline: float | None) -> _Session:
         left = None if deadline is None else max(0.001, deadline - time.monotonic())
         # a retried open may open two sessions: the unused one expires, nothing else happens
         sid, leader = self._leader_call(cands, rm.CommandCall("open_session", None, "normal"),
@@ -362,7 +364,7 @@ class Client:
             self._sessions[c] = sess
         return sess
 
-    def _drop_session(self, sess: "_Session") -> None:
+    def _drop_session(self, sess: _Session) -> None:
         for k in [k for k, v in self._sessions.items() if v is sess]:
             del self._sessions[k]
 
@@ -381,7 +383,7 @@ class Client:
         out = {"node": node, "daemon": st, "servers": {}}
         for name, info in servers.items():
             row = dict(info)
-            if info.get("pid"):
+            if info.get("pid") and info.get("status", "running") == "running":
                 try:
                     sid = ServerId(name, node)
                     row.update(_expect(self._ok(sid, rm.OverviewCall(), 2.0), _is_dict,
@@ -394,7 +396,10 @@ class Client:
     # -- servers and clusters -----------------------------------------------------------------
     def start_server(self, *args: Any, timeout: float | None = DEFAULT_TIMEOUT) -> None:
         """``start_server(config)`` or ``start_server(cluster_name, server_id, machine,
-        server_ids)``. Returns once the server process runs and is registered."""
+        server_ids)``. Returns once the server process runs and is registered. Raises
+        ``MachineLoadError`` when its process cannot import or build the machine (the server
+        stays down; nothing is recorded), ``Timeout`` (saying whether the import is still
+        running) when ``timeout`` ends first."""
         if len(args) == 1:
             conf = args[0]
         elif len(args) == 4:
@@ -404,20 +409,48 @@ class Client:
             raise TypeError("start_server(config) or start_server(cluster_name, server_id, "
                             "machine, server_ids)")
         c = _server_conf(conf)
+        deadline = _deadline(timeout)
+        sid = self._spawn(c, timeout)
+        self._await_started(sid, deadline)
+
+    def _spawn(self, c: dict[str, Any], timeout: float | None) -> ServerId:
+        """Ask the node of a checked config (``_server_conf``) to start that server."""
+        c = dict(c)
         sid = ServerId(c["name"], c.pop("node"))
         self._daemon(sid.node, rm.StartServer(c), timeout)
-        self._await_registered(sid, timeout)
+        return sid
 
-    def _await_registered(self, sid: ServerId, timeout: float | None) -> None:
-        deadline = time.monotonic() + (timeout if timeout is not None else 30.0)
+    def _await_started(self, sid: ServerId, deadline: float) -> None:
+        """Wait until the server's process has loaded its machine and answers. Raises
+        ``MachineLoadError`` (its node says why and what to do), ``RaError`` if it stopped while
+        starting, ``Timeout`` (saying whether it is still importing its machine) at
+        ``deadline``."""
+        t0 = time.monotonic()
         while True:
+            left = deadline - time.monotonic()
             try:
-                self._ok(sid, rm.PingCall(), max(0.05, deadline - time.monotonic()))
+                self._call(sid, rm.PingCall(), max(0.05, min(left, 1.0)))
                 return
             except NoProc:
-                if time.monotonic() >= deadline:
-                    raise Timeout(f"server {sid} did not come up within {timeout} s", server=sid)
-                time.sleep(0.01)     # the fork + recovery take a few ms; poll the registry
+                pass        # not registered yet: ask its node where the start is
+            st = self._daemon(sid.node, rm.StartStatus(sid.name), max(0.5, min(left, 2.0)))
+            if st[0] == "failed":
+                raise _load_error(sid, st[1])
+            if st[0] == "stopped":
+                raise RaError(f"server {sid} stopped while starting ({st[1]}): the node's log "
+                              "(node.log in its data dir) says why")
+            if time.monotonic() >= deadline:
+                waited = round(time.monotonic() - t0, 1)
+                if st[0] == "loading":
+                    info = st[1]
+                    raise Timeout(
+                        f"server {sid} did not come up within {waited} s: its process is still "
+                        f"importing its machine {info['machine'][1]!r} ({info['elapsed_s']} s "
+                        f"so far; the node gives up at {info['load_timeout_s']:g} s, its "
+                        "load_timeout_ms). A slow import: pass a longer timeout; a hung one: "
+                        "fix the module", server=sid)
+                raise Timeout(f"server {sid} did not come up within {waited} s", server=sid)
+            time.sleep(0.01)     # the fork + recovery take a few ms; poll the registry
 
     def restart_server(self, server_id: Any, add_config: dict[str, Any] | None = None,
                        timeout: float | None = DEFAULT_TIMEOUT) -> None:
@@ -435,8 +468,9 @@ class Client:
             else:
                 raise InvalidConfig(k, v, f"restart_server can change: machine, "
                                           f"{', '.join(sorted(_MUTABLE))}")
+        deadline = _deadline(timeout)
         self._daemon(sid.node, rm.RestartServer(sid.name, extra), timeout)
-        self._await_registered(sid, timeout)
+        self._await_started(sid, deadline)
 
     def stop_server(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT) -> None:
         """Stop a server (its data stays; ``restart_server`` brings it back)."""
@@ -454,7 +488,9 @@ class Client:
         """``start_cluster(cluster_name, machine, server_ids)`` or
         ``start_cluster(server_configs)``. Returns ``(started, not_started)`` once a leader is
         elected; raises ``ClusterNotFormed`` (after deleting what it started) if fewer than a
-        majority could be started."""
+        majority could be started, ``MachineLoadError`` instead when a machine that did not
+        load is among the causes. Every member is asked to start first, then all are awaited
+        under the one ``timeout``."""
         if len(args) == 3:
             name, machine, ids = args
             sids = [_sid(s) for s in ids]
@@ -468,28 +504,54 @@ class Client:
         if not confs:
             raise InvalidConfig("server_ids", [], "at least one server")
         checked = [_server_conf(c) for c in confs]   # every config valid before starting any
+        deadline = _deadline(timeout)
         started: list[ServerId] = []
         not_started: list[ServerId] = []
-        errors = []
-        for conf, c in zip(confs, checked):
-            sid = ServerId(c["name"], c["node"])
-            try:
-                self.start_server(conf, timeout=timeout)
-                started.append(sid)
-            except (NodeDown, NoProc, Timeout, AlreadyStarted) as e:
-                not_started.append(sid)
-                errors.append(f"{sid}: {type(e).__name__}: {e}")
-        if len(started) < quorum.majority(len(checked)):
-            for sid in started:
+        spawned: list[ServerId] = []
+        errors: list[str] = []
+        load_errors: list[MachineLoadError] = []
+        try:
+            for c in checked:       # every node first: the servers load and recover in parallel
+                sid = ServerId(c["name"], c["node"])
                 try:
-                    self.force_delete_server(sid, timeout=timeout)
-                except RaError:
-                    pass
-            raise ClusterNotFormed(
-                f"only {len(started)} of {len(checked)} servers started: " + "; ".join(errors))
+                    spawned.append(self._spawn(c, timeout))
+                except (NodeDown, NoProc, Timeout, AlreadyStarted) as e:
+                    not_started.append(sid)
+                    errors.append(f"{sid}: {type(e).__name__}: {e}")
+            for sid in spawned:
+                try:
+                    self._await_started(sid, deadline)
+                    started.append(sid)
+                except RaError as e:
+                    not_started.append(sid)
+                    errors.append(f"{sid}: {type(e).__name__}: {e}")
+                    if isinstance(e, MachineLoadError):
+                        load_errors.append(e)
+        except BaseException:
+            self._delete_quietly(spawned, timeout)
+            raise
+        if len(started) < quorum.majority(len(checked)):
+            self._delete_quietly(spawned, timeout)
+            msg = (f"cluster {checked[0]['cluster_name']!r} not formed: only {len(started)} of "
+                   f"{len(checked)} servers started: " + "; ".join(errors))
+            if load_errors:       # the cause to fix, typed
+                le = load_errors[0]
+                err = MachineLoadError(le.value, le.allowed, node=le.node, server=le.server,
+                                       reason=le.reason)
+                err.args = ((f"{le} [cluster {checked[0]['cluster_name']!r} not formed: "
+                             f"{len(started)} of {len(checked)} servers started]"),)
+                raise err
+            raise ClusterNotFormed(msg)
         self.trigger_election(random.choice(started), timeout=timeout)
         self._leader_call(started, rm.MembersCall(True), timeout)   # a leader is known
         return started, not_started
+
+    def _delete_quietly(self, sids: list[ServerId], timeout: float | None) -> None:
+        for sid in sids:
+            try:
+                self.force_delete_server(sid, timeout=timeout)
+            except RaError:
+                pass
 
     def start_or_restart_cluster(self, cluster_name: str, machine: Any, server_ids: Any,
                                  timeout: float | None = DEFAULT_TIMEOUT
@@ -497,7 +559,9 @@ class Client:
         """Restart the servers that have data, start the others; a cluster that never existed
         is started as by :meth:`start_cluster`."""
         sids = [_sid(s) for s in server_ids]
+        deadline = _deadline(timeout)
         restarted: list[ServerId] = []
+        load_errors: list[MachineLoadError] = []
         missing: list[ServerId] = []
         not_started: list[ServerId] = []
         spawned: list[ServerId] = []
@@ -513,11 +577,16 @@ class Client:
                 not_started.append(sid)
         for sid in spawned:
             try:
-                self._await_registered(sid, timeout)
+                self._await_started(sid, deadline)
                 restarted.append(sid)
-            except Timeout:
+            except MachineLoadError as e:
+                not_started.append(sid)
+                load_errors.append(e)
+            except (Timeout, NoProc, NodeDown):
                 not_started.append(sid)
         if not restarted:
+            if load_errors:
+                raise load_errors[0]
             return self.start_cluster(cluster_name, machine, sids, timeout=timeout)
         # restarted members would wait out an election timeout first: ask one to campaign now
         # (pre-vote lets it win only if its log is up to date; otherwise the timeouts decide)
@@ -941,25 +1010,27 @@ def _config_int(key: str, v: Any) -> int:
 
 _ERROR_CLASSES: dict[str, type[RaError]] = {
     "AlreadyStarted": AlreadyStarted, "NotFound": NotFound, "NodeDown": NodeDown,
-    "NoProc": NoProc, "Timeout": Timeout,
+    "NoProc": NoProc, "Timeout": Timeout, "not_found": NotFound, "NotFoundError": NotFound,
 }
 
 
-def _daemon_error(node: str, tag: str, text: str) -> RaError:
-    if tag == "InvalidConfig":
-        # text is "invalid config key=value: allowed"; keep it whole
-        err = InvalidConfig("?", None, "")
-        err.args = (text,)
-        key = text.split(" ", 3)[2].split("=", 1)[0] if text.startswith("invalid config ") \
-            else "?"
-        err.key = key
-        return err
-    cls = _ERROR_CLASSES.get(tag)
-    if cls is not None:
-        return cls(text)
-    if tag in ("not_found", "NotFoundError"):
-        return NotFound(text)
-    return RaError(f"node {node}: {tag}: {text}")
+def _daemon_error(node: str, tag: str, text: str, fields: Any = None) -> RaError:
+    """The typed error of a daemon's ``("error", tag, text[, fields])`` answer."""
+    err = error_from_reply(tag, text, fields, _ERROR_CLASSES)
+    return err if err is not None else RaError(f"node {node}: {tag}: {text}")
+
+
+def _load_error(sid: ServerId, info: dict[str, Any]) -> MachineLoadError:
+    """What a node reported about a machine that did not load (``ra_start_status``)."""
+    from ra.usercode import importable_hint
+    return MachineLoadError(info.get("machine"), str(info.get("fix") or importable_hint()),
+                            node=sid.node, server=sid.name,
+                            reason=str(info.get("reason", "unknown")))
+
+
+def _deadline(timeout: Any) -> float:
+    t = _timeout(timeout)
+    return time.monotonic() + (t if t is not None else 30.0)
 
 
 def _server_error(target: ServerId, reason: Any) -> RaError:

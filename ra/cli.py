@@ -19,8 +19,11 @@
     a recorded history and the checker's verdict, per workload. Exit 0 valid, 1 invalid,
     2 unknown, 3 the check could not be set up.
 
-Exit codes (other commands): 0 success, 1 the node cannot be reached, 2 a refused start (e.g.
-the data directory is locked by another daemon: the message says by whom).
+Errors: one line on stderr, ``ra: error: <what went wrong and what to do>``, never a traceback
+(``RA_DEBUG=1`` in the environment shows it for an unexpected error). Exit codes (other
+commands): 0 success, 1 the node cannot be reached or refused the request, 2 bad input or a
+refused start (a bad address or ``--data-dir``, the data directory locked by another daemon:
+the message says by whom), 70 an unexpected error (a bug: please report it).
 """
 from __future__ import annotations
 
@@ -29,10 +32,11 @@ import json
 import os
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ra.check import cli as check_cli
-from ra.errors import NodeDown, NoProc, RaError, Timeout
+from ra.errors import AlreadyStarted, InvalidConfig, NodeDown, NoProc, OutcomeUnknown, RaError
 
 __all__ = ["main", "format_status", "format_overview"]
 
@@ -75,17 +79,23 @@ def format_status(st: dict[str, Any]) -> str:
 
 def format_overview(ov: dict[str, Any]) -> str:
     """Render ``ra.overview(node)`` as a table, one server a line."""
-    lines = [f"node {ov['node']}  (daemon pid {ov['daemon']['pid']}, "
-             f"up {ov['daemon']['uptime_s']:.0f} s)", ""]
+    lines = [(f"node {ov['node']}  (daemon pid {ov['daemon']['pid']}, "
+              f"up {ov['daemon']['uptime_s']:.0f} s)"), ""]
     hdr = (f"{'SERVER':<16} {'CLUSTER':<14} {'ROLE':<17} {'TERM':>5} {'COMMIT':>8} "
            f"{'APPLIED':>8} {'LAST':>8} {'WRITTEN':>8} {'SNAP':>7} {'PID':>7}  LEADER")
     lines.append(hdr)
     for name, row in sorted(ov["servers"].items()):
         if "role" not in row:
-            state = "stopped" if not row.get("pid") else row.get("error", "?")
+            status = row.get("status")
+            if status == "failed":
+                state = f"failed: {row.get('error')}"
+            elif status == "loading":
+                state = "loading its machine"
+            else:
+                state = "stopped" if not row.get("pid") else row.get("error", "?")
             if row.get("restarts"):
                 state += f" ({row['restarts']} restarts in the last period)"
-            lines.append(f"{name:<16} {row.get('cluster_name', ''):<14} {state}")
+            lines.append(f"{name:<16} {row.get('cluster_name') or '':<14} {state}")
             continue
         leader = row.get("leader_id")
         lead = f"{leader[0]}@{leader[1]}" if leader else "-"
@@ -102,11 +112,7 @@ def format_overview(ov: dict[str, Any]) -> str:
 def _overview(a: argparse.Namespace) -> int:
     import ra
 
-    try:
-        ov = ra.overview(a.addr, timeout=a.timeout)
-    except (NodeDown, NoProc, Timeout) as e:
-        print(f"ra: node {a.addr} not reachable: {e}", file=sys.stderr)
-        return 1
+    ov = ra.overview(a.addr, timeout=a.timeout)
     print(json.dumps(ov, indent=2, default=str) if a.json else format_overview(ov))
     return 0
 
@@ -116,13 +122,8 @@ def _members(a: argparse.Namespace) -> int:
 
     name, sep, addr = a.server.partition("@")
     if not sep or not name or not addr:
-        print("ra: members takes NAME@HOST:PORT", file=sys.stderr)
-        return 2
-    try:
-        members, leader = ra.members(ra.ServerId(name, addr), timeout=a.timeout)
-    except RaError as e:
-        print(f"ra: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+        return _error(f"members takes NAME@HOST:PORT, not {a.server!r}", 2)
+    members, leader = ra.members(ra.ServerId(name, addr), timeout=a.timeout)
     if a.json:
         print(json.dumps({"members": [list(m) for m in members], "leader": list(leader)}))
     else:
@@ -132,18 +133,16 @@ def _members(a: argparse.Namespace) -> int:
 
 
 def _node_start(a: argparse.Namespace) -> int:
-    from ra import node
+    from ra import node, system
 
+    env = node.validate_env({"data_dir": a.data_dir, "listen": a.listen})
+    system.prepare_dirs(env["data_dir"])
     if not a.daemon:
+        os.close(node.lock_data_dir(env["data_dir"]))     # a locked directory: say so now
         argv = ["--data-dir", a.data_dir, "--listen", a.listen]
         return node.main(argv)
     log = os.path.join(os.path.abspath(a.data_dir), "node.log")
-    try:
-        addr, _proc, _ = node.spawn_daemon({"data_dir": a.data_dir, "listen": a.listen},
-                                           lifeline=False, log_path=log)
-    except RaError as e:
-        print(f"ra: {e}", file=sys.stderr)
-        return 2
+    addr, _proc, _ = node.spawn_daemon(env, lifeline=False, log_path=log)
     print(addr)
     return 0
 
@@ -152,37 +151,50 @@ def _node_stop(a: argparse.Namespace) -> int:
     from ra.messages import NodePing, NodeStop
     from ra.node import node_call
 
-    try:
-        node_call(a.addr, NodeStop(), timeout=a.timeout)
-    except (NodeDown, NoProc, Timeout) as e:
-        print(f"ra: node {a.addr} not reachable: {e}", file=sys.stderr)
-        return 1
+    node_call(a.addr, NodeStop(), timeout=a.timeout)
     deadline = time.monotonic() + a.timeout
     while time.monotonic() < deadline:
         try:
             node_call(a.addr, NodePing(), timeout=0.5)
-        except (NodeDown, NoProc, Timeout):
+        except (NodeDown, NoProc, OutcomeUnknown):
             print(f"node {a.addr} stopped")
             return 0
-    print(f"ra: node {a.addr} still answering after {a.timeout} s", file=sys.stderr)
-    return 1
+    return _error(f"node {a.addr} still answering after {a.timeout} s", 1)
 
 
 def _node_status(a: argparse.Namespace) -> int:
     from ra.messages import NodeStatus
     from ra.node import node_call
 
-    try:
-        st = node_call(a.addr, NodeStatus(), timeout=a.timeout)
-    except (NodeDown, NoProc, Timeout) as e:
-        print(f"ra: node {a.addr} not reachable: {e}", file=sys.stderr)
-        return 1
+    st = node_call(a.addr, NodeStatus(), timeout=a.timeout)
     print(json.dumps(st, indent=2, default=str) if a.json else format_status(st))
     return 0
 
 
+def _error(text: str, code: int) -> int:
+    print(f"ra: error: {text}", file=sys.stderr)
+    return code
+
+
+def _explain(e: BaseException, a: argparse.Namespace) -> tuple[str, int]:
+    """The one line and the exit code for an error that ended a command."""
+    addr = getattr(a, "addr", None) or getattr(a, "server", None)
+    if isinstance(e, InvalidConfig) and e.key in ("node", "server_id"):
+        return f"bad node address {e.value!r}: {e.allowed}", 2
+    if isinstance(e, (InvalidConfig, AlreadyStarted)):
+        return str(e), 2
+    if isinstance(e, (NodeDown, NoProc, OutcomeUnknown)):
+        return ((f"node {addr} is not reachable ({type(e).__name__}): is its daemon running? "
+                 "(start one with: ra node start --data-dir DIR --daemon)"), 1)
+    if isinstance(e, RaError):
+        return f"{type(e).__name__}: {e}", 1
+    if isinstance(e, OSError):
+        return f"{e.strerror or e} ({e.filename or type(e).__name__})", 1
+    return (f"unexpected {type(e).__name__}: {e} (a bug: RA_DEBUG=1 shows the traceback)", 70)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ra`` console script."""
+    """Entry point of the ``ra`` console script: every error is one line (:func:`_explain`)."""
     p = argparse.ArgumentParser(prog="ra", description="ra for Python")
     sub = p.add_subparsers(dest="cmd", required=True)
     node_p = sub.add_parser("node", help="node daemon")
@@ -209,6 +221,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     cp = sub.add_parser("check", help="Jepsen-style check: cluster, clients, faults, verdict")
     check_cli.add_arguments(cp)
     a = p.parse_args(argv)
+    try:
+        return _run(a)
+    except KeyboardInterrupt:
+        return _error("interrupted", 130)
+    except Exception as e:
+        if os.environ.get("RA_DEBUG") and not isinstance(e, RaError):
+            raise
+        return _error(*_explain(e, a))
+
+
+def _run(a: argparse.Namespace) -> int:
     if a.cmd == "check":
         return check_cli.run(a)
     if a.cmd == "overview":

@@ -10,25 +10,12 @@ import os
 import shutil
 from typing import Any
 
-from transport import codec
+from ra.wire import codec  # with ra's types registered
+from wal import osio
 
 __all__ = ["Directory"]
 
 _FILE = "ra_directory"
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 class Directory:
@@ -45,7 +32,7 @@ class Directory:
             pass
 
     def _save(self) -> None:
-        _atomic_write(self._path, codec.encode(self._names))
+        osio.atomic_write(self._path, codec.encode(self._names))
 
     def uid_of(self, name: str) -> str | None:
         e = self._names.get(name)
@@ -58,7 +45,7 @@ class Directory:
         """Record a new server and its config (durable before returning)."""
         d = os.path.join(self.data_dir, uid)
         os.makedirs(d, exist_ok=True)
-        _atomic_write(os.path.join(d, "config"), codec.encode(config))
+        osio.atomic_write(os.path.join(d, "config"), codec.encode(config))
         self._names[name] = {"uid": uid, "cluster_name": cluster_name}
         self._save()
 

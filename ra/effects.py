@@ -31,7 +31,8 @@ as ra documents: monitors and timers belong to the leader that set them.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ra.core.machine import ReleaseCursor
 

@@ -2,10 +2,24 @@
 
 Every error the library raises at its users is a subclass of :class:`RaError`, so
 ``except ra.RaError`` catches them all. Messages say what went wrong and what to do.
+
+Where they are defined: :class:`RaError` in the leaf module :mod:`raerror` (below every package),
+the errors of cast/call (``OutcomeUnknown``, ``Timeout``, ``NoProc``, ``NodeDown``,
+``ProcessDied``, ``NodeLost``, ``BadReply``) in :mod:`transport.errors`, ``InvalidConfig`` in the core's leaf
+:mod:`ra.core.errors` (``ServerId`` raises it), and the supervisor's in :mod:`supervisor.spec`;
+this module re-exports the first three groups (the very same classes, so ``except ra.NoProc``
+catches what a mailbox raises) and defines ra's own errors. Imports run
+downward only: ``ra`` -> ``transport`` / ``supervisor`` -> ``raerror``.
 """
 from __future__ import annotations
 
 from typing import Any
+
+from ra.core.errors import InvalidConfig
+from raerror import RaError
+from transport.errors import (
+    BadReply, NodeDown, NodeLost, NoProc, OutcomeUnknown, ProcessDied, Timeout, TransportError,
+)
 
 __all__ = [
     "RaError",
@@ -27,48 +41,11 @@ __all__ = [
     "BadRequest",
     "BadReply",
     "QueryError",
+    "MachineLoadError",
+    "error_reply",
+    "error_from_reply",
+    "TransportError",
 ]
-
-
-class RaError(Exception):
-    """Base of every error raised by this library."""
-
-
-class OutcomeUnknown(RaError):
-    """The request was sent, and whether it took effect is unknown: the callee may have acted
-    on it before it died or went silent. Commands (``process_command``) are retried under the
-    client's session, which makes a retry safe, until their timeout; other requests are safe to
-    retry only if they are idempotent (queries) or checked first (membership)."""
-
-
-class Timeout(OutcomeUnknown):
-    """No answer within the timeout. ``server`` names who did not answer (ra's ``{timeout, S}``)."""
-
-    def __init__(self, message: str, server: Any = None) -> None:
-        super().__init__(message)
-        self.server = server
-
-
-class NoProc(RaError):
-    """No such process on a live node (ra's ``noproc``). Raised as ``NoProc`` itself, the
-    request was *not delivered* (the process was gone before it was sent): safe to retry. The
-    subclass :class:`ProcessDied` means it was sent first."""
-
-
-class NodeDown(RaError):
-    """The node daemon hosting the target cannot be reached (ra's ``nodedown``). Raised as
-    ``NodeDown`` itself, the request was *not delivered*: safe to retry. The subclass
-    :class:`NodeLost` means it was sent first."""
-
-
-class ProcessDied(OutcomeUnknown, NoProc):
-    """The request was sent, then the callee's process was found dead: it may have acted on
-    it. (Also a ``NoProc``, for code that only asks whether the callee is there.)"""
-
-
-class NodeLost(OutcomeUnknown, NodeDown):
-    """The request was sent, then the callee's node was found down or unreachable: it may
-    have acted on it. (Also a ``NodeDown``.)"""
 
 
 class SessionExpired(OutcomeUnknown):
@@ -121,14 +98,33 @@ class SystemNotStarted(RaError):
     """The node daemon (ra's system) is not running."""
 
 
-class InvalidConfig(RaError):
-    """A configuration value is invalid. ``key``, ``value`` and ``allowed`` say which and why."""
+class MachineLoadError(InvalidConfig):
+    """A server's machine could not be imported or built in its server process on ``node``:
+    the module is not importable by the node's Python, or its import raised, called
+    ``sys.exit()``, or did not finish within the node's ``load_timeout_ms``. ``key`` is
+    ``"machine"``, ``value`` the machine spec, ``allowed`` what to do; ``server`` names the
+    server, ``reason`` the failure (``"ModuleNotFoundError: No module named 'x'"``).
 
-    def __init__(self, key: str, value: Any, allowed: str) -> None:
-        super().__init__(f"invalid config {key}={value!r}: {allowed}")
-        self.key = key
-        self.value = value
-        self.allowed = allowed
+    An ``InvalidConfig``: the machine named cannot be used on that node, nothing was written
+    (a first start leaves no trace; a restart keeps the server's data and stored config), and
+    the server stays down until the cause is fixed and it is started again."""
+
+    def __init__(self, value: Any, allowed: str, *, node: str | None = None,
+                 server: Any = None, reason: str = "") -> None:
+        super().__init__("machine", value, allowed)
+        self.node = node
+        self.server = server
+        self.reason = reason
+        where = f"server {server!r} on node {node}" if node else f"server {server!r}"
+        fix = allowed[:1].upper() + allowed[1:]
+        self.args = ((f"{where} cannot load its machine {_machine_path(value)!r}: {reason}. "
+                      f"{fix}"),)
+
+
+def _machine_path(spec: Any) -> Any:
+    if isinstance(spec, (tuple, list)) and len(spec) == 3:
+        return spec[1]
+    return spec
 
 
 class BadRequest(RaError):
@@ -142,11 +138,6 @@ class BadRequest(RaError):
         self.reason = reason
 
 
-class BadReply(OutcomeUnknown):
-    """The callee answered, but not with a reply of the protocol (a garbled or foreign reply):
-    the request was sent and its outcome is unknown."""
-
-
 class QueryError(RaError):
     """A query function could not be run in the server: it could not be imported there
     (``module`` names the module; it must be importable by the *server's* Python, e.g. on its
@@ -155,3 +146,35 @@ class QueryError(RaError):
     def __init__(self, message: str, module: str | None = None) -> None:
         super().__init__(message)
         self.module = module
+
+
+# ----------------------------------------------------------------- errors on the wire
+
+def error_reply(e: RaError) -> tuple[Any, ...]:
+    """The wire form of an error raised while answering a call: ``("error", tag, text,
+    fields)``, ``fields`` the typed attributes the caller needs to rebuild it (``key``,
+    ``value``, ``allowed``...; empty for errors that carry only their text)."""
+    fields: dict[str, Any] = {}
+    if isinstance(e, InvalidConfig):
+        fields = {"key": e.key, "value": e.value, "allowed": e.allowed}
+    if isinstance(e, MachineLoadError):
+        fields.update(node=e.node, server=e.server, reason=e.reason)
+    return ("error", type(e).__name__, str(e), fields)
+
+
+def error_from_reply(tag: Any, text: Any, fields: Any = None,
+                     classes: dict[str, type[RaError]] | None = None) -> RaError | None:
+    """Rebuild the typed error of :func:`error_reply` (None if ``tag`` names none we know:
+    the caller decides). ``classes`` maps further tags to classes built from the text."""
+    f = fields if isinstance(fields, dict) else {}
+    if tag == "MachineLoadError" and "value" in f:
+        err: RaError = MachineLoadError(f["value"], str(f.get("allowed", "")),
+                                        node=f.get("node"), server=f.get("server"),
+                                        reason=str(f.get("reason", "")))
+        err.args = (str(text),)
+        return err
+    if tag == "InvalidConfig" and "key" in f:
+        err = InvalidConfig(str(f["key"]), f.get("value"), str(f.get("allowed", "")))
+        return err
+    cls = (classes or {}).get(str(tag))
+    return cls(str(text)) if cls is not None else None

@@ -9,8 +9,9 @@ Three protocols:
 * client -> ra server (``ra.api`` sends, ``ra.server_proc`` serves): the ``...Call`` classes are
   calls (answered ``("ok", value, leader)``, ``("redirect", leader)`` or ``("error", reason)``),
   the ``...Cast`` classes casts;
-* server -> node daemon: :class:`MetricsReport` (cast) and :class:`ForceDeleteServer` (cast, when
-  a member applies its cluster's end of life);
+* server -> node daemon: :class:`MetricsReport` (cast), :class:`ServerLoaded` /
+  :class:`ServerLoadFailed` (calls: the machine was built, or why not) and
+  :class:`ForceDeleteServer` (cast, when a member applies its cluster's end of life);
 * client -> node daemon (``ra.node`` and ``ra.server_sup`` serve): the ``Node*`` and ``*Child``
   classes (the daemon itself, its server supervisor), and the ``*Server*`` classes (ra's
   ``start_server``, ``restart_server``...). Errors come back as ``("error", tag, text)``.
@@ -37,11 +38,11 @@ __all__ = [
     "MembersCall", "AuxCall", "AuxCast", "InitialMembersCall", "TransferLeadershipCall",
     "TriggerElectionCall", "OverviewCall", "KeyMetricsCall", "PingCall",
     # server -> daemon
-    "MetricsReport",
+    "MetricsReport", "ServerLoaded", "ServerLoadFailed",
     # client -> daemon
     "NodePing", "NodeStatus", "NodeStop", "StartChild", "TerminateChild", "RestartChild",
     "DeleteChild", "WhichChildren", "StartServer", "RestartServer", "StopServer",
-    "ForceDeleteServer", "ListServers", "ServerMetrics",
+    "ForceDeleteServer", "ListServers", "ServerMetrics", "StartStatus",
     # groups, validators
     "SERVER_CALLS", "SERVER_CASTS", "DAEMON_CALLS", "DAEMON_CASTS", "COMMAND_KINDS",
     "TUNING_KEYS", "CHECKS", "valid_query",
@@ -160,6 +161,24 @@ class MetricsReport:
     metrics: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class ServerLoaded:
+    """Call: server ``name``'s process ``pid`` imported and built its machine -> ``"ok"``."""
+
+    name: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLoadFailed:
+    """Call: server ``name``'s process ``pid`` could not load its machine; ``info`` says why
+    (``reason``, ``fix``, ``machine``) -> ``"ok"``; the process then exits."""
+
+    name: str
+    pid: int
+    info: dict[str, Any]
+
+
 # --- client -> node daemon ------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -247,13 +266,20 @@ class ServerMetrics:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class StartStatus:
+    """-> where the start of server ``name`` is (``ra.server_sup.ServerSup.start_status``)."""
+
+    name: str
+
+
 SERVER_CALLS = (CommandCall, ConsistentQueryCall, LocalQueryCall, LeaderQueryCall, MembersCall,
                 AuxCall, InitialMembersCall, TransferLeadershipCall, TriggerElectionCall,
                 OverviewCall, KeyMetricsCall, PingCall)
 SERVER_CASTS = (PipelineCast, AuxCast)
 DAEMON_CALLS = (NodePing, NodeStatus, NodeStop, StartChild, TerminateChild, RestartChild,
                 DeleteChild, WhichChildren, StartServer, RestartServer, StopServer,
-                ListServers, ServerMetrics)
+                ListServers, ServerMetrics, StartStatus, ServerLoaded, ServerLoadFailed)
 #: ForceDeleteServer may be called (a client) or cast (a server deleting itself)
 DAEMON_CASTS = (MetricsReport, ForceDeleteServer)
 
@@ -350,6 +376,10 @@ def _add_config(c: Any) -> bool:
     return True
 
 
+def _pid(x: Any) -> bool:
+    return type(x) is int and 0 < x < 2**31
+
+
 def _shutdown(x: Any) -> bool:
     return (type(x) is int and x >= 0) or x in ("brutal_kill", "infinity")
 
@@ -391,4 +421,7 @@ CHECKS: dict[type, Check] = {
     ForceDeleteServer: fields(ForceDeleteServer, _name),
     ListServers: fields(ListServers),
     ServerMetrics: fields(ServerMetrics, _name),
+    StartStatus: fields(StartStatus, _name),
+    ServerLoaded: fields(ServerLoaded, _name, _pid),
+    ServerLoadFailed: fields(ServerLoadFailed, _name, _pid, dict_of(nonempty_str, any_term)),
 }

@@ -4,6 +4,10 @@ The node daemon: root supervisor, name registry host, fork server owner.
 
 One daemon per data directory. Start-up, in this order:
 
+0. check ``data_dir`` and the WAL directory (:func:`ra.system.prepare_dirs`: a directory this
+   process can write, or ``InvalidConfig`` naming the key, the path and the OS error); build the
+   log supervisor's children (a ``log_children`` factory named in the config is user code: it
+   runs in a throwaway child, :func:`ra.usercode.call_in_child`);
 1. lock the data directory (``flock`` on ``DIR/ra_node.lock``, non-blocking): a second daemon on
    the same directory fails at once with :class:`~ra.errors.AlreadyStarted` naming the holder;
 2. become a child subreaper and install the reap-all loop (no zombie is ever left);
@@ -11,9 +15,16 @@ One daemon per data directory. Start-up, in this order:
 4. bind the mailbox on ``listen`` (``host:port``, port 0 = ephemeral) and embed the name
    registry (:mod:`transport.registry`) and the node failure detector
    (:mod:`transport.failure_detector`, ticked by a loop timer);
-5. start the supervision tree of :mod:`ra.sup` (log supervisor, then server supervisor);
+5. start the supervision tree of :mod:`ra.sup` (log supervisor, then server supervisor) and
+   wait until the WAL answers (or report why it could not start: a WAL that exits while
+   starting fails the start, so ``ra.start`` never returns for a node whose WAL crash-loops);
 6. report readiness (``{"ok": true, "address": ..., "pid": ...}`` as one JSON line on the ready
-   fd, or ``{"ok": false, "error": ..., "message": ...}``).
+   fd, or ``{"ok": false, "error": tag, "message": text, "fields": {...}}``, the fields of
+   :func:`ra.errors.error_reply`, from which the caller rebuilds the typed error).
+
+The daemon never imports user code: machines are imported and built in their server processes
+(:mod:`ra.usercode` has the contract), so a machine that exits, raises or hangs at import
+cannot take the daemon down or block it.
 
 What arrives is checked once, at the door (:meth:`NodeDaemon._handle`), against one validator
 per message type: the daemon's own calls and the server supervisor's (:mod:`ra.messages`), the
@@ -32,7 +43,9 @@ Daemon calls (``Mailbox.call(address, msg)``; ``address`` is ``tcp://host:port``
 messages of :mod:`ra.messages`): ``NodePing()`` -> ``"pong"``, ``NodeStatus()``,
 ``NodeStop()``, ``StartChild(id, target, args, env, restart="transient", shutdown=5000)`` -> pid,
 ``TerminateChild(id)``, ``RestartChild(id)``, ``DeleteChild(id)``, ``WhichChildren()``, and the
-server supervisor's (:mod:`ra.server_sup`). Errors come back as ``("error", tag, text)``.
+server supervisor's (:mod:`ra.server_sup`). Errors come back as ``("error", tag, text)``
+(supervisor errors, ``"bad_request"``) or ``("error", tag, text, fields)``
+(:func:`ra.errors.error_reply`: an ``InvalidConfig`` keeps its key, value and allowed).
 """
 from __future__ import annotations
 
@@ -48,14 +61,17 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import ra.wire  # noqa: F401  (registers ra's messages with the codec)
+import ra.wire  # noqa: F401  (registers ServerId and ra's messages with the codec)
 from ra import messages as rm
+from ra.core.types import check_node
 from ra.errors import (
-    AlreadyStarted, InvalidConfig, NodeDown, NoProc, RaError, SystemNotStarted,
+    AlreadyStarted, InvalidConfig, NodeDown, NoProc, RaError, SystemNotStarted, error_from_reply,
+    error_reply,
 )
-from ra.sup import SERVER_SUP, SYSTEM_SUP, build_tree, log_children, server_child_spec
+from ra.sup import LOG_SUP, SERVER_SUP, SYSTEM_SUP, build_tree, log_children, server_child_spec
 from supervisor.child import set_child_subreaper
 from supervisor.forkserver import ForkServer
 from supervisor.loop import Loop
@@ -81,9 +97,11 @@ __all__ = [
 _log = logging.getLogger("ra.node")
 
 LOCK_FILE = "ra_node.lock"
+WAL_CHILD = "ra_log_wal"            # the log supervisor's child that must answer before ready
+_LOG_READY_TIMEOUT = 20.0           # s; spawn_daemon waits 30 s for the ready line
 ENV_KEYS = ("data_dir", "wal_data_dir", "segment_max_entries", "wal_max_size_bytes",
             "wal_compute_checksums", "wal_write_strategy", "listen", "log_children",
-            "cpu_scheduling")
+            "cpu_scheduling", "load_timeout_ms")
 CPU_SCHEDULING = ("batch", "normal")
 # -c rather than -m: ra/__init__ will import this module (runpy would warn)
 _BOOT = "import sys; from ra.node import main; sys.exit(main(sys.argv[1:]))"
@@ -109,7 +127,7 @@ def validate_env(env: Mapping[str, Any]) -> dict[str, Any]:
     for k in ("data_dir", "wal_data_dir"):
         if k in out and not isinstance(out[k], (str, os.PathLike)):
             raise InvalidConfig(k, out[k], "a directory path")
-    for k in ("segment_max_entries", "wal_max_size_bytes"):
+    for k in ("segment_max_entries", "wal_max_size_bytes", "load_timeout_ms"):
         v = out.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
             raise InvalidConfig(k, v, "a positive integer")
@@ -125,7 +143,8 @@ def validate_env(env: Mapping[str, Any]) -> dict[str, Any]:
                             '"default" or "o_sync"')
     listen = out.get("listen", "127.0.0.1:0")
     host, sep, port = str(listen).rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not isinstance(listen, str) or not sep or not host or not port.isdigit() \
+            or int(port) > 65535:
         raise InvalidConfig("listen", listen, '"host:port" (port 0 = ephemeral)')
     for k in ("data_dir", "wal_data_dir"):
         if k in out:
@@ -211,8 +230,9 @@ class NodeDaemon:
         """Start, serve until told to stop, shut down in order; return the exit code."""
         try:
             self._start(lifeline_fd)
+            self._await_log(_LOG_READY_TIMEOUT)
         except BaseException as e:
-            _report(ready_fd, {"ok": False, "error": type(e).__name__, "message": str(e)})
+            _report(ready_fd, _failure(e))
             self._teardown()
             if isinstance(e, RaError):
                 _log.error("%s", e)
@@ -229,10 +249,11 @@ class NodeDaemon:
         return self.exit_code
 
     def _start(self, lifeline_fd: int | None) -> None:
+        from ra import system
+        system.prepare_dirs(self.data_dir, self.config.get("wal_data_dir"))
         self._lock_fd = lock_data_dir(self.data_dir)
         _write_lock_info(self._lock_fd, f"pid {os.getpid()}")
         set_child_subreaper()
-        from ra import system
         from ra.server_sup import node_system_config
         # socket files of servers SIGKILLed with an earlier daemon (we hold the data dir lock)
         system.remove_stale_server_sockets(node_system_config(self.config))
@@ -265,6 +286,45 @@ class NodeDaemon:
         flags, children = build_tree(self.config, self.log_children)
         self.root = Supervisor(loop, flags, children, name=SYSTEM_SUP,
                                forkserver=self.forkserver, on_exit=self._root_exit).start()
+
+    def _await_log(self, timeout: float) -> None:
+        """Run the loop until the WAL answers a call; raise if a log child exits first (the
+        WAL's directory is checked again for the OS error, else the exit reason is given).
+        Returns after ``timeout`` s anyway (a long recovery), with a warning in the log."""
+        assert self.root is not None and self.loop is not None
+        log_sup = self.root.child(LOG_SUP)
+        if log_sup is None or WAL_CHILD not in {c.id for c in log_sup.which_children()}:
+            return                  # log_children of a test: nothing that answers
+        from ra import system
+        from ra.server_sup import node_system_config
+        from wal.messages import WalOverview
+        cfg = node_system_config(self.config)
+        ep = system.wal_endpoint(cfg)
+        up = False
+
+        def settled() -> bool:
+            nonlocal up
+            if self.root is None or self.root.stopped or log_sup.stopped or log_sup.restarts:
+                return True
+            try:
+                self.mailbox.call(ep, WalOverview(), timeout=0.1)
+                up = True
+            except RaError:
+                pass
+            return up
+
+        self.loop.run_until(settled, timeout, step=0.05)
+        if up:
+            return
+        if not (log_sup.stopped or log_sup.restarts or self.root.stopped):
+            _log.warning("the WAL has not answered after %g s: reporting ready anyway", timeout)
+            return
+        system.prepare_dir("wal_data_dir" if self.config.get("wal_data_dir") else "data_dir",
+                           system.wal_dir(cfg))
+        who, reason = log_sup.last_exit or (WAL_CHILD, "exited")
+        raise SystemNotStarted(
+            f"the node's {who} process exited ({reason}) while starting, WAL directory "
+            f"{system.wal_dir(cfg)}: its traceback is in the node's log")
 
     def _attach_transport_services(self) -> None:
         """Embed the name registry and the node failure detector on the daemon's mailbox."""
@@ -343,7 +403,8 @@ class NodeDaemon:
         """
         env = {"RA_NODE": self.address or "", "RA_DATA_DIR": self.data_dir}
         env.update(spec.env)
-        cs = server_child_spec(spec.id, spec.target, tuple(spec.args), env, spec.restart,
+        cs = server_child_spec(spec.id, spec.target, tuple(spec.args), env,
+                               spec.restart,  # type: ignore[arg-type]  # checked at the door
                                spec.shutdown)
         pid = self.server_sup().start_child(cs)
         assert pid is not None
@@ -388,7 +449,7 @@ class NodeDaemon:
         except SupervisorError as e:
             result = ("error", e.tag, str(e))
         except RaError as e:
-            result = ("error", type(e).__name__, str(e))
+            result = error_reply(e)
         except Exception as e:  # a request must not take the daemon down
             _log.exception("daemon request %s failed", type(msg).__name__)
             result = ("error", type(e).__name__, str(e))
@@ -503,13 +564,21 @@ def _importable(mod: str) -> bool:
         return False
 
 
+def _failure(e: BaseException) -> dict[str, Any]:
+    """The ready line of a daemon that could not start."""
+    if isinstance(e, RaError):
+        _, tag, text, fields = error_reply(e)
+        return {"ok": False, "error": tag, "message": text, "fields": fields}
+    return {"ok": False, "error": type(e).__name__, "message": str(e)}
+
+
 def _report(fd: int | None, info: Mapping[str, Any]) -> None:
     if fd is None:
         if info.get("ok"):
             print(f"ra node listening on {info['address']} (pid {info['pid']})", flush=True)
         return
     try:
-        os.write(fd, (json.dumps(info) + "\n").encode())
+        os.write(fd, (json.dumps(info, default=repr) + "\n").encode())
         os.close(fd)
     except OSError:
         pass
@@ -519,14 +588,15 @@ def _report(fd: int | None, info: Mapping[str, Any]) -> None:
 
 _children: dict[str, subprocess.Popen[bytes]] = {}
 _ERRORS: dict[str, type[RaError]] = {"AlreadyStarted": AlreadyStarted,
-                                     "InvalidConfig": RaError, "SystemNotStarted": SystemNotStarted}
+                                     "SystemNotStarted": SystemNotStarted}
 
 
 def node_call(addr: str, msg: Any, timeout: float = 5.0) -> Any:
-    """Call the daemon at ``addr`` (``host:port``) from a throwaway mailbox."""
+    """Call the daemon at ``addr`` (``host:port``) from a throwaway mailbox. A malformed
+    ``addr`` raises InvalidConfig at once."""
     from transport import Mailbox
 
-    ep = to_endpoint(addr)
+    ep = to_endpoint(check_node(addr, "node"))
     with Mailbox(None) as mb:
         mb.note_node(ep, ep)  # a refused daemon endpoint is NodeDown, not NoProc
         try:
@@ -549,6 +619,8 @@ def spawn_daemon(env: Mapping[str, Any], *, lifeline: bool,
     cfg = validate_env(env)
     data_dir = os.path.abspath(cfg.get("data_dir") or os.path.join(os.getcwd(), "ra_data"))
     cfg["data_dir"] = data_dir
+    from ra import system
+    system.prepare_dirs(data_dir, cfg.get("wal_data_dir"))   # before node.log is made there
     r_ready, w_ready = os.pipe()
     fds = [w_ready]
     argv = [*argv_prefix, sys.executable, "-c", _BOOT, "--data-dir", data_dir,
@@ -584,8 +656,9 @@ def spawn_daemon(env: Mapping[str, Any], *, lifeline: bool,
         proc.wait()
         if life_w is not None:
             os.close(life_w)
-        raise _ERRORS.get(str(info.get("error", "")), RaError)(
-            str(info.get("message", "start failed")))
+        text = str(info.get("message", "start failed"))
+        raise error_from_reply(info.get("error"), text, info.get("fields"), _ERRORS) \
+            or RaError(f"the node daemon did not start: {info.get('error')}: {text}")
     return str(info["address"]), proc, life_w
 
 
@@ -618,8 +691,10 @@ def start(**env: Any) -> str:
     locked by another daemon) or SystemNotStarted.
     """
     validate_env(env)
-    stop()
     data_dir = os.path.abspath(env.get("data_dir") or os.path.join(os.getcwd(), "ra_data"))
+    from ra import system
+    system.prepare_dirs(data_dir, env.get("wal_data_dir"))   # before the old daemon is stopped
+    stop()
     addr, proc, life_w = spawn_daemon(env, lifeline=True,
                                       log_path=os.path.join(data_dir, "node.log"))
     _children[addr] = proc
@@ -654,6 +729,24 @@ atexit.register(stop)
 
 # ---------------------------------------------------------------------- entry point
 
+def _log_children(config: dict[str, Any]) -> list[ChildSpec]:
+    """The log supervisor's children: ours (WAL, segment writer), or those of the config's
+    ``log_children`` factory, which is user code and runs in a throwaway child (this process
+    has no thread yet, so it may fork)."""
+    from ra import system
+    system.prepare_dirs(config["data_dir"], config.get("wal_data_dir"))
+    factory = config.get("log_children")
+    if not factory:
+        return log_children(config)
+    from ra.usercode import LOAD_TIMEOUT_MS, call_in_child
+    timeout = config.get("load_timeout_ms", LOAD_TIMEOUT_MS) / 1000
+    specs = call_in_child(factory, (config,), timeout, "log_children")
+    if not isinstance(specs, (list, tuple)) or not all(isinstance(c, ChildSpec) for c in specs):
+        raise InvalidConfig("log_children", factory, "a factory that returns a list of "
+                                                     "supervisor.spec.ChildSpec")
+    return list(specs)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Daemon entry: ``--data-dir DIR --listen HOST:PORT [--ready-fd N] [--lifeline-fd N]``."""
     p = argparse.ArgumentParser(prog="ra-node")
@@ -671,10 +764,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = dict(json.loads(a.config), data_dir=os.path.abspath(a.data_dir), listen=a.listen)
     set_cpu_scheduling(config.get("cpu_scheduling", "batch"))   # before any child is started
     try:
-        children = log_children(config)
-    except Exception as e:
-        _report(a.ready_fd, {"ok": False, "error": "InvalidConfig",
-                             "message": f"log_children: {type(e).__name__}: {e}"})
+        children = _log_children(config)
+    except RaError as e:
+        _log.error("%s", e)
+        _report(a.ready_fd, _failure(e))
         return 2
     daemon = NodeDaemon(a.data_dir, a.listen, config, log_children=children)
     return daemon.run(a.ready_fd, a.lifeline_fd)

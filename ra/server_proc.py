@@ -33,6 +33,12 @@ Query functions (``"pkg.mod:func"``) are imported and run inside a guard: an imp
 fails, a query that raises or a result that is not a term gives the caller
 :class:`ra.errors.QueryError` and the server keeps running. A reply that is not a term (a
 machine's reply) is answered ``("error", "not_a_term", text)`` instead of crashing the server.
+
+Start-up: the mailbox first, then the machine is imported and built (the only place user code
+is loaded: :mod:`ra.usercode`) and the outcome reported to the node daemon (calls
+``ServerLoaded(name, pid)`` / ``ServerLoadFailed(name, pid, info)``) before the log, meta
+store and snapshots are opened. A machine that does not load leaves nothing on disk; the
+process logs the traceback, reports it and exits 0 (its supervisor must not restart it).
 """
 from __future__ import annotations
 
@@ -44,8 +50,10 @@ import os
 import random
 import select
 import signal
+import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ra.wire  # noqa: F401  (registers the core messages with the codec)
 from ra import messages as rm
@@ -138,12 +146,25 @@ def _import_path(path: str) -> Any:
 
 def resolve_query(q: Any) -> Callable[[Any], Any]:
     """A query sent over the wire: ``"pkg.mod:func"`` or ``("pkg.mod:func", args)`` (called as
-    ``func(state, *args)``)."""
+    ``func(state, *args)``). An import that raises or exits (``SystemExit``) raises
+    ``ImportError`` naming it: a query never ends the server."""
+    path, args = (q, ()) if isinstance(q, str) else q
+    try:
+        fun = _import_path(path)
+    except (Exception, SystemExit) as e:
+        from ra.usercode import describe
+        raise ImportError(f"cannot import query function {path!r}: {describe(e)}") from None
     if isinstance(q, str):
-        return _import_path(q)
-    path, args = q
-    fun = _import_path(path)
+        return fun          # type: ignore[no-any-return]
     return lambda state: fun(state, *args)
+
+
+class _MachineNotLoaded(Exception):
+    """The machine did not load; the daemon has been told (or could not be)."""
+
+    def __init__(self, reported: bool) -> None:
+        super().__init__("machine not loaded")
+        self.reported = reported
 
 
 class ServerProc:
@@ -161,6 +182,12 @@ class ServerProc:
         self.mb = DirectMailbox(f"tcp://{host}:0", also=[system.server_ipc_endpoint(self.sys)],
                                 blocking_connect=False)
         self.mb.on_peer_closed = self._on_peer_closed
+        self.daemon_ep = registry.node_endpoint(self.node)
+        try:
+            machine = self._load_machine()
+        except BaseException:
+            self.mb.close()
+            raise
         self.wal_ep = system.wal_endpoint(self.sys)
         self.log = DiskLog(c["uid"], self.sys.data_dir, wal_dir=system.wal_dir(self.sys),
                            send=self._send_wal,
@@ -168,7 +195,6 @@ class ServerProc:
                            max_checkpoints=c["max_checkpoints"],
                            min_checkpoint_interval=c["min_checkpoint_interval"])
         self.meta = DiskMeta(os.path.join(self.sys.data_dir, c["uid"]))
-        machine = load_machine(tuple(c["machine"]))
         members = tuple(ServerId(*m) for m in c["initial_members"])
         self.cfg = core.ServerConfig(
             id=self.id, uid=c["uid"], cluster_name=c["cluster_name"], initial_members=members,
@@ -190,7 +216,6 @@ class ServerProc:
         self.running = True
         self.rng = random.Random()
         self.monitored_leader: Any = None
-        self.daemon_ep = registry.node_endpoint(self.node)
         self.reported_role = ""
         self.tick_written = -1
         self.tick_roll_asked = 0
@@ -207,6 +232,28 @@ class ServerProc:
         self._handle_effects(effects)
 
     # -- start / stop ---------------------------------------------------------------------
+    def _load_machine(self) -> Any:
+        """Import and build the machine, and tell the daemon how it went (see the module
+        docstring). Raises _MachineNotLoaded after a failure; RaError if the daemon cannot be
+        told of a success (the process then exits abnormally and is restarted)."""
+        spec = tuple(self.conf["machine"])
+        try:
+            machine = load_machine(spec)
+        except BaseException as e:      # SystemExit and KeyboardInterrupt too: report them
+            from ra.usercode import failure_info
+            _log.error("cannot load machine %r (python %s)", spec[1], sys.executable,
+                       exc_info=True)
+            try:
+                self.mb.call(self.daemon_ep, rm.ServerLoadFailed(self.id.name, os.getpid(),
+                                                                 failure_info(spec, e)),
+                             timeout=5.0)
+            except RaError as err:
+                _log.error("could not report it to the node daemon: %s", err)
+                raise _MachineNotLoaded(False) from None
+            raise _MachineNotLoaded(True) from None
+        self.mb.call(self.daemon_ep, rm.ServerLoaded(self.id.name, os.getpid()), timeout=5.0)
+        return machine
+
     def register(self) -> None:
         res = registry.register(self.mb, self.id.name, self.node, timeout=5.0)
         if res != "ok":
@@ -827,10 +874,15 @@ def _now_ms() -> int:
 
 
 def run(conf: dict[str, Any]) -> int:
-    """Body of a server process (the fork server's target ``ra.server_proc:run``)."""
+    """Body of a server process (the fork server's target ``ra.server_proc:run``). Returns 0
+    after a machine that did not load was reported to the daemon (not to be restarted)."""
     logging.basicConfig(level=os.environ.get("RA_LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    proc = ServerProc(conf)
+                        format=f"%(asctime)s %(process)d %(name)s[{conf.get('name')}] "
+                               "%(levelname)s %(message)s")
+    try:
+        proc = ServerProc(conf)
+    except _MachineNotLoaded as e:
+        return 0 if e.reported else 1
     signal.signal(signal.SIGTERM, lambda *_: proc.stop())
     prof_dir = os.environ.get("RA_PROFILE_DIR")   # for `make bench` profiling: cProfile dumps
     try:

@@ -6,29 +6,48 @@ server supervisor, spawned through the fork server as ``ra.server_proc:run(conf)
 uid and config are recorded durably in the node's :class:`ra.directory.Directory` first, so it
 can be restarted later (``restart_server``, ``start_or_restart_cluster``).
 
+User code never runs here (:mod:`ra.usercode`). A start spawns the server process and returns
+its pid at once; the process imports and builds its machine and calls back ``ServerLoaded(name,
+pid)`` or ``ServerLoadFailed(name, pid, info)``. Until then the server is *loading*; only once it
+has loaded is a new server (or a restart's new config) recorded in the directory, so a machine
+that does not load leaves nothing behind. A load that fails, or does not report within the
+node's ``load_timeout_ms`` (the process is then killed), makes the server *failed*: it is not
+restarted (its per-server supervisor is removed) and stays down, with the reason, until
+``restart_server`` / ``start_server`` after the fix. The caller polls ``StartStatus``. A process
+that dies before reporting (``os._exit`` at import, a crash) is restarted by its supervisor until
+it gives up, and is then failed with its exit reason.
+
 Calls (the typed messages of :mod:`ra.messages`, checked at the daemon's door before they
 reach :meth:`ServerSup.handle`):
 
-* ``StartServer(conf)`` -> ``("ok", pid)``; errors: already started, bad machine;
+* ``StartServer(conf)`` -> ``("ok", pid)``; errors: already started;
 * ``RestartServer(name, add_config)`` -> ``("ok", pid)``; ``NotFound`` if never started here;
+* ``StartStatus(name)`` -> ``("loading", {"machine", "elapsed_s", "load_timeout_s"})``,
+  ``("failed", info)``, ``("running", pid)`` or ``("stopped", reason)``; ``NotFound``;
 * ``StopServer(name)`` -> ``"ok"`` (data kept);
 * ``ForceDeleteServer(name)`` -> ``"ok"`` (stopped, data deleted; idempotent; also cast by a
   server that applied its cluster's end of life);
-* ``ListServers()`` -> ``{name: {"uid", "cluster_name", "pid"}}``;
+* ``ListServers()`` -> ``{name: {"uid", "cluster_name", "pid", "restarts", "status"}}``,
+  ``status`` one of ``loading``, ``running``, ``stopped``, ``failed`` (with ``error``);
 * ``ServerMetrics(name)`` -> the metrics the server last reported (cast
   ``MetricsReport(name, metrics)``; kept only for servers this node knows), without calling
-  the server.
+  the server; ``{"state": "stopped"}`` (or ``"failed"``, with ``error``; ``"loading"``) while
+  it does not run.
 """
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from ra import messages as rm
 from ra.directory import Directory
 from ra.errors import AlreadyStarted, InvalidConfig, NotFound
-from ra.server_proc import load_machine
-from ra.sup import server_child_spec
+from ra.sup import server_child_spec, wal_child_specs
+from ra.usercode import LOAD_TIMEOUT_MS, importable_hint
 from supervisor.spec import ChildSpec, Nested, SupFlags
 
 __all__ = ["ServerSup", "TARGET", "log_children"]
@@ -37,6 +56,19 @@ TARGET = "ra.server_proc:run"
 #: A server restarted this many times within SERVER_PERIOD seconds is given up on (ra_server_sup)
 SERVER_INTENSITY = 3
 SERVER_PERIOD = 5
+
+_log = logging.getLogger("ra.server_sup")
+
+
+@dataclass(eq=False)
+class _Loading:
+    """A server started by a call, whose process has not yet reported its machine loaded."""
+
+    machine: Any
+    register: dict[str, Any] | None      # config to record once loaded (None: keep the stored)
+    since: float
+    sup: Any                             # its per-server supervisor
+    timer: Any = field(default=None)
 
 
 def node_system_config(config: dict[str, Any]) -> Any:
@@ -50,8 +82,7 @@ def node_system_config(config: dict[str, Any]) -> Any:
 def log_children(config: dict[str, Any]) -> list[Any]:
     """The log supervisor's children of a node (``ra.sup.DEFAULT_LOG_CHILDREN``): the WAL, then
     the segment writer, for the storage keys of the node's config."""
-    import wal
-    return wal.child_specs(node_system_config(config))
+    return wal_child_specs(node_system_config(config))
 
 
 class ServerSup:
@@ -62,6 +93,12 @@ class ServerSup:
         self.daemon = daemon
         self.directory = Directory(daemon.data_dir)
         self.metrics: dict[str, Any] = {}
+        self.loading: dict[str, _Loading] = {}
+        self.failed: dict[str, dict[str, Any]] = {}   # name -> why it could not load
+
+    @property
+    def load_timeout(self) -> float:
+        return float(self.daemon.config.get("load_timeout_ms") or LOAD_TIMEOUT_MS) / 1000
 
     def handles(self, msg: Any) -> bool:
         return type(msg) in _HANDLED
@@ -73,6 +110,12 @@ class ServerSup:
             if self.directory.uid_of(msg.name) is not None:   # bounded: known servers only
                 self.metrics[msg.name] = msg.metrics
             return None
+        if t is rm.ServerLoaded:
+            return self.loaded(msg.name, msg.pid)
+        if t is rm.ServerLoadFailed:
+            return self.load_failed(msg.name, msg.pid, dict(msg.info))
+        if t is rm.StartStatus:
+            return self.start_status(msg.name)
         if t is rm.StartServer:
             return self.start_server(dict(msg.conf))
         if t is rm.RestartServer:
@@ -85,10 +128,7 @@ class ServerSup:
         if t is rm.ListServers:
             return self.servers()
         if t is rm.ServerMetrics:
-            m = self.metrics.get(msg.name)
-            if m is None:
-                raise NotFound(f"no metrics for server {msg.name!r} on node {self.daemon.address}")
-            return m
+            return self.key_metrics(msg.name)
         return ("error", "bad_request", "unknown_message")
 
     # -- helpers ------------------------------------------------------------------------------
@@ -111,7 +151,8 @@ class ServerSup:
         out["data_dir"] = self.daemon.data_dir
         return out
 
-    def _spawn(self, name: str, conf: dict[str, Any]) -> int:
+    def _spawn(self, name: str, conf: dict[str, Any],
+               register: dict[str, Any] | None = None) -> int:
         """Start the server under a supervisor of its own (ra_server_sup): a server that keeps
         crashing (a machine that raises on a committed command) exhausts *its* supervisor's
         intensity and stops there, instead of the node-wide one, so other clusters on the node
@@ -122,19 +163,137 @@ class ServerSup:
         if name in running:
             if running[name] is not None:
                 raise AlreadyStarted(f"server {name!r} already runs on node {self.daemon.address}")
-            sup.terminate_child(name)
-            sup.delete_child(name)
+            sup.terminate_child(name)     # temporary: its spec goes with it
+            if name in {c.id for c in sup.which_children()}:
+                sup.delete_child(name)
         conf = dict(conf, node=self.daemon.address, system=self._system())
         env = {"RA_NODE": self.daemon.address or "", "RA_DATA_DIR": self.daemon.data_dir}
         server = server_child_spec("server", TARGET, (conf,), env, "transient", 5000)
         spec = ChildSpec(name, Nested(SupFlags("one_for_one", SERVER_INTENSITY, SERVER_PERIOD),
                                       (server,)),
                          restart="temporary", type="supervisor")
+        self._forget_load(name)
+        self.failed.pop(name, None)
+        self.metrics.pop(name, None)      # figures of an earlier run are not this one's
         sup.start_child(spec)
         pid = self._running().get(name)
         if pid is None:
             raise RuntimeError(f"server {name!r} did not start")
+        ld = self.loading[name] = _Loading(conf["machine"], register, time.monotonic(),
+                                           sup.child(name))
+        ld.timer = self.daemon.loop.call_later(self.load_timeout,
+                                               lambda: self._load_timed_out(name, ld))
         return int(pid)
+
+    # -- loading ------------------------------------------------------------------------------
+    def _forget_load(self, name: str) -> _Loading | None:
+        ld = self.loading.pop(name, None)
+        if ld is not None and ld.timer is not None:
+            ld.timer.cancel()
+        return ld
+
+    def loaded(self, name: str, pid: int) -> str:
+        """The server process ``pid`` has imported and built its machine."""
+        ld = self.loading.get(name)
+        if ld is not None and self._running().get(name) == pid:
+            self._forget_load(name)
+            if ld.register is not None:
+                c = ld.register
+                self.directory.register(name, c["uid"], c["cluster_name"], c)
+        return "ok"
+
+    def load_failed(self, name: str, pid: int, info: dict[str, Any]) -> str:
+        """The server process ``pid`` could not load its machine (it exits 0 after this
+        answer: not restarted). Recorded; its supervisor is removed."""
+        if self._running().get(name) != pid:
+            return "ok"                   # an old process, stopped or deleted meanwhile
+        self._fail(name, info)
+        return "ok"
+
+    def _fail(self, name: str, info: dict[str, Any], kill: bool = False) -> None:
+        ld = self._forget_load(name)
+        info = dict(info, node=self.daemon.address, at=time.time())
+        info.setdefault("machine", ld.machine if ld is not None else None)
+        self.failed[name] = info
+        _log.error("server %r: cannot load its machine %r: %s", name, info.get("path"),
+                   info.get("reason"))
+        pid = self._running().get(name)
+        if kill and pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)      # our own unreaped child: no pid reuse
+            except ProcessLookupError:
+                pass
+            self._remove_sup(name)     # now, before the loop sees the exit and restarts it
+        else:
+            # it exits 0 after this call's answer (not restarted); its supervisor goes then
+            self.daemon.loop.call_soon(lambda: self._remove_sup(name))
+
+    def _remove_sup(self, name: str) -> None:
+        if name in self.failed and name in self._running():
+            sup = self.daemon.server_sup()
+            sup.terminate_child(name)
+            if name in {c.id for c in sup.which_children()}:
+                sup.delete_child(name)
+
+    def _load_timed_out(self, name: str, ld: _Loading) -> None:
+        if self.loading.get(name) is not ld:
+            return
+        if ld.sup is not None and ld.sup.stopped is not None:
+            self._check_loading(name)     # it kept dying: say so, not "too slow"
+            return
+        path = ld.machine[1] if isinstance(ld.machine, (list, tuple)) else ld.machine
+        self._fail(name, {"path": path, "kind": "timeout",
+                          "reason": f"its import did not finish within {self.load_timeout:g} s "
+                                    "(load_timeout_ms; the process was killed)"}, kill=True)
+
+    def _check_loading(self, name: str) -> None:
+        """A loading server whose supervisor gave up (the process kept dying before it
+        reported) is failed, with the last exit reason."""
+        ld = self.loading.get(name)
+        if ld is None or ld.sup is None or ld.sup.stopped is None:
+            return
+        reason = ld.sup.last_exit[1] if ld.sup.last_exit else "exited"
+        path = ld.machine[1] if isinstance(ld.machine, (list, tuple)) else ld.machine
+        self._fail(name, {"path": path, "kind": "exit",
+                          "reason": f"its process exited ({reason}) {SERVER_INTENSITY + 1} "
+                                    "times while loading it, without a report (os._exit or a "
+                                    "crash at import?)"})
+
+    def start_status(self, name: str) -> Any:
+        """Where a start of ``name`` is: loading, failed (with why), running, stopped."""
+        self._check_loading(name)
+        if name in self.failed:
+            return ("failed", self._failure(name))
+        ld = self.loading.get(name)
+        if ld is not None:
+            return ("loading", {"machine": ld.machine, "load_timeout_s": self.load_timeout,
+                                "elapsed_s": round(time.monotonic() - ld.since, 3)})
+        running = self._running()
+        if running.get(name) is not None:
+            return ("running", running[name])
+        if self.directory.uid_of(name) is None:
+            raise NotFound(f"no server {name!r} on node {self.daemon.address}")
+        sub = self.daemon.server_sup().child(name)
+        last = sub.last_exit[1] if sub is not None and sub.last_exit else None
+        return ("stopped", last)
+
+    def _failure(self, name: str) -> dict[str, Any]:
+        info = dict(self.failed[name])
+        info.setdefault("fix", importable_hint())
+        return info
+
+    def key_metrics(self, name: str) -> dict[str, Any]:
+        """What the server last reported while it runs; its state otherwise."""
+        st = self.start_status(name)
+        if st[0] == "failed":
+            return {"state": "failed", "error": st[1].get("reason")}
+        if st[0] == "stopped":
+            return {"state": "stopped"}
+        m = self.metrics.get(name)
+        if m is None:     # loading, or recovering: it reports once it is up
+            raise NotFound(f"server {name!r} on node {self.daemon.address} is starting: no "
+                           "metrics yet")
+        return m
 
     # -- calls --------------------------------------------------------------------------------
     def start_server(self, conf: dict[str, Any]) -> Any:
@@ -145,17 +304,11 @@ class ServerSup:
             raise AlreadyStarted(
                 f"server {name!r} already exists on node {self.daemon.address}: "
                 "use restart_server, or force_delete_server first")
-        try:
-            load_machine(tuple(conf["machine"]))
-        except Exception as e:
-            raise InvalidConfig("machine", conf.get("machine"),
-                                f"an importable machine ({type(e).__name__}: {e})") from None
-        self.directory.register(name, conf["uid"], conf["cluster_name"], conf)
-        try:
-            return ("ok", self._spawn(name, conf))
-        except Exception:
-            self.directory.delete(name)
-            raise
+        if name in self.loading:
+            raise AlreadyStarted(f"server {name!r} is being started on node "
+                                 f"{self.daemon.address}")
+        # recorded in the directory once its process has loaded the machine (loaded())
+        return ("ok", self._spawn(name, conf, register=conf))
 
     def restart_server(self, name: str, add_config: dict[str, Any] | None = None) -> Any:
         conf = self.directory.config_of(name)
@@ -166,25 +319,21 @@ class ServerSup:
             if running.get(name) is not None:
                 raise AlreadyStarted(f"server {name!r} already runs on node "
                                      f"{self.daemon.address}")
-            if "machine" in add_config:
-                try:
-                    load_machine(tuple(add_config["machine"]))
-                except Exception as e:
-                    raise InvalidConfig("machine", add_config["machine"],
-                                        f"an importable machine ({type(e).__name__}: {e})"
-                                        ) from None
             conf = dict(conf, **add_config)
-            self.directory.register(name, conf["uid"], conf["cluster_name"], conf)
+            # the new config is recorded once its process has loaded the machine
+            return ("ok", self._spawn(name, conf, register=conf))
         return ("ok", self._spawn(name, conf))
 
     def stop_server(self, name: str) -> Any:
         running = self._running()
         if name not in running:
-            if self.directory.uid_of(name) is None:
+            if self.directory.uid_of(name) is None and name not in self.failed:
                 raise NotFound(f"no server {name!r} on node {self.daemon.address}")
             return "ok"
         # a temporary child's spec goes with it: restart_server starts a new supervisor
         self.daemon.server_sup().terminate_child(name)
+        self._forget_load(name)
+        self.metrics.pop(name, None)
         return "ok"
 
     def force_delete_server(self, name: str) -> Any:
@@ -196,18 +345,37 @@ class ServerSup:
                 sup.delete_child(name)
         self.directory.delete(name)
         self.metrics.pop(name, None)
+        self.failed.pop(name, None)
+        self._forget_load(name)
         return "ok"
 
     def servers(self) -> dict[str, Any]:
         """Every server this node knows: uid, cluster, pid (None: not running) and its
         supervisor's restarts within the last period (a crash-looping server shows here)."""
+        for name in list(self.loading):
+            self._check_loading(name)
         running = self._running()
         sup = self.daemon.server_sup()
+        rows: dict[str, dict[str, Any]] = dict(self.directory.names())
+        for name, ld in self.loading.items():
+            if name not in rows and ld.register is not None:
+                rows[name] = {"uid": ld.register["uid"],
+                              "cluster_name": ld.register["cluster_name"]}
+        for name, info in self.failed.items():
+            if name not in rows:
+                m = info.get("machine")
+                rows[name] = {"uid": None, "cluster_name": None, "machine": m}
         out = {}
-        for name, info in self.directory.names().items():
+        for name, info in rows.items():
             sub = sup.child(name)
-            out[name] = dict(info, pid=running.get(name),
-                             restarts=len(sub.restarts) if sub is not None else 0)
+            pid = running.get(name)
+            status = ("failed" if name in self.failed else "loading" if name in self.loading
+                      else "running" if pid is not None else "stopped")
+            row = dict(info, pid=pid, status=status,
+                       restarts=len(sub.restarts) if sub is not None else 0)
+            if status == "failed":
+                row["error"] = self.failed[name].get("reason")
+            out[name] = row
         return out
 
     def data_dir_of(self, name: str) -> str | None:
@@ -216,4 +384,5 @@ class ServerSup:
 
 
 _HANDLED = frozenset((rm.MetricsReport, rm.StartServer, rm.RestartServer, rm.StopServer,
-                      rm.ForceDeleteServer, rm.ListServers, rm.ServerMetrics))
+                      rm.ForceDeleteServer, rm.ListServers, rm.ServerMetrics, rm.ServerLoaded,
+                      rm.ServerLoadFailed, rm.StartStatus))

@@ -23,7 +23,8 @@ Contract:
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 from ra import snapshot_file
 from ra.core.messages import SnapshotMeta
@@ -41,8 +42,7 @@ class SnapshotStore(Protocol):
 
     def previous_index(self) -> int:
         """Index of the snapshot before the newest (the fallback); 0 if there is none."""
-        files = self._files()
-        return files[-2][0] if len(files) >= 2 else 0
+        ...
 
     def recover(self) -> tuple[SnapshotMeta, bytes] | None: ...
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import xxhash
 
@@ -48,20 +49,11 @@ def parse_file_name(name: str) -> tuple[int, int] | None:
 
 def write(dirpath: str, meta: SnapshotMeta, data: bytes, encode: Callable[[Any], bytes]) -> str:
     """Durably write a snapshot file for ``meta``; returns its path."""
-    io = osio.get_os()
     mb = encode([meta.index, meta.term, list(meta.cluster), meta.machine_version])
     body = mb + data
     blob = _HDR.pack(_MAGIC, 1, 0, xxhash.xxh64_intdigest(body), len(mb)) + body
     final = os.path.join(dirpath, file_name(meta.index, meta.term))
-    tmp = final + ".tmp"
-    fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    try:
-        io.write_all(fd, blob)
-        io.fsync(fd)
-    finally:
-        io.close(fd)
-    io.rename(tmp, final)
-    osio.fsync_dir(dirpath)
+    osio.atomic_write(final, blob)
     return final
 
 

@@ -13,9 +13,14 @@ writer specs are passed in by the caller (``log_children``); this module adds no
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from supervisor.spec import ChildSpec, Fork, Nested, SupFlags, check_childspecs
+from ra import system
+from supervisor.spec import (
+    ChildSpec, Exec, Fork, Nested, RestartType, Shutdown, SupFlags, check_childspecs,
+)
 
 __all__ = [
     "SYSTEM_SUP",
@@ -27,6 +32,9 @@ __all__ = [
     "server_child_spec",
     "log_children",
     "DEFAULT_LOG_CHILDREN",
+    "wal_child_specs",
+    "wal_argv",
+    "segment_writer_argv",
 ]
 
 SYSTEM_SUP = "ra_system_sup"
@@ -70,11 +78,11 @@ def server_sup_spec(intensity: int = 10, period: float = 5) -> ChildSpec:
 
 
 def server_child_spec(name: Any, target: str, args: Sequence[Any] = (),
-                      env: Mapping[str, str] | None = None, restart: str = "transient",
-                      shutdown: int | str = 5000) -> ChildSpec:
+                      env: Mapping[str, str] | None = None,
+                      restart: RestartType = "transient", shutdown: Shutdown = 5000) -> ChildSpec:
     """Spec of one ra server process, spawned through the fork server (ra: transient)."""
     spec = ChildSpec(name, Fork(target, tuple(args), dict(env) if env else None),
-                     restart=restart, shutdown=shutdown)  # type: ignore[arg-type]
+                     restart=restart, shutdown=shutdown)
     return check_childspecs([spec])[0]
 
 
@@ -95,3 +103,48 @@ def build_tree(config: Mapping[str, Any] | None = None,
                         cfg.get("server_sup_period", 5)),
     ]
     return flags, children
+
+
+def wal_argv(cfg: system.SystemConfig) -> list[str]:
+    """Arguments of ``wal.wal.main`` for a node's storage configuration."""
+    a = ["--wal-dir", system.wal_dir(cfg), "--data-dir", cfg.data_dir,
+         "--endpoint", system.wal_endpoint(cfg),
+         "--segment-writer", system.segment_writer_endpoint(cfg),
+         "--max-size-bytes", str(cfg.wal_max_size_bytes),
+         "--write-strategy", cfg.wal_write_strategy,
+         "--segment-max-entries", str(cfg.segment_max_entries),
+         "--max-batch-bytes", str(cfg.wal_max_batch_bytes)]
+    if not cfg.wal_compute_checksums:
+        a.append("--no-checksums")
+    return a
+
+
+def segment_writer_argv(cfg: system.SystemConfig) -> list[str]:
+    """Arguments of ``wal.segment_writer.main``."""
+    return ["--wal-dir", system.wal_dir(cfg), "--data-dir", cfg.data_dir,
+            "--segment-max-entries", str(cfg.segment_max_entries),
+            "--endpoint", system.segment_writer_endpoint(cfg)]
+
+
+def wal_child_specs(cfg: system.SystemConfig | Mapping[str, Any], *,
+                    fork: bool = True) -> list[ChildSpec]:
+    """ChildSpecs ``[ra_log_wal, ra_log_segment_writer]`` for the log supervisor.
+
+    ``cfg`` is a :class:`ra.system.SystemConfig` or a mapping of its keys. With ``fork`` the
+    children are forked from the node's fork server (``wal.wal:main(argv)``), else exec'd as
+    ``python -m wal.wal ...``. Both exit 0 on SIGTERM; the WAL exits 1 after a write/sync error.
+    (Here, not in ``wal``: the WAL knows nothing of ra's configuration; it takes arguments.)
+    """
+    if not isinstance(cfg, system.SystemConfig):
+        cfg = system.system_config(cfg)
+    wa, sa = wal_argv(cfg), segment_writer_argv(cfg)
+    ws: Fork | Exec
+    ss: Fork | Exec
+    if fork:
+        ws = Fork("wal.wal:main", (wa,))
+        ss = Fork("wal.segment_writer:main", (sa,))
+    else:
+        ws = Exec((sys.executable, "-m", "wal.wal", *wa))
+        ss = Exec((sys.executable, "-m", "wal.segment_writer", *sa))
+    return [ChildSpec("ra_log_wal", ws, restart="permanent", shutdown=5000),
+            ChildSpec("ra_log_segment_writer", ss, restart="permanent", shutdown=5000)]

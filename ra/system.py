@@ -7,6 +7,10 @@ uid), ``wal_data_dir`` (the WAL on another disk; default ``data_dir/wal``),
 write + one ``fdatasync`` per batch; ``"o_sync"``: the file is opened ``O_SYNC``),
 ``wal_max_batch_bytes`` (cap of one drained batch). Every bad value raises
 ``ra.errors.InvalidConfig(key, value, allowed)``; unknown keys too.
+
+:func:`validate` checks values only; :func:`prepare_dir` checks a directory on disk (it is a
+directory or can be made one, and this process can create files in it) and is called for
+``data_dir`` and the WAL directory before a node daemon starts anything.
 """
 from __future__ import annotations
 
@@ -15,12 +19,13 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ra.errors import InvalidConfig
 
 __all__ = ["SystemConfig", "system_config", "validate", "wal_dir", "wal_endpoint",
-           "segment_writer_endpoint", "KEYS", "WRITE_STRATEGIES"]
+           "segment_writer_endpoint", "prepare_dir", "prepare_dirs", "KEYS", "WRITE_STRATEGIES"]
 
 WRITE_STRATEGIES = ("default", "o_sync")
 
@@ -82,6 +87,49 @@ def system_config(conf: Mapping[str, Any] | None = None, **kw: Any) -> SystemCon
         if isinstance(d.get(k), os.PathLike):
             d[k] = os.fspath(d[k])
     return validate(SystemConfig(**d))
+
+
+def _first_non_dir(path: str) -> str | None:
+    """The first existing component of ``path`` that is not a directory, if any."""
+    parts = os.path.abspath(path).split(os.sep)
+    for i in range(2, len(parts) + 1):
+        p = os.sep.join(parts[:i])
+        if not os.path.lexists(p):
+            return None
+        if not os.path.isdir(p):
+            return p
+    return None
+
+
+def prepare_dir(key: str, path: Any) -> str:
+    """Make ``path`` a directory this process can write (created if missing) and return it;
+    else raise ``InvalidConfig(key, path, ...)`` saying what is in the way: a file at or above
+    it, a permission, a read-only file system, with the OS error."""
+    path = os.fspath(path)
+    blocker = _first_non_dir(path)
+    if blocker is not None:
+        what = "it is" if os.path.abspath(blocker) == os.path.abspath(path) else f"{blocker} is"
+        raise InvalidConfig(key, path, f"a directory, but {what} a file: choose another path "
+                                       "or remove the file")
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".ra-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise InvalidConfig(key, path, f"a directory this user (uid {os.getuid()}) can create "
+                                       f"and write: {type(e).__name__}: {e}") from None
+    return path
+
+
+def prepare_dirs(data_dir: Any, wal_data_dir: Any = None) -> None:
+    """:func:`prepare_dir` for a node's ``data_dir`` and its WAL directory (``wal_data_dir``,
+    or ``data_dir/wal``)."""
+    prepare_dir("data_dir", data_dir)
+    if wal_data_dir:
+        prepare_dir("wal_data_dir", wal_data_dir)
+    else:
+        prepare_dir("data_dir", os.path.join(os.fspath(data_dir), "wal"))
 
 
 def wal_dir(cfg: SystemConfig) -> str:

@@ -1,19 +1,23 @@
-"""No ra equivalent (BEAM sends records as they are). Registers the core's messages (peer RPCs)
-and ``ra.messages`` (client -> server, client -> daemon, server -> daemon) with the wire codec so
-that they travel as themselves.
+"""No ra equivalent (BEAM sends records as they are). Registers ra's types with the wire codec:
+:class:`~ra.core.types.ServerId` (codec-owned code 5), the core's messages (peer RPCs, 20..39) and
+:mod:`ra.messages` (client -> server 60..79, server/client -> daemon 80..99), so that they travel
+and are stored as themselves. The transport's own messages use 40..49
+(:mod:`transport.messages`), the WAL's 50..59 (:mod:`wal.messages`).
 
-Codes are fixed forever: they are on the wire between nodes of different versions. The
-transport's own messages use 40..49 (:mod:`transport.messages`), the WAL's 50..59
-(:mod:`wal.messages`). Import this module before sending or receiving ra's messages
-(``ra.server_proc``, ``ra.node`` and ``ra.api`` do).
+Codes are fixed forever: they are on the wire between nodes of different versions and in files
+(meta, directory, WAL records, snapshots). The codec (``transport``) imports nothing of ``ra``
+and learns ra's classes only here: import this module before encoding or decoding anything that
+may hold them. ra's modules that send, receive or store terms either import this module or
+take the codec from it (``from ra.wire import codec``: the same module object, registered).
 """
 from __future__ import annotations
 
 from ra import messages as rm
 from ra.core import messages as m
+from ra.core.types import ServerId
 from transport import codec
 
-__all__ = ["CODES"]
+__all__ = ["CODES", "codec"]
 
 CODES: dict[int, type] = {
     20: m.AppendEntriesRpc,
@@ -37,9 +41,11 @@ CODES: dict[int, type] = {
     80: rm.MetricsReport, 81: rm.NodePing, 82: rm.NodeStatus, 83: rm.NodeStop,
     84: rm.StartChild, 85: rm.TerminateChild, 86: rm.RestartChild, 87: rm.DeleteChild,
     88: rm.WhichChildren, 89: rm.StartServer, 90: rm.RestartServer, 91: rm.StopServer,
-    92: rm.ForceDeleteServer, 93: rm.ListServers, 94: rm.ServerMetrics,
+    92: rm.ForceDeleteServer, 93: rm.ListServers, 94: rm.ServerMetrics, 95: rm.StartStatus,
+    96: rm.ServerLoaded, 97: rm.ServerLoadFailed,
 }
 
+codec.register_server_id(ServerId)
 _done = codec.registered()
 for _code, _cls in CODES.items():
     if _done.get(_code) is not _cls:

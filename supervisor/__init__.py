@@ -7,17 +7,32 @@ loop) and :mod:`supervisor.supervisor` (the supervisor object).
 
 The functions below are OTP's module API over a :class:`Supervisor` object (OTP takes a pid or
 name; here the object itself, since supervisors live in the caller's event loop).
+
+This package imports nothing of ``ra``. Its classes are loaded on first use (PEP 562), so that
+the pure modules (``supervisor.spec``, ``supervisor.strategy``) load no ZeroMQ.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import importlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from supervisor.forkserver import ForkServer
-from supervisor.loop import Loop
-from supervisor.spec import (
-    ChildSpec, Exec, Fork, Nested, SupervisorError, SupFlags, check_childspecs,
-)
-from supervisor.supervisor import ChildInfo, StartError, Supervisor
+_WHERE = {
+    "ChildSpec": "supervisor.spec", "SupFlags": "supervisor.spec", "Exec": "supervisor.spec",
+    "Fork": "supervisor.spec", "Nested": "supervisor.spec",
+    "SupervisorError": "supervisor.spec", "check_childspecs": "supervisor.spec",
+    "Supervisor": "supervisor.supervisor", "ChildInfo": "supervisor.supervisor",
+    "StartError": "supervisor.supervisor", "Loop": "supervisor.loop",
+    "ForkServer": "supervisor.forkserver",
+}
+
+if TYPE_CHECKING:
+    from supervisor.forkserver import ForkServer
+    from supervisor.loop import Loop
+    from supervisor.spec import (
+        ChildSpec, Exec, Fork, Nested, SupervisorError, SupFlags, check_childspecs,
+    )
+    from supervisor.supervisor import ChildInfo, StartError, Supervisor
 
 __all__ = [
     "ChildSpec", "SupFlags", "Exec", "Fork", "Nested", "Supervisor", "ChildInfo", "Loop",
@@ -31,6 +46,7 @@ def start_link(loop: Loop, flags: SupFlags, children: Sequence[ChildSpec] = (), 
                name: Any = None, forkserver: ForkServer | None = None,
                on_exit: Callable[[str], None] | None = None) -> Supervisor:
     """Create a supervisor in ``loop`` and start its children in order (raises StartError)."""
+    from supervisor.supervisor import Supervisor
     return Supervisor(loop, flags, children, name=name, forkserver=forkserver,
                       on_exit=on_exit).start()
 
@@ -63,3 +79,22 @@ def which_children(sup: Supervisor) -> list[ChildInfo]:
 def count_children(sup: Supervisor) -> dict[str, int]:
     """``supervisor:count_children/1``."""
     return sup.count_children()
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is not None:
+        value = getattr(importlib.import_module(where), name)
+    else:
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -20,7 +20,7 @@ import os
 import select
 import signal
 import time
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from supervisor.strategy import exit_reason
 
@@ -118,7 +118,7 @@ class OsChild:
 
     @classmethod
     def exec(cls, argv: Sequence[str], env: Mapping[str, str] | None = None,
-             cwd: str | None = None, pass_fds: Iterable[int] = ()) -> "OsChild":
+             cwd: str | None = None, pass_fds: Iterable[int] = ()) -> OsChild:
         """Spawn a fresh program (see :func:`spawn_exec`)."""
         return cls(spawn_exec(argv, env, cwd, pass_fds))
 

@@ -33,7 +33,8 @@ import signal
 import socket
 import sys
 import traceback
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 __all__ = ["ForkServer", "run_target", "resolve_target"]
 

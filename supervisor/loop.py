@@ -19,7 +19,8 @@ import os
 import signal
 import socket
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import zmq
 
@@ -163,13 +164,13 @@ class Loop:
             if not h.cancelled:
                 h.fn()
         if self._soon or any(p() for p in self._pending.values()):
-            wait_ms: float | None = 0
+            wait_ms: int | None = 0
         else:
             wait = timeout
             if self._timers:
                 nxt = max(0.0, self._timers[0][0] - time.monotonic())
                 wait = nxt if wait is None else min(wait, nxt)
-            wait_ms = None if wait is None else wait * 1000.0
+            wait_ms = None if wait is None else int(wait * 1000.0)  # what zmq does with a float
         events = dict(self.poller.poll(wait_ms))
         if self._wake_r is not None and self._wake_r.fileno() in events:
             self._reap_all()

@@ -15,14 +15,17 @@ A child's ``start`` says how it is started (OTP's ``{M, F, A}``):
 * :class:`Nested` -- a nested supervisor (``type="supervisor"``) living in the same event loop.
 
 Validation errors are named after OTP's tags (``invalid_restart_type`` -> ``InvalidRestartType``)
-and carry ``tag`` and ``value``.
+and carry ``tag`` and ``value``. Their base :class:`SupervisorError` derives from
+:class:`raerror.RaError`, a leaf below every package (see its docstring), so that ``except
+ra.RaError`` catches them while this package imports nothing of ``ra``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
-from ra.errors import RaError
+from raerror import RaError
 
 __all__ = [
     "Exec",
@@ -65,7 +68,7 @@ RestartType = Literal["permanent", "transient", "temporary"]
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one"]
 AutoShutdown = Literal["never", "any_significant", "all_significant"]
 ChildType = Literal["worker", "supervisor"]
-Shutdown = Union[int, Literal["brutal_kill", "infinity"]]
+Shutdown = int | Literal["brutal_kill", "infinity"]
 
 RESTART_TYPES: tuple[str, ...] = ("permanent", "transient", "temporary")
 STRATEGIES: tuple[str, ...] = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one")
@@ -219,11 +222,11 @@ class Fork:
 class Nested:
     """A nested supervisor with these flags and children, run in the parent's event loop."""
 
-    flags: "SupFlags"
-    children: tuple["ChildSpec", ...] = ()
+    flags: SupFlags
+    children: tuple[ChildSpec, ...] = ()
 
 
-Start = Union[Exec, Fork, Nested]
+Start = Exec | Fork | Nested
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "ChildView",
@@ -92,7 +93,7 @@ class AutoShutdown:
     reason: str = "shutdown"
 
 
-Action = Union[Terminate, Restart, Remove, Escalate, AutoShutdown]
+Action = Terminate | Restart | Remove | Escalate | AutoShutdown
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,8 @@ import sys
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from supervisor import strategy as _st
 from supervisor.child import OsChild, shutdown_many
@@ -105,6 +106,8 @@ class Supervisor:
         self.clock = clock
         self.restarts: tuple[float, ...] = ()
         self.stopped: str | None = None  # exit reason once stopped
+        #: ``(child_id, reason)`` of the last child exit handled (what a SASL report would say)
+        self.last_exit: tuple[Any, str] | None = None
         self._stopping = False
         self._children: list[_Child] = []
         self._keys = itertools.count(1)
@@ -119,7 +122,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------ starting
 
-    def start(self) -> "Supervisor":
+    def start(self) -> Supervisor:
         """Start all children in order (simple_one_for_one: none). Raises StartError."""
         for ch in list(self._children):
             try:
@@ -179,7 +182,7 @@ class Supervisor:
         ch.proc = None
         self._child_exited(ch, proc.reason or "killed")
 
-    def _nested_exit(self, key: Any, sub: "Supervisor", reason: str) -> None:
+    def _nested_exit(self, key: Any, sub: Supervisor, reason: str) -> None:
         ch = self._find(key)
         if ch is None or ch.sup is not sub:
             return
@@ -190,6 +193,7 @@ class Supervisor:
         if self._stopping or self.stopped is not None:
             return
         _log.info("supervisor %s: child %r exited: %s", self.name, ch.key, reason)
+        self.last_exit = (ch.key, reason)
         decision = _st.plan_exit(
             self.flags.strategy, self.flags.intensity, self.flags.period,
             self.flags.auto_shutdown, [c.view() for c in self._children], ch.key, reason,
@@ -251,7 +255,7 @@ class Supervisor:
                 for c in procs:
                     assert c.proc is not None
                     self.loop.unwatch(c.proc)
-                shutdown_many([(c.proc, c.spec.shutdown_value) for c in procs])  # type: ignore
+                shutdown_many([(c.proc, c.spec.shutdown_value) for c in procs if c.proc is not None])
                 for c in procs:
                     c.proc = None
                 self._children = [c for c in self._children if c.running]
@@ -375,7 +379,7 @@ class Supervisor:
             "workers": sum(1 for c in kids if c.spec.type == "worker"),
         }
 
-    def child(self, child_id: Any) -> "Supervisor | None":
+    def child(self, child_id: Any) -> Supervisor | None:
         """The nested supervisor object of child ``child_id`` while it runs, else None."""
         ch = self._find(child_id)
         return None if ch is None else ch.sup

@@ -4,14 +4,43 @@ Modules: :mod:`~transport.codec` (terms <-> bytes), :mod:`~transport.envelope` (
 wire envelope), :mod:`~transport.mailbox` (one ROUTER mailbox per process: ``cast``, ``call``,
 ``reply``, ``recv``), :mod:`~transport.registry` (the node daemon's name registry and the
 client resolve cache), :mod:`~transport.failure_detector` (node heartbeats, nodeup/nodedown),
-:mod:`~transport.messages` (the registry's and detector's typed messages, and the
-validator predicates every process's door uses), :mod:`~transport.statem` (a gen_statem runner), :mod:`~transport.clock` (injected time) and
-:mod:`~transport.sim` (a seeded in-memory network with the mailbox surface).
+:mod:`~transport.statem` (a gen_statem runner), :mod:`~transport.clock` (injected time),
+:mod:`~transport.sim` (a seeded in-memory network with the mailbox surface) and
+:mod:`~transport.errors` (what ``call`` raises: ``NoProc``, ``NodeDown``, ``Timeout``...).
 
-Errors raised by ``call`` are ``ra.errors.NoProc``, ``NodeDown`` and ``Timeout``.
+This package imports nothing of ``ra``. Its names are loaded on first use (PEP 562), so that
+``import transport.codec`` or ``transport.errors`` does not load ZeroMQ.
 """
-from transport import codec
-from transport.envelope import Envelope, From
-from transport.mailbox import Mailbox, probe_endpoint
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["Mailbox", "Envelope", "From", "codec", "probe_endpoint"]
+
+_WHERE = {"Mailbox": "transport.mailbox", "probe_endpoint": "transport.mailbox",
+          "Envelope": "transport.envelope", "From": "transport.envelope"}
+
+if TYPE_CHECKING:
+    from transport import codec
+    from transport.envelope import Envelope, From
+    from transport.mailbox import Mailbox, probe_endpoint
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is not None:
+        value = getattr(importlib.import_module(where), name)
+    else:
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

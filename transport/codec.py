@@ -5,7 +5,8 @@ Contract:
 * ``decode(encode(t)) == t`` *and* every container keeps its exact type, for every term of
   ``shared/ra-api.md``: ``None``, ``bool``, ``int`` of any size, ``float``, ``str``, ``bytes``,
   ``list``, ``tuple``, ``dict`` (keys may be any hashable term), ``set``, ``frozenset``,
-  ``ra.core.types.ServerId``, nested freely; plus frozen dataclasses and NamedTuples registered
+  ``ra.core.types.ServerId`` (once ``ra/wire.py`` has registered it: :func:`register_server_id`),
+  nested freely; plus frozen dataclasses and NamedTuples registered
   with :func:`register_dataclass` / :func:`register_namedtuple`, which come back as themselves.
   ``bytearray`` and ``memoryview`` are accepted and arrive as ``bytes`` (msgpack packs them
   natively; rejecting them would cost a walk of every value).
@@ -25,7 +26,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack  # type: ignore[import-untyped]  # msgpack ships no type hints
 
 __all__ = [
     "encode",
@@ -35,6 +36,8 @@ __all__ = [
     "registered",
     "DecodeError",
     "FIRST_USER_CODE",
+    "SERVER_ID_CODE",
+    "register_server_id",
 ]
 
 FIRST_USER_CODE = 16
@@ -44,7 +47,7 @@ _TUPLE = 1
 _SET = 2
 _FROZENSET = 3
 _BIGINT = 4
-_SERVER_ID = 5
+SERVER_ID_CODE = 5
 
 
 
@@ -228,6 +231,28 @@ def register_namedtuple(cls: type, code: int) -> None:
     _install(cls, code, tuple, tuple(cls._fields))
 
 
+def register_server_id(cls: type) -> None:
+    """Make the server id NamedTuple ``cls`` (``ra.core.types.ServerId``) round-trip as itself.
+
+    Server ids travel under a codec-owned code (:data:`SERVER_ID_CODE`, below
+    :data:`FIRST_USER_CODE`) because every layer carries them; the class is handed in by ra
+    (``ra/wire.py``) so that this package imports nothing of ``ra``. Before that, encoding a
+    server id raises ``TypeError`` (as for any unregistered tuple subclass) and decoding one
+    raises :class:`DecodeError`. Registering the same class again is a no-op; another class
+    under the same code is an error.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, tuple) and hasattr(cls, "_fields")):
+        raise TypeError(f"{cls!r} is not a NamedTuple class")
+    if SERVER_ID_CODE in _marks:
+        if cls not in _encoders or _encoders[cls][0].code != SERVER_ID_CODE:
+            raise ValueError("the server id code is already registered for another class")
+        return
+    _install(cls, SERVER_ID_CODE, tuple, tuple(cls._fields))
+    # decoded as received, unchecked (a ServerId made by a user checks its node address): what
+    # a peer sends is judged by the validators of the messages that carry it
+    _marks[SERVER_ID_CODE] = _Mark(SERVER_ID_CODE, lambda fields: tuple.__new__(cls, fields))
+
+
 def registered() -> dict[int, type]:
     """Snapshot of the user ext codes in use, ``{code: class}``."""
     return dict(_names)
@@ -244,9 +269,3 @@ def _install(cls: type, code: int, to_fields: Callable[[Any], Any], names: tuple
 _marks[_TUPLE] = _Mark(_TUPLE, tuple)
 _marks[_SET] = _Mark(_SET, set)
 _marks[_FROZENSET] = _Mark(_FROZENSET, frozenset)
-# ServerId is codec-owned (below FIRST_USER_CODE) because every layer carries it. Imported
-# last: importing ``ra`` runs ``ra/__init__``, which imports modules that use this codec, so
-# everything above must already exist when that happens.
-from ra.core.types import ServerId  # noqa: E402
-
-_install(ServerId, _SERVER_ID, tuple, ("name", "node"))

@@ -48,7 +48,7 @@ from typing import Any, Self
 import zmq
 from zmq.backend import zmq_poll as _zmq_poll
 
-from ra.errors import NodeDown, NodeLost, NoProc, ProcessDied, Timeout
+from transport.errors import NodeDown, NodeLost, NoProc, ProcessDied, Timeout
 from transport import envelope as _env
 from transport.envelope import CALL, CAST, REPLY, Envelope, From
 
@@ -578,7 +578,7 @@ class Mailbox(BaseMailbox):
         return bool(_zmq_poll(self._pollin, ms))
 
     def _more(self) -> bool:
-        return bool(self.socket.get(_EVENTS) & _POLLIN)
+        return bool(int(self.socket.get(_EVENTS)) & _POLLIN)
 
     def _read(self) -> tuple[int, Any, Any, Any] | None:
         """The next valid envelope on the socket as ``(kind, from, ref, payload)``, or ``None``

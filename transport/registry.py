@@ -30,8 +30,8 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ra.errors import BadReply, NodeDown, NodeLost, NoProc, ProcessDied, Timeout
 from transport import messages as msgs
+from transport.errors import BadReply, NodeDown, NodeLost, NoProc, ProcessDied, Timeout
 from transport.envelope import Envelope
 from transport.mailbox import BaseMailbox
 

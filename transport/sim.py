@@ -26,7 +26,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from ra.errors import NodeDown, NoProc, Timeout
+from transport.errors import NodeDown, NoProc, Timeout
 from transport import envelope as _env
 from transport.clock import FakeClock
 from transport.envelope import CALL, CAST, REPLY, Envelope, From

@@ -28,7 +28,7 @@ from __future__ import annotations
 import struct
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Iterable
+from collections.abc import Iterable
 
 import xxhash
 

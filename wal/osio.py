@@ -1,9 +1,12 @@
-"""No ra equivalent. The OS-call seam of the WAL, segment writer and snapshot store.
+"""No ra equivalent. The OS-call seam of the WAL, segment writer, meta, directory and snapshot
+store.
 
 Every durability-relevant system call (open, write, fsync, fdatasync, rename, directory sync)
 goes through the module-level :data:`OS` object so tests can swap in a :class:`FaultyOS` that
 raises ``ENOSPC``/``EIO`` on chosen calls. Contract: a call either fully succeeds or raises
 ``OSError``; ``write_all`` loops over short writes and never returns having written less.
+Every file that is replaced whole (meta, segments, snapshots, checkpoints, the directory) is
+written by :func:`atomic_write`, so all of them go through the seam.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import errno
 import os
 
 
-__all__ = ["RealOS", "FaultyOS", "OS", "set_os", "get_os", "fsync_dir"]
+__all__ = ["RealOS", "FaultyOS", "OS", "set_os", "get_os", "fsync_dir", "atomic_write"]
 
 
 class RealOS:
@@ -111,3 +114,25 @@ def fsync_dir(path: str, osio: RealOS | None = None) -> None:
         os.close(fd)
 
 
+def atomic_write(path: str, data: bytes | memoryview, *, durable: bool = True,
+                 sync_dir: bool = True) -> None:
+    """Replace ``path`` by a file holding ``data``, atomically: write ``path + ".tmp"``, fsync
+    it, rename it over ``path``, fsync the directory. A reader (or a restart) sees the old file
+    or the new one, never a part; a crash can leave the ``.tmp`` file, which readers ignore.
+
+    ``durable=False`` skips both fsyncs (still atomic; after a power loss either file may be
+    there): for hints that only save work. ``sync_dir=False`` leaves the directory sync to the
+    caller, who writes several files and syncs once. Raises ``OSError`` (from the seam).
+    """
+    io = OS
+    tmp = path + ".tmp"
+    fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        io.write_all(fd, data)
+        if durable:
+            io.fsync(fd)
+    finally:
+        io.close(fd)
+    io.rename(tmp, path)
+    if durable and sync_dir:
+        fsync_dir(os.path.dirname(path) or ".", io)

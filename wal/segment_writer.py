@@ -29,7 +29,7 @@ import signal
 import sys
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
 
 from typing import Any
 
@@ -37,6 +37,7 @@ from wal import osio
 from wal.format import resolve, scan_file
 from transport.messages import BAD_REQUEST
 from wal.messages import SegOverview, SegRoll, check, valid_uid
+from wal.segments import Segments
 
 __all__ = ["flush_wal_file", "flush_closed", "wal_files", "flush_lock", "main",
            "segments_dir", "wal_file_name", "valid_uid"]
@@ -78,8 +79,6 @@ def flush_wal_file(path: str, data_dir: str, segment_max_entries: int,
                    *, delete: bool = True) -> dict[str, int]:
     """Write ``path``'s entries into segments, durably, then delete it. Returns entries per uid.
     Call with :func:`flush_lock` held (or when nothing else flushes this directory)."""
-    from ra.log.segments import Segments  # ra.log imports wal: keep the import edge one-way
-
     res = scan_file(path)
     counts: dict[str, int] = {}
     for uid_b, entries in resolve(res.records).items():
@@ -133,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _term)
     mb = None
     if a.endpoint:
-        from transport import Mailbox  # type: ignore[attr-defined]
+        from transport import Mailbox
         mb = Mailbox(a.endpoint)
     os.makedirs(a.wal_dir, exist_ok=True)
     stats: dict[str, Any] = {"flushed_files": 0, "nudges": 0, "dropped": {}}

@@ -42,7 +42,8 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from transport.messages import BAD_REQUEST, checker
 from wal import messages as wm
@@ -91,10 +92,11 @@ class Wal:
         self._size = 0
         self.failed: str | None = None
         self.epoch = time.time_ns()
-        self.stats = {"batches": 0, "entries": 0, "syncs": 0, "bytes": 0, "roll_overs": 0,
-                      "resends": 0, "recovered_files": 0, "recovered_entries": 0,
-                      "dropped_bad_messages": 0, "dropped": {},
-                      "last_batch_entries": 0, "max_batch_entries": 0}
+        self.stats: dict[str, int] = {
+            "batches": 0, "entries": 0, "syncs": 0, "bytes": 0, "roll_overs": 0, "resends": 0,
+            "recovered_files": 0, "recovered_entries": 0, "dropped_bad_messages": 0,
+            "last_batch_entries": 0, "max_batch_entries": 0}
+        self.dropped: dict[str, int] = {}       # reason -> messages dropped at the door
         os.makedirs(wal_dir, exist_ok=True)
 
     # -- start -------------------------------------------------------------------------------
@@ -182,11 +184,9 @@ class Wal:
                 self._known_addrs[k] = addr
                 changed = True
         if changed:  # best-effort hint, not synced: losing it only delays resends
-            tmp = os.path.join(self.wal_dir, _WRITERS_FILE + ".tmp")
             try:
-                with open(tmp, "w") as f:
-                    json.dump(self._known_addrs, f)
-                os.replace(tmp, os.path.join(self.wal_dir, _WRITERS_FILE))
+                osio.atomic_write(os.path.join(self.wal_dir, _WRITERS_FILE),
+                                  json.dumps(self._known_addrs).encode(), durable=False)
             except OSError:
                 pass
 
@@ -197,9 +197,9 @@ class Wal:
             addrs.setdefault(addr, set()).add(uid.decode())
         for uid_b, st in self.writers.items():
             addrs.setdefault(st.addr, set()).add(uid_b.decode())
-        for addr, uids in addrs.items():
-            for uid in uids:
-                self.notify(addr, wm.WalError(uid, self.failed))
+        for addr, uid_set in addrs.items():
+            for u in uid_set:
+                self.notify(addr, wm.WalError(u, self.failed))
 
     def has_data(self) -> bool:
         """True if the current file holds any record (a roll-over would close something)."""
@@ -217,17 +217,15 @@ class Wal:
         self.writers.pop(uid.encode(), None)
         if self._known_addrs.pop(uid, None) is not None:
             try:
-                with open(os.path.join(self.wal_dir, _WRITERS_FILE + ".tmp"), "w") as f:
-                    json.dump(self._known_addrs, f)
-                os.replace(os.path.join(self.wal_dir, _WRITERS_FILE + ".tmp"),
-                           os.path.join(self.wal_dir, _WRITERS_FILE))
+                osio.atomic_write(os.path.join(self.wal_dir, _WRITERS_FILE),
+                                  json.dumps(self._known_addrs).encode(), durable=False)
             except OSError:
                 pass
 
     def overview(self) -> dict[str, Any]:
         """Counters, the current file, and ``error`` (None, or why the WAL stopped confirming)."""
-        st = dict(self.stats)
-        st["dropped"] = dict(self.stats["dropped"])
+        st: dict[str, Any] = dict(self.stats)
+        st["dropped"] = dict(self.dropped)
         st.update(file=self.path, seq=self._seq, file_size=self._size,
                   writers=len(self.writers), error=self.failed, failed=self.failed is not None,
                   write_strategy=self.write_strategy, checksums=self.checksums,
@@ -264,7 +262,7 @@ def _door(env: Any) -> str | None:
 def _drop(wal: Wal, mb: Any, env: Any, reason: str) -> None:
     st = wal.stats
     st["dropped_bad_messages"] += 1
-    st["dropped"][reason] = st["dropped"].get(reason, 0) + 1
+    wal.dropped[reason] = wal.dropped.get(reason, 0) + 1
     if env.kind == "call":
         mb.reply(env.frm, ("error", BAD_REQUEST, reason))
 
@@ -358,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             if reason is not None:
                 _drop(wal, mb, env, reason)
             elif type(p) is wm.WalAppend:
-                reqs.append(Append(p.uid.encode(), env.frm, p.lw, p.entries))
+                # entries: [index, term, bytes] lists, checked at the door
+                reqs.append(Append(p.uid.encode(), env.frm, p.lw, p.entries))  # type: ignore[arg-type]
                 for e in p.entries:
                     nbytes += len(e[2])
                 if nbytes >= max_bytes:

@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         print(f"ra check: {message}", file=sys.stderr)
         sys.exit(3)
 
-    p.error = error  # type: ignore[method-assign]
+    p.error = error  # type: ignore[method-assign]  # exit 3 on a usage error, not argparse's 2
     p.add_argument("--workload", default="all", choices=(*ALL, "all"))
     p.add_argument("--nodes", type=int, default=3, choices=(3, 5))
     p.add_argument("--clients", type=int, default=5, help="client threads (default 5)")

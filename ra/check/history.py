@@ -175,7 +175,7 @@ class History:
         self._lock = threading.Lock()
         self._ops: list[Op] = []
         # open for the recorder's lifetime, closed by close() / the with-block
-        self._fh: IO[str] | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+        self._fh: IO[str] | None = open(path, "a", encoding="utf-8") if path else None
 
     @property
     def ops(self) -> list[Op]:

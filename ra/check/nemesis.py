@@ -339,7 +339,7 @@ class Schedule:
                     continue
                 self._stop.wait(self.interval)
                 self._note(n, "heal", n.heal())
-        except BaseException as e:   # noqa: BLE001 - reported by stop(); healed there
+        except BaseException as e:   # reported by stop(); healed there
             self.error = e
 
     def stop(self) -> None:
@@ -351,7 +351,7 @@ class Schedule:
         for n in self.nemeses:
             try:
                 self._note(n, "heal", n.heal())
-            except Exception as e:   # noqa: BLE001 - try every heal, then report
+            except Exception as e:   # try every heal, then report
                 first = first or e
         if first is not None:
             raise first

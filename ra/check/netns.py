@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
+from typing import Self
 
 __all__ = ["Netns", "unavailable", "leftovers", "TABLE"]
 
@@ -112,7 +113,7 @@ class Netns:
         self.subnet = 0
         self.partitioned: list[set[int]] | None = None
 
-    def __enter__(self) -> Netns:
+    def __enter__(self) -> Self:
         self.setup()
         return self
 

@@ -26,7 +26,7 @@ import psutil
 
 import ra
 from ra.node import spawn_daemon
-from ra.testing.procs import tree_pids
+from ra.testing.procs import living, tree_pids
 
 __all__ = ["NodeSet"]
 
@@ -163,7 +163,7 @@ class NodeSet:
 
     def leftovers(self) -> list[psutil.Process]:
         """Processes seen in this run that are still alive (zombies excluded)."""
-        return _alive(self.seen, self.seen)
+        return living(self.seen, self.seen)
 
     def _remember(self, pids: Iterable[int]) -> None:
         for pid in pids:
@@ -197,23 +197,9 @@ def _signal(pid: int, sig: int, born: dict[int, float]) -> None:
         pass
 
 
-def _alive(pids: Iterable[int], born: dict[int, float]) -> list[psutil.Process]:
-    out = []
-    for pid in pids:
-        try:
-            p = psutil.Process(pid)
-            if pid in born and abs(p.create_time() - born[pid]) > 0.01:
-                continue
-            if p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
 def _wait_dead(pids: list[int], born: dict[int, float], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while _alive(pids, born):
+    while living(pids, born):
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.005)

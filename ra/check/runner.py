@@ -79,7 +79,7 @@ class Result:
 
     @property
     def valid(self) -> bool | None:
-        return self.verdict.valid  # type: ignore[no-any-return]
+        return self.verdict.valid
 
 
 @dataclass
@@ -152,7 +152,7 @@ def run_check(workload: str, nodes: int = 3, clients: int = 5, processes: int = 
     if rate == "auto":
         rate = AUTO_RATES.get(workload)
     if isinstance(rate, str):
-        raise ValueError(f"rate must be > 0, None or 'auto', not {rate!r}")
+        raise ValueError(f"rate must be > 0, None or 'auto', not {rate!r}")  # noqa: TRY004 - a bad value
     opts = Options(workload, nodes, clients, processes, duration,
                    tuple(dict.fromkeys(nemesis)), interval, reads,
                    random.randrange(1 << 30) if seed is None else seed, keys, op_timeout, rate,
@@ -346,7 +346,7 @@ def _cleanup(run: _Run) -> dict[str, list[str]]:
     if run.schedule is not None:
         try:
             run.schedule.stop()
-        except Exception as e:   # noqa: BLE001 - the nodes are killed next anyway
+        except Exception as e:   # the nodes are killed next anyway
             _log.warning("heal during cleanup failed: %s", e)
     if run.client is not None:
         run.client.close()

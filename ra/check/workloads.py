@@ -260,7 +260,7 @@ def _one_op(wl: _Workload, conn: Conn, history: History, process: int, f: str, k
     except Rejected:
         history.fail(process, f, key, value)
         return "fail"
-    except Exception as e:   # noqa: BLE001 - every error is an outcome to record
+    except Exception as e:   # every error is an outcome to record
         errors[type(e).__name__] += 1
         kind = "fail" if f == "read" else classify(e)
         (history.fail if kind == "fail" else history.info)(process, f, key, value)
@@ -281,7 +281,7 @@ def final_read(spec: ClientSpec, history: History, process: int,
             history.invoke(process, "read", None, None)
             try:
                 value = conn.command(("read",))
-            except Exception:   # noqa: BLE001 - recorded; a read changes nothing: retry
+            except Exception:   # recorded; a read changes nothing: retry
                 history.fail(process, "read", None, None)
                 conn.forget_leader()
                 continue

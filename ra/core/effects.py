@@ -5,7 +5,7 @@ The core never performs them itself; ``ra/server_proc.py`` (and the simulator) d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "SendRpc", "Reply", "Cast", "Notify", "NextEvent", "StartElectionTimeout",
@@ -106,10 +106,10 @@ class DeleteAndTerminate:
     """The cluster's end-of-life entry was applied: stop this server and delete its data."""
 
 
-Effect = Union[
-    SendRpc, Reply, Cast, Notify, NextEvent, StartElectionTimeout, StartHeartbeatTimeout,
-    RecordLeaderMsg, MachineEffect, DeleteAndTerminate,
-]
+Effect = (
+    SendRpc | Reply | Cast | Notify | NextEvent | StartElectionTimeout | StartHeartbeatTimeout
+    | RecordLeaderMsg | MachineEffect | DeleteAndTerminate
+)
 
 #: Effects that let the world observe the server's state: held back while a term or vote is not
 #: yet durable (nothing is acknowledged or voted on before it is durable).

@@ -9,7 +9,8 @@ Machines must be deterministic: every member applies the same commands in the sa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["Machine", "SimpleMachine", "ReleaseCursor", "apply_machine", "MACHINE_ERROR",
            "NONDETERMINISTIC", "machine_error"]

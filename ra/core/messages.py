@@ -7,7 +7,7 @@ Entries inside ``AppendEntriesRpc`` are plain ``(index, term, command)`` tuples.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "AppendEntriesRpc", "AppendEntriesReply", "RequestVoteRpc", "RequestVoteResult",
@@ -226,12 +226,12 @@ class TriggerElection:
     frm: Any = None
 
 
-RaMsg = Union[
-    AppendEntriesRpc, AppendEntriesReply, RequestVoteRpc, RequestVoteResult, PreVoteRpc,
-    PreVoteResult, InstallSnapshotRpc, InstallSnapshotResult, HeartbeatRpc, HeartbeatReply,
-    TimeoutNow, ElectionTimeout, HeartbeatTimeout, Tick, Written, MetaWritten, LeaderDown,
-    FlushCommands, Command, ConsistentQuery, TransferLeadership, TriggerElection,
-]
+RaMsg = (
+    AppendEntriesRpc | AppendEntriesReply | RequestVoteRpc | RequestVoteResult | PreVoteRpc
+    | PreVoteResult | InstallSnapshotRpc | InstallSnapshotResult | HeartbeatRpc | HeartbeatReply
+    | TimeoutNow | ElectionTimeout | HeartbeatTimeout | Tick | Written | MetaWritten | LeaderDown
+    | FlushCommands | Command | ConsistentQuery | TransferLeadership | TriggerElection
+)
 
 #: Messages that travel between servers (a network may drop, delay or duplicate them).
 PEER_MSGS = (

@@ -37,9 +37,10 @@ from typing import Any
 
 from ra.core import quorum, validate
 from ra.core.effects import (
-    OUTBOUND, Cast, DeleteAndTerminate, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
-    StartElectionTimeout, StartHeartbeatTimeout,
+    OUTBOUND, Cast, DeleteAndTerminate, Effect, MachineEffect, NextEvent, Notify, RecordLeaderMsg,
+    Reply, SendRpc, StartElectionTimeout, StartHeartbeatTimeout,
 )
+from ra.core.log import Log
 from ra.core.machine import ReleaseCursor, apply_machine, machine_error
 from ra.core.sessions import APPLY, Sessions, unwrap_snapshot, wrap_snapshot
 from ra.core.messages import (
@@ -97,7 +98,7 @@ class Peer:
 class ServerState:
     cfg: ServerConfig
     id: Any
-    log: Any
+    log: Log
     meta: Any
     machine: Any
     role: str = "follower"
@@ -174,7 +175,10 @@ def init(cfg: ServerConfig) -> tuple[str, ServerState, list[Any]]:
         s.cluster = tuple(cfg.initial_members)
     last_idx = log.last_index_term()[0]
     s.brand_new = term == 0 and last_idx == 0
-    replay_to = min(meta.last_applied(), log.last_written()[0])
+    # everything up to the stored last applied index was committed and is the same entry in
+    # our log (a log only loses a suffix in a crash), durable or not yet confirmed so: a
+    # server restarted alone shows the state it had (ra recovers to last_applied too)
+    replay_to = min(meta.last_applied(), last_idx)
     if replay_to > s.last_applied:
         s.commit_index = replay_to
         _apply_to(s, replay_to, [])
@@ -253,7 +257,7 @@ def step(role: str, msg: Any, s: ServerState) -> tuple[str, ServerState, list[An
     if s.role != role:
         _state_enter(s, effects)
     if s.meta_synced < s.meta_seq:
-        keep = []
+        keep: list[Effect] = []
         for e in effects:
             (s.held if isinstance(e, OUTBOUND) else keep).append(e)
         effects = keep
@@ -651,7 +655,11 @@ def _on_install_snapshot(msg: InstallSnapshotRpc, s: ServerState, effects: list[
     if meta.index <= s.commit_index:
         # Everything it covers is committed here, but not all of it durable yet: installing
         # would move the commit index back. Answer with what is durable and matching; the
-        # pending writes complete and the leader moves on.
+        # pending writes complete and the leader moves on. Once per snapshot (on its last
+        # chunk), not once per chunk: each answer may make the leader send it all again
+        # (CORE-BUGS #9).
+        if msg.chunk_state[1] != "last":
+            return
         w_idx = min(written, s.verified_index)
         effects.append(SendRpc(msg.leader_id, InstallSnapshotResult(
             s.current_term, w_idx, s.log.fetch_term(w_idx) or 0, s.id)))
@@ -781,6 +789,14 @@ def _on_install_snapshot_result(msg: InstallSnapshotResult, s: ServerState,
     p = _peer_of_reply(s, msg.term, msg.from_id, effects)
     if p is None:
         return
+    if p.snapshot != "sending":
+        # a late or duplicate answer to a snapshot we already acted on: keep what it says
+        # it holds, but do not start another snapshot for it (CORE-BUGS #9)
+        if msg.last_index > p.match_index:
+            p.match_index = msg.last_index
+            p.next_index = max(p.next_index, p.match_index + 1)
+            _evaluate_commit(s, effects)
+        return
     p.snapshot = "none"
     if msg.last_index > p.match_index:
         p.match_index = msg.last_index
@@ -895,7 +911,9 @@ def _append_usr(s: ServerState, msg: Command) -> None:
     if msg.session is None:
         entry: tuple[Any, ...] = ("usr", msg.payload, msg.reply_mode, msg.ts)
     else:
-        entry = ("usr", msg.payload, msg.reply_mode, msg.ts, msg.session)
+        # flat, not a nested tuple: every tuple costs the codec a Python call each way
+        sid, seq, first_out = msg.session
+        entry = ("usr", msg.payload, msg.reply_mode, msg.ts, sid, seq, first_out)
     s.log.append((idx, s.current_term, entry))
 
 
@@ -1076,8 +1094,9 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
             sessions.index = idx
         if tag == "usr":
             mode = cmd[2]
-            sess = cmd[4] if len(cmd) > 4 else None
+            sess = (cmd[4], cmd[5], cmd[6]) if len(cmd) > 6 else None
             if sess is not None:
+                verdict: Any  # APPLY, None (a replayed duplicate) or the answer to give
                 if replay:
                     # the table already reflects this entry: only redo the machine's part
                     verdict = None if idx in sessions.skipped else APPLY
@@ -1102,7 +1121,12 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
             if sess is not None and not replay:
                 sessions.record(sess, reply)
             if leader and mode is not None:
-                _answer_usr(s, mode, reply, effects, notify)
+                if type(reply) is tuple:
+                    _answer_usr(s, mode, reply, effects, notify)    # may be a machine error
+                elif mode[0] == "notify":
+                    notify.setdefault(mode[2], []).append((mode[1], reply))
+                elif mode[0] == "await":
+                    effects.append(Reply(mode[1], ("ok", reply, s.id)))
             if meffects:
                 _machine_effects(s, meffects, idx, effects)
         elif tag == "session":

@@ -57,9 +57,9 @@ _SNAP_VERSION = 1
 
 @dataclass(slots=True)
 class Session:
-    first_outstanding: int = 1
+    first_outstanding: int = 1     # every kept reply's seq is at or above it
     last_active: int = 0
-    responses: dict[int, Any] = field(default_factory=dict)   # seq -> reply, oldest first
+    responses: dict[int, Any] = field(default_factory=dict)   # seq -> reply
 
 
 @dataclass(slots=True)
@@ -102,7 +102,10 @@ class Sessions:
         """Decide a session command at ``idx``: :data:`APPLY`, or the answer to give without
         applying it (the kept reply of a duplicate, or an ``("error", reason)`` tuple).
         When the result is APPLY the caller must then call :meth:`record`."""
-        self._advance(ts)
+        if ts > self.cluster_time:
+            self.cluster_time = ts
+        if self.cluster_time >= self.next_check:
+            self._advance(ts)
         sid, seq, first_out = session
         sess = self.table.get(sid)
         if sess is None or sid >= idx:
@@ -110,14 +113,7 @@ class Sessions:
             return ("error", "session_expired")
         sess.last_active = self.cluster_time
         if first_out > sess.first_outstanding:
-            sess.first_outstanding = first_out
-            resp = sess.responses
-            # replies arrive in seq order except after retries: drop from the front while stale
-            while resp:
-                k = next(iter(resp))
-                if k >= first_out:
-                    break
-                del resp[k]
+            _drop_below(sess, first_out)
         if seq in sess.responses:
             self.skipped.add(idx)
             return ("dup", sess.responses[seq])
@@ -133,11 +129,8 @@ class Sessions:
         resp[session[1]] = reply
         if len(resp) > MAX_RESPONSES:
             # the oldest reply goes; its seq (and any below) must now count as stale, or a
-            # late retry of it would be applied again
-            old = next(iter(resp))
-            del resp[old]
-            if old + 1 > sess.first_outstanding:
-                sess.first_outstanding = old + 1
+            # late retry of it would be applied again (rare: a scan is fine)
+            _drop_below(sess, min(resp) + 1)
 
     def lookup(self, session: Any) -> tuple[bool, Any]:
         """``(True, reply)`` if the command ``session`` names was applied and its reply is
@@ -166,7 +159,7 @@ class Sessions:
                 sorted(i for i in self.skipped if i > above))
 
     @classmethod
-    def from_term(cls, t: Any) -> "Sessions":
+    def from_term(cls, t: Any) -> Sessions:
         index, ctime, nxt, rows, skipped = t
         table = {}
         for k, fo, last, resp in rows:
@@ -177,6 +170,21 @@ class Sessions:
         """A snapshot at ``snapshot_index`` was taken: skips at or below it can go."""
         if self.skipped:
             self.skipped = {i for i in self.skipped if i > snapshot_index}
+
+
+def _drop_below(sess: Session, first_out: int) -> None:
+    """Raise ``sess.first_outstanding`` to ``first_out``, dropping the replies below it. Every
+    kept seq is at or above ``first_outstanding``, so the seqs in between are all there is to
+    look at (amortised O(1) per command; a jump far ahead, as only a misbehaving client makes,
+    filters the table once instead)."""
+    resp = sess.responses
+    lo = sess.first_outstanding
+    if first_out - lo <= 2 * len(resp) + 16:
+        for k in range(lo, first_out):
+            resp.pop(k, None)
+    else:
+        sess.responses = {k: v for k, v in resp.items() if k >= first_out}
+    sess.first_outstanding = first_out
 
 
 def wrap_snapshot(machine_state: Any, sessions: Sessions, index: int) -> Any:

@@ -8,7 +8,8 @@ style: cheap enough for the replication path (an entry costs a few identity test
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ra.core import messages as m
 

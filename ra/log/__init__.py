@@ -2,6 +2,6 @@
 from ra.log.log import DiskLog
 from ra.log.memtable import Memtable
 from ra.log.meta import CorruptMeta, DiskMeta
-from ra.log.segments import Segments
+from wal.segments import Segments
 
 __all__ = ["DiskLog", "DiskMeta", "CorruptMeta", "Memtable", "Segments"]

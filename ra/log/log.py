@@ -41,12 +41,13 @@ Contract (the core's Log contract, plus what the shell does):
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ra.core.log import DEFAULT_MAX_CHECKPOINTS, DEFAULT_MIN_CHECKPOINT_INTERVAL
 from ra.core.messages import SnapshotMeta, Written
 from ra.log.memtable import Memtable
-from ra.log.segments import Segments
+from wal.segments import Segments
 from ra.snapshot import FileCheckpointStore, FileSnapshotStore
 from wal.format import BadHeader, resolve, scan_file
 from wal.messages import WalAppend, WalError, WalResendWrite, WalStarted, WalWritten
@@ -60,7 +61,7 @@ MAX_ENTRIES_PER_MESSAGE = 4096
 
 
 def _default_codec() -> Codec:
-    from transport import codec
+    from ra.wire import codec  # with ra's types registered
     return codec.encode, codec.decode
 
 
@@ -136,7 +137,7 @@ class DiskLog:
             if seq == newest:
                 unconfirmed_from = f if unconfirmed_from is None else min(unconfirmed_from, f)
         # a tombstone (term 0) ends the log before it
-        if len(mem) and mem.get(mem.last)[1] == 0:  # type: ignore[index]
+        if len(mem) and mem.get(mem.last)[1] == 0:  # type: ignore[index]  # len(mem): it exists
             mem.truncate_from(mem.last)
         mem.drop_to(snap_idx)
         rng = self.segments.range()
@@ -342,7 +343,9 @@ class DiskLog:
             ranges = msg.ranges
             if self._await_tombstone:
                 for k, r in enumerate(ranges):
-                    if r[0] == 0:
+                    # the tombstone of the *latest* install (a previous install's may still be
+                    # in flight, and would end the wait too early: CORE-BUGS #8)
+                    if r[0] == 0 and self._snap is not None and r[1] == self._snap.index + 1:
                         self._await_tombstone = False
                         ranges = ranges[k + 1:]
                         break

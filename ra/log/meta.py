@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import xxhash
 
@@ -35,7 +36,7 @@ class DiskMeta:
     def __init__(self, dirpath: str, encode: Callable[[Any], bytes] | None = None,
                  decode: Callable[[bytes], Any] | None = None) -> None:
         if encode is None or decode is None:
-            from transport import codec
+            from ra.wire import codec  # with ra's types registered
             encode, decode = codec.encode, codec.decode
         self._enc, self._dec = encode, decode
         self.dir = dirpath
@@ -74,16 +75,7 @@ class DiskMeta:
         """Durably store term and vote (synced when this returns); returns its sequence number."""
         body = self._enc((current_term, voted_for))
         blob = _CK.pack(xxhash.xxh64_intdigest(body)) + body
-        io = osio.get_os()
-        tmp = self._path + ".tmp"
-        fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            io.write_all(fd, blob)
-            io.fsync(fd)
-        finally:
-            io.close(fd)
-        io.rename(tmp, self._path)
-        osio.fsync_dir(self.dir)
+        osio.atomic_write(self._path, blob)
         self._term, self._voted_for = current_term, voted_for
         self._seq += 1
         return self._seq
@@ -114,7 +106,4 @@ class DiskMeta:
         if not getattr(self, "_la_dirty", False):
             return
         self._la_dirty = False
-        tmp = self._la_path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(str(self._last_applied).encode())
-        os.replace(tmp, self._la_path)
+        osio.atomic_write(self._la_path, str(self._last_applied).encode(), durable=False)

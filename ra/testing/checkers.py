@@ -41,11 +41,24 @@ Invariants (names are what ``Violation.check`` carries and what ``disabled`` acc
 ``check_quorum``
     (checked by the simulator, which sees the network) A leader that no majority of its
     configuration has answered for more than two election timeouts is no longer leader.
+``single_config_change``
+    At most one configuration change is uncommitted at a time: when a leader appends a
+    configuration entry (``("cluster", members, ...)``), every earlier configuration entry in its
+    log is at or below its commit index (or inside its snapshot).
+``prevote_no_disruption``
+    A healthy leader is never deposed. The harness opens a *quiet window* for leader L of term T
+    only when nothing can legitimately end L's term: L and every member are alive and connected
+    both ways with no loss, each member follows L in term T and has heard from it since the
+    network healed, no leadership transfer is under way, no crash, restart or membership change
+    happens. While the window is open, no member's term rises above T, whatever stale pre-vote
+    traffic is delivered (a pre-vote never changes the receiver's term; a follower that hears
+    from its leader never campaigns; a stale pre-vote grant starts no candidacy).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 __all__ = ["Violation", "LogView", "SafetyChecker", "CHECKS", "usr_payload", "check_cluster"]
 
@@ -53,6 +66,7 @@ CHECKS: tuple[str, ...] = (
     "election_safety", "log_matching", "commit_monotonic", "commit_in_log", "committed_prefix",
     "leader_completeness", "apply_committed", "state_machine_safety", "ack_applied",
     "query_linearizable", "durable_ack", "durable_commit", "check_quorum",
+    "single_config_change", "prevote_no_disruption",
 )
 
 
@@ -127,9 +141,9 @@ class _SessionOracle:
             return False
         if command[0] != "usr":
             return False
-        if len(command) < 5 or command[4] is None:
+        if len(command) < 7:
             return True
-        sid, seq, first_out = command[4]
+        sid, seq, first_out = command[4:7]
         if sid not in self.opened:
             return False
         fo = max(self.first_out.get(sid, 1), first_out)
@@ -182,6 +196,7 @@ class SafetyChecker:
         self.counted: list[tuple[int, int, str]] = []          # (index, count seen, by what)
         self.queries: dict[Any, int] = {}                     # query id -> required index
         self.servers: dict[Any, _ServerTrack] = {}
+        self.quiet: tuple[Any, int, tuple[Any, ...]] | None = None   # (leader, term, members)
         self.counts: dict[str, int] = {c: 0 for c in CHECKS}
 
     # -- helpers --------------------------------------------------------------------------------
@@ -248,6 +263,12 @@ class SafetyChecker:
             if t.role != "leader" or t.term != term:
                 self._check_leader_complete(server, term, log)
         t.role, t.term = role, term
+        q = self.quiet
+        if q is not None and self._on("prevote_no_disruption") and term > q[1] \
+                and server in q[2]:
+            self._fail("prevote_no_disruption",
+                       f"{_s(server)} reached term {term} while {_s(q[0])} led term {q[1]} in a "
+                       f"quiet window (every member alive, connected and following it)")
         self.on_commit_progress(server, incarnation, term, commit_index, log)
         if self._on("commit_in_log"):
             last = max(log.last_index_term()[0], log.snapshot_index_term()[0])
@@ -476,6 +497,28 @@ class SafetyChecker:
                        f"query {qid!r} saw state up to index {seen_index}, but a command at "
                        f"index {need} had been acknowledged before it was issued")
 
+    def on_config_appended(self, server: Any, index: int, commit_index: int,
+                           log: LogView) -> None:
+        """Leader ``server`` appended a configuration entry at ``index`` while its commit index
+        was ``commit_index``; ``log`` already holds the new entry."""
+        if not self._on("single_config_change"):
+            return
+        for idx in range(max(commit_index, log.snapshot_index_term()[0]) + 1, index):
+            e = log.fetch(idx)
+            if e is not None and _is_config(e[2]):
+                self._fail("single_config_change",
+                           f"{_s(server)} appended a configuration change at index {index} while "
+                           f"the one at index {idx} ({e[2][1]!r}) is uncommitted (commit index "
+                           f"{commit_index})")
+
+    def open_quiet_window(self, leader: Any, term: int, members: tuple[Any, ...]) -> None:
+        """From now on no server of ``members`` may reach a term above ``term`` (see
+        ``prevote_no_disruption``) until ``close_quiet_window``."""
+        self.quiet = (leader, term, tuple(members))
+
+    def close_quiet_window(self) -> None:
+        self.quiet = None
+
     def on_snapshot_installed(self, server: Any, index: int, term: int) -> None:
         """``server`` took or received a snapshot covering ``index`` (at ``term``)."""
         c = self.committed.get(index)
@@ -483,6 +526,10 @@ class SafetyChecker:
             self._fail("committed_prefix",
                        f"{_s(server)} has a snapshot at index {index} term {term} but term "
                        f"{c.term} is committed there")
+
+
+def _is_config(command: Any) -> bool:
+    return isinstance(command, tuple) and bool(command) and command[0] == "cluster"
 
 
 def _switch(t: _ServerTrack, incarnation: int) -> None:

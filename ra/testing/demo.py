@@ -9,7 +9,8 @@ becomes the real multi-process demo later.)
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ra.testing.sim import SimCluster
 from ra.testing.sim_net import Profile

@@ -93,6 +93,13 @@ def get_key(state: dict[Any, Any], key: Any) -> Any:
     return state.get(key)
 
 
+def write_file(path: str, text: str) -> None:
+    """A ``mod_call`` target: appends ``text`` and this process's pid to ``path``."""
+    import os
+    with open(path, "a") as f:
+        f.write(f"{text} {os.getpid()}\n")
+
+
 def crash_on(state: Any) -> Any:
     """Query function that raises."""
     raise ValueError("query crashed on purpose")
@@ -140,6 +147,9 @@ class Effects:
             return state, "ok", [fx.log(cmd[1], lambda cmds: [fx.send_msg(to, ("log", cmds))])]
         if op == "snapshot":
             return state, "ok", [fx.release_cursor(meta["index"], state)]
+        if op == "mod_call":            # ("mod_call", path, text): the leader writes a file
+            return state, "ok", [fx.mod_call("ra.testing.machines:write_file",
+                                             [cmd[1], cmd[2]])]
         if op == "crash":
             # an I/O failure of the machine's own is not taken as deterministic: the server
             # crashes and its supervisor restarts it

@@ -12,7 +12,8 @@ implementations.
 from __future__ import annotations
 
 import ast
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ra.core.log import DEFAULT_MAX_CHECKPOINTS, DEFAULT_MIN_CHECKPOINT_INTERVAL
 from ra.core.messages import MetaWritten, SnapshotMeta, Written
@@ -134,7 +135,8 @@ class MemoryLog:
 
     def handle_written(self, ev: Written) -> bool:
         if self._await_tombstone:
-            if ev.term == 0:
+            # only the latest install's tombstone ends the wait (CORE-BUGS #8)
+            if ev.term == 0 and self._snap is not None and ev.from_idx == self._snap[0].index + 1:
                 self._await_tombstone = False
             return False
         if ev.term == 0 or ev.to_idx <= self._written[0] or \

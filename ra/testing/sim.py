@@ -8,9 +8,13 @@ replays identically in any process: ``python -m ra.testing.sim --seed N --trace`
 
 A run has a *fault phase* (``profile.fault_ms``) and a *recovery phase*: every fault stops,
 crashed servers restart, and within ``profile.settle_ms`` a leader must be elected, one fresh
-command per client must be acknowledged and every member must converge (liveness). After every
-step the ``SafetyChecker`` (``ra.testing.checkers``) checks Raft's safety properties; a failure
-raises ``Violation`` carrying the seed, the replay command and the last events.
+command per client must be acknowledged and every member must converge (liveness); the run then
+goes on idle for ``profile.linger_ms``. After every step the ``SafetyChecker``
+(``ra.testing.checkers``) checks Raft's safety properties; a failure raises ``Violation``
+carrying the seed, the replay command and the last events.
+
+In the recovery phase a *quiet window* (``ra.testing.sim_quiet``) is open while a healthy leader
+has every member following it; the ``prevote_no_disruption`` check then fails any term that rises.
 
 Event contract towards the core: effects are carried out in order; ``NextEvent`` runs after the
 events already queued at this instant; ``Written``/``MetaWritten`` notices reach a server in the
@@ -26,7 +30,8 @@ import sys
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ra.core import server, validate
 from ra.core.effects import (
@@ -47,6 +52,7 @@ from ra.testing.sim_net import (
     PROFILES, Network, Profile, calm, malformed_message, scenario_for_seed,
 )
 from ra.testing.sim_nodes import CheckedLog, SimMachine, machine_raises
+from ra.testing.sim_quiet import QuietWindow
 
 __all__ = ["SimCluster", "SimResult", "SimMachine", "CheckedLog", "run_seed", "replay_command",
            "main", "CORE_BUGS", "ALL_BUGS"]
@@ -132,13 +138,16 @@ class SimCluster(ClientDriver):
         self.pending_calls: dict[Any, Any] = {}      # frm -> server holding the call
         self.faults_over = False
         self.done = False
+        self.machine_violation: Violation | None = None
         self.deadline = 0
         self.partition_until = 0
+        self.settled_at: int | None = None
         self.stats: dict[str, int] = {k: 0 for k in (
             "commands", "acked", "unknown", "sessions", "retries", "machine_errors", "queries", "crashes", "partitions", "joins",
             "leaves", "transfers", "snapshots_taken", "snapshots_installed",
             "checkpoints_taken", "checkpoints_promoted", "machine_effects",
-            "elections", "dropped", "duplicated")}
+            "elections", "dropped", "duplicated", "quiet_windows", "prevote_replays")}
+        self.quiet = QuietWindow(self)
         self._next_name = 1
         for _ in range(self.n_initial):
             self._new_server(None)
@@ -165,7 +174,7 @@ class SimCluster(ClientDriver):
 
     # -- construction --------------------------------------------------------------------------
     def _new_server(self, members: tuple[Any, ...] | None) -> SimServer:
-        sid = ServerId(f"s{self._next_name}", "sim")
+        sid = ServerId(f"s{self._next_name}", "sim:1")
         self._next_name += 1
         log = CheckedLog(self, sid, ack_before_durable="ack_before_durable" in self.bugs)
         meta = MemoryMeta()
@@ -215,8 +224,9 @@ class SimCluster(ClientDriver):
         except Violation as v:
             raise self._annotate(v)
         except Exception as exc:  # the core (or the sim) raised: report it like a violation
-            v = Violation("exception", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-            raise self._annotate(v) from exc
+            crash = Violation("exception",
+                              f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            raise self._annotate(crash) from exc
         return self.result()
 
     def result(self) -> SimResult:
@@ -246,7 +256,12 @@ class SimCluster(ClientDriver):
         if self.events > self.max_events:
             self._liveness_failure(f"more than {self.max_events} events")
         getattr(self, "_ev_" + kind)(*args)
+        if self.machine_violation is not None:
+            # raised inside the machine, where the core takes exceptions for machine errors
+            v, self.machine_violation = self.machine_violation, None
+            raise v
         if self.faults_over and not self.done:
+            self.quiet.watch()
             self._check_settled()
 
     def _annotate(self, v: Violation) -> Violation:
@@ -268,6 +283,8 @@ class SimCluster(ClientDriver):
                 elif msg.term >= s.state.current_term:
                     s.leader_heard = self.now
             self.step_server(s, msg, frm)
+            if s.alive:
+                self.quiet.on_delivered(to, msg, s.state)
 
     def _ev_local(self, sid: Any, inc: int, msg: Any) -> None:
         s = self.servers[sid]
@@ -388,6 +405,7 @@ class SimCluster(ClientDriver):
         self.profile = calm(self.profile)
         self.net.profile = self.profile
         self.heal()
+        self.quiet.on_heal_all()
         self.note(None, "=== faults stop: recovery phase ===")
         for s in list(self.servers.values()):
             if not s.alive:
@@ -400,7 +418,7 @@ class SimCluster(ClientDriver):
                 self.schedule(self.rng.randint(0, 5), "wake", c.name)
 
     def _ev_deadline(self) -> None:
-        if not self.done:
+        if not self.done and self.settled_at is None:
             self._liveness_failure(f"not settled {self.profile.settle_ms}ms after faults stopped")
 
     # -- faults (also used by the demo and the hypothesis test) ---------------------------------
@@ -417,6 +435,7 @@ class SimCluster(ClientDriver):
         s.sync_due = False
         s.monitors = {}
         s.restart_due = True
+        self.quiet.close("crash")
         self.note(sid, f"CRASH (durable: term {s.meta.fetch()[0]}, log {s.log.last_index_term()})")
         for o in self.servers.values():
             if o.alive and sid in o.monitors:
@@ -571,6 +590,7 @@ class SimCluster(ClientDriver):
     def _effect(self, s: SimServer, e: Any) -> None:
         if isinstance(e, SendRpc):
             m = e.msg
+            self.quiet.on_send(s.sid, e.to, m)
             if isinstance(m, AppendEntriesReply) and m.success \
                     or isinstance(m, InstallSnapshotResult) and m.last_index > 0:
                 self.checker.on_ack_sent(s.sid, m.last_index, m.last_term,
@@ -632,7 +652,14 @@ class SimCluster(ClientDriver):
             raise Violation("exception", f"{s.sid.name} returned an unknown effect {e!r}")
 
     def on_apply(self, sid: Any, idx: int, term: int, cmd: Any) -> None:
-        self.checker.on_apply(sid, self.servers[sid].inc, idx, term, cmd)
+        try:
+            self.checker.on_apply(sid, self.servers[sid].inc, idx, term, cmd)
+        except Violation as v:
+            # the core turns an exception from apply into a machine error: keep it for
+            # step_event to raise once the step is over
+            if self.machine_violation is None:
+                self.machine_violation = v
+            raise
 
     # -- queries about the cluster -------------------------------------------------------------
     def current_leader(self) -> Any:
@@ -650,11 +677,15 @@ class SimCluster(ClientDriver):
         return self.rng.choice(pool)
 
     def _check_settled(self) -> None:
+        if self.settled_at is not None:
+            self.done = self.now >= self.settled_at + self.profile.linger_ms
+            return
         if not all(c.final_done or c.admin for c in self.clients.values()):
             return
         if self.converged():
             self.checker.check_acked_committed()
-            self.done = True
+            self.settled_at = self.now
+            self.done = not self.profile.linger_ms
             self.note(None, "=== settled: leader elected, client commands acknowledged, "
                             "members converged ===")
 

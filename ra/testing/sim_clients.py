@@ -21,7 +21,7 @@ This module is a mixin of ``SimCluster``; it relies on the cluster's ``rng``, ``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ra.core.messages import Command, ConsistentQuery, TransferLeadership
 
@@ -79,6 +79,17 @@ class ClientDriver:
     profile: Any
     clients: dict[str, SimClient]
     stats: dict[str, int]
+    servers: dict[Any, Any]
+    n_initial: int
+    faults_over: bool
+
+    if TYPE_CHECKING:
+        def schedule(self, delay: int, kind: str, *args: Any) -> None: ...
+        def spawn_server(self, members: list[Any]) -> Any: ...
+        def random_member(self, exclude: Any = None) -> Any: ...
+        def current_leader(self) -> Any: ...
+        def trace_client(self, c: SimClient, text: str) -> None: ...
+        def _call(self, c: SimClient, target: Any, msg: Any, frm: Any) -> None: ...
 
     # -- issuing ---------------------------------------------------------------------------------
     def client_wakeup(self, c: SimClient) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import fields, is_dataclass
 from typing import Any
 
+from ra.core.messages import SnapshotMeta
+
 __all__ = ["fmt_msg"]
 
 _SHORT = {
@@ -30,10 +32,10 @@ def _render(name: str, value: Any) -> str:
         return f"<{len(value)}B>"
     if name == "query":
         return getattr(value, "__name__", "fn")
-    if name == "meta" and is_dataclass(value):
+    if name == "meta" and isinstance(value, SnapshotMeta):
         return f"{value.index}/{value.term}"
     return str(getattr(value, "name", value)) if hasattr(value, "name") and \
-        isinstance(getattr(value, "name"), str) else repr(value)
+        isinstance(value.name, str) else repr(value)
 
 
 def fmt_msg(msg: Any) -> str:

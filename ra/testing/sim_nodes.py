@@ -5,8 +5,9 @@ equivalent.
 checker and asks for snapshots (both spellings, ``ReleaseCursor`` and ``("release_cursor", idx,
 state)``), takes checkpoints (``("checkpoint", idx, state)``) and promotes them
 (``("release_cursor", idx)``); its ``state_enter``/``tick`` callbacks return ``aux`` effects.
-``CheckedLog`` is ``MemoryLog`` reporting every write (log matching), every snapshot (taken,
-promoted or installed), and what its storage holds *durably* (durability checks).
+``CheckedLog`` is ``MemoryLog`` reporting every write (log matching), every configuration entry
+a leader appends (one change at a time), every snapshot (taken, promoted or installed), and what
+its storage holds *durably* (durability checks).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class SimMachine:
     checkpoint and a promotion (``("release_cursor", idx)``, which promotes that checkpoint
     where the member still has it). Each apply is reported to the checker."""
 
-    def __init__(self, sim: "SimCluster", sid: Any, snapshot_every: int) -> None:
+    def __init__(self, sim: SimCluster, sid: Any, snapshot_every: int) -> None:
         self.sim, self.sid, self.every = sim, sid, snapshot_every
 
     def init(self, config: Any) -> tuple[int, int]:
@@ -73,7 +74,7 @@ class SimMachine:
 class CheckedLog(MemoryLog):
     """``MemoryLog`` that reports every write to the checker (for log matching)."""
 
-    def __init__(self, sim: "SimCluster", sid: Any, **kw: Any) -> None:
+    def __init__(self, sim: SimCluster, sid: Any, **kw: Any) -> None:
         super().__init__(**kw)
         self._sim, self._sid = sim, sid
 
@@ -81,6 +82,11 @@ class CheckedLog(MemoryLog):
         prev = self.fetch_term(entry[0] - 1)
         super().append(entry)
         self._sim.checker.on_entries_written(self._sid, [entry], prev)
+        if entry[2][0] == "cluster":
+            # only a leader appends (followers write): its state is mid-step, up to date
+            srv = self._sim.servers[self._sid]
+            self._sim.checker.on_config_appended(self._sid, entry[0], srv.state.commit_index,
+                                                 self)
 
     def write(self, entries: list[tuple[int, int, Any]]) -> None:
         if not entries:

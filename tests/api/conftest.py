@@ -11,7 +11,8 @@ import itertools
 import os
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import psutil
 import pytest
@@ -19,7 +20,7 @@ import pytest
 import ra
 from ra import messages as rm
 from ra.node import spawn_daemon
-from ra.testing.procs import tree_pids
+from ra.testing.procs import processes, signal_pids, tree_pids
 
 pytestmark = pytest.mark.integration
 
@@ -73,13 +74,9 @@ class Nodes:
         """SIGKILL the daemon and (as a node dying would) its whole tree."""
         proc = self.procs.pop(i)
         pids = tree_pids(proc.pid)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        signal_pids(pids)
         proc.wait()
-        psutil.wait_procs([p for p in _procs(pids)], timeout=5)
+        psutil.wait_procs(processes(pids), timeout=5)
         lw = self.lifelines.pop(i, None)
         if lw is not None:
             os.close(lw)
@@ -107,26 +104,12 @@ class Nodes:
         pids: list[int] = []
         for proc in self.procs.values():
             pids += tree_pids(proc.pid)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        signal_pids(pids)
         for proc in self.procs.values():
             proc.wait()
         for fd in self.lifelines.values():
             os.close(fd)
-        psutil.wait_procs(_procs(pids), timeout=5)
-
-
-def _procs(pids: list[int]) -> list[psutil.Process]:
-    out = []
-    for pid in pids:
-        try:
-            out.append(psutil.Process(pid))
-        except psutil.NoSuchProcess:
-            pass
-    return out
+        psutil.wait_procs(processes(pids), timeout=5)
 
 
 @pytest.fixture

@@ -1,12 +1,16 @@
 """Bad input: each a clear typed error, and nothing is written."""
 from __future__ import annotations
 
+import concurrent.futures
 import os
+import re
+import time
 
 import pytest
 
 import ra
-from tests.api.conftest import COUNTER
+from ra.directory import Directory
+from tests.api.conftest import COUNTER, Nodes, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +125,253 @@ def test_membership_errors(cluster):
     assert ei.value.reason == "not_member"
     with pytest.raises(ra.NotFound):
         ra.transfer_leadership(cluster[0], ra.ServerId("x", "127.0.0.1:1"))
+
+
+# --- user code never runs in the daemon (issue 11 part 3) -------------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BAD = "tests.api.bad_machines."
+LOAD_TIMEOUT_MS = 2500
+
+
+@pytest.fixture(scope="module")
+def loader_node(tmp_path_factory):
+    """One node whose servers give up loading after 2.5 s; tests/ importable by its servers
+    (PYTHONPATH), and RA_TEST_MARK_DIR set for the marks machine."""
+    tmp = tmp_path_factory.mktemp("loader")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        mp.setenv("RA_TEST_MARK_DIR", str(tmp))
+        mp.setenv("RA_TEST_IMPORT_S", "3")
+        ns = Nodes(str(tmp), {"load_timeout_ms": LOAD_TIMEOUT_MS})
+        try:
+            ns.start(0)
+            yield ns
+        finally:
+            ns.cleanup()
+
+
+def _daemon_pids(node: str) -> tuple[int, int]:
+    from ra import messages as rm
+    st = ra.default_client()._daemon(node, rm.NodeStatus(), 5.0)
+    return st["pid"], st["forkserver_pid"]
+
+
+def _assert_node_fine(node: str, pids: tuple[int, int]) -> None:
+    """The daemon and its fork server are the same processes as before, and answer at once."""
+    t0 = time.monotonic()
+    assert _daemon_pids(node) == pids
+    assert time.monotonic() - t0 < 1.0
+
+
+def _module(mod: str) -> tuple:
+    return ("module", BAD + mod, None)
+
+
+@pytest.mark.parametrize("mod, reason", [
+    ("exits:Machine", r"sys\.exit\(3\)"),
+    ("raises:Machine", "RuntimeError: this module refuses"),
+    ("ctor_raises:Machine", "ValueError: cannot build"),
+    ("no_such_module:Machine", "ModuleNotFoundError"),
+    ("os_exit:Machine", r"exited \(exit:7\)"),
+])
+def test_machine_that_fails_to_load_is_machine_load_error_and_the_node_lives(
+        loader_node, cname, mod, reason):
+    node = loader_node.addrs[0]
+    pids = _daemon_pids(node)
+    sid = ra.ServerId(cname, node)
+    data_dir = loader_node.data_dir(0)
+    before = set(os.listdir(data_dir))
+    t0 = time.monotonic()
+    with pytest.raises(ra.MachineLoadError) as ei:
+        ra.start_server({"cluster_name": cname, "id": sid, "machine": _module(mod),
+                         "initial_members": [sid]}, timeout=10)
+    took = time.monotonic() - t0
+    e = ei.value
+    assert isinstance(e, ra.InvalidConfig) and e.key == "machine"
+    assert e.node == node and e.server == cname and e.value[1] == BAD + mod
+    msg = str(e)
+    assert node in msg and BAD + mod in msg and "PYTHONPATH" in msg and "virtualenv" in msg
+    assert re.search(reason, msg), msg
+    assert took < 5.0, took
+    _assert_node_fine(node, pids)
+    # not restarted: it stays down, failed, with the reason; nothing written for it
+    ov = ra.overview(node)["servers"][cname]
+    assert (ov["status"], ov["pid"]) == ("failed", None) and re.search(reason, ov["error"])
+    assert ra.key_metrics(sid)["state"] == "failed"
+    time.sleep(0.3)
+    assert ra.overview(node)["servers"][cname]["pid"] is None
+    assert Directory(data_dir).uid_of(cname) is None
+    assert not [x for x in set(os.listdir(data_dir)) - before
+                if os.path.isdir(os.path.join(data_dir, x))]
+    # fixed (another machine): the same name starts
+    ra.start_server({"cluster_name": cname, "id": sid, "machine": COUNTER,
+                     "initial_members": [sid]})
+    ra.trigger_election(sid)
+    assert ra.process_command(sid, 2)[0] == 2
+
+
+def test_hanging_import_neither_blocks_the_node_nor_crash_loops(loader_node, cname):
+    node = loader_node.addrs[0]
+    pids = _daemon_pids(node)
+    sid = ra.ServerId(cname, node)
+    conf = {"cluster_name": cname, "id": sid, "machine": _module("hangs:Machine"),
+            "initial_members": [sid]}
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(ra.Client().start_server, conf, timeout=10)
+        # meanwhile the daemon answers at once, and shows the server loading
+        time.sleep(0.3)
+        for _ in range(5):
+            t0 = time.monotonic()
+            row = ra.overview(node, timeout=1)["servers"][cname]
+            assert time.monotonic() - t0 < 0.5
+            assert row["status"] == "loading"
+            time.sleep(0.2)
+        with pytest.raises(ra.MachineLoadError, match=r"did not finish within 2\.5 s") as ei:
+            fut.result()
+    assert "hangs" in str(ei.value) and "PYTHONPATH" in str(ei.value)
+    _assert_node_fine(node, pids)
+    row = ra.overview(node)["servers"][cname]
+    assert row["status"] == "failed" and row["pid"] is None
+
+
+def test_caller_timeout_shorter_than_the_load_says_the_import_is_still_running(
+        loader_node, cname):
+    node = loader_node.addrs[0]
+    sid = ra.ServerId(cname, node)
+    t0 = time.monotonic()
+    with pytest.raises(ra.Timeout, match=r"still importing its machine .*hangs") as ei:
+        ra.start_server({"cluster_name": cname, "id": sid, "machine": _module("hangs:Machine"),
+                         "initial_members": [sid]}, timeout=1)
+    assert time.monotonic() - t0 < 2.0
+    assert "load_timeout_ms" in str(ei.value)
+    wait_for(lambda: ra.overview(node)["servers"][cname]["status"] == "failed", 10,
+             "the node to give the load up")
+
+
+def test_slow_import_does_not_block_the_node(loader_node, cname):
+    """The user's case: an import that takes seconds (3 s here, under a longer load timeout
+    than the fixture's: a node of its own) while the daemon serves everyone else."""
+    node = loader_node.addrs[0]
+    other = ra.ServerId(cname + "o", node)
+    ra.start_cluster(cname + "o", COUNTER, [other])
+    tmp = loader_node.tmp
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        slow_nodes = Nodes(os.path.join(tmp, "slow"), {"load_timeout_ms": 10_000})
+        try:
+            n2 = slow_nodes.start(0)
+            sid = ra.ServerId(cname, n2)
+            with concurrent.futures.ThreadPoolExecutor(1) as ex:
+                t0 = time.monotonic()
+                fut = ex.submit(ra.Client().start_cluster, cname, _module("slow:Counter"),
+                                [sid], timeout=15)
+                time.sleep(0.5)
+                while not fut.done():
+                    t1 = time.monotonic()
+                    assert ra.overview(n2, timeout=1)["servers"][cname]["status"] == "loading"
+                    assert time.monotonic() - t1 < 0.5
+                    time.sleep(0.2)
+                    if time.monotonic() - t0 > 2.5:
+                        break
+                assert fut.result()[0] == [sid]
+            assert time.monotonic() - t0 >= 3.0
+            assert ra.process_command(sid, 4)[0] == 4
+        finally:
+            slow_nodes.cleanup()
+    assert ra.process_command(other, 1)[0] == 1
+
+
+def test_machine_code_runs_only_in_server_processes(loader_node, cname):
+    node = loader_node.addrs[0]
+    daemon, forkserver = _daemon_pids(node)
+    ids = [ra.ServerId(cname, node)]
+    ra.start_cluster(cname, _module("marks:Counter"), ids)
+    ra.process_command(ids, 1)
+    mark_dir = loader_node.tmp
+    pids = {int(line) for f in os.listdir(mark_dir) if f.startswith("imported-")
+            for line in open(os.path.join(mark_dir, f)).read().split()}
+    server = loader_node.server_pid(cname, 0)
+    assert server in pids and daemon not in pids and forkserver not in pids
+
+
+def test_restart_with_a_machine_that_fails_keeps_the_old_config(loader_node, cname):
+    node = loader_node.addrs[0]
+    sid = ra.ServerId(cname, node)
+    ra.start_cluster(cname, COUNTER, [sid])
+    ra.process_command(sid, 5)
+    ra.stop_server(sid)
+    assert ra.key_metrics(sid) == {"state": "stopped"}       # not stale figures
+    with pytest.raises(ra.MachineLoadError, match="exits"):
+        ra.restart_server(sid, {"machine": _module("exits:Machine")})
+    assert ra.overview(node)["servers"][cname]["status"] == "failed"
+    ra.restart_server(sid)            # the stored config still names the counter
+    ra.trigger_election(sid)
+    assert ra.process_command(sid, 1)[0] == 6
+
+
+def test_start_cluster_with_a_machine_that_does_not_load_anywhere(loader_node, cname):
+    node = loader_node.addrs[0]
+    pids = _daemon_pids(node)
+    t0 = time.monotonic()
+    with pytest.raises(ra.MachineLoadError, match="not formed") as ei:
+        ra.start_cluster(cname, _module("exits:Machine"), [ra.ServerId(cname, node)])
+    assert time.monotonic() - t0 < 5 and "exits" in str(ei.value)
+    _assert_node_fine(node, pids)
+    assert cname not in ra.overview(node)["servers"]        # cleaned up: the name is free
+
+
+def test_query_module_that_exits_is_a_query_error(cluster):
+    with pytest.raises(ra.RaError, match="sys.exit"):
+        ra.local_query(cluster[0], BAD + "exits:get")
+    assert ra.process_command(cluster, 1)[0] == 1         # the server is still there
+
+
+# --- addresses and errors that keep their type (issue 11 part 5) ------------------------------
+
+@pytest.mark.parametrize("bad", ["foo:bar", ":0", "127.0.0.1", "127.0.0.1:", "h:0",
+                                 "h:70000", "a b:1"])
+def test_bad_node_address_is_invalid_config_at_once(bad):
+    with pytest.raises(ra.InvalidConfig, match="host:port") as ei:
+        ra.ServerId("x", bad)
+    assert isinstance(ei.value, ValueError)
+    t0 = time.monotonic()
+    for call in (lambda: ra.ping(("x", bad)), lambda: ra.overview(bad),
+                 lambda: ra.process_command([("x", bad)], 1),
+                 lambda: ra.start_cluster("x", COUNTER, [("x", bad)]),
+                 lambda: ra.key_metrics(("x", bad))):
+        with pytest.raises(ra.InvalidConfig, match="host:port"):
+            call()
+    assert time.monotonic() - t0 < 0.5
+    with pytest.raises(TypeError, match="name"):
+        ra.ServerId("", "127.0.0.1:1")
+
+
+def test_server_id_is_still_a_plain_named_tuple():
+    sid = ra.ServerId("x", "127.0.0.1:1")
+    assert sid == ("x", "127.0.0.1:1") and hash(sid) == hash(("x", "127.0.0.1:1"))
+    assert sid.name == "x" and sid._replace(name="y") == ("y", "127.0.0.1:1")
+    assert ra.ServerId(*sid) == sid and sid._asdict() == {"name": "x", "node": "127.0.0.1:1"}
+    with pytest.raises(ra.InvalidConfig):
+        sid._replace(node="nope")
+
+
+def test_invalid_config_from_the_daemon_keeps_key_value_allowed(shared_three):
+    from ra import messages as rm
+    from ra.api import _daemon_error
+    from ra.errors import error_reply
+    node = shared_three.addrs[0]
+    # a malformed config never reaches the handler: the daemon's door refuses it
+    with pytest.raises(ra.BadRequest, match="StartServer") as br:
+        ra.default_client()._daemon(node, rm.StartServer({"name": ""}), 5)
+    assert br.value.reason.startswith("bad_field:StartServer")
+    # an InvalidConfig raised in the daemon crosses the wire with its key, value and allowed
+    _, tag, text, fields = error_reply(ra.InvalidConfig("id", "", "a non-empty name"))
+    e = _daemon_error(node, tag, text, fields)
+    assert isinstance(e, ra.InvalidConfig)
+    assert (e.key, e.value, e.allowed) == ("id", "", "a non-empty name")
+
+
+def test_key_metrics_of_unknown_server_is_not_found(shared_three):
+    with pytest.raises(ra.NotFound):
+        ra.key_metrics(shared_three.sid("nobody", 0))

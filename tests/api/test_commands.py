@@ -123,8 +123,8 @@ def test_members_and_members_info(cluster):
 def test_key_metrics_answered_by_the_node(cluster):
     leader = leader_of(cluster)
     ra.process_command(cluster, 1)
-    m = wait_for(lambda: (lambda m: m if m["state"] == "leader" else None)(
-        ra.key_metrics(leader)), what="leader metrics")
+    m = wait_for(lambda: m if (m := ra.key_metrics(leader))["state"] == "leader" else None,
+                 what="leader metrics")
     assert m["term"] >= 1 and m["membership"] == "voter"
 
 
@@ -146,8 +146,12 @@ def test_transfer_leadership(cluster):
 def test_trigger_election_moves_leadership(cluster):
     leader = leader_of(cluster)
     other = next(s for s in cluster if s != leader)
+    term = ra.key_metrics(leader)["term"]
     ra.trigger_election(other)
-    wait_for(lambda: ra.key_metrics(other)["term"] > 1, what="new term")
+    # its log is as up to date as anyone's: it wins, in a higher term
+    wait_for(lambda: ra.key_metrics(other)["state"] == "leader", what=f"{other} leads")
+    assert ra.key_metrics(other)["term"] > term
+    assert ra.members(cluster)[1] == other
     assert ra.process_command(cluster, 2)[0] == 2
 
 

@@ -17,7 +17,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -60,7 +60,7 @@ class Adders:
                 with self.lock:
                     self.replies.append(reply)
 
-    def __enter__(self) -> "Adders":
+    def __enter__(self) -> Self:
         for t in self.threads:
             t.start()
         return self

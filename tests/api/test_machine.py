@@ -299,3 +299,20 @@ def test_checkpoints_recover_restarts_and_promotion_truncates(small_log_nodes):
         assert newest - 16 < seg_first <= newest + 1, (i, seg_first, newest)
         assert len(seg_files(i)) < before[i]
     assert ra.consistent_query(ids, M.get_state)[0] == (total, 170, 40)
+
+
+def test_mod_call_effect_runs_once_in_the_leaders_process(three, tmp_path):
+    """``mod_call`` runs ``f(*args)`` in the leader's server process, once (not on followers)."""
+    ids = [three.sid("mc", i) for i in range(3)]
+    ra.start_cluster("mc", ("module", "ra.testing.machines:Effects", None), ids)
+    path = str(tmp_path / "called")
+    _, leader = ra.process_command(ids, ("mod_call", path, "hello"))
+    leader_pid = three.server_pid(leader.name, next(i for i, a in three.addrs.items()
+                                                    if a == leader.node))
+    wait_for(lambda: os.path.exists(path), what="mod_call ran")
+    ra.process_command(ids, ("a",))
+    for sid in ids:                           # every member has applied past it: any call ran
+        wait_for(lambda: ("cmd", ("a",)) in ra.local_query(sid, M.get_events)[1],
+                 what=f"{sid} applied")
+    with open(path) as f:
+        assert f.read().split("\n")[:-1] == [f"hello {leader_pid}"]

@@ -111,9 +111,15 @@ def test_leave_and_terminate_keeps_data(three):
     ra.start_cluster("c", COUNTER, ids)
     leader = leader_of(ids)
     gone = next(s for s in ids if s != leader)
+    ra.process_command(ids, 3)
+    wait_for(lambda: ra.local_query(gone, M.get_state)[1] == 3, what="applied there")
     ra.leave_and_terminate(ids, gone)
     assert gone not in ra.members(leader)[0]
     wait_for(lambda: _pid(three, gone) is None, what="stopped")
+    # its data stayed: restarted, out of the cluster (nobody sends it anything), it has it
+    ra.restart_server(gone)
+    assert ra.local_query(gone, M.get_state)[1] == 3
+    assert ra.process_command(leader, 1)[0] == 4
 
 
 def _pid(nodes, sid):

@@ -324,3 +324,30 @@ def test_install_snapshot_drops_checkpoints(drv: Any) -> None:
     lg = drv.crash()
     assert lg.checkpoint_index_terms() == []
     assert lg.recover_snapshot() == (SnapshotMeta(30, 4, CL, 0), "i30")
+
+
+def test_a_stale_install_tombstone_does_not_end_the_wait_of_a_newer_install(drv: Any) -> None:
+    """CORE-BUGS #8: notices of writes made after a first install arrive after a second one;
+    the first install's tombstone must not end the second's wait, or an older notice confirms
+    entries re-written since (same index and term) that are not durable yet."""
+    lg = drv.log
+    lg.install_snapshot(SnapshotMeta(36, 1, (), 0), drv.encode_state("a"))
+    for i in range(37, 41):
+        lg.append((i, 2, i))
+    if isinstance(drv, MemDriver):
+        stale = lg.sync()                       # the notices, not yet handed to the log
+        assert any(ev.term == 0 and ev.from_idx == 37 for ev in stale)
+    else:
+        stale = [("written", lg.uid, [(0, 37, 37), (2, 37, 40)])]
+    lg.install_snapshot(SnapshotMeta(38, 2, (), 0), drv.encode_state("b"))
+    lg.append((39, 2, 39))                      # re-written: same index and term, not durable
+    lg.append((40, 2, 40))
+    if isinstance(drv, MemDriver):
+        for ev in stale:
+            lg.handle_written(ev)
+    else:
+        for msg in stale:
+            assert lg.handle_wal_event(msg) == []
+    assert lg.last_written() == (38, 2)
+    drv.sync()                                  # the new writes' own notices confirm them
+    assert lg.last_written() == (40, 2)

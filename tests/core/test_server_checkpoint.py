@@ -201,3 +201,31 @@ def test_installed_snapshot_drops_the_checkpoints() -> None:
     assert f.log.snapshot_index_term() == (10, 1)
     assert f.log.checkpoint_index_terms() == []
     assert f.machine_state == (2, 3, 10)
+
+
+def test_snapshot_answered_once_and_stale_results_start_nothing() -> None:
+    """CORE-BUGS #9: a follower whose commit index covers the snapshot but whose written index
+    does not answers on the last chunk only; a leader that is not sending a snapshot any more
+    takes a late answer's match index but starts no new snapshot (each answer used to trigger
+    the whole snapshot again: a message storm)."""
+    from ra.core.effects import SendRpc
+    from ra.core.messages import InstallSnapshotResult
+    f = new_server(N2, machine=Rec())
+    entries = [(1, 1, ("noop", 0))] + [(i, 1, ("usr", ("a",), None, 0)) for i in range(2, 6)]
+    step(f, AppendEntriesRpc(1, N1, 0, 0, 0, entries))
+    sync(f)
+    step(f, AppendEntriesRpc(1, N1, 5, 5, 1, [(6, 1, ("usr", ("a",), None, 0))]))  # not synced
+    assert f.commit_index == 5
+    f.commit_index = 6                       # as if the leader said 6 is committed
+    meta = SnapshotMeta(6, 1, (N1, N2), 0)
+    first = step(f, InstallSnapshotRpc(1, N1, meta, (1, "next"), b"x"))
+    last = step(f, InstallSnapshotRpc(1, N1, meta, (2, "last"), b"y"))
+    assert [e for e in first if isinstance(e, SendRpc)] == []
+    assert [e.msg for e in last if isinstance(e, SendRpc)] == [
+        InstallSnapshotResult(1, 5, 1, N2)]
+    # the leader's side: an answer while not sending updates the peer, sends nothing new
+    s = leader(Rec())
+    eff = step(s, InstallSnapshotResult(1, 1, 1, N2))
+    assert s.peers[N2].snapshot == "none"
+    assert not [e for e in eff if isinstance(e, SendRpc) and
+                type(e.msg).__name__ == "InstallSnapshotRpc"]

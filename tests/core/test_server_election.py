@@ -1,5 +1,4 @@
 """Elections: pre-vote, candidate, vote granting, durability of votes (↔ ra_server_SUITE)."""
-from ra.core import server
 from ra.core.effects import Reply, SendRpc, StartElectionTimeout, StartHeartbeatTimeout
 from ra.core.messages import (
     AppendEntriesRpc, ElectionTimeout, LeaderDown, MetaWritten, PreVoteResult, PreVoteRpc,

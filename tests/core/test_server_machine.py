@@ -2,7 +2,6 @@
 and dropping malformed input."""
 from ra.core import server
 from ra.core.effects import MachineEffect, NextEvent, Reply, SendRpc
-from ra.core.machine import ReleaseCursor
 from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, FlushCommands, Tick, TriggerElection,
 )

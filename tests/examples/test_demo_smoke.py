@@ -15,6 +15,8 @@ from typing import Any
 import psutil
 import pytest
 
+from ra.testing.procs import living
+
 pytestmark = pytest.mark.integration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,15 +36,7 @@ def _naming(workdir: str) -> list[psutil.Process]:
 
 
 def _alive(seen: dict[int, float]) -> list[psutil.Process]:
-    out = []
-    for pid, born in seen.items():
-        try:
-            p = psutil.Process(pid)
-            if abs(p.create_time() - born) < 0.01 and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p)
-        except psutil.Error:
-            pass
-    return out
+    return living(seen, seen)
 
 
 def test_demo_runs_and_leaves_nothing_behind(tmp_path: Any) -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import msgpack
 from hypothesis import strategies as st
@@ -69,7 +70,7 @@ _hashable = (st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=5
              | st.binary(max_size=5))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def terms(max_leaves: int = 8) -> st.SearchStrategy[Any]:
     """Any term the codec can carry, nested (one strategy object per size: hypothesis
     validates a strategy on first use, which costs more than drawing from it)."""

@@ -5,7 +5,8 @@ segment writer flushes a closed WAL file."""
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import pytest
 

@@ -89,17 +89,34 @@ def test_kill_during_segment_flush(tmp_path: Any, procs: Procs, seed: int) -> No
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_kill_during_snapshot_write(tmp_path: Any, procs: Procs, seed: int) -> None:
+    """The writer is killed in the middle of writing a snapshot (its temp file is there, not
+    yet renamed, when it dies: checked, and retried until it is so); recovery finds the
+    previous snapshot whole and removes the temp file."""
     rng = random.Random(seed)
     d = str(tmp_path / "snaps")
     os.makedirs(d)
-    p = procs.spawn("-c", SNAP, d)
-    target = rng.randint(2, 15)
+    mid_write = False
+    for _attempt in range(5):
+        for n in os.listdir(d):           # a previous attempt's temp file must not count
+            if n.endswith(".tmp"):
+                os.remove(os.path.join(d, n))
+        p = procs.spawn("-c", SNAP, d)
+        target = rng.randint(2, 15)
 
-    def progressed() -> bool:
-        names = [n for n in os.listdir(d) if n.endswith(".snapshot")]
-        return p.poll() is not None or any(int(n.split("_")[0]) >= target for n in names)
-    wait_for(progressed, 30, f"snapshot {target}")
-    procs.kill(p, signal.SIGKILL)
+        def progressed() -> bool:
+            names = [n for n in os.listdir(d) if n.endswith(".snapshot")]
+            return p.poll() is not None or any(int(n.split("_")[0]) >= target for n in names)
+        wait_for(progressed, 30, f"snapshot {target}")
+        # then strike while the next one is being written: its temp file is there
+        wait_for(lambda: p.poll() is not None
+                 or any(n.endswith(".tmp") for n in os.listdir(d)), 30, "a write under way")
+        procs.kill(p, signal.SIGKILL)
+        assert p.returncode == -signal.SIGKILL
+        tmps = [n for n in os.listdir(d) if n.endswith(".tmp")]
+        if tmps:
+            mid_write = True          # it died between opening the temp file and the rename
+            break
+    assert mid_write, "no kill landed in the middle of a snapshot write in 5 tries"
     st = FileSnapshotStore(d, codec.encode, codec.decode)
     meta, data = st.recover()
     assert meta.index >= target - 1

@@ -16,13 +16,13 @@ def test_store_fetch_reopen(tmp_path: Any) -> None:
     m = DiskMeta(str(tmp_path))
     assert isinstance(m, MetaStore)
     assert m.fetch() == (0, None) and m.last_applied() == 0
-    seq = m.store(3, ServerId("a", "n1"))
+    seq = m.store(3, ServerId("a", "n1:1"))
     assert m.sync() == [MetaWritten(seq)] and m.sync() == []
     m.store_last_applied(17)
     assert DiskMeta(str(tmp_path)).last_applied() == 0     # in memory until flushed
     m.flush_last_applied()
     m2 = DiskMeta(str(tmp_path))
-    assert m2.fetch() == (3, ServerId("a", "n1"))
+    assert m2.fetch() == (3, ServerId("a", "n1:1"))
     assert m2.last_applied() == 17
     m2.store(4, None)
     assert DiskMeta(str(tmp_path)).fetch() == (4, None)

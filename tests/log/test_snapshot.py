@@ -31,7 +31,7 @@ def test_corrupt_latest_falls_back_to_previous(tmp_path: Any, damage: str) -> No
     st = _store(tmp_path)
     st.write(SnapshotMeta(10, 1, (), 0), b"a" * 1000)
     st.write(SnapshotMeta(20, 2, (), 0), b"b" * 1000)
-    latest = sorted(n for n in os.listdir(tmp_path) if n.endswith(".snapshot"))[-1]
+    latest = max(n for n in os.listdir(tmp_path) if n.endswith(".snapshot"))
     p = os.path.join(str(tmp_path), latest)
     with open(p, "r+b") as f:
         if damage == "flip":

@@ -33,7 +33,7 @@ def test_defaults_and_paths() -> None:
 
 
 def test_child_specs() -> None:
-    import wal
-    specs = wal.child_specs({"data_dir": "/tmp/x", "wal_compute_checksums": False})
+    from ra.sup import wal_child_specs
+    specs = wal_child_specs({"data_dir": "/tmp/x", "wal_compute_checksums": False})
     assert [s.id for s in specs] == ["ra_log_wal", "ra_log_segment_writer"]
     assert "--no-checksums" in specs[0].start.args[0]

@@ -3,32 +3,18 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import psutil
 import pytest
 
+from ra.testing.procs import alive, descendants, kill_descendants
 from supervisor.child import set_child_subreaper
 
+__all__ = ["REPO", "alive", "descendants", "wait_for"]
+
 REPO = str(Path(__file__).resolve().parents[2])
-
-
-def descendants() -> list[psutil.Process]:
-    try:
-        return psutil.Process().children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def kill_tree() -> None:
-    procs = descendants()
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=5)
 
 
 def wait_for(pred: Callable[[], bool], timeout: float = 10.0, step: float = 0.01) -> bool:
@@ -39,13 +25,6 @@ def wait_for(pred: Callable[[], bool], timeout: float = 10.0, step: float = 0.01
             return True
         psutil.wait_procs(descendants(), timeout=step)
     return pred()
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 @pytest.fixture(autouse=True)
@@ -61,4 +40,4 @@ def node_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         from ra import node
 
         node.stop(timeout=5)
-        kill_tree()
+        kill_descendants()

@@ -310,13 +310,13 @@ def test_server_supervisor_gives_up_and_root_restarts_it(tmp_path: Path):
         for _ in range(11):  # intensity 10 in 5 s: the 11th restart makes it give up
             os.kill(pid, signal.SIGKILL)
             assert wait_for(lambda old=pid: mb.call(ep, rm.WhichChildren()) == [] or
-                            dict((i, p) for i, p, _r in
-                                 mb.call(ep, rm.WhichChildren())).get("a")
+                            {i: p for i, p, _r in
+                                 mb.call(ep, rm.WhichChildren())}.get("a")
                             not in (None, old), 5)
             rows = mb.call(ep, rm.WhichChildren())
             if rows == []:
                 break
-            pid = dict((i, p) for i, p, _r in rows)["a"]
+            pid = {i: p for i, p, _r in rows}["a"]
         # OTP: the restarted server supervisor comes back with its static children only
         assert mb.call(ep, rm.WhichChildren()) == []
         assert wait_for(lambda: not alive(b), 5)  # its other server was stopped with it

@@ -2,7 +2,7 @@
 core is dropped (never raises out of ``step``, never changes state), and the cluster carries on
 with every checker on.
 
-Issue 2, "Bad input" (was docs/CORE-BUGS.md #3, fixed in 52209e5).
+Issue 2, "Bad input" (core bug #3 of the simulator, fixed in 52209e5).
 """
 from __future__ import annotations
 

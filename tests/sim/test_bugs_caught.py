@@ -102,8 +102,9 @@ def test_stale_reads_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """No core switch plants this one: the test swaps in a query path without the leadership
     check; a deposed leader in the minority then serves stale reads, which
     ``query_linearizable`` must catch in the ``reads`` profile."""
-    if not hasattr(server, "_answer_queries"):
-        pytest.skip("ra.core.server._answer_queries is gone: update the stale-read plant")
+    assert hasattr(server, "_answer_queries"), (
+        "ra.core.server._answer_queries is gone: update the stale-read plant (a plant that "
+        "no longer applies must fail, not skip)")
     monkeypatch.setattr(server, "_answer_queries", _local_reads)
     for seed in range(100):
         try:

@@ -359,9 +359,9 @@ def test_session_duplicates_are_not_counted_but_a_second_apply_is_caught() -> No
     ck = SafetyChecker()
     sess = ("session", "open_session", None, None, 0)
     log = FakeLog([(1, 1, noop()), (2, 1, sess),
-                   (3, 1, ("usr", ("c", 1), None, 0, (2, 1, 1))),
-                   (4, 1, ("usr", ("c", 1), None, 0, (2, 1, 1))),
-                   (5, 1, ("usr", ("c", 2), None, 0, (2, 2, 1)))])
+                   (3, 1, ("usr", ("c", 1), None, 0, 2, 1, 1)),
+                   (4, 1, ("usr", ("c", 1), None, 0, 2, 1, 1)),
+                   (5, 1, ("usr", ("c", 2), None, 0, 2, 2, 1))])
     state(ck, "a", log, "leader", commit=5)
     ck.on_apply("a", 1, 3, 1, ("c", 1))
     ck.on_apply("a", 1, 5, 1, ("c", 2))
@@ -369,3 +369,34 @@ def test_session_duplicates_are_not_counted_but_a_second_apply_is_caught() -> No
     ck.check_acked_committed()                    # 2 commands applied up to 5: right
     with raises("state_machine_safety"):
         ck.on_apply("b", 1, 4, 1, ("c", 1))       # the duplicate applied: caught
+
+
+# -- membership and pre-vote ----------------------------------------------------------------------
+
+def cluster(*members: str) -> tuple[Any, ...]:
+    return ("cluster", members, None)
+
+
+def test_second_uncommitted_configuration_change_is_caught() -> None:
+    ck = SafetyChecker()
+    log = FakeLog([(1, 1, noop()), (2, 1, cluster("a", "b")), (3, 1, usr("x")),
+                   (4, 1, cluster("a", "b", "c"))])
+    ck.on_config_appended("a", 4, 2, log)                # the change at 2 is committed: fine
+    snap = FakeLog([(6, 2, usr("y")), (7, 2, cluster("a"))], snap=(5, 2))
+    ck.on_config_appended("a", 7, 0, snap)               # earlier ones are in the snapshot: fine
+    with raises("single_config_change"):
+        ck.on_config_appended("a", 4, 1, log)            # the change at 2 is not committed
+
+
+def test_term_rising_in_a_quiet_window_is_caught() -> None:
+    ck = SafetyChecker()
+    state(ck, "b", FakeLog(), term=5)                    # no window: any term is fine
+    ck.open_quiet_window("a", 3, ("a", "b", "c"))
+    state(ck, "a", FakeLog(), "leader", term=3)
+    state(ck, "d", FakeLog(), term=7)                    # not a member of the window
+    state(ck, "c", FakeLog(), term=3)
+    ck.close_quiet_window()
+    state(ck, "c", FakeLog(), term=4)                    # the window is closed: a new election
+    ck.open_quiet_window("a", 4, ("a", "b", "c"))
+    with raises("prevote_no_disruption"):
+        state(ck, "b", FakeLog(), term=5)

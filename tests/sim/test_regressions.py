@@ -1,4 +1,4 @@
-"""Seeds that once exposed a core bug (docs/CORE-BUGS.md), replayed on every run.
+"""Seeds that once exposed a core bug (docs/INTERNALS.md, "Recovery"), replayed on every run.
 
 Each is pinned with its cluster size and profile, so a change of the seed mapping does not move
 it; a change of the profile's parameters may (the seed then simply becomes extra coverage).
@@ -19,6 +19,12 @@ REGRESSIONS = [
     (6, 20011, 5, "chaos"),
     (7, 25237, 5, "chaos"),
     (7, 73415, 5, "chaos"),
+    # found by the snapshot profiles; #8's seeds stopped reproducing when the clients and
+    # election timers changed (sessions, check-quorum), its fix has a unit test of its own
+    (8, 66, 3, "snapshot_reconfig"),
+    (8, 1111, 5, "snapshot_slow_sync"),
+    (9, 1055, 5, "snapshot_slow_sync"),
+    (9, 58, 3, None),                 # reproduced #9 (a 60,000-event storm) before its fix
 ]
 
 
@@ -26,4 +32,3 @@ REGRESSIONS = [
                          ids=[f"bug{b}-seed{s}" for b, s, _, _ in REGRESSIONS])
 def test_regression_seed(bug: int, seed: int, servers: int, profile: str) -> None:
     run_seed(seed, servers, profile)
-

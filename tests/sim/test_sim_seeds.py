@@ -1,7 +1,7 @@
 """Thousands of simulation seeds over 3- and 5-member clusters and every fault profile.
 
 Seed ``n`` alone fixes the run: ``scenario_for_seed(n)`` picks the cluster size and the profile
-(the profile cycles fastest), so any ``2 * len(PROFILES)`` consecutive seeds cover every
+(the profile cycles fastest), so any ``2 * len(PROFILE_NAMES)`` consecutive seeds cover every
 combination. A failing seed is reported with its replay command (``make sim SEED=n``).
 
 Seed count: ``DEFAULT_SEEDS`` in ``make test``; ``--seeds N`` or ``RA_SOAK`` (``make soak``:
@@ -22,7 +22,7 @@ from ra.testing.checkers import Violation
 from ra.testing.sim import SimCluster, run_seed
 from ra.testing.sim_net import PROFILE_NAMES, scenario_for_seed
 
-DEFAULT_SEEDS = 2600          # 100 of each (size, profile) combination
+DEFAULT_SEEDS = 2600          # 86 or 87 of each of the 30 (size, profile) combinations
 SOAK_SEEDS = 30000
 CHUNK = 100
 
@@ -75,7 +75,8 @@ def test_the_simulation_actually_exercises_faults() -> None:
         terms += len(r.leaders)
     for key in ("acked", "queries", "crashes", "partitions", "joins", "leaves", "transfers",
                 "snapshots_taken", "snapshots_installed", "checkpoints_taken",
-                "checkpoints_promoted", "dropped", "duplicated", "unknown"):
+                "checkpoints_promoted", "dropped", "duplicated", "unknown", "quiet_windows",
+                "prevote_replays"):
         assert total[key] > 0, f"no {key} in {dict(total)}"
     assert terms > 4 * len(PROFILE_NAMES), "leaders never change"
 
@@ -89,7 +90,9 @@ def _trace_digest(seed: int, hashseed: str) -> str:
     return hashlib.sha256(out.stdout.encode()).hexdigest()
 
 
-@pytest.mark.parametrize("seed", [4, 5 + len(PROFILE_NAMES), 10])
+@pytest.mark.parametrize("seed", [4, 5 + len(PROFILE_NAMES), 10,
+                                  PROFILE_NAMES.index("snapshot_slow_sync"),
+                                  PROFILE_NAMES.index("healthy_leader") + len(PROFILE_NAMES)])
 def test_replay_is_identical_across_processes(seed: int) -> None:
     """``make sim SEED=n`` replays exactly: same trace in fresh interpreters with different
     string-hash seeds (so nothing depends on set or hash order)."""

@@ -75,3 +75,17 @@ def log_specs(config: dict) -> list:
 
     return [ChildSpec("wal", Fork(__name__ + ":sleeper"), shutdown=2000),
             ChildSpec("segment_writer", Fork(__name__ + ":sleeper"), shutdown=2000)]
+
+
+def crashing_wal_specs(config: dict) -> list:
+    """A log_children factory whose WAL (named as the real one, so the daemon waits for it)
+    exits 1 at once, as a WAL that cannot open its file does."""
+    from supervisor.spec import ChildSpec, Fork
+
+    return [ChildSpec("ra_log_wal", Fork(__name__ + ":exit_with", (1,)), shutdown=2000),
+            ChildSpec("ra_log_segment_writer", Fork(__name__ + ":sleeper"), shutdown=2000)]
+
+
+def not_specs(config: dict) -> object:
+    """A log_children factory that returns something other than child specs."""
+    return {"wal": "here"}

@@ -2,30 +2,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-import psutil
 import pytest
 
+from ra.testing.procs import kill_descendants
 from supervisor import ForkServer, Loop
 
 REPO = str(Path(__file__).resolve().parents[2])
-
-
-def kill_tree(root: psutil.Process | None = None) -> None:
-    """SIGKILL every descendant of ``root`` (default: this process) and reap them."""
-    root = root or psutil.Process()
-    try:
-        procs = root.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=5)
 
 
 @pytest.fixture
@@ -34,7 +19,7 @@ def cleanup() -> Iterator[None]:
     try:
         yield
     finally:
-        kill_tree()
+        kill_descendants()
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psutil
 import pytest
+
+from ra.testing.procs import kill_tree
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,21 +28,6 @@ def wait_until(cond: Callable[[], object], timeout: float = 5.0, interval: float
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {cond}")
         time.sleep(interval)
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL a process and all its descendants, then reap what is ours."""
-    try:
-        root = psutil.Process(pid)
-        procs = root.children(recursive=True) + [root]
-    except psutil.NoSuchProcess:
-        return
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=5)
 
 
 class Peers:

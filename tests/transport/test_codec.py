@@ -28,6 +28,7 @@ class _Pair(NamedTuple):
 
 codec.register_dataclass(_Rpc, 120)
 codec.register_namedtuple(_Pair, 121)
+codec.register_server_id(ServerId)  # as ra/wire.py does: the codec imports nothing of ra
 
 
 def same(a: Any, b: Any) -> bool:
@@ -50,10 +51,13 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+# server ids users can make: a name and a "host:port" node (ServerId checks both)
+_sids = st.builds(ServerId, st.text(min_size=1, max_size=4),
+                  st.from_regex(r"[a-z]{1,4}:[1-9][0-9]{0,3}", fullmatch=True))
 hashable = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.binary(max_size=5),
     lambda c: st.tuples(c, c) | st.frozensets(c, max_size=3)
-    | st.builds(ServerId, st.text(max_size=4), st.text(max_size=4)),
+    | _sids,
     max_leaves=6,
 )
 terms = st.recursive(
@@ -62,7 +66,7 @@ terms = st.recursive(
     lambda c: st.lists(c, max_size=4) | st.lists(c, max_size=4).map(tuple)
     | st.dictionaries(hashable, c, max_size=4) | st.sets(hashable, max_size=3)
     | st.frozensets(hashable, max_size=3)
-    | st.builds(ServerId, st.text(max_size=4), st.text(max_size=4))
+    | _sids
     | st.builds(_Rpc, st.integers(), st.lists(c, max_size=3), c)
     | st.builds(_Pair, c, c),
     max_leaves=20,
@@ -79,11 +83,19 @@ def test_roundtrip_any_term(t: Any) -> None:
     0, -1, 2**63 - 1, 2**63, 2**64 - 1, 2**64, -2**63, -2**63 - 1, 10**40, -10**40,
     True, False, None, 1.0, -0.0, float("inf"), "", "é", b"", b"\x00\xff",
     (), (1,), ((),), [()], [[]], {(): ()}, set(), frozenset(), {frozenset({1}): {(1, 2)}},
-    ServerId("a", "127.0.0.1:1"), (ServerId("a", "b"),), From("ipc:///x", 7),
+    ServerId("a", "127.0.0.1:1"), (ServerId("a", "b:2"),), From("ipc:///x", 7),
 ])
 def test_roundtrip_edges(v: Any) -> None:
     out = codec.decode(codec.encode(v))
     assert same(out, v), (v, out)
+
+
+def test_server_ids_decode_unchecked() -> None:
+    """ServerId() checks the addresses users give; what arrives is decoded as it came (the
+    message validators judge it), so a peer cannot make decoding itself fail."""
+    odd = tuple.__new__(ServerId, ("s9", "sim"))
+    out = codec.decode(codec.encode([odd]))
+    assert type(out[0]) is ServerId and out[0] == ("s9", "sim")
 
 
 def test_namedtuples_stay_themselves_and_plain_tuples_stay_plain() -> None:
@@ -94,8 +106,21 @@ def test_namedtuples_stay_themselves_and_plain_tuples_stay_plain() -> None:
     assert type(out[2]) is _Pair and type(out[2].b) is tuple
 
 
+def test_server_id_code_is_owned_by_one_class() -> None:
+    class Other(NamedTuple):
+        name: str
+        node: str
+
+    codec.register_server_id(ServerId)  # again: a no-op
+    with pytest.raises(ValueError, match="server id"):
+        codec.register_server_id(Other)
+    with pytest.raises(TypeError):
+        codec.register_server_id(dict)
+    assert codec.decode(codec.encode(ServerId("a", "h:1"))) == ServerId("a", "h:1")
+
+
 def test_dataclass_roundtrip_nested() -> None:
-    v = _Rpc(3, [(1, 3, ("usr", {"k": b"v"}, None, 5)), _Rpc(1, [], None)], ServerId("x", "y"))
+    v = _Rpc(3, [(1, 3, ("usr", {"k": b"v"}, None, 5)), _Rpc(1, [], None)], ServerId("x", "y:3"))
     out = codec.decode(codec.encode(v))
     assert out == v and type(out.entries[0][2]) is tuple and type(out.entries[1]) is _Rpc
 

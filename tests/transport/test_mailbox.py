@@ -191,8 +191,8 @@ def test_malformed_frames_are_dropped_counted_and_survived(peers: Peers, mb: Bas
         raw.send(codec.encode([VERSION, 9, None, 1, "x"]))           # unknown kind
         drops = ("garbage", "bad_version", "oversize", "bad_frames", "bad_envelope")
         # raw and mb are different connections, unordered with each other: poll the counters.
-        c = wait_until(lambda: (lambda c: c if sum(c[k] for k in drops) >= 8 else None)(
-            mb.call(addr, "counters")))
+        c = wait_until(lambda: c if sum((c := mb.call(addr, "counters"))[k] for k in drops) >= 8
+                       else None)
         assert c["garbage"] == 2 and c["bad_version"] == 1 and c["oversize"] == 1, c
         assert c["bad_frames"] == 2 and c["bad_envelope"] == 2
         assert mb.call(addr, "still alive?") == ("echo", "still alive?")

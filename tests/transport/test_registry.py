@@ -53,7 +53,8 @@ def test_registry_server_answers() -> None:
 
 def test_registry_server_handle_drops_malformed_requests() -> None:
     class _Mb:
-        replies: list = []
+        def __init__(self) -> None:
+            self.replies: list = []
 
         def reply(self, frm, value):
             self.replies.append(value)

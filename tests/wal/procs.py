@@ -6,9 +6,10 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-import psutil
+from ra.testing.procs import kill_tree
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -34,18 +35,7 @@ class Procs:
 
     def cleanup(self) -> None:
         for p in self.procs:
-            try:
-                ps = psutil.Process(p.pid)
-                kids = ps.children(recursive=True)
-            except psutil.NoSuchProcess:
-                kids = []
-            for k in [*kids]:
-                try:
-                    k.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            if p.poll() is None:
-                p.kill()
+            kill_tree(p.pid)
             try:
                 p.wait(5)
             except subprocess.TimeoutExpired:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_right
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
-from ra.log.segment import CorruptSegment, Segment, parse_segment_name, write_segment
+from wal.segment import CorruptSegment, Segment, parse_segment_name, write_segment
 from wal import osio
 
 __all__ = ["Segments", "CorruptSegment"]

@@ -1,4 +1,4 @@
-"""ra/log/segment.py + segments.py: immutable segment files, precedence, corruption, deletion."""
+"""wal/segment.py + segments.py: immutable segment files, precedence, corruption, deletion."""
 from __future__ import annotations
 
 import os
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from ra.log.segment import CorruptSegment, Segment, parse_segment_name
-from ra.log.segments import Segments
+from wal.segment import CorruptSegment, Segment, parse_segment_name
+from wal.segments import Segments
 
 
 def _e(frm: int, to: int, term: int = 1) -> list[tuple[int, int, bytes]]:

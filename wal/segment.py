@@ -8,11 +8,11 @@ Layout (little-endian)::
     data   : the payloads, back to back
 
 Unlike ra's segments (pre-allocated index, appended in place), ours are written whole and never
-modified: :func:`write_segment` writes a temp file, fsyncs it, renames it into place and fsyncs
-the directory, so a visible segment is always complete and durable, and a crash mid-write leaves
-only a ``.tmp`` file that readers ignore. Corruption is detected on read: a bad index checksum
-fails :func:`Segment.open`, a bad payload checksum fails :meth:`Segment.read` with
-:class:`CorruptSegment`.
+modified: :func:`write_segment` writes each with :func:`wal.osio.atomic_write` (temp file,
+fsync, rename, directory fsync), so a visible segment is always complete and durable, and a
+crash mid-write leaves only a ``.tmp`` file that readers ignore. Corruption is detected on
+read: a bad index checksum fails :func:`Segment.open`, a bad payload checksum fails
+:meth:`Segment.read` with :class:`CorruptSegment`.
 """
 from __future__ import annotations
 
@@ -57,7 +57,6 @@ def write_segment(dirpath: str, seq: int, first: int, entries: list[tuple[int, b
                   *, sync_dir: bool = True) -> str:
     """Durably write ``entries`` ``[(term, payload), ...]`` (indexes ``first..``) as a new
     segment; returns its path. Durable when it returns (file and directory synced)."""
-    io = osio.get_os()
     n = len(entries)
     last = first + n - 1
     head_len = _HDR.size + n * _IDX.size + _CK.size
@@ -71,16 +70,7 @@ def write_segment(dirpath: str, seq: int, first: int, entries: list[tuple[int, b
     parts = [head, _CK.pack(_xxh(head))]
     parts.extend(p for _, p in entries)
     final = os.path.join(dirpath, segment_name(seq, first, last))
-    tmp = final + ".tmp"
-    fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    try:
-        io.write_all(fd, b"".join(parts))
-        io.fsync(fd)
-    finally:
-        io.close(fd)
-    io.rename(tmp, final)
-    if sync_dir:
-        osio.fsync_dir(dirpath)
+    osio.atomic_write(final, b"".join(parts), sync_dir=sync_dir)
     return final
 
 
@@ -109,8 +99,8 @@ class Segment:
             os.close(fd)
             raise
         self._fd = fd
-        self.first = first
-        self.last = first + n - 1
+        self.first: int = first
+        self.last: int = first + n - 1
         # compact arrays, not lists of int objects: a server keeps the index of every segment
         # it has, about 28 bytes an entry this way instead of about 100 (W6 memory)
         terms, offs, lens, cks = array("Q"), array("Q"), array("I"), array("Q")
