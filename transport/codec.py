@@ -238,12 +238,13 @@ def register_server_id(cls: type) -> None:
     :data:`FIRST_USER_CODE`) because every layer carries them; the class is handed in by ra
     (``ra/wire.py``) so that this package imports nothing of ``ra``. Before that, encoding a
     server id raises ``TypeError`` (as for any unregistered tuple subclass) and decoding one
-    raises :class:`DecodeError`. Registering the same class again is a no-op; another class
-    under the same code is an error.
+    gives the plain tuple ``(name, node)``: a process that never registers the class (the WAL)
+    still reads a message that carries one, and its door judges it. Registering the same class
+    again is a no-op; another class under the same code is an error.
     """
     if not (isinstance(cls, type) and issubclass(cls, tuple) and hasattr(cls, "_fields")):
         raise TypeError(f"{cls!r} is not a NamedTuple class")
-    if SERVER_ID_CODE in _marks:
+    if _server_id_cls:
         if cls not in _encoders or _encoders[cls][0].code != SERVER_ID_CODE:
             raise ValueError("the server id code is already registered for another class")
         return
@@ -251,6 +252,7 @@ def register_server_id(cls: type) -> None:
     # decoded as received, unchecked (a ServerId made by a user checks its node address): what
     # a peer sends is judged by the validators of the messages that carry it
     _marks[SERVER_ID_CODE] = _Mark(SERVER_ID_CODE, lambda fields: tuple.__new__(cls, fields))
+    _server_id_cls.append(cls)
 
 
 def registered() -> dict[int, type]:
@@ -267,5 +269,7 @@ def _install(cls: type, code: int, to_fields: Callable[[Any], Any], names: tuple
 
 
 _marks[_TUPLE] = _Mark(_TUPLE, tuple)
+_marks[SERVER_ID_CODE] = _Mark(SERVER_ID_CODE, tuple)    # until ra registers its class
+_server_id_cls: list[type] = []
 _marks[_SET] = _Mark(_SET, set)
 _marks[_FROZENSET] = _Mark(_FROZENSET, frozenset)

@@ -119,6 +119,20 @@ def test_server_id_code_is_owned_by_one_class() -> None:
     assert codec.decode(codec.encode(ServerId("a", "h:1"))) == ServerId("a", "h:1")
 
 
+def test_a_process_without_ra_reads_a_server_id_as_a_plain_pair() -> None:
+    """The WAL never registers ServerId; a message carrying one still decodes (its door then
+    judges it) instead of being garbage whose call would never be answered."""
+    import subprocess
+    import sys
+    data = codec.encode(("x", ServerId("a", "h:1")))
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys; from transport import codec; "
+         "v = codec.decode(bytes.fromhex(sys.argv[1])); "
+         "print(type(v[1]).__name__, v, 'ra' in sys.modules)", data.hex()],
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "tuple ('x', ('a', 'h:1')) False"
+
+
 def test_dataclass_roundtrip_nested() -> None:
     v = _Rpc(3, [(1, 3, ("usr", {"k": b"v"}, None, 5)), _Rpc(1, [], None)], ServerId("x", "y:3"))
     out = codec.decode(codec.encode(v))
