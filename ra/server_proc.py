@@ -147,13 +147,18 @@ def _import_path(path: str) -> Any:
 def resolve_query(q: Any) -> Callable[[Any], Any]:
     """A query sent over the wire: ``"pkg.mod:func"`` or ``("pkg.mod:func", args)`` (called as
     ``func(state, *args)``). An import that raises or exits (``SystemExit``) raises
-    ``ImportError`` naming it: a query never ends the server."""
+    ``ImportError`` naming it: a query never ends the server; a module that imports but lacks
+    the name raises ``AttributeError``."""
     path, args = (q, ()) if isinstance(q, str) else q
+    mod, _, name = path.partition(":")
     try:
-        fun = _import_path(path)
+        obj: Any = importlib.import_module(mod)
     except (Exception, SystemExit) as e:
         from ra.usercode import describe
         raise ImportError(f"cannot import query function {path!r}: {describe(e)}") from None
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    fun = obj
     if isinstance(q, str):
         return fun          # type: ignore[no-any-return]
     return lambda state: fun(state, *args)
