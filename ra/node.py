@@ -75,7 +75,7 @@ from ra.sup import LOG_SUP, SERVER_SUP, SYSTEM_SUP, build_tree, log_children, se
 from supervisor.child import set_child_subreaper
 from supervisor.forkserver import ForkServer
 from supervisor.loop import Loop
-from supervisor.spec import ChildSpec, SupervisorError
+from supervisor.spec import ChildSpec, Nested, SupFlags, SupervisorError
 from supervisor.supervisor import Supervisor
 from transport import messages as tm
 
@@ -400,15 +400,42 @@ class NodeDaemon:
         ``spec``: ``id``, ``target`` (``"pkg.mod:func"``), ``args``, ``env``, ``restart``
         (default transient), ``shutdown`` (default 5000 ms). The child's environment gets
         ``RA_NODE`` (this daemon's address) and ``RA_DATA_DIR``. Returns the pid.
+
+        The child runs under a supervisor of its own (temporary, as each ra server's): a
+        child that keeps crashing (a target that does not import, a function that raises)
+        exhausts that supervisor and is gone, instead of the node-wide server supervisor and,
+        with it, every server of the node.
         """
         env = {"RA_NODE": self.address or "", "RA_DATA_DIR": self.data_dir}
         env.update(spec.env)
         cs = server_child_spec(spec.id, spec.target, tuple(spec.args), env,
                                spec.restart,  # type: ignore[arg-type]  # checked at the door
                                spec.shutdown)
-        pid = self.server_sup().start_child(cs)
+        sup = self.server_sup()
+        self._prune_raw(spec.id)
+        from ra.server_sup import SERVER_INTENSITY, SERVER_PERIOD
+        sup.start_child(ChildSpec(spec.id, Nested(SupFlags("one_for_one", SERVER_INTENSITY,
+                                                           SERVER_PERIOD), (cs,)),
+                                  restart="temporary", type="supervisor"))
+        pid = self._raw(spec.id).which_children()[0].pid
         assert pid is not None
         return pid
+
+    def _raw(self, cid: str) -> Supervisor:
+        """The own supervisor of raw child ``cid`` (``NotFound`` if there is none)."""
+        from supervisor.spec import NotFound as SupNotFound
+        sub = self.server_sup().child(cid)
+        if sub is None or not sub.which_children():
+            raise SupNotFound(cid)
+        return sub
+
+    def _prune_raw(self, cid: str) -> None:
+        """Drop ``cid``'s own supervisor if its child is gone (a temporary child that exited):
+        the id is free again."""
+        sup = self.server_sup()
+        sub = sup.child(cid)
+        if sub is not None and not sub.which_children():
+            sup.terminate_child(cid)
 
     def status(self) -> dict[str, Any]:
         """Node overview: address, pid, data dir, uptime, fork server, the whole tree."""
@@ -500,19 +527,35 @@ class NodeDaemon:
     def _on_start_child(self, msg: rm.StartChild) -> Any:
         return self.start_server_child(msg)
 
+    # raw children: each under its own supervisor (start_server_child); these act on the
+    # child inside it, and DeleteChild removes both
     def _on_terminate_child(self, msg: rm.TerminateChild) -> Any:
-        self.server_sup().terminate_child(msg.id)
+        self._raw(msg.id).terminate_child(msg.id)
+        self._prune_raw(msg.id)
         return "ok"
 
     def _on_restart_child(self, msg: rm.RestartChild) -> Any:
-        return self.server_sup().restart_child(msg.id)
+        return self._raw(msg.id).restart_child(msg.id)
 
     def _on_delete_child(self, msg: rm.DeleteChild) -> Any:
-        self.server_sup().delete_child(msg.id)
+        self._raw(msg.id).delete_child(msg.id)
+        self._prune_raw(msg.id)
         return "ok"
 
     def _on_which_children(self, msg: rm.WhichChildren) -> Any:
-        return [(c.id, c.pid, c.restart) for c in self.server_sup().which_children()]
+        """``[(id, pid, restart)]`` of the children under the server supervisor: raw children
+        and ra servers (the process inside each one's own supervisor; pid None while it does
+        not run)."""
+        sup = self.server_sup()
+        out = []
+        for c in sup.which_children():
+            sub = sup.child(c.id)
+            kids = sub.which_children() if sub is not None else []
+            if sub is not None and not kids:
+                continue      # a temporary child that exited: pruned at the next start
+            out.append((c.id, kids[0].pid, kids[0].restart) if kids else
+                       (c.id, None, c.restart))
+        return out
 
 
 _HANDLERS: dict[type, Any] = {

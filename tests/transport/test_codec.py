@@ -126,9 +126,9 @@ def test_a_process_without_ra_reads_a_server_id_as_a_plain_pair() -> None:
     import sys
     data = codec.encode(("x", ServerId("a", "h:1")))
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from transport import codec; "
+        [sys.executable, "-c", ("import sys; from transport import codec; "
          "v = codec.decode(bytes.fromhex(sys.argv[1])); "
-         "print(type(v[1]).__name__, v, 'ra' in sys.modules)", data.hex()],
+         "print(type(v[1]).__name__, v, 'ra' in sys.modules)"), data.hex()],
         capture_output=True, text=True, check=True).stdout.strip()
     assert out == "tuple ('x', ('a', 'h:1')) False"
 
