@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import os
 import random
+import threading
 import time
 from typing import Any, NamedTuple, Self
 from collections.abc import Callable
@@ -194,7 +195,9 @@ class _Session:
 class Client:
     """A process's handle on ra: its own mailbox and every API call as a method.
 
-    Not thread-safe (its mailbox is a ZeroMQ socket): use one client per thread.
+    Not thread-safe (its mailbox is one socket and its sessions number commands in order): use
+    one client per thread, or the module functions, which use a client per thread
+    (:func:`default_client`). For asyncio, :mod:`ra.aio`.
 
     Commands are exactly-once per client: the client opens a session with each cluster on
     first use and numbers its commands (see :meth:`process_command`); ``sessions=False`` (or
@@ -1050,14 +1053,35 @@ def _server_error(target: ServerId, reason: Any) -> RaError:
     return RaError(f"{target}: {reason}")
 
 
-_default: Client | None = None
-_default_pid = 0
+class _ThreadClient:
+    """One thread's default client. A thread's locals are dropped when it ends, and with them
+    this holder, which closes the client's mailbox (its sockets and ipc file)."""
+
+    __slots__ = ("client", "pid")
+
+    def __init__(self) -> None:
+        self.client = Client()
+        self.pid = os.getpid()
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():       # a forked child does not close its parent's sockets
+            try:
+                self.client.close()
+            except Exception:   # interpreter shutdown: the modules it needs may be gone
+                pass
+
+
+_local = threading.local()
 
 
 def default_client() -> Client:
-    """This process's default client (made on first use; a forked child makes its own)."""
-    global _default, _default_pid
-    if _default is None or _default_pid != os.getpid():
-        _default = Client()
-        _default_pid = os.getpid()
-    return _default
+    """This thread's default client, which the module functions (``ra.process_command``...)
+    use: made on first use in each thread (and anew in a forked child), so the module
+    functions are safe from any number of threads at once. Each thread's client has its own
+    mailbox and sessions: ``ra.receive`` returns the events of the pipeline commands sent from
+    the same thread. A :class:`Client` itself is not thread-safe: give each thread its own,
+    or guard a shared one with a lock."""
+    h = getattr(_local, "h", None)
+    if h is None or h.pid != os.getpid():
+        h = _local.h = _ThreadClient()
+    return h.client  # type: ignore[no-any-return]
