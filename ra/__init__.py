@@ -73,8 +73,9 @@ if TYPE_CHECKING:
 
 
 def start(**env: Any) -> str:
-    """Start (or stop and restart) the local node daemon as a child of this process; return
-    its address ``"host:port"`` (ra:start/1). See :func:`ra.node.start`."""
+    """Start the node daemon of ``data_dir`` as a child of this process (restart it if this
+    process started it before; other data dirs' nodes keep running); return its address
+    ``"host:port"`` (ra:start/1). See :func:`ra.node.start`."""
     from ra import node   # on use: the daemon's modules are not needed to import ra
     return node.start(**env)
 

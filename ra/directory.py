@@ -49,6 +49,18 @@ class Directory:
         self._names[name] = {"uid": uid, "cluster_name": cluster_name}
         self._save()
 
+    def set_stopped(self, name: str, stopped: bool) -> None:
+        """Record that ``name`` was stopped on purpose (``stop_server``), or started again:
+        a node restart brings back only the servers not stopped (durable before returning)."""
+        e = self._names.get(name)
+        if e is None or bool(e.get("stopped")) == stopped:
+            return
+        e["stopped"] = stopped
+        self._save()
+
+    def stopped(self, name: str) -> bool:
+        return bool(self._names.get(name, {}).get("stopped"))
+
     def config_of(self, name: str) -> dict[str, Any] | None:
         uid = self.uid_of(name)
         if uid is None:

@@ -101,12 +101,49 @@ WAL_CHILD = "ra_log_wal"            # the log supervisor's child that must answe
 _LOG_READY_TIMEOUT = 20.0           # s; spawn_daemon waits 30 s for the ready line
 ENV_KEYS = ("data_dir", "wal_data_dir", "segment_max_entries", "wal_max_size_bytes",
             "wal_compute_checksums", "wal_write_strategy", "listen", "log_children",
-            "cpu_scheduling", "load_timeout_ms")
+            "cpu_scheduling", "load_timeout_ms", "restart_servers")
 CPU_SCHEDULING = ("batch", "normal")
 # -c rather than -m: ra/__init__ will import this module (runpy would warn)
 _BOOT = "import sys; from ra.node import main; sys.exit(main(sys.argv[1:]))"
 _DEFAULT_PRELOAD = ("ra", "ra.errors", "transport", "supervisor", "ra.server_proc", "ra.log",
                     "wal")
+
+
+IDENTITY_FILE = "node_address"
+
+
+def remembered_listen(data_dir: str, listen: str) -> str:
+    """The address to bind: ``listen``, except that a port 0 on the host the node had before
+    becomes that earlier port. A node restarted with its data dir so keeps its address, which
+    is part of every server id it hosts (its clusters know it by that address). An explicit
+    port, or another host, is taken as given (and logged if it changes the identity)."""
+    try:
+        with open(os.path.join(data_dir, IDENTITY_FILE)) as f:
+            before = f.read().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return listen
+    host, _, port = listen.rpartition(":")
+    bhost, _, bport = before.rpartition(":")
+    if port == "0" and host == bhost and bport.isdigit():
+        return f"{host}:{bport}"
+    if listen != before:
+        _log.warning("node %s of data dir %s now listens on %s: the servers it hosts have ids "
+                     "with the old address, which their clusters still use", before, data_dir,
+                     listen)
+    return listen
+
+
+def remember_address(data_dir: str, address: str) -> None:
+    """Keep the bound address in the data dir (see :func:`remembered_listen`)."""
+    from wal import osio
+    path = os.path.join(data_dir, IDENTITY_FILE)
+    try:
+        with open(path) as f:
+            if f.read().strip() == address:
+                return
+    except FileNotFoundError:
+        pass
+    osio.atomic_write(path, address.encode() + b"\n")
 
 
 def to_endpoint(addr: str) -> str:
@@ -134,8 +171,9 @@ def validate_env(env: Mapping[str, Any]) -> dict[str, Any]:
     if "log_children" in out and not (isinstance(out["log_children"], str)
                                       and ":" in out["log_children"]):
         raise InvalidConfig("log_children", out["log_children"], '"pkg.mod:func" or absent')
-    if "wal_compute_checksums" in out and not isinstance(out["wal_compute_checksums"], bool):
-        raise InvalidConfig("wal_compute_checksums", out["wal_compute_checksums"], "a bool")
+    for k in ("wal_compute_checksums", "restart_servers"):
+        if k in out and not isinstance(out[k], bool):
+            raise InvalidConfig(k, out[k], "a bool")
     if out.get("cpu_scheduling", "batch") not in CPU_SCHEDULING:
         raise InvalidConfig("cpu_scheduling", out["cpu_scheduling"], '"batch" or "normal"')
     if out.get("wal_write_strategy", "default") not in ("default", "o_sync"):
@@ -240,6 +278,8 @@ class NodeDaemon:
             raise
         _report(ready_fd, {"ok": True, "address": self.address, "pid": os.getpid()})
         _log.info("ra node %s up (pid %d, data_dir %s)", self.address, os.getpid(), self.data_dir)
+        if self.config.get("restart_servers", True) and self.servers is not None:
+            self.servers.restart_all()
         assert self.loop is not None
         try:
             self.loop.run_forever()
@@ -254,6 +294,7 @@ class NodeDaemon:
         self._lock_fd = lock_data_dir(self.data_dir)
         _write_lock_info(self._lock_fd, f"pid {os.getpid()}")
         set_child_subreaper()
+        given, self.listen = self.listen, remembered_listen(self.data_dir, self.listen)
         from ra.server_sup import node_system_config
         # socket files of servers SIGKILLed with an earlier daemon (we hold the data dir lock)
         system.remove_stale_server_sockets(node_system_config(self.config))
@@ -271,8 +312,14 @@ class NodeDaemon:
         try:
             self.mailbox = Mailbox(to_endpoint(self.listen))
         except zmq.ZMQError as e:
-            raise InvalidConfig("listen", self.listen, f"cannot bind: {e}") from None
+            why = f"cannot bind: {e}"
+            if given != self.listen:
+                why += (f" (this data dir's node had address {self.listen}, kept so that its "
+                        "clusters still reach it: free that port, or pass an explicit listen "
+                        "port to give the node a new identity)")
+            raise InvalidConfig("listen", self.listen, why) from None
         self.address = _from_endpoint(self.mailbox.address)
+        remember_address(self.data_dir, self.address)
         _write_lock_info(self._lock_fd, f"pid {os.getpid()}, address {self.address}")
         loop.add_reader(self.mailbox.socket, self._on_mail,
                         pending=lambda: bool(self.mailbox.pending))
@@ -722,25 +769,31 @@ def _read_line(fd: int, timeout: float) -> str:
 
 
 _lifelines: dict[str, int] = {}
+_dirs: dict[str, str] = {}          # address -> data dir, of the daemons started here
 
 
 def start(**env: Any) -> str:
-    """Start the local node daemon as a child of this process; return ``"host:port"``.
+    """Start a node daemon for ``data_dir`` as a child of this process; return its
+    ``"host:port"``.
 
-    A daemon this process started before is stopped first (ra's start or restart). The daemon
-    watches a lifeline pipe and shuts down in order when this process exits or dies. It logs to
-    ``DATA_DIR/node.log``; ``data_dir`` defaults to ``./ra_data``.
-    ``env``: see :data:`ENV_KEYS`. Raises InvalidConfig, AlreadyStarted (the data directory is
-    locked by another daemon) or SystemNotStarted.
+    One daemon per data dir: a daemon this process started before for the *same* data dir is
+    stopped first (ra's start or restart); daemons of other data dirs keep running (a process
+    may run several nodes). The daemon watches a lifeline pipe and shuts down in order when
+    this process exits or dies. It logs to ``DATA_DIR/node.log``; ``data_dir`` defaults to
+    ``./ra_data``. ``env``: see :data:`ENV_KEYS`. Raises InvalidConfig, AlreadyStarted (the
+    data directory is locked by a daemon this process did not start) or SystemNotStarted.
     """
     validate_env(env)
     data_dir = os.path.abspath(env.get("data_dir") or os.path.join(os.getcwd(), "ra_data"))
     from ra import system
     system.prepare_dirs(data_dir, env.get("wal_data_dir"))   # before the old daemon is stopped
-    stop()
-    addr, proc, life_w = spawn_daemon(env, lifeline=True,
+    for addr, d in list(_dirs.items()):
+        if d == data_dir:
+            stop_node(addr)
+    addr, proc, life_w = spawn_daemon(dict(env, data_dir=data_dir), lifeline=True,
                                       log_path=os.path.join(data_dir, "node.log"))
     _children[addr] = proc
+    _dirs[addr] = data_dir
     if life_w is not None:
         _lifelines[addr] = life_w
     return addr
@@ -753,18 +806,25 @@ def start_in(data_dir: str) -> str:
 
 def stop(timeout: float = 30.0) -> None:
     """Stop (SIGTERM, orderly) every daemon this process started, and reap it."""
-    for addr, proc in list(_children.items()):
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        del _children[addr]
-        fd = _lifelines.pop(addr, None)
-        if fd is not None:
-            os.close(fd)
+    for addr in list(_children):
+        stop_node(addr, timeout)
+
+
+def stop_node(addr: str, timeout: float = 30.0) -> None:
+    """Stop (SIGTERM, orderly) the daemon at ``addr`` that this process started, and reap it
+    (nothing if this process did not start it)."""
+    proc = _children.pop(addr, None)
+    _dirs.pop(addr, None)
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    fd = _lifelines.pop(addr, None)
+    if fd is not None:
+        os.close(fd)
 
 
 atexit.register(stop)

@@ -411,13 +411,20 @@ class ServerProc:
         self.mb.cast(self.daemon_ep, rm.MetricsReport(self.id.name, metrics))
 
     def _step(self, msg: Any) -> None:
-        role = self.role
+        role, cluster = self.role, self.state.cluster
         self.role, self.state, effects = core.step(self.role, msg, self.state)
         if self.role != role:
+            s = self.state
+            _log.info("%s: %s -> %s in term %d (leader %s)", self.id, role, self.role,
+                      s.current_term, s.leader_id)
             self.timers["metrics"] = time.monotonic()    # report role changes promptly
             self.batch_end = 0
             if role == "leader":
                 self._leader_effects_lost()
+        if self.state.cluster is not cluster and self.state.cluster != cluster:
+            _log.info("%s: members now %s (as of index %d)", self.id,
+                      ", ".join(f"{m.name}@{m.node}" for m in self.state.cluster),
+                      self.state.cluster_index_term[0])
         if self.state.meta_seq > self.state.meta_synced:
             # DiskMeta synced before returning from store(): confirm it at once
             for ev in self.meta.sync() or [MetaWritten(self.state.meta_seq)]:
@@ -881,7 +888,7 @@ def _now_ms() -> int:
 def run(conf: dict[str, Any]) -> int:
     """Body of a server process (the fork server's target ``ra.server_proc:run``). Returns 0
     after a machine that did not load was reported to the daemon (not to be restarted)."""
-    logging.basicConfig(level=os.environ.get("RA_LOG_LEVEL", "WARNING"),
+    logging.basicConfig(level=os.environ.get("RA_LOG_LEVEL", "INFO"),
                         format=f"%(asctime)s %(process)d %(name)s[{conf.get('name')}] "
                                "%(levelname)s %(message)s")
     try:

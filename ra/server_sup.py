@@ -310,10 +310,24 @@ class ServerSup:
         # recorded in the directory once its process has loaded the machine (loaded())
         return ("ok", self._spawn(name, conf, register=conf))
 
+    def restart_all(self) -> None:
+        """At a node's start: restart every server of its directory that was not stopped on
+        purpose (``stop_server``), so that a node restarted after a crash or a reboot rejoins
+        its clusters by itself. A server that cannot be started is logged and left down."""
+        for name in sorted(self.directory.names()):
+            if self.directory.stopped(name):
+                continue
+            try:
+                self.restart_server(name)
+                _log.info("server %s restarted with its node", name)
+            except Exception as e:   # one bad server must not keep the others down
+                _log.error("server %s could not be restarted with its node: %s", name, e)
+
     def restart_server(self, name: str, add_config: dict[str, Any] | None = None) -> Any:
         conf = self.directory.config_of(name)
         if conf is None:
             raise NotFound(f"server {name!r} was never started on node {self.daemon.address}")
+        self.directory.set_stopped(name, False)
         if add_config:
             running = self._running()
             if running.get(name) is not None:
@@ -325,6 +339,7 @@ class ServerSup:
         return ("ok", self._spawn(name, conf))
 
     def stop_server(self, name: str) -> Any:
+        self.directory.set_stopped(name, True)     # a node restart leaves it down
         running = self._running()
         if name not in running:
             if self.directory.uid_of(name) is None and name not in self.failed:

@@ -13,7 +13,8 @@ goes on; any other error, or a heal that fails, stops the schedule (``Schedule.e
     SIGKILL a random node daemon's whole process tree (daemon, fork server, WAL, segment
     writer, servers), as a machine crash; heal: start it again on the same data directory and
     the same address, so it is the same node, and restart the cluster's server there
-    (``ra.restart_server``: as in ra, a node does not restart its servers by itself).
+    (a node restarts its servers by itself; ``ra.restart_server`` is called too, for a node
+    started with ``restart_servers=False``).
 ``kill-leader``
     SIGKILL the current leader's ra server process (its pid from the node's overview); its
     supervisor restarts it. Heal: wait until the server runs again (a new pid).

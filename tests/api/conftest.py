@@ -52,9 +52,11 @@ class Nodes:
         self.lifelines: dict[int, int] = {}
         self.seen: set[int] = set()
 
-    def start(self, i: int, listen: str | None = None) -> str:
+    def start(self, i: int, listen: str | None = None, keep_listen: bool = True) -> str:
+        """Start node ``i``; a restart passes its earlier address as ``listen`` unless
+        ``keep_listen`` is False (then only the data dir: the node must remember it)."""
         env = dict(self.env, data_dir=os.path.join(self.tmp, f"n{i}"))
-        if listen or i in self.addrs:
+        if listen or (i in self.addrs and keep_listen):
             env["listen"] = listen or self.addrs[i]   # restart on the same address
         addr, proc, lw = spawn_daemon(env, lifeline=True,
                                       log_path=os.path.join(self.tmp, f"n{i}.log"))
@@ -167,6 +169,17 @@ def cluster(shared_three: Nodes, cname: str) -> list[ra.ServerId]:
     ids = [shared_three.sid(cname, i) for i in range(3)]
     ra.start_cluster(cname, COUNTER, ids)
     return ids
+
+
+def back_up(sid: ra.ServerId, timeout: float = 20.0) -> None:
+    """Wait until ``sid`` answers again: a restarted node restarts its servers by itself."""
+    def pings() -> bool:
+        try:
+            ra.ping(sid, timeout=1.0)
+            return True
+        except (ra.NoProc, ra.NodeDown, ra.OutcomeUnknown):
+            return False
+    wait_for(pings, timeout, f"{sid} restarted with its node")
 
 
 def leader_of(ids: list[ra.ServerId]) -> ra.ServerId:

@@ -23,7 +23,7 @@ import pytest
 
 import ra
 from ra.testing import machines as M
-from tests.api.conftest import leader_of, wait_for
+from tests.api.conftest import back_up, leader_of, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +96,7 @@ def _kill_leader_node(nodes: Any, ids: list[ra.ServerId]) -> int:
     i = next(i for i, a in nodes.addrs.items() if a == leader.node)
     nodes.kill(i)
     nodes.start(i)                 # same data dir, same address: the same node comes back
-    ra.restart_server(leader)      # a restarted node does not restart its servers (as in ra)
+    back_up(leader)                # and it restarts its servers by itself
     return i
 
 

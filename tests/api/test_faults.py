@@ -10,7 +10,7 @@ import pytest
 
 import ra
 from ra.testing import machines as M
-from tests.api.conftest import KV, leader_of, wait_for
+from tests.api.conftest import KV, back_up, leader_of, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +108,7 @@ def test_sigkill_leader_node_keeps_every_acked_command(kv):
     w.check()
     # the node comes back on its address; its server is restarted and catches up
     nodes.start(i)
-    ra.restart_server(leader)
+    back_up(leader)
     wait_for(lambda: len(ra.local_query(leader, M.get_state)[1]) == 31, timeout=20,
              what="restarted member catches up")
     assert failover < 2.0, f"failover took {failover:.2f}s (2 election timeouts: 2 s)"

@@ -14,7 +14,7 @@ import pytest
 import ra
 from ra import messages as rm
 from ra.testing import machines as M
-from tests.api.conftest import COUNTER, leader_of, wait_for
+from tests.api.conftest import COUNTER, back_up, leader_of, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -266,7 +266,7 @@ def test_checkpoints_recover_restarts_and_promotion_truncates(small_log_nodes):
     for i in range(3):
         ns.start(i)
     for sid in ids:
-        ra.restart_server(sid)
+        back_up(sid)           # a node restarts its servers by itself
     for i in range(3):
         wait_for(lambda: log_ov(i)["recovered_from"] == ("checkpoint", newest), timeout=20,
                  what=f"member {i} recovered from its checkpoint")

@@ -113,6 +113,23 @@ def test_server_child_transient_restart(tmp_path: Path):
     assert node.node_call(addr, rm.TerminateChild("nope"))[:2] == ("error", "not_found")
 
 
+def test_start_of_a_second_data_dir_starts_a_second_node(tmp_path: Path):
+    """ra.start is per data dir: another dir is another node (the first keeps running); the
+    same dir again restarts that node, at the same address."""
+    a = node.start_in(str(tmp_path / "a"))
+    pa = daemon_pid(a)
+    b = node.start_in(str(tmp_path / "b"))
+    assert a != b and daemon_pid(b) != pa
+    assert node.node_call(a, rm.NodePing()) == "pong" and alive(pa)
+    a2 = node.start_in(str(tmp_path / "a"))
+    assert a2 == a and daemon_pid(a2) != pa and not alive(pa)
+    assert node.node_call(b, rm.NodePing()) == "pong"
+    node.stop_node(b)
+    with pytest.raises(NodeDown):
+        node.node_call(b, rm.NodePing(), timeout=1)
+    assert node.node_call(a, rm.NodePing()) == "pong"
+
+
 def test_a_child_that_cannot_start_stops_alone(tmp_path: Path):
     """A raw child whose target does not import crash-loops under its *own* supervisor, which
     gives up; the node-wide server supervisor, and the ra servers and children under it, are

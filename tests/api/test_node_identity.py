@@ -1,0 +1,99 @@
+"""A node keeps its identity across restarts and brings its servers back (issue 12): after a
+SIGKILL, `ra node start --data-dir DIR` alone (no listen) heals the cluster."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import ra
+from ra.testing import machines as M
+from tests.api.conftest import COUNTER, back_up, leader_of, wait_for
+
+
+def test_killed_node_restarted_with_only_its_data_dir_rejoins(nodes):
+    for i in range(3):
+        nodes.start(i)
+    ids = [nodes.sid("c", i) for i in range(3)]
+    ra.start_cluster("c", COUNTER, ids)
+    leader = leader_of(ids)
+    victim = next(s for s in ids if s != leader)
+    i = next(k for k, a in nodes.addrs.items() if a == victim.node)
+    ra.process_command(ids, 5)
+    nodes.kill(i)
+    ra.process_command(ids, 2)          # committed by the two others meanwhile
+    addr = nodes.start(i, keep_listen=False)     # only --data-dir: no address given
+    assert addr == victim.node                  # the same identity
+    back_up(victim)                             # its server came back by itself
+    wait_for(lambda: ra.local_query(victim, M.get_state)[1] == 7, 20, "the member caught up")
+    assert victim in ra.members(ids)[0]
+    assert ra.process_command(ids, 1)[0] == 8
+
+
+def test_a_stopped_server_stays_stopped_across_a_node_restart(nodes):
+    nodes.start(0)
+    sid = nodes.sid("solo", 0)
+    ra.start_cluster("solo", COUNTER, [sid])
+    ra.stop_server(sid)
+    nodes.stop(0)
+    nodes.start(0, keep_listen=False)
+    assert ra.overview(sid.node)["servers"]["solo"]["pid"] is None
+    ra.restart_server(sid)              # on purpose: and then it runs after a node restart too
+    nodes.stop(0)
+    nodes.start(0, keep_listen=False)
+    back_up(sid)
+    assert ra.process_command([sid], 1)[0] == 1
+
+
+def test_restart_servers_false_leaves_them_down(tmp_path):
+    from tests.api.conftest import Nodes
+    ns = Nodes(str(tmp_path), {"restart_servers": False})
+    try:
+        ns.start(0)
+        sid = ns.sid("solo", 0)
+        ra.start_cluster("solo", COUNTER, [sid])
+        ns.kill(0)
+        ns.start(0, keep_listen=False)
+        assert ra.overview(sid.node)["servers"]["solo"]["pid"] is None
+        ra.restart_server(sid)
+        assert ra.process_command([sid], 1)[0] == 1
+    finally:
+        ns.cleanup()
+
+
+def test_remembered_port_taken_is_a_clear_error(tmp_path):
+    import socket
+    d = str(tmp_path / "n")
+    addr = ra.start(data_dir=d)
+    ra.stop_nodes()
+    host, port = addr.rsplit(":", 1)
+    with socket.socket() as s:          # someone else took the port meanwhile
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, int(port)))
+        s.listen()
+        with pytest.raises(ra.InvalidConfig, match="kept so that its clusters still reach it"):
+            ra.start(data_dir=d)
+        with socket.socket() as free:      # an explicit port: a new identity, as asked
+            free.bind((host, 0))
+            other = f"{host}:{free.getsockname()[1]}"
+        assert ra.start(data_dir=d, listen=other) == other
+    ra.stop_nodes()
+    assert ra.start(data_dir=d) == other     # and that one is kept from now on
+    ra.stop_nodes()
+
+
+def test_cli_restart_keeps_the_address(tmp_path):
+    d = str(tmp_path / "n")
+    cmd = [sys.executable, "-m", "ra.cli", "node", "start", "--data-dir", d, "--daemon"]
+    first = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run([sys.executable, "-m", "ra.cli", "node", "stop", first], check=True,
+                   capture_output=True)
+    again = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        assert again == first
+        assert open(os.path.join(d, "node_address")).read().strip() == first
+    finally:
+        subprocess.run([sys.executable, "-m", "ra.cli", "node", "stop", again],
+                       capture_output=True)
