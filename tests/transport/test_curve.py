@@ -129,6 +129,19 @@ def test_client_key_not_allowed_is_refused(client_keys: Keypair, server_keys: Ke
     assert seen == [client_keys.public]
 
 
+def test_allow_list_from_a_key_directory(tmp_path: Path, server_keys: Keypair) -> None:
+    _, sec = create_keypair_files(tmp_path, "c1")
+    zmq.auth.create_certificates(str(tmp_path), "c2")
+    ok = load_keypair(sec)
+    for allowed in (tmp_path, str(tmp_path), load_allowed_keys(tmp_path)):
+        cl = CurveClient(DEALER, keypair=ok, server_key=server_keys.public)
+        handshake(cl, CurveServer(ROUTER, keypair=server_keys, allowed=allowed))
+        stranger = CurveClient(DEALER, keypair=generate_keypair(), server_key=server_keys.public)
+        sv = CurveServer(ROUTER, keypair=server_keys, allowed=allowed)
+        with pytest.raises(HandshakeRefused, match="not allowed"):
+            sv.on_command(stranger.on_command(sv.on_command(stranger.start()[0])[0])[0])
+
+
 def test_server_error_refuses_the_client(client_keys: Keypair, server_keys: Keypair) -> None:
     cl, _ = pair(client_keys, server_keys)
     cl.start()
