@@ -43,6 +43,7 @@ from __future__ import annotations
 import datetime
 import hmac
 import os
+import struct
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -117,7 +118,7 @@ def _read_key_file(path: str | os.PathLike[str]) -> dict[str, bytes]:
                     raise ValueError(f"{os.fspath(path)}: {entry} is not 40 Z85 characters")
                 try:
                     keys[entry] = z85.decode(value)
-                except (ValueError, KeyError, IndexError):
+                except (ValueError, KeyError, IndexError, struct.error):
                     raise ValueError(f"{os.fspath(path)}: {entry} is not Z85") from None
     if "public-key" not in keys:
         raise ValueError(f"{os.fspath(path)}: no public-key in this CURVE key file")

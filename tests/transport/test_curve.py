@@ -336,6 +336,10 @@ def test_key_files_interoperate_with_pyzmq(tmp_path: Path) -> None:
     (tmp_path / "junk.key").write_text('curve\n    public-key = "tooshort"\n')
     with pytest.raises(ValueError, match="40 Z85"):
         load_allowed_keys(tmp_path)
+    for junk in ("~" * 40, "#" * 40):      # not Z85; Z85 above 2^32 per 5 characters
+        (tmp_path / "junk.key").write_text(f'curve\n    public-key = "{junk}"\n')
+        with pytest.raises(ValueError, match="not Z85"):
+            load_allowed_keys(tmp_path)
     with pytest.raises(ValueError, match="directory"):
         load_allowed_keys(tmp_path / "nope")
 
