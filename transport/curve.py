@@ -26,9 +26,10 @@ Contract of both roles (the Mechanism interface the mailboxes drive):
   then closes the connection, after sending ERROR with the reason if it is the server (RFC 26:
   a client never sends ERROR; :func:`error_body` builds it).
 * After the handshake :meth:`seal` turns an outgoing frame into a MESSAGE body, to be sent in a
-  *message* frame (``is_command`` False) whose MORE bit may be clear: the more flag travels
-  inside the box. libzmq sends MESSAGE so, and takes a command frame's content for a command
-  (which a socket drops), so a command frame would not reach a libzmq peer. :meth:`unseal`
+  *message* frame (``is_command`` False). The more flag travels inside the box; the frame's
+  own MORE bit may be clear (libzmq sends it so) or equal to ``more`` (libzmq ORs the two).
+  Not in a command frame: libzmq 4.3 then takes the opened message for a command, and its
+  socket drops it (tried: the peer never receives it). :meth:`unseal`
   takes a received MESSAGE body (in either kind of frame) and gives ``(frame, more)``; a box
   that does not open or a replayed nonce raises ``HandshakeRefused`` (the caller closes).
 
