@@ -16,7 +16,7 @@ from typing import Any
 from raerror import RaError
 
 __all__ = ["TransportError", "OutcomeUnknown", "Timeout", "NoProc", "NodeDown", "ProcessDied",
-           "NodeLost", "BadReply"]
+           "NodeLost", "BadReply", "HandshakeRefused"]
 
 
 class TransportError(RaError):
@@ -63,3 +63,13 @@ class NodeLost(OutcomeUnknown, NodeDown):
 class BadReply(OutcomeUnknown):
     """The callee answered, but not with a reply of the protocol (a garbled or foreign reply):
     the request was sent and its outcome is unknown."""
+
+
+class HandshakeRefused(TransportError):
+    """A connection's security handshake (ZMTP mechanism) refused the peer, or its peer refused
+    us: ``reason`` says why. The connection is closed and nothing it carried reached a
+    handler."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
