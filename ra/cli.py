@@ -135,15 +135,18 @@ def _members(a: argparse.Namespace) -> int:
 def _node_start(a: argparse.Namespace) -> int:
     from ra import node, system
 
-    env = node.validate_env({"data_dir": a.data_dir, "listen": a.listen})
+    extra: dict[str, Any] = {}
     if a.no_restart_servers:
-        env["restart_servers"] = False
+        extra["restart_servers"] = False
+    if a.metrics:
+        extra["metrics"] = a.metrics
+    env = node.validate_env({"data_dir": a.data_dir, "listen": a.listen, **extra})
     system.prepare_dirs(env["data_dir"])
     if not a.daemon:
         os.close(node.lock_data_dir(env["data_dir"]))     # a locked directory: say so now
         argv = ["--data-dir", a.data_dir, "--listen", a.listen]
-        if a.no_restart_servers:
-            argv += ["--config", json.dumps({"restart_servers": False})]
+        if extra:
+            argv += ["--config", json.dumps(extra)]
         return node.main(argv)
     log = os.path.join(os.path.abspath(a.data_dir), "node.log")
     addr, _proc, _ = node.spawn_daemon(env, lifeline=False, log_path=log)
@@ -207,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     st.add_argument("--data-dir", required=True)
     st.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0: the port of the node's first start, else ephemeral)")
     st.add_argument("--daemon", action="store_true", help="detach; print the address")
+    st.add_argument("--metrics", metavar="HOST:PORT",
+                    help="serve Prometheus metrics at http://HOST:PORT/metrics")
     st.add_argument("--no-restart-servers", action="store_true",
                     help="do not restart the servers this node ran before (ra's behaviour)")
     sp = ns.add_parser("stop", help="stop the node daemon at ADDR")

@@ -60,6 +60,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -101,7 +102,7 @@ WAL_CHILD = "ra_log_wal"            # the log supervisor's child that must answe
 _LOG_READY_TIMEOUT = 20.0           # s; spawn_daemon waits 30 s for the ready line
 ENV_KEYS = ("data_dir", "wal_data_dir", "segment_max_entries", "wal_max_size_bytes",
             "wal_compute_checksums", "wal_write_strategy", "listen", "log_children",
-            "cpu_scheduling", "load_timeout_ms", "restart_servers")
+            "cpu_scheduling", "load_timeout_ms", "restart_servers", "metrics")
 CPU_SCHEDULING = ("batch", "normal")
 # -c rather than -m: ra/__init__ will import this module (runpy would warn)
 _BOOT = "import sys; from ra.node import main; sys.exit(main(sys.argv[1:]))"
@@ -179,15 +180,24 @@ def validate_env(env: Mapping[str, Any]) -> dict[str, Any]:
     if out.get("wal_write_strategy", "default") not in ("default", "o_sync"):
         raise InvalidConfig("wal_write_strategy", out["wal_write_strategy"],
                             '"default" or "o_sync"')
+    if out.get("metrics") is not None and not _host_port(out["metrics"]):
+        raise InvalidConfig("metrics", out["metrics"], '"host:port" for the Prometheus '
+                            "endpoint (port 0: any free port), or absent")
     listen = out.get("listen", "127.0.0.1:0")
-    host, sep, port = str(listen).rpartition(":")
-    if not isinstance(listen, str) or not sep or not host or not port.isdigit() \
-            or int(port) > 65535:
+    if not _host_port(listen):
         raise InvalidConfig("listen", listen, '"host:port" (port 0 = ephemeral)')
     for k in ("data_dir", "wal_data_dir"):
         if k in out:
             out[k] = os.fspath(out[k])
     return out
+
+
+def _host_port(v: Any) -> bool:
+    """``"host:port"`` with a port in 0..65535 (0: any free port)."""
+    if not isinstance(v, str):
+        return False
+    host, sep, port = v.rpartition(":")
+    return bool(sep and host and port.isdigit() and int(port) <= 65535)
 
 
 def set_cpu_scheduling(policy: str) -> None:
@@ -245,6 +255,8 @@ class NodeDaemon:
         self.listen = listen
         self.config = dict(config or {})
         self.log_children = list(log_children)
+        self._metrics_server: Any = None
+        self.metrics_address: str | None = None       # host:port of the Prometheus endpoint
         mods = _DEFAULT_PRELOAD if preload is None else preload
         self.preload = [m for m in mods if _importable(m)]
         self.address: str | None = None
@@ -280,6 +292,8 @@ class NodeDaemon:
         _log.info("ra node %s up (pid %d, data_dir %s)", self.address, os.getpid(), self.data_dir)
         if self.config.get("restart_servers", True) and self.servers is not None:
             self.servers.restart_all()
+        if self.config.get("metrics"):
+            self._serve_metrics(self.config["metrics"])
         assert self.loop is not None
         try:
             self.loop.run_forever()
@@ -413,7 +427,40 @@ class NodeDaemon:
         if self.loop is not None:
             self.loop.stop()
 
+    def _serve_metrics(self, listen: str) -> None:
+        """The Prometheus endpoint (:mod:`ra.metrics`): a snapshot refreshed by this loop
+        every second, read by the HTTP thread, which asks the WAL with a mailbox of its own."""
+        from ra import metrics, system
+        from ra.server_sup import node_system_config
+        from transport import Mailbox
+        from wal.messages import WalOverview
+        ep = system.wal_endpoint(node_system_config(self.config))
+        local = threading.local()
+
+        def wal_overview() -> Any:
+            if not hasattr(local, "mb"):
+                local.mb = Mailbox(None)
+            return local.mb.call(ep, WalOverview(), timeout=1.0)
+        nm = metrics.NodeMetrics(self.address or "", wal_overview)
+
+        def refresh() -> None:
+            if self.servers is not None and self.root is not None and not self.root.stopped:
+                nm.refresh(self.servers.servers(), dict(self.servers.metrics))
+            if self.loop is not None:
+                self.loop.call_later(1.0, refresh)
+        refresh()
+        try:
+            self._metrics_server, self.metrics_address = metrics.serve(nm, listen)
+        except OSError as e:
+            _log.error("metrics endpoint %s: cannot listen: %s (the node runs without it)",
+                       listen, e)
+            return
+        _log.info("metrics at http://%s/metrics", self.metrics_address)
+
     def _teardown(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server = None
         if self.root is not None and self.root.stopped is None:
             self.root.shutdown()
         if self.forkserver is not None:
@@ -495,6 +542,7 @@ class NodeDaemon:
             "orphans_reaped": self.loop.orphans_reaped if self.loop else 0,
             "nodes": self.detector.detector.statuses() if self.detector else {},
             "bad_messages": self._bad_counts(),
+            "metrics": self.metrics_address,
             "tree": _describe(self.root) if self.root is not None else None,
         }
 

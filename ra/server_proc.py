@@ -230,6 +230,8 @@ class ServerProc:
         self.proc_monitors: set[str] = set()
         self.node_monitors: set[str] = set()
         self.machine_timers: dict[Any, float] = {}
+        #: monotone counts since this process started, reported with the metrics
+        self.counters = {"commands": 0, "elections": 0, "leader_changes": 0}
         init_aux = getattr(self.state.machine, "init_aux", None)
         self.aux_state: Any = init_aux(c["cluster_name"]) if init_aux else None
         self.timers["tick"] = time.monotonic() + c["tick_ms"] / 1000
@@ -408,13 +410,18 @@ class ServerProc:
         self.reported_role = self.role
         metrics = _key_metrics(self.state)
         metrics["bad_messages"] = self._bad_counts()
+        metrics["counters"] = dict(self.counters)
         self.mb.cast(self.daemon_ep, rm.MetricsReport(self.id.name, metrics))
 
     def _step(self, msg: Any) -> None:
-        role, cluster = self.role, self.state.cluster
+        role, cluster, leader = self.role, self.state.cluster, self.state.leader_id
         self.role, self.state, effects = core.step(self.role, msg, self.state)
+        if self.state.leader_id != leader and self.state.leader_id is not None:
+            self.counters["leader_changes"] += 1
         if self.role != role:
             s = self.state
+            if self.role == "candidate":
+                self.counters["elections"] += 1
             _log.info("%s: %s -> %s in term %d (leader %s)", self.id, role, self.role,
                       s.current_term, s.leader_id)
             self.timers["metrics"] = time.monotonic()    # report role changes promptly
@@ -501,6 +508,7 @@ class ServerProc:
 
     # -- client requests (one handler per message type; the door checked every field) ------
     def _on_command(self, env: Any, m: rm.CommandCall) -> None:
+        self.counters["commands"] += 1
         frm = env.frm
         payload = m.payload
         if m.kind in ("join", "leave"):
@@ -511,6 +519,7 @@ class ServerProc:
         self._step(Command(m.kind, payload, mode, m.priority, _now_ms(), m.session))
 
     def _on_pipeline(self, env: Any, m: rm.PipelineCast) -> None:
+        self.counters["commands"] += 1
         mode = ("notify", m.correlation, m.pid) if m.correlation is not None else None
         self._step(Command("usr", m.payload, mode, m.priority, _now_ms(), m.session))
 
