@@ -121,4 +121,7 @@ def to_argv(cfg: WalConfig | SegmentWriterConfig) -> list[str]:
 
 def coerce(cls: type[C], cfg: C | Mapping[str, Any]) -> C:
     """``cfg`` as a ``cls`` (a mapping of its fields is accepted)."""
-    return cfg if isinstance(cfg, cls) else cls(**cfg)
+    if isinstance(cfg, cls):
+        return cfg
+    assert isinstance(cfg, Mapping), cfg
+    return cls(**cfg)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ra.core.errors import InvalidConfig
-from ra.core.types import NODE_FORM, check_node
+from ra.core.types import check_node
 
 __all__ = ["Key", "Schema", "REQUIRED", "SERVER", "SERVER_DEFAULTS", "markdown_table"]
 
@@ -145,12 +145,13 @@ class Schema:
             raise InvalidConfig(self.kind, conf, f"a dict of {self.kind} keys")
         for k, v in conf.items():
             key = self.keys.get(k) if type(k) is str else None
+            if mutable_only and (key is not None or k in self.by_user) and not (
+                    key is not None and key.mutable):
+                raise InvalidConfig(str(k), v, "restart_server can change: "
+                                               f"{', '.join(sorted(self.mutable()))}")
             if key is None:
                 raise InvalidConfig(str(k), v, f"unknown {self.kind} key; known: "
                                                f"{', '.join(sorted(self.by_user))}")
-            if mutable_only and not key.mutable:
-                raise InvalidConfig(key.user_name, v, "restart_server can change: "
-                                                      f"{', '.join(sorted(self.mutable()))}")
         if not partial:
             for key in self:
                 if key.default is REQUIRED and key.name not in conf:
@@ -165,7 +166,8 @@ class Schema:
         try:
             self.validate(conf, **kw)
         except InvalidConfig as e:
-            return e.key if e.key in self.by_user or e.key == self.kind else "unknown_key"
+            known = e.key in self.by_user or e.key in self.keys or e.key == self.kind
+            return e.key if known else "unknown_key"
         return None
 
 
@@ -217,7 +219,7 @@ SERVER = Schema("server config", [
         doc="names the server's data directory", pred=_path_component,
         allowed_text="a str without '/' that does not start with '.'"),
     Key("initial_members", list, doc="the server ids of the cluster at its start",
-        pred=_members, allowed_text=f"a non-empty list of server ids (name, {NODE_FORM})"),
+        pred=_members, allowed_text='a non-empty list of server ids (name, "host:port")'),
     Key("machine", object, doc="the state machine, imported by the server's process",
         pred=_machine, allowed_text=MACHINE_FORM, mutable=True),
     Key("election_timeout_ms", int, 1000, low=1, mutable=True,
@@ -253,9 +255,11 @@ def _cell(text: str) -> str:
 
 
 def markdown_table(schema: Schema) -> str:
-    """The README's table of ``schema``: key, default, range, mutable, meaning."""
-    rows = ["| key | default | allowed | `restart_server` | meaning |",
-            "|---|---|---|---|---|"]
+    """The README's table of ``schema``: key, default, allowed values, whether
+    ``restart_server`` may change it (for a schema where some key is mutable), meaning."""
+    mutable = any(k.mutable for k in schema)     # a column only where something is
+    rows = ["| key | default | allowed |" + (" `restart_server` |" if mutable else "")
+            + " meaning |", "|---|---|---|" + ("---|" if mutable else "") + "---|"]
     for k in schema:
         if k.default_text:
             default = k.default_text
@@ -263,6 +267,7 @@ def markdown_table(schema: Schema) -> str:
             default = "required"
         else:
             default = f"`{k.default!r}`"
-        rows.append(f"| `{k.user_name}` | {_cell(default)} | {_cell(k.range_text())} | "
-                    f"{'yes' if k.mutable else 'no'} | {_cell(k.doc)} |")
+        mut = (" yes |" if k.mutable else " no |") if mutable else ""
+        rows.append(f"| `{k.user_name}` | {_cell(default)} | {_cell(k.range_text())} |{mut} "
+                    f"{_cell(k.doc)} |")
     return "\n".join(rows) + "\n"
