@@ -32,7 +32,7 @@ from ra.core import quorum
 from ra.core.config import SERVER
 from ra.core.types import ServerId, check_node
 from ra.errors import (
-    AlreadyStarted, BadReply, BadRequest, ClusterNotFormed, InvalidConfig, MachineError,
+    AlreadyStarted, BadConfig, BadReply, BadRequest, ClusterNotFormed, InvalidConfig, MachineError,
     MachineLoadError, NodeDown, NoProc, NotFound, NotLeader, OutcomeUnknown, QueryError, RaError,
     SessionExpired, Timeout, error_from_reply,
 )
@@ -240,7 +240,7 @@ class Client:
             raise NodeDown(f"node {node} is down") from None
         if isinstance(res, tuple) and len(res) in (3, 4) and res[0] == "error":
             if res[1] == tm.BAD_REQUEST:
-                raise BadRequest(f"node {node} refused the request: {res[2]}", str(res[2]))
+                raise _refused(node, msg, str(res[2]))
             raise _daemon_error(node, *res[1:])
         return res
 
@@ -456,8 +456,7 @@ class Client:
         changes the stored config from now on: ``machine`` (new code, for an upgrade) and the
         timing keys."""
         sid = _sid(server_id)
-        extra = dict(add_config or {})
-        SERVER.validate(extra, partial=True, mutable_only=True)
+        extra = SERVER.validate(add_config or {}, partial=True, mutable_only=True)
         if "machine" in extra:
             extra["machine"] = _machine(extra["machine"])
         deadline = _deadline(timeout)
@@ -989,6 +988,22 @@ _ERROR_CLASSES: dict[str, type[RaError]] = {
     "AlreadyStarted": AlreadyStarted, "NotFound": NotFound, "NodeDown": NodeDown,
     "NoProc": NoProc, "Timeout": Timeout, "not_found": NotFound, "NotFoundError": NotFound,
 }
+
+
+def _refused(node: str, msg: Any, reason: str) -> BadRequest:
+    """The error of a request a node's door refused: a :class:`BadConfig` (also an
+    ``InvalidConfig``) when the reason names a key of a server config
+    (``bad_field:StartServer.conf.KEY``), else a ``BadRequest``."""
+    text = f"node {node} refused the request: {reason}"
+    where = reason.partition("bad_field:")[2].split(".", 2)
+    if len(where) == 3 and isinstance(getattr(msg, where[1], None), dict):
+        key = SERVER.by_user.get(where[2])
+        conf = getattr(msg, where[1])
+        if key is not None:
+            return BadConfig(text, reason, key.user_name, conf.get(key.name), key.allowed())
+        return BadConfig(text, reason, "unknown_key", sorted(map(str, conf)),
+                         f"keys of a server config: {', '.join(sorted(SERVER.by_user))}")
+    return BadRequest(text, reason)
 
 
 def _daemon_error(node: str, tag: str, text: str, fields: Any = None) -> RaError:

@@ -253,7 +253,7 @@ class NodeDaemon:
         from ra.server_sup import ServerSup   # ra servers: start/stop/restart/delete, metrics
         self.servers = ServerSup(self)
         self.forkserver.wait_ready()
-        flags, children = build_tree(self.config, self.log_children)
+        flags, children = build_tree(self.log_children)
         self.root = Supervisor(loop, flags, children, name=SYSTEM_SUP,
                                forkserver=self.forkserver, on_exit=self._root_exit).start()
 

@@ -69,22 +69,16 @@ def server_child_spec(name: Any, target: str, args: Sequence[Any] = (),
     return check_childspecs([spec])[0]
 
 
-def build_tree(config: Mapping[str, Any] | None = None,
-               log_children: Sequence[ChildSpec] = ()) -> tuple[SupFlags, list[ChildSpec]]:
-    """Root flags and children of a node: ``[ra_log_sup, ra_server_sup_sup]`` in start order.
+#: (intensity, period s) of each supervisor of a node: fixed, as ra's own supervisors are
+SYSTEM_SUP_FLAGS = (3, 5)
+LOG_SUP_FLAGS = (5, 5)
+SERVER_SUP_FLAGS = (10, 5)
 
-    ``config`` keys used: ``system_sup_intensity``/``_period`` (default 3 / 5),
-    ``log_sup_intensity``/``_period`` (5 / 5), ``server_sup_intensity``/``_period`` (10 / 5).
-    """
-    cfg = dict(config or {})
-    flags = SupFlags("rest_for_one", int(cfg.get("system_sup_intensity", 3)),
-                     cfg.get("system_sup_period", 5))
-    children = [
-        log_sup_spec(log_children, int(cfg.get("log_sup_intensity", 5)),
-                     cfg.get("log_sup_period", 5)),
-        server_sup_spec(int(cfg.get("server_sup_intensity", 10)),
-                        cfg.get("server_sup_period", 5)),
-    ]
+
+def build_tree(log_children: Sequence[ChildSpec] = ()) -> tuple[SupFlags, list[ChildSpec]]:
+    """Root flags and children of a node: ``[ra_log_sup, ra_server_sup_sup]`` in start order."""
+    flags = SupFlags("rest_for_one", *SYSTEM_SUP_FLAGS)
+    children = [log_sup_spec(log_children, *LOG_SUP_FLAGS), server_sup_spec(*SERVER_SUP_FLAGS)]
     return flags, children
 
 

@@ -37,6 +37,10 @@ CPU_SCHEDULING = ("batch", "normal")
 DEFAULT_DATA_DIR = "ra_data"           # under the current directory, for ra.start
 
 
+#: the WAL's own defaults (wal.config), which the node's WAL keys take
+_WAL = {f.name: f.default for f in dataclasses.fields(walcfg.WalConfig)}
+
+
 def _path(x: Any) -> bool:
     return isinstance(x, (str, os.PathLike)) and bool(os.fspath(x))
 
@@ -74,16 +78,21 @@ class SystemConfig:
     wal_data_dir: str | None = _key(
         None, "the WAL's directory (another disk)", object, pred=_path, none_ok=True,
         allowed_text="a non-empty directory path", default_text="`data_dir/wal`")
-    wal_max_size_bytes: int = _key(256_000_000, "a WAL file rolls over at this size", low=4096)
-    wal_compute_checksums: bool = _key(True, "an xxh64 checksum per WAL record", bool)
+    wal_max_size_bytes: int = _key(_WAL["max_size_bytes"], "a WAL file rolls over at this size",
+                                   low=4096)
+    wal_compute_checksums: bool = _key(_WAL["checksums"], "an xxh64 checksum per WAL record",
+                                       bool)
     wal_write_strategy: str = _key(
-        "default", '"default": write + one `fdatasync` per batch; "o_sync": the file is '
-                   "opened `O_SYNC`", str, choices=WRITE_STRATEGIES)
-    wal_max_batch_bytes: int = _key(32 << 20, "cap of one batch the WAL drains", low=4096)
+        _WAL["write_strategy"],
+        '"default": write + one `fdatasync` per batch; "o_sync": the file is opened `O_SYNC`',
+        str, choices=WRITE_STRATEGIES)
+    wal_max_batch_bytes: int = _key(_WAL["max_batch_bytes"], "cap of one batch the WAL drains",
+                                    low=4096)
     wal_endpoint: str | None = _key(
         None, "the WAL's mailbox address", str, pred=lambda x: "://" in x, none_ok=True,
         allowed_text='"ipc://..." or "tcp://..."', default_text="an ipc socket in `data_dir`")
-    segment_max_entries: int = _key(4096, "entries per segment file", low=1, high=1 << 24)
+    segment_max_entries: int = _key(_WAL["segment_max_entries"], "entries per segment file",
+                                    low=1, high=1 << 24)
     cpu_scheduling: str = _key(
         "batch", "the daemon and every process it starts run as Linux `SCHED_BATCH`: a woken "
                  "server does not preempt the process that woke it, so under load it takes its "
