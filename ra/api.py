@@ -958,14 +958,12 @@ def _server_conf(conf: Any) -> dict[str, Any]:
     :data:`ra.core.config.SERVER`. Raises InvalidConfig naming the key, or TypeError."""
     if not isinstance(conf, dict):
         raise TypeError(f"a server config is a dict, not {type(conf).__name__}")
-    for k in conf:
-        if k not in SERVER.by_user or k == "name":
-            raise InvalidConfig(str(k), conf[k], f"unknown server config key; known: "
-                                                 f"{', '.join(sorted(SERVER.by_user))}")
     wire: dict[str, Any] = {}
     for k, v in conf.items():
-        key = SERVER.by_user[k]
-        wire[key.name] = v
+        if k not in SERVER.by_user:         # the names users write ("id", not "name")
+            raise InvalidConfig(str(k), v, f"unknown server config key; known: "
+                                           f"{', '.join(sorted(SERVER.by_user))}")
+        wire[SERVER.by_user[k].name] = v
     sid = None
     try:
         sid = _sid(conf.get("id"), "id")

@@ -45,7 +45,7 @@ from typing import Any
 
 from ra import messages as rm
 from ra.directory import Directory
-from ra.errors import AlreadyStarted, InvalidConfig, NotFound
+from ra.errors import AlreadyStarted, NotFound
 from ra import system
 from ra.sup import server_child_spec
 from ra.usercode import importable_hint
@@ -280,9 +280,8 @@ class ServerSup:
 
     # -- calls --------------------------------------------------------------------------------
     def start_server(self, conf: dict[str, Any]) -> Any:
-        name = conf.get("name")
-        if not isinstance(name, str) or not name:
-            raise InvalidConfig("id", name, "a server id (name, node) with a non-empty name")
+        """``conf`` passed the door: the server schema (``ra.core.config.SERVER``) checked it."""
+        name = conf["name"]
         if self.directory.uid_of(name) is not None:
             raise AlreadyStarted(
                 f"server {name!r} already exists on node {self.daemon.address}: "
