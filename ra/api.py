@@ -30,9 +30,10 @@ from collections.abc import Callable
 import ra.wire  # noqa: F401  (codec registration of core messages)
 from ra import messages as rm
 from ra.core import quorum
+from ra.core.config import SERVER
 from ra.core.types import ServerId, check_node
 from ra.errors import (
-    AlreadyStarted, BadReply, BadRequest, ClusterNotFormed, InvalidConfig, MachineError,
+    AlreadyStarted, BadConfig, BadReply, BadRequest, ClusterNotFormed, InvalidConfig, MachineError,
     MachineLoadError, NodeDown, NoProc, NotFound, NotLeader, OutcomeUnknown, QueryError, RaError,
     SessionExpired, Timeout, error_from_reply,
 )
@@ -111,13 +112,9 @@ def _check_term(value: Any, what: str) -> None:
 
 
 def _machine(machine: Any) -> list[Any]:
-    """Validate ``("module", "pkg.mod:Class", config)`` / ``("simple", "pkg.mod:fun", init)``."""
-    if (not isinstance(machine, (tuple, list)) or len(machine) != 3
-            or machine[0] not in ("module", "simple") or not isinstance(machine[1], str)
-            or ":" not in machine[1]):
-        raise InvalidConfig("machine", machine,
-                            "('module', 'pkg.mod:Class', config) or "
-                            "('simple', 'pkg.mod:func', initial_state)")
+    """``("module", "pkg.mod:Class", config)`` / ``("simple", "pkg.mod:fun", init)`` in wire
+    form: checked by the schema, and its config must be a term."""
+    SERVER["machine"].check(machine)
     try:
         codec.encode(machine[2])
     except TypeError as e:
@@ -246,7 +243,7 @@ class Client:
             raise NodeDown(f"node {node} is down") from None
         if isinstance(res, tuple) and len(res) in (3, 4) and res[0] == "error":
             if res[1] == tm.BAD_REQUEST:
-                raise BadRequest(f"node {node} refused the request: {res[2]}", str(res[2]))
+                raise _refused(node, msg, str(res[2]))
             raise _daemon_error(node, *res[1:])
         return res
 
@@ -462,15 +459,9 @@ class Client:
         changes the stored config from now on: ``machine`` (new code, for an upgrade) and the
         timing keys."""
         sid = _sid(server_id)
-        extra: dict[str, Any] = {}
-        for k, v in (add_config or {}).items():
-            if k == "machine":
-                extra[k] = _machine(v)
-            elif k in _MUTABLE:
-                extra[k] = _config_int(k, v)
-            else:
-                raise InvalidConfig(k, v, f"restart_server can change: machine, "
-                                          f"{', '.join(sorted(_MUTABLE))}")
+        extra = SERVER.validate(add_config or {}, partial=True, mutable_only=True)
+        if "machine" in extra:
+            extra["machine"] = _machine(extra["machine"])
         deadline = _deadline(timeout)
         self._daemon(sid.node, rm.RestartServer(sid.name, extra), timeout)
         self._await_started(sid, deadline)
@@ -964,57 +955,56 @@ def _is_overview(x: Any) -> bool:
             and type(x.get("last_written_index")) is int and type(x.get("last_index")) is int)
 
 
-_MUTABLE = {"election_timeout_ms", "heartbeat_ms", "tick_ms",
-            "max_append_entries_rpc_batch_size", "max_pipeline_count",
-            "low_priority_batch_size", "snapshot_chunk_size", "max_checkpoints",
-            "min_checkpoint_interval", "group_commit_ms"}
-_ZERO_OK = {"min_checkpoint_interval", "group_commit_ms"}    # 0 = off / every one
-
-
 def _server_conf(conf: Any) -> dict[str, Any]:
-    """Validate a server config dict and put it in wire form (raises InvalidConfig/TypeError)."""
+    """A server config as the user wrote it, in wire form (``id`` taken apart into ``name`` and
+    ``node``, server ids as pairs, a ``uid`` made if absent) and checked by the one schema,
+    :data:`ra.core.config.SERVER`. Raises InvalidConfig naming the key, or TypeError."""
     if not isinstance(conf, dict):
         raise TypeError(f"a server config is a dict, not {type(conf).__name__}")
-    known = {"cluster_name", "id", "uid", "initial_members", "machine"} | _MUTABLE
-    for k in conf:
-        if k not in known:
-            raise InvalidConfig(k, conf[k], f"unknown server config key; known: "
-                                            f"{', '.join(sorted(known))}")
-    name = conf.get("cluster_name")
-    if not isinstance(name, str) or not name:
-        raise InvalidConfig("cluster_name", name, "a non-empty str")
+    wire: dict[str, Any] = {}
+    for k, v in conf.items():
+        if k not in SERVER.by_user:         # the names users write ("id", not "name")
+            raise InvalidConfig(str(k), v, f"unknown server config key; known: "
+                                           f"{', '.join(sorted(SERVER.by_user))}")
+        wire[SERVER.by_user[k].name] = v
+    sid = None
     try:
         sid = _sid(conf.get("id"), "id")
         members = [_sid(m, "initial_members item") for m in conf.get("initial_members") or []]
-    except TypeError as e:
-        raise InvalidConfig("id" if "id" in str(e)[:3] else "initial_members",
-                            conf.get("id"), str(e)) from None
-    if not members:
-        raise InvalidConfig("initial_members", conf.get("initial_members"),
-                            "a non-empty list of server ids")
-    uid = conf.get("uid") or new_uid(sid.name)
-    if not isinstance(uid, str) or "/" in uid or uid.startswith("."):
-        raise InvalidConfig("uid", uid, "a str without '/' that does not start with '.'")
-    out: dict[str, Any] = {"name": sid.name, "node": sid.node, "uid": uid, "cluster_name": name,
-                           "initial_members": [list(m) for m in members],
-                           "machine": _machine(conf.get("machine"))}
-    for k in known - {"cluster_name", "id", "uid", "initial_members", "machine"}:
-        if k in conf:
-            out[k] = _config_int(k, conf[k])
+    except (TypeError, InvalidConfig) as e:
+        bad = "id" if sid is None else "initial_members"
+        why = e.allowed if isinstance(e, InvalidConfig) else str(e)
+        raise InvalidConfig(bad, conf.get(bad), why) from None
+    wire["name"] = sid.name
+    wire["initial_members"] = [list(m) for m in members]
+    wire["uid"] = conf.get("uid") or new_uid(sid.name)
+    if "machine" in conf:
+        wire["machine"] = _machine(conf["machine"])
+    out = SERVER.validate(wire)
+    out["node"] = sid.node
     return out
-
-
-def _config_int(key: str, v: Any) -> int:
-    low = 0 if key in _ZERO_OK else 1
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise InvalidConfig(key, v, "a positive integer" if low else "a non-negative integer")
-    return v
 
 
 _ERROR_CLASSES: dict[str, type[RaError]] = {
     "AlreadyStarted": AlreadyStarted, "NotFound": NotFound, "NodeDown": NodeDown,
     "NoProc": NoProc, "Timeout": Timeout, "not_found": NotFound, "NotFoundError": NotFound,
 }
+
+
+def _refused(node: str, msg: Any, reason: str) -> BadRequest:
+    """The error of a request a node's door refused: a :class:`BadConfig` (also an
+    ``InvalidConfig``) when the reason names a key of a server config
+    (``bad_field:StartServer.conf.KEY``), else a ``BadRequest``."""
+    text = f"node {node} refused the request: {reason}"
+    where = reason.partition("bad_field:")[2].split(".", 2)
+    if len(where) == 3 and isinstance(getattr(msg, where[1], None), dict):
+        key = SERVER.by_user.get(where[2])
+        conf = getattr(msg, where[1])
+        if key is not None:
+            return BadConfig(text, reason, key.user_name, conf.get(key.name), key.allowed())
+        return BadConfig(text, reason, "unknown_key", sorted(map(str, conf)),
+                         f"keys of a server config: {', '.join(sorted(SERVER.by_user))}")
+    return BadRequest(text, reason)
 
 
 def _daemon_error(node: str, tag: str, text: str, fields: Any = None) -> RaError:

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ra.check import cli as check_cli
+from ra.system import NODE
 from ra.errors import AlreadyStarted, InvalidConfig, NodeDown, NoProc, OutcomeUnknown, RaError
 
 __all__ = ["main", "format_status", "format_overview"]
@@ -208,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = node_p.add_subparsers(dest="node_cmd", required=True)
     st = ns.add_parser("start", help="start a node daemon")
     st.add_argument("--data-dir", required=True)
-    st.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0: the port of the node's first start, else ephemeral)")
+    st.add_argument("--listen", default=NODE["listen"].default,
+                    help="HOST:PORT (port 0: the port of the node's first start, else any)")
     st.add_argument("--daemon", action="store_true", help="detach; print the address")
     st.add_argument("--metrics", metavar="HOST:PORT",
                     help="serve Prometheus metrics at http://HOST:PORT/metrics")

@@ -39,6 +39,7 @@ __all__ = [
     "SystemNotStarted",
     "InvalidConfig",
     "BadRequest",
+    "BadConfig",
     "BadReply",
     "QueryError",
     "MachineLoadError",
@@ -136,6 +137,20 @@ class BadRequest(RaError):
     def __init__(self, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class BadConfig(BadRequest, InvalidConfig):
+    """A node refused a server config at its door (the API checks configs before sending, so
+    only a request built by hand gets here): both a :class:`BadRequest` (``reason``, e.g.
+    ``"bad_field:StartServer.conf.tick_ms"``) and an :class:`InvalidConfig` (``key``,
+    ``value``, ``allowed``, from the same schema the door used)."""
+
+    def __init__(self, message: str, reason: str, key: str, value: Any, allowed: str) -> None:
+        RaError.__init__(self, f"{message} (invalid config {key}={value!r}: {allowed})")
+        self.reason = reason
+        self.key = key
+        self.value = value
+        self.allowed = allowed
 
 
 class QueryError(RaError):

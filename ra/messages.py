@@ -27,9 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ra.core.config import SERVER
 from transport.messages import (
     Check, any_term, dict_of, fields, is_bool, list_of, nonempty_str, one_of, opt, sid,
-    path_component, tuple_of, valid_endpoint, valid_node,
+    valid_endpoint, valid_node,
 )
 
 __all__ = [
@@ -45,17 +46,11 @@ __all__ = [
     "ForceDeleteServer", "ListServers", "ServerMetrics", "StartStatus",
     # groups, validators
     "SERVER_CALLS", "SERVER_CASTS", "DAEMON_CALLS", "DAEMON_CASTS", "COMMAND_KINDS",
-    "TUNING_KEYS", "CHECKS", "valid_query",
+    "CHECKS", "valid_query",
 ]
 
 COMMAND_KINDS = ("usr", "join", "leave", "delete_cluster", "open_session", "close_session")
 PRIORITIES = ("normal", "low")
-#: server config keys that tune a server (``ra.api`` checks their values for users; the
-#: daemon checks their types at its door; ``ra.server_proc.DEFAULTS`` gives their defaults)
-TUNING_KEYS = ("election_timeout_ms", "heartbeat_ms", "tick_ms",
-               "max_append_entries_rpc_batch_size", "max_pipeline_count",
-               "low_priority_batch_size", "snapshot_chunk_size", "max_checkpoints",
-               "min_checkpoint_interval", "group_commit_ms")
 
 
 # --- client -> ra server --------------------------------------------------------------------
@@ -328,13 +323,6 @@ def _command_rule(m: CommandCall) -> bool:
     return True
 
 
-_ZERO_OK = ("min_checkpoint_interval", "group_commit_ms")     # 0 = off / every one
-
-
-def _tuning(low: int) -> Any:
-    return lambda x: type(x) is int and x >= low
-
-
 def _env_key(k: Any) -> bool:
     return type(k) is str and k != "" and "=" not in k and "\x00" not in k
 
@@ -343,37 +331,25 @@ def _env_value(v: Any) -> bool:
     return type(v) is str and "\x00" not in v
 
 
-_member = tuple_of(_name, valid_node)
-_machine = tuple_of(one_of("module", "simple"), _path, any_term)
-_CONF_REQUIRED: dict[str, Any] = {
-    "name": _name, "uid": path_component,
-    "cluster_name": nonempty_str, "initial_members": list_of(_member, nonempty=True),
-    "machine": _machine,
-}
-_CONF_TUNING = {k: _tuning(0 if k in _ZERO_OK else 1) for k in TUNING_KEYS}
+def _start_server(m: StartServer) -> str | None:
+    """A server config in wire form, checked by its one schema (``ra.core.config.SERVER``); the
+    reason names the key at fault (a bounded set: ``unknown_key`` for any other)."""
+    if type(m.conf) is not dict:
+        return "bad_field:StartServer.conf"
+    key = SERVER.fault(m.conf)
+    return None if key is None else f"bad_field:StartServer.conf.{key}"
 
 
-def _conf(c: Any) -> bool:
-    """A server config in wire form: the required keys, and tuning keys with int values."""
-    if type(c) is not dict or not all(k in c for k in _CONF_REQUIRED):
-        return False
-    for k, v in c.items():
-        ok = _CONF_REQUIRED.get(k) or _CONF_TUNING.get(k)
-        if ok is None or not ok(v):
-            return False
-    return True
-
-
-def _add_config(c: Any) -> bool:
-    if c is None:
-        return True
-    if type(c) is not dict:
-        return False
-    for k, v in c.items():
-        ok = _machine if k == "machine" else _CONF_TUNING.get(k)
-        if ok is None or not ok(v):
-            return False
-    return True
+def _restart_server(m: RestartServer) -> str | None:
+    """``add_config``: None, or the keys ``restart_server`` may change, checked by the schema."""
+    if not _name(m.name):
+        return "bad_field:RestartServer.name"
+    if m.add_config is None:
+        return None
+    if type(m.add_config) is not dict:
+        return "bad_field:RestartServer.add_config"
+    key = SERVER.fault(m.add_config, partial=True, mutable_only=True)
+    return None if key is None else f"bad_field:RestartServer.add_config.{key}"
 
 
 def _pid(x: Any) -> bool:
@@ -415,8 +391,8 @@ CHECKS: dict[type, Check] = {
     RestartChild: fields(RestartChild, _name),
     DeleteChild: fields(DeleteChild, _name),
     WhichChildren: fields(WhichChildren),
-    StartServer: fields(StartServer, _conf),
-    RestartServer: fields(RestartServer, _name, _add_config),
+    StartServer: _start_server,
+    RestartServer: _restart_server,
     StopServer: fields(StopServer, _name),
     ForceDeleteServer: fields(ForceDeleteServer, _name),
     ListServers: fields(ListServers),

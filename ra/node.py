@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import dataclasses
 import faulthandler
 import fcntl
 import importlib.util
@@ -67,12 +68,13 @@ from typing import Any
 
 import ra.wire  # noqa: F401  (registers ServerId and ra's messages with the codec)
 from ra import messages as rm
+from ra import system
 from ra.core.types import check_node
 from ra.errors import (
     AlreadyStarted, InvalidConfig, NodeDown, NoProc, RaError, SystemNotStarted, error_from_reply,
     error_reply,
 )
-from ra.sup import LOG_SUP, SERVER_SUP, SYSTEM_SUP, build_tree, log_children, server_child_spec
+from ra.sup import LOG_SUP, SERVER_SUP, SYSTEM_SUP, build_tree, server_child_spec, wal_child_specs
 from supervisor.child import set_child_subreaper
 from supervisor.forkserver import ForkServer
 from supervisor.loop import Loop
@@ -100,10 +102,7 @@ _log = logging.getLogger("ra.node")
 LOCK_FILE = "ra_node.lock"
 WAL_CHILD = "ra_log_wal"            # the log supervisor's child that must answer before ready
 _LOG_READY_TIMEOUT = 20.0           # s; spawn_daemon waits 30 s for the ready line
-ENV_KEYS = ("data_dir", "wal_data_dir", "segment_max_entries", "wal_max_size_bytes",
-            "wal_compute_checksums", "wal_write_strategy", "listen", "log_children",
-            "cpu_scheduling", "load_timeout_ms", "restart_servers", "metrics")
-CPU_SCHEDULING = ("batch", "normal")
+ENV_KEYS = system.KEYS              # the node config's keys: its one schema is ra.system.NODE
 # -c rather than -m: ra/__init__ will import this module (runpy would warn)
 _BOOT = "import sys; from ra.node import main; sys.exit(main(sys.argv[1:]))"
 _DEFAULT_PRELOAD = ("ra", "ra.errors", "transport", "supervisor", "ra.server_proc", "ra.log",
@@ -156,48 +155,8 @@ def _from_endpoint(ep: str) -> str:
     return ep[len("tcp://"):] if ep.startswith("tcp://") else ep
 
 
-def validate_env(env: Mapping[str, Any]) -> dict[str, Any]:
-    """Check the keys and values of ``ra.start(**env)``; raise InvalidConfig naming the key."""
-    out = dict(env)
-    for k in out:
-        if k not in ENV_KEYS:
-            raise InvalidConfig(k, out[k], f"unknown key; known: {', '.join(ENV_KEYS)}")
-    for k in ("data_dir", "wal_data_dir"):
-        if k in out and not isinstance(out[k], (str, os.PathLike)):
-            raise InvalidConfig(k, out[k], "a directory path")
-    for k in ("segment_max_entries", "wal_max_size_bytes", "load_timeout_ms"):
-        v = out.get(k)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
-            raise InvalidConfig(k, v, "a positive integer")
-    if "log_children" in out and not (isinstance(out["log_children"], str)
-                                      and ":" in out["log_children"]):
-        raise InvalidConfig("log_children", out["log_children"], '"pkg.mod:func" or absent')
-    for k in ("wal_compute_checksums", "restart_servers"):
-        if k in out and not isinstance(out[k], bool):
-            raise InvalidConfig(k, out[k], "a bool")
-    if out.get("cpu_scheduling", "batch") not in CPU_SCHEDULING:
-        raise InvalidConfig("cpu_scheduling", out["cpu_scheduling"], '"batch" or "normal"')
-    if out.get("wal_write_strategy", "default") not in ("default", "o_sync"):
-        raise InvalidConfig("wal_write_strategy", out["wal_write_strategy"],
-                            '"default" or "o_sync"')
-    if out.get("metrics") is not None and not _host_port(out["metrics"]):
-        raise InvalidConfig("metrics", out["metrics"], '"host:port" for the Prometheus '
-                            "endpoint (port 0: any free port), or absent")
-    listen = out.get("listen", "127.0.0.1:0")
-    if not _host_port(listen):
-        raise InvalidConfig("listen", listen, '"host:port" (port 0 = ephemeral)')
-    for k in ("data_dir", "wal_data_dir"):
-        if k in out:
-            out[k] = os.fspath(out[k])
-    return out
-
-
-def _host_port(v: Any) -> bool:
-    """``"host:port"`` with a port in 0..65535 (0: any free port)."""
-    if not isinstance(v, str):
-        return False
-    host, sep, port = v.rpartition(":")
-    return bool(sep and host and port.isdigit() and int(port) <= 65535)
+#: ``ra.start(**env)``'s check: the node config's one validator
+validate_env = system.validate_env
 
 
 def set_cpu_scheduling(policy: str) -> None:
@@ -247,13 +206,16 @@ class NodeDaemon:
     by the caller; ``preload`` the modules the fork server imports.
     """
 
-    def __init__(self, data_dir: str, listen: str = "127.0.0.1:0",
+    def __init__(self, data_dir: str, listen: str | None = None,
                  config: Mapping[str, Any] | None = None,
                  log_children: Sequence[ChildSpec] = (),
                  preload: Sequence[str] | None = None) -> None:
         self.data_dir = os.path.abspath(data_dir)
-        self.listen = listen
-        self.config = dict(config or {})
+        #: the node's config, checked by its schema (ra.system.NODE), every key filled in
+        self.sys = system.system_config(dict(config or {}, data_dir=self.data_dir,
+                                             **({"listen": listen} if listen else {})))
+        self.listen = self.sys.listen
+        self.config = dataclasses.asdict(self.sys)
         self.log_children = list(log_children)
         self._metrics_server: Any = None
         self.metrics_address: str | None = None       # host:port of the Prometheus endpoint
@@ -290,10 +252,10 @@ class NodeDaemon:
             raise
         _report(ready_fd, {"ok": True, "address": self.address, "pid": os.getpid()})
         _log.info("ra node %s up (pid %d, data_dir %s)", self.address, os.getpid(), self.data_dir)
-        if self.config.get("restart_servers", True) and self.servers is not None:
+        if self.sys.restart_servers and self.servers is not None:
             self.servers.restart_all()
-        if self.config.get("metrics"):
-            self._serve_metrics(self.config["metrics"])
+        if self.sys.metrics:
+            self._serve_metrics(self.sys.metrics)
         assert self.loop is not None
         try:
             self.loop.run_forever()
@@ -303,15 +265,13 @@ class NodeDaemon:
         return self.exit_code
 
     def _start(self, lifeline_fd: int | None) -> None:
-        from ra import system
-        system.prepare_dirs(self.data_dir, self.config.get("wal_data_dir"))
+        system.prepare_dirs(self.data_dir, self.sys.wal_data_dir)
         self._lock_fd = lock_data_dir(self.data_dir)
         _write_lock_info(self._lock_fd, f"pid {os.getpid()}")
         set_child_subreaper()
         given, self.listen = self.listen, remembered_listen(self.data_dir, self.listen)
-        from ra.server_sup import node_system_config
         # socket files of servers SIGKILLed with an earlier daemon (we hold the data dir lock)
-        system.remove_stale_server_sockets(node_system_config(self.config))
+        system.remove_stale_server_sockets(self.sys)
         self.loop = loop = Loop(reap_all=True)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, lambda *_: loop.stop())
@@ -344,7 +304,7 @@ class NodeDaemon:
         from ra.server_sup import ServerSup   # ra servers: start/stop/restart/delete, metrics
         self.servers = ServerSup(self)
         self.forkserver.wait_ready()
-        flags, children = build_tree(self.config, self.log_children)
+        flags, children = build_tree(self.log_children)
         self.root = Supervisor(loop, flags, children, name=SYSTEM_SUP,
                                forkserver=self.forkserver, on_exit=self._root_exit).start()
 
@@ -356,10 +316,8 @@ class NodeDaemon:
         log_sup = self.root.child(LOG_SUP)
         if log_sup is None or WAL_CHILD not in {c.id for c in log_sup.which_children()}:
             return                  # log_children of a test: nothing that answers
-        from ra import system
-        from ra.server_sup import node_system_config
         from wal.messages import WalOverview
-        cfg = node_system_config(self.config)
+        cfg = self.sys
         ep = system.wal_endpoint(cfg)
         up = False
 
@@ -380,7 +338,7 @@ class NodeDaemon:
         if not (log_sup.stopped or log_sup.restarts or self.root.stopped):
             _log.warning("the WAL has not answered after %g s: reporting ready anyway", timeout)
             return
-        system.prepare_dir("wal_data_dir" if self.config.get("wal_data_dir") else "data_dir",
+        system.prepare_dir("wal_data_dir" if cfg.wal_data_dir else "data_dir",
                            system.wal_dir(cfg))
         who, reason = log_sup.last_exit or (WAL_CHILD, "exited")
         raise SystemNotStarted(
@@ -430,11 +388,10 @@ class NodeDaemon:
     def _serve_metrics(self, listen: str) -> None:
         """The Prometheus endpoint (:mod:`ra.metrics`): a snapshot refreshed by this loop
         every second, read by the HTTP thread, which asks the WAL with a mailbox of its own."""
-        from ra import metrics, system
-        from ra.server_sup import node_system_config
+        from ra import metrics
         from transport import Mailbox
         from wal.messages import WalOverview
-        ep = system.wal_endpoint(node_system_config(self.config))
+        ep = system.wal_endpoint(self.sys)
         local = threading.local()
 
         def wal_overview() -> Any:
@@ -755,16 +712,13 @@ def spawn_daemon(env: Mapping[str, Any], *, lifeline: bool,
     with the daemon's own message when it fails to start.
     """
     cfg = validate_env(env)
-    data_dir = os.path.abspath(cfg.get("data_dir") or os.path.join(os.getcwd(), "ra_data"))
-    cfg["data_dir"] = data_dir
-    from ra import system
+    data_dir = os.path.abspath(cfg.get("data_dir") or system.DEFAULT_DATA_DIR)
     system.prepare_dirs(data_dir, cfg.get("wal_data_dir"))   # before node.log is made there
     r_ready, w_ready = os.pipe()
     fds = [w_ready]
     argv = [*argv_prefix, sys.executable, "-c", _BOOT, "--data-dir", data_dir,
-            "--listen", cfg.get("listen", "127.0.0.1:0"), "--ready-fd", str(w_ready),
-            "--config", json.dumps({k: v for k, v in cfg.items()
-                                    if k not in ("data_dir", "listen")})]
+            "--ready-fd", str(w_ready),
+            "--config", json.dumps({k: v for k, v in cfg.items() if k != "data_dir"})]
     life_w = None
     if lifeline:
         life_r, life_w = os.pipe()
@@ -831,10 +785,9 @@ def start(**env: Any) -> str:
     ``./ra_data``. ``env``: see :data:`ENV_KEYS`. Raises InvalidConfig, AlreadyStarted (the
     data directory is locked by a daemon this process did not start) or SystemNotStarted.
     """
-    validate_env(env)
-    data_dir = os.path.abspath(env.get("data_dir") or os.path.join(os.getcwd(), "ra_data"))
-    from ra import system
-    system.prepare_dirs(data_dir, env.get("wal_data_dir"))   # before the old daemon is stopped
+    cfg = validate_env(env)
+    data_dir = os.path.abspath(cfg.get("data_dir") or system.DEFAULT_DATA_DIR)
+    system.prepare_dirs(data_dir, cfg.get("wal_data_dir"))   # before the old daemon is stopped
     for addr, d in list(_dirs.items()):
         if d == data_dir:
             stop_node(addr)
@@ -880,29 +833,29 @@ atexit.register(stop)
 
 # ---------------------------------------------------------------------- entry point
 
-def _log_children(config: dict[str, Any]) -> list[ChildSpec]:
-    """The log supervisor's children: ours (WAL, segment writer), or those of the config's
-    ``log_children`` factory, which is user code and runs in a throwaway child (this process
-    has no thread yet, so it may fork)."""
-    from ra import system
-    system.prepare_dirs(config["data_dir"], config.get("wal_data_dir"))
-    factory = config.get("log_children")
-    if not factory:
-        return log_children(config)
-    from ra.usercode import LOAD_TIMEOUT_MS, call_in_child
-    timeout = config.get("load_timeout_ms", LOAD_TIMEOUT_MS) / 1000
-    specs = call_in_child(factory, (config,), timeout, "log_children")
+def _log_children(cfg: system.SystemConfig) -> list[ChildSpec]:
+    """The log supervisor's children: ours (WAL, segment writer: :func:`ra.sup.wal_child_specs`),
+    or those of the config's ``log_children`` factory, which is user code and runs in a
+    throwaway child (this process has no thread yet, so it may fork), given the config as a
+    dict."""
+    system.prepare_dirs(cfg.data_dir, cfg.wal_data_dir)
+    if not cfg.log_children:
+        return wal_child_specs(cfg)
+    from ra.usercode import call_in_child
+    specs = call_in_child(cfg.log_children, (dataclasses.asdict(cfg),),
+                          cfg.load_timeout_ms / 1000, "log_children")
     if not isinstance(specs, (list, tuple)) or not all(isinstance(c, ChildSpec) for c in specs):
-        raise InvalidConfig("log_children", factory, "a factory that returns a list of "
-                                                     "supervisor.spec.ChildSpec")
+        raise InvalidConfig("log_children", cfg.log_children, "a factory that returns a list of "
+                                                              "supervisor.spec.ChildSpec")
     return list(specs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Daemon entry: ``--data-dir DIR --listen HOST:PORT [--ready-fd N] [--lifeline-fd N]``."""
+    """Daemon entry: ``--data-dir DIR [--listen HOST:PORT] [--config JSON] [--ready-fd N]
+    [--lifeline-fd N]``; ``--config`` holds the other keys of the node config."""
     p = argparse.ArgumentParser(prog="ra-node")
     p.add_argument("--data-dir", required=True)
-    p.add_argument("--listen", default="127.0.0.1:0")
+    p.add_argument("--listen", default=None, help="default: the node config's")
     p.add_argument("--ready-fd", type=int)
     p.add_argument("--lifeline-fd", type=int)
     p.add_argument("--config", default="{}")
@@ -912,15 +865,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
     if a.lifeline_fd is not None:
         os.set_blocking(a.lifeline_fd, False)
-    config = dict(json.loads(a.config), data_dir=os.path.abspath(a.data_dir), listen=a.listen)
-    set_cpu_scheduling(config.get("cpu_scheduling", "batch"))   # before any child is started
+    raw = dict(json.loads(a.config), data_dir=os.path.abspath(a.data_dir))
+    if a.listen is not None:
+        raw["listen"] = a.listen
     try:
-        children = _log_children(config)
+        cfg = system.system_config(raw)
+        set_cpu_scheduling(cfg.cpu_scheduling)     # before any child is started
+        children = _log_children(cfg)
     except RaError as e:
         _log.error("%s", e)
         _report(a.ready_fd, _failure(e))
         return 2
-    daemon = NodeDaemon(a.data_dir, a.listen, config, log_children=children)
+    daemon = NodeDaemon(cfg.data_dir, cfg.listen, dataclasses.asdict(cfg),
+                        log_children=children)
     return daemon.run(a.ready_fd, a.lifeline_fd)
 
 

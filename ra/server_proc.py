@@ -58,6 +58,7 @@ from typing import Any
 import ra.wire  # noqa: F401  (registers the core messages with the codec)
 from ra import messages as rm
 from ra.core import server as core
+from ra.core.config import SERVER_DEFAULTS
 from ra.core.effects import (
     Cast, DeleteAndTerminate, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
     StartElectionTimeout, StartHeartbeatTimeout,
@@ -85,19 +86,9 @@ _log = logging.getLogger("ra.server_proc")
 #: what a follower hears from a leader (it counts its election timeout from the last one)
 _FROM_LEADER = (AppendEntriesRpc, HeartbeatRpc, InstallSnapshotRpc)
 
-DEFAULTS: dict[str, Any] = {
-    "election_timeout_ms": 1000,   # randomised in [T, 2T); leader loss is mostly detected faster
-    "heartbeat_ms": 100,
-    "tick_ms": 1000,
-    "max_append_entries_rpc_batch_size": 128,
-    "max_pipeline_count": 4096,
-    "max_checkpoints": 10,
-    "min_checkpoint_interval": 0,
-    "low_priority_batch_size": 64,
-    "snapshot_chunk_size": 1 << 20,
-    "group_commit_ms": 2,          # see ServerProc._hold
-    "batch": 512,                  # messages drained per loop turn
-}
+#: a server config's defaults (the schema's: ra.core.config.SERVER)
+DEFAULTS: dict[str, Any] = SERVER_DEFAULTS
+_BATCH = 512                # messages drained per loop turn
 
 _MEMTABLE_ROLL = 8192       # entries in memory before asking the WAL to roll over
 _TRIM_AFTER = 4096          # entries dropped from memory before the heap is trimmed
@@ -300,7 +291,7 @@ class ServerProc:
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
         poller.register(wake_r, select.POLLIN)
-        batch = self.conf["batch"]
+        batch = _BATCH
         while self.running:
             now = time.monotonic()
             due = min(self.timers.values()) if self.timers else now + 1.0

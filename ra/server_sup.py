@@ -45,12 +45,13 @@ from typing import Any
 
 from ra import messages as rm
 from ra.directory import Directory
-from ra.errors import AlreadyStarted, InvalidConfig, NotFound
-from ra.sup import server_child_spec, wal_child_specs
-from ra.usercode import LOAD_TIMEOUT_MS, importable_hint
+from ra.errors import AlreadyStarted, NotFound
+from ra import system
+from ra.sup import server_child_spec
+from ra.usercode import importable_hint
 from supervisor.spec import ChildSpec, Nested, SupFlags
 
-__all__ = ["ServerSup", "TARGET", "log_children"]
+__all__ = ["ServerSup", "TARGET"]
 
 TARGET = "ra.server_proc:run"
 #: A server restarted this many times within SERVER_PERIOD seconds is given up on (ra_server_sup)
@@ -71,20 +72,6 @@ class _Loading:
     timer: Any = field(default=None)
 
 
-def node_system_config(config: dict[str, Any]) -> Any:
-    """The storage part (``ra.system.SystemConfig``) of a node daemon's config."""
-    from ra import system
-    keys = set(system.KEYS)
-    return system.system_config({k: v for k, v in config.items()
-                                 if k in keys and v is not None})
-
-
-def log_children(config: dict[str, Any]) -> list[Any]:
-    """The log supervisor's children of a node (``ra.sup.DEFAULT_LOG_CHILDREN``): the WAL, then
-    the segment writer, for the storage keys of the node's config."""
-    return wal_child_specs(node_system_config(config))
-
-
 class ServerSup:
     """Embedded in the node daemon; ``daemon`` gives ``address``, ``data_dir``, ``config``,
     ``server_sup()`` and ``start_server_child(spec)``."""
@@ -98,7 +85,7 @@ class ServerSup:
 
     @property
     def load_timeout(self) -> float:
-        return float(self.daemon.config.get("load_timeout_ms") or LOAD_TIMEOUT_MS) / 1000
+        return float(self.daemon.sys.load_timeout_ms) / 1000
 
     def handles(self, msg: Any) -> bool:
         return type(msg) in _HANDLED
@@ -144,12 +131,8 @@ class ServerSup:
         return out
 
     def _system(self) -> dict[str, Any]:
-        cfg = self.daemon.config
-        keys = ("wal_data_dir", "segment_max_entries", "wal_max_size_bytes",
-                "wal_compute_checksums", "wal_write_strategy")
-        out = {k: cfg[k] for k in keys if cfg.get(k) is not None}
-        out["data_dir"] = self.daemon.data_dir
-        return out
+        """The node's config as a server process gets it (what differs from the defaults)."""
+        return system.as_dict(self.daemon.sys)
 
     def _spawn(self, name: str, conf: dict[str, Any],
                register: dict[str, Any] | None = None) -> int:
@@ -297,9 +280,8 @@ class ServerSup:
 
     # -- calls --------------------------------------------------------------------------------
     def start_server(self, conf: dict[str, Any]) -> Any:
-        name = conf.get("name")
-        if not isinstance(name, str) or not name:
-            raise InvalidConfig("id", name, "a server id (name, node) with a non-empty name")
+        """``conf`` passed the door: the server schema (``ra.core.config.SERVER``) checked it."""
+        name = conf["name"]
         if self.directory.uid_of(name) is not None:
             raise AlreadyStarted(
                 f"server {name!r} already exists on node {self.daemon.address}: "

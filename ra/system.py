@@ -1,92 +1,159 @@
-"""Mirrors ra_system.erl. Per-node storage configuration and its validation.
+"""Mirrors ra_system.erl. The one schema of a node's configuration, and the node's paths.
 
-Keys (ra's names): ``data_dir`` (the node's directory: ``wal/`` and one directory per server
-uid), ``wal_data_dir`` (the WAL on another disk; default ``data_dir/wal``),
-``segment_max_entries`` (entries per segment file), ``wal_max_size_bytes`` (roll-over size),
-``wal_compute_checksums`` (xxh64 per WAL record), ``wal_write_strategy`` (``"default"``:
-write + one ``fdatasync`` per batch; ``"o_sync"``: the file is opened ``O_SYNC``),
-``wal_max_batch_bytes`` (cap of one drained batch). Every bad value raises
-``ra.errors.InvalidConfig(key, value, allowed)``; unknown keys too.
+:class:`SystemConfig` is the node's configuration as a frozen dataclass; each field carries its
+:class:`ra.core.config.Key` (type, default, range, one-line doc), and :data:`NODE` is the table
+of them. Its one validator, :func:`validate_env` (``ra.start(**env)``, ``ra node start``, the
+daemon's own start) / :func:`system_config` (the same, building the object), raises
+``ra.errors.InvalidConfig(key, value, allowed)`` for an unknown key or a bad value. ``None``
+for a key means its default. The README's node table is generated from it
+(``tests/test_config_schema.py``). What the WAL and segment writer processes take is derived
+from it by ``ra.sup.wal_child_specs`` (``wal.config``: the WAL's own dataclasses).
 
-:func:`validate` checks values only; :func:`prepare_dir` checks a directory on disk (it is a
-directory or can be made one, and this process can create files in it) and is called for
-``data_dir`` and the WAL directory before a node daemon starts anything.
+:func:`prepare_dir` checks a directory on disk (it is a directory or can be made one, and this
+process can create files in it) and is called for ``data_dir`` and the WAL directory before a
+node daemon starts anything.
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from ra.core.config import REQUIRED, Key, Schema
 from ra.errors import InvalidConfig
+from wal import config as walcfg
 
-__all__ = ["SystemConfig", "system_config", "validate", "wal_dir", "wal_endpoint",
-           "segment_writer_endpoint", "prepare_dir", "prepare_dirs", "KEYS", "WRITE_STRATEGIES"]
+__all__ = ["SystemConfig", "NODE", "system_config", "validate", "validate_env", "wal_dir",
+           "wal_endpoint", "segment_writer_endpoint", "prepare_dir", "prepare_dirs", "KEYS",
+           "WRITE_STRATEGIES", "CPU_SCHEDULING", "DEFAULT_DATA_DIR"]
 
-WRITE_STRATEGIES = ("default", "o_sync")
+WRITE_STRATEGIES = walcfg.WRITE_STRATEGIES
+CPU_SCHEDULING = ("batch", "normal")
+DEFAULT_DATA_DIR = "ra_data"           # under the current directory, for ra.start
+
+
+#: the WAL's own defaults (wal.config), which the node's WAL keys take
+_WAL = {f.name: f.default for f in dataclasses.fields(walcfg.WalConfig)}
+
+
+def _path(x: Any) -> bool:
+    return isinstance(x, (str, os.PathLike)) and bool(os.fspath(x))
+
+
+def _listen(x: Any) -> bool:
+    host, sep, port = x.rpartition(":")
+    return bool(sep and host and port.isascii() and port.isdigit() and int(port) <= 65535)
+
+
+def _factory(x: Any) -> bool:
+    mod, sep, name = x.partition(":")
+    return bool(sep and mod and name)
+
+
+def _key(default: Any, doc: str, typ: type = int, **kw: Any) -> Any:
+    """A field of :class:`SystemConfig` and its key spec (named after the field by NODE)."""
+    key = Key("", typ, default, doc, **kw)
+    if default is REQUIRED:
+        return dataclasses.field(metadata={"key": key})
+    return dataclasses.field(default=default, metadata={"key": key})
 
 
 @dataclass(frozen=True)
 class SystemConfig:
-    """A node's storage configuration (validated by :func:`system_config`)."""
+    """A node's configuration (built and checked by :func:`system_config`)."""
 
-    data_dir: str
-    wal_data_dir: str | None = None
-    segment_max_entries: int = 4096
-    wal_max_size_bytes: int = 256_000_000
-    wal_compute_checksums: bool = True
-    wal_write_strategy: str = "default"
-    wal_max_batch_bytes: int = 32 << 20
-    wal_endpoint: str | None = None
+    data_dir: str = _key(
+        REQUIRED, "where the node keeps everything", object, pred=_path,
+        allowed_text="a non-empty directory path",
+        default_text="required by `ra node start`; `ra.start`: `./ra_data`")
+    listen: str = _key(
+        "127.0.0.1:0", "the daemon's address; servers listen on the same host (tcp, plus an ipc "
+                       "socket in `data_dir` for peers on this host)", str, pred=_listen,
+        allowed_text='"host:port" (port 0 = ephemeral)')
+    wal_data_dir: str | None = _key(
+        None, "the WAL's directory (another disk)", object, pred=_path, none_ok=True,
+        allowed_text="a non-empty directory path", default_text="`data_dir/wal`")
+    wal_max_size_bytes: int = _key(_WAL["max_size_bytes"], "a WAL file rolls over at this size",
+                                   low=4096)
+    wal_compute_checksums: bool = _key(_WAL["checksums"], "an xxh64 checksum per WAL record",
+                                       bool)
+    wal_write_strategy: str = _key(
+        _WAL["write_strategy"],
+        '"default": write + one `fdatasync` per batch; "o_sync": the file is opened `O_SYNC`',
+        str, choices=WRITE_STRATEGIES)
+    wal_max_batch_bytes: int = _key(_WAL["max_batch_bytes"], "cap of one batch the WAL drains",
+                                    low=4096)
+    wal_endpoint: str | None = _key(
+        None, "the WAL's mailbox address", str, pred=lambda x: "://" in x, none_ok=True,
+        allowed_text='"ipc://..." or "tcp://..."', default_text="an ipc socket in `data_dir`")
+    segment_max_entries: int = _key(_WAL["segment_max_entries"], "entries per segment file",
+                                    low=1, high=1 << 24)
+    cpu_scheduling: str = _key(
+        "batch", "the daemon and every process it starts run as Linux `SCHED_BATCH`: a woken "
+                 "server does not preempt the process that woke it, so under load it takes its "
+                 "messages in batches (W2: 10-15 % more, 25-30 % fewer context switches; W1 "
+                 'unchanged); "normal": `SCHED_OTHER`', str, choices=CPU_SCHEDULING)
+    log_children: str | None = _key(
+        None, "the log supervisor's children instead of the WAL and segment writer (tests; "
+              "called in a throwaway child process, never in the daemon)", str,
+        pred=_factory, none_ok=True, allowed_text='"pkg.mod:func" returning child specs',
+        default_text="the WAL, then the segment writer")
+    load_timeout_ms: int = _key(
+        10_000, "how long a server process may take to import and build its machine (and a "
+                "`log_children` factory to return) before the node gives it up", low=1)
+    restart_servers: bool = _key(
+        True, "at its start, the node restarts every server it hosts that was not stopped "
+              "with `stop_server` (see [Restarting nodes](#restarting-nodes))", bool)
+    metrics: str | None = _key(
+        None, "serve Prometheus metrics at `http://host:port/metrics` (`ra node start "
+              "--metrics`; see [Logs and metrics](#logs-and-metrics))", str, pred=_listen,
+        none_ok=True, allowed_text='"host:port" (port 0: any free port)',
+        default_text="none")
 
 
-KEYS = tuple(SystemConfig.__dataclass_fields__)
+#: The node config's key specs, in the order of :class:`SystemConfig`'s fields.
+NODE = Schema("node config", [dataclasses.replace(f.metadata["key"], name=f.name)
+                              for f in dataclasses.fields(SystemConfig)])
+KEYS = tuple(NODE.keys)
 
 
-def _pos_int(key: str, v: Any, lo: int = 1, hi: int | None = None) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
-        rng = f"an integer >= {lo}" + (f" and <= {hi}" if hi is not None else "")
-        raise InvalidConfig(key, v, rng)
+def validate_env(env: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a node config (``ra.start(**env)``; ``data_dir`` may be absent) and return it with
+    paths as str and ``None`` values dropped (``None`` means the default). Raises
+    ``InvalidConfig`` naming the first unknown key or bad value."""
+    out = NODE.validate({k: v for k, v in env.items() if v is not None}, partial=True)
+    for k in ("data_dir", "wal_data_dir"):
+        if k in out:
+            out[k] = os.fspath(out[k])
+    return out
 
 
 def validate(cfg: SystemConfig) -> SystemConfig:
     """Check every field; return ``cfg`` unchanged or raise InvalidConfig."""
-    if not isinstance(cfg.data_dir, (str, os.PathLike)) or not os.fspath(cfg.data_dir):
-        raise InvalidConfig("data_dir", cfg.data_dir, "a non-empty directory path")
-    if cfg.wal_data_dir is not None and (not isinstance(cfg.wal_data_dir, (str, os.PathLike))
-                                         or not os.fspath(cfg.wal_data_dir)):
-        raise InvalidConfig("wal_data_dir", cfg.wal_data_dir, "None or a non-empty directory path")
-    _pos_int("segment_max_entries", cfg.segment_max_entries, 1, 1 << 24)
-    _pos_int("wal_max_size_bytes", cfg.wal_max_size_bytes, 4096)
-    _pos_int("wal_max_batch_bytes", cfg.wal_max_batch_bytes, 4096)
-    if not isinstance(cfg.wal_compute_checksums, bool):
-        raise InvalidConfig("wal_compute_checksums", cfg.wal_compute_checksums, "True or False")
-    if cfg.wal_write_strategy not in WRITE_STRATEGIES:
-        raise InvalidConfig("wal_write_strategy", cfg.wal_write_strategy,
-                            " or ".join(repr(s) for s in WRITE_STRATEGIES))
-    if cfg.wal_endpoint is not None and (not isinstance(cfg.wal_endpoint, str)
-                                         or "://" not in cfg.wal_endpoint):
-        raise InvalidConfig("wal_endpoint", cfg.wal_endpoint, 'None or "ipc://..."/"tcp://..."')
+    validate_env(dataclasses.asdict(cfg))
     return cfg
 
 
 def system_config(conf: Mapping[str, Any] | None = None, **kw: Any) -> SystemConfig:
-    """Build and validate a config from a mapping and/or keywords (unknown keys rejected)."""
+    """Build and validate a node config from a mapping and/or keywords (``data_dir``
+    required)."""
     d = dict(conf or {})
     d.update(kw)
-    for k in d:
-        if k not in KEYS:
-            raise InvalidConfig(k, d[k], f"unknown key; known: {', '.join(KEYS)}")
+    d = validate_env(d)
     if "data_dir" not in d:
-        raise InvalidConfig("data_dir", None, "required: a directory path")
-    for k in ("data_dir", "wal_data_dir"):
-        if isinstance(d.get(k), os.PathLike):
-            d[k] = os.fspath(d[k])
-    return validate(SystemConfig(**d))
+        NODE.validate(d)          # raises: data_dir is required
+    return SystemConfig(**d)
+
+
+def as_dict(cfg: SystemConfig) -> dict[str, Any]:
+    """The keys of ``cfg`` that differ from their defaults (what a server process is given)."""
+    return {k.name: getattr(cfg, k.name) for k in NODE
+            if getattr(cfg, k.name) != k.default}
 
 
 def _first_non_dir(path: str) -> str | None:

@@ -30,12 +30,7 @@ from typing import Any
 
 from ra.errors import InvalidConfig
 
-__all__ = ["LOAD_TIMEOUT_MS", "describe", "failure_info", "importable_hint", "call_in_child"]
-
-#: default of the node env key ``load_timeout_ms``: how long importing and building user code
-#: (a machine, a log_children factory) may take before it is declared failed
-LOAD_TIMEOUT_MS = 10_000
-
+__all__ = ["describe", "failure_info", "importable_hint", "call_in_child"]
 
 def importable_hint(what: str = "the machine's module", again: str = "the server") -> str:
     """What to do when user code does not load on a node."""

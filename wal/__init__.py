@@ -4,8 +4,9 @@ write-ahead log process and segment writer, and the segment files they produce
 :mod:`wal.wal`; the messages themselves and their validators: :mod:`wal.messages`.
 
 This package imports nothing of ``ra`` (storage runs one way: ``ra.log`` uses ``wal``). The
-processes take plain arguments (``python -m wal.wal --help``); ra builds them from its
-configuration and places the processes in its tree (``ra.sup.wal_child_specs``).
+processes take their config as data (:mod:`wal.config`: ``run(WalConfig)``, or the same as a
+command line, ``python -m wal.wal --help``); ra maps its node configuration onto it and places
+the processes in its tree (``ra.sup.wal_child_specs``).
 """
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ directories fsynced; only then is the WAL file unlinked (and the WAL directory f
 tail is where the file's log ends. Flushes of one WAL directory are serialised by an ``flock``
 on ``<wal_dir>/flush.lock`` so the WAL's start-up recovery and this process never interleave.
 
-Process entry point: ``python -m wal.segment_writer --wal-dir D --data-dir D [--endpoint E]``.
+Process entry point: :func:`run` with a :class:`wal.config.SegmentWriterConfig` (how ra forks
+it), or ``python -m wal.segment_writer --wal-dir D --data-dir D [--endpoint E]`` (:func:`main`).
 It flushes every closed WAL file (all but the newest, which the WAL owns) in sequence order,
 then waits for a nudge (a :class:`wal.messages.SegRoll` cast on its endpoint) or polls every
 ``--poll-ms``. A :class:`wal.messages.SegOverview` call answers its counters (files flushed,
@@ -22,27 +23,26 @@ messages dropped by reason). Anything else is dropped and counted; a call gets
 """
 from __future__ import annotations
 
-import argparse
 import fcntl
 import os
 import signal
 import sys
 import time
 from contextlib import contextmanager
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from typing import Any
 
 from wal import osio
+from wal.config import SegmentWriterConfig, coerce, from_argv
 from wal.format import resolve, scan_file
 from transport.messages import BAD_REQUEST
 from wal.messages import SegOverview, SegRoll, check, valid_uid
 from wal.segments import Segments
 
-__all__ = ["flush_wal_file", "flush_closed", "wal_files", "flush_lock", "main",
+__all__ = ["flush_wal_file", "flush_closed", "wal_files", "flush_lock", "main", "run",
            "segments_dir", "wal_file_name", "valid_uid"]
 
-DEFAULT_SEGMENT_MAX_ENTRIES = 4096
 
 
 def wal_file_name(seq: int) -> str:
@@ -115,14 +115,14 @@ def flush_closed(wal_dir: str, data_dir: str, segment_max_entries: int,
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m wal.segment_writer ARGS``: :func:`run` with the
+    :class:`~wal.config.SegmentWriterConfig` of the command line (``--help`` lists it)."""
+    return run(from_argv(SegmentWriterConfig, argv, "wal.segment_writer"))
+
+
+def run(config: SegmentWriterConfig | Mapping[str, Any]) -> int:
     """Segment writer process: flush closed WAL files until SIGTERM."""
-    ap = argparse.ArgumentParser(prog="wal.segment_writer")
-    ap.add_argument("--wal-dir", required=True)
-    ap.add_argument("--data-dir", required=True)
-    ap.add_argument("--segment-max-entries", type=int, default=DEFAULT_SEGMENT_MAX_ENTRIES)
-    ap.add_argument("--endpoint", default=None, help="mailbox address for roll-over nudges")
-    ap.add_argument("--poll-ms", type=int, default=200)
-    a = ap.parse_args(argv)
+    a = coerce(SegmentWriterConfig, config)
     stop = False
 
     def _term(*_: object) -> None:

@@ -32,31 +32,31 @@ its directory entry are synced before use) and nudges the segment writer. At sta
 existing WAL file is recovered (torn tails end the log) and flushed to segments before the first
 append is accepted.
 
-Entry point: ``python -m wal.wal --wal-dir D --data-dir D --endpoint E [...]`` or :func:`main`.
+Entry point: :func:`run` with a :class:`wal.config.WalConfig` (how ra forks it), or
+``python -m wal.wal --wal-dir D --data-dir D --endpoint E [...]`` (:func:`main`; ``--help``).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from transport.messages import BAD_REQUEST, checker
 from wal import messages as wm
 from wal import osio
+from wal.config import (DEFAULT_MAX_SIZE_BYTES, DEFAULT_SEGMENT_MAX_ENTRIES, WRITE_STRATEGIES,
+                        WalConfig, coerce, from_argv)
 from wal.batch import Append, WriterState, needs_roll, plan_batch
 from wal.format import HEADER_SIZE, encode_header
-from wal.segment_writer import (DEFAULT_SEGMENT_MAX_ENTRIES, flush_lock, flush_wal_file,
+from wal.segment_writer import (flush_lock, flush_wal_file,
                                 wal_file_name, wal_files)
 
-__all__ = ["Wal", "main", "DEFAULT_MAX_SIZE_BYTES", "WRITE_STRATEGIES"]
+__all__ = ["Wal", "main", "run", "DEFAULT_MAX_SIZE_BYTES", "WRITE_STRATEGIES"]
 
-DEFAULT_MAX_SIZE_BYTES = 256 * 1024 * 1024
-WRITE_STRATEGIES = ("default", "o_sync")
 _WRITERS_FILE = "writers"
 
 Notify = Callable[[Any, Any], None]
@@ -292,28 +292,15 @@ def _serve(wal: Wal, mb: Any, env: Any) -> None:
         mb.reply(env.frm, "ok")
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="wal.wal")
-    ap.add_argument("--wal-dir", required=True)
-    ap.add_argument("--data-dir", required=True)
-    ap.add_argument("--endpoint", required=True)
-    ap.add_argument("--segment-writer", default=None, help="segment writer's mailbox address")
-    ap.add_argument("--max-size-bytes", type=int, default=DEFAULT_MAX_SIZE_BYTES)
-    ap.add_argument("--no-checksums", action="store_true")
-    ap.add_argument("--write-strategy", default="default", choices=WRITE_STRATEGIES)
-    ap.add_argument("--segment-max-entries", type=int, default=DEFAULT_SEGMENT_MAX_ENTRIES)
-    ap.add_argument("--max-batch-bytes", type=int, default=32 << 20)
-    ap.add_argument("--error-exit-after", type=float, default=1.0,
-                    help="seconds a failed WAL keeps answering overview before exiting 1")
-    ap.add_argument("--inject-fault", default=None, metavar="CALL:ERRNO:AFTER",
-                    help="testing: fail CALL (write|fdatasync) with ERRNO (e.g. EIO) after "
-                         "AFTER successful calls, through the wal.osio seam")
-    return ap.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
+    """``python -m wal.wal ARGS``: :func:`run` with the :class:`~wal.config.WalConfig` of the
+    command line (``--help`` lists it)."""
+    return run(from_argv(WalConfig, argv, "wal.wal"))
+
+
+def run(config: WalConfig | Mapping[str, Any]) -> int:
     """Run the WAL process until SIGTERM (exit 0) or a write/sync failure (exit 1)."""
-    a = _parse_args(argv)
+    a = coerce(WalConfig, config)
     from transport.direct import DirectMailbox
 
     stop = False
@@ -333,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     mb = DirectMailbox(a.endpoint, blocking_connect=False)
     sw = a.segment_writer
     wal = Wal(a.wal_dir, a.data_dir, mb.cast, max_size_bytes=a.max_size_bytes,
-              checksums=not a.no_checksums, write_strategy=a.write_strategy,
+              checksums=a.checksums, write_strategy=a.write_strategy,
               segment_max_entries=a.segment_max_entries,
               on_roll=(lambda: mb.cast(sw, wm.SegRoll())) if sw else None)
     wal.recover()

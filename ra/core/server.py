@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ra.core import quorum, validate
+from ra.core.config import SERVER_DEFAULTS as _D
 from ra.core.effects import (
     OUTBOUND, Cast, DeleteAndTerminate, Effect, MachineEffect, NextEvent, Notify, RecordLeaderMsg,
     Reply, SendRpc, StartElectionTimeout, StartHeartbeatTimeout,
@@ -65,7 +66,9 @@ _TRANSFER_TICKS = 10
 
 @dataclass(slots=True)
 class ServerConfig:
-    """Static configuration of one server (ra's ``ra_server_config()``)."""
+    """Static configuration of one server (ra's ``ra_server_config()``): its identity, the
+    injected log, meta store and machine, and the tuning keys the core reads (the shell reads
+    the others). Built by the shell from a config checked by :data:`ra.core.config.SERVER`."""
 
     id: Any
     uid: str
@@ -75,10 +78,11 @@ class ServerConfig:
     log: Any
     meta: Any
     machine_config: Any = None
-    max_append_entries_rpc_batch_size: int = 128
-    max_pipeline_count: int = 4096
-    low_priority_batch_size: int = 64
-    snapshot_chunk_size: int = 1 << 20
+    # the tuning keys the core reads; their defaults and checks: ra.core.config.SERVER
+    max_append_entries_rpc_batch_size: int = _D["max_append_entries_rpc_batch_size"]
+    max_pipeline_count: int = _D["max_pipeline_count"]
+    low_priority_batch_size: int = _D["low_priority_batch_size"]
+    snapshot_chunk_size: int = _D["snapshot_chunk_size"]
     bugs: frozenset[str] = frozenset()
 
 

@@ -51,7 +51,8 @@ from wal.segments import Segments
 from ra.snapshot import FileCheckpointStore, FileSnapshotStore
 from wal.format import BadHeader, resolve, scan_file
 from wal.messages import WalAppend, WalError, WalResendWrite, WalStarted, WalWritten
-from wal.segment_writer import DEFAULT_SEGMENT_MAX_ENTRIES, wal_files
+from wal.config import DEFAULT_SEGMENT_MAX_ENTRIES
+from wal.segment_writer import wal_files
 
 __all__ = ["DiskLog", "MAX_ENTRIES_PER_MESSAGE"]
 

@@ -111,6 +111,41 @@ def test_invalid_configs(shared_three):
         ra.start(data_dir=three.data_dir(9), segment_max_entries=0)
 
 
+def test_a_forged_wire_config_is_refused_at_the_daemons_door_naming_the_key(shared_three):
+    """What the API would never send (it checks first: tests/test_config_schema.py): the
+    daemon's door checks the wire config with the same schema, refuses it naming the key,
+    counts it, and starts nothing."""
+    from ra import messages as rm
+    from ra.node import node_call
+    addr = shared_three.addrs[0]
+    good = {"name": "forged", "uid": "forgedUID", "cluster_name": "forged",
+            "initial_members": [["forged", addr]], "machine": list(COUNTER)}
+    before = node_call(addr, rm.NodeStatus())["bad_messages"]
+    for key, bad, reason in (
+            ("heartbeat_ms", 0, "bad_field:StartServer.conf.heartbeat_ms"),
+            ("group_commit_ms", True, "bad_field:StartServer.conf.group_commit_ms"),
+            ("uid", "../escape", "bad_field:StartServer.conf.uid"),
+            ("bogus", 1, "bad_field:StartServer.conf.unknown_key")):
+        assert node_call(addr, rm.StartServer(dict(good, **{key: bad}))) == (
+            "error", "bad_request", reason)
+    assert node_call(addr, rm.RestartServer("forged", {"cluster_name": "x"})) == (
+        "error", "bad_request", "bad_field:RestartServer.add_config.cluster_name")
+    after = node_call(addr, rm.NodeStatus())["bad_messages"]
+    assert after.get("bad_field:StartServer.conf.heartbeat_ms", 0) == \
+        before.get("bad_field:StartServer.conf.heartbeat_ms", 0) + 1
+    assert "forged" not in node_call(addr, rm.ListServers())
+    # and through the client: a BadRequest that is an InvalidConfig naming the key
+    c = ra.default_client()
+    with pytest.raises(ra.BadRequest, match="StartServer.conf.tick_ms") as ei:
+        c._daemon(addr, rm.StartServer(dict(good, tick_ms=-5)), 5)
+    assert isinstance(ei.value, ra.InvalidConfig)
+    assert (ei.value.key, ei.value.value, ei.value.allowed) == ("tick_ms", -5,
+                                                               "a positive integer")
+    with pytest.raises(ra.InvalidConfig) as ei:
+        c._daemon(addr, rm.RestartServer("forged", {"machine": ["x", "y", None]}), 5)
+    assert ei.value.key == "machine" and ei.value.value == ["x", "y", None]
+
+
 def test_second_daemon_on_same_data_dir_fails_fast(shared_three):
     with pytest.raises(ra.AlreadyStarted, match="in use"):
         ra.start(data_dir=shared_three.data_dir(0))

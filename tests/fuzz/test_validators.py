@@ -156,10 +156,16 @@ def test_endpoint_and_node_predicates() -> None:
     assert not any(tm.valid_node(x) for x in ("h", "h:0", ":1", "ipc:///x", 1, "h:1:2"))
 
 
-def test_tuning_keys_agree_with_the_api_and_the_server_defaults() -> None:
-    from ra import api
-    assert set(rm.TUNING_KEYS) == set(api._MUTABLE)
-    assert set(rm.TUNING_KEYS) <= set(server_proc.DEFAULTS)
+def test_the_door_refuses_a_bad_server_config_naming_the_key() -> None:
+    """The daemon's door checks a wire config with the server schema itself (one validator):
+    each bad key is named in the reason (tests/test_config_schema.py tries every key)."""
+    start = next(m for m in EXEMPLARS if type(m) is rm.StartServer)
+    bad = dataclasses.replace(start, conf={**start.conf, "heartbeat_ms": 0})
+    assert ranode._door(bad, "call") == "bad_field:StartServer.conf.heartbeat_ms"
+    bad = dataclasses.replace(start, conf={**start.conf, "what": 1})
+    assert ranode._door(bad, "call") == "bad_field:StartServer.conf.unknown_key"
+    assert (ranode._door(rm.RestartServer("s", {"uid": "x"}), "call")
+            == "bad_field:RestartServer.add_config.uid")
 
 
 @settings(_SETTINGS, max_examples=EXAMPLES // 2)

@@ -36,4 +36,7 @@ def test_child_specs() -> None:
     from ra.sup import wal_child_specs
     specs = wal_child_specs({"data_dir": "/tmp/x", "wal_compute_checksums": False})
     assert [s.id for s in specs] == ["ra_log_wal", "ra_log_segment_writer"]
-    assert "--no-checksums" in specs[0].start.args[0]
+    assert specs[0].start.args[0].checksums is False          # the WAL's config, as data
+    exec_specs = wal_child_specs({"data_dir": "/tmp/x", "wal_compute_checksums": False},
+                                 fork=False)
+    assert "--no-checksums" in exec_specs[0].start.argv
