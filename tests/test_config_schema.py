@@ -54,6 +54,7 @@ _BY_HAND: dict[str, list[Any]] = {
     "wal_data_dir": ["", 3],
     "listen": ["nohost", "h:", "h:70000", ":1", 5],
     "wal_endpoint": ["nowhere", 5],
+    "metrics": ["nohost", "h:70000", 9100],
     "log_children": ["nocolon", ":f", 5],
 }
 
