@@ -75,10 +75,12 @@ def test_isolated_leader_steps_down_and_callers_move_on(cut: Any) -> None:
             t0 = time.monotonic()
             reply, new_leader = client.process_command(ids, 1000, timeout=10)
             took = time.monotonic() - t0
+            print(f"isolated leader: answered by the new leader after {took:.2f} s")
             assert new_leader != leader and isinstance(reply, int)
             assert client.key_metrics(new_leader)["term"] > term
-            # election timeout + a first attempt at the cut-off leader (attempt_timeout, 1 s)
-            assert took < 3 * ELECTION_S + client.attempt_timeout, f"took {took:.2f} s"
+            # the bound: 2 election timeouts (measured: 1.01-1.02 s, the first attempt
+            # at the cut-off leader giving up after attempt_timeout while the others elect)
+            assert took < 2 * ELECTION_S, f"took {took:.2f} s"
             # check-quorum: the cut-off leader stops being one by itself
             wait_for(lambda: client.key_metrics(leader)["state"] != "leader",
                      2 * ELECTION_S + 1.0, "the isolated leader to step down")
