@@ -4,9 +4,11 @@ Modules: :mod:`~transport.codec` (terms <-> bytes), :mod:`~transport.envelope` (
 wire envelope), :mod:`~transport.mailbox` (one ROUTER mailbox per process: ``cast``, ``call``,
 ``reply``, ``recv``), :mod:`~transport.registry` (the node daemon's name registry and the
 client resolve cache), :mod:`~transport.failure_detector` (node heartbeats, nodeup/nodedown),
-:mod:`~transport.statem` (a gen_statem runner), :mod:`~transport.clock` (injected time),
-:mod:`~transport.sim` (a seeded in-memory network with the mailbox surface) and
+:mod:`~transport.clock` (injected time, for the failure detector's tests),
+:mod:`~transport.curve` (ZeroMQ's CURVE security mechanism, sans I/O) and
 :mod:`~transport.errors` (what ``call`` raises: ``NoProc``, ``NodeDown``, ``Timeout``...).
+(A gen_statem runner and an in-memory network used to live here too; nothing used them: the
+Raft core has its own deterministic simulator, ``ra.testing.sim``.)
 
 This package imports nothing of ``ra``. Its names are loaded on first use (PEP 562), so that
 ``import transport.codec`` or ``transport.errors`` does not load ZeroMQ.
