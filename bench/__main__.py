@@ -83,6 +83,11 @@ def _on_term(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _ratio(v: Any, p: Any) -> str:
+    ok = isinstance(v, (int, float)) and isinstance(p, (int, float)) and p and not math.isnan(p)
+    return f"{v / p:.2f}" if ok else "-"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="short runs for development and CI")
@@ -130,16 +135,18 @@ def main(argv: list[str] | None = None) -> int:
     for name in suites:
         if any(r["suite"] == name for r in rows):
             print(f"  peer of {name}: {PEERS.get(name, '-')}")
+    erl = any(isinstance(r.get("erlang"), (int, float)) for r in rows)
+    if erl:
+        print("  erlang: Erlang ra 2.15.4 in the same sitting; ratio ours / Erlang ra")
     hdr = (f"{'suite':<9} {'workload':<34} {'metric':<22} {'ours':>10} {'peer':>10} "
-           f"{'ratio':>6}  unit")
+           f"{'ratio':>6}" + (f" {'erlang':>10} {'ratio':>6}" if erl else "") + "  unit")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
-        v, p = r.get("value"), r.get("peer")
-        ok = isinstance(v, (int, float)) and isinstance(p, (int, float)) and p and not math.isnan(p)
-        ratio = f"{v / p:.2f}" if ok else "-"  # type: ignore[operator]
+        v, p, e = r.get("value"), r.get("peer"), r.get("erlang")
+        extra = f" {_fmt(e):>10} {_ratio(v, e):>6}" if erl else ""
         print(f"{r['suite']:<9} {str(r['workload'])[:34]:<34} {str(r['metric'])[:22]:<22} "
-              f"{_fmt(v):>10} {_fmt(p):>10} {ratio:>6}  {r.get('unit', '')}")
+              f"{_fmt(v):>10} {_fmt(p):>10} {_ratio(v, p):>6}{extra}  {r.get('unit', '')}")
         if r.get("note"):
             print(f"{'':<9} {'':<34} note: {r['note']}")
     res_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")

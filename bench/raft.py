@@ -1,9 +1,11 @@
-"""No ra equivalent. The W1–W6 suite of ``make bench``: this project beside PySyncObj.
+"""No ra equivalent. The W1–W6 suite of ``make bench``: this project beside PySyncObj and,
+where ``erl`` is installed, beside Erlang ra itself (:mod:`bench.erlang_peer`).
 
 Runs :func:`bench.workloads.measure` (ours: 3 node daemons, default durability) and then
 :func:`bench.pysyncobj_peer.measure` (PySyncObj 0.3.17, 3 member processes, client in a
 follower, **no fsync**) in the same run, and pairs the figures into rows
-``{"workload", "metric", "value", "unit", "peer", "note"}`` (``value`` ours, ``peer`` theirs).
+``{"workload", "metric", "value", "unit", "peer", "erlang", "note"}`` (``value`` ours, ``peer``
+PySyncObj's, ``erlang`` Erlang ra's, None where a side has no such figure).
 Every process either side starts is killed (whole trees) before :func:`run` returns, raises, or
 is interrupted.
 
@@ -18,7 +20,7 @@ import statistics
 import sys
 from typing import Any
 
-from bench import pysyncobj_peer, workloads
+from bench import erlang_peer, pysyncobj_peer, workloads
 from bench.procs import Reaper, progress
 
 __all__ = ["run", "LABELS", "main"]
@@ -55,8 +57,12 @@ def _unit(metric: str) -> str:
 
 
 def _pair(ours: dict[tuple[str, str], tuple[Any, str]],
-          peer: dict[tuple[str, str], tuple[Any, str]], peer_why: str) -> list[dict[str, Any]]:
+          peer: dict[tuple[str, str], tuple[Any, str]], peer_why: str,
+          erl: dict[tuple[str, str], tuple[Any, str]] | None = None,
+          erl_why: str = "") -> list[dict[str, Any]]:
+    erl = erl or {}
     keys = list(ours) + [k for k in peer if k not in ours]
+    keys += [k for k in erl if k not in keys]
     keys.sort(key=lambda k: (_ORDER.index(k[0]) if k[0] in _ORDER else 99))
     rows = []
     for k in keys:
@@ -71,8 +77,11 @@ def _pair(ours: dict[tuple[str, str], tuple[Any, str]],
             pn = "its W2 figure" if pv is not None else pn
         note = "; ".join(x for x in (f"ours: {on}" if on and not on.startswith("ours") else on,
                                      f"peer: {pn}" if pn else "") if x)
+        ev, en = erl.get(k, (None, ""))
+        if ev is not None or erl_why:
+            note = "; ".join(x for x in (note, f"erlang: {en or erl_why}") if x)
         rows.append({"workload": LABELS.get(wl, wl), "metric": metric, "value": ov,
-                     "unit": _unit(metric), "peer": pv, "note": note})
+                     "unit": _unit(metric), "peer": pv, "erlang": ev, "note": note})
     return rows
 
 
@@ -128,7 +137,18 @@ def run(quick: bool = False, repeat: int | None = None) -> list[dict[str, Any]]:
         peer = _side("peer", pysyncobj_peer.measure, quick, n, peer_errors)
         if peer_errors:
             peer_why = "; ".join(peer_errors)
-    rows = _pair(ours, peer, peer_why)
+    erl: dict[tuple[str, str], tuple[Any, str]] = {}
+    erl_why = erlang_peer.available() or ""
+    if erl_why:
+        progress("erlang", f"Erlang ra not run: {erl_why}")
+    else:
+        erl_errors: list[str] = []
+        erl = _side("erlang", erlang_peer.measure, quick, n, erl_errors)
+        erl_why = "; ".join(erl_errors)
+    rows = _pair(ours, peer, peer_why, erl, "" if erl else erl_why)
+    if not erl and erl_why:
+        for r in rows[:1]:
+            r["note"] = "; ".join(x for x in (r["note"], f"erlang: {erl_why}") if x)
     if errors:
         err = RuntimeError("; ".join(errors))
         err.rows = rows  # type: ignore[attr-defined]  # the aggregator still prints them

@@ -1,0 +1,49 @@
+"""bench.erlang_peer: Erlang ra's run.sh JSON mapped onto our figures' keys and units; the
+reason it cannot run is one line; the rows carry its column (ratio ours / Erlang ra)."""
+from __future__ import annotations
+
+import pytest
+
+from bench import erlang_peer, raft
+
+SAMPLE = {   # the shape run.sh writes (its header comment and README)
+    "w1": [{"p50_us": 800, "p99_us": 2000, "ops_per_s": 1200},
+           {"p50_us": 900, "p99_us": 2400, "ops_per_s": 1100},
+           {"p50_us": 850, "p99_us": 2100, "ops_per_s": 1150}],
+    "w2": [{"ops_per_s": 8000}, {"ops_per_s": 8200}, {"ops_per_s": 7000}],
+    "w3": [{"cmds_per_s": 66000}],
+    "w4": [{"failover_ms": 390}],
+    "w5": [{"restart_to_commit_ms": 3000, "log_last_index": 546000}],
+    "w6": [[{"rss_kib": 204800}, {"rss_kib": 102400}]],
+}
+
+
+def test_figures_are_medians_in_our_units():
+    f = erlang_peer.figures(SAMPLE)
+    assert f[("W1", "p50")][0] == pytest.approx(0.85)        # ms
+    assert f[("W1", "p99")][0] == pytest.approx(2.1)
+    assert f[("W2", "ops/s")][0] == 8000
+    assert f[("W2 threads", "ops/s")][0] == 8000
+    assert f[("W3", "commands/s")][0] == 66000
+    assert f[("W4", "failover median")][0] == pytest.approx(0.39)    # s
+    assert f[("W5", "start -> first commit")][0] == pytest.approx(3.0)
+    assert "546,000 entries" in f[("W5", "start -> first commit")][1]
+    assert f[("W6", "node RSS max")][0] == pytest.approx(200.0)     # MB
+    assert erlang_peer.figures({}) == {}
+
+
+def test_unavailable_says_why(monkeypatch, tmp_path):
+    monkeypatch.setattr(erlang_peer, "ANCHOR", str(tmp_path))
+    assert "no Erlang ra anchor" in erlang_peer.available()
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
+    monkeypatch.setattr(erlang_peer.shutil, "which", lambda name: None)
+    assert "apt-get install -y erlang-nox" in erlang_peer.available()
+
+
+def test_rows_carry_the_erlang_column():
+    ours = {("W1", "p50"): (0.9, "x"), ("W3", "commands/s"): (40000.0, "y")}
+    rows = raft._pair(ours, {}, "no peer", erlang_peer.figures(SAMPLE))
+    by = {(r["workload"], r["metric"]): r for r in rows}
+    assert by[(raft.LABELS["W1"], "p50")]["erlang"] == pytest.approx(0.85)
+    assert by[(raft.LABELS["W3"], "commands/s")]["erlang"] == 66000
+    assert by[(raft.LABELS["W6"], "node RSS max")]["value"] is None   # theirs only
