@@ -566,7 +566,7 @@ class Client:
             except NotFound:
                 missing.append(sid)
             except AlreadyStarted:
-                restarted.append(sid)
+                spawned.append(sid)     # it may still be loading (a node restarting it)
             except (NodeDown, NoProc, Timeout):
                 not_started.append(sid)
         for sid in spawned:

@@ -37,6 +37,7 @@ def test_1000_concurrent_tasks_on_one_loop(cluster):
         await t
         return [r for r, _leader in res], max(gaps)
     replies, worst_gap = asyncio.run(main())
+    print(f"aio: worst event-loop gap {worst_gap:.3f} s")
     assert sorted(replies) == list(range(1, TASKS + 1))     # each applied once
     assert ra.consistent_query(ids, "ra.testing.machines:get_state")[0] == TASKS
     assert worst_gap < 0.5, f"the event loop was blocked for {worst_gap:.2f} s"
