@@ -29,6 +29,8 @@ _NOTE = "Erlang ra 2.15.4 (OTP 25), anchor-ra/run.sh, same sitting"
 
 def available() -> str | None:
     """None if Erlang ra can run here, else a one-line reason."""
+    if os.environ.get("RA_BENCH_ERLANG") == "0":
+        return "RA_BENCH_ERLANG=0"
     if not os.path.isfile(os.path.join(ANCHOR, "run.sh")):
         return f"no Erlang ra anchor at {ANCHOR} (set RA_ANCHOR)"
     if shutil.which("erl") is None:

@@ -33,6 +33,7 @@ def test_figures_are_medians_in_our_units():
 
 
 def test_unavailable_says_why(monkeypatch, tmp_path):
+    monkeypatch.delenv("RA_BENCH_ERLANG", raising=False)
     monkeypatch.setattr(erlang_peer, "ANCHOR", str(tmp_path))
     assert "no Erlang ra anchor" in erlang_peer.available()
     (tmp_path / "run.sh").write_text("#!/bin/sh\n")
