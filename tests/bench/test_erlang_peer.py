@@ -48,3 +48,14 @@ def test_rows_carry_the_erlang_column():
     assert by[(raft.LABELS["W1"], "p50")]["erlang"] == pytest.approx(0.85)
     assert by[(raft.LABELS["W3"], "commands/s")]["erlang"] == 66000
     assert by[(raft.LABELS["W6"], "node RSS max")]["value"] is None   # theirs only
+
+
+@pytest.mark.slow
+def test_a_real_erlang_run_maps_onto_our_figures():
+    """make soak, where erl is installed: run.sh's w123 phases end to end (about 80 s)."""
+    why = erlang_peer.available()
+    if why is not None:
+        pytest.skip(why)
+    f = erlang_peer.measure(quick=True)
+    for k in (("W1", "p50"), ("W2", "ops/s"), ("W3", "commands/s"), ("W6", "node RSS max")):
+        assert isinstance(f[k][0], float) and f[k][0] > 0, k
