@@ -12,7 +12,9 @@ One daemon per data directory. Start-up, in this order:
    the same directory fails at once with :class:`~ra.errors.AlreadyStarted` naming the holder;
 2. become a child subreaper and install the reap-all loop (no zombie is ever left);
 3. start the fork server (before any ZeroMQ context exists in this process);
-4. bind the mailbox on ``listen`` (``host:port``, port 0 = ephemeral) and embed the name
+4. read the node secret (:func:`load_secret`, the ``cookie_file`` key) and pin it in this
+   process and, over their socketpair, in the fork server (every child inherits it in memory;
+   ``RA_COOKIE`` is removed from their environment); bind the mailbox on ``listen`` (``host:port``, port 0 = ephemeral) and embed the name
    registry (:mod:`transport.registry`) and the node failure detector
    (:mod:`transport.failure_detector`, ticked by a loop timer);
 5. start the supervision tree of :mod:`ra.sup` (log supervisor, then server supervisor) and
@@ -101,7 +103,7 @@ WAL_CHILD = "ra_log_wal"            # the log supervisor's child that must answe
 _LOG_READY_TIMEOUT = 20.0           # s; spawn_daemon waits 30 s for the ready line
 ENV_KEYS = ("data_dir", "wal_data_dir", "segment_max_entries", "wal_max_size_bytes",
             "wal_compute_checksums", "wal_write_strategy", "listen", "log_children",
-            "cpu_scheduling", "load_timeout_ms")
+            "cpu_scheduling", "load_timeout_ms", "cookie_file")
 CPU_SCHEDULING = ("batch", "normal")
 # -c rather than -m: ra/__init__ will import this module (runpy would warn)
 _BOOT = "import sys; from ra.node import main; sys.exit(main(sys.argv[1:]))"
@@ -138,6 +140,8 @@ def validate_env(env: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidConfig("wal_compute_checksums", out["wal_compute_checksums"], "a bool")
     if out.get("cpu_scheduling", "batch") not in CPU_SCHEDULING:
         raise InvalidConfig("cpu_scheduling", out["cpu_scheduling"], '"batch" or "normal"')
+    if "cookie_file" in out and not isinstance(out["cookie_file"], (str, os.PathLike)):
+        raise InvalidConfig("cookie_file", out["cookie_file"], "a file path")
     if out.get("wal_write_strategy", "default") not in ("default", "o_sync"):
         raise InvalidConfig("wal_write_strategy", out["wal_write_strategy"],
                             '"default" or "o_sync"')
@@ -146,10 +150,23 @@ def validate_env(env: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(listen, str) or not sep or not host or not port.isdigit() \
             or int(port) > 65535:
         raise InvalidConfig("listen", listen, '"host:port" (port 0 = ephemeral)')
-    for k in ("data_dir", "wal_data_dir"):
+    for k in ("data_dir", "wal_data_dir", "cookie_file"):
         if k in out:
             out[k] = os.fspath(out[k])
     return out
+
+
+def load_secret(cookie_file: str | None = None) -> bytes:
+    """The node secret (:mod:`transport.cookie`: ``RA_COOKIE``, else ``cookie_file``, else
+    ``RA_COOKIE_FILE``, else ``~/.ra/cookie``, created at first use). An unusable cookie file
+    raises InvalidConfig("cookie_file", path, what to do)."""
+    from transport import cookie
+    from transport.errors import BadSecret
+
+    try:
+        return cookie.read_secret(cookie_file)
+    except BadSecret as e:
+        raise InvalidConfig("cookie_file", e.path or cookie.ENV_SECRET, str(e)) from None
 
 
 def set_cpu_scheduling(policy: str) -> None:
@@ -260,22 +277,33 @@ class NodeDaemon:
         self.loop = loop = Loop(reap_all=True)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, lambda *_: loop.stop())
+        # the secret every connection proves (transport/cookie.py); children get it from the
+        # fork server's memory, not from an environment that `ps e` or /proc shows
+        from transport import cookie
+        secret = load_secret(self.config.get("cookie_file"))
+        cookie.use_secret(secret)
         env = dict(os.environ, RA_DATA_DIR=self.data_dir)
-        self.forkserver = ForkServer(self.preload, env=env)
+        if env.pop(cookie.ENV_SECRET, None) is None:
+            # programs exec'd by the tree (ChildSpec exec) read the same file; a path is no secret
+            env[cookie.ENV_FILE] = cookie.cookie_file_path(self.config.get("cookie_file"))
+        self.forkserver = ForkServer(self.preload, env=env,
+                                     init=[("transport.cookie:use_secret", (secret,))])
         # before this process creates any ZeroMQ context; its imports overlap with ours
         self.forkserver.start(wait=False)
-        from transport import Mailbox  # imported late: keep the import cost off lock failures
+        # imported late: keep the import cost off lock failures
+        from transport.direct import DirectMailbox
 
-        import zmq
-
+        # the hand-written ZMTP, as every ra process (issue 13): PLAIN with the node secret;
+        # never blocks the loop on a connect (frames wait for the handshake)
         try:
-            self.mailbox = Mailbox(to_endpoint(self.listen))
-        except zmq.ZMQError as e:
+            self.mailbox = DirectMailbox(to_endpoint(self.listen), blocking_connect=False)
+        except ValueError as e:
             raise InvalidConfig("listen", self.listen, f"cannot bind: {e}") from None
+        self.mailbox.linger = 1.0    # the reply to the call that stopped us still leaves
         self.address = _from_endpoint(self.mailbox.address)
         _write_lock_info(self._lock_fd, f"pid {os.getpid()}, address {self.address}")
-        loop.add_reader(self.mailbox.socket, self._on_mail,
-                        pending=lambda: bool(self.mailbox.pending))
+        loop.add_reader(self.mailbox.fileno(), self._on_mail,
+                        pending=lambda: bool(self.mailbox and self.mailbox.pending))
         if lifeline_fd is not None:
             self._lifeline = lifeline_fd
             loop.add_reader(lifeline_fd, self._on_lifeline)
@@ -494,7 +522,8 @@ class NodeDaemon:
     def _bad_counts(self) -> dict[str, int]:
         out = dict(self.bad_messages)
         if self.mailbox is not None:
-            for k in ("garbage", "bad_version", "bad_envelope", "bad_frames", "oversize"):
+            for k in ("garbage", "bad_version", "bad_envelope", "bad_frames", "oversize",
+                      "refused", "refused_by_peer"):
                 v = self.mailbox.counters.get(k, 0)
                 if v:
                     out[f"mailbox:{k}"] = v
@@ -637,15 +666,27 @@ _ERRORS: dict[str, type[RaError]] = {"AlreadyStarted": AlreadyStarted,
 def node_call(addr: str, msg: Any, timeout: float = 5.0) -> Any:
     """Call the daemon at ``addr`` (``host:port``) from a throwaway mailbox. A malformed
     ``addr`` raises InvalidConfig at once."""
-    from transport import Mailbox
+    from transport.direct import DirectMailbox
 
     ep = to_endpoint(check_node(addr, "node"))
-    with Mailbox(None) as mb:
+    with DirectMailbox(None, mechanism=_client_mechanism()) as mb:
         mb.note_node(ep, ep)  # a refused daemon endpoint is NodeDown, not NoProc
         try:
             return mb.call(ep, msg, timeout=timeout)
         except NoProc:
             raise NodeDown(f"node {addr} is down") from None
+
+
+def _client_mechanism() -> Any:
+    """The PLAIN mechanism of this process's node secret; InvalidConfig if it is unusable."""
+    from transport.mechanism import plain_factory
+    from transport.cookie import plain_password, process_secret
+    from transport.errors import BadSecret
+
+    try:
+        return plain_factory(plain_password(process_secret()))
+    except BadSecret as e:
+        raise InvalidConfig("cookie_file", e.path or "RA_COOKIE", str(e)) from None
 
 
 def spawn_daemon(env: Mapping[str, Any], *, lifeline: bool,

@@ -16,7 +16,7 @@ from typing import Any
 from raerror import RaError
 
 __all__ = ["TransportError", "OutcomeUnknown", "Timeout", "NoProc", "NodeDown", "ProcessDied",
-           "NodeLost", "BadReply"]
+           "NodeLost", "BadReply", "HandshakeRefused", "BadSecret"]
 
 
 class TransportError(RaError):
@@ -63,3 +63,22 @@ class NodeLost(OutcomeUnknown, NodeDown):
 class BadReply(OutcomeUnknown):
     """The callee answered, but not with a reply of the protocol (a garbled or foreign reply):
     the request was sent and its outcome is unknown."""
+
+
+class HandshakeRefused(TransportError):
+    """A ZMTP security handshake failed: the peer's mechanism differs from ours, its
+    credentials are wrong, or it refused ours (``reason`` says which). Raised to a caller as
+    itself, the request was *not delivered*: nothing reached the peer's handlers."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class BadSecret(TransportError, ValueError):
+    """The node secret (the cookie) cannot be used: its file is missing, empty, or readable by
+    others. The message says the fix; ``path`` names the file (``None``: ``RA_COOKIE``)."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
