@@ -47,7 +47,8 @@ from typing import Any
 
 from transport.errors import HandshakeRefused
 from transport.mailbox import _IPC_MAX, BaseMailbox, _unlink_paths, default_ipc
-from transport.mechanism import Mechanism, MechanismFactory, _Clear, error_body
+from transport.mechanism import (Mechanism, MechanismFactory, _Clear, error_body,
+                                 parse_command)
 
 __all__ = ["DirectMailbox"]
 
@@ -83,7 +84,7 @@ class _Conn:
     """One ZMTP connection: the security handshake, the unparsed input and the unsent output."""
 
     __slots__ = ("sock", "fd", "to", "inbuf", "outbuf", "held", "held_bytes", "state",
-                 "parts", "connecting", "mech", "clear")
+                 "parts", "connecting", "mech", "clear", "rest")
 
     def __init__(self, sock: socket.socket, to: str | None, mech: Mechanism,
                  connecting: bool = False) -> None:
@@ -94,9 +95,16 @@ class _Conn:
         self.mech = mech
         # NULL and PLAIN carry frames as they are: the hot path skips seal/unseal
         self.clear = isinstance(mech, _Clear)
-        # our greeting and first commands leave at once: no mechanism's first commands
-        # depend on the peer's greeting, and pipelining them saves a round trip
-        self.outbuf = bytearray(_greeting(mech) + b"".join(_command(b) for b in mech.start()))
+        hello = _greeting(mech) + b"".join(_command(b) for b in mech.start())
+        if to is not None:
+            # connecting: greeting and first commands leave at once (no mechanism's first
+            # commands depend on the peer's greeting; pipelining saves a round trip)
+            self.outbuf, self.rest = bytearray(hello), b""
+        else:
+            # accepting: signature and version first, the mechanism once the peer's greeting
+            # is read, as libzmq does. A libzmq peer of another mechanism then sends its whole
+            # greeting before it learns of the mismatch (and closes), so it is seen and refused
+            self.outbuf, self.rest = bytearray(hello[:11]), hello[11:]
         self.held: list[bytes] = []   # frames sent before the handshake is over
         self.held_bytes = 0
         self.state = 0                # 0 greeting, 1 security handshake, 2 messages
@@ -492,6 +500,10 @@ class DirectMailbox(BaseMailbox):
                                    f" offered, {conn.mech.name.decode()!r} required", False)
                 return False
             i, conn.state = 64, 1
+            if conn.rest:
+                conn.outbuf += conn.rest
+                conn.rest = b""
+                self._flush(conn)
         inbox = self._inbox
         while n - i >= 2:
             flags = buf[i]
@@ -556,7 +568,10 @@ class DirectMailbox(BaseMailbox):
 
     def _handshake(self, conn: _Conn, body: bytes) -> bool:
         """One handshake command from the peer; False if the connection must be dropped."""
-        name = bytes(body[1:1 + body[0]]) if body else b""
+        try:
+            name = parse_command(body)[0]
+        except HandshakeRefused:
+            name = b""
         try:
             replies = conn.mech.on_command(body)
         except HandshakeRefused as e:
@@ -590,7 +605,7 @@ class DirectMailbox(BaseMailbox):
                          n, reason[:200])
         if not by_peer and getattr(conn.mech, "sends_error", True):
             try:
-                conn.sock.send(_command(error_body(reason)))
+                conn.sock.send(bytes(conn.outbuf) + conn.rest + _command(error_body(reason)))
             except OSError:
                 pass
         if conn.to is not None:

@@ -62,6 +62,11 @@ class Mechanism(Protocol):
 MechanismFactory = Callable[[bool, dict[str, bytes]], Mechanism]
 
 
+# libzmq 4.3 writes its ERROR command's prefix as the C string "\x05ERROR", which C reads as
+# the byte 0x5E followed by "RROR": that is how a libzmq server's refusal arrives
+_LIBZMQ_ERROR = b"^RROR"
+
+
 def command(name: bytes, data: bytes = b"") -> bytes:
     """A command body: name-length byte, name, data."""
     return bytes((len(name),)) + name + data
@@ -69,6 +74,8 @@ def command(name: bytes, data: bytes = b"") -> bytes:
 
 def parse_command(body: bytes) -> tuple[bytes, bytes]:
     """``(name, data)`` of a command body; HandshakeRefused if it is malformed."""
+    if body[:5] == _LIBZMQ_ERROR:
+        return b"ERROR", bytes(body[5:])
     if not body or len(body) < 1 + body[0]:
         raise HandshakeRefused("malformed command")
     n = body[0]
