@@ -300,6 +300,12 @@ class NodeDaemon:
         except ValueError as e:
             raise InvalidConfig("listen", self.listen, f"cannot bind: {e}") from None
         self.mailbox.linger = 1.0    # the reply to the call that stopped us still leaves
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            # allowed because authentication is always on; its PLAIN password is not encrypted
+            _log.warning("listening on %s, beyond loopback: peers must prove the node secret, "
+                         "but PLAIN sends its derived password in clear (see README, Security)",
+                         self.listen)
         self.address = _from_endpoint(self.mailbox.address)
         _write_lock_info(self._lock_fd, f"pid {os.getpid()}, address {self.address}")
         loop.add_reader(self.mailbox.fileno(), self._on_mail,

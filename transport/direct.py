@@ -39,7 +39,6 @@ import logging
 import os
 import select
 import socket
-import struct
 import time
 import weakref
 from collections.abc import Callable
@@ -202,6 +201,9 @@ class DirectMailbox(BaseMailbox):
                 if os.path.exists(path):
                     os.unlink(path)     # as libzmq does: a stale socket file is replaced
                 lsock.bind(path)
+                # owner only, before listen(): no connect can slip in meanwhile (connecting
+                # to a unix socket needs write permission on its file)
+                os.chmod(path, 0o600)
             except OSError as e:
                 lsock.close()
                 raise ValueError(f"cannot listen on {ep!r}: {e}") from None

@@ -86,7 +86,7 @@ def test_pinned_secret_wins_over_the_environment(home: Path, monkeypatch: pytest
     assert cookie.process_secret() == b"env"
 
 
-def _read(q: "multiprocessing.Queue[bytes]") -> None:
+def _read(q: multiprocessing.Queue[bytes]) -> None:
     q.put(cookie.read_secret())
 
 
