@@ -1,6 +1,8 @@
-"""No ra equivalent. A mailbox that speaks ZeroMQ's wire protocol (ZMTP 3.0, NULL mechanism)
-on plain sockets, with no libzmq I/O thread. ra clients, servers and WALs use it; node
-daemons keep the libzmq :class:`~transport.mailbox.Mailbox`.
+"""No ra equivalent. A mailbox that speaks ZeroMQ's wire protocol (ZMTP 3.0) on plain sockets,
+with no libzmq I/O thread. Every ra process uses it: clients, servers, WALs, segment writers and
+node daemons. Every connection runs a security mechanism (:mod:`transport.mechanism`; default
+PLAIN with the node secret, :mod:`transport.cookie`): a peer without the secret is refused at
+the handshake, before any of its frames is read.
 
 A libzmq mailbox moves every message through a second thread: the sender's thread hands the
 frame to its I/O thread (a wake-up), which writes it; the receiver's I/O thread reads it and

@@ -289,7 +289,8 @@ class BaseMailbox:
         Raises, when the call was *not delivered* (safe to retry): ``NoProc`` (no process at
         ``to`` on a live node: the connection was refused), ``NodeDown`` (its node daemon is
         down, per the failure detector or a refused connection), ``TypeError`` if ``msg`` is
-        not a term. When it was *sent* and the outcome is unknown (``OutcomeUnknown``):
+        not a term, ``HandshakeRefused`` (the peer refused our credentials, or offered none:
+        nothing was delivered). When it was *sent* and the outcome is unknown (``OutcomeUnknown``):
         ``ProcessDied`` / ``NodeLost`` (the callee or its node was found dead or unreachable
         afterwards), ``Timeout`` (no reply within ``timeout`` seconds; ``None`` waits
         forever).
