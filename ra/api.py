@@ -40,6 +40,7 @@ from ra.errors import (
 from transport import codec, registry
 from transport import messages as tm
 from transport.direct import DirectMailbox
+from transport.errors import BadSecret
 from transport.mailbox import default_ipc, sweep_stale_ipc
 
 __all__ = [
@@ -206,12 +207,18 @@ class Client:
     attempt_timeout: float = 1.0
 
     def __init__(self, endpoint: str | None = None, sessions: bool | None = None) -> None:
-        if endpoint is None:
-            # tcp for servers on other hosts; an ipc socket too, cheaper for those on this one
-            sweep_stale_ipc()
-            self.mb = DirectMailbox("tcp://127.0.0.1:0", also=[default_ipc()])
-        else:
-            self.mb = DirectMailbox(endpoint)
+        # every connection proves the node secret (RA_COOKIE or the cookie file, as the
+        # node's: transport/cookie.py); an unusable cookie file is InvalidConfig
+        try:
+            if endpoint is None:
+                # tcp for servers on other hosts; an ipc socket too, cheaper for those on
+                # this one
+                sweep_stale_ipc()
+                self.mb = DirectMailbox("tcp://127.0.0.1:0", also=[default_ipc()])
+            else:
+                self.mb = DirectMailbox(endpoint)
+        except BadSecret as e:
+            raise InvalidConfig("cookie_file", e.path or "RA_COOKIE", str(e)) from None
         self.address = self.mb.address
         self._events: list[RaEvent] = []
         #: commands carry a session (exactly-once); off: raw commands, applied each time they

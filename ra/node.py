@@ -12,7 +12,9 @@ One daemon per data directory. Start-up, in this order:
    the same directory fails at once with :class:`~ra.errors.AlreadyStarted` naming the holder;
 2. become a child subreaper and install the reap-all loop (no zombie is ever left);
 3. start the fork server (before any ZeroMQ context exists in this process);
-4. bind the mailbox on ``listen`` (``host:port``, port 0 = ephemeral) and embed the name
+4. read the node secret (:func:`load_secret`, the ``cookie_file`` key) and pin it in this
+   process and, over their socketpair, in the fork server (every child inherits it in memory;
+   ``RA_COOKIE`` is removed from their environment); bind the mailbox on ``listen`` (``host:port``, port 0 = ephemeral) and embed the name
    registry (:mod:`transport.registry`) and the node failure detector
    (:mod:`transport.failure_detector`, ticked by a loop timer);
 5. start the supervision tree of :mod:`ra.sup` (log supervisor, then server supervisor) and
@@ -159,6 +161,19 @@ def _from_endpoint(ep: str) -> str:
 validate_env = system.validate_env
 
 
+def load_secret(cookie_file: str | None = None) -> bytes:
+    """The node secret (:mod:`transport.cookie`: ``RA_COOKIE``, else ``cookie_file``, else
+    ``RA_COOKIE_FILE``, else ``~/.ra/cookie``, created at first use). An unusable cookie file
+    raises InvalidConfig("cookie_file", path, what to do)."""
+    from transport import cookie
+    from transport.errors import BadSecret
+
+    try:
+        return cookie.read_secret(cookie_file)
+    except BadSecret as e:
+        raise InvalidConfig("cookie_file", e.path or cookie.ENV_SECRET, str(e)) from None
+
+
 def set_cpu_scheduling(policy: str) -> None:
     """``"batch"`` (the default): this process and every process it starts (fork server, WAL,
     servers) run as SCHED_BATCH. The kernel then does not let a woken server preempt the
@@ -275,28 +290,45 @@ class NodeDaemon:
         self.loop = loop = Loop(reap_all=True)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, lambda *_: loop.stop())
+        # the secret every connection proves (transport/cookie.py); children get it from the
+        # fork server's memory, not from an environment that `ps e` or /proc shows
+        from transport import cookie
+        secret = load_secret(self.config.get("cookie_file"))
+        cookie.use_secret(secret)
         env = dict(os.environ, RA_DATA_DIR=self.data_dir)
-        self.forkserver = ForkServer(self.preload, env=env)
+        if env.pop(cookie.ENV_SECRET, None) is None:
+            # programs exec'd by the tree (ChildSpec exec) read the same file; a path is no secret
+            env[cookie.ENV_FILE] = cookie.cookie_file_path(self.config.get("cookie_file"))
+        self.forkserver = ForkServer(self.preload, env=env,
+                                     init=[("transport.cookie:use_secret", (secret,))])
         # before this process creates any ZeroMQ context; its imports overlap with ours
         self.forkserver.start(wait=False)
-        from transport import Mailbox  # imported late: keep the import cost off lock failures
+        # imported late: keep the import cost off lock failures
+        from transport.direct import DirectMailbox
 
-        import zmq
-
+        # the hand-written ZMTP, as every ra process (issue 13): PLAIN with the node secret;
+        # never blocks the loop on a connect (frames wait for the handshake)
         try:
-            self.mailbox = Mailbox(to_endpoint(self.listen))
-        except zmq.ZMQError as e:
+            self.mailbox = DirectMailbox(to_endpoint(self.listen), blocking_connect=False)
+        except ValueError as e:
             why = f"cannot bind: {e}"
             if given != self.listen:
                 why += (f" (this data dir's node had address {self.listen}, kept so that its "
                         "clusters still reach it: free that port, or pass an explicit listen "
                         "port to give the node a new identity)")
             raise InvalidConfig("listen", self.listen, why) from None
+        self.mailbox.linger = 1.0    # the reply to the call that stopped us still leaves
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            # allowed because authentication is always on; its PLAIN password is not encrypted
+            _log.warning("listening on %s, beyond loopback: peers must prove the node secret, "
+                         "but PLAIN sends its derived password in clear (see README, Security)",
+                         self.listen)
         self.address = _from_endpoint(self.mailbox.address)
         remember_address(self.data_dir, self.address)
         _write_lock_info(self._lock_fd, f"pid {os.getpid()}, address {self.address}")
-        loop.add_reader(self.mailbox.socket, self._on_mail,
-                        pending=lambda: bool(self.mailbox.pending))
+        loop.add_reader(self.mailbox.fileno(), self._on_mail,
+                        pending=lambda: bool(self.mailbox and self.mailbox.pending))
         if lifeline_fd is not None:
             self._lifeline = lifeline_fd
             loop.add_reader(lifeline_fd, self._on_lifeline)
@@ -546,7 +578,8 @@ class NodeDaemon:
     def _bad_counts(self) -> dict[str, int]:
         out = dict(self.bad_messages)
         if self.mailbox is not None:
-            for k in ("garbage", "bad_version", "bad_envelope", "bad_frames", "oversize"):
+            for k in ("garbage", "bad_version", "bad_envelope", "bad_frames", "oversize",
+                      "refused", "refused_by_peer"):
                 v = self.mailbox.counters.get(k, 0)
                 if v:
                     out[f"mailbox:{k}"] = v
@@ -689,15 +722,27 @@ _ERRORS: dict[str, type[RaError]] = {"AlreadyStarted": AlreadyStarted,
 def node_call(addr: str, msg: Any, timeout: float = 5.0) -> Any:
     """Call the daemon at ``addr`` (``host:port``) from a throwaway mailbox. A malformed
     ``addr`` raises InvalidConfig at once."""
-    from transport import Mailbox
+    from transport.direct import DirectMailbox
 
     ep = to_endpoint(check_node(addr, "node"))
-    with Mailbox(None) as mb:
+    with DirectMailbox(None, mechanism=_client_mechanism()) as mb:
         mb.note_node(ep, ep)  # a refused daemon endpoint is NodeDown, not NoProc
         try:
             return mb.call(ep, msg, timeout=timeout)
         except NoProc:
             raise NodeDown(f"node {addr} is down") from None
+
+
+def _client_mechanism() -> Any:
+    """The PLAIN mechanism of this process's node secret; InvalidConfig if it is unusable."""
+    from transport.mechanism import plain_factory
+    from transport.cookie import plain_password, process_secret
+    from transport.errors import BadSecret
+
+    try:
+        return plain_factory(plain_password(process_secret()))
+    except BadSecret as e:
+        raise InvalidConfig("cookie_file", e.path or "RA_COOKIE", str(e)) from None
 
 
 def spawn_daemon(env: Mapping[str, Any], *, lifeline: bool,

@@ -106,6 +106,11 @@ class SystemConfig:
     load_timeout_ms: int = _key(
         10_000, "how long a server process may take to import and build its machine (and a "
                 "`log_children` factory to return) before the node gives it up", low=1)
+    cookie_file: str | None = _key(
+        None, "the node secret's file (every process that talks to the node must hold the same "
+              "secret; see [Security](#security))", object, pred=_path, none_ok=True,
+        allowed_text="a file path, readable only by its owner",
+        default_text="`$RA_COOKIE`, `$RA_COOKIE_FILE`, else `~/.ra/cookie`")
     restart_servers: bool = _key(
         True, "at its start, the node restarts every server it hosts that was not stopped "
               "with `stop_server` (see [Restarting nodes](#restarting-nodes))", bool)
@@ -127,7 +132,7 @@ def validate_env(env: Mapping[str, Any]) -> dict[str, Any]:
     paths as str and ``None`` values dropped (``None`` means the default). Raises
     ``InvalidConfig`` naming the first unknown key or bad value."""
     out = NODE.validate({k: v for k, v in env.items() if v is not None}, partial=True)
-    for k in ("data_dir", "wal_data_dir"):
+    for k in ("data_dir", "wal_data_dir", "cookie_file"):
         if k in out:
             out[k] = os.fspath(out[k])
     return out

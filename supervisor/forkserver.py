@@ -17,8 +17,10 @@ Design (why exit codes still reach the supervisor):
 * Children inherit the preloaded modules copy-on-write, so a spawn costs a clone plus the target's
   own start-up instead of a fresh interpreter and its imports.
 
-Wire protocol on the socketpair (pickle; both ends are our own code): request
-``(target, args, env)`` (``target=None``: exec ``args = (argv, cwd)``), answer ``("ok", pid)`` or
+Wire protocol on the socketpair (pickle; both ends are our own code): first, from the supervisor,
+the list of ``(target, args)`` *init* calls the fork server runs in itself after its preloads (how
+a secret reaches every child in memory, never through an environment or a command line); then
+request ``(target, args, env)`` (``target=None``: exec ``args = (argv, cwd)``), answer ``("ok", pid)`` or
 ``("error", text)``.
 """
 from __future__ import annotations
@@ -142,13 +144,16 @@ def _main(argv: Sequence[str]) -> int:
 
     child_setup(sup_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal ^C goes to the daemon only
+    sock = socket.socket(fileno=fd)
+    init = pickle.loads(sock.recv(_MAX_MSG))     # sent right after our exec
     for mod in argv[2:]:
         importlib.import_module(mod)
+    for target, args in init:
+        resolve_target(target)(*args)
     # Park the preloaded objects in the permanent generation: the children's collector then
     # never walks (and so never copies-on-write) the pages they share with us.
     gc.collect()
     gc.freeze()
-    sock = socket.socket(fileno=fd)
     sock.send(pickle.dumps(("ready", os.getpid())))
     _serve(sock, sup_pid)
     return 0
@@ -158,11 +163,16 @@ class ForkServer:
     """Client end, used by the supervising process. Not thread-safe; one request at a time.
 
     ``start()`` launches the server (and is called again lazily by :meth:`spawn` when it died).
-    ``spawn`` returns the pid of a new *direct child of this process*.
+    ``spawn`` returns the pid of a new *direct child of this process*. ``init``: calls
+    ``(target, args)`` the fork server makes in itself after its preloads, so that every child
+    inherits their effect (the node daemon pins its secret this way); they travel over the
+    private socketpair, and are made again when the fork server is restarted.
     """
 
-    def __init__(self, preload: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, preload: Sequence[str] = (), env: Mapping[str, str] | None = None,
+                 init: Sequence[tuple[str, Sequence[Any]]] = ()) -> None:
         self.preload = list(preload)
+        self.init = [(t, tuple(a)) for t, a in init]
         self.env = dict(env) if env else None
         self.child: Any = None  # supervisor.child.OsChild of the fork server
         self._sock: socket.socket | None = None
@@ -191,6 +201,10 @@ class ForkServer:
             self.child = OsChild.exec(argv, env=self.env, pass_fds=[theirs.fileno()])
         finally:
             theirs.close()
+        try:
+            mine.send(pickle.dumps(self.init))
+        except OSError:
+            pass            # it died at once: wait_ready reports the failure
         self._starting = mine
         if wait:
             self.wait_ready()

@@ -55,6 +55,7 @@ _BY_HAND: dict[str, list[Any]] = {
     "listen": ["nohost", "h:", "h:70000", ":1", 5],
     "wal_endpoint": ["nowhere", 5],
     "metrics": ["nohost", "h:70000", 9100],
+    "cookie_file": ["", 3],
     "log_children": ["nocolon", ":f", 5],
 }
 

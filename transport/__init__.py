@@ -2,7 +2,9 @@
 
 Modules: :mod:`~transport.codec` (terms <-> bytes), :mod:`~transport.envelope` (the versioned
 wire envelope), :mod:`~transport.mailbox` (one ROUTER mailbox per process: ``cast``, ``call``,
-``reply``, ``recv``), :mod:`~transport.registry` (the node daemon's name registry and the
+``reply``, ``recv``), :mod:`~transport.direct` (the mailbox every ra process uses: ZMTP by
+hand), :mod:`~transport.mechanism` (ZMTP NULL and PLAIN handshakes, sans I/O),
+:mod:`~transport.cookie` (the node secret and the password derived from it), :mod:`~transport.registry` (the node daemon's name registry and the
 client resolve cache), :mod:`~transport.failure_detector` (node heartbeats, nodeup/nodedown),
 :mod:`~transport.clock` (injected time, for the failure detector's tests),
 :mod:`~transport.curve` (ZeroMQ's CURVE security mechanism, sans I/O) and

@@ -1,6 +1,8 @@
-"""No ra equivalent. A mailbox that speaks ZeroMQ's wire protocol (ZMTP 3.0, NULL mechanism)
-on plain sockets, with no libzmq I/O thread. ra clients, servers and WALs use it; node
-daemons keep the libzmq :class:`~transport.mailbox.Mailbox`.
+"""No ra equivalent. A mailbox that speaks ZeroMQ's wire protocol (ZMTP 3.0) on plain sockets,
+with no libzmq I/O thread. Every ra process uses it: clients, servers, WALs, segment writers and
+node daemons. Every connection runs a security mechanism (:mod:`transport.mechanism`; default
+PLAIN with the node secret, :mod:`transport.cookie`): a peer without the secret is refused at
+the handshake, before any of its frames is read.
 
 A libzmq mailbox moves every message through a second thread: the sender's thread hands the
 frame to its I/O thread (a wake-up), which writes it; the receiver's I/O thread reads it and
@@ -35,35 +37,32 @@ from __future__ import annotations
 
 import collections
 import errno
+import logging
 import os
 import select
 import socket
-import struct
 import time
 import weakref
 from collections.abc import Callable
 from typing import Any
 
+from transport.errors import HandshakeRefused
 from transport.mailbox import _IPC_MAX, BaseMailbox, _unlink_paths, default_ipc
+from transport.mechanism import (Mechanism, MechanismFactory, _Clear, error_body,
+                                 parse_command)
 
 __all__ = ["DirectMailbox"]
 
 _SIGNATURE = b"\xff" + b"\x00" * 8 + b"\x7f"
+_log = logging.getLogger("transport.direct")
 
 
-def _greeting() -> bytes:
-    # signature, version 3.0, mechanism NULL, as-server 0, filler: 64 bytes (ZMTP 3.0, RFC 23)
-    return _SIGNATURE + b"\x03\x00" + b"NULL".ljust(20, b"\x00") + b"\x00" + b"\x00" * 31
+def _greeting(mech: Mechanism) -> bytes:
+    # signature, version 3.0, mechanism, as-server flag, filler: 64 bytes (ZMTP 3.0, RFC 23)
+    return (_SIGNATURE + b"\x03\x00" + mech.name.ljust(20, b"\x00")
+            + (b"\x01" if mech.as_server else b"\x00") + b"\x00" * 31)
 
 
-def _ready(socket_type: bytes) -> bytes:
-    body = (b"\x05READY" + b"\x0bSocket-Type" + struct.pack(">I", len(socket_type))
-            + socket_type)
-    return bytes((0x04, len(body))) + body
-
-
-_HELLO_DEALER = _greeting() + _ready(b"DEALER")
-_HELLO_ROUTER = _greeting() + _ready(b"ROUTER")
 _MORE, _LONG, _COMMAND = 0x01, 0x02, 0x04
 _READ_SIZE = 256 << 10
 
@@ -75,24 +74,51 @@ def _frame(data: bytes) -> bytes:
     return b"\x02" + n.to_bytes(8, "big") + data
 
 
+def _command(body: bytes) -> bytes:
+    n = len(body)
+    if n < 256:
+        return bytes((_COMMAND, n)) + body
+    return bytes((_COMMAND | _LONG,)) + n.to_bytes(8, "big") + body
+
+
 class _Conn:
-    """One ZMTP connection: the handshake state, the unparsed input and the unsent output."""
+    """One ZMTP connection: the security handshake, the unparsed input and the unsent output."""
 
     __slots__ = ("sock", "fd", "to", "inbuf", "outbuf", "held", "held_bytes", "state",
-                 "parts", "connecting")
+                 "parts", "connecting", "mech", "clear", "rest")
 
-    def __init__(self, sock: socket.socket, to: str | None, hello: bytes,
+    def __init__(self, sock: socket.socket, to: str | None, mech: Mechanism,
                  connecting: bool = False) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.to = to                  # destination address (outgoing), None for accepted
         self.inbuf = bytearray()
-        self.outbuf = bytearray(hello)
+        self.mech = mech
+        # NULL and PLAIN carry frames as they are: the hot path skips seal/unseal
+        self.clear = isinstance(mech, _Clear)
+        hello = _greeting(mech) + b"".join(_command(b) for b in mech.start())
+        if to is not None:
+            # connecting: greeting and first commands leave at once (no mechanism's first
+            # commands depend on the peer's greeting; pipelining saves a round trip)
+            self.outbuf, self.rest = bytearray(hello), b""
+        else:
+            # accepting: signature and version first, the mechanism once the peer's greeting
+            # is read, as libzmq does. A libzmq peer of another mechanism then sends its whole
+            # greeting before it learns of the mismatch (and closes), so it is seen and refused
+            self.outbuf, self.rest = bytearray(hello[:11]), hello[11:]
         self.held: list[bytes] = []   # frames sent before the handshake is over
         self.held_bytes = 0
-        self.state = 0                # 0 greeting, 1 awaiting the peer's READY, 2 messages
+        self.state = 0                # 0 greeting, 1 security handshake, 2 messages
         self.parts = 0                # frames so far of a multi-frame message (dropped)
         self.connecting = connecting  # TCP connect still in progress
+
+
+def _peer_name(sock: socket.socket) -> str:
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return "a peer"
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "a local peer"
 
 
 class DirectMailbox(BaseMailbox):
@@ -105,12 +131,23 @@ class DirectMailbox(BaseMailbox):
     ``blocking_connect``: finish the handshake with a new destination before ``cast`` returns
     (clients, which may never wait afterwards) or hold the frames until it is over (servers,
     whose loop must not block). ``max_queued_bytes`` bounds what waits per destination.
+    ``mechanism``: the ZMTP security mechanism of every connection, accepted or opened
+    (:mod:`transport.mechanism`); default PLAIN with this process's node secret
+    (:func:`transport.cookie.default_mechanism`, which raises BadSecret for an unusable cookie
+    file). A peer offering another mechanism or wrong credentials is sent ERROR and closed
+    before any of its frames is read (counted as ``refused``); a peer that refuses ours is
+    counted as ``refused_by_peer``, and a call to it raises HandshakeRefused.
     """
 
     def __init__(self, endpoint: str | None = None, *, max_frame_bytes: int = 64 << 20,
                  probe_after: float = 0.01, max_peers: int = 256,
                  max_queued_bytes: int = 64 << 20, connect_timeout: float = 1.0,
-                 also: tuple[str, ...] | list[str] = (), blocking_connect: bool = True) -> None:
+                 also: tuple[str, ...] | list[str] = (), blocking_connect: bool = True,
+                 mechanism: MechanismFactory | None = None) -> None:
+        if mechanism is None:
+            from transport.cookie import default_mechanism
+            mechanism = default_mechanism()     # before binding: a bad cookie binds nothing
+        self._mech = mechanism
         self._listeners: dict[int, socket.socket] = {}
         self._ipc_paths: list[str] = []
         bound = []
@@ -128,6 +165,8 @@ class DirectMailbox(BaseMailbox):
         self.max_queued_bytes = max_queued_bytes
         self.connect_timeout = connect_timeout
         self.blocking_connect = blocking_connect
+        #: seconds :meth:`close` waits for queued frames to leave (0: discard them)
+        self.linger = 0.0
         #: called with a destination's address when its process closes our connection
         #: (it died or stopped): how a follower notices its leader is gone in milliseconds
         self.on_peer_closed: Callable[[str], None] | None = None
@@ -137,6 +176,7 @@ class DirectMailbox(BaseMailbox):
         self._conns: dict[int, _Conn] = {}
         self._out: collections.OrderedDict[str, _Conn] = collections.OrderedDict()
         self._inbox: collections.deque[bytes] = collections.deque()
+        self._refusals: dict[str, str] = {}   # destination -> why its handshake failed
 
     def _listen(self, ep: str) -> str:
         """Listen on ``ep``; returns the address peers reach it at."""
@@ -163,6 +203,9 @@ class DirectMailbox(BaseMailbox):
                 if os.path.exists(path):
                     os.unlink(path)     # as libzmq does: a stale socket file is replaced
                 lsock.bind(path)
+                # owner only, before listen(): no connect can slip in meanwhile (connecting
+                # to a unix socket needs write permission on its file)
+                os.chmod(path, 0o600)
             except OSError as e:
                 lsock.close()
                 raise ValueError(f"cannot listen on {ep!r}: {e}") from None
@@ -209,7 +252,8 @@ class DirectMailbox(BaseMailbox):
             _, old = self._out.popitem(last=False)
             self._drop_conn(old)
             self._counters["peers_evicted"] += 1
-        conn = _Conn(sock, to, _HELLO_DEALER, connecting=err != 0)
+        conn = _Conn(sock, to, self._mech(False, {"Socket-Type": b"DEALER"}),
+                     connecting=err != 0)
         self._conns[conn.fd] = conn
         self._out[to] = conn
         self._epoll.register(conn.fd, select.EPOLLIN | select.EPOLLOUT)
@@ -261,16 +305,16 @@ class DirectMailbox(BaseMailbox):
                 return False
         else:
             self._out.move_to_end(to)
-        frame = _frame(data)
         if conn.state != 2:
-            # handshake not over: held, in order, until the peer's READY
-            if conn.held_bytes + len(frame) > self.max_queued_bytes:
+            # handshake not over: held, in order, until it is (sealed only then)
+            if conn.held_bytes + len(data) > self.max_queued_bytes:
                 self._counters["send_dropped"] += 1
                 return False
-            conn.held.append(frame)
-            conn.held_bytes += len(frame)
+            conn.held.append(data)
+            conn.held_bytes += len(data)
             self._sent += 1
             return True
+        frame = _frame(data) if conn.clear else self._sealed(conn, data)
         if conn.outbuf:
             # the socket was full: keep the order, and flush what we can now
             if len(conn.outbuf) + len(frame) > self.max_queued_bytes:
@@ -293,6 +337,11 @@ class DirectMailbox(BaseMailbox):
             self._epoll.modify(conn.fd, select.EPOLLIN | select.EPOLLOUT)
         self._sent += 1
         return True
+
+    @staticmethod
+    def _sealed(conn: _Conn, data: bytes) -> bytes:
+        body, is_command = conn.mech.seal(data, False)
+        return _command(body) if is_command else _frame(body)
 
     @staticmethod
     def _alive(conn: _Conn) -> bool:
@@ -417,7 +466,7 @@ class DirectMailbox(BaseMailbox):
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = _Conn(sock, None, _HELLO_ROUTER)
+            conn = _Conn(sock, None, self._mech(True, {"Socket-Type": b"ROUTER"}))
             self._conns[conn.fd] = conn
             self._epoll.register(conn.fd, select.EPOLLIN)
             self._flush(conn)
@@ -449,7 +498,16 @@ class DirectMailbox(BaseMailbox):
             if buf[0] != 0xFF or buf[9] != 0x7F or buf[10] < 3:
                 self._drop("garbage", f"not a ZMTP 3 greeting from {conn.to or 'a peer'}")
                 return False
+            theirs = bytes(buf[12:32]).rstrip(b"\x00")
+            if theirs != conn.mech.name:
+                self._refuse(conn, f"security mechanism mismatch: {theirs.decode('ascii', 'replace')!r}"
+                                   f" offered, {conn.mech.name.decode()!r} required", False)
+                return False
             i, conn.state = 64, 1
+            if conn.rest:
+                conn.outbuf += conn.rest
+                conn.rest = b""
+                self._flush(conn)
         inbox = self._inbox
         while n - i >= 2:
             flags = buf[i]
@@ -469,26 +527,98 @@ class DirectMailbox(BaseMailbox):
                 break
             i = end
             if flags & _COMMAND:
-                if conn.state == 1:
-                    conn.state = 2    # the peer's READY (its properties are not needed)
-                    if conn.held:
-                        conn.outbuf += b"".join(conn.held)
-                        conn.held = []
-                        self._flush(conn)
-                continue              # PING and other commands: nothing to do
-            if flags & _MORE or conn.parts:
+                if conn.state != 2:
+                    if not self._handshake(conn, bytes(buf[start:end])):
+                        return False
+                    continue
+                if conn.clear or buf[start:start + 8] != b"\x07MESSAGE":
+                    continue          # PING and other commands: nothing to do
+                try:
+                    frame, more = conn.mech.unseal(bytes(buf[start:end]), True)
+                except Exception as e:  # a forged or corrupt message: the connection is done
+                    self._refuse(conn, f"bad MESSAGE: {e}", False)
+                    return False
+            elif conn.state != 2:
+                self._refuse(conn, "a message frame before the handshake", False)
+                return False
+            elif conn.clear:
+                if flags & _MORE or conn.parts:
+                    conn.parts += 1
+                    if not flags & _MORE:
+                        self._drop("bad_frames", f"{conn.parts} data frames")
+                        conn.parts = 0
+                    continue
+                inbox.append(bytes(buf[start:end]) if buf is not data else buf[start:end])
+                continue
+            else:
+                try:
+                    frame, more = conn.mech.unseal(bytes(buf[start:end]), False)
+                except Exception as e:
+                    self._refuse(conn, f"bad frame: {e}", False)
+                    return False
+            if more or conn.parts:
                 conn.parts += 1
-                if not flags & _MORE:
+                if not more:
                     self._drop("bad_frames", f"{conn.parts} data frames")
                     conn.parts = 0
                 continue
-            inbox.append(bytes(buf[start:end]) if buf is not data else buf[start:end])
+            inbox.append(frame)
         if buf is data:
             if i < n:
                 conn.inbuf += data[i:]
         elif i:
             del buf[:i]
         return True
+
+    def _handshake(self, conn: _Conn, body: bytes) -> bool:
+        """One handshake command from the peer; False if the connection must be dropped."""
+        try:
+            name = parse_command(body)[0]
+        except HandshakeRefused:
+            name = b""
+        try:
+            replies = conn.mech.on_command(body)
+        except HandshakeRefused as e:
+            self._refuse(conn, e.reason, name == b"ERROR")
+            return False
+        except Exception as e:       # a mechanism choking on malformed input refuses it
+            self._refuse(conn, f"malformed {name[:20]!r} command ({type(e).__name__})", False)
+            return False
+        if replies:
+            conn.outbuf += b"".join(_command(r) for r in replies)
+        if conn.mech.ready:
+            conn.state = 2
+            if conn.held:
+                wire = _frame if conn.clear else (lambda d: self._sealed(conn, d))
+                conn.outbuf += b"".join(wire(d) for d in conn.held)
+                conn.held = []
+                conn.held_bytes = 0
+        if conn.outbuf:
+            self._flush(conn)
+        return True
+
+    def _refuse(self, conn: _Conn, reason: str, by_peer: bool) -> None:
+        """Count and log a failed handshake; tell the peer why (ERROR) unless it refused us.
+        The caller drops the connection. A later call to that destination raises
+        HandshakeRefused."""
+        key = "refused_by_peer" if by_peer else "refused"
+        n = self._counters[key] = self._counters.get(key, 0) + 1
+        who = conn.to or _peer_name(conn.sock)
+        if n <= 5 or n % 1000 == 0:   # a flood of attempts is not a flood of log lines
+            _log.warning("%s: handshake with %s failed (%s #%d): %s", self.address, who, key,
+                         n, reason[:200])
+        if not by_peer and getattr(conn.mech, "sends_error", True):
+            try:
+                conn.sock.send(bytes(conn.outbuf) + conn.rest + _command(error_body(reason)))
+            except OSError:
+                pass
+        if conn.to is not None:
+            self._refusals[conn.to] = reason
+            if len(self._refusals) > 1000:
+                self._refusals.clear()
+
+    def _take_refusal(self, to: str) -> str | None:
+        return self._refusals.pop(to, None) if self._refusals else None
 
     def _read(self) -> tuple[int, Any, Any, Any] | None:
         inbox = self._inbox
@@ -501,6 +631,15 @@ class DirectMailbox(BaseMailbox):
 
     # -- lifecycle ------------------------------------------------------------------------
     def _close(self) -> None:
+        if self.linger > 0:
+            # frames still waiting for a handshake or a full socket (a daemon's reply to the
+            # call that stopped it) get up to `linger` seconds to leave
+            deadline = time.monotonic() + self.linger
+            while any(c.held or c.outbuf for c in self._out.values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._poll(max(1, int(left * 1000)))
         for conn in list(self._conns.values()):
             self._drop_conn(conn)
         self._out.clear()

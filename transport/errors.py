@@ -16,7 +16,7 @@ from typing import Any
 from raerror import RaError
 
 __all__ = ["TransportError", "OutcomeUnknown", "Timeout", "NoProc", "NodeDown", "ProcessDied",
-           "NodeLost", "BadReply", "HandshakeRefused"]
+           "NodeLost", "BadReply", "HandshakeRefused", "BadSecret"]
 
 
 class TransportError(RaError):
@@ -66,10 +66,19 @@ class BadReply(OutcomeUnknown):
 
 
 class HandshakeRefused(TransportError):
-    """A connection's security handshake (ZMTP mechanism) refused the peer, or its peer refused
-    us: ``reason`` says why. The connection is closed and nothing it carried reached a
-    handler."""
+    """A ZMTP security handshake failed: the peer's mechanism differs from ours, its
+    credentials are wrong, or it refused ours (``reason`` says which). Raised to a caller as
+    itself, the request was *not delivered*: nothing reached the peer's handlers."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class BadSecret(TransportError, ValueError):
+    """The node secret (the cookie) cannot be used: its file is missing, empty, or readable by
+    others. The message says the fix; ``path`` names the file (``None``: ``RA_COOKIE``)."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path

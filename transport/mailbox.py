@@ -48,7 +48,7 @@ from typing import Any, Self
 import zmq
 from zmq.backend import zmq_poll as _zmq_poll
 
-from transport.errors import NodeDown, NodeLost, NoProc, ProcessDied, Timeout
+from transport.errors import HandshakeRefused, NodeDown, NodeLost, NoProc, ProcessDied, Timeout
 from transport import envelope as _env
 from transport.envelope import CALL, CAST, REPLY, Envelope, From
 
@@ -69,7 +69,7 @@ _IPC_MAX = 107  # sun_path limit on Linux, minus the NUL
 _MAX_FIRST_PROBE = 0.25   # however slow a callee usually is, a dead one is found by then
 _COUNTER_NAMES = (
     "received", "sent", "send_dropped", "garbage", "bad_version", "bad_envelope", "bad_frames",
-    "oversize", "stale_reply", "probes", "peers_evicted",
+    "oversize", "stale_reply", "probes", "peers_evicted", "refused", "refused_by_peer",
 )
 
 
@@ -198,6 +198,16 @@ class BaseMailbox:
     def _wait(self, ms: int) -> bool:
         raise NotImplementedError
 
+    def _take_refusal(self, to: str) -> str | None:
+        """Why the security handshake with ``to`` failed since last asked, if it did."""
+        return None
+
+    def _refused(self, to: str, reason: str) -> HandshakeRefused:
+        self.forget(to)
+        return HandshakeRefused(f"{to} refused the connection at the handshake ({reason}); "
+                                "not delivered: check that both sides share the node secret "
+                                "(RA_COOKIE / the cookie file)")
+
     def _more(self) -> bool:
         raise NotImplementedError
 
@@ -234,8 +244,9 @@ class BaseMailbox:
     def counters(self) -> dict[str, int]:
         """A snapshot of the counters: ``sent``, ``received`` (valid envelopes),
         ``send_dropped`` (peer queue full), drops by reason (``garbage``, ``bad_version``,
-        ``bad_envelope``, ``bad_frames``, ``oversize``, ``stale_reply``), ``probes`` and
-        ``peers_evicted``."""
+        ``bad_envelope``, ``bad_frames``, ``oversize``, ``stale_reply``), ``probes``,
+        ``peers_evicted``, and failed security handshakes: ``refused`` (a peer without the
+        secret, refused by us) and ``refused_by_peer`` (our credentials refused)."""
         c = dict(self._counters)
         c["sent"] = self._sent
         c["received"] = self._received
@@ -278,7 +289,8 @@ class BaseMailbox:
         Raises, when the call was *not delivered* (safe to retry): ``NoProc`` (no process at
         ``to`` on a live node: the connection was refused), ``NodeDown`` (its node daemon is
         down, per the failure detector or a refused connection), ``TypeError`` if ``msg`` is
-        not a term. When it was *sent* and the outcome is unknown (``OutcomeUnknown``):
+        not a term, ``HandshakeRefused`` (the peer refused our credentials, or offered none:
+        nothing was delivered). When it was *sent* and the outcome is unknown (``OutcomeUnknown``):
         ``ProcessDied`` / ``NodeLost`` (the callee or its node was found dead or unreachable
         afterwards), ``Timeout`` (no reply within ``timeout`` seconds; ``None`` waits
         forever).
@@ -293,6 +305,9 @@ class BaseMailbox:
         t_start = time.monotonic()
         deadline = None if timeout is None else t_start + timeout
         if not self._send_call(to, _env.pack(CALL, me, ref, msg), timeout):
+            refusal = self._take_refusal(to)
+            if refusal is not None:
+                raise self._refused(to, refusal)
             # nothing left: a refused connection is a dead callee, not delivered (safe to retry)
             verdict = self._probe(to, 0.2 if timeout is None else max(0.001, min(0.2, timeout)))
             if verdict in ("noproc", "nodedown"):
@@ -318,6 +333,9 @@ class BaseMailbox:
                     rtt = time.monotonic() - t_sent
                     self._srtt[to] = rtt if not srtt else 0.875 * srtt + 0.125 * rtt
                     return value
+            refusal = self._take_refusal(to)
+            if refusal is not None:   # a non-blocking connect's handshake failed meanwhile
+                raise self._refused(to, refusal)
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 if unreachable:
@@ -471,6 +489,26 @@ class BaseMailbox:
 
 
 
+_authenticators: dict[int, Any] = {}
+
+
+def _zap_domain(ctx: zmq.Context[Any], password: bytes) -> bytes:
+    """The ZAP domain of ROUTERs demanding ``password``, registered with the context's ZAP
+    handler (started on first use): one domain per password, so mailboxes of one process
+    may demand different secrets."""
+    import hashlib
+
+    from zmq.auth.thread import ThreadAuthenticator
+
+    auth = _authenticators.get(id(ctx))
+    if auth is None:
+        auth = _authenticators[id(ctx)] = ThreadAuthenticator(ctx, log=_log)
+        auth.start()
+    domain = "ra-" + hashlib.sha256(password).hexdigest()[:16]
+    auth.configure_plain(domain, {"ra": password.decode("ascii")})
+    return domain.encode()
+
+
 class Mailbox(BaseMailbox):
     """A process's mailbox: one bound ROUTER plus cached per-destination DEALERs.
 
@@ -479,6 +517,12 @@ class Mailbox(BaseMailbox):
     :attr:`address` is the resolved bound endpoint, the string peers send to. ``also`` binds
     more endpoints on the same socket (:attr:`addresses`); a call to a ``tcp://`` peer then
     carries our first tcp address as its reply address, any other call :attr:`address`.
+
+    Security: ZMTP PLAIN both ways, with ``plain_password`` (default: the one derived from this
+    process's node secret, :func:`transport.cookie.default_password`). The ROUTER checks its
+    peers through a ZAP handler thread (pyzmq's ``ThreadAuthenticator``, one per context).
+    Only tests and benchmarks use this class now; every ra process uses
+    :class:`~transport.direct.DirectMailbox`.
     """
 
     def __init__(
@@ -491,8 +535,13 @@ class Mailbox(BaseMailbox):
         probe_after: float = 0.01,
         also: tuple[str, ...] | list[str] = (),
         max_peers: int = 256,
+        plain_password: bytes | None = None,
     ) -> None:
         self._ctx = context if context is not None else zmq.Context.instance()
+        if plain_password is None:
+            from transport.cookie import default_password
+            plain_password = default_password()
+        self._password = plain_password
         self._sndhwm = sndhwm
         ep = endpoint or default_ipc()
         if ep.startswith("tcp://") and ep.endswith(":0"):
@@ -501,6 +550,8 @@ class Mailbox(BaseMailbox):
             raise ValueError(f"ipc path longer than {_IPC_MAX} bytes: {ep}")
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.PLAIN_SERVER, 1)
+        sock.setsockopt(zmq.ZAP_DOMAIN, _zap_domain(self._ctx, plain_password))
         sock.setsockopt(zmq.RCVHWM, 0)  # inbound queue bounded by senders' sndhwm instead
         bound: list[str] = []
         try:
@@ -538,6 +589,8 @@ class Mailbox(BaseMailbox):
                 self._counters["peers_evicted"] += 1
             s = self._ctx.socket(zmq.DEALER)
             s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.PLAIN_USERNAME, b"ra")
+            s.setsockopt(zmq.PLAIN_PASSWORD, self._password)
             s.setsockopt(zmq.SNDHWM, self._sndhwm)
             try:
                 s.connect(to)

@@ -132,8 +132,8 @@ def run(config: SegmentWriterConfig | Mapping[str, Any]) -> int:
     signal.signal(signal.SIGTERM, _term)
     mb = None
     if a.endpoint:
-        from transport import Mailbox
-        mb = Mailbox(a.endpoint)
+        from transport.direct import DirectMailbox
+        mb = DirectMailbox(a.endpoint, blocking_connect=False)
     os.makedirs(a.wal_dir, exist_ok=True)
     stats: dict[str, Any] = {"flushed_files": 0, "nudges": 0, "dropped": {}}
     while not stop:

@@ -13,6 +13,7 @@ import zmq
 
 from ra.errors import NoProc
 from tests.transport.conftest import Peers, wait_until
+from transport.cookie import default_password
 from transport import Mailbox, codec
 from transport.direct import DirectMailbox
 from transport.envelope import CAST, VERSION
@@ -59,6 +60,7 @@ def test_garbage_on_the_wire_is_dropped_counted_and_survived(me: DirectMailbox) 
     ctx = zmq.Context.instance()
     raw = ctx.socket(zmq.DEALER)
     raw.setsockopt(zmq.LINGER, 0)
+    raw.plain_username, raw.plain_password = b"ra", default_password()  # the node secret
     raw.connect(me.address)
     try:
         good = codec.encode([VERSION, CAST, None, None, "ok"])

@@ -14,6 +14,7 @@ import zmq
 
 from ra.errors import NodeDown, NoProc, Timeout
 from tests.transport.conftest import Peers, wait_until
+from transport.cookie import default_password
 from transport import From, Mailbox, codec
 from transport.direct import DirectMailbox
 from transport.mailbox import BaseMailbox
@@ -178,6 +179,7 @@ def test_malformed_frames_are_dropped_counted_and_survived(peers: Peers, mb: Bas
     ctx = zmq.Context.instance()
     raw = ctx.socket(zmq.DEALER)
     raw.setsockopt(zmq.LINGER, 0)
+    raw.plain_username, raw.plain_password = b"ra", default_password()  # the node secret
     raw.connect(addr)
     try:
         good = codec.encode([VERSION, CALL, mb.address, 1, "x"])
