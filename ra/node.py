@@ -421,14 +421,14 @@ class NodeDaemon:
         """The Prometheus endpoint (:mod:`ra.metrics`): a snapshot refreshed by this loop
         every second, read by the HTTP thread, which asks the WAL with a mailbox of its own."""
         from ra import metrics
-        from transport import Mailbox
+        from transport.direct import DirectMailbox
         from wal.messages import WalOverview
         ep = system.wal_endpoint(self.sys)
         local = threading.local()
 
         def wal_overview() -> Any:
             if not hasattr(local, "mb"):
-                local.mb = Mailbox(None)
+                local.mb = DirectMailbox(None)      # this thread's own, the node secret's
             return local.mb.call(ep, WalOverview(), timeout=1.0)
         nm = metrics.NodeMetrics(self.address or "", wal_overview)
 
