@@ -20,7 +20,7 @@ __all__ = [
     "RaError", "Timeout", "NoProc", "NodeDown", "NotLeader", "ClusterNotFormed", "NotFound",
     "NameNotRegistered", "AlreadyStarted", "SystemNotStarted", "InvalidConfig", "MachineLoadError",
     "MembershipError", "OutcomeUnknown", "ProcessDied", "NodeLost", "SessionExpired",
-    "MachineError", "BadRequest", "BadReply", "QueryError",
+    "MachineError", "BadRequest", "BadReply", "QueryError", "CommandTooLarge",
     # nodes
     "start", "start_in", "stop_nodes", "overview", "new_uid",
     # servers and clusters
@@ -38,7 +38,8 @@ __all__ = [
 _ERRORS = ("RaError", "Timeout", "NoProc", "NodeDown", "NotLeader", "ClusterNotFormed",
            "NotFound", "NameNotRegistered", "AlreadyStarted", "SystemNotStarted",
            "InvalidConfig", "OutcomeUnknown", "ProcessDied", "NodeLost", "SessionExpired",
-           "MachineError", "MachineLoadError", "BadRequest", "BadReply", "QueryError")
+           "MachineError", "MachineLoadError", "BadRequest", "BadReply", "QueryError",
+           "CommandTooLarge")
 #: name -> the module that defines it
 _WHERE: dict[str, str] = {
     **{e: "ra.errors" for e in _ERRORS},
@@ -65,7 +66,8 @@ if TYPE_CHECKING:
     from ra.core.machine import Machine, ReleaseCursor, SimpleMachine
     from ra.core.types import ServerId
     from ra.errors import (
-        AlreadyStarted, BadReply, BadRequest, ClusterNotFormed, InvalidConfig, MachineError,
+        AlreadyStarted, BadReply, BadRequest, ClusterNotFormed, CommandTooLarge, InvalidConfig,
+        MachineError,
         MachineLoadError, NameNotRegistered, NodeDown, NodeLost, NoProc, NotFound, NotLeader,
         OutcomeUnknown, ProcessDied, QueryError, RaError, SessionExpired, SystemNotStarted,
         Timeout,

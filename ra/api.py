@@ -928,6 +928,10 @@ def _answer(res: Any, target: Any) -> Any:
             return res
         if tag == "redirect" and len(res) == 2 and _leader_ok(res[1]):
             return res
+        if tag == "error" and len(res) == 4 and res[1] == "reply_too_large":
+            raise RaError(f"{target} carried the request out, but its reply of {res[2]} bytes "
+                          f"exceeds the frame limit of {res[3]} bytes and cannot be sent: "
+                          "return less (e.g. query a part of the state)")
         if tag == "error" and len(res) in (2, 3):
             if len(res) == 3 and res[1] == tm.BAD_REQUEST:
                 raise BadRequest(f"{target} refused the request: {res[2]}", str(res[2]))

@@ -18,8 +18,13 @@ from typing import Any
 from ra.core.errors import InvalidConfig
 from raerror import RaError
 from transport.errors import (
-    BadReply, NodeDown, NodeLost, NoProc, OutcomeUnknown, ProcessDied, Timeout, TransportError,
+    BadReply, MessageTooLarge, NodeDown, NodeLost, NoProc, OutcomeUnknown, ProcessDied, Timeout,
+    TransportError,
 )
+
+#: A command (or any request) whose encoding exceeds the frame limit (64 MiB): not sent, so not
+#: applied; the very class the mailbox raises (``MessageTooLarge``), under the API's name.
+CommandTooLarge = MessageTooLarge
 
 __all__ = [
     "RaError",
@@ -41,6 +46,8 @@ __all__ = [
     "BadRequest",
     "BadConfig",
     "BadReply",
+    "CommandTooLarge",
+    "MessageTooLarge",
     "QueryError",
     "MachineLoadError",
     "error_reply",

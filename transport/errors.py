@@ -16,7 +16,8 @@ from typing import Any
 from raerror import RaError
 
 __all__ = ["TransportError", "OutcomeUnknown", "Timeout", "NoProc", "NodeDown", "ProcessDied",
-           "NodeLost", "BadReply", "HandshakeRefused", "BadSecret"]
+           "NodeLost", "BadReply", "HandshakeRefused", "BadSecret",
+           "MessageTooLarge"]
 
 
 class TransportError(RaError):
@@ -82,3 +83,15 @@ class BadSecret(TransportError, ValueError):
     def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class MessageTooLarge(TransportError, ValueError):
+    """A message whose encoding exceeds the mailbox's ``max_frame_bytes`` (64 MiB by
+    default): the receiver would drop it, so it is not sent (*not delivered*). ``size`` and
+    ``limit`` are in bytes."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message of {size} bytes encoded exceeds the frame limit of {limit} "
+                         "bytes; not sent")
+        self.size = size
+        self.limit = limit

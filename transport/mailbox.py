@@ -48,7 +48,9 @@ from typing import Any, Self
 import zmq
 from zmq.backend import zmq_poll as _zmq_poll
 
-from transport.errors import HandshakeRefused, NodeDown, NodeLost, NoProc, ProcessDied, Timeout
+from transport.errors import (
+    HandshakeRefused, MessageTooLarge, NodeDown, NodeLost, NoProc, ProcessDied, Timeout,
+)
 from transport import envelope as _env
 from transport.envelope import CALL, CAST, REPLY, Envelope, From
 
@@ -252,14 +254,22 @@ class BaseMailbox:
         c["received"] = self._received
         return c
 
+    def _pack(self, kind: int, me: Any, ref: Any, msg: Any) -> bytes:
+        """The envelope's bytes; ``MessageTooLarge`` (nothing sent) above ``max_frame_bytes``,
+        which the receiver would drop (it has the same limit by default)."""
+        data = _env.pack(kind, me, ref, msg)
+        if len(data) > self.max_frame_bytes:
+            raise MessageTooLarge(len(data), self.max_frame_bytes)
+        return data
+
     def cast(self, to: str, msg: Any) -> None:
         """Send ``msg`` to the mailbox at ``to``; never blocks, never reports delivery.
 
         Raises ``TypeError`` if ``msg`` is not a term (nothing is sent), ``ValueError`` for a
-        malformed address.
+        malformed address, ``MessageTooLarge`` if its encoding exceeds ``max_frame_bytes``.
         """
         me = self._reply_addr(to)
-        self._send(to, _env.pack(CAST, me, None, msg))
+        self._send(to, self._pack(CAST, me, None, msg))
 
     def cast_many(self, tos: list[str], msg: Any) -> None:
         """``cast`` of one ``msg`` to several mailboxes, encoding it once per kind of sender
@@ -269,7 +279,7 @@ class BaseMailbox:
             me = self._reply_addr(to)
             data = packed.get(me)
             if data is None:
-                data = packed[me] = _env.pack(CAST, me, None, msg)
+                data = packed[me] = self._pack(CAST, me, None, msg)
             self._send(to, data)
 
     def reply(self, frm: From | tuple[str, int], value: Any) -> None:
@@ -278,6 +288,9 @@ class BaseMailbox:
         Raises ``TypeError`` if ``value`` is not a term (nothing is sent)."""
         addr, ref = frm
         data = _env.pack(REPLY, self.address, ref, value)
+        if len(data) > self.max_frame_bytes:     # the caller learns why instead of timing out
+            data = _env.pack(REPLY, self.address, ref,
+                             ("error", "reply_too_large", len(data), self.max_frame_bytes))
         try:
             self._send(addr, data)
         except ValueError as exc:
@@ -304,7 +317,7 @@ class BaseMailbox:
         me = self._reply_addr(to)
         t_start = time.monotonic()
         deadline = None if timeout is None else t_start + timeout
-        if not self._send_call(to, _env.pack(CALL, me, ref, msg), timeout):
+        if not self._send_call(to, self._pack(CALL, me, ref, msg), timeout):
             refusal = self._take_refusal(to)
             if refusal is not None:
                 raise self._refused(to, refusal)

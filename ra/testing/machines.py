@@ -88,6 +88,11 @@ def get_state(state: Any) -> Any:
     return state
 
 
+def big(state: Any, n: int) -> bytes:
+    """Query function: ``n`` bytes, whatever the state (a reply too large for a frame)."""
+    return b"x" * n
+
+
 def get_key(state: dict[Any, Any], key: Any) -> Any:
     """Query function with an argument: ``("ra.testing.machines", "get_key", [k])``."""
     return state.get(key)
