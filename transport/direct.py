@@ -65,6 +65,22 @@ def _greeting(mech: Mechanism) -> bytes:
 
 _MORE, _LONG, _COMMAND = 0x01, 0x02, 0x04
 _READ_SIZE = 256 << 10
+#: a connection whose security handshake is not over this long after it opened is dropped
+#: (counted ``handshake_timeout``): a peer cannot hold a half-open handshake forever
+HANDSHAKE_TIMEOUT = 10.0
+#: TCP keepalive: a peer silent this long is probed, every INTVL s, CNT times, then the link is
+#: found dead (a half-open connection after a host vanished: ~25 s instead of hours)
+_KEEPIDLE, _KEEPINTVL, _KEEPCNT = 10, 5, 3
+
+
+def _tcp_options(sock: socket.socket) -> None:
+    """No Nagle delay; keepalive so that a half-open link is found."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for opt, v in (("TCP_KEEPIDLE", _KEEPIDLE), ("TCP_KEEPINTVL", _KEEPINTVL),
+                   ("TCP_KEEPCNT", _KEEPCNT)):
+        if hasattr(socket, opt):     # Linux; elsewhere the system's defaults
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), v)
 
 
 def _frame(data: bytes) -> bytes:
@@ -85,7 +101,7 @@ class _Conn:
     """One ZMTP connection: the security handshake, the unparsed input and the unsent output."""
 
     __slots__ = ("sock", "fd", "to", "inbuf", "outbuf", "held", "held_bytes", "state",
-                 "parts", "connecting", "mech", "clear", "rest")
+                 "parts", "connecting", "mech", "clear", "rest", "born")
 
     def __init__(self, sock: socket.socket, to: str | None, mech: Mechanism,
                  connecting: bool = False) -> None:
@@ -111,6 +127,7 @@ class _Conn:
         self.state = 0                # 0 greeting, 1 security handshake, 2 messages
         self.parts = 0                # frames so far of a multi-frame message (dropped)
         self.connecting = connecting  # TCP connect still in progress
+        self.born = time.monotonic()  # the handshake must be over by born + HANDSHAKE_TIMEOUT
 
 
 def _peer_name(sock: socket.socket) -> str:
@@ -174,6 +191,7 @@ class DirectMailbox(BaseMailbox):
         for fd in self._listeners:
             self._epoll.register(fd, select.EPOLLIN)
         self._conns: dict[int, _Conn] = {}
+        self._next_reap = 0.0         # when _reap_stalled runs next
         self._out: collections.OrderedDict[str, _Conn] = collections.OrderedDict()
         self._inbox: collections.deque[bytes] = collections.deque()
         self._refusals: dict[str, str] = {}   # destination -> why its handshake failed
@@ -234,7 +252,7 @@ class DirectMailbox(BaseMailbox):
                 raise ValueError(f"bad mailbox address {to!r}") from None
             sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
                                  socket.SOCK_STREAM)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _tcp_options(sock)
         elif to.startswith("ipc://"):
             addr = to[6:]
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -438,6 +456,24 @@ class DirectMailbox(BaseMailbox):
                 self._writable(conn)
             if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and fd in self._conns:
                 self._input(conn)
+        now = time.monotonic()
+        if now >= self._next_reap:
+            self._reap_stalled(now)
+
+    def _reap_stalled(self, now: float) -> None:
+        """Drop the connections whose handshake has not finished in HANDSHAKE_TIMEOUT (a
+        peer that connects and goes quiet, or never answers our greeting). Runs at most once
+        a second, from whatever polls the mailbox."""
+        self._next_reap = now + 1.0
+        stalled = [c for c in self._conns.values()
+                   if c.state < 2 and now - c.born > HANDSHAKE_TIMEOUT]
+        for c in stalled:
+            n = self._counters["handshake_timeout"] = \
+                self._counters.get("handshake_timeout", 0) + 1
+            if n <= 5 or n % 1000 == 0:
+                _log.warning("%s: handshake with %s not over after %g s: dropped (#%d)",
+                             self.address, c.to or _peer_name(c.sock), HANDSHAKE_TIMEOUT, n)
+            self._drop_conn(c)
 
     @property
     def pending(self) -> bool:
@@ -465,7 +501,7 @@ class DirectMailbox(BaseMailbox):
                 return                # e.g. out of descriptors: try again on the next poll
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                _tcp_options(sock)
             conn = _Conn(sock, None, self._mech(True, {"Socket-Type": b"ROUTER"}))
             self._conns[conn.fd] = conn
             self._epoll.register(conn.fd, select.EPOLLIN)

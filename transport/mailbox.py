@@ -72,6 +72,7 @@ _MAX_FIRST_PROBE = 0.25   # however slow a callee usually is, a dead one is foun
 _COUNTER_NAMES = (
     "received", "sent", "send_dropped", "garbage", "bad_version", "bad_envelope", "bad_frames",
     "oversize", "stale_reply", "probes", "peers_evicted", "refused", "refused_by_peer",
+    "handshake_timeout",
 )
 
 
