@@ -146,6 +146,20 @@ def default_password() -> bytes:
     return plain_password(process_secret())
 
 
+#: ``RA_TRANSPORT=curve``: every mailbox of the process (and of the processes it starts) runs
+#: CURVE with the key pair derived from the secret instead of PLAIN; every process of a
+#: deployment must agree (a PLAIN peer is refused: "security mechanism mismatch")
+ENV_TRANSPORT = "RA_TRANSPORT"
+
+
 def default_mechanism() -> MechanismFactory:
-    """The mechanism a mailbox runs unless told otherwise: PLAIN with this process's secret."""
+    """The mechanism a mailbox runs unless told otherwise: PLAIN with this process's secret, or
+    CURVE (:func:`transport.curve.secret_factory`) when ``RA_TRANSPORT=curve``. Raises
+    BadSecret for an unusable secret, ValueError for another ``RA_TRANSPORT``."""
+    kind = os.environ.get(ENV_TRANSPORT, "plain")
+    if kind == "curve":
+        from transport.curve import secret_factory
+        return secret_factory(process_secret())  # type: ignore[no-any-return]
+    if kind != "plain":
+        raise ValueError(f"{ENV_TRANSPORT}={kind!r}: 'plain' (the default) or 'curve'")
     return plain_factory(default_password())

@@ -41,6 +41,7 @@ keygen DIR NAME``). Not thread-safe: one mechanism per connection.
 """
 from __future__ import annotations
 
+import hashlib
 import datetime
 import hmac
 import os
@@ -49,6 +50,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nacl import bindings as _nacl
 from nacl.exceptions import CryptoError
@@ -245,6 +247,32 @@ def _command_name(body: bytes) -> bytes:
 def _refuse_error(body: bytes) -> HandshakeRefused:
     reason = body[7:7 + body[6]].decode("ascii", "replace") if len(body) > 6 else ""
     return HandshakeRefused(f"peer sent ERROR: {reason}")
+
+
+def keypair_from_secret(secret: bytes) -> Keypair:
+    """The cluster's CURVE key pair derived from the node secret (the cookie): seed =
+    HMAC-SHA256(secret, "ra-curve-1"), keys from libsodium's ``crypto_box_seed_keypair``. Every
+    holder of the secret derives the same pair, so it both presents it and accepts it (see
+    :func:`secret_factory`); the PLAIN password (another HMAC of the secret) does not reveal
+    it."""
+    seed = hmac.new(secret, b"ra-curve-1", hashlib.sha256).digest()
+    public, sec = _nacl.crypto_box_seed_keypair(seed)
+    return Keypair(public, sec)
+
+
+def secret_factory(secret: bytes) -> Any:
+    """A mechanism factory (``transport.mechanism.MechanismFactory``) of CURVE with the key pair
+    derived from ``secret``: the accepting side lets in exactly the holders of the secret, the
+    connecting side checks that its peer holds it too, and every message is encrypted. What
+    ``RA_TRANSPORT=curve`` selects for every mailbox of a process."""
+    kp = keypair_from_secret(secret)
+    allowed = frozenset({kp.public})
+
+    def make(as_server: bool, metadata: dict[str, bytes]) -> Any:
+        if as_server:
+            return CurveServer(metadata, keypair=kp, allowed=allowed)
+        return CurveClient(metadata, keypair=kp, server_key=kp.public)
+    return make
 
 
 # -- the mechanism -----------------------------------------------------------------------------
