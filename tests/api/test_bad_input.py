@@ -230,9 +230,11 @@ def test_machine_that_fails_to_load_is_machine_load_error_and_the_node_lives(
     assert re.search(reason, msg), msg
     assert took < 5.0, took
     _assert_node_fine(node, pids)
-    # not restarted: it stays down, failed, with the reason; nothing written for it
-    ov = ra.overview(node)["servers"][cname]
-    assert (ov["status"], ov["pid"]) == ("failed", None) and re.search(reason, ov["error"])
+    # not restarted: it stays down, failed, with the reason; nothing written for it (its
+    # process exits right after reporting: wait for that, then check it stays down)
+    ov = wait_for(lambda: (lambda o: o if o["pid"] is None else None)(
+        ra.overview(node)["servers"][cname]), 5, "the failed server's process to exit")
+    assert ov["status"] == "failed" and re.search(reason, ov["error"])
     assert ra.key_metrics(sid)["state"] == "failed"
     time.sleep(0.3)
     assert ra.overview(node)["servers"][cname]["pid"] is None
