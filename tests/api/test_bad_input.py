@@ -7,6 +7,7 @@ import re
 import time
 
 import pytest
+from typing import Any
 
 import ra
 from ra.directory import Directory
@@ -232,8 +233,10 @@ def test_machine_that_fails_to_load_is_machine_load_error_and_the_node_lives(
     _assert_node_fine(node, pids)
     # not restarted: it stays down, failed, with the reason; nothing written for it (its
     # process exits right after reporting: wait for that, then check it stays down)
-    ov = wait_for(lambda: (lambda o: o if o["pid"] is None else None)(
-        ra.overview(node)["servers"][cname]), 5, "the failed server's process to exit")
+    def exited() -> Any:
+        o = ra.overview(node)["servers"][cname]
+        return o if o["pid"] is None else None
+    ov = wait_for(exited, 5, "the failed server's process to exit")
     assert ov["status"] == "failed" and re.search(reason, ov["error"])
     assert ra.key_metrics(sid)["state"] == "failed"
     time.sleep(0.3)
