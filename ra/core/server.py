@@ -50,14 +50,7 @@ from ra.core.messages import (
     RequestVoteRpc, SnapshotMeta, Tick, TimeoutNow, TransferLeadership, TriggerElection, Written,
 )
 
-__all__ = ["ServerConfig", "ServerState", "Peer", "BUGS", "init", "step", "overview"]
-
-#: Test-only switches that plant known Raft bugs, to prove the simulator's checkers bite.
-#: ("ack_before_durable" lives in the memory log twin.)
-BUGS = frozenset({
-    "vote_without_log_check", "commit_old_term_by_count", "forget_voted_for",
-    "apply_before_commit",
-})
+__all__ = ["ServerConfig", "ServerState", "Peer", "init", "step", "overview"]
 
 #: Heartbeat ticks a leadership transfer may take before the leader gives up on it.
 _TRANSFER_TICKS = 10
@@ -79,7 +72,6 @@ class ServerConfig:
     max_pipeline_count: int = 4096
     low_priority_batch_size: int = 64
     snapshot_chunk_size: int = 1 << 20
-    bugs: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -154,8 +146,6 @@ def init(cfg: ServerConfig) -> tuple[str, ServerState, list[Any]]:
     effects are dropped: they already ran before the restart)."""
     log, meta = cfg.log, cfg.meta
     term, voted_for = meta.fetch()
-    if "forget_voted_for" in cfg.bugs:
-        voted_for = None
     s = ServerState(cfg=cfg, id=cfg.id, log=log, meta=meta, machine=cfg.machine,
                     current_term=term, voted_for=voted_for)
     snap = log.recover_snapshot()
@@ -482,8 +472,7 @@ def _on_request_vote_rpc(msg: RequestVoteRpc, s: ServerState, effects: list[Any]
     granted = False
     if msg.term == s.current_term and s.voted_for in (None, msg.candidate_id) \
             and s.role != "leader":
-        if "vote_without_log_check" in s.cfg.bugs or \
-                _log_up_to_date(s, msg.last_log_index, msg.last_log_term):
+        if _log_up_to_date(s, msg.last_log_index, msg.last_log_term):
             granted = True
             if s.voted_for != msg.candidate_id:
                 s.voted_for = msg.candidate_id
@@ -602,10 +591,7 @@ def _reply_ae_success(s: ServerState, effects: list[Any]) -> None:
 
 
 def _follower_apply(s: ServerState, effects: list[Any]) -> None:
-    if "apply_before_commit" in s.cfg.bugs:
-        upto = s.log.last_index_term()[0]
-    else:
-        upto = min(s.commit_index, s.log.last_written()[0])
+    upto = min(s.commit_index, s.log.last_written()[0])
     if upto > s.last_applied:
         _apply_to(s, upto, effects)
 
@@ -848,7 +834,7 @@ def _evaluate_commit(s: ServerState, effects: list[Any]) -> None:
             idxs.append(p.match_index if p is not None else 0)
     new = quorum.majority_index(idxs)
     if new > s.commit_index:
-        if "commit_old_term_by_count" in s.cfg.bugs or s.log.fetch_term(new) == s.current_term:
+        if s.log.fetch_term(new) == s.current_term:
             s.commit_index = new
             if new >= s.noop_index:
                 s.noop_committed = True
@@ -933,8 +919,6 @@ def _on_flush(msg: FlushCommands, s: ServerState, effects: list[Any]) -> None:
         _append_usr(s, s.low_queue.popleft())
         n -= 1
     _replicate_all(s, effects)
-    if "apply_before_commit" in s.cfg.bugs:
-        _apply_to(s, s.log.last_index_term()[0], effects)
     if s.low_queue:
         _schedule_flush(s, effects)
 

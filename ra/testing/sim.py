@@ -23,6 +23,7 @@ event for the dead incarnation (messages in flight to its id are still delivered
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import random
 import signal
@@ -31,6 +32,7 @@ import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from ra.core import server, validate
@@ -44,8 +46,10 @@ from ra.core.messages import (
 )
 from ra.core.types import ServerId
 from ra.core.messages import AppendEntriesRpc, HeartbeatReply, HeartbeatRpc, InstallSnapshotRpc
+from ra.testing import mutants
 from ra.testing.checkers import SafetyChecker, Violation
 from ra.testing.memory import MemoryMeta
+from ra.testing.mutants import MUTANTS
 from ra.testing.sim_clients import ClientDriver, SimClient
 from ra.testing.sim_fmt import fmt_msg
 from ra.testing.sim_net import (
@@ -57,8 +61,16 @@ from ra.testing.sim_quiet import QuietWindow
 __all__ = ["SimCluster", "SimResult", "SimMachine", "CheckedLog", "run_seed", "replay_command",
            "main", "CORE_BUGS", "ALL_BUGS"]
 
-CORE_BUGS = frozenset(server.BUGS)
+#: planted bugs of the core: the test-side mutants of :mod:`ra.testing.mutants` (the core has no
+#: bug switches); ``ack_before_durable`` lives in the memory log twin
+CORE_BUGS = frozenset(m.name for m in MUTANTS)
 ALL_BUGS = CORE_BUGS | {"ack_before_durable"}
+
+
+@functools.cache
+def _mutated_core(names: tuple[str, ...]) -> ModuleType:
+    """The core with the mutants ``names`` applied (compiled once per set per process)."""
+    return mutants.load(*names)
 
 
 #: the replies a leader counts for its quorum check
@@ -121,6 +133,9 @@ class SimCluster(ClientDriver):
         if unknown:
             raise ValueError(f"unknown bugs {sorted(unknown)}; known: {sorted(ALL_BUGS)}")
         self.bugs = frozenset(bugs)
+        # read at start, not import: ``mutants.patched`` swaps this module's ``server``
+        core_bugs = tuple(sorted(self.bugs & CORE_BUGS))
+        self.core: Any = _mutated_core(core_bugs) if core_bugs else server
         self.rng = random.Random(seed)
         self.checker = SafetyChecker(disabled_checks, raises=machine_raises)
         self.net = Network(self.rng, self.profile)
@@ -179,12 +194,12 @@ class SimCluster(ClientDriver):
         log = CheckedLog(self, sid, ack_before_durable="ack_before_durable" in self.bugs)
         meta = MemoryMeta()
         machine = SimMachine(self, sid, self.profile.snapshot_every)
-        cfg = server.ServerConfig(
+        cfg = self.core.ServerConfig(
             id=sid, uid=f"u_{sid.name}", cluster_name="sim", initial_members=members or (sid,),
             machine=machine, log=log, meta=meta,
             max_append_entries_rpc_batch_size=self.profile.batch_size,
             max_pipeline_count=self.profile.pipeline, low_priority_batch_size=8,
-            snapshot_chunk_size=self.profile.chunk_size, bugs=self.bugs & CORE_BUGS)
+            snapshot_chunk_size=self.profile.chunk_size)
         s = SimServer(sid, cfg, log, meta)
         self.servers[sid] = s
         return s
@@ -201,7 +216,7 @@ class SimCluster(ClientDriver):
         s.alive = True
         s.inc += 1
         s.written_tail = self.now
-        role, state, effects = server.init(s.cfg)
+        role, state, effects = self.core.init(s.cfg)
         s.role, s.state = role, state
         self._after_step(s, effects, "", 0)
 
@@ -488,7 +503,7 @@ class SimCluster(ClientDriver):
         if self.tracing:
             self.out(self._fmt_tail(self.tail[-1]))
         old_role, old_term, old_commit = s.role, s.state.current_term, s.state.commit_index
-        role, state, effects = server.step(s.role, msg, s.state)
+        role, state, effects = self.core.step(s.role, msg, s.state)
         s.role, s.state = role, state
         self._after_step(s, effects, old_role, old_term, old_commit)
 
@@ -714,7 +729,7 @@ class SimCluster(ClientDriver):
         for s in self.servers.values():
             if s.state is None:
                 continue
-            ov = server.overview(s.state)
+            ov = self.core.overview(s.state)
             lines.append(f"  {s.sid.name}: alive={s.alive} role={ov['role']} "
                          f"term={ov['current_term']} leader={_n(ov['leader_id'])} "
                          f"commit={ov['commit_index']} applied={ov['last_applied']} "

@@ -4,6 +4,7 @@ from ra.core.effects import (
     MachineEffect, NextEvent, Notify, Reply, SendRpc, StartElectionTimeout, StartHeartbeatTimeout,
 )
 from ra.core.machine import ReleaseCursor
+from ra.testing import mutants
 from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, ConsistentQuery, FlushCommands,
     HeartbeatReply, HeartbeatRpc, HeartbeatTimeout, MetaWritten, InstallSnapshotResult, InstallSnapshotRpc,
@@ -89,8 +90,8 @@ def test_old_term_entry_not_committed_by_counting_replicas():
     assert s.commit_index == 3 and s.machine_state == 1
 
 
-def test_bug_switch_commits_old_term_entry():
-    s = new_server(bugs=frozenset({"commit_old_term_by_count"}))
+def test_mutant_commits_old_term_entry():
+    s = new_server(core=mutants.load("commit_old_term_by_count"))
     from tests.core.helpers import with_log
     with_log(s, [(1, 1, NOOP), (2, 1, ("usr", 1, None, 0))], term=1)
     make_leader(s)
