@@ -59,8 +59,9 @@ import ra.wire  # noqa: F401  (registers the core messages with the codec)
 from ra import messages as rm
 from ra.core import server as core
 from ra.core.effects import (
-    Cast, DeleteAndTerminate, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
-    StartElectionTimeout, StartHeartbeatTimeout,
+    SHELL_MACHINE_EFFECTS, Aux, BadMachineEffects, Cast, DeleteAndTerminate, Demonitor,
+    GarbageCollection, InvalidEffect, ModCall, Monitor, NextEvent, Notify, RecordLeaderMsg, Reply,
+    SendMsg, SendRpc, StartElectionTimeout, StartHeartbeatTimeout, Timer, machine_effects,
 )
 from ra.core.machine import SimpleMachine
 from ra.core.messages import (
@@ -635,8 +636,11 @@ class ServerProc:
             self.timers["heartbeat"] = time.monotonic() + self.conf["heartbeat_ms"] / 1000
         elif t is RecordLeaderMsg:
             self._monitor_leader(e.leader_id)
-        elif t is MachineEffect:
-            self._machine_effect(e.effect)
+        elif t in _SHELL_MACHINE_EFFECTS:
+            self._machine_effect(e)
+        elif t is BadMachineEffects:
+            _log.warning("%s: the machine's %s returned a malformed effect; its effects were "
+                         "dropped: %s", self.id, e.callback, e.reason)
         elif t is DeleteAndTerminate:
             # the daemon stops this process (SIGTERM) and deletes its data and name
             self.log.flush()
@@ -645,32 +649,31 @@ class ServerProc:
             raise TypeError(f"unknown effect {e!r}")
 
     def _machine_effect(self, me: Any) -> None:
-        """Carry out one machine effect (ra_machine's effect list; see ``ra.effects``)."""
-        tag = me[0] if isinstance(me, tuple) and me else None
+        """Carry out one typed machine effect of the shell's kinds (``ra.core.effects``)."""
+        t = type(me)
         try:
-            if tag == "send_msg":
-                msg = me[2]
-                opts = me[3] if len(me) > 3 else ()
-                if "ra_event" in (opts if isinstance(opts, (list, tuple)) else (opts,)):
-                    msg = ("ra_event", self.id, ("machine", msg))
-                self.mb.cast(me[1], msg)
-            elif tag == "monitor":
-                self._monitor(me[1], me[2], True)
-            elif tag == "demonitor":
-                self._monitor(me[1], me[2], False)
-            elif tag == "mod_call":
-                _import_path(me[1])(*me[2])
-            elif tag == "timer":
-                if me[2] is None or me[2] == "infinity":
-                    self.machine_timers.pop(me[1], None)
+            if t is SendMsg:
+                msg = ("ra_event", self.id, ("machine", me.msg)) if "ra_event" in me.options \
+                    else me.msg
+                self.mb.cast(me.to, msg)
+            elif t is Monitor:
+                self._monitor(me.kind, me.target, True)
+            elif t is Demonitor:
+                self._monitor(me.kind, me.target, False)
+            elif t is ModCall:
+                _import_path(me.path)(*me.args)
+            elif t is Timer:
+                if me.ms is None:
+                    self.machine_timers.pop(me.name, None)
                 else:
-                    self.machine_timers[me[1]] = time.monotonic() + me[2] / 1000
-            elif tag == "aux":
-                self._aux("cast", me[1], None)
-            elif tag == "garbage_collection":
+                    self.machine_timers[me.name] = time.monotonic() + me.ms / 1000
+            elif t is Aux:
+                self._aux("cast", me.cmd, None)
+            elif t is GarbageCollection:
                 gc.collect()
-            else:
-                _log.warning("%s: unknown machine effect %r", self.id, me)
+            else:   # a core-side effect (release_cursor, append...) from handle_aux
+                _log.warning("%s: machine effect %r is not carried out from handle_aux",
+                             self.id, me)
         except Exception:   # an effect's failure is the machine's bug: report, keep serving
             _log.exception("%s: machine effect %r failed", self.id, me)
 
@@ -759,7 +762,13 @@ class ServerProc:
             reply = None
         if frm is not None:
             self.mb.reply(frm, ("ok", reply, self.state.leader_id))
-        for me in effects or []:
+        try:
+            typed = machine_effects(effects)
+        except InvalidEffect as e:
+            _log.warning("%s: handle_aux returned a malformed effect; its effects were "
+                         "dropped: %s", self.id, e)
+            return
+        for me in typed:
             self._machine_effect(me)
 
     def _send_peers(self, tos: list[Any], msg: Any) -> None:
@@ -798,6 +807,7 @@ class ServerProc:
 
 
 _PEER_TYPES = frozenset(PEER_MSGS)
+_SHELL_MACHINE_EFFECTS = frozenset(SHELL_MACHINE_EFFECTS)
 
 _HANDLERS: dict[type, Callable[[ServerProc, Any, Any], None]] = {
     rm.CommandCall: ServerProc._on_command,

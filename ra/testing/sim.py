@@ -37,8 +37,8 @@ from typing import Any
 
 from ra.core import server, validate
 from ra.core.effects import (
-    Cast, DeleteAndTerminate, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
-    StartElectionTimeout, StartHeartbeatTimeout,
+    SHELL_MACHINE_EFFECTS, Cast, DeleteAndTerminate, NextEvent, Notify, RecordLeaderMsg, Reply,
+    SendRpc, StartElectionTimeout, StartHeartbeatTimeout,
 )
 from ra.core.messages import (
     AppendEntriesReply, ElectionTimeout, HeartbeatTimeout, InstallSnapshotResult, LeaderDown,
@@ -657,7 +657,7 @@ class SimCluster(ClientDriver):
             if leader is not None and not leader.alive:
                 del s.monitors[e.leader_id]
                 self.schedule(self.rng.randint(5, 20), "leader_down", s.sid, s.inc, e.leader_id)
-        elif isinstance(e, MachineEffect):
+        elif isinstance(e, SHELL_MACHINE_EFFECTS):
             self.stats["machine_effects"] += 1
         elif isinstance(e, DeleteAndTerminate):
             self.note(s.sid, "delete_and_terminate: stopped for good")

@@ -1,15 +1,15 @@
 """Leader: replication, durable commit, apply and replies, low priority, queries, membership,
 transfer, snapshots (↔ ra_server_SUITE leader_* cases)."""
 from ra.core.effects import (
-    MachineEffect, NextEvent, Notify, Reply, SendRpc, StartElectionTimeout, StartHeartbeatTimeout,
+    NextEvent, Notify, Reply, SendMsg, SendRpc, StartElectionTimeout, StartHeartbeatTimeout,
 )
 from ra.core.machine import ReleaseCursor
-from ra.testing import mutants
 from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, ConsistentQuery, FlushCommands,
     HeartbeatReply, HeartbeatRpc, HeartbeatTimeout, MetaWritten, InstallSnapshotResult, InstallSnapshotRpc,
     TimeoutNow, TransferLeadership, Written,
 )
+from ra.testing import mutants
 from tests.core.helpers import CLUSTER, N1, N2, N3, make_leader, new_server, step, sync
 
 NOOP = ("noop", 0)
@@ -244,7 +244,7 @@ def test_release_cursor_snapshots_and_lagging_follower_gets_install_snapshot():
     step(s, FlushCommands())
     sync(s)
     eff = ack(s, N2, 2)
-    assert eff == [MachineEffect(("send_msg", "pid", 12))]
+    assert eff == [SendMsg("pid", 12)]
     assert s.log.snapshot_index_term() == (2, 1) and s.log.fetch(1) is None
     # N3 has nothing: it needs the snapshot, sent in 1-byte chunks
     eff = step(s, AppendEntriesReply(1, False, 1, 0, 0, N3))
