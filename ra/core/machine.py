@@ -75,9 +75,8 @@ def apply_machine(machine: Any, meta: dict[str, Any], command: Any,
     if n == 2:
         return result[0], result[1], []
     if n != 3:
-        return state, (MACHINE_ERROR, "InvalidResult",
-                       f"apply must return (state, reply) or (state, reply, effects), not "
-                       f"{repr(result)[:200]}"), []
+        why = f"apply must return (state, reply) or (state, reply, effects), not {result!r}"
+        return state, (MACHINE_ERROR, "InvalidResult", why[:1000]), []
     new_state, reply, effects = result
     if not effects:
         return new_state, reply, []
