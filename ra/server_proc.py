@@ -213,8 +213,7 @@ class ServerProc:
         self.role, self.state, effects = core.init(self.cfg)
         self.timers: dict[str, float] = {}
         self.next_events: list[Any] = []
-        self.batch_end = 0          # last index of the batch a leader sent last (_hold)
-        self.hold_until = 0.0
+        self.hold_until = 0.0       # when a group-commit hold ends at the latest (_hold)
         self.peer_eps: dict[ServerId, str] = {}
         self.peer_heard: dict[ServerId, float] = {}
         self.leader_heard = 0.0
@@ -330,22 +329,20 @@ class ServerProc:
                     evs, self.next_events = self.next_events, []
                     for ev in evs:
                         self._step(ev)
-                if self.role == "leader":
-                    self.batch_end = self.log.next_index() - 1
             if time.monotonic() >= due:       # most wake-ups are messages, not timers
                 self._fire_timers()
             self._after_batch()
         return 0
 
     def _hold(self, now: float) -> bool:
-        """Group commit: while a leader's previous batch is not committed, the commands that
-        arrive are held back (up to ``group_commit_ms``) and leave together: one append per
-        follower and one WAL write for all. Under load that means fewer, larger batches and
-        fewer wake-ups of every process (W2 with 32 client processes: ≈ 20 % less CPU per
-        command, 6.5 instead of 7.5-9 context switches); a leader with nothing uncommitted (one
-        client at a time: W1) never waits. Timers still fire meanwhile."""
-        if (self.role != "leader" or self.state.commit_index >= self.batch_end
-                or not self.conf["group_commit_ms"]):
+        """Group commit: whether to hold the queued events back now. The core decides
+        (``core.holds_flush``: a leader whose previous batch is not committed); the shell keeps
+        the time cap, ``group_commit_ms``. The commands that arrive meanwhile leave together:
+        one append per follower and one WAL write for all. Under load that means fewer, larger
+        batches and fewer wake-ups of every process (W2 with 32 client processes: ≈ 20 % less
+        CPU per command, 6.5 instead of 7.5-9 context switches); a leader with nothing
+        uncommitted (one client at a time: W1) never waits. Timers still fire meanwhile."""
+        if not self.conf["group_commit_ms"] or not core.holds_flush(self.state):
             self.hold_until = 0.0
             return False
         if not self.hold_until:
@@ -416,7 +413,6 @@ class ServerProc:
         self.role, self.state, effects = core.step(self.role, msg, self.state)
         if self.role != role:
             self.timers["metrics"] = time.monotonic()    # report role changes promptly
-            self.batch_end = 0
             if role == "leader":
                 self._leader_effects_lost()
         if self.state.meta_seq > self.state.meta_synced:

@@ -55,7 +55,7 @@ from ra.core.messages import (
     RequestVoteRpc, SnapshotMeta, Tick, TimeoutNow, TransferLeadership, TriggerElection, Written,
 )
 
-__all__ = ["ServerConfig", "ServerState", "Peer", "init", "step", "overview"]
+__all__ = ["ServerConfig", "ServerState", "Peer", "init", "step", "overview", "holds_flush"]
 
 #: Heartbeat ticks a leadership transfer may take before the leader gives up on it.
 _TRANSFER_TICKS = 10
@@ -125,6 +125,7 @@ class ServerState:
     noop_committed: bool = False
     low_queue: deque[Command] = field(default_factory=deque)
     flush_scheduled: bool = False
+    batch_end: int = 0             # the last index the last flush sent (holds_flush)
     query_index: int = 0
     queries: list[tuple[int, int, Any, Any]] = field(default_factory=list)
     eol_ticks: int = 0             # >0: the end-of-life entry is applied, leader winding down
@@ -363,6 +364,7 @@ def _become_leader(s: ServerState, effects: list[Any]) -> None:
     s.queries = []
     s.low_queue = deque()
     s.flush_scheduled = False
+    s.batch_end = 0
     s.transfer_target = None
     s.noop_index = nxt
     s.noop_committed = False
@@ -924,8 +926,20 @@ def _on_flush(msg: FlushCommands, s: ServerState, effects: list[Any]) -> None:
         _append_usr(s, s.low_queue.popleft())
         n -= 1
     _replicate_all(s, effects)
+    s.batch_end = s.log.last_index_term()[0]
     if s.low_queue:
         _schedule_flush(s, effects)
+
+
+def holds_flush(s: ServerState) -> bool:
+    """Group commit, the policy (the shell, or the simulator, only keeps the time): whether a
+    ``FlushCommands`` due now should wait. True while this server leads and the batch its last
+    flush sent is not committed yet: the commands that arrive meanwhile then leave together, in
+    one append per follower (and, in the shell, one WAL write), when that batch commits or the
+    hold's time cap (``group_commit_ms``) runs out, whichever comes first. A leader with
+    nothing uncommitted (one client at a time) never waits. Holding is always safe: it delays
+    replication, never changes what is replicated; liveness rests on the cap."""
+    return s.role == "leader" and s.commit_index < s.batch_end
 
 
 def _membership_command(s: ServerState, msg: Command, effects: list[Any]) -> None:

@@ -130,9 +130,9 @@ MUTANTS: tuple[Mutant, ...] = (
            "upto = s.log.last_index_term()[0]",
            "every member applies entries as soon as it holds them: a follower before they are "
            "committed or written, a leader as it sends them",
-           also=(("    _replicate_all(s, effects)\n    if s.low_queue:",
+           also=(("    _replicate_all(s, effects)\n    s.batch_end",
                   ("    _replicate_all(s, effects)\n    _apply_to(s, s.log.last_index_term()[0], "
-                   "effects)\n    if s.low_queue:")),)),
+                   "effects)\n    s.batch_end")),)),
     Mutant("commit_beyond_verified",
            "min(msg.leader_commit, s.verified_index)",
            "msg.leader_commit",

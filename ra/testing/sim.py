@@ -41,8 +41,8 @@ from ra.core.effects import (
     SendRpc, StartElectionTimeout, StartHeartbeatTimeout,
 )
 from ra.core.messages import (
-    AppendEntriesReply, ElectionTimeout, HeartbeatTimeout, InstallSnapshotResult, LeaderDown,
-    RequestVoteResult, Tick, TriggerElection,
+    AppendEntriesReply, ElectionTimeout, FlushCommands, HeartbeatTimeout, InstallSnapshotResult,
+    LeaderDown, RequestVoteResult, Tick, TriggerElection,
 )
 from ra.core.types import ServerId
 from ra.core.messages import AppendEntriesRpc, HeartbeatReply, HeartbeatRpc, InstallSnapshotRpc
@@ -98,6 +98,9 @@ class SimServer:
     leader_heard: int = 0        # when a leader's message last arrived (the shell records it)
     cluster_seen: tuple[Any, ...] = ()   # leader: its configuration, and since when
     config_since: int = 0
+    hold_until: int = 0          # group commit: when the current hold ends at the latest
+    hold_gen: int = 0            # tells a stale hold_end event from the current hold's
+    flush_held: bool = False     # a FlushCommands is parked by the hold
 
 
 @dataclass(slots=True)
@@ -161,7 +164,11 @@ class SimCluster(ClientDriver):
             "commands", "acked", "unknown", "sessions", "retries", "machine_errors", "queries", "crashes", "partitions", "joins",
             "leaves", "transfers", "snapshots_taken", "snapshots_installed",
             "checkpoints_taken", "checkpoints_promoted", "machine_effects",
-            "elections", "dropped", "duplicated", "quiet_windows", "prevote_replays")}
+            "elections", "dropped", "duplicated", "quiet_windows", "prevote_replays",
+            "group_commit_holds", "group_commit_released_by_commit",
+            "group_commit_released_by_cap", "group_commit_held_entries")}
+        #: group commit: (leader, term, first, last) of every batch a hold kept back
+        self.held_batches: list[tuple[Any, int, int, int]] = []
         self.quiet = QuietWindow(self)
         self._next_name = 1
         for _ in range(self.n_initial):
@@ -304,7 +311,44 @@ class SimCluster(ClientDriver):
     def _ev_local(self, sid: Any, inc: int, msg: Any) -> None:
         s = self.servers[sid]
         if s.alive and s.inc == inc:
+            if isinstance(msg, FlushCommands) and self._hold(s):
+                return
             self.step_server(s, msg, None)
+
+    # -- group commit: the core decides (holds_flush), the simulator keeps the time, as the shell
+    def _hold(self, s: SimServer) -> bool:
+        """Whether ``s``'s due flush waits (then it is parked until the batch before it commits
+        or ``group_commit_ms`` passes); the same rule as ``ServerProc._hold``."""
+        cap = self.profile.group_commit_ms
+        if not cap or not self.core.holds_flush(s.state):
+            if s.hold_until:
+                self._released(s, "group_commit_released_by_commit")
+            return False
+        if not s.hold_until:
+            s.hold_until = self.now + cap
+            s.hold_gen += 1
+            self.stats["group_commit_holds"] += 1
+            self.schedule(cap, "hold_end", s.sid, s.inc, s.hold_gen)
+        if self.now < s.hold_until:
+            s.flush_held = True
+            return True
+        self._released(s, "group_commit_released_by_cap")
+        return False
+
+    def _released(self, s: SimServer, why: str) -> None:
+        """The hold ends: record the entries it held (appended since the last flush)."""
+        self.stats[why] += 1
+        s.hold_until = 0
+        lo, hi = s.state.batch_end + 1, s.log.last_index_term()[0]
+        if s.state.role == "leader" and lo <= hi:
+            self.stats["group_commit_held_entries"] += hi - lo + 1
+            self.held_batches.append((s.sid, s.state.current_term, lo, hi))
+
+    def _ev_hold_end(self, sid: Any, inc: int, gen: int) -> None:
+        s = self.servers[sid]
+        if s.alive and s.inc == inc and s.hold_gen == gen and s.flush_held:
+            s.flush_held = False
+            self._ev_local(sid, inc, FlushCommands())
 
     def _ev_timer(self, sid: Any, inc: int, kind: str, gen: int) -> None:
         s = self.servers[sid]
@@ -449,6 +493,7 @@ class SimCluster(ClientDriver):
         s.meta.crash()
         s.sync_due = False
         s.monitors = {}
+        s.hold_until, s.flush_held = 0, False     # the process and its timers are gone
         s.restart_due = True
         self.quiet.close("crash")
         self.note(sid, f"CRASH (durable: term {s.meta.fetch()[0]}, log {s.log.last_index_term()})")
@@ -542,6 +587,9 @@ class SimCluster(ClientDriver):
                 self.note(None, f"PARTITION {self.net.description} (targeted)")
         if not s.alive:
             return
+        if s.flush_held and not self.core.holds_flush(st):
+            s.flush_held = False
+            self.schedule(0, "local", s.sid, s.inc, FlushCommands())
         if "ack_before_durable" in self.bugs:
             early = s.log.take_early_acks()
             if early:
