@@ -30,7 +30,7 @@ import signal
 import sys
 import traceback
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -123,12 +123,15 @@ class SimCluster(ClientDriver):
                  *, bugs: frozenset[str] | set[str] = frozenset(), trace: bool = False,
                  disabled_checks: frozenset[str] | set[str] = frozenset(),
                  out: Callable[[str], None] = print, max_events: int = 60_000,
-                 auto_faults: bool = True) -> None:
+                 auto_faults: bool = True, group_commit_ms: int | None = None) -> None:
         d_servers, d_profile = scenario_for_seed(seed)
         self.seed = seed
         self.n_initial = servers if servers is not None else d_servers
         prof = profile if profile is not None else d_profile
         self.profile = prof if isinstance(prof, Profile) else PROFILES[prof]
+        self.group_commit = group_commit_ms     # an override of the profile's (replayed)
+        if group_commit_ms is not None:
+            self.profile = replace(self.profile, group_commit_ms=group_commit_ms)
         self.base_profile = self.profile
         self.overrides = (servers is not None and servers != d_servers,
                           profile is not None and self.profile.name != d_profile)
@@ -289,7 +292,8 @@ class SimCluster(ClientDriver):
     def _annotate(self, v: Violation) -> Violation:
         v.seed, v.time, v.step = self.seed, self.now, self.steps
         v.replay = replay_command(self.seed, self.n_initial if self.overrides[0] else None,
-                                  self.profile.name if self.overrides[1] else None, self.bugs)
+                                  self.profile.name if self.overrides[1] else None, self.bugs,
+                                  self.group_commit)
         v.trace_tail = [self._fmt_tail(x) for x in self.tail]
         return v
 
@@ -817,9 +821,10 @@ def _covered(durable: int | None, want: Any) -> Any:
 
 
 def replay_command(seed: int, servers: int | None = None, profile: str | None = None,
-                   bugs: frozenset[str] | set[str] = frozenset()) -> str:
+                   bugs: frozenset[str] | set[str] = frozenset(),
+                   group_commit_ms: int | None = None) -> str:
     """The shell command that replays exactly this run."""
-    if servers is None and profile is None and not bugs:
+    if servers is None and profile is None and not bugs and group_commit_ms is None:
         return f"make sim SEED={seed}   (python -m ra.testing.sim --seed {seed} --trace)"
     cmd = f"python -m ra.testing.sim --seed {seed}"
     if servers is not None:
@@ -828,6 +833,8 @@ def replay_command(seed: int, servers: int | None = None, profile: str | None = 
         cmd += f" --profile {profile}"
     for b in sorted(bugs):
         cmd += f" --bug {b}"
+    if group_commit_ms is not None:
+        cmd += f" --group-commit {group_commit_ms}"
     return cmd + " --trace"
 
 
@@ -846,7 +853,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=1, help="run seeds seed..seed+N-1")
     ap.add_argument("--servers", type=int, choices=(3, 5), default=None)
     ap.add_argument("--profile", choices=sorted(PROFILES), default=None)
-    ap.add_argument("--bug", action="append", default=[], choices=sorted(ALL_BUGS))
+    ap.add_argument("--bug", action="append", default=[], choices=sorted(ALL_BUGS),
+                    help="plant a bug: a test-side mutant of the core (ra.testing.mutants) or "
+                         "ack_before_durable (the memory log)")
+    ap.add_argument("--group-commit", type=int, default=None, metavar="MS",
+                    help="group commit's time cap (overrides the profile's; 0: off)")
     ap.add_argument("--trace", action="store_true", help="print every event")
     args = ap.parse_args(argv)
     if hasattr(signal, "SIGPIPE"):
@@ -857,7 +868,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}: {args.servers or d_servers} servers, profile "
               f"{args.profile or d_profile}" + (f", bugs {sorted(args.bug)}" if args.bug else ""))
         sim = SimCluster(seed, args.servers, args.profile, bugs=frozenset(args.bug),
-                         trace=args.trace)
+                         trace=args.trace, group_commit_ms=args.group_commit)
         try:
             r = sim.run()
         except Violation as v:

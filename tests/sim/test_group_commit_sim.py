@@ -10,14 +10,11 @@ cap as the shell does (``ServerProc._hold``, ``group_commit_ms``).
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from ra.core import server
 from ra.core.messages import AppendEntriesReply, Command, FlushCommands
 from ra.testing.sim import SimCluster
-from ra.testing.sim_net import PROFILES
 from tests.core.helpers import N2, make_leader, new_server, step, sync
 
 
@@ -53,7 +50,7 @@ def test_holds_happen_end_both_ways_and_every_held_command_commits(seed: int) ->
 
 
 def test_without_group_commit_nothing_is_held() -> None:
-    r = SimCluster(0, 3, replace(PROFILES["group_commit"], group_commit_ms=0)).run()
+    r = SimCluster(0, 3, "group_commit", group_commit_ms=0).run()
     assert r.stats["group_commit_holds"] == 0
     assert r.stats["group_commit_held_entries"] == 0
 
@@ -64,9 +61,15 @@ FAULTY = ("lossy", "partitions", "crashes", "chaos", "membership", "elections", 
 
 @pytest.mark.parametrize("profile", FAULTY)
 def test_safety_and_liveness_hold_with_group_commit_on(profile: str) -> None:
-    prof = replace(PROFILES[profile], group_commit_ms=5, clients=4, think_ms=(1, 10))
     holds = 0
     for seed in range(12):
         for n in (3, 5):
-            holds += SimCluster(seed, n, prof).run().stats["group_commit_holds"]
+            holds += SimCluster(seed, n, profile, group_commit_ms=5).run().stats[
+                "group_commit_holds"]
     assert holds > 0
+
+
+def test_a_failing_run_with_group_commit_replays_with_it() -> None:
+    from ra.testing.sim import replay_command
+    assert replay_command(3, 5, "chaos", group_commit_ms=5) == (
+        "python -m ra.testing.sim --seed 3 --servers 5 --profile chaos --group-commit 5 --trace")
