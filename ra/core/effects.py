@@ -335,19 +335,19 @@ class Aux:
 
 @dataclass(frozen=True, slots=True)
 class Append:
-    """The leader appends ``cmd`` as a new command; ``reply_mode``: ``None``,
-    ``("notify", correlation, pid)`` or ``("await", from)``."""
+    """The leader appends ``cmd`` as a new command; ``reply_mode``: ``None`` (no answer) or
+    ``("notify", correlation, pid)`` (``pid`` a client mailbox address gets it as an
+    ``applied`` notification). A machine holds no caller to ``await`` for."""
 
     cmd: Any
     reply_mode: Any = None
 
     def __post_init__(self) -> None:
         m = self.reply_mode
-        if not (m is None or (type(m) is tuple and (
-                (len(m) == 2 and m[0] == "await")
-                or (len(m) == 3 and m[0] == "notify" and type(m[2]) is str)))):
-            raise _bad(self, f"reply_mode must be None, ('notify', correlation, pid) or "
-                             f"('await', from), not {m!r}")
+        if not (m is None or (type(m) is tuple and len(m) == 3 and m[0] == "notify"
+                              and type(m[2]) is str)):
+            raise _bad(self, f"reply_mode must be None or ('notify', correlation, pid), "
+                             f"not {m!r}")
 
     def as_tuple(self) -> tuple[Any, ...]:
         return ("append", self.cmd) if self.reply_mode is None else \
