@@ -1,9 +1,14 @@
 """Machine effects, as a machine's ``apply`` (or ``state_enter``, ``tick``...) returns them.
 Mirrors the effect types of ra_machine.erl.
 
-Effects are plain tuples (so they are terms); these helpers build them. Unless noted they run on
-the leader only, and a new leader re-creates what it needs in ``state_enter("leader", state)``,
-as ra documents: monitors and timers belong to the leader that set them.
+These helpers build the typed effects of :mod:`ra.core.effects` (frozen dataclasses, checked
+when built: a bad field raises :class:`InvalidEffect`). A machine may also return ra's tuple
+spelling (``("send_msg", to, msg)``); the server reads both alike, and ``effect.as_tuple()``
+gives a typed effect's tuple. A malformed effect returned by ``apply`` fails that command with
+``ra.MachineError`` (type ``"InvalidEffect"``) on every member, as an exception would. Unless
+noted they run on the leader only, and a new leader re-creates what it needs in
+``state_enter("leader", state)``, as ra documents: monitors and timers belong to the leader
+that set them.
 
 ================================ ===========================================================
 ``send_msg(to, msg, *opts)``     cast ``msg`` to a client mailbox address (``Client.address``);
@@ -27,6 +32,7 @@ as ra documents: monitors and timers belong to the leader that set them.
                                  snapshot and replays only what follows it
 ``aux(cmd)``                     every member calls ``handle_aux(role, "cast", cmd, ...)``
 ``append(cmd, reply_mode=None)`` the leader appends ``cmd`` as a new command
+``garbage_collection()``         every member runs a full garbage collection
 ================================ ===========================================================
 """
 from __future__ import annotations
@@ -34,68 +40,69 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ra.core.machine import ReleaseCursor
+from ra.core.effects import (
+    Append, Aux, Checkpoint, Demonitor, GarbageCollection, InvalidEffect, Log, MachineEffect,
+    ModCall, Monitor, PromoteCheckpoint, ReleaseCursor, SendMsg, Timer,
+)
 
 __all__ = ["send_msg", "monitor", "demonitor", "mod_call", "timer", "log", "release_cursor",
-           "checkpoint", "aux", "append", "garbage_collection", "ReleaseCursor"]
+           "checkpoint", "aux", "append", "garbage_collection", "ReleaseCursor",
+           "SendMsg", "Monitor", "Demonitor", "ModCall", "Timer", "Log", "PromoteCheckpoint",
+           "Checkpoint", "Aux", "Append", "GarbageCollection", "MachineEffect", "InvalidEffect"]
 
 
-def send_msg(to: str, msg: Any, *options: str) -> tuple[Any, ...]:
-    return ("send_msg", to, msg, tuple(options)) if options else ("send_msg", to, msg)
+def send_msg(to: str, msg: Any, *options: str) -> SendMsg:
+    return SendMsg(to, msg, options)
 
 
-def monitor(kind: str, target: Any) -> tuple[Any, ...]:
-    if kind not in ("process", "node"):
-        raise ValueError(f"monitor kind must be 'process' or 'node', not {kind!r}")
-    return ("monitor", kind, target)
+def monitor(kind: str, target: str) -> Monitor:
+    return Monitor(kind, target)
 
 
-def demonitor(kind: str, target: Any) -> tuple[Any, ...]:
-    if kind not in ("process", "node"):
-        raise ValueError(f"demonitor kind must be 'process' or 'node', not {kind!r}")
-    return ("demonitor", kind, target)
+def demonitor(kind: str, target: str) -> Demonitor:
+    return Demonitor(kind, target)
 
 
-def mod_call(path: str, args: Sequence[Any] = ()) -> tuple[Any, ...]:
-    return ("mod_call", path, list(args))
+def mod_call(path: str, args: Sequence[Any] = ()) -> ModCall:
+    return ModCall(path, tuple(args))
 
 
-def timer(name: Any, ms: int | None) -> tuple[Any, ...]:
-    return ("timer", name, ms)
+def timer(name: Any, ms: int | None) -> Timer:
+    return Timer(name, None if ms == "infinity" else ms)
 
 
-def log(indexes: Sequence[int], fun: Callable[[list[Any]], Any]) -> tuple[Any, ...]:
-    return ("log", list(indexes), fun)
+def log(indexes: Sequence[int], fun: Callable[[list[Any]], Any]) -> Log:
+    return Log(tuple(indexes), fun)
 
 
 #: ``release_cursor``'s "no state given" (``None`` is a valid machine state)
 _NO_STATE: Any = object()
 
 
-def release_cursor(index: int, state: Any = _NO_STATE) -> tuple[Any, ...]:
+def release_cursor(index: int, state: Any = _NO_STATE) -> ReleaseCursor | PromoteCheckpoint:
     """With ``state``: a snapshot of ``state`` as of ``index`` may replace the log up to it
     (ra's ``{release_cursor, Index, State}``). Without: the entries up to ``index`` are no
     longer needed and the newest checkpoint at or below ``index`` becomes the snapshot (ra's
     ``{release_cursor, Index}``); nothing happens on a member that holds no such checkpoint."""
     if state is _NO_STATE:
-        return ("release_cursor", index)
-    return ("release_cursor", index, state)
+        return PromoteCheckpoint(index)
+    return ReleaseCursor(index, state)
 
 
-def checkpoint(index: int, state: Any) -> tuple[Any, ...]:
+def checkpoint(index: int, state: Any) -> Checkpoint:
     """``state`` as of ``index`` is kept as a checkpoint on every member, without truncating
     the log (ra's ``{checkpoint, Index, State}``): a restart starts from it instead of
     replaying the log from the snapshot, and a later ``release_cursor(index)`` promotes it."""
-    return ("checkpoint", index, state)
+    return Checkpoint(index, state)
 
 
-def aux(cmd: Any) -> tuple[Any, ...]:
-    return ("aux", cmd)
+def aux(cmd: Any) -> Aux:
+    return Aux(cmd)
 
 
-def append(cmd: Any, reply_mode: Any = None) -> tuple[Any, ...]:
-    return ("append", cmd) if reply_mode is None else ("append", cmd, reply_mode)
+def append(cmd: Any, reply_mode: Any = None) -> Append:
+    return Append(cmd, reply_mode)
 
 
-def garbage_collection() -> tuple[Any, ...]:
-    return ("garbage_collection",)
+def garbage_collection() -> GarbageCollection:
+    return GarbageCollection()

@@ -60,8 +60,9 @@ from ra import messages as rm
 from ra.core import server as core
 from ra.core.config import SERVER_DEFAULTS
 from ra.core.effects import (
-    Cast, DeleteAndTerminate, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
-    StartElectionTimeout, StartHeartbeatTimeout,
+    SHELL_MACHINE_EFFECTS, Aux, BadMachineEffects, Cast, DeleteAndTerminate, Demonitor,
+    GarbageCollection, InvalidEffect, ModCall, Monitor, NextEvent, Notify, RecordLeaderMsg, Reply,
+    SendMsg, SendRpc, StartElectionTimeout, StartHeartbeatTimeout, Timer, machine_effects,
 )
 from ra.core.machine import SimpleMachine
 from ra.core.messages import (
@@ -203,8 +204,7 @@ class ServerProc:
         self.role, self.state, effects = core.init(self.cfg)
         self.timers: dict[str, float] = {}
         self.next_events: list[Any] = []
-        self.batch_end = 0          # last index of the batch a leader sent last (_hold)
-        self.hold_until = 0.0
+        self.hold_until = 0.0       # when a group-commit hold ends at the latest (_hold)
         self.peer_eps: dict[ServerId, str] = {}
         self.peer_heard: dict[ServerId, float] = {}
         self.leader_heard = 0.0
@@ -322,22 +322,20 @@ class ServerProc:
                     evs, self.next_events = self.next_events, []
                     for ev in evs:
                         self._step(ev)
-                if self.role == "leader":
-                    self.batch_end = self.log.next_index() - 1
             if time.monotonic() >= due:       # most wake-ups are messages, not timers
                 self._fire_timers()
             self._after_batch()
         return 0
 
     def _hold(self, now: float) -> bool:
-        """Group commit: while a leader's previous batch is not committed, the commands that
-        arrive are held back (up to ``group_commit_ms``) and leave together: one append per
-        follower and one WAL write for all. Under load that means fewer, larger batches and
-        fewer wake-ups of every process (W2 with 32 client processes: ≈ 20 % less CPU per
-        command, 6.5 instead of 7.5-9 context switches); a leader with nothing uncommitted (one
-        client at a time: W1) never waits. Timers still fire meanwhile."""
-        if (self.role != "leader" or self.state.commit_index >= self.batch_end
-                or not self.conf["group_commit_ms"]):
+        """Group commit: whether to hold the queued events back now. The core decides
+        (``core.holds_flush``: a leader whose previous batch is not committed); the shell keeps
+        the time cap, ``group_commit_ms``. The commands that arrive meanwhile leave together:
+        one append per follower and one WAL write for all. Under load that means fewer, larger
+        batches and fewer wake-ups of every process (W2 with 32 client processes: ≈ 20 % less
+        CPU per command, 6.5 instead of 7.5-9 context switches); a leader with nothing
+        uncommitted (one client at a time: W1) never waits. Timers still fire meanwhile."""
+        if not self.conf["group_commit_ms"] or not core.holds_flush(self.state):
             self.hold_until = 0.0
             return False
         if not self.hold_until:
@@ -416,7 +414,6 @@ class ServerProc:
             _log.info("%s: %s -> %s in term %d (leader %s)", self.id, role, self.role,
                       s.current_term, s.leader_id)
             self.timers["metrics"] = time.monotonic()    # report role changes promptly
-            self.batch_end = 0
             if role == "leader":
                 self._leader_effects_lost()
         if self.state.cluster is not cluster and self.state.cluster != cluster:
@@ -642,8 +639,11 @@ class ServerProc:
             self.timers["heartbeat"] = time.monotonic() + self.conf["heartbeat_ms"] / 1000
         elif t is RecordLeaderMsg:
             self._monitor_leader(e.leader_id)
-        elif t is MachineEffect:
-            self._machine_effect(e.effect)
+        elif t in _SHELL_MACHINE_EFFECTS:
+            self._machine_effect(e)
+        elif t is BadMachineEffects:
+            _log.warning("%s: the machine's %s returned a malformed effect; its effects were "
+                         "dropped: %s", self.id, e.callback, e.reason)
         elif t is DeleteAndTerminate:
             # the daemon stops this process (SIGTERM) and deletes its data and name
             self.log.flush()
@@ -652,32 +652,31 @@ class ServerProc:
             raise TypeError(f"unknown effect {e!r}")
 
     def _machine_effect(self, me: Any) -> None:
-        """Carry out one machine effect (ra_machine's effect list; see ``ra.effects``)."""
-        tag = me[0] if isinstance(me, tuple) and me else None
+        """Carry out one typed machine effect of the shell's kinds (``ra.core.effects``)."""
+        t = type(me)
         try:
-            if tag == "send_msg":
-                msg = me[2]
-                opts = me[3] if len(me) > 3 else ()
-                if "ra_event" in (opts if isinstance(opts, (list, tuple)) else (opts,)):
-                    msg = ("ra_event", self.id, ("machine", msg))
-                self.mb.cast(me[1], msg)
-            elif tag == "monitor":
-                self._monitor(me[1], me[2], True)
-            elif tag == "demonitor":
-                self._monitor(me[1], me[2], False)
-            elif tag == "mod_call":
-                _import_path(me[1])(*me[2])
-            elif tag == "timer":
-                if me[2] is None or me[2] == "infinity":
-                    self.machine_timers.pop(me[1], None)
+            if t is SendMsg:
+                msg = ("ra_event", self.id, ("machine", me.msg)) if "ra_event" in me.options \
+                    else me.msg
+                self.mb.cast(me.to, msg)
+            elif t is Monitor:
+                self._monitor(me.kind, me.target, True)
+            elif t is Demonitor:
+                self._monitor(me.kind, me.target, False)
+            elif t is ModCall:
+                _import_path(me.path)(*me.args)
+            elif t is Timer:
+                if me.ms is None:
+                    self.machine_timers.pop(me.name, None)
                 else:
-                    self.machine_timers[me[1]] = time.monotonic() + me[2] / 1000
-            elif tag == "aux":
-                self._aux("cast", me[1], None)
-            elif tag == "garbage_collection":
+                    self.machine_timers[me.name] = time.monotonic() + me.ms / 1000
+            elif t is Aux:
+                self._aux("cast", me.cmd, None)
+            elif t is GarbageCollection:
                 gc.collect()
-            else:
-                _log.warning("%s: unknown machine effect %r", self.id, me)
+            else:   # a core-side effect (release_cursor, append...) from handle_aux
+                _log.warning("%s: machine effect %r is not carried out from handle_aux",
+                             self.id, me)
         except Exception:   # an effect's failure is the machine's bug: report, keep serving
             _log.exception("%s: machine effect %r failed", self.id, me)
 
@@ -766,7 +765,13 @@ class ServerProc:
             reply = None
         if frm is not None:
             self.mb.reply(frm, ("ok", reply, self.state.leader_id))
-        for me in effects or []:
+        try:
+            typed = machine_effects(effects)
+        except InvalidEffect as e:
+            _log.warning("%s: handle_aux returned a malformed effect; its effects were "
+                         "dropped: %s", self.id, e)
+            return
+        for me in typed:
             self._machine_effect(me)
 
     def _send_peers(self, tos: list[Any], msg: Any) -> None:
@@ -805,6 +810,7 @@ class ServerProc:
 
 
 _PEER_TYPES = frozenset(PEER_MSGS)
+_SHELL_MACHINE_EFFECTS = frozenset(SHELL_MACHINE_EFFECTS)
 
 _HANDLERS: dict[type, Callable[[ServerProc, Any, Any], None]] = {
     rm.CommandCall: ServerProc._on_command,

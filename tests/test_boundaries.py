@@ -139,7 +139,8 @@ def test_leaves() -> None:
     assert {m for m in errs if m.startswith("transport")} == {"transport", "transport.errors"}
     codec = loaded("transport.codec")
     assert tops(codec) & (ours | IO_MODULES) == {"transport", "msgpack"}
-    assert of_ra(loaded("ra.effects")) == {"ra", "ra.effects", "ra.core", "ra.core.machine"}
+    assert of_ra(loaded("ra.effects")) == {"ra", "ra.effects", "ra.core", "ra.core.effects",
+                                           "ra.core.errors"}
     for pure in ("supervisor.spec", "supervisor.strategy"):  # no OS work: no ZeroMQ, no psutil
         assert tops(loaded(pure)) & (ours | IO_MODULES) <= {"supervisor", "raerror", "signal"}
 
@@ -183,5 +184,6 @@ def test_public_names_resolve_to_the_same_objects() -> None:
         assert issubclass(cls, ra.RaError)
     from supervisor.spec import SupervisorError
     assert issubclass(SupervisorError, ra.RaError)
-    assert ra.effects.release_cursor(3) == ("release_cursor", 3)
+    assert ra.effects.release_cursor(3).as_tuple() == ("release_cursor", 3)
+    assert ra.ReleaseCursor is ra.effects.ReleaseCursor is ra.core.effects.ReleaseCursor
     assert "command" in str(__import__("inspect").signature(ra.process_command))

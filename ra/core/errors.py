@@ -10,7 +10,7 @@ from typing import Any
 
 from raerror import RaError
 
-__all__ = ["InvalidConfig"]
+__all__ = ["InvalidConfig", "InvalidEffect"]
 
 
 class InvalidConfig(RaError, ValueError):
@@ -23,3 +23,24 @@ class InvalidConfig(RaError, ValueError):
         self.key = key
         self.value = value
         self.allowed = allowed
+
+
+class InvalidEffect(RaError, ValueError):
+    """A machine effect is malformed: an unknown kind, a wrong arity or a field of the wrong
+    type (see :mod:`ra.core.effects`). ``effect`` is what the machine gave, ``reason`` why it
+    is refused.
+
+    Raised by the typed effects' constructors and by ``machine_effects``, the validator that
+    takes a machine callback's result. From ``apply`` it is handled as an exception raised by
+    ``apply``: the command is applied as a no-op on every member and the caller gets
+    ``ra.MachineError`` with type ``"InvalidEffect"``."""
+
+    def __init__(self, effect: Any, reason: str) -> None:
+        super().__init__(f"invalid machine effect {_short(effect)}: {reason}")
+        self.effect = effect
+        self.reason = reason
+
+
+def _short(x: Any) -> str:
+    text = repr(x)
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -8,9 +8,10 @@ Machines must be deterministic: every member applies the same commands in the sa
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
+
+from ra.core.effects import InvalidEffect, ReleaseCursor, machine_effects
 
 __all__ = ["Machine", "SimpleMachine", "ReleaseCursor", "apply_machine", "MACHINE_ERROR",
            "NONDETERMINISTIC", "machine_error"]
@@ -36,14 +37,6 @@ class Machine(Protocol):
     def apply(self, meta: dict[str, Any], command: Any, state: Any) -> tuple[Any, ...]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class ReleaseCursor:
-    """Machine effect: everything up to ``index`` may be replaced by a snapshot of ``state``."""
-
-    index: int
-    state: Any
-
-
 class SimpleMachine:
     """ra_machine_simple: ``fun(command, state) -> state``; the reply is the new state."""
 
@@ -61,21 +54,33 @@ class SimpleMachine:
 
 def apply_machine(machine: Any, meta: dict[str, Any], command: Any,
                   state: Any) -> tuple[Any, Any, list[Any]]:
-    """Call ``machine.apply`` and normalise its result to ``(state, reply, effects)``.
+    """Call ``machine.apply`` and normalise its result to ``(state, reply, effects)``, the
+    effects typed (``ra.core.effects.machine_effects``: ra-style tuples are accepted).
 
     An exception is deterministic (the same command on the same state raises on every
     member): the state stays as it was, there are no effects, and the reply is
     ``(MACHINE_ERROR, type, message)``, which the client raises as ``ra.MachineError``. The
-    exceptions in :data:`NONDETERMINISTIC` propagate (the server crashes and is restarted)."""
+    exceptions in :data:`NONDETERMINISTIC` propagate (the server crashes and is restarted).
+    A result that is not ``(state, reply[, effects])``, or holds a malformed effect, is a bug
+    of the machine's as deterministic as an exception, and handled as one (type
+    ``"InvalidEffect"`` for an effect): no state change is half-applied with some of its
+    effects lost."""
     try:
         result = machine.apply(meta, command, state)
     except NONDETERMINISTIC:
         raise
     except Exception as e:
         return state, (MACHINE_ERROR, type(e).__name__, str(e)[:1000]), []
-    if len(result) == 2:
+    n = len(result) if type(result) in (tuple, list) else 0
+    if n == 2:
         return result[0], result[1], []
+    if n != 3:
+        why = f"apply must return (state, reply) or (state, reply, effects), not {result!r}"
+        return state, (MACHINE_ERROR, "InvalidResult", why[:1000]), []
     new_state, reply, effects = result
-    if not isinstance(effects, list):
-        effects = list(effects) if isinstance(effects, tuple) else [effects]
-    return new_state, reply, effects
+    if not effects:
+        return new_state, reply, []
+    try:
+        return new_state, reply, machine_effects(effects)
+    except InvalidEffect as e:
+        return state, (MACHINE_ERROR, "InvalidEffect", str(e)[:1000]), []

@@ -25,9 +25,12 @@ Raft as ra does it:
 * Client sessions (``ra.core.sessions``): a command retried under the same (session, seq) is
   applied once; every retry gets the first reply.
 * Snapshots on the machine's ``ReleaseCursor``; lagging followers get chunked install_snapshot.
-* Checkpoints (``("checkpoint", idx, state)``) keep the machine state without truncating the
-  log; ``("release_cursor", idx)`` with no state promotes the newest one at or below ``idx`` to
-  the snapshot. A restart recovers from the newest of snapshot and checkpoints.
+* Checkpoints (``Checkpoint``) keep the machine state without truncating the log;
+  ``PromoteCheckpoint`` (ra's release cursor without a state) promotes the newest one at or
+  below its index to the snapshot. A restart recovers from the newest of snapshot and
+  checkpoints.
+* Machine effects are typed where the core takes a callback's result (``ra.core.effects``:
+  ``machine_effects``, the one validator); a malformed one never reaches the shell.
 """
 from __future__ import annotations
 
@@ -38,11 +41,13 @@ from typing import Any
 from ra.core import quorum, validate
 from ra.core.config import SERVER_DEFAULTS as _D
 from ra.core.effects import (
-    OUTBOUND, Cast, DeleteAndTerminate, Effect, MachineEffect, NextEvent, Notify, RecordLeaderMsg,
-    Reply, SendRpc, StartElectionTimeout, StartHeartbeatTimeout,
+    OUTBOUND, Append, Aux, BadMachineEffects, Cast, Checkpoint, DeleteAndTerminate, Effect,
+    GarbageCollection, InvalidEffect, Log as LogEffect, MachineEffect, NextEvent, Notify,
+    PromoteCheckpoint, RecordLeaderMsg, ReleaseCursor, Reply, SendRpc, StartElectionTimeout,
+    StartHeartbeatTimeout, machine_effects,
 )
 from ra.core.log import Log
-from ra.core.machine import ReleaseCursor, apply_machine, machine_error
+from ra.core.machine import apply_machine, machine_error
 from ra.core.sessions import APPLY, Sessions, unwrap_snapshot, wrap_snapshot
 from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, ConsistentQuery, ElectionTimeout,
@@ -51,14 +56,7 @@ from ra.core.messages import (
     RequestVoteRpc, SnapshotMeta, Tick, TimeoutNow, TransferLeadership, TriggerElection, Written,
 )
 
-__all__ = ["ServerConfig", "ServerState", "Peer", "BUGS", "init", "step", "overview"]
-
-#: Test-only switches that plant known Raft bugs, to prove the simulator's checkers bite.
-#: ("ack_before_durable" lives in the memory log twin.)
-BUGS = frozenset({
-    "vote_without_log_check", "commit_old_term_by_count", "forget_voted_for",
-    "apply_before_commit",
-})
+__all__ = ["ServerConfig", "ServerState", "Peer", "init", "step", "overview", "holds_flush"]
 
 #: Heartbeat ticks a leadership transfer may take before the leader gives up on it.
 _TRANSFER_TICKS = 10
@@ -83,7 +81,6 @@ class ServerConfig:
     max_pipeline_count: int = _D["max_pipeline_count"]
     low_priority_batch_size: int = _D["low_priority_batch_size"]
     snapshot_chunk_size: int = _D["snapshot_chunk_size"]
-    bugs: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -132,6 +129,7 @@ class ServerState:
     noop_committed: bool = False
     low_queue: deque[Command] = field(default_factory=deque)
     flush_scheduled: bool = False
+    batch_end: int = 0             # the last index the last flush sent (holds_flush)
     query_index: int = 0
     queries: list[tuple[int, int, Any, Any]] = field(default_factory=list)
     eol_ticks: int = 0             # >0: the end-of-life entry is applied, leader winding down
@@ -158,8 +156,6 @@ def init(cfg: ServerConfig) -> tuple[str, ServerState, list[Any]]:
     effects are dropped: they already ran before the restart)."""
     log, meta = cfg.log, cfg.meta
     term, voted_for = meta.fetch()
-    if "forget_voted_for" in cfg.bugs:
-        voted_for = None
     s = ServerState(cfg=cfg, id=cfg.id, log=log, meta=meta, machine=cfg.machine,
                     current_term=term, voted_for=voted_for)
     snap = log.recover_snapshot()
@@ -372,6 +368,7 @@ def _become_leader(s: ServerState, effects: list[Any]) -> None:
     s.queries = []
     s.low_queue = deque()
     s.flush_scheduled = False
+    s.batch_end = 0
     s.transfer_target = None
     s.noop_index = nxt
     s.noop_committed = False
@@ -486,8 +483,7 @@ def _on_request_vote_rpc(msg: RequestVoteRpc, s: ServerState, effects: list[Any]
     granted = False
     if msg.term == s.current_term and s.voted_for in (None, msg.candidate_id) \
             and s.role != "leader":
-        if "vote_without_log_check" in s.cfg.bugs or \
-                _log_up_to_date(s, msg.last_log_index, msg.last_log_term):
+        if _log_up_to_date(s, msg.last_log_index, msg.last_log_term):
             granted = True
             if s.voted_for != msg.candidate_id:
                 s.voted_for = msg.candidate_id
@@ -606,10 +602,7 @@ def _reply_ae_success(s: ServerState, effects: list[Any]) -> None:
 
 
 def _follower_apply(s: ServerState, effects: list[Any]) -> None:
-    if "apply_before_commit" in s.cfg.bugs:
-        upto = s.log.last_index_term()[0]
-    else:
-        upto = min(s.commit_index, s.log.last_written()[0])
+    upto = min(s.commit_index, s.log.last_written()[0])
     if upto > s.last_applied:
         _apply_to(s, upto, effects)
 
@@ -697,8 +690,8 @@ def _on_install_snapshot(msg: InstallSnapshotRpc, s: ServerState, effects: list[
     if fn is not None:
         meffects = fn({"index": meta.index, "term": meta.term,
                        "machine_version": meta.machine_version}, s.machine_state)
-        for me in meffects or []:
-            effects.append(MachineEffect(me))
+        _callback_effects(s, "snapshot_installed", meffects, s.last_applied, effects,
+                          any_role=True)
 
 
 # --- handlers: replication (leader side) ----------------------------------------------------------
@@ -852,7 +845,7 @@ def _evaluate_commit(s: ServerState, effects: list[Any]) -> None:
             idxs.append(p.match_index if p is not None else 0)
     new = quorum.majority_index(idxs)
     if new > s.commit_index:
-        if "commit_old_term_by_count" in s.cfg.bugs or s.log.fetch_term(new) == s.current_term:
+        if s.log.fetch_term(new) == s.current_term:
             s.commit_index = new
             if new >= s.noop_index:
                 s.noop_committed = True
@@ -937,10 +930,20 @@ def _on_flush(msg: FlushCommands, s: ServerState, effects: list[Any]) -> None:
         _append_usr(s, s.low_queue.popleft())
         n -= 1
     _replicate_all(s, effects)
-    if "apply_before_commit" in s.cfg.bugs:
-        _apply_to(s, s.log.last_index_term()[0], effects)
+    s.batch_end = s.log.last_index_term()[0]
     if s.low_queue:
         _schedule_flush(s, effects)
+
+
+def holds_flush(s: ServerState) -> bool:
+    """Group commit, the policy (the shell, or the simulator, only keeps the time): whether a
+    ``FlushCommands`` due now should wait. True while this server leads and the batch its last
+    flush sent is not committed yet: the commands that arrive meanwhile then leave together, in
+    one append per follower (and, in the shell, one WAL write), when that batch commits or the
+    hold's time cap (``group_commit_ms``) runs out, whichever comes first. A leader with
+    nothing uncommitted (one client at a time) never waits. Holding is always safe: it delays
+    replication, never changes what is replicated; liveness rests on the cap."""
+    return s.role == "leader" and s.commit_index < s.batch_end
 
 
 def _membership_command(s: ServerState, msg: Command, effects: list[Any]) -> None:
@@ -1217,54 +1220,54 @@ def _upgrade_machine(s: ServerState, version: int, idx: int, term: int,
         _machine_effects(s, meffects, idx, effects)
 
 
-#: Machine effects every member carries out; all others only the leader (ra_machine docs).
-_ALL_MEMBERS = ("release_cursor", "checkpoint", "aux", "garbage_collection")
+def _machine_effects(s: ServerState, meffects: list[MachineEffect], applied_idx: int,
+                     effects: list[Any], any_role: bool = False) -> None:
+    """Carry out or pass on the (typed, valid) effects a machine callback returned.
 
-
-def _machine_effects(s: ServerState, meffects: list[Any], applied_idx: int,
-                     effects: list[Any]) -> None:
-    """Carry out or pass on the effects a machine callback returned.
-
-    ``release_cursor`` (snapshot, or checkpoint promotion without a state) and ``checkpoint``
-    are carried out by every member's log here; ``append`` and ``log`` are
-    done by the leader here (they only touch the log); ``aux`` goes to every member's shell;
-    the rest (send_msg, monitor, demonitor, mod_call, timer) to the leader's shell."""
+    ``ReleaseCursor`` (snapshot), ``PromoteCheckpoint`` and ``Checkpoint`` are carried out by
+    every member's log here; ``Append`` and ``Log`` by the leader here (they only touch the
+    log); ``Aux`` and ``GarbageCollection`` go to every member's shell; the rest (send_msg,
+    monitor, demonitor, mod_call, timer) to the leader's shell, or to any member's with
+    ``any_role`` (``state_enter`` and ``snapshot_installed`` effects run where they were
+    returned)."""
     leader = s.role == "leader"
     for me in meffects:
         if isinstance(me, ReleaseCursor):
             _release_cursor(s, me, applied_idx)
-            continue
-        if not isinstance(me, tuple) or not me:
-            continue     # not an effect: ignored, as ra ignores unknown effects
-        tag = me[0]
-        if tag == "release_cursor" and len(me) == 3:
-            _release_cursor(s, ReleaseCursor(me[1], me[2]), applied_idx)
-        elif tag == "release_cursor" and len(me) == 2:
-            # no state: the machine says the entries up to me[1] are no longer needed, and a
-            # checkpoint it took earlier holds a state to snapshot from (ra_machine's
-            # {release_cursor, Idx}); told apart by arity, as None is a valid machine state
-            _promote_checkpoint(s, me[1], applied_idx)
-        elif tag == "checkpoint" and len(me) == 3:
-            _checkpoint(s, me[1], me[2], applied_idx)
-        elif tag in _ALL_MEMBERS:
-            effects.append(MachineEffect(me))
-        elif not leader:
-            continue
-        elif tag == "append" and len(me) in (2, 3):
-            mode = me[2] if len(me) == 3 else None
-            _append_usr(s, Command("usr", me[1], mode))
-            _schedule_flush(s, effects)
-        elif tag == "log" and len(me) == 3:
-            cmds = []
-            for i in me[1]:
-                entry = s.log.fetch(i)
-                if entry is not None and entry[2][0] == "usr":
-                    cmds.append(entry[2][1])
-            more = me[2](cmds)
-            if more:
-                _machine_effects(s, list(more), applied_idx, effects)
-        else:
-            effects.append(MachineEffect(me))
+        elif isinstance(me, PromoteCheckpoint):
+            _promote_checkpoint(s, me.index, applied_idx)
+        elif isinstance(me, Checkpoint):
+            _checkpoint(s, me.index, me.state, applied_idx)
+        elif isinstance(me, (Aux, GarbageCollection)):
+            effects.append(me)
+        elif isinstance(me, Append):
+            if leader:
+                _append_usr(s, Command("usr", me.cmd, me.reply_mode))
+                _schedule_flush(s, effects)
+        elif isinstance(me, LogEffect):
+            if leader:
+                cmds = []
+                for i in me.indexes:
+                    entry = s.log.fetch(i)
+                    if entry is not None and entry[2][0] == "usr":
+                        cmds.append(entry[2][1])
+                _callback_effects(s, "log", me.fun(cmds), applied_idx, effects)
+        elif leader or any_role:
+            effects.append(me)
+
+
+def _callback_effects(s: ServerState, callback: str, raw: Any, applied_idx: int,
+                      effects: list[Any], any_role: bool = False) -> None:
+    """The effects of a machine callback other than ``apply``: validated, then carried out;
+    if one is malformed none is, and the shell is told (there is no caller to answer)."""
+    if not raw:
+        return
+    try:
+        typed = machine_effects(raw)
+    except InvalidEffect as e:
+        effects.append(BadMachineEffects(callback, str(e)))
+        return
+    _machine_effects(s, typed, applied_idx, effects, any_role)
 
 
 def _state_enter(s: ServerState, effects: list[Any]) -> None:
@@ -1272,15 +1275,8 @@ def _state_enter(s: ServerState, effects: list[Any]) -> None:
     fn = getattr(s.machine, "state_enter", None)
     if fn is None:
         return
-    meffects = fn(s.role, s.machine_state)
-    if meffects:
-        for me in meffects:
-            if isinstance(me, ReleaseCursor) or (isinstance(me, tuple) and me and
-                                                 me[0] in ("release_cursor", "checkpoint",
-                                                           "append", "log")):
-                _machine_effects(s, [me], s.last_applied, effects)
-            else:
-                effects.append(MachineEffect(me))
+    _callback_effects(s, "state_enter", fn(s.role, s.machine_state), s.last_applied, effects,
+                      any_role=True)
 
 
 def _on_tick(msg: Tick, s: ServerState, effects: list[Any]) -> None:
@@ -1289,9 +1285,7 @@ def _on_tick(msg: Tick, s: ServerState, effects: list[Any]) -> None:
         return
     fn = getattr(s.machine, "tick", None)
     if fn is not None:
-        meffects = fn(msg.time_ms, s.machine_state)
-        if meffects:
-            _machine_effects(s, list(meffects), s.last_applied, effects)
+        _callback_effects(s, "tick", fn(msg.time_ms, s.machine_state), s.last_applied, effects)
 
 
 def _release_cursor(s: ServerState, rc: ReleaseCursor, applied_idx: int) -> None:
@@ -1317,7 +1311,7 @@ def _checkpoint(s: ServerState, index: int, state: Any, applied_idx: int) -> Non
 
 
 def _promote_checkpoint(s: ServerState, index: int, applied_idx: int) -> None:
-    """``("release_cursor", index)``: the log promotes its newest checkpoint at or below
+    """``PromoteCheckpoint(index)`` (ra's ``{release_cursor, Index}``): the log promotes its newest checkpoint at or below
     ``index`` (if it has one: checkpoints are local, and a member that installed a snapshot
     since, or lost the log tail a checkpoint was taken on, may not) and truncates below it as
     for a snapshot."""

@@ -159,6 +159,13 @@ class Effects:
             # an I/O failure of the machine's own is not taken as deterministic: the server
             # crashes and its supervisor restarts it
             raise OSError("this machine's own I/O fails on purpose")
+        if op == "bad_effect":
+            # ("bad_effect", which): a buggy machine returns a malformed effect beside a good
+            # one; every member applies the command as a no-op and the caller gets
+            # ra.MachineError (the state change below never happens)
+            bad = {"arity": ("send_msg", "to"), "type": ("timer", "t", "soon"),
+                   "unknown": ("bogus", 1), "not_an_effect": 42}[cmd[1]]
+            return self._ev(state, cmd), "ok", [fx.aux("count"), bad]
         if op == "fail":
             # any other exception is deterministic: every member applies it as a no-op and
             # the caller gets ra.MachineError

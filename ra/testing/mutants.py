@@ -1,19 +1,22 @@
 """Test-side mutants of the Raft core and the mutation run. No ra equivalent.
 
-A *mutant* is one textual edit ``(name, old, new)`` of the source of ``ra/core/server.py`` that
-breaks one of its safety rules. Nothing in the core knows about mutants: the edited source is
-compiled into a fresh module object under the real module name (``ra.core.server``, with the real
-file name, so tracebacks point at the right lines) and swapped into the simulator
-(``ra.testing.sim.server``) for the run; the real module is never touched.
+A *mutant* is a textual edit ``(name, old, new)`` of the source of ``ra/core/server.py`` (with
+further edits in ``also`` for a bug that lives in two places) that breaks one of its safety
+rules. Nothing in the core knows about mutants: the edited source is compiled into a fresh
+module object under the real module name (``ra.core.server``, with the real file name, so
+tracebacks point at the right lines) and swapped into the simulator (``ra.testing.sim.server``)
+for the run; the real module is never touched. They are also the simulator's planted core bugs:
+``SimCluster(bugs={name})`` and ``python -m ra.testing.sim --bug NAME`` run the core with those
+mutants applied (the core itself has no bug switches).
 
 Contract:
 
-* ``mutated_source(m)`` raises ``MutantError`` naming the mutant unless ``m.old`` occurs in the
-  source exactly once: code moves, and a mutant whose edit no longer applies must fail loudly,
-  never be skipped (a mutant that runs the unmodified core would look "survived" or, worse,
-  "caught" by an unrelated failure).
-* ``load(m)`` returns the mutated module; ``patched(m)`` is a context manager that runs the
-  simulator on it (in-process; tests use it).
+* ``mutated_source(m)`` raises ``MutantError`` naming the mutant unless each of its snippets
+  (``m.old`` and those of ``m.also``) occurs in the source exactly once: code moves, and a
+  mutant whose edit no longer applies must fail loudly, never be skipped (a mutant that runs
+  the unmodified core would look "survived" or, worse, "caught" by an unrelated failure).
+* ``load(m, ...)`` returns the module with the given mutants (or mutant names) applied;
+  ``patched(m)`` is a context manager that runs the simulator on it (in-process; tests use it).
 * The mutation run (``python -m ra.testing.mutants``, ``make mutants``, and the soak test
   ``tests/mutation/test_mutants.py``) runs each mutant in its own fresh interpreter over seeds
   ``0 .. N-1`` of the default scenario rotation (``scenario_for_seed``: exactly what ``make test``
@@ -40,7 +43,7 @@ from types import ModuleType
 from typing import Any
 from collections.abc import Iterator
 
-__all__ = ["Mutant", "MUTANTS", "MutantError", "mutated_source", "load", "patched",
+__all__ = ["Mutant", "MUTANTS", "MutantError", "mutant", "mutated_source", "load", "patched",
            "run_mutant", "main"]
 
 SERVER_MODULE = "ra.core.server"
@@ -58,6 +61,7 @@ class Mutant:
     old: str          # occurs exactly once in ra/core/server.py
     new: str
     why: str          # the safety rule it breaks
+    also: tuple[tuple[str, str], ...] = ()     # further (old, new) edits, each as ``old``
 
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -106,8 +110,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "a stale pre-vote grant turns a follower into a candidate"),
     # -- commit and durability ------------------------------------------------------------------
     Mutant("commit_old_term_by_count",
-           "or s.log.fetch_term(new) == s.current_term",
-           "or True",
+           "if s.log.fetch_term(new) == s.current_term:",
+           "if True:",
            "a leader commits an entry of an earlier term by counting replicas (Raft fig. 8)"),
     Mutant("leader_counts_unwritten_self",
            "idxs.append(s.log.last_written()[0])",
@@ -121,6 +125,14 @@ MUTANTS: tuple[Mutant, ...] = (
            "upto = min(s.commit_index, s.log.last_written()[0])",
            "upto = s.log.last_written()[0]",
            "a follower applies entries that are not committed"),
+    Mutant("apply_before_commit",
+           "upto = min(s.commit_index, s.log.last_written()[0])",
+           "upto = s.log.last_index_term()[0]",
+           "every member applies entries as soon as it holds them: a follower before they are "
+           "committed or written, a leader as it sends them",
+           also=(("    _replicate_all(s, effects)\n    s.batch_end",
+                  ("    _replicate_all(s, effects)\n    _apply_to(s, s.log.last_index_term()[0], "
+                   "effects)\n    s.batch_end")),)),
     Mutant("commit_beyond_verified",
            "min(msg.leader_commit, s.verified_index)",
            "msg.leader_commit",
@@ -150,22 +162,38 @@ def _source_path() -> str:
 
 
 def mutated_source(m: Mutant, source: str | None = None) -> str:
-    """The core's source with ``m`` applied (``MutantError`` unless ``m.old`` occurs once)."""
+    """The core's source with ``m`` applied (``MutantError`` unless each of its snippets occurs
+    exactly once, in the source as the edits before it left it)."""
     if source is None:
         with open(_source_path(), encoding="utf-8") as f:
             source = f.read()
-    n = source.count(m.old)
-    if n != 1:
-        raise MutantError(
-            f"mutant {m.name!r}: its snippet occurs {n} times in {SERVER_MODULE} (needs exactly "
-            f"1; the code moved? update the mutant in ra/testing/mutants.py):\n{m.old}")
-    return source.replace(m.old, m.new)
+    for old, new in ((m.old, m.new),) + m.also:
+        n = source.count(old)
+        if n != 1:
+            raise MutantError(
+                f"mutant {m.name!r}: its snippet occurs {n} times in {SERVER_MODULE} (needs "
+                f"exactly 1; the code moved? update the mutant in ra/testing/mutants.py):\n{old}")
+        source = source.replace(old, new)
+    return source
 
 
-def load(m: Mutant) -> ModuleType:
-    """A fresh module object compiled from the mutated source under the real module name."""
+def mutant(name: str) -> Mutant:
+    """The mutant called ``name`` (``KeyError`` naming the known ones otherwise)."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"no mutant {name!r}; known: {sorted(_BY_NAME)}") from None
+
+
+def load(*ms: Mutant | str) -> ModuleType:
+    """A fresh module object compiled from the source with ``ms`` (mutants or their names)
+    applied in turn, under the real module name."""
     path = _source_path()
-    code = compile(mutated_source(m), path, "exec")
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+    for m in ms:
+        source = mutated_source(mutant(m) if isinstance(m, str) else m, source)
+    code = compile(source, path, "exec")
     mod = ModuleType(SERVER_MODULE)
     mod.__file__ = path
     # dataclasses resolve names through sys.modules[cls.__module__] while the class is built
@@ -185,7 +213,7 @@ def load(m: Mutant) -> ModuleType:
 def patched(m: Mutant | str) -> Iterator[ModuleType]:
     """Run the simulator on the mutated core inside the ``with`` block."""
     from ra.testing import sim
-    mut = load(_BY_NAME[m] if isinstance(m, str) else m)
+    mut = load(m)
     real = sim.server
     sim.server = mut          # type: ignore[assignment]
     try:
@@ -234,7 +262,7 @@ def run_all(names: list[str], n: int, jobs: int = 1, first_only: bool = False,
     once); results in that order, each also passed to ``out`` as a table row as soon as it is
     in. Seeds on which the real core fails too prove nothing about a mutant: they are skipped."""
     for name in names:           # every snippet must apply before anything runs
-        mutated_source(_BY_NAME[name])
+        mutated_source(mutant(name))
     base = _worker(REAL, n, False, frozenset())
     out(_row(base))
     skip = frozenset(c[0] for c in base["caught"])

@@ -23,29 +23,33 @@ event for the dead incarnation (messages in flight to its id are still delivered
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import random
 import signal
 import sys
 import traceback
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from ra.core import server, validate
 from ra.core.effects import (
-    Cast, DeleteAndTerminate, MachineEffect, NextEvent, Notify, RecordLeaderMsg, Reply, SendRpc,
-    StartElectionTimeout, StartHeartbeatTimeout,
+    SHELL_MACHINE_EFFECTS, Cast, DeleteAndTerminate, NextEvent, Notify, RecordLeaderMsg, Reply,
+    SendRpc, StartElectionTimeout, StartHeartbeatTimeout,
 )
 from ra.core.messages import (
-    AppendEntriesReply, ElectionTimeout, HeartbeatTimeout, InstallSnapshotResult, LeaderDown,
-    RequestVoteResult, Tick, TriggerElection,
+    AppendEntriesReply, ElectionTimeout, FlushCommands, HeartbeatTimeout, InstallSnapshotResult,
+    LeaderDown, RequestVoteResult, Tick, TriggerElection,
 )
 from ra.core.types import ServerId
 from ra.core.messages import AppendEntriesRpc, HeartbeatReply, HeartbeatRpc, InstallSnapshotRpc
+from ra.testing import mutants
 from ra.testing.checkers import SafetyChecker, Violation
 from ra.testing.memory import MemoryMeta
+from ra.testing.mutants import MUTANTS
 from ra.testing.sim_clients import ClientDriver, SimClient
 from ra.testing.sim_fmt import fmt_msg
 from ra.testing.sim_net import (
@@ -57,8 +61,16 @@ from ra.testing.sim_quiet import QuietWindow
 __all__ = ["SimCluster", "SimResult", "SimMachine", "CheckedLog", "run_seed", "replay_command",
            "main", "CORE_BUGS", "ALL_BUGS"]
 
-CORE_BUGS = frozenset(server.BUGS)
+#: planted bugs of the core: the test-side mutants of :mod:`ra.testing.mutants` (the core has no
+#: bug switches); ``ack_before_durable`` lives in the memory log twin
+CORE_BUGS = frozenset(m.name for m in MUTANTS)
 ALL_BUGS = CORE_BUGS | {"ack_before_durable"}
+
+
+@functools.cache
+def _mutated_core(names: tuple[str, ...]) -> ModuleType:
+    """The core with the mutants ``names`` applied (compiled once per set per process)."""
+    return mutants.load(*names)
 
 
 #: the replies a leader counts for its quorum check
@@ -86,6 +98,9 @@ class SimServer:
     leader_heard: int = 0        # when a leader's message last arrived (the shell records it)
     cluster_seen: tuple[Any, ...] = ()   # leader: its configuration, and since when
     config_since: int = 0
+    hold_until: int = 0          # group commit: when the current hold ends at the latest
+    hold_gen: int = 0            # tells a stale hold_end event from the current hold's
+    flush_held: bool = False     # a FlushCommands is parked by the hold
 
 
 @dataclass(slots=True)
@@ -108,12 +123,15 @@ class SimCluster(ClientDriver):
                  *, bugs: frozenset[str] | set[str] = frozenset(), trace: bool = False,
                  disabled_checks: frozenset[str] | set[str] = frozenset(),
                  out: Callable[[str], None] = print, max_events: int = 60_000,
-                 auto_faults: bool = True) -> None:
+                 auto_faults: bool = True, group_commit_ms: int | None = None) -> None:
         d_servers, d_profile = scenario_for_seed(seed)
         self.seed = seed
         self.n_initial = servers if servers is not None else d_servers
         prof = profile if profile is not None else d_profile
         self.profile = prof if isinstance(prof, Profile) else PROFILES[prof]
+        self.group_commit = group_commit_ms     # an override of the profile's (replayed)
+        if group_commit_ms is not None:
+            self.profile = replace(self.profile, group_commit_ms=group_commit_ms)
         self.base_profile = self.profile
         self.overrides = (servers is not None and servers != d_servers,
                           profile is not None and self.profile.name != d_profile)
@@ -121,6 +139,9 @@ class SimCluster(ClientDriver):
         if unknown:
             raise ValueError(f"unknown bugs {sorted(unknown)}; known: {sorted(ALL_BUGS)}")
         self.bugs = frozenset(bugs)
+        # read at start, not import: ``mutants.patched`` swaps this module's ``server``
+        core_bugs = tuple(sorted(self.bugs & CORE_BUGS))
+        self.core: Any = _mutated_core(core_bugs) if core_bugs else server
         self.rng = random.Random(seed)
         self.checker = SafetyChecker(disabled_checks, raises=machine_raises)
         self.net = Network(self.rng, self.profile)
@@ -146,7 +167,11 @@ class SimCluster(ClientDriver):
             "commands", "acked", "unknown", "sessions", "retries", "machine_errors", "queries", "crashes", "partitions", "joins",
             "leaves", "transfers", "snapshots_taken", "snapshots_installed",
             "checkpoints_taken", "checkpoints_promoted", "machine_effects",
-            "elections", "dropped", "duplicated", "quiet_windows", "prevote_replays")}
+            "elections", "dropped", "duplicated", "quiet_windows", "prevote_replays",
+            "group_commit_holds", "group_commit_released_by_commit",
+            "group_commit_released_by_cap", "group_commit_held_entries")}
+        #: group commit: (leader, term, first, last) of every batch a hold kept back
+        self.held_batches: list[tuple[Any, int, int, int]] = []
         self.quiet = QuietWindow(self)
         self._next_name = 1
         for _ in range(self.n_initial):
@@ -179,12 +204,12 @@ class SimCluster(ClientDriver):
         log = CheckedLog(self, sid, ack_before_durable="ack_before_durable" in self.bugs)
         meta = MemoryMeta()
         machine = SimMachine(self, sid, self.profile.snapshot_every)
-        cfg = server.ServerConfig(
+        cfg = self.core.ServerConfig(
             id=sid, uid=f"u_{sid.name}", cluster_name="sim", initial_members=members or (sid,),
             machine=machine, log=log, meta=meta,
             max_append_entries_rpc_batch_size=self.profile.batch_size,
             max_pipeline_count=self.profile.pipeline, low_priority_batch_size=8,
-            snapshot_chunk_size=self.profile.chunk_size, bugs=self.bugs & CORE_BUGS)
+            snapshot_chunk_size=self.profile.chunk_size)
         s = SimServer(sid, cfg, log, meta)
         self.servers[sid] = s
         return s
@@ -201,7 +226,7 @@ class SimCluster(ClientDriver):
         s.alive = True
         s.inc += 1
         s.written_tail = self.now
-        role, state, effects = server.init(s.cfg)
+        role, state, effects = self.core.init(s.cfg)
         s.role, s.state = role, state
         self._after_step(s, effects, "", 0)
 
@@ -267,7 +292,8 @@ class SimCluster(ClientDriver):
     def _annotate(self, v: Violation) -> Violation:
         v.seed, v.time, v.step = self.seed, self.now, self.steps
         v.replay = replay_command(self.seed, self.n_initial if self.overrides[0] else None,
-                                  self.profile.name if self.overrides[1] else None, self.bugs)
+                                  self.profile.name if self.overrides[1] else None, self.bugs,
+                                  self.group_commit)
         v.trace_tail = [self._fmt_tail(x) for x in self.tail]
         return v
 
@@ -289,7 +315,44 @@ class SimCluster(ClientDriver):
     def _ev_local(self, sid: Any, inc: int, msg: Any) -> None:
         s = self.servers[sid]
         if s.alive and s.inc == inc:
+            if isinstance(msg, FlushCommands) and self._hold(s):
+                return
             self.step_server(s, msg, None)
+
+    # -- group commit: the core decides (holds_flush), the simulator keeps the time, as the shell
+    def _hold(self, s: SimServer) -> bool:
+        """Whether ``s``'s due flush waits (then it is parked until the batch before it commits
+        or ``group_commit_ms`` passes); the same rule as ``ServerProc._hold``."""
+        cap = self.profile.group_commit_ms
+        if not cap or not self.core.holds_flush(s.state):
+            if s.hold_until:
+                self._released(s, "group_commit_released_by_commit")
+            return False
+        if not s.hold_until:
+            s.hold_until = self.now + cap
+            s.hold_gen += 1
+            self.stats["group_commit_holds"] += 1
+            self.schedule(cap, "hold_end", s.sid, s.inc, s.hold_gen)
+        if self.now < s.hold_until:
+            s.flush_held = True
+            return True
+        self._released(s, "group_commit_released_by_cap")
+        return False
+
+    def _released(self, s: SimServer, why: str) -> None:
+        """The hold ends: record the entries it held (appended since the last flush)."""
+        self.stats[why] += 1
+        s.hold_until = 0
+        lo, hi = s.state.batch_end + 1, s.log.last_index_term()[0]
+        if s.state.role == "leader" and lo <= hi:
+            self.stats["group_commit_held_entries"] += hi - lo + 1
+            self.held_batches.append((s.sid, s.state.current_term, lo, hi))
+
+    def _ev_hold_end(self, sid: Any, inc: int, gen: int) -> None:
+        s = self.servers[sid]
+        if s.alive and s.inc == inc and s.hold_gen == gen and s.flush_held:
+            s.flush_held = False
+            self._ev_local(sid, inc, FlushCommands())
 
     def _ev_timer(self, sid: Any, inc: int, kind: str, gen: int) -> None:
         s = self.servers[sid]
@@ -434,6 +497,7 @@ class SimCluster(ClientDriver):
         s.meta.crash()
         s.sync_due = False
         s.monitors = {}
+        s.hold_until, s.flush_held = 0, False     # the process and its timers are gone
         s.restart_due = True
         self.quiet.close("crash")
         self.note(sid, f"CRASH (durable: term {s.meta.fetch()[0]}, log {s.log.last_index_term()})")
@@ -488,7 +552,7 @@ class SimCluster(ClientDriver):
         if self.tracing:
             self.out(self._fmt_tail(self.tail[-1]))
         old_role, old_term, old_commit = s.role, s.state.current_term, s.state.commit_index
-        role, state, effects = server.step(s.role, msg, s.state)
+        role, state, effects = self.core.step(s.role, msg, s.state)
         s.role, s.state = role, state
         self._after_step(s, effects, old_role, old_term, old_commit)
 
@@ -527,6 +591,9 @@ class SimCluster(ClientDriver):
                 self.note(None, f"PARTITION {self.net.description} (targeted)")
         if not s.alive:
             return
+        if s.flush_held and not self.core.holds_flush(st):
+            s.flush_held = False
+            self.schedule(0, "local", s.sid, s.inc, FlushCommands())
         if "ack_before_durable" in self.bugs:
             early = s.log.take_early_acks()
             if early:
@@ -642,7 +709,7 @@ class SimCluster(ClientDriver):
             if leader is not None and not leader.alive:
                 del s.monitors[e.leader_id]
                 self.schedule(self.rng.randint(5, 20), "leader_down", s.sid, s.inc, e.leader_id)
-        elif isinstance(e, MachineEffect):
+        elif isinstance(e, SHELL_MACHINE_EFFECTS):
             self.stats["machine_effects"] += 1
         elif isinstance(e, DeleteAndTerminate):
             self.note(s.sid, "delete_and_terminate: stopped for good")
@@ -714,7 +781,7 @@ class SimCluster(ClientDriver):
         for s in self.servers.values():
             if s.state is None:
                 continue
-            ov = server.overview(s.state)
+            ov = self.core.overview(s.state)
             lines.append(f"  {s.sid.name}: alive={s.alive} role={ov['role']} "
                          f"term={ov['current_term']} leader={_n(ov['leader_id'])} "
                          f"commit={ov['commit_index']} applied={ov['last_applied']} "
@@ -754,9 +821,10 @@ def _covered(durable: int | None, want: Any) -> Any:
 
 
 def replay_command(seed: int, servers: int | None = None, profile: str | None = None,
-                   bugs: frozenset[str] | set[str] = frozenset()) -> str:
+                   bugs: frozenset[str] | set[str] = frozenset(),
+                   group_commit_ms: int | None = None) -> str:
     """The shell command that replays exactly this run."""
-    if servers is None and profile is None and not bugs:
+    if servers is None and profile is None and not bugs and group_commit_ms is None:
         return f"make sim SEED={seed}   (python -m ra.testing.sim --seed {seed} --trace)"
     cmd = f"python -m ra.testing.sim --seed {seed}"
     if servers is not None:
@@ -765,6 +833,8 @@ def replay_command(seed: int, servers: int | None = None, profile: str | None = 
         cmd += f" --profile {profile}"
     for b in sorted(bugs):
         cmd += f" --bug {b}"
+    if group_commit_ms is not None:
+        cmd += f" --group-commit {group_commit_ms}"
     return cmd + " --trace"
 
 
@@ -783,7 +853,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=1, help="run seeds seed..seed+N-1")
     ap.add_argument("--servers", type=int, choices=(3, 5), default=None)
     ap.add_argument("--profile", choices=sorted(PROFILES), default=None)
-    ap.add_argument("--bug", action="append", default=[], choices=sorted(ALL_BUGS))
+    ap.add_argument("--bug", action="append", default=[], choices=sorted(ALL_BUGS),
+                    help="plant a bug: a test-side mutant of the core (ra.testing.mutants) or "
+                         "ack_before_durable (the memory log)")
+    ap.add_argument("--group-commit", type=int, default=None, metavar="MS",
+                    help="group commit's time cap (overrides the profile's; 0: off)")
     ap.add_argument("--trace", action="store_true", help="print every event")
     args = ap.parse_args(argv)
     if hasattr(signal, "SIGPIPE"):
@@ -794,7 +868,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}: {args.servers or d_servers} servers, profile "
               f"{args.profile or d_profile}" + (f", bugs {sorted(args.bug)}" if args.bug else ""))
         sim = SimCluster(seed, args.servers, args.profile, bugs=frozenset(args.bug),
-                         trace=args.trace)
+                         trace=args.trace, group_commit_ms=args.group_commit)
         try:
             r = sim.run()
         except Violation as v:

@@ -69,6 +69,9 @@ class Profile:
     linger_ms: int = 0                        # idle run time after settling (quiet window)
     replay_prevotes: int = 0                  # late copies of the last K pre-vote messages
     probe_prevotes: bool = False              # once settled, every follower's pre-vote request
+    # group commit (ra.core.server.holds_flush): a leader's flush waits while its previous batch
+    # is uncommitted, at most this long (0: off); the shell's group_commit_ms
+    group_commit_ms: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -127,6 +130,11 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     # snapshot_slow_sync plus fast membership changes: joining members lag, so installs follow
     # each other while notices of earlier writes are still in flight (off the rotation while it
     # exposes open bugs 8 and 9 of docs/CORE-BUGS.md)
+    # group commit under load: many clients with short think times, so commands keep arriving
+    # while the previous batch is uncommitted; holds end on commit or on the cap (off the
+    # rotation: tests/sim/test_group_commit_sim.py runs it, and the faulty profiles with it on)
+    Profile("group_commit", clients=6, think_ms=(1, 6), group_commit_ms=6, sync_ms=(1, 12),
+            notify_ratio=0.4),
     Profile("snapshot_reconfig", sync_ms=(1, 80), written_ms=(0, 30), snapshot_every=3,
             chunk_size=4, dup=0.15, reorder=0.3, long_delay=(10, 80), partition_rate=2.0,
             partition_kinds=("leader_to_one", "isolate"), partition_ms=(30, 150), clients=4,
@@ -135,7 +143,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
 
 #: Profiles left out of the default rotation (still selectable by name, ``--profile``), e.g. while
 #: they expose an open core bug.
-OFF_ROTATION: frozenset[str] = frozenset({"snapshot_reconfig"})
+OFF_ROTATION: frozenset[str] = frozenset({"snapshot_reconfig", "group_commit"})
 
 #: The default rotation (``scenario_for_seed``), in ``PROFILES`` order.
 PROFILE_NAMES: tuple[str, ...] = tuple(n for n in PROFILES if n not in OFF_ROTATION)

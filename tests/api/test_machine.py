@@ -188,6 +188,31 @@ def test_a_machine_that_raises_answers_machine_error_and_the_cluster_stays_up(th
                  what=f"{sid} at the same state")
 
 
+def test_a_malformed_effect_answers_machine_error_and_the_cluster_stays_up(shared_three, cname):
+    """A machine that returns a malformed effect (a wrong arity, a field of the wrong type, an
+    unknown kind, no effect at all) fails that command with ``ra.MachineError`` of type
+    ``InvalidEffect``, applied as a no-op on every member (its state change and its good effect
+    are dropped too); no server restarts."""
+    ns = shared_three
+    ids = effects_cluster(ns, cname)
+    pids = {i: ns.server_pid(cname, i) for i in range(3)}
+    ra.process_command(ids, ("a",))
+    for which in ("arity", "type", "unknown", "not_an_effect"):
+        with pytest.raises(ra.MachineError) as ei:
+            ra.process_command(ids, ("bad_effect", which), timeout=5)
+        assert ei.value.type == "InvalidEffect", which
+        assert "invalid machine effect" in ei.value.detail, which
+    ra.process_command(ids, ("b",))
+    state, _ = ra.consistent_query(ids, M.get_events)
+    assert state == [("cmd", ("a",)), ("cmd", ("b",))]
+    # the good effect beside the bad one (an aux cast) never ran
+    assert ra.aux_command(leader_of(ids), "peek") == 0
+    for sid in ids:
+        wait_for(lambda: ra.local_query(sid, M.get_events)[1] == state,
+                 what=f"{sid} at the same state")
+    assert {i: ns.server_pid(cname, i) for i in range(3)} == pids
+
+
 def test_crashing_machine_takes_down_only_its_own_server(three):
     ids = [three.sid("bad", i) for i in range(3)]
     ra.start_cluster("bad", ("module", "ra.testing.machines:Effects", None), ids)

@@ -23,18 +23,24 @@ class Counter:
         return new, new
 
 
+#: the core module each state class belongs to: a mutant's (``core=mutants.load(name)``) states
+#: are stepped by that mutant's code
+_CORES: dict[type, Any] = {server.ServerState: server}
+
+
 def new_server(sid: Any = N1, members: tuple[Any, ...] = CLUSTER, machine: Any = None,
                log: MemoryLog | None = None, meta: MemoryMeta | None = None,
-               **kw: Any) -> server.ServerState:
-    cfg = server.ServerConfig(id=sid, uid=str(sid[0]), cluster_name="test",
-                              initial_members=members, machine=machine or Counter(),
-                              log=log or MemoryLog(), meta=meta or MemoryMeta(), **kw)
-    _, s, _ = server.init(cfg)
+               core: Any = server, **kw: Any) -> server.ServerState:
+    cfg = core.ServerConfig(id=sid, uid=str(sid[0]), cluster_name="test",
+                            initial_members=members, machine=machine or Counter(),
+                            log=log or MemoryLog(), meta=meta or MemoryMeta(), **kw)
+    _, s, _ = core.init(cfg)
+    _CORES[type(s)] = core
     return s
 
 
 def step(s: server.ServerState, msg: Any) -> list[Any]:
-    _, _, effects = server.step(s.role, msg, s)
+    _, _, effects = _CORES[type(s)].step(s.role, msg, s)
     return effects
 
 

@@ -147,10 +147,12 @@ def test_release_cursor_with_none_state_is_a_snapshot_not_a_promotion() -> None:
 
 
 def test_effect_helpers_tell_the_two_release_cursors_apart() -> None:
-    assert fx.release_cursor(7) == ("release_cursor", 7)
-    assert fx.release_cursor(7, None) == ("release_cursor", 7, None)
-    assert fx.release_cursor(7, {"s": 1}) == ("release_cursor", 7, {"s": 1})
-    assert fx.checkpoint(7, None) == ("checkpoint", 7, None)
+    assert fx.release_cursor(7) == fx.PromoteCheckpoint(7)
+    assert fx.release_cursor(7).as_tuple() == ("release_cursor", 7)
+    assert fx.release_cursor(7, None) == fx.ReleaseCursor(7, None)
+    assert fx.release_cursor(7, None).as_tuple() == ("release_cursor", 7, None)
+    assert fx.release_cursor(7, {"s": 1}).as_tuple() == ("release_cursor", 7, {"s": 1})
+    assert fx.checkpoint(7, None).as_tuple() == ("checkpoint", 7, None)
 
 
 def test_restart_recovers_from_the_checkpoint_and_replays_only_what_follows() -> None:

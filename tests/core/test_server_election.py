@@ -4,6 +4,7 @@ from ra.core.messages import (
     AppendEntriesRpc, ElectionTimeout, LeaderDown, MetaWritten, PreVoteResult, PreVoteRpc,
     RequestVoteResult, RequestVoteRpc, TimeoutNow, TriggerElection,
 )
+from ra.testing import mutants
 from ra.testing.memory import MemoryLog, MemoryMeta
 from tests.core.helpers import CLUSTER, N1, N2, N3, make_leader, new_server, step, with_log
 
@@ -100,8 +101,8 @@ def test_vote_denied_when_candidate_log_is_behind():
     assert s2.voted_for == N2
 
 
-def test_bug_switch_vote_without_log_check_grants_stale_candidate():
-    s = new_server(bugs=frozenset({"vote_without_log_check"}))
+def test_mutant_vote_without_log_check_grants_stale_candidate():
+    s = new_server(core=mutants.load("vote_without_log_check"))
     with_log(s, [(1, 1, ("noop", 0)), (2, 1, ("usr", 5, None, 0))], term=1)
     step(s, RequestVoteRpc(2, N2, 1, 1))
     assert s.voted_for == N2
@@ -164,12 +165,12 @@ def test_restart_forgets_unsynced_vote():
     assert (s2.current_term, s2.voted_for) == (0, None)
 
 
-def test_bug_switch_forget_voted_for():
+def test_mutant_forget_voted_for():
     log, meta = MemoryLog(), MemoryMeta()
     s = new_server(log=log, meta=meta)
     step(s, RequestVoteRpc(1, N2, 0, 0))
     meta.sync()
-    s2 = new_server(log=log, meta=meta, bugs=frozenset({"forget_voted_for"}))
+    s2 = new_server(log=log, meta=meta, core=mutants.load("forget_voted_for"))
     assert s2.voted_for is None
 
 

@@ -4,6 +4,7 @@ from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, ConsistentQuery, HeartbeatReply, HeartbeatRpc,
     InstallSnapshotResult, InstallSnapshotRpc, MetaWritten, SnapshotMeta, Written,
 )
+from ra.testing import mutants
 from ra.testing.memory import MemoryLog
 from tests.core.helpers import CLUSTER, N1, N2, N3, new_server, step, sync, with_log
 
@@ -90,8 +91,8 @@ def test_follower_applies_only_committed_and_written():
     assert s.last_applied == 3 and s.machine_state == 3
 
 
-def test_bug_switch_apply_before_commit():
-    s = new_server(bugs=frozenset({"apply_before_commit"}))
+def test_mutant_apply_before_commit():
+    s = new_server(core=mutants.load("apply_before_commit"))
     with_log(s, [(1, 1, NOOP)], term=1)
     step(s, AppendEntriesRpc(1, N2, 1, 1, 1, [(2, 1, usr(7))]))
     assert s.last_applied == 2

@@ -1,7 +1,7 @@
 """Leader: replication, durable commit, apply and replies, low priority, queries, membership,
 transfer, snapshots (↔ ra_server_SUITE leader_* cases)."""
 from ra.core.effects import (
-    MachineEffect, NextEvent, Notify, Reply, SendRpc, StartElectionTimeout, StartHeartbeatTimeout,
+    NextEvent, Notify, Reply, SendMsg, SendRpc, StartElectionTimeout, StartHeartbeatTimeout,
 )
 from ra.core.machine import ReleaseCursor
 from ra.core.messages import (
@@ -9,6 +9,7 @@ from ra.core.messages import (
     HeartbeatReply, HeartbeatRpc, HeartbeatTimeout, MetaWritten, InstallSnapshotResult, InstallSnapshotRpc,
     TimeoutNow, TransferLeadership, Written,
 )
+from ra.testing import mutants
 from tests.core.helpers import CLUSTER, N1, N2, N3, make_leader, new_server, step, sync
 
 NOOP = ("noop", 0)
@@ -89,8 +90,8 @@ def test_old_term_entry_not_committed_by_counting_replicas():
     assert s.commit_index == 3 and s.machine_state == 1
 
 
-def test_bug_switch_commits_old_term_entry():
-    s = new_server(bugs=frozenset({"commit_old_term_by_count"}))
+def test_mutant_commits_old_term_entry():
+    s = new_server(core=mutants.load("commit_old_term_by_count"))
     from tests.core.helpers import with_log
     with_log(s, [(1, 1, NOOP), (2, 1, ("usr", 1, None, 0))], term=1)
     make_leader(s)
@@ -243,7 +244,7 @@ def test_release_cursor_snapshots_and_lagging_follower_gets_install_snapshot():
     step(s, FlushCommands())
     sync(s)
     eff = ack(s, N2, 2)
-    assert eff == [MachineEffect(("send_msg", "pid", 12))]
+    assert eff == [SendMsg("pid", 12)]
     assert s.log.snapshot_index_term() == (2, 1) and s.log.fetch(1) is None
     # N3 has nothing: it needs the snapshot, sent in 1-byte chunks
     eff = step(s, AppendEntriesReply(1, False, 1, 0, 0, N3))

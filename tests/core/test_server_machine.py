@@ -1,7 +1,7 @@
 """Machine callbacks and effects in the core (↔ ra_machine_int_SUITE, ra_machine_version_SUITE),
 and dropping malformed input."""
 from ra.core import server
-from ra.core.effects import MachineEffect, NextEvent, Reply, SendRpc
+from ra.core.effects import Aux, NextEvent, Reply, SendMsg, SendRpc, Timer
 from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, FlushCommands, Tick, TriggerElection,
 )
@@ -53,7 +53,7 @@ def test_state_enter_is_called_on_every_role_change():
     assert m.entered == ["follower"]
     eff = step(s, TriggerElection())
     assert m.entered == ["follower", "pre_vote"]
-    assert MachineEffect(("send_msg", "watcher", ("entered", "pre_vote"))) in eff
+    assert SendMsg("watcher", ("entered", "pre_vote")) in eff
     make_leader(new_server(machine=m))
     assert "candidate" in m.entered and m.entered[-1] == "leader"
 
@@ -61,7 +61,7 @@ def test_state_enter_is_called_on_every_role_change():
 def test_leader_passes_send_msg_and_follower_does_not():
     s = leader_with(Effects())
     eff = commit(s, ("effects", [("send_msg", "pid1", "hello")]))
-    assert MachineEffect(("send_msg", "pid1", "hello")) in eff
+    assert SendMsg("pid1", "hello") in eff
     f = new_server(machine=Effects())
     step(f, AppendEntriesRpc(1, N2, 0, 0, 0, [(1, 1, ("noop", 0)),
                                               (2, 1, ("usr", ("effects", [("send_msg", "p", 1)]),
@@ -69,8 +69,7 @@ def test_leader_passes_send_msg_and_follower_does_not():
     eff = sync(f)
     step(f, AppendEntriesRpc(1, N2, 2, 2, 1, []))
     assert f.last_applied == 2
-    assert not any(isinstance(e, MachineEffect) and e.effect[0] == "send_msg"
-                   for e in eff)
+    assert not any(isinstance(e, SendMsg) for e in eff)
 
 
 def test_aux_effects_reach_every_member():
@@ -80,7 +79,7 @@ def test_aux_effects_reach_every_member():
                                                       None, 0))]))
     sync(f)
     eff = step(f, AppendEntriesRpc(1, N2, 2, 2, 1, []))
-    assert MachineEffect(("aux", "x")) in eff
+    assert Aux("x") in eff
 
 
 def test_append_effect_appends_a_new_command_on_the_leader():
@@ -101,12 +100,12 @@ def test_log_effect_reads_commands_back():
         return [("send_msg", "pid", tuple(cmds))]
     eff = commit(s, ("effects", [("log", [2, 3], reader)]))
     assert got == [("a",), ("b",)]
-    assert MachineEffect(("send_msg", "pid", (("a",), ("b",)))) in eff
+    assert SendMsg("pid", (("a",), ("b",))) in eff
 
 
 def test_tick_runs_on_the_leader_only():
     s = leader_with(Effects())
-    assert step(s, Tick(1234)) == [MachineEffect(("send_msg", "watcher", ("tick", 1234, 0)))]
+    assert step(s, Tick(1234)) == [SendMsg("watcher", ("tick", 1234, 0))]
     f = new_server(machine=Effects())
     assert step(f, Tick(1234)) == []
 
@@ -185,4 +184,4 @@ def test_reply_still_sent_with_effects():
     s = leader_with(Effects())
     eff = commit(s, ("effects", [("timer", "t1", 100)]))
     assert Reply(("f", "effects"), ("ok", "ok", N1)) in eff
-    assert MachineEffect(("timer", "t1", 100)) in eff
+    assert Timer("t1", 100) in eff

@@ -12,6 +12,7 @@ import pytest
 
 import ra
 from examples import queue as Q
+from ra import effects as fx
 from examples._nodes import LocalNodes, wait_for
 
 pytestmark = pytest.mark.integration
@@ -34,7 +35,7 @@ class Run:
 
 
 def sends(effects: list[Any]) -> list[tuple[str, int, Any]]:
-    return [(e[1], e[2][1], e[2][2]) for e in effects if e[0] == "send_msg"]
+    return [(e.to, e.msg[1], e.msg[2]) for e in effects if isinstance(e, fx.SendMsg)]
 
 
 # --- pure ----------------------------------------------------------------------------------------
@@ -44,24 +45,24 @@ def test_queue_machine_pure_delivery_prefetch_and_monitors() -> None:
     assert q(("enqueue", "a")) == (("ok", 1), [])            # no consumer yet: it waits
     reply, eff = q(("checkout", "A", 2))
     assert reply == "ok"
-    assert eff == [("monitor", "process", "A"), ("send_msg", "A", ("delivery", 1, "a"),
-                                                 ("ra_event",))]
+    assert eff == [fx.monitor("process", "A"), fx.send_msg("A", ("delivery", 1, "a"),
+                                                           "ra_event")]
     _, eff = q(("checkout", "B", 1))
-    assert eff == [("monitor", "process", "B")]
+    assert eff == [fx.monitor("process", "B")]
     deliveries = [sends(q(("enqueue", m))[1]) for m in "bcde"]
     # in turn, within prefetch: A (first in turn) gets b, B gets c, then nobody has room
     assert deliveries == [[("A", 2, "b")], [("B", 3, "c")], [], []]
     assert Q.depth(q.s) == 2 and Q.consumers(q.s) == {"A": 2, "B": 1}
     # settling frees room: the oldest waiting message goes out
-    assert q(("settle", "A", [1, 99])) == (("ok", 1), [("send_msg", "A", ("delivery", 4, "d"),
-                                                           ("ra_event",))])
+    assert q(("settle", "A", [1, 99])) == (("ok", 1), [fx.send_msg("A", ("delivery", 4, "d"),
+                                                                   "ra_event")])
     # return: back to the head of the queue, in id order, and straight out again in turn
     reply, eff = q(("return", "B", [3]))
     assert reply == ("ok", 1) and sends(eff) == [("B", 3, "c")]
     # a re-checkout changes the prefetch without a second monitor
     reply, eff = q(("checkout", "B", 3))
     assert reply == "ok" and sends(eff) == [("B", 5, "e")]
-    assert not [e for e in eff if e[0] == "monitor"]
+    assert not [e for e in eff if isinstance(e, fx.Monitor)]
     # bad commands change nothing
     before = q.s
     assert q(("settle", "nobody", [1]))[0] == ("error", "bad_command")
@@ -69,8 +70,8 @@ def test_queue_machine_pure_delivery_prefetch_and_monitors() -> None:
     assert q("enqueue")[0] == ("error", "bad_command")
     assert q.s is before
     # state_enter: a new leader monitors every consumer again; other roles do nothing
-    assert q.m.state_enter("leader", q.s) == [("monitor", "process", "A"),
-                                              ("monitor", "process", "B")]
+    assert q.m.state_enter("leader", q.s) == [fx.monitor("process", "A"),
+                                              fx.monitor("process", "B")]
     assert q.m.state_enter("follower", q.s) == []
 
 
@@ -82,7 +83,7 @@ def test_queue_machine_pure_cancel_down_and_release_cursor() -> None:
         q(("enqueue", m))
     assert Q.consumers(q.s) == {"A": 2, "B": 2}
     reply, eff = q(("cancel", "A"))           # A's two come back, nobody has room
-    assert reply == "ok" and ("demonitor", "process", "A") in eff and not sends(eff)
+    assert reply == "ok" and fx.demonitor("process", "A") in eff and not sends(eff)
     assert Q.depth(q.s) == 2 and [m for _, m in q.s["ready"]] == ["a", "c"]
     reply, eff = q(("checkout", "C", 5))
     assert sends(eff) == [("C", 1, "a"), ("C", 3, "c")]
