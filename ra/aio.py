@@ -25,20 +25,15 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
 
+import ra
 from ra.api import Client, RaEvent
 from ra.errors import Timeout
 
 __all__ = ["AsyncClient", "default_client"]
 
-#: the blocking methods of ra.Client offered as coroutines (pipeline and receive are apart)
-_CALLS = (
-    "overview", "start_server", "restart_server", "stop_server", "force_delete_server",
-    "start_cluster", "start_or_restart_cluster", "delete_cluster", "trigger_election",
-    "transfer_leadership", "ping", "aux_command", "cast_aux_command", "key_metrics", "members",
-    "members_info", "initial_members", "add_member", "remove_member", "leave_and_terminate",
-    "leave_and_delete_server", "process_command", "local_query", "leader_query",
-    "consistent_query",
-)
+#: the blocking methods of ra.Client offered as coroutines: ra's module functions (one list,
+#: ra._DELEGATES), less the pipeline and its events, which go through one thread of their own
+_CALLS = tuple(n for n in ra._DELEGATES if n not in ("pipeline_command", "receive"))
 
 
 class AsyncClient:
