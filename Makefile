@@ -60,7 +60,7 @@ mutants: $(STAMP)
 # partition runs only as root with namespaces and nftables (otherwise it is skipped, and said so)
 CHECK_NEMESIS ?= kill-node,kill-leader,kill-wal,pause,partition
 check: $(STAMP)
-	$(VPY) -m ra.cli check --workload all --time $(or $(TIME),30) --nemesis $(CHECK_NEMESIS) $(if $(filter command line,$(origin SEED)),--seed $(SEED),) $(if $(OUT),--out $(OUT),)
+	$(VPY) -m ra.client.cli check --workload all --time $(or $(TIME),30) --nemesis $(CHECK_NEMESIS) $(if $(filter command line,$(origin SEED)),--seed $(SEED),) $(if $(OUT),--out $(OUT),)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -95,7 +95,7 @@ def _restart_latency(n: int, use_forkserver: bool) -> list[float]:
 def _daemon_restart_latency(n: int) -> list[float]:
     """The same through a real node daemon: a server child under the server supervisor."""
     from ra import messages as rm
-    from ra import node
+    from ra.node import daemon as node
 
     inbox = _Inbox()
     data = tempfile.mkdtemp(prefix="ra-bench-node-")

@@ -31,7 +31,7 @@ import psutil
 import ra
 from bench.procs import Reaper, closed_loop, kill_tree, progress, summary_ms, wait_for
 from ra import messages as rm
-from ra.api import default_client
+from ra.client.api import default_client
 from ra.node import spawn_daemon
 
 __all__ = ["measure", "RaNodes", "COUNTER", "Params", "params", "du"]

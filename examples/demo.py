@@ -28,7 +28,7 @@ import psutil
 import ra
 from examples import kv
 from examples._nodes import LocalNodes, wait_for
-from ra.cli import format_overview
+from ra.client.cli import format_overview
 
 __all__ = ["run", "main"]
 

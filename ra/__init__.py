@@ -46,8 +46,8 @@ _WHERE: dict[str, str] = {
     "ServerId": "ra.core.types",
     "Machine": "ra.core.machine", "SimpleMachine": "ra.core.machine",
     "ReleaseCursor": "ra.core.machine",
-    "Client": "ra.api", "MembershipError": "ra.api", "RaEvent": "ra.api",
-    "default_client": "ra.api", "new_uid": "ra.api",
+    "Client": "ra.client.api", "MembershipError": "ra.client.api", "RaEvent": "ra.client.api",
+    "default_client": "ra.client.api", "new_uid": "ra.client.api",
 }
 #: module functions that call the same method of this process's default Client
 _DELEGATES = (
@@ -61,8 +61,8 @@ _DELEGATES = (
 
 if TYPE_CHECKING:
     from ra import effects
-    from ra.api import Client, MembershipError, RaEvent, new_uid
-    from ra.api import default_client as default_client  # public, not in __all__
+    from ra.client.api import Client, MembershipError, RaEvent, new_uid
+    from ra.client.api import default_client as default_client  # public, not in __all__
     from ra.core.machine import Machine, ReleaseCursor, SimpleMachine
     from ra.core.types import ServerId
     from ra.errors import (
@@ -78,7 +78,7 @@ def start(**env: Any) -> str:
     """Start the node daemon of ``data_dir`` as a child of this process (restart it if this
     process started it before; other data dirs' nodes keep running); return its address
     ``"host:port"`` (ra:start/1). See :func:`ra.node.start`."""
-    from ra import node   # on use: the daemon's modules are not needed to import ra
+    from ra.node import daemon as node   # on use: the daemon's modules are not needed to import ra
     return node.start(**env)
 
 
@@ -89,14 +89,14 @@ def start_in(data_dir: str) -> str:
 
 def stop_nodes(timeout: float = 30.0) -> None:
     """Stop every node daemon this process started (orderly, SIGTERM)."""
-    from ra import node
+    from ra.node import daemon as node
     node.stop(timeout)
 
 
 def _delegate(name: str) -> Any:
     import inspect
 
-    from ra.api import Client, default_client
+    from ra.client.api import Client, default_client
     method = getattr(Client, name)
 
     def fn(*args: Any, **kwargs: Any) -> Any:

@@ -6,13 +6,13 @@ with ONE validator in :data:`CHECKS`, exactly as the peer RPCs of :mod:`ra.core.
 
 Three protocols:
 
-* client -> ra server (``ra.api`` sends, ``ra.server_proc`` serves): the ``...Call`` classes are
+* client -> ra server (``ra.client.api`` sends, ``ra.server.proc`` serves): the ``...Call`` classes are
   calls (answered ``("ok", value, leader)``, ``("redirect", leader)`` or ``("error", reason)``),
   the ``...Cast`` classes casts;
 * server -> node daemon: :class:`MetricsReport` (cast), :class:`ServerLoaded` /
   :class:`ServerLoadFailed` (calls: the machine was built, or why not) and
   :class:`ForceDeleteServer` (cast, when a member applies its cluster's end of life);
-* client -> node daemon (``ra.node`` and ``ra.server_sup`` serve): the ``Node*`` and ``*Child``
+* client -> node daemon (``ra.node.daemon`` and ``ra.server.sup`` serve): the ``Node*`` and ``*Child``
   classes (the daemon itself, its server supervisor), and the ``*Server*`` classes (ra's
   ``start_server``, ``restart_server``...). Errors come back as ``("error", tag, text)``.
 
@@ -183,7 +183,7 @@ class NodePing:
 
 @dataclass(frozen=True, slots=True)
 class NodeStatus:
-    """-> the daemon's status dict (``ra.node.NodeDaemon.status``)."""
+    """-> the daemon's status dict (``ra.node.daemon.NodeDaemon.status``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +226,7 @@ class WhichChildren:
 
 @dataclass(frozen=True, slots=True)
 class StartServer:
-    """``ra:start_server``: ``conf`` in wire form (``ra.api._server_conf``) -> ``("ok", pid)``."""
+    """``ra:start_server``: ``conf`` in wire form (``ra.client.api._server_conf``) -> ``("ok", pid)``."""
 
     conf: dict[str, Any]
 
@@ -263,7 +263,7 @@ class ServerMetrics:
 
 @dataclass(frozen=True, slots=True)
 class StartStatus:
-    """-> where the start of server ``name`` is (``ra.server_sup.ServerSup.start_status``)."""
+    """-> where the start of server ``name`` is (``ra.server.sup.ServerSup.start_status``)."""
 
     name: str
 

@@ -2,7 +2,7 @@
 
 The arrows (README "Layout", docs/INTERNALS.md)::
 
-    ra.api, ra.node, ra.server_proc ...  ->  transport, supervisor, wal  ->  raerror
+    ra.client, ra.node, ra.server ...  ->  transport, supervisor, wal  ->  raerror
     ra.core (pure)                        ->  nothing but ra.core
     ra.check checkers (pure)              ->  nothing but ra.check
 
@@ -187,3 +187,19 @@ def test_public_names_resolve_to_the_same_objects() -> None:
     assert ra.effects.release_cursor(3).as_tuple() == ("release_cursor", 3)
     assert ra.ReleaseCursor is ra.effects.ReleaseCursor is ra.core.effects.ReleaseCursor
     assert "command" in str(__import__("inspect").signature(ra.process_command))
+
+
+#: the only modules at ra/'s top level: the public entry (``ra``, ``ra.aio``) and what every
+#: layer shares (errors, machine effects, wire messages, their codec registration)
+TOP_LEVEL = frozenset({"__init__", "aio", "effects", "errors", "messages", "wire"})
+#: the packages by role (README "Layout")
+ROLES = frozenset({"core", "client", "server", "node", "log", "check", "testing"})
+
+
+def test_ra_is_laid_out_by_role() -> None:
+    ra_dir = REPO / "ra"
+    modules = {p.stem for p in ra_dir.glob("*.py")}
+    packages = {p.name for p in ra_dir.iterdir() if (p / "__init__.py").exists()}
+    assert modules == TOP_LEVEL, f"modules at ra/'s top level: {sorted(modules - TOP_LEVEL)} " \
+        "belong in a role package"
+    assert packages == ROLES, f"unexpected packages {sorted(packages ^ ROLES)}"

@@ -1,5 +1,5 @@
 """One schema per config kind (issue 16 part 3): the server config (``ra.core.config.SERVER``)
-and the node config (``ra.system.SystemConfig`` / ``NODE``).
+and the node config (``ra.node.system.SystemConfig`` / ``NODE``).
 
 * structure: every place that needs a key's default or check takes it from the schema, and no
   other module keeps a list of config keys (an AST scan for literal collections of key names);
@@ -22,12 +22,13 @@ import pytest
 
 import ra
 from ra import messages as rm
-from ra import node as ranode
-from ra import server_proc, system
+from ra.node import daemon as ranode
+from ra.server import proc as server_proc
+from ra.node import system
 from ra.core import server as core
 from ra.core.config import REQUIRED, SERVER, SERVER_DEFAULTS, Key, markdown_table
 from ra.errors import InvalidConfig
-from ra.sup import wal_child_specs
+from ra.node.sup import wal_child_specs
 from wal import config as walcfg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ SID = ra.ServerId("s", NODE_ADDR)
 MACHINE = ("module", "ra.testing.machines:Counter", None)
 GOOD_USER = {"cluster_name": "c", "id": SID, "initial_members": [SID], "machine": MACHINE}
 #: modules allowed to list config keys: the schemas themselves
-SCHEMA_MODULES = {"ra/core/config.py", "ra/system.py", "wal/config.py"}
+SCHEMA_MODULES = {"ra/core/config.py", "ra/node/system.py", "wal/config.py"}
 
 
 # --- bad values, from each key's spec ---------------------------------------------------------
@@ -194,7 +195,7 @@ def test_unknown_server_keys() -> None:
 
 
 def _wire(conf: dict[str, Any]) -> dict[str, Any]:
-    from ra.api import _server_conf
+    from ra.client.api import _server_conf
     out = _server_conf(conf)
     out.pop("node")
     return out

@@ -6,7 +6,7 @@ write-ahead log process and segment writer, and the segment files they produce
 This package imports nothing of ``ra`` (storage runs one way: ``ra.log`` uses ``wal``). The
 processes take their config as data (:mod:`wal.config`: ``run(WalConfig)``, or the same as a
 command line, ``python -m wal.wal --help``); ra maps its node configuration onto it and places
-the processes in its tree (``ra.sup.wal_child_specs``).
+the processes in its tree (``ra.node.sup.wal_child_specs``).
 """
 from __future__ import annotations
 

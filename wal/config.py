@@ -4,7 +4,7 @@ the WAL and segment writer processes, as data.
 Each process takes one frozen dataclass: :class:`WalConfig` (``wal.wal.run``),
 :class:`SegmentWriterConfig` (``wal.segment_writer.run``). Their command lines
 (``python -m wal.wal --help``) are derived from the fields, so a field is listed once, here.
-ra maps its node configuration onto these (``ra.sup.wal_child_specs``) and forks the
+ra maps its node configuration onto these (``ra.node.sup.wal_child_specs``) and forks the
 processes with the dataclass as their argument; this package knows nothing of ra.
 """
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Mirrors the ``ra_server_config()`` type of ra.hrl, with its defaults from ra_server.erl. The
 one schema of a server's configuration, and the key-spec type the node's schema
-(:mod:`ra.system`) is written in too.
+(:mod:`ra.node.system`) is written in too.
 
 A key is a :class:`Key`: its type, default, range or choices, whether ``restart_server`` may
 change it, and a one-line doc. :data:`SERVER` lists every key of a server config, and
 :meth:`Schema.validate` is the one check of a server config: it raises
 :class:`~ra.core.errors.InvalidConfig` ``(key, value, allowed)`` naming the first bad key, and
 ``allowed`` says what would do. Everything else derives from this module: the API's checks
-(:mod:`ra.api`), the daemon's door (:mod:`ra.messages` refuses a malformed wire config with the
+(:mod:`ra.client.api`), the daemon's door (:mod:`ra.messages` refuses a malformed wire config with the
 key in its reason), the server process's defaults (:data:`SERVER_DEFAULTS`), the fields of
 :class:`ra.core.server.ServerConfig`, and the README's table (:func:`markdown_table`;
 ``tests/test_config_schema.py`` keeps the two equal).

@@ -2,7 +2,7 @@
 (what a state machine's callbacks return). Mirrors ra_server's ``effect()`` and ra_machine's
 ``effect()`` types.
 
-Every effect is a frozen dataclass. The core never performs them itself; ``ra/server_proc.py``
+Every effect is a frozen dataclass. The core never performs them itself; ``ra/server/proc.py``
 (and the simulator) do, dispatching on their types.
 
 Machine effects: a machine builds them with :mod:`ra.effects` (``send_msg(...)`` etc.), with
@@ -81,7 +81,7 @@ class StartElectionTimeout:
 
     ``short``: the leader is known to be gone (``LeaderDown``): campaign soon, yet not all at
     once, so that the members that all noticed at the same moment do not split the vote (the
-    shell staggers them; see ``ra.server_proc``). ``at_once``: short, without waiting for our
+    shell staggers them; see ``ra.server.proc``). ``at_once``: short, without waiting for our
     turn in that order: we just refused a candidate that therefore cannot win.
     ``check_quorum``: a leader's quorum check, exactly one election timeout from now (not
     randomised: the bound on how long a cut-off leader keeps leading depends on it).

@@ -39,7 +39,7 @@ __all__ = ["Sessions", "Session", "SESSION_TIMEOUT_MS", "EXPIRY_CHECK_MS", "MAX_
            "MAX_RESPONSES", "APPLY", "wrap_snapshot", "unwrap_snapshot"]
 
 #: cluster time a session may stay idle before it expires (LogCabin: 1 hour; a client that
-#: keeps its session across a longer silence reopens one, see ``ra.api.Client``)
+#: keeps its session across a longer silence reopens one, see ``ra.client.api.Client``)
 SESSION_TIMEOUT_MS = 600_000
 #: how often (in cluster time) idle sessions are looked for
 EXPIRY_CHECK_MS = 10_000

@@ -19,7 +19,7 @@ Contract (the core's Log contract, plus what the shell does):
   ``update_release_cursor`` deletes segment files wholly below the *previous* snapshot (the
   store keeps two), so that a corrupt latest snapshot falls back to one whose following
   entries still exist.
-* Checkpoints (``checkpoint``) go to ``checkpoints/`` (:class:`ra.snapshot.FileCheckpointStore`,
+* Checkpoints (``checkpoint``) go to ``checkpoints/`` (:class:`ra.log.snapshot.FileCheckpointStore`,
   at most ``max_checkpoints``) and truncate nothing. ``promote_checkpoint`` renames the newest
   one at or below the index into ``snapshots/`` (atomic) and then truncates exactly as
   ``update_release_cursor`` does. A snapshot, promoted or not, deletes the checkpoints at or
@@ -48,7 +48,7 @@ from ra.core.log import DEFAULT_MAX_CHECKPOINTS, DEFAULT_MIN_CHECKPOINT_INTERVAL
 from ra.core.messages import SnapshotMeta, Written
 from ra.log.memtable import Memtable
 from wal.segments import Segments
-from ra.snapshot import FileCheckpointStore, FileSnapshotStore
+from ra.log.snapshot import FileCheckpointStore, FileSnapshotStore
 from wal.format import BadHeader, resolve, scan_file
 from wal.messages import WalAppend, WalError, WalResendWrite, WalStarted, WalWritten
 from wal.config import DEFAULT_SEGMENT_MAX_ENTRIES

@@ -680,7 +680,7 @@ class SimCluster(ClientDriver):
             s.timers["election"] += 1
             t = self.profile.election_ms
             # short (the leader is known gone / a candidate waits for votes): soon, yet
-            # randomised: [0, T/5] as the shell (ra/server_proc.py) draws it
+            # randomised: [0, T/5] as the shell (ra/server/proc.py) draws it
             if e.check_quorum:
                 lo = hi = t
             elif e.since_leader:

@@ -10,7 +10,7 @@ import pytest
 from typing import Any
 
 import ra
-from ra.directory import Directory
+from ra.node.directory import Directory
 from tests.api.conftest import COUNTER, Nodes, wait_for
 
 pytestmark = pytest.mark.integration
@@ -117,7 +117,7 @@ def test_a_forged_wire_config_is_refused_at_the_daemons_door_naming_the_key(shar
     daemon's door checks the wire config with the same schema, refuses it naming the key,
     counts it, and starts nothing."""
     from ra import messages as rm
-    from ra.node import node_call
+    from ra.node.daemon import node_call
     addr = shared_three.addrs[0]
     good = {"name": "forged", "uid": "forgedUID", "cluster_name": "forged",
             "initial_members": [["forged", addr]], "machine": list(COUNTER)}
@@ -398,7 +398,7 @@ def test_server_id_is_still_a_plain_named_tuple():
 
 def test_invalid_config_from_the_daemon_keeps_key_value_allowed(shared_three):
     from ra import messages as rm
-    from ra.api import _daemon_error
+    from ra.client.api import _daemon_error
     from ra.errors import error_reply
     node = shared_three.addrs[0]
     # a malformed config never reaches the handler: the daemon's door refuses it

@@ -11,7 +11,7 @@ import pytest
 import ra
 import wal as walpkg
 from ra import messages as rm
-from ra import system
+from ra.node import system
 from tests.api.conftest import COUNTER, wait_for
 from transport.direct import DirectMailbox
 from transport.messages import FdHeartbeat, FdStatus, FdSubscribe

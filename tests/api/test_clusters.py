@@ -130,7 +130,7 @@ def test_stop_and_restart_server_keeps_data(three):
 
 
 def test_cli_overview_and_members(three, capsys):
-    from ra.cli import main
+    from ra.client.cli import main
     ids = [three.sid("c", i) for i in range(3)]
     ra.start_cluster("c", COUNTER, ids)
     ra.process_command(ids, 1)

@@ -86,14 +86,14 @@ def test_remembered_port_taken_is_a_clear_error(tmp_path):
 
 def test_cli_restart_keeps_the_address(tmp_path):
     d = str(tmp_path / "n")
-    cmd = [sys.executable, "-m", "ra.cli", "node", "start", "--data-dir", d, "--daemon"]
+    cmd = [sys.executable, "-m", "ra.client.cli", "node", "start", "--data-dir", d, "--daemon"]
     first = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
-    subprocess.run([sys.executable, "-m", "ra.cli", "node", "stop", first], check=True,
+    subprocess.run([sys.executable, "-m", "ra.client.cli", "node", "stop", first], check=True,
                    capture_output=True)
     again = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
     try:
         assert again == first
         assert open(os.path.join(d, "node_address")).read().strip() == first
     finally:
-        subprocess.run([sys.executable, "-m", "ra.cli", "node", "stop", again],
+        subprocess.run([sys.executable, "-m", "ra.client.cli", "node", "stop", again],
                        capture_output=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ra import cli
+from ra.client import cli
 
 
 @pytest.mark.parametrize("argv, says", [

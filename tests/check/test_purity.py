@@ -31,9 +31,9 @@ def bad(mod: str) -> bool:
 
 
 def test_scanner_catches_bad_imports() -> None:
-    found = imports("import zmq\nfrom transport.codec import x\nfrom ra.api import Client\n"
+    found = imports("import zmq\nfrom transport.codec import x\nfrom ra.client.api import Client\n"
                     "from ra.check.history import Op\nimport json\n")
-    assert [m for m in found if bad(m)] == ["zmq", "transport.codec", "ra.api"]
+    assert [m for m in found if bad(m)] == ["zmq", "transport.codec", "ra.client.api"]
 
 
 @pytest.mark.parametrize("path", [CHECK / m for m in CHECKER_MODULES], ids=lambda p: p.name)

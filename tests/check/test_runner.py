@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
-from ra import cli
+from ra.client import cli
 from ra.check import netns
 from ra.check.history import Op, load
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 import ra
 from ra import messages as rm
-from ra import node as ranode
-from ra import server_proc
+from ra.node import daemon as ranode
+from ra.server import proc as server_proc
 from ra.core import messages as cm
 from ra.core import validate
 from ra.core.types import ServerId

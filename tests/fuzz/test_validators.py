@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 import ra.wire
 from ra import messages as rm
-from ra import node as ranode
-from ra import server_proc
+from ra.node import daemon as ranode
+from ra.server import proc as server_proc
 from ra.core import validate
 from ra.core.types import ServerId
 from tests.fuzz.gen import fuzz_count, terms

@@ -11,7 +11,7 @@ import pytest
 
 from ra.core.messages import SnapshotMeta
 from ra.log import DiskLog
-from ra.snapshot import FileSnapshotStore
+from ra.log.snapshot import FileSnapshotStore
 from tests.wal.harness import InProcNode
 from tests.wal.procs import Procs, wait_for
 from transport import codec
@@ -23,7 +23,7 @@ FLUSH = ("import sys; from wal.segment_writer import flush_closed; "
 SNAP = """
 import sys
 from ra.core.messages import SnapshotMeta
-from ra.snapshot import FileSnapshotStore
+from ra.log.snapshot import FileSnapshotStore
 from transport import codec
 st = FileSnapshotStore(sys.argv[1], codec.encode, codec.decode)
 i = 0

@@ -1,4 +1,4 @@
-"""ra/snapshot.py + snapshot_file.py: durable write, previous kept, corrupt latest falls back."""
+"""ra/log/snapshot.py + snapshot_file.py: durable write, previous kept, corrupt latest falls back."""
 from __future__ import annotations
 
 import errno
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ra.core.messages import SnapshotMeta
-from ra.snapshot import FileSnapshotStore
+from ra.log.snapshot import FileSnapshotStore
 from transport import codec
 from wal import osio
 

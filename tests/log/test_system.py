@@ -1,10 +1,10 @@
-"""ra/system.py: config validation names the key, the value and what is allowed."""
+"""ra/node/system.py: config validation names the key, the value and what is allowed."""
 from __future__ import annotations
 
 import pytest
 
 from ra.errors import InvalidConfig
-from ra.system import system_config, wal_dir, wal_endpoint
+from ra.node.system import system_config, wal_dir, wal_endpoint
 
 
 @pytest.mark.parametrize("key,value", [
@@ -33,7 +33,7 @@ def test_defaults_and_paths() -> None:
 
 
 def test_child_specs() -> None:
-    from ra.sup import wal_child_specs
+    from ra.node.sup import wal_child_specs
     specs = wal_child_specs({"data_dir": "/tmp/x", "wal_compute_checksums": False})
     assert [s.id for s in specs] == ["ra_log_wal", "ra_log_segment_writer"]
     assert specs[0].start.args[0].checksums is False          # the WAL's config, as data

@@ -37,7 +37,7 @@ def node_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     try:
         yield
     finally:
-        from ra import node
+        from ra.node import daemon as node
 
         node.stop(timeout=5)
         kill_descendants()

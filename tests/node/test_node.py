@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ra import node
+from ra.node import daemon as node
 from ra.errors import AlreadyStarted, InvalidConfig, NodeDown, RaError
 from transport import Mailbox
 from transport import registry as reg
@@ -218,7 +218,7 @@ def test_50_start_stop_cycles_leave_nothing_behind(tmp_path: Path):
 
 
 def test_cli_start_status_stop(tmp_path: Path):
-    ra = [sys.executable, "-c", "import sys; from ra.cli import main; sys.exit(main())"]
+    ra = [sys.executable, "-c", "import sys; from ra.client.cli import main; sys.exit(main())"]
     out = subprocess.run(ra + ["node", "start", "--data-dir", str(tmp_path), "--listen",
                                "127.0.0.1:0", "--daemon"], capture_output=True, text=True,
                          timeout=30, cwd=REPO)

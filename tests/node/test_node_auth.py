@@ -12,7 +12,7 @@ import pytest
 import zmq
 
 from ra import messages as rm
-from ra import node
+from ra.node import daemon as node
 from ra.errors import InvalidConfig
 from tests.node.conftest import wait_for
 from transport import envelope

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ra import cli, node
+from ra.client import cli
+from ra.node import daemon as node
 from ra.errors import InvalidConfig, SystemNotStarted
 from ra.messages import NodePing
 from transport import Mailbox
@@ -70,7 +71,7 @@ def test_unwritable_data_dir_and_wal_data_dir(tmp_path: Path):
 
 def test_ready_means_the_wal_answers(tmp_path: Path):
     addr = node.start(data_dir=str(tmp_path / "d"))
-    from ra import system
+    from ra.node import system
     ep = system.wal_endpoint(system.system_config(data_dir=str(tmp_path / "d")))
     with Mailbox(None) as mb:
         assert mb.call(ep, WalOverview(), timeout=2.0)["failed"] is False   # no retry needed
@@ -156,7 +157,7 @@ def test_cli_locked_data_dir_is_one_line(tmp_path: Path, capsys):
 
 
 def test_cli_in_a_fresh_interpreter_prints_no_traceback(tmp_path: Path):
-    ra = [sys.executable, "-c", "import sys; from ra.cli import main; sys.exit(main())"]
+    ra = [sys.executable, "-c", "import sys; from ra.client.cli import main; sys.exit(main())"]
     (tmp_path / "file").write_text("")
     for argv, code in ((["node", "status", "foo:bar"], 2),
                        (["node", "start", "--data-dir", str(tmp_path / "file")], 2),

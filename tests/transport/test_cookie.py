@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import ra
-from ra import node
+from ra.node import daemon as node
 from transport import cookie
 from transport.errors import BadSecret
 

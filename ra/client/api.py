@@ -379,7 +379,7 @@ class Client:
     def overview(self, node: str | None = None, timeout: float | None = DEFAULT_TIMEOUT) -> dict:
         """Node-wide overview: the daemon's status, its servers and their states (ra:overview)."""
         if node is None:
-            from ra import node as _node
+            from ra.node import daemon as _node
             started = list(_node._children)
             if not started:
                 raise RaError("no node daemon started by this process: pass node='host:port'")
@@ -1026,7 +1026,7 @@ def _daemon_error(node: str, tag: str, text: str, fields: Any = None) -> RaError
 
 def _load_error(sid: ServerId, info: dict[str, Any]) -> MachineLoadError:
     """What a node reported about a machine that did not load (``ra_start_status``)."""
-    from ra.usercode import importable_hint
+    from ra.server.usercode import importable_hint
     return MachineLoadError(info.get("machine"), str(info.get("fix") or importable_hint()),
                             node=sid.node, server=sid.name,
                             reason=str(info.get("reason", "unknown")))

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ra import system
+from ra.node import system
 from wal.config import SegmentWriterConfig, WalConfig, to_argv
 from supervisor.spec import (
     ChildSpec, Exec, Fork, Nested, RestartType, Shutdown, SupFlags, check_childspecs,
@@ -107,7 +107,7 @@ def wal_child_specs(cfg: system.SystemConfig | Mapping[str, Any], *,
     """ChildSpecs ``[ra_log_wal, ra_log_segment_writer]`` for the log supervisor: a node's
     default log children.
 
-    ``cfg`` is a :class:`ra.system.SystemConfig` or a mapping of its keys. With ``fork`` the
+    ``cfg`` is a :class:`ra.node.system.SystemConfig` or a mapping of its keys. With ``fork`` the
     children are forked from the node's fork server, given their config as data
     (``wal.wal:run(WalConfig)``), else exec'd as ``python -m wal.wal ARGS`` (the same config as
     a command line). Both exit 0 on SIGTERM; the WAL exits 1 after a write/sync error.

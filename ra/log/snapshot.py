@@ -3,7 +3,7 @@ and its checkpoint directory.
 
 Contract:
 
-* :meth:`FileSnapshotStore.write` is durable when it returns (see :mod:`ra.snapshot_file`:
+* :meth:`FileSnapshotStore.write` is durable when it returns (see :mod:`ra.log.snapshot_file`:
   temp file, fsync, rename, fsync directory). The previous snapshot is kept, still valid, and
   only older ones are deleted, *after* the new one is durable; so a crash at any point leaves at
   least one complete snapshot (plus possibly a ``.tmp`` that is ignored and removed).
@@ -26,9 +26,9 @@ import os
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from ra import snapshot_file
+from ra.log import snapshot_file
 from ra.core.messages import SnapshotMeta
-from ra.snapshot_file import CorruptSnapshot
+from ra.log.snapshot_file import CorruptSnapshot
 from wal import osio
 
 __all__ = ["SnapshotStore", "FileSnapshotStore", "FileCheckpointStore", "CorruptSnapshot"]

@@ -35,7 +35,7 @@ fails, a query that raises or a result that is not a term gives the caller
 machine's reply) is answered ``("error", "not_a_term", text)`` instead of crashing the server.
 
 Start-up: the mailbox first, then the machine is imported and built (the only place user code
-is loaded: :mod:`ra.usercode`) and the outcome reported to the node daemon (calls
+is loaded: :mod:`ra.server.usercode`) and the outcome reported to the node daemon (calls
 ``ServerLoaded(name, pid)`` / ``ServerLoadFailed(name, pid, info)``) before the log, meta
 store and snapshots are opened. A machine that does not load leaves nothing on disk; the
 process logs the traceback, reports it and exits 0 (its supervisor must not restart it).
@@ -73,7 +73,7 @@ from ra.core.types import ServerId
 from ra.errors import NoProc, RaError
 from ra.log.log import DiskLog
 from ra.log.meta import DiskMeta
-from ra import system
+from ra.node import system
 from transport import failure_detector as fd
 from transport import messages as tm
 from transport import registry
@@ -83,7 +83,7 @@ from wal import messages as wm
 
 __all__ = ["run", "load_machine", "resolve_query", "ServerProc", "DEFAULTS"]
 
-_log = logging.getLogger("ra.server_proc")
+_log = logging.getLogger("ra.server.proc")
 #: what a follower hears from a leader (it counts its election timeout from the last one)
 _FROM_LEADER = (AppendEntriesRpc, HeartbeatRpc, InstallSnapshotRpc)
 
@@ -146,7 +146,7 @@ def resolve_query(q: Any) -> Callable[[Any], Any]:
     try:
         obj: Any = importlib.import_module(mod)
     except (Exception, SystemExit) as e:
-        from ra.usercode import describe
+        from ra.server.usercode import describe
         raise ImportError(f"cannot import query function {path!r}: {describe(e)}") from None
     for part in name.split("."):
         obj = getattr(obj, part)
@@ -238,7 +238,7 @@ class ServerProc:
         try:
             machine = load_machine(spec)
         except BaseException as e:      # SystemExit and KeyboardInterrupt too: report them
-            from ra.usercode import failure_info
+            from ra.server.usercode import failure_info
             _log.error("cannot load machine %r (python %s)", spec[1], sys.executable,
                        exc_info=True)
             try:
@@ -892,7 +892,7 @@ def _now_ms() -> int:
 
 
 def run(conf: dict[str, Any]) -> int:
-    """Body of a server process (the fork server's target ``ra.server_proc:run``). Returns 0
+    """Body of a server process (the fork server's target ``ra.server.proc:run``). Returns 0
     after a machine that did not load was reported to the daemon (not to be restarted)."""
     logging.basicConfig(level=os.environ.get("RA_LOG_LEVEL", "INFO"),
                         format=f"%(asctime)s %(process)d %(name)s[{conf.get('name')}] "

@@ -7,7 +7,7 @@ daemon's own start) / :func:`system_config` (the same, building the object), rai
 ``ra.errors.InvalidConfig(key, value, allowed)`` for an unknown key or a bad value. ``None``
 for a key means its default. The README's node table is generated from it
 (``tests/test_config_schema.py``). What the WAL and segment writer processes take is derived
-from it by ``ra.sup.wal_child_specs`` (``wal.config``: the WAL's own dataclasses).
+from it by ``ra.node.sup.wal_child_specs`` (``wal.config``: the WAL's own dataclasses).
 
 :func:`prepare_dir` checks a directory on disk (it is a directory or can be made one, and this
 process can create files in it) and is called for ``data_dir`` and the WAL directory before a

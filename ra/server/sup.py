@@ -2,11 +2,11 @@
 ra servers on a node.
 
 The node daemon delegates its ``ra_*`` calls here. Each server is a transient child of the
-server supervisor, spawned through the fork server as ``ra.server_proc:run(conf)``; its name,
-uid and config are recorded durably in the node's :class:`ra.directory.Directory` first, so it
+server supervisor, spawned through the fork server as ``ra.server.proc:run(conf)``; its name,
+uid and config are recorded durably in the node's :class:`ra.node.directory.Directory` first, so it
 can be restarted later (``restart_server``, ``start_or_restart_cluster``).
 
-User code never runs here (:mod:`ra.usercode`). A start spawns the server process and returns
+User code never runs here (:mod:`ra.server.usercode`). A start spawns the server process and returns
 its pid at once; the process imports and builds its machine and calls back ``ServerLoaded(name,
 pid)`` or ``ServerLoadFailed(name, pid, info)``. Until then the server is *loading*; only once it
 has loaded is a new server (or a restart's new config) recorded in the directory, so a machine
@@ -44,21 +44,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ra import messages as rm
-from ra.directory import Directory
+from ra.node.directory import Directory
 from ra.errors import AlreadyStarted, NotFound
-from ra import system
-from ra.sup import server_child_spec
-from ra.usercode import importable_hint
+from ra.node import system
+from ra.node.sup import server_child_spec
+from ra.server.usercode import importable_hint
 from supervisor.spec import ChildSpec, Nested, SupFlags
 
 __all__ = ["ServerSup", "TARGET"]
 
-TARGET = "ra.server_proc:run"
+TARGET = "ra.server.proc:run"
 #: A server restarted this many times within SERVER_PERIOD seconds is given up on (ra_server_sup)
 SERVER_INTENSITY = 3
 SERVER_PERIOD = 5
 
-_log = logging.getLogger("ra.server_sup")
+_log = logging.getLogger("ra.server.sup")
 
 
 @dataclass(eq=False)

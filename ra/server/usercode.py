@@ -5,7 +5,7 @@ Contract:
 
 * The node daemon and its fork server never import user code. A machine (``("module",
   "pkg.mod:Class", cfg)`` / ``("simple", "pkg.mod:func", init)``) is imported and built only
-  in its server process (:func:`ra.server_proc.run`), which reports the outcome to its daemon
+  in its server process (:func:`ra.server.proc.run`), which reports the outcome to its daemon
   before it opens anything: ``("$ra_loaded", name, pid)`` or ``("$ra_load_failed", name, pid,
   info)``, ``info`` from :func:`failure_info`. A load that does not report within the node's
   ``load_timeout_ms`` is killed by the daemon and recorded as failed.

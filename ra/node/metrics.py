@@ -35,7 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 __all__ = ["NodeMetrics", "serve"]
 
-_log = logging.getLogger("ra.metrics")
+_log = logging.getLogger("ra.node.metrics")
 
 #: key_metrics field -> (metric name, help)
 _GAUGES = {

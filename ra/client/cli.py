@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ra.check import cli as check_cli
-from ra.system import NODE
+from ra.node.system import NODE
 from ra.errors import AlreadyStarted, InvalidConfig, NodeDown, NoProc, OutcomeUnknown, RaError
 
 __all__ = ["main", "format_status", "format_overview"]
@@ -134,7 +134,8 @@ def _members(a: argparse.Namespace) -> int:
 
 
 def _node_start(a: argparse.Namespace) -> int:
-    from ra import node, system
+    from ra.node import daemon as node
+    from ra.node import system
 
     extra: dict[str, Any] = {}
     if a.no_restart_servers:
@@ -157,7 +158,7 @@ def _node_start(a: argparse.Namespace) -> int:
 
 def _node_stop(a: argparse.Namespace) -> int:
     from ra.messages import NodePing, NodeStop
-    from ra.node import node_call
+    from ra.node.daemon import node_call
 
     node_call(a.addr, NodeStop(), timeout=a.timeout)
     deadline = time.monotonic() + a.timeout
@@ -172,7 +173,7 @@ def _node_stop(a: argparse.Namespace) -> int:
 
 def _node_status(a: argparse.Namespace) -> int:
     from ra.messages import NodeStatus
-    from ra.node import node_call
+    from ra.node.daemon import node_call
 
     st = node_call(a.addr, NodeStatus(), timeout=a.timeout)
     print(json.dumps(st, indent=2, default=str) if a.json else format_status(st))

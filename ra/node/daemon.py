@@ -4,10 +4,10 @@ The node daemon: root supervisor, name registry host, fork server owner.
 
 One daemon per data directory. Start-up, in this order:
 
-0. check ``data_dir`` and the WAL directory (:func:`ra.system.prepare_dirs`: a directory this
+0. check ``data_dir`` and the WAL directory (:func:`ra.node.system.prepare_dirs`: a directory this
    process can write, or ``InvalidConfig`` naming the key, the path and the OS error); build the
    log supervisor's children (a ``log_children`` factory named in the config is user code: it
-   runs in a throwaway child, :func:`ra.usercode.call_in_child`);
+   runs in a throwaway child, :func:`ra.server.usercode.call_in_child`);
 1. lock the data directory (``flock`` on ``DIR/ra_node.lock``, non-blocking): a second daemon on
    the same directory fails at once with :class:`~ra.errors.AlreadyStarted` naming the holder;
 2. become a child subreaper and install the reap-all loop (no zombie is ever left);
@@ -17,7 +17,7 @@ One daemon per data directory. Start-up, in this order:
    ``RA_COOKIE`` is removed from their environment); bind the mailbox on ``listen`` (``host:port``, port 0 = ephemeral) and embed the name
    registry (:mod:`transport.registry`) and the node failure detector
    (:mod:`transport.failure_detector`, ticked by a loop timer);
-5. start the supervision tree of :mod:`ra.sup` (log supervisor, then server supervisor) and
+5. start the supervision tree of :mod:`ra.node.sup` (log supervisor, then server supervisor) and
    wait until the WAL answers (or report why it could not start: a WAL that exits while
    starting fails the start, so ``ra.start`` never returns for a node whose WAL crash-loops);
 6. report readiness (``{"ok": true, "address": ..., "pid": ...}`` as one JSON line on the ready
@@ -25,7 +25,7 @@ One daemon per data directory. Start-up, in this order:
    :func:`ra.errors.error_reply`, from which the caller rebuilds the typed error).
 
 The daemon never imports user code: machines are imported and built in their server processes
-(:mod:`ra.usercode` has the contract), so a machine that exits, raises or hangs at import
+(:mod:`ra.server.usercode` has the contract), so a machine that exits, raises or hangs at import
 cannot take the daemon down or block it.
 
 What arrives is checked once, at the door (:meth:`NodeDaemon._handle`), against one validator
@@ -45,7 +45,7 @@ Daemon calls (``Mailbox.call(address, msg)``; ``address`` is ``tcp://host:port``
 messages of :mod:`ra.messages`): ``NodePing()`` -> ``"pong"``, ``NodeStatus()``,
 ``NodeStop()``, ``StartChild(id, target, args, env, restart="transient", shutdown=5000)`` -> pid,
 ``TerminateChild(id)``, ``RestartChild(id)``, ``DeleteChild(id)``, ``WhichChildren()``, and the
-server supervisor's (:mod:`ra.server_sup`). Errors come back as ``("error", tag, text)``
+server supervisor's (:mod:`ra.server.sup`). Errors come back as ``("error", tag, text)``
 (supervisor errors, ``"bad_request"``) or ``("error", tag, text, fields)``
 (:func:`ra.errors.error_reply`: an ``InvalidConfig`` keeps its key, value and allowed).
 """
@@ -70,13 +70,13 @@ from typing import Any
 
 import ra.wire  # noqa: F401  (registers ServerId and ra's messages with the codec)
 from ra import messages as rm
-from ra import system
+from ra.node import system
 from ra.core.types import check_node
 from ra.errors import (
     AlreadyStarted, InvalidConfig, NodeDown, NoProc, RaError, SystemNotStarted, error_from_reply,
     error_reply,
 )
-from ra.sup import LOG_SUP, SERVER_SUP, SYSTEM_SUP, build_tree, server_child_spec, wal_child_specs
+from ra.node.sup import LOG_SUP, SERVER_SUP, SYSTEM_SUP, build_tree, server_child_spec, wal_child_specs
 from supervisor.child import set_child_subreaper
 from supervisor.forkserver import ForkServer
 from supervisor.loop import Loop
@@ -104,10 +104,10 @@ _log = logging.getLogger("ra.node")
 LOCK_FILE = "ra_node.lock"
 WAL_CHILD = "ra_log_wal"            # the log supervisor's child that must answer before ready
 _LOG_READY_TIMEOUT = 20.0           # s; spawn_daemon waits 30 s for the ready line
-ENV_KEYS = system.KEYS              # the node config's keys: its one schema is ra.system.NODE
+ENV_KEYS = system.KEYS              # the node config's keys: its one schema is ra.node.system.NODE
 # -c rather than -m: ra/__init__ will import this module (runpy would warn)
-_BOOT = "import sys; from ra.node import main; sys.exit(main(sys.argv[1:]))"
-_DEFAULT_PRELOAD = ("ra", "ra.errors", "transport", "supervisor", "ra.server_proc", "ra.log",
+_BOOT = "import sys; from ra.node.daemon import main; sys.exit(main(sys.argv[1:]))"
+_DEFAULT_PRELOAD = ("ra", "ra.errors", "transport", "supervisor", "ra.server.proc", "ra.log",
                     "wal")
 
 
@@ -226,7 +226,7 @@ class NodeDaemon:
                  log_children: Sequence[ChildSpec] = (),
                  preload: Sequence[str] | None = None) -> None:
         self.data_dir = os.path.abspath(data_dir)
-        #: the node's config, checked by its schema (ra.system.NODE), every key filled in
+        #: the node's config, checked by its schema (ra.node.system.NODE), every key filled in
         self.sys = system.system_config(dict(config or {}, data_dir=self.data_dir,
                                              **({"listen": listen} if listen else {})))
         self.listen = self.sys.listen
@@ -333,7 +333,7 @@ class NodeDaemon:
             self._lifeline = lifeline_fd
             loop.add_reader(lifeline_fd, self._on_lifeline)
         self._attach_transport_services()
-        from ra.server_sup import ServerSup   # ra servers: start/stop/restart/delete, metrics
+        from ra.server.sup import ServerSup   # ra servers: start/stop/restart/delete, metrics
         self.servers = ServerSup(self)
         self.forkserver.wait_ready()
         flags, children = build_tree(self.log_children)
@@ -418,9 +418,9 @@ class NodeDaemon:
             self.loop.stop()
 
     def _serve_metrics(self, listen: str) -> None:
-        """The Prometheus endpoint (:mod:`ra.metrics`): a snapshot refreshed by this loop
+        """The Prometheus endpoint (:mod:`ra.node.metrics`): a snapshot refreshed by this loop
         every second, read by the HTTP thread, which asks the WAL with a mailbox of its own."""
-        from ra import metrics
+        from ra.node import metrics
         from transport.direct import DirectMailbox
         from wal.messages import WalOverview
         ep = system.wal_endpoint(self.sys)
@@ -496,7 +496,7 @@ class NodeDaemon:
                                spec.shutdown)
         sup = self.server_sup()
         self._prune_raw(spec.id)
-        from ra.server_sup import SERVER_INTENSITY, SERVER_PERIOD
+        from ra.server.sup import SERVER_INTENSITY, SERVER_PERIOD
         sup.start_child(ChildSpec(spec.id, Nested(SupFlags("one_for_one", SERVER_INTENSITY,
                                                            SERVER_PERIOD), (cs,)),
                                   restart="temporary", type="supervisor"))
@@ -879,14 +879,14 @@ atexit.register(stop)
 # ---------------------------------------------------------------------- entry point
 
 def _log_children(cfg: system.SystemConfig) -> list[ChildSpec]:
-    """The log supervisor's children: ours (WAL, segment writer: :func:`ra.sup.wal_child_specs`),
+    """The log supervisor's children: ours (WAL, segment writer: :func:`ra.node.sup.wal_child_specs`),
     or those of the config's ``log_children`` factory, which is user code and runs in a
     throwaway child (this process has no thread yet, so it may fork), given the config as a
     dict."""
     system.prepare_dirs(cfg.data_dir, cfg.wal_data_dir)
     if not cfg.log_children:
         return wal_child_specs(cfg)
-    from ra.usercode import call_in_child
+    from ra.server.usercode import call_in_child
     specs = call_in_child(cfg.log_children, (dataclasses.asdict(cfg),),
                           cfg.load_timeout_ms / 1000, "log_children")
     if not isinstance(specs, (list, tuple)) or not all(isinstance(c, ChildSpec) for c in specs):
