@@ -307,8 +307,13 @@ def _member_id(x: Any) -> bool:
 
 
 def _session(x: Any) -> bool:
-    return (type(x) is tuple and len(x) == 3 and all(type(v) is int and v > 0 for v in x)
-            and x[2] <= x[1])
+    """``(session, seq, first_outstanding)``: positive ints, ``first_outstanding <= seq``.
+    On every pipelined command's path: plain comparisons, no generator."""
+    if type(x) is not tuple or len(x) != 3:
+        return False
+    s, q, f = x
+    return (type(s) is int and type(q) is int and type(f) is int
+            and s > 0 and 0 < f <= q)
 
 
 def _command_rule(m: CommandCall) -> bool:

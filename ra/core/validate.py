@@ -31,9 +31,13 @@ _COMMAND_KINDS = ("usr", "join", "leave", "delete_cluster", "open_session", "clo
 
 
 def _session(x: Any) -> bool:
-    """``(session_id, seq, first_outstanding)``: positive ints, first_outstanding <= seq."""
-    return (type(x) is tuple and len(x) == 3 and all(type(v) is int and v > 0 for v in x)
-            and x[2] <= x[1])
+    """``(session_id, seq, first_outstanding)``: positive ints, first_outstanding <= seq.
+    On every command's path: plain comparisons, no generator."""
+    if type(x) is not tuple or len(x) != 3:
+        return False
+    s, q, f = x
+    return (type(s) is int and type(q) is int and type(f) is int
+            and s > 0 and 0 < f <= q)
 
 
 def _entries(prev: int, es: Any) -> str | None:
