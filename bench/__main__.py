@@ -26,13 +26,14 @@ import psutil
 
 __all__ = ["SUITES", "PEERS", "main", "machine"]
 
-SUITES = ("raft", "transport", "runtime", "wal")
+SUITES = ("raft", "transport", "runtime", "wal", "scale")
 #: what the ``peer`` column of each suite is
 PEERS = {
     "raft": "PySyncObj 0.3.17 (3 processes, client in a follower, NO fsync)",
     "transport": "raw pyzmq",
     "runtime": "no fork server (cold interpreter)",
     "wal": "raw write + fdatasync limit",
+    "scale": "Erlang ra 2.15.4 (rascale.erl: C clusters on one BEAM node)",
 }
 
 

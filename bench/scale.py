@@ -1,0 +1,241 @@
+"""No ra equivalent (ra's own scale runs use its benchmark tooling). W7 of BENCH.md, the multi-Raft
+workload of issue 17: C clusters of 3 members over 3 local node daemons.
+
+For each C (10, 100, 1,000; ``--quick``: 10 only) on fresh nodes:
+
+* **start**: seconds for every cluster to be started (``start_cluster`` from 16 threads at once)
+  and to have a leader (one command answered by each);
+* **USS per server**: the median unique set size of the server processes (psutil), MB;
+* **idle CPU**: cores used by the three node trees (daemons, fork servers, WALs, servers) over
+  10 s with no client traffic, after 3 s to settle;
+* **throughput** and **p99**: 16 client threads (one ``ra.Client`` each) calling
+  ``process_command`` for 10 s, each on a cluster drawn at random for every call;
+* **fsyncs per second per node** against commands per second: the WALs' fsync counters
+  (the metrics endpoint, ``ra_wal_syncs_total``) over the loaded 10 s. One WAL per node batches
+  all its servers: the fewer fsyncs per command, the better.
+
+A larger C runs only while the smaller one stayed within bounds (started in 60 s and idled under
+1.5 cores): otherwise its row says why it was skipped. When ``erl`` is present (see
+:mod:`bench.erlang_peer`) the peer column is Erlang ra 2.15.4 with the same C on one BEAM node
+(``driver/rascale.erl``: start time, idle CPU, memory per server), run in the same sitting.
+
+``python -m bench.scale [--quick] [--clusters 10,100]`` runs this suite alone.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import psutil
+
+import ra
+from bench import erlang_peer
+from bench.procs import Reaper, progress
+from bench.workloads import COUNTER, RaNodes
+from ra import messages as rm
+from ra.client.api import default_client
+
+__all__ = ["run", "measure"]
+
+SIZES = (10, 100, 1000)
+THREADS = 16
+IDLE_S = 10.0
+LOAD_S = 10.0
+#: with --quick (make test's bench smoke runs it): shorter windows
+QUICK_S = 3.0
+#: a size runs only if the one before started within this many seconds ...
+MAX_START_S = 60.0
+#: ... and idled under this many cores
+MAX_IDLE_CORES = 1.5
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        p = psutil.Process(pid)
+        return [p, *p.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _cpu(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _server_pids(nodes: RaNodes) -> list[int]:
+    pids = []
+    for i in range(3):
+        table = default_client()._daemon(nodes.addrs[i], rm.ListServers(), 30.0)
+        pids += [int(v["pid"]) for v in table.values() if v.get("pid")]
+    return pids
+
+
+def _wal_syncs(nodes: RaNodes) -> list[int]:
+    """Each node's WAL fsyncs so far, from its metrics endpoint."""
+    out = []
+    for i in range(3):
+        st = default_client()._daemon(nodes.addrs[i], rm.NodeStatus(), 10.0)
+        with urllib.request.urlopen(f"http://{st['metrics']}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        out.append(next(int(float(ln.split()[-1])) for ln in text.splitlines()
+                        if ln.startswith("ra_wal_syncs_total")))
+    return out
+
+
+def _load(clusters: list[list[ra.ServerId]], secs: float) -> tuple[int, list[float]]:
+    """THREADS clients, each calling process_command on random clusters for ``secs``."""
+    lat: list[float] = []
+    lock = threading.Lock()
+    stop = time.monotonic() + secs
+
+    def worker(seed: int) -> None:
+        rnd = random.Random(seed)
+        c = ra.Client()
+        mine = []
+        try:
+            while time.monotonic() < stop:
+                ids = clusters[rnd.randrange(len(clusters))]
+                t0 = time.perf_counter()
+                c.process_command(ids, 1, timeout=30)
+                mine.append(time.perf_counter() - t0)
+        finally:
+            c.close()
+            with lock:
+                lat.extend(mine)
+    ts = [threading.Thread(target=worker, args=(s,)) for s in range(THREADS)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return len(lat), lat
+
+
+def measure(c: int, reaper: Reaper, idle_s: float = IDLE_S, load_s: float = LOAD_S
+            ) -> dict[str, float]:
+    """W7 with ``c`` clusters on 3 fresh nodes: the figures of the module docstring."""
+    tmp = tempfile.mkdtemp(prefix=f"ra-w7-{c}-", dir="/tmp")
+    try:
+        nodes = RaNodes(tmp, reaper, env={"metrics": "127.0.0.1:0"})
+        nodes.start_all()
+        clusters = [[nodes.sid(f"c{k}", i) for i in range(3)] for k in range(c)]
+
+        def start(ids: list[ra.ServerId]) -> None:
+            ra.start_cluster(ids[0].name, COUNTER, ids, timeout=120)
+            ra.process_command(ids, 0, timeout=120)
+        t0 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(THREADS) as ex:
+            list(ex.map(start, clusters))
+        start_s = time.monotonic() - t0
+        progress("ours", f"W7 C={c}: started in {start_s:.1f} s")
+        pids = _server_pids(nodes)
+        uss = statistics.median(psutil.Process(p).memory_full_info().uss for p in pids) / 2**20
+        time.sleep(3.0)                      # settle: elections and first ticks over
+        trees = [p for i in range(3) for p in _tree(nodes.procs[i].pid)]
+        cpu0 = _cpu(trees)
+        time.sleep(idle_s)
+        idle = (_cpu(trees) - cpu0) / idle_s
+        progress("ours", f"W7 C={c}: idle {idle:.3f} cores, USS {uss:.1f} MB per server")
+        s0 = _wal_syncs(nodes)
+        n, lat = _load(clusters, load_s)
+        s1 = _wal_syncs(nodes)
+        lat.sort()
+        fsyncs = statistics.mean(b - a for a, b in zip(s0, s1)) / load_s
+        return {"start_s": start_s, "uss_mb": uss, "idle_cores": idle,
+                "ops": n / load_s, "p99_ms": lat[int(0.99 * (len(lat) - 1))] * 1000 if lat else
+                float("nan"), "fsyncs": fsyncs, "servers": float(len(pids))}
+    finally:
+        reaper.kill_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def erlang(c: int) -> dict[str, float] | None:
+    """Erlang ra's rascale with ``c`` clusters (None when it cannot run here)."""
+    if erlang_peer.available() is not None:
+        return None
+    drv = os.path.join(erlang_peer.ANCHOR, "driver", "rascale.erl")
+    eb = os.path.join(erlang_peer.ANCHOR, "ebin")
+    with tempfile.TemporaryDirectory(prefix="ra-rascale-") as d:
+        subprocess.run(["erlc", drv], cwd=d, check=True, capture_output=True, timeout=120)
+        pa = [a for lib in ("ra", "aten", "gen_batch_server", "seshat")
+              for a in ("-pa", os.path.join(eb, lib))]
+        node = f"rascale{os.getpid()}"
+        out = subprocess.run(["erl", "-noshell", "-sname", node, *pa, "-pa", ".", "-eval",
+                              f'rascale:main(["{c}", "{int(IDLE_S)}"]), init:stop().'],
+                             cwd=d, capture_output=True, text=True, timeout=600)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("{")), None)
+    if line is None:
+        progress("ours", f"W7 Erlang C={c}: no result ({out.stderr.strip()[-200:]})")
+        return None
+    r = json.loads(line)
+    return {"start_s": r["start_s"], "idle_cores": r["idle_cpu_cores"],
+            "uss_mb": r["erlang_memory_mb"] / (3 * c)}
+
+
+def run(quick: bool = False, sizes: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
+    sizes = sizes or ((10,) if quick else SIZES)
+    rows: list[dict[str, Any]] = []
+    skip: str | None = None
+    peer_note = "Erlang ra 2.15.4, rascale.erl, C clusters on one BEAM node, same sitting"
+    for c in sizes:
+        wl = f"W7 C={c} ({3 * c} servers)"
+        if skip:
+            rows.append({"workload": wl, "metric": "skipped", "value": None, "unit": "",
+                         "peer": None, "note": skip})
+            continue
+        with Reaper() as reaper:
+            r = measure(c, reaper, *((QUICK_S, QUICK_S) if quick else (IDLE_S, LOAD_S)))
+        e = erlang(c)
+        ep = e or {}
+        for metric, key, unit in (("start all", "start_s", "s"),
+                                  ("USS per server", "uss_mb", "MB"),
+                                  ("idle CPU, 3 nodes", "idle_cores", "cores"),
+                                  ("commands/s, 16 threads", "ops", "ops/s"),
+                                  ("p99", "p99_ms", "ms"),
+                                  ("WAL fsyncs/s per node", "fsyncs", "/s")):
+            note = peer_note if key in ep else ""
+            if key == "uss_mb" and key in ep:
+                note = "peer: Erlang memory / servers (one BEAM node holds all)"
+            rows.append({"workload": wl, "metric": metric, "value": r[key], "unit": unit,
+                         "peer": ep.get(key), "note": note})
+        # every command is fsynced once on each node (a cluster has a member on each)
+        rows.append({"workload": wl, "metric": "commands per fsync", "unit": "",
+                     "value": r["ops"] / r["fsyncs"] if r["fsyncs"] else None,
+                     "peer": None, "note": "commands/s ÷ one node's fsyncs/s (target ≥ 10)"})
+        if r["start_s"] > MAX_START_S or r["idle_cores"] > MAX_IDLE_CORES:
+            skip = (f"skipped: C={c} started in {r['start_s']:.0f} s and idled at "
+                    f"{r['idle_cores']:.2f} cores (bounds {MAX_START_S:.0f} s, "
+                    f"{MAX_IDLE_CORES} cores)")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--clusters", help="sizes, e.g. 10,100")
+    a = ap.parse_args(argv)
+    sizes = tuple(int(x) for x in a.clusters.split(",")) if a.clusters else None
+    for row in run(a.quick, sizes):
+        print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
