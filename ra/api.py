@@ -197,6 +197,12 @@ class Client:
     one client per thread, or the module functions, which use a client per thread
     (:func:`default_client`). For asyncio, :mod:`ra.aio`.
 
+    Nodes on any host, with no configuration: the servers of a node on another host answer
+    at an address routable from there (:meth:`address_for`), on a port this client opens on
+    every interface at its first call to such a node (its own connections are not reused for
+    replies: ``DirectMailbox._route`` says why). ``endpoint`` instead binds exactly that
+    address and uses it for every destination.
+
     Commands are exactly-once per client: the client opens a session with each cluster on
     first use and numbers its commands (see :meth:`process_command`); ``sessions=False`` (or
     ``RA_SESSIONS=0`` in the environment) sends raw commands instead, as ra does. ``attempt_timeout``
