@@ -1,7 +1,8 @@
 """Nodes on several hosts (issue 12): three node daemons, each in a network namespace of its
 own (its own IP on a bridge), each listening on the wildcard address and advertising its
 namespace's IP; the client runs in the root namespace with no configuration (``ra.Client()``,
-the module functions). The whole API works across hosts, and a failover (SIGKILL of the
+the module functions). The whole API works across hosts (a machine's send_msg to the client
+too), and a failover (SIGKILL of the
 leader's node) keeps the exactly-once count. Runs as root (``ip netns``); skipped with the
 reason elsewhere."""
 from __future__ import annotations
@@ -21,9 +22,7 @@ GET = "ra.testing.machines:get_state"
 
 @pytest.fixture
 def hosts(netns_nodes: Any) -> Any:
-    net, nodes = netns_nodes(3, tag="rmh", listen_hosts=["0.0.0.0"] * 3)
-    yield net, nodes
-    ra.default_client().close()       # its connections reach into the namespaces
+    return netns_nodes(3, tag="rmh", listen_hosts=["0.0.0.0"] * 3)
 
 
 def test_the_api_across_hosts_and_a_failover(hosts: Any) -> None:
@@ -49,6 +48,14 @@ def test_the_api_across_hosts_and_a_failover(hosts: Any) -> None:
     assert ra.leader_query(leader, GET)[1:] == (6, leader)
     for sid in ids:             # every member gets there: replies come from every host
         wait_for(lambda sid=sid: ra.local_query(sid, GET)[1] == 6, 10, f"{sid} to apply 6")
+
+    # a machine's send_msg to a client's "pid", as the nodes see it, crosses the hosts too
+    fx = [ra.ServerId("fx", nodes.addrs[i]) for i in range(3)]
+    ra.start_cluster("fx", ("module", "ra.testing.machines:Effects", {"watcher": None}), fx,
+                     timeout=15)
+    with ra.Client() as c:
+        ra.process_command(fx, ("send", c.address_for(fx[0].node), ("hello", 1)), timeout=10)
+        assert c.receive(timeout=10) == ra.RaEvent(None, ("hello", 1))
 
     # a fourth member on node 0 (another name), added, caught up, removed
     extra = ra.ServerId("mh_x", nodes.addrs[0])
