@@ -2,9 +2,8 @@
 own (its own IP on a bridge), each listening on the wildcard address and advertising its
 namespace's IP; the client runs in the root namespace with no configuration (``ra.Client()``,
 the module functions). The whole API works across hosts (a machine's send_msg to the client
-too), and a failover (SIGKILL of the
-leader's node) keeps the exactly-once count. Runs as root (``ip netns``); skipped with the
-reason elsewhere."""
+too), and a failover (SIGKILL of the leader's node) keeps the exactly-once count. Runs as root
+(``ip netns``); skipped with the reason elsewhere."""
 from __future__ import annotations
 
 import threading
