@@ -56,6 +56,7 @@ _BY_HAND: dict[str, list[Any]] = {
     "listen": ["nohost", "h:", "h:70000", ":1", 5],
     "wal_endpoint": ["nowhere", 5],
     "metrics": ["nohost", "h:70000", 9100],
+    "advertise": ["nohost", "h:70000", "0.0.0.0:7000", "[::]:7000", 7000],
     "cookie_file": ["", 3],
     "log_children": ["nocolon", ":f", 5],
 }
@@ -237,6 +238,19 @@ def test_node_config_none_means_default_and_unknown_keys_are_named(tmp_path: Pat
     _raises_for("nope", ra.start, data_dir=str(tmp_path), nope=1)
     _raises_for("data_dir", system.system_config, {})
     assert system.validate_env({"data_dir": tmp_path})["data_dir"] == os.fspath(tmp_path)
+
+
+def test_a_wildcard_listen_needs_an_advertised_address(tmp_path: Path) -> None:
+    for wild in ("0.0.0.0:7000", "[::]:0"):
+        e = _raises_for("advertise", ra.start, data_dir=str(tmp_path / "d"), listen=wild)
+        assert "wildcard" in str(e) and wild in str(e)
+        _raises_for("advertise", system.system_config, {"data_dir": "d", "listen": wild})
+    assert not (tmp_path / "d").exists()
+    assert system.validate_env({"listen": "0.0.0.0:7000", "advertise": "10.0.0.1:0"}) == {
+        "listen": "0.0.0.0:7000", "advertise": "10.0.0.1:0"}
+    assert system.node_address("0.0.0.0:7000", "10.0.0.1:0") == "10.0.0.1:7000"
+    assert system.node_address("0.0.0.0:7000", "203.0.113.9:17000") == "203.0.113.9:17000"
+    assert system.node_address("127.0.0.1:7000", None) == "127.0.0.1:7000"
 
 
 # --- the README --------------------------------------------------------------------------------

@@ -23,7 +23,10 @@ It is a drop-in :class:`~transport.mailbox.BaseMailbox`, peer of the libzmq
 * ``call``, ``cast``, ``reply``, ``recv`` and the error contract are the base class's, shared
   with :class:`~transport.mailbox.Mailbox`;
 * :attr:`DirectMailbox.on_peer_closed` reports a destination whose process closed our
-  connection (it died): a follower learns that its leader is gone in milliseconds.
+  connection (it died): a follower learns that its leader is gone in milliseconds;
+* ``advertise`` names the address peers reach a tcp listener at when it is not the bound one
+  (a wildcard bind, or a NAT); ``routed_replies`` gives a client a reply address routable from
+  each destination (see :meth:`DirectMailbox.reply_address`).
 
 What differs, as for any plain socket: frames for a destination whose handshake is not over,
 or whose socket buffer is full, wait in memory (at most ``max_queued_bytes`` per destination,
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import ipaddress
 import logging
 import os
 import select
@@ -130,6 +134,22 @@ class _Conn:
         self.born = time.monotonic()  # the handshake must be over by born + HANDSHAKE_TIMEOUT
 
 
+def _advertised(bound: list[str], advertise: str) -> list[str]:
+    """``bound`` with its first tcp address replaced by ``advertise`` (``"host:port"``,
+    port 0: the port bound)."""
+    host, _, port = advertise.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise ValueError(f"bad advertised address {advertise!r}: host:port")
+    out = list(bound)
+    for i, a in enumerate(out):
+        if a.startswith("tcp://"):
+            p = port if port != "0" else a.rpartition(":")[2]
+            out[i] = f"tcp://[{host}]:{p}" if ":" in host else f"tcp://{host}:{p}"
+            return out
+    raise ValueError(f"advertise {advertise!r} without a tcp endpoint to advertise")
+
+
 def _peer_name(sock: socket.socket) -> str:
     try:
         peer = sock.getpeername()
@@ -154,13 +174,19 @@ class DirectMailbox(BaseMailbox):
     file). A peer offering another mechanism or wrong credentials is sent ERROR and closed
     before any of its frames is read (counted as ``refused``); a peer that refuses ours is
     counted as ``refused_by_peer``, and a call to it raises HandshakeRefused.
+
+    ``advertise``: ``"host:port"`` that the first tcp endpoint is reached at, when that is not
+    the address bound (``tcp://0.0.0.0:7000`` reached at ``10.0.0.1:7000``; port 0: the port
+    bound): :attr:`address` and :attr:`addresses` carry it, so every reply address, registry
+    entry and server id does. ``routed_replies`` (clients): see :meth:`reply_address`.
     """
 
     def __init__(self, endpoint: str | None = None, *, max_frame_bytes: int = 64 << 20,
                  probe_after: float = 0.01, max_peers: int = 256,
                  max_queued_bytes: int = 64 << 20, connect_timeout: float = 1.0,
                  also: tuple[str, ...] | list[str] = (), blocking_connect: bool = True,
-                 mechanism: MechanismFactory | None = None) -> None:
+                 mechanism: MechanismFactory | None = None, advertise: str | None = None,
+                 routed_replies: bool = False) -> None:
         if mechanism is None:
             from transport.cookie import default_mechanism
             mechanism = default_mechanism()     # before binding: a bad cookie binds nothing
@@ -171,6 +197,8 @@ class DirectMailbox(BaseMailbox):
         try:
             for ep in [endpoint or default_ipc(), *also]:
                 bound.append(self._listen(ep))
+            if advertise is not None:
+                bound = _advertised(bound, advertise)
         except BaseException:
             for ls in self._listeners.values():
                 ls.close()
@@ -195,6 +223,9 @@ class DirectMailbox(BaseMailbox):
         self._out: collections.OrderedDict[str, _Conn] = collections.OrderedDict()
         self._inbox: collections.deque[bytes] = collections.deque()
         self._refusals: dict[str, str] = {}   # destination -> why its handshake failed
+        #: routed_replies: destination -> our reply address for it; family -> wildcard port
+        self._routed: dict[str, str] | None = {} if routed_replies else None
+        self._wildcard: dict[int, int] = {}
 
     def _listen(self, ep: str) -> str:
         """Listen on ``ep``; returns the address peers reach it at."""
@@ -235,6 +266,52 @@ class DirectMailbox(BaseMailbox):
         lsock.setblocking(False)
         self._listeners[lsock.fileno()] = lsock
         return address
+
+    # -- reply addresses ------------------------------------------------------------------
+    def _reply_addr(self, to: str) -> str:
+        routed = self._routed
+        if routed is None or not to.startswith("tcp://"):
+            return super()._reply_addr(to)
+        me = routed.get(to)
+        if me is None:
+            if len(routed) >= 4096:
+                routed.clear()
+            me = routed[to] = self._route(to)
+        return me
+
+    def _route(self, to: str) -> str:
+        """Our reply address for the tcp destination ``to`` under ``routed_replies``.
+
+        Why this design (issue 12): a reply, a pipeline notification, a machine's ``send_msg``
+        to a client's "pid" and a monitor's liveness probe are all addressed to the client's
+        address, stored in commands and the log, and may come from any member (a new leader
+        answers a pipeline its predecessor took; a machine sends from whichever member leads).
+        Replies on the caller's own connection would reach only the process it connected to,
+        and would leave monitors nothing to probe. So the client stays a listening mailbox, and
+        its address for a destination is one that destination can connect to: the source
+        address the kernel picks on the route to that host (a connected UDP socket sends
+        nothing; TCP picks the same) and the port of a listener on the wildcard address,
+        opened at the first destination beyond loopback (a client talking to this host only
+        exposes no port). Every connection to it proves the node secret, as to any mailbox.
+        """
+        host = to[6:].rpartition(":")[0].strip("[]")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as u:
+                u.connect((host, 9))
+                src = u.getsockname()[0]
+        except (OSError, ValueError):   # unresolvable or no route: the send will say so
+            return self._tcp_addr
+        if ipaddress.ip_address(src).is_loopback:
+            return self._tcp_addr       # the destination is this host
+        port = self._wildcard.get(family)
+        if port is None:
+            wild = self._listen("tcp://[::]:0" if family == socket.AF_INET6 else "tcp://0.0.0.0:0")
+            port = self._wildcard[family] = int(wild.rpartition(":")[2])
+            lfd = next(fd for fd, ls in self._listeners.items()
+                       if ls.family == family and ls.getsockname()[1] == port)
+            self._epoll.register(lfd, select.EPOLLIN)
+        return f"tcp://[{src}]:{port}" if family == socket.AF_INET6 else f"tcp://{src}:{port}"
 
     # -- sending --------------------------------------------------------------------------
     def _connect(self, to: str) -> _Conn | None:

@@ -243,6 +243,13 @@ class BaseMailbox:
             return self._tcp_addr
         return self._ipc_addr
 
+    def reply_address(self, to: str) -> str:
+        """The address that the mailbox at ``to`` reaches us at: the sender address of what we
+        send it (our ipc address for an ipc peer, our tcp address for a tcp one; a
+        :class:`~transport.direct.DirectMailbox` with ``routed_replies`` picks one routable
+        from ``to``'s host)."""
+        return self._reply_addr(to)
+
     @property
     def counters(self) -> dict[str, int]:
         """A snapshot of the counters: ``sent``, ``received`` (valid envelopes),

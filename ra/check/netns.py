@@ -26,7 +26,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from typing import Self
 
-__all__ = ["Netns", "unavailable", "leftovers", "TABLE"]
+__all__ = ["Netns", "unavailable", "leftovers", "global_ipv4", "TABLE"]
 
 #: the nftables table name used for partitions inside each namespace
 TABLE = "ra_check"
@@ -63,6 +63,20 @@ def unavailable() -> str | None:
         return f"nftables does not work in a namespace here: {e}"
     finally:
         _run(["ip", "netns", "del", probe], check=False)
+    return None
+
+
+def global_ipv4() -> str | None:
+    """An IPv4 address of this host beyond loopback (``ip -4 addr`` scope global), if any:
+    what tests bind a wildcard and advertise when they run without namespaces."""
+    try:
+        out = _run(["ip", "-4", "-o", "addr", "show", "scope", "global"], check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in out.splitlines():
+        words = line.split()
+        if "inet" in words:
+            return words[words.index("inet") + 1].split("/")[0]
     return None
 
 

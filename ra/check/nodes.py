@@ -37,15 +37,19 @@ class NodeSet:
     """Node daemons ``n0..n{count-1}``.
 
     ``hosts[i]`` is the IP node ``i`` listens on (its port is picked at the first start and kept
-    for every restart); ``prefix(i)`` is prepended to the daemon's command line.
+    for every restart); ``prefix(i)`` is prepended to the daemon's command line. With
+    ``listen_hosts``, node ``i`` binds ``listen_hosts[i]`` (e.g. ``0.0.0.0``) and advertises
+    ``hosts[i]`` (the node config's ``advertise``).
     """
 
     def __init__(self, workdir: str, count: int, hosts: Sequence[str] | None = None,
                  prefix: Callable[[int], Sequence[str]] | None = None,
-                 log_dir: str | None = None) -> None:
+                 log_dir: str | None = None,
+                 listen_hosts: Sequence[str] | None = None) -> None:
         self.workdir = workdir
         self.count = count
         self.hosts = list(hosts or ["127.0.0.1"] * count)
+        self.listen_hosts = list(listen_hosts) if listen_hosts else None
         self.prefix = prefix or (lambda i: ())
         self.log_dir = log_dir or workdir
         self.addrs: dict[int, str] = {}
@@ -65,6 +69,9 @@ class NodeSet:
         free: it is retried until it works or 15 s pass (then the last error is raised)."""
         listen = self.addrs.get(i, f"{self.hosts[i]}:0")
         env = {"data_dir": self.data_dir(i), "listen": listen}
+        if self.listen_hosts is not None:      # bind there, known by hosts[i] and the port
+            env = {"data_dir": self.data_dir(i), "advertise": f"{self.hosts[i]}:0",
+                   "listen": f"{self.listen_hosts[i]}:{listen.rpartition(':')[2]}"}
         deadline = time.monotonic() + _START_RETRY_S
         while True:
             try:

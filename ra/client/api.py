@@ -197,6 +197,12 @@ class Client:
     one client per thread, or the module functions, which use a client per thread
     (:func:`default_client`). For asyncio, :mod:`ra.aio`.
 
+    Nodes on any host, with no configuration: the servers of a node on another host answer
+    at an address routable from there (:meth:`address_for`), on a port this client opens on
+    every interface at its first call to such a node (its own connections are not reused for
+    replies: ``DirectMailbox._route`` says why). ``endpoint`` instead binds exactly that
+    address and uses it for every destination.
+
     Commands are exactly-once per client: the client opens a session with each cluster on
     first use and numbers its commands (see :meth:`process_command`); ``sessions=False`` (or
     ``RA_SESSIONS=0`` in the environment) sends raw commands instead, as ra does. ``attempt_timeout``
@@ -211,10 +217,12 @@ class Client:
         # node's: transport/cookie.py); an unusable cookie file is InvalidConfig
         try:
             if endpoint is None:
-                # tcp for servers on other hosts; an ipc socket too, cheaper for those on
-                # this one
+                # loopback tcp and an ipc socket (cheaper) for nodes on this host; for nodes on
+                # other hosts a reply address routable from there, chosen per destination
+                # (DirectMailbox._route says why not replies on our own connection)
                 sweep_stale_ipc()
-                self.mb = DirectMailbox("tcp://127.0.0.1:0", also=[default_ipc()])
+                self.mb = DirectMailbox("tcp://127.0.0.1:0", also=[default_ipc()],
+                                        routed_replies=True)
             else:
                 self.mb = DirectMailbox(endpoint)
         except BadSecret as e:
@@ -230,6 +238,14 @@ class Client:
         self._pipes: dict[tuple[int, Any], list[tuple[int, Any]]] = {}
         self._pipe_session: dict[Any, _Session] = {}
         self._pipe_open_timeout: float | None = DEFAULT_TIMEOUT
+
+    def address_for(self, node: str) -> str:
+        """This client's address (its "pid": what a machine may store, monitor and
+        ``send_msg`` to) as seen from ``node`` (``"host:port"``): :attr:`address` for a node
+        on this host; for one on another host, this host's address on the route to it and
+        a port listening on every interface (opened at the first such node). Needs no
+        configuration; an ``endpoint`` given to the constructor is used as it is."""
+        return self.mb.reply_address(registry.node_endpoint(check_node(node)))
 
     def close(self) -> None:
         self.mb.close()
@@ -810,8 +826,10 @@ class Client:
                 self._pipes.setdefault(key, []).append((seq, command))
                 self._pipe_session[correlation] = sess
             session = (sess.id, seq, sess.first_outstanding())
-        registry.cast_name(self.mb, sid, rm.PipelineCast(command, correlation, self.address,
-                                                         priority, session))
+        # notified at our address as seen from its node (another host: a routable one)
+        registry.cast_name(self.mb, sid, rm.PipelineCast(command, correlation,
+                                                         self.address_for(sid.node), priority,
+                                                         session))
 
     def receive(self, timeout: float | None = None) -> RaEvent:
         """The next event in this client's mailbox; raises ``Timeout`` if none arrives.

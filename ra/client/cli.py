@@ -1,6 +1,6 @@
 """No ra equivalent (rabbitmqctl-like tooling around ra): the ``ra`` command.
 
-``ra node start --data-dir DIR --listen HOST:PORT [--daemon]``
+``ra node start --data-dir DIR --listen HOST:PORT [--advertise HOST:PORT] [--daemon]``
     Run a node daemon in the foreground (logs to stderr; SIGTERM or ^C stops it in order), or
     with ``--daemon`` detached in its own session (logs to ``DIR/node.log``): the command prints
     the address once the daemon is ready and exits 0.
@@ -142,6 +142,8 @@ def _node_start(a: argparse.Namespace) -> int:
         extra["restart_servers"] = False
     if a.metrics:
         extra["metrics"] = a.metrics
+    if a.advertise:
+        extra["advertise"] = a.advertise
     env = node.validate_env({"data_dir": a.data_dir, "listen": a.listen, **extra})
     system.prepare_dirs(env["data_dir"])
     if not a.daemon:
@@ -212,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     st.add_argument("--data-dir", required=True)
     st.add_argument("--listen", default=NODE["listen"].default,
                     help="HOST:PORT (port 0: the port of the node's first start, else any)")
+    st.add_argument("--advertise", metavar="HOST:PORT",
+                    help="the address other hosts reach the node at, if not --listen's "
+                         "(required with a wildcard --listen such as 0.0.0.0:7000)")
     st.add_argument("--daemon", action="store_true", help="detach; print the address")
     st.add_argument("--metrics", metavar="HOST:PORT",
                     help="serve Prometheus metrics at http://HOST:PORT/metrics")

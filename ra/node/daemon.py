@@ -114,24 +114,27 @@ _DEFAULT_PRELOAD = ("ra", "ra.errors", "transport", "supervisor", "ra.server.pro
 IDENTITY_FILE = "node_address"
 
 
-def remembered_listen(data_dir: str, listen: str) -> str:
+def remembered_listen(data_dir: str, listen: str, advertise: str | None = None) -> str:
     """The address to bind: ``listen``, except that a port 0 on the host the node had before
     becomes that earlier port. A node restarted with its data dir so keeps its address, which
     is part of every server id it hosts (its clusters know it by that address). An explicit
-    port, or another host, is taken as given (and logged if it changes the identity)."""
+    port, or another host, is taken as given (and logged if it changes the identity). With
+    ``advertise``, the node's address is the advertised one (:func:`ra.system.node_address`):
+    its host is compared, and a port 0 in both takes the earlier port."""
     try:
         with open(os.path.join(data_dir, IDENTITY_FILE)) as f:
             before = f.read().strip()
     except (FileNotFoundError, NotADirectoryError):
         return listen
     host, _, port = listen.rpartition(":")
+    ihost, _, iport = (advertise or listen).rpartition(":")
     bhost, _, bport = before.rpartition(":")
-    if port == "0" and host == bhost and bport.isdigit():
+    if port == "0" and iport == "0" and ihost == bhost and bport.isdigit():
         return f"{host}:{bport}"
-    if listen != before:
-        _log.warning("node %s of data dir %s now listens on %s: the servers it hosts have ids "
+    if iport != "0" and system.node_address(listen, advertise) != before:
+        _log.warning("node %s of data dir %s is now %s: the servers it hosts have ids "
                      "with the old address, which their clusters still use", before, data_dir,
-                     listen)
+                     system.node_address(listen, advertise))
     return listen
 
 
@@ -284,7 +287,8 @@ class NodeDaemon:
         self._lock_fd = lock_data_dir(self.data_dir)
         _write_lock_info(self._lock_fd, f"pid {os.getpid()}")
         set_child_subreaper()
-        given, self.listen = self.listen, remembered_listen(self.data_dir, self.listen)
+        given, self.listen = self.listen, remembered_listen(self.data_dir, self.listen,
+                                                           self.sys.advertise)
         # socket files of servers SIGKILLed with an earlier daemon (we hold the data dir lock)
         system.remove_stale_server_sockets(self.sys)
         self.loop = loop = Loop(reap_all=True)
@@ -309,7 +313,8 @@ class NodeDaemon:
         # the hand-written ZMTP, as every ra process (issue 13): PLAIN with the node secret;
         # never blocks the loop on a connect (frames wait for the handshake)
         try:
-            self.mailbox = DirectMailbox(to_endpoint(self.listen), blocking_connect=False)
+            self.mailbox = DirectMailbox(to_endpoint(self.listen), blocking_connect=False,
+                                         advertise=self.sys.advertise)
         except ValueError as e:
             why = f"cannot bind: {e}"
             if given != self.listen:

@@ -30,7 +30,8 @@ from wal import config as walcfg
 
 __all__ = ["SystemConfig", "NODE", "system_config", "validate", "validate_env", "wal_dir",
            "wal_endpoint", "segment_writer_endpoint", "prepare_dir", "prepare_dirs", "KEYS",
-           "WRITE_STRATEGIES", "CPU_SCHEDULING", "DEFAULT_DATA_DIR"]
+           "WRITE_STRATEGIES", "CPU_SCHEDULING", "DEFAULT_DATA_DIR", "WILDCARD_HOSTS",
+           "listen_host", "node_address"]
 
 WRITE_STRATEGIES = walcfg.WRITE_STRATEGIES
 CPU_SCHEDULING = ("batch", "normal")
@@ -48,6 +49,19 @@ def _path(x: Any) -> bool:
 def _listen(x: Any) -> bool:
     host, sep, port = x.rpartition(":")
     return bool(sep and host and port.isascii() and port.isdigit() and int(port) <= 65535)
+
+
+#: hosts that bind every interface: no peer can connect to such an address
+WILDCARD_HOSTS = ("0.0.0.0", "::", "*", "")
+
+
+def _advertise(x: Any) -> bool:
+    return _listen(x) and x.rpartition(":")[0].strip("[]") not in WILDCARD_HOSTS
+
+
+def listen_host(addr: str) -> str:
+    """The host of ``"host:port"`` (IPv6 brackets removed)."""
+    return addr.rpartition(":")[0].strip("[]")
 
 
 def _factory(x: Any) -> bool:
@@ -75,6 +89,14 @@ class SystemConfig:
         "127.0.0.1:0", "the daemon's address; servers listen on the same host (tcp, plus an ipc "
                        "socket in `data_dir` for peers on this host)", str, pred=_listen,
         allowed_text='"host:port" (port 0 = ephemeral)')
+    advertise: str | None = _key(
+        None, "the address other hosts reach the node at, when it is not `listen` (a wildcard "
+              "`listen` such as `0.0.0.0:7000`, or a NAT): it names the node in server ids and "
+              "replies; the node's servers bind `listen`'s host and advertise this host (see "
+              "[Running on several machines](#running-on-several-machines))", str,
+        pred=_advertise, none_ok=True,
+        allowed_text='"host:port", not a wildcard host (port 0: the port bound)',
+        default_text="`listen` (required when `listen` is a wildcard address)")
     wal_data_dir: str | None = _key(
         None, "the WAL's directory (another disk)", object, pred=_path, none_ok=True,
         allowed_text="a non-empty directory path", default_text="`data_dir/wal`")
@@ -132,10 +154,23 @@ def validate_env(env: Mapping[str, Any]) -> dict[str, Any]:
     paths as str and ``None`` values dropped (``None`` means the default). Raises
     ``InvalidConfig`` naming the first unknown key or bad value."""
     out = NODE.validate({k: v for k, v in env.items() if v is not None}, partial=True)
+    if listen_host(out.get("listen", NODE["listen"].default)) in WILDCARD_HOSTS \
+            and "advertise" not in out:
+        raise InvalidConfig("advertise", None, '"host:port" that other hosts reach the node at, '
+                            f"required when listen ({out['listen']}) is a wildcard address")
     for k in ("data_dir", "wal_data_dir", "cookie_file"):
         if k in out:
             out[k] = os.fspath(out[k])
     return out
+
+
+def node_address(listen: str, advertise: str | None) -> str:
+    """The address the node is known by, given the port it bound in ``listen``:
+    ``advertise`` (its port 0 being the bound one), else ``listen``."""
+    if advertise is None:
+        return listen
+    host, _, port = advertise.rpartition(":")
+    return f"{host}:{listen.rpartition(':')[2] if port == '0' else port}"
 
 
 def validate(cfg: SystemConfig) -> SystemConfig:

@@ -173,11 +173,15 @@ class ServerProc:
         self.node: str = c["node"]
         self.id = ServerId(c["name"], self.node)
         self.sys = system.system_config(c["system"])
-        host = self.node.rpartition(":")[0] or "127.0.0.1"
+        # bound on the node's listen host, known by its node's (advertised) host: peers on
+        # other hosts reach it there (a wildcard listen binds every interface)
+        host = system.listen_host(self.sys.listen) or "127.0.0.1"
+        bind = f"tcp://[{host}]:0" if ":" in host else f"tcp://{host}:0"
         # no libzmq I/O thread: on a loaded machine its two extra wake-ups per message cost
         # more than the work (transport/direct.py); peers on this host use the ipc address
-        self.mb = DirectMailbox(f"tcp://{host}:0", also=[system.server_ipc_endpoint(self.sys)],
-                                blocking_connect=False)
+        self.mb = DirectMailbox(bind, also=[system.server_ipc_endpoint(self.sys)],
+                                blocking_connect=False,
+                                advertise=f"{self.node.rpartition(':')[0]}:0")
         self.mb.on_peer_closed = self._on_peer_closed
         self.daemon_ep = registry.node_endpoint(self.node)
         try:

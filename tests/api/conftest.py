@@ -184,3 +184,44 @@ def back_up(sid: ra.ServerId, timeout: float = 20.0) -> None:
 
 def leader_of(ids: list[ra.ServerId]) -> ra.ServerId:
     return ra.members(ids, timeout=10)[1]
+
+
+@pytest.fixture
+def netns_nodes(tmp_path: Any) -> Any:
+    """A factory ``make(n=3, tag="rns", listen_hosts=None) -> (net, nodes)``: ``n`` node
+    daemons, each in a network namespace of its own on one bridge (``ra.check.netns``: node
+    ``i`` at ``net.host(i)``, the root namespace, where the test's clients run, at
+    ``net.bridge_ip``), started by a ``ra.check.nodes.NodeSet`` (``listen_hosts``: what each
+    binds, advertising its namespace's address). Skips, with the reason, where namespaces
+    cannot be made (not root, no ``ip netns`` or ``nft``). Whatever happens in the test, every
+    process is stopped (then killed) and every namespace, veth and bridge deleted, and the
+    teardown checks that nothing is left."""
+    from ra.check import netns
+    from ra.check.nodes import NodeSet
+
+    made: list[tuple[Any, Any]] = []
+
+    def make(n: int = 3, tag: str = "rns", listen_hosts: list[str] | None = None
+             ) -> tuple[Any, Any]:
+        reason = netns.unavailable()
+        if reason is not None:
+            pytest.skip(f"network namespaces unavailable: {reason}")
+        net = netns.Netns(n, prefix=f"{tag}{os.getpid() % 100000}")
+        made.append((net, None))
+        net.setup()
+        nodes = NodeSet(str(tmp_path / tag), n, hosts=[net.host(i) for i in range(n)],
+                        prefix=net.exec_prefix, listen_hosts=listen_hosts)
+        made[-1] = (net, nodes)
+        nodes.start_all()
+        return net, nodes
+
+    yield make
+    for net, nodes in reversed(made):
+        try:
+            if nodes is not None:
+                nodes.close()
+        finally:
+            net.close()
+        assert netns.leftovers(net.prefix) == []
+        if nodes is not None:
+            assert nodes.leftovers() == []

@@ -97,3 +97,34 @@ def test_cli_restart_keeps_the_address(tmp_path):
     finally:
         subprocess.run([sys.executable, "-m", "ra.client.cli", "node", "stop", again],
                        capture_output=True)
+
+
+def test_cli_wildcard_listen_advertises_and_keeps_the_address(tmp_path):
+    """`--listen 0.0.0.0:0 --advertise IP:0`: the node is known by IP and the port it bound,
+    keeps both across a restart, and its servers, bound on every interface, are reached at IP
+    (issue 12)."""
+    from ra.check import netns
+
+    ip = netns.global_ipv4()
+    if ip is None:
+        pytest.skip("this host has no IPv4 address beyond loopback")
+    d = str(tmp_path / "n")
+    cmd = [sys.executable, "-m", "ra.cli", "node", "start", "--data-dir", d, "--daemon",
+           "--listen", "0.0.0.0:0", "--advertise", f"{ip}:0"]
+    first = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        assert first.rpartition(":")[0] == ip
+        sid = ra.ServerId("w", first)
+        ra.start_cluster("w", COUNTER, [sid])
+        assert ra.process_command(sid, 3) == (3, sid)
+    finally:
+        subprocess.run([sys.executable, "-m", "ra.cli", "node", "stop", first], check=True,
+                       capture_output=True)
+    again = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        assert again == first
+        back_up(sid)
+        assert ra.process_command(sid, 1)[0] == 4
+    finally:
+        subprocess.run([sys.executable, "-m", "ra.cli", "node", "stop", again],
+                       capture_output=True)

@@ -6,7 +6,6 @@ acknowledged command is applied exactly once. Runs as root (namespaces, nftables
 with the reason elsewhere."""
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Any
@@ -14,8 +13,6 @@ from typing import Any
 import pytest
 
 import ra
-from ra.check import netns
-from ra.check.nodes import NodeSet
 from tests.api.conftest import COUNTER, wait_for
 
 pytestmark = pytest.mark.integration
@@ -24,28 +21,13 @@ ELECTION_S = 1.0        # the default election_timeout_ms
 
 
 @pytest.fixture
-def cut(tmp_path: Any) -> Any:
-    reason = netns.unavailable()
-    if reason is not None:
-        pytest.skip(f"partitions unavailable: {reason}")
-    net = netns.Netns(3, prefix=f"rpt{os.getpid() % 100000}")
-    nodes = None
-    try:
-        net.setup()
-        nodes = NodeSet(str(tmp_path), 3, hosts=[net.host(i) for i in range(3)],
-                        prefix=net.exec_prefix)
-        nodes.start_all()
-        yield net, nodes
-    finally:
-        if nodes is not None:
-            nodes.close()
-        net.close()
-        assert netns.leftovers(net.prefix) == []
+def cut(netns_nodes: Any) -> Any:
+    return netns_nodes(3, tag="rpt")
 
 
 def test_isolated_leader_steps_down_and_callers_move_on(cut: Any) -> None:
     net, nodes = cut
-    client = ra.Client(endpoint=f"tcp://{net.bridge_ip}:0")    # reachable from every node
+    client = ra.Client()    # reachable from every node: a reply address routable from each
     try:
         ids = [ra.ServerId("p", nodes.addrs[i]) for i in range(3)]
         client.start_cluster("p", COUNTER, ids)
@@ -55,7 +37,7 @@ def test_isolated_leader_steps_down_and_callers_move_on(cut: Any) -> None:
         errors: list[BaseException] = []
 
         def adder() -> None:             # a second caller, through the cut, on its own client
-            with ra.Client(endpoint=f"tcp://{net.bridge_ip}:0") as c:
+            with ra.Client() as c:
                 while not stop.is_set():
                     try:
                         c.process_command(ids, 1, timeout=10)

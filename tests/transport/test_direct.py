@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+from ra.check import netns
 from ra.errors import NoProc
 from tests.transport.conftest import Peers, wait_until
 from transport.cookie import default_password
@@ -201,3 +202,47 @@ def test_a_client_listens_on_tcp_and_ipc_and_cleans_up(ipc_dir: Path,
     assert c.address == tcp and os.path.exists(ipc[6:])
     c.close()
     assert not os.path.exists(ipc[6:])
+
+
+def test_advertise_and_routed_reply_addresses(ipc_dir: Path) -> None:
+    """A mailbox bound on the wildcard address is known by its advertised one; a client with
+    routed_replies answers a peer beyond loopback at a routable address, on a wildcard
+    listener it opens only then (issue 12)."""
+    import threading
+
+    ip = netns.global_ipv4()
+    if ip is None:
+        pytest.skip("this host has no IPv4 address beyond loopback")
+    srv = DirectMailbox("tcp://0.0.0.0:0", advertise=f"{ip}:0", blocking_connect=False)
+    client = DirectMailbox("tcp://127.0.0.1:0", routed_replies=True)
+    try:
+        port = srv.address.rpartition(":")[2]
+        assert srv.address == f"tcp://{ip}:{port}" and srv.addresses == [srv.address]
+        n_listeners = len(client._listeners)
+        # loopback peers: the loopback address, and no port beyond loopback is opened
+        assert client.reply_address("tcp://127.0.0.1:1") == client.address
+        assert client.reply_address("ipc:///x.sock") == client.address
+        assert len(client._listeners) == n_listeners
+        me = client.reply_address(srv.address)
+        host, _, wport = me[6:].rpartition(":")
+        assert host == ip and wport != client.address.rpartition(":")[2]
+        assert ("0.0.0.0", int(wport)) in [ls.getsockname() for ls in client._listeners.values()]
+        seen: list[object] = []
+
+        def serve() -> None:
+            env = srv.recv(timeout=10)
+            if env is not None:
+                seen.append(env.frm)
+                srv.reply(env.frm, ("pong", env.payload))
+                srv.recv(timeout=0.5)       # run the sockets while the reply leaves
+
+        t = threading.Thread(target=serve)
+        t.start()
+        assert client.call(srv.address, 1, timeout=10) == ("pong", 1)
+        t.join(10)
+        assert seen[0][0] == me         # type: ignore[index]
+        with pytest.raises(ValueError, match="advertise"):
+            DirectMailbox(f"ipc://{ipc_dir}/a.sock", advertise="10.0.0.1:0")
+    finally:
+        client.close()
+        srv.close()
