@@ -119,7 +119,7 @@ def remembered_listen(data_dir: str, listen: str, advertise: str | None = None) 
     becomes that earlier port. A node restarted with its data dir so keeps its address, which
     is part of every server id it hosts (its clusters know it by that address). An explicit
     port, or another host, is taken as given (and logged if it changes the identity). With
-    ``advertise``, the node's address is the advertised one (:func:`ra.system.node_address`):
+    ``advertise``, the node's address is the advertised one (:func:`ra.node.system.node_address`):
     its host is compared, and a port 0 in both takes the earlier port."""
     try:
         with open(os.path.join(data_dir, IDENTITY_FILE)) as f:

@@ -109,7 +109,7 @@ def test_cli_wildcard_listen_advertises_and_keeps_the_address(tmp_path):
     if ip is None:
         pytest.skip("this host has no IPv4 address beyond loopback")
     d = str(tmp_path / "n")
-    cmd = [sys.executable, "-m", "ra.cli", "node", "start", "--data-dir", d, "--daemon",
+    cmd = [sys.executable, "-m", "ra.client.cli", "node", "start", "--data-dir", d, "--daemon",
            "--listen", "0.0.0.0:0", "--advertise", f"{ip}:0"]
     first = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
     try:
@@ -118,7 +118,7 @@ def test_cli_wildcard_listen_advertises_and_keeps_the_address(tmp_path):
         ra.start_cluster("w", COUNTER, [sid])
         assert ra.process_command(sid, 3) == (3, sid)
     finally:
-        subprocess.run([sys.executable, "-m", "ra.cli", "node", "stop", first], check=True,
+        subprocess.run([sys.executable, "-m", "ra.client.cli", "node", "stop", first], check=True,
                        capture_output=True)
     again = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
     try:
@@ -126,5 +126,5 @@ def test_cli_wildcard_listen_advertises_and_keeps_the_address(tmp_path):
         back_up(sid)
         assert ra.process_command(sid, 1)[0] == 4
     finally:
-        subprocess.run([sys.executable, "-m", "ra.cli", "node", "stop", again],
+        subprocess.run([sys.executable, "-m", "ra.client.cli", "node", "stop", again],
                        capture_output=True)
