@@ -238,6 +238,7 @@ class Client:
         self._pipes: dict[tuple[int, Any], list[tuple[int, Any]]] = {}
         self._pipe_session: dict[Any, _Session] = {}
         self._pipe_open_timeout: float | None = DEFAULT_TIMEOUT
+        self._reply_to: dict[str, str] = {}    # node -> address_for(node), once per node
 
     def address_for(self, node: str) -> str:
         """This client's address (its "pid": what a machine may store, monitor and
@@ -810,26 +811,38 @@ class Client:
         session = None
         if correlation is not None and self.sessions:
             # tracked until its event arrives; re-pipelining the same command with the same
-            # correlation before then reuses its seq, so it is applied once
-            sess = self._session_for([sid], None if self._pipe_open_timeout is None else
-                                     time.monotonic() + self._pipe_open_timeout)
+            # correlation before then reuses its seq, so it is applied once. (The hot path of
+            # W3: no call that the common case does not need.)
+            sess = self._sessions.get(sid)
+            if sess is None:
+                sess = self._session_for([sid], None if self._pipe_open_timeout is None else
+                                         time.monotonic() + self._pipe_open_timeout)
             key = (sess.id, correlation)
             pending = self._pipes.get(key)
-            seq = None
-            if pending is not None:
+            seq = 0
+            if pending is None:
+                seq = sess.seq = sess.seq + 1
+                sess.waiting.add(seq)
+                self._pipes[key] = [(seq, command)]
+                self._pipe_session[correlation] = sess
+            else:
                 for q, cmd in pending:
                     if cmd == command:
                         seq = q
                         break
-            if seq is None:
-                seq = sess.next_seq()
-                self._pipes.setdefault(key, []).append((seq, command))
-                self._pipe_session[correlation] = sess
+                if not seq:
+                    seq = sess.next_seq()
+                    pending.append((seq, command))
             session = (sess.id, seq, sess.first_outstanding())
         # notified at our address as seen from its node (another host: a routable one)
-        registry.cast_name(self.mb, sid, rm.PipelineCast(command, correlation,
-                                                         self.address_for(sid.node), priority,
-                                                         session))
+        node = sid.node
+        reply_to = self._reply_to.get(node)
+        if reply_to is None:
+            if len(self._reply_to) >= 4096:
+                self._reply_to.clear()
+            reply_to = self._reply_to[node] = self.address_for(node)
+        registry.cast_name(self.mb, sid, rm.PipelineCast(command, correlation, reply_to,
+                                                         priority, session))
 
     def receive(self, timeout: float | None = None) -> RaEvent:
         """The next event in this client's mailbox; raises ``Timeout`` if none arrives.
@@ -860,21 +873,23 @@ class Client:
                 return
         except (TypeError, IndexError, KeyError, ValueError):   # not an event of ours
             return
+        pipe_session, pipes = self._pipe_session, self._pipes
         for corr in corrs:
             try:
-                sess = self._pipe_session.get(corr)
+                sess = pipe_session.get(corr)
             except TypeError:           # an unhashable correlation never had a session
                 continue
             if sess is None:
                 continue
             key = (sess.id, corr)
-            pending = self._pipes.get(key)
+            pending = pipes.get(key)
             if pending:
-                seq, _ = pending.pop(0)
-                sess.done(seq)
-                if not pending:
-                    del self._pipes[key]
-                    del self._pipe_session[corr]
+                if len(pending) == 1:
+                    del pipes[key]
+                    del pipe_session[corr]
+                    sess.waiting.discard(pending[0][0])
+                else:
+                    sess.waiting.discard(pending.pop(0)[0])
 
     # -- queries ------------------------------------------------------------------------------
     def local_query(self, server_id: Any, query_fun: Any,
