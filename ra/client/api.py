@@ -105,7 +105,16 @@ def _timeout(t: Any) -> float | None:
     return float(t)
 
 
+#: types whose every value encodes (big ints too: the codec has an ext for them)
+_SCALARS = frozenset({int, float, bool, type(None), bytes})
+
+
 def _check_term(value: Any, what: str) -> None:
+    """TypeError, before anything is sent or numbered, if ``value`` cannot be encoded. A
+    scalar (an ASCII str included) needs no trial encoding: the send encodes it once."""
+    t = type(value)
+    if t in _SCALARS or (t is str and value.isascii()):
+        return
     try:
         codec.encode(value)
     except TypeError as e:
