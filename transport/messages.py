@@ -64,17 +64,30 @@ def valid_node(x: Any) -> bool:
     return m is not None and 0 < int(m.group(1)) < 65536
 
 
+#: endpoints found valid (a reply address comes with every pipelined command: the regex runs
+#: once per address, not per message); emptied when full, so it stays bounded
+_valid_endpoints: set[str] = set()
+
+
 def valid_endpoint(x: Any) -> bool:
     """A mailbox address one can connect to: ``tcp://host:port`` or ``ipc:///path``."""
     if type(x) is not str:
         return False
+    if x in _valid_endpoints:
+        return True
     if x.startswith("tcp://"):
         m = _NODE_RE.fullmatch(x, 6)
-        return m is not None and 0 < int(m.group(1)) < 65536
-    if x.startswith("ipc://"):
+        ok = m is not None and 0 < int(m.group(1)) < 65536
+    elif x.startswith("ipc://"):
         path = x[6:]
-        return 0 < len(path.encode("utf-8", "replace")) <= _IPC_MAX and "\x00" not in path
-    return False
+        ok = 0 < len(path.encode("utf-8", "replace")) <= _IPC_MAX and "\x00" not in path
+    else:
+        return False
+    if ok:
+        if len(_valid_endpoints) >= 4096:
+            _valid_endpoints.clear()
+        _valid_endpoints.add(x)
+    return ok
 
 
 def path_component(x: Any) -> bool:
