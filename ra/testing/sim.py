@@ -109,6 +109,7 @@ class SimServer:
     hold_gen: int = 0            # tells a stale hold_end event from the current hold's
     flush_held: bool = False     # a FlushCommands is parked by the hold
     node_up: bool = True         # quiet profiles: False while its node is killed
+    became_leader: int = 0       # when it last became leader
 
 
 @dataclass(slots=True)
@@ -487,6 +488,7 @@ class SimCluster(ClientDriver):
                 self.fd.false_suspicion()
             self.fd.sync()
             self.fd.watch_failover()
+            self.fd.watch_lag()
         self.schedule(dt, "fault_tick")
 
     def _ev_heal_all(self) -> None:
@@ -603,6 +605,7 @@ class SimCluster(ClientDriver):
         if st.role != old_role or st.current_term != old_term:
             if st.role == "leader" and old_role != "leader":
                 self.stats["elections"] += 1
+                s.became_leader = self.now
                 s.heard = {}
             self.note(s.sid, f"{old_role or 'start'} -> {st.role} (term {st.current_term})")
         self.checker.on_server_state(s.sid, s.inc, st.role, st.current_term, st.commit_index,
@@ -712,7 +715,7 @@ class SimCluster(ClientDriver):
             m = e.msg
             self.quiet.on_send(s.sid, e.to, m)
             if self.fd is not None:
-                self.fd.on_send(s.sid, m)
+                self.fd.on_send(s.sid, e.to, m)
             if isinstance(m, AppendEntriesReply) and m.success \
                     or isinstance(m, InstallSnapshotResult) and m.last_index > 0:
                 self.checker.on_ack_sent(s.sid, m.last_index, m.last_term,

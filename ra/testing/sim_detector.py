@@ -22,6 +22,9 @@ Checks (each a :class:`~ra.testing.checkers.Violation` naming it):
   is reported down to a set S of live members that is a majority of the cluster and fully
   connected, a leader of a later term must be elected within ``failover_ms`` (the clock
   restarts whenever a fault changes the picture).
+* ``quiet_lag`` (fault phase): a live leader sends something, at least every few heartbeat
+  periods, to every live member it reaches that lacks committed entries (a quiet leader must
+  not leave a follower behind: nothing else would resend what it lacks until the next command).
 * ``quiet_idle`` (recovery phase): once the cluster settled and ``idle_grace_ms`` passed, no
   server sends any peer message at all: no periodic AppendEntries, no election traffic.
 
@@ -57,6 +60,9 @@ class SimDetector:
         self.down_since: dict[tuple[Any, Any], int] = {}    # pair -> when reported down
         self.picture: Any = None                            # faults as of the last watch
         self.failover: tuple[Any, int, int] | None = None   # (leader, term, since)
+        self.last_sent: dict[tuple[Any, Any], int] = {}     # (from, to) -> last peer message
+        self.lag_picture: Any = None
+        self.lag_since = 0
 
     # -- truth and reports ----------------------------------------------------------------------
     def reachable(self, observer: Any, observed: Any) -> bool:
@@ -194,10 +200,47 @@ class SimDetector:
         delay = max(p.delay[1], p.long_delay[1] if p.reorder else 0)
         return 4 * p.election_ms + 2 * (p.sync_ms[1] + p.written_ms[1]) + 2 * delay
 
+    # -- quiet_lag ------------------------------------------------------------------------------
+    def watch_lag(self) -> None:
+        """Fault phase, every fault tick: no live, reachable member lacking committed entries
+        goes unsent-to by the leader for longer than ``lag_bound``."""
+        sim = self.sim
+        if "quiet_lag" in sim.checker.disabled:
+            return
+        picture = (tuple(sim.net.blocked), tuple((s.alive, s.inc) for s in sim.servers.values()))
+        if picture != self.lag_picture:
+            self.lag_picture, self.lag_since = picture, sim.now
+        lid = sim.current_leader()
+        if lid is None:
+            return
+        ls = sim.servers[lid].state
+        bound = self.lag_bound()
+        for m in ls.cluster:
+            srv = sim.servers.get(m)
+            if m == lid or srv is None or not srv.alive or (lid, m) in sim.net.blocked \
+                    or (m, lid) in sim.net.blocked:
+                continue
+            if srv.log.last_index_term()[0] >= ls.commit_index:
+                continue
+            since = max(self.last_sent.get((lid, m), 0), self.lag_since,
+                        sim.servers[lid].became_leader)
+            if sim.now - since > bound:
+                raise Violation(
+                    "quiet_lag",
+                    f"leader {lid.name} (term {ls.current_term}, commit {ls.commit_index}) sent "
+                    f"nothing to {m.name} (last index {srv.log.last_index_term()[0]}) since "
+                    f"t={since}ms although both are up and connected (bound {bound}ms)")
+
+    def lag_bound(self) -> int:
+        p = self.sim.profile
+        delay = max(p.delay[1], p.long_delay[1] if p.reorder else 0)
+        return 5 * p.heartbeat_ms + 2 * delay + p.sync_ms[1] + p.written_ms[1]
+
     # -- quiet_idle -----------------------------------------------------------------------------
-    def on_send(self, frm: Any, msg: Any) -> None:
+    def on_send(self, frm: Any, to: Any, msg: Any) -> None:
         """A server sends a peer message; once the settled cluster is idle there must be none."""
         sim = self.sim
+        self.last_sent[(frm, to)] = sim.now
         if sim.settled_at is None or sim.now < sim.settled_at + sim.profile.idle_grace_ms:
             return
         sim.stats["idle_msgs"] += 1
