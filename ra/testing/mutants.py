@@ -118,10 +118,10 @@ MUTANTS: tuple[Mutant, ...] = (
            also=(('if s.role == "follower" and lid is not None and lid[1] == msg.node:',
                   "if False:"),)),
     Mutant("quiet_leader_ignores_lagging_follower",
-           "        if not _peer_idle(s, p, last):\n            return False\n    return True",
-           "        pass\n    return True",
-           "a leader goes quiet once a majority holds its log, while a follower still lacks "
-           "entries or the commit index (nothing resends them until the next command)"),
+           "return p.match_index >= last and p.commit_known >= s.commit_index and p.snapshot",
+           "return p.snapshot",
+           "a leader takes a peer for idle without checking that it holds the log and knows the "
+           "commit index: it goes quiet while a follower is behind (nothing resends)"),
     Mutant("quiet_leader_ignores_down_nodes",
            "up = pid[1] not in s.down_nodes",
            "up = True",
