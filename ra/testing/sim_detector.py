@@ -26,7 +26,9 @@ Checks (each a :class:`~ra.testing.checkers.Violation` naming it):
   periods, to every live member it reaches that lacks committed entries (a quiet leader must
   not leave a follower behind: nothing else would resend what it lacks until the next command).
 * ``quiet_idle`` (recovery phase): once the cluster settled and ``idle_grace_ms`` passed, no
-  server sends any peer message at all: no periodic AppendEntries, no election traffic.
+  member of the leader's configuration sends another one any peer message: no periodic
+  AppendEntries, no election traffic (a removed server that never learned of its removal still
+  campaigns, as without quiet mode, and is answered: not counted).
 
 Everything random comes from the simulator's seeded RNG; nothing iterates over a set.
 """
@@ -148,7 +150,7 @@ class SimDetector:
         """Fault phase, every fault tick: open, keep, meet or fail the failover obligation."""
         sim = self.sim
         p = sim.profile
-        if "quiet_failover" in sim.checker.disabled or p.membership_rate or p.transfer_rate:
+        if "quiet_failover" in sim.checker.disabled or p.membership_rate:
             return
         leaders = sim.checker.leaders
         if not leaders:
@@ -242,6 +244,12 @@ class SimDetector:
         sim = self.sim
         self.last_sent[(frm, to)] = sim.now
         if sim.settled_at is None or sim.now < sim.settled_at + sim.profile.idle_grace_ms:
+            return
+        lid = sim.current_leader()
+        members = sim.servers[lid].state.cluster if lid is not None else ()
+        if frm not in members or to not in members:
+            # a removed server that never learned it campaigns, quiet or not (its pre-votes
+            # are refused): not the idle cluster's own traffic
             return
         sim.stats["idle_msgs"] += 1
         if "quiet_idle" not in sim.checker.disabled:

@@ -86,5 +86,5 @@ def test_quiet_profiles_are_in_the_rotation_and_their_faults_happen() -> None:
             assert r.time_ms - sim.settled_at >= sim.profile.linger_ms > sim.profile.idle_grace_ms
             assert r.stats["idle_msgs"] == 0
     for key in ("node_kills", "fd_down", "fd_up", "fd_false_suspicions", "failovers_watched",
-                "partitions", "crashes", "acked"):
+                "partitions", "crashes", "acked", "joins", "leaves", "transfers"):
         assert total[key] > 0, f"no {key} in {dict(total)}"
