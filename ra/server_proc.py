@@ -22,7 +22,9 @@ What arrives (the door, :meth:`ServerProc._dispatch`):
   ``AuxCall``, ``AuxCast``, ``InitialMembersCall``, ``TransferLeadershipCall``,
   ``TriggerElectionCall``, ``OverviewCall``, ``KeyMetricsCall``, ``PingCall``);
 * the WAL casts its notices (:mod:`wal.messages`: ``WalWritten``, ``WalResendWrite``,
-  ``WalStarted``, ``WalError``), the node's failure detector ``NodeEvent`` casts.
+  ``WalStarted``, ``WalError``), the node's failure detector ``NodeEvent`` casts (stepped as
+  the core's ``NodeDown`` / ``NodeUp``; the suspicions current at start come with the
+  subscription).
 
 Each is checked once, at the door, by one validator per type; anything else (garbage, a
 malformed or truncated message, a call sent as a cast, a message of another protocol) is
