@@ -14,6 +14,7 @@ __all__ = [
     "PreVoteRpc", "PreVoteResult", "InstallSnapshotRpc", "InstallSnapshotResult",
     "HeartbeatRpc", "HeartbeatReply", "TimeoutNow", "SnapshotMeta",
     "ElectionTimeout", "HeartbeatTimeout", "Tick", "Written", "MetaWritten", "LeaderDown",
+    "NodeDown", "NodeUp",
     "Command", "ConsistentQuery", "TransferLeadership", "TriggerElection", "FlushCommands",
     "RaMsg", "PEER_MSGS",
 ]
@@ -46,7 +47,10 @@ class AppendEntriesRpc:
 class AppendEntriesReply:
     """``success`` says the prev check passed. ``next_index`` is where the follower wants the next
     entry (a back-off hint on failure); ``last_index``/``last_term`` is its highest *durable* entry
-    known to match the leader's log, which is what the leader counts for commit."""
+    known to match the leader's log, which is what the leader counts for commit.
+    ``commit_index`` is the follower's commit index: a quiet leader (``quiet_when_idle``) stops
+    sending only once every follower has said it knows the leader's commit index (a lost
+    append carrying it would otherwise leave the follower behind until the next command)."""
 
     term: int
     success: bool
@@ -54,6 +58,7 @@ class AppendEntriesReply:
     last_index: int
     last_term: int
     from_id: Any
+    commit_index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +184,23 @@ class LeaderDown:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeDown:
+    """The node failure detector suspects ``node`` (``"host:port"``): nothing heard from it for
+    longer than its threshold, or a partition. A follower whose leader lives there treats its
+    leader as lost (as ``LeaderDown``); a quiet leader stops counting the members there in its
+    quorum check. Suspicions may be false; they are only ever a reason to hold an election."""
+
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeUp:
+    """The node failure detector hears ``node`` again (ends a ``NodeDown``)."""
+
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
 class FlushCommands:
     """Internal: append a batch of queued low-priority commands."""
 
@@ -230,7 +252,7 @@ RaMsg = (
     AppendEntriesRpc | AppendEntriesReply | RequestVoteRpc | RequestVoteResult | PreVoteRpc
     | PreVoteResult | InstallSnapshotRpc | InstallSnapshotResult | HeartbeatRpc | HeartbeatReply
     | TimeoutNow | ElectionTimeout | HeartbeatTimeout | Tick | Written | MetaWritten | LeaderDown
-    | FlushCommands | Command | ConsistentQuery | TransferLeadership | TriggerElection
+    | NodeDown | NodeUp | FlushCommands | Command | ConsistentQuery | TransferLeadership | TriggerElection
 )
 
 #: Messages that travel between servers (a network may drop, delay or duplicate them).

@@ -22,6 +22,8 @@ Raft as ra does it:
 * Check-quorum: every election timeout a leader checks that a majority (itself included)
   answered it since the last check, else steps down; a leader cut off from its cluster stops
   taking commands within two election timeouts, and its clients go elsewhere.
+* Quiet when idle (``quiet_when_idle``; ra's idle servers do the same with aten): see
+  "Quiet when idle" below.
 * Client sessions (``ra.core.sessions``): a command retried under the same (session, seq) is
   applied once; every retry gets the first reply.
 * Snapshots on the machine's ``ReleaseCursor``; lagging followers get chunked install_snapshot.
@@ -31,6 +33,32 @@ Raft as ra does it:
   checkpoints.
 * Machine effects are typed where the core takes a callback's result (``ra.core.effects``:
   ``machine_effects``, the one validator); a malformed one never reaches the shell.
+
+Quiet when idle (``ServerConfig.quiet_when_idle``, the same on every member). Contract:
+
+* A leader is *idle* when every peer holds its whole log durably (``match_index`` = last
+  index), has said it knows the commit index (``AppendEntriesReply.commit_index``), is not
+  being sent a snapshot, the last index is committed, and no query, leadership transfer,
+  queued command or end of life is pending. A heartbeat timeout that finds the leader idle
+  does not re-arm the heartbeat timer: nothing is sent until something changes; the step that
+  ends idleness re-arms it (``StartHeartbeatTimeout``). New entries are sent at once as always.
+* A follower that has a leader it does not suspect runs no election timer: a timeout that
+  finds it so is not re-armed. The leader counts as *suspect* once its node is reported down
+  (``NodeDown``), its connection is lost (``LeaderDown``, which forgets it), it is no longer in
+  the configuration, or it asks for a pre-vote of a later term (it has stepped down). A step
+  that leaves a timer-less follower without an unsuspected leader arms an election timer,
+  which runs as before (pre-vote first).
+* The shell (or the simulator) must feed ``NodeDown(node)`` / ``NodeUp(node)`` from a node
+  failure detector for every node hosting a member (initial statuses on start) and
+  ``LeaderDown`` on connection loss: without them a lost leader is never replaced.
+* Check-quorum still holds: at every check a peer counts if it answered since the last check,
+  or if its node is not suspected and it was idle (nothing outstanding) at this check or the
+  previous one. So a quiet leader steps down within one election timeout of its detector
+  reporting a majority's nodes down, and a leader with entries outstanding that no majority
+  answers steps down within two election timeouts, as without quiet mode. Not covered: a
+  leader process that hangs while its node and connections stay up (ra has the same limit).
+* Node suspicions are also kept without quiet mode (``NodeDown`` of the leader's node acts as
+  ``LeaderDown``); everything else above applies only with ``quiet_when_idle``.
 """
 from __future__ import annotations
 
@@ -52,8 +80,9 @@ from ra.core.sessions import APPLY, Sessions, unwrap_snapshot, wrap_snapshot
 from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, ConsistentQuery, ElectionTimeout,
     FlushCommands, HeartbeatReply, HeartbeatRpc, HeartbeatTimeout, InstallSnapshotResult,
-    InstallSnapshotRpc, LeaderDown, MetaWritten, PreVoteResult, PreVoteRpc, RequestVoteResult,
-    RequestVoteRpc, SnapshotMeta, Tick, TimeoutNow, TransferLeadership, TriggerElection, Written,
+    InstallSnapshotRpc, LeaderDown, MetaWritten, NodeDown, NodeUp, PreVoteResult, PreVoteRpc,
+    RequestVoteResult, RequestVoteRpc, SnapshotMeta, Tick, TimeoutNow, TransferLeadership,
+    TriggerElection, Written,
 )
 
 __all__ = ["ServerConfig", "ServerState", "Peer", "init", "step", "overview", "holds_flush"]
@@ -81,6 +110,7 @@ class ServerConfig:
     max_pipeline_count: int = _D["max_pipeline_count"]
     low_priority_batch_size: int = _D["low_priority_batch_size"]
     snapshot_chunk_size: int = _D["snapshot_chunk_size"]
+    quiet_when_idle: bool = _D["quiet_when_idle"]
 
 
 @dataclass(slots=True)
@@ -93,6 +123,8 @@ class Peer:
     snapshot: str = "none"         # "none" | "sending"
     snapshot_ticks: int = 0
     active: bool = False           # answered since the last quorum check
+    commit_known: int = 0          # the commit index it said it knows (quiet mode)
+    was_idle: bool = False         # idle with its node unsuspected at the last quorum check
 
 
 @dataclass(slots=True)
@@ -139,6 +171,10 @@ class ServerState:
     # messages dropped as malformed or unknown, by reason (never in overview: it is not Raft
     # state; the shell reports it)
     dropped: dict[str, int] = field(default_factory=dict)
+    # quiet when idle: nodes the failure detector suspects; timers the core left unarmed
+    down_nodes: set[str] = field(default_factory=set)
+    heartbeat_off: bool = False    # leader: idle, its heartbeat timer not re-armed
+    election_off: bool = False     # follower: its leader unsuspected, no election timer
     # durability of term/vote
     meta_seq: int = 0
     meta_synced: int = 0
@@ -256,6 +292,8 @@ def step(role: str, msg: Any, s: ServerState) -> tuple[str, ServerState, list[An
         _HANDLERS[type(msg)](msg, s, effects)
     if s.role != role:
         _state_enter(s, effects)
+    if s.heartbeat_off or s.election_off:
+        _wake_timers(s, effects)
     if s.meta_synced < s.meta_seq:
         keep: list[Effect] = []
         for e in effects:
@@ -388,6 +426,11 @@ def _on_election_timeout(msg: ElectionTimeout, s: ServerState, effects: list[Any
     if s.role == "leader":
         _check_quorum(s, effects)
         return
+    if s.role == "follower" and s.cfg.quiet_when_idle and not _leader_suspect(s):
+        # quiet: the detector or the connection will say when the leader is gone
+        s.heard_from_leader = False
+        s.election_off = True
+        return
     if s.role == "follower" and s.heard_from_leader:
         s.heard_from_leader = False
         effects.append(StartElectionTimeout(since_leader=True, turn=_turn(s, s.leader_id)))
@@ -414,10 +457,21 @@ def _check_quorum(s: ServerState, effects: list[Any]) -> None:
     CheckQuorum; Raft dissertation §6.2): it may be cut off, and a new leader may already lead
     the others, while its clients would wait on it."""
     heard = {s.id}
+    quiet = s.cfg.quiet_when_idle
+    last = s.log.last_index_term()[0]
     for pid, p in s.peers.items():
-        if p.active:
+        if quiet:
+            # a peer with nothing outstanding need not answer: its node being up will do
+            # (idle now, or at the previous check: it may not have answered the first append
+            # since then yet)
+            up = pid[1] not in s.down_nodes
+            idle = up and _peer_idle(s, p, last)
+            if p.active or idle or (up and p.was_idle):
+                heard.add(pid)
+            p.was_idle = idle
+        elif p.active:
             heard.add(pid)
-            p.active = False
+        p.active = False
     if quorum.has_majority(heard & set(s.cluster), s.cluster):
         effects.append(StartElectionTimeout(check_quorum=True))
         return
@@ -441,7 +495,24 @@ def _on_leader_down(msg: LeaderDown, s: ServerState, effects: list[Any]) -> None
             effects.append(StartElectionTimeout(short=True, turn=_turn(s, msg.leader_id)))
 
 
+def _on_node_down(msg: NodeDown, s: ServerState, effects: list[Any]) -> None:
+    s.down_nodes.add(msg.node)
+    lid = s.leader_id
+    if s.role == "follower" and lid is not None and lid[1] == msg.node:
+        _on_leader_down(LeaderDown(lid), s, effects)
+
+
+def _on_node_up(msg: NodeUp, s: ServerState, effects: list[Any]) -> None:
+    s.down_nodes.discard(msg.node)
+
+
 def _on_pre_vote_rpc(msg: PreVoteRpc, s: ServerState, effects: list[Any]) -> None:
+    if s.cfg.quiet_when_idle and s.role == "follower" and msg.term > s.current_term \
+            and msg.candidate_id == s.leader_id:
+        # our leader campaigns for a later term: it stepped down (check-quorum), and being
+        # quiet it will not stop heartbeats to tell us so
+        s.leader_id = None
+        s.heard_from_leader = False
     # a pre-vote never changes the receiver's term
     grant = (msg.term > s.current_term and s.role != "leader"
              and msg.machine_version >= s.machine_version
@@ -593,7 +664,8 @@ def _conflict_hint(s: ServerState, prev: int, local_term: int) -> int:
 def _reply_ae(s: ServerState, to: Any, success: bool, next_index: int, effects: list[Any]) -> None:
     w_idx = min(s.log.last_written()[0], s.verified_index)
     effects.append(SendRpc(to, AppendEntriesReply(
-        s.current_term, success, next_index, w_idx, s.log.fetch_term(w_idx) or 0, s.id)))
+        s.current_term, success, next_index, w_idx, s.log.fetch_term(w_idx) or 0, s.id,
+        s.commit_index)))
 
 
 def _reply_ae_success(s: ServerState, effects: list[Any]) -> None:
@@ -764,6 +836,8 @@ def _on_append_entries_reply(msg: AppendEntriesReply, s: ServerState,
     p = _peer_of_reply(s, msg.term, msg.from_id, effects)
     if p is None:
         return
+    if msg.commit_index > p.commit_known:
+        p.commit_known = msg.commit_index
     if msg.success:
         if msg.last_index > p.match_index:
             p.match_index = msg.last_index
@@ -811,6 +885,9 @@ def _on_heartbeat_timeout(msg: HeartbeatTimeout, s: ServerState, effects: list[A
         if s.eol_ticks == 0:
             effects.append(DeleteAndTerminate())
             return
+    if s.cfg.quiet_when_idle and _leader_idle(s):
+        s.heartbeat_off = True          # quiet: the step that ends idleness re-arms it
+        return
     effects.append(StartHeartbeatTimeout())
     for pid, p in s.peers.items():
         if p.snapshot == "sending":
@@ -855,6 +932,52 @@ def _evaluate_commit(s: ServerState, effects: list[Any]) -> None:
                 if not _is_member(s) and s.commit_index >= s.cluster_index_term[0]:
                     # our own removal is committed: hand over by stepping down
                     _become_follower(s, None, effects)
+
+
+# --- quiet when idle (module docstring) -----------------------------------------------------------
+
+def _peer_idle(s: ServerState, p: Peer, last: int) -> bool:
+    """Nothing outstanding for this peer: it holds the whole log and knows the commit index."""
+    return p.match_index >= last and p.commit_known >= s.commit_index and p.snapshot == "none"
+
+
+def _leader_idle(s: ServerState) -> bool:
+    """A leader with nothing to send or resend: its heartbeats may stop."""
+    if s.queries or s.transfer_target is not None or s.eol_ticks or s.low_queue \
+            or s.flush_scheduled:
+        return False
+    last = s.log.last_index_term()[0]
+    if s.commit_index < last:
+        return False
+    for p in s.peers.values():
+        if not _peer_idle(s, p, last):
+            return False
+    return True
+
+
+def _leader_suspect(s: ServerState) -> bool:
+    """A follower cannot count on its leader: none, its node suspected, or no member."""
+    lid = s.leader_id
+    return lid is None or lid[1] in s.down_nodes or lid not in s.cluster
+
+
+def _wake_timers(s: ServerState, effects: list[Any]) -> None:
+    """Re-arm a timer the core left unarmed once the reason for leaving it so has gone: the
+    leader is no longer idle (or no longer leads), the follower's leader became suspect (or
+    it no longer follows). A timer this step armed anyway counts."""
+    if s.heartbeat_off:
+        if any(type(e) is StartHeartbeatTimeout for e in effects):
+            s.heartbeat_off = False
+        elif s.role != "leader" or not _leader_idle(s):
+            s.heartbeat_off = False
+            if s.role == "leader":
+                effects.append(StartHeartbeatTimeout())
+    if s.election_off:
+        if any(type(e) is StartElectionTimeout for e in effects):
+            s.election_off = False
+        elif s.role != "follower" or _leader_suspect(s):
+            s.election_off = False
+            effects.append(StartElectionTimeout())
 
 
 # --- client commands ------------------------------------------------------------------------------
@@ -1370,6 +1493,8 @@ _HANDLERS: dict[type, Any] = {
     Tick: _on_tick,
     Written: _on_written,
     LeaderDown: _on_leader_down,
+    NodeDown: _on_node_down,
+    NodeUp: _on_node_up,
     FlushCommands: _on_flush,
     Command: _on_command,
     ConsistentQuery: _on_consistent_query,

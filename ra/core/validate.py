@@ -71,7 +71,8 @@ def _meta(x: Any) -> bool:
 _CHECKS: dict[type, Callable[[Any], str | None]] = {
     m.AppendEntriesRpc: _ae,
     m.AppendEntriesReply: lambda x: None if (
-        _nat(x.term, x.next_index, x.last_index, x.last_term) and type(x.success) is bool
+        _nat(x.term, x.next_index, x.last_index, x.last_term, x.commit_index)
+        and type(x.success) is bool
         and _sid(x.from_id)) else "bad append_entries_reply",
     m.RequestVoteRpc: lambda x: None if (
         _nat(x.term, x.last_log_index, x.last_log_term) and _sid(x.candidate_id))
@@ -106,6 +107,8 @@ _CHECKS: dict[type, Callable[[Any], str | None]] = {
     m.HeartbeatTimeout: _ok,
     m.FlushCommands: _ok,
     m.LeaderDown: _ok,
+    m.NodeDown: lambda x: None if type(x.node) is str else "bad node_down",
+    m.NodeUp: lambda x: None if type(x.node) is str else "bad node_up",
     m.TriggerElection: _ok,
     m.Tick: lambda x: None if _nat(x.time_ms) else "bad tick",
     m.Command: lambda x: None if (

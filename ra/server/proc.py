@@ -22,7 +22,9 @@ What arrives (the door, :meth:`ServerProc._dispatch`):
   ``AuxCall``, ``AuxCast``, ``InitialMembersCall``, ``TransferLeadershipCall``,
   ``TriggerElectionCall``, ``OverviewCall``, ``KeyMetricsCall``, ``PingCall``);
 * the WAL casts its notices (:mod:`wal.messages`: ``WalWritten``, ``WalResendWrite``,
-  ``WalStarted``, ``WalError``), the node's failure detector ``NodeEvent`` casts.
+  ``WalStarted``, ``WalError``), the node's failure detector ``NodeEvent`` casts (stepped as
+  the core's ``NodeDown`` / ``NodeUp``; the suspicions current at start come with the
+  subscription).
 
 Each is checked once, at the door, by one validator per type; anything else (garbage, a
 malformed or truncated message, a call sent as a cast, a message of another protocol) is
@@ -67,7 +69,7 @@ from ra.core.effects import (
 from ra.core.machine import SimpleMachine
 from ra.core.messages import (
     PEER_MSGS, AppendEntriesRpc, Command, HeartbeatRpc, InstallSnapshotRpc, ConsistentQuery, ElectionTimeout, HeartbeatTimeout, LeaderDown,
-    MetaWritten, Tick, TransferLeadership, TriggerElection,
+    MetaWritten, NodeDown, NodeUp, Tick, TransferLeadership, TriggerElection,
 )
 from ra.core.types import ServerId
 from ra.errors import NoProc, RaError
@@ -204,7 +206,7 @@ class ServerProc:
             max_append_entries_rpc_batch_size=c["max_append_entries_rpc_batch_size"],
             max_pipeline_count=c["max_pipeline_count"],
             low_priority_batch_size=c["low_priority_batch_size"],
-            snapshot_chunk_size=c["snapshot_chunk_size"])
+            snapshot_chunk_size=c["snapshot_chunk_size"], quiet_when_idle=c["quiet_when_idle"])
         self.role, self.state, effects = core.init(self.cfg)
         self.timers: dict[str, float] = {}
         self.next_events: list[Any] = []
@@ -230,7 +232,7 @@ class ServerProc:
         init_aux = getattr(self.state.machine, "init_aux", None)
         self.aux_state: Any = init_aux(c["cluster_name"]) if init_aux else None
         self.timers["tick"] = time.monotonic() + c["tick_ms"] / 1000
-        self.timers["monitors"] = time.monotonic() + _MONITOR_INTERVAL
+        self.last_metrics: Any = None
         self._handle_effects(effects)
 
     # -- start / stop ---------------------------------------------------------------------
@@ -262,12 +264,16 @@ class ServerProc:
             raise RuntimeError(f"cannot register {self.id.name!r} on {self.node}: {res}")
         self._report_metrics()
         try:
-            self.mb.call(registry.node_endpoint(self.node), tm.FdSubscribe(self.mb.address),
-                         timeout=2.0)
+            status = self.mb.call(registry.node_endpoint(self.node),
+                                  tm.FdSubscribe(self.mb.address), timeout=2.0)
             for m in self.state.cluster:
                 if m.node != self.node:
                     self.mb.call(registry.node_endpoint(self.node), tm.FdWatch(m.node),
                                  timeout=2.0)
+            # the core starts trusting every node: tell it what the detector suspects now
+            for node, st in (status.items() if isinstance(status, dict) else ()):
+                if st == fd.DOWN and isinstance(node, str):
+                    self._step(NodeDown(node))
         except RaError as e:   # detection degrades to election timeouts
             _log.warning("%s: failure detector unavailable: %s", self.id, e)
 
@@ -365,8 +371,9 @@ class ServerProc:
             elif name == "metrics":
                 self._report_metrics()
             elif name == "monitors":
-                self.timers["monitors"] = now + _MONITOR_INTERVAL
                 self._check_monitors()
+                if self.proc_monitors:       # no timer while nothing is monitored
+                    self.timers["monitors"] = now + _MONITOR_INTERVAL
         if self.machine_timers:
             self._fire_machine_timers(now)
 
@@ -399,11 +406,15 @@ class ServerProc:
             self.peer_heard.pop(p, None)
 
     def _report_metrics(self) -> None:
-        """key_metrics are answered by the node daemon from these reports (no server call)."""
+        """key_metrics are answered by the node daemon from these reports (no server call);
+        an idle server's are the same every tick: only a change is sent."""
         self.reported_role = self.role
         metrics = _key_metrics(self.state)
         metrics["bad_messages"] = self._bad_counts()
         metrics["counters"] = dict(self.counters)
+        if metrics == self.last_metrics:
+            return
+        self.last_metrics = metrics
         self.mb.cast(self.daemon_ep, rm.MetricsReport(self.id.name, metrics))
 
     def _step(self, msg: Any) -> None:
@@ -491,10 +502,9 @@ class ServerProc:
         for sid in [x for x in self.peer_eps if x.node == node]:
             del self.peer_eps[sid]        # re-resolve: its servers may have moved
         self.unresolved.pop(node, None)
-        leader = self.state.leader_id
-        if msg.event == "nodedown" and leader is not None and leader != self.id \
-                and ServerId(*leader).node == node:
-            self._step(LeaderDown(leader))    # aten-style fast detection of leader loss
+        # aten-style: a follower whose leader's node goes down campaigns; a quiet leader
+        # counts the members there as unheard (ra.core.server, "Quiet when idle")
+        self._step(NodeDown(node) if msg.event == "nodedown" else NodeUp(node))
         if node in self.node_monitors and self.role == "leader":
             self._step(Command("usr", (msg.event, node), None, "normal", _now_ms()))
 
@@ -714,6 +724,7 @@ class ServerProc:
         if kind == "process":
             if on:
                 self.proc_monitors.add(target)
+                self.timers.setdefault("monitors", time.monotonic() + _MONITOR_INTERVAL)
             else:
                 self.proc_monitors.discard(target)
         elif kind == "node":

@@ -108,6 +108,24 @@ MUTANTS: tuple[Mutant, ...] = (
            'if s.role != "pre_vote" or msg.token != s.pre_vote_token or not msg.vote_granted:',
            "if not msg.vote_granted:",
            "a stale pre-vote grant turns a follower into a candidate"),
+    # -- quiet when idle (the quiet profiles: ra.testing.sim_detector) -------------------------
+    Mutant("quiet_follower_ignores_node_down",
+           "    s.down_nodes.add(msg.node)\n    lid = s.leader_id\n",
+           ("    lid = s.leader_id\n    if not (s.role == \"follower\" and lid is not None\n"
+            "            and lid[1] == msg.node):\n        s.down_nodes.add(msg.node)\n"),
+           "a quiet follower ignores the failure detector's report that its leader's node is "
+           "down: a leader lost silently is never replaced",
+           also=(('if s.role == "follower" and lid is not None and lid[1] == msg.node:',
+                  "if False:"),)),
+    Mutant("quiet_leader_ignores_lagging_follower",
+           "return p.match_index >= last and p.commit_known >= s.commit_index and p.snapshot",
+           "return p.snapshot",
+           "a leader takes a peer for idle without checking that it holds the log and knows the "
+           "commit index: it goes quiet while a follower is behind (nothing resends)"),
+    Mutant("quiet_leader_ignores_down_nodes",
+           "up = pid[1] not in s.down_nodes",
+           "up = True",
+           "a quiet leader's quorum check ignores the detector: cut off, it keeps leading"),
     # -- commit and durability ------------------------------------------------------------------
     Mutant("commit_old_term_by_count",
            "if s.log.fetch_term(new) == s.current_term:",

@@ -13,6 +13,12 @@ goes on idle for ``profile.linger_ms``. After every step the ``SafetyChecker``
 (``ra.testing.checkers``) checks Raft's safety properties; a failure raises ``Violation``
 carrying the seed, the replay command and the last events.
 
+In a quiet profile (``Profile.quiet``) the servers run with ``quiet_when_idle``, each on its own
+node, and ``ra.testing.sim_detector`` plays the node failure detector (delays, false suspicions,
+partitions and node kills reported late) and checks that a lost leader is replaced in bounded
+time once reported and that a settled idle cluster sends nothing; crashes may then take the
+whole node (``node_kill_ratio``: silence, no connection-close notice).
+
 In the recovery phase a *quiet window* (``ra.testing.sim_quiet``) is open while a healthy leader
 has every member following it; the ``prevote_no_disruption`` check then fails any term that rises.
 
@@ -56,6 +62,7 @@ from ra.testing.sim_net import (
     PROFILES, Network, Profile, calm, malformed_message, scenario_for_seed,
 )
 from ra.testing.sim_nodes import CheckedLog, SimMachine, machine_raises
+from ra.testing.sim_detector import SimDetector, node_of
 from ra.testing.sim_quiet import QuietWindow
 
 __all__ = ["SimCluster", "SimResult", "SimMachine", "CheckedLog", "run_seed", "replay_command",
@@ -101,6 +108,8 @@ class SimServer:
     hold_until: int = 0          # group commit: when the current hold ends at the latest
     hold_gen: int = 0            # tells a stale hold_end event from the current hold's
     flush_held: bool = False     # a FlushCommands is parked by the hold
+    node_up: bool = True         # quiet profiles: False while its node is killed
+    became_leader: int = 0       # when it last became leader
 
 
 @dataclass(slots=True)
@@ -169,10 +178,12 @@ class SimCluster(ClientDriver):
             "checkpoints_taken", "checkpoints_promoted", "machine_effects",
             "elections", "dropped", "duplicated", "quiet_windows", "prevote_replays",
             "group_commit_holds", "group_commit_released_by_commit",
-            "group_commit_released_by_cap", "group_commit_held_entries")}
+            "group_commit_released_by_cap", "group_commit_held_entries", "node_kills",
+            "fd_down", "fd_up", "fd_false_suspicions", "failovers_watched", "failover_max_ms", "idle_msgs")}
         #: group commit: (leader, term, first, last) of every batch a hold kept back
         self.held_batches: list[tuple[Any, int, int, int]] = []
         self.quiet = QuietWindow(self)
+        self.fd = SimDetector(self) if self.profile.quiet else None
         self._next_name = 1
         for _ in range(self.n_initial):
             self._new_server(None)
@@ -199,7 +210,8 @@ class SimCluster(ClientDriver):
 
     # -- construction --------------------------------------------------------------------------
     def _new_server(self, members: tuple[Any, ...] | None) -> SimServer:
-        sid = ServerId(f"s{self._next_name}", "sim:1")
+        sid = ServerId(f"s{self._next_name}",
+                       node_of(self._next_name) if self.profile.quiet else "sim:1")
         self._next_name += 1
         log = CheckedLog(self, sid, ack_before_durable="ack_before_durable" in self.bugs)
         meta = MemoryMeta()
@@ -209,7 +221,7 @@ class SimCluster(ClientDriver):
             machine=machine, log=log, meta=meta,
             max_append_entries_rpc_batch_size=self.profile.batch_size,
             max_pipeline_count=self.profile.pipeline, low_priority_batch_size=8,
-            snapshot_chunk_size=self.profile.chunk_size)
+            snapshot_chunk_size=self.profile.chunk_size, quiet_when_idle=self.profile.quiet)
         s = SimServer(sid, cfg, log, meta)
         self.servers[sid] = s
         return s
@@ -229,6 +241,12 @@ class SimCluster(ClientDriver):
         role, state, effects = self.core.init(s.cfg)
         s.role, s.state = role, state
         self._after_step(s, effects, "", 0)
+        if self.fd is not None:
+            if not s.node_up:
+                s.node_up = True
+                self.fd.on_node_restart(s)
+            self.fd.on_start(s)
+            self.fd.sync()
 
     # -- the event queue -----------------------------------------------------------------------
     def schedule(self, delay: int, kind: str, *args: Any) -> None:
@@ -432,6 +450,10 @@ class SimCluster(ClientDriver):
         self.note(sid, f"restart (term {s.meta.fetch()[0]}, log {s.log.last_index_term()})")
         self._start(s)
 
+    def _ev_fd_report(self, observer: Any, observed: Any, gen: int) -> None:
+        if self.fd is not None:
+            self.fd.report(observer, observed, gen)
+
     def _ev_leader_down(self, sid: Any, inc: int, leader: Any) -> None:
         s = self.servers[sid]
         if s.alive and s.inc == inc:
@@ -458,8 +480,15 @@ class SimCluster(ClientDriver):
                 leader = self.current_leader()
                 victim = leader if leader is not None and rng.random() < p.crash_leader_bias \
                     else rng.choice(alive)
-                self.crash(victim)
+                self.crash(victim, node=bool(p.node_kill_ratio)
+                           and rng.random() < p.node_kill_ratio)
                 self.schedule(rng.randint(*p.down_ms), "restart", victim)
+        if self.fd is not None:
+            if p.false_suspicion_rate and rng.random() < p.false_suspicion_rate * dt / 1000:
+                self.fd.false_suspicion()
+            self.fd.sync()
+            self.fd.watch_failover()
+            self.fd.watch_lag()
         self.schedule(dt, "fault_tick")
 
     def _ev_heal_all(self) -> None:
@@ -485,11 +514,16 @@ class SimCluster(ClientDriver):
             self._liveness_failure(f"not settled {self.profile.settle_ms}ms after faults stopped")
 
     # -- faults (also used by the demo and the hypothesis test) ---------------------------------
-    def crash(self, sid: Any) -> None:
+    def crash(self, sid: Any, node: bool = False) -> None:
+        """Crash ``sid``'s process; ``node``: its whole node (quiet profiles), silently: no
+        connection-close notice, only the failure detector tells, after its delay."""
         s = self.servers[sid]
         if not s.alive:
             return
         self.stats["crashes"] += 1
+        if node:
+            s.node_up = False
+            self.stats["node_kills"] += 1
         s.alive = False
         s.inc += 1
         s.state = None            # the process is gone; init() rebuilds it from storage
@@ -500,15 +534,18 @@ class SimCluster(ClientDriver):
         s.hold_until, s.flush_held = 0, False     # the process and its timers are gone
         s.restart_due = True
         self.quiet.close("crash")
-        self.note(sid, f"CRASH (durable: term {s.meta.fetch()[0]}, log {s.log.last_index_term()})")
+        self.note(sid, f"CRASH{' OF ITS NODE' if node else ''} (durable: term "
+                       f"{s.meta.fetch()[0]}, log {s.log.last_index_term()})")
         for o in self.servers.values():
-            if o.alive and sid in o.monitors:
+            if o.alive and sid in o.monitors and not node:
                 del o.monitors[sid]
                 self.schedule(self.rng.randint(5, 20), "leader_down", o.sid, o.inc, sid)
         for frm, holder in list(self.pending_calls.items()):
             if holder == sid:
                 del self.pending_calls[frm]
                 self.schedule(self.rng.randint(1, 5), "reply", frm[1], frm, ("error", "nodedown"))
+        if self.fd is not None:
+            self.fd.sync()
 
     def restart(self, sid: Any) -> None:
         s = self.servers[sid]
@@ -523,6 +560,8 @@ class SimCluster(ClientDriver):
             lo, hi = self.profile.partition_ms
             self.partition_until = self.now + self.rng.randint(lo, hi)
             self.note(None, f"PARTITION {desc}")
+        if self.fd is not None:
+            self.fd.sync()
 
     def partition_groups(self, *groups: list[Any]) -> None:
         """Scripted symmetric partition into ``groups`` (demo, tests)."""
@@ -534,11 +573,15 @@ class SimCluster(ClientDriver):
         self.stats["partitions"] += 1
         self.note(None, "PARTITION " + " | ".join(
             "{" + ",".join(x.name for x in g) + "}" for g in groups))
+        if self.fd is not None:
+            self.fd.sync()
 
     def heal(self) -> None:
         if self.net.blocked:
             self.net.heal()
             self.note(None, "HEAL partition")
+            if self.fd is not None:
+                self.fd.sync()
 
     def sync(self, sid: Any) -> None:
         s = self.servers[sid]
@@ -562,6 +605,7 @@ class SimCluster(ClientDriver):
         if st.role != old_role or st.current_term != old_term:
             if st.role == "leader" and old_role != "leader":
                 self.stats["elections"] += 1
+                s.became_leader = self.now
                 s.heard = {}
             self.note(s.sid, f"{old_role or 'start'} -> {st.role} (term {st.current_term})")
         self.checker.on_server_state(s.sid, s.inc, st.role, st.current_term, st.commit_index,
@@ -589,6 +633,8 @@ class SimCluster(ClientDriver):
                 self.partition_until = self.now + self.rng.randint(*p.partition_ms)
                 self.stats["partitions"] += 1
                 self.note(None, f"PARTITION {self.net.description} (targeted)")
+                if self.fd is not None:
+                    self.fd.sync()
         if not s.alive:
             return
         if s.flush_held and not self.core.holds_flush(st):
@@ -620,9 +666,19 @@ class SimCluster(ClientDriver):
                 times.append(self.now)
             else:
                 times.append(heard.setdefault(m, self.now))
+        limit = 2 * self.profile.election_ms
+        if self.fd is not None:
+            # quiet: a member the leader has nothing outstanding for counts while its node
+            # reaches the leader's (the truth; the core learns it a detection delay later)
+            last = s.log.last_index_term()[0]
+            for m, p in st.peers.items():
+                if m in st.cluster and p.match_index >= last and p.snapshot == "none" \
+                        and self.fd.reachable(s.sid, m):
+                    heard[m] = self.now
+            times = [self.now if m == s.sid else heard[m] for m in st.cluster]
+            limit += self.profile.detect_ms[1] + 20 + self.profile.tick_ms
         times.sort(reverse=True)
         quorum_time = max(times[len(times) // 2], s.config_since)
-        limit = 2 * self.profile.election_ms
         if self.now - quorum_time > limit:
             v = Violation("check_quorum",
                           f"{_n(s.sid)} still leads term {st.current_term} although no majority "
@@ -658,6 +714,8 @@ class SimCluster(ClientDriver):
         if isinstance(e, SendRpc):
             m = e.msg
             self.quiet.on_send(s.sid, e.to, m)
+            if self.fd is not None:
+                self.fd.on_send(s.sid, e.to, m)
             if isinstance(m, AppendEntriesReply) and m.success \
                     or isinstance(m, InstallSnapshotResult) and m.last_index > 0:
                 self.checker.on_ack_sent(s.sid, m.last_index, m.last_term,

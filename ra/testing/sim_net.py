@@ -72,6 +72,17 @@ class Profile:
     # group commit (ra.core.server.holds_flush): a leader's flush waits while its previous batch
     # is uncommitted, at most this long (0: off); the shell's group_commit_ms
     group_commit_ms: int = 0
+    # quiet when idle (ra.testing.sim_detector): one node per server, a node failure detector
+    # that reports after detect_ms (up again after detect_up_ms), false suspicions per second,
+    # the share of crashes that kill the whole node silently, the failover bound (0: derived)
+    # and how long after settling the idle cluster may still talk
+    quiet: bool = False
+    detect_ms: tuple[int, int] = (20, 60)
+    detect_up_ms: tuple[int, int] = (2, 15)
+    false_suspicion_rate: float = 0.0
+    node_kill_ratio: float = 0.0
+    failover_ms: int = 0
+    idle_grace_ms: int = 150
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -133,6 +144,20 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     # group commit under load: many clients with short think times, so commands keep arriving
     # while the previous batch is uncommitted; holds end on commit or on the cap (off the
     # rotation: tests/sim/test_group_commit_sim.py runs it, and the faulty profiles with it on)
+    # quiet when idle: partitions and silent node kills that only the (simulated) node failure
+    # detector reports, false suspicions; then a long idle spell in which nothing may be sent
+    Profile("quiet", quiet=True, partition_rate=2.5, crash_rate=2.0, max_down=1,
+            node_kill_ratio=0.6, false_suspicion_rate=1.0, think_ms=(30, 1200), fault_ms=3000,
+            partition_kinds=("isolate", "leader_out", "leader_in", "minority_leader",
+                             "symmetric", "one_way", "leader_to_one"),
+            partition_ms=(150, 900), down_ms=(50, 900), linger_ms=800),
+    # the same with loss, duplicates, reordering, snapshots, membership changes (a leader that
+    # removes itself leaves followers that must notice) and leadership transfers
+    Profile("quiet_chaos", quiet=True, loss=0.06, dup=0.05, reorder=0.08, partition_rate=2.0,
+            crash_rate=2.5, max_down=2, node_kill_ratio=0.5, false_suspicion_rate=2.0,
+            membership_rate=1.5, transfer_rate=0.5,
+            snapshot_every=5, sync_ms=(1, 30), down_ms=(50, 900), partition_ms=(100, 900),
+            linger_ms=600),
     Profile("group_commit", clients=6, think_ms=(1, 6), group_commit_ms=6, sync_ms=(1, 12),
             notify_ratio=0.4),
     Profile("snapshot_reconfig", sync_ms=(1, 80), written_ms=(0, 30), snapshot_every=3,

@@ -34,7 +34,9 @@ def test_heartbeat_append_is_answered_at_once_with_written_index():
     s = new_server()
     with_log(s, [(1, 1, NOOP), (2, 1, usr(5))], term=1)
     eff = step(s, AppendEntriesRpc(1, N2, 2, 2, 1, []))
-    assert eff == [RecordLeaderMsg(N2), FOLLOW, SendRpc(N2, AppendEntriesReply(1, True, 3, 2, 1, N1))]
+    # the reply says the commit index it now knows (a quiet leader waits for that)
+    assert eff == [RecordLeaderMsg(N2), FOLLOW,
+                   SendRpc(N2, AppendEntriesReply(1, True, 3, 2, 1, N1, 2))]
     assert s.commit_index == 2 and s.last_applied == 2 and s.machine_state == 5
 
 
@@ -61,11 +63,11 @@ def test_stale_tail_is_overwritten_and_never_counted_before_verified():
     eff = step(s, AppendEntriesRpc(2, N2, 1, 1, 1, []))
     sync(s)
     eff = step(s, AppendEntriesRpc(2, N2, 1, 1, 1, []))
-    assert eff[-1] == SendRpc(N2, AppendEntriesReply(2, True, 2, 1, 1, N1))
+    assert eff[-1] == SendRpc(N2, AppendEntriesReply(2, True, 2, 1, 1, N1, 1))
     step(s, AppendEntriesRpc(2, N2, 1, 1, 1, [(2, 2, NOOP)]))
     assert s.log.last_index_term() == (2, 2) and s.log.fetch(3) is None
     assert s.log.last_written() == (1, 1)
-    assert sync(s) == [SendRpc(N2, AppendEntriesReply(2, True, 3, 2, 2, N1))]
+    assert sync(s) == [SendRpc(N2, AppendEntriesReply(2, True, 3, 2, 2, N1, 1))]
 
 
 def test_duplicate_append_does_not_truncate():

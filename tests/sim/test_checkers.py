@@ -353,6 +353,67 @@ def test_a_leader_nobody_answered_for_two_election_timeouts_is_caught() -> None:
         sim._check_quorum_bound(s)
 
 
+# -- quiet when idle (ra.testing.sim_detector: they need the detector's and the network's view) --
+
+def _quiet_cluster(bugs: frozenset[str] = frozenset()) -> Any:
+    from ra.testing.sim import SimCluster
+    sim = SimCluster(3, servers=3, profile="quiet", auto_faults=False, bugs=bugs)
+    sim.run_until(1000, lambda: sim.current_leader() is not None)
+    sim.run_until(1500)
+    return sim
+
+
+def _watch(sim: Any, until: int) -> None:
+    """What the fault ticks do, every 20 ms, without their faults."""
+    while sim.now < until:
+        sim.run_until(sim.now + 20)
+        sim.fd.watch_failover()
+        sim.fd.watch_lag()
+
+
+@pytest.mark.parametrize("bugs", [frozenset(), frozenset({"quiet_follower_ignores_node_down"})])
+def test_a_leader_lost_silently_and_never_replaced_is_caught(bugs: frozenset[str]) -> None:
+    sim = _quiet_cluster(bugs)
+    sim.crash(sim.current_leader(), node=True)
+    until = sim.now + sim.profile.detect_ms[1] + sim.fd.bound() + 100
+    if not bugs:
+        _watch(sim, until)                        # the followers elect in time: fine
+        return
+    with raises("quiet_failover"):
+        _watch(sim, until)
+
+
+@pytest.mark.parametrize("bugs", [frozenset(), frozenset({"quiet_leader_ignores_lagging_follower"})])
+def test_a_follower_left_behind_by_a_quiet_leader_is_caught(bugs: frozenset[str]) -> None:
+    from ra.core.messages import Command
+    sim = _quiet_cluster(bugs)
+    lid = sim.current_leader()
+    lagging = next(m for m in sim.servers if m != lid)
+    sim.crash(lagging)
+    leader = sim.servers[lid]
+    sim.step_server(leader, Command("usr", ("x", 1)), None)
+    sim.run_until(sim.now + 200)                  # committed by the other two
+    sim.restart(lagging)
+    until = sim.now + sim.fd.lag_bound() + 100
+    if not bugs:
+        _watch(sim, until)                        # heartbeats bring it up to date: fine
+        assert sim.servers[lagging].log.last_index_term() == leader.log.last_index_term()
+        return
+    with raises("quiet_lag"):
+        _watch(sim, until)
+
+
+def test_a_message_from_a_settled_idle_quiet_cluster_is_caught() -> None:
+    from ra.core.messages import HeartbeatRpc
+    sim = _quiet_cluster()
+    a, b = list(sim.servers)[:2]
+    sim.settled_at = sim.now - sim.profile.idle_grace_ms + 1
+    sim.fd.on_send(a, b, HeartbeatRpc(0, 1, a))   # still within the grace: fine
+    sim.now += 1
+    with raises("quiet_idle"):
+        sim.fd.on_send(a, b, HeartbeatRpc(0, 1, a))
+
+
 def test_session_duplicates_are_not_counted_but_a_second_apply_is_caught() -> None:
     """The session oracle: a retried command committed twice is applied once (the second
     copy does not count), and applying it again is caught."""

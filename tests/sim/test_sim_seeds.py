@@ -22,7 +22,7 @@ from ra.testing.checkers import Violation
 from ra.testing.sim import SimCluster, run_seed
 from ra.testing.sim_net import PROFILE_NAMES, scenario_for_seed
 
-DEFAULT_SEEDS = 2600          # 86 or 87 of each of the 30 (size, profile) combinations
+DEFAULT_SEEDS = 2600          # 76 or 77 of each of the 34 (size, profile) combinations
 SOAK_SEEDS = 30000
 CHUNK = 100
 

@@ -1,0 +1,77 @@
+"""Quiet when idle with real processes (``quiet_when_idle``; contract in ``ra.core.server``): an
+idle cluster keeps its leader with no heartbeats and serves again at once, and a leader whose
+whole node freezes (connections stay open: only the node failure detector can tell) is replaced
+once the detector reports its node down."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+import ra
+from ra.testing import machines as M
+from ra.testing.procs import tree_pids
+from tests.api.conftest import KV, leader_of, wait_for
+
+pytestmark = pytest.mark.integration
+
+T_MS = 300          # election timeout: idle spells below are many times longer
+
+
+@pytest.fixture
+def quiet_kv(three):
+    ids = [three.sid("qkv", i) for i in range(3)]
+    ra.start_cluster([{"cluster_name": "qkv", "id": s, "machine": KV, "initial_members": ids,
+                       "quiet_when_idle": True, "election_timeout_ms": T_MS} for s in ids])
+    return three, ids
+
+
+def _put(ids, k, timeout=10):
+    reply, _ = ra.process_command(ids, ("put", k, 1), timeout=timeout)
+    assert reply == "ok"
+
+
+def test_an_idle_quiet_cluster_keeps_its_leader_and_serves_at_once(quiet_kv):
+    _, ids = quiet_kv
+    _put(ids, "a")
+    leader = leader_of(ids)
+    term = ra.key_metrics(leader)["term"]
+    # key_metrics come from the servers' reports to their daemons (every tick)
+    wait_for(lambda: all(ra.key_metrics(s)["term"] == term for s in ids), what="reports")
+    # idle for many election timeouts: no heartbeats, and no follower campaigns
+    deadline = time.monotonic() + 10 * T_MS / 1000
+    while time.monotonic() < deadline:
+        assert all(ra.key_metrics(s)["term"] == term for s in ids)
+        time.sleep(0.05)
+    _put(ids, "b")
+    assert leader_of(ids) == leader and ra.key_metrics(leader)["term"] == term
+    wait_for(lambda: all(sorted(ra.local_query(s, M.get_state)[1]) == ["a", "b"] for s in ids),
+             what="every member applied both")
+
+
+def test_a_frozen_leader_node_is_replaced_once_the_detector_reports_it(quiet_kv):
+    nodes, ids = quiet_kv
+    _put(ids, "a")
+    leader = leader_of(ids)
+    term = ra.key_metrics(leader)["term"]
+    i = next(j for j, a in nodes.addrs.items() if a == leader.node)
+    pids = tree_pids(nodes.procs[i].pid)
+    rest = [s for s in ids if s != leader]
+    for p in pids:
+        os.kill(p, signal.SIGSTOP)       # the whole node: its sockets stay open, it is silent
+    try:
+        new = wait_for(lambda: next((s for s in rest
+                                     if ra.key_metrics(s)["state"] == "leader"), None),
+                       timeout=20, what="a new leader among the rest")
+        assert ra.key_metrics(new)["term"] > term
+        _put(rest, "b", timeout=20)
+    finally:
+        for p in pids:
+            os.kill(p, signal.SIGCONT)
+    # the old leader hears the new term and follows
+    wait_for(lambda: ra.local_query(leader, M.get_state, timeout=5)[2] == new, timeout=20,
+             what="the old leader follows")
+    wait_for(lambda: sorted(ra.local_query(leader, M.get_state)[1]) == ["a", "b"], timeout=20,
+             what="the old leader catches up")

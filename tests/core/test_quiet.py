@@ -1,0 +1,204 @@
+"""Quiet when idle (``ServerConfig.quiet_when_idle``; ``ra.core.server``, "Quiet when idle"): an
+idle leader stops its heartbeats, a follower with an unsuspected leader runs no election timer,
+the node failure detector's ``NodeDown``/``NodeUp`` take their place, and check-quorum still
+deposes a cut-off leader. Exact effects, as in ``test_server_follower``."""
+from __future__ import annotations
+
+from typing import Any
+
+from ra.core.effects import NextEvent, SendRpc, StartElectionTimeout, StartHeartbeatTimeout
+from ra.core.messages import (
+    AppendEntriesReply, AppendEntriesRpc, Command, ElectionTimeout, FlushCommands,
+    HeartbeatTimeout, NodeDown, NodeUp, PreVoteResult, PreVoteRpc,
+)
+from tests.core.helpers import N1, N2, N3, make_leader, new_server, step, sync, with_log
+
+NOOP = ("noop", 0)
+
+
+def quiet_leader() -> Any:
+    """N1 leads term 1 in quiet mode; its noop (index 1) is durable, not yet replicated."""
+    s = new_server(quiet_when_idle=True)
+    make_leader(s)
+    sync(s)
+    return s
+
+
+def ack(s: Any, peer: Any, commit: int) -> list[Any]:
+    last = s.log.last_index_term()[0]
+    return step(s, AppendEntriesReply(s.current_term, True, last + 1, last, 1, peer, commit))
+
+
+def idle_leader() -> Any:
+    s = quiet_leader()
+    ack(s, N2, 0)
+    ack(s, N3, 0)                  # the noop commits; the peers do not know it yet
+    assert s.commit_index == 1
+    ack(s, N2, 1)
+    ack(s, N3, 1)
+    return s
+
+
+def quiet_follower() -> Any:
+    """N1 follows N2 in term 1, quiet mode, its log and commit index level with the leader's."""
+    s = new_server(quiet_when_idle=True)
+    with_log(s, [(1, 1, NOOP)], term=1)
+    step(s, AppendEntriesRpc(1, N2, 1, 1, 1, []))
+    assert s.leader_id == N2
+    return s
+
+
+# -- the leader ------------------------------------------------------------------------------------
+
+def test_a_leader_heartbeats_while_a_peer_does_not_know_the_commit_index() -> None:
+    s = quiet_leader()
+    ack(s, N2, 0)
+    ack(s, N3, 0)
+    eff = step(s, HeartbeatTimeout())
+    assert eff[0] == StartHeartbeatTimeout() and len(eff) == 3
+    assert {e.to for e in eff[1:]} == {N2, N3}
+    assert all(type(e) is SendRpc and e.msg.leader_commit == 1 for e in eff[1:])
+    assert not s.heartbeat_off
+
+
+def test_an_idle_leader_stops_its_heartbeats() -> None:
+    s = idle_leader()
+    assert step(s, HeartbeatTimeout()) == []
+    assert s.heartbeat_off
+
+
+def test_a_peer_that_lacks_entries_keeps_the_heartbeats_going() -> None:
+    s = quiet_leader()
+    ack(s, N2, 0)
+    ack(s, N2, 1)                  # N2 knows everything; N3 never answered
+    eff = step(s, HeartbeatTimeout())
+    assert eff[0] == StartHeartbeatTimeout() and not s.heartbeat_off
+
+
+def test_a_command_wakes_an_idle_leader_up() -> None:
+    s = idle_leader()
+    step(s, HeartbeatTimeout())
+    eff = step(s, Command("usr", 5))
+    assert eff == [NextEvent(FlushCommands()), StartHeartbeatTimeout()]
+    assert not s.heartbeat_off
+
+
+def test_without_quiet_mode_an_idle_leader_heartbeats() -> None:
+    s = new_server()
+    make_leader(s)
+    sync(s)
+    for p in (N2, N3):
+        step(s, AppendEntriesReply(1, True, 2, 1, 1, p, 0))
+        step(s, AppendEntriesReply(1, True, 2, 1, 1, p, 1))
+    eff = step(s, HeartbeatTimeout())
+    assert eff[0] == StartHeartbeatTimeout() and len(eff) == 3
+
+
+# -- check-quorum in quiet mode -------------------------------------------------------------------
+
+def test_an_idle_leader_whose_peers_nodes_are_up_stays_without_answers() -> None:
+    s = idle_leader()
+    step(s, HeartbeatTimeout())
+    for _ in range(3):
+        assert step(s, ElectionTimeout()) == [StartElectionTimeout(check_quorum=True)]
+    assert s.role == "leader"
+
+
+def test_an_idle_leader_steps_down_once_a_majority_of_nodes_is_reported_down() -> None:
+    s = idle_leader()
+    step(s, HeartbeatTimeout())
+    assert step(s, NodeDown(N2[1])) == []
+    step(s, ElectionTimeout())
+    assert s.role == "leader"                # N3 and itself: a majority
+    step(s, NodeDown(N3[1]))
+    eff = step(s, ElectionTimeout())
+    assert s.role == "follower" and StartElectionTimeout() in eff
+
+
+def test_node_up_ends_a_suspicion() -> None:
+    s = idle_leader()
+    step(s, NodeDown(N2[1]))
+    step(s, NodeDown(N3[1]))
+    step(s, NodeUp(N3[1]))
+    assert s.down_nodes == {N2[1]}
+    step(s, ElectionTimeout())
+    assert s.role == "leader"
+
+
+def test_outstanding_entries_must_be_answered_within_two_checks() -> None:
+    s = idle_leader()
+    step(s, ElectionTimeout())               # idle at this check: counted by node status
+    step(s, Command("usr", 5))
+    step(s, FlushCommands())                 # sent; nobody answers
+    step(s, ElectionTimeout())               # idle at the previous check: still counted
+    assert s.role == "leader"
+    step(s, ElectionTimeout())
+    assert s.role == "follower"
+
+
+# -- the follower ----------------------------------------------------------------------------------
+
+def test_a_follower_with_an_unsuspected_leader_runs_no_election_timer() -> None:
+    s = quiet_follower()
+    assert step(s, ElectionTimeout()) == []
+    assert s.election_off and s.role == "follower" and s.leader_id == N2
+
+
+def test_node_down_of_the_leaders_node_starts_the_election_timer() -> None:
+    s = quiet_follower()
+    step(s, ElectionTimeout())
+    eff = step(s, NodeDown(N2[1]))
+    assert eff == [StartElectionTimeout(short=True, turn=0)]
+    assert s.leader_id is None and not s.election_off
+    eff = step(s, ElectionTimeout())
+    assert s.role == "pre_vote" and eff[0] == StartElectionTimeout()
+
+
+def test_node_down_of_another_node_changes_nothing_but_is_kept() -> None:
+    s = quiet_follower()
+    step(s, ElectionTimeout())
+    assert step(s, NodeDown(N3[1])) == []
+    assert s.leader_id == N2 and s.down_nodes == {N3[1]}
+
+
+def test_a_leader_on_a_suspected_node_keeps_the_timer_running() -> None:
+    s = quiet_follower()
+    step(s, NodeDown(N2[1]))                 # reported down, then heard from again
+    step(s, AppendEntriesRpc(1, N2, 1, 1, 1, []))
+    assert s.leader_id == N2
+    eff = step(s, ElectionTimeout())
+    assert eff == [StartElectionTimeout(since_leader=True, turn=0)]
+
+
+def test_a_pre_vote_of_its_leader_for_a_later_term_means_the_leader_is_gone() -> None:
+    s = quiet_follower()
+    step(s, ElectionTimeout())
+    eff = step(s, PreVoteRpc(2, 1, N2, 1, 1))
+    assert s.leader_id is None and not s.election_off
+    assert eff == [SendRpc(N2, PreVoteResult(2, 1, True, N1)), StartElectionTimeout()]
+
+
+def test_a_higher_term_that_clears_the_leader_arms_the_timer() -> None:
+    s = quiet_follower()
+    step(s, ElectionTimeout())
+    # a candidate whose log is behind: refused, yet its term is adopted and the leader forgotten
+    eff = step(s, PreVoteRpc(3, 1, N3, 0, 0))
+    assert eff == [SendRpc(N3, PreVoteResult(1, 1, False, N1))]       # a pre-vote changes nothing
+    from ra.core.messages import RequestVoteRpc
+    eff = step(s, RequestVoteRpc(3, N3, 0, 0))
+    assert s.leader_id is None and s.current_term == 3
+    assert eff[-1] == StartElectionTimeout() and not s.election_off
+
+
+def test_without_quiet_mode_node_down_of_the_leader_acts_as_leader_down() -> None:
+    s = new_server()
+    with_log(s, [(1, 1, NOOP)], term=1)
+    step(s, AppendEntriesRpc(1, N2, 1, 1, 1, []))
+    assert step(s, NodeDown(N2[1])) == [StartElectionTimeout(short=True, turn=0)]
+    assert s.leader_id is None
+
+
+def test_a_malformed_node_event_is_dropped() -> None:
+    s = quiet_follower()
+    assert step(s, NodeDown(5)) == []        # type: ignore[arg-type]
+    assert s.leader_id == N2 and s.dropped == {"bad node_down": 1}

@@ -1,0 +1,90 @@
+"""Quiet when idle in the simulator (``ra.testing.sim_detector``): the quiet profiles run in the
+default rotation (``test_sim_seeds``); here, scripted runs show what they check is real: an idle
+quiet cluster sends nothing while a loud one heartbeats, a leader lost silently is replaced once
+the detector reports it, a quiet leader cut off from its peers steps down, and the profiles'
+faults (node kills, false suspicions, reports) really happen."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from ra.testing.sim import SimCluster
+from ra.testing.sim_net import PROFILE_NAMES, PROFILES
+
+QUIET = ("quiet", "quiet_chaos")
+
+
+def elected(sim: SimCluster, t: int) -> Any:
+    sim.run_until(t, stop=lambda: sim.current_leader() is not None)
+    lid = sim.current_leader()
+    assert lid is not None, "no leader elected"
+    return lid
+
+
+def sent_between(sim: SimCluster, a: int, b: int) -> int:
+    sim.run_until(a)
+    before = sim.net.sent
+    sim.run_until(b)
+    return sim.net.sent - before
+
+
+@pytest.mark.parametrize("servers", [3, 5])
+def test_an_idle_quiet_cluster_sends_nothing_and_a_loud_one_heartbeats(servers: int) -> None:
+    quiet = SimCluster(3, servers, "quiet", auto_faults=False)
+    elected(quiet, 1000)
+    assert sent_between(quiet, 1000, 4000) == 0
+    loud = SimCluster(3, servers, replace(PROFILES["quiet"], quiet=False), auto_faults=False)
+    elected(loud, 1000)
+    n = sent_between(loud, 1000, 4000)
+    # one append per follower and one answer each, every heartbeat period (25 ms)
+    assert n >= 2 * (servers - 1) * 3000 // 25 * 0.9
+    assert quiet.servers[quiet.current_leader()].state.heartbeat_off
+
+
+def test_a_leader_whose_node_dies_silently_is_replaced_after_the_report() -> None:
+    sim = SimCluster(3, 3, "quiet", auto_faults=False)
+    old = elected(sim, 1000)
+    sim.run_until(1500)
+    term = sim.servers[old].state.current_term
+    sim.crash(old, node=True)                    # no connection-close notice: only the detector
+    assert sim.fd is not None
+    bound = sim.fd.bound() + sim.profile.detect_ms[1]
+    assert sim.run_until(1500 + bound, stop=lambda: max(sim.checker.leaders) > term)
+    assert sim.stats["fd_down"] >= 2
+    new = sim.current_leader()
+    assert new != old and sim.servers[new].state.current_term > term
+
+
+def test_a_cut_off_quiet_leader_steps_down_and_the_others_elect() -> None:
+    sim = SimCluster(5, 3, "quiet", auto_faults=False)
+    old = elected(sim, 1000)
+    sim.run_until(1500)
+    assert sim.servers[old].state.heartbeat_off
+    others = [m for m in sim.servers if m != old]
+    sim.partition_groups([old], others)
+    p = sim.profile
+    # its detector reports both peers down within detect_ms; the next quorum check deposes it
+    limit = 1500 + p.detect_ms[1] + 2 * p.election_ms
+    assert sim.run_until(limit, stop=lambda: sim.servers[old].state.role != "leader")
+    sim.run_until(limit + 1000, stop=lambda: sim.current_leader() not in (None, old))
+    assert sim.current_leader() in others
+
+
+def test_quiet_profiles_are_in_the_rotation_and_their_faults_happen() -> None:
+    assert set(QUIET) <= set(PROFILE_NAMES)
+    total: Counter[str] = Counter()
+    for seed in range(3):
+        for name in QUIET:
+            sim = SimCluster(seed, 3, name)
+            r = sim.run()
+            total.update(r.stats)
+            assert sim.settled_at is not None
+            # the run idled for the whole linger time, past the grace, and sent nothing
+            assert r.time_ms - sim.settled_at >= sim.profile.linger_ms > sim.profile.idle_grace_ms
+            assert r.stats["idle_msgs"] == 0
+    for key in ("node_kills", "fd_down", "fd_up", "fd_false_suspicions", "failovers_watched",
+                "partitions", "crashes", "acked", "joins", "leaves", "transfers"):
+        assert total[key] > 0, f"no {key} in {dict(total)}"
