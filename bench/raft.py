@@ -93,7 +93,10 @@ def _median(runs: list[dict[tuple[str, str], tuple[Any, str]]]
     out: dict[tuple[str, str], tuple[Any, str]] = {}
     for k in dict.fromkeys(k for r in runs for k in r):
         vals = [r[k][0] for r in runs if k in r and isinstance(r[k][0], (int, float))]
-        note = next(r[k][1] for r in runs if k in r)
+        # every run's note (errors, rejections, W4's repetitions), each distinct one once
+        notes = list(dict.fromkeys(r[k][1] for r in runs if k in r and r[k][1]))
+        note = notes[0] if len(notes) == 1 else " | ".join(
+            f"run {i + 1}: {r[k][1]}" for i, r in enumerate(runs) if k in r)
         if not vals:
             out[k] = (None, note)
             continue
