@@ -35,13 +35,14 @@ LABELS = {
     "W3": "W3 pipelined, 5,000 in flight",
     "W3 no sessions": "W3 without sessions",
     "W3 batched": "W3 peer with its batching",
-    "W4": "W4 failover (SIGKILL leader)",
+    "W4": "W4 failover (SIGKILL leader's node; loopback: connections close at once)",
+    "W4 silent": "W4 failover, leader's server SIGSTOPped (silent)",
     "W5": "W5 restart all 3 nodes",
     "W6": "W6 memory at idle after W3",
     "check": "check",
 }
 _ORDER = ["W1", "W1 no sessions", "W2", "W2 no sessions", "W2 threads", "W3",
-          "W3 no sessions", "W3 batched", "W4", "W5", "W6", "check"]
+          "W3 no sessions", "W3 batched", "W4", "W4 silent", "W5", "W6", "check"]
 
 
 def _unit(metric: str) -> str:

@@ -292,8 +292,14 @@ class _Issuer(threading.Thread):
             c.close()
 
 
-def _w4_once(nodes: RaNodes, name: str, ids: list[ra.ServerId]) -> tuple[float, float]:
-    """(kill -> first command applied by a new leader, kill -> a survivor reports leader)."""
+def _w4_once(nodes: RaNodes, name: str, ids: list[ra.ServerId], silent: bool = False
+             ) -> tuple[float, float]:
+    """(kill -> first command applied by a new leader, kill -> a survivor reports leader).
+
+    The leader's whole node is SIGKILLed: on loopback its peers see the connections close at
+    once. ``silent``: the leader's server process is SIGSTOPped instead (a hung process: its
+    node and connections stay up, nothing tells the peers), then SIGCONTed once a new leader
+    answered."""
     _m, leader = ra.members(ids, timeout=10)
     iss = _Issuer(ids, leader)
     iss.start()
@@ -301,8 +307,12 @@ def _w4_once(nodes: RaNodes, name: str, ids: list[ra.ServerId]) -> tuple[float, 
         wait_for(lambda: len(iss.done) >= 20, 10, "commands before the kill")
         li = nodes.node_of(leader)
         others = [s for s in ids if s != leader]
+        stopped = nodes.server_pid(name, li) if silent else None
         t_kill = time.monotonic()
-        nodes.kill(li)
+        if stopped is not None:
+            os.kill(stopped, signal.SIGSTOP)
+        else:
+            nodes.kill(li)
         elected: float | None = None
         got: float | None = None
         deadline = t_kill + 20
@@ -322,11 +332,14 @@ def _w4_once(nodes: RaNodes, name: str, ids: list[ra.ServerId]) -> tuple[float, 
     finally:
         iss.stop_ev.set()
         iss.join(5)
-    nodes.start(li)                 # the node restarts its servers by itself
-    try:
-        ra.restart_server(nodes.sid(name, li), timeout=10)
-    except ra.AlreadyStarted:
-        pass
+        if stopped is not None:
+            os.kill(stopped, signal.SIGCONT)
+    if stopped is None:
+        nodes.start(li)                 # the node restarts its servers by itself
+        try:
+            ra.restart_server(nodes.sid(name, li), timeout=10)
+        except ra.AlreadyStarted:
+            pass
     # caught up: the restarted member's last_applied reaches the leader's commit index
     def caught_up() -> bool:
         km = ra.key_metrics(nodes.sid(name, li))
@@ -494,6 +507,15 @@ def measure(quick: bool, reaper: Reaper) -> Result:
             statistics.median(x[1] for x in fo),
             ("median; a survivor's key_metrics says leader (polled every 5 ms; the "
              "report can lag, so at most the failover figure)"))
+        # the silent failure: a hung leader process, detected by timeouts only
+        fs: list[tuple[float, float]] = []
+        for r in range(P["w4_reps"]):
+            fs.append(_w4_once(nodes, name, ids, silent=True))
+            progress(SIDE, f"W4 silent failover #{r + 1}: {fs[-1][0]:.3f} s")
+        out[("W4 silent", "failover median")] = (
+            statistics.median(x[0] for x in fs),
+            "leader's server SIGSTOPped (node and connections up); runs: "
+            + ", ".join(f"{x[0]:.3f}" for x in fs))
         out[("check", "counter total")] = (total, "after W3 (consistent_query)")
     except Exception:
         _print_logs(tmp)
