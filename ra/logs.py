@@ -35,7 +35,6 @@ import errno
 import logging
 import os
 import stat
-import time
 from typing import Any
 
 __all__ = ["FORMAT", "LEVELS", "SPACE_MARGIN", "LineFileHandler", "setup", "set_identity",
@@ -174,11 +173,11 @@ class LineFileHandler(logging.Handler):
             if self._should_roll(len(data)):
                 self.rollover()
             if self.dropped:
-                who, node = _identity()
-                note = (f"{time.strftime('%Y-%m-%d %H:%M:%S')} WARNING {node} {who}"
-                        f"[{os.getpid()}] ra.logs: {self.dropped} log records of this process "
-                        f"were dropped ({self.last_error})\n")
-                self._write(note.encode())
+                note = logging.LogRecord(
+                    "ra.logs", logging.WARNING, __file__, 0, "%d log records of this process "
+                    "were dropped (%s)", (self.dropped, self.last_error), None)
+                self.filter(note)
+                self._write((self.format(note) + "\n").encode("utf-8", "backslashreplace"))
                 self.dropped = 0
             self._write(data)
         except Exception as e:      # never raise, never print: stderr may be the same disk
