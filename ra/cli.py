@@ -143,7 +143,7 @@ def _node_start(a: argparse.Namespace) -> int:
     if a.metrics:
         extra["metrics"] = a.metrics
     if a.log_level:
-        extra["log_level"] = a.log_level
+        extra["log_level"] = a.log_level.upper()
     if a.log_file:
         extra["log_file"] = os.path.abspath(a.log_file)
     env = node.validate_env({"data_dir": a.data_dir, "listen": a.listen, **extra})

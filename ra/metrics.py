@@ -51,10 +51,10 @@ _COUNTERS = {
     "commands": ("ra_server_commands", "Commands received by this server process."),
     "elections": ("ra_server_elections", "Elections this server process started."),
     "leader_changes": ("ra_server_leader_changes", "Leaders this server process has followed."),
-    "snapshots": ("ra_server_snapshots", "Snapshots this server process took (release cursor "
-                                         "or promoted checkpoint)."),
-    "snapshots_installed": ("ra_server_snapshots_installed", "Snapshots this server process "
-                                                             "installed from its leader."),
+    "snapshots": ("ra_server_snapshots",
+                  "Snapshots this server process took (release cursor or promoted checkpoint)."),
+    "snapshots_installed": ("ra_server_snapshots_installed",
+                            "Snapshots this server process installed from its leader."),
 }
 _WAL = {
     "batches": ("ra_wal_batches", "WAL write batches."),

@@ -961,7 +961,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raw["listen"] = a.listen
     try:
         cfg = system.system_config(raw)
-        logs.setup(*_log_args(cfg, "node"), node=cfg.listen)
+        logs.setup(*_log_args(cfg, "node"))
+        logs.set_identity(node=cfg.listen)      # until the bound address is known
         set_cpu_scheduling(cfg.cpu_scheduling)     # before any child is started
         children = _log_children(cfg)
     except RaError as e:

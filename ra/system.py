@@ -123,9 +123,7 @@ class SystemConfig:
 
     log_level: str | None = _key(
         None, "the level of every process of the node (`ra node start --log-level`)", str,
-        pred=lambda x: x.upper() in LOG_LEVELS, none_ok=True,
-        allowed_text="'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'",
-        default_text="`$RA_LOG_LEVEL`, else `'INFO'`")
+        choices=LOG_LEVELS, none_ok=True, default_text="`$RA_LOG_LEVEL`, else `'INFO'`")
     log_file: str | None = _key(
         None, "the file every process of the node logs to, one line per record (`ra node "
               "start --log-file`; see [Logs and metrics](#logs-and-metrics))", object,

@@ -57,6 +57,7 @@ _BY_HAND: dict[str, list[Any]] = {
     "metrics": ["nohost", "h:70000", 9100],
     "cookie_file": ["", 3],
     "log_children": ["nocolon", ":f", 5],
+    "log_file": ["", 3],
 }
 
 
