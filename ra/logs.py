@@ -3,7 +3,7 @@ node, its level and its file, and the file's rotation.
 
 A line is one record::
 
-    2026-12-03 10:38:27,956 INFO 127.0.0.1:4001 c1[10465] ra.server_proc: c1@127.0.0.1:4001: candidate -> leader in term 3 (leader ...)
+    2026-12-03 10:38:27,956 INFO 127.0.0.1:4001 c1[10465] ra.server_proc: candidate -> leader in term 3 (leader c1@127.0.0.1:4001)
 
 time, level, node (its address; ``-`` while unknown), who (a server's name, else the process's
 role: ``node``, ``forkserver``, ``wal``, ``segment_writer``; ``-`` for other children), the pid
@@ -14,7 +14,9 @@ Contract of the file (:class:`LineFileHandler`), written by every process of the
 * each record is written with one ``write`` on an ``O_APPEND`` descriptor, so records of
   different processes never interleave and a rotation never splits one;
 * only the node daemon rotates (``rotate=True``: at ``max_bytes``, ``backups`` old files
-  ``FILE.1`` .. ``FILE.N``, as ``RotatingFileHandler``); every process checks before each record
+  ``FILE.1`` .. ``FILE.N``, as ``RotatingFileHandler``; before each of its own records and every
+  second, so a file may pass ``max_bytes`` by what the others appended meanwhile); every
+  process checks before each record
   whether the path still names its file and reopens it if not (as ``WatchedFileHandler``, so an
   external ``logrotate`` works too, with ``max_bytes`` 0);
 * a record that cannot be written (a full disk, an I/O error) is dropped and counted, never

@@ -61,6 +61,7 @@ def root_handler():
     for h in saved:
         root.addHandler(h)
     root.setLevel(level)
+    logging.captureWarnings(False)
 
 
 def test_rotation_keeps_whole_lines_and_other_writers_follow(tmp_path, root_handler):
