@@ -90,8 +90,8 @@ def test_snapshots_taken_and_installed_are_counted(tmp_path):
         wait_for(lambda: counter(leader, "ra_server_snapshots_total") >= 1, 10,
                  "the leader's report of its snapshots")
         # and each is a line of its node's log, by the server that did it
-        for sid, text in ((lagging, "installed the snapshot of leader "
-                           f"s@{leader.node} at index"), (leader, "snapshot taken at index")):
+        installed = f"installed the snapshot of leader s@{leader.node} at index"
+        for sid, text in ((lagging, installed), (leader, "snapshot taken at index")):
             i = next(i for i, a in ns.addrs.items() if a == sid.node)
             lines = (tmp_path / f"n{i}.log").read_text().splitlines()
             assert [ln for ln in lines if f" {sid.node} s[" in ln and text in ln], lines[-20:]
