@@ -581,6 +581,7 @@ class NodeDaemon:
         except Exception as e:  # a request must not take the daemon down
             _log.exception("daemon request %s failed", type(msg).__name__)
             result = ("error", type(e).__name__, str(e))
+        self._from = None
         if env.kind == "call" and self.mailbox is not None:
             try:
                 self.mailbox.reply(env.frm, result)
@@ -719,8 +720,8 @@ def _on_signal(loop: Loop, signum: int, _frame: Any) -> None:
 
 
 def _caller(frm: Any) -> str:
-    """Who sent a request, for the log: the caller's mailbox address (a client's says its
-    host and pid when it has no listening socket)."""
+    """Who sent a request, for the log: the caller's mailbox address (``tcp://host:port``, or
+    an ``ipc://`` path for a caller on this host)."""
     addr = getattr(frm, "addr", frm)
     return str(addr) if addr else "an unknown caller"
 
