@@ -29,7 +29,8 @@ __all__ = ["run", "LABELS", "main"]
 LABELS = {
     "W1": "W1 1 client, sequential",
     "W2": "W2 concurrent clients",
-    "W2 threads": "W2 clients as threads",
+    "W2 threads": "W2 threads, module functions",
+    "W2 asyncio": "W2 1,000 asyncio tasks (ra.aio)",
     "W1 no sessions": "W1 without sessions (raw commands)",
     "W2 no sessions": "W2 without sessions",
     "W3": "W3 pipelined, 5,000 in flight",
@@ -41,7 +42,7 @@ LABELS = {
     "W6": "W6 memory at idle after W3",
     "check": "check",
 }
-_ORDER = ["W1", "W1 no sessions", "W2", "W2 no sessions", "W2 threads", "W3",
+_ORDER = ["W1", "W1 no sessions", "W2", "W2 no sessions", "W2 threads", "W2 asyncio", "W3",
           "W3 no sessions", "W3 batched", "W4", "W4 silent", "W5", "W6", "check"]
 
 

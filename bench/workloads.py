@@ -29,7 +29,8 @@ from typing import Any
 import psutil
 
 import ra
-from bench.procs import Reaper, closed_loop, kill_tree, progress, summary_ms, wait_for
+from bench import w2_shapes
+from bench.procs import Reaper, kill_tree, progress, summary_ms, wait_for
 from ra import messages as rm
 from ra.client.api import default_client
 from ra.node import spawn_daemon
@@ -211,22 +212,6 @@ def _w2(ids: list[ra.ServerId], n_clients: int, secs: float, reaper: Reaper,
                 kill_tree(p.pid)
                 p.wait(5)
     return lat, errors, secs
-
-
-def _w2_threads(ids: list[ra.ServerId], n_clients: int, secs: float
-                ) -> tuple[list[float], int]:
-    """W2 as the peer has to run it: ``n_clients`` threads in one process, each with its own
-    ``ra.Client`` (clients are not thread-safe)."""
-    clients = [ra.Client() for _ in range(n_clients)]
-    try:
-        for c in clients:
-            c.process_command(ids, 0, timeout=30)
-        return closed_loop(n_clients, secs,
-                           lambda k: clients[k].process_command(ids, 1, timeout=5),
-                           (ra.RaError,))
-    finally:
-        for c in clients:
-            c.close()
 
 
 # -- W3 ----------------------------------------------------------------------------------------
@@ -439,15 +424,8 @@ def measure(quick: bool, reaper: Reaper) -> Result:
         out[("W2 no sessions", "p50")] = (s2["p50"], n2)
         progress(SIDE, f"W2 without sessions {len(lat2) / secs:,.0f} ops/s "
                        f"p50 {s2['p50']:.2f} ms")
-        lat2t, err2t = _w2_threads(ordered, P["w2_clients"], P["w2_secs"])
-        s2t = summary_ms(lat2t)
-        n2t = (f"{P['w2_clients']} client threads in one process (as the peer's), "
-               f"{P['w2_secs']:g} s, {err2t} errors")
-        out[("W2 threads", "ops/s")] = (len(lat2t) / P["w2_secs"], n2t)
-        out[("W2 threads", "p50")] = (s2t["p50"], n2t)
-        out[("W2 threads", "p99")] = (s2t["p99"], n2t)
-        progress(SIDE, f"W2 threads {len(lat2t) / P['w2_secs']:,.0f} ops/s "
-                       f"p50 {s2t['p50']:.2f} ms p99 {s2t['p99']:.2f} ms")
+        # W2 as programs run it: threads through the module functions, asyncio tasks
+        out.update(w2_shapes.measure(ordered, P["w2_clients"], P["w2_secs"]))
         # W3
         el3, rej = _w3(c, leader, P["w3_n"], P["w3_window"], 60 if quick else 300)
         n3 = (f"n={P['w3_n']:,}, window {P['w3_window']}, priority low "

@@ -28,13 +28,13 @@ from __future__ import annotations
 import ctypes
 import gc
 import importlib
+import logging
 import os
 import pickle
 import platform
 import signal
 import socket
 import sys
-import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -60,7 +60,8 @@ def run_target(target: str, args: Sequence[Any]) -> int:
     """Run a Fork target as the body of a child process and return its exit code.
 
     Code: the function's int return value, 0 for any other return value, the code of a
-    ``SystemExit``, 1 when it raises (the traceback goes to stderr).
+    ``SystemExit``, 1 when it raises (the traceback is logged, logger ``supervisor.forkserver``;
+    to stderr where logging is not set up).
     """
     try:
         rv = resolve_target(target)(*args)
@@ -69,7 +70,8 @@ def run_target(target: str, args: Sequence[Any]) -> int:
         code = e.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except BaseException:
-        traceback.print_exc()
+        # a record, so that it has a time and lands in the node's log like every other line
+        logging.getLogger("supervisor.forkserver").exception("child target %s raised", target)
         return 1
     finally:
         try:

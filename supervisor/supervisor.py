@@ -192,7 +192,10 @@ class Supervisor:
     def _child_exited(self, ch: _Child, reason: str) -> None:
         if self._stopping or self.stopped is not None:
             return
-        _log.info("supervisor %s: child %r exited: %s", self.name, ch.key, reason)
+        if reason in ("normal", "shutdown"):
+            _log.info("supervisor %s: child %r exited: %s", self.name, ch.key, reason)
+        else:
+            _log.warning("supervisor %s: child %r crashed: %s", self.name, ch.key, reason)
         self.last_exit = (ch.key, reason)
         decision = _st.plan_exit(
             self.flags.strategy, self.flags.intensity, self.flags.period,
@@ -308,6 +311,8 @@ class Supervisor:
         except Exception:
             self._children.remove(ch)
             raise
+        if ch.proc is not None:
+            _log.info("supervisor %s: started %r (pid %s)", self.name, ch.key, ch.proc.pid)
         return self._pid_of(ch)
 
     def _find_sofo(self, ref: Any) -> _Child | None:
@@ -331,7 +336,10 @@ class Supervisor:
         ch = self._find(ref)
         if ch is None:
             raise NotFound(ref)
-        self._terminate(ch)
+        pid = ch.proc.pid if ch.proc is not None else None
+        reason = self._terminate(ch)
+        if pid is not None:
+            _log.info("supervisor %s: stopped %r (pid %s): %s", self.name, ch.key, pid, reason)
         if ch.spec.restart == "temporary":
             self._children.remove(ch)
 

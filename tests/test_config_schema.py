@@ -59,6 +59,7 @@ _BY_HAND: dict[str, list[Any]] = {
     "advertise": ["nohost", "h:70000", "0.0.0.0:7000", "[::]:7000", 7000],
     "cookie_file": ["", 3],
     "log_children": ["nocolon", ":f", 5],
+    "log_file": ["", 3],
 }
 
 

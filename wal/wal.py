@@ -38,6 +38,7 @@ Entry point: :func:`run` with a :class:`wal.config.WalConfig` (how ra forks it),
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -56,6 +57,8 @@ from wal.segment_writer import (flush_lock, flush_wal_file,
                                 wal_file_name, wal_files)
 
 __all__ = ["Wal", "main", "run", "DEFAULT_MAX_SIZE_BYTES", "WRITE_STRATEGIES"]
+
+_log = logging.getLogger("wal.wal")
 
 _WRITERS_FILE = "writers"
 
@@ -95,7 +98,8 @@ class Wal:
         self.stats: dict[str, int] = {
             "batches": 0, "entries": 0, "syncs": 0, "bytes": 0, "roll_overs": 0, "resends": 0,
             "recovered_files": 0, "recovered_entries": 0, "dropped_bad_messages": 0,
-            "last_batch_entries": 0, "max_batch_entries": 0}
+            "last_batch_entries": 0, "max_batch_entries": 0,
+            "last_batch_writes": 0}
         self.dropped: dict[str, int] = {}       # reason -> messages dropped at the door
         os.makedirs(wal_dir, exist_ok=True)
 
@@ -110,6 +114,9 @@ class Wal:
                 self.stats["recovered_files"] += 1
                 self.stats["recovered_entries"] += sum(counts.values())
             self._seq = files[-1][0] if files else 0
+        if files:
+            _log.info("recovered %d WAL files (%d entries) into segments",
+                      self.stats["recovered_files"], self.stats["recovered_entries"])
         self._open_next()
         try:
             with open(os.path.join(self.wal_dir, _WRITERS_FILE)) as f:
@@ -169,6 +176,7 @@ class Wal:
             st["entries"] += plan.n_entries
             st["bytes"] += len(plan.buffer)
             st["last_batch_entries"] = plan.n_entries
+            st["last_batch_writes"] = len(requests)
             if plan.n_entries > st["max_batch_entries"]:
                 st["max_batch_entries"] = plan.n_entries
             for (addr, uid), ranges in plan.written.items():
@@ -192,6 +200,8 @@ class Wal:
 
     def _fail(self, exc: OSError, requests: list[Append]) -> None:
         self.failed = f"{type(exc).__name__}: {exc}"
+        _log.error("write or sync of %s failed: %s; no more confirmations from this WAL, "
+                   "which exits to be restarted", self.path, self.failed)
         addrs: dict[Any, set[str]] = {}
         for uid, addr, _, _ in requests:
             addrs.setdefault(addr, set()).add(uid.decode())
@@ -329,6 +339,7 @@ def run(config: WalConfig | Mapping[str, Any]) -> int:
     recv = mb.recv
     while not stop:
         if failed_at is not None and time.monotonic() - failed_at > a.error_exit_after:
+            _log.error("exiting after the failure (%s)", wal.failed)
             wal.close()
             mb.close()
             return 1

@@ -1,9 +1,10 @@
 """No ra equivalent (rabbitmqctl-like tooling around ra): the ``ra`` command.
 
-``ra node start --data-dir DIR --listen HOST:PORT [--advertise HOST:PORT] [--daemon]``
-    Run a node daemon in the foreground (logs to stderr; SIGTERM or ^C stops it in order), or
-    with ``--daemon`` detached in its own session (logs to ``DIR/node.log``): the command prints
-    the address once the daemon is ready and exits 0.
+``ra node start --data-dir DIR --listen HOST:PORT [--advertise HOST:PORT] [--daemon] [--log-level L] [--log-file F]``
+    Run a node daemon in the foreground (logs to stderr unless ``--log-file``; SIGTERM or ^C
+    stops it in order), or with ``--daemon`` detached in its own session (logs to
+    ``DIR/node.log``, or ``--log-file``): the command prints the address once the daemon is
+    ready and exits 0.
 ``ra node stop ADDR``
     Ask the daemon at ``ADDR`` (``host:port``) to shut down and wait until it no longer answers.
 ``ra node status ADDR [--json]``
@@ -144,6 +145,10 @@ def _node_start(a: argparse.Namespace) -> int:
         extra["metrics"] = a.metrics
     if a.advertise:
         extra["advertise"] = a.advertise
+    if a.log_level:
+        extra["log_level"] = a.log_level.upper()
+    if a.log_file:
+        extra["log_file"] = os.path.abspath(a.log_file)
     env = node.validate_env({"data_dir": a.data_dir, "listen": a.listen, **extra})
     system.prepare_dirs(env["data_dir"])
     if not a.daemon:
@@ -220,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     st.add_argument("--daemon", action="store_true", help="detach; print the address")
     st.add_argument("--metrics", metavar="HOST:PORT",
                     help="serve Prometheus metrics at http://HOST:PORT/metrics")
+    st.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO (default: "
+                    "$RA_LOG_LEVEL, else INFO), WARNING, ERROR or CRITICAL")
+    st.add_argument("--log-file", metavar="FILE", help="the node's log file, rotated (default: "
+                    "DIR/node.log with --daemon, else stderr)")
     st.add_argument("--no-restart-servers", action="store_true",
                     help="do not restart the servers this node ran before (ra's behaviour)")
     sp = ns.add_parser("stop", help="stop the node daemon at ADDR")

@@ -56,6 +56,7 @@ import atexit
 import dataclasses
 import faulthandler
 import fcntl
+import functools
 import importlib.util
 import json
 import logging
@@ -69,6 +70,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ra.wire  # noqa: F401  (registers ServerId and ra's messages with the codec)
+from ra.node import logs
 from ra import messages as rm
 from ra.node import system
 from ra.core.types import check_node
@@ -253,6 +255,7 @@ class NodeDaemon:
         self.servers: Any = None
         #: messages dropped at the door, by reason (``status()["bad_messages"]``)
         self.bad_messages: dict[str, int] = {}
+        self._from: Any = None        # who sent the request being served (a From, an address)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -293,7 +296,7 @@ class NodeDaemon:
         system.remove_stale_server_sockets(self.sys)
         self.loop = loop = Loop(reap_all=True)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, lambda *_: loop.stop())
+            signal.signal(sig, functools.partial(_on_signal, loop))
         # the secret every connection proves (transport/cookie.py); children get it from the
         # fork server's memory, not from an environment that `ps e` or /proc shows
         from transport import cookie
@@ -304,7 +307,8 @@ class NodeDaemon:
             # programs exec'd by the tree (ChildSpec exec) read the same file; a path is no secret
             env[cookie.ENV_FILE] = cookie.cookie_file_path(self.config.get("cookie_file"))
         self.forkserver = ForkServer(self.preload, env=env,
-                                     init=[("transport.cookie:use_secret", (secret,))])
+                                     init=[("transport.cookie:use_secret", (secret,)),
+                                           ("ra.node.logs:setup", self._log_setup("forkserver"))])
         # before this process creates any ZeroMQ context; its imports overlap with ours
         self.forkserver.start(wait=False)
         # imported late: keep the import cost off lock failures
@@ -331,6 +335,8 @@ class NodeDaemon:
                          self.listen)
         self.address = _from_endpoint(self.mailbox.address)
         remember_address(self.data_dir, self.address)
+        logs.set_identity("node", self.address)
+        self._rotate_logs()
         _write_lock_info(self._lock_fd, f"pid {os.getpid()}, address {self.address}")
         loop.add_reader(self.mailbox.fileno(), self._on_mail,
                         pending=lambda: bool(self.mailbox and self.mailbox.pending))
@@ -381,6 +387,16 @@ class NodeDaemon:
         raise SystemNotStarted(
             f"the node's {who} process exited ({reason}) while starting, WAL directory "
             f"{system.wal_dir(cfg)}: its traceback is in the node's log")
+
+    def _log_setup(self, who: str) -> tuple[Any, ...]:
+        return _log_args(self.sys, who)
+
+    def _rotate_logs(self) -> None:
+        """Every second: rotate the log file if due (every process of the node appends to it;
+        this one alone rotates it)."""
+        logs.maybe_rotate()
+        if self.loop is not None:
+            self.loop.call_later(1.0, self._rotate_logs)
 
     def _attach_transport_services(self) -> None:
         """Embed the name registry and the node failure detector on the daemon's mailbox."""
@@ -555,6 +571,7 @@ class NodeDaemon:
     def _handle(self, env: Any) -> None:
         """The door: check the message once, serve it inside the guard, answer a call."""
         msg = env.payload
+        self._from = env.frm
         try:
             reason = _door(msg, env.kind)
             if reason is not None:
@@ -569,6 +586,7 @@ class NodeDaemon:
         except Exception as e:  # a request must not take the daemon down
             _log.exception("daemon request %s failed", type(msg).__name__)
             result = ("error", type(e).__name__, str(e))
+        self._from = None
         if env.kind == "call" and self.mailbox is not None:
             try:
                 self.mailbox.reply(env.frm, result)
@@ -610,7 +628,12 @@ class NodeDaemon:
     def _on_status(self, msg: rm.NodeStatus) -> Any:
         return self.status()
 
+    def caller(self) -> str:
+        """Who sent the request being served, for the log."""
+        return _caller(self._from)
+
     def _on_stop(self, msg: rm.NodeStop) -> Any:
+        _log.info("node stop requested by %s", self.caller())
         self.stop()
         return ("ok", os.getpid())
 
@@ -690,6 +713,24 @@ def _describe(sup: Supervisor) -> dict[str, Any]:
             "period": sup.flags.period, "restarts": len(sup.restarts), "children": kids}
 
 
+def _log_args(c: system.SystemConfig, who: str) -> tuple[Any, ...]:
+    """The arguments of :func:`ra.node.logs.setup` for a process of this node (the daemon alone
+    rotates the file)."""
+    return (c.log_level, c.log_file, c.log_max_bytes, c.log_backups, who == "node", who)
+
+
+def _on_signal(loop: Loop, signum: int, _frame: Any) -> None:
+    _log.info("node stop requested by signal %s", signal.Signals(signum).name)
+    loop.stop()
+
+
+def _caller(frm: Any) -> str:
+    """Who sent a request, for the log: the caller's mailbox address (``tcp://host:port``, or
+    an ``ipc://`` path for a caller on this host)."""
+    addr = getattr(frm, "addr", frm)
+    return str(addr) if addr else "an unknown caller"
+
+
 def _importable(mod: str) -> bool:
     try:
         return importlib.util.find_spec(mod) is not None
@@ -758,12 +799,19 @@ def spawn_daemon(env: Mapping[str, Any], *, lifeline: bool,
 
     ``argv_prefix`` runs the interpreter through a wrapper that must ``exec`` it in place (same
     pid, inherited fds), e.g. ``["ip", "netns", "exec", NAME]`` for a daemon in a network
-    namespace. Returns ``(address, popen, lifeline_write_fd)``. Raises AlreadyStarted / RaError
-    with the daemon's own message when it fails to start.
+    namespace. ``log_path``: the node's log file unless its config names one (``log_file``);
+    what its processes write outside of logging (a ``print``, a crash in C code, the stacks of
+    ``kill -USR1``) goes beside it, to ``<log_path without .log>.out``; without it both stay
+    on this process's stderr. Returns ``(address, popen, lifeline_write_fd)``. Raises
+    AlreadyStarted / RaError with the daemon's own message when it fails to start.
     """
     cfg = validate_env(env)
     data_dir = os.path.abspath(cfg.get("data_dir") or system.DEFAULT_DATA_DIR)
     system.prepare_dirs(data_dir, cfg.get("wal_data_dir"))   # before node.log is made there
+    out_path = None
+    if log_path:
+        cfg.setdefault("log_file", os.path.abspath(log_path))
+        out_path = os.path.splitext(log_path)[0] + ".out"
     r_ready, w_ready = os.pipe()
     fds = [w_ready]
     argv = [*argv_prefix, sys.executable, "-c", _BOOT, "--data-dir", data_dir,
@@ -775,9 +823,9 @@ def spawn_daemon(env: Mapping[str, Any], *, lifeline: bool,
         fds.append(life_r)
         argv += ["--lifeline-fd", str(life_r)]
     out: Any = None
-    if log_path:
-        os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        out = open(log_path, "ab")
+    if out_path:
+        os.makedirs(os.path.dirname(out_path), exist_ok=True)
+        out = open(out_path, "ab")
     try:
         proc = subprocess.Popen(argv, pass_fds=fds, start_new_session=True,
                                 stdin=subprocess.DEVNULL,
@@ -911,8 +959,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--config", default="{}")
     a = p.parse_args(argv)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    logs.setup(who="node")           # stderr, until the config says where
     if a.lifeline_fd is not None:
         os.set_blocking(a.lifeline_fd, False)
     raw = dict(json.loads(a.config), data_dir=os.path.abspath(a.data_dir))
@@ -920,6 +967,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raw["listen"] = a.listen
     try:
         cfg = system.system_config(raw)
+        logs.setup(*_log_args(cfg, "node"))
+        logs.set_identity(node=cfg.listen)      # until the bound address is known
         set_cpu_scheduling(cfg.cpu_scheduling)     # before any child is started
         children = _log_children(cfg)
     except RaError as e:

@@ -9,12 +9,14 @@ What is exported, labelled ``node`` and ``server``:
   ``ra_server_term``, ``ra_server_commit_index``, ``ra_server_last_applied``,
   ``ra_server_last_written_index``, ``ra_server_snapshot_index``,
   ``ra_server_commands_total`` (commands received by this process), ``ra_server_elections_total``
-  (campaigns started), ``ra_server_leader_changes_total``, ``ra_server_restarts`` (restarts by
+  (campaigns started), ``ra_server_leader_changes_total``, ``ra_server_snapshots_total``
+  (taken), ``ra_server_snapshots_installed_total`` (from a leader), ``ra_server_restarts`` (restarts by
   its supervisor within the current intensity period) and
   ``ra_server_dropped_messages_total{reason}`` (malformed input dropped at its door);
 * per WAL, asked at each scrape: ``ra_wal_batches_total``, ``ra_wal_syncs_total``,
   ``ra_wal_entries_total``, ``ra_wal_bytes_total``, ``ra_wal_entries_per_sync`` (entries /
   syncs since start), ``ra_wal_last_batch_entries`` (how deep the last batch was),
+  ``ra_wal_queue_depth`` (appends waiting when the last batch began), ``ra_wal_max_batch_entries``,
   ``ra_wal_dropped_messages_total`` and ``ra_wal_failed`` (1 after a write or sync error).
 
 The ``_total`` counters count since the process started (a restarted server starts again at
@@ -49,6 +51,10 @@ _COUNTERS = {
     "commands": ("ra_server_commands", "Commands received by this server process."),
     "elections": ("ra_server_elections", "Elections this server process started."),
     "leader_changes": ("ra_server_leader_changes", "Leaders this server process has followed."),
+    "snapshots": ("ra_server_snapshots",
+                  "Snapshots this server process took (release cursor or promoted checkpoint)."),
+    "snapshots_installed": ("ra_server_snapshots_installed",
+                            "Snapshots this server process installed from its leader."),
 }
 _WAL = {
     "batches": ("ra_wal_batches", "WAL write batches."),
@@ -129,10 +135,16 @@ class NodeMetrics:
         last = GaugeMetricFamily("ra_wal_last_batch_entries", "Entries in the WAL's last "
                                  "batch (its queue depth when it started writing).", labels=lbl)
         last.add_metric([self.node], int(ov.get("last_batch_entries") or 0))
+        depth = GaugeMetricFamily("ra_wal_queue_depth", "Appends (server writes) waiting "
+                                  "when the WAL began its last batch.", labels=lbl)
+        depth.add_metric([self.node], int(ov.get("last_batch_writes") or 0))
+        most = GaugeMetricFamily("ra_wal_max_batch_entries", "Entries in the WAL's largest "
+                                 "batch since it started.", labels=lbl)
+        most.add_metric([self.node], int(ov.get("max_batch_entries") or 0))
         failed = GaugeMetricFamily("ra_wal_failed", "1 after a WAL write or sync error.",
                                    labels=lbl)
         failed.add_metric([self.node], 1 if ov.get("failed") else 0)
-        yield from (per, last, failed)
+        yield from (per, last, depth, most, failed)
 
 
 def serve(metrics: NodeMetrics, listen: str) -> tuple[Any, str]:

@@ -118,8 +118,9 @@ def wal_child_specs(cfg: system.SystemConfig | Mapping[str, Any], *,
     ws: Fork | Exec
     ss: Fork | Exec
     if fork:
-        ws = Fork("wal.wal:run", (wc,))
-        ss = Fork("wal.segment_writer:run", (sc,))
+        # their log lines name them (ra.node.logs: a forked child's role is in $RA_LOG_WHO)
+        ws = Fork("wal.wal:run", (wc,), {"RA_LOG_WHO": "wal"})
+        ss = Fork("wal.segment_writer:run", (sc,), {"RA_LOG_WHO": "segment_writer"})
     else:
         ws = Exec((sys.executable, "-m", "wal.wal", *to_argv(wc)))
         ss = Exec((sys.executable, "-m", "wal.segment_writer", *to_argv(sc)))

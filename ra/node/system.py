@@ -30,11 +30,12 @@ from wal import config as walcfg
 
 __all__ = ["SystemConfig", "NODE", "system_config", "validate", "validate_env", "wal_dir",
            "wal_endpoint", "segment_writer_endpoint", "prepare_dir", "prepare_dirs", "KEYS",
-           "WRITE_STRATEGIES", "CPU_SCHEDULING", "DEFAULT_DATA_DIR", "WILDCARD_HOSTS",
-           "listen_host", "node_address"]
+           "WRITE_STRATEGIES", "CPU_SCHEDULING", "LOG_LEVELS", "DEFAULT_DATA_DIR",
+           "WILDCARD_HOSTS", "listen_host", "node_address"]
 
 WRITE_STRATEGIES = walcfg.WRITE_STRATEGIES
 CPU_SCHEDULING = ("batch", "normal")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_DATA_DIR = "ra_data"           # under the current directory, for ra.start
 
 
@@ -142,6 +143,20 @@ class SystemConfig:
         none_ok=True, allowed_text='"host:port" (port 0: any free port)',
         default_text="none")
 
+    log_level: str | None = _key(
+        None, "the level of every process of the node (`ra node start --log-level`)", str,
+        choices=LOG_LEVELS, none_ok=True, default_text="`$RA_LOG_LEVEL`, else `'INFO'`")
+    log_file: str | None = _key(
+        None, "the file every process of the node logs to, one line per record (`ra node "
+              "start --log-file`; see [Logs and metrics](#logs-and-metrics))", object,
+        pred=_path, none_ok=True, allowed_text="a file path",
+        default_text="`data_dir/node.log` for a node started by `ra.start` or `--daemon`; "
+                     "stderr in the foreground")
+    log_max_bytes: int = _key(
+        10_000_000, "the node rotates its log file at this size (0: never; an external "
+                    "`logrotate` works too: every process reopens a moved file)", low=0)
+    log_backups: int = _key(5, "rotated files kept: `FILE.1` (newest) .. `FILE.N`", low=0)
+
 
 #: The node config's key specs, in the order of :class:`SystemConfig`'s fields.
 NODE = Schema("node config", [dataclasses.replace(f.metadata["key"], name=f.name)
@@ -158,7 +173,7 @@ def validate_env(env: Mapping[str, Any]) -> dict[str, Any]:
             and "advertise" not in out:
         raise InvalidConfig("advertise", None, '"host:port" that other hosts reach the node at, '
                             f"required when listen ({out['listen']}) is a wildcard address")
-    for k in ("data_dir", "wal_data_dir", "cookie_file"):
+    for k in ("data_dir", "wal_data_dir", "cookie_file", "log_file"):
         if k in out:
             out[k] = os.fspath(out[k])
     return out

@@ -58,6 +58,7 @@ from collections.abc import Callable
 from typing import Any
 
 import ra.wire  # noqa: F401  (registers the core messages with the codec)
+from ra.node import logs
 from ra import messages as rm
 from ra.core import server as core
 from ra.core.config import SERVER_DEFAULTS
@@ -228,7 +229,8 @@ class ServerProc:
         self.node_monitors: set[str] = set()
         self.machine_timers: dict[Any, float] = {}
         #: monotone counts since this process started, reported with the metrics
-        self.counters = {"commands": 0, "elections": 0, "leader_changes": 0}
+        self.counters = {"commands": 0, "elections": 0, "leader_changes": 0, "snapshots": 0,
+                         "snapshots_installed": 0}
         init_aux = getattr(self.state.machine, "init_aux", None)
         self.aux_state: Any = init_aux(c["cluster_name"]) if init_aux else None
         self.timers["tick"] = time.monotonic() + c["tick_ms"] / 1000
@@ -418,29 +420,50 @@ class ServerProc:
         self.mb.cast(self.daemon_ep, rm.MetricsReport(self.id.name, metrics))
 
     def _step(self, msg: Any) -> None:
-        role, cluster, leader = self.role, self.state.cluster, self.state.leader_id
-        self.role, self.state, effects = core.step(self.role, msg, self.state)
-        if self.state.leader_id != leader and self.state.leader_id is not None:
-            self.counters["leader_changes"] += 1
-        if self.role != role:
-            s = self.state
-            if self.role == "candidate":
-                self.counters["elections"] += 1
-            _log.info("%s: %s -> %s in term %d (leader %s)", self.id, role, self.role,
-                      s.current_term, s.leader_id)
-            self.timers["metrics"] = time.monotonic()    # report role changes promptly
-            if role == "leader":
-                self._leader_effects_lost()
-        if self.state.cluster is not cluster and self.state.cluster != cluster:
-            _log.info("%s: members now %s (as of index %d)", self.id,
-                      ", ".join(f"{m.name}@{m.node}" for m in self.state.cluster),
-                      self.state.cluster_index_term[0])
+        effects = self._core_step(msg)
         if self.state.meta_seq > self.state.meta_synced:
             # DiskMeta synced before returning from store(): confirm it at once
             for ev in self.meta.sync() or [MetaWritten(self.state.meta_seq)]:
-                self.role, self.state, more = core.step(self.role, ev, self.state)
-                effects += more
+                effects += self._core_step(ev)
         self._handle_effects(effects)
+
+    def _core_step(self, msg: Any) -> list[Any]:
+        """One step of the core, and what the shell notes about it: counters and log lines
+        for role, leader, membership and snapshot changes."""
+        role, cluster, leader = self.role, self.state.cluster, self.state.leader_id
+        snap = self.log.snapshot_index_term()
+        self.role, self.state, effects = core.step(self.role, msg, self.state)
+        s = self.state
+        if self.log.snapshot_index_term() != snap:
+            self._snapshot_changed(msg)
+        if s.leader_id != leader and s.leader_id is not None:
+            self.counters["leader_changes"] += 1
+        if self.role != role:
+            if self.role == "candidate":
+                self.counters["elections"] += 1
+            _log.info("%s -> %s in term %d (leader %s)", role, self.role, s.current_term,
+                      _sid(s.leader_id))
+            self.timers["metrics"] = time.monotonic()    # report role changes promptly
+            if role == "leader":
+                self._leader_effects_lost()
+        elif s.leader_id != leader and s.leader_id is not None:
+            _log.info("leader is now %s in term %d", _sid(s.leader_id), s.current_term)
+        if s.cluster is not cluster and s.cluster != cluster:
+            _log.info("members now %s (as of index %d)", ", ".join(_sid(m) for m in s.cluster),
+                      s.cluster_index_term[0])
+        return effects
+
+    def _snapshot_changed(self, msg: Any) -> None:
+        """The step wrote a snapshot: taken here (release cursor, promoted checkpoint) or
+        installed from the leader."""
+        idx, term = self.log.snapshot_index_term()
+        if type(msg) is InstallSnapshotRpc:
+            self.counters["snapshots_installed"] += 1
+            _log.info("installed the snapshot of leader %s at index %d, term %d",
+                      _sid(msg.leader_id), idx, term)
+        else:
+            self.counters["snapshots"] += 1
+            _log.info("snapshot taken at index %d, term %d", idx, term)
 
     # -- incoming -------------------------------------------------------------------------
     def _dispatch(self, env: Any) -> None:
@@ -902,6 +925,11 @@ def _load_malloc_trim() -> Any:
 _malloc_trim = _load_malloc_trim()
 
 
+def _sid(sid: Any) -> str:
+    """A server id as ``name@node`` in a log line."""
+    return f"{sid.name}@{sid.node}" if isinstance(sid, ServerId) else str(sid)
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -909,9 +937,9 @@ def _now_ms() -> int:
 def run(conf: dict[str, Any]) -> int:
     """Body of a server process (the fork server's target ``ra.server.proc:run``). Returns 0
     after a machine that did not load was reported to the daemon (not to be restarted)."""
-    logging.basicConfig(level=os.environ.get("RA_LOG_LEVEL", "INFO"),
-                        format=f"%(asctime)s %(process)d %(name)s[{conf.get('name')}] "
-                               "%(levelname)s %(message)s")
+    if not logging.getLogger().handlers:    # not forked from a node's fork server (tests)
+        logs.setup()
+    logs.set_identity(str(conf.get("name")), conf.get("node"))
     try:
         proc = ServerProc(conf)
     except _MachineNotLoaded as e:

@@ -179,6 +179,7 @@ class ServerSup:
         """The server process ``pid`` has imported and built its machine."""
         ld = self.loading.get(name)
         if ld is not None and self._running().get(name) == pid:
+            _log.info("server %s started (pid %d, machine %s loaded)", name, pid, ld.machine[1])
             self._forget_load(name)
             if ld.register is not None:
                 c = ld.register
@@ -328,13 +329,16 @@ class ServerSup:
                 raise NotFound(f"no server {name!r} on node {self.daemon.address}")
             return "ok"
         # a temporary child's spec goes with it: restart_server starts a new supervisor
+        pid = running[name]
         self.daemon.server_sup().terminate_child(name)
+        _log.info("server %s stopped (pid %s), requested by %s", name, pid, self.daemon.caller())
         self._forget_load(name)
         self.metrics.pop(name, None)
         return "ok"
 
     def force_delete_server(self, name: str) -> Any:
         running = self._running()
+        _log.info("server %s deleted (data too), requested by %s", name, self.daemon.caller())
         if name in running:
             sup = self.daemon.server_sup()
             sup.terminate_child(name)

@@ -80,6 +80,16 @@ def test_remove_member(three):
     members, _ = ra.members(leader)
     assert gone not in members and len(members) == 2
     assert ra.process_command(leader, 1)[0] == 1
+    # the change is a line of the leader's node log, by the leader's server
+    li = next(i for i, a in three.addrs.items() if a == leader.node)
+    now = sorted(f"{m.name}@{m.node}" for m in members)
+
+    def logged() -> bool:
+        with open(os.path.join(three.tmp, f"n{li}.log")) as f:
+            return any(f" {leader.node} c[" in ln and "members now " in ln and sorted(
+                ln.split("members now ", 1)[1].split(" (as of")[0].split(", ")) == now
+                for ln in f)
+    wait_for(logged, 5, "the membership change in the leader's log")
 
 
 def test_leader_removes_itself_and_a_new_leader_takes_over(three):

@@ -53,8 +53,48 @@ def test_node_serves_prometheus_metrics(tmp_path):
         assert m[("ra_wal_entries_total", node)] >= 11
         assert m[("ra_wal_failed", node)] == 0
         assert m[("ra_wal_entries_per_sync", node)] > 0
+        assert m[("ra_wal_queue_depth", node)] >= 1
+        assert m[("ra_wal_max_batch_entries", node)] >= 1
+        assert m[("ra_server_snapshots_total", lbl)] == 0
         ra.stop_server(leader)
         assert wait_for(lambda: _scrape(maddr).get(("ra_server_up", lbl)) == 0, 5)
+    finally:
+        ns.cleanup()
+
+
+EFFECTS = ("module", "ra.testing.machines:Effects", None)
+
+
+def test_snapshots_taken_and_installed_are_counted(tmp_path):
+    """A member stopped while its cluster snapshots (release_cursor: the log below goes) gets
+    the snapshot installed when it comes back: each node's endpoint counts what its member did."""
+    ns = Nodes(str(tmp_path), {"metrics": "127.0.0.1:0"})
+    try:
+        for i in range(3):
+            ns.start(i)
+        ids = [ns.sid("s", i) for i in range(3)]
+        ra.start_cluster("s", EFFECTS, ids)
+        leader = leader_of(ids)
+        lagging = next(s for s in ids if s != leader)
+        ra.stop_server(lagging)
+        for _ in range(3):
+            ra.process_command(ids, ("snapshot",))
+        ra.restart_server(lagging)
+
+        def counter(sid, name):
+            i = next(i for i, a in ns.addrs.items() if a == sid.node)
+            maddr = ra.default_client()._daemon(ns.addrs[i], rm.NodeStatus(), 5)["metrics"]
+            return _scrape(maddr).get((name, (("node", sid.node), ("server", "s"))), 0)
+        wait_for(lambda: counter(lagging, "ra_server_snapshots_installed_total") >= 1, 15,
+                 "the restarted member's report of its installed snapshot")
+        wait_for(lambda: counter(leader, "ra_server_snapshots_total") >= 1, 10,
+                 "the leader's report of its snapshots")
+        # and each is a line of its node's log, by the server that did it
+        installed = f"installed the snapshot of leader s@{leader.node} at index"
+        for sid, text in ((lagging, installed), (leader, "snapshot taken at index")):
+            i = next(i for i, a in ns.addrs.items() if a == sid.node)
+            lines = (tmp_path / f"n{i}.log").read_text().splitlines()
+            assert [ln for ln in lines if f" {sid.node} s[" in ln and text in ln], lines[-20:]
     finally:
         ns.cleanup()
 

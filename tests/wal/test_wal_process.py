@@ -171,6 +171,10 @@ def test_fault_reported_then_restart_carries_on(tmp_path: Any, procs: Procs, fau
         assert fault.split(":")[1] in ov["error"] or "Errno" in ov["error"]
         confirmed_at_fault = {u: _progress(r + ".progress") for u, r in reports.items()}
         assert wal.wait(20) == 1                  # exits 1 so that its supervisor restarts it
+        with open(log) as f:                      # and said why, in its log
+            text = f.read()
+        assert "no more confirmations from this WAL" in text and "exiting after the failure" \
+            in text, text[-2000:]
         wal = procs.spawn(*args, log=log)
         wait_for(lambda: wal_overview(mb, ep), 20, "WAL ready after restart")
         for p in ws:
