@@ -40,8 +40,11 @@ def threads_module(ids: list[ra.ServerId], n: int, secs: float) -> tuple[list[fl
     count."""
     lats: list[list[float]] = [[] for _ in range(n)]
     errs = [0] * n
-    ready = threading.Barrier(n + 1)
     t_end = [0.0]
+    # the barrier's action sets the end before any thread passes it: a thread that read the
+    # end before the main thread set it would go on adding, uncounted, for a minute
+    ready = threading.Barrier(n + 1, action=lambda: t_end.__setitem__(0, time.monotonic()
+                                                                        + secs))
 
     def work(k: int) -> None:
         try:
@@ -61,11 +64,11 @@ def threads_module(ids: list[ra.ServerId], n: int, secs: float) -> tuple[list[fl
     ths = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(n)]
     for t in ths:
         t.start()
-    t_end[0] = time.monotonic() + 60 + secs      # in case the barrier is never released
     ready.wait(60)
-    t_end[0] = time.monotonic() + secs
     for t in ths:
         t.join(secs + 30)
+        if t.is_alive():
+            raise RuntimeError("W2 threads: a client thread did not stop")
     return [x for xs in lats for x in xs], sum(errs)
 
 
@@ -104,11 +107,15 @@ def asyncio_tasks(ids: list[ra.ServerId], n_tasks: int, secs: float
     return asyncio.run(_tasks(ids, n_tasks, secs))
 
 
-def measure(ids: list[ra.ServerId], n_threads: int, secs: float) -> dict[tuple[str, str],
-                                                                         tuple[Any, str]]:
-    """Both rows: ``{(workload, metric): (value, note)}`` as :func:`bench.workloads.measure`."""
+def measure(ids: list[ra.ServerId], n_threads: int, secs: float,
+            counts: list[tuple[int, int]] | None = None
+            ) -> dict[tuple[str, str], tuple[Any, str]]:
+    """Both rows: ``{(workload, metric): (value, note)}`` as :func:`bench.workloads.measure`.
+    ``(acknowledged, failed)`` adds of each row are appended to ``counts`` if given."""
     out: dict[tuple[str, str], tuple[Any, str]] = {}
     lat, err = threads_module(ids, n_threads, secs)
+    if counts is not None:
+        counts.append((len(lat), err))
     s = summary_ms(lat)
     note = (f"{n_threads} threads in one process through ra.process_command (a default client "
             f"per thread), {secs:g} s, {err} errors")
@@ -118,6 +125,8 @@ def measure(ids: list[ra.ServerId], n_threads: int, secs: float) -> dict[tuple[s
     progress("ours", f"W2 threads (module functions) {len(lat) / secs:,.0f} ops/s "
                      f"p50 {s['p50']:.2f} ms p99 {s['p99']:.2f} ms")
     lat, err, workers = asyncio_tasks(ids, ASYNC_TASKS, secs)
+    if counts is not None:
+        counts.append((len(lat), err))
     s = summary_ms(lat)
     note = (f"{ASYNC_TASKS} tasks on one event loop through ra.aio.process_command "
             f"({workers} worker threads: a task's latency includes its wait for one), "

@@ -376,6 +376,9 @@ def measure(quick: bool, reaper: Reaper) -> Result:
         c = ra.Client()
         for _ in range(P["warmup"]):
             c.process_command(ordered, 1)
+        # every add of 1 acknowledged, and those whose outcome is unknown (a client error), for
+        # the counter check after W3
+        acked, unknown = P["warmup"], 0
         # W1
         lat: list[float] = []
         t0 = time.monotonic()
@@ -384,6 +387,7 @@ def measure(quick: bool, reaper: Reaper) -> Result:
             c.process_command(ordered, 1, timeout=10)
             lat.append(time.monotonic() - t1)
         el = time.monotonic() - t0
+        acked += P["w1_n"]
         s = summary_ms(lat)
         n1 = f"n={P['w1_n']}"
         out[("W1", "p50")] = (s["p50"], n1)
@@ -401,12 +405,14 @@ def measure(quick: bool, reaper: Reaper) -> Result:
             raw.process_command(ordered, 1, timeout=10)
             lat.append(time.monotonic() - t1)
         el = time.monotonic() - t0
+        acked += P["w1_n"]
         s = summary_ms(lat)
         out[("W1 no sessions", "p50")] = (s["p50"], n1)
         out[("W1 no sessions", "ops/s")] = (P["w1_n"] / el, n1)
         progress(SIDE, f"W1 without sessions p50 {s['p50']:.2f} ms {P['w1_n'] / el:,.0f} ops/s")
         # W2
         lat2, err2, secs = _w2(ordered, P["w2_clients"], P["w2_secs"], reaper)
+        acked, unknown = acked + len(lat2), unknown + err2
         s2 = summary_ms(lat2)
         n2 = f"{P['w2_clients']} client processes, {secs:g} s, {err2} errors"
         out[("W2", "ops/s")] = (len(lat2) / secs, n2)
@@ -419,13 +425,17 @@ def measure(quick: bool, reaper: Reaper) -> Result:
             lat2, err2, secs = _w2(ordered, P["w2_clients"], P["w2_secs"], reaper)
         finally:
             del os.environ["RA_SESSIONS"]
+        acked, unknown = acked + len(lat2), unknown + err2
         s2 = summary_ms(lat2)
         out[("W2 no sessions", "ops/s")] = (len(lat2) / secs, n2)
         out[("W2 no sessions", "p50")] = (s2["p50"], n2)
         progress(SIDE, f"W2 without sessions {len(lat2) / secs:,.0f} ops/s "
                        f"p50 {s2['p50']:.2f} ms")
         # W2 as programs run it: threads through the module functions, asyncio tasks
-        out.update(w2_shapes.measure(ordered, P["w2_clients"], P["w2_secs"]))
+        shapes: list[tuple[int, int]] = []
+        out.update(w2_shapes.measure(ordered, P["w2_clients"], P["w2_secs"], shapes))
+        acked += sum(a for a, _ in shapes)
+        unknown += sum(u for _, u in shapes)
         # W3
         el3, rej = _w3(c, leader, P["w3_n"], P["w3_window"], 60 if quick else 300)
         n3 = (f"n={P['w3_n']:,}, window {P['w3_window']}, priority low "
@@ -436,7 +446,12 @@ def measure(quick: bool, reaper: Reaper) -> Result:
         out[("W3 no sessions", "commands/s")] = (P["w3_n"] / el3, n3)
         progress(SIDE, f"W3 without sessions {P['w3_n'] / el3:,.0f} commands/s")
         raw.close()
+        acked += 2 * P["w3_n"]             # W3 counts its adds as their events arrive
         total, _ld = ra.consistent_query(ids, "ra.testing.machines:get_state", timeout=10)
+        # every acknowledged add applied once; a failed call may or may not have been
+        if not acked <= total <= acked + unknown:
+            raise AssertionError(f"counter check: total {total}, acknowledged adds {acked}, "
+                                 f"unknown outcomes {unknown}")
         # W6: idle after W3. A server's housekeeping runs on its 1 s tick: the first moves
         # the burst's entries to segments (a WAL roll-over), the next drops them from memory
         # and trims the heap; three ticks is idle.
@@ -494,7 +509,10 @@ def measure(quick: bool, reaper: Reaper) -> Result:
             statistics.median(x[0] for x in fs),
             "leader's server SIGSTOPped (node and connections up); runs: "
             + ", ".join(f"{x[0]:.3f}" for x in fs))
-        out[("check", "counter total")] = (total, "after W3 (consistent_query)")
+        out[("check", "counter total")] = (
+            total, f"after W3 (consistent_query): {acked} acknowledged adds"
+            + (f" and {unknown} of unknown outcome" if unknown else "")
+            + ", each applied once (checked)")
     except Exception:
         _print_logs(tmp)
         raise
