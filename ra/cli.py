@@ -141,6 +141,9 @@ def _node_start(a: argparse.Namespace) -> int:
         extra["restart_servers"] = False
     if a.metrics:
         extra["metrics"] = a.metrics
+    for k in (k for k in NODE.keys if k.startswith("curve_")):     # --curve-* mirror them
+        if getattr(a, k):
+            extra[k] = os.path.abspath(getattr(a, k))
     env = node.validate_env({"data_dir": a.data_dir, "listen": a.listen, **extra})
     system.prepare_dirs(env["data_dir"])
     if not a.daemon:
@@ -214,6 +217,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     st.add_argument("--daemon", action="store_true", help="detach; print the address")
     st.add_argument("--metrics", metavar="HOST:PORT",
                     help="serve Prometheus metrics at http://HOST:PORT/metrics")
+    st.add_argument("--curve-secret-key-file", metavar="FILE",
+                    help="CURVE with this node's own key pair (python -m transport.curve "
+                         "keygen DIR NAME makes one); see README, Security")
+    st.add_argument("--curve-allow", metavar="FILE",
+                    help="the peer public keys let in, one per line, optionally followed by "
+                         "the HOST:PORT of the node holding it")
     st.add_argument("--no-restart-servers", action="store_true",
                     help="do not restart the servers this node ran before (ra's behaviour)")
     sp = ns.add_parser("stop", help="stop the node daemon at ADDR")

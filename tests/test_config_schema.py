@@ -56,6 +56,8 @@ _BY_HAND: dict[str, list[Any]] = {
     "wal_endpoint": ["nowhere", 5],
     "metrics": ["nohost", "h:70000", 9100],
     "cookie_file": ["", 3],
+    "curve_secret_key_file": ["", 3],
+    "curve_allow": ["", 3],
     "log_children": ["nocolon", ":f", 5],
 }
 

@@ -109,9 +109,14 @@ def _check_key(key: object, what: str) -> bytes:
 # -- key files (libzmq's / pyzmq's text format) --------------------------------------------------
 def _read_key_file(path: str | os.PathLike[str]) -> dict[str, bytes]:
     """The ``public-key`` / ``secret-key`` entries of a key file, decoded from Z85."""
-    keys: dict[str, bytes] = {}
     with open(path, "rb") as f:
-        text = f.read()
+        return parse_key_text(f.read(), path)
+
+
+def parse_key_text(text: bytes, path: str | os.PathLike[str]) -> dict[str, bytes]:
+    """The ``public-key`` / ``secret-key`` entries of a key file's content (libzmq's format),
+    decoded from Z85; ``ValueError`` naming ``path`` if malformed or without a public key."""
+    keys: dict[str, bytes] = {}
     for raw in text.splitlines():
         line = raw.strip()
         for entry in ("public-key", "secret-key"):
@@ -268,7 +273,7 @@ def secret_factory(secret: bytes) -> Any:
     kp = keypair_from_secret(secret)
     allowed = frozenset({kp.public})
 
-    def make(as_server: bool, metadata: dict[str, bytes]) -> Any:
+    def make(as_server: bool, metadata: dict[str, bytes], peer: str | None = None) -> Any:
         if as_server:
             return CurveServer(metadata, keypair=kp, allowed=allowed)
         return CurveClient(metadata, keypair=kp, server_key=kp.public)
@@ -425,10 +430,12 @@ class CurveServer(_Curve):
     or the directory of ``*.key`` files itself (read here, at each connection, as pyzmq's
     authenticator reads it). A client proves it holds its key's secret
     (the vouch) before the allow-list is checked. After the handshake :attr:`peer_key` is
-    the client's long-term public key."""
+    the client's long-term public key, and ``on_ready(peer_key, peer_properties)`` is called
+    if given (a keyring learns there where the client can be reached back)."""
 
     def __init__(self, metadata: dict[str, bytes], *, keypair: Keypair,
                  allowed: Iterable[bytes] | Callable[[bytes], bool] | str | os.PathLike[str],
+                 on_ready: Callable[[bytes, dict[str, bytes]], None] | None = None,
                  ) -> None:
         super().__init__(metadata, keypair, as_server=True)
         if callable(allowed):
@@ -441,6 +448,7 @@ class CurveServer(_Curve):
                 _check_key(k, "an allowed client key")
             self._allowed = keys.__contains__
         self._state = "hello"
+        self._on_ready = on_ready
         self._client_cn = b""           # C'
         self._cookie_key = b""
         self.peer_key: bytes | None = None
@@ -510,6 +518,8 @@ class CurveServer(_Curve):
         box = _nacl.crypto_box_easy_afternm(self._metadata, b"CurveZMQREADY---" + ready_short, k)
         self._state = "done"
         self.ready = True
+        if self._on_ready is not None:
+            self._on_ready(client_key, self.peer_properties)
         return _READY + ready_short + box
 
 

@@ -177,6 +177,11 @@ class DirectMailbox(BaseMailbox):
             _unlink_paths(self._ipc_paths, os.getpid())
             raise
         self._init_common(bound, max_frame_bytes, probe_after, max_peers)
+        # where we can be reached back: a CURVE keyring learns our key for these addresses
+        # (transport/curvekeys.py); libzmq ignores an X- property it does not know
+        self._dealer_meta = {"Socket-Type": b"DEALER",
+                             "X-Ra-Addresses": " ".join(bound).encode()}
+        self._note_node = getattr(mechanism, "note_node", None)
         self._finalizer = weakref.finalize(self, _unlink_paths, list(self._ipc_paths),
                                            os.getpid())
         self.max_queued_bytes = max_queued_bytes
@@ -270,8 +275,7 @@ class DirectMailbox(BaseMailbox):
             _, old = self._out.popitem(last=False)
             self._drop_conn(old)
             self._counters["peers_evicted"] += 1
-        conn = _Conn(sock, to, self._mech(False, {"Socket-Type": b"DEALER"}),
-                     connecting=err != 0)
+        conn = _Conn(sock, to, self._mech(False, self._dealer_meta, to), connecting=err != 0)
         self._conns[conn.fd] = conn
         self._out[to] = conn
         self._epoll.register(conn.fd, select.EPOLLIN | select.EPOLLOUT)
@@ -411,6 +415,11 @@ class DirectMailbox(BaseMailbox):
         conn = self._out.get(to)
         if conn is not None:
             self._drop_conn(conn)
+
+    def note_node(self, endpoint: str, node_endpoint: str) -> None:
+        super().note_node(endpoint, node_endpoint)
+        if self._note_node is not None:     # a keyring: the node's key is the endpoint's
+            self._note_node(endpoint, node_endpoint)
 
     @property
     def peers(self) -> list[str]:

@@ -454,8 +454,9 @@ class Listener:
             z = Zmtp(self.conn, self.mech)
             z.handshake()
             while True:
-                z.send(z.recv())
-                self.echoed += 1
+                m = z.recv()
+                self.echoed += 1        # before the echo: the client checks it on receipt
+                z.send(m)
         except BaseException as e:
             self.error = e
         finally:
