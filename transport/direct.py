@@ -101,7 +101,7 @@ class _Conn:
     """One ZMTP connection: the security handshake, the unparsed input and the unsent output."""
 
     __slots__ = ("sock", "fd", "to", "inbuf", "outbuf", "held", "held_bytes", "state",
-                 "parts", "connecting", "mech", "clear", "rest", "born")
+                 "parts", "connecting", "mech", "clear", "rest", "born", "seal", "open")
 
     def __init__(self, sock: socket.socket, to: str | None, mech: Mechanism,
                  connecting: bool = False) -> None:
@@ -112,6 +112,11 @@ class _Conn:
         self.mech = mech
         # NULL and PLAIN carry frames as they are: the hot path skips seal/unseal
         self.clear = isinstance(mech, _Clear)
+        # a mechanism may box a frame straight into the bytes to write, and open one where it
+        # lies in the input (CURVE does: transport/curve.py); else seal/unseal and copies
+        self.seal: Callable[[bytes], Any] | None = getattr(mech, "seal_frame", None)
+        self.open: Callable[[Any, int, int], tuple[bytes, bool]] | None = \
+            getattr(mech, "open_frame", None)
         hello = _greeting(mech) + b"".join(_command(b) for b in mech.start())
         if to is not None:
             # connecting: greeting and first commands leave at once (no mechanism's first
@@ -361,7 +366,9 @@ class DirectMailbox(BaseMailbox):
         return True
 
     @staticmethod
-    def _sealed(conn: _Conn, data: bytes) -> bytes:
+    def _sealed(conn: _Conn, data: bytes) -> Any:
+        if conn.seal is not None:
+            return conn.seal(data)
         body, is_command = conn.mech.seal(data, False)
         return _command(body) if is_command else _frame(body)
 
@@ -597,7 +604,8 @@ class DirectMailbox(BaseMailbox):
                 continue
             else:
                 try:
-                    frame, more = conn.mech.unseal(bytes(buf[start:end]), False)
+                    frame, more = conn.open(buf, start, end) if conn.open is not None \
+                        else conn.mech.unseal(bytes(buf[start:end]), False)
                 except Exception as e:
                     self._refuse(conn, f"bad frame: {e}", False)
                     return False
