@@ -59,7 +59,7 @@ try:
     # PyNaCl's own cffi binding of libsodium, which nacl.bindings wraps: the message path
     # calls it directly, to box a frame in place in the buffer that goes on the wire (the
     # wrappers check, zero-fill and copy each buffer: most of a small frame's cost)
-    from nacl._sodium import ffi as _ffi, lib as _lib
+    from nacl._sodium import ffi as _ffi, lib as _lib  # type: ignore[import-not-found]
 except ImportError:     # pragma: no cover - another PyNaCl layout: the wrappers still work
     _ffi = _lib = None
 from zmq.utils import z85

@@ -134,13 +134,13 @@ def test_allowed_peers_call_both_ways_and_a_key_not_allowed_is_refused(keys) -> 
                 # the reply connects back to the client: its key was learned at the handshake
                 assert cl.call(node.address, "hello", timeout=5) == ("ok", "hello")
                 assert cl.counters["refused"] == 0
-            with _client(keys["rogue"], node, keys["node"].public) as rogue:
-                with pytest.raises(HandshakeRefused, match="not allowed"):
-                    rogue.call(node.address, ("start_server_child", "evil"), timeout=5)
+            with _client(keys["rogue"], node, keys["node"].public) as rogue, \
+                    pytest.raises(HandshakeRefused, match="not allowed"):
+                rogue.call(node.address, ("start_server_child", "evil"), timeout=5)
             # right keys but the wrong server key: the node cannot open the HELLO
-            with _client(keys["client"], node, keys["rogue"].public) as lost:
-                with pytest.raises(HandshakeRefused, match="HELLO"):
-                    lost.call(node.address, "x", timeout=5)
+            with _client(keys["client"], node, keys["rogue"].public) as lost, \
+                    pytest.raises(HandshakeRefused, match="HELLO"):
+                lost.call(node.address, "x", timeout=5)
             wait_until(lambda: node.counters["refused"] >= 2)
             with _client(keys["client"], node, keys["node"].public) as cl:
                 assert cl.call(node.address, "again", timeout=5) == ("ok", "again")
@@ -222,3 +222,10 @@ def test_libzmq_interop_both_ways(keys) -> None:
         dealer.close()
         router.close()
         ctx.term()
+
+
+def test_the_readme_allow_list_example_parses() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = "# allow-list of cluster" + readme.split("# allow-list of cluster", 1)[1]
+    entries = ck.parse_allow(block.split("```", 1)[0], "README.md")
+    assert [a for _k, a in entries] == ["tcp://10.0.0.1:4001", "tcp://10.0.0.2:4001", None]
