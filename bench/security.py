@@ -5,7 +5,8 @@ frame encrypted and authenticated), side by side in one sitting.
 Each run starts a fresh 3-node cluster in a child process whose environment selects the
 transport (daemons, servers, WALs, W2's client processes and the client all inherit it) and
 measures W1 (one client, sequential), W2 (client processes, and client threads) and W3
-(pipelined). Runs alternate PLAIN, CURVE, CURVE, PLAIN... (``$BENCH_REPEAT`` or ``repeat``
+(pipelined), and W2's CPU time per command in the three node trees and in the clients (the
+figure a shared machine distorts least). Runs alternate PLAIN, CURVE, CURVE, PLAIN... (``$BENCH_REPEAT`` or ``repeat``
 rounds, default 1); figures are medians. Rows: ``value`` is CURVE's figure, ``peer`` PLAIN's,
 so the ratio column of ``make bench`` is CURVE / PLAIN. A shared machine makes single runs
 noisy (±30 % between runs of one mode): read the ratio of several rounds.
@@ -30,7 +31,9 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = ("plain", "curve")
 #: (workload, metric, unit)
 _ROWS = [("W1", "p50", "ms"), ("W1", "ops/s", "ops/s"), ("W2", "ops/s", "ops/s"),
-         ("W2", "p50", "ms"), ("W2 threads", "ops/s", "ops/s"), ("W3", "commands/s", "cmd/s")]
+         ("W2", "p50", "ms"), ("W2", "cluster CPU µs/cmd", "µs"),
+         ("W2", "client CPU µs/cmd", "µs"), ("W2 threads", "ops/s", "ops/s"),
+         ("W3", "commands/s", "cmd/s")]
 
 
 def _sizes(quick: bool, smoke: bool) -> dict[str, Any]:
@@ -73,7 +76,12 @@ def measure_one(quick: bool, smoke: bool = False) -> dict[str, Any]:
                     lat.append(time.monotonic() - t1)
                 out["W1 ops/s"] = P["w1_n"] / (time.monotonic() - t0)
                 out["W1 p50"] = summary_ms(lat)["p50"]
-                lat2, _err, secs = _w2(ordered, P["w2_clients"], P["w2_secs"], reaper)
+                cpu: list[float] = []
+                c0 = _cluster_cpu(nodes)
+                lat2, _err, secs = _w2(ordered, P["w2_clients"], P["w2_secs"], reaper, cpu)
+                done = max(1, len(lat2))
+                out["W2 cluster CPU µs/cmd"] = (_cluster_cpu(nodes) - c0) / done * 1e6
+                out["W2 client CPU µs/cmd"] = statistics.fmean(cpu)
                 out["W2 ops/s"] = len(lat2) / secs
                 out["W2 p50"] = summary_ms(lat2)["p50"]
                 lat2t, _err = _w2_threads(ordered, P["w2_clients"], P["w2_secs"])
@@ -84,6 +92,22 @@ def measure_one(quick: bool, smoke: bool = False) -> dict[str, Any]:
             nodes.close()
             reaper.kill_all()
     return out
+
+
+def _cluster_cpu(nodes: Any) -> float:
+    """CPU seconds so far of the three node trees (daemons, servers, WALs, segment writers):
+    what a loaded machine distorts far less than a rate."""
+    import psutil
+    total = 0.0
+    for proc in nodes.procs.values():
+        try:
+            root = psutil.Process(proc.pid)
+            for p in [root, *root.children(recursive=True)]:
+                t = p.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def _run_mode(mode: str, quick: bool, smoke: bool) -> dict[str, float]:

@@ -28,6 +28,7 @@ def test_security_suite_rows() -> None:
     assert [(r["workload"], r["metric"]) for r in rows] == [
         ("W1 CURVE vs PLAIN", "p50"), ("W1 CURVE vs PLAIN", "ops/s"),
         ("W2 CURVE vs PLAIN", "ops/s"), ("W2 CURVE vs PLAIN", "p50"),
+        ("W2 CURVE vs PLAIN", "cluster CPU µs/cmd"), ("W2 CURVE vs PLAIN", "client CPU µs/cmd"),
         ("W2 threads CURVE vs PLAIN", "ops/s"), ("W3 CURVE vs PLAIN", "commands/s")]
     for r in rows:
         for k in ("value", "peer"):
