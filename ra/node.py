@@ -782,7 +782,7 @@ def _client_mechanism() -> Any:
     try:
         return default_mechanism()
     except BadSecret as e:
-        raise InvalidConfig("cookie_file", e.path or "RA_COOKIE", str(e)) from None
+        raise InvalidConfig(e.key, e.path or "RA_COOKIE", str(e)) from None
 
 
 def spawn_daemon(env: Mapping[str, Any], *, lifeline: bool,

@@ -61,6 +61,7 @@ ENV_SECRET_KEY_FILE = "RA_CURVE_SECRET_KEY_FILE"
 ENV_ALLOW = "RA_CURVE_ALLOW"
 #: the ZMTP property in which a connecting mailbox announces where it can be reached
 ADDRESSES_PROPERTY = "X-Ra-Addresses"
+_KEY, _ALLOW = "curve_secret_key_file", "curve_allow"    # the node config keys they stand for
 _LEARNED_MAX = 4096
 _ANNOUNCED_MAX = 8
 
@@ -121,11 +122,13 @@ def load_secret_key(path: str | os.PathLike[str]) -> Keypair:
         data = read_private(p, "CURVE secret key file")
     except FileNotFoundError:
         raise BadSecret(f"no CURVE secret key file at {p}: make one with `python -m "
-                        "transport.curve keygen DIR NAME`", p) from None
+                        "transport.curve keygen DIR NAME`", p, _KEY) from None
+    except BadSecret as e:
+        raise BadSecret(str(e), p, _KEY) from None
     try:
         return parse_secret_key(data, p)
     except ValueError as e:
-        raise BadSecret(str(e), p) from None
+        raise BadSecret(str(e), p, _KEY) from None
 
 
 def parse_allow(text: str, where: str) -> Allow:
@@ -156,12 +159,13 @@ def load_allow(path: str | os.PathLike[str]) -> Allow:
     try:
         fd = os.open(p, os.O_RDONLY)
     except OSError as e:
-        raise BadSecret(f"cannot read the CURVE allow-list {p}: {e.strerror}", p) from None
+        raise BadSecret(f"cannot read the CURVE allow-list {p}: {e.strerror}", p,
+                        _ALLOW) from None
     try:
         st = os.fstat(fd)
         if st.st_mode & 0o022:
             raise BadSecret(f"CURVE allow-list {p} is writable by group or others (mode "
-                            f"{stat.S_IMODE(st.st_mode):04o}): run `chmod 644 {p}`", p)
+                            f"{stat.S_IMODE(st.st_mode):04o}): run `chmod 644 {p}`", p, _ALLOW)
         with os.fdopen(os.dup(fd), "rb") as f:
             data = f.read(1 << 20)
     finally:
@@ -169,7 +173,7 @@ def load_allow(path: str | os.PathLike[str]) -> Allow:
     try:
         return parse_allow(data.decode("utf-8", "replace"), p)
     except ValueError as e:
-        raise BadSecret(str(e), p) from None
+        raise BadSecret(str(e), p, _ALLOW) from None
 
 
 class Keyring:
@@ -269,7 +273,7 @@ def process_keyring() -> Keyring | None:
             try:
                 kp = parse_secret_key(env[0].strip().encode(), ENV_SECRET_KEY)
             except ValueError as e:
-                raise BadSecret(str(e)) from None
+                raise BadSecret(str(e), ENV_SECRET_KEY, _KEY) from None
         else:
             kp = load_secret_key(env[1] or "")
         ring = Keyring(kp, load_allow(env[2]) if env[2] else [])

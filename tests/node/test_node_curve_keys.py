@@ -81,3 +81,20 @@ def test_unusable_key_files_are_invalid_config(tmp_path: Path) -> None:
     with pytest.raises(InvalidConfig, match="needs the node's own key pair") as ei:
         node.start(data_dir=str(tmp_path / "d"), curve_allow=k["allow"])
     assert ei.value.key == "curve_allow"
+
+
+def test_a_client_with_an_unusable_key_file_is_invalid_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ra
+
+    k = _keys(tmp_path / "keys", "127.0.0.1:1")
+    os.chmod(k["client"], 0o640)
+    monkeypatch.setenv(ck.ENV_SECRET_KEY_FILE, k["client"])
+    with pytest.raises(InvalidConfig, match="chmod 400") as ei:
+        ra.Client()
+    assert (ei.value.key, ei.value.value) == ("curve_secret_key_file", k["client"])
+    monkeypatch.delenv(ck.ENV_SECRET_KEY_FILE)
+    monkeypatch.setenv(ck.ENV_SECRET_KEY, "tooshort")
+    with pytest.raises(InvalidConfig, match="40 Z85") as ei:
+        ra.Client()
+    assert (ei.value.key, ei.value.value) == ("curve_secret_key_file", ck.ENV_SECRET_KEY)
