@@ -16,6 +16,7 @@ from tests.api.conftest import COUNTER, Nodes, leader_of, wait_for
 from transport import curve
 from transport import curvekeys as ck
 from transport.errors import HandshakeRefused
+from transport.messages import FdWatch
 from zmq.utils import z85
 
 
@@ -67,6 +68,10 @@ def test_a_cluster_on_per_node_keys(tmp_path, monkeypatch):
         monkeypatch.setenv(ck.ENV_SECRET_KEY_FILE, files["rogue"][1])
         with ra.Client() as as_rogue:
             assert as_rogue._daemon(rogue_addr, rm.NodePing(), 5.0) is not None
+            # the rogue daemon itself heartbeats node 1: refused at every handshake
+            assert as_rogue._daemon(rogue_addr, FdWatch(ids[1].node), 5.0) == "ok"
+            wait_for(lambda: as_rogue._daemon(rogue_addr, rm.NodeStatus(), 5.0)["nodes"]
+                     == {ids[1].node: "down"}, 20, "the rogue node sees node 1 down")
             with pytest.raises(HandshakeRefused, match="not allowed"):
                 as_rogue.process_command(ids[0], 1, timeout=5)
             with pytest.raises(HandshakeRefused, match="not allowed"):
@@ -75,6 +80,7 @@ def test_a_cluster_on_per_node_keys(tmp_path, monkeypatch):
         with ra.Client() as c:
             assert c.process_command(ids, 1, timeout=10)[0] == 12     # still serving
             st = c._daemon(ids[1].node, rm.NodeStatus(), 5.0)
-            assert st["bad_messages"].get("mailbox:refused", 0) >= 1, st["bad_messages"]
+            # the rogue client's status call, and the rogue daemon's heartbeats
+            assert st["bad_messages"].get("mailbox:refused", 0) >= 2, st["bad_messages"]
     finally:
         ns.cleanup()
