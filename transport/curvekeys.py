@@ -61,7 +61,9 @@ ENV_SECRET_KEY_FILE = "RA_CURVE_SECRET_KEY_FILE"
 ENV_ALLOW = "RA_CURVE_ALLOW"
 #: the ZMTP property in which a connecting mailbox announces where it can be reached
 ADDRESSES_PROPERTY = "X-Ra-Addresses"
-_KEY, _ALLOW = "curve_secret_key_file", "curve_allow"    # the node config keys they stand for
+# the node config key each file stands for, which BadSecret names (ra turns it into InvalidConfig)
+_KEY = "curve_secret_key_file"
+_ALLOW = "curve_allow"
 _LEARNED_MAX = 4096
 _ANNOUNCED_MAX = 8
 
