@@ -12,7 +12,7 @@ import pytest
 import ra
 from ra import messages as rm
 from ra.testing import machines as M
-from tests.api.conftest import COUNTER, Nodes, leader_of, wait_for
+from tests.api.conftest import COUNTER, Nodes, wait_for
 from transport import curve
 from transport import curvekeys as ck
 from transport.errors import HandshakeRefused
@@ -49,12 +49,12 @@ def test_a_cluster_on_per_node_keys(tmp_path, monkeypatch):
             c.start_cluster("kc", COUNTER, ids)
             assert [c.process_command(ids, 1)[0] for _ in range(10)] == list(range(1, 11))
             # failover: the leader's node dies; the other two elect and go on
-            old = leader_of(ids)
+            old = c.members(ids)[1]     # this client's keys (not the default client's)
             dead = ids.index(old)
             ns.kill(dead)
             live = [s for s in ids if s != old]
             assert c.process_command(live, 1, timeout=20)[0] == 11
-            assert leader_of(live) != old
+            assert c.members(live)[1] != old
             assert c.consistent_query(live, M.get_state)[0] == 11
             # it comes back on its address and key, and catches up
             ns.env = {"curve_secret_key_file": files[f"n{dead}"][1], "curve_allow": str(allow)}
