@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from zmq.utils import z85
 
 from transport import curve, envelope
@@ -229,3 +231,19 @@ def test_the_readme_allow_list_example_parses() -> None:
     block = "# allow-list of cluster" + readme.split("# allow-list of cluster", 1)[1]
     entries = ck.parse_allow(block.split("```", 1)[0], "README.md")
     assert [a for _k, a in entries] == ["tcp://10.0.0.1:4001", "tcp://10.0.0.2:4001", None]
+
+
+_Z85 = ("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+        " \n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=300),
+                 st.lists(st.text(_Z85, min_size=38, max_size=42), max_size=4).map(" ".join)))
+def test_any_allow_list_or_key_text_parses_or_is_a_value_error(text: str) -> None:
+    for parse in (lambda: ck.parse_allow(text, "f"),
+                  lambda: ck.parse_secret_key(text.encode("utf-8", "replace"), "f")):
+        try:
+            parse()
+        except ValueError:
+            pass
