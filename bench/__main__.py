@@ -26,10 +26,11 @@ import psutil
 
 __all__ = ["SUITES", "PEERS", "main", "machine"]
 
-SUITES = ("raft", "transport", "runtime", "wal", "scale")
+SUITES = ("raft", "security", "transport", "runtime", "wal", "scale")
 #: what the ``peer`` column of each suite is
 PEERS = {
     "raft": "PySyncObj 0.3.17 (3 processes, client in a follower, NO fsync)",
+    "security": "PLAIN, the default transport (ours: CURVE, RA_TRANSPORT=curve)",
     "transport": "raw pyzmq",
     "runtime": "no fork server (cold interpreter)",
     "wal": "raw write + fdatasync limit",

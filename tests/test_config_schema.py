@@ -58,6 +58,8 @@ _BY_HAND: dict[str, list[Any]] = {
     "metrics": ["nohost", "h:70000", 9100],
     "advertise": ["nohost", "h:70000", "0.0.0.0:7000", "[::]:7000", 7000],
     "cookie_file": ["", 3],
+    "curve_secret_key_file": ["", 3],
+    "curve_allow": ["", 3],
     "log_children": ["nocolon", ":f", 5],
     "log_file": ["", 3],
 }

@@ -7,7 +7,9 @@ hand), :mod:`~transport.mechanism` (ZMTP NULL and PLAIN handshakes, sans I/O),
 :mod:`~transport.cookie` (the node secret and the password derived from it), :mod:`~transport.registry` (the node daemon's name registry and the
 client resolve cache), :mod:`~transport.failure_detector` (node heartbeats, nodeup/nodedown),
 :mod:`~transport.clock` (injected time, for the failure detector's tests),
-:mod:`~transport.curve` (ZeroMQ's CURVE security mechanism, sans I/O) and
+:mod:`~transport.curve` (ZeroMQ's CURVE security mechanism, sans I/O),
+:mod:`~transport.curvekeys` (CURVE key pairs per node, the allow-list, which key to expect
+where) and
 :mod:`~transport.errors` (what ``call`` raises: ``NoProc``, ``NodeDown``, ``Timeout``...).
 (A gen_statem runner and an in-memory network used to live here too; nothing used them: the
 Raft core has its own deterministic simulator, ``ra.testing.sim``.)

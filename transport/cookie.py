@@ -35,7 +35,7 @@ from transport.mechanism import MechanismFactory, plain_factory
 
 __all__ = ["ENV_SECRET", "ENV_FILE", "default_cookie_file", "cookie_file_path", "read_secret",
            "use_secret", "process_secret", "plain_password", "default_password",
-           "default_mechanism"]
+           "default_mechanism", "read_private"]
 
 ENV_SECRET = "RA_COOKIE"
 ENV_FILE = "RA_COOKIE_FILE"
@@ -67,31 +67,41 @@ def read_secret(cookie_file: str | None = None, *, create: bool = True) -> bytes
         return env.strip().encode()
     path = cookie_file_path(cookie_file)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        data = read_private(path, "cookie file").strip()
     except FileNotFoundError:
         if not create:
             raise BadSecret(f"no cookie file at {path}: start a node once (it creates one) or "
                             f"copy the cluster's cookie there (mode 0400)", path) from None
         _create(path)
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as e:
-        raise BadSecret(f"cannot read the cookie file {path}: {e.strerror}", path) from None
-    try:
-        st = os.fstat(fd)
-        if st.st_mode & 0o077:
-            raise BadSecret(
-                f"cookie file {path} is accessible by group or others (mode "
-                f"{stat.S_IMODE(st.st_mode):04o}): run `chmod 400 {path}`", path)
-        if st.st_uid != os.geteuid():
-            raise BadSecret(f"cookie file {path} is owned by uid {st.st_uid}, not by this user "
-                            f"(uid {os.geteuid()}): give each user a cookie of their own", path)
-        data = os.read(fd, 4096).strip()
-    finally:
-        os.close(fd)
+        data = read_private(path, "cookie file").strip()
     if not data:
         raise BadSecret(f"cookie file {path} is empty: delete it (a new one is made at the "
                         f"next start) or write the cluster's secret into it", path)
     return data
+
+
+def read_private(path: str, what: str) -> bytes:
+    """The content (at most 4 KiB) of a file that only its owner may read: ``BadSecret`` if
+    group or others can access it, another user owns it, or it cannot be read (the message
+    says the fix); ``FileNotFoundError`` if it is missing. Symbolic links are not followed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise BadSecret(f"cannot read the {what} {path}: {e.strerror}", path) from None
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o077:
+            raise BadSecret(
+                f"{what} {path} is accessible by group or others (mode "
+                f"{stat.S_IMODE(st.st_mode):04o}): run `chmod 400 {path}`", path)
+        if st.st_uid != os.geteuid():
+            raise BadSecret(f"{what} {path} is owned by uid {st.st_uid}, not by this user "
+                            f"(uid {os.geteuid()}): give each user a file of their own", path)
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
 
 
 def _create(path: str) -> None:
@@ -153,9 +163,16 @@ ENV_TRANSPORT = "RA_TRANSPORT"
 
 
 def default_mechanism() -> MechanismFactory:
-    """The mechanism a mailbox runs unless told otherwise: PLAIN with this process's secret, or
-    CURVE (:func:`transport.curve.secret_factory`) when ``RA_TRANSPORT=curve``. Raises
-    BadSecret for an unusable secret, ValueError for another ``RA_TRANSPORT``."""
+    """The mechanism a mailbox runs unless told otherwise: CURVE with this process's own key
+    pair when it has one (:func:`transport.curvekeys.process_keyring`: pinned by its node, or
+    ``RA_CURVE_SECRET_KEY[_FILE]``), else CURVE with the key pair derived from the secret
+    (:func:`transport.curve.secret_factory`) when ``RA_TRANSPORT=curve``, else PLAIN with the
+    secret. Raises BadSecret for an unusable secret or key file, ValueError for another
+    ``RA_TRANSPORT``."""
+    from transport.curvekeys import process_keyring
+    ring = process_keyring()
+    if ring is not None:
+        return ring
     kind = os.environ.get(ENV_TRANSPORT, "plain")
     if kind == "curve":
         from transport.curve import secret_factory

@@ -54,6 +54,14 @@ from typing import Any
 
 from nacl import bindings as _nacl
 from nacl.exceptions import CryptoError
+
+try:
+    # PyNaCl's own cffi binding of libsodium, which nacl.bindings wraps: the message path
+    # calls it directly, to box a frame in place in the buffer that goes on the wire (the
+    # wrappers check, zero-fill and copy each buffer: most of a small frame's cost)
+    from nacl._sodium import ffi as _ffi, lib as _lib  # type: ignore[import-not-found]
+except ImportError:     # pragma: no cover - another PyNaCl layout: the wrappers still work
+    _ffi = _lib = None
 from zmq.utils import z85
 
 from transport.errors import HandshakeRefused
@@ -78,6 +86,7 @@ _MESSAGE_MIN = 33         # name 8, nonce 8, box of the flags byte (16 + 1)
 _MORE = 0x01
 _NONCE_END = 1 << 64      # short nonces are 8 octets: a connection ends before they wrap
 _EASY_FROM = 32 << 10
+_MAC_FLAGS = bytes(17)    # room for the MAC, then the flags byte (0: the last frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +118,14 @@ def _check_key(key: object, what: str) -> bytes:
 # -- key files (libzmq's / pyzmq's text format) --------------------------------------------------
 def _read_key_file(path: str | os.PathLike[str]) -> dict[str, bytes]:
     """The ``public-key`` / ``secret-key`` entries of a key file, decoded from Z85."""
-    keys: dict[str, bytes] = {}
     with open(path, "rb") as f:
-        text = f.read()
+        return parse_key_text(f.read(), path)
+
+
+def parse_key_text(text: bytes, path: str | os.PathLike[str]) -> dict[str, bytes]:
+    """The ``public-key`` / ``secret-key`` entries of a key file's content (libzmq's format),
+    decoded from Z85; ``ValueError`` naming ``path`` if malformed or without a public key."""
+    keys: dict[str, bytes] = {}
     for raw in text.splitlines():
         line = raw.strip()
         for entry in ("public-key", "secret-key"):
@@ -268,7 +282,7 @@ def secret_factory(secret: bytes) -> Any:
     kp = keypair_from_secret(secret)
     allowed = frozenset({kp.public})
 
-    def make(as_server: bool, metadata: dict[str, bytes]) -> Any:
+    def make(as_server: bool, metadata: dict[str, bytes], peer: str | None = None) -> Any:
         if as_server:
             return CurveServer(metadata, keypair=kp, allowed=allowed)
         return CurveClient(metadata, keypair=kp, server_key=kp.public)
@@ -321,6 +335,56 @@ class _Curve:
         box = _nacl.crypto_box_easy_afternm(
             (b"\x01" if more else b"\x00") + frame, self._send_prefix + short, self._k)
         return b"".join((_MESSAGE, short, box)), False
+
+    def seal_frame(self, frame: bytes) -> bytes | bytearray:
+        """``seal(frame, False)`` framed as the ZMTP message frame that carries it: the bytes
+        to write. One copy of ``frame``, boxed in place (what a mailbox sends per message)."""
+        if _lib is None or not self.ready:
+            body = self.seal(frame, False)[0]
+            n = len(body)
+            return (bytes((0, n)) if n < 256 else b"\x02" + n.to_bytes(8, "big")) + body
+        n = self._nonce
+        if n >= _NONCE_END:
+            raise HandshakeRefused("short nonces exhausted: reconnect")
+        self._nonce = n + 1
+        short = n.to_bytes(8, "big")
+        size = _MESSAGE_MIN + len(frame)
+        # frame header, MESSAGE, short nonce, 16 bytes for the MAC, flags 0 (no more), frame
+        out = bytearray((b"\x00" + bytes((size,)) if size < 256
+                         else b"\x02" + size.to_bytes(8, "big")) + _MESSAGE + short + _MAC_FLAGS)
+        h = len(out) - 33
+        out += frame
+        p = _ffi.from_buffer(out)
+        # the box (MAC + ciphertext) starts at the MAC; its ciphertext lands exactly on the
+        # plaintext it encrypts, which libsodium allows
+        if _lib.crypto_box_easy_afternm(p + h + 16, p + h + 32, len(frame) + 1,
+                                        self._send_prefix + short, self._k) != 0:
+            raise RuntimeError("libsodium failed to box a message")
+        return out
+
+    def open_frame(self, buf: bytes | bytearray, start: int, end: int) -> tuple[bytes, bool]:
+        """``unseal(buf[start:end], False)`` without copying the body out of ``buf`` first."""
+        if _lib is None:
+            return self.unseal(bytes(buf[start:end]), False)
+        if not self.ready:
+            raise RuntimeError("CURVE unseal before the handshake is over")
+        if end - start < _MESSAGE_MIN or buf[start:start + 8] != _MESSAGE:
+            raise HandshakeRefused("not a well-formed MESSAGE")
+        short = bytes(buf[start + 8:start + 16])
+        n = int.from_bytes(short, "big")
+        if n <= self._peer_nonce:
+            raise HandshakeRefused("MESSAGE nonce replayed or out of order")
+        clen = end - start - 16
+        out = bytearray(clen - 16)
+        if _lib.crypto_box_open_easy_afternm(_ffi.from_buffer(out),
+                                             _ffi.from_buffer(buf) + start + 16, clen,
+                                             self._recv_prefix + short, self._k) != 0:
+            raise HandshakeRefused("MESSAGE box does not open")
+        self._peer_nonce = n
+        flags = out[0]
+        if flags & ~_MORE:
+            raise HandshakeRefused(f"MESSAGE flags {flags:#x}: reserved bits set")
+        return bytes(memoryview(out)[1:]), bool(flags & _MORE)
 
     def unseal(self, body: bytes, is_command: bool) -> tuple[bytes, bool]:
         """A received MESSAGE body -> (frame, more); ``HandshakeRefused`` if it is not one, its
@@ -425,10 +489,12 @@ class CurveServer(_Curve):
     or the directory of ``*.key`` files itself (read here, at each connection, as pyzmq's
     authenticator reads it). A client proves it holds its key's secret
     (the vouch) before the allow-list is checked. After the handshake :attr:`peer_key` is
-    the client's long-term public key."""
+    the client's long-term public key, and ``on_ready(peer_key, peer_properties)`` is called
+    if given (a keyring learns there where the client can be reached back)."""
 
     def __init__(self, metadata: dict[str, bytes], *, keypair: Keypair,
                  allowed: Iterable[bytes] | Callable[[bytes], bool] | str | os.PathLike[str],
+                 on_ready: Callable[[bytes, dict[str, bytes]], None] | None = None,
                  ) -> None:
         super().__init__(metadata, keypair, as_server=True)
         if callable(allowed):
@@ -441,6 +507,7 @@ class CurveServer(_Curve):
                 _check_key(k, "an allowed client key")
             self._allowed = keys.__contains__
         self._state = "hello"
+        self._on_ready = on_ready
         self._client_cn = b""           # C'
         self._cookie_key = b""
         self.peer_key: bytes | None = None
@@ -510,6 +577,8 @@ class CurveServer(_Curve):
         box = _nacl.crypto_box_easy_afternm(self._metadata, b"CurveZMQREADY---" + ready_short, k)
         self._state = "done"
         self.ready = True
+        if self._on_ready is not None:
+            self._on_ready(client_key, self.peer_properties)
         return _READY + ready_short + box
 
 

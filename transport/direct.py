@@ -105,7 +105,7 @@ class _Conn:
     """One ZMTP connection: the security handshake, the unparsed input and the unsent output."""
 
     __slots__ = ("sock", "fd", "to", "inbuf", "outbuf", "held", "held_bytes", "state",
-                 "parts", "connecting", "mech", "clear", "rest", "born")
+                 "parts", "connecting", "mech", "clear", "rest", "born", "seal", "open")
 
     def __init__(self, sock: socket.socket, to: str | None, mech: Mechanism,
                  connecting: bool = False) -> None:
@@ -116,6 +116,11 @@ class _Conn:
         self.mech = mech
         # NULL and PLAIN carry frames as they are: the hot path skips seal/unseal
         self.clear = isinstance(mech, _Clear)
+        # a mechanism may box a frame straight into the bytes to write, and open one where it
+        # lies in the input (CURVE does: transport/curve.py); else seal/unseal and copies
+        self.seal: Callable[[bytes], Any] | None = getattr(mech, "seal_frame", None)
+        self.open: Callable[[Any, int, int], tuple[bytes, bool]] | None = \
+            getattr(mech, "open_frame", None)
         hello = _greeting(mech) + b"".join(_command(b) for b in mech.start())
         if to is not None:
             # connecting: greeting and first commands leave at once (no mechanism's first
@@ -205,6 +210,11 @@ class DirectMailbox(BaseMailbox):
             _unlink_paths(self._ipc_paths, os.getpid())
             raise
         self._init_common(bound, max_frame_bytes, probe_after, max_peers)
+        # where we can be reached back: a CURVE keyring learns our key for these addresses
+        # (transport/curvekeys.py); libzmq ignores an X- property it does not know
+        self._dealer_meta = {"Socket-Type": b"DEALER",
+                             "X-Ra-Addresses": " ".join(bound).encode()}
+        self._note_node = getattr(mechanism, "note_node", None)
         self._finalizer = weakref.finalize(self, _unlink_paths, list(self._ipc_paths),
                                            os.getpid())
         self.max_queued_bytes = max_queued_bytes
@@ -347,8 +357,7 @@ class DirectMailbox(BaseMailbox):
             _, old = self._out.popitem(last=False)
             self._drop_conn(old)
             self._counters["peers_evicted"] += 1
-        conn = _Conn(sock, to, self._mech(False, {"Socket-Type": b"DEALER"}),
-                     connecting=err != 0)
+        conn = _Conn(sock, to, self._mech(False, self._dealer_meta, to), connecting=err != 0)
         self._conns[conn.fd] = conn
         self._out[to] = conn
         self._epoll.register(conn.fd, select.EPOLLIN | select.EPOLLOUT)
@@ -434,7 +443,9 @@ class DirectMailbox(BaseMailbox):
         return True
 
     @staticmethod
-    def _sealed(conn: _Conn, data: bytes) -> bytes:
+    def _sealed(conn: _Conn, data: bytes) -> Any:
+        if conn.seal is not None:
+            return conn.seal(data)
         body, is_command = conn.mech.seal(data, False)
         return _command(body) if is_command else _frame(body)
 
@@ -488,6 +499,11 @@ class DirectMailbox(BaseMailbox):
         conn = self._out.get(to)
         if conn is not None:
             self._drop_conn(conn)
+
+    def note_node(self, endpoint: str, node_endpoint: str) -> None:
+        super().note_node(endpoint, node_endpoint)
+        if self._note_node is not None:     # a keyring: the node's key is the endpoint's
+            self._note_node(endpoint, node_endpoint)
 
     @property
     def peers(self) -> list[str]:
@@ -665,7 +681,8 @@ class DirectMailbox(BaseMailbox):
                 continue
             else:
                 try:
-                    frame, more = conn.mech.unseal(bytes(buf[start:end]), False)
+                    frame, more = conn.open(buf, start, end) if conn.open is not None \
+                        else conn.mech.unseal(bytes(buf[start:end]), False)
                 except Exception as e:
                     self._refuse(conn, f"bad frame: {e}", False)
                     return False

@@ -77,12 +77,14 @@ class HandshakeRefused(TransportError):
 
 
 class BadSecret(TransportError, ValueError):
-    """The node secret (the cookie) cannot be used: its file is missing, empty, or readable by
-    others. The message says the fix; ``path`` names the file (``None``: ``RA_COOKIE``)."""
+    """The node secret (the cookie) or a CURVE key file cannot be used: missing, empty,
+    malformed, or readable by others. The message says the fix; ``path`` names the file
+    (``None``: an environment variable); ``key`` the node config key it stands for."""
 
-    def __init__(self, message: str, path: str | None = None) -> None:
+    def __init__(self, message: str, path: str | None = None, key: str = "cookie_file") -> None:
         super().__init__(message)
         self.path = path
+        self.key = key
 
 
 class MessageTooLarge(TransportError, ValueError):

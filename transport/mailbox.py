@@ -209,7 +209,8 @@ class BaseMailbox:
         self.forget(to)
         return HandshakeRefused(f"{to} refused the connection at the handshake ({reason}); "
                                 "not delivered: check that both sides share the node secret "
-                                "(RA_COOKIE / the cookie file)")
+                                "(RA_COOKIE / the cookie file), or with CURVE keys that each "
+                                "key is on the other's allow-list")
 
     def _more(self) -> bool:
         raise NotImplementedError

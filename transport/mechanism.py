@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hmac
 import struct
-from collections.abc import Callable
 from typing import Protocol
 
 from transport.errors import HandshakeRefused
@@ -58,8 +57,16 @@ class Mechanism(Protocol):
         ...
 
 
-#: builds the mechanism of one connection: ``(as_server, metadata) -> Mechanism``
-MechanismFactory = Callable[[bool, dict[str, bytes]], Mechanism]
+class MechanismFactory(Protocol):
+    """Builds the mechanism of one connection. ``as_server``: we accepted it; ``metadata``: our
+    ZMTP properties; ``peer``: the address we are connecting to (``None`` when accepting), by
+    which a mechanism that authenticates the server (CURVE with per-node keys) picks the key
+    to expect. A factory may also have ``note_node(endpoint, node_endpoint)``: the mailbox
+    then tells it which node each destination lives on (:meth:`BaseMailbox.note_node`)."""
+
+    def __call__(self, as_server: bool, metadata: dict[str, bytes],
+                 peer: str | None = None) -> Mechanism:
+        ...
 
 
 # libzmq 4.3 writes its ERROR command's prefix as the C string "\x05ERROR", which C reads as
@@ -229,7 +236,8 @@ class Plain(_Clear):
             raise HandshakeRefused("invalid credentials")
 
 
-def null_factory(as_server: bool, metadata: dict[str, bytes]) -> Mechanism:
+def null_factory(as_server: bool, metadata: dict[str, bytes],
+                 peer: str | None = None) -> Mechanism:
     """A :data:`MechanismFactory` of :class:`Null` mechanisms."""
     return Null(metadata, as_server=as_server)
 
@@ -237,6 +245,6 @@ def null_factory(as_server: bool, metadata: dict[str, bytes]) -> Mechanism:
 def plain_factory(password: bytes, username: bytes = PLAIN_USERNAME) -> MechanismFactory:
     """A :data:`MechanismFactory` of :class:`Plain` mechanisms sharing one credential: what a
     mailbox presents to the peers it connects to, and demands of the peers it accepts."""
-    def make(as_server: bool, metadata: dict[str, bytes]) -> Mechanism:
+    def make(as_server: bool, metadata: dict[str, bytes], peer: str | None = None) -> Mechanism:
         return Plain(metadata, as_server=as_server, password=password, username=username)
     return make

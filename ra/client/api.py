@@ -235,7 +235,7 @@ class Client:
             else:
                 self.mb = DirectMailbox(endpoint)
         except BadSecret as e:
-            raise InvalidConfig("cookie_file", e.path or "RA_COOKIE", str(e)) from None
+            raise InvalidConfig(e.key, e.path or "RA_COOKIE", str(e)) from None
         self.address = self.mb.address
         self._events: list[RaEvent] = []
         #: commands carry a session (exactly-once); off: raw commands, applied each time they

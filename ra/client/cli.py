@@ -149,6 +149,9 @@ def _node_start(a: argparse.Namespace) -> int:
         extra["log_level"] = a.log_level.upper()
     if a.log_file:
         extra["log_file"] = os.path.abspath(a.log_file)
+    for k in (k for k in NODE.keys if k.startswith("curve_")):     # --curve-* mirror them
+        if getattr(a, k):
+            extra[k] = os.path.abspath(getattr(a, k))
     env = node.validate_env({"data_dir": a.data_dir, "listen": a.listen, **extra})
     system.prepare_dirs(env["data_dir"])
     if not a.daemon:
@@ -229,6 +232,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "$RA_LOG_LEVEL, else INFO), WARNING, ERROR or CRITICAL")
     st.add_argument("--log-file", metavar="FILE", help="the node's log file, rotated (default: "
                     "DIR/node.log with --daemon, else stderr)")
+    st.add_argument("--curve-secret-key-file", metavar="FILE",
+                    help="CURVE with this node's own key pair (python -m transport.curve "
+                         "keygen DIR NAME makes one); see README, Security")
+    st.add_argument("--curve-allow", metavar="FILE",
+                    help="the peer public keys let in, one per line, optionally followed by "
+                         "the HOST:PORT of the node holding it")
     st.add_argument("--no-restart-servers", action="store_true",
                     help="do not restart the servers this node ran before (ra's behaviour)")
     sp = ns.add_parser("stop", help="stop the node daemon at ADDR")

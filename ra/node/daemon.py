@@ -179,6 +179,36 @@ def load_secret(cookie_file: str | None = None) -> bytes:
         raise InvalidConfig("cookie_file", e.path or cookie.ENV_SECRET, str(e)) from None
 
 
+def load_curve_keys(config: Mapping[str, Any]) -> tuple[bytes, list[Any]] | None:
+    """The node's own CURVE key pair and allow-list (``curve_secret_key_file`` / ``curve_allow``,
+    else ``RA_CURVE_SECRET_KEY[_FILE]`` / ``RA_CURVE_ALLOW``; :mod:`transport.curvekeys`) as
+    ``(raw secret key, allow-list entries)``, or ``None`` when the node has no key pair. An
+    unusable file raises InvalidConfig naming its key and what to do."""
+    from transport import curvekeys as ck
+    from transport.errors import BadSecret
+
+    key_file = config.get("curve_secret_key_file") or os.environ.get(ck.ENV_SECRET_KEY_FILE)
+    key_env = None if config.get("curve_secret_key_file") else os.environ.get(ck.ENV_SECRET_KEY)
+    allow_file = config.get("curve_allow") or os.environ.get(ck.ENV_ALLOW)
+    if not key_file and not key_env:
+        if config.get("curve_allow"):
+            raise InvalidConfig("curve_allow", config["curve_allow"],
+                                "an allow-list needs the node's own key pair: set "
+                                "curve_secret_key_file too")
+        return None
+    try:
+        kp = (ck.parse_secret_key(key_env.strip().encode(), ck.ENV_SECRET_KEY) if key_env
+              else ck.load_secret_key(key_file or ""))
+    except (BadSecret, ValueError) as e:
+        raise InvalidConfig("curve_secret_key_file", key_file or ck.ENV_SECRET_KEY,
+                            str(e)) from None
+    try:
+        allow = ck.load_allow(allow_file) if allow_file else []
+    except BadSecret as e:
+        raise InvalidConfig("curve_allow", allow_file, str(e)) from None
+    return kp.secret, allow
+
+
 def set_cpu_scheduling(policy: str) -> None:
     """``"batch"`` (the default): this process and every process it starts (fork server, WAL,
     servers) run as SCHED_BATCH. The kernel then does not let a woken server preempt the
@@ -306,9 +336,18 @@ class NodeDaemon:
         if env.pop(cookie.ENV_SECRET, None) is None:
             # programs exec'd by the tree (ChildSpec exec) read the same file; a path is no secret
             env[cookie.ENV_FILE] = cookie.cookie_file_path(self.config.get("cookie_file"))
-        self.forkserver = ForkServer(self.preload, env=env,
-                                     init=[("transport.cookie:use_secret", (secret,)),
-                                           ("ra.node.logs:setup", self._log_setup("forkserver"))])
+        init: list[tuple[str, Any]] = [("transport.cookie:use_secret", (secret,)),
+                                       ("ra.node.logs:setup", self._log_setup("forkserver"))]
+        # the node's own CURVE key pair, if it has one: pinned here and, the same way as the
+        # secret, in every process of the tree (transport/curvekeys.py)
+        keys = load_curve_keys(self.config)
+        if keys is not None:
+            from transport import curvekeys
+            curvekeys.use_keys(*keys)
+            init.append(("transport.curvekeys:use_keys", keys))
+            curvekeys.env_for_children(env, self.config.get("curve_secret_key_file"),
+                                       self.config.get("curve_allow"))
+        self.forkserver = ForkServer(self.preload, env=env, init=init)
         # before this process creates any ZeroMQ context; its imports overlap with ours
         self.forkserver.start(wait=False)
         # imported late: keep the import cost off lock failures
@@ -328,7 +367,8 @@ class NodeDaemon:
             raise InvalidConfig("listen", self.listen, why) from None
         self.mailbox.linger = 1.0    # the reply to the call that stopped us still leaves
         host = self.listen.rpartition(":")[0].strip("[]")
-        if host not in ("127.0.0.1", "::1", "localhost"):
+        if host not in ("127.0.0.1", "::1", "localhost") and keys is None \
+                and os.environ.get(cookie.ENV_TRANSPORT, "plain") != "curve":
             # allowed because authentication is always on; its PLAIN password is not encrypted
             _log.warning("listening on %s, beyond loopback: peers must prove the node secret, "
                          "but PLAIN sends its derived password in clear (see README, Security)",
@@ -780,15 +820,15 @@ def node_call(addr: str, msg: Any, timeout: float = 5.0) -> Any:
 
 
 def _client_mechanism() -> Any:
-    """The PLAIN mechanism of this process's node secret; InvalidConfig if it is unusable."""
-    from transport.mechanism import plain_factory
-    from transport.cookie import plain_password, process_secret
+    """This process's mechanism (:func:`transport.cookie.default_mechanism`: PLAIN with the
+    node secret, or CURVE); InvalidConfig if the secret or a key file is unusable."""
+    from transport.cookie import default_mechanism
     from transport.errors import BadSecret
 
     try:
-        return plain_factory(plain_password(process_secret()))
+        return default_mechanism()
     except BadSecret as e:
-        raise InvalidConfig("cookie_file", e.path or "RA_COOKIE", str(e)) from None
+        raise InvalidConfig(e.key, e.path or "RA_COOKIE", str(e)) from None
 
 
 def spawn_daemon(env: Mapping[str, Any], *, lifeline: bool,

@@ -134,6 +134,20 @@ class SystemConfig:
               "secret; see [Security](#security))", object, pred=_path, none_ok=True,
         allowed_text="a file path, readable only by its owner",
         default_text="`$RA_COOKIE`, `$RA_COOKIE_FILE`, else `~/.ra/cookie`")
+    curve_secret_key_file: str | None = _key(
+        None, "CURVE with this node's own key pair (every connection encrypted; each process "
+              "of the node presents it); peers and clients need its public key (see "
+              "[Security](#security))", object, pred=_path, none_ok=True,
+        allowed_text="a secret key file (`python -m transport.curve keygen`, or one Z85 "
+                     "secret key), readable only by its owner",
+        default_text="`$RA_CURVE_SECRET_KEY[_FILE]`, else no key pair: PLAIN, or the "
+                     "secret-derived CURVE with `RA_TRANSPORT=curve`")
+    curve_allow: str | None = _key(
+        None, "the peers let in when the node has a key pair: one Z85 public key per line, "
+              "optionally followed by the `host:port` of the node daemon holding it (how "
+              "processes learn a node's key); `#` comments", object, pred=_path, none_ok=True,
+        allowed_text="a file path, not writable by group or others",
+        default_text="`$RA_CURVE_ALLOW`, else only the node's own key")
     restart_servers: bool = _key(
         True, "at its start, the node restarts every server it hosts that was not stopped "
               "with `stop_server` (see [Restarting nodes](#restarting-nodes))", bool)
@@ -173,7 +187,8 @@ def validate_env(env: Mapping[str, Any]) -> dict[str, Any]:
             and "advertise" not in out:
         raise InvalidConfig("advertise", None, '"host:port" that other hosts reach the node at, '
                             f"required when listen ({out['listen']}) is a wildcard address")
-    for k in ("data_dir", "wal_data_dir", "cookie_file", "log_file"):
+    for k in ("data_dir", "wal_data_dir", "cookie_file", "log_file", "curve_secret_key_file",
+              "curve_allow"):
         if k in out:
             out[k] = os.fspath(out[k])
     return out

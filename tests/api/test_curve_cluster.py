@@ -39,3 +39,46 @@ def test_a_curve_cluster_works_and_refuses_plain(tmp_path, monkeypatch):
                 assert "mechanism" in str(e)
     finally:
         ns.cleanup()
+
+
+def test_a_libzmq_curve_caller_is_answered_at_its_from_address(tmp_path, monkeypatch):
+    """Why a pyzmq CURVE DEALER calling a CURVE daemon once "got no reply": replies never come
+    back on the caller's connection. A mailbox answers the call's From address over a
+    connection of its own (as every ra process listens for its replies), so a DEALER waiting on
+    itself gets nothing; a CURVE ROUTER at the From address, holding the key pair the daemon
+    expects there, gets the reply."""
+    import zmq
+
+    from ra import messages as rm
+    from transport import curve, envelope
+
+    monkeypatch.setenv(cookie.ENV_TRANSPORT, "curve")
+    monkeypatch.setenv(cookie.ENV_SECRET, "s" * 40)
+    kp = curve.keypair_from_secret(b"s" * 40)
+    ns = Nodes(str(tmp_path), {})
+    ctx = zmq.Context()
+    socks = []
+
+    def sock(kind: int) -> zmq.Socket:
+        s = ctx.socket(kind)
+        s.linger = 0
+        s.curve_publickey, s.curve_secretkey = kp.public, kp.secret
+        socks.append(s)
+        return s
+    try:
+        addr = ns.start(0)
+        dealer = sock(zmq.DEALER)
+        dealer.curve_serverkey = kp.public
+        dealer.connect("tcp://" + addr)
+        router = sock(zmq.ROUTER)
+        router.curve_server = True
+        back = f"tcp://127.0.0.1:{router.bind_to_random_port('tcp://127.0.0.1')}"
+        dealer.send(envelope.pack(envelope.CALL, back, 7, rm.NodePing()))
+        assert router.poll(10_000), "no reply at the From address"
+        assert envelope.unpack(router.recv_multipart()[1])[1:] == ("tcp://" + addr, 7, "pong")
+        assert not dealer.poll(0)            # nothing ever arrives on the caller's connection
+    finally:
+        for s in socks:
+            s.close()
+        ctx.term()
+        ns.cleanup()
