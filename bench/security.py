@@ -51,7 +51,8 @@ def measure_one(quick: bool, smoke: bool = False) -> dict[str, Any]:
 
     import ra
     from bench.procs import Reaper, summary_ms
-    from bench.workloads import COUNTER, RaNodes, _w2, _w2_threads, _w3
+    from bench.w2_shapes import threads_module
+    from bench.workloads import COUNTER, RaNodes, _w2, _w3
     from transport.cookie import default_mechanism
 
     logging.getLogger("transport.mailbox").setLevel(logging.ERROR)
@@ -84,7 +85,7 @@ def measure_one(quick: bool, smoke: bool = False) -> dict[str, Any]:
                 out["W2 client CPU µs/cmd"] = statistics.fmean(cpu)
                 out["W2 ops/s"] = len(lat2) / secs
                 out["W2 p50"] = summary_ms(lat2)["p50"]
-                lat2t, _err = _w2_threads(ordered, P["w2_clients"], P["w2_secs"])
+                lat2t, _err = threads_module(ordered, P["w2_clients"], P["w2_secs"])
                 out["W2 threads ops/s"] = len(lat2t) / P["w2_secs"]
                 el3, _rej = _w3(c, leader, P["w3_n"], P["w3_window"], 120)
                 out["W3 commands/s"] = P["w3_n"] / el3
