@@ -65,6 +65,7 @@ from ra.core.effects import (
     SHELL_MACHINE_EFFECTS, Aux, BadMachineEffects, Cast, DeleteAndTerminate, Demonitor,
     GarbageCollection, InvalidEffect, ModCall, Monitor, NextEvent, Notify, RecordLeaderMsg, Reply,
     SendMsg, SendRpc, StartElectionTimeout, StartHeartbeatTimeout, Timer, machine_effects,
+    IDLE_HEARTBEAT, QUIET_TIMEOUT,
 )
 from ra.core.machine import SimpleMachine
 from ra.core.messages import (
@@ -641,7 +642,8 @@ class ServerProc:
             if e.check_quorum:
                 delay = t0
             elif e.since_leader:
-                delay = (max(0.0, self.leader_heard + t0 - time.monotonic())
+                wait = t0 * QUIET_TIMEOUT if e.quiet else t0
+                delay = (max(0.0, self.leader_heard + wait - time.monotonic())
                          + e.turn * t0 / 5 + self.rng.uniform(0, t0 / 20))
             elif e.short:
                 turn = 0 if e.at_once else e.turn
@@ -650,7 +652,9 @@ class ServerProc:
                 delay = self.rng.uniform(t0, 2 * t0)
             self.timers["election"] = time.monotonic() + delay
         elif t is StartHeartbeatTimeout:
-            self.timers["heartbeat"] = time.monotonic() + self.conf["heartbeat_ms"] / 1000
+            delay = (self.conf["election_timeout_ms"] * IDLE_HEARTBEAT if e.idle
+                     else self.conf["heartbeat_ms"]) / 1000
+            self.timers["heartbeat"] = time.monotonic() + delay
         elif t is RecordLeaderMsg:
             self._monitor_leader(e.leader_id)
         elif t in _SHELL_MACHINE_EFFECTS:
