@@ -28,9 +28,9 @@ Checks (each a :class:`~ra.testing.checkers.Violation` naming it):
   ``hang_bound`` (``QUIET_TIMEOUT`` election timeouts after L's last message, the followers'
   turns, then an election as in ``quiet_failover``; the clock restarts whenever a fault changes
   the picture).
-* ``quiet_lag`` (fault phase): a live (not hung) leader sends something, at least every few heartbeat
-  periods, to every live member it reaches that lacks committed entries (a quiet leader must
-  not leave a follower behind: nothing else would resend what it lacks until the next command).
+* ``quiet_lag`` (fault phase): a live (not hung) leader sends an append or a snapshot chunk,
+  at least every few heartbeat periods, to every live member it reaches that lacks committed
+  entries (a quiet leader must not leave a follower behind until its next slow heartbeat).
 * ``quiet_idle`` (recovery phase): once the cluster settled and ``idle_grace_ms`` passed, no
   member of the leader's configuration sends another one any peer message but the leader's
   slow heartbeat (an empty append to each follower, at most one per ``IDLE_HEARTBEAT`` election
@@ -45,7 +45,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ra.core.effects import IDLE_HEARTBEAT, QUIET_TIMEOUT
-from ra.core.messages import AppendEntriesReply, AppendEntriesRpc, NodeDown, NodeUp
+from ra.core.messages import (
+    AppendEntriesReply, AppendEntriesRpc, InstallSnapshotRpc, NodeDown, NodeUp,
+)
 from ra.testing.checkers import Violation
 
 if TYPE_CHECKING:
@@ -332,7 +334,8 @@ class SimDetector:
     def on_send(self, frm: Any, to: Any, msg: Any) -> None:
         """A server sends a peer message; once the settled cluster is idle there must be none."""
         sim = self.sim
-        self.last_sent[(frm, to)] = sim.now
+        if type(msg) in (AppendEntriesRpc, InstallSnapshotRpc):
+            self.last_sent[(frm, to)] = sim.now     # what can bring a follower up to date
         if sim.settled_at is None or sim.now < sim.settled_at + sim.profile.idle_grace_ms:
             return
         lid = sim.current_leader()

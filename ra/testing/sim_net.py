@@ -161,7 +161,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             crash_rate=2.5, max_down=2, node_kill_ratio=0.5, false_suspicion_rate=2.0,
             membership_rate=1.5, transfer_rate=0.5,
             snapshot_every=5, sync_ms=(1, 30), down_ms=(50, 900), partition_ms=(100, 900),
-            linger_ms=600, hang_rate=0.5),
+            linger_ms=600),
     Profile("group_commit", clients=6, think_ms=(1, 6), group_commit_ms=6, sync_ms=(1, 12),
             notify_ratio=0.4),
     Profile("snapshot_reconfig", sync_ms=(1, 80), written_ms=(0, 30), snapshot_every=3,
