@@ -96,7 +96,7 @@ def test_a_command_wakes_an_idle_leader_up() -> None:
 
 
 def test_without_quiet_mode_an_idle_leader_heartbeats() -> None:
-    s = new_server()
+    s = new_server(quiet_when_idle=False)
     make_leader(s)
     sync(s)
     for p in (N2, N3):
@@ -221,7 +221,7 @@ def test_a_higher_term_that_clears_the_leader_arms_the_timer() -> None:
 
 
 def test_without_quiet_mode_node_down_of_the_leader_acts_as_leader_down() -> None:
-    s = new_server()
+    s = new_server(quiet_when_idle=False)
     with_log(s, [(1, 1, NOOP)], term=1)
     step(s, AppendEntriesRpc(1, N2, 1, 1, 1, []))
     assert step(s, NodeDown(N2[1])) == [StartElectionTimeout(short=True, turn=0)]
