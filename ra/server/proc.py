@@ -232,8 +232,12 @@ class ServerProc:
         self.counters = {"commands": 0, "elections": 0, "leader_changes": 0}
         init_aux = getattr(self.state.machine, "init_aux", None)
         self.aux_state: Any = init_aux(c["cluster_name"]) if init_aux else None
-        self.timers["tick"] = time.monotonic() + c["tick_ms"] / 1000
+        # ticks spread out: a random phase, then a jittered period, so the servers a node starts
+        # together (or restarts: 1,000 of them) do not all wake in the same millisecond
+        self.timers["tick"] = time.monotonic() + c["tick_ms"] / 1000 * self.rng.uniform(1, 2)
         self.last_metrics: Any = None
+        self.fd_subscribed = False
+        self.fd_watched: set[str] = set()      # nodes the detector was asked to watch
         self._handle_effects(effects)
 
     # -- start / stop ---------------------------------------------------------------------
@@ -267,16 +271,27 @@ class ServerProc:
         try:
             status = self.mb.call(registry.node_endpoint(self.node),
                                   tm.FdSubscribe(self.mb.address), timeout=2.0)
-            for m in self.state.cluster:
-                if m.node != self.node:
-                    self.mb.call(registry.node_endpoint(self.node), tm.FdWatch(m.node),
-                                 timeout=2.0)
+            self.fd_subscribed = True
+            self._watch_member_nodes()
             # the core starts trusting every node: tell it what the detector suspects now
             for node, st in (status.items() if isinstance(status, dict) else ()):
                 if st == fd.DOWN and isinstance(node, str):
                     self._step(NodeDown(node))
         except RaError as e:   # detection degrades to election timeouts
             _log.warning("%s: failure detector unavailable: %s", self.id, e)
+
+    def _watch_member_nodes(self) -> None:
+        """Have the node's failure detector watch every member's node (at start, and for a
+        member added later: quiet mode counts on the detector to report its node down)."""
+        for m in self.state.cluster:
+            node = ServerId(*m).node
+            if node != self.node and node not in self.fd_watched:
+                try:
+                    self.mb.call(self.daemon_ep, tm.FdWatch(node), timeout=2.0)
+                except RaError as e:     # this node's leader is then replaced more slowly
+                    _log.warning("%s: cannot watch node %s: %s", self.id, node, e)
+                    continue
+                self.fd_watched.add(node)
 
     def stop(self) -> None:
         self.running = False
@@ -379,7 +394,11 @@ class ServerProc:
             self._fire_machine_timers(now)
 
     def _tick(self, now: float) -> None:
-        self.timers["tick"] = now + self.conf["tick_ms"] / 1000
+        """Housekeeping, every ``tick_ms`` (jittered): O(1) for an idle server (metrics sent
+        only when changed, the segment directory listed only when it changed, nothing in
+        memory to drop)."""
+        self.timers["tick"] = now + self.conf["tick_ms"] / 1000 * self.rng.uniform(
+            1 - _TICK_JITTER, 1 + _TICK_JITTER)
         self._report_metrics()
         self.meta.flush_last_applied()
         self._step(Tick(_now_ms()))
@@ -436,6 +455,8 @@ class ServerProc:
             _log.info("%s: members now %s (as of index %d)", self.id,
                       ", ".join(f"{m.name}@{m.node}" for m in self.state.cluster),
                       self.state.cluster_index_term[0])
+            if self.fd_subscribed:
+                self._watch_member_nodes()
         if self.state.meta_seq > self.state.meta_synced:
             # DiskMeta synced before returning from store(): confirm it at once
             for ev in self.meta.sync() or [MetaWritten(self.state.meta_seq)]:
@@ -879,6 +900,10 @@ def _machine_overview(s: Any) -> Any:
         return ov(s.machine_state)
     except Exception as e:
         return {"error": repr(e)}
+
+
+#: ± share of ``tick_ms`` by which each tick is moved (ticks stay spread once spread)
+_TICK_JITTER = 0.05
 
 
 def _key_metrics(s: Any) -> dict[str, Any]:
