@@ -48,6 +48,7 @@ import ctypes
 import gc
 import importlib
 import logging
+import math
 import os
 import random
 import select
@@ -237,6 +238,8 @@ class ServerProc:
         self.timers["tick"] = time.monotonic() + c["tick_ms"] / 1000 * self.rng.uniform(1, 2)
         self.last_metrics: Any = None
         self.fd_subscribed = False
+        self.tick_scale = 1                    # ticks an idle server skips (see _tick)
+        self.tick_commit = 0
         self.fd_watched: set[str] = set()      # nodes the detector was asked to watch
         self._handle_effects(effects)
 
@@ -373,6 +376,11 @@ class ServerProc:
 
     def _after_batch(self) -> None:
         self.log.flush()
+        if self.tick_scale > 1 and self.state.commit_index != self.tick_commit:
+            # busy again: housekeeping (metrics, memory, WAL resends) at the normal pace
+            self.tick_scale = 1
+            self.timers["tick"] = min(self.timers.get("tick", math.inf),
+                                      time.monotonic() + self.conf["tick_ms"] / 1000)
 
     def _fire_timers(self) -> None:
         now = time.monotonic()
@@ -396,13 +404,14 @@ class ServerProc:
     def _tick(self, now: float) -> None:
         """Housekeeping, every ``tick_ms`` (jittered): O(1) for an idle server (metrics sent
         only when changed, the segment directory listed only when it changed, nothing in
-        memory to drop)."""
-        self.timers["tick"] = now + self.conf["tick_ms"] / 1000 * self.rng.uniform(
-            1 - _TICK_JITTER, 1 + _TICK_JITTER)
-        self._report_metrics()
+        memory to drop). A tick that found nothing to do doubles the next interval, up to
+        ``_TICK_BACKOFF`` ticks, unless this server leads and its machine has a ``tick``
+        callback (ra calls it every ``tick_ms``); a commit brings the pace back at once."""
+        changed = self._report_metrics()
         self.meta.flush_last_applied()
         self._step(Tick(_now_ms()))
-        self.dropped_since_trim += self.log.tick()
+        dropped = self.log.tick()
+        self.dropped_since_trim += dropped
         if self.dropped_since_trim >= _TRIM_AFTER:
             # thousands of entries just left memory for segment files: hand the freed heap
             # back to the OS, or the process keeps its peak size for good (W6)
@@ -419,23 +428,33 @@ class ServerProc:
             # idle (a busy server learns it from wal_started); resend what is unconfirmed
             self.log.resend_unconfirmed()
         self.tick_written = written
+        self.tick_commit = self.state.commit_index
+        machine_tick = self.role == "leader" \
+            and getattr(self.state.machine, "tick", None) is not None
+        if changed or dropped or machine_tick or written < self.log.last_index_term()[0]:
+            self.tick_scale = 1
+        else:
+            self.tick_scale = min(2 * self.tick_scale, _TICK_BACKOFF)
+        self.timers["tick"] = now + self.tick_scale * self.conf["tick_ms"] / 1000 \
+            * self.rng.uniform(1 - _TICK_JITTER, 1 + _TICK_JITTER)
         # forget endpoints of peers not heard from lately: they may have restarted elsewhere
         stale = now - 2 * self.conf["tick_ms"] / 1000
         for p in [p for p, t in self.peer_heard.items() if t < stale]:
             self.peer_eps.pop(p, None)
             self.peer_heard.pop(p, None)
 
-    def _report_metrics(self) -> None:
+    def _report_metrics(self) -> bool:
         """key_metrics are answered by the node daemon from these reports (no server call);
-        an idle server's are the same every tick: only a change is sent."""
+        an idle server's are the same every tick: only a change is sent (returns whether)."""
         self.reported_role = self.role
         metrics = _key_metrics(self.state)
         metrics["bad_messages"] = self._bad_counts()
         metrics["counters"] = dict(self.counters)
         if metrics == self.last_metrics:
-            return
+            return False
         self.last_metrics = metrics
         self.mb.cast(self.daemon_ep, rm.MetricsReport(self.id.name, metrics))
+        return True
 
     def _step(self, msg: Any) -> None:
         role, cluster, leader = self.role, self.state.cluster, self.state.leader_id
@@ -904,6 +923,8 @@ def _machine_overview(s: Any) -> Any:
 
 #: ± share of ``tick_ms`` by which each tick is moved (ticks stay spread once spread)
 _TICK_JITTER = 0.05
+#: an idle server's tick interval grows up to this many ``tick_ms``
+_TICK_BACKOFF = 8
 
 
 def _key_metrics(s: Any) -> dict[str, Any]:
