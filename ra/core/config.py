@@ -226,13 +226,16 @@ SERVER = Schema("server config", [
         doc="a follower that hears nothing campaigns after a random time in [T, 2T) (a lost "
             "leader is usually noticed much sooner: its connection closes)"),
     Key("heartbeat_ms", int, 100, low=1, mutable=True, doc="leader heartbeats"),
-    Key("quiet_when_idle", bool, False,
-        doc="idle is free: a leader whose followers hold its whole log and its commit index "
-            "sends nothing, and its followers run no election timer while the node failure "
-            "detector and the connection say their leader is alive; give every member the "
-            "same value (contract: `ra.core.server`, 'Quiet when idle')"),
+    Key("quiet_when_idle", bool, True,
+        doc="idle is nearly free: a leader whose followers hold its whole log and its commit "
+            "index sends only a slow heartbeat (one empty append per follower every 2 election "
+            "timeouts), and its followers wait 5 election timeouts (not 1) while the node "
+            "failure detector and the connection say their leader is alive (a hung leader "
+            "process is replaced within about 6 election timeouts); give every member the same "
+            "value (contract: `ra.core.server`, 'Quiet when idle')"),
     Key("tick_ms", int, 1000, low=1, mutable=True,
-        doc="the machine's `tick` and housekeeping"),
+        doc="the machine's `tick` (a leader's, every `tick_ms`) and housekeeping (jittered "
+            "±5 %; an idle server's backs off up to 8 `tick_ms` until its next commit)"),
     Key("max_append_entries_rpc_batch_size", int, 128, low=1, mutable=True,
         doc="entries per AppendEntries RPC"),
     Key("max_pipeline_count", int, 4096, low=1, mutable=True,

@@ -40,14 +40,22 @@ Quiet when idle (``ServerConfig.quiet_when_idle``, the same on every member). Co
   index), has said it knows the commit index (``AppendEntriesReply.commit_index``), is not
   being sent a snapshot, the last index is committed, and no query, leadership transfer,
   queued command or end of life is pending. A heartbeat timeout that finds the leader idle
-  does not re-arm the heartbeat timer: nothing is sent until something changes; the step that
-  ends idleness re-arms it (``StartHeartbeatTimeout``). New entries are sent at once as always.
-* A follower that has a leader it does not suspect runs no election timer: a timeout that
-  finds it so is not re-armed. The leader counts as *suspect* once its node is reported down
-  (``NodeDown``), its connection is lost (``LeaderDown``, which forgets it), it is no longer in
-  the configuration, or it asks for a pre-vote of a later term (it has stepped down). A step
-  that leaves a timer-less follower without an unsuspected leader arms an election timer,
-  which runs as before (pre-vote first).
+  arms the *slow heartbeat* instead (``StartHeartbeatTimeout(idle=True)``: ``IDLE_HEARTBEAT``
+  election timeouts, ``ra.core.effects``), and each slow heartbeat that still finds it idle
+  sends one empty append to every follower (answered as any append); the step that ends
+  idleness re-arms the normal heartbeat. New entries are sent at once as always.
+* A follower that has a leader it does not suspect runs only the *quiet timeout*: an election
+  timeout that finds it so arms ``StartElectionTimeout(quiet=True, since_leader=True)``,
+  ``QUIET_TIMEOUT`` election timeouts after the leader's last message; if that fires with
+  nothing heard from the leader since it was armed, the follower forgets the leader and
+  campaigns (pre-vote first). This covers a leader *process* that hangs (SIGSTOP, a stuck
+  machine) while its node daemon and connections stay up. Bound: such a leader is replaced
+  within ``QUIET_TIMEOUT*T + turn*T/5 + T/20`` of its last message plus one election (pre-vote,
+  vote, a term sync; a split vote adds ``[T, 2T)``): about 6 s with the default T = 1 s. The
+  leader counts as *suspect* once its node is reported down (``NodeDown``), its connection is
+  lost (``LeaderDown``, which forgets it), it is no longer in the configuration, or it asks for
+  a pre-vote of a later term (it has stepped down). A step that leaves a quiet follower without
+  an unsuspected leader arms a normal election timer, which runs as before.
 * The shell (or the simulator) must feed ``NodeDown(node)`` / ``NodeUp(node)`` from a node
   failure detector for every node hosting a member (initial statuses on start) and
   ``LeaderDown`` on connection loss: without them a lost leader is never replaced.
@@ -55,8 +63,7 @@ Quiet when idle (``ServerConfig.quiet_when_idle``, the same on every member). Co
   or if its node is not suspected and it was idle (nothing outstanding) at this check or the
   previous one. So a quiet leader steps down within one election timeout of its detector
   reporting a majority's nodes down, and a leader with entries outstanding that no majority
-  answers steps down within two election timeouts, as without quiet mode. Not covered: a
-  leader process that hangs while its node and connections stay up (ra has the same limit).
+  answers steps down within two election timeouts, as without quiet mode.
 * Node suspicions are also kept without quiet mode (``NodeDown`` of the leader's node acts as
   ``LeaderDown``); everything else above applies only with ``quiet_when_idle``.
 """
@@ -173,8 +180,8 @@ class ServerState:
     dropped: dict[str, int] = field(default_factory=dict)
     # quiet when idle: nodes the failure detector suspects; timers the core left unarmed
     down_nodes: set[str] = field(default_factory=set)
-    heartbeat_off: bool = False    # leader: idle, its heartbeat timer not re-armed
-    election_off: bool = False     # follower: its leader unsuspected, no election timer
+    heartbeat_off: bool = False    # leader: idle, only the slow heartbeat armed
+    election_off: bool = False     # follower: its leader unsuspected, only the quiet timeout
     # durability of term/vote
     meta_seq: int = 0
     meta_synced: int = 0
@@ -427,10 +434,17 @@ def _on_election_timeout(msg: ElectionTimeout, s: ServerState, effects: list[Any
         _check_quorum(s, effects)
         return
     if s.role == "follower" and s.cfg.quiet_when_idle and not _leader_suspect(s):
-        # quiet: the detector or the connection will say when the leader is gone
-        s.heard_from_leader = False
-        s.election_off = True
-        return
+        # quiet: the detector or the connection will say when the leader is gone, and its slow
+        # heartbeat that it still runs (a process hung while its node and links stay up)
+        if s.heard_from_leader or not s.election_off:
+            s.heard_from_leader = False
+            s.election_off = True
+            effects.append(StartElectionTimeout(since_leader=True, quiet=True,
+                                                turn=_turn(s, s.leader_id)))
+            return
+        # QUIET_TIMEOUT election timeouts without a word from it: hung, campaign
+        s.election_off = False
+        s.leader_id = None
     if s.role == "follower" and s.heard_from_leader:
         s.heard_from_leader = False
         effects.append(StartElectionTimeout(since_leader=True, turn=_turn(s, s.leader_id)))
@@ -886,7 +900,13 @@ def _on_heartbeat_timeout(msg: HeartbeatTimeout, s: ServerState, effects: list[A
             effects.append(DeleteAndTerminate())
             return
     if s.cfg.quiet_when_idle and _leader_idle(s):
-        s.heartbeat_off = True          # quiet: the step that ends idleness re-arms it
+        # quiet: only a slow heartbeat (its followers' liveness check of this process); the
+        # step that ends idleness re-arms the normal one
+        if s.heartbeat_off:
+            for pid in s.peers:
+                _send_entries(s, pid, effects, force=True)
+        s.heartbeat_off = True
+        effects.append(StartHeartbeatTimeout(idle=True))
         return
     effects.append(StartHeartbeatTimeout())
     for pid, p in s.peers.items():
@@ -962,18 +982,19 @@ def _leader_suspect(s: ServerState) -> bool:
 
 
 def _wake_timers(s: ServerState, effects: list[Any]) -> None:
-    """Re-arm a timer the core left unarmed once the reason for leaving it so has gone: the
-    leader is no longer idle (or no longer leads), the follower's leader became suspect (or
-    it no longer follows). A timer this step armed anyway counts."""
+    """Re-arm a timer the core left slow (the idle heartbeat, the quiet election timeout) once
+    the reason for leaving it so has gone: the leader is no longer idle (or no longer leads),
+    the follower's leader became suspect (or it no longer follows). A normal timer this step
+    armed anyway counts."""
     if s.heartbeat_off:
-        if any(type(e) is StartHeartbeatTimeout for e in effects):
+        if any(type(e) is StartHeartbeatTimeout and not e.idle for e in effects):
             s.heartbeat_off = False
         elif s.role != "leader" or not _leader_idle(s):
             s.heartbeat_off = False
             if s.role == "leader":
                 effects.append(StartHeartbeatTimeout())
     if s.election_off:
-        if any(type(e) is StartElectionTimeout for e in effects):
+        if any(type(e) is StartElectionTimeout and not e.quiet for e in effects):
             s.election_off = False
         elif s.role != "follower" or _leader_suspect(s):
             s.election_off = False

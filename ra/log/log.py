@@ -375,11 +375,13 @@ class DiskLog:
     def tick(self) -> int:
         """Pick up new segment files; drop from memory the entries durable in them. Returns the
         number of entries dropped."""
+        mem = self.mem
+        if not len(mem):
+            return 0        # nothing to drop (and nothing new to read: segments hold it all)
         segs = self.segments
         segs.refresh()
-        mem = self.mem
         rng = segs.range()
-        if not len(mem) or rng is None or rng[0] > mem.first:
+        if rng is None or rng[0] > mem.first:
             return 0
         hi = min(self._written[0], rng[1], mem.last)
         if self._unsent_from is not None:

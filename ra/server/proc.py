@@ -48,6 +48,7 @@ import ctypes
 import gc
 import importlib
 import logging
+import math
 import os
 import random
 import select
@@ -66,6 +67,7 @@ from ra.core.effects import (
     SHELL_MACHINE_EFFECTS, Aux, BadMachineEffects, Cast, DeleteAndTerminate, Demonitor,
     GarbageCollection, InvalidEffect, ModCall, Monitor, NextEvent, Notify, RecordLeaderMsg, Reply,
     SendMsg, SendRpc, StartElectionTimeout, StartHeartbeatTimeout, Timer, machine_effects,
+    IDLE_HEARTBEAT, QUIET_TIMEOUT,
 )
 from ra.core.machine import SimpleMachine
 from ra.core.messages import (
@@ -233,8 +235,14 @@ class ServerProc:
                          "snapshots_installed": 0}
         init_aux = getattr(self.state.machine, "init_aux", None)
         self.aux_state: Any = init_aux(c["cluster_name"]) if init_aux else None
-        self.timers["tick"] = time.monotonic() + c["tick_ms"] / 1000
+        # ticks spread out: a random phase, then a jittered period, so the servers a node starts
+        # together (or restarts: 1,000 of them) do not all wake in the same millisecond
+        self.timers["tick"] = time.monotonic() + c["tick_ms"] / 1000 * self.rng.uniform(1, 2)
         self.last_metrics: Any = None
+        self.fd_subscribed = False
+        self.tick_scale = 1                    # ticks an idle server skips (see _tick)
+        self.tick_commit = 0
+        self.fd_watched: set[str] = set()      # nodes the detector was asked to watch
         self._handle_effects(effects)
 
     # -- start / stop ---------------------------------------------------------------------
@@ -268,16 +276,27 @@ class ServerProc:
         try:
             status = self.mb.call(registry.node_endpoint(self.node),
                                   tm.FdSubscribe(self.mb.address), timeout=2.0)
-            for m in self.state.cluster:
-                if m.node != self.node:
-                    self.mb.call(registry.node_endpoint(self.node), tm.FdWatch(m.node),
-                                 timeout=2.0)
+            self.fd_subscribed = True
+            self._watch_member_nodes()
             # the core starts trusting every node: tell it what the detector suspects now
             for node, st in (status.items() if isinstance(status, dict) else ()):
                 if st == fd.DOWN and isinstance(node, str):
                     self._step(NodeDown(node))
         except RaError as e:   # detection degrades to election timeouts
             _log.warning("%s: failure detector unavailable: %s", self.id, e)
+
+    def _watch_member_nodes(self) -> None:
+        """Have the node's failure detector watch every member's node (at start, and for a
+        member added later: quiet mode counts on the detector to report its node down)."""
+        for m in self.state.cluster:
+            node = ServerId(*m).node
+            if node != self.node and node not in self.fd_watched:
+                try:
+                    self.mb.call(self.daemon_ep, tm.FdWatch(node), timeout=2.0)
+                except RaError as e:     # this node's leader is then replaced more slowly
+                    _log.warning("%s: cannot watch node %s: %s", self.id, node, e)
+                    continue
+                self.fd_watched.add(node)
 
     def stop(self) -> None:
         self.running = False
@@ -359,6 +378,11 @@ class ServerProc:
 
     def _after_batch(self) -> None:
         self.log.flush()
+        if self.tick_scale > 1 and self.state.commit_index != self.tick_commit:
+            # busy again: housekeeping (metrics, memory, WAL resends) at the normal pace
+            self.tick_scale = 1
+            self.timers["tick"] = min(self.timers.get("tick", math.inf),
+                                      time.monotonic() + self.conf["tick_ms"] / 1000)
 
     def _fire_timers(self) -> None:
         now = time.monotonic()
@@ -380,11 +404,16 @@ class ServerProc:
             self._fire_machine_timers(now)
 
     def _tick(self, now: float) -> None:
-        self.timers["tick"] = now + self.conf["tick_ms"] / 1000
-        self._report_metrics()
+        """Housekeeping, every ``tick_ms`` (jittered): O(1) for an idle server (metrics sent
+        only when changed, the segment directory listed only when it changed, nothing in
+        memory to drop). A tick that found nothing to do doubles the next interval, up to
+        ``_TICK_BACKOFF`` ticks, unless this server leads and its machine has a ``tick``
+        callback (ra calls it every ``tick_ms``); a commit brings the pace back at once."""
+        changed = self._report_metrics()
         self.meta.flush_last_applied()
         self._step(Tick(_now_ms()))
-        self.dropped_since_trim += self.log.tick()
+        dropped = self.log.tick()
+        self.dropped_since_trim += dropped
         if self.dropped_since_trim >= _TRIM_AFTER:
             # thousands of entries just left memory for segment files: hand the freed heap
             # back to the OS, or the process keeps its peak size for good (W6)
@@ -401,23 +430,33 @@ class ServerProc:
             # idle (a busy server learns it from wal_started); resend what is unconfirmed
             self.log.resend_unconfirmed()
         self.tick_written = written
+        self.tick_commit = self.state.commit_index
+        machine_tick = self.role == "leader" \
+            and getattr(self.state.machine, "tick", None) is not None
+        if changed or dropped or machine_tick or written < self.log.last_index_term()[0]:
+            self.tick_scale = 1
+        else:
+            self.tick_scale = min(2 * self.tick_scale, _TICK_BACKOFF)
+        self.timers["tick"] = now + self.tick_scale * self.conf["tick_ms"] / 1000 \
+            * self.rng.uniform(1 - _TICK_JITTER, 1 + _TICK_JITTER)
         # forget endpoints of peers not heard from lately: they may have restarted elsewhere
         stale = now - 2 * self.conf["tick_ms"] / 1000
         for p in [p for p, t in self.peer_heard.items() if t < stale]:
             self.peer_eps.pop(p, None)
             self.peer_heard.pop(p, None)
 
-    def _report_metrics(self) -> None:
+    def _report_metrics(self) -> bool:
         """key_metrics are answered by the node daemon from these reports (no server call);
-        an idle server's are the same every tick: only a change is sent."""
+        an idle server's are the same every tick: only a change is sent (returns whether)."""
         self.reported_role = self.role
         metrics = _key_metrics(self.state)
         metrics["bad_messages"] = self._bad_counts()
         metrics["counters"] = dict(self.counters)
         if metrics == self.last_metrics:
-            return
+            return False
         self.last_metrics = metrics
         self.mb.cast(self.daemon_ep, rm.MetricsReport(self.id.name, metrics))
+        return True
 
     def _step(self, msg: Any) -> None:
         effects = self._core_step(msg)
@@ -451,6 +490,8 @@ class ServerProc:
         if s.cluster is not cluster and s.cluster != cluster:
             _log.info("members now %s (as of index %d)", ", ".join(_sid(m) for m in s.cluster),
                       s.cluster_index_term[0])
+            if self.fd_subscribed:
+                self._watch_member_nodes()
         return effects
 
     def _snapshot_changed(self, msg: Any) -> None:
@@ -664,7 +705,8 @@ class ServerProc:
             if e.check_quorum:
                 delay = t0
             elif e.since_leader:
-                delay = (max(0.0, self.leader_heard + t0 - time.monotonic())
+                wait = t0 * QUIET_TIMEOUT if e.quiet else t0
+                delay = (max(0.0, self.leader_heard + wait - time.monotonic())
                          + e.turn * t0 / 5 + self.rng.uniform(0, t0 / 20))
             elif e.short:
                 turn = 0 if e.at_once else e.turn
@@ -673,7 +715,9 @@ class ServerProc:
                 delay = self.rng.uniform(t0, 2 * t0)
             self.timers["election"] = time.monotonic() + delay
         elif t is StartHeartbeatTimeout:
-            self.timers["heartbeat"] = time.monotonic() + self.conf["heartbeat_ms"] / 1000
+            delay = (self.conf["election_timeout_ms"] * IDLE_HEARTBEAT if e.idle
+                     else self.conf["heartbeat_ms"]) / 1000
+            self.timers["heartbeat"] = time.monotonic() + delay
         elif t is RecordLeaderMsg:
             self._monitor_leader(e.leader_id)
         elif t in _SHELL_MACHINE_EFFECTS:
@@ -898,6 +942,12 @@ def _machine_overview(s: Any) -> Any:
         return ov(s.machine_state)
     except Exception as e:
         return {"error": repr(e)}
+
+
+#: ± share of ``tick_ms`` by which each tick is moved (ticks stay spread once spread)
+_TICK_JITTER = 0.05
+#: an idle server's tick interval grows up to this many ``tick_ms``
+_TICK_BACKOFF = 8
 
 
 def _key_metrics(s: Any) -> dict[str, Any]:

@@ -122,6 +122,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "return p.snapshot",
            "a leader takes a peer for idle without checking that it holds the log and knows the "
            "commit index: it goes quiet while a follower is behind (nothing resends)"),
+    Mutant("quiet_follower_trusts_a_silent_leader",
+           "if s.heard_from_leader or not s.election_off:",
+           "if True:",
+           "a quiet follower re-arms its quiet timeout even when its leader said nothing since: "
+           "a leader process that hangs with its node and links up is never replaced"),
     Mutant("quiet_leader_ignores_down_nodes",
            "up = pid[1] not in s.down_nodes",
            "up = True",

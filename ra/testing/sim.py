@@ -44,7 +44,7 @@ from typing import Any
 from ra.core import server, validate
 from ra.core.effects import (
     SHELL_MACHINE_EFFECTS, Cast, DeleteAndTerminate, NextEvent, Notify, RecordLeaderMsg, Reply,
-    SendRpc, StartElectionTimeout, StartHeartbeatTimeout,
+    SendRpc, StartElectionTimeout, StartHeartbeatTimeout, IDLE_HEARTBEAT, QUIET_TIMEOUT,
 )
 from ra.core.messages import (
     AppendEntriesReply, ElectionTimeout, FlushCommands, HeartbeatTimeout, InstallSnapshotResult,
@@ -109,6 +109,9 @@ class SimServer:
     hold_gen: int = 0            # tells a stale hold_end event from the current hold's
     flush_held: bool = False     # a FlushCommands is parked by the hold
     node_up: bool = True         # quiet profiles: False while its node is killed
+    hung: bool = False           # quiet profiles: the process hangs (node and links stay up)
+    backlog: list[tuple[str, Any, Any]] = field(default_factory=list)  # what waits for it
+    resumed_at: int = 0          # when it last came out of a hang
     became_leader: int = 0       # when it last became leader
 
 
@@ -179,7 +182,8 @@ class SimCluster(ClientDriver):
             "elections", "dropped", "duplicated", "quiet_windows", "prevote_replays",
             "group_commit_holds", "group_commit_released_by_commit",
             "group_commit_released_by_cap", "group_commit_held_entries", "node_kills",
-            "fd_down", "fd_up", "fd_false_suspicions", "failovers_watched", "failover_max_ms", "idle_msgs")}
+            "fd_down", "fd_up", "fd_false_suspicions", "failovers_watched", "failover_max_ms", "idle_msgs",
+            "hangs", "hangs_watched", "hang_failover_max_ms", "idle_heartbeats")}
         #: group commit: (leader, term, first, last) of every batch a hold kept back
         self.held_batches: list[tuple[Any, int, int, int]] = []
         self.quiet = QuietWindow(self)
@@ -318,6 +322,9 @@ class SimCluster(ClientDriver):
     # -- events --------------------------------------------------------------------------------
     def _ev_peer(self, to: Any, msg: Any, frm: Any) -> None:
         s = self.servers[to]
+        if s.alive and s.hung:
+            s.backlog.append(("peer", msg, frm))    # its socket buffers it
+            return
         if s.alive:
             if isinstance(msg, _REPLIES + _FROM_LEADER) and validate.check(msg) is None:
                 # (the malformed-message profile sends garbage: only well-formed ones count)
@@ -463,9 +470,13 @@ class SimCluster(ClientDriver):
         if self.faults_over:
             return
         p, rng, dt = self.profile, self.rng, 20
+        hung = any(s.hung for s in self.servers.values())
         if self.net.blocked:
             if self.now >= self.partition_until:
                 self.heal()
+        elif hung:
+            pass            # no new partition or crash while a process hangs: quiet_hang's
+                            # clock would restart on each
         elif p.partition_rate and rng.random() < p.partition_rate * dt / 1000:
             self.partition()
         if p.garbage_rate and rng.random() < p.garbage_rate * dt / 1000:
@@ -473,7 +484,14 @@ class SimCluster(ClientDriver):
             bad = malformed_message(rng, victim)
             self.note(victim, f"GARBAGE {bad!r}")
             self.schedule(rng.randint(*p.delay), "peer", victim, bad, None)
-        if p.crash_rate and rng.random() < p.crash_rate * dt / 1000:
+        if p.hang_rate and not hung and rng.random() < p.hang_rate * dt / 1000:
+            leader = self.current_leader()
+            alive = [s.sid for s in self.servers.values() if s.alive]
+            if alive:
+                victim = leader if leader is not None and rng.random() < 0.8 \
+                    else rng.choice(alive)
+                self.hang(victim, rng.randint(*p.hang_ms))
+        elif p.crash_rate and not hung and rng.random() < p.crash_rate * dt / 1000:
             down = sum(1 for s in self.servers.values() if not s.alive)
             alive = [s.sid for s in self.servers.values() if s.alive]
             if down < p.max_down and alive:
@@ -488,6 +506,7 @@ class SimCluster(ClientDriver):
                 self.fd.false_suspicion()
             self.fd.sync()
             self.fd.watch_failover()
+            self.fd.watch_hang()
             self.fd.watch_lag()
         self.schedule(dt, "fault_tick")
 
@@ -497,6 +516,9 @@ class SimCluster(ClientDriver):
         self.profile = calm(self.profile)
         self.net.profile = self.profile
         self.heal()
+        for s in list(self.servers.values()):
+            if s.hung:
+                self.resume(s)
         self.quiet.on_heal_all()
         self.note(None, "=== faults stop: recovery phase ===")
         for s in list(self.servers.values()):
@@ -532,6 +554,7 @@ class SimCluster(ClientDriver):
         s.sync_due = False
         s.monitors = {}
         s.hold_until, s.flush_held = 0, False     # the process and its timers are gone
+        s.hung, s.backlog = False, []
         s.restart_due = True
         self.quiet.close("crash")
         self.note(sid, f"CRASH{' OF ITS NODE' if node else ''} (durable: term "
@@ -546,6 +569,37 @@ class SimCluster(ClientDriver):
                 self.schedule(self.rng.randint(1, 5), "reply", frm[1], frm, ("error", "nodedown"))
         if self.fd is not None:
             self.fd.sync()
+
+    def hang(self, sid: Any, ms: int) -> None:
+        """The process of ``sid`` hangs for ``ms`` (SIGSTOP, a stuck machine): its node, its
+        detector and its connections stay up; what reaches it waits until it runs again."""
+        s = self.servers[sid]
+        if not s.alive or s.hung:
+            return
+        s.hung = True
+        self.stats["hangs"] += 1
+        self.note(sid, f"HANG for {ms}ms (node and links stay up)")
+        self.schedule(ms, "hang_end", sid, s.inc)
+
+    def _ev_hang_end(self, sid: Any, inc: int) -> None:
+        s = self.servers[sid]
+        if s.alive and s.inc == inc and s.hung:
+            self.resume(s)
+
+    def resume(self, s: SimServer) -> None:
+        """A hung process runs again: it handles what waited for it, in arrival order."""
+        s.hung, backlog = False, s.backlog
+        s.backlog = []
+        s.resumed_at = self.now
+        self.note(s.sid, f"resumes ({len(backlog)} events waited)")
+        for i, (kind, msg, frm) in enumerate(backlog):
+            if not s.alive or s.hung:
+                s.backlog.extend(backlog[i:] if s.hung else ())
+                return
+            if kind == "peer":
+                self._ev_peer(s.sid, msg, frm)
+            else:
+                self.step_server(s, msg, frm)
 
     def restart(self, sid: Any) -> None:
         s = self.servers[sid]
@@ -590,6 +644,9 @@ class SimCluster(ClientDriver):
 
     # -- stepping a server ---------------------------------------------------------------------
     def step_server(self, s: SimServer, msg: Any, frm: Any) -> None:
+        if s.hung:
+            s.backlog.append(("step", msg, frm))    # timers, notices, calls: handled on resume
+            return
         self.steps += 1
         self.tail.append((self.now, s.sid, (msg, frm)))
         if self.tracing:
@@ -678,7 +735,8 @@ class SimCluster(ClientDriver):
             times = [self.now if m == s.sid else heard[m] for m in st.cluster]
             limit += self.profile.detect_ms[1] + 20 + self.profile.tick_ms
         times.sort(reverse=True)
-        quorum_time = max(times[len(times) // 2], s.config_since)
+        # a hung process cannot step down: the bound counts from when it runs again
+        quorum_time = max(times[len(times) // 2], s.config_since, s.resumed_at)
         if self.now - quorum_time > limit:
             v = Violation("check_quorum",
                           f"{_n(s.sid)} still leads term {st.current_term} although no majority "
@@ -742,7 +800,8 @@ class SimCluster(ClientDriver):
             if e.check_quorum:
                 lo = hi = t
             elif e.since_leader:
-                lo = hi = (max(0, s.leader_heard + t - self.now) + e.turn * t // 5
+                wait = t * QUIET_TIMEOUT if e.quiet else t
+                lo = hi = (max(0, s.leader_heard + wait - self.now) + e.turn * t // 5
                            + self.rng.randint(0, max(1, t // 20)))
             elif e.at_once:
                 lo, hi = 0, max(1, t // 20)
@@ -755,7 +814,8 @@ class SimCluster(ClientDriver):
                           s.timers["election"])
         elif isinstance(e, StartHeartbeatTimeout):
             s.timers["heartbeat"] += 1
-            self.schedule(self.profile.heartbeat_ms, "timer", s.sid, s.inc, "heartbeat",
+            self.schedule(self.profile.election_ms * IDLE_HEARTBEAT if e.idle
+                          else self.profile.heartbeat_ms, "timer", s.sid, s.inc, "heartbeat",
                           s.timers["heartbeat"])
         elif isinstance(e, Notify):
             self.schedule(self.rng.randint(1, 3), "mail", e.pid, ("applied", e.leader, e.applied))

@@ -22,13 +22,21 @@ Checks (each a :class:`~ra.testing.checkers.Violation` naming it):
   is reported down to a set S of live members that is a majority of the cluster and fully
   connected, a leader of a later term must be elected within ``failover_ms`` (the clock
   restarts whenever a fault changes the picture).
-* ``quiet_lag`` (fault phase): a live leader sends something, at least every few heartbeat
-  periods, to every live member it reaches that lacks committed entries (a quiet leader must
-  not leave a follower behind: nothing else would resend what it lacks until the next command).
+* ``quiet_hang`` (fault phase, fixed configurations): once the newest leader L of term T hangs
+  (``SimCluster.hang``: its node, detector and links stay up, so no report comes) while the
+  other live members are a connected majority, a leader of a later term must be elected within
+  ``hang_bound`` (``QUIET_TIMEOUT`` election timeouts after L's last message, the followers'
+  turns, then an election as in ``quiet_failover``; the clock restarts whenever a fault changes
+  the picture).
+* ``quiet_lag`` (fault phase): a live (not hung) leader sends an append or a snapshot chunk,
+  at least every few heartbeat periods, to every live member it reaches that lacks committed
+  entries (a quiet leader must not leave a follower behind until its next slow heartbeat).
 * ``quiet_idle`` (recovery phase): once the cluster settled and ``idle_grace_ms`` passed, no
-  member of the leader's configuration sends another one any peer message: no periodic
-  AppendEntries, no election traffic (a removed server that never learned of its removal still
-  campaigns, as without quiet mode, and is answered: not counted).
+  member of the leader's configuration sends another one any peer message but the leader's
+  slow heartbeat (an empty append to each follower, at most one per ``IDLE_HEARTBEAT`` election
+  timeouts) and one answer to each: no periodic AppendEntries at the heartbeat rate, no
+  election traffic (a removed server that never learned of its removal still campaigns, as
+  without quiet mode, and is answered: not counted).
 
 Everything random comes from the simulator's seeded RNG; nothing iterates over a set.
 """
@@ -36,7 +44,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ra.core.messages import NodeDown, NodeUp
+from ra.core.effects import IDLE_HEARTBEAT, QUIET_TIMEOUT
+from ra.core.messages import (
+    AppendEntriesReply, AppendEntriesRpc, InstallSnapshotRpc, NodeDown, NodeUp,
+)
 from ra.testing.checkers import Violation
 
 if TYPE_CHECKING:
@@ -65,6 +76,10 @@ class SimDetector:
         self.last_sent: dict[tuple[Any, Any], int] = {}     # (from, to) -> last peer message
         self.lag_picture: Any = None
         self.lag_since = 0
+        self.hang_picture: Any = None
+        self.hang_watch: tuple[Any, int, int] | None = None  # (leader, term, since)
+        self.idle_hb: dict[tuple[Any, Any], int] = {}       # (leader, peer) -> last slow one
+        self.idle_answers: dict[tuple[Any, Any], int] = {}  # (peer, leader) -> answers owed
 
     # -- truth and reports ----------------------------------------------------------------------
     def reachable(self, observer: Any, observed: Any) -> bool:
@@ -157,7 +172,7 @@ class SimDetector:
             return
         term = max(leaders)
         leader = leaders[term]
-        picture = (tuple(sim.net.blocked), tuple((s.alive, s.node_up)
+        picture = (tuple(sim.net.blocked), tuple((s.alive, s.node_up, s.hung)
                                                  for s in sim.servers.values()), term)
         if self.failover is not None and term > self.failover[1]:
             took = sim.now - self.failover[2]
@@ -183,7 +198,8 @@ class SimDetector:
         sim = self.sim
         members = list(sim.servers)
         told = [m for m in members if m != leader and sim.servers[m].alive
-                and sim.servers[m].node_up and not self.is_up(m, leader)]
+                and sim.servers[m].node_up and not sim.servers[m].hung
+                and not self.is_up(m, leader)]
         if 2 * len(told) <= len(members):
             return False
         for a in told:
@@ -202,6 +218,61 @@ class SimDetector:
         delay = max(p.delay[1], p.long_delay[1] if p.reorder else 0)
         return 4 * p.election_ms + 2 * (p.sync_ms[1] + p.written_ms[1]) + 2 * delay
 
+    # -- quiet_hang -----------------------------------------------------------------------------
+    def watch_hang(self) -> None:
+        """Fault phase, every fault tick: open, keep, meet or fail the hung-leader obligation."""
+        sim = self.sim
+        if "quiet_hang" in sim.checker.disabled or sim.profile.membership_rate:
+            return
+        leaders = sim.checker.leaders
+        if not leaders:
+            return
+        term = max(leaders)
+        leader = leaders[term]
+        picture = (tuple(sim.net.blocked), tuple((s.alive, s.node_up, s.hung, s.inc)
+                                                 for s in sim.servers.values()), term)
+        if self.hang_watch is not None and term > self.hang_watch[1]:
+            took = sim.now - self.hang_watch[2]
+            sim.stats["hang_failover_max_ms"] = max(sim.stats["hang_failover_max_ms"], took)
+            self.hang_watch = None
+        if picture != self.hang_picture:
+            self.hang_picture = picture
+            self.hang_watch = None
+        if self.hang_watch is None:
+            if self._hang_obliged(leader):
+                self.hang_watch = (leader, term, sim.now)
+                sim.stats["hangs_watched"] += 1
+            return
+        _, t, since = self.hang_watch
+        bound = self.hang_bound()
+        if sim.now - since > bound:
+            raise Violation(
+                "quiet_hang",
+                f"the leader {leader.name} of term {t} hangs (its node and links up) since "
+                f"t={since}ms while the other live members are a connected majority, yet no "
+                f"later leader in {bound}ms")
+
+    def _hang_obliged(self, leader: Any) -> bool:
+        sim = self.sim
+        ls = sim.servers.get(leader)
+        if ls is None or not ls.alive or not ls.hung:
+            return False
+        members = list(sim.servers)
+        rest = [m for m in members if m != leader and sim.servers[m].alive
+                and sim.servers[m].node_up and not sim.servers[m].hung]
+        if 2 * len(rest) <= len(members):
+            return False
+        return not any((a, b) in sim.net.blocked for a in rest for b in rest if a != b)
+
+    def hang_bound(self) -> int:
+        """How long the others may take to replace a hung leader: its followers' quiet timeout
+        (``QUIET_TIMEOUT`` election timeouts from its last message, which may have left just
+        before the hang; their turns), then an election as ``bound``."""
+        p = self.sim.profile
+        t = p.election_ms
+        turns = (len(self.sim.servers) - 1) * t // 5 + t // 20
+        return QUIET_TIMEOUT * t + turns + self.bound()
+
     # -- quiet_lag ------------------------------------------------------------------------------
     def watch_lag(self) -> None:
         """Fault phase, every fault tick: no live, reachable member lacking committed entries
@@ -214,6 +285,9 @@ class SimDetector:
             self.lag_picture, self.lag_since = picture, sim.now
         lid = sim.current_leader()
         if lid is None:
+            return
+        if sim.servers[lid].hung:
+            self.lag_picture = None          # it sends nothing while hung; counts from resume
             return
         ls = sim.servers[lid].state
         bound = self.lag_bound()
@@ -233,6 +307,24 @@ class SimDetector:
                     f"nothing to {m.name} (last index {srv.log.last_index_term()[0]}) since "
                     f"t={since}ms although both are up and connected (bound {bound}ms)")
 
+    def _slow_heartbeat(self, lid: Any, frm: Any, to: Any, msg: Any) -> bool:
+        """Whether this idle-time message is the leader's slow heartbeat (no sooner than
+        ``IDLE_HEARTBEAT`` election timeouts after the previous one to that follower) or the
+        one answer it owes for one."""
+        now = self.sim.now
+        if frm == lid and type(msg) is AppendEntriesRpc and not msg.entries:
+            last = self.idle_hb.get((frm, to))
+            if last is not None and now - last < IDLE_HEARTBEAT * self.sim.profile.election_ms:
+                return False
+            self.idle_hb[(frm, to)] = now
+            self.idle_answers[(to, frm)] = self.idle_answers.get((to, frm), 0) + 1
+            return True
+        if to == lid and type(msg) is AppendEntriesReply and msg.success \
+                and self.idle_answers.get((frm, to), 0) > 0:
+            self.idle_answers[(frm, to)] -= 1
+            return True
+        return False
+
     def lag_bound(self) -> int:
         p = self.sim.profile
         delay = max(p.delay[1], p.long_delay[1] if p.reorder else 0)
@@ -242,7 +334,8 @@ class SimDetector:
     def on_send(self, frm: Any, to: Any, msg: Any) -> None:
         """A server sends a peer message; once the settled cluster is idle there must be none."""
         sim = self.sim
-        self.last_sent[(frm, to)] = sim.now
+        if type(msg) in (AppendEntriesRpc, InstallSnapshotRpc):
+            self.last_sent[(frm, to)] = sim.now     # what can bring a follower up to date
         if sim.settled_at is None or sim.now < sim.settled_at + sim.profile.idle_grace_ms:
             return
         lid = sim.current_leader()
@@ -250,6 +343,9 @@ class SimDetector:
         if frm not in members or to not in members:
             # a removed server that never learned it campaigns, quiet or not (its pre-votes
             # are refused): not the idle cluster's own traffic
+            return
+        if self._slow_heartbeat(lid, frm, to, msg):
+            sim.stats["idle_heartbeats"] += 1
             return
         sim.stats["idle_msgs"] += 1
         if "quiet_idle" not in sim.checker.disabled:

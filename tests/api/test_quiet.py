@@ -1,7 +1,8 @@
 """Quiet when idle with real processes (``quiet_when_idle``; contract in ``ra.core.server``): an
-idle cluster keeps its leader with no heartbeats and serves again at once, and a leader whose
-whole node freezes (connections stay open: only the node failure detector can tell) is replaced
-once the detector reports its node down."""
+idle cluster keeps its leader with only its slow heartbeat and serves again at once, a leader
+whose whole node freezes (connections stay open: only the node failure detector can tell) is
+replaced once the detector reports its node down, and the detector watches the node of a member
+added later too. A hung leader *process* (its node up): ``test_faults``."""
 from __future__ import annotations
 
 import os
@@ -14,6 +15,8 @@ import ra
 from ra.testing import machines as M
 from ra.testing.procs import tree_pids
 from tests.api.conftest import KV, leader_of, wait_for
+from transport.messages import FdStatus
+from transport.direct import DirectMailbox
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +78,29 @@ def test_a_frozen_leader_node_is_replaced_once_the_detector_reports_it(quiet_kv)
              what="the old leader follows")
     wait_for(lambda: sorted(ra.local_query(leader, M.get_state)[1]) == ["a", "b"], timeout=20,
              what="the old leader catches up")
+
+
+def _fd_status(addr: str) -> dict[str, str]:
+    with DirectMailbox("tcp://127.0.0.1:0") as mb:
+        return mb.call("tcp://" + addr, FdStatus(), 5)     # type: ignore[no-any-return]
+
+
+def test_the_node_of_a_member_added_later_is_watched(three):
+    ids = [three.sid("grow", i) for i in range(2)]
+    ra.start_cluster([{"cluster_name": "grow", "id": s, "machine": KV, "initial_members": ids,
+                       "election_timeout_ms": T_MS} for s in ids])
+    _put(ids, "a")
+    n2 = three.addrs[2]
+    # nothing on these nodes has anything to do with node 2 yet
+    assert n2 not in _fd_status(three.addrs[0]) and n2 not in _fd_status(three.addrs[1])
+    new = three.sid("grow", 2)
+    ra.add_member(ids, new)
+    # the members learn the new configuration and have their nodes watch the new member's
+    # node, before any server runs there (so nothing on node 2 introduced itself)
+    wait_for(lambda: all(n2 in _fd_status(three.addrs[i]) for i in range(2)),
+             what="node 2 watched by the nodes of the first two members")
+    ra.start_server({"cluster_name": "grow", "id": new, "machine": KV,
+                     "initial_members": ids + [new], "election_timeout_ms": T_MS})
+    _put(ids, "b")
+    wait_for(lambda: sorted(ra.local_query(new, M.get_state)[1]) == ["a", "b"],
+             what="the new member caught up")

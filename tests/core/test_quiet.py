@@ -1,6 +1,7 @@
 """Quiet when idle (``ServerConfig.quiet_when_idle``; ``ra.core.server``, "Quiet when idle"): an
-idle leader stops its heartbeats, a follower with an unsuspected leader runs no election timer,
-the node failure detector's ``NodeDown``/``NodeUp`` take their place, and check-quorum still
+idle leader slows its heartbeats to one every ``IDLE_HEARTBEAT`` election timeouts, a follower
+with an unsuspected leader runs only the long quiet timeout (a hung leader process is replaced),
+the node failure detector's ``NodeDown``/``NodeUp`` do the fast detection, and check-quorum still
 deposes a cut-off leader. Exact effects, as in ``test_server_follower``."""
 from __future__ import annotations
 
@@ -61,10 +62,21 @@ def test_a_leader_heartbeats_while_a_peer_does_not_know_the_commit_index() -> No
     assert not s.heartbeat_off
 
 
-def test_an_idle_leader_stops_its_heartbeats() -> None:
+def test_an_idle_leader_slows_its_heartbeats_down() -> None:
     s = idle_leader()
-    assert step(s, HeartbeatTimeout()) == []
+    # the first idle timeout sends nothing (the last heartbeat just went out) and arms the slow
+    # one; each slow one sends one empty append per follower
+    assert step(s, HeartbeatTimeout()) == [StartHeartbeatTimeout(idle=True)]
     assert s.heartbeat_off
+    for _ in range(2):
+        eff = step(s, HeartbeatTimeout())
+        assert eff[-1] == StartHeartbeatTimeout(idle=True) and len(eff) == 3
+        assert [e.to for e in eff[:2]] == [N2, N3]
+        assert all(e.msg == AppendEntriesRpc(1, N1, 1, 1, 1, []) for e in eff[:2])
+        assert s.heartbeat_off
+        ack(s, N2, 1)                        # their answers change nothing: still idle
+        assert step(s, AppendEntriesReply(1, True, 2, 1, 1, N3, 1)) == []
+        assert s.heartbeat_off
 
 
 def test_a_peer_that_lacks_entries_keeps_the_heartbeats_going() -> None:
@@ -84,7 +96,7 @@ def test_a_command_wakes_an_idle_leader_up() -> None:
 
 
 def test_without_quiet_mode_an_idle_leader_heartbeats() -> None:
-    s = new_server()
+    s = new_server(quiet_when_idle=False)
     make_leader(s)
     sync(s)
     for p in (N2, N3):
@@ -138,10 +150,28 @@ def test_outstanding_entries_must_be_answered_within_two_checks() -> None:
 
 # -- the follower ----------------------------------------------------------------------------------
 
-def test_a_follower_with_an_unsuspected_leader_runs_no_election_timer() -> None:
+QUIET = StartElectionTimeout(since_leader=True, quiet=True, turn=0)
+
+
+def test_a_follower_with_an_unsuspected_leader_runs_only_the_quiet_timeout() -> None:
     s = quiet_follower()
-    assert step(s, ElectionTimeout()) == []
+    assert step(s, ElectionTimeout()) == [QUIET]
     assert s.election_off and s.role == "follower" and s.leader_id == N2
+    # the leader's slow heartbeat arrived since: armed again, counted from it
+    step(s, AppendEntriesRpc(1, N2, 1, 1, 1, []))
+    assert step(s, ElectionTimeout()) == [QUIET]
+    assert s.election_off and s.leader_id == N2
+
+
+def test_a_quiet_timeout_with_nothing_heard_from_the_leader_campaigns() -> None:
+    # the leader process hangs: its node and connection stay up, no detector report comes
+    s = quiet_follower()
+    step(s, ElectionTimeout())
+    eff = step(s, ElectionTimeout())
+    assert s.role == "pre_vote" and s.leader_id is None and not s.election_off
+    assert eff[0] == StartElectionTimeout()
+    assert {e.to for e in eff[1:]} == {N2, N3}
+    assert all(type(e.msg) is PreVoteRpc and e.msg.term == 2 for e in eff[1:])
 
 
 def test_node_down_of_the_leaders_node_starts_the_election_timer() -> None:
@@ -191,7 +221,7 @@ def test_a_higher_term_that_clears_the_leader_arms_the_timer() -> None:
 
 
 def test_without_quiet_mode_node_down_of_the_leader_acts_as_leader_down() -> None:
-    s = new_server()
+    s = new_server(quiet_when_idle=False)
     with_log(s, [(1, 1, NOOP)], term=1)
     step(s, AppendEntriesRpc(1, N2, 1, 1, 1, []))
     assert step(s, NodeDown(N2[1])) == [StartElectionTimeout(short=True, turn=0)]

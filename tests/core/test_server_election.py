@@ -35,7 +35,7 @@ def test_election_timeout_of_recovered_follower_starts_pre_vote():
 
 
 def test_follower_that_heard_from_leader_waits_another_timeout():
-    s = new_server()
+    s = new_server(quiet_when_idle=False)      # quiet mode: tests/core/test_quiet.py
     with_log(s, [(1, 1, ("noop", 0))], term=1)
     step(s, AppendEntriesRpc(1, N2, 1, 1, 1, []))
     # counted from the leader's last message (the shell knows when that was)

@@ -368,6 +368,7 @@ def _watch(sim: Any, until: int) -> None:
     while sim.now < until:
         sim.run_until(sim.now + 20)
         sim.fd.watch_failover()
+        sim.fd.watch_hang()
         sim.fd.watch_lag()
 
 
@@ -383,6 +384,18 @@ def test_a_leader_lost_silently_and_never_replaced_is_caught(bugs: frozenset[str
         _watch(sim, until)
 
 
+@pytest.mark.parametrize("bugs", [frozenset(), frozenset({"quiet_follower_trusts_a_silent_leader"})])
+def test_a_hung_leader_never_replaced_is_caught(bugs: frozenset[str]) -> None:
+    sim = _quiet_cluster(bugs)
+    sim.hang(sim.current_leader(), 100_000)       # its node and links stay up: no report
+    until = sim.now + sim.fd.hang_bound() + 100
+    if not bugs:
+        _watch(sim, until)                        # the quiet timeout fires; elected in time
+        return
+    with raises("quiet_hang"):
+        _watch(sim, until)
+
+
 @pytest.mark.parametrize("bugs", [frozenset(), frozenset({"quiet_leader_ignores_lagging_follower"})])
 def test_a_follower_left_behind_by_a_quiet_leader_is_caught(bugs: frozenset[str]) -> None:
     from ra.core.messages import Command
@@ -393,6 +406,11 @@ def test_a_follower_left_behind_by_a_quiet_leader_is_caught(bugs: frozenset[str]
     leader = sim.servers[lid]
     sim.step_server(leader, Command("usr", ("x", 1)), None)
     sim.run_until(sim.now + 200)                  # committed by the other two
+    # back just after a slow heartbeat went out to it (the mutant's leader, idle in its eyes,
+    # sends the next one only IDLE_HEARTBEAT election timeouts later: past the lag bound)
+    sent = sim.fd.last_sent.get((lid, lagging))
+    sim.run_until(sim.now + 1000, lambda: sim.fd.last_sent.get((lid, lagging)) != sent)
+    sim.run_until(sim.now + sim.profile.delay[1] + 1)    # delivered to no one
     sim.restart(lagging)
     until = sim.now + sim.fd.lag_bound() + 100
     if not bugs:
@@ -412,6 +430,26 @@ def test_a_message_from_a_settled_idle_quiet_cluster_is_caught() -> None:
     sim.now += 1
     with raises("quiet_idle"):
         sim.fd.on_send(a, b, HeartbeatRpc(0, 1, a))
+
+
+def test_the_slow_heartbeat_is_allowed_in_an_idle_quiet_cluster_but_not_faster() -> None:
+    from ra.core.effects import IDLE_HEARTBEAT
+    from ra.core.messages import AppendEntriesReply, AppendEntriesRpc
+    sim = _quiet_cluster()
+    lid = sim.current_leader()
+    f = next(m for m in sim.servers if m != lid)
+    sim.settled_at = sim.now - sim.profile.idle_grace_ms - 1
+    hb = AppendEntriesRpc(1, lid, 1, 1, 1, [])
+    ok = AppendEntriesReply(1, True, 2, 1, 1, f, 1)
+    sim.fd.on_send(lid, f, hb)                    # a slow heartbeat and its answer: fine
+    sim.fd.on_send(f, lid, ok)
+    with raises("quiet_idle"):
+        sim.fd.on_send(f, lid, ok)                # a second answer to one heartbeat
+    sim.now += IDLE_HEARTBEAT * sim.profile.election_ms
+    sim.fd.on_send(lid, f, hb)                    # the next one, on time
+    sim.now += IDLE_HEARTBEAT * sim.profile.election_ms - 1
+    with raises("quiet_idle"):
+        sim.fd.on_send(lid, f, hb)                # one too soon
 
 
 def test_session_duplicates_are_not_counted_but_a_second_apply_is_caught() -> None:

@@ -14,6 +14,8 @@ seed budget, by the check named here, and the very same seed passes on the real 
   ``quiet_leader_ignores_down_nodes``: a quiet leader cut off from its peers keeps leading
   (``check_quorum``); ``quiet_leader_ignores_lagging_follower``: followers left without the
   commit index make the leader's quorum check fail, or never converge.
+  ``quiet_follower_trusts_a_silent_leader``: a leader process hangs with its node and links up;
+  followers that never give up on it leave the cluster leaderless: ``quiet_hang``.
 * ``snapshot_guard_on_last_applied`` / ``snapshot_slow_sync``: a follower whose commit index runs
   ahead of its written (hence applied) index gets a snapshot it already covers; guarded on
   ``last_applied`` it installs it and its commit index moves back (``commit_monotonic``). Under
@@ -42,6 +44,7 @@ HUNTS: dict[str, tuple[str, int, int, str | None]] = {
     "quiet_follower_ignores_node_down": ("quiet", 3, 20, "quiet_failover"),
     "quiet_leader_ignores_down_nodes": ("quiet", 5, 20, "check_quorum"),
     "quiet_leader_ignores_lagging_follower": ("quiet", 3, 10, None),
+    "quiet_follower_trusts_a_silent_leader": ("quiet", 3, 30, "quiet_hang"),
 }
 
 

@@ -1,7 +1,8 @@
 """Quiet when idle in the simulator (``ra.testing.sim_detector``): the quiet profiles run in the
 default rotation (``test_sim_seeds``); here, scripted runs show what they check is real: an idle
-quiet cluster sends nothing while a loud one heartbeats, a leader lost silently is replaced once
-the detector reports it, a quiet leader cut off from its peers steps down, and the profiles'
+quiet cluster sends only its slow heartbeat while a loud one heartbeats, a leader lost silently
+is replaced once the detector reports it, a hung leader process (no report) within the quiet
+timeout, a quiet leader cut off from its peers steps down, and the profiles'
 faults (node kills, false suspicions, reports) really happen."""
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ra.core.effects import IDLE_HEARTBEAT
 from ra.testing.sim import SimCluster
 from ra.testing.sim_net import PROFILE_NAMES, PROFILES
 
@@ -32,16 +34,41 @@ def sent_between(sim: SimCluster, a: int, b: int) -> int:
 
 
 @pytest.mark.parametrize("servers", [3, 5])
-def test_an_idle_quiet_cluster_sends_nothing_and_a_loud_one_heartbeats(servers: int) -> None:
+def test_an_idle_quiet_cluster_sends_only_the_slow_heartbeat_and_a_loud_one_heartbeats(
+        servers: int) -> None:
     quiet = SimCluster(3, servers, "quiet", auto_faults=False)
     elected(quiet, 1000)
-    assert sent_between(quiet, 1000, 4000) == 0
+    slow = IDLE_HEARTBEAT * quiet.profile.election_ms
+    # one empty append per follower and one answer each, every slow heartbeat (200 ms)
+    assert sent_between(quiet, 1000, 4000) <= 2 * (servers - 1) * (3000 // slow + 1)
     loud = SimCluster(3, servers, replace(PROFILES["quiet"], quiet=False), auto_faults=False)
     elected(loud, 1000)
     n = sent_between(loud, 1000, 4000)
     # one append per follower and one answer each, every heartbeat period (25 ms)
     assert n >= 2 * (servers - 1) * 3000 // 25 * 0.9
     assert quiet.servers[quiet.current_leader()].state.heartbeat_off
+
+
+@pytest.mark.parametrize("servers", [3, 5])
+def test_a_hung_leader_process_is_replaced_within_the_bound(servers: int) -> None:
+    # SIGSTOP: its node, detector and connections stay up; no report, no connection loss
+    sim = SimCluster(4, servers, "quiet", auto_faults=False)
+    old = elected(sim, 1000)
+    sim.run_until(1500)
+    assert sim.servers[old].state.heartbeat_off
+    term = sim.servers[old].state.current_term
+    assert sim.fd is not None
+    bound = sim.fd.hang_bound()
+    sim.hang(old, 10 * bound)
+    assert sim.run_until(1500 + bound, stop=lambda: max(sim.checker.leaders) > term)
+    assert sim.stats["fd_down"] == 0            # the detector said nothing
+    new = sim.current_leader()
+    assert new != old and sim.servers[new].state.current_term > term
+    # once it runs again, the old leader hears the later term and follows
+    sim.resume(sim.servers[old])
+    sim.run_until(sim.now + 1000, stop=lambda: sim.servers[old].state.role == "follower"
+                  and sim.servers[old].state.leader_id == new)
+    assert sim.servers[old].state.leader_id == new
 
 
 def test_a_leader_whose_node_dies_silently_is_replaced_after_the_report() -> None:
@@ -82,9 +109,11 @@ def test_quiet_profiles_are_in_the_rotation_and_their_faults_happen() -> None:
             r = sim.run()
             total.update(r.stats)
             assert sim.settled_at is not None
-            # the run idled for the whole linger time, past the grace, and sent nothing
+            # the run idled for the whole linger time, past the grace, and sent nothing but the
+            # slow heartbeat
             assert r.time_ms - sim.settled_at >= sim.profile.linger_ms > sim.profile.idle_grace_ms
             assert r.stats["idle_msgs"] == 0
     for key in ("node_kills", "fd_down", "fd_up", "fd_false_suspicions", "failovers_watched",
-                "partitions", "crashes", "acked", "joins", "leaves", "transfers"):
+                "partitions", "crashes", "acked", "joins", "leaves", "transfers", "hangs",
+                "hangs_watched", "idle_heartbeats"):
         assert total[key] > 0, f"no {key} in {dict(total)}"

@@ -86,3 +86,34 @@ def test_small_flushes_merge_into_full_files(tmp_path: Any) -> None:
     # ... that has since been merged away: it re-reads the directory and still finds the data
     assert reader.fetch(7) == (1, b"v7.1")
     assert reader.read_range(1, 50) == _e(1, 50)
+
+
+def test_refresh_of_an_unchanged_settled_directory_does_not_list_it(tmp_path: Any,
+                                                                   monkeypatch: Any) -> None:
+    # an idle server's tick: one stat, no listing, while nothing changes; a new file is seen
+    segs = Segments(str(tmp_path))
+    segs.write([(1, 1, b"a"), (2, 1, b"b")], 4096)
+    old = os.stat(tmp_path).st_mtime_ns - 10_000_000_000      # settled: 10 s ago
+    os.utime(tmp_path, ns=(old, old))
+    assert segs.refresh() is False                             # lists once (settled now)
+    listed = []
+    real = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda d: listed.append(d) or real(d))
+    for _ in range(5):
+        assert segs.refresh() is False
+    assert listed == []
+    other = Segments(str(tmp_path))                            # the segment writer's view
+    other.write([(3, 1, b"c")], 4096, merge=False)
+    assert segs.refresh() is True and segs.range() == (1, 3)
+    assert listed
+
+
+def test_refresh_lists_a_directory_changed_within_the_mtime_granularity(tmp_path: Any) -> None:
+    # a file added within the same mtime tick as the last listing is still found: a directory
+    # whose mtime is recent is listed every time
+    segs = Segments(str(tmp_path))
+    now = os.stat(tmp_path).st_mtime_ns
+    other = Segments(str(tmp_path))
+    other.write([(1, 1, b"a")], 4096)
+    os.utime(tmp_path, ns=(now, now))                          # same mtime as before the write
+    assert segs.refresh() is True and segs.range() == (1, 1)
