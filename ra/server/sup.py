@@ -82,6 +82,7 @@ class ServerSup:
         self.metrics: dict[str, Any] = {}
         self.loading: dict[str, _Loading] = {}
         self.failed: dict[str, dict[str, Any]] = {}   # name -> why it could not load
+        self.shared: set[str] = set()                 # machine modules given to the fork server
 
     @property
     def load_timeout(self) -> float:
@@ -130,6 +131,28 @@ class ServerSup:
             out[c.id] = kids[0].pid if kids else None
         return out
 
+    def _pid_of(self, name: str) -> int | None:
+        """Pid of ``name``'s process, None while it has none: one lookup, where
+        :meth:`_running` walks every server (a node may host thousands)."""
+        sub = self.daemon.server_sup().child(name)
+        kids = sub.which_children() if sub is not None else []
+        return kids[0].pid if kids else None
+
+    def _share_machine(self, machine: Any) -> None:
+        """Have the fork server import the module of a machine that loaded in one of our
+        servers: the servers forked later share it instead of each importing it (which costs
+        a process ~1 MB: :mod:`supervisor.forkserver`). Done after the current call's answer."""
+        mod = _machine_module(machine)
+        if mod is None or mod in self.shared:
+            return
+        self.shared.add(mod)
+
+        def share() -> None:
+            fs = self.daemon.forkserver
+            if fs is not None:
+                fs.import_more([mod])
+        self.daemon.loop.call_soon(share)
+
     def _system(self) -> dict[str, Any]:
         """The node's config as a server process gets it (what differs from the defaults)."""
         return system.as_dict(self.daemon.sys)
@@ -142,10 +165,9 @@ class ServerSup:
         are not touched. The per-server supervisor is temporary: once it gives up, the server
         stays down (``overview`` shows it) until ``restart_server``."""
         sup = self.daemon.server_sup()
-        running = self._running()
-        if name in running:
-            if running[name] is not None:
-                raise AlreadyStarted(f"server {name!r} already runs on node {self.daemon.address}")
+        if self._pid_of(name) is not None:
+            raise AlreadyStarted(f"server {name!r} already runs on node {self.daemon.address}")
+        if name in {c.id for c in sup.which_children()}:
             sup.terminate_child(name)     # temporary: its spec goes with it
             if name in {c.id for c in sup.which_children()}:
                 sup.delete_child(name)
@@ -159,7 +181,7 @@ class ServerSup:
         self.failed.pop(name, None)
         self.metrics.pop(name, None)      # figures of an earlier run are not this one's
         sup.start_child(spec)
-        pid = self._running().get(name)
+        pid = self._pid_of(name)
         if pid is None:
             raise RuntimeError(f"server {name!r} did not start")
         ld = self.loading[name] = _Loading(conf["machine"], register, time.monotonic(),
@@ -178,8 +200,9 @@ class ServerSup:
     def loaded(self, name: str, pid: int) -> str:
         """The server process ``pid`` has imported and built its machine."""
         ld = self.loading.get(name)
-        if ld is not None and self._running().get(name) == pid:
+        if ld is not None and self._pid_of(name) == pid:
             self._forget_load(name)
+            self._share_machine(ld.machine)
             if ld.register is not None:
                 c = ld.register
                 self.directory.register(name, c["uid"], c["cluster_name"], c)
@@ -188,7 +211,7 @@ class ServerSup:
     def load_failed(self, name: str, pid: int, info: dict[str, Any]) -> str:
         """The server process ``pid`` could not load its machine (it exits 0 after this
         answer: not restarted). Recorded; its supervisor is removed."""
-        if self._running().get(name) != pid:
+        if self._pid_of(name) != pid:
             return "ok"                   # an old process, stopped or deleted meanwhile
         self._fail(name, info)
         return "ok"
@@ -200,7 +223,7 @@ class ServerSup:
         self.failed[name] = info
         _log.error("server %r: cannot load its machine %r: %s", name, info.get("path"),
                    info.get("reason"))
-        pid = self._running().get(name)
+        pid = self._pid_of(name)
         if kill and pid is not None:
             try:
                 os.kill(pid, signal.SIGKILL)      # our own unreaped child: no pid reuse
@@ -251,9 +274,9 @@ class ServerSup:
         if ld is not None:
             return ("loading", {"machine": ld.machine, "load_timeout_s": self.load_timeout,
                                 "elapsed_s": round(time.monotonic() - ld.since, 3)})
-        running = self._running()
-        if running.get(name) is not None:
-            return ("running", running[name])
+        pid = self._pid_of(name)
+        if pid is not None:
+            return ("running", pid)
         if self.directory.uid_of(name) is None:
             raise NotFound(f"no server {name!r} on node {self.daemon.address}")
         sub = self.daemon.server_sup().child(name)
@@ -289,16 +312,26 @@ class ServerSup:
         if name in self.loading:
             raise AlreadyStarted(f"server {name!r} is being started on node "
                                  f"{self.daemon.address}")
+        self.daemon.check_open_files(len(self.directory.names()) + len(self.loading) + 1)
         # recorded in the directory once its process has loaded the machine (loaded())
         return ("ok", self._spawn(name, conf, register=conf))
 
     def restart_all(self) -> None:
         """At a node's start: restart every server of its directory that was not stopped on
         purpose (``stop_server``), so that a node restarted after a crash or a reboot rejoins
-        its clusters by itself. A server that cannot be started is logged and left down."""
-        for name in sorted(self.directory.names()):
-            if self.directory.stopped(name):
-                continue
+        its clusters by itself. A server that cannot be started is logged and left down.
+
+        Their machine modules are imported by the fork server first (they all loaded before,
+        in servers of this node: :meth:`_share_machine`), so that none of the servers imports
+        one itself: a restart of many servers costs one import, not one per server."""
+        names = [n for n in sorted(self.directory.names()) if not self.directory.stopped(n)]
+        mods = {_machine_module((self.directory.config_of(n) or {}).get("machine"))
+                for n in names} - {None} - self.shared
+        fs = self.daemon.forkserver
+        if mods and fs is not None:
+            self.shared |= mods         # type: ignore[arg-type]  # None removed above
+            fs.import_more(sorted(mods))  # type: ignore[type-var]
+        for name in names:
             try:
                 self.restart_server(name)
                 _log.info("server %s restarted with its node", name)
@@ -378,6 +411,14 @@ class ServerSup:
     def data_dir_of(self, name: str) -> str | None:
         uid = self.directory.uid_of(name)
         return None if uid is None else os.path.join(self.daemon.data_dir, uid)
+
+
+def _machine_module(machine: Any) -> str | None:
+    """The module of a machine spec (``(kind, "pkg.mod:name", arg)``), None if it has none."""
+    if isinstance(machine, (list, tuple)) and len(machine) == 3 and isinstance(machine[1], str):
+        mod = machine[1].partition(":")[0]
+        return mod or None
+    return None
 
 
 _HANDLED = frozenset((rm.MetricsReport, rm.StartServer, rm.RestartServer, rm.StopServer,
