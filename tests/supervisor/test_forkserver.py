@@ -69,3 +69,17 @@ def test_an_import_that_hangs_costs_the_fork_server_not_the_caller(fs: ForkServe
     assert fs.import_more(["slow_mod"], timeout=0.5) == []
     assert "slow_mod" not in fs.imported
     assert not child_has(fs, "slow_mod")
+
+
+def test_prefork_starts_many_in_one_go_and_spawn_takes_them(fs: ForkServer):
+    import psutil
+    reqs = [(T + "exit_with", (i,), None) for i in range(40)]
+    assert fs.prefork(reqs) == 40          # more than one window of requests in flight
+    pids = [fs.spawn(*r) for r in reqs[:39]]
+    assert len(set(pids)) == 39
+    assert [OsChild(p).wait(10) for p in pids] == list(range(39))   # each ran its own request
+    fs.drop_preforked()                    # the one not taken is killed and reaped
+    me = psutil.Process()
+    assert {c.pid for c in me.children()} == {fs.pid}
+    again = fs.spawn(*reqs[39])            # nothing preforked left: a fork of its own
+    assert again not in pids and OsChild(again).wait(10) == 39
