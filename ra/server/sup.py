@@ -57,6 +57,10 @@ TARGET = "ra.server.proc:run"
 #: A server restarted this many times within SERVER_PERIOD seconds is given up on (ra_server_sup)
 SERVER_INTENSITY = 3
 SERVER_PERIOD = 5
+#: a machine's module is given to the fork server only if its server loaded it this fast (s
+#: from spawn): the daemon waits while the fork server imports it, at most _IMPORT_TIMEOUT
+_SHARE_WITHIN = 0.5
+_IMPORT_TIMEOUT = 1.0
 
 _log = logging.getLogger("ra.server.sup")
 
@@ -141,16 +145,19 @@ class ServerSup:
     def _share_machine(self, machine: Any) -> None:
         """Have the fork server import the module of a machine that loaded in one of our
         servers: the servers forked later share it instead of each importing it (which costs
-        a process ~1 MB: :mod:`supervisor.forkserver`). Done after the current call's answer."""
+        a process ~1 MB: :mod:`supervisor.forkserver`). Done after the current call's answer,
+        for a module that loaded fast (``_SHARE_WITHIN``): a slow import would stall the daemon
+        as long (the fork server runs it; past ``_IMPORT_TIMEOUT`` it is restarted without).
+        A module changed on disk then reaches new servers only after the node restarts."""
         mod = _machine_module(machine)
-        if mod is None or mod in self.shared:
+        if mod is None or mod in self.shared or not self.daemon.sys.preload_machines:
             return
         self.shared.add(mod)
 
         def share() -> None:
             fs = self.daemon.forkserver
             if fs is not None:
-                fs.import_more([mod])
+                fs.import_more([mod], timeout=_IMPORT_TIMEOUT)
         self.daemon.loop.call_soon(share)
 
     def _system(self) -> dict[str, Any]:
@@ -206,7 +213,8 @@ class ServerSup:
         ld = self.loading.get(name)
         if ld is not None and self._pid_of(name) == pid:
             self._forget_load(name)
-            self._share_machine(ld.machine)
+            if time.monotonic() - ld.since <= _SHARE_WITHIN:
+                self._share_machine(ld.machine)
             if ld.register is not None:
                 c = ld.register
                 self.directory.register(name, c["uid"], c["cluster_name"], c)
@@ -325,17 +333,18 @@ class ServerSup:
         purpose (``stop_server``), so that a node restarted after a crash or a reboot rejoins
         its clusters by itself. A server that cannot be started is logged and left down.
 
-        Their machine modules are imported by the fork server first (they all loaded before,
-        in servers of this node: :meth:`_share_machine`), so that none of the servers imports
-        one itself: a restart of many servers costs one import, not one per server. Their
+        With ``preload_machines``, their machine modules are imported by the fork server first
+        (they all loaded before, in servers of this node: :meth:`_share_machine`), so that none
+        of the servers imports one itself: one import, not one per server. Their
         processes are then forked in one go (``ForkServer.prefork``: no round trip per server),
         before this loop reaps any child."""
         names = [n for n in sorted(self.directory.names()) if not self.directory.stopped(n)]
         confs = {n: c for n in names if (c := self.directory.config_of(n)) is not None}
         mods = {m for c in confs.values() if (m := _machine_module(c.get("machine")))}
         fs = self.daemon.forkserver
-        if mods - self.shared and fs is not None:
-            fs.import_more(sorted(mods - self.shared))
+        if mods - self.shared and fs is not None and self.daemon.sys.preload_machines:
+            # their speed is not known here: a slow one delays the start by _IMPORT_TIMEOUT
+            fs.import_more(sorted(mods - self.shared), timeout=_IMPORT_TIMEOUT)
             self.shared |= mods
         specs = {n: self._spec(n, c) for n, c in confs.items()}
         if fs is not None and len(specs) > 1:

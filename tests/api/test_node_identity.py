@@ -136,10 +136,27 @@ def _node_status(addr: str) -> dict:
     return node.node_call(addr, rm.NodeStatus())
 
 
-def test_a_node_restart_brings_many_servers_back_quickly_sharing_their_machine(nodes):
-    """Issue 17: a node hosting many servers restarts them all, and its fork server imports
-    their machine module once (learned when the first one loaded; at a restart, before any is
-    forked) instead of each server importing it."""
+def test_a_node_restart_brings_many_servers_back_quickly_sharing_their_machine(tmp_path):
+    """Issue 17: a node hosting many servers restarts them all; with ``preload_machines`` its
+    fork server imports their machine module once (learned when the first one loaded; at a
+    restart, before any is forked) instead of each server importing it."""
+    from tests.api.conftest import Nodes
+    nodes = Nodes(str(tmp_path), {"preload_machines": True})
+    try:
+        _restart_many(nodes)
+    finally:
+        nodes.cleanup()
+
+
+def test_without_preload_machines_the_fork_server_imports_no_machine(nodes):
+    nodes.start(0)
+    sid = nodes.sid("solo", 0)
+    ra.start_cluster("solo", COUNTER, [sid])
+    assert ra.process_command([sid], 1)[0] == 1
+    assert _node_status(nodes.addrs[0])["forkserver_imported"] == []
+
+
+def _restart_many(nodes) -> None:
     import concurrent.futures
     import time
     n = 20
