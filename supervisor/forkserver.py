@@ -17,11 +17,19 @@ Design (why exit codes still reach the supervisor):
 * Children inherit the preloaded modules copy-on-write, so a spawn costs a clone plus the target's
   own start-up instead of a fresh interpreter and its imports.
 
+* Memory: what a child touches of the shared pages is copied, so every import a child still
+  makes costs it private memory (the import system itself writes to many shared objects: an
+  import of a small module after the fork costs a child ~1 MB). Hence :meth:`ForkServer.import_more`:
+  modules learned later (a node learns its servers' machine modules) are imported in the fork
+  server, once, and frozen with the rest.
+
 Wire protocol on the socketpair (pickle; both ends are our own code): first, from the supervisor,
 the list of ``(target, args)`` *init* calls the fork server runs in itself after its preloads (how
 a secret reaches every child in memory, never through an environment or a command line); then
 request ``(target, args, env)`` (``target=None``: exec ``args = (argv, cwd)``), answer ``("ok", pid)`` or
-``("error", text)``.
+``("error", text)``; or ``(IMPORT, modules, None)``, answer ``("ok", imported)`` (the modules that
+imported) or ``("error", text)`` after which the fork server exits (an import started a thread:
+forking from a threaded process is unsafe).
 """
 from __future__ import annotations
 
@@ -45,6 +53,8 @@ _SYS_CLONE = {"x86_64": 56, "aarch64": 220}
 _MAX_MSG = 1 << 20
 # -c rather than -m: supervisor/__init__ imports this module, and runpy warns about that
 _BOOT = "import sys; from supervisor.forkserver import _main; sys.exit(_main(sys.argv[1:]))"
+_IMPORT = "$import"          # the request target of import_more
+_WINDOW = 32                 # prefork: requests in flight (answers must not fill the socket)
 
 
 def resolve_target(target: str) -> Any:
@@ -101,8 +111,31 @@ def _clone_parent() -> int:
     return int(pid)
 
 
+def _import_quietly(modules: Sequence[str]) -> list[str]:
+    """Import ``modules`` here and return those that imported (any exception, ``SystemExit``
+    included, leaves a module out), then freeze what exists (see :func:`_main`)."""
+    done = []
+    for mod in modules:
+        try:
+            importlib.import_module(mod)
+            done.append(mod)
+        except BaseException:
+            pass
+    gc.collect()
+    gc.freeze()
+    return done
+
+
+def _threads() -> int:
+    """Threads of this process, C-level ones included (a library may start one at import)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
 def _serve(sock: socket.socket, supervisor_pid: int) -> None:
-    """Fork server loop: one request, one clone, one answer; ends on EOF."""
+    """Fork server loop: one request, one clone (or import), one answer; ends on EOF."""
     from supervisor.child import child_setup
 
     while True:
@@ -114,6 +147,14 @@ def _serve(sock: socket.socket, supervisor_pid: int) -> None:
             return
         try:
             target, args, env = pickle.loads(data)
+            if target == _IMPORT:
+                done = _import_quietly(args)
+                if _threads() > 1:
+                    why = f"importing {list(args)} started a thread: the fork server exits"
+                    sock.send(pickle.dumps(("error", why)))
+                    return
+                sock.send(pickle.dumps(("ok", done)))
+                continue
             pid = _clone_parent()
         except BaseException as e:  # bad request or clone failure: answer, keep serving
             sock.send(pickle.dumps(("error", f"{type(e).__name__}: {e}")))
@@ -169,6 +210,8 @@ class ForkServer:
     ``(target, args)`` the fork server makes in itself after its preloads, so that every child
     inherits their effect (the node daemon pins its secret this way); they travel over the
     private socketpair, and are made again when the fork server is restarted.
+    ``imported``: the modules :meth:`import_more` added, imported again (failures tolerated)
+    when the fork server is restarted.
     """
 
     def __init__(self, preload: Sequence[str] = (), env: Mapping[str, str] | None = None,
@@ -179,6 +222,8 @@ class ForkServer:
         self.child: Any = None  # supervisor.child.OsChild of the fork server
         self._sock: socket.socket | None = None
         self._starting: socket.socket | None = None   # started, preloads not yet confirmed
+        self.imported: list[str] = []
+        self._preforked: dict[bytes, list[int]] = {}   # request -> pids forked by prefork
 
     @property
     def pid(self) -> int | None:
@@ -203,8 +248,11 @@ class ForkServer:
             self.child = OsChild.exec(argv, env=self.env, pass_fds=[theirs.fileno()])
         finally:
             theirs.close()
+        init = list(self.init)
+        if self.imported:
+            init.append(("supervisor.forkserver:_import_quietly", (tuple(self.imported),)))
         try:
-            mine.send(pickle.dumps(self.init))
+            mine.send(pickle.dumps(init))
         except OSError:
             pass            # it died at once: wait_ready reports the failure
         self._starting = mine
@@ -228,12 +276,20 @@ class ForkServer:
 
     def spawn(self, target: str, args: Sequence[Any] = (),
               env: Mapping[str, str] | None = None) -> int:
-        """Start ``target(*args)`` in a new child of *this* process; return its pid."""
+        """Start ``target(*args)`` in a new child of *this* process; return its pid (one that
+        :meth:`prefork` already started for the same request, if any)."""
+        req = pickle.dumps((target, tuple(args), dict(env) if env else None))
+        pids = self._preforked.get(req)
+        if pids:
+            pid = pids.pop(0)
+            if not pids:
+                del self._preforked[req]
+            return pid
         self.wait_ready()
         if not self.alive() or self._sock is None:
             self.start()
         assert self._sock is not None
-        self._sock.send(pickle.dumps((target, tuple(args), dict(env) if env else None)))
+        self._sock.send(req)
         data = self._sock.recv(_MAX_MSG)
         if not data:
             self.stop()
@@ -242,6 +298,85 @@ class ForkServer:
         if kind != "ok":
             raise RuntimeError(f"fork server could not spawn {target}: {value}")
         return int(value)
+
+    def import_more(self, modules: Sequence[str], timeout: float = 10.0) -> list[str]:
+        """Import ``modules`` in the running fork server, so that every later child shares them
+        instead of importing them itself (a child's private memory: see the module docstring).
+        Returns those that imported; the others are left out, as they are from later restarts.
+
+        The fork server runs the imports: give it only modules known to import cleanly (a node
+        gives the machine modules that already loaded in one of its servers). An import that
+        takes longer than ``timeout`` s, or that starts a thread, costs the fork server: it is
+        stopped and started again without that module at the next spawn.
+        """
+        mods = [m for m in modules if m not in self.imported and m not in self.preload]
+        if not mods:
+            return []
+        self.wait_ready()
+        if not self.alive() or self._sock is None:
+            self.start()
+        assert self._sock is not None
+        sock = self._sock
+        sock.send(pickle.dumps((_IMPORT, tuple(mods), None)))
+        sock.settimeout(timeout)
+        try:
+            data = sock.recv(_MAX_MSG)
+        except TimeoutError:
+            data = b""
+        finally:
+            if self._sock is sock:
+                sock.settimeout(None)
+        kind, value = pickle.loads(data) if data else ("error", "no answer")
+        if kind != "ok":
+            self.stop()
+            return []
+        done = [str(m) for m in value]
+        self.imported += done
+        return done
+
+    def prefork(self, requests: Sequence[tuple[str, Sequence[Any], Mapping[str, str] | None]]
+                ) -> int:
+        """Start many children at once: the requests (``(target, args, env)``, as
+        :meth:`spawn` takes them) are sent in windows, so that the fork server forks them back
+        to back instead of waiting for one round trip (two wake-ups, on a busy machine each a
+        wait for a CPU) per child. A later :meth:`spawn` of the same request returns its pid.
+
+        The children run at once and are children of this process: the caller must take
+        them (:meth:`spawn`) before it reaps any child, and then call :meth:`drop_preforked`
+        for those it did not take. A request the fork server refuses is left to its
+        :meth:`spawn`. Returns how many children were started.
+        """
+        reqs = [pickle.dumps((t, tuple(a), dict(e) if e else None)) for t, a, e in requests]
+        self.wait_ready()
+        if not self.alive() or self._sock is None:
+            self.start()
+        assert self._sock is not None
+        started = 0
+        for i in range(0, len(reqs), _WINDOW):
+            window = reqs[i:i + _WINDOW]
+            for req in window:
+                self._sock.send(req)
+            for req in window:
+                data = self._sock.recv(_MAX_MSG)
+                if not data:
+                    self.stop()
+                    return started
+                kind, value = pickle.loads(data)
+                if kind == "ok":
+                    self._preforked.setdefault(req, []).append(int(value))
+                    started += 1
+        return started
+
+    def drop_preforked(self) -> None:
+        """Kill and reap the children :meth:`prefork` started that no :meth:`spawn` took."""
+        pids = [p for ps in self._preforked.values() for p in ps]
+        self._preforked.clear()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
 
     def spawn_exec(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
                    cwd: str | None = None) -> int:

@@ -75,6 +75,10 @@ HANDSHAKE_TIMEOUT = 10.0
 #: TCP keepalive: a peer silent this long is probed, every INTVL s, CNT times, then the link is
 #: found dead (a half-open connection after a host vanished: ~25 s instead of hours)
 _KEEPIDLE, _KEEPINTVL, _KEEPCNT = 10, 5, 3
+#: pending connections a listener queues (the kernel caps it at net.core.somaxconn): a node
+#: restarting 1,000 servers has them all connect to its daemon while it is still forking the
+#: rest; a full queue drops a connect, which TCP retries only after 1 s, then 3 s
+_BACKLOG = 4096
 
 
 def _tcp_options(sock: socket.socket) -> None:
@@ -272,7 +276,7 @@ class DirectMailbox(BaseMailbox):
             address = ep
         else:
             raise ValueError(f"bad mailbox endpoint {ep!r}: tcp://host:port or ipc://path")
-        lsock.listen(128)
+        lsock.listen(_BACKLOG)
         lsock.setblocking(False)
         self._listeners[lsock.fileno()] = lsock
         return address

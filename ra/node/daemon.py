@@ -10,6 +10,7 @@ One daemon per data directory. Start-up, in this order:
    runs in a throwaway child, :func:`ra.server.usercode.call_in_child`);
 1. lock the data directory (``flock`` on ``DIR/ra_node.lock``, non-blocking): a second daemon on
    the same directory fails at once with :class:`~ra.errors.AlreadyStarted` naming the holder;
+   raise the open-file limit (:func:`raise_open_files_limit`);
 2. become a child subreaper and install the reap-all loop (no zombie is ever left);
 3. start the fork server (before any ZeroMQ context exists in this process);
 4. read the node secret (:func:`load_secret`, the ``cookie_file`` key) and pin it in this
@@ -61,6 +62,7 @@ import importlib.util
 import json
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -99,6 +101,9 @@ __all__ = [
     "to_endpoint",
     "ENV_KEYS",
     "LOCK_FILE",
+    "raise_open_files_limit",
+    "FDS_BASE",
+    "FDS_PER_SERVER",
 ]
 
 _log = logging.getLogger("ra.node")
@@ -109,8 +114,12 @@ _LOG_READY_TIMEOUT = 20.0           # s; spawn_daemon waits 30 s for the ready l
 ENV_KEYS = system.KEYS              # the node config's keys: its one schema is ra.node.system.NODE
 # -c rather than -m: ra/__init__ will import this module (runpy would warn)
 _BOOT = "import sys; from ra.node.daemon import main; sys.exit(main(sys.argv[1:]))"
+# What a server process imports, so that it shares it (every import after the fork costs the
+# process private memory). encodings.idna: socket.getaddrinfo() encodes host names with it, and
+# it imports stringprep and unicodedata (~2 MB per server when imported after the fork). The
+# machine modules of the node's servers are added at run time (ServerSup._share_machine).
 _DEFAULT_PRELOAD = ("ra", "ra.errors", "transport", "supervisor", "ra.server.proc", "ra.log",
-                    "wal")
+                    "wal", "encodings.idna")
 
 
 IDENTITY_FILE = "node_address"
@@ -223,6 +232,49 @@ def set_cpu_scheduling(policy: str) -> None:
         _log.warning("cpu_scheduling batch not available: %s", e)
 
 
+#: open files a node daemon needs besides its servers' (WAL, fork server, clients, files)
+FDS_BASE = 256
+#: open files a node daemon holds per server it hosts, measured with clusters of 3 over 3 nodes:
+#: the server's pidfd, its connection to the daemon and the daemon's back to it, and those of
+#: the servers on other nodes that resolve it through this daemon (about 2 per remote member),
+#: rounded up for larger clusters
+FDS_PER_SERVER = 8
+
+
+def raise_open_files_limit(servers: int = 0) -> tuple[int, int]:
+    """Raise this process's open-file limit (``RLIMIT_NOFILE``) from its soft value to its hard
+    one (processes started later inherit it), and log a warning when the hard limit is below
+    what ``servers`` servers need: ``FDS_BASE + FDS_PER_SERVER * servers`` (the daemon holds
+    the most: every connection of its servers' clusters to this node passes through it).
+    Returns the ``(soft, hard)`` limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as e:
+            _log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, e)
+    open_files_enough(soft, hard, servers)
+    return soft, hard
+
+
+def open_files_enough(soft: int, hard: int, servers: int) -> bool:
+    """Whether the limit suffices for ``servers`` servers (the rule of
+    :func:`raise_open_files_limit`); logs a warning when it does not."""
+    if _enough(soft, servers):
+        return True
+    need = FDS_BASE + FDS_PER_SERVER * servers
+    _log.warning("open-file limit %d (hard %d) is too low for %d servers on this node: they "
+                 "need about %d (%d + %d per server); raise it (ulimit -Hn, LimitNOFILE=) or "
+                 "new connections will fail with EMFILE", soft, hard, servers, need,
+                 FDS_BASE, FDS_PER_SERVER)
+    return False
+
+
+def _enough(soft: int, servers: int) -> bool:
+    return soft == resource.RLIM_INFINITY or soft >= FDS_BASE + FDS_PER_SERVER * servers
+
+
 def lock_data_dir(data_dir: str) -> int:
     """Create ``data_dir`` and take its exclusive lock; return the lock fd (keep it open).
 
@@ -286,6 +338,8 @@ class NodeDaemon:
         #: messages dropped at the door, by reason (``status()["bad_messages"]``)
         self.bad_messages: dict[str, int] = {}
         self._from: Any = None        # who sent the request being served (a From, an address)
+        self.nofile = (0, 0)     # RLIMIT_NOFILE (soft, hard) after raise_open_files_limit
+        self._nofile_warned = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -319,6 +373,11 @@ class NodeDaemon:
         system.prepare_dirs(self.data_dir, self.sys.wal_data_dir)
         self._lock_fd = lock_data_dir(self.data_dir)
         _write_lock_info(self._lock_fd, f"pid {os.getpid()}")
+        # before the fork server starts: every process of the node inherits the limit
+        from ra.node.directory import Directory
+        n = len(Directory(self.data_dir).names())
+        self.nofile = raise_open_files_limit(n)
+        self._nofile_warned = not _enough(self.nofile[0], n)     # said so just now
         set_child_subreaper()
         given, self.listen = self.listen, remembered_listen(self.data_dir, self.listen,
                                                            self.sys.advertise)
@@ -531,6 +590,11 @@ class NodeDaemon:
 
     # ------------------------------------------------------------------ servers
 
+    def check_open_files(self, servers: int) -> None:
+        """Warn (once) when the open-file limit is too low for ``servers`` servers."""
+        if not self._nofile_warned and not open_files_enough(*self.nofile, servers):
+            self._nofile_warned = True
+
     def server_sup(self) -> Supervisor:
         """The server supervisor (raises SystemNotStarted if the tree is down)."""
         sup = self.root.child(SERVER_SUP) if self.root is not None else None
@@ -589,6 +653,9 @@ class NodeDaemon:
             "data_dir": self.data_dir,
             "uptime_s": round(time.monotonic() - self.started_at, 3),
             "forkserver_pid": self.forkserver.pid if self.forkserver else None,
+            # imported by the fork server after its start (machine modules): servers share them
+            "forkserver_imported": list(self.forkserver.imported) if self.forkserver else [],
+            "open_files_limit": self.nofile[0],
             "orphans_reaped": self.loop.orphans_reaped if self.loop else 0,
             "nodes": self.detector.detector.statuses() if self.detector else {},
             "bad_messages": self._bad_counts(),

@@ -151,6 +151,12 @@ class SystemConfig:
     restart_servers: bool = _key(
         True, "at its start, the node restarts every server it hosts that was not stopped "
               "with `stop_server` (see [Restarting nodes](#restarting-nodes))", bool)
+    preload_machines: bool = _key(
+        False, "the fork server imports the machine module of a server that loaded it (and, at "
+               "the node's start, those of the servers it restarts), so that later servers share "
+               "it instead of each importing it (about 1 MB less per server); only for machine "
+               "modules whose import has no side effect (a connection, a thread, an open file "
+               "would be shared by every server)", bool)
     metrics: str | None = _key(
         None, "serve Prometheus metrics at `http://host:port/metrics` (`ra node start "
               "--metrics`; see [Logs and metrics](#logs-and-metrics))", str, pred=_listen,

@@ -49,7 +49,7 @@ from ra.errors import AlreadyStarted, NotFound
 from ra.node import system
 from ra.node.sup import server_child_spec
 from ra.server.usercode import importable_hint
-from supervisor.spec import ChildSpec, Nested, SupFlags
+from supervisor.spec import ChildSpec, Fork, Nested, SupFlags
 
 __all__ = ["ServerSup", "TARGET"]
 
@@ -57,6 +57,10 @@ TARGET = "ra.server.proc:run"
 #: A server restarted this many times within SERVER_PERIOD seconds is given up on (ra_server_sup)
 SERVER_INTENSITY = 3
 SERVER_PERIOD = 5
+#: a machine's module is given to the fork server only if its server loaded it this fast (s
+#: from spawn): the daemon waits while the fork server imports it, at most _IMPORT_TIMEOUT
+_SHARE_WITHIN = 0.5
+_IMPORT_TIMEOUT = 1.0
 
 _log = logging.getLogger("ra.server.sup")
 
@@ -82,6 +86,7 @@ class ServerSup:
         self.metrics: dict[str, Any] = {}
         self.loading: dict[str, _Loading] = {}
         self.failed: dict[str, dict[str, Any]] = {}   # name -> why it could not load
+        self.shared: set[str] = set()                 # machine modules given to the fork server
 
     @property
     def load_timeout(self) -> float:
@@ -130,36 +135,64 @@ class ServerSup:
             out[c.id] = kids[0].pid if kids else None
         return out
 
+    def _pid_of(self, name: str) -> int | None:
+        """Pid of ``name``'s process, None while it has none: one lookup, where
+        :meth:`_running` walks every server (a node may host thousands)."""
+        sub = self.daemon.server_sup().child(name)
+        kids = sub.which_children() if sub is not None else []
+        return kids[0].pid if kids else None
+
+    def _share_machine(self, machine: Any) -> None:
+        """Have the fork server import the module of a machine that loaded in one of our
+        servers: the servers forked later share it instead of each importing it (which costs
+        a process ~1 MB: :mod:`supervisor.forkserver`). Done after the current call's answer,
+        for a module that loaded fast (``_SHARE_WITHIN``): a slow import would stall the daemon
+        as long (the fork server runs it; past ``_IMPORT_TIMEOUT`` it is restarted without).
+        A module changed on disk then reaches new servers only after the node restarts."""
+        mod = _machine_module(machine)
+        if mod is None or mod in self.shared or not self.daemon.sys.preload_machines:
+            return
+        self.shared.add(mod)
+
+        def share() -> None:
+            fs = self.daemon.forkserver
+            if fs is not None:
+                fs.import_more([mod], timeout=_IMPORT_TIMEOUT)
+        self.daemon.loop.call_soon(share)
+
     def _system(self) -> dict[str, Any]:
         """The node's config as a server process gets it (what differs from the defaults)."""
         return system.as_dict(self.daemon.sys)
 
+    def _spec(self, name: str, conf: dict[str, Any]) -> ChildSpec:
+        """The spec of ``name``'s own supervisor, with its one child: the server process."""
+        conf = dict(conf, node=self.daemon.address, system=self._system())
+        env = {"RA_NODE": self.daemon.address or "", "RA_DATA_DIR": self.daemon.data_dir}
+        server = server_child_spec("server", TARGET, (conf,), env, "transient", 5000)
+        return ChildSpec(name, Nested(SupFlags("one_for_one", SERVER_INTENSITY, SERVER_PERIOD),
+                                      (server,)),
+                         restart="temporary", type="supervisor")
+
     def _spawn(self, name: str, conf: dict[str, Any],
-               register: dict[str, Any] | None = None) -> int:
+               register: dict[str, Any] | None = None, spec: ChildSpec | None = None) -> int:
         """Start the server under a supervisor of its own (ra_server_sup): a server that keeps
         crashing (a machine that raises on a committed command) exhausts *its* supervisor's
         intensity and stops there, instead of the node-wide one, so other clusters on the node
         are not touched. The per-server supervisor is temporary: once it gives up, the server
         stays down (``overview`` shows it) until ``restart_server``."""
         sup = self.daemon.server_sup()
-        running = self._running()
-        if name in running:
-            if running[name] is not None:
-                raise AlreadyStarted(f"server {name!r} already runs on node {self.daemon.address}")
+        if self._pid_of(name) is not None:
+            raise AlreadyStarted(f"server {name!r} already runs on node {self.daemon.address}")
+        if name in {c.id for c in sup.which_children()}:
             sup.terminate_child(name)     # temporary: its spec goes with it
             if name in {c.id for c in sup.which_children()}:
                 sup.delete_child(name)
-        conf = dict(conf, node=self.daemon.address, system=self._system())
-        env = {"RA_NODE": self.daemon.address or "", "RA_DATA_DIR": self.daemon.data_dir}
-        server = server_child_spec("server", TARGET, (conf,), env, "transient", 5000)
-        spec = ChildSpec(name, Nested(SupFlags("one_for_one", SERVER_INTENSITY, SERVER_PERIOD),
-                                      (server,)),
-                         restart="temporary", type="supervisor")
+        spec = spec or self._spec(name, conf)
         self._forget_load(name)
         self.failed.pop(name, None)
         self.metrics.pop(name, None)      # figures of an earlier run are not this one's
         sup.start_child(spec)
-        pid = self._running().get(name)
+        pid = self._pid_of(name)
         if pid is None:
             raise RuntimeError(f"server {name!r} did not start")
         ld = self.loading[name] = _Loading(conf["machine"], register, time.monotonic(),
@@ -178,9 +211,11 @@ class ServerSup:
     def loaded(self, name: str, pid: int) -> str:
         """The server process ``pid`` has imported and built its machine."""
         ld = self.loading.get(name)
-        if ld is not None and self._running().get(name) == pid:
+        if ld is not None and self._pid_of(name) == pid:
             _log.info("server %s started (pid %d, machine %s loaded)", name, pid, ld.machine[1])
             self._forget_load(name)
+            if time.monotonic() - ld.since <= _SHARE_WITHIN:
+                self._share_machine(ld.machine)
             if ld.register is not None:
                 c = ld.register
                 self.directory.register(name, c["uid"], c["cluster_name"], c)
@@ -189,7 +224,7 @@ class ServerSup:
     def load_failed(self, name: str, pid: int, info: dict[str, Any]) -> str:
         """The server process ``pid`` could not load its machine (it exits 0 after this
         answer: not restarted). Recorded; its supervisor is removed."""
-        if self._running().get(name) != pid:
+        if self._pid_of(name) != pid:
             return "ok"                   # an old process, stopped or deleted meanwhile
         self._fail(name, info)
         return "ok"
@@ -201,7 +236,7 @@ class ServerSup:
         self.failed[name] = info
         _log.error("server %r: cannot load its machine %r: %s", name, info.get("path"),
                    info.get("reason"))
-        pid = self._running().get(name)
+        pid = self._pid_of(name)
         if kill and pid is not None:
             try:
                 os.kill(pid, signal.SIGKILL)      # our own unreaped child: no pid reuse
@@ -252,9 +287,9 @@ class ServerSup:
         if ld is not None:
             return ("loading", {"machine": ld.machine, "load_timeout_s": self.load_timeout,
                                 "elapsed_s": round(time.monotonic() - ld.since, 3)})
-        running = self._running()
-        if running.get(name) is not None:
-            return ("running", running[name])
+        pid = self._pid_of(name)
+        if pid is not None:
+            return ("running", pid)
         if self.directory.uid_of(name) is None:
             raise NotFound(f"no server {name!r} on node {self.daemon.address}")
         sub = self.daemon.server_sup().child(name)
@@ -290,21 +325,45 @@ class ServerSup:
         if name in self.loading:
             raise AlreadyStarted(f"server {name!r} is being started on node "
                                  f"{self.daemon.address}")
+        self.daemon.check_open_files(len(self.directory.names()) + len(self.loading) + 1)
         # recorded in the directory once its process has loaded the machine (loaded())
         return ("ok", self._spawn(name, conf, register=conf))
 
     def restart_all(self) -> None:
         """At a node's start: restart every server of its directory that was not stopped on
         purpose (``stop_server``), so that a node restarted after a crash or a reboot rejoins
-        its clusters by itself. A server that cannot be started is logged and left down."""
-        for name in sorted(self.directory.names()):
-            if self.directory.stopped(name):
-                continue
-            try:
-                self.restart_server(name)
-                _log.info("server %s restarted with its node", name)
-            except Exception as e:   # one bad server must not keep the others down
-                _log.error("server %s could not be restarted with its node: %s", name, e)
+        its clusters by itself. A server that cannot be started is logged and left down.
+
+        With ``preload_machines``, their machine modules are imported by the fork server first
+        (they all loaded before, in servers of this node: :meth:`_share_machine`), so that none
+        of the servers imports one itself: one import, not one per server. Their
+        processes are then forked in one go (``ForkServer.prefork``: no round trip per server),
+        before this loop reaps any child."""
+        names = [n for n in sorted(self.directory.names()) if not self.directory.stopped(n)]
+        confs = {n: c for n in names if (c := self.directory.config_of(n)) is not None}
+        mods = {m for c in confs.values() if (m := _machine_module(c.get("machine")))}
+        fs = self.daemon.forkserver
+        if mods - self.shared and fs is not None and self.daemon.sys.preload_machines:
+            # their speed is not known here: a slow one delays the start by _IMPORT_TIMEOUT
+            fs.import_more(sorted(mods - self.shared), timeout=_IMPORT_TIMEOUT)
+            self.shared |= mods
+        specs = {n: self._spec(n, c) for n, c in confs.items()}
+        if fs is not None and len(specs) > 1:
+            fs.prefork([(f.target, f.args, f.env) for f in
+                        (sp.start.children[0].start for sp in specs.values())   # type: ignore
+                        if isinstance(f, Fork)])
+        try:
+            for name in names:
+                try:
+                    if name not in confs:
+                        raise NotFound(f"no config for server {name!r}")
+                    self._spawn(name, confs[name], spec=specs[name])
+                    _log.info("server %s restarted with its node", name)
+                except Exception as e:   # one bad server must not keep the others down
+                    _log.error("server %s could not be restarted with its node: %s", name, e)
+        finally:
+            if fs is not None:
+                fs.drop_preforked()
 
     def restart_server(self, name: str, add_config: dict[str, Any] | None = None) -> Any:
         conf = self.directory.config_of(name)
@@ -382,6 +441,14 @@ class ServerSup:
     def data_dir_of(self, name: str) -> str | None:
         uid = self.directory.uid_of(name)
         return None if uid is None else os.path.join(self.daemon.data_dir, uid)
+
+
+def _machine_module(machine: Any) -> str | None:
+    """The module of a machine spec (``(kind, "pkg.mod:name", arg)``), None if it has none."""
+    if isinstance(machine, (list, tuple)) and len(machine) == 3 and isinstance(machine[1], str):
+        mod = machine[1].partition(":")[0]
+        return mod or None
+    return None
 
 
 _HANDLED = frozenset((rm.MetricsReport, rm.StartServer, rm.RestartServer, rm.StopServer,

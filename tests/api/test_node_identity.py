@@ -128,3 +128,58 @@ def test_cli_wildcard_listen_advertises_and_keeps_the_address(tmp_path):
     finally:
         subprocess.run([sys.executable, "-m", "ra.client.cli", "node", "stop", again],
                        capture_output=True)
+
+
+def _node_status(addr: str) -> dict:
+    from ra import messages as rm
+    from ra.node import daemon as node
+    return node.node_call(addr, rm.NodeStatus())
+
+
+def test_a_node_restart_brings_many_servers_back_quickly_sharing_their_machine(tmp_path):
+    """Issue 17: a node hosting many servers restarts them all; with ``preload_machines`` its
+    fork server imports their machine module once (learned when the first one loaded; at a
+    restart, before any is forked) instead of each server importing it."""
+    from tests.api.conftest import Nodes
+    nodes = Nodes(str(tmp_path), {"preload_machines": True})
+    try:
+        _restart_many(nodes)
+    finally:
+        nodes.cleanup()
+
+
+def test_without_preload_machines_the_fork_server_imports_no_machine(nodes):
+    nodes.start(0)
+    sid = nodes.sid("solo", 0)
+    ra.start_cluster("solo", COUNTER, [sid])
+    assert ra.process_command([sid], 1)[0] == 1
+    assert _node_status(nodes.addrs[0])["forkserver_imported"] == []
+
+
+def _restart_many(nodes) -> None:
+    import concurrent.futures
+    import time
+    n = 20
+    nodes.start(0)
+    ids = [nodes.sid(f"s{k}", 0) for k in range(n)]
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda s: ra.start_cluster(s.name, COUNTER, [s]), ids))
+    for s in ids:
+        assert ra.process_command([s], 1)[0] == 1
+    wait_for(lambda: "ra.testing.machines" in _node_status(nodes.addrs[0])
+             ["forkserver_imported"], 10, "the fork server imported the machine module")
+    nodes.kill(0)
+    t0 = time.monotonic()
+    nodes.start(0, keep_listen=False)
+    assert "ra.testing.machines" in _node_status(nodes.addrs[0])["forkserver_imported"]
+    for s in ids:                                      # each with its state (its data kept)
+        wait_for(lambda s=s: _answers(s), 60, f"{s} back after the node restart")
+    # generous: ~1.5 s here for 20 servers on an idle machine (150 servers: ~5 s)
+    assert time.monotonic() - t0 < 60
+
+
+def _answers(sid: ra.ServerId) -> bool:
+    try:
+        return ra.process_command([sid], 0, timeout=1.0)[0] == 1
+    except (ra.NoProc, ra.NodeDown, ra.OutcomeUnknown):
+        return False

@@ -363,3 +363,37 @@ def test_a_child_killed_past_its_intensity_stops_alone(tmp_path: Path):
         tree = mb.call(ep, rm.NodeStatus())["tree"]
         assert tree["restarts"] == 0 and tree["children"][1]["sup"]["restarts"] == 0
         assert mb.call(ep, rm.NodePing()) == "pong"
+
+
+def test_daemon_raises_its_open_file_limit(tmp_path: Path):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard < 512:
+        pytest.skip(f"hard open-file limit {hard}: nothing to raise to")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))     # the daemon inherits 256
+    try:
+        addr = node.start_in(str(tmp_path))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    st = node.node_call(addr, rm.NodeStatus())
+    assert st["open_files_limit"] == hard
+    assert psutil.Process(st["pid"]).rlimit(psutil.RLIMIT_NOFILE) == (hard, hard)
+    # its children (fork server, and every server forked from it) inherit it
+    assert psutil.Process(st["forkserver_pid"]).rlimit(psutil.RLIMIT_NOFILE) == (hard, hard)
+
+
+def test_open_file_limit_too_low_for_the_servers_is_logged():
+    """The rule: FDS_BASE + FDS_PER_SERVER per server; a hard limit below it is said."""
+    code = ("import logging, resource\n"
+            "logging.basicConfig(format='%(levelname)s %(message)s')\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (200, 300))\n"
+            "from ra.node.daemon import raise_open_files_limit as r\n"
+            "print(r(5), r(6))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO))
+    assert out.returncode == 0, out.stderr
+    # soft raised to hard; 256 + 8 * 5 = 296 fits in 300, 6 servers (304) do not
+    assert out.stdout.split() == ["(300,", "300)", "(300,", "300)"]
+    warnings = [ln for ln in out.stderr.splitlines() if ln.startswith("WARNING")]
+    assert len(warnings) == 1 and "too low for 6 servers" in warnings[0]
+    assert "need about 304" in warnings[0]

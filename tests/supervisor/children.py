@@ -6,7 +6,7 @@ import signal
 import sys
 
 __all__ = ["sleeper", "stubborn", "graceful", "exit_with", "logger", "env_is",
-           "orphan_maker", "log_specs"]
+           "orphan_maker", "log_specs", "has_module"]
 
 
 def sleeper() -> int:
@@ -46,6 +46,12 @@ def logger(path: str, name: str) -> int:
         f.write(f"start {name}\n")
     while True:
         signal.pause()
+
+
+def has_module(name: str) -> int:
+    """Exit 0 if ``name`` was already imported when this child started (the fork server's
+    preloads), else 3."""
+    return 0 if name in sys.modules else 3
 
 
 def env_is(key: str, value: str) -> int:
