@@ -21,7 +21,7 @@ from typing import Any
 
 from transport.cookie import plain_password
 from transport.direct import DirectMailbox
-from transport.mechanism import MechanismFactory, plain_factory
+from transport.mechanism import MechanismFactory, null_factory, plain_factory
 
 __all__ = ["run_once", "main"]
 
@@ -29,6 +29,8 @@ _SECRET = b"bench-transport-ab-secret-0123456789"
 
 
 def _mechanism(mode: str) -> MechanismFactory:
+    if mode == "null":      # no authentication at all: only to measure what PLAIN costs
+        return null_factory
     if mode == "curve":
         from transport.curve import secret_factory
         return secret_factory(_SECRET)  # type: ignore[no-any-return]
@@ -104,16 +106,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=20000, help="casts per burst")
     ap.add_argument("--size", type=int, default=100, help="bytes of payload per message")
     ap.add_argument("--calls", type=int, default=2000, help="sequential calls per run")
+    ap.add_argument("--modes", default="plain,curve",
+                    help="the two mechanisms compared, A,B: plain, curve or null (no "
+                         "authentication: what PLAIN costs is plain against null)")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.serve:
         _serve(a.serve)
         return 0
-    runs: dict[str, list[dict[str, float]]] = {"plain": [], "curve": []}
+    ma, mb_ = a.modes.split(",")
+    runs: dict[str, list[dict[str, float]]] = {ma: [], mb_: []}
     print(f"load average {os.getloadavg()[0]:.2f}; {a.rounds} rounds, {a.n} casts of "
           f"{a.size} B, {a.calls} calls", flush=True)
     for r in range(a.rounds):
-        order = ("plain", "curve") if r % 2 == 0 else ("curve", "plain")
+        order = (ma, mb_) if r % 2 == 0 else (mb_, ma)
         for mode in order:
             got = run_once(mode, a.n, a.size, a.calls)
             runs[mode].append(got)
@@ -123,9 +129,10 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
     med: dict[str, dict[str, Any]] = {
         m: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for m, rs in runs.items()}
-    for k in med["plain"]:
-        p, c = med["plain"][k], med["curve"][k]
-        print(f"median {k:20}: PLAIN {p:10,.2f}   CURVE {c:10,.2f}   CURVE/PLAIN {c / p:5.2f}")
+    for k in med[ma]:
+        p, c = med[ma][k], med[mb_][k]
+        print(f"median {k:20}: {ma.upper()} {p:10,.2f}   {mb_.upper()} {c:10,.2f}   "
+              f"{mb_.upper()}/{ma.upper()} {c / p:5.2f}")
     print(f"load average {os.getloadavg()[0]:.2f} (a shared machine: rates and latencies move "
           "with its load; CPU per message much less so; read the ratios)")
     return 0
