@@ -1013,8 +1013,8 @@ def _wake_detector(s: ServerState, effects: list[Any]) -> None:
     reason (hung, so its clients time out and try the others). Check it now rather than at the
     quiet timeout: probe it and its other followers (so that they check too and will grant our
     pre-vote), and wait a normal election timeout for any message of it."""
-    if not (s.cfg.quiet_when_idle and s.role == "follower" and s.election_off
-            and not s.probing and not _leader_suspect(s)):
+    if not (s.cfg.quiet_when_idle and s.role == "follower" and not s.probing
+            and not _leader_suspect(s)):
         return
     probe = LeaderProbe(s.current_term, s.leader_id, s.id)
     for p in _others(s):
@@ -1038,9 +1038,8 @@ def _on_leader_probe(msg: LeaderProbe, s: ServerState, effects: list[Any]) -> No
         if msg.from_id in s.peers and msg.term <= s.current_term:
             _send_entries(s, msg.from_id, effects, force=True)
         return
-    if msg.term == s.current_term and msg.leader_id == s.leader_id and s.election_off \
-            and not s.probing and s.role == "follower" and s.cfg.quiet_when_idle \
-            and not _leader_suspect(s):
+    if msg.term == s.current_term and msg.leader_id == s.leader_id and not s.probing \
+            and s.role == "follower" and s.cfg.quiet_when_idle and not _leader_suspect(s):
         _start_probe(s, effects)
 
 
