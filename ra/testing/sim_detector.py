@@ -304,7 +304,8 @@ class SimDetector:
 
     def _check_probe(self, leader: Any) -> None:
         sim = self.sim
-        _, t, asked, whom = self.probe_watch or (None, 0, 0, None)
+        assert self.probe_watch is not None
+        _, t, asked, whom = self.probe_watch
         p = sim.profile
         delay = max(p.delay[1], p.long_delay[1] if p.reorder else 0)
         waited = sim.now - asked
