@@ -56,6 +56,20 @@ Quiet when idle (``ServerConfig.quiet_when_idle``, the same on every member). Co
   lost (``LeaderDown``, which forgets it), it is no longer in the configuration, or it asks for
   a pre-vote of a later term (it has stepped down). A step that leaves a quiet follower without
   an unsuspected leader arms a normal election timer, which runs as before.
+* A client wakes the detection: a quiet follower (unsuspected leader) that is asked for a
+  ``Command`` or a ``ConsistentQuery`` (it redirects them) *probes* the leader: it sends
+  ``LeaderProbe`` to the leader and a copy to every other member, forgets that it heard the
+  leader and arms a normal election timeout (``U(T, 2T)``); a follower that gets a copy about
+  its own leader and term probes the leader too (no copies of its own). The leader answers a
+  probe at once with an append to the prober. Any message of the leader ends the probe (back
+  to the quiet timeout); a probe still unanswered when the timer fires makes the follower
+  forget the leader and campaign. Bound: a hung leader is replaced within ``2T`` of a client's
+  request at a follower plus one election.
+* A quiet follower refuses every pre-vote while it counts on its leader (unsuspected, and its
+  own quiet timeout or probe has not failed): a follower whose probe or its answer was lost, or
+  whose own check ran early, never deposes a live leader; the followers that probed for one
+  client all give up within ``2T``, each granting the later ones, so a hung leader is still
+  replaced. A probe the leader answers never leads to an election.
 * The shell (or the simulator) must feed ``NodeDown(node)`` / ``NodeUp(node)`` from a node
   failure detector for every node hosting a member (initial statuses on start) and
   ``LeaderDown`` on connection loss: without them a lost leader is never replaced.
