@@ -10,7 +10,9 @@ seed budget, by the check named here, and the very same seed passes on the real 
   (``prevote_no_disruption``) stale and probing pre-vote traffic reaches a healthy cluster, and
   a follower hears from its leader every heartbeat: a term that rises there is a disruption.
 * ``quiet_follower_ignores_node_down`` / ``quiet``: a leader whose node dies silently, or that
-  is cut off, is reported down to the followers, which never campaign: ``quiet_failover``.
+  is cut off, is reported down to the followers, which never campaign: ``quiet_failover``
+  (unless a client asks one of them meanwhile: its probe goes unanswered, so the followers
+  campaign anyway; caught when no client does).
   ``quiet_leader_ignores_down_nodes``: a quiet leader cut off from its peers keeps leading
   (``check_quorum``); ``quiet_leader_ignores_lagging_follower``: followers left without the
   commit index make the leader's quorum check fail, or never converge.
@@ -46,7 +48,7 @@ HUNTS: dict[str, tuple[str, int, int, str | None]] = {
     "stale_pre_vote_result_counts": ("healthy_leader", 3, 20, "prevote_no_disruption"),
     "follower_ignores_leader_contact": ("healthy_leader", 3, 20, "prevote_no_disruption"),
     "snapshot_guard_on_last_applied": ("snapshot_slow_sync", 5, 40, None),
-    "quiet_follower_ignores_node_down": ("quiet", 3, 20, "quiet_failover"),
+    "quiet_follower_ignores_node_down": ("quiet", 5, 10, "quiet_failover"),
     "quiet_leader_ignores_down_nodes": ("quiet", 5, 20, "check_quorum"),
     "quiet_leader_ignores_lagging_follower": ("quiet", 3, 10, None),
     "quiet_follower_trusts_a_silent_leader": ("quiet", 3, 30, "quiet_hang"),
