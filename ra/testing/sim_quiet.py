@@ -97,7 +97,8 @@ class QuietWindow:
             self.close("the leader stepped down or its configuration changed")
         elif sim.settled_at is not None and sim.profile.probe_prevotes and not self.probed:
             self._probe(q[1], q[2])
-        elif sim.settled_at is not None and sim.profile.quiet and not self.asked:
+        elif sim.settled_at is not None and sim.profile.quiet and not self.asked \
+                and sim.now < sim.settled_at + sim.profile.idle_grace_ms // 3:
             self._ask_followers(q[2])
 
     def _try_open(self) -> None:
@@ -147,8 +148,9 @@ class QuietWindow:
         sim.note(None, "quiet window: every follower's pre-vote request is on its way")
 
     def _ask_followers(self, members: tuple[Any, ...]) -> None:
-        """A client asks every follower (they probe the leader): early, so that the probes
-        and their answers are over before ``quiet_idle`` starts counting."""
+        """A client asks every follower (they probe the leader): early (within the first third
+        of the idle grace), so that the probes and their answers are over before
+        ``quiet_idle`` starts counting."""
         sim = self.sim
         self.asked = True
         for x in members:
