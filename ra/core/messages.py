@@ -263,7 +263,8 @@ class TriggerElection:
 RaMsg = (
     AppendEntriesRpc | AppendEntriesReply | RequestVoteRpc | RequestVoteResult | PreVoteRpc
     | PreVoteResult | InstallSnapshotRpc | InstallSnapshotResult | HeartbeatRpc | HeartbeatReply
-    | TimeoutNow | LeaderProbe | ElectionTimeout | HeartbeatTimeout | Tick | Written | MetaWritten | LeaderDown
+    | TimeoutNow | LeaderProbe | ElectionTimeout | HeartbeatTimeout | Tick | Written | MetaWritten
+    | LeaderDown
     | NodeDown | NodeUp | FlushCommands | Command | ConsistentQuery | TransferLeadership | TriggerElection
 )
 

@@ -101,9 +101,9 @@ from ra.core.sessions import APPLY, Sessions, unwrap_snapshot, wrap_snapshot
 from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, ConsistentQuery, ElectionTimeout,
     FlushCommands, HeartbeatReply, HeartbeatRpc, HeartbeatTimeout, InstallSnapshotResult,
-    InstallSnapshotRpc, LeaderDown, LeaderProbe, MetaWritten, NodeDown, NodeUp, PreVoteResult, PreVoteRpc,
-    RequestVoteResult, RequestVoteRpc, SnapshotMeta, Tick, TimeoutNow, TransferLeadership,
-    TriggerElection, Written,
+    InstallSnapshotRpc, LeaderDown, LeaderProbe, MetaWritten, NodeDown, NodeUp, PreVoteResult,
+    PreVoteRpc, RequestVoteResult, RequestVoteRpc, SnapshotMeta, Tick, TimeoutNow,
+    TransferLeadership, TriggerElection, Written,
 )
 
 __all__ = ["ServerConfig", "ServerState", "Peer", "init", "step", "overview", "holds_flush"]
@@ -196,7 +196,7 @@ class ServerState:
     down_nodes: set[str] = field(default_factory=set)
     heartbeat_off: bool = False    # leader: idle, only the slow heartbeat armed
     election_off: bool = False     # follower: its leader unsuspected, only the quiet timeout
-    probing: bool = False          # follower: a client woke it, its leader has T to answer
+    probing: bool = False          # follower: a client woke it, the leader must answer
     # durability of term/vote
     meta_seq: int = 0
     meta_synced: int = 0
