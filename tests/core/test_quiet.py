@@ -319,3 +319,13 @@ def test_without_quiet_mode_a_command_at_a_follower_only_redirects() -> None:
     step(s, AppendEntriesRpc(1, N2, 1, 1, 1, []))
     step(s, ElectionTimeout())
     assert step(s, Command("usr", 1, ("await", "c1"))) == [Reply("c1", ("redirect", N2))]
+
+
+def test_a_follower_that_just_accepted_its_leader_probes_it_too() -> None:
+    # a leader that hangs right after its election: its followers' first timeout would go quiet
+    s = quiet_follower()
+    assert not s.election_off
+    eff = step(s, Command("usr", 1, ("await", "c1")))
+    assert SendRpc(N2, LeaderProbe(1, N2, N1)) in eff and eff[-1] == StartElectionTimeout()
+    eff = step(s, ElectionTimeout())
+    assert s.role == "pre_vote" and s.leader_id is None
