@@ -294,9 +294,11 @@ class SimDetector:
         if self.hang_watch is None or self.probe_watch is not None or self.sim.faults_over \
                 or "quiet_probe" in self.sim.checker.disabled:
             return
-        leader, term, _ = self.hang_watch
-        if not self.sim.servers[leader].hung:
-            return
+        leader, term, since = self.hang_watch
+        p = self.sim.profile
+        delay = max(p.delay[1], p.long_delay[1] if p.reorder else 0)
+        if not self.sim.servers[leader].hung or self.sim.now - since <= delay:
+            return           # a message the leader sent before it hung may still arrive
         st = s.state
         if s.role == "follower" and st.leader_id == leader and st.current_term == term:
             self.probe_watch = (leader, term, self.sim.now, s.sid)

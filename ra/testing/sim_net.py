@@ -90,7 +90,7 @@ class Profile:
     # the share of leader hangs after which a client, its attempt on the hung leader timed out,
     # asks a follower (after a delay drawn from hang_client_ms): the quiet_probe check
     hang_client: float = 0.0
-    hang_client_ms: tuple[int, int] = (5, 50)
+    hang_client_ms: tuple[int, int] = (10, 60)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
