@@ -12,7 +12,7 @@ from typing import Any
 __all__ = [
     "AppendEntriesRpc", "AppendEntriesReply", "RequestVoteRpc", "RequestVoteResult",
     "PreVoteRpc", "PreVoteResult", "InstallSnapshotRpc", "InstallSnapshotResult",
-    "HeartbeatRpc", "HeartbeatReply", "TimeoutNow", "SnapshotMeta",
+    "HeartbeatRpc", "HeartbeatReply", "TimeoutNow", "LeaderProbe", "SnapshotMeta",
     "ElectionTimeout", "HeartbeatTimeout", "Tick", "Written", "MetaWritten", "LeaderDown",
     "NodeDown", "NodeUp",
     "Command", "ConsistentQuery", "TransferLeadership", "TriggerElection", "FlushCommands",
@@ -140,6 +140,18 @@ class TimeoutNow:
     leader_id: Any
 
 
+@dataclass(frozen=True, slots=True)
+class LeaderProbe:
+    """Quiet mode (``quiet_when_idle``; no ra equivalent): ``from_id``, a follower of
+    ``leader_id`` in ``term`` that a client asked for something, checks that its idle leader
+    still runs. The leader answers at once with an append to ``from_id``; the follower's other
+    peers get a copy and check the leader too (see "Quiet when idle" in ``ra.core.server``)."""
+
+    term: int
+    leader_id: Any
+    from_id: Any
+
+
 # --- local events ---------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +263,8 @@ class TriggerElection:
 RaMsg = (
     AppendEntriesRpc | AppendEntriesReply | RequestVoteRpc | RequestVoteResult | PreVoteRpc
     | PreVoteResult | InstallSnapshotRpc | InstallSnapshotResult | HeartbeatRpc | HeartbeatReply
-    | TimeoutNow | ElectionTimeout | HeartbeatTimeout | Tick | Written | MetaWritten | LeaderDown
+    | TimeoutNow | LeaderProbe | ElectionTimeout | HeartbeatTimeout | Tick | Written | MetaWritten
+    | LeaderDown
     | NodeDown | NodeUp | FlushCommands | Command | ConsistentQuery | TransferLeadership | TriggerElection
 )
 
@@ -259,5 +272,5 @@ RaMsg = (
 PEER_MSGS = (
     AppendEntriesRpc, AppendEntriesReply, RequestVoteRpc, RequestVoteResult, PreVoteRpc,
     PreVoteResult, InstallSnapshotRpc, InstallSnapshotResult, HeartbeatRpc, HeartbeatReply,
-    TimeoutNow,
+    TimeoutNow, LeaderProbe,
 )

@@ -56,6 +56,20 @@ Quiet when idle (``ServerConfig.quiet_when_idle``, the same on every member). Co
   lost (``LeaderDown``, which forgets it), it is no longer in the configuration, or it asks for
   a pre-vote of a later term (it has stepped down). A step that leaves a quiet follower without
   an unsuspected leader arms a normal election timer, which runs as before.
+* A client wakes the detection: a quiet follower (unsuspected leader) that is asked for a
+  ``Command`` or a ``ConsistentQuery`` (it redirects them) *probes* the leader: it sends
+  ``LeaderProbe`` to the leader and a copy to every other member, forgets that it heard the
+  leader and arms a normal election timeout (``U(T, 2T)``); a follower that gets a copy about
+  its own leader and term probes the leader too (no copies of its own). The leader answers a
+  probe at once with an append to the prober. Any message of the leader ends the probe (back
+  to the quiet timeout); a probe still unanswered when the timer fires makes the follower
+  forget the leader and campaign. Bound: a hung leader is replaced within ``2T`` of a client's
+  request at a follower plus one election.
+* A quiet follower refuses every pre-vote while it counts on its leader (unsuspected, and its
+  own quiet timeout or probe has not failed): a follower whose probe or its answer was lost, or
+  whose own check ran early, never deposes a live leader; the followers that probed for one
+  client all give up within ``2T``, each granting the later ones, so a hung leader is still
+  replaced. A probe the leader answers never leads to an election.
 * The shell (or the simulator) must feed ``NodeDown(node)`` / ``NodeUp(node)`` from a node
   failure detector for every node hosting a member (initial statuses on start) and
   ``LeaderDown`` on connection loss: without them a lost leader is never replaced.
@@ -87,9 +101,9 @@ from ra.core.sessions import APPLY, Sessions, unwrap_snapshot, wrap_snapshot
 from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, ConsistentQuery, ElectionTimeout,
     FlushCommands, HeartbeatReply, HeartbeatRpc, HeartbeatTimeout, InstallSnapshotResult,
-    InstallSnapshotRpc, LeaderDown, MetaWritten, NodeDown, NodeUp, PreVoteResult, PreVoteRpc,
-    RequestVoteResult, RequestVoteRpc, SnapshotMeta, Tick, TimeoutNow, TransferLeadership,
-    TriggerElection, Written,
+    InstallSnapshotRpc, LeaderDown, LeaderProbe, MetaWritten, NodeDown, NodeUp, PreVoteResult,
+    PreVoteRpc, RequestVoteResult, RequestVoteRpc, SnapshotMeta, Tick, TimeoutNow,
+    TransferLeadership, TriggerElection, Written,
 )
 
 __all__ = ["ServerConfig", "ServerState", "Peer", "init", "step", "overview", "holds_flush"]
@@ -182,6 +196,7 @@ class ServerState:
     down_nodes: set[str] = field(default_factory=set)
     heartbeat_off: bool = False    # leader: idle, only the slow heartbeat armed
     election_off: bool = False     # follower: its leader unsuspected, only the quiet timeout
+    probing: bool = False          # follower: a client woke it, the leader must answer
     # durability of term/vote
     meta_seq: int = 0
     meta_synced: int = 0
@@ -299,6 +314,8 @@ def step(role: str, msg: Any, s: ServerState) -> tuple[str, ServerState, list[An
         _HANDLERS[type(msg)](msg, s, effects)
     if s.role != role:
         _state_enter(s, effects)
+    if s.probing and (s.role != "follower" or _leader_suspect(s)):
+        s.probing = False          # the normal election timer it armed runs as before
     if s.heartbeat_off or s.election_off:
         _wake_timers(s, effects)
     if s.meta_synced < s.meta_seq:
@@ -436,15 +453,21 @@ def _on_election_timeout(msg: ElectionTimeout, s: ServerState, effects: list[Any
     if s.role == "follower" and s.cfg.quiet_when_idle and not _leader_suspect(s):
         # quiet: the detector or the connection will say when the leader is gone, and its slow
         # heartbeat that it still runs (a process hung while its node and links stay up)
-        if s.heard_from_leader or not s.election_off:
+        if s.probing:
+            # a client woke us and the leader left our probe unanswered for an election
+            # timeout (any message of its would have ended the probe): hung, campaign
+            s.probing = False
+            s.leader_id = None
+        elif s.heard_from_leader or not s.election_off:
             s.heard_from_leader = False
             s.election_off = True
             effects.append(StartElectionTimeout(since_leader=True, quiet=True,
                                                 turn=_turn(s, s.leader_id)))
             return
-        # QUIET_TIMEOUT election timeouts without a word from it: hung, campaign
-        s.election_off = False
-        s.leader_id = None
+        else:
+            # QUIET_TIMEOUT election timeouts without a word from it: hung, campaign
+            s.election_off = False
+            s.leader_id = None
     if s.role == "follower" and s.heard_from_leader:
         s.heard_from_leader = False
         effects.append(StartElectionTimeout(since_leader=True, turn=_turn(s, s.leader_id)))
@@ -530,7 +553,8 @@ def _on_pre_vote_rpc(msg: PreVoteRpc, s: ServerState, effects: list[Any]) -> Non
     # a pre-vote never changes the receiver's term
     grant = (msg.term > s.current_term and s.role != "leader"
              and msg.machine_version >= s.machine_version
-             and _log_up_to_date(s, msg.last_log_index, msg.last_log_term))
+             and _log_up_to_date(s, msg.last_log_index, msg.last_log_term)
+             and not _trusts_quiet_leader(s))
     effects.append(SendRpc(msg.candidate_id,
                            PreVoteResult(max(msg.term, s.current_term) if grant else s.current_term,
                                          msg.token, grant, s.id)))
@@ -603,11 +627,18 @@ def _accept_leader(s: ServerState, term: int, leader: Any, effects: list[Any]) -
     _update_term(s, term, effects)
     if s.role not in ("follower", "receive_snapshot"):
         _become_follower(s, None, effects)
+    probing = s.probing
+    s.probing = False
     if s.leader_id != leader:
         s.leader_id = leader
         effects.append(RecordLeaderMsg(leader))
         # from now on the election timer counts from this leader's messages
         effects.append(StartElectionTimeout(since_leader=True, turn=_turn(s, leader)))
+    elif probing and s.role == "follower":
+        # it answered our probe (or said anything): it runs, back to quiet waiting
+        s.election_off = True
+        effects.append(StartElectionTimeout(since_leader=True, quiet=True,
+                                            turn=_turn(s, leader)))
     s.heard_from_leader = True
     s.brand_new = False
 
@@ -981,6 +1012,51 @@ def _leader_suspect(s: ServerState) -> bool:
     return lid is None or lid[1] in s.down_nodes or lid not in s.cluster
 
 
+def _trusts_quiet_leader(s: ServerState) -> bool:
+    """A quiet follower that counts on its leader and has not itself found it gone (its own
+    quiet timeout or unanswered probe, the detector, the lost connection): it refuses
+    pre-votes, so that a follower whose probe or its answer was lost (or whose own check ran
+    early) cannot depose a live leader. A client's probe reaches every follower, so that each
+    runs its own check at about the same time: the last of them to find the leader silent
+    (within 2T of the probe) is granted by the others, and a hung leader is still replaced."""
+    return s.cfg.quiet_when_idle and s.role == "follower" and not _leader_suspect(s)
+
+
+def _wake_detector(s: ServerState, effects: list[Any]) -> None:
+    """A client asked a quiet follower for something its leader must do: the leader may be the
+    reason (hung, so its clients time out and try the others). Check it now rather than at the
+    quiet timeout: probe it and its other followers (so that they check too and will grant our
+    pre-vote), and wait a normal election timeout for any message of it."""
+    if not (s.cfg.quiet_when_idle and s.role == "follower" and not s.probing
+            and not _leader_suspect(s)):
+        return
+    probe = LeaderProbe(s.current_term, s.leader_id, s.id)
+    for p in _others(s):
+        if p != s.leader_id:
+            effects.append(SendRpc(p, probe))
+    _start_probe(s, effects)
+
+
+def _start_probe(s: ServerState, effects: list[Any]) -> None:
+    s.probing = True
+    s.heard_from_leader = False
+    s.election_off = False
+    effects.append(SendRpc(s.leader_id, LeaderProbe(s.current_term, s.leader_id, s.id)))
+    effects.append(StartElectionTimeout())
+
+
+def _on_leader_probe(msg: LeaderProbe, s: ServerState, effects: list[Any]) -> None:
+    if s.role == "leader":
+        # answer at once, with an append as a heartbeat would (a stale leader's answer is
+        # refused by the follower's later term)
+        if msg.from_id in s.peers and msg.term <= s.current_term:
+            _send_entries(s, msg.from_id, effects, force=True)
+        return
+    if msg.term == s.current_term and msg.leader_id == s.leader_id and not s.probing \
+            and s.role == "follower" and s.cfg.quiet_when_idle and not _leader_suspect(s):
+        _start_probe(s, effects)
+
+
 def _wake_timers(s: ServerState, effects: list[Any]) -> None:
     """Re-arm a timer the core left slow (the idle heartbeat, the quiet election timeout) once
     the reason for leaving it so has gone: the leader is no longer idle (or no longer leads),
@@ -1018,6 +1094,7 @@ def _reject_command(s: ServerState, cmd: Command, effects: list[Any]) -> None:
 def _on_command(msg: Command, s: ServerState, effects: list[Any]) -> None:
     if s.role != "leader":
         _reject_command(s, msg, effects)
+        _wake_detector(s, effects)
         return
     if msg.kind == "delete_cluster":
         idx = s.log.next_index()
@@ -1139,6 +1216,7 @@ def _prune_peers(s: ServerState) -> None:
 def _on_consistent_query(msg: ConsistentQuery, s: ServerState, effects: list[Any]) -> None:
     if s.role != "leader":
         effects.append(Reply(msg.frm, ("redirect", s.leader_id)))
+        _wake_detector(s, effects)
         return
     s.query_index += 1
     # everything committed before this query is at or below the commit index, or below our noop
@@ -1509,6 +1587,7 @@ _HANDLERS: dict[type, Any] = {
     HeartbeatRpc: _on_heartbeat_rpc,
     HeartbeatReply: _on_heartbeat_reply,
     TimeoutNow: _on_timeout_now,
+    LeaderProbe: _on_leader_probe,
     ElectionTimeout: _on_election_timeout,
     HeartbeatTimeout: _on_heartbeat_timeout,
     Tick: _on_tick,

@@ -66,8 +66,8 @@ CHECKS: tuple[str, ...] = (
     "election_safety", "log_matching", "commit_monotonic", "commit_in_log", "committed_prefix",
     "leader_completeness", "apply_committed", "state_machine_safety", "ack_applied",
     "query_linearizable", "durable_ack", "durable_commit", "check_quorum",
-    "single_config_change", "prevote_no_disruption", "quiet_failover", "quiet_hang", "quiet_lag",
-    "quiet_idle",
+    "single_config_change", "prevote_no_disruption", "quiet_failover", "quiet_hang", "quiet_probe",
+    "quiet_lag", "quiet_idle",
 )
 
 

@@ -127,6 +127,16 @@ MUTANTS: tuple[Mutant, ...] = (
            "if True:",
            "a quiet follower re-arms its quiet timeout even when its leader said nothing since: "
            "a leader process that hangs with its node and links up is never replaced"),
+    Mutant("quiet_leader_ignores_probes",
+           "if msg.from_id in s.peers and msg.term <= s.current_term:",
+           "if False:",
+           "a leader leaves a follower's probe unanswered: a client that asks a follower of a "
+           "live, idle leader has it deposed"),
+    Mutant("quiet_follower_ignores_clients",
+           "    probe = LeaderProbe(s.current_term, s.leader_id, s.id)\n",
+           "    return\n",
+           "a quiet follower asked by a client does not check its leader: a hung leader is "
+           "replaced only after the quiet timeout, and the clients time out meanwhile"),
     Mutant("quiet_leader_ignores_down_nodes",
            "up = pid[1] not in s.down_nodes",
            "up = True",

@@ -48,7 +48,7 @@ from ra.core.effects import (
 )
 from ra.core.messages import (
     AppendEntriesReply, ElectionTimeout, FlushCommands, HeartbeatTimeout, InstallSnapshotResult,
-    LeaderDown, RequestVoteResult, Tick, TriggerElection,
+    Command, LeaderDown, RequestVoteResult, Tick, TriggerElection,
 )
 from ra.core.types import ServerId
 from ra.core.messages import AppendEntriesRpc, HeartbeatReply, HeartbeatRpc, InstallSnapshotRpc
@@ -183,7 +183,8 @@ class SimCluster(ClientDriver):
             "group_commit_holds", "group_commit_released_by_commit",
             "group_commit_released_by_cap", "group_commit_held_entries", "node_kills",
             "fd_down", "fd_up", "fd_false_suspicions", "failovers_watched", "failover_max_ms", "idle_msgs",
-            "hangs", "hangs_watched", "hang_failover_max_ms", "idle_heartbeats")}
+            "hangs", "hangs_watched", "hang_failover_max_ms", "idle_heartbeats",
+            "stray_calls", "probes_watched", "probe_failover_max_ms")}
         #: group commit: (leader, term, first, last) of every batch a hold kept back
         self.held_batches: list[tuple[Any, int, int, int]] = []
         self.quiet = QuietWindow(self)
@@ -491,6 +492,9 @@ class SimCluster(ClientDriver):
                 victim = leader if leader is not None and rng.random() < 0.8 \
                     else rng.choice(alive)
                 self.hang(victim, rng.randint(*p.hang_ms))
+                if p.hang_client and victim == leader and rng.random() < p.hang_client:
+                    s = self.servers[victim]
+                    self.schedule(rng.randint(*p.hang_client_ms), "hang_client", victim, s.inc)
         elif p.crash_rate and not hung and rng.random() < p.crash_rate * dt / 1000:
             down = sum(1 for s in self.servers.values() if not s.alive)
             alive = [s.sid for s in self.servers.values() if s.alive]
@@ -580,6 +584,30 @@ class SimCluster(ClientDriver):
         self.stats["hangs"] += 1
         self.note(sid, f"HANG for {ms}ms (node and links stay up)")
         self.schedule(ms, "hang_end", sid, s.inc)
+
+    def _ev_hang_client(self, sid: Any, inc: int) -> None:
+        """A client's attempt on the hung leader ``sid`` timed out: it asks a follower."""
+        s = self.servers[sid]
+        if not (s.alive and s.inc == inc and s.hung) or self.faults_over:
+            return
+        rest = [x for x in self.servers.values() if x.sid != sid and x.alive and not x.hung
+                and x.role == "follower"]
+        if rest:
+            self.stray_call(self.rng.choice(rest), f"its attempt on {sid.name} timed out")
+
+    def _ev_stray(self, sid: Any) -> None:
+        s = self.servers[sid]
+        if s.alive and not s.hung and s.role == "follower":
+            self.stray_call(s, "quiet window")
+
+    def stray_call(self, s: SimServer, why: str) -> None:
+        """A client command reaches follower ``s`` (it answers with a redirect, which no client
+        waits for: the command is never taken)."""
+        self.stats["stray_calls"] += 1
+        self.note(s.sid, f"a client asks it ({why})")
+        if self.fd is not None:
+            self.fd.on_stray_call(s)
+        self.step_server(s, Command("usr", ("stray",), ("await", ("stray", self.now))), None)
 
     def _ev_hang_end(self, sid: Any, inc: int) -> None:
         s = self.servers[sid]

@@ -28,6 +28,12 @@ Checks (each a :class:`~ra.testing.checkers.Violation` naming it):
   ``hang_bound`` (``QUIET_TIMEOUT`` election timeouts after L's last message, the followers'
   turns, then an election as in ``quiet_failover``; the clock restarts whenever a fault changes
   the picture).
+* ``quiet_probe`` (fault phase, within a ``quiet_hang`` obligation): once a client asks a
+  follower of the hung leader L (``Profile.hang_client``: its attempt on L timed out), that
+  follower checks L at once (a probe, and copies that make the other followers check too): it
+  must have given up on L within ``2T`` (the probe's normal election timeout) plus the longest
+  message delay, and a leader of a later term must be elected within ``probe_bound``
+  (that, then an election as in ``quiet_failover``), far sooner than the quiet timeout.
 * ``quiet_lag`` (fault phase): a live (not hung) leader sends an append or a snapshot chunk,
   at least every few heartbeat periods, to every live member it reaches that lacks committed
   entries (a quiet leader must not leave a follower behind until its next slow heartbeat).
@@ -78,6 +84,7 @@ class SimDetector:
         self.lag_since = 0
         self.hang_picture: Any = None
         self.hang_watch: tuple[Any, int, int] | None = None  # (leader, term, since)
+        self.probe_watch: tuple[Any, int, int, Any] | None = None  # (leader, term, asked, whom)
         self.idle_hb: dict[tuple[Any, Any], int] = {}       # (leader, peer) -> last slow one
         self.idle_answers: dict[tuple[Any, Any], int] = {}  # (peer, leader) -> answers owed
 
@@ -235,15 +242,22 @@ class SimDetector:
             took = sim.now - self.hang_watch[2]
             sim.stats["hang_failover_max_ms"] = max(sim.stats["hang_failover_max_ms"], took)
             self.hang_watch = None
+            if self.probe_watch is not None:
+                took = sim.now - self.probe_watch[2]
+                sim.stats["probe_failover_max_ms"] = max(sim.stats["probe_failover_max_ms"],
+                                                         took)
         if picture != self.hang_picture:
             self.hang_picture = picture
             self.hang_watch = None
         if self.hang_watch is None:
+            self.probe_watch = None
             if self._hang_obliged(leader):
                 self.hang_watch = (leader, term, sim.now)
                 sim.stats["hangs_watched"] += 1
             return
         _, t, since = self.hang_watch
+        if self.probe_watch is not None:
+            self._check_probe(leader)
         bound = self.hang_bound()
         if sim.now - since > bound:
             raise Violation(
@@ -272,6 +286,52 @@ class SimDetector:
         t = p.election_ms
         turns = (len(self.sim.servers) - 1) * t // 5 + t // 20
         return QUIET_TIMEOUT * t + turns + self.bound()
+
+    # -- quiet_probe ----------------------------------------------------------------------------
+    def on_stray_call(self, s: SimServer) -> None:
+        """A client asks ``s``: if it follows the leader that hangs under an open ``quiet_hang``
+        obligation, the ``quiet_probe`` obligation opens (the first such call counts)."""
+        if self.hang_watch is None or self.probe_watch is not None or self.sim.faults_over \
+                or "quiet_probe" in self.sim.checker.disabled:
+            return
+        leader, term, since = self.hang_watch
+        p = self.sim.profile
+        delay = max(p.delay[1], p.long_delay[1] if p.reorder else 0)
+        if not self.sim.servers[leader].hung or self.sim.now - since <= delay:
+            return           # a message the leader sent before it hung may still arrive
+        st = s.state
+        if s.role == "follower" and st.leader_id == leader and st.current_term == term:
+            self.probe_watch = (leader, term, self.sim.now, s.sid)
+            self.sim.stats["probes_watched"] += 1
+
+    def _check_probe(self, leader: Any) -> None:
+        sim = self.sim
+        assert self.probe_watch is not None
+        _, t, asked, whom = self.probe_watch
+        p = sim.profile
+        delay = max(p.delay[1], p.long_delay[1] if p.reorder else 0)
+        waited = sim.now - asked
+        f = sim.servers[whom]
+        if waited > 2 * p.election_ms + delay and f.role == "follower" \
+                and f.state.leader_id == leader and f.state.current_term == t:
+            raise Violation(
+                "quiet_probe",
+                f"a client asked {whom.name}, a follower of the hung leader {leader.name} (term "
+                f"{t}), at t={asked}ms, yet {waited}ms later it still follows it")
+        bound = self.probe_bound()
+        if waited > bound:
+            raise Violation(
+                "quiet_probe",
+                f"a client asked a follower of the hung leader {leader.name} (term {t}) at "
+                f"t={asked}ms, yet no later leader in {bound}ms")
+
+    def probe_bound(self) -> int:
+        """How long the others may take to replace a hung leader once a client asked one of
+        them: the probe's normal election timeout (at most 2T, its copies to the other
+        followers on the way), then an election as ``bound``."""
+        p = self.sim.profile
+        delay = max(p.delay[1], p.long_delay[1] if p.reorder else 0)
+        return 2 * p.election_ms + delay + self.bound()
 
     # -- quiet_lag ------------------------------------------------------------------------------
     def watch_lag(self) -> None:

@@ -12,7 +12,7 @@ _SHORT = {
     "AppendEntriesRpc": "AE", "AppendEntriesReply": "AE-reply", "RequestVoteRpc": "Vote",
     "RequestVoteResult": "Vote-result", "PreVoteRpc": "PreVote", "PreVoteResult": "PreVote-result",
     "InstallSnapshotRpc": "InstallSnapshot", "InstallSnapshotResult": "InstallSnapshot-result",
-    "HeartbeatRpc": "Heartbeat", "HeartbeatReply": "Heartbeat-reply",
+    "HeartbeatRpc": "Heartbeat", "HeartbeatReply": "Heartbeat-reply", "LeaderProbe": "Probe",
 }
 
 

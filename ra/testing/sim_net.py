@@ -87,6 +87,10 @@ class Profile:
     # per second, for a time drawn from hang_ms (the longest outlast the quiet_hang bound)
     hang_rate: float = 0.0
     hang_ms: tuple[int, int] = (50, 2000)
+    # the share of leader hangs after which a client, its attempt on the hung leader timed out,
+    # asks a follower (after a delay drawn from hang_client_ms): the quiet_probe check
+    hang_client: float = 0.0
+    hang_client_ms: tuple[int, int] = (10, 60)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -154,7 +158,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             node_kill_ratio=0.6, false_suspicion_rate=1.0, think_ms=(30, 1200), fault_ms=3000,
             partition_kinds=("isolate", "leader_out", "leader_in", "minority_leader",
                              "symmetric", "one_way", "leader_to_one"),
-            partition_ms=(150, 900), down_ms=(50, 900), linger_ms=800, hang_rate=0.6),
+            partition_ms=(150, 900), down_ms=(50, 900), linger_ms=800, hang_rate=0.6,
+            hang_client=0.5),
     # the same with loss, duplicates, reordering, snapshots, membership changes (a leader that
     # removes itself leaves followers that must notice) and leadership transfers
     Profile("quiet_chaos", quiet=True, loss=0.06, dup=0.05, reorder=0.08, partition_rate=2.0,

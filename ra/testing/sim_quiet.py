@@ -19,7 +19,10 @@ Pre-vote traffic is then delivered, to test that a pre-vote never changes the re
 and grants, including those a partition blocked) arrive again when the window opens: late
 duplicates. With ``profile.probe_prevotes``, once the cluster has settled (logs converged and
 idle), each follower's pre-vote request, as it would send it if its timer fired now, reaches
-every other member. All randomness comes from the simulator's seeded RNG.
+every other member. In a quiet profile, once settled, a client asks each follower for something
+(a command it redirects): each then probes the live, idle leader, which answers, and no member's
+term may rise (a probe the leader answers never leads to an election). All randomness comes from
+the simulator's seeded RNG.
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ class QuietWindow:
         self.heard: dict[Any, tuple[Any, int]] = {}       # sid -> (leader, term) accepted
         self.timeout_now_at = -10**9
         self.probed = False
+        self.asked = False
         self.prevotes: deque[tuple[Any, Any, Any]] = deque(
             maxlen=max(1, sim.profile.replay_prevotes))
 
@@ -93,6 +97,9 @@ class QuietWindow:
             self.close("the leader stepped down or its configuration changed")
         elif sim.settled_at is not None and sim.profile.probe_prevotes and not self.probed:
             self._probe(q[1], q[2])
+        elif sim.settled_at is not None and sim.profile.quiet and not self.asked \
+                and sim.now < sim.settled_at + sim.profile.idle_grace_ms // 3:
+            self._ask_followers(q[2])
 
     def _try_open(self) -> None:
         sim = self.sim
@@ -139,6 +146,16 @@ class QuietWindow:
                     sim.stats["prevote_replays"] += 1
                     sim.schedule(sim.rng.randint(1, hi), "peer", to, rpc, x)
         sim.note(None, "quiet window: every follower's pre-vote request is on its way")
+
+    def _ask_followers(self, members: tuple[Any, ...]) -> None:
+        """A client asks every follower (they probe the leader): early (within the first third
+        of the idle grace), so that the probes and their answers are over before
+        ``quiet_idle`` starts counting."""
+        sim = self.sim
+        self.asked = True
+        for x in members:
+            if sim.servers[x].role == "follower":
+                sim.schedule(sim.rng.randint(1, 10), "stray", x)
 
     def _max_delay(self) -> int:
         """The longest a message sent in the fault phase may still be in flight."""

@@ -10,8 +10,9 @@ from typing import Any
 from ra.core.effects import NextEvent, SendRpc, StartElectionTimeout, StartHeartbeatTimeout
 from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, ElectionTimeout, FlushCommands,
-    HeartbeatTimeout, NodeDown, NodeUp, PreVoteResult, PreVoteRpc,
+    ConsistentQuery, HeartbeatTimeout, LeaderProbe, NodeDown, NodeUp, PreVoteResult, PreVoteRpc,
 )
+from ra.core.effects import Reply
 from tests.core.helpers import N1, N2, N3, make_leader, new_server, step, sync, with_log
 
 NOOP = ("noop", 0)
@@ -232,3 +233,99 @@ def test_a_malformed_node_event_is_dropped() -> None:
     s = quiet_follower()
     assert step(s, NodeDown(5)) == []        # type: ignore[arg-type]
     assert s.leader_id == N2 and s.dropped == {"bad node_down": 1}
+
+
+# -- a client wakes the failure detection (a probe of the leader) ---------------------------------
+
+def quiet_waiting() -> Any:
+    """``quiet_follower`` past its first election timeout: only the quiet timeout armed."""
+    s = quiet_follower()
+    assert step(s, ElectionTimeout()) == [QUIET]
+    return s
+
+
+def test_a_command_at_a_quiet_follower_probes_the_leader_and_arms_a_normal_timeout() -> None:
+    s = quiet_waiting()
+    eff = step(s, Command("usr", 1, ("await", "c1")))
+    probe = LeaderProbe(1, N2, N1)
+    assert eff == [Reply("c1", ("redirect", N2)), SendRpc(N3, probe), SendRpc(N2, probe),
+                   StartElectionTimeout()]
+    assert s.probing and not s.election_off and s.leader_id == N2
+    # another client while the probe is out: redirected, no second probe
+    assert step(s, Command("usr", 2, ("await", "c2"))) == [Reply("c2", ("redirect", N2))]
+
+
+def test_a_consistent_query_at_a_quiet_follower_probes_too() -> None:
+    s = quiet_waiting()
+    eff = step(s, ConsistentQuery("c1", len))
+    assert eff[0] == Reply("c1", ("redirect", N2)) and s.probing
+    assert SendRpc(N2, LeaderProbe(1, N2, N1)) in eff
+
+
+def test_an_answered_probe_goes_back_to_quiet_waiting() -> None:
+    s = quiet_waiting()
+    step(s, Command("usr", 1, ("await", "c1")))
+    eff = step(s, AppendEntriesRpc(1, N2, 1, 1, 1, []))
+    assert QUIET in eff and not s.probing and s.election_off
+    assert step(s, ElectionTimeout()) == [QUIET]
+    assert s.role == "follower" and s.leader_id == N2
+
+
+def test_an_unanswered_probe_campaigns_after_one_election_timeout() -> None:
+    s = quiet_waiting()
+    step(s, Command("usr", 1, ("await", "c1")))
+    eff = step(s, ElectionTimeout())
+    assert s.role == "pre_vote" and s.leader_id is None and not s.probing
+    assert eff[0] == StartElectionTimeout()
+    assert all(type(e.msg) is PreVoteRpc and e.msg.term == 2 for e in eff[1:])
+
+
+def test_a_leader_answers_a_probe_at_once_with_an_append() -> None:
+    s = idle_leader()
+    eff = step(s, LeaderProbe(1, N1, N2))
+    assert [(e.to, type(e.msg)) for e in eff] == [(N2, AppendEntriesRpc)]
+    assert eff[0].msg.term == 1 and eff[0].msg.entries == []
+    assert step(s, LeaderProbe(1, N1, ("n9", "x:9"))) == []        # not a peer: ignored
+
+
+def test_a_probe_copy_makes_another_quiet_follower_check_the_leader_too() -> None:
+    s = quiet_waiting()
+    eff = step(s, LeaderProbe(1, N2, N3))
+    assert eff == [SendRpc(N2, LeaderProbe(1, N2, N1)), StartElectionTimeout()]
+    assert s.probing and not s.election_off
+    # a copy about another leader or term, or a second one: nothing
+    s2 = quiet_waiting()
+    assert step(s2, LeaderProbe(1, N3, N3)) == []
+    assert step(s2, LeaderProbe(2, N2, N3)) == []
+
+
+def test_a_quiet_follower_refuses_pre_votes_while_it_counts_on_its_leader() -> None:
+    # a follower whose probe (or its answer) was lost must not depose a live leader
+    s = quiet_waiting()
+    assert step(s, PreVoteRpc(2, 1, N3, 1, 1)) == [SendRpc(N3, PreVoteResult(1, 1, False, N1))]
+    assert s.leader_id == N2 and s.election_off
+    # probing: still refused until its own probe has gone unanswered for its election timeout
+    step(s, LeaderProbe(1, N2, N3))
+    assert step(s, PreVoteRpc(2, 2, N3, 1, 1)) == [SendRpc(N3, PreVoteResult(1, 2, False, N1))]
+    step(s, ElectionTimeout())
+    assert s.role == "pre_vote"                # campaigns itself, and grants N3's
+    eff = step(s, PreVoteRpc(2, 3, N3, 1, 1))
+    assert eff == [SendRpc(N3, PreVoteResult(2, 3, True, N1))]
+
+
+def test_without_quiet_mode_a_command_at_a_follower_only_redirects() -> None:
+    s = new_server(quiet_when_idle=False)
+    with_log(s, [(1, 1, NOOP)], term=1)
+    step(s, AppendEntriesRpc(1, N2, 1, 1, 1, []))
+    step(s, ElectionTimeout())
+    assert step(s, Command("usr", 1, ("await", "c1"))) == [Reply("c1", ("redirect", N2))]
+
+
+def test_a_follower_that_just_accepted_its_leader_probes_it_too() -> None:
+    # a leader that hangs right after its election: its followers' first timeout would go quiet
+    s = quiet_follower()
+    assert not s.election_off
+    eff = step(s, Command("usr", 1, ("await", "c1")))
+    assert SendRpc(N2, LeaderProbe(1, N2, N1)) in eff and eff[-1] == StartElectionTimeout()
+    eff = step(s, ElectionTimeout())
+    assert s.role == "pre_vote" and s.leader_id is None

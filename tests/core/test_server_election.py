@@ -210,7 +210,8 @@ def test_non_member_never_campaigns():
 
 
 def test_granting_a_pre_vote_without_a_leader_holds_our_own_campaign_back():
-    s = new_server()
+    # quiet mode refuses pre-votes while it has a leader (tests/core/test_quiet.py)
+    s = new_server(quiet_when_idle=False)
     with_log(s, [(1, 1, ("noop", 0))], term=1)
     eff = step(s, PreVoteRpc(2, 1, N2, 1, 1, 0))
     assert eff == [SendRpc(N2, PreVoteResult(2, 1, True, N1)), StartElectionTimeout()]

@@ -101,7 +101,8 @@ def test_mutant_apply_before_commit():
 
 
 def test_follower_redirects_commands_and_queries():
-    s = new_server()
+    # quiet mode also probes the leader (tests/core/test_quiet.py)
+    s = new_server(quiet_when_idle=False)
     with_log(s, [(1, 1, NOOP)], term=1)
     step(s, AppendEntriesRpc(1, N2, 1, 1, 1, []))
     assert step(s, Command("usr", 1, ("await", "f1"))) == [Reply("f1", ("redirect", N2))]

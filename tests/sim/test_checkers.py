@@ -396,6 +396,22 @@ def test_a_hung_leader_never_replaced_is_caught(bugs: frozenset[str]) -> None:
         _watch(sim, until)
 
 
+@pytest.mark.parametrize("bugs", [frozenset(), frozenset({"quiet_follower_ignores_clients"})])
+def test_a_hung_leader_a_client_asked_about_and_not_replaced_soon_is_caught(
+        bugs: frozenset[str]) -> None:
+    sim = _quiet_cluster(bugs)
+    lid = sim.current_leader()
+    sim.hang(lid, 100_000)                        # its node and links stay up: no report
+    _watch(sim, sim.now + 30)                     # the quiet_hang obligation opens
+    sim.stray_call(next(s for s in sim.servers.values() if s.sid != lid), "test")
+    until = sim.now + sim.fd.probe_bound() + 100
+    if not bugs:
+        _watch(sim, until)                        # the follower's probe fails; elected in time
+        return
+    with raises("quiet_probe"):
+        _watch(sim, until)
+
+
 @pytest.mark.parametrize("bugs", [frozenset(), frozenset({"quiet_leader_ignores_lagging_follower"})])
 def test_a_follower_left_behind_by_a_quiet_leader_is_caught(bugs: frozenset[str]) -> None:
     from ra.core.messages import Command

@@ -10,12 +10,19 @@ seed budget, by the check named here, and the very same seed passes on the real 
   (``prevote_no_disruption``) stale and probing pre-vote traffic reaches a healthy cluster, and
   a follower hears from its leader every heartbeat: a term that rises there is a disruption.
 * ``quiet_follower_ignores_node_down`` / ``quiet``: a leader whose node dies silently, or that
-  is cut off, is reported down to the followers, which never campaign: ``quiet_failover``.
+  is cut off, is reported down to the followers, which never campaign: ``quiet_failover``
+  (unless a client asks one of them meanwhile: its probe goes unanswered, so the followers
+  campaign anyway; caught when no client does).
   ``quiet_leader_ignores_down_nodes``: a quiet leader cut off from its peers keeps leading
   (``check_quorum``); ``quiet_leader_ignores_lagging_follower``: followers left without the
   commit index make the leader's quorum check fail, or never converge.
   ``quiet_follower_trusts_a_silent_leader``: a leader process hangs with its node and links up;
   followers that never give up on it leave the cluster leaderless: ``quiet_hang``.
+  ``quiet_follower_ignores_clients``: a client asks a follower of a hung leader, which waits
+  for its quiet timeout instead of probing the leader: ``quiet_probe``.
+  ``quiet_leader_ignores_probes``: once settled, clients ask the followers of a live idle
+  leader; unanswered, their probes end in an election (``quiet_idle`` sees the pre-votes,
+  ``prevote_no_disruption`` the term that rises).
 * ``snapshot_guard_on_last_applied`` / ``snapshot_slow_sync``: a follower whose commit index runs
   ahead of its written (hence applied) index gets a snapshot it already covers; guarded on
   ``last_applied`` it installs it and its commit index moves back (``commit_monotonic``). Under
@@ -41,10 +48,12 @@ HUNTS: dict[str, tuple[str, int, int, str | None]] = {
     "stale_pre_vote_result_counts": ("healthy_leader", 3, 20, "prevote_no_disruption"),
     "follower_ignores_leader_contact": ("healthy_leader", 3, 20, "prevote_no_disruption"),
     "snapshot_guard_on_last_applied": ("snapshot_slow_sync", 5, 40, None),
-    "quiet_follower_ignores_node_down": ("quiet", 3, 20, "quiet_failover"),
+    "quiet_follower_ignores_node_down": ("quiet", 5, 10, "quiet_failover"),
     "quiet_leader_ignores_down_nodes": ("quiet", 5, 20, "check_quorum"),
     "quiet_leader_ignores_lagging_follower": ("quiet", 3, 10, None),
     "quiet_follower_trusts_a_silent_leader": ("quiet", 3, 30, "quiet_hang"),
+    "quiet_follower_ignores_clients": ("quiet", 5, 40, "quiet_probe"),
+    "quiet_leader_ignores_probes": ("quiet", 3, 10, None),
 }
 
 

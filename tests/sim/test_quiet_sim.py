@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ra.core.effects import IDLE_HEARTBEAT
+from ra.core.effects import IDLE_HEARTBEAT, QUIET_TIMEOUT
 from ra.testing.sim import SimCluster
 from ra.testing.sim_net import PROFILE_NAMES, PROFILES
 
@@ -71,6 +71,47 @@ def test_a_hung_leader_process_is_replaced_within_the_bound(servers: int) -> Non
     assert sim.servers[old].state.leader_id == new
 
 
+@pytest.mark.parametrize("servers", [3, 5])
+def test_a_client_at_a_follower_has_a_hung_leader_replaced_well_before_the_quiet_timeout(
+        servers: int) -> None:
+    # the client's attempt on the hung leader timed out; it asks a follower, which probes
+    sim = SimCluster(4, servers, "quiet", auto_faults=False)
+    old = elected(sim, 1000)
+    sim.run_until(1500)
+    term = sim.servers[old].state.current_term
+    assert sim.fd is not None
+    sim.hang(old, 10 * sim.fd.hang_bound())
+    sim.run_until(1510)
+    follower = next(s for s in sim.servers.values() if s.sid != old)
+    sim.stray_call(follower, "test")
+    asked, t = sim.now, sim.profile.election_ms
+    assert sim.run_until(asked + sim.fd.probe_bound(),
+                         stop=lambda: max(sim.checker.leaders) > term)
+    took = sim.now - asked
+    # the probe's election timeout (< 2T), then pre-vote and vote (probe_bound allows for split
+    # votes); the quiet timeout alone would take QUIET_TIMEOUT election timeouts
+    assert took < QUIET_TIMEOUT * t, took
+    assert sim.stats["fd_down"] == 0
+
+
+@pytest.mark.parametrize("servers", [3, 5])
+def test_clients_at_the_followers_of_a_live_idle_leader_never_start_an_election(
+        servers: int) -> None:
+    sim = SimCluster(5, servers, "quiet", auto_faults=False)
+    lid = elected(sim, 1000)
+    sim.run_until(1500)
+    term = sim.servers[lid].state.current_term
+    for k in range(10):
+        for s in list(sim.servers.values()):
+            if s.sid != lid:
+                sim.stray_call(s, f"test {k}")
+        sim.run_until(sim.now + 150)
+    sim.run_until(sim.now + 1000)
+    assert sim.stats["stray_calls"] == 10 * (servers - 1)
+    assert max(sim.checker.leaders) == term and sim.current_leader() == lid
+    assert all(s.state.current_term == term for s in sim.servers.values())
+
+
 def test_a_leader_whose_node_dies_silently_is_replaced_after_the_report() -> None:
     sim = SimCluster(3, 3, "quiet", auto_faults=False)
     old = elected(sim, 1000)
@@ -115,5 +156,5 @@ def test_quiet_profiles_are_in_the_rotation_and_their_faults_happen() -> None:
             assert r.stats["idle_msgs"] == 0
     for key in ("node_kills", "fd_down", "fd_up", "fd_false_suspicions", "failovers_watched",
                 "partitions", "crashes", "acked", "joins", "leaves", "transfers", "hangs",
-                "hangs_watched", "idle_heartbeats"):
+                "hangs_watched", "idle_heartbeats", "stray_calls"):
         assert total[key] > 0, f"no {key} in {dict(total)}"
