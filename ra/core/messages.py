@@ -79,7 +79,9 @@ class RequestVoteResult:
 @dataclass(frozen=True, slots=True)
 class PreVoteRpc:
     """Asks whether a real election at ``term`` (the sender's term + 1) would be won. Receivers do
-    not change their own term. ``token`` ties results to one pre-vote round."""
+    not change their own term. ``token`` ties results to one pre-vote round. ``force``: an
+    operator's ``trigger_election``: a quiet follower grants it although it still counts on its
+    leader (the log check still applies)."""
 
     term: int
     token: int
@@ -87,6 +89,7 @@ class PreVoteRpc:
     last_log_index: int
     last_log_term: int
     machine_version: int = 0
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True)

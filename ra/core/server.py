@@ -386,7 +386,7 @@ def _log_up_to_date(s: ServerState, last_idx: int, last_term: int) -> bool:
     return last_term > my_term or (last_term == my_term and last_idx >= my_idx)
 
 
-def _start_pre_vote(s: ServerState, effects: list[Any]) -> None:
+def _start_pre_vote(s: ServerState, effects: list[Any], force: bool = False) -> None:
     s.role = "pre_vote"
     s.leader_id = None
     s.pre_vote_token += 1
@@ -397,7 +397,7 @@ def _start_pre_vote(s: ServerState, effects: list[Any]) -> None:
         return
     last_idx, last_term = s.log.last_index_term()
     rpc = PreVoteRpc(s.current_term + 1, s.pre_vote_token, s.id, last_idx, last_term,
-                     _code_version(s.cfg.machine))
+                     _code_version(s.cfg.machine), force)
     for p in _others(s):
         effects.append(SendRpc(p, rpc))
 
@@ -521,7 +521,8 @@ def _on_trigger_election(msg: TriggerElection, s: ServerState, effects: list[Any
     if s.role == "leader" or not _is_member(s):
         return
     s.brand_new = False
-    _start_pre_vote(s, effects)
+    # asked for: the other members grant it even while they count on a quiet leader
+    _start_pre_vote(s, effects, force=True)
 
 
 def _on_leader_down(msg: LeaderDown, s: ServerState, effects: list[Any]) -> None:
@@ -554,7 +555,7 @@ def _on_pre_vote_rpc(msg: PreVoteRpc, s: ServerState, effects: list[Any]) -> Non
     grant = (msg.term > s.current_term and s.role != "leader"
              and msg.machine_version >= s.machine_version
              and _log_up_to_date(s, msg.last_log_index, msg.last_log_term)
-             and not _trusts_quiet_leader(s))
+             and (msg.force or not _trusts_quiet_leader(s)))
     effects.append(SendRpc(msg.candidate_id,
                            PreVoteResult(max(msg.term, s.current_term) if grant else s.current_term,
                                          msg.token, grant, s.id)))

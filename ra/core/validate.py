@@ -82,7 +82,7 @@ _CHECKS: dict[type, Callable[[Any], str | None]] = {
     else "bad request_vote_result",
     m.PreVoteRpc: lambda x: None if (
         _nat(x.term, x.token, x.last_log_index, x.last_log_term, x.machine_version)
-        and _sid(x.candidate_id)) else "bad pre_vote_rpc",
+        and _sid(x.candidate_id) and type(x.force) is bool) else "bad pre_vote_rpc",
     m.PreVoteResult: lambda x: None if (
         _nat(x.term, x.token) and type(x.vote_granted) is bool and _sid(x.from_id))
     else "bad pre_vote_result",

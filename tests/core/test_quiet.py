@@ -11,6 +11,7 @@ from ra.core.effects import NextEvent, SendRpc, StartElectionTimeout, StartHeart
 from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, ElectionTimeout, FlushCommands,
     ConsistentQuery, HeartbeatTimeout, LeaderProbe, NodeDown, NodeUp, PreVoteResult, PreVoteRpc,
+    TriggerElection,
 )
 from ra.core.effects import Reply
 from tests.core.helpers import N1, N2, N3, make_leader, new_server, step, sync, with_log
@@ -311,6 +312,21 @@ def test_a_quiet_follower_refuses_pre_votes_while_it_counts_on_its_leader() -> N
     assert s.role == "pre_vote"                # campaigns itself, and grants N3's
     eff = step(s, PreVoteRpc(2, 3, N3, 1, 1))
     assert eff == [SendRpc(N3, PreVoteResult(2, 3, True, N1))]
+
+
+def test_an_operators_trigger_election_is_granted_by_a_follower_of_a_quiet_leader() -> None:
+    # ra.trigger_election asks for an election: the stickiness of quiet followers must not
+    # refuse it (a forced pre-vote); its log is still checked
+    s = quiet_waiting()
+    eff = step(s, PreVoteRpc(2, 1, N3, 1, 1, 0, True))
+    assert eff == [SendRpc(N3, PreVoteResult(2, 1, True, N1))]
+    behind = step(s, PreVoteRpc(2, 2, N3, 0, 0, 0, True))      # an empty log: refused
+    assert behind == [SendRpc(N3, PreVoteResult(1, 2, False, N1))]
+    # and the server asked sends forced pre-votes
+    t = quiet_waiting()
+    eff = step(t, TriggerElection(None))
+    assert t.role == "pre_vote"
+    assert {e.msg.force for e in eff if isinstance(e, SendRpc)} == {True}
 
 
 def test_without_quiet_mode_a_command_at_a_follower_only_redirects() -> None:

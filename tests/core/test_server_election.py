@@ -19,7 +19,7 @@ def test_brand_new_server_waits_for_trigger_election():
 def test_trigger_election_starts_pre_vote():
     s = new_server()
     eff = step(s, TriggerElection(("c", 1)))
-    rpc = PreVoteRpc(1, 1, N1, 0, 0, 0)
+    rpc = PreVoteRpc(1, 1, N1, 0, 0, 0, True)    # asked for: forced past quiet stickiness
     assert eff == [Reply(("c", 1), ("ok", "ok", None)), StartElectionTimeout(),
                    SendRpc(N2, rpc), SendRpc(N3, rpc)]
     assert s.role == "pre_vote" and s.current_term == 0
