@@ -119,8 +119,11 @@ def _load(clusters: list[list[ra.ServerId]], secs: float) -> tuple[int, list[flo
     lat: list[float] = []
     lock = threading.Lock()
     shares = [clusters[w::THREADS] for w in range(min(THREADS, len(clusters)))]
-    ready = threading.Barrier(len(shares) + 1)
     stop = [0.0]
+    # the barrier's action sets the end before any client passes it (a client reading it
+    # first would see 0 and stop at once)
+    ready = threading.Barrier(len(shares) + 1,
+                              action=lambda: stop.__setitem__(0, time.monotonic() + secs))
 
     def worker(mine: list[list[ra.ServerId]]) -> None:
         c = ra.Client()
@@ -162,7 +165,6 @@ def _load(clusters: list[list[ra.ServerId]], secs: float) -> tuple[int, list[flo
     for t in ts:
         t.start()
     ready.wait(300)
-    stop[0] = time.monotonic() + secs
     for t in ts:
         t.join(secs + 60)
     return len(lat), lat
