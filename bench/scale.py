@@ -13,7 +13,11 @@ For each C (10, 100, 1,000; ``--quick``: 10 only) on fresh nodes:
   commands in flight over them; p99 from pipeline to applied event;
 * **fsyncs per second per node** against commands per second: the WALs' fsync counters
   (the metrics endpoint, ``ra_wal_syncs_total``) over the loaded 10 s. One WAL per node batches
-  all its servers: the fewer fsyncs per command, the better.
+  all its servers: the fewer fsyncs per command, the better;
+* **TCP connections per node pair**: after the load, the most established connections from one
+  node's processes to another node's listening sockets (:func:`node_pair_connections`). A server
+  talks to the other members of its own cluster only, so this grows with the servers a node pair
+  shares (about one per cluster), not with servers².
 
 A larger C runs only while the smaller one stayed within bounds (started in 60 s and idled under
 1.5 cores): otherwise its row says why it was skipped. When ``erl`` is present (see
@@ -88,6 +92,31 @@ def _server_pids(nodes: RaNodes) -> list[int]:
         table = default_client()._daemon(nodes.addrs[i], rm.ListServers(), 30.0)
         pids += [int(v["pid"]) for v in table.values() if v.get("pid")]
     return pids
+
+
+def node_pair_connections(roots: list[int]) -> dict[tuple[int, int], int]:
+    """Established TCP connections from the process tree of node ``i`` (root pid ``roots[i]``)
+    to a socket that a process of node ``j`` listens on, per ordered pair ``(i, j)``, i != j.
+    Each connection is counted once, on its connecting side."""
+    trees = {i: _tree(pid) for i, pid in enumerate(roots)}
+    owner: dict[int, int] = {}                   # listening port -> node
+    conns: list[tuple[int, list[Any]]] = []
+    for i, procs in trees.items():
+        for p in procs:
+            try:
+                cs = p.net_connections(kind="tcp")
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            conns.append((i, cs))
+            owner.update((c.laddr.port, i) for c in cs if c.status == psutil.CONN_LISTEN)
+    out = {(i, j): 0 for i in trees for j in trees if i != j}
+    for i, cs in conns:
+        for c in cs:
+            if c.status == psutil.CONN_ESTABLISHED and c.raddr:
+                j = owner.get(c.raddr.port)
+                if j is not None and j != i:
+                    out[(i, j)] += 1
+    return out
 
 
 def _wal_syncs(nodes: RaNodes) -> list[int]:
@@ -200,7 +229,8 @@ def measure(c: int, reaper: Reaper, idle_s: float = IDLE_S, load_s: float = LOAD
         s1 = _wal_syncs(nodes)
         lat.sort()
         fsyncs = statistics.mean(b - a for a, b in zip(s0, s1)) / load_s
-        return {"start_s": start_s, "uss_mb": uss, "idle_cores": idle,
+        conns = max(node_pair_connections([nodes.procs[i].pid for i in range(3)]).values())
+        return {"conns": float(conns), "start_s": start_s, "uss_mb": uss, "idle_cores": idle,
                 "ops": n / load_s, "p99_ms": lat[int(0.99 * (len(lat) - 1))] * 1000 if lat else
                 float("nan"), "fsyncs": fsyncs, "servers": float(len(pids))}
     finally:
@@ -251,10 +281,13 @@ def run(quick: bool = False, sizes: tuple[int, ...] | None = None) -> list[dict[
                                   ("idle CPU, 3 nodes", "idle_cores", "cores"),
                                   ("commands/s, pipelined", "ops", "cmd/s"),
                                   ("p99", "p99_ms", "ms"),
-                                  ("WAL fsyncs/s per node", "fsyncs", "/s")):
+                                  ("WAL fsyncs/s per node", "fsyncs", "/s"),
+                                  ("TCP connections per node pair", "conns", "")):
             note = peer_note if key in ep else ""
             if key == "uss_mb" and key in ep:
                 note = "peer: Erlang memory / servers (one BEAM node holds all)"
+            if key == "conns":
+                note = "the most, one direction, over the 6 ordered pairs (one per cluster ≈ C)"
             rows.append({"workload": wl, "metric": metric, "value": r[key], "unit": unit,
                          "peer": ep.get(key), "note": note})
         # every command is fsynced once on each node (a cluster has a member on each)

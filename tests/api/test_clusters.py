@@ -146,3 +146,22 @@ def test_cli_overview_and_members(three, capsys):
     js = json.loads(capsys.readouterr().out)
     assert js["leader"] == list(leader) and len(js["members"]) == 3
     assert main(["overview", "127.0.0.1:9"]) == 1
+
+
+def test_connections_between_two_nodes_grow_with_clusters_not_servers_squared(three):
+    """A server connects only to what its own cluster needs, so the TCP connections from one
+    node to another stay about one per cluster the two share (issue 17: not servers²). Counted
+    from the sockets of the node trees (``bench.scale.node_pair_connections``)."""
+    from bench.scale import node_pair_connections
+    roots = [three.procs[i].pid for i in range(3)]
+    started = 0
+    for c in (4, 16):
+        for k in range(started, c):
+            ids = [three.sid(f"np{k}", i) for i in range(3)]
+            ra.start_cluster(f"np{k}", COUNTER, ids)
+            ra.process_command(ids, 1)
+        started = c
+        pairs = node_pair_connections(roots)
+        assert len(pairs) == 6 and min(pairs.values()) > 0, pairs
+        # a few per pair for the daemons themselves; servers² would be c * c = 256 at c = 16
+        assert max(pairs.values()) <= c + 8, (c, pairs)
