@@ -65,7 +65,7 @@ from ra.testing.sim_nodes import CheckedLog, SimMachine, machine_raises
 from ra.testing.sim_detector import SimDetector, node_of
 from ra.testing.sim_quiet import QuietWindow
 
-__all__ = ["SimCluster", "SimResult", "SimMachine", "CheckedLog", "run_seed", "replay_command",
+__all__ = ["SimCluster", "SimResult", "SimMachine", "CheckedLog", "run_seed", "run_seeds", "replay_command",
            "main", "CORE_BUGS", "ALL_BUGS"]
 
 #: planted bugs of the core: the test-side mutants of :mod:`ra.testing.mutants` (the core has no
@@ -988,6 +988,18 @@ def run_seed(seed: int, servers: int | None = None, profile: str | None = None,
              **kw: Any) -> SimResult:
     """Run one seed to completion (raises ``Violation`` with the replay command on failure)."""
     return SimCluster(seed, servers, profile, **kw).run()
+
+
+def run_seeds(first: int, end: int) -> list[str]:
+    """Run seeds ``first .. end - 1``; the report (with its replay command) of each failing one.
+    A top-level function, so that a process pool can run chunks of seeds side by side."""
+    failures = []
+    for seed in range(first, end):
+        try:
+            run_seed(seed)
+        except Violation as v:
+            failures.append(str(v))
+    return failures
 
 
 def main(argv: list[str] | None = None) -> int:
