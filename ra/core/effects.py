@@ -97,7 +97,8 @@ class StartElectionTimeout:
     ``U(0, T/20)``; otherwise ``U(T, 2T)``.
     ``quiet`` (with ``since_leader``): a follower of a quiet leader (``quiet_when_idle``) waits
     ``QUIET_TIMEOUT`` election timeouts instead of one: counted from the leader's last message,
-    ``max(0, last + QUIET_TIMEOUT*T - now) + turn*T/5 + U(0, T/20)``."""
+    ``max(0, last + QUIET_TIMEOUT*T - now) + turn*T/5 + U(0, T/20)``; (with ``check_quorum``) an
+    idle quiet leader's next quorum check, ``QUIET_TIMEOUT*T`` from now instead of ``T``."""
 
     short: bool = False
     at_once: bool = False

@@ -75,7 +75,11 @@ Quiet when idle (``ServerConfig.quiet_when_idle``, the same on every member). Co
   ``LeaderDown`` on connection loss: without them a lost leader is never replaced.
 * Check-quorum still holds: at every check a peer counts if it answered since the last check,
   or if its node is not suspected and it was idle (nothing outstanding) at this check or the
-  previous one. So a quiet leader steps down within one election timeout of its detector
+  previous one. A check that finds the leader idle and no peer's node suspected (the next check
+  could only fail once one of those changes) arms the next one at the quiet pace
+  (``StartElectionTimeout(check_quorum=True, quiet=True)``: ``QUIET_TIMEOUT`` election
+  timeouts); the step that ends either condition (a command, a ``NodeDown``) re-arms the
+  normal one. So a quiet leader steps down within two election timeouts of its detector
   reporting a majority's nodes down, and a leader with entries outstanding that no majority
   answers steps down within two election timeouts, as without quiet mode.
 * Node suspicions are also kept without quiet mode (``NodeDown`` of the leader's node acts as
@@ -196,6 +200,7 @@ class ServerState:
     down_nodes: set[str] = field(default_factory=set)
     heartbeat_off: bool = False    # leader: idle, only the slow heartbeat armed
     election_off: bool = False     # follower: its leader unsuspected, only the quiet timeout
+    quorum_off: bool = False       # leader: idle, no peer's node suspected, slow quorum check
     probing: bool = False          # follower: a client woke it, the leader must answer
     # durability of term/vote
     meta_seq: int = 0
@@ -316,7 +321,7 @@ def step(role: str, msg: Any, s: ServerState) -> tuple[str, ServerState, list[An
         _state_enter(s, effects)
     if s.probing and (s.role != "follower" or _leader_suspect(s)):
         s.probing = False          # the normal election timer it armed runs as before
-    if s.heartbeat_off or s.election_off:
+    if s.heartbeat_off or s.election_off or s.quorum_off:
         _wake_timers(s, effects)
     if s.meta_synced < s.meta_seq:
         keep: list[Effect] = []
@@ -510,7 +515,10 @@ def _check_quorum(s: ServerState, effects: list[Any]) -> None:
             heard.add(pid)
         p.active = False
     if quorum.has_majority(heard & set(s.cluster), s.cluster):
-        effects.append(StartElectionTimeout(check_quorum=True))
+        # idle, and no peer's node suspected: the check cannot fail before one of those changes,
+        # and _wake_timers brings the normal pace back when one does
+        s.quorum_off = quiet and _quorum_idle(s)
+        effects.append(StartElectionTimeout(check_quorum=True, quiet=s.quorum_off))
         return
     _become_follower(s, None, effects)
 
@@ -1007,6 +1015,12 @@ def _leader_idle(s: ServerState) -> bool:
     return True
 
 
+def _quorum_idle(s: ServerState) -> bool:
+    """An idle leader none of whose peers' nodes the detector suspects: its quorum check may run
+    at the quiet pace."""
+    return _leader_idle(s) and not any(pid[1] in s.down_nodes for pid in s.peers)
+
+
 def _leader_suspect(s: ServerState) -> bool:
     """A follower cannot count on its leader: none, its node suspected, or no member."""
     lid = s.leader_id
@@ -1070,6 +1084,13 @@ def _wake_timers(s: ServerState, effects: list[Any]) -> None:
             s.heartbeat_off = False
             if s.role == "leader":
                 effects.append(StartHeartbeatTimeout())
+    if s.quorum_off:
+        if any(type(e) is StartElectionTimeout and not e.quiet for e in effects):
+            s.quorum_off = False
+        elif s.role != "leader" or not _quorum_idle(s):
+            s.quorum_off = False
+            if s.role == "leader":
+                effects.append(StartElectionTimeout(check_quorum=True))
     if s.election_off:
         if any(type(e) is StartElectionTimeout and not e.quiet for e in effects):
             s.election_off = False

@@ -703,7 +703,7 @@ class ServerProc:
         elif t is StartElectionTimeout:
             t0 = self.conf["election_timeout_ms"] / 1000
             if e.check_quorum:
-                delay = t0
+                delay = t0 * QUIET_TIMEOUT if e.quiet else t0
             elif e.since_leader:
                 wait = t0 * QUIET_TIMEOUT if e.quiet else t0
                 delay = (max(0.0, self.leader_heard + wait - time.monotonic())

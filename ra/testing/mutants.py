@@ -141,6 +141,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "up = pid[1] not in s.down_nodes",
            "up = True",
            "a quiet leader's quorum check ignores the detector: cut off, it keeps leading"),
+    Mutant("quiet_leader_keeps_slow_quorum_checks",
+           "        elif s.role != \"leader\" or not _quorum_idle(s):\n            s.quorum_off = False",
+           "        elif s.role != \"leader\":\n            s.quorum_off = False",
+           "an idle quiet leader keeps its slow quorum check after its detector reports a peer's "
+           "node down: cut off, it keeps leading for up to QUIET_TIMEOUT election timeouts"),
     # -- commit and durability ------------------------------------------------------------------
     Mutant("commit_old_term_by_count",
            "if s.log.fetch_term(new) == s.current_term:",

@@ -826,7 +826,7 @@ class SimCluster(ClientDriver):
             # short (the leader is known gone / a candidate waits for votes): soon, yet
             # randomised: [0, T/5] as the shell (ra/server/proc.py) draws it
             if e.check_quorum:
-                lo = hi = t
+                lo = hi = t * QUIET_TIMEOUT if e.quiet else t
             elif e.since_leader:
                 wait = t * QUIET_TIMEOUT if e.quiet else t
                 lo = hi = (max(0, s.leader_heard + wait - self.now) + e.turn * t // 5

@@ -114,8 +114,32 @@ def test_an_idle_leader_whose_peers_nodes_are_up_stays_without_answers() -> None
     s = idle_leader()
     step(s, HeartbeatTimeout())
     for _ in range(3):
-        assert step(s, ElectionTimeout()) == [StartElectionTimeout(check_quorum=True)]
-    assert s.role == "leader"
+        # nothing can make the next check fail before a command or a suspicion: quiet pace
+        assert step(s, ElectionTimeout()) == [StartElectionTimeout(check_quorum=True,
+                                                                   quiet=True)]
+    assert s.role == "leader" and s.quorum_off
+
+
+def test_a_suspected_node_brings_the_quorum_check_back_to_its_pace() -> None:
+    s = idle_leader()
+    step(s, ElectionTimeout())
+    assert s.quorum_off
+    assert step(s, NodeDown(N2[1])) == [StartElectionTimeout(check_quorum=True)]
+    assert not s.quorum_off
+    # with a peer's node suspected the checks stay at one per election timeout
+    assert step(s, ElectionTimeout()) == [StartElectionTimeout(check_quorum=True)]
+    assert s.role == "leader"                # N3 and itself: a majority
+    step(s, NodeDown(N3[1]))
+    eff = step(s, ElectionTimeout())
+    assert s.role == "follower" and StartElectionTimeout() in eff
+
+
+def test_a_command_brings_the_quorum_check_back_to_its_pace() -> None:
+    s = idle_leader()
+    step(s, ElectionTimeout())
+    assert s.quorum_off
+    eff = step(s, Command("usr", 5))
+    assert StartElectionTimeout(check_quorum=True) in eff and not s.quorum_off
 
 
 def test_an_idle_leader_steps_down_once_a_majority_of_nodes_is_reported_down() -> None:

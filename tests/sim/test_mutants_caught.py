@@ -14,7 +14,9 @@ seed budget, by the check named here, and the very same seed passes on the real 
   (unless a client asks one of them meanwhile: its probe goes unanswered, so the followers
   campaign anyway; caught when no client does).
   ``quiet_leader_ignores_down_nodes``: a quiet leader cut off from its peers keeps leading
-  (``check_quorum``); ``quiet_leader_ignores_lagging_follower``: followers left without the
+  (``check_quorum``); ``quiet_leader_keeps_slow_quorum_checks``: an idle leader's quorum check
+  stays at the quiet pace after its detector reports its peers' nodes down, so cut off it keeps
+  leading past the bound (``check_quorum``); ``quiet_leader_ignores_lagging_follower``: followers left without the
   commit index make the leader's quorum check fail, or never converge.
   ``quiet_follower_trusts_a_silent_leader``: a leader process hangs with its node and links up;
   followers that never give up on it leave the cluster leaderless: ``quiet_hang``.
@@ -48,8 +50,9 @@ HUNTS: dict[str, tuple[str, int, int, str | None]] = {
     "stale_pre_vote_result_counts": ("healthy_leader", 3, 20, "prevote_no_disruption"),
     "follower_ignores_leader_contact": ("healthy_leader", 3, 20, "prevote_no_disruption"),
     "snapshot_guard_on_last_applied": ("snapshot_slow_sync", 5, 40, None),
-    "quiet_follower_ignores_node_down": ("quiet", 5, 10, "quiet_failover"),
+    "quiet_follower_ignores_node_down": ("quiet", 5, 60, "quiet_failover"),   # ~5-8 % of seeds
     "quiet_leader_ignores_down_nodes": ("quiet", 5, 20, "check_quorum"),
+    "quiet_leader_keeps_slow_quorum_checks": ("quiet", 5, 40, "check_quorum"),
     "quiet_leader_ignores_lagging_follower": ("quiet", 3, 10, None),
     "quiet_follower_trusts_a_silent_leader": ("quiet", 3, 30, "quiet_hang"),
     "quiet_follower_ignores_clients": ("quiet", 5, 40, "quiet_probe"),
