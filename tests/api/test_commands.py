@@ -211,3 +211,26 @@ def test_pipelined_session_commands_in_the_older_and_the_flat_wire_form(cluster)
     # the server reports its figures to its node now and then
     wait_for(lambda: ra.key_metrics(leader)["bad_messages"].get("bad_rule:PipelineCast") == 1,
              what="the bad cast counted")
+
+
+def test_a_correlation_reused_under_a_new_session_is_tracked_under_it(cluster):
+    """The client tracks a pipelined command by its correlation until its event: pipelined
+    again under another session (the first one dropped, as when the cluster expired it), the
+    correlation's seq is that session's, and the commands left under the old one stop holding
+    its first outstanding seq back. Both are applied; nothing stays tracked."""
+    leader = leader_of(cluster)
+    with ra.Client() as c:
+        c.pipeline_command(leader, 1, correlation="x")
+        old = c._sessions[leader]
+        c._drop_session(old)
+        c.pipeline_command(leader, 1, correlation="x")
+        new = c._sessions[leader]
+        assert new is not old and not old.waiting and new.waiting == {1}
+        got: list = []
+        while len(got) < 2:
+            ev = c.receive(timeout=5)
+            assert ev.event[0] == "applied"
+            got += ev.event[1]
+        assert [corr for corr, _ in got] == ["x", "x"]
+        assert not new.waiting and not c._pipes
+    assert ra.consistent_query(leader, M.get_state)[0] == 2
