@@ -854,9 +854,11 @@ class Client:
             if not seq:
                 seq = sess.next_seq()
                 pending += (seq, command)
+        # the lowest seq is usually still awaited (many in flight): then it is the answer
+        low = sess.low
+        first_out = low if low in sess.waiting else sess.first_outstanding()
         registry.cast_name(self.mb, sid, rm.PipelineCast(command, correlation, reply_to,
-                                                         priority, sess.id, seq,
-                                                         sess.first_outstanding()))
+                                                         priority, sess.id, seq, first_out))
 
     def _forget_pipe(self, correlation: Any) -> None:
         pending = self._pipes.pop(correlation)
