@@ -73,13 +73,21 @@ class CommandCall:
 class PipelineCast:
     """``ra:pipeline_command``: with a ``correlation``, ``pid`` (the client's mailbox address)
     later gets ``("ra_event", leader, ("applied", [(corr, reply), ...]))`` or
-    ``("rejected", ...)``."""
+    ``("rejected", ...)``.
+
+    A command of a client session carries it flat: ``session`` is the session id, with
+    ``seq`` and ``first_out`` (``first_outstanding``) beside it (three plain ints: no nested
+    tuple for the codec to build and rebuild on every pipelined command). The older form,
+    ``session`` as the triple ``(session_id, seq, first_outstanding)`` with ``seq`` and
+    ``first_out`` left 0, is still accepted; no session: ``None`` and both 0."""
 
     payload: Any
     correlation: Any
     pid: str
     priority: str = "low"
     session: Any = None
+    seq: int = 0
+    first_out: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +324,30 @@ def _session(x: Any) -> bool:
             and s > 0 and 0 < f <= q)
 
 
+_PRIORITIES = frozenset(PRIORITIES)
+
+
+def _pipeline(m: PipelineCast) -> str | None:
+    """:class:`PipelineCast`, on every pipelined command's path: written out rather than
+    :func:`fields` (one call, plain comparisons); the reasons are those ``fields`` gives."""
+    if not valid_endpoint(m.pid):
+        return "bad_field:PipelineCast.pid"
+    if type(m.priority) is not str or m.priority not in _PRIORITIES:
+        return "bad_field:PipelineCast.priority"
+    s, q, f = m.session, m.seq, m.first_out
+    if type(q) is not int:
+        return "bad_field:PipelineCast.seq"
+    if type(f) is not int:
+        return "bad_field:PipelineCast.first_out"
+    if type(s) is int:                      # the flat form
+        if s > 0 and 0 < f <= q:
+            return None
+        return "bad_rule:PipelineCast"
+    if s is not None and not _session(s):
+        return "bad_field:PipelineCast.session"
+    return None if q == 0 and f == 0 else "bad_rule:PipelineCast"
+
+
 def _command_rule(m: CommandCall) -> bool:
     if m.session is not None and m.kind != "usr":
         return False
@@ -371,8 +403,7 @@ _query_fields = (valid_query,)
 CHECKS: dict[type, Check] = {
     CommandCall: fields(CommandCall, one_of(*COMMAND_KINDS), any_term, one_of(*PRIORITIES),
                         opt(_session), rule=_command_rule),
-    PipelineCast: fields(PipelineCast, any_term, any_term, valid_endpoint, one_of(*PRIORITIES),
-                         opt(_session)),
+    PipelineCast: _pipeline,
     ConsistentQueryCall: fields(ConsistentQueryCall, *_query_fields),
     LocalQueryCall: fields(LocalQueryCall, *_query_fields),
     LeaderQueryCall: fields(LeaderQueryCall, *_query_fields),

@@ -244,8 +244,9 @@ class Client:
             else bool(sessions)
         self._sessions: dict[ServerId, _Session] = {}
         self._leaders: dict[ServerId, ServerId] = {}     # member -> leader that last answered
-        self._pipes: dict[tuple[int, Any], list[tuple[int, Any]]] = {}
-        self._pipe_session: dict[Any, _Session] = {}
+        #: correlation -> [session, seq, command, seq, command...]: the pipelined commands
+        #: awaiting their event (one in the common case)
+        self._pipes: dict[Any, list[Any]] = {}
         self._pipe_open_timeout: float | None = DEFAULT_TIMEOUT
         self._reply_to: dict[str, str] = {}    # node -> address_for(node), once per node
 
@@ -817,32 +818,6 @@ class Client:
             raise ValueError(f"priority must be 'low' or 'normal', not {priority!r}")
         _check_term(command, "command")
         _check_term(correlation, "correlation")
-        session = None
-        if correlation is not None and self.sessions:
-            # tracked until its event arrives; re-pipelining the same command with the same
-            # correlation before then reuses its seq, so it is applied once. (The hot path of
-            # W3: no call that the common case does not need.)
-            sess = self._sessions.get(sid)
-            if sess is None:
-                sess = self._session_for([sid], None if self._pipe_open_timeout is None else
-                                         time.monotonic() + self._pipe_open_timeout)
-            key = (sess.id, correlation)
-            pending = self._pipes.get(key)
-            seq = 0
-            if pending is None:
-                seq = sess.seq = sess.seq + 1
-                sess.waiting.add(seq)
-                self._pipes[key] = [(seq, command)]
-                self._pipe_session[correlation] = sess
-            else:
-                for q, cmd in pending:
-                    if cmd == command:
-                        seq = q
-                        break
-                if not seq:
-                    seq = sess.next_seq()
-                    pending.append((seq, command))
-            session = (sess.id, seq, sess.first_outstanding())
         # notified at our address as seen from its node (another host: a routable one)
         node = sid.node
         reply_to = self._reply_to.get(node)
@@ -850,8 +825,46 @@ class Client:
             if len(self._reply_to) >= 4096:
                 self._reply_to.clear()
             reply_to = self._reply_to[node] = self.address_for(node)
+        if correlation is None or not self.sessions:
+            registry.cast_name(self.mb, sid, rm.PipelineCast(command, correlation, reply_to,
+                                                             priority))
+            return
+        # tracked until its event arrives; re-pipelining the same command with the same
+        # correlation before then reuses its seq, so it is applied once. (The hot path of
+        # W3: no call or allocation that the common case does not need.)
+        sess = self._sessions.get(sid)
+        if sess is None:
+            sess = self._session_for([sid], None if self._pipe_open_timeout is None else
+                                     time.monotonic() + self._pipe_open_timeout)
+        pending = self._pipes.get(correlation)
+        seq = 0
+        if pending is None or pending[0] is not sess:
+            if pending is not None:
+                # the correlation reused with another cluster: the commands pending under
+                # it there are no longer tracked (nothing could settle them any more)
+                self._forget_pipe(correlation)
+            seq = sess.seq = sess.seq + 1
+            sess.waiting.add(seq)
+            self._pipes[correlation] = [sess, seq, command]
+        else:
+            for i in range(1, len(pending), 2):
+                if pending[i + 1] == command:
+                    seq = pending[i]
+                    break
+            if not seq:
+                seq = sess.next_seq()
+                pending += (seq, command)
+        # the lowest seq is usually still awaited (many in flight): then it is the answer
+        low = sess.low
+        first_out = low if low in sess.waiting else sess.first_outstanding()
         registry.cast_name(self.mb, sid, rm.PipelineCast(command, correlation, reply_to,
-                                                         priority, session))
+                                                         priority, sess.id, seq, first_out))
+
+    def _forget_pipe(self, correlation: Any) -> None:
+        pending = self._pipes.pop(correlation)
+        sess = pending[0]
+        for i in range(1, len(pending), 2):
+            sess.waiting.discard(pending[i])
 
     def receive(self, timeout: float | None = None) -> RaEvent:
         """The next event in this client's mailbox; raises ``Timeout`` if none arrives.
@@ -873,6 +886,8 @@ class Client:
     def _settle_pipes(self, event: Any) -> None:
         """An ``applied`` or ``rejected`` event ends the wait for those pipelined commands:
         their seqs stop holding the session's first outstanding seq back."""
+        if not self._pipes:
+            return
         try:
             if event[0] == "applied":
                 corrs = [c for c, _ in event[1]]
@@ -882,23 +897,20 @@ class Client:
                 return
         except (TypeError, IndexError, KeyError, ValueError):   # not an event of ours
             return
-        pipe_session, pipes = self._pipe_session, self._pipes
+        pipes = self._pipes
         for corr in corrs:
             try:
-                sess = pipe_session.get(corr)
-            except TypeError:           # an unhashable correlation never had a session
+                pending = pipes.get(corr)
+            except TypeError:           # an unhashable correlation was never tracked
                 continue
-            if sess is None:
+            if pending is None:
                 continue
-            key = (sess.id, corr)
-            pending = pipes.get(key)
-            if pending:
-                if len(pending) == 1:
-                    del pipes[key]
-                    del pipe_session[corr]
-                    sess.waiting.discard(pending[0][0])
-                else:
-                    sess.waiting.discard(pending.pop(0)[0])
+            # [session, seq, command, seq, command, ...]: the oldest is answered first
+            pending[0].waiting.discard(pending[1])
+            if len(pending) == 3:
+                del pipes[corr]
+            else:
+                del pending[1:3]
 
     # -- queries ------------------------------------------------------------------------------
     def local_query(self, server_id: Any, query_fun: Any,

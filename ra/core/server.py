@@ -101,7 +101,7 @@ from ra.core.effects import (
 )
 from ra.core.log import Log
 from ra.core.machine import apply_machine, machine_error
-from ra.core.sessions import APPLY, Sessions, unwrap_snapshot, wrap_snapshot
+from ra.core.sessions import MAX_RESPONSES, Sessions, unwrap_snapshot, wrap_snapshot
 from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, ConsistentQuery, ElectionTimeout,
     FlushCommands, HeartbeatReply, HeartbeatRpc, HeartbeatTimeout, InstallSnapshotResult,
@@ -1125,7 +1125,7 @@ def _on_command(msg: Command, s: ServerState, effects: list[Any]) -> None:
         return
     if msg.kind == "usr":
         if msg.session is not None:
-            found, reply = s.sessions.lookup(msg.session)
+            found, reply = s.sessions.lookup(msg.session[0], msg.session[1])
             if found:
                 # a retry of a command already applied: answer it without a second entry
                 _answer_usr(s, msg.reply_mode, reply, effects, None)
@@ -1345,18 +1345,19 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
             sessions.index = idx
         if tag == "usr":
             mode = cmd[2]
-            sess = (cmd[4], cmd[5], cmd[6]) if len(cmd) > 6 else None
-            if sess is not None:
-                verdict: Any  # APPLY, None (a replayed duplicate) or the answer to give
+            resp = None     # the session's reply table to keep the reply in (None: no session)
+            if len(cmd) > 6:
+                sid, seq = cmd[4], cmd[5]
                 if replay:
                     # the table already reflects this entry: only redo the machine's part
-                    verdict = None if idx in sessions.skipped else APPLY
+                    verdict: Any = None if idx in sessions.skipped else True
                 else:
-                    verdict = sessions.command(idx, sess, cmd[3])
-                if verdict is not APPLY:
+                    # a dict: apply (see Sessions.command); a tuple: the answer to give
+                    verdict = resp = sessions.command(idx, sid, seq, cmd[6], cmd[3])
+                if verdict is not True and type(verdict) is not dict:
                     if leader:
                         if verdict is None:
-                            found, kept = sessions.lookup(sess)
+                            found, kept = sessions.lookup(sid, seq)
                             if found:
                                 _answer_usr(s, mode, kept, effects, notify)
                         elif verdict[0] == "dup":
@@ -1369,8 +1370,10 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
                     "machine_version": s.machine_version}
             s.machine_state, reply, meffects = apply_machine(machine, meta, cmd[1],
                                                              s.machine_state)
-            if sess is not None and not replay:
-                sessions.record(sess, reply)
+            if resp is not None:
+                resp[seq] = reply
+                if len(resp) > MAX_RESPONSES:
+                    sessions.cap(sid)
             if leader and mode is not None:
                 if type(reply) is tuple:
                     _answer_usr(s, mode, reply, effects, notify)    # may be a machine error

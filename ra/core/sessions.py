@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Sessions", "Session", "SESSION_TIMEOUT_MS", "EXPIRY_CHECK_MS", "MAX_SESSIONS",
-           "MAX_RESPONSES", "APPLY", "wrap_snapshot", "unwrap_snapshot"]
+           "MAX_RESPONSES", "wrap_snapshot", "unwrap_snapshot"]
 
 #: cluster time a session may stay idle before it expires (LogCabin: 1 hour; a client that
 #: keeps its session across a longer silence reopens one, see ``ra.client.api.Client``)
@@ -47,9 +47,6 @@ EXPIRY_CHECK_MS = 10_000
 MAX_SESSIONS = 8192
 #: replies kept per session (a client pipelining more than this may lose the oldest)
 MAX_RESPONSES = 8192
-
-#: ``Sessions.command`` result meaning "apply it to the machine"
-APPLY = object()
 
 _SNAP_TAG = "$ra_snapshot"
 _SNAP_VERSION = 1
@@ -98,15 +95,17 @@ class Sessions:
         self._advance(ts)
         self.table.pop(sid, None)
 
-    def command(self, idx: int, session: Any, ts: int) -> Any:
-        """Decide a session command at ``idx``: :data:`APPLY`, or the answer to give without
-        applying it (the kept reply of a duplicate, or an ``("error", reason)`` tuple).
-        When the result is APPLY the caller must then call :meth:`record`."""
+    def command(self, idx: int, sid: int, seq: int, first_out: int, ts: int) -> Any:
+        """Decide the session command ``(sid, seq, first_out)`` at ``idx``: the answer to give
+        without applying it (the kept reply of a duplicate as ``("dup", reply)``, or an
+        ``("error", reason)`` tuple), or, to apply it, the session's reply table (a ``dict``):
+        the caller applies the command, stores its reply there under ``seq``, and calls
+        :meth:`cap` if the table then holds more than :data:`MAX_RESPONSES` replies. (Every
+        member applies every session command: one call and no allocation per command.)"""
         if ts > self.cluster_time:
             self.cluster_time = ts
         if self.cluster_time >= self.next_check:
             self._advance(ts)
-        sid, seq, first_out = session
         sess = self.table.get(sid)
         if sess is None or sid >= idx:
             self.skipped.add(idx)
@@ -114,31 +113,29 @@ class Sessions:
         sess.last_active = self.cluster_time
         if first_out > sess.first_outstanding:
             _drop_below(sess, first_out)
-        if seq in sess.responses:
+        resp = sess.responses
+        if seq in resp:
             self.skipped.add(idx)
-            return ("dup", sess.responses[seq])
+            return ("dup", resp[seq])
         if seq < sess.first_outstanding:
             self.skipped.add(idx)
             return ("error", "stale_seq")
-        return APPLY
+        return resp
 
-    def record(self, session: Any, reply: Any) -> None:
-        """Keep the reply of the session command just applied."""
-        sess = self.table[session[0]]
-        resp = sess.responses
-        resp[session[1]] = reply
-        if len(resp) > MAX_RESPONSES:
-            # the oldest reply goes; its seq (and any below) must now count as stale, or a
-            # late retry of it would be applied again (rare: a scan is fine)
-            _drop_below(sess, min(resp) + 1)
+    def cap(self, sid: int) -> None:
+        """The reply table of ``sid`` grew past :data:`MAX_RESPONSES`: the oldest reply goes;
+        its seq (and any below) must now count as stale, or a late retry of it would be
+        applied again (rare: a scan is fine)."""
+        sess = self.table[sid]
+        _drop_below(sess, min(sess.responses) + 1)
 
-    def lookup(self, session: Any) -> tuple[bool, Any]:
-        """``(True, reply)`` if the command ``session`` names was applied and its reply is
-        kept, else ``(False, None)``."""
-        sess = self.table.get(session[0])
-        if sess is None or session[1] not in sess.responses:
+    def lookup(self, sid: int, seq: int) -> tuple[bool, Any]:
+        """``(True, reply)`` if the command ``seq`` of session ``sid`` was applied and its
+        reply is kept, else ``(False, None)``."""
+        sess = self.table.get(sid)
+        if sess is None or seq not in sess.responses:
             return False, None
-        return True, sess.responses[session[1]]
+        return True, sess.responses[seq]
 
     def _advance(self, ts: int) -> None:
         if ts > self.cluster_time:

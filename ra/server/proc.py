@@ -587,7 +587,10 @@ class ServerProc:
     def _on_pipeline(self, env: Any, m: rm.PipelineCast) -> None:
         self.counters["commands"] += 1
         mode = ("notify", m.correlation, m.pid) if m.correlation is not None else None
-        self._step(Command("usr", m.payload, mode, m.priority, _now_ms(), m.session))
+        session = m.session
+        if type(session) is int:        # the flat form; else the older triple, or None
+            session = (session, m.seq, m.first_out)
+        self._step(Command("usr", m.payload, mode, m.priority, _now_ms(), session))
 
     def _on_consistent_query(self, env: Any, m: rm.ConsistentQueryCall) -> None:
         self._step(ConsistentQuery(env.frm, self._query(m.query)))

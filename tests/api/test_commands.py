@@ -175,3 +175,62 @@ def test_group_commit_holds_only_behind_an_uncommitted_batch(shared_three, cname
     assert max(took) < 0.3, took
     got = _pipeline_all(leader, 300, timeout=10)
     assert sorted(got.values()) == list(range(11, 311))
+
+
+def test_pipelined_session_commands_in_the_older_and_the_flat_wire_form(cluster):
+    """A session travels flat in ``PipelineCast`` (id, seq, first_out); the older frame, the
+    triple in ``session``, still works, and both name the same command: a copy of a seq in
+    the other form is answered with the first reply, not applied again. A raw cast with no
+    session is applied each time; a flat session with a bad seq is dropped at the door."""
+    from ra import messages as rm
+    from transport import registry
+    leader = leader_of(cluster)
+    with ra.Client() as c:
+        c.pipeline_command(leader, 1, correlation="open")     # opens the session
+        assert c.receive(timeout=5).event == ("applied", [("open", 1)])
+        sess = c._sessions[leader]
+        seq = sess.seq + 1
+        me = c.address_for(leader.node)
+
+        def cast(corr, session, *flat):
+            registry.cast_name(c.mb, leader, rm.PipelineCast(10, corr, me, "normal", session,
+                                                             *flat))
+            return c.receive(timeout=5).event
+
+        assert cast("old", (sess.id, seq, seq)) == ("applied", [("old", 11)])
+        assert cast("flat-dup", sess.id, seq, seq) == ("applied", [("flat-dup", 11)])
+        assert cast("flat", sess.id, seq + 1, seq) == ("applied", [("flat", 21)])
+        assert cast("old-dup", (sess.id, seq + 1, seq)) == ("applied", [("old-dup", 21)])
+        assert cast("raw", None) == ("applied", [("raw", 31)])
+        assert cast("raw-again", None) == ("applied", [("raw-again", 41)])
+        registry.cast_name(c.mb, leader, rm.PipelineCast(10, "bad", me, "normal", sess.id,
+                                                         seq + 2, seq + 3))
+        with pytest.raises(ra.Timeout):
+            c.receive(timeout=0.3)
+    assert ra.consistent_query(leader, M.get_state)[0] == 41
+    # the server reports its figures to its node now and then
+    wait_for(lambda: ra.key_metrics(leader)["bad_messages"].get("bad_rule:PipelineCast") == 1,
+             what="the bad cast counted")
+
+
+def test_a_correlation_reused_under_a_new_session_is_tracked_under_it(cluster):
+    """The client tracks a pipelined command by its correlation until its event: pipelined
+    again under another session (the first one dropped, as when the cluster expired it), the
+    correlation's seq is that session's, and the commands left under the old one stop holding
+    its first outstanding seq back. Both are applied; nothing stays tracked."""
+    leader = leader_of(cluster)
+    with ra.Client() as c:
+        c.pipeline_command(leader, 1, correlation="x")
+        old = c._sessions[leader]
+        c._drop_session(old)
+        c.pipeline_command(leader, 1, correlation="x")
+        new = c._sessions[leader]
+        assert new is not old and not old.waiting and new.waiting == {1}
+        got: list = []
+        while len(got) < 2:
+            ev = c.receive(timeout=5)
+            assert ev.event[0] == "applied"
+            got += ev.event[1]
+        assert [corr for corr, _ in got] == ["x", "x"]
+        assert not new.waiting and not c._pipes
+    assert ra.consistent_query(leader, M.get_state)[0] == 2

@@ -129,12 +129,13 @@ def test_expiry_by_cluster_time_and_the_session_cap(monkeypatch: pytest.MonkeyPa
     t = S.Sessions()
     a = t.open(10, ts=1_000)
     b = t.open(11, ts=2_000)
-    assert t.command(12, (a, 1, 1), ts=S.SESSION_TIMEOUT_MS) is S.APPLY
-    t.record((a, 1, 1), "r")
+    resp = t.command(12, a, 1, 1, ts=S.SESSION_TIMEOUT_MS)
+    assert resp is t.table[a].responses
+    resp[1] = "r"
     # b idle for longer than the timeout once cluster time passes a check: gone; a kept
-    t.command(13, (a, 2, 1), ts=2_000 + S.SESSION_TIMEOUT_MS + S.EXPIRY_CHECK_MS + 1)
+    t.command(13, a, 2, 1, ts=2_000 + S.SESSION_TIMEOUT_MS + S.EXPIRY_CHECK_MS + 1)
     assert b not in t.table and a in t.table
-    assert t.command(14, (b, 1, 1), ts=0) == ("error", "session_expired")
+    assert t.command(14, b, 1, 1, ts=0) == ("error", "session_expired")
     monkeypatch.setattr(S, "MAX_SESSIONS", 2)
     t.open(20, ts=0)
     t.open(21, ts=0)              # a is the least recently active of the two others: evicted
@@ -146,11 +147,30 @@ def test_reply_cap_makes_evicted_seqs_stale(monkeypatch: pytest.MonkeyPatch) -> 
     t = S.Sessions()
     sid = t.open(1, ts=0)
     for q in (1, 2, 3):
-        assert t.command(1 + q, (sid, q, 1), ts=0) is S.APPLY
-        t.record((sid, q, 1), q)
+        resp = t.command(1 + q, sid, q, 1, ts=0)
+        assert resp is t.table[sid].responses
+        resp[q] = q                     # what the server does once it applied the command
+        if len(resp) > S.MAX_RESPONSES:
+            t.cap(sid)
+    assert list(t.table[sid].responses) == [2, 3]
     # seq 1's reply was evicted: a late retry of it must not be applied a second time
-    assert t.command(9, (sid, 1, 1), ts=0) == ("error", "stale_seq")
-    assert t.command(10, (sid, 3, 1), ts=0) == ("dup", 3)
+    assert t.command(9, sid, 1, 1, ts=0) == ("error", "stale_seq")
+    assert t.command(10, sid, 3, 1, ts=0) == ("dup", 3)
+
+
+def test_the_server_caps_each_session_reply_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same cap through the core's apply: the oldest reply goes, and its seq is stale."""
+    from ra.core import server as core_server
+    monkeypatch.setattr(core_server, "MAX_RESPONSES", 2)
+    s = leader(Adder())
+    sid = open_session(s)
+    commit(s, *[usr(("add", 1), (sid, q, 1)) for q in (1, 2, 3)])
+    assert list(s.sessions.table[sid].responses) == [2, 3]
+    assert replies(commit(s, usr(("add", 1), (sid, 1, 1), "late"))) == [
+        ("late", ("error", "stale_seq"))]
+    assert replies(commit(s, usr(("add", 1), (sid, 3, 1), "again"))) == [
+        ("again", ("ok", 3, N1))]
+    assert s.machine_state == (3, 3)
 
 
 def test_snapshot_below_last_applied_replays_the_same_decisions_after_restart() -> None:
@@ -174,7 +194,7 @@ def test_snapshot_below_last_applied_replays_the_same_decisions_after_restart() 
     _, s2, _ = init(dataclasses.replace(s.cfg, machine=m2))
     assert s2.sessions.index == 7
     assert s2.machine_state == (1111, 4)
-    assert s2.sessions.lookup((sid, 2, 1)) == (True, 11)
+    assert s2.sessions.lookup(sid, 2) == (True, 11)
 
 
 def test_a_follower_installing_the_snapshot_gets_the_table() -> None:
@@ -209,13 +229,12 @@ def test_wrap_and_unwrap_round_trip() -> None:
     t = S.Sessions()
     assert S.wrap_snapshot("st", t, 5) == "st"             # never used: the bare state
     sid = t.open(3, ts=7)
-    t.command(4, (sid, 1, 1), ts=8)
-    t.record((sid, 1, 1), ("r", 1))
+    t.command(4, sid, 1, 1, ts=8)[1] = ("r", 1)
     t.skipped = {2, 6}
     t.index = 6
     state, back = S.unwrap_snapshot(S.wrap_snapshot("st", t, 5), 5)
     assert state == "st" and back.index == 6 and back.skipped == {6}
-    assert back.lookup((sid, 1, 1)) == (True, ("r", 1))
+    assert back.lookup(sid, 1) == (True, ("r", 1))
     assert S.unwrap_snapshot("plain", 9)[1].index == 9
 
 

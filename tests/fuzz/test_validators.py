@@ -40,6 +40,8 @@ EXEMPLARS: list[Any] = [
     rm.CommandCall("usr", 1), rm.CommandCall("usr", [1], "low", (1, 2, 1)),
     rm.CommandCall("join", N), rm.CommandCall("close_session", 3),
     rm.PipelineCast(1, "c", "tcp://127.0.0.1:1", "low", None),
+    rm.PipelineCast(1, "c", "tcp://127.0.0.1:1", "low", 3, 5, 4),         # flat session
+    rm.PipelineCast(1, "c", "tcp://127.0.0.1:1", "low", (3, 5, 4)),       # the older triple
     rm.ConsistentQueryCall("m:f"), rm.LocalQueryCall(("m:f", [1])), rm.LeaderQueryCall("m:f"),
     rm.MembersCall(True), rm.AuxCall(1), rm.AuxCast(None), rm.InitialMembersCall(),
     rm.TransferLeadershipCall(N), rm.TriggerElectionCall(), rm.OverviewCall(),
@@ -188,3 +190,17 @@ def test_an_unhashable_envelope_kind_is_refused() -> None:
     from transport import envelope
     with pytest.raises(envelope.BadEnvelope):
         envelope.unpack(codec.encode([envelope.VERSION, {1: 2}, None, None, 1]))
+
+
+def test_a_pipelined_session_is_flat_or_the_older_triple_never_both() -> None:
+    def check(*session: Any) -> Any:
+        return rm.CHECKS[rm.PipelineCast](rm.PipelineCast(1, "c", "tcp://h:1", "low", *session))
+    assert check() is None and check(None) is None and check(None, 0, 0) is None
+    assert check(3, 5, 5) is None and check((3, 5, 4)) is None
+    for bad in [(3,), (3, 5, 0), (3, 4, 5), (0, 5, 5), (-1, 5, 5), (None, 5, 5), ((3, 5, 4), 5, 4),
+                ((3, 5, 4), 0, 4)]:
+        assert check(*bad) == "bad_rule:PipelineCast", bad
+    assert check(True, 5, 5) == "bad_field:PipelineCast.session"
+    assert check((3, 4, 5)) == "bad_field:PipelineCast.session"
+    assert check(3, 5, 5.0) == "bad_field:PipelineCast.first_out"
+    assert check(3, True, 1) == "bad_field:PipelineCast.seq"

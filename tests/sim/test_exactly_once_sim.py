@@ -24,11 +24,12 @@ def _sessions_off(monkeypatch: pytest.MonkeyPatch) -> None:
     """The mutant: the table still records, but never recognises a duplicate."""
     real = sessions.Sessions.command
 
-    def command(self: Any, idx: int, session: Any, ts: int) -> Any:
-        real(self, idx, session, ts)
-        return sessions.APPLY
+    def command(self: Any, idx: int, sid: int, seq: int, first_out: int, ts: int) -> Any:
+        real(self, idx, sid, seq, first_out, ts)
+        sess = self.table.get(sid)
+        return sess.responses if sess is not None else {}     # "apply it", always
     monkeypatch.setattr(sessions.Sessions, "command", command)
-    monkeypatch.setattr(sessions.Sessions, "lookup", lambda self, s: (False, None))
+    monkeypatch.setattr(sessions.Sessions, "lookup", lambda self, sid, seq: (False, None))
 
 
 def test_sessions_off_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
