@@ -94,21 +94,31 @@ def run_target(target: str, args: Sequence[Any]) -> int:
             pass
 
 
+_CLONE: list[Any] = []      # (syscall, its arguments, before, after in child, after in parent)
+
+
 def _clone_parent() -> int:
-    """``fork()`` whose child has our parent as its parent (CLONE_PARENT). Returns 0 in child."""
-    libc = ctypes.PyDLL(None, use_errno=True)  # PyDLL: the GIL stays held across the call
-    libc.syscall.restype = ctypes.c_long
-    nr = _SYS_CLONE[platform.machine()]
-    api = ctypes.pythonapi
-    api.PyOS_BeforeFork()
-    zero = ctypes.c_long(0)
-    pid = libc.syscall(ctypes.c_long(nr), ctypes.c_long(_CLONE_PARENT | signal.SIGCHLD),
-                       zero, zero, zero, zero)
+    """``fork()`` whose child has our parent as its parent (CLONE_PARENT). Returns 0 in child.
+
+    Its ctypes objects are made once: what the fork server allocates or writes between two
+    forks lands on pages the child it forked last then owns alone (memory per child)."""
+    if not _CLONE:
+        libc = ctypes.PyDLL(None, use_errno=True)  # PyDLL: the GIL stays held across the call
+        libc.syscall.restype = ctypes.c_long
+        zero = ctypes.c_long(0)
+        args = (ctypes.c_long(_SYS_CLONE[platform.machine()]),
+                ctypes.c_long(_CLONE_PARENT | signal.SIGCHLD), zero, zero, zero, zero)
+        api = ctypes.pythonapi
+        _CLONE[:] = [libc.syscall, args, api.PyOS_BeforeFork, api.PyOS_AfterFork_Child,
+                     api.PyOS_AfterFork_Parent]
+    syscall, args, before, after_child, after_parent = _CLONE
+    before()
+    pid = syscall(*args)
     if pid == 0:
-        api.PyOS_AfterFork_Child()
+        after_child()
         return 0
     err = ctypes.get_errno()
-    api.PyOS_AfterFork_Parent()
+    after_parent()
     if pid < 0:
         raise OSError(err, os.strerror(err))
     return int(pid)
