@@ -49,7 +49,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["ForkServer", "run_target", "resolve_target"]
+__all__ = ["ForkServer", "run_target", "resolve_target", "fill_pool_holes"]
 
 _CLONE_PARENT = 0x00008000
 _SYS_CLONE = {"x86_64": 56, "aarch64": 220}
@@ -149,7 +149,7 @@ def fill_pool_holes(rounds: int = 3) -> int:
     for good; returns how many. CPython (pymalloc) serves a small allocation from a partly
     used pool first: a forked child's first allocations would land in the holes that imports
     and ``gc.collect()`` left all over the shared heap, and copy each of those pages
-    (issue 17: about 0.2 MB per server). Filled, they come from fresh pools: dense, fewer
+    (issue 17: about 0.1 MB per server). Filled, they come from fresh pools: dense, fewer
     pages. The fillers are never touched again, so they stay shared. Reads the pool figures
     from ``sys._debugmallocstats()`` (CPython only; elsewhere, or if its format changes,
     nothing is done)."""
