@@ -21,7 +21,10 @@ Design (why exit codes still reach the supervisor):
   makes costs it private memory (the import system itself writes to many shared objects: an
   import of a small module after the fork costs a child ~1 MB). Hence :meth:`ForkServer.import_more`:
   modules learned later (a node learns its servers' machine modules) are imported in the fork
-  server, once, and frozen with the rest.
+  server, once, and frozen with the rest. Before it forks, the fork server also fills the holes
+  of its small-object pools (:func:`fill_pool_holes`), so that a child's new objects land on
+  fresh pages instead of copying shared ones. Most of what a child still copies are pages on
+  which it changed a few reference counts (CPython 3.11: ``bench/density.py --detail``).
 
 Wire protocol on the socketpair (pickle; both ends are our own code): first, from the supervisor,
 the list of ``(target, args)`` *init* calls the fork server runs in itself after its preloads (how
@@ -46,7 +49,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["ForkServer", "run_target", "resolve_target"]
+__all__ = ["ForkServer", "run_target", "resolve_target", "fill_pool_holes"]
 
 _CLONE_PARENT = 0x00008000
 _SYS_CLONE = {"x86_64": 56, "aarch64": 220}
@@ -91,21 +94,31 @@ def run_target(target: str, args: Sequence[Any]) -> int:
             pass
 
 
+_CLONE: list[Any] = []      # (syscall, its arguments, before, after in child, after in parent)
+
+
 def _clone_parent() -> int:
-    """``fork()`` whose child has our parent as its parent (CLONE_PARENT). Returns 0 in child."""
-    libc = ctypes.PyDLL(None, use_errno=True)  # PyDLL: the GIL stays held across the call
-    libc.syscall.restype = ctypes.c_long
-    nr = _SYS_CLONE[platform.machine()]
-    api = ctypes.pythonapi
-    api.PyOS_BeforeFork()
-    zero = ctypes.c_long(0)
-    pid = libc.syscall(ctypes.c_long(nr), ctypes.c_long(_CLONE_PARENT | signal.SIGCHLD),
-                       zero, zero, zero, zero)
+    """``fork()`` whose child has our parent as its parent (CLONE_PARENT). Returns 0 in child.
+
+    Its ctypes objects are made once: what the fork server allocates or writes between two
+    forks lands on pages the child it forked last then owns alone (memory per child)."""
+    if not _CLONE:
+        libc = ctypes.PyDLL(None, use_errno=True)  # PyDLL: the GIL stays held across the call
+        libc.syscall.restype = ctypes.c_long
+        zero = ctypes.c_long(0)
+        args = (ctypes.c_long(_SYS_CLONE[platform.machine()]),
+                ctypes.c_long(_CLONE_PARENT | signal.SIGCHLD), zero, zero, zero, zero)
+        api = ctypes.pythonapi
+        _CLONE[:] = [libc.syscall, args, api.PyOS_BeforeFork, api.PyOS_AfterFork_Child,
+                     api.PyOS_AfterFork_Parent]
+    syscall, args, before, after_child, after_parent = _CLONE
+    before()
+    pid = syscall(*args)
     if pid == 0:
-        api.PyOS_AfterFork_Child()
+        after_child()
         return 0
     err = ctypes.get_errno()
-    api.PyOS_AfterFork_Parent()
+    after_parent()
     if pid < 0:
         raise OSError(err, os.strerror(err))
     return int(pid)
@@ -122,8 +135,63 @@ def _import_quietly(modules: Sequence[str]) -> list[str]:
         except BaseException:
             pass
     gc.collect()
+    fill_pool_holes()
     gc.freeze()
     return done
+
+
+#: objects that only fill the allocator's holes (:func:`fill_pool_holes`); never read
+_FILLERS: list[list[Any]] = []
+
+
+def fill_pool_holes(rounds: int = 3) -> int:
+    """Fill the free blocks of this process's partly used small-object pools with objects kept
+    for good; returns how many. CPython (pymalloc) serves a small allocation from a partly
+    used pool first: a forked child's first allocations would land in the holes that imports
+    and ``gc.collect()`` left all over the shared heap, and copy each of those pages
+    (issue 17: about 0.1 MB per server). Filled, they come from fresh pools: dense, fewer
+    pages. The fillers are never touched again, so they stay shared. Reads the pool figures
+    from ``sys._debugmallocstats()`` (CPython only; elsewhere, or if its format changes,
+    nothing is done)."""
+    stats = getattr(sys, "_debugmallocstats", None)
+    filled = 0
+    for _ in range(rounds if stats is not None else 0):
+        holes = {size: n for size, n in _pool_holes(stats).items() if n}
+        if not holes:
+            break
+        for size, n in holes.items():
+            keep: list[Any] = [None] * n      # allocated before the fillers: no new hole
+            for i in range(n):
+                # one block of exactly that size class (16-byte classes): object() is 16
+                # bytes, a float 24, bytes(k) 33 + k
+                keep[i] = object() if size <= 16 else i + 0.5 if size <= 32 \
+                    else bytes(size - 33)
+            _FILLERS.append(keep)
+            filled += n
+    return filled
+
+
+def _pool_holes(stats: Any) -> dict[int, int]:
+    """Free blocks in partly used pools, by block size, from ``sys._debugmallocstats()``
+    (which writes to the C stderr: captured through a temporary file on fd 2)."""
+    import tempfile
+    with tempfile.TemporaryFile() as f:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(f.fileno(), 2)
+        try:
+            stats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        text = f.read().decode(errors="replace")
+    out = {}
+    for line in text.splitlines():   # "class size num_pools blocks_in_use avail_blocks"
+        parts = line.split()
+        if len(parts) == 5 and all(p.isdigit() for p in parts):
+            out[int(parts[1])] = int(parts[4])
+    return out
 
 
 def _threads() -> int:
@@ -196,6 +264,7 @@ def _main(argv: Sequence[str]) -> int:
     # Park the preloaded objects in the permanent generation: the children's collector then
     # never walks (and so never copies-on-write) the pages they share with us.
     gc.collect()
+    fill_pool_holes()
     gc.freeze()
     sock.send(pickle.dumps(("ready", os.getpid())))
     _serve(sock, sup_pid)

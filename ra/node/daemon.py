@@ -396,7 +396,8 @@ class NodeDaemon:
             # programs exec'd by the tree (ChildSpec exec) read the same file; a path is no secret
             env[cookie.ENV_FILE] = cookie.cookie_file_path(self.config.get("cookie_file"))
         init: list[tuple[str, Any]] = [("transport.cookie:use_secret", (secret,)),
-                                       ("ra.node.logs:setup", self._log_setup("forkserver"))]
+                                       ("ra.node.logs:setup", self._log_setup("forkserver")),
+                                       ("ra.server.proc:prewarm", (system.as_dict(self.sys),))]
         # the node's own CURVE key pair, if it has one: pinned here and, the same way as the
         # secret, in every process of the tree (transport/curvekeys.py)
         keys = load_curve_keys(self.config)

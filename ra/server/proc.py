@@ -79,6 +79,7 @@ from ra.errors import NoProc, RaError
 from ra.log.log import DiskLog
 from ra.log.meta import DiskMeta
 from ra.node import system
+from transport import curvekeys  # noqa: F401  (every mailbox's default mechanism imports it)
 from transport import failure_detector as fd
 from transport import messages as tm
 from transport import registry
@@ -177,7 +178,7 @@ class ServerProc:
         c = self.conf
         self.node: str = c["node"]
         self.id = ServerId(c["name"], self.node)
-        self.sys = system.system_config(c["system"])
+        self.sys = _system_config(c["system"])
         # bound on the node's listen host, known by its node's (advertised) host: peers on
         # other hosts reach it there (a wildcard listen binds every interface)
         host = system.listen_host(self.sys.listen) or "127.0.0.1"
@@ -976,6 +977,37 @@ def _load_malloc_trim() -> Any:
 
 
 _malloc_trim = _load_malloc_trim()
+
+
+#: ``[config, SystemConfig]`` of the node, built once in its fork server (:func:`prewarm`)
+_SYSTEM: list[Any] = []
+
+
+def _system_config(conf: dict[str, Any]) -> system.SystemConfig:
+    """``system.system_config(conf)``; the fork server's object when ``conf`` is its node's
+    (the same for every server of a node), not built and validated again."""
+    if _SYSTEM and _SYSTEM[0] == conf:
+        return _SYSTEM[1]       # type: ignore[no-any-return]
+    return system.system_config(conf)
+
+
+def prewarm(node_system: dict[str, Any]) -> None:
+    """Run once by a node's fork server before it forks a server (an ``init`` call of
+    :class:`supervisor.forkserver.ForkServer`): what each server would otherwise do at its
+    start on its own copies of the pages it touches (issue 17: memory per server) is done
+    here, once, and shared: the node config is built and validated (its regular expressions
+    compiled and cached), the wire codec and the door are run over typical messages. Runs no
+    user code, opens no socket or file, starts no thread; never raises (only a saving)."""
+    try:
+        _SYSTEM[:] = [dict(node_system), system.system_config(node_system)]
+        from transport import codec
+        sid = ServerId("prewarm", "127.0.0.1:1")
+        for msg in (("$rpc", HeartbeatRpc(1, 1, sid)), rm.PingCall(),
+                    rm.MetricsReport("prewarm", {"state": "follower", "term": 1})):
+            codec.decode(codec.encode(msg))
+            _door(msg, "cast")
+    except Exception:
+        _log.debug("prewarm failed", exc_info=True)
 
 
 def _sid(sid: Any) -> str:
