@@ -1,0 +1,226 @@
+"""No ra equivalent. W5's recovery per log entry, in CPU seconds of one process (load-independent).
+
+Writes ``N`` entries of W3's shape (a session's pipelined counter command, ``("usr", 1,
+("notify", corr, addr), ts, session, seq, first_outstanding)``) for one server through the real
+storage code: :class:`ra.log.log.DiskLog` -> :class:`wal.wal.Wal` (fdatasync per batch) ->
+roll-overs flushed to segments by :func:`wal.segment_writer.flush_closed` (the segment writer's
+code), as W1-W3 leave a server's directory; the newest WAL file keeps a ``--tail`` of
+entries, as a SIGTERM leaves it. ``last_applied`` is stored as a stopped server stores it.
+
+Then it times, several times over (``time.process_time``, median), each phase of what a
+restarted node runs before its servers can vote:
+
+* ``wal``: the WAL process's start (:meth:`wal.wal.Wal.recover`: scan every WAL file, write its
+  entries to segments, delete it) — once per node, whatever its servers;
+* ``log``: a server's :class:`DiskLog` constructor (snapshot, segment indexes, WAL files);
+* ``init``: the core's :func:`ra.core.server.init` (replay up to ``last_applied`` through the
+  machine, the configuration from the tail).
+
+``wal`` runs on a copy of the data (it consumes the WAL file); ``log`` and ``init`` on the state
+the WAL leaves (all in segments) and, with ``--tail``, also before it (the WAL file still
+there: a server may start before its WAL has flushed). Run ``python -m bench.recovery N
+[--reps R] [--tail T] [--profile PHASE]``; ``--profile`` prints cProfile's top functions of
+one run of that phase.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any
+
+from ra.core import server as core
+from ra.core.types import ServerId
+from ra.log.log import DiskLog
+from ra.log.meta import DiskMeta
+from ra.testing.machines import Counter
+from wal.batch import Append
+from wal.segment_writer import flush_closed
+from wal.wal import Wal
+
+__all__ = ["main", "write_log", "measure"]
+
+UID = "srv_recovery_bench"
+ADDR = "tcp://127.0.0.1:40123"
+SEG_MAX = 4096
+#: entries between roll-overs: a server asks for one past 8,192 in memory (ra/server/proc.py)
+ROLL_EVERY = 32768
+#: entries per append message (a W3 leader's batch is a few hundred to a few thousand)
+BATCH = 1024
+TS0 = 1_764_000_000_000
+
+
+def _entry(i: int) -> tuple[Any, ...]:
+    # session 3 (opened at index 3), seq from 1, 200 commands outstanding
+    return ("usr", 1, ("notify", i, ADDR), TS0 + i, 3, i - 3, max(1, i - 203))
+
+
+def write_log(data_dir: str, n: int, tail: int) -> None:
+    """Write entries 1..n for :data:`UID` (see the module docstring); the last ``tail`` stay in
+    the open WAL file."""
+    wal_dir = os.path.join(data_dir, "wal")
+    wal = Wal(wal_dir, data_dir, lambda addr, msg: pending.append(msg),
+              segment_max_entries=SEG_MAX)
+    pending: list[Any] = []
+    wal.recover()
+    log = DiskLog(UID, data_dir, wal_dir=wal_dir, segment_max_entries=SEG_MAX)
+    members = (ServerId("a", "127.0.0.1:7001"), ServerId("b", "127.0.0.1:7002"),
+               ServerId("c", "127.0.0.1:7003"))
+    log.append((1, 1, ("cluster", members, None)))
+    log.append((2, 1, ("noop", 0)))
+    log.append((3, 1, ("session", "open_session", None, None, TS0)))
+    i = 4
+    since_roll = 0
+    while i <= n:
+        hi = min(n, i + BATCH - 1, i + ROLL_EVERY - since_roll - 1)
+        if i <= n - tail:
+            hi = min(hi, n - tail)   # the tail starts in a fresh file
+        for k in range(i, hi + 1):
+            log.append((k, 1, _entry(k)))
+        log.flush()
+        reqs = [Append(UID.encode(), ADDR, m.lw, [tuple(e) for e in m.entries])
+                for m in log.outbox]
+        log.outbox.clear()
+        wal.handle_appends(reqs)
+        for msg in pending:
+            for w in log.handle_wal_event(msg):
+                log.handle_written(w)
+        pending.clear()
+        since_roll += hi - i + 1
+        i = hi + 1
+        if (since_roll >= ROLL_EVERY and i <= n - tail) or (tail and i == n - tail + 1):
+            wal.roll_over()
+            flush_closed(wal_dir, data_dir, SEG_MAX)
+            log.tick()
+            since_roll = 0
+    wal.close()
+    log.close()
+    meta = DiskMeta(os.path.join(data_dir, UID))
+    meta.store(1, None)
+    meta.store_last_applied(n)
+    meta.flush_last_applied()
+
+
+def _recover_wal(data_dir: str) -> None:
+    wal = Wal(os.path.join(data_dir, "wal"), data_dir, lambda a, m: None,
+              segment_max_entries=SEG_MAX)
+    wal.recover()
+    wal.close()
+
+
+def _open_log(data_dir: str) -> DiskLog:
+    return DiskLog(UID, data_dir, wal_dir=os.path.join(data_dir, "wal"),
+                   segment_max_entries=SEG_MAX)
+
+
+def _init(data_dir: str, log: DiskLog) -> Any:
+    members = (ServerId("a", "127.0.0.1:7001"), ServerId("b", "127.0.0.1:7002"),
+               ServerId("c", "127.0.0.1:7003"))
+    cfg = core.ServerConfig(id=members[0], uid=UID, cluster_name="bench",
+                            initial_members=members, machine=Counter(), log=log,
+                            meta=DiskMeta(os.path.join(data_dir, UID)))
+    _role, st, _eff = core.init(cfg)
+    return st
+
+
+def _cpu(fn: Any) -> float:
+    t0 = time.process_time()
+    fn()
+    return time.process_time() - t0
+
+
+def measure(n: int, reps: int = 5, tail: int = 0, root: str | None = None) -> dict[str, Any]:
+    """CPU seconds (median of ``reps``) of each recovery phase for a log of ``n`` entries."""
+    tmp = tempfile.mkdtemp(prefix="ra-recovery-", dir=root)
+    try:
+        pristine = os.path.join(tmp, "pristine")
+        t0 = time.monotonic()
+        write_log(pristine, n, tail)
+        wrote = time.monotonic() - t0
+        out: dict[str, Any] = {"entries": n, "tail": tail, "write_s": wrote, "reps": reps}
+        work = os.path.join(tmp, "work")
+        phases: dict[str, list[float]] = {"wal": [], "log": [], "init": []}
+        if tail:
+            phases["log (WAL file present)"] = []
+            phases["init (WAL file present)"] = []
+        for _ in range(reps):
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.copytree(pristine, work)
+            if tail:
+                box: list[DiskLog] = []
+                phases["log (WAL file present)"].append(_cpu(lambda: box.append(_open_log(work))))
+                st: list[Any] = []
+                phases["init (WAL file present)"].append(
+                    _cpu(lambda: st.append(_init(work, box[0]))))
+                assert st[0].last_applied == n, (st[0].last_applied, n)
+                box[0].close()
+            phases["wal"].append(_cpu(lambda: _recover_wal(work)))
+            box = []
+            phases["log"].append(_cpu(lambda: box.append(_open_log(work))))
+            st = []
+            phases["init"].append(_cpu(lambda: st.append(_init(work, box[0]))))
+            assert st[0].last_applied == n, (st[0].last_applied, n)
+            assert st[0].machine_state == n - 3, st[0].machine_state
+            box[0].close()
+        for k, v in phases.items():
+            out[k] = statistics.median(v)
+        out["server_total"] = out["log"] + out["init"]
+        out["us_per_entry"] = {k: out[k] / n * 1e6 for k in (*phases, "server_total")}
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _profile(n: int, tail: int, phase: str, top: int) -> None:
+    tmp = tempfile.mkdtemp(prefix="ra-recovery-")
+    try:
+        d = os.path.join(tmp, "d")
+        write_log(d, n, tail)
+        prof = cProfile.Profile()
+        if phase != "wal":
+            _recover_wal(d)
+        if phase == "wal":
+            prof.runcall(_recover_wal, d)
+        elif phase == "log":
+            prof.runcall(_open_log, d).close()
+        else:
+            log = _open_log(d)
+            prof.runcall(_init, d, log)
+            log.close()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.recovery", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("n", type=int, help="entries in the log")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--tail", type=int, default=0,
+                    help="entries left in the open WAL file (default 0)")
+    ap.add_argument("--profile", choices=("wal", "log", "init"),
+                    help="print cProfile's top functions of one run of this phase instead")
+    ap.add_argument("--top", type=int, default=25)
+    a = ap.parse_args(argv)
+    if a.n < 4:
+        ap.error("n must be at least 4")
+    if a.profile:
+        _profile(a.n, a.tail, a.profile, a.top)
+        return 0
+    r = measure(a.n, a.reps, a.tail)
+    print(f"{a.n:,} entries (tail {a.tail:,} in the open WAL file), written in "
+          f"{r['write_s']:.1f} s; CPU seconds per phase, median of {a.reps}:")
+    for k, us in r["us_per_entry"].items():
+        print(f"  {k:<26} {r[k]:8.3f} s  {us:6.2f} µs/entry")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
