@@ -198,6 +198,83 @@ def _profile(n: int, tail: int, phase: str, top: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _tree_cpu(nodes: Any, name: str) -> dict[str, float]:
+    """CPU seconds (user + system) each kind of process used since its start, summed over
+    the 3 nodes: daemon, fork server, WAL, segment writer, server (load-independent, unlike
+    the wall times)."""
+    import psutil
+    out = {"daemon": 0.0, "fork server": 0.0, "WAL": 0.0, "segment writer": 0.0, "server": 0.0}
+    for i, proc in nodes.procs.items():
+        kinds = {nodes.server_pid(name, i): "server",
+                 nodes.log_child_pid(i, "ra_log_wal"): "WAL",
+                 nodes.log_child_pid(i, "ra_log_segment_writer"): "segment writer"}
+        top = psutil.Process(proc.pid)
+        for p in [top, *top.children(recursive=True)]:
+            kind = "daemon" if p.pid == proc.pid else kinds.get(p.pid, "fork server")
+            try:
+                ct = p.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            out[kind] += ct.user + ct.system
+    return out
+
+
+def cluster(sizes: list[int], reps: int) -> list[dict[str, Any]]:
+    """W5's sequence on a real 3-node cluster (``bench.workloads``: daemons, counter machine,
+    W3's pipelined session commands) at growing log sizes: for each size, fill the log up to
+    it, let the servers move it to segments (3 s idle), then ``reps`` times: SIGTERM the 3
+    daemons, start them again, ``start_or_restart_cluster``, the first ``process_command``.
+    Wall seconds, so load-dependent: what it separates is the fixed part (the smallest size)
+    from the part that grows with the log."""
+    import logging
+
+    import ra
+    from bench.procs import Reaper
+    from bench.workloads import COUNTER, RaNodes, _w3
+
+    logging.getLogger("transport.mailbox").setLevel(logging.ERROR)
+    rows: list[dict[str, Any]] = []
+    with Reaper() as reaper:
+        tmp = tempfile.mkdtemp(prefix="ra-recovery-w5-", dir="/tmp")
+        nodes = RaNodes(tmp, reaper)
+        name = "rec"
+        try:
+            nodes.start_all()
+            ids = [nodes.sid(name, i) for i in range(3)]
+            ra.start_cluster(name, COUNTER, ids, timeout=30)
+            c = ra.Client()
+            for size in sorted(sizes):
+                have = ra.key_metrics(ids[0]).get("last_index", 0)
+                if size > have:
+                    _m, leader = ra.members(ids, timeout=10)
+                    _w3(c, leader, size - have, 2000, 600)
+                time.sleep(3.0)
+                n = ra.key_metrics(ids[0]).get("last_index", 0)
+                for _ in range(reps):
+                    for i in range(3):
+                        nodes.stop(i)
+                    t0 = time.monotonic()
+                    nodes.start_all()
+                    t_d = time.monotonic() - t0
+                    ra.start_or_restart_cluster(name, COUNTER, ids, timeout=60)
+                    t_s = time.monotonic() - t0
+                    c.process_command(ids, 1, timeout=60)
+                    t = time.monotonic() - t0
+                    cpu = _tree_cpu(nodes, name)
+                    rows.append({"entries": n, "daemons_s": t_d, "restart_cluster_s": t_s,
+                                 "first_commit_s": t, "cpu_s": cpu})
+                    print(f"{n:>9,} entries: daemons ready {t_d:.2f} s, "
+                          f"start_or_restart_cluster {t_s:.2f} s, first commit {t:.2f} s; "
+                          "CPU s summed over the 3 nodes: "
+                          + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()), flush=True)
+            c.close()
+        finally:
+            for i in list(nodes.procs):
+                nodes.stop(i)
+            shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.recovery", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -208,7 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", choices=("wal", "log", "init"),
                     help="print cProfile's top functions of one run of this phase instead")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--cluster", type=str, default=None, metavar="SIZES",
+                    help="instead: W5 on a real 3-node cluster at these log sizes "
+                         "(comma-separated, e.g. 1000,100000; N is then the repetitions)")
     a = ap.parse_args(argv)
+    if a.cluster:
+        cluster([int(x) for x in a.cluster.split(",")], a.n)
+        return 0
     if a.n < 4:
         ap.error("n must be at least 4")
     if a.profile:
