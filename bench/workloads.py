@@ -489,10 +489,11 @@ def measure(quick: bool, reaper: Reaper) -> Result:
         # the daemons' start (interpreters, fork server, the WAL flushing its last file) does
         # not grow with the log; what follows does, but for the servers' start and the
         # election (≈ 0.2-0.3 s: bench.recovery --cluster measures them with a tiny log)
+        gross = t5 / max(log_n, 1) * 1e6
         out[("W5", "µs per entry")] = (
             (t5 - t_daemons) / max(log_n, 1) * 1e6,
-            f"(start -> first commit - daemons ready) / entries; {t5 / max(log_n, 1) * 1e6:.1f}"
-            " with the daemons' start")
+            f"(start -> first commit - daemons ready) / entries; {gross:.1f} with the daemons' "
+            "start")
         out[("W5", "bytes on disk (3 nodes)")] = (size / 1e6, "data dirs after SIGTERM, du")
         progress(SIDE, f"W5 restart -> first commit {t5:.2f} s; {size / 1e6:.1f} MB on disk "
                        f"({log_n:,} entries; daemons ready in {t_daemons:.2f} s, then "
