@@ -490,10 +490,9 @@ def measure(quick: bool, reaper: Reaper) -> Result:
         # not grow with the log; what follows does, but for the servers' start and the
         # election (≈ 0.2-0.3 s: bench.recovery --cluster measures them with a tiny log)
         gross = t5 / max(log_n, 1) * 1e6
-        out[("W5", "µs per entry")] = (
-            (t5 - t_daemons) / max(log_n, 1) * 1e6,
-            f"(start -> first commit - daemons ready) / entries; {gross:.1f} with the daemons' "
-            "start")
+        note5 = (f"(start -> first commit - daemons ready) / entries; {gross:.1f} with the "
+                 "daemons' start")
+        out[("W5", "µs per entry")] = ((t5 - t_daemons) / max(log_n, 1) * 1e6, note5)
         out[("W5", "bytes on disk (3 nodes)")] = (size / 1e6, "data dirs after SIGTERM, du")
         progress(SIDE, f"W5 restart -> first commit {t5:.2f} s; {size / 1e6:.1f} MB on disk "
                        f"({log_n:,} entries; daemons ready in {t_daemons:.2f} s, then "
