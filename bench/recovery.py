@@ -1,4 +1,4 @@
-"""No ra equivalent. W5's recovery per log entry, in CPU seconds of one process (load-independent).
+"""No ra equivalent. W5's recovery per log entry, in CPU seconds of one process.
 
 Writes ``N`` entries of W3's shape (a session's pipelined counter command, ``("usr", 1,
 ("notify", corr, addr), ts, session, seq, first_outstanding)``) for one server through the real
@@ -20,7 +20,11 @@ restarted node runs before its servers can vote:
 the WAL leaves (all in segments) and, with ``--tail``, also before it (the WAL file still
 there: a server may start before its WAL has flushed). Run ``python -m bench.recovery N
 [--reps R] [--tail T] [--profile PHASE]``; ``--profile`` prints cProfile's top functions of
-one run of that phase.
+one run of that phase. CPU time of one process depends on the machine's load far less than
+wall time, but not at all only on a quiet machine: compare A/B runs taken alternately.
+
+``python -m bench.recovery R --cluster SIZES`` runs W5's own sequence on a real 3-node cluster
+instead (:func:`cluster`), to separate its fixed costs from what grows with the log.
 """
 from __future__ import annotations
 
@@ -49,7 +53,8 @@ __all__ = ["main", "write_log", "measure"]
 UID = "srv_recovery_bench"
 ADDR = "tcp://127.0.0.1:40123"
 SEG_MAX = 4096
-#: entries between roll-overs: a server asks for one past 8,192 in memory (ra/server/proc.py)
+#: entries between roll-overs (a server asks for one at its tick once more than 8,192 sit in
+#: its memory, ra/server/proc.py: under W3's load that is tens of thousands of entries)
 ROLL_EVERY = 32768
 #: entries per append message (a W3 leader's batch is a few hundred to a few thousand)
 BATCH = 1024
@@ -299,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     r = measure(a.n, a.reps, a.tail)
     print(f"{a.n:,} entries (tail {a.tail:,} in the open WAL file), written in "
-          f"{r['write_s']:.1f} s; CPU seconds per phase, median of {a.reps}:")
+          f"{r['write_s']:.1f} s; CPU seconds per phase, median of {a.reps} (µs per entry of "
+          "the whole log, also for the WAL's, which flushes only the tail):")
     for k, us in r["us_per_entry"].items():
         print(f"  {k:<26} {r[k]:8.3f} s  {us:6.2f} µs/entry")
     return 0
