@@ -160,3 +160,28 @@ def test_read_run_names_the_corrupt_entry(tmp_path: Any) -> None:
     with pytest.raises(IndexError):
         seg.read_run(9, 11)
     seg.close()
+
+
+def test_an_index_whose_payloads_are_not_back_to_back_is_refused(tmp_path: Any) -> None:
+    # a well-formed file (every checksum right) that write_segment never writes: a byte of
+    # padding between two payloads. A bulk read must not decode across it
+    import struct
+
+    import xxhash
+    from wal.segment import segment_name
+    hdr_s, idx_s, ck_s = struct.Struct("<8sHHIQ"), struct.Struct("<QQIQ"), struct.Struct("<Q")
+    payloads = [b"aa", b"bb", b"cc"]
+    off = hdr_s.size + 3 * idx_s.size + ck_s.size
+    rows = []
+    for k, p in enumerate(payloads):
+        rows.append(idx_s.pack(1, off, len(p), xxhash.xxh64_intdigest(p)))
+        off += len(p) + (1 if k == 0 else 0)
+    head = hdr_s.pack(b"RAPYSEG\x00", 1, 0, 3, 1) + b"".join(rows)
+    path = os.path.join(str(tmp_path), segment_name(1, 1, 3))
+    with open(path, "wb") as f:
+        f.write(head + ck_s.pack(xxhash.xxh64_intdigest(head)) + b"aa" + b"\x00" + b"bbcc")
+    seg = Segment(path)
+    assert seg.read(2) == (1, b"bb") and seg.read_run(2, 3)[1] == b"bbcc"
+    with pytest.raises(CorruptSegment, match="not back to back"):
+        seg.read_run(1, 2)
+    seg.close()
