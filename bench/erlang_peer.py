@@ -64,6 +64,12 @@ def figures(data: dict[str, Any]) -> dict[tuple[str, str], tuple[Any, str]]:
     n5 = _med(w5, "log_last_index")
     put(("W5", "start -> first commit"), _med(w5, "restart_to_commit_ms", 1e-3),
         _NOTE + (f"; {n5:,.0f} entries in its log" if n5 else ""))
+    put(("W5", "entries replayed"), n5, _NOTE + "; its log's last index")
+    t5 = _med(w5, "restart_to_commit_ms", 1e3)
+    if n5 and t5 is not None:
+        ready = _med(w5, "ra_ready_to_commit_ms", 1e3)
+        put(("W5", "µs per entry"), t5 / n5, _NOTE + "; start -> first commit / entries, its "
+            "BEAM nodes' start included" + (f" ({ready / n5:.1f} from ra ready)" if ready else ""))
     w6 = [x for r in data.get("w6") or [] for x in (r if isinstance(r, list) else [r])]
     kib = [v.get("rss_kib") if isinstance(v, dict) else v for v in w6]
     kib = [v for v in kib if isinstance(v, (int, float))]

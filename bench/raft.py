@@ -53,8 +53,10 @@ def _unit(metric: str) -> str:
         return metric
     if "RSS" in metric or "USS" in metric or "bytes" in metric:
         return "MB"
-    if metric == "counter total":
+    if metric in ("counter total", "entries replayed"):
         return ""
+    if metric.startswith("µs"):
+        return "µs"
     return "s"
 
 

@@ -141,6 +141,24 @@ class Segments:
             i = got[-1][0] + 1
         return out
 
+    def read_runs(self, frm: int, to: int) -> list[tuple[int, list[int], bytes, list[int]]]:
+        """Consecutive entries from ``frm`` up to ``to`` (stops at the first missing index) in
+        bulk, one run per segment file: ``(first index, terms, payloads back to back, their
+        lengths)`` (:meth:`wal.segment.Segment.read_run`: checksums verified)."""
+        out: list[tuple[int, list[int], bytes, list[int]]] = []
+        i = frm
+        while i <= to:
+            r = self._find(i)
+            if r is None:
+                break
+            hi = min(to, r[1])
+            got = self._with_seg(i, lambda s: s.read_run(i, min(hi, s.last)))
+            if not got:
+                break
+            out.append((i, *got))
+            i += len(got[0])
+        return out
+
     # -- changes -----------------------------------------------------------------------------
     def write(self, entries: list[tuple[int, int, bytes]], max_entries: int,
               *, sync_dir: bool = True, merge: bool = True) -> list[str]:

@@ -66,6 +66,11 @@ def _default_codec() -> Codec:
     return codec.encode, codec.decode
 
 
+def _default_decode_many() -> Callable[[bytes, int], list[Any]]:
+    from ra.wire import codec
+    return codec.decode_many
+
+
 class DiskLog:
     """A server's durable log. ``send(msg)`` casts to the WAL; without it, messages are queued
     in :attr:`outbox` (tests, or a shell that sends them itself)."""
@@ -83,6 +88,9 @@ class DiskLog:
         self.dir = os.path.join(data_dir, uid)
         self.wal_dir = wal_dir or os.path.join(data_dir, "wal")
         self._enc, self._dec = codec or _default_codec()
+        #: bulk decoding of segment reads (:meth:`_decode_run`): ra's codec only
+        self._dec_many: Callable[[bytes, int], list[Any]] | None = \
+            None if codec is not None else _default_decode_many()
         self._senc, self._sdec = snapshot_codec or (self._enc, self._dec)
         self.segment_max_entries = segment_max_entries
         self.segments = Segments(os.path.join(self.dir, "segments"))
@@ -205,6 +213,24 @@ class DiskLog:
             return None
         return (idx, r[0], self._dec(r[1]))
 
+    def _decode_run(self, blob: bytes, lens: list[int]) -> list[Any]:
+        """The commands of payloads lying back to back in ``blob``: with ra's codec, one
+        unpacker for them all (recovery and catch-up read thousands at once); one by one with
+        another codec, or to raise on the very payload a bulk decode stumbled on."""
+        if self._dec_many is not None:
+            try:
+                return self._dec_many(blob, len(lens))
+            except ValueError:     # the codec's DecodeError
+                pass
+        dec = self._dec
+        mv = memoryview(blob)
+        out = []
+        o = 0
+        for ln in lens:
+            out.append(dec(bytes(mv[o:o + ln])))
+            o += ln
+        return out
+
     def fetch_term(self, idx: int) -> int | None:
         if idx == 0:
             return 0
@@ -227,9 +253,8 @@ class DiskLog:
         i = from_idx
         seg_to = min(hi, (mem.first - 1) if len(mem) else hi)
         if i <= seg_to:
-            dec = self._dec
-            for idx, t, p in self.segments.read_range(i, seg_to):
-                out.append((idx, t, dec(p)))
+            for f, terms, blob, lens in self.segments.read_runs(i, seg_to):
+                out.extend(zip(range(f, f + len(terms)), terms, self._decode_run(blob, lens)))
             i += len(out)
             if i <= seg_to:
                 return out

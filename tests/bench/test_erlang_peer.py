@@ -28,6 +28,8 @@ def test_figures_are_medians_in_our_units():
     assert f[("W4", "failover median")][0] == pytest.approx(0.39)    # s
     assert f[("W5", "start -> first commit")][0] == pytest.approx(3.0)
     assert "546,000 entries" in f[("W5", "start -> first commit")][1]
+    assert f[("W5", "entries replayed")][0] == 546000
+    assert f[("W5", "µs per entry")][0] == pytest.approx(3e6 / 546000)
     assert f[("W6", "node RSS max")][0] == pytest.approx(200.0)     # MB
     assert erlang_peer.figures({}) == {}
 

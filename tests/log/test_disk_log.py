@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
+
 from ra.core.messages import SnapshotMeta
 from tests.wal.harness import InProcNode
 from wal.messages import WalResendWrite
@@ -131,3 +133,39 @@ def test_install_snapshot_corrupt_falls_back_and_truncates_at_gap(tmp_path: Any)
     assert lg.snapshot_index_term() == (5, 1)
     assert lg.last_index_term()[0] == 5
     assert lg.warnings
+
+
+def test_recovery_reads_segments_in_bulk_and_still_names_bad_payloads(tmp_path: Any) -> None:
+    from ra.log.log import DiskLog
+    from ra.wire import codec
+    from wal.segments import Segments
+    segs = Segments(os.path.join(str(tmp_path), "a", "segments"))
+    ents = [(i, 1, codec.encode(("c", i))) for i in range(1, 101)]
+    segs.write(ents[:60], 32)
+    segs.close()
+    lg = DiskLog("a", str(tmp_path))
+    assert lg.last_index_term() == (60, 1)
+    assert lg.take(1, 100) == [(i, 1, ("c", i)) for i in range(1, 61)]
+    lg.close()
+    # a payload with a good checksum that is no term of the codec: the bulk decode fails, the
+    # one-by-one decode then raises on it, as a single read would
+    segs = Segments(os.path.join(str(tmp_path), "a", "segments"))
+    segs.write([(61, 1, b"\xc1")] + ents[61:], 32)
+    segs.close()
+    lg = DiskLog("a", str(tmp_path))
+    assert lg.take(40, 21) == [(i, 1, ("c", i)) for i in range(40, 61)]
+    with pytest.raises(codec.DecodeError):
+        lg.take(50, 20)
+    lg.close()
+
+
+def test_a_custom_codec_reads_segments_one_by_one(tmp_path: Any) -> None:
+    import json
+    from ra.log.log import DiskLog
+    from wal.segments import Segments
+    segs = Segments(os.path.join(str(tmp_path), "a", "segments"))
+    segs.write([(i, 1, json.dumps(["c", i]).encode()) for i in range(1, 41)], 16)
+    segs.close()
+    lg = DiskLog("a", str(tmp_path), codec=(lambda t: json.dumps(t).encode(), json.loads))
+    assert lg.take(5, 30) == [(i, 1, ["c", i]) for i in range(5, 35)]
+    lg.close()

@@ -221,3 +221,27 @@ def test_truncated_encodings_raise_decode_error(t: Any, data: st.DataObject) -> 
     cut = data.draw(st.integers(0, len(enc) - 1))
     with pytest.raises(codec.DecodeError):
         codec.decode(enc[:cut])
+
+
+def test_decode_many_reads_terms_back_to_back() -> None:
+    terms: list[Any] = [("usr", 1, ("notify", 7, "tcp://h:1"), 5), "a", [3, (4,)], None, {1: (2,)}]
+    blob = b"".join(codec.encode(t) for t in terms)
+    assert codec.decode_many(blob, len(terms)) == terms
+    assert codec.decode_many(b"", 0) == []
+
+
+@pytest.mark.parametrize("cut, n", [(0, 4), (0, 6), (-1, 5), (None, 5)])
+def test_decode_many_refuses_anything_but_exactly_n_terms(cut: Any, n: int) -> None:
+    blob = b"".join(codec.encode(t) for t in [(1, 2), "a", [3], None, 5])
+    if cut is None:
+        blob += b"\x01"          # a trailing byte: a sixth term, or garbage
+    elif cut:
+        blob = blob[:cut]        # the last term torn
+    with pytest.raises(codec.DecodeError):
+        codec.decode_many(blob, n)
+
+
+def test_decode_many_refuses_a_bare_marker() -> None:
+    blob = codec.encode(1) + codec.encode((1,))[1:4]    # the tuple's marker alone
+    with pytest.raises(codec.DecodeError):
+        codec.decode_many(blob, 2)

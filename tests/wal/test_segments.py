@@ -117,3 +117,71 @@ def test_refresh_lists_a_directory_changed_within_the_mtime_granularity(tmp_path
     other.write([(1, 1, b"a")], 4096)
     os.utime(tmp_path, ns=(now, now))                          # same mtime as before the write
     assert segs.refresh() is True and segs.range() == (1, 1)
+
+
+def test_read_run_is_the_bulk_form_of_read_range(tmp_path: Any) -> None:
+    s = Segments(str(tmp_path))
+    s.write(_e(1, 30), 16)
+    s.write(_e(25, 27, term=2), 16)            # an overwrite: runs end at the live ranges
+    runs = s.read_runs(3, 40)
+    assert [r[0] for r in runs] == [3, 17, 25]
+    got = []
+    for first, terms, blob, lens in runs:
+        o = 0
+        for k, ln in enumerate(lens):
+            got.append((first + k, terms[k], blob[o:o + ln]))
+            o += ln
+        assert o == len(blob)
+    assert got == _e(3, 24) + _e(25, 27, 2) == s.read_range(3, 40)
+    assert s.read_runs(28, 40) == [] and s.read_runs(5, 4) == []
+    s.close()
+
+
+def test_read_run_names_the_corrupt_entry(tmp_path: Any) -> None:
+    s = Segments(str(tmp_path))
+    (path,) = s.write(_e(1, 10), 100)
+    s.close()
+    seg = Segment(path)
+    _t, off, _ln, _ck = seg.index.row(6)      # entry 7's payload
+    seg.close()
+    with open(path, "r+b") as f:
+        f.seek(off)
+        b = f.read(1)
+        f.seek(off)
+        f.write(bytes([b[0] ^ 1]))
+    seg = Segment(path)
+    assert seg.read_run(1, 6)[0] == [1] * 6
+    with pytest.raises(CorruptSegment, match="entry 7 checksum"):
+        seg.read_run(2, 9)
+    with pytest.raises(CorruptSegment, match="entry 7 checksum"):
+        seg.read_range(7, 7)
+    with pytest.raises(IndexError):
+        seg.term(11)
+    with pytest.raises(IndexError):
+        seg.read_run(9, 11)
+    seg.close()
+
+
+def test_an_index_whose_payloads_are_not_back_to_back_is_refused(tmp_path: Any) -> None:
+    # a well-formed file (every checksum right) that write_segment never writes: a byte of
+    # padding between two payloads. A bulk read must not decode across it
+    import struct
+
+    import xxhash
+    from wal.segment import segment_name
+    hdr_s, idx_s, ck_s = struct.Struct("<8sHHIQ"), struct.Struct("<QQIQ"), struct.Struct("<Q")
+    payloads = [b"aa", b"bb", b"cc"]
+    off = hdr_s.size + 3 * idx_s.size + ck_s.size
+    rows = []
+    for k, p in enumerate(payloads):
+        rows.append(idx_s.pack(1, off, len(p), xxhash.xxh64_intdigest(p)))
+        off += len(p) + (1 if k == 0 else 0)
+    head = hdr_s.pack(b"RAPYSEG\x00", 1, 0, 3, 1) + b"".join(rows)
+    path = os.path.join(str(tmp_path), segment_name(1, 1, 3))
+    with open(path, "wb") as f:
+        f.write(head + ck_s.pack(xxhash.xxh64_intdigest(head)) + b"aa" + b"\x00" + b"bbcc")
+    seg = Segment(path)
+    assert seg.read(2) == (1, b"bb") and seg.read_run(2, 3)[1] == b"bbcc"
+    with pytest.raises(CorruptSegment, match="not back to back"):
+        seg.read_run(1, 2)
+    seg.close()
