@@ -6,7 +6,7 @@ Setup as :mod:`bench.workloads`: 3 node daemons, one counter cluster (the counte
 snapshots, so the log only grows: about ``ops/s x secs`` entries). ``N`` client processes
 (default 32) do ``process_command`` back to back for ``S`` seconds (default 600, or
 ``$BENCH_W2_LONG_SECS``); each counts the commands it completed in each ``I``-second interval
-(default 60: one row a minute). Rows:
+(default: about 60, dividing ``S`` evenly: one row a minute). Rows:
 
 * ``ops/s <from>-<to> s``: every client's commands completed in that interval / ``I``;
 * ``last / first``: the last interval's ops/s over the first's (1.0: flat; the goal is >= 0.9);
@@ -39,7 +39,8 @@ import ra
 from bench import workloads
 from bench.procs import Reaper, kill_tree, progress
 
-__all__ = ["run", "measure", "main", "DEFAULT_SECS", "DEFAULT_INTERVAL", "WORKLOAD"]
+__all__ = ["run", "measure", "main", "default_interval", "DEFAULT_SECS", "DEFAULT_INTERVAL",
+           "WORKLOAD"]
 
 DEFAULT_SECS = 600.0
 DEFAULT_INTERVAL = 60.0
@@ -193,6 +194,11 @@ def measure(secs: float, interval: float, n_clients: int, reaper: Reaper
     return rows
 
 
+def default_interval(secs: float) -> float:
+    """About a minute, dividing ``secs`` evenly (``secs`` itself when shorter)."""
+    return secs / max(1, round(secs / DEFAULT_INTERVAL))
+
+
 def _us(cpu_s: float, n: int) -> float:
     return cpu_s / n * 1e6 if n else float("nan")
 
@@ -210,7 +216,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         progress(SIDE, "skipped with --quick (set BENCH_W2_LONG_SECS to run it)")
         return []
     secs = float(env or DEFAULT_SECS)
-    interval = min(DEFAULT_INTERVAL, secs)
+    interval = default_interval(secs)
     clients = workloads.params(quick)["w2_clients"]
     with Reaper() as reaper:
         try:
@@ -225,10 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--secs", type=float,
                     default=float(os.environ.get("BENCH_W2_LONG_SECS") or DEFAULT_SECS))
     ap.add_argument("--interval", type=float, default=None,
-                    help="seconds per row (default 60, or secs if shorter)")
+                    help="seconds per row; must divide --secs (default: about 60)")
     ap.add_argument("--clients", type=int, default=workloads.params(False)["w2_clients"])
     args = ap.parse_args(argv)
-    interval = args.interval or min(DEFAULT_INTERVAL, args.secs)
+    interval = args.interval or default_interval(args.secs)
     with Reaper() as reaper:
         try:
             rows = measure(args.secs, interval, args.clients, reaper)
