@@ -26,7 +26,7 @@ import psutil
 
 __all__ = ["SUITES", "PEERS", "main", "machine"]
 
-SUITES = ("raft", "security", "transport", "runtime", "wal", "scale")
+SUITES = ("raft", "security", "transport", "runtime", "wal", "scale", "w2_long")
 #: what the ``peer`` column of each suite is
 PEERS = {
     "raft": "PySyncObj 0.3.17 (3 processes, client in a follower, NO fsync)",
@@ -35,6 +35,7 @@ PEERS = {
     "runtime": "no fork server (cold interpreter)",
     "wal": "raw write + fdatasync limit",
     "scale": "Erlang ra 2.15.4 (rascale.erl: C clusters on one BEAM node)",
+    "w2_long": "none: ours over time (last minute / first); skipped with --quick",
 }
 
 

@@ -9,19 +9,27 @@ with a newer sequence number, which is therefore harmless (idempotent).
 
 Not thread-safe; one owner per process (the server's DiskLog, or the segment writer). Files may
 be added by the segment writer at any time: :meth:`refresh` picks them up.
+
+Memory: a server's log only grows (a machine that never snapshots), so nothing here may cost per
+entry. At most ``max_open`` files are open at once (:class:`SegmentCache`: their in-memory
+indexes and file descriptors, least recently used closed first); each file ever read keeps only
+its *term runs* (the first index of each term: one or two per file in practice), which answer
+:meth:`Segments.fetch_term` without opening the file again.
 """
 from __future__ import annotations
 
 import os
 import time
+from array import array
 from bisect import bisect_right
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from wal.segment import CorruptSegment, Segment, parse_segment_name, write_segment
 from wal import osio
 
-__all__ = ["Segments", "CorruptSegment"]
+__all__ = ["Segments", "SegmentCache", "CorruptSegment", "DEFAULT_MAX_OPEN", "term_runs"]
 
 T = TypeVar("T")
 
@@ -29,14 +37,95 @@ T = TypeVar("T")
 #: mtime changing: a file added later stamps a later time, whatever the clock's granularity
 _MTIME_SETTLED_NS = 2_000_000_000
 
+#: segment files a reader keeps open (each: an fd and an index of 28 bytes an entry). Reads
+#: are local (the tail, or a follower catching up from one point on), so a few suffice
+DEFAULT_MAX_OPEN = 4
+
+
+def term_runs(seg: Segment) -> tuple[array[int], array[int]]:
+    """``(starts, terms)``: entry ``starts[k]`` begins a run of entries of term ``terms[k]``
+    that lasts until ``starts[k + 1]`` (or the segment's end)."""
+    starts, terms = array("q"), array("q")
+    prev = -1
+    n = len(seg.index)
+    for k, (t, _off, _len, _ck) in enumerate(seg.index.rows(0, n - 1) if n else ()):
+        if t != prev:
+            starts.append(seg.first + k)
+            terms.append(t)
+            prev = t
+    return starts, terms
+
+
+class SegmentCache:
+    """The open segment files of one reader, by file name: at most ``max_open`` (least
+    recently used closed first), plus the term runs of every file opened since it was last
+    :meth:`forget`-ed (a few dozen bytes each). The owner forgets the files it no longer
+    lists; a file's content never changes under its name (segments are immutable)."""
+
+    __slots__ = ("dir", "max_open", "_open", "_runs")
+
+    def __init__(self, dirpath: str, max_open: int = DEFAULT_MAX_OPEN) -> None:
+        if max_open < 1:
+            raise ValueError(f"max_open must be at least 1, not {max_open!r}")
+        self.dir = dirpath
+        self.max_open = max_open
+        self._open: OrderedDict[str, Segment] = OrderedDict()
+        self._runs: dict[str, tuple[array[int], array[int]]] = {}
+
+    def get(self, name: str) -> Segment:
+        """The open handle of ``name`` (opened now if it is not; FileNotFoundError if gone)."""
+        s = self._open.get(name)
+        if s is not None:
+            self._open.move_to_end(name)
+            return s
+        s = Segment(os.path.join(self.dir, name))
+        self._open[name] = s
+        if name not in self._runs:
+            self._runs[name] = term_runs(s)
+        while len(self._open) > self.max_open:
+            self._open.popitem(last=False)[1].close()
+        return s
+
+    def term(self, name: str, idx: int) -> int:
+        """Term of entry ``idx``, which must lie in file ``name``."""
+        r = self._runs.get(name)
+        if r is None:
+            self.get(name)
+            r = self._runs[name]
+        starts, terms = r
+        return terms[bisect_right(starts, idx) - 1]
+
+    def forget(self, name: str) -> None:
+        """Close ``name`` and drop what is kept of it."""
+        self._runs.pop(name, None)
+        s = self._open.pop(name, None)
+        if s is not None:
+            s.close()
+
+    def keep_only(self, names: Iterable[str]) -> None:
+        """Forget every file not in ``names``."""
+        keep = set(names)
+        for n in [n for n in self._runs if n not in keep] + \
+                [n for n in self._open if n not in keep]:
+            self.forget(n)
+
+    def open_names(self) -> list[str]:
+        """The files open now, least recently used first."""
+        return list(self._open)
+
+    def close(self) -> None:
+        for s in self._open.values():
+            s.close()
+        self._open.clear()
+
 
 class Segments:
     """The live view over ``dirpath``'s segment files."""
 
-    def __init__(self, dirpath: str) -> None:
+    def __init__(self, dirpath: str, max_open: int = DEFAULT_MAX_OPEN) -> None:
         self.dir = dirpath
         os.makedirs(dirpath, exist_ok=True)
-        self._open: dict[str, Segment] = {}
+        self.cache = SegmentCache(dirpath, max_open)
         # live ranges, ascending by first index: (first, last, name)
         self._live: list[tuple[int, int, str]] = []
         self._firsts: list[int] = []
@@ -73,10 +162,7 @@ class Segments:
         live.sort()
         self._live = live
         self._firsts = [f for f, _, _ in live]
-        present = {x[3] for x in names}
-        for n in list(self._open):
-            if n not in present:
-                self._open.pop(n).close()
+        self.cache.keep_only(x[3] for x in names)
         return True
 
     def range(self) -> tuple[int, int] | None:
@@ -90,21 +176,22 @@ class Segments:
         return (self._names[-1][0] + 1) if self._names else 1
 
     def _seg(self, name: str) -> Segment:
-        s = self._open.get(name)
-        if s is None:
-            s = Segment(os.path.join(self.dir, name))
-            self._open[name] = s
-        return s
+        return self.cache.get(name)
 
     def _with_seg(self, idx: int, fn: Callable[[Segment], T]) -> T | None:
-        """Run ``fn`` on the segment holding ``idx``; if the segment writer merged that file
-        away since the last refresh (never the data: a newer file holds it), refresh once."""
+        """Run ``fn`` on the segment holding ``idx``; see :meth:`_with_name`."""
+        return self._with_name(idx, lambda name: fn(self._seg(name)))
+
+    def _with_name(self, idx: int, fn: Callable[[str], T]) -> T | None:
+        """Run ``fn`` on the name of the file holding ``idx``; if the segment writer merged that
+        file away since the last refresh (never the data: a newer file holds it), refresh
+        once."""
         for attempt in (0, 1):
             r = self._find(idx)
             if r is None:
                 return None
             try:
-                return fn(self._seg(r[2]))
+                return fn(r[2])
             except FileNotFoundError:
                 if attempt:
                     raise
@@ -123,7 +210,8 @@ class Segments:
         return self._with_seg(idx, lambda s: s.read(idx))
 
     def fetch_term(self, idx: int) -> int | None:
-        return self._with_seg(idx, lambda s: s.term(idx))
+        """Term at ``idx`` or None; opens the file only the first time (then its term runs)."""
+        return self._with_name(idx, lambda name: self.cache.term(name, idx))
 
     def read_range(self, frm: int, to: int) -> list[tuple[int, int, bytes]]:
         """Consecutive entries from ``frm`` up to ``to`` (stops at the first missing index)."""
@@ -191,9 +279,7 @@ class Segments:
         if sync_dir and paths:
             osio.fsync_dir(self.dir)
         if old is not None:
-            s_old = self._open.pop(old, None)
-            if s_old is not None:
-                s_old.close()
+            self.cache.forget(old)
             os.unlink(os.path.join(self.dir, old))
             if sync_dir:
                 osio.fsync_dir(self.dir)
@@ -207,9 +293,7 @@ class Segments:
         n_del = 0
         for _, _, _, n in self._names:
             if n not in keep:
-                s = self._open.pop(n, None)
-                if s is not None:
-                    s.close()
+                self.cache.forget(n)
                 try:
                     os.unlink(os.path.join(self.dir, n))
                     n_del += 1
@@ -221,6 +305,4 @@ class Segments:
         return n_del
 
     def close(self) -> None:
-        for s in self._open.values():
-            s.close()
-        self._open.clear()
+        self.cache.close()

@@ -23,15 +23,17 @@ LIMIT = 540.0   # QUICK takes ~1-2 minutes on 2 busy cores, plus ~1-2 for the se
 def test_bench_quick(tmp_path: object) -> None:
     out = os.path.join(str(tmp_path), "bench.json")
     # every suite but security, which tests/bench/test_security_smoke.py runs on its own
-    # (its quick run alone is a minute of alternated PLAIN/CURVE clusters)
-    only = [a for s in SUITES if s != "security" for a in ("--only", s)]
+    # (its quick run alone is a minute of alternated PLAIN/CURVE clusters), and w2_long, which
+    # --quick skips (tests/bench/test_w2_long_smoke.py runs it for 20 s)
+    alone = {"security", "w2_long"}
+    only = [a for s in SUITES if s not in alone for a in ("--only", s)]
     text = run_bench(["-m", "bench", "--quick", "--out", out, *only], LIMIT,
                      env={"RA_BENCH_ERLANG": "0"})     # the Erlang peer has its own test
     with open(out) as f:
         res = json.load(f)
     assert res["quick"] is True and not res["failed"]
     suites = {r["suite"] for r in res["rows"]}
-    assert set(SUITES) - {"security"} <= suites, suites
+    assert set(SUITES) - alone <= suites, suites
     w7 = {r["metric"]: r["value"] for r in res["rows"] if r["suite"] == "scale"}
     assert w7["commands/s, pipelined"] > 0 and w7["USS per server"] > 0, w7
     assert w7["WAL fsyncs/s per node"] > 0 and w7["start all"] > 0, w7

@@ -169,3 +169,40 @@ def test_a_custom_codec_reads_segments_one_by_one(tmp_path: Any) -> None:
     lg = DiskLog("a", str(tmp_path), codec=(lambda t: json.dumps(t).encode(), json.loads))
     assert lg.take(5, 30) == [(i, 1, ["c", i]) for i in range(5, 35)]
     lg.close()
+
+
+def test_a_log_that_only_grows_keeps_few_segment_files_open(tmp_path: Any) -> None:
+    # issue 14: a machine that never snapshots. Every segment file the housekeeping tick read
+    # stayed open with its index in memory (28 bytes an entry); a reader now keeps a few
+    # open, and reads, terms, overwrites and recovery across all of them stay right
+    node = InProcNode(str(tmp_path), max_size_bytes=2048, segment_max_entries=20)
+    lg = node.log("a")
+    for k in range(30):
+        _fill(lg, 20, term=1 + k // 10)
+        node.pump()
+        node.wal.roll_over()
+        node.flush_segments()
+        lg.tick()
+    assert lg.last_index_term() == (600, 3) and len(lg.mem) == 0
+    segs = lg.segments
+    assert len([n for n in os.listdir(segs.dir) if n.endswith(".segment")]) >= 30
+    assert len(segs.cache.open_names()) <= segs.cache.max_open
+    want = [(i, 1 + (i - 1) // 200, ("c", i)) for i in range(1, 601)]
+    assert [lg.fetch_term(i) for i in range(1, 601)] == [t for _, t, _ in want]
+    assert lg.take(1, 600) == want
+    assert [lg.fetch(i) for i in (1, 399, 200, 201, 600, 17)] == \
+        [want[i - 1] for i in (1, 399, 200, 201, 600, 17)]
+    assert len(segs.cache.open_names()) <= segs.cache.max_open
+    lg.write([(450, 4, "n")])                               # an overwrite into the segments
+    node.pump()
+    node.wal.roll_over()
+    node.flush_segments()
+    lg.tick()
+    assert lg.last_index_term() == (450, 4) and lg.take(448, 5) == want[447:449] + [
+        (450, 4, "n")]
+    node.crash_all()
+    lg2 = node.logs["a"]
+    assert lg2.last_index_term() == (450, 4)
+    assert [lg2.fetch_term(i) for i in range(1, 451)] == [t for _, t, _ in want[:449]] + [4]
+    assert lg2.take(1, 600) == want[:449] + [(450, 4, "n")]
+    assert len(lg2.segments.cache.open_names()) <= lg2.segments.cache.max_open

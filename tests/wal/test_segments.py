@@ -185,3 +185,89 @@ def test_an_index_whose_payloads_are_not_back_to_back_is_refused(tmp_path: Any) 
     with pytest.raises(CorruptSegment, match="not back to back"):
         seg.read_run(1, 2)
     seg.close()
+
+
+# -- the reader's memory: bounded open files, term runs (issue 14) -----------------------------
+def _terms_log(n: int) -> list[tuple[int, int, bytes]]:
+    """``n`` entries whose term changes now and then, within files and at their boundaries."""
+    return [(i, 1 + i // 37, b"v%d" % i) for i in range(1, n + 1)]
+
+
+def test_open_files_are_bounded_and_every_read_stays_right(tmp_path: Any) -> None:
+    log = _terms_log(400)
+    w = Segments(str(tmp_path))
+    w.write(log, max_entries=25, merge=False)                 # 16 files
+    w.close()
+    s = Segments(str(tmp_path), max_open=3)
+    assert [s.fetch_term(i) for i, _, _ in log] == [t for _, t, _ in log]
+    assert len(s.cache.open_names()) <= 3
+    assert [s.fetch(i) for i, _, _ in log] == [(t, p) for _, t, p in log]
+    assert len(s.cache.open_names()) <= 3
+    assert s.read_range(1, 400) == log                        # across every file, one pass
+    assert s.read_range(390, 400) == log[389:] and s.read_range(3, 60) == log[2:60]
+    assert len(s.cache.open_names()) <= 3
+    s.close()
+
+
+def test_fetch_term_uses_the_runs_without_reopening(tmp_path: Any) -> None:
+    log = _terms_log(200)
+    Segments(str(tmp_path)).write(log, max_entries=50, merge=False)
+    s = Segments(str(tmp_path), max_open=1)
+    for i, _, _ in log:
+        s.fetch_term(i)                                       # learns every file's runs
+    s.cache.close()
+    assert s.cache.open_names() == []
+    assert [s.fetch_term(i) for i, _, _ in log] == [t for _, t, _ in log]
+    assert s.cache.open_names() == []                         # no file opened for a term
+    assert s.fetch_term(0) is None and s.fetch_term(201) is None
+
+
+def test_an_evicted_file_merged_away_is_found_again(tmp_path: Any) -> None:
+    w = Segments(str(tmp_path))
+    r = Segments(str(tmp_path), max_open=1)
+    w.write(_e(1, 21), max_entries=16)                        # 1..16 full, 17..21 not
+    r.refresh()
+    assert r.fetch(3) == (1, b"v3.1") and r.fetch(18) == (1, b"v18.1")   # 1..16 evicted
+    w.write(_e(22, 25), max_entries=16)                       # merges 17..21 away: 17..25
+    assert r.fetch(3) == (1, b"v3.1")                         # evicts 17..21
+    assert r.fetch(18) == (1, b"v18.1")                       # gone: refreshed, found in 17..25
+    assert r.fetch_term(25) == 1 and r.read_range(1, 25) == _e(1, 25)
+    w.write(_e(20, 22, term=2), max_entries=16)               # an overwrite from 20
+    r.refresh()
+    assert [r.fetch_term(i) for i in range(18, 24)] == [1, 1, 2, 2, 2, None]
+    assert r.read_range(15, 30) == _e(15, 19) + _e(20, 22, term=2)
+
+
+def test_max_open_must_be_positive(tmp_path: Any) -> None:
+    with pytest.raises(ValueError, match="max_open"):
+        Segments(str(tmp_path), max_open=0)
+
+
+def test_reader_memory_does_not_grow_per_entry(tmp_path: Any) -> None:
+    # the index of every file read used to stay in memory: 28 bytes an entry, and an fd per
+    # file. Now what grows with the log is a few dozen bytes per *file* (its term runs)
+    import tracemalloc
+    per, files = 500, 80
+    w = Segments(str(tmp_path))
+    for k in range(files):
+        w.write(_e(k * per + 1, (k + 1) * per, term=1 + k // 7), per, sync_dir=False,
+                merge=False)
+    w.close()
+    half = files // 2 * per
+    tracemalloc.start()
+    try:
+        s = Segments(str(tmp_path))
+        for i in range(1, half + 1):
+            s.fetch_term(i)
+        assert len(s.read_range(1, half)) == half
+        a = tracemalloc.get_traced_memory()[0]
+        for i in range(half + 1, files * per + 1):
+            s.fetch_term(i)
+        assert len(s.read_range(half + 1, files * per)) == files * per - half
+        b = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    per_entry = (b - a) / (files * per - half)
+    assert per_entry < 1.5, f"{per_entry:.2f} bytes per entry"
+    assert len(s.cache.open_names()) <= s.cache.max_open
+    s.close()
