@@ -338,6 +338,8 @@ class NodeDaemon:
         #: messages dropped at the door, by reason (``status()["bad_messages"]``)
         self.bad_messages: dict[str, int] = {}
         self._from: Any = None        # who sent the request being served (a From, an address)
+        #: replies held back until the directory's changes are durable (_sync_directory)
+        self._held: list[tuple[Any, Any]] = []
         self.nofile = (0, 0)     # RLIMIT_NOFILE (soft, hard) after raise_open_files_limit
         self._nofile_warned = False
 
@@ -375,7 +377,7 @@ class NodeDaemon:
         _write_lock_info(self._lock_fd, f"pid {os.getpid()}")
         # before the fork server starts: every process of the node inherits the limit
         from ra.node.directory import Directory
-        n = len(Directory(self.data_dir).names())
+        n = len(Directory(self.data_dir))
         self.nofile = raise_open_files_limit(n)
         self._nofile_warned = not _enough(self.nofile[0], n)     # said so just now
         set_child_subreaper()
@@ -667,13 +669,34 @@ class NodeDaemon:
 
     def _on_mail(self) -> None:
         mb = self.mailbox
-        for _ in range(1000):
-            if mb is None:
-                return
-            env = mb.recv(0)
-            if env is None:
-                return
-            self._handle(env)
+        try:
+            for _ in range(1000):
+                if mb is None:
+                    return
+                env = mb.recv(0)
+                if env is None:
+                    return
+                self._handle(env)
+        finally:
+            self._sync_directory()
+
+    def _sync_directory(self) -> None:
+        """End of a batch of requests: make the directory's changes durable (one fsync for
+        all the servers this batch registered, stopped or started: :mod:`ra.node.directory`),
+        then send the replies held back since the first change. A reply that follows a change
+        is so never sent before the change is durable: a server's ``ServerLoaded`` is answered,
+        and the server opens its log and meta and may vote, only once a node restart would
+        bring it back; a ``stop_server`` is acknowledged once a restart would leave it down."""
+        held, self._held = self._held, []
+        if self.servers is not None:
+            try:
+                self.servers.directory.sync()
+            except OSError as e:   # the changes stay in memory; the callers are told
+                _log.error("cannot sync the node's directory in %s: %s", self.data_dir, e)
+                held = [(frm, ("error", "OSError", f"node directory not synced: {e}"))
+                        for frm, _ in held]
+        for frm, result in held:
+            self._reply(frm, result)
 
     def _handle(self, env: Any) -> None:
         """The door: check the message once, serve it inside the guard, answer a call."""
@@ -694,11 +717,20 @@ class NodeDaemon:
             _log.exception("daemon request %s failed", type(msg).__name__)
             result = ("error", type(e).__name__, str(e))
         self._from = None
-        if env.kind == "call" and self.mailbox is not None:
-            try:
-                self.mailbox.reply(env.frm, result)
-            except TypeError as e:
-                self.mailbox.reply(env.frm, ("error", "not_a_term", str(e)))
+        if env.kind != "call":
+            return
+        if self._held or (self.servers is not None and self.servers.directory.dirty):
+            self._held.append((env.frm, result))     # after the sync (_sync_directory)
+        else:
+            self._reply(env.frm, result)
+
+    def _reply(self, frm: Any, result: Any) -> None:
+        if self.mailbox is None:
+            return
+        try:
+            self.mailbox.reply(frm, result)
+        except TypeError as e:
+            self.mailbox.reply(frm, ("error", "not_a_term", str(e)))
 
     def _bad(self, msg: Any, reason: str) -> None:
         n = self.bad_messages[reason] = self.bad_messages.get(reason, 0) + 1

@@ -3,8 +3,11 @@ ra servers on a node.
 
 The node daemon delegates its ``ra_*`` calls here. Each server is a transient child of the
 server supervisor, spawned through the fork server as ``ra.server.proc:run(conf)``; its name,
-uid and config are recorded durably in the node's :class:`ra.node.directory.Directory` first, so it
-can be restarted later (``restart_server``, ``start_or_restart_cluster``).
+uid and config are recorded in the node's :class:`ra.node.directory.Directory`, so it can be
+restarted later (``restart_server``, ``start_or_restart_cluster``). The record is made durable
+before the server may write anything: the daemon answers the process's ``ServerLoaded`` (after
+which it opens its log and meta, and may vote) only once the directory is synced, one fsync for
+all the servers of a batch (:meth:`ra.node.daemon.NodeDaemon._sync_directory`).
 
 User code never runs here (:mod:`ra.server.usercode`). A start spawns the server process and returns
 its pid at once; the process imports and builds its machine and calls back ``ServerLoaded(name,
@@ -82,7 +85,7 @@ class ServerSup:
 
     def __init__(self, daemon: Any) -> None:
         self.daemon = daemon
-        self.directory = Directory(daemon.data_dir)
+        self.directory = Directory(daemon.data_dir, owner=True)
         self.metrics: dict[str, Any] = {}
         self.loading: dict[str, _Loading] = {}
         self.failed: dict[str, dict[str, Any]] = {}   # name -> why it could not load
@@ -217,6 +220,8 @@ class ServerSup:
             if time.monotonic() - ld.since <= _SHARE_WITHIN:
                 self._share_machine(ld.machine)
             if ld.register is not None:
+                # durable before this call is answered: the daemon holds the reply until its
+                # batch's directory sync (the process waits for it before it opens its log)
                 c = ld.register
                 self.directory.register(name, c["uid"], c["cluster_name"], c)
         return "ok"
@@ -325,7 +330,7 @@ class ServerSup:
         if name in self.loading:
             raise AlreadyStarted(f"server {name!r} is being started on node "
                                  f"{self.daemon.address}")
-        self.daemon.check_open_files(len(self.directory.names()) + len(self.loading) + 1)
+        self.daemon.check_open_files(len(self.directory) + len(self.loading) + 1)
         # recorded in the directory once its process has loaded the machine (loaded())
         return ("ok", self._spawn(name, conf, register=conf))
 
