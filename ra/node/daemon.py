@@ -659,6 +659,8 @@ class NodeDaemon:
             "forkserver_imported": list(self.forkserver.imported) if self.forkserver else [],
             "open_files_limit": self.nofile[0],
             "orphans_reaped": self.loop.orphans_reaped if self.loop else 0,
+            # fsyncs of the server directory so far (one per batch of starts: directory.py)
+            "directory_syncs": self.servers.directory.syncs if self.servers else 0,
             "nodes": self.detector.detector.statuses() if self.detector else {},
             "bad_messages": self._bad_counts(),
             "metrics": self.metrics_address,
