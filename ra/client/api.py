@@ -466,7 +466,12 @@ class Client:
                 return
             except NoProc:
                 pass        # not registered yet: ask its node where the start is
-            st = self._daemon(sid.node, rm.StartStatus(sid.name), max(0.5, min(left, 2.0)))
+            try:
+                st = self._daemon(sid.node, rm.StartStatus(sid.name), max(0.5, min(left, 2.0)))
+            except Timeout:
+                if time.monotonic() >= deadline:
+                    raise
+                continue    # a node busy starting many servers: ask again until the deadline
             if st[0] == "failed":
                 raise _load_error(sid, st[1])
             if st[0] == "stopped":

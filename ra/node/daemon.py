@@ -111,6 +111,9 @@ _log = logging.getLogger("ra.node")
 LOCK_FILE = "ra_node.lock"
 WAL_CHILD = "ra_log_wal"            # the log supervisor's child that must answer before ready
 _LOG_READY_TIMEOUT = 20.0           # s; spawn_daemon waits 30 s for the ready line
+#: s a reply waits at most for its directory change's sync (a server waits 5 s for the reply
+#: to its ServerLoaded: a batch of 1,000 starts must not hold the first one that long)
+_HOLD_MAX = 0.05
 ENV_KEYS = system.KEYS              # the node config's keys: its one schema is ra.node.system.NODE
 # -c rather than -m: ra/__init__ will import this module (runpy would warn)
 _BOOT = "import sys; from ra.node.daemon import main; sys.exit(main(sys.argv[1:]))"
@@ -340,6 +343,7 @@ class NodeDaemon:
         self._from: Any = None        # who sent the request being served (a From, an address)
         #: replies held back until the directory's changes are durable (_sync_directory)
         self._held: list[tuple[Any, Any]] = []
+        self._held_since = 0.0
         self.nofile = (0, 0)     # RLIMIT_NOFILE (soft, hard) after raise_open_files_limit
         self._nofile_warned = False
 
@@ -679,16 +683,19 @@ class NodeDaemon:
                 if env is None:
                     return
                 self._handle(env)
+                if self._held and time.monotonic() - self._held_since > _HOLD_MAX:
+                    self._sync_directory()      # a long batch: its first replies go now
         finally:
             self._sync_directory()
 
     def _sync_directory(self) -> None:
-        """End of a batch of requests: make the directory's changes durable (one fsync for
-        all the servers this batch registered, stopped or started: :mod:`ra.node.directory`),
-        then send the replies held back since the first change. A reply that follows a change
-        is so never sent before the change is durable: a server's ``ServerLoaded`` is answered,
-        and the server opens its log and meta and may vote, only once a node restart would
-        bring it back; a ``stop_server`` is acknowledged once a restart would leave it down."""
+        """End of a batch of requests (or ``_HOLD_MAX`` into a long one): make the directory's
+        changes durable (one fsync for all the servers the batch registered, stopped or
+        started: :mod:`ra.node.directory`), then send the replies of the requests that made
+        them, held back until now. A request's reply is so never sent before its change is
+        durable: a server's ``ServerLoaded`` is answered, and the server opens its log and
+        meta and may vote, only once a node restart would bring it back; a ``stop_server`` is
+        acknowledged once a restart would leave it down. The other replies are not held."""
         held, self._held = self._held, []
         if self.servers is not None:
             try:
@@ -704,6 +711,7 @@ class NodeDaemon:
         """The door: check the message once, serve it inside the guard, answer a call."""
         msg = env.payload
         self._from = env.frm
+        writes = self.servers.directory.writes if self.servers is not None else 0
         try:
             reason = _door(msg, env.kind)
             if reason is not None:
@@ -721,7 +729,9 @@ class NodeDaemon:
         self._from = None
         if env.kind != "call":
             return
-        if self._held or (self.servers is not None and self.servers.directory.dirty):
+        if self.servers is not None and self.servers.directory.writes != writes:
+            if not self._held:
+                self._held_since = time.monotonic()
             self._held.append((env.frm, result))     # after the sync (_sync_directory)
         else:
             self._reply(env.frm, result)

@@ -96,6 +96,8 @@ class Directory:
         self._dir_dirty = False         # a uid directory made since the last sync
         #: fsyncs done by :meth:`sync` (and compactions), for tests and benchmarks
         self.syncs = 0
+        #: records written so far (the daemon holds a reply whose request wrote one)
+        self.writes = 0
         try:
             with open(self._path, "rb") as f:
                 blob = f.read()
@@ -175,6 +177,7 @@ class Directory:
             self._dir_dirty |= new         # the log's own entry in the data dir
         osio.OS.write_all(self._fd, _record(rec))
         self._records += 1
+        self.writes += 1
         self._dirty = True
 
     def register(self, name: str, uid: str, cluster_name: str, config: dict[str, Any]) -> None:
