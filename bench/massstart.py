@@ -76,7 +76,8 @@ def _until_all(sids: list[ra.ServerId], ask: Any, threads: int, timeout: float) 
     return time.monotonic() - t0
 
 
-def measure(c: int, reaper: Reaper, threads: int = 16, how: str = "kill") -> dict[str, Any]:
+def measure(c: int, reaper: Reaper, threads: int = 16, how: str = "kill",
+            keep: bool = False) -> dict[str, Any]:
     tmp = tempfile.mkdtemp(prefix=f"ra-massstart-{c}-", dir="/tmp")
     try:
         nodes = RaNodes(tmp, reaper)
@@ -110,7 +111,7 @@ def measure(c: int, reaper: Reaper, threads: int = 16, how: str = "kill") -> dic
         t1 = time.monotonic()
         nodes.start(0)
         ready_s = time.monotonic() - t1
-        pids = _server_pids(nodes, 0)
+        pids = _server_pids(nodes, 0)   # answered once restart_all has forked them all
         ping_s = _until_all(mine, lambda s: default_client()._call(s, rm.PingCall(), 2.0),
                             threads, 300)
         ping_s += ready_s
@@ -139,7 +140,10 @@ def measure(c: int, reaper: Reaper, threads: int = 16, how: str = "kill") -> dic
                 "restart_cpu_ms_per_server": cpu_restart * 1000 / c}
     finally:
         reaper.kill_all()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if keep:
+            progress("ours", f"C={c}: data dirs and node logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,10 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clusters", default="10,100", help="sizes, e.g. 10,100")
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--how", choices=("kill", "stop"), default="kill")
+    ap.add_argument("--keep", action="store_true", help="keep the data dirs and node logs")
     a = ap.parse_args(argv)
     for c in (int(x) for x in a.clusters.split(",")):
         with Reaper() as reaper:
-            print(json.dumps(measure(c, reaper, a.threads, a.how)), flush=True)
+            print(json.dumps(measure(c, reaper, a.threads, a.how, a.keep)), flush=True)
     return 0
 
 

@@ -114,6 +114,8 @@ _LOG_READY_TIMEOUT = 20.0           # s; spawn_daemon waits 30 s for the ready l
 #: s a reply waits at most for its directory change's sync (a server waits 5 s for the reply
 #: to its ServerLoaded: a batch of 1,000 starts must not hold the first one that long)
 _HOLD_MAX = 0.05
+#: s a directory change waits for others to share its fsync (group commit)
+_GROUP_S = 0.01
 ENV_KEYS = system.KEYS              # the node config's keys: its one schema is ra.node.system.NODE
 # -c rather than -m: ra/__init__ will import this module (runpy would warn)
 _BOOT = "import sys; from ra.node.daemon import main; sys.exit(main(sys.argv[1:]))"
@@ -344,6 +346,7 @@ class NodeDaemon:
         #: replies held back until the directory's changes are durable (_sync_directory)
         self._held: list[tuple[Any, Any]] = []
         self._held_since = 0.0
+        self._sync_pending = False     # a _sync_directory timer is set
         self.nofile = (0, 0)     # RLIMIT_NOFILE (soft, hard) after raise_open_files_limit
         self._nofile_warned = False
 
@@ -573,6 +576,11 @@ class NodeDaemon:
         _log.info("metrics at http://%s/metrics", self.metrics_address)
 
     def _teardown(self) -> None:
+        if self.servers is not None:
+            try:
+                self.servers.directory.sync()
+            except OSError as e:
+                _log.error("cannot sync the node's directory in %s: %s", self.data_dir, e)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server = None
@@ -686,17 +694,30 @@ class NodeDaemon:
                 if self._held and time.monotonic() - self._held_since > _HOLD_MAX:
                     self._sync_directory()      # a long batch: its first replies go now
         finally:
-            self._sync_directory()
+            self._sync_soon()
+
+    def _sync_soon(self) -> None:
+        """Group commit: a directory change is synced ``_GROUP_S`` after the batch that made
+        it (the servers started meanwhile share the fsync), or at once when its reply has
+        waited ``_HOLD_MAX``."""
+        dirty = self.servers is not None and self.servers.directory.dirty
+        if not dirty and not self._held:
+            return
+        if self._held and (not dirty or time.monotonic() - self._held_since > _HOLD_MAX):
+            self._sync_directory()          # (a delete syncs its record itself)
+        elif not self._sync_pending and self.loop is not None:
+            self._sync_pending = True
+            self.loop.call_later(_GROUP_S, self._sync_directory)
 
     def _sync_directory(self) -> None:
-        """End of a batch of requests (or ``_HOLD_MAX`` into a long one): make the directory's
-        changes durable (one fsync for all the servers the batch registered, stopped or
-        started: :mod:`ra.node.directory`), then send the replies of the requests that made
-        them, held back until now. A request's reply is so never sent before its change is
+        """Make the directory's changes durable (one fsync for all the servers registered,
+        stopped or started since the last: :mod:`ra.node.directory`; ``_sync_soon`` says
+        when), then send the replies of the requests that made them, held back until now. A request's reply is so never sent before its change is
         durable: a server's ``ServerLoaded`` is answered, and the server opens its log and
         meta and may vote, only once a node restart would bring it back; a ``stop_server`` is
         acknowledged once a restart would leave it down. The other replies are not held."""
         held, self._held = self._held, []
+        self._sync_pending = False
         if self.servers is not None:
             try:
                 self.servers.directory.sync()
