@@ -111,10 +111,10 @@ def measure(c: int, reaper: Reaper, threads: int = 16, how: str = "kill",
         t1 = time.monotonic()
         nodes.start(0)
         ready_s = time.monotonic() - t1
-        pids = _server_pids(nodes, 0)   # answered once restart_all has forked them all
         ping_s = _until_all(mine, lambda s: default_client()._call(s, rm.PingCall(), 2.0),
                             threads, 300)
         ping_s += ready_s
+        pids = _server_pids(nodes, 0)
 
         def rejoined(sid: ra.ServerId) -> None:
             ov = default_client()._ok(sid, rm.OverviewCall(), 2.0)
