@@ -347,6 +347,8 @@ class NodeDaemon:
         self._held: list[tuple[Any, Any]] = []
         self._held_since = 0.0
         self._sync_pending = False     # a _sync_directory timer is set
+        #: set by a handler whose reply must wait for the directory's sync like a change's
+        self.hold_reply = False
         self.nofile = (0, 0)     # RLIMIT_NOFILE (soft, hard) after raise_open_files_limit
         self._nofile_warned = False
 
@@ -750,7 +752,8 @@ class NodeDaemon:
         self._from = None
         if env.kind != "call":
             return
-        if self.servers is not None and self.servers.directory.writes != writes:
+        hold, self.hold_reply = self.hold_reply, False
+        if hold or (self.servers is not None and self.servers.directory.writes != writes):
             if not self._held:
                 self._held_since = time.monotonic()
             self._held.append((env.frm, result))     # after the sync (_sync_directory)

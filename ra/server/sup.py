@@ -218,6 +218,8 @@ class ServerSup:
     def loaded(self, name: str, pid: int) -> str:
         """The server process ``pid`` has imported and built its machine."""
         ld = self.loading.get(name)
+        if ld is None and self.directory.dirty:
+            self.daemon.hold_reply = True   # a retried call: answered after the sync too
         if ld is not None and self._pid_of(name) == pid:
             _log.info("server %s started (pid %d, machine %s loaded)", name, pid, ld.machine[1])
             self._forget_load(name)
@@ -393,7 +395,8 @@ class ServerSup:
             if fs is not None:
                 fs.drop_preforked()
         if rest:
-            self.daemon.loop.call_soon(lambda: self._restart_chunk(rest, confs, t0))
+            # a timer, not call_soon: the loop runs every call_soon before it polls again
+            self.daemon.loop.call_later(0.0, lambda: self._restart_chunk(rest, confs, t0))
         else:
             _log.info("%d servers restarted with the node, forked in %.2f s", len(confs),
                       time.monotonic() - t0)
