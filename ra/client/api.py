@@ -464,8 +464,8 @@ class Client:
             try:
                 self._call(sid, rm.PingCall(), max(0.05, min(left, 1.0)))
                 return
-            except NoProc:
-                pass        # not registered yet: ask its node where the start is
+            except (NoProc, Timeout):
+                pass        # not registered yet (or a node busy starting many): ask its node
             try:
                 st = self._daemon(sid.node, rm.StartStatus(sid.name), max(0.5, min(left, 2.0)))
             except Timeout:
