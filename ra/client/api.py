@@ -465,9 +465,14 @@ class Client:
             try:
                 self._call(sid, rm.PingCall(), max(0.05, min(left, 1.0)))
                 return
-            except NoProc:
-                pass        # not registered yet: ask its node where the start is
-            st = self._daemon(sid.node, rm.StartStatus(sid.name), max(0.5, min(left, 2.0)))
+            except (NoProc, Timeout):
+                pass        # not registered yet (or a node busy starting many): ask its node
+            try:
+                st = self._daemon(sid.node, rm.StartStatus(sid.name), max(0.5, min(left, 2.0)))
+            except Timeout:
+                if time.monotonic() >= deadline:
+                    raise
+                continue    # a node busy starting many servers: ask again until the deadline
             if st[0] == "failed":
                 raise _load_error(sid, st[1])
             if st[0] == "stopped":

@@ -111,6 +111,11 @@ _log = logging.getLogger("ra.node")
 LOCK_FILE = "ra_node.lock"
 WAL_CHILD = "ra_log_wal"            # the log supervisor's child that must answer before ready
 _LOG_READY_TIMEOUT = 20.0           # s; spawn_daemon waits 30 s for the ready line
+#: s a reply waits at most for its directory change's sync (a server waits 5 s for the reply
+#: to its ServerLoaded: a batch of 1,000 starts must not hold the first one that long)
+_HOLD_MAX = 0.05
+#: s a directory change waits for others to share its fsync (group commit)
+_GROUP_S = 0.01
 ENV_KEYS = system.KEYS              # the node config's keys: its one schema is ra.node.system.NODE
 # -c rather than -m: ra/__init__ will import this module (runpy would warn)
 _BOOT = "import sys; from ra.node.daemon import main; sys.exit(main(sys.argv[1:]))"
@@ -338,6 +343,12 @@ class NodeDaemon:
         #: messages dropped at the door, by reason (``status()["bad_messages"]``)
         self.bad_messages: dict[str, int] = {}
         self._from: Any = None        # who sent the request being served (a From, an address)
+        #: replies held back until the directory's changes are durable (_sync_directory)
+        self._held: list[tuple[Any, Any]] = []
+        self._held_since = 0.0
+        self._sync_pending = False     # a _sync_directory timer is set
+        #: set by a handler whose reply must wait for the directory's sync like a change's
+        self.hold_reply = False
         self.nofile = (0, 0)     # RLIMIT_NOFILE (soft, hard) after raise_open_files_limit
         self._nofile_warned = False
 
@@ -375,7 +386,7 @@ class NodeDaemon:
         _write_lock_info(self._lock_fd, f"pid {os.getpid()}")
         # before the fork server starts: every process of the node inherits the limit
         from ra.node.directory import Directory
-        n = len(Directory(self.data_dir).names())
+        n = len(Directory(self.data_dir))
         self.nofile = raise_open_files_limit(n)
         self._nofile_warned = not _enough(self.nofile[0], n)     # said so just now
         set_child_subreaper()
@@ -568,6 +579,11 @@ class NodeDaemon:
         _log.info("metrics at http://%s/metrics", self.metrics_address)
 
     def _teardown(self) -> None:
+        if self.servers is not None:
+            try:
+                self.servers.directory.sync()
+            except OSError as e:
+                _log.error("cannot sync the node's directory in %s: %s", self.data_dir, e)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server = None
@@ -658,6 +674,8 @@ class NodeDaemon:
             "forkserver_imported": list(self.forkserver.imported) if self.forkserver else [],
             "open_files_limit": self.nofile[0],
             "orphans_reaped": self.loop.orphans_reaped if self.loop else 0,
+            # fsyncs of the server directory so far (one per batch of starts: directory.py)
+            "directory_syncs": self.servers.directory.syncs if self.servers else 0,
             "nodes": self.detector.detector.statuses() if self.detector else {},
             "bad_messages": self._bad_counts(),
             "metrics": self.metrics_address,
@@ -668,18 +686,56 @@ class NodeDaemon:
 
     def _on_mail(self) -> None:
         mb = self.mailbox
-        for _ in range(1000):
-            if mb is None:
-                return
-            env = mb.recv(0)
-            if env is None:
-                return
-            self._handle(env)
+        try:
+            for _ in range(1000):
+                if mb is None:
+                    return
+                env = mb.recv(0)
+                if env is None:
+                    return
+                self._handle(env)
+                if self._held and time.monotonic() - self._held_since > _HOLD_MAX:
+                    self._sync_directory()      # a long batch: its first replies go now
+        finally:
+            self._sync_soon()
+
+    def _sync_soon(self) -> None:
+        """Group commit: a directory change is synced ``_GROUP_S`` after the batch that made
+        it (the servers started meanwhile share the fsync), or at once when its reply has
+        waited ``_HOLD_MAX``."""
+        dirty = self.servers is not None and self.servers.directory.dirty
+        if not dirty and not self._held:
+            return
+        if self._held and (not dirty or time.monotonic() - self._held_since > _HOLD_MAX):
+            self._sync_directory()          # (a delete syncs its record itself)
+        elif not self._sync_pending and self.loop is not None:
+            self._sync_pending = True
+            self.loop.call_later(_GROUP_S, self._sync_directory)
+
+    def _sync_directory(self) -> None:
+        """Make the directory's changes durable (one fsync for all the servers registered,
+        stopped or started since the last: :mod:`ra.node.directory`; ``_sync_soon`` says
+        when), then send the replies of the requests that made them, held back until now. A request's reply is so never sent before its change is
+        durable: a server's ``ServerLoaded`` is answered, and the server opens its log and
+        meta and may vote, only once a node restart would bring it back; a ``stop_server`` is
+        acknowledged once a restart would leave it down. The other replies are not held."""
+        held, self._held = self._held, []
+        self._sync_pending = False
+        if self.servers is not None:
+            try:
+                self.servers.directory.sync()
+            except OSError as e:   # the changes stay in memory; the callers are told
+                _log.error("cannot sync the node's directory in %s: %s", self.data_dir, e)
+                held = [(frm, ("error", "OSError", f"node directory not synced: {e}"))
+                        for frm, _ in held]
+        for frm, result in held:
+            self._reply(frm, result)
 
     def _handle(self, env: Any) -> None:
         """The door: check the message once, serve it inside the guard, answer a call."""
         msg = env.payload
         self._from = env.frm
+        writes = self.servers.directory.writes if self.servers is not None else 0
         try:
             reason = _door(msg, env.kind)
             if reason is not None:
@@ -695,11 +751,23 @@ class NodeDaemon:
             _log.exception("daemon request %s failed", type(msg).__name__)
             result = ("error", type(e).__name__, str(e))
         self._from = None
-        if env.kind == "call" and self.mailbox is not None:
-            try:
-                self.mailbox.reply(env.frm, result)
-            except TypeError as e:
-                self.mailbox.reply(env.frm, ("error", "not_a_term", str(e)))
+        if env.kind != "call":
+            return
+        hold, self.hold_reply = self.hold_reply, False
+        if hold or (self.servers is not None and self.servers.directory.writes != writes):
+            if not self._held:
+                self._held_since = time.monotonic()
+            self._held.append((env.frm, result))     # after the sync (_sync_directory)
+        else:
+            self._reply(env.frm, result)
+
+    def _reply(self, frm: Any, result: Any) -> None:
+        if self.mailbox is None:
+            return
+        try:
+            self.mailbox.reply(frm, result)
+        except TypeError as e:
+            self.mailbox.reply(frm, ("error", "not_a_term", str(e)))
 
     def _bad(self, msg: Any, reason: str) -> None:
         n = self.bad_messages[reason] = self.bad_messages.get(reason, 0) + 1

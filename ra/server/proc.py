@@ -75,7 +75,7 @@ from ra.core.messages import (
     MetaWritten, NodeDown, NodeUp, Tick, TransferLeadership, TriggerElection,
 )
 from ra.core.types import ServerId
-from ra.errors import NoProc, RaError
+from ra.errors import NodeLost, NoProc, RaError, Timeout
 from ra.log.log import DiskLog
 from ra.log.meta import DiskMeta
 from ra.node import system
@@ -266,7 +266,14 @@ class ServerProc:
                 _log.error("could not report it to the node daemon: %s", err)
                 raise _MachineNotLoaded(False) from None
             raise _MachineNotLoaded(True) from None
-        self.mb.call(self.daemon_ep, rm.ServerLoaded(self.id.name, os.getpid()), timeout=5.0)
+        for attempt in range(3):    # a daemon restarting 1,000 servers may answer late
+            try:
+                self.mb.call(self.daemon_ep, rm.ServerLoaded(self.id.name, os.getpid()),
+                             timeout=5.0)
+                break
+            except (Timeout, NodeLost):     # idempotent: asked again
+                if attempt == 2:
+                    raise
         return machine
 
     def register(self) -> None:

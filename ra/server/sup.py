@@ -3,8 +3,11 @@ ra servers on a node.
 
 The node daemon delegates its ``ra_*`` calls here. Each server is a transient child of the
 server supervisor, spawned through the fork server as ``ra.server.proc:run(conf)``; its name,
-uid and config are recorded durably in the node's :class:`ra.node.directory.Directory` first, so it
-can be restarted later (``restart_server``, ``start_or_restart_cluster``).
+uid and config are recorded in the node's :class:`ra.node.directory.Directory`, so it can be
+restarted later (``restart_server``, ``start_or_restart_cluster``). The record is made durable
+before the server may write anything: the daemon answers the process's ``ServerLoaded`` (after
+which it opens its log and meta, and may vote) only once the directory is synced, one fsync for
+all the servers of a batch (:meth:`ra.node.daemon.NodeDaemon._sync_directory`).
 
 User code never runs here (:mod:`ra.server.usercode`). A start spawns the server process and returns
 its pid at once; the process imports and builds its machine and calls back ``ServerLoaded(name,
@@ -61,6 +64,8 @@ SERVER_PERIOD = 5
 #: from spawn): the daemon waits while the fork server imports it, at most _IMPORT_TIMEOUT
 _SHARE_WITHIN = 0.5
 _IMPORT_TIMEOUT = 1.0
+#: servers a node restart forks before its loop serves its mail again
+_RESTART_CHUNK = 16
 
 _log = logging.getLogger("ra.server.sup")
 
@@ -82,11 +87,13 @@ class ServerSup:
 
     def __init__(self, daemon: Any) -> None:
         self.daemon = daemon
-        self.directory = Directory(daemon.data_dir)
+        self.directory = Directory(daemon.data_dir, owner=True)
         self.metrics: dict[str, Any] = {}
         self.loading: dict[str, _Loading] = {}
         self.failed: dict[str, dict[str, Any]] = {}   # name -> why it could not load
         self.shared: set[str] = set()                 # machine modules given to the fork server
+        #: servers restart_all has still to fork (name -> since when), shown as loading
+        self.restarting: dict[str, float] = {}
 
     @property
     def load_timeout(self) -> float:
@@ -211,12 +218,16 @@ class ServerSup:
     def loaded(self, name: str, pid: int) -> str:
         """The server process ``pid`` has imported and built its machine."""
         ld = self.loading.get(name)
+        if ld is None and self.directory.dirty:
+            self.daemon.hold_reply = True   # a retried call: answered after the sync too
         if ld is not None and self._pid_of(name) == pid:
             _log.info("server %s started (pid %d, machine %s loaded)", name, pid, ld.machine[1])
             self._forget_load(name)
             if time.monotonic() - ld.since <= _SHARE_WITHIN:
                 self._share_machine(ld.machine)
             if ld.register is not None:
+                # durable before this call is answered: the daemon holds the reply until its
+                # batch's directory sync (the process waits for it before it opens its log)
                 c = ld.register
                 self.directory.register(name, c["uid"], c["cluster_name"], c)
         return "ok"
@@ -287,6 +298,11 @@ class ServerSup:
         if ld is not None:
             return ("loading", {"machine": ld.machine, "load_timeout_s": self.load_timeout,
                                 "elapsed_s": round(time.monotonic() - ld.since, 3)})
+        if name in self.restarting:      # queued by restart_all: forked soon
+            conf = self.directory.config_of(name) or {}
+            return ("loading", {"machine": conf.get("machine"), "load_timeout_s":
+                                self.load_timeout, "elapsed_s":
+                                round(time.monotonic() - self.restarting[name], 3)})
         pid = self._pid_of(name)
         if pid is not None:
             return ("running", pid)
@@ -325,7 +341,7 @@ class ServerSup:
         if name in self.loading:
             raise AlreadyStarted(f"server {name!r} is being started on node "
                                  f"{self.daemon.address}")
-        self.daemon.check_open_files(len(self.directory.names()) + len(self.loading) + 1)
+        self.daemon.check_open_files(len(self.directory) + len(self.loading) + 1)
         # recorded in the directory once its process has loaded the machine (loaded())
         return ("ok", self._spawn(name, conf, register=conf))
 
@@ -336,9 +352,13 @@ class ServerSup:
 
         With ``preload_machines``, their machine modules are imported by the fork server first
         (they all loaded before, in servers of this node: :meth:`_share_machine`), so that none
-        of the servers imports one itself: one import, not one per server. Their
-        processes are then forked in one go (``ForkServer.prefork``: no round trip per server),
-        before this loop reaps any child."""
+        of the servers imports one itself: one import, not one per server. Their processes
+        are then forked in chunks of ``_RESTART_CHUNK`` (``ForkServer.prefork``: no round trip
+        per server, and the chunk's children are taken before this loop reaps any child),
+        the loop serving its mail between two chunks: the daemon answers (its registry, the
+        servers' ``ServerLoaded``, a client) while a thousand servers are being forked. Until
+        its turn comes a server shows as ``loading``."""
+        t0 = time.monotonic()
         names = [n for n in sorted(self.directory.names()) if not self.directory.stopped(n)]
         confs = {n: c for n in names if (c := self.directory.config_of(n)) is not None}
         mods = {m for c in confs.values() if (m := _machine_module(c.get("machine")))}
@@ -347,13 +367,23 @@ class ServerSup:
             # their speed is not known here: a slow one delays the start by _IMPORT_TIMEOUT
             fs.import_more(sorted(mods - self.shared), timeout=_IMPORT_TIMEOUT)
             self.shared |= mods
-        specs = {n: self._spec(n, c) for n, c in confs.items()}
+        self.restarting = dict.fromkeys(names, t0)
+        self._restart_chunk(names, confs, t0)
+
+    def _restart_chunk(self, names: list[str], confs: dict[str, dict[str, Any]],
+                       t0: float) -> None:
+        if self.daemon.root is None or self.daemon.root.stopped:
+            return                       # the node is going down
+        chunk, rest = names[:_RESTART_CHUNK], names[_RESTART_CHUNK:]
+        chunk = [n for n in chunk if self.restarting.pop(n, None) is not None]
+        specs = {n: self._spec(n, confs[n]) for n in chunk if n in confs}
+        fs = self.daemon.forkserver
         if fs is not None and len(specs) > 1:
             fs.prefork([(f.target, f.args, f.env) for f in
                         (sp.start.children[0].start for sp in specs.values())   # type: ignore
                         if isinstance(f, Fork)])
         try:
-            for name in names:
+            for name in chunk:
                 try:
                     if name not in confs:
                         raise NotFound(f"no config for server {name!r}")
@@ -364,11 +394,18 @@ class ServerSup:
         finally:
             if fs is not None:
                 fs.drop_preforked()
+        if rest:
+            # a timer, not call_soon: the loop runs every call_soon before it polls again
+            self.daemon.loop.call_later(0.0, lambda: self._restart_chunk(rest, confs, t0))
+        else:
+            _log.info("%d servers restarted with the node, forked in %.2f s", len(confs),
+                      time.monotonic() - t0)
 
     def restart_server(self, name: str, add_config: dict[str, Any] | None = None) -> Any:
         conf = self.directory.config_of(name)
         if conf is None:
             raise NotFound(f"server {name!r} was never started on node {self.daemon.address}")
+        self.restarting.pop(name, None)           # started here, not by restart_all
         self.directory.set_stopped(name, False)
         if add_config:
             running = self._running()
@@ -382,6 +419,7 @@ class ServerSup:
 
     def stop_server(self, name: str) -> Any:
         self.directory.set_stopped(name, True)     # a node restart leaves it down
+        self.restarting.pop(name, None)
         running = self._running()
         if name not in running:
             if self.directory.uid_of(name) is None and name not in self.failed:
@@ -404,6 +442,7 @@ class ServerSup:
             if name in {c.id for c in sup.which_children()}:
                 sup.delete_child(name)
         self.directory.delete(name)
+        self.restarting.pop(name, None)
         self.metrics.pop(name, None)
         self.failed.pop(name, None)
         self._forget_load(name)
@@ -430,7 +469,8 @@ class ServerSup:
             sub = sup.child(name)
             pid = running.get(name)
             status = ("failed" if name in self.failed else "loading" if name in self.loading
-                      else "running" if pid is not None else "stopped")
+                      or name in self.restarting else "running" if pid is not None
+                      else "stopped")
             row = dict(info, pid=pid, status=status,
                        restarts=len(sub.restarts) if sub is not None else 0)
             if status == "failed":
