@@ -120,20 +120,8 @@ def measure(secs: float, interval: float, n_clients: int, reaper: Reaper
         pid = nodes.server_pid(name, li)
         wal_pid = nodes.log_child_pid(li, "ra_log_wal")
         arg = json.dumps([list(s) for s in ordered])
-        procs = [subprocess.Popen([sys.executable, "-c", _CHILD, arg, str(secs), str(interval)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                  cwd=workloads._ROOT) for _ in range(n_clients)]
-        for p in procs:
-            reaper.add(p.pid)
-        for p in procs:
-            assert p.stdout is not None
-            if p.stdout.readline().strip() != "ready":
-                raise RuntimeError("W2-long client failed to start")
-        t_start = time.monotonic() + 0.2
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.write(f"{t_start}\n")
-            p.stdin.flush()
+        procs, t_start = workloads.start_clients(_CHILD, [arg, str(secs), str(interval)],
+                                                 n_clients, reaper, "W2-long")
         # the leader's CPU at each interval's boundary (the clients count commands per interval)
         while time.monotonic() < t_start:
             time.sleep(0.001)

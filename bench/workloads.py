@@ -176,27 +176,43 @@ c.close()
 """
 
 
-def _w2(ids: list[ra.ServerId], n_clients: int, secs: float, reaper: Reaper,
-        client_cpu: list[float] | None = None) -> tuple[list[float], int, float]:
-    """``n_clients`` client processes doing process_command one after another for ``secs``;
-    the clock starts for all at once once every one is connected. Each client's CPU per
-    command (µs, its own ``os.times``) is appended to ``client_cpu`` if given."""
-    arg = json.dumps([list(s) for s in ids])
-    procs = [subprocess.Popen([sys.executable, "-c", _W2_CHILD, arg, str(secs)],
+def start_clients(code: str, args: list[str], n: int, reaper: Reaper, what: str = "W2"
+                  ) -> tuple[list[subprocess.Popen[str]], float]:
+    """``n`` client processes running ``python -c code *args``, each of which prints "ready"
+    once connected and then waits for the start time on its stdin; returns them and the start
+    time, given to all at once (0.2 s ahead) once every one is ready."""
+    procs = [subprocess.Popen([sys.executable, "-c", code, *args],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                              cwd=_ROOT) for _ in range(n_clients)]
+                              cwd=_ROOT) for _ in range(n)]
     try:
         for p in procs:
             reaper.add(p.pid)
         for p in procs:
             assert p.stdout is not None
             if p.stdout.readline().strip() != "ready":
-                raise RuntimeError("W2 client failed to start")
+                raise RuntimeError(f"{what} client failed to start")
         t_start = time.monotonic() + 0.2
         for p in procs:
             assert p.stdin is not None
             p.stdin.write(f"{t_start}\n")
             p.stdin.flush()
+    except BaseException:
+        for p in procs:
+            if p.poll() is None:
+                kill_tree(p.pid)
+                p.wait(5)
+        raise
+    return procs, t_start
+
+
+def _w2(ids: list[ra.ServerId], n_clients: int, secs: float, reaper: Reaper,
+        client_cpu: list[float] | None = None) -> tuple[list[float], int, float]:
+    """``n_clients`` client processes doing process_command one after another for ``secs``;
+    the clock starts for all at once once every one is connected. Each client's CPU per
+    command (µs, its own ``os.times``) is appended to ``client_cpu`` if given."""
+    arg = json.dumps([list(s) for s in ids])
+    procs, _t_start = start_clients(_W2_CHILD, [arg, str(secs)], n_clients, reaper)
+    try:
         lat: list[float] = []
         errors = 0
         for p in procs:

@@ -23,7 +23,7 @@ import time
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from wal.segment import CorruptSegment, Segment, parse_segment_name, write_segment
@@ -32,6 +32,7 @@ from wal import osio
 __all__ = ["Segments", "SegmentCache", "CorruptSegment", "DEFAULT_MAX_OPEN", "term_runs"]
 
 T = TypeVar("T")
+_R = TypeVar("_R")
 
 #: a directory whose mtime is at least this old (by the wall clock) cannot change without its
 #: mtime changing: a file added later stamps a later time, whatever the clock's granularity
@@ -216,36 +217,33 @@ class Segments:
     def read_range(self, frm: int, to: int) -> list[tuple[int, int, bytes]]:
         """Consecutive entries from ``frm`` up to ``to`` (stops at the first missing index)."""
         out: list[tuple[int, int, bytes]] = []
-        i = frm
-        while i <= to:
-            r = self._find(i)
-            if r is None:
-                break
-            hi = min(to, r[1])
-            got = self._with_seg(i, lambda s: s.read_range(i, min(hi, s.last)))
-            if not got:
-                break
+        for _i, got in self._walk(frm, to, Segment.read_range, len):
             out.extend(got)
-            i = got[-1][0] + 1
         return out
 
     def read_runs(self, frm: int, to: int) -> list[tuple[int, list[int], bytes, list[int]]]:
         """Consecutive entries from ``frm`` up to ``to`` (stops at the first missing index) in
         bulk, one run per segment file: ``(first index, terms, payloads back to back, their
         lengths)`` (:meth:`wal.segment.Segment.read_run`: checksums verified)."""
-        out: list[tuple[int, list[int], bytes, list[int]]] = []
+        return [(i, *got) for i, got in self._walk(frm, to, Segment.read_run,
+                                                   lambda run: len(run[0]))]
+
+    def _walk(self, frm: int, to: int, read: Callable[[Segment, int, int], _R],
+              count: Callable[[_R], int]) -> Iterator[tuple[int, _R]]:
+        """``(first index, read(segment, first, last))`` for each segment file holding the next
+        consecutive entries from ``frm`` up to ``to`` (``count`` says how many entries a read
+        got); stops at the first missing index."""
         i = frm
         while i <= to:
             r = self._find(i)
             if r is None:
-                break
+                return
             hi = min(to, r[1])
-            got = self._with_seg(i, lambda s: s.read_run(i, min(hi, s.last)))
+            got = self._with_seg(i, lambda s: read(s, i, min(hi, s.last)))
             if not got:
-                break
-            out.append((i, *got))
-            i += len(got[0])
-        return out
+                return
+            yield i, got
+            i += count(got)
 
     # -- changes -----------------------------------------------------------------------------
     def write(self, entries: list[tuple[int, int, bytes]], max_entries: int,
