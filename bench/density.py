@@ -6,10 +6,13 @@ Memory, not time: the figures do not depend on the machine's load (only on the c
 server ran, which an idle cluster's are the same each run).
 
 ``python -m bench.density [--clusters 10] [--members 3] [--idle 4] [--preload-machines]
-[--detail]``: one line per run with the median, min and max USS per server in KiB; ``--detail``
+[--memory-merge] [--detail]``: one line per run with the median, min and max USS per server in KiB; ``--detail``
 adds, for the median server, its private pages per mapping (``/proc/PID/smaps``: heap,
 anonymous, stacks, each ``.so``'s data) and (as root) how its copied pages differ from its fork
 server's (:func:`words_changed`): the place to look for what a server copies.
+``--memory-merge`` runs the nodes with the node key ``memory_merge`` (KSM, which must run
+machine-wide): the figure is taken once ``ksmd`` has scanned everything twice, and the line
+after it says how long that took and what ``ksmd`` costs at idle with the machine's settings.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from bench.workloads import COUNTER
 from ra import messages as rm
 from ra.client.api import default_client
 from ra.node import spawn_daemon
+from supervisor import memmerge
 
 __all__ = ["measure", "private_by_mapping"]
 
@@ -106,11 +110,46 @@ def _server_pids(addrs: list[str]) -> list[int]:
     return pids
 
 
+def _ksm(name: str) -> int:
+    with open(f"/sys/kernel/mm/ksm/{name}") as f:
+        return int(f.read())
+
+
+def _ksmd_cpu_s() -> float:
+    """CPU seconds ``ksmd`` has used (0.0 where there is no ksmd)."""
+    for p in psutil.process_iter(["name"]):
+        if p.info["name"] == "ksmd":
+            t = p.cpu_times()
+            return float(t.user + t.system)
+    return 0.0
+
+
+def ksm_settle(window_s: float, deadline_s: float) -> dict[str, Any]:
+    """With ``memory_merge``: wait until ``ksmd`` has finished two full scans (a page merges at
+    the earliest on the scan after the one that first saw it), then measure ``ksmd``'s CPU over
+    ``window_s`` of idle. Raises where KSM is off machine-wide (the figure would be the
+    unmerged one)."""
+    if memmerge.machine_state() != "1":
+        raise SystemExit(f"--memory-merge: KSM is off ({memmerge.KSM_RUN} is not 1); as root: "
+                         f"echo 1 > {memmerge.KSM_RUN}")
+    first = _ksm("full_scans")
+    t0 = time.monotonic()
+    wait_for(lambda: _ksm("full_scans") >= first + 2, deadline_s, "two full ksmd scans")
+    settle = time.monotonic() - t0
+    c0, w0 = _ksmd_cpu_s(), time.monotonic()
+    time.sleep(window_s)    # the steady cost of scanning, merged pages and all
+    return {"settle_s": settle, "ksmd_cores": (_ksmd_cpu_s() - c0) / (time.monotonic() - w0),
+            "pages_sharing": _ksm("pages_sharing"), "pages_shared": _ksm("pages_shared"),
+            "pages_to_scan": _ksm("pages_to_scan"), "sleep_millisecs": _ksm("sleep_millisecs")}
+
+
 def measure(clusters: int = 10, members: int = 3, idle_s: float = 4.0,
-            config: dict[str, Any] | None = None, detail: bool = False) -> dict[str, Any]:
+            config: dict[str, Any] | None = None, detail: bool = False,
+            merge_deadline_s: float = 600.0) -> dict[str, Any]:
     """Start ``members`` nodes and ``clusters`` clusters of ``members`` servers (one command
     each), wait ``idle_s`` s, and return the USS per server in KiB (``median``, ``min``,
-    ``max``, ``n``; ``detail``: the median server's private KiB per mapping)."""
+    ``max``, ``n``; ``detail``: the median server's private KiB per mapping). With
+    ``config["memory_merge"]``, first :func:`ksm_settle` (its figures under ``ksm``)."""
     tmp = tempfile.mkdtemp(prefix="ra-density-", dir="/tmp")
     reaper = Reaper()
     try:
@@ -131,11 +170,15 @@ def measure(clusters: int = 10, members: int = 3, idle_s: float = 4.0,
             list(ex.map(start, range(1, clusters)))
         wait_for(lambda: len(_server_pids(addrs)) == clusters * members, 60, "server pids")
         time.sleep(idle_s)     # a memory figure: the idle period's ticks and heartbeats run
+        ksm: dict[str, Any] = {}
+        if (config or {}).get("memory_merge"):
+            ksm = ksm_settle(idle_s, merge_deadline_s)
         pids = _server_pids(addrs)
         uss = {p: psutil.Process(p).memory_full_info().uss // 1024 for p in pids}
         med = statistics.median_low(uss.values())
         out: dict[str, Any] = {"median": statistics.median(uss.values()),
-                               "min": min(uss.values()), "max": max(uss.values()), "n": len(uss)}
+                               "min": min(uss.values()), "max": max(uss.values()), "n": len(uss),
+                               "ksm": ksm}
         if detail:
             pid = next(p for p, v in uss.items() if v == med)
             out["detail"] = private_by_mapping(pid)
@@ -156,11 +199,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle", type=float, default=4.0)
     ap.add_argument("--preload-machines", action="store_true")
     ap.add_argument("--detail", action="store_true")
+    ap.add_argument("--memory-merge", action="store_true",
+                    help="the node key memory_merge (KSM must run machine-wide)")
     a = ap.parse_args(argv)
-    config = {"preload_machines": True} if a.preload_machines else {}
+    config: dict[str, Any] = {"preload_machines": True} if a.preload_machines else {}
+    if a.memory_merge:
+        config["memory_merge"] = True
     r = measure(a.clusters, a.members, a.idle, config, a.detail)
     print(f"USS per server (KiB), {r['n']} servers: median {r['median']:.0f}, "
           f"min {r['min']}, max {r['max']}", flush=True)
+    k = r["ksm"]
+    if k:
+        print(f"  KSM: settled in {k['settle_s']:.1f} s (two full scans), then ksmd used "
+              f"{k['ksmd_cores']:.3f} cores over {a.idle:g} s idle; pages_sharing "
+              f"{k['pages_sharing']}, pages_shared {k['pages_shared']} (pages_to_scan "
+              f"{k['pages_to_scan']}, sleep_millisecs {k['sleep_millisecs']})", flush=True)
     for name, kib in (r.get("detail") or Counter()).most_common(25):
         if kib:
             print(f"  {kib:7d} KiB  {name}")

@@ -81,6 +81,7 @@ from ra.errors import (
     error_reply,
 )
 from ra.node.sup import LOG_SUP, SERVER_SUP, SYSTEM_SUP, build_tree, server_child_spec, wal_child_specs
+from supervisor import memmerge
 from supervisor.child import set_child_subreaper
 from supervisor.forkserver import ForkServer
 from supervisor.loop import Loop
@@ -235,6 +236,25 @@ def set_cpu_scheduling(policy: str) -> None:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     except OSError as e:     # not permitted here (a container's policy): run as normal
         _log.warning("cpu_scheduling batch not available: %s", e)
+
+
+def set_memory_merge(enabled: bool) -> None:
+    """The node key ``memory_merge``: mark this process for kernel same-page merging before it
+    starts any child (every process of the node inherits the mark, across fork and exec; see
+    :mod:`supervisor.memmerge`). Raises :class:`InvalidConfig` where the kernel refuses; logs a
+    warning when KSM is off machine-wide, which only the machine's administrator may change."""
+    if not enabled:
+        return
+    try:
+        memmerge.enable()
+    except OSError as e:
+        raise InvalidConfig("memory_merge", True, f"{e.strerror}: set it to False on this "
+                            "machine") from None
+    run = memmerge.machine_state()
+    if run != "1":
+        _log.warning("memory_merge: KSM is not running on this machine (%s is %s), so nothing "
+                     "is merged until it is: `echo 1 > %s` as root", memmerge.KSM_RUN,
+                     "unreadable" if run is None else repr(run), memmerge.KSM_RUN)
 
 
 #: open files a node daemon needs besides its servers' (WAL, fork server, clients, files)
@@ -1146,6 +1166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.setup(*_log_args(cfg, "node"))
         logs.set_identity(node=cfg.listen)      # until the bound address is known
         set_cpu_scheduling(cfg.cpu_scheduling)     # before any child is started
+        set_memory_merge(cfg.memory_merge)          # the same: children inherit both
         children = _log_children(cfg)
     except RaError as e:
         _log.error("%s", e)

@@ -158,6 +158,14 @@ class SystemConfig:
                "bytecode is not cached and each server compiles it); only for machine "
                "modules whose import has no side effect (a connection, a thread, an open file "
                "would be shared by every server)", bool)
+    memory_merge: bool = _key(
+        False, "mark the node's processes for kernel same-page merging (KSM, Linux >= 6.4): "
+               "the pages an idle server holds only because CPython touched them (reference "
+               "counts) are merged back into one copy, about 1.5 MB per idle server instead "
+               "of 5 MB; takes effect only while KSM runs machine-wide (`echo 1 > "
+               "/sys/kernel/mm/ksm/run` as root; the node warns when it does not) and costs "
+               "`ksmd` CPU; merged pages are shared with other marked processes of the machine "
+               "(see *Memory per server* in [Processes of a node](#processes-of-a-node))", bool)
     metrics: str | None = _key(
         None, "serve Prometheus metrics at `http://host:port/metrics` (`ra node start "
               "--metrics`; see [Logs and metrics](#logs-and-metrics))", str, pred=_listen,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import statistics
+import subprocess
+import sys
 from typing import Any
 
 import psutil
@@ -18,8 +20,10 @@ import pytest
 
 import ra
 from ra import messages as rm
+from ra.testing.procs import tree_pids
+from supervisor import memmerge
 
-from .conftest import COUNTER, start_all, wait_for
+from .conftest import COUNTER, Nodes, start_all, wait_for
 
 #: KiB: the median this test measured (5,028) + 25 %
 MEDIAN_USS_BOUND_KIB = 6_300
@@ -64,3 +68,33 @@ def test_median_uss_of_idle_servers_is_bounded(nodes: Any, monkeypatch: pytest.M
     uss = [psutil.Process(p).memory_full_info().uss // 1024 for p in pids]
     med = statistics.median(uss)
     assert med <= MEDIAN_USS_BOUND_KIB, (med, sorted(uss))
+
+
+def _kernel_merges() -> bool:
+    r = subprocess.run([sys.executable, "-c", "from supervisor import memmerge; memmerge.enable()"],
+                       capture_output=True, timeout=60)
+    return r.returncode == 0
+
+
+@pytest.mark.skipif(not _kernel_merges(),
+                    reason="this kernel refuses PR_SET_MEMORY_MERGE (Linux < 6.4)")
+def test_memory_merge_marks_every_process_of_the_node(tmp_path: Any):
+    # the node key marks the daemon before its first child: the fork server, the WAL and every
+    # server inherit it (whether ksmd then merges is the machine's switch, not the node's)
+    ns = Nodes(str(tmp_path), {"memory_merge": True})
+    plain = Nodes(str(tmp_path / "plain"), {})
+    try:
+        ns.start(0)
+        plain.start(0)
+        sid, other = ns.sid("mm", 0), plain.sid("pl", 0)
+        ra.start_cluster("mm", COUNTER, [sid], timeout=60)
+        ra.start_cluster("pl", COUNTER, [other], timeout=60)
+        tree = tree_pids(ns.procs[0].pid)
+        assert ns.server_pid("mm", 0) in tree
+        assert len(tree) >= 4                  # daemon, fork server, WAL, server at least
+        assert [p for p in tree if not memmerge.enabled(p)] == []
+        plain_tree = tree_pids(plain.procs[0].pid)
+        assert [p for p in plain_tree if memmerge.enabled(p)] == []
+    finally:
+        ns.cleanup()
+        plain.cleanup()

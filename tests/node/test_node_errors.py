@@ -165,3 +165,31 @@ def test_cli_in_a_fresh_interpreter_prints_no_traceback(tmp_path: Path):
         out = subprocess.run(ra + argv, capture_output=True, text=True, timeout=30, cwd=REPO)
         assert out.returncode == code, out.stderr
         _one_error_line(out.stderr)
+
+
+# --- memory_merge (supervisor.memmerge) --------------------------------------------------------
+
+def test_memory_merge_refused_by_the_kernel_is_a_typed_error(monkeypatch):
+    def refuse() -> None:
+        raise OSError(22, "Invalid argument")
+    monkeypatch.setattr(node.memmerge, "enable", refuse)
+    with pytest.raises(InvalidConfig, match="memory_merge=True: Invalid argument: set it to "
+                                            "False on this machine"):
+        node.set_memory_merge(True)
+
+
+def test_memory_merge_warns_while_ksm_is_off(monkeypatch, caplog):
+    marked: list[bool] = []
+    monkeypatch.setattr(node.memmerge, "enable", lambda: marked.append(True))
+    monkeypatch.setattr(node.memmerge, "machine_state", lambda: "0")
+    node.set_memory_merge(True)
+    assert marked == [True]
+    assert "KSM is not running on this machine" in caplog.text
+    assert "echo 1 > /sys/kernel/mm/ksm/run" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(node.memmerge, "machine_state", lambda: "1")
+    node.set_memory_merge(True)
+    assert "KSM" not in caplog.text
+    marked.clear()
+    node.set_memory_merge(False)
+    assert marked == []
