@@ -55,7 +55,7 @@ from transport.mailbox import _IPC_MAX, BaseMailbox, _unlink_paths, default_ipc
 from transport.mechanism import (Mechanism, MechanismFactory, _Clear, error_body,
                                  parse_command)
 
-__all__ = ["DirectMailbox"]
+__all__ = ["DirectMailbox", "hub_max_peers"]
 
 _SIGNATURE = b"\xff" + b"\x00" * 8 + b"\x7f"
 _log = logging.getLogger("transport.direct")
@@ -784,3 +784,16 @@ class DirectMailbox(BaseMailbox):
 
     def __repr__(self) -> str:
         return f"<DirectMailbox {self.address}{' closed' if self._closed else ''}>"
+
+
+def hub_max_peers() -> int:
+    """``max_peers`` for a process that sends to every process of its node (the node daemon's
+    failure detector casts to each subscribed server, the WAL answers each server): half its
+    open-file limit, at least 256. Evicting a live connection to make room costs a reconnect
+    and a handshake per message; a node of 1,000 servers with the default cap would do that
+    for three quarters of them on every broadcast."""
+    import resource
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 65536
+    return max(256, soft // 2)

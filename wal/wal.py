@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(config: WalConfig | Mapping[str, Any]) -> int:
     """Run the WAL process until SIGTERM (exit 0) or a write/sync failure (exit 1)."""
     a = coerce(WalConfig, config)
-    from transport.direct import DirectMailbox
+    from transport.direct import DirectMailbox, hub_max_peers
 
     stop = False
 
@@ -327,7 +327,9 @@ def run(config: WalConfig | Mapping[str, Any]) -> int:
         osio.set_os(fos)
         fos.arm(call, getattr(_errno, err), int(after))
     # no libzmq I/O thread: each batch is one wake-up of this process (transport/direct.py)
-    mb = DirectMailbox(a.endpoint, blocking_connect=False)
+    # it answers every server of the node: room for a connection to each (after the daemon
+    # raised the open-file limit that we inherit)
+    mb = DirectMailbox(a.endpoint, blocking_connect=False, max_peers=hub_max_peers())
     sw = a.segment_writer
     wal = Wal(a.wal_dir, a.data_dir, mb.cast, max_size_bytes=a.max_size_bytes,
               checksums=a.checksums, write_strategy=a.write_strategy,

@@ -442,13 +442,14 @@ class NodeDaemon:
         # before this process creates any ZeroMQ context; its imports overlap with ours
         self.forkserver.start(wait=False)
         # imported late: keep the import cost off lock failures
-        from transport.direct import DirectMailbox
+        from transport.direct import DirectMailbox, hub_max_peers
 
         # the hand-written ZMTP, as every ra process (issue 13): PLAIN with the node secret;
         # never blocks the loop on a connect (frames wait for the handshake)
         try:
             self.mailbox = DirectMailbox(to_endpoint(self.listen), blocking_connect=False,
-                                         advertise=self.sys.advertise)
+                                         advertise=self.sys.advertise,
+                                         max_peers=hub_max_peers())
         except ValueError as e:
             why = f"cannot bind: {e}"
             if given != self.listen:

@@ -288,3 +288,14 @@ def test_cast_to_dead_or_absent_peer_neither_blocks_nor_raises(peers: Peers, mb:
         for i in range(50):
             small.cast("tcp://127.0.0.1:1", i)  # beyond the queue limit: dropped, counted
         assert small.counters["send_dropped"] >= 40
+
+
+def test_hub_max_peers_follows_the_open_file_limit(monkeypatch):
+    import resource
+
+    from transport.direct import hub_max_peers
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    for soft, want in ((20000, 10000), (1024, 512), (100, 256),
+                       (resource.RLIM_INFINITY, 65536)):
+        monkeypatch.setattr(resource, "getrlimit", lambda _r, s=soft: (s, hard))
+        assert hub_max_peers() == want
