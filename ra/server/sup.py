@@ -66,6 +66,13 @@ _SHARE_WITHIN = 0.5
 _IMPORT_TIMEOUT = 1.0
 #: servers a node restart forks before its loop serves its mail again
 _RESTART_CHUNK = 16
+#: servers a node restart lets recover at once: forked, not yet registered (their log read,
+#: their state rebuilt). Forking all 1,000 at once made 1,000 processes runnable on 2 cores:
+#: the daemons, one process each among them, then accepted and answered so late that calls
+#: and handshakes timed out, were retried, and the retries filled their accept queues.
+_RESTART_WINDOW = 32
+#: how often a full window is looked at again (s)
+_RESTART_POLL = 0.02
 
 _log = logging.getLogger("ra.server.sup")
 
@@ -94,6 +101,8 @@ class ServerSup:
         self.shared: set[str] = set()                 # machine modules given to the fork server
         #: servers restart_all has still to fork (name -> since when), shown as loading
         self.restarting: dict[str, float] = {}
+        #: servers restart_all forked that have not registered yet (_RESTART_WINDOW)
+        self.recovering: set[str] = set()
 
     @property
     def load_timeout(self) -> float:
@@ -355,6 +364,7 @@ class ServerSup:
         of the servers imports one itself: one import, not one per server. Their processes
         are then forked in chunks of ``_RESTART_CHUNK`` (``ForkServer.prefork``: no round trip
         per server, and the chunk's children are taken before this loop reaps any child),
+        at most ``_RESTART_WINDOW`` of them recovering at a time (forked, not yet registered),
         the loop serving its mail between two chunks: the daemon answers (its registry, the
         servers' ``ServerLoaded``, a client) while a thousand servers are being forked. Until
         its turn comes a server shows as ``loading``."""
@@ -374,7 +384,12 @@ class ServerSup:
                        t0: float) -> None:
         if self.daemon.root is None or self.daemon.root.stopped:
             return                       # the node is going down
-        chunk, rest = names[:_RESTART_CHUNK], names[_RESTART_CHUNK:]
+        room = _RESTART_WINDOW - self._still_recovering()
+        if room <= 0:
+            self.daemon.loop.call_later(_RESTART_POLL,
+                                        lambda: self._restart_chunk(names, confs, t0))
+            return
+        chunk, rest = names[:min(_RESTART_CHUNK, room)], names[min(_RESTART_CHUNK, room):]
         chunk = [n for n in chunk if self.restarting.pop(n, None) is not None]
         specs = {n: self._spec(n, confs[n]) for n in chunk if n in confs}
         fs = self.daemon.forkserver
@@ -388,6 +403,7 @@ class ServerSup:
                     if name not in confs:
                         raise NotFound(f"no config for server {name!r}")
                     self._spawn(name, confs[name], spec=specs[name])
+                    self.recovering.add(name)
                     _log.info("server %s restarted with its node", name)
                 except Exception as e:   # one bad server must not keep the others down
                     _log.error("server %s could not be restarted with its node: %s", name, e)
@@ -400,6 +416,17 @@ class ServerSup:
         else:
             _log.info("%d servers restarted with the node, forked in %.2f s", len(confs),
                       time.monotonic() - t0)
+
+    def _still_recovering(self) -> int:
+        """How many servers restart_all forked are still recovering: not yet registered (the
+        last step of a server's start, after its log is read and its state rebuilt), and
+        still running (one that failed or exited no longer counts)."""
+        reg = self.daemon.registry
+        done = [n for n in self.recovering
+                if (reg is not None and reg.registry.whereis(n) is not None)
+                or n in self.failed or self._pid_of(n) is None]
+        self.recovering.difference_update(done)
+        return len(self.recovering)
 
     def restart_server(self, name: str, add_config: dict[str, Any] | None = None) -> Any:
         conf = self.directory.config_of(name)
