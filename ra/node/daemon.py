@@ -697,6 +697,8 @@ class NodeDaemon:
             "orphans_reaped": self.loop.orphans_reaped if self.loop else 0,
             # fsyncs of the server directory so far (one per batch of starts: directory.py)
             "directory_syncs": self.servers.directory.syncs if self.servers else 0,
+            # the most servers the node's restart had recovering at once (restart_window)
+            "restart_recovering_peak": self.servers.recovering_peak if self.servers else 0,
             "nodes": self.detector.detector.statuses() if self.detector else {},
             "bad_messages": self._bad_counts(),
             "metrics": self.metrics_address,

@@ -129,6 +129,11 @@ class SystemConfig:
     load_timeout_ms: int = _key(
         10_000, "how long a server process may take to import and build its machine (and a "
                 "`log_children` factory to return) before the node gives it up", low=1)
+    restart_window: int = _key(
+        32, "servers a restarting node lets recover at once (forked, their log not yet read "
+            "back): the rest wait their turn, so that a node of 1,000 servers does not make "
+            "them all runnable at once and starve its daemon (see [Restarting "
+            "nodes](#restarting-nodes))", low=1)
     cookie_file: str | None = _key(
         None, "the node secret's file (every process that talks to the node must hold the same "
               "secret; see [Security](#security))", object, pred=_path, none_ok=True,

@@ -66,12 +66,11 @@ _SHARE_WITHIN = 0.5
 _IMPORT_TIMEOUT = 1.0
 #: servers a node restart forks before its loop serves its mail again
 _RESTART_CHUNK = 16
-#: servers a node restart lets recover at once: forked, not yet registered (their log read,
-#: their state rebuilt). Forking all 1,000 at once made 1,000 processes runnable on 2 cores:
-#: the daemons, one process each among them, then accepted and answered so late that calls
-#: and handshakes timed out, were retried, and the retries filled their accept queues.
-_RESTART_WINDOW = 32
-#: how often a full window is looked at again (s)
+#: how often a full ``restart_window`` (node key: servers a node restart lets recover at once,
+#: forked and not yet registered) is looked at again (s). Forking all 1,000 at once made
+#: 1,000 processes runnable on 2 cores: the daemons, one process each among them, then
+#: accepted and answered so late that calls and handshakes timed out, were retried, and the
+#: retries filled their accept queues.
 _RESTART_POLL = 0.02
 
 _log = logging.getLogger("ra.server.sup")
@@ -101,8 +100,10 @@ class ServerSup:
         self.shared: set[str] = set()                 # machine modules given to the fork server
         #: servers restart_all has still to fork (name -> since when), shown as loading
         self.restarting: dict[str, float] = {}
-        #: servers restart_all forked that have not registered yet (_RESTART_WINDOW)
+        #: servers restart_all forked that have not registered yet (node key restart_window),
+        #: and the most there were at once
         self.recovering: set[str] = set()
+        self.recovering_peak = 0
 
     @property
     def load_timeout(self) -> float:
@@ -364,7 +365,8 @@ class ServerSup:
         of the servers imports one itself: one import, not one per server. Their processes
         are then forked in chunks of ``_RESTART_CHUNK`` (``ForkServer.prefork``: no round trip
         per server, and the chunk's children are taken before this loop reaps any child),
-        at most ``_RESTART_WINDOW`` of them recovering at a time (forked, not yet registered),
+        at most ``restart_window`` (node key) of them recovering at a time (forked, not yet
+        registered),
         the loop serving its mail between two chunks: the daemon answers (its registry, the
         servers' ``ServerLoaded``, a client) while a thousand servers are being forked. Until
         its turn comes a server shows as ``loading``."""
@@ -384,7 +386,7 @@ class ServerSup:
                        t0: float) -> None:
         if self.daemon.root is None or self.daemon.root.stopped:
             return                       # the node is going down
-        room = _RESTART_WINDOW - self._still_recovering()
+        room = self.daemon.sys.restart_window - self._still_recovering()
         if room <= 0:
             self.daemon.loop.call_later(_RESTART_POLL,
                                         lambda: self._restart_chunk(names, confs, t0))
@@ -404,6 +406,7 @@ class ServerSup:
                         raise NotFound(f"no config for server {name!r}")
                     self._spawn(name, confs[name], spec=specs[name])
                     self.recovering.add(name)
+                    self.recovering_peak = max(self.recovering_peak, len(self.recovering))
                     _log.info("server %s restarted with its node", name)
                 except Exception as e:   # one bad server must not keep the others down
                     _log.error("server %s could not be restarted with its node: %s", name, e)

@@ -80,6 +80,22 @@ def test_a_killed_node_brings_back_every_server_it_had(tmp_path: Path):
         nodes.cleanup()
 
 
+def test_a_node_restart_lets_restart_window_servers_recover_at_once(tmp_path: Path):
+    # without the window a chunk of 16 would be recovering at once (ra.server.sup)
+    nodes = Nodes(str(tmp_path), {"restart_window": 3})
+    try:
+        nodes.start(0)
+        ids = _start_many(nodes)
+        assert node.node_call(nodes.addrs[0], rm.NodeStatus())["restart_recovering_peak"] == 0
+        nodes.kill(0)
+        nodes.start(0, keep_listen=False)
+        _all_back(ids, set())
+        assert 1 <= node.node_call(nodes.addrs[0], rm.NodeStatus())[
+            "restart_recovering_peak"] <= 3
+    finally:
+        nodes.cleanup()
+
+
 def _to_old_format(data_dir: str) -> None:
     """Rewrite a (stopped) node's directory as a node before the log kept it."""
     d = Directory(data_dir)
