@@ -1437,11 +1437,9 @@ def _apply_unanswered(s: ServerState, upto: int, effects: list[Any]) -> None:
         batch = log.take(idx + 1, min(upto - idx, 1024))
         if not batch:
             break
-        for e in batch:
-            idx += 1
-            cmd = e[2]
+        for idx, term, cmd in batch:
             if cmd[0] != "usr" or idx <= sessions.index:
-                if _apply_entry(s, idx, e[1], cmd, effects):
+                if _apply_entry(s, idx, term, cmd, effects):
                     stop = True
                     break
                 machine = s.machine         # a noop may have upgraded it
@@ -1455,7 +1453,7 @@ def _apply_unanswered(s: ServerState, upto: int, effects: list[Any]) -> None:
                     s.last_applied = idx    # not applied (duplicate, stale, expired)
                     continue
             s.machine_state, reply, meffects = apply_machine(
-                machine, {"index": idx, "term": e[1], "system_time": cmd[3],
+                machine, {"index": idx, "term": term, "system_time": cmd[3],
                           "machine_version": version}, cmd[1], s.machine_state)
             if resp is not None:
                 resp[cmd[5]] = reply

@@ -169,7 +169,7 @@ def _run(sc: dict[str, Any], general: bool, prepare: Any = None) -> dict[str, An
     return _outcome(s, calls, effects)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(_scenario())
 def test_unanswered_apply_matches_the_general_loop(sc: dict[str, Any]) -> None:
     fast = _run(sc, general=False)
