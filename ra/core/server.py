@@ -1314,11 +1314,17 @@ def _maybe_timeout_now(s: ServerState, effects: list[Any]) -> None:
 
 # --- apply ------------------------------------------------------------------------------------------
 
-def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
+def _apply_to(s: ServerState, upto: int, effects: list[Any], general: bool = False) -> None:
     """Apply entries ``last_applied+1 .. upto`` in order through the machine.
 
     On the leader, awaited commands are answered and notifications batched per client; machine
-    effects are passed to the shell. ``ReleaseCursor`` snapshots on every member."""
+    effects are passed to the shell. ``ReleaseCursor`` snapshots on every member. Every other
+    role answers no one and runs :func:`_apply_unanswered` instead, which leaves the same
+    state, session table, stored last applied index and effects (``general``: run this loop
+    anyway; tests compare the two)."""
+    if not general and s.role != "leader":
+        _apply_unanswered(s, upto, effects)
+        return
     log = s.log
     leader = s.role == "leader"
     notify: dict[Any, list[tuple[Any, Any]]] = {}
@@ -1411,6 +1417,106 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any]) -> None:
         s.meta.store_last_applied(s.last_applied)
     for pid, applied in notify.items():
         effects.append(Notify(pid, s.id, applied))
+
+
+def _apply_unanswered(s: ServerState, upto: int, effects: list[Any]) -> None:
+    """:func:`_apply_to` of a member that answers no one (every role but leader; recovery's
+    replay is one): the same outcome, with the common entry, a user command applied for the
+    first time, decided inline, and every other one left to :func:`_apply_entry`. Recovery
+    replays the whole log since the snapshot through here (issue 14's W5): per entry it costs
+    a session decision, the machine's meta map and its call, nothing else."""
+    log = s.log
+    machine = s.machine
+    version = s.machine_version
+    sessions = s.sessions
+    command = sessions.command
+    idx = s.last_applied
+    stop = False
+    while idx < upto and not stop:
+        # in ranges: one segment read and one bulk decode per range
+        batch = log.take(idx + 1, min(upto - idx, 1024))
+        if not batch:
+            break
+        for idx, term, cmd in batch:
+            if cmd[0] != "usr" or idx <= sessions.index:
+                if _apply_entry(s, idx, term, cmd, effects):
+                    stop = True
+                    break
+                machine = s.machine         # a noop may have upgraded it
+                version = s.machine_version
+                continue
+            sessions.index = idx
+            resp = None
+            if len(cmd) > 6:
+                resp = command(idx, cmd[4], cmd[5], cmd[6], cmd[3])
+                if type(resp) is not dict:
+                    s.last_applied = idx    # not applied (duplicate, stale, expired)
+                    continue
+            s.machine_state, reply, meffects = apply_machine(
+                machine, {"index": idx, "term": term, "system_time": cmd[3],
+                          "machine_version": version}, cmd[1], s.machine_state)
+            if resp is not None:
+                resp[cmd[5]] = reply
+                if len(resp) > MAX_RESPONSES:
+                    sessions.cap(cmd[4])
+            if meffects:
+                _machine_effects(s, meffects, idx, effects)
+            s.last_applied = idx
+    if idx > 0:
+        s.meta.store_last_applied(s.last_applied)
+
+
+def _apply_entry(s: ServerState, idx: int, term: int, cmd: Any, effects: list[Any]) -> bool:
+    """One entry of :func:`_apply_unanswered` off its inline path (session bookkeeping being
+    replayed, session, noop, cluster and end-of-life entries): what :func:`_apply_to` does
+    with it on a member that is not the leader. True: it was the end of life, stop."""
+    sessions = s.sessions
+    tag = cmd[0]
+    replay = idx <= sessions.index
+    if not replay:
+        sessions.index = idx
+    if tag == "usr":
+        resp = None
+        if len(cmd) > 6:
+            if replay:
+                # the table already reflects this entry: only redo the machine's part
+                if idx in sessions.skipped:
+                    s.last_applied = idx
+                    return False
+            else:
+                resp = sessions.command(idx, cmd[4], cmd[5], cmd[6], cmd[3])
+                if type(resp) is not dict:
+                    s.last_applied = idx
+                    return False
+        meta = {"index": idx, "term": term, "system_time": cmd[3],
+                "machine_version": s.machine_version}
+        s.machine_state, reply, meffects = apply_machine(s.machine, meta, cmd[1],
+                                                         s.machine_state)
+        if resp is not None:
+            resp[cmd[5]] = reply
+            if len(resp) > MAX_RESPONSES:
+                sessions.cap(cmd[4])
+        if meffects:
+            _machine_effects(s, meffects, idx, effects)
+    elif tag == "session":
+        if not replay:
+            if cmd[1] == "open_session":
+                sessions.open(idx, cmd[4])
+            else:
+                sessions.close(cmd[2], cmd[4])
+    elif tag == "noop":
+        if cmd[1] > s.machine_version:
+            _upgrade_machine(s, cmd[1], idx, term, effects)
+    elif tag == "cluster":
+        if s.cluster_index_term[0] < idx:
+            s.cluster = tuple(cmd[1])
+            s.cluster_index_term = (idx, term)
+    elif tag == "eol":
+        s.last_applied = idx
+        _end_of_life(s, cmd[1], effects)
+        return True
+    s.last_applied = idx
+    return False
 
 
 def _answer_usr(s: ServerState, mode: Any, reply: Any, effects: list[Any],

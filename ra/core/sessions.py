@@ -111,9 +111,17 @@ class Sessions:
             self.skipped.add(idx)
             return ("error", "session_expired")
         sess.last_active = self.cluster_time
-        if first_out > sess.first_outstanding:
-            _drop_below(sess, first_out)
         resp = sess.responses
+        fo = sess.first_outstanding
+        if first_out > fo:
+            if first_out == fo + 1:
+                # a pipelining client moves on by one per command: drop that one reply here
+                # (recovery replays every command: _drop_below's call and range cost ~10 %)
+                resp.pop(fo, None)
+                sess.first_outstanding = first_out
+            else:
+                _drop_below(sess, first_out)
+                resp = sess.responses
         if seq in resp:
             self.skipped.add(idx)
             return ("dup", resp[seq])
