@@ -1389,24 +1389,14 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any], general: bool = Fal
                     effects.append(Reply(mode[1], ("ok", reply, s.id)))
             if meffects:
                 _machine_effects(s, meffects, idx, effects)
-        elif tag == "session":
-            if not replay:
-                if cmd[1] == "open_session":
-                    sessions.open(idx, cmd[4])
-                else:
-                    sessions.close(cmd[2], cmd[4])
-            if leader and cmd[3] is not None and cmd[3][0] == "await":
-                effects.append(Reply(cmd[3][1], ("ok", idx, s.id)))
-        elif tag == "noop":
-            if cmd[1] > s.machine_version:
-                _upgrade_machine(s, cmd[1], idx, e[1], effects)
-                machine = s.machine
-        elif tag == "cluster":
-            if s.cluster_index_term[0] < idx:
-                # recovery replays cluster entries too; a live server set it when it wrote it
-                s.cluster = tuple(cmd[1])
-                s.cluster_index_term = (idx, e[1])
-            if leader:
+        elif tag in _CONTROL_TAGS:
+            _apply_control(s, idx, e[1], cmd, replay, effects)
+            if tag == "session":
+                if leader and cmd[3] is not None and cmd[3][0] == "await":
+                    effects.append(Reply(cmd[3][1], ("ok", idx, s.id)))
+            elif tag == "noop":
+                machine = s.machine         # it may have been upgraded
+            elif leader:
                 _prune_peers(s)
         elif tag == "eol":
             s.last_applied = idx
@@ -1498,25 +1488,39 @@ def _apply_entry(s: ServerState, idx: int, term: int, cmd: Any, effects: list[An
                 sessions.cap(cmd[4])
         if meffects:
             _machine_effects(s, meffects, idx, effects)
-    elif tag == "session":
-        if not replay:
-            if cmd[1] == "open_session":
-                sessions.open(idx, cmd[4])
-            else:
-                sessions.close(cmd[2], cmd[4])
-    elif tag == "noop":
-        if cmd[1] > s.machine_version:
-            _upgrade_machine(s, cmd[1], idx, term, effects)
-    elif tag == "cluster":
-        if s.cluster_index_term[0] < idx:
-            s.cluster = tuple(cmd[1])
-            s.cluster_index_term = (idx, term)
+    elif tag in _CONTROL_TAGS:
+        _apply_control(s, idx, term, cmd, replay, effects)
     elif tag == "eol":
         s.last_applied = idx
         _end_of_life(s, cmd[1], effects)
         return True
     s.last_applied = idx
     return False
+
+
+#: the entries whose effect on the state is the same on every member (:func:`_apply_control`)
+_CONTROL_TAGS = frozenset(("session", "noop", "cluster"))
+
+
+def _apply_control(s: ServerState, idx: int, term: int, cmd: Any, replay: bool,
+                   effects: list[Any]) -> None:
+    """A session, noop or cluster entry's effect on the state, the same on every member and
+    on both apply loops (a leader's answer and peer pruning are its caller's). ``replay``: the
+    session table already reflects this entry."""
+    tag = cmd[0]
+    if tag == "session":
+        if not replay:
+            if cmd[1] == "open_session":
+                s.sessions.open(idx, cmd[4])
+            else:
+                s.sessions.close(cmd[2], cmd[4])
+    elif tag == "noop":
+        if cmd[1] > s.machine_version:
+            _upgrade_machine(s, cmd[1], idx, term, effects)
+    elif s.cluster_index_term[0] < idx:
+        # recovery replays cluster entries too; a live server set it when it wrote it
+        s.cluster = tuple(cmd[1])
+        s.cluster_index_term = (idx, term)
 
 
 def _answer_usr(s: ServerState, mode: Any, reply: Any, effects: list[Any],
