@@ -202,6 +202,7 @@ class ServerState:
     election_off: bool = False     # follower: its leader unsuspected, only the quiet timeout
     quorum_off: bool = False       # leader: idle, no peer's node suspected, slow quorum check
     probing: bool = False          # follower: a client woke it, the leader must answer
+    deferred: bool = False         # follower: its election timer was put off for a candidate
     # durability of term/vote
     meta_seq: int = 0
     meta_synced: int = 0
@@ -452,27 +453,24 @@ def _become_leader(s: ServerState, effects: list[Any]) -> None:
 # --- handlers: elections -------------------------------------------------------------------------
 
 def _on_election_timeout(msg: ElectionTimeout, s: ServerState, effects: list[Any]) -> None:
+    s.deferred = False
     if s.role == "leader":
         _check_quorum(s, effects)
         return
     if s.role == "follower" and s.cfg.quiet_when_idle and not _leader_suspect(s):
-        # quiet: the detector or the connection will say when the leader is gone, and its slow
-        # heartbeat that it still runs (a process hung while its node and links stay up)
+        # quiet: the detector or the connection will say when the leader is gone, and a
+        # client's probe when its process hangs while its node and links stay up
         if s.probing:
             # a client woke us and the leader left our probe unanswered for an election
             # timeout (any message of its would have ended the probe): hung, campaign
             s.probing = False
             s.leader_id = None
-        elif s.heard_from_leader or not s.election_off:
+        else:
+            # no timer at all until the leader becomes suspect (_wake_timers) or a client
+            # wakes us (_wake_detector)
             s.heard_from_leader = False
             s.election_off = True
-            effects.append(StartElectionTimeout(since_leader=True, quiet=True,
-                                                turn=_turn(s, s.leader_id)))
             return
-        else:
-            # QUIET_TIMEOUT election timeouts without a word from it: hung, campaign
-            s.election_off = False
-            s.leader_id = None
     if s.role == "follower" and s.heard_from_leader:
         s.heard_from_leader = False
         effects.append(StartElectionTimeout(since_leader=True, turn=_turn(s, s.leader_id)))
@@ -516,9 +514,10 @@ def _check_quorum(s: ServerState, effects: list[Any]) -> None:
         p.active = False
     if quorum.has_majority(heard & set(s.cluster), s.cluster):
         # idle, and no peer's node suspected: the check cannot fail before one of those changes,
-        # and _wake_timers brings the normal pace back when one does
+        # so none is armed; _wake_timers arms the next one when one does
         s.quorum_off = quiet and _quorum_idle(s)
-        effects.append(StartElectionTimeout(check_quorum=True, quiet=s.quorum_off))
+        if not s.quorum_off:
+            effects.append(StartElectionTimeout(check_quorum=True))
         return
     _become_follower(s, None, effects)
 
@@ -552,7 +551,20 @@ def _on_node_up(msg: NodeUp, s: ServerState, effects: list[Any]) -> None:
     s.down_nodes.discard(msg.node)
 
 
+def _answer_lost_member(s: ServerState, candidate: Any, effects: list[Any]) -> None:
+    """A quiet leader asked for a vote by a member of its configuration: that member lost us (a
+    restart, a lost connection, a suspicion) and, the leader being idle, no heartbeat would
+    tell it of us. Answer at once with an append: a member whose term is not above ours
+    follows us again (and its reply makes us resend what it lacks); one whose term is above
+    ours refuses it, and its reply's term deposes us, as a heartbeat's would."""
+    if s.role == "leader" and s.cfg.quiet_when_idle and candidate in s.peers:
+        _send_entries(s, candidate, effects, force=True)
+
+
 def _on_pre_vote_rpc(msg: PreVoteRpc, s: ServerState, effects: list[Any]) -> None:
+    if not msg.force:
+        # (an operator's trigger_election asks for an election: not cut short by us)
+        _answer_lost_member(s, msg.candidate_id, effects)
     if s.cfg.quiet_when_idle and s.role == "follower" and msg.term > s.current_term \
             and msg.candidate_id == s.leader_id:
         # our leader campaigns for a later term: it stepped down (check-quorum), and being
@@ -567,10 +579,14 @@ def _on_pre_vote_rpc(msg: PreVoteRpc, s: ServerState, effects: list[Any]) -> Non
     effects.append(SendRpc(msg.candidate_id,
                            PreVoteResult(max(msg.term, s.current_term) if grant else s.current_term,
                                          msg.token, grant, s.id)))
-    if grant and s.role == "follower" and s.leader_id is None:
+    if grant and s.role == "follower" and s.leader_id is None \
+            and not (s.deferred and s.cfg.quiet_when_idle):
         # its request for votes should follow: campaigning ourselves now would split the vote
         # (both members of a 3-member cluster whose leader went silent time out within a few
-        # ms of each other often enough to cost a whole extra election timeout)
+        # ms of each other often enough to cost a whole extra election timeout). Quiet: once
+        # per timeout, or a candidate that cannot win (cut off from the leader, which we lost
+        # too) would keep us from ever asking the idle leader, which answers our pre-vote
+        s.deferred = True
         effects.append(StartElectionTimeout())
     if not grant and s.role == "follower" and s.leader_id is None and not s.brand_new \
             and _is_member(s):
@@ -598,6 +614,8 @@ def _on_pre_vote_result(msg: PreVoteResult, s: ServerState, effects: list[Any]) 
 def _on_request_vote_rpc(msg: RequestVoteRpc, s: ServerState, effects: list[Any]) -> None:
     if msg.term > s.current_term:
         _update_term(s, msg.term, effects)
+    else:
+        _answer_lost_member(s, msg.candidate_id, effects)
     granted = False
     if msg.term == s.current_term and s.voted_for in (None, msg.candidate_id) \
             and s.role != "leader":
@@ -644,10 +662,9 @@ def _accept_leader(s: ServerState, term: int, leader: Any, effects: list[Any]) -
         # from now on the election timer counts from this leader's messages
         effects.append(StartElectionTimeout(since_leader=True, turn=_turn(s, leader)))
     elif probing and s.role == "follower":
-        # it answered our probe (or said anything): it runs, back to quiet waiting
+        # it answered our probe (or said anything): it runs, back to quiet waiting (the
+        # probe's timer fires once more and arms nothing)
         s.election_off = True
-        effects.append(StartElectionTimeout(since_leader=True, quiet=True,
-                                            turn=_turn(s, leader)))
     s.heard_from_leader = True
     s.brand_new = False
 
@@ -940,13 +957,10 @@ def _on_heartbeat_timeout(msg: HeartbeatTimeout, s: ServerState, effects: list[A
             effects.append(DeleteAndTerminate())
             return
     if s.cfg.quiet_when_idle and _leader_idle(s):
-        # quiet: only a slow heartbeat (its followers' liveness check of this process); the
-        # step that ends idleness re-arms the normal one
-        if s.heartbeat_off:
-            for pid in s.peers:
-                _send_entries(s, pid, effects, force=True)
+        # quiet: no heartbeat at all (the detector and the connections tell of this node's
+        # and this process's end; a member that lost us asks with a pre-vote, which we answer
+        # with an append); the step that ends idleness re-arms the normal one
         s.heartbeat_off = True
-        effects.append(StartHeartbeatTimeout(idle=True))
         return
     effects.append(StartHeartbeatTimeout())
     for pid, p in s.peers.items():
@@ -1073,26 +1087,26 @@ def _on_leader_probe(msg: LeaderProbe, s: ServerState, effects: list[Any]) -> No
 
 
 def _wake_timers(s: ServerState, effects: list[Any]) -> None:
-    """Re-arm a timer the core left slow (the idle heartbeat, the quiet election timeout) once
-    the reason for leaving it so has gone: the leader is no longer idle (or no longer leads),
-    the follower's leader became suspect (or it no longer follows). A normal timer this step
-    armed anyway counts."""
+    """Re-arm a timer the core left unarmed (the idle leader's heartbeat and quorum check, the
+    quiet follower's election timer) once the reason for leaving it so has gone: the leader is
+    no longer idle or a peer's node became suspect (or it no longer leads), the follower's
+    leader became suspect (or it no longer follows). A timer this step armed anyway counts."""
     if s.heartbeat_off:
-        if any(type(e) is StartHeartbeatTimeout and not e.idle for e in effects):
+        if any(type(e) is StartHeartbeatTimeout for e in effects):
             s.heartbeat_off = False
         elif s.role != "leader" or not _leader_idle(s):
             s.heartbeat_off = False
             if s.role == "leader":
                 effects.append(StartHeartbeatTimeout())
     if s.quorum_off:
-        if any(type(e) is StartElectionTimeout and not e.quiet for e in effects):
+        if any(type(e) is StartElectionTimeout for e in effects):
             s.quorum_off = False
         elif s.role != "leader" or not _quorum_idle(s):
             s.quorum_off = False
             if s.role == "leader":
                 effects.append(StartElectionTimeout(check_quorum=True))
     if s.election_off:
-        if any(type(e) is StartElectionTimeout and not e.quiet for e in effects):
+        if any(type(e) is StartElectionTimeout for e in effects):
             s.election_off = False
         elif s.role != "follower" or _leader_suspect(s):
             s.election_off = False

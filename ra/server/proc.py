@@ -67,7 +67,6 @@ from ra.core.effects import (
     SHELL_MACHINE_EFFECTS, Aux, BadMachineEffects, Cast, DeleteAndTerminate, Demonitor,
     GarbageCollection, InvalidEffect, ModCall, Monitor, NextEvent, Notify, RecordLeaderMsg, Reply,
     SendMsg, SendRpc, StartElectionTimeout, StartHeartbeatTimeout, Timer, machine_effects,
-    IDLE_HEARTBEAT, QUIET_TIMEOUT,
 )
 from ra.core.machine import SimpleMachine
 from ra.core.messages import (
@@ -714,10 +713,9 @@ class ServerProc:
         elif t is StartElectionTimeout:
             t0 = self.conf["election_timeout_ms"] / 1000
             if e.check_quorum:
-                delay = t0 * QUIET_TIMEOUT if e.quiet else t0
+                delay = t0
             elif e.since_leader:
-                wait = t0 * QUIET_TIMEOUT if e.quiet else t0
-                delay = (max(0.0, self.leader_heard + wait - time.monotonic())
+                delay = (max(0.0, self.leader_heard + t0 - time.monotonic())
                          + e.turn * t0 / 5 + self.rng.uniform(0, t0 / 20))
             elif e.short:
                 turn = 0 if e.at_once else e.turn
@@ -726,9 +724,9 @@ class ServerProc:
                 delay = self.rng.uniform(t0, 2 * t0)
             self.timers["election"] = time.monotonic() + delay
         elif t is StartHeartbeatTimeout:
-            delay = (self.conf["election_timeout_ms"] * IDLE_HEARTBEAT if e.idle
-                     else self.conf["heartbeat_ms"]) / 1000
-            self.timers["heartbeat"] = time.monotonic() + delay
+            # one-shot, as every timer here: one the core does not re-arm (an idle quiet leader's
+            # heartbeat, a quiet follower's election timer) never wakes this process again
+            self.timers["heartbeat"] = time.monotonic() + self.conf["heartbeat_ms"] / 1000
         elif t is RecordLeaderMsg:
             self._monitor_leader(e.leader_id)
         elif t in _SHELL_MACHINE_EFFECTS:

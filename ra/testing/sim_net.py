@@ -91,6 +91,9 @@ class Profile:
     # asks a follower (after a delay drawn from hang_client_ms): the quiet_probe check
     hang_client: float = 0.0
     hang_client_ms: tuple[int, int] = (10, 60)
+    # per second: a follower's connection to its leader drops and comes back at once (it gets
+    # LeaderDown and forgets the leader, which stays up; idle, it sends nothing: quiet_rejoin)
+    blip_rate: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -159,14 +162,14 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             partition_kinds=("isolate", "leader_out", "leader_in", "minority_leader",
                              "symmetric", "one_way", "leader_to_one"),
             partition_ms=(150, 900), down_ms=(50, 900), linger_ms=800, hang_rate=0.6,
-            hang_client=0.5),
+            hang_client=0.5, blip_rate=1.5),
     # the same with loss, duplicates, reordering, snapshots, membership changes (a leader that
     # removes itself leaves followers that must notice) and leadership transfers
     Profile("quiet_chaos", quiet=True, loss=0.06, dup=0.05, reorder=0.08, partition_rate=2.0,
             crash_rate=2.5, max_down=2, node_kill_ratio=0.5, false_suspicion_rate=2.0,
             membership_rate=1.5, transfer_rate=0.5,
             snapshot_every=5, sync_ms=(1, 30), down_ms=(50, 900), partition_ms=(100, 900),
-            linger_ms=600),
+            linger_ms=600, blip_rate=1.0),
     Profile("group_commit", clients=6, think_ms=(1, 6), group_commit_ms=6, sync_ms=(1, 12),
             notify_ratio=0.4),
     Profile("snapshot_reconfig", sync_ms=(1, 80), written_ms=(0, 30), snapshot_every=3,
