@@ -230,7 +230,7 @@ class SimDetector:
     def watch_hang(self) -> None:
         """Fault phase, every fault tick: open, keep, meet or fail the hung-leader obligation."""
         sim = self.sim
-        if "quiet_hang" in sim.checker.disabled or sim.profile.membership_rate:
+        if {"quiet_hang", "quiet_probe"} <= sim.checker.disabled or sim.profile.membership_rate:
             return
         leaders = sim.checker.leaders
         if not leaders:
@@ -275,8 +275,7 @@ class SimDetector:
     def on_stray_call(self, s: SimServer) -> None:
         """A client asks ``s``: if it follows the leader that hangs under an open ``quiet_hang``
         obligation, the ``quiet_probe`` obligation opens (the first such call counts)."""
-        if self.hang_watch is None or self.probe_watch is not None or self.sim.faults_over \
-                or "quiet_probe" in self.sim.checker.disabled:
+        if self.hang_watch is None or self.probe_watch is not None or self.sim.faults_over:
             return
         leader, term, since = self.hang_watch
         p = self.sim.profile
@@ -296,14 +295,15 @@ class SimDetector:
         delay = max(p.delay[1], p.long_delay[1] if p.reorder else 0)
         waited = sim.now - asked
         f = sim.servers[whom]
-        if waited > 2 * p.election_ms + delay and f.role == "follower" \
+        if "quiet_probe" not in sim.checker.disabled and waited > 2 * p.election_ms + delay \
+                and f.role == "follower" \
                 and f.state.leader_id == leader and f.state.current_term == t:
             raise Violation(
                 "quiet_probe",
                 f"a client asked {whom.name}, a follower of the hung leader {leader.name} (term "
                 f"{t}), at t={asked}ms, yet {waited}ms later it still follows it")
         bound = self.probe_bound()
-        if waited > bound:
+        if waited > bound and "quiet_hang" not in sim.checker.disabled:
             raise Violation(
                 "quiet_hang",
                 f"a client asked a follower of the hung leader {leader.name} (term {t}) at "
