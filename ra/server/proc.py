@@ -231,8 +231,11 @@ class ServerProc:
         self.node_monitors: set[str] = set()
         self.machine_timers: dict[Any, float] = {}
         #: monotone counts since this process started, reported with the metrics
+        # (peer messages and election/heartbeat timeouts: an idle quiet server's stay still,
+        # so they cost no metrics report; tests and bench.idle_wakes read them)
         self.counters = {"commands": 0, "elections": 0, "leader_changes": 0, "snapshots": 0,
-                         "snapshots_installed": 0}
+                         "snapshots_installed": 0, "peer_msgs_in": 0, "peer_msgs_out": 0,
+                         "timeouts": 0}
         init_aux = getattr(self.state.machine, "init_aux", None)
         self.aux_state: Any = init_aux(c["cluster_name"]) if init_aux else None
         # ticks spread out: a random phase, then a jittered period, so the servers a node starts
@@ -396,8 +399,10 @@ class ServerProc:
         for name in [n for n, t in self.timers.items() if t <= now]:
             del self.timers[name]
             if name == "election":
+                self.counters["timeouts"] += 1
                 self._step(ElectionTimeout())
             elif name == "heartbeat":
+                self.counters["timeouts"] += 1
                 self._step(HeartbeatTimeout())
             elif name == "tick":
                 self._tick(now)
@@ -547,6 +552,7 @@ class ServerProc:
         return out
 
     def _peer(self, env: Any, msg: Any) -> None:
+        self.counters["peer_msgs_in"] += 1
         sender = getattr(msg, "from_id", None) or getattr(msg, "leader_id", None) \
             or getattr(msg, "candidate_id", None)
         if sender is not None:
@@ -866,11 +872,13 @@ class ServerProc:
             self._machine_effect(me)
 
     def _send_peers(self, tos: list[Any], msg: Any) -> None:
+        self.counters["peer_msgs_out"] += len(tos)
         eps = [ep for ep in (self._peer_endpoint(to) for to in tos) if ep is not None]
         if eps:
             self.mb.cast_many(eps, ("$rpc", msg))
 
     def _send_peer(self, to: Any, msg: Any) -> None:
+        self.counters["peer_msgs_out"] += 1
         ep = self._peer_endpoint(to)
         if ep is not None:
             self.mb.cast(ep, ("$rpc", msg))
