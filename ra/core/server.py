@@ -34,54 +34,59 @@ Raft as ra does it:
 * Machine effects are typed where the core takes a callback's result (``ra.core.effects``:
   ``machine_effects``, the one validator); a malformed one never reaches the shell.
 
-Quiet when idle (``ServerConfig.quiet_when_idle``, the same on every member). Contract:
+Quiet when idle (``ServerConfig.quiet_when_idle``, the same on every member). Idle is free:
+no peer message and no timer but the shell's ticks (as ra with aten: leader liveness comes from
+the node failure detector and the connections). Contract:
 
 * A leader is *idle* when every peer holds its whole log durably (``match_index`` = last
   index), has said it knows the commit index (``AppendEntriesReply.commit_index``), is not
   being sent a snapshot, the last index is committed, and no query, leadership transfer,
   queued command or end of life is pending. A heartbeat timeout that finds the leader idle
-  arms the *slow heartbeat* instead (``StartHeartbeatTimeout(idle=True)``: ``IDLE_HEARTBEAT``
-  election timeouts, ``ra.core.effects``), and each slow heartbeat that still finds it idle
-  sends one empty append to every follower (answered as any append); the step that ends
-  idleness re-arms the normal heartbeat. New entries are sent at once as always.
-* A follower that has a leader it does not suspect runs only the *quiet timeout*: an election
-  timeout that finds it so arms ``StartElectionTimeout(quiet=True, since_leader=True)``,
-  ``QUIET_TIMEOUT`` election timeouts after the leader's last message; if that fires with
-  nothing heard from the leader since it was armed, the follower forgets the leader and
-  campaigns (pre-vote first). This covers a leader *process* that hangs (SIGSTOP, a stuck
-  machine) while its node daemon and connections stay up. Bound: such a leader is replaced
-  within ``QUIET_TIMEOUT*T + turn*T/5 + T/20`` of its last message plus one election (pre-vote,
-  vote, a term sync; a split vote adds ``[T, 2T)``): about 6 s with the default T = 1 s. The
-  leader counts as *suspect* once its node is reported down (``NodeDown``), its connection is
-  lost (``LeaderDown``, which forgets it), it is no longer in the configuration, or it asks for
-  a pre-vote of a later term (it has stepped down). A step that leaves a quiet follower without
-  an unsuspected leader arms a normal election timer, which runs as before.
-* A client wakes the detection: a quiet follower (unsuspected leader) that is asked for a
+  sends nothing and arms no heartbeat timer (``heartbeat_off``); the step that ends idleness
+  re-arms the normal heartbeat. New entries are sent at once as always. A lost append or
+  answer leaves a peer non-idle, so the heartbeats repair it.
+* A follower that has a leader it does not suspect runs no election timer: an election
+  timeout that finds it so arms nothing (``election_off``). The leader counts as *suspect*
+  once its node is reported down (``NodeDown``), its connection is lost (``LeaderDown``, which
+  forgets it), it is no longer in the configuration, or it asks for a pre-vote of a later term
+  (it has stepped down). A step that leaves a quiet follower without an unsuspected leader
+  arms a normal election timer, which runs as before.
+* A member that lost a live idle leader (a restart, a dropped connection, a false suspicion, a
+  missed ``NodeUp``) campaigns as usual; the leader answers a pre-vote from a member of its
+  configuration (not an operator's forced one) and a vote request of its own term or below at
+  once with an append (it never steps down for a pre-vote): a member whose term is not above
+  the leader's follows it again and its reply makes the leader resend what it lacks; one whose
+  term is above refuses it and the reply's term deposes the leader, as a heartbeat's refusal
+  would. A quiet follower defers its own timer for another candidate's granted pre-vote once per
+  timeout only. Bound: such a member follows the leader again within its election timer (at
+  most ``2T``) plus a pre-vote and an append, without an election.
+* A leader *process* that hangs (SIGSTOP, a stuck machine) while its node and connections stay
+  up is found only by a client: a quiet follower (unsuspected leader) that is asked for a
   ``Command`` or a ``ConsistentQuery`` (it redirects them) *probes* the leader: it sends
   ``LeaderProbe`` to the leader and a copy to every other member, forgets that it heard the
   leader and arms a normal election timeout (``U(T, 2T)``); a follower that gets a copy about
   its own leader and term probes the leader too (no copies of its own). The leader answers a
   probe at once with an append to the prober. Any message of the leader ends the probe (back
-  to the quiet timeout); a probe still unanswered when the timer fires makes the follower
-  forget the leader and campaign. Bound: a hung leader is replaced within ``2T`` of a client's
-  request at a follower plus one election.
+  to no timer; the probe's fires once more, to no effect); a probe still unanswered when the
+  timer fires makes the follower forget the leader and campaign. Bound: a hung leader is
+  replaced within ``2T`` of a client's request at a follower plus one election (pre-vote, vote,
+  a term sync; a split vote adds ``[T, 2T)``); with no client asking, never (nobody needs it).
 * A quiet follower refuses every pre-vote while it counts on its leader (unsuspected, and its
-  own quiet timeout or probe has not failed): a follower whose probe or its answer was lost, or
-  whose own check ran early, never deposes a live leader; the followers that probed for one
-  client all give up within ``2T``, each granting the later ones, so a hung leader is still
-  replaced. A probe the leader answers never leads to an election.
+  own probe has not failed): a follower whose probe or its answer was lost, or whose own check
+  ran early, never deposes a live leader; the followers that probed for one client all give up
+  within ``2T``, each granting the later ones, so a hung leader is still replaced. A probe the
+  leader answers never leads to an election.
 * The shell (or the simulator) must feed ``NodeDown(node)`` / ``NodeUp(node)`` from a node
   failure detector for every node hosting a member (initial statuses on start) and
   ``LeaderDown`` on connection loss: without them a lost leader is never replaced.
 * Check-quorum still holds: at every check a peer counts if it answered since the last check,
   or if its node is not suspected and it was idle (nothing outstanding) at this check or the
   previous one. A check that finds the leader idle and no peer's node suspected (the next check
-  could only fail once one of those changes) arms the next one at the quiet pace
-  (``StartElectionTimeout(check_quorum=True, quiet=True)``: ``QUIET_TIMEOUT`` election
-  timeouts); the step that ends either condition (a command, a ``NodeDown``) re-arms the
-  normal one. So a quiet leader steps down within two election timeouts of its detector
-  reporting a majority's nodes down, and a leader with entries outstanding that no majority
-  answers steps down within two election timeouts, as without quiet mode.
+  could only fail once one of those changes) arms no next one (``quorum_off``); the step that
+  ends either condition (a command, a ``NodeDown``) arms the normal one. So a quiet leader steps
+  down within two election timeouts of its detector reporting a majority's nodes down, and a
+  leader with entries outstanding that no majority answers steps down within two election
+  timeouts, as without quiet mode.
 * Node suspicions are also kept without quiet mode (``NodeDown`` of the leader's node acts as
   ``LeaderDown``); everything else above applies only with ``quiet_when_idle``.
 """
@@ -198,9 +203,9 @@ class ServerState:
     dropped: dict[str, int] = field(default_factory=dict)
     # quiet when idle: nodes the failure detector suspects; timers the core left unarmed
     down_nodes: set[str] = field(default_factory=set)
-    heartbeat_off: bool = False    # leader: idle, only the slow heartbeat armed
-    election_off: bool = False     # follower: its leader unsuspected, only the quiet timeout
-    quorum_off: bool = False       # leader: idle, no peer's node suspected, slow quorum check
+    heartbeat_off: bool = False    # leader: idle, no heartbeat timer armed
+    election_off: bool = False     # follower: its leader unsuspected, no election timer armed
+    quorum_off: bool = False       # leader: idle, no peer's node suspected, no quorum check
     probing: bool = False          # follower: a client woke it, the leader must answer
     deferred: bool = False         # follower: its election timer was put off for a candidate
     # durability of term/vote

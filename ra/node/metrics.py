@@ -62,8 +62,7 @@ _COUNTERS = {
     "peer_msgs_out": ("ra_server_peer_messages_sent",
                       "Raft messages this server process sent to its peers."),
     "timeouts": ("ra_server_timeouts",
-                 "Election and heartbeat timeouts this server process handled (none while "
-                 "idle in quiet mode)."),
+                 "Election and heartbeat timeouts this server process handled."),
 }
 _WAL = {
     "batches": ("ra_wal_batches", "WAL write batches."),

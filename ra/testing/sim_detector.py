@@ -386,12 +386,13 @@ class SimDetector:
 
     def on_arm(self, sid: Any, effect: Any) -> None:
         """``sid`` arms an election or heartbeat timer: none once the settled cluster is idle."""
-        if not self._idle_member(sid):
+        sim = self.sim
+        if not self._idle_member(sid) or sim.settled_at is None:
             return
-        self.sim.stats["idle_timers"] += 1
-        if "quiet_idle" not in self.sim.checker.disabled:
+        sim.stats["idle_timers"] += 1
+        if "quiet_idle" not in sim.checker.disabled:
             raise Violation("quiet_idle",
-                            f"{sid.name} arms {effect!r} {self.sim.now - self.sim.settled_at}ms "
+                            f"{sid.name} arms {effect!r} {sim.now - sim.settled_at}ms "
                             f"after the cluster settled: an idle quiet server runs no timer")
 
     def on_timer(self, sid: Any, kind: str) -> None:
