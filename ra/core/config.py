@@ -237,7 +237,7 @@ SERVER = Schema("server config", [
             "(contract: `ra.core.server`, 'Quiet when idle')"),
     Key("tick_ms", int, 1000, low=1, mutable=True,
         doc="the machine's `tick` (a leader's, every `tick_ms`) and housekeeping (jittered "
-            "±5 %; an idle server's backs off up to 8 `tick_ms` until its next commit)"),
+            "±5 %; an idle server's backs off up to 16 `tick_ms` until its next commit)"),
     Key("max_append_entries_rpc_batch_size", int, 128, low=1, mutable=True,
         doc="entries per AppendEntries RPC"),
     Key("max_pipeline_count", int, 4096, low=1, mutable=True,
