@@ -83,12 +83,13 @@ class Profile:
     node_kill_ratio: float = 0.0
     failover_ms: int = 0
     idle_grace_ms: int = 150
-    # a process hangs (its node and links stay up: only the leader's slow heartbeat tells),
-    # per second, for a time drawn from hang_ms (the longest outlast the quiet_hang bound)
+    # a process hangs (its node and links stay up: a busy leader's missing heartbeats tell, an
+    # idle one's nothing until a client asks), per second, for a time drawn from hang_ms
     hang_rate: float = 0.0
     hang_ms: tuple[int, int] = (50, 2000)
     # the share of leader hangs after which a client, its attempt on the hung leader timed out,
-    # asks a follower (after a delay drawn from hang_client_ms): the quiet_probe check
+    # asks a follower (after a delay drawn from hang_client_ms): the quiet_probe and quiet_hang
+    # checks
     hang_client: float = 0.0
     hang_client_ms: tuple[int, int] = (10, 60)
     # per second: a follower's connection to its leader drops and comes back at once (it gets
