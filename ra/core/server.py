@@ -626,6 +626,9 @@ def _on_request_vote_rpc(msg: RequestVoteRpc, s: ServerState, effects: list[Any]
             and s.role != "leader":
         if _log_up_to_date(s, msg.last_log_index, msg.last_log_term):
             granted = True
+            # the cluster was started (a member campaigns): should the candidate be cut off
+            # before its first append, we must be able to campaign ourselves
+            s.brand_new = False
             if s.voted_for != msg.candidate_id:
                 s.voted_for = msg.candidate_id
                 _store_meta(s)

@@ -459,9 +459,11 @@ class SimDetector:
 
     def rejoin_bound(self) -> int:
         """How long a member may go without knowing a running leader it reaches: its election
-        timer (at most 2T), its pre-vote and the leader's append in answer (three times over
-        where messages are lost), a durable term on the way, and one fault tick."""
+        timer (at most 2T; put off once more, by up to 2T, for another candidate's pre-vote it
+        granted), its pre-vote and the leader's append in answer (three times over where
+        messages are lost), a durable term on the way, and one fault tick."""
         p = self.sim.profile
         delay = max(p.delay[1], p.long_delay[1] if p.reorder else 0)
         rounds = 3 if p.loss else 1
-        return rounds * (2 * p.election_ms + 2 * delay) + p.sync_ms[1] + p.written_ms[1] + 20
+        return (2 * p.election_ms + rounds * (2 * p.election_ms + 2 * delay) + p.sync_ms[1]
+                + p.written_ms[1] + 20)
