@@ -582,10 +582,14 @@ class SimCluster(ClientDriver):
             self.fd.sync()
 
     def blip(self) -> None:
-        """A follower's connection to its leader drops and comes back at once: it gets
-        ``LeaderDown`` while the leader stays up (and, if idle, silent)."""
+        """A follower's connection to its idle leader drops and comes back at once: it gets
+        ``LeaderDown`` while the leader stays up and silent (a busy leader's next heartbeat
+        would tell it at once: not worth a fault)."""
+        lid = self.current_leader()
+        if lid is None or not self.servers[lid].state.heartbeat_off:
+            return
         rest = [s for s in self.servers.values() if s.alive and not s.hung
-                and s.role == "follower" and s.state.leader_id is not None]
+                and s.role == "follower" and s.state.leader_id == lid]
         if not rest:
             return
         s = self.rng.choice(rest)

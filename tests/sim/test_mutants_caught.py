@@ -24,9 +24,11 @@ seed budget, by the check named here, and the very same seed passes on the real 
   does not probe the leader at all: ``quiet_probe``.
   ``quiet_leader_keeps_heartbeating`` / ``quiet_follower_keeps_its_election_timer``: the
   settled idle cluster still sends heartbeats or runs an election timer: ``quiet_idle``.
-  ``quiet_leader_ignores_lost_members``: a follower whose connection to the idle leader dropped
-  (``Profile.blip_rate``) pre-votes, the leader does not answer with an append, and the other
-  followers refuse the pre-vote: it never finds the leader again: ``quiet_rejoin``.
+  ``quiet_leader_ignores_lost_members`` / ``quiet_rejoin`` (5 servers: two followers that both
+  lost the leader of 3 would rightly elect another): a follower whose connection to the idle
+  leader dropped (``Profile.blip_rate``) pre-votes, the leader does not answer with an append,
+  and the other followers refuse the pre-vote: it never finds the leader again:
+  ``quiet_rejoin``.
   ``quiet_leader_ignores_probes``: once settled, clients ask the followers of a live idle
   leader; unanswered, their probes end in an election (``quiet_idle`` sees the pre-votes,
   ``prevote_no_disruption`` the term that rises).
@@ -62,7 +64,7 @@ HUNTS: dict[str, tuple[str, int, int, str | None]] = {
     "quiet_follower_trusts_a_silent_leader": ("quiet", 3, 30, "quiet_probe"),
     "quiet_leader_keeps_heartbeating": ("quiet", 3, 5, "quiet_idle"),
     "quiet_follower_keeps_its_election_timer": ("quiet", 3, 5, "quiet_idle"),
-    "quiet_leader_ignores_lost_members": ("quiet", 3, 20, "quiet_rejoin"),
+    "quiet_leader_ignores_lost_members": ("quiet_rejoin", 5, 10, "quiet_rejoin"),
     "quiet_follower_ignores_clients": ("quiet", 5, 40, "quiet_probe"),
     "quiet_leader_ignores_probes": ("quiet", 3, 10, None),
 }

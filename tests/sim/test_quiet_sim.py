@@ -176,3 +176,15 @@ def test_quiet_profiles_are_in_the_rotation_and_their_faults_happen() -> None:
                 "partitions", "crashes", "acked", "joins", "leaves", "transfers", "hangs",
                 "hangs_watched", "stray_calls", "blips", "rejoins_watched"):
         assert total[key] > 0, f"no {key} in {dict(total)}"
+
+
+def test_the_rejoin_profile_drops_connections_and_every_follower_finds_its_leader() -> None:
+    # off the rotation (the mutant hunt uses it): the real core passes it too
+    assert "quiet_rejoin" not in PROFILE_NAMES
+    total: Counter[str] = Counter()
+    for seed in range(3):
+        for servers in (3, 5):
+            r = SimCluster(seed, servers, "quiet_rejoin").run()
+            total.update(r.stats)
+    assert total["blips"] > 0 and total["rejoins_watched"] > 0
+    assert total["idle_msgs"] == 0 and total["idle_timers"] == 0
