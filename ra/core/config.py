@@ -227,13 +227,14 @@ SERVER = Schema("server config", [
             "leader is usually noticed much sooner: its connection closes)"),
     Key("heartbeat_ms", int, 100, low=1, mutable=True, doc="leader heartbeats"),
     Key("quiet_when_idle", bool, True,
-        doc="idle is nearly free: a leader whose followers hold its whole log and its commit "
-            "index sends only a slow heartbeat (one empty append per follower every 2 election "
-            "timeouts), and its followers wait 5 election timeouts (not 1) while the node "
-            "failure detector and the connection say their leader is alive; a client request at "
-            "a follower makes it probe the leader (a hung leader process is replaced within 2 "
-            "election timeouts of a client asking a follower, else within about 6); give every "
-            "member the same value (contract: `ra.core.server`, 'Quiet when idle')"),
+        doc="idle is free: a leader whose followers hold its whole log and its commit index "
+            "sends nothing and runs no timer, and its followers run no election timer while the "
+            "node failure detector and the connection say their leader is alive; a follower "
+            "that lost it (a restart, a dropped connection) finds it again by its pre-vote, "
+            "which the leader answers with an append; a client request at a follower makes it "
+            "probe the leader (a hung leader process is replaced within 2 election timeouts of "
+            "a client asking a follower, and only then); give every member the same value "
+            "(contract: `ra.core.server`, 'Quiet when idle')"),
     Key("tick_ms", int, 1000, low=1, mutable=True,
         doc="the machine's `tick` (a leader's, every `tick_ms`) and housekeeping (jittered "
             "±5 %; an idle server's backs off up to 32 `tick_ms` until its next commit)"),

@@ -31,7 +31,7 @@ __all__ = [
     "SendMsg", "Monitor", "Demonitor", "ModCall", "Timer", "Log", "ReleaseCursor",
     "PromoteCheckpoint", "Checkpoint", "Aux", "Append", "GarbageCollection",
     "MachineEffect", "SHELL_MACHINE_EFFECTS", "machine_effects", "InvalidEffect",
-    "Effect", "OUTBOUND", "IDLE_HEARTBEAT", "QUIET_TIMEOUT",
+    "Effect", "OUTBOUND",
 ]
 
 
@@ -95,34 +95,21 @@ class StartElectionTimeout:
     ``turn*T/5 + U(0, T/20)``; ``since_leader``: the same, counted from one election timeout
     after the leader's last message (or from now if that is past); ``at_once``:
     ``U(0, T/20)``; otherwise ``U(T, 2T)``.
-    ``quiet`` (with ``since_leader``): a follower of a quiet leader (``quiet_when_idle``) waits
-    ``QUIET_TIMEOUT`` election timeouts instead of one: counted from the leader's last message,
-    ``max(0, last + QUIET_TIMEOUT*T - now) + turn*T/5 + U(0, T/20)``; (with ``check_quorum``) an
-    idle quiet leader's next quorum check, ``QUIET_TIMEOUT*T`` from now instead of ``T``."""
+    Quiet when idle (``ra.core.server``): a quiet follower of an unsuspected leader and an idle
+    leader arm no election timer at all; a timer already armed fires once more, to no effect
+    (no effect cancels it: one wake-up)."""
 
     short: bool = False
     at_once: bool = False
     check_quorum: bool = False
     since_leader: bool = False
     turn: int = 0
-    quiet: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class StartHeartbeatTimeout:
-    """(Re)arm the leader's heartbeat tick; ``idle``: an idle quiet leader's slow heartbeat,
-    ``IDLE_HEARTBEAT`` election timeouts from now (else one heartbeat period)."""
-
-    idle: bool = False
-
-
-#: Quiet when idle (``ra.core.server``): an idle leader still sends one empty append to each
-#: follower every ``IDLE_HEARTBEAT`` election timeouts, and a follower that hears nothing from
-#: its (unsuspected) leader for ``QUIET_TIMEOUT`` election timeouts campaigns: a leader process
-#: that hangs while its node and connections stay up is replaced too. QUIET_TIMEOUT leaves room
-#: for one lost slow heartbeat (2 * IDLE_HEARTBEAT < QUIET_TIMEOUT).
-IDLE_HEARTBEAT = 2
-QUIET_TIMEOUT = 5
+    """(Re)arm the leader's heartbeat tick, one heartbeat period from now (an idle quiet leader
+    arms none: ``ra.core.server``, "Quiet when idle")."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,54 +34,59 @@ Raft as ra does it:
 * Machine effects are typed where the core takes a callback's result (``ra.core.effects``:
   ``machine_effects``, the one validator); a malformed one never reaches the shell.
 
-Quiet when idle (``ServerConfig.quiet_when_idle``, the same on every member). Contract:
+Quiet when idle (``ServerConfig.quiet_when_idle``, the same on every member). Idle is free:
+no peer message and no timer but the shell's ticks (as ra with aten: leader liveness comes from
+the node failure detector and the connections). Contract:
 
 * A leader is *idle* when every peer holds its whole log durably (``match_index`` = last
   index), has said it knows the commit index (``AppendEntriesReply.commit_index``), is not
   being sent a snapshot, the last index is committed, and no query, leadership transfer,
   queued command or end of life is pending. A heartbeat timeout that finds the leader idle
-  arms the *slow heartbeat* instead (``StartHeartbeatTimeout(idle=True)``: ``IDLE_HEARTBEAT``
-  election timeouts, ``ra.core.effects``), and each slow heartbeat that still finds it idle
-  sends one empty append to every follower (answered as any append); the step that ends
-  idleness re-arms the normal heartbeat. New entries are sent at once as always.
-* A follower that has a leader it does not suspect runs only the *quiet timeout*: an election
-  timeout that finds it so arms ``StartElectionTimeout(quiet=True, since_leader=True)``,
-  ``QUIET_TIMEOUT`` election timeouts after the leader's last message; if that fires with
-  nothing heard from the leader since it was armed, the follower forgets the leader and
-  campaigns (pre-vote first). This covers a leader *process* that hangs (SIGSTOP, a stuck
-  machine) while its node daemon and connections stay up. Bound: such a leader is replaced
-  within ``QUIET_TIMEOUT*T + turn*T/5 + T/20`` of its last message plus one election (pre-vote,
-  vote, a term sync; a split vote adds ``[T, 2T)``): about 6 s with the default T = 1 s. The
-  leader counts as *suspect* once its node is reported down (``NodeDown``), its connection is
-  lost (``LeaderDown``, which forgets it), it is no longer in the configuration, or it asks for
-  a pre-vote of a later term (it has stepped down). A step that leaves a quiet follower without
-  an unsuspected leader arms a normal election timer, which runs as before.
-* A client wakes the detection: a quiet follower (unsuspected leader) that is asked for a
+  sends nothing and arms no heartbeat timer (``heartbeat_off``); the step that ends idleness
+  re-arms the normal heartbeat. New entries are sent at once as always. A lost append or
+  answer leaves a peer non-idle, so the heartbeats repair it.
+* A follower that has a leader it does not suspect runs no election timer: an election
+  timeout that finds it so arms nothing (``election_off``). The leader counts as *suspect*
+  once its node is reported down (``NodeDown``), its connection is lost (``LeaderDown``, which
+  forgets it), it is no longer in the configuration, or it asks for a pre-vote of a later term
+  (it has stepped down). A step that leaves a quiet follower without an unsuspected leader
+  arms a normal election timer, which runs as before.
+* A member that lost a live idle leader (a restart, a dropped connection, a false suspicion, a
+  missed ``NodeUp``) campaigns as usual; the leader answers a pre-vote from a member of its
+  configuration (not an operator's forced one) and a vote request of its own term or below at
+  once with an append (it never steps down for a pre-vote): a member whose term is not above
+  the leader's follows it again and its reply makes the leader resend what it lacks; one whose
+  term is above refuses it and the reply's term deposes the leader, as a heartbeat's refusal
+  would. A quiet follower defers its own timer for another candidate's granted pre-vote once per
+  timeout only. Bound: such a member follows the leader again within its election timer (at
+  most ``2T``) plus a pre-vote and an append, without an election.
+* A leader *process* that hangs (SIGSTOP, a stuck machine) while its node and connections stay
+  up is found only by a client: a quiet follower (unsuspected leader) that is asked for a
   ``Command`` or a ``ConsistentQuery`` (it redirects them) *probes* the leader: it sends
   ``LeaderProbe`` to the leader and a copy to every other member, forgets that it heard the
   leader and arms a normal election timeout (``U(T, 2T)``); a follower that gets a copy about
   its own leader and term probes the leader too (no copies of its own). The leader answers a
   probe at once with an append to the prober. Any message of the leader ends the probe (back
-  to the quiet timeout); a probe still unanswered when the timer fires makes the follower
-  forget the leader and campaign. Bound: a hung leader is replaced within ``2T`` of a client's
-  request at a follower plus one election.
+  to no timer; the probe's fires once more, to no effect); a probe still unanswered when the
+  timer fires makes the follower forget the leader and campaign. Bound: a hung leader is
+  replaced within ``2T`` of a client's request at a follower plus one election (pre-vote, vote,
+  a term sync; a split vote adds ``[T, 2T)``); with no client asking, never (nobody needs it).
 * A quiet follower refuses every pre-vote while it counts on its leader (unsuspected, and its
-  own quiet timeout or probe has not failed): a follower whose probe or its answer was lost, or
-  whose own check ran early, never deposes a live leader; the followers that probed for one
-  client all give up within ``2T``, each granting the later ones, so a hung leader is still
-  replaced. A probe the leader answers never leads to an election.
+  own probe has not failed): a follower whose probe or its answer was lost, or whose own check
+  ran early, never deposes a live leader; the followers that probed for one client all give up
+  within ``2T``, each granting the later ones, so a hung leader is still replaced. A probe the
+  leader answers never leads to an election.
 * The shell (or the simulator) must feed ``NodeDown(node)`` / ``NodeUp(node)`` from a node
   failure detector for every node hosting a member (initial statuses on start) and
   ``LeaderDown`` on connection loss: without them a lost leader is never replaced.
 * Check-quorum still holds: at every check a peer counts if it answered since the last check,
   or if its node is not suspected and it was idle (nothing outstanding) at this check or the
   previous one. A check that finds the leader idle and no peer's node suspected (the next check
-  could only fail once one of those changes) arms the next one at the quiet pace
-  (``StartElectionTimeout(check_quorum=True, quiet=True)``: ``QUIET_TIMEOUT`` election
-  timeouts); the step that ends either condition (a command, a ``NodeDown``) re-arms the
-  normal one. So a quiet leader steps down within two election timeouts of its detector
-  reporting a majority's nodes down, and a leader with entries outstanding that no majority
-  answers steps down within two election timeouts, as without quiet mode.
+  could only fail once one of those changes) arms no next one (``quorum_off``); the step that
+  ends either condition (a command, a ``NodeDown``) arms the normal one. So a quiet leader steps
+  down within two election timeouts of its detector reporting a majority's nodes down, and a
+  leader with entries outstanding that no majority answers steps down within two election
+  timeouts, as without quiet mode.
 * Node suspicions are also kept without quiet mode (``NodeDown`` of the leader's node acts as
   ``LeaderDown``); everything else above applies only with ``quiet_when_idle``.
 """
@@ -198,10 +203,11 @@ class ServerState:
     dropped: dict[str, int] = field(default_factory=dict)
     # quiet when idle: nodes the failure detector suspects; timers the core left unarmed
     down_nodes: set[str] = field(default_factory=set)
-    heartbeat_off: bool = False    # leader: idle, only the slow heartbeat armed
-    election_off: bool = False     # follower: its leader unsuspected, only the quiet timeout
-    quorum_off: bool = False       # leader: idle, no peer's node suspected, slow quorum check
+    heartbeat_off: bool = False    # leader: idle, no heartbeat timer armed
+    election_off: bool = False     # follower: its leader unsuspected, no election timer armed
+    quorum_off: bool = False       # leader: idle, no peer's node suspected, no quorum check
     probing: bool = False          # follower: a client woke it, the leader must answer
+    deferred: bool = False         # follower: its election timer was put off for a candidate
     # durability of term/vote
     meta_seq: int = 0
     meta_synced: int = 0
@@ -452,27 +458,24 @@ def _become_leader(s: ServerState, effects: list[Any]) -> None:
 # --- handlers: elections -------------------------------------------------------------------------
 
 def _on_election_timeout(msg: ElectionTimeout, s: ServerState, effects: list[Any]) -> None:
+    s.deferred = False
     if s.role == "leader":
         _check_quorum(s, effects)
         return
     if s.role == "follower" and s.cfg.quiet_when_idle and not _leader_suspect(s):
-        # quiet: the detector or the connection will say when the leader is gone, and its slow
-        # heartbeat that it still runs (a process hung while its node and links stay up)
+        # quiet: the detector or the connection will say when the leader is gone, and a
+        # client's probe when its process hangs while its node and links stay up
         if s.probing:
             # a client woke us and the leader left our probe unanswered for an election
             # timeout (any message of its would have ended the probe): hung, campaign
             s.probing = False
             s.leader_id = None
-        elif s.heard_from_leader or not s.election_off:
+        else:
+            # no timer at all until the leader becomes suspect (_wake_timers) or a client
+            # wakes us (_wake_detector)
             s.heard_from_leader = False
             s.election_off = True
-            effects.append(StartElectionTimeout(since_leader=True, quiet=True,
-                                                turn=_turn(s, s.leader_id)))
             return
-        else:
-            # QUIET_TIMEOUT election timeouts without a word from it: hung, campaign
-            s.election_off = False
-            s.leader_id = None
     if s.role == "follower" and s.heard_from_leader:
         s.heard_from_leader = False
         effects.append(StartElectionTimeout(since_leader=True, turn=_turn(s, s.leader_id)))
@@ -516,9 +519,10 @@ def _check_quorum(s: ServerState, effects: list[Any]) -> None:
         p.active = False
     if quorum.has_majority(heard & set(s.cluster), s.cluster):
         # idle, and no peer's node suspected: the check cannot fail before one of those changes,
-        # and _wake_timers brings the normal pace back when one does
+        # so none is armed; _wake_timers arms the next one when one does
         s.quorum_off = quiet and _quorum_idle(s)
-        effects.append(StartElectionTimeout(check_quorum=True, quiet=s.quorum_off))
+        if not s.quorum_off:
+            effects.append(StartElectionTimeout(check_quorum=True))
         return
     _become_follower(s, None, effects)
 
@@ -552,7 +556,20 @@ def _on_node_up(msg: NodeUp, s: ServerState, effects: list[Any]) -> None:
     s.down_nodes.discard(msg.node)
 
 
+def _answer_lost_member(s: ServerState, candidate: Any, effects: list[Any]) -> None:
+    """A quiet leader asked for a vote by a member of its configuration: that member lost us (a
+    restart, a lost connection, a suspicion) and, the leader being idle, no heartbeat would
+    tell it of us. Answer at once with an append: a member whose term is not above ours
+    follows us again (and its reply makes us resend what it lacks); one whose term is above
+    ours refuses it, and its reply's term deposes us, as a heartbeat's would."""
+    if s.role == "leader" and s.cfg.quiet_when_idle and candidate in s.peers:
+        _send_entries(s, candidate, effects, force=True)
+
+
 def _on_pre_vote_rpc(msg: PreVoteRpc, s: ServerState, effects: list[Any]) -> None:
+    if not msg.force:
+        # (an operator's trigger_election asks for an election: not cut short by us)
+        _answer_lost_member(s, msg.candidate_id, effects)
     if s.cfg.quiet_when_idle and s.role == "follower" and msg.term > s.current_term \
             and msg.candidate_id == s.leader_id:
         # our leader campaigns for a later term: it stepped down (check-quorum), and being
@@ -567,10 +584,14 @@ def _on_pre_vote_rpc(msg: PreVoteRpc, s: ServerState, effects: list[Any]) -> Non
     effects.append(SendRpc(msg.candidate_id,
                            PreVoteResult(max(msg.term, s.current_term) if grant else s.current_term,
                                          msg.token, grant, s.id)))
-    if grant and s.role == "follower" and s.leader_id is None:
+    if grant and s.role == "follower" and s.leader_id is None \
+            and not (s.deferred and s.cfg.quiet_when_idle):
         # its request for votes should follow: campaigning ourselves now would split the vote
         # (both members of a 3-member cluster whose leader went silent time out within a few
-        # ms of each other often enough to cost a whole extra election timeout)
+        # ms of each other often enough to cost a whole extra election timeout). Quiet: once
+        # per timeout, or a candidate that cannot win (cut off from the leader, which we lost
+        # too) would keep us from ever asking the idle leader, which answers our pre-vote
+        s.deferred = True
         effects.append(StartElectionTimeout())
     if not grant and s.role == "follower" and s.leader_id is None and not s.brand_new \
             and _is_member(s):
@@ -598,11 +619,16 @@ def _on_pre_vote_result(msg: PreVoteResult, s: ServerState, effects: list[Any]) 
 def _on_request_vote_rpc(msg: RequestVoteRpc, s: ServerState, effects: list[Any]) -> None:
     if msg.term > s.current_term:
         _update_term(s, msg.term, effects)
+    else:
+        _answer_lost_member(s, msg.candidate_id, effects)
     granted = False
     if msg.term == s.current_term and s.voted_for in (None, msg.candidate_id) \
             and s.role != "leader":
         if _log_up_to_date(s, msg.last_log_index, msg.last_log_term):
             granted = True
+            # the cluster was started (a member campaigns): should the candidate be cut off
+            # before its first append, we must be able to campaign ourselves
+            s.brand_new = False
             if s.voted_for != msg.candidate_id:
                 s.voted_for = msg.candidate_id
                 _store_meta(s)
@@ -644,10 +670,9 @@ def _accept_leader(s: ServerState, term: int, leader: Any, effects: list[Any]) -
         # from now on the election timer counts from this leader's messages
         effects.append(StartElectionTimeout(since_leader=True, turn=_turn(s, leader)))
     elif probing and s.role == "follower":
-        # it answered our probe (or said anything): it runs, back to quiet waiting
+        # it answered our probe (or said anything): it runs, back to quiet waiting (the
+        # probe's timer fires once more and arms nothing)
         s.election_off = True
-        effects.append(StartElectionTimeout(since_leader=True, quiet=True,
-                                            turn=_turn(s, leader)))
     s.heard_from_leader = True
     s.brand_new = False
 
@@ -940,13 +965,10 @@ def _on_heartbeat_timeout(msg: HeartbeatTimeout, s: ServerState, effects: list[A
             effects.append(DeleteAndTerminate())
             return
     if s.cfg.quiet_when_idle and _leader_idle(s):
-        # quiet: only a slow heartbeat (its followers' liveness check of this process); the
-        # step that ends idleness re-arms the normal one
-        if s.heartbeat_off:
-            for pid in s.peers:
-                _send_entries(s, pid, effects, force=True)
+        # quiet: no heartbeat at all (the detector and the connections tell of this node's
+        # and this process's end; a member that lost us asks with a pre-vote, which we answer
+        # with an append); the step that ends idleness re-arms the normal one
         s.heartbeat_off = True
-        effects.append(StartHeartbeatTimeout(idle=True))
         return
     effects.append(StartHeartbeatTimeout())
     for pid, p in s.peers.items():
@@ -1073,26 +1095,26 @@ def _on_leader_probe(msg: LeaderProbe, s: ServerState, effects: list[Any]) -> No
 
 
 def _wake_timers(s: ServerState, effects: list[Any]) -> None:
-    """Re-arm a timer the core left slow (the idle heartbeat, the quiet election timeout) once
-    the reason for leaving it so has gone: the leader is no longer idle (or no longer leads),
-    the follower's leader became suspect (or it no longer follows). A normal timer this step
-    armed anyway counts."""
+    """Re-arm a timer the core left unarmed (the idle leader's heartbeat and quorum check, the
+    quiet follower's election timer) once the reason for leaving it so has gone: the leader is
+    no longer idle or a peer's node became suspect (or it no longer leads), the follower's
+    leader became suspect (or it no longer follows). A timer this step armed anyway counts."""
     if s.heartbeat_off:
-        if any(type(e) is StartHeartbeatTimeout and not e.idle for e in effects):
+        if any(type(e) is StartHeartbeatTimeout for e in effects):
             s.heartbeat_off = False
         elif s.role != "leader" or not _leader_idle(s):
             s.heartbeat_off = False
             if s.role == "leader":
                 effects.append(StartHeartbeatTimeout())
     if s.quorum_off:
-        if any(type(e) is StartElectionTimeout and not e.quiet for e in effects):
+        if any(type(e) is StartElectionTimeout for e in effects):
             s.quorum_off = False
         elif s.role != "leader" or not _quorum_idle(s):
             s.quorum_off = False
             if s.role == "leader":
                 effects.append(StartElectionTimeout(check_quorum=True))
     if s.election_off:
-        if any(type(e) is StartElectionTimeout and not e.quiet for e in effects):
+        if any(type(e) is StartElectionTimeout for e in effects):
             s.election_off = False
         elif s.role != "follower" or _leader_suspect(s):
             s.election_off = False

@@ -10,7 +10,9 @@ What is exported, labelled ``node`` and ``server``:
   ``ra_server_last_written_index``, ``ra_server_snapshot_index``,
   ``ra_server_commands_total`` (commands received by this process), ``ra_server_elections_total``
   (campaigns started), ``ra_server_leader_changes_total``, ``ra_server_snapshots_total``
-  (taken), ``ra_server_snapshots_installed_total`` (from a leader), ``ra_server_restarts`` (restarts by
+  (taken), ``ra_server_snapshots_installed_total`` (from a leader),
+  ``ra_server_peer_messages_received_total`` / ``ra_server_peer_messages_sent_total``,
+  ``ra_server_timeouts_total`` (election and heartbeat timeouts), ``ra_server_restarts`` (restarts by
   its supervisor within the current intensity period) and
   ``ra_server_dropped_messages_total{reason}`` (malformed input dropped at its door);
 * per WAL, asked at each scrape: ``ra_wal_batches_total``, ``ra_wal_syncs_total``,
@@ -55,6 +57,12 @@ _COUNTERS = {
                   "Snapshots this server process took (release cursor or promoted checkpoint)."),
     "snapshots_installed": ("ra_server_snapshots_installed",
                             "Snapshots this server process installed from its leader."),
+    "peer_msgs_in": ("ra_server_peer_messages_received",
+                     "Raft messages this server process received from its peers."),
+    "peer_msgs_out": ("ra_server_peer_messages_sent",
+                      "Raft messages this server process sent to its peers."),
+    "timeouts": ("ra_server_timeouts",
+                 "Election and heartbeat timeouts this server process handled."),
 }
 _WAL = {
     "batches": ("ra_wal_batches", "WAL write batches."),

@@ -67,7 +67,6 @@ from ra.core.effects import (
     SHELL_MACHINE_EFFECTS, Aux, BadMachineEffects, Cast, DeleteAndTerminate, Demonitor,
     GarbageCollection, InvalidEffect, ModCall, Monitor, NextEvent, Notify, RecordLeaderMsg, Reply,
     SendMsg, SendRpc, StartElectionTimeout, StartHeartbeatTimeout, Timer, machine_effects,
-    IDLE_HEARTBEAT, QUIET_TIMEOUT,
 )
 from ra.core.machine import SimpleMachine
 from ra.core.messages import (
@@ -232,8 +231,11 @@ class ServerProc:
         self.node_monitors: set[str] = set()
         self.machine_timers: dict[Any, float] = {}
         #: monotone counts since this process started, reported with the metrics
+        # (peer messages and election/heartbeat timeouts: an idle quiet server's stay still,
+        # so they cost no metrics report; tests and bench.idle_wakes read them)
         self.counters = {"commands": 0, "elections": 0, "leader_changes": 0, "snapshots": 0,
-                         "snapshots_installed": 0}
+                         "snapshots_installed": 0, "peer_msgs_in": 0, "peer_msgs_out": 0,
+                         "timeouts": 0}
         init_aux = getattr(self.state.machine, "init_aux", None)
         self.aux_state: Any = init_aux(c["cluster_name"]) if init_aux else None
         # ticks spread out: a random phase, then a jittered period, so the servers a node starts
@@ -401,8 +403,10 @@ class ServerProc:
         for name in [n for n, t in self.timers.items() if t <= now]:
             del self.timers[name]
             if name == "election":
+                self.counters["timeouts"] += 1
                 self._step(ElectionTimeout())
             elif name == "heartbeat":
+                self.counters["timeouts"] += 1
                 self._step(HeartbeatTimeout())
             elif name == "tick":
                 self._tick(now)
@@ -552,6 +556,7 @@ class ServerProc:
         return out
 
     def _peer(self, env: Any, msg: Any) -> None:
+        self.counters["peer_msgs_in"] += 1
         sender = getattr(msg, "from_id", None) or getattr(msg, "leader_id", None) \
             or getattr(msg, "candidate_id", None)
         if sender is not None:
@@ -718,10 +723,9 @@ class ServerProc:
         elif t is StartElectionTimeout:
             t0 = self.conf["election_timeout_ms"] / 1000
             if e.check_quorum:
-                delay = t0 * QUIET_TIMEOUT if e.quiet else t0
+                delay = t0
             elif e.since_leader:
-                wait = t0 * QUIET_TIMEOUT if e.quiet else t0
-                delay = (max(0.0, self.leader_heard + wait - time.monotonic())
+                delay = (max(0.0, self.leader_heard + t0 - time.monotonic())
                          + e.turn * t0 / 5 + self.rng.uniform(0, t0 / 20))
             elif e.short:
                 turn = 0 if e.at_once else e.turn
@@ -730,9 +734,9 @@ class ServerProc:
                 delay = self.rng.uniform(t0, 2 * t0)
             self.timers["election"] = time.monotonic() + delay
         elif t is StartHeartbeatTimeout:
-            delay = (self.conf["election_timeout_ms"] * IDLE_HEARTBEAT if e.idle
-                     else self.conf["heartbeat_ms"]) / 1000
-            self.timers["heartbeat"] = time.monotonic() + delay
+            # one-shot, as every timer here: one the core does not re-arm (an idle quiet leader's
+            # heartbeat, a quiet follower's election timer) never wakes this process again
+            self.timers["heartbeat"] = time.monotonic() + self.conf["heartbeat_ms"] / 1000
         elif t is RecordLeaderMsg:
             self._monitor_leader(e.leader_id)
         elif t in _SHELL_MACHINE_EFFECTS:
@@ -872,11 +876,13 @@ class ServerProc:
             self._machine_effect(me)
 
     def _send_peers(self, tos: list[Any], msg: Any) -> None:
+        self.counters["peer_msgs_out"] += len(tos)
         eps = [ep for ep in (self._peer_endpoint(to) for to in tos) if ep is not None]
         if eps:
             self.mb.cast_many(eps, ("$rpc", msg))
 
     def _send_peer(self, to: Any, msg: Any) -> None:
+        self.counters["peer_msgs_out"] += 1
         ep = self._peer_endpoint(to)
         if ep is not None:
             self.mb.cast(ep, ("$rpc", msg))

@@ -67,7 +67,7 @@ CHECKS: tuple[str, ...] = (
     "leader_completeness", "apply_committed", "state_machine_safety", "ack_applied",
     "query_linearizable", "durable_ack", "durable_commit", "check_quorum",
     "single_config_change", "prevote_no_disruption", "quiet_failover", "quiet_hang", "quiet_probe",
-    "quiet_lag", "quiet_idle",
+    "quiet_lag", "quiet_rejoin", "quiet_idle",
 )
 
 

@@ -123,10 +123,32 @@ MUTANTS: tuple[Mutant, ...] = (
            "a leader takes a peer for idle without checking that it holds the log and knows the "
            "commit index: it goes quiet while a follower is behind (nothing resends)"),
     Mutant("quiet_follower_trusts_a_silent_leader",
-           "if s.heard_from_leader or not s.election_off:",
-           "if True:",
-           "a quiet follower re-arms its quiet timeout even when its leader said nothing since: "
-           "a leader process that hangs with its node and links up is never replaced"),
+           "            # timeout (any message of its would have ended the probe): hung, campaign\n"
+           "            s.probing = False\n            s.leader_id = None\n",
+           "            # timeout (any message of its would have ended the probe): hung, campaign\n"
+           "            s.probing = False\n            s.election_off = True\n            return\n",
+           "a quiet follower whose probe its leader left unanswered goes back to trusting it: a "
+           "leader process that hangs with its node and links up is never replaced, whatever "
+           "its clients ask"),
+    Mutant("quiet_leader_keeps_heartbeating",
+           "    if s.cfg.quiet_when_idle and _leader_idle(s):\n        # quiet: no heartbeat",
+           "    if False:\n        # quiet: no heartbeat",
+           "an idle quiet leader keeps sending heartbeats (periodic AppendEntries at the "
+           "heartbeat rate, answered by every follower): idle is not free"),
+    Mutant("quiet_follower_keeps_its_election_timer",
+           "            s.heard_from_leader = False\n            s.election_off = True\n"
+           "            return\n",
+           "            s.heard_from_leader = False\n"
+           "            effects.append(StartElectionTimeout())\n"
+           "            return\n",
+           "a quiet follower of an unsuspected leader keeps re-arming its election timer: it "
+           "wakes every election timeout for nothing"),
+    Mutant("quiet_leader_ignores_lost_members",
+           "    if s.role == \"leader\" and s.cfg.quiet_when_idle and candidate in s.peers:",
+           "    if False:",
+           "an idle leader ignores a member's pre-vote instead of answering it with an append: "
+           "a restarted follower (or one that lost its connection) never finds the leader again "
+           "while the cluster stays idle"),
     Mutant("quiet_leader_ignores_probes",
            "if msg.from_id in s.peers and msg.term <= s.current_term:",
            "if False:",
@@ -144,8 +166,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("quiet_leader_keeps_slow_quorum_checks",
            "        elif s.role != \"leader\" or not _quorum_idle(s):\n            s.quorum_off = False",
            "        elif s.role != \"leader\":\n            s.quorum_off = False",
-           "an idle quiet leader keeps its slow quorum check after its detector reports a peer's "
-           "node down: cut off, it keeps leading for up to QUIET_TIMEOUT election timeouts"),
+           "an idle quiet leader arms no quorum check again after its detector reports a peer's "
+           "node down: cut off, it keeps leading"),
     # -- commit and durability ------------------------------------------------------------------
     Mutant("commit_old_term_by_count",
            "if s.log.fetch_term(new) == s.current_term:",

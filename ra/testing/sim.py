@@ -16,7 +16,8 @@ carrying the seed, the replay command and the last events.
 In a quiet profile (``Profile.quiet``) the servers run with ``quiet_when_idle``, each on its own
 node, and ``ra.testing.sim_detector`` plays the node failure detector (delays, false suspicions,
 partitions and node kills reported late) and checks that a lost leader is replaced in bounded
-time once reported and that a settled idle cluster sends nothing; crashes may then take the
+time once reported, that a member that lost a running leader finds it again, and that a
+settled idle cluster sends nothing and runs no timer; crashes may then take the
 whole node (``node_kill_ratio``: silence, no connection-close notice).
 
 In the recovery phase a *quiet window* (``ra.testing.sim_quiet``) is open while a healthy leader
@@ -44,7 +45,7 @@ from typing import Any
 from ra.core import server, validate
 from ra.core.effects import (
     SHELL_MACHINE_EFFECTS, Cast, DeleteAndTerminate, NextEvent, Notify, RecordLeaderMsg, Reply,
-    SendRpc, StartElectionTimeout, StartHeartbeatTimeout, IDLE_HEARTBEAT, QUIET_TIMEOUT,
+    SendRpc, StartElectionTimeout, StartHeartbeatTimeout,
 )
 from ra.core.messages import (
     AppendEntriesReply, ElectionTimeout, FlushCommands, HeartbeatTimeout, InstallSnapshotResult,
@@ -183,8 +184,9 @@ class SimCluster(ClientDriver):
             "group_commit_holds", "group_commit_released_by_commit",
             "group_commit_released_by_cap", "group_commit_held_entries", "node_kills",
             "fd_down", "fd_up", "fd_false_suspicions", "failovers_watched", "failover_max_ms", "idle_msgs",
-            "hangs", "hangs_watched", "hang_failover_max_ms", "idle_heartbeats",
-            "stray_calls", "probes_watched", "probe_failover_max_ms")}
+            "hangs", "hangs_watched", "hang_failover_max_ms", "idle_timers",
+            "stray_calls", "probes_watched", "probe_failover_max_ms", "rejoins_watched",
+            "rejoin_max_ms", "blips")}
         #: group commit: (leader, term, first, last) of every batch a hold kept back
         self.held_batches: list[tuple[Any, int, int, int]] = []
         self.quiet = QuietWindow(self)
@@ -383,6 +385,8 @@ class SimCluster(ClientDriver):
     def _ev_timer(self, sid: Any, inc: int, kind: str, gen: int) -> None:
         s = self.servers[sid]
         if s.alive and s.inc == inc and s.timers[kind] == gen:
+            if self.fd is not None:
+                self.fd.on_timer(sid, kind)
             self.step_server(s, ElectionTimeout() if kind == "election" else HeartbeatTimeout(),
                              None)
 
@@ -505,6 +509,8 @@ class SimCluster(ClientDriver):
                 self.crash(victim, node=bool(p.node_kill_ratio)
                            and rng.random() < p.node_kill_ratio)
                 self.schedule(rng.randint(*p.down_ms), "restart", victim)
+        if p.blip_rate and rng.random() < p.blip_rate * dt / 1000:
+            self.blip()
         if self.fd is not None:
             if p.false_suspicion_rate and rng.random() < p.false_suspicion_rate * dt / 1000:
                 self.fd.false_suspicion()
@@ -512,6 +518,7 @@ class SimCluster(ClientDriver):
             self.fd.watch_failover()
             self.fd.watch_hang()
             self.fd.watch_lag()
+            self.fd.watch_rejoin()
         self.schedule(dt, "fault_tick")
 
     def _ev_heal_all(self) -> None:
@@ -573,6 +580,22 @@ class SimCluster(ClientDriver):
                 self.schedule(self.rng.randint(1, 5), "reply", frm[1], frm, ("error", "nodedown"))
         if self.fd is not None:
             self.fd.sync()
+
+    def blip(self) -> None:
+        """A follower's connection to its idle leader drops and comes back at once: it gets
+        ``LeaderDown`` while the leader stays up and silent (a busy leader's next heartbeat
+        would tell it at once: not worth a fault)."""
+        lid = self.current_leader()
+        if lid is None or not self.servers[lid].state.heartbeat_off:
+            return
+        rest = [s for s in self.servers.values() if s.alive and not s.hung
+                and s.role == "follower" and s.state.leader_id == lid]
+        if not rest:
+            return
+        s = self.rng.choice(rest)
+        self.stats["blips"] += 1
+        self.note(s.sid, f"connection to {_n(s.state.leader_id)} drops and comes back")
+        self.schedule(self.rng.randint(1, 5), "leader_down", s.sid, s.inc, s.state.leader_id)
 
     def hang(self, sid: Any, ms: int) -> None:
         """The process of ``sid`` hangs for ``ms`` (SIGSTOP, a stuck machine): its node, its
@@ -821,15 +844,16 @@ class SimCluster(ClientDriver):
         elif isinstance(e, NextEvent):
             self.schedule(0, "local", s.sid, s.inc, e.event)
         elif isinstance(e, StartElectionTimeout):
+            if self.fd is not None:
+                self.fd.on_arm(s.sid, e)
             s.timers["election"] += 1
             t = self.profile.election_ms
             # short (the leader is known gone / a candidate waits for votes): soon, yet
             # randomised: [0, T/5] as the shell (ra/server/proc.py) draws it
             if e.check_quorum:
-                lo = hi = t * QUIET_TIMEOUT if e.quiet else t
+                lo = hi = t
             elif e.since_leader:
-                wait = t * QUIET_TIMEOUT if e.quiet else t
-                lo = hi = (max(0, s.leader_heard + wait - self.now) + e.turn * t // 5
+                lo = hi = (max(0, s.leader_heard + t - self.now) + e.turn * t // 5
                            + self.rng.randint(0, max(1, t // 20)))
             elif e.at_once:
                 lo, hi = 0, max(1, t // 20)
@@ -841,9 +865,10 @@ class SimCluster(ClientDriver):
             self.schedule(self.rng.randint(lo, hi), "timer", s.sid, s.inc, "election",
                           s.timers["election"])
         elif isinstance(e, StartHeartbeatTimeout):
+            if self.fd is not None:
+                self.fd.on_arm(s.sid, e)
             s.timers["heartbeat"] += 1
-            self.schedule(self.profile.election_ms * IDLE_HEARTBEAT if e.idle
-                          else self.profile.heartbeat_ms, "timer", s.sid, s.inc, "heartbeat",
+            self.schedule(self.profile.heartbeat_ms, "timer", s.sid, s.inc, "heartbeat",
                           s.timers["heartbeat"])
         elif isinstance(e, Notify):
             self.schedule(self.rng.randint(1, 3), "mail", e.pid, ("applied", e.leader, e.applied))

@@ -22,27 +22,32 @@ Checks (each a :class:`~ra.testing.checkers.Violation` naming it):
   is reported down to a set S of live members that is a majority of the cluster and fully
   connected, a leader of a later term must be elected within ``failover_ms`` (the clock
   restarts whenever a fault changes the picture).
-* ``quiet_hang`` (fault phase, fixed configurations): once the newest leader L of term T hangs
-  (``SimCluster.hang``: its node, detector and links stay up, so no report comes) while the
-  other live members are a connected majority, a leader of a later term must be elected within
-  ``hang_bound`` (``QUIET_TIMEOUT`` election timeouts after L's last message, the followers'
-  turns, then an election as in ``quiet_failover``; the clock restarts whenever a fault changes
-  the picture).
-* ``quiet_probe`` (fault phase, within a ``quiet_hang`` obligation): once a client asks a
-  follower of the hung leader L (``Profile.hang_client``: its attempt on L timed out), that
-  follower checks L at once (a probe, and copies that make the other followers check too): it
-  must have given up on L within ``2T`` (the probe's normal election timeout) plus the longest
-  message delay, and a leader of a later term must be elected within ``probe_bound``
-  (that, then an election as in ``quiet_failover``), far sooner than the quiet timeout.
+* ``quiet_hang`` and ``quiet_probe`` (fault phase, fixed configurations): the newest leader L
+  of term T hangs (``SimCluster.hang``: its node, detector and links stay up, so no report
+  comes) while the other live members are a connected majority. Nobody is obliged to notice
+  while no client asks (a quiet follower runs no timer: nothing but a client's request finds a
+  hung leader process, as in Erlang ra with aten). Once a client asks a follower of L
+  (``Profile.hang_client``: its attempt on L timed out), that follower checks L at once (a
+  probe, and copies that make the other followers check too): ``quiet_probe``: it must have
+  given up on L within ``2T`` (the probe's normal election timeout) plus the longest message
+  delay; ``quiet_hang``: a leader of a later term must be elected within ``probe_bound`` (that,
+  then an election as in ``quiet_failover``). The clock restarts whenever a fault changes the
+  picture.
 * ``quiet_lag`` (fault phase): a live (not hung) leader sends an append or a snapshot chunk,
   at least every few heartbeat periods, to every live member it reaches that lacks committed
-  entries (a quiet leader must not leave a follower behind until its next slow heartbeat).
+  entries (a quiet leader must not leave a follower behind).
+* ``quiet_rejoin`` (fault phase): the newest leader L of term T runs (alive, not hung, leading
+  T) and reaches a live, running member F of its configuration both ways: F must know L
+  (follow it in T) again within ``rejoin_bound`` of losing it, or a later leader be elected.
+  An idle leader sends nothing, so this is what a restarted follower, one whose connection
+  dropped, one that suspected L falsely or missed its ``NodeUp`` rely on: their election timer
+  runs, their pre-vote reaches L, and L answers with an append.
 * ``quiet_idle`` (recovery phase): once the cluster settled and ``idle_grace_ms`` passed, no
-  member of the leader's configuration sends another one any peer message but the leader's
-  slow heartbeat (an empty append to each follower, at most one per ``IDLE_HEARTBEAT`` election
-  timeouts) and one answer to each: no periodic AppendEntries at the heartbeat rate, no
-  election traffic (a removed server that never learned of its removal still campaigns, as
-  without quiet mode, and is answered: not counted).
+  member of the leader's configuration sends another one any peer message (no periodic
+  AppendEntries, no election traffic: a removed server that never learned of its removal
+  still campaigns, as without quiet mode: not counted), arms an election or heartbeat timer,
+  or has one fire later than one timer's length after the grace (a timer armed before it
+  fires once, to no effect); ticks only.
 
 Everything random comes from the simulator's seeded RNG; nothing iterates over a set.
 """
@@ -50,10 +55,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ra.core.effects import IDLE_HEARTBEAT, QUIET_TIMEOUT
-from ra.core.messages import (
-    AppendEntriesReply, AppendEntriesRpc, InstallSnapshotRpc, NodeDown, NodeUp,
-)
+from ra.core.messages import AppendEntriesRpc, InstallSnapshotRpc, NodeDown, NodeUp
 from ra.testing.checkers import Violation
 
 if TYPE_CHECKING:
@@ -85,8 +87,7 @@ class SimDetector:
         self.hang_picture: Any = None
         self.hang_watch: tuple[Any, int, int] | None = None  # (leader, term, since)
         self.probe_watch: tuple[Any, int, int, Any] | None = None  # (leader, term, asked, whom)
-        self.idle_hb: dict[tuple[Any, Any], int] = {}       # (leader, peer) -> last slow one
-        self.idle_answers: dict[tuple[Any, Any], int] = {}  # (peer, leader) -> answers owed
+        self.lost_since: dict[Any, tuple[Any, int]] = {}    # member -> (picture, since)
 
     # -- truth and reports ----------------------------------------------------------------------
     def reachable(self, observer: Any, observed: Any) -> bool:
@@ -229,7 +230,7 @@ class SimDetector:
     def watch_hang(self) -> None:
         """Fault phase, every fault tick: open, keep, meet or fail the hung-leader obligation."""
         sim = self.sim
-        if "quiet_hang" in sim.checker.disabled or sim.profile.membership_rate:
+        if {"quiet_hang", "quiet_probe"} <= sim.checker.disabled or sim.profile.membership_rate:
             return
         leaders = sim.checker.leaders
         if not leaders:
@@ -255,16 +256,8 @@ class SimDetector:
                 self.hang_watch = (leader, term, sim.now)
                 sim.stats["hangs_watched"] += 1
             return
-        _, t, since = self.hang_watch
         if self.probe_watch is not None:
             self._check_probe(leader)
-        bound = self.hang_bound()
-        if sim.now - since > bound:
-            raise Violation(
-                "quiet_hang",
-                f"the leader {leader.name} of term {t} hangs (its node and links up) since "
-                f"t={since}ms while the other live members are a connected majority, yet no "
-                f"later leader in {bound}ms")
 
     def _hang_obliged(self, leader: Any) -> bool:
         sim = self.sim
@@ -278,21 +271,11 @@ class SimDetector:
             return False
         return not any((a, b) in sim.net.blocked for a in rest for b in rest if a != b)
 
-    def hang_bound(self) -> int:
-        """How long the others may take to replace a hung leader: its followers' quiet timeout
-        (``QUIET_TIMEOUT`` election timeouts from its last message, which may have left just
-        before the hang; their turns), then an election as ``bound``."""
-        p = self.sim.profile
-        t = p.election_ms
-        turns = (len(self.sim.servers) - 1) * t // 5 + t // 20
-        return QUIET_TIMEOUT * t + turns + self.bound()
-
     # -- quiet_probe ----------------------------------------------------------------------------
     def on_stray_call(self, s: SimServer) -> None:
         """A client asks ``s``: if it follows the leader that hangs under an open ``quiet_hang``
         obligation, the ``quiet_probe`` obligation opens (the first such call counts)."""
-        if self.hang_watch is None or self.probe_watch is not None or self.sim.faults_over \
-                or "quiet_probe" in self.sim.checker.disabled:
+        if self.hang_watch is None or self.probe_watch is not None or self.sim.faults_over:
             return
         leader, term, since = self.hang_watch
         p = self.sim.profile
@@ -312,16 +295,17 @@ class SimDetector:
         delay = max(p.delay[1], p.long_delay[1] if p.reorder else 0)
         waited = sim.now - asked
         f = sim.servers[whom]
-        if waited > 2 * p.election_ms + delay and f.role == "follower" \
+        if "quiet_probe" not in sim.checker.disabled and waited > 2 * p.election_ms + delay \
+                and f.role == "follower" \
                 and f.state.leader_id == leader and f.state.current_term == t:
             raise Violation(
                 "quiet_probe",
                 f"a client asked {whom.name}, a follower of the hung leader {leader.name} (term "
                 f"{t}), at t={asked}ms, yet {waited}ms later it still follows it")
         bound = self.probe_bound()
-        if waited > bound:
+        if waited > bound and "quiet_hang" not in sim.checker.disabled:
             raise Violation(
-                "quiet_probe",
+                "quiet_hang",
                 f"a client asked a follower of the hung leader {leader.name} (term {t}) at "
                 f"t={asked}ms, yet no later leader in {bound}ms")
 
@@ -367,24 +351,6 @@ class SimDetector:
                     f"nothing to {m.name} (last index {srv.log.last_index_term()[0]}) since "
                     f"t={since}ms although both are up and connected (bound {bound}ms)")
 
-    def _slow_heartbeat(self, lid: Any, frm: Any, to: Any, msg: Any) -> bool:
-        """Whether this idle-time message is the leader's slow heartbeat (no sooner than
-        ``IDLE_HEARTBEAT`` election timeouts after the previous one to that follower) or the
-        one answer it owes for one."""
-        now = self.sim.now
-        if frm == lid and type(msg) is AppendEntriesRpc and not msg.entries:
-            last = self.idle_hb.get((frm, to))
-            if last is not None and now - last < IDLE_HEARTBEAT * self.sim.profile.election_ms:
-                return False
-            self.idle_hb[(frm, to)] = now
-            self.idle_answers[(to, frm)] = self.idle_answers.get((to, frm), 0) + 1
-            return True
-        if to == lid and type(msg) is AppendEntriesReply and msg.success \
-                and self.idle_answers.get((frm, to), 0) > 0:
-            self.idle_answers[(frm, to)] -= 1
-            return True
-        return False
-
     def lag_bound(self) -> int:
         p = self.sim.profile
         delay = max(p.delay[1], p.long_delay[1] if p.reorder else 0)
@@ -404,11 +370,100 @@ class SimDetector:
             # a removed server that never learned it campaigns, quiet or not (its pre-votes
             # are refused): not the idle cluster's own traffic
             return
-        if self._slow_heartbeat(lid, frm, to, msg):
-            sim.stats["idle_heartbeats"] += 1
-            return
         sim.stats["idle_msgs"] += 1
         if "quiet_idle" not in sim.checker.disabled:
             raise Violation("quiet_idle",
                             f"{frm.name} sends {type(msg).__name__} {sim.now - sim.settled_at}ms "
                             f"after the cluster settled: an idle quiet cluster sends nothing")
+
+    def _idle_member(self, sid: Any) -> bool:
+        """Whether ``sid`` is a member of the settled cluster past the idle grace."""
+        sim = self.sim
+        if sim.settled_at is None or sim.now < sim.settled_at + sim.profile.idle_grace_ms:
+            return False
+        lid = sim.current_leader()
+        return lid is not None and sid in sim.servers[lid].state.cluster
+
+    def on_arm(self, sid: Any, effect: Any) -> None:
+        """``sid`` arms an election or heartbeat timer: none once the settled cluster is idle."""
+        sim = self.sim
+        if not self._idle_member(sid) or sim.settled_at is None:
+            return
+        sim.stats["idle_timers"] += 1
+        if "quiet_idle" not in sim.checker.disabled:
+            raise Violation("quiet_idle",
+                            f"{sid.name} arms {effect!r} {sim.now - sim.settled_at}ms "
+                            f"after the cluster settled: an idle quiet server runs no timer")
+
+    def on_timer(self, sid: Any, kind: str) -> None:
+        """A timer of ``sid`` fires: one armed before the grace ends fires at most once, within
+        the longest timer (2T, and the followers' turns) after it."""
+        sim = self.sim
+        if not self._idle_member(sid):
+            return
+        assert sim.settled_at is not None
+        t = sim.profile.election_ms
+        if sim.now <= sim.settled_at + sim.profile.idle_grace_ms + 3 * t:
+            return
+        sim.stats["idle_timers"] += 1
+        if "quiet_idle" not in sim.checker.disabled:
+            raise Violation("quiet_idle",
+                            f"{sid.name}'s {kind} timer fires {sim.now - sim.settled_at}ms after "
+                            f"the cluster settled: an idle quiet server runs no timer")
+
+    # -- quiet_rejoin ---------------------------------------------------------------------------
+    def watch_rejoin(self) -> None:
+        """Fault phase, every fault tick: a member the running leader reaches both ways knows it
+        again within ``rejoin_bound`` of losing it (or a later leader is elected)."""
+        sim = self.sim
+        if "quiet_rejoin" in sim.checker.disabled:
+            return
+        leaders = sim.checker.leaders
+        if not leaders:
+            return
+        term = max(leaders)
+        lid = leaders[term]
+        ls = sim.servers[lid]
+        if not ls.alive or ls.hung or ls.role != "leader" or ls.state.current_term != term:
+            self.lost_since = {}
+            return
+        bound = self.rejoin_bound()
+        for m in ls.state.cluster:
+            f = sim.servers.get(m)
+            if m == lid or f is None or not f.alive or f.hung or (lid, m) in sim.net.blocked \
+                    or (m, lid) in sim.net.blocked:
+                self.lost_since.pop(m, None)
+                continue
+            st = f.state
+            if st.role in ("follower", "receive_snapshot") and st.leader_id == lid \
+                    and st.current_term == term:
+                lost = self.lost_since.pop(m, None)
+                if lost is not None:
+                    sim.stats["rejoins_watched"] += 1
+                    sim.stats["rejoin_max_ms"] = max(sim.stats["rejoin_max_ms"],
+                                                     sim.now - lost[1])
+                continue
+            # only what touches the pair counts (the others' faults change nothing for it)
+            picture = (term, ls.inc, f.inc)
+            old = self.lost_since.get(m)
+            if old is None or old[0] != picture:
+                self.lost_since[m] = old = (picture, sim.now)
+            since = old[1]
+            if sim.now - since > bound:
+                raise Violation(
+                    "quiet_rejoin",
+                    f"{m.name} ({st.role}, term {st.current_term}, leader "
+                    f"{getattr(st.leader_id, 'name', st.leader_id)}) has not known the running "
+                    f"leader {lid.name} of term {term} since t={since}ms although they reach "
+                    f"each other (bound {bound}ms)")
+
+    def rejoin_bound(self) -> int:
+        """How long a member may go without knowing a running leader it reaches: its election
+        timer (at most 2T; put off once more, by up to 2T, for another candidate's pre-vote it
+        granted), its pre-vote and the leader's append in answer (three times over where
+        messages are lost), a durable term on the way, and one fault tick."""
+        p = self.sim.profile
+        delay = max(p.delay[1], p.long_delay[1] if p.reorder else 0)
+        rounds = 3 if p.loss else 1
+        return (2 * p.election_ms + rounds * (2 * p.election_ms + 2 * delay) + p.sync_ms[1]
+                + p.written_ms[1] + 20)

@@ -83,14 +83,18 @@ class Profile:
     node_kill_ratio: float = 0.0
     failover_ms: int = 0
     idle_grace_ms: int = 150
-    # a process hangs (its node and links stay up: only the leader's slow heartbeat tells),
-    # per second, for a time drawn from hang_ms (the longest outlast the quiet_hang bound)
+    # a process hangs (its node and links stay up: a busy leader's missing heartbeats tell, an
+    # idle one's nothing until a client asks), per second, for a time drawn from hang_ms
     hang_rate: float = 0.0
     hang_ms: tuple[int, int] = (50, 2000)
     # the share of leader hangs after which a client, its attempt on the hung leader timed out,
-    # asks a follower (after a delay drawn from hang_client_ms): the quiet_probe check
+    # asks a follower (after a delay drawn from hang_client_ms): the quiet_probe and quiet_hang
+    # checks
     hang_client: float = 0.0
     hang_client_ms: tuple[int, int] = (10, 60)
+    # per second: a follower's connection to its idle leader drops and comes back at once (it
+    # gets LeaderDown and forgets the leader, which stays up and sends nothing: quiet_rejoin)
+    blip_rate: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -159,14 +163,22 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             partition_kinds=("isolate", "leader_out", "leader_in", "minority_leader",
                              "symmetric", "one_way", "leader_to_one"),
             partition_ms=(150, 900), down_ms=(50, 900), linger_ms=800, hang_rate=0.6,
-            hang_client=0.5),
+            hang_client=0.5, blip_rate=3.0),
     # the same with loss, duplicates, reordering, snapshots, membership changes (a leader that
     # removes itself leaves followers that must notice) and leadership transfers
     Profile("quiet_chaos", quiet=True, loss=0.06, dup=0.05, reorder=0.08, partition_rate=2.0,
             crash_rate=2.5, max_down=2, node_kill_ratio=0.5, false_suspicion_rate=2.0,
             membership_rate=1.5, transfer_rate=0.5,
             snapshot_every=5, sync_ms=(1, 30), down_ms=(50, 900), partition_ms=(100, 900),
-            linger_ms=600),
+            linger_ms=600, blip_rate=2.0),
+    # quiet, with few faults but followers' connections to the idle leader dropping often and
+    # clients thinking long: a follower that lost the idle leader must find it again itself
+    # (quiet_rejoin; off the rotation: the mutant hunt of tests/sim/test_mutants_caught.py and
+    # tests/sim/test_quiet_sim.py run it)
+    Profile("quiet_rejoin", quiet=True, partition_rate=0.5, crash_rate=0.5, max_down=1,
+            node_kill_ratio=0.5, false_suspicion_rate=0.5, think_ms=(200, 2000),
+            fault_ms=3000, partition_ms=(150, 600), down_ms=(50, 600), linger_ms=600,
+            blip_rate=4.0),
     Profile("group_commit", clients=6, think_ms=(1, 6), group_commit_ms=6, sync_ms=(1, 12),
             notify_ratio=0.4),
     Profile("snapshot_reconfig", sync_ms=(1, 80), written_ms=(0, 30), snapshot_every=3,
@@ -177,7 +189,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
 
 #: Profiles left out of the default rotation (still selectable by name, ``--profile``), e.g. while
 #: they expose an open core bug.
-OFF_ROTATION: frozenset[str] = frozenset({"snapshot_reconfig", "group_commit"})
+OFF_ROTATION: frozenset[str] = frozenset({"snapshot_reconfig", "group_commit", "quiet_rejoin"})
 
 #: The default rotation (``scenario_for_seed``), in ``PROFILES`` order.
 PROFILE_NAMES: tuple[str, ...] = tuple(n for n in PROFILES if n not in OFF_ROTATION)

@@ -142,11 +142,11 @@ def test_clients_of_a_paused_leader_are_answered_by_the_new_one(three: Any, quie
     """SIGSTOP the leader's server: its connections stay open, so nobody notices it is gone
     but by silence. Loud (heartbeats every 100 ms): followers elect a new leader after an
     election timeout (1 s here), and a call made at the moment of the pause is answered by the
-    new leader within two. Quiet (the default; the leader was idle, so only its slow heartbeat
-    ran): the client gives up on the silent leader after its attempt timeout (1 s) and asks the
-    followers, which probe the leader and campaign when it does not answer within an election
-    timeout (at most 2 s): within attempt timeout + 2 election timeouts + an election
-    (``ra.core.server``, "Quiet when idle"), not the quiet timeout (about 6 s)."""
+    new leader within two. Quiet (the default; the leader was idle, so no heartbeat ran and
+    nobody misses it): the client gives up on the silent leader after its attempt timeout (1 s)
+    and asks the followers, which probe the leader and campaign when it does not answer within
+    an election timeout (at most 2 s): within attempt timeout + 2 election timeouts + an
+    election (``ra.core.server``, "Quiet when idle")."""
     nodes = three
     ids = [nodes.sid("paused", i) for i in range(3)]
     ra.start_cluster([{"cluster_name": "paused", "id": s, "machine": COUNTER,

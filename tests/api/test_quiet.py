@@ -1,8 +1,10 @@
 """Quiet when idle with real processes (``quiet_when_idle``; contract in ``ra.core.server``): an
-idle cluster keeps its leader with only its slow heartbeat and serves again at once, a leader
-whose whole node freezes (connections stay open: only the node failure detector can tell) is
-replaced once the detector reports its node down, and the detector watches the node of a member
-added later too. A hung leader *process* (its node up): ``test_faults``."""
+idle cluster keeps its leader without any heartbeat and serves again at once, sends no peer
+message and handles no timeout at all while idle, a follower killed and restarted finds the idle
+leader again without an election, a leader whose whole node freezes (connections stay open: only
+the node failure detector can tell) is replaced once the detector reports its node down, and
+the detector watches the node of a member added later too. A hung leader *process* (its node
+up), replaced once a client asks: ``test_faults``, ``test_exactly_once``."""
 from __future__ import annotations
 
 import os
@@ -52,6 +54,55 @@ def test_an_idle_quiet_cluster_keeps_its_leader_and_serves_at_once(quiet_kv):
     assert leader_of(ids) == leader and ra.key_metrics(leader)["term"] == term
     wait_for(lambda: all(sorted(ra.local_query(s, M.get_state)[1]) == ["a", "b"] for s in ids),
              what="every member applied both")
+
+
+_QUIET_COUNTERS = ("peer_msgs_in", "peer_msgs_out", "timeouts")
+
+
+def _quiet_counts(ids):
+    """Each server's peer messages and timeouts, as last reported to its daemon."""
+    return {s: tuple(ra.key_metrics(s)["counters"][k] for k in _QUIET_COUNTERS) for s in ids}
+
+
+def test_an_idle_cluster_is_silent_and_a_restarted_follower_finds_its_leader(three):
+    nodes = three
+    ids = [nodes.sid("qidle", i) for i in range(3)]
+    # tick_ms 100: a server reports a changed counter within 16 ticks (its idle back-off)
+    ra.start_cluster([{"cluster_name": "qidle", "id": s, "machine": KV, "initial_members": ids,
+                       "quiet_when_idle": True, "election_timeout_ms": T_MS, "tick_ms": 100}
+                      for s in ids])
+    _put(ids, "a")
+    leader = leader_of(ids)
+    term = ra.key_metrics(leader)["term"]
+    # settled: the last heartbeats, their answers and timeouts are over and reported
+    last: list[object] = [None]
+
+    def still() -> bool:
+        now = _quiet_counts(ids)
+        same, last[0] = now == last[0], now
+        time.sleep(2.0)                  # longer than a report may lag (16 ticks: 1.6 s)
+        return same
+    wait_for(still, timeout=30, what="the counters to settle")
+    before = _quiet_counts(ids)
+    time.sleep(4.0)                      # about 13 election timeouts; reports lag <= 1.6 s
+    assert _quiet_counts(ids) == before, "an idle quiet cluster sent messages or timed out"
+    assert all(ra.key_metrics(s)["term"] == term for s in ids)
+    # SIGKILL a follower: its supervisor restarts it, it knows no leader, and the idle leader
+    # sends nothing; its pre-vote reaches the leader, which answers with an append
+    f = next(s for s in ids if s != leader)
+    i = next(j for j, a in nodes.addrs.items() if a == f.node)
+    old = nodes.server_pid("qidle", i)
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: nodes.server_pid("qidle", i) not in (None, old), what="supervisor restart")
+    t0 = time.monotonic()
+    wait_for(lambda: ra.local_query(f, M.get_state, timeout=5)[2] == leader, timeout=10,
+             what="the restarted follower to know the leader")
+    # restart to leader known: its election timer (< 2T), a pre-vote, an append
+    assert time.monotonic() - t0 < 5.0
+    assert leader_of(ids) == leader
+    assert all(ra.key_metrics(s)["term"] == term for s in ids if s != f)
+    wait_for(lambda: ra.key_metrics(f)["term"] == term, what="its report of the term")
+    assert sorted(ra.local_query(f, M.get_state)[1]) == ["a"]
 
 
 def test_a_frozen_leader_node_is_replaced_once_the_detector_reports_it(quiet_kv):

@@ -1,8 +1,9 @@
 """Quiet when idle (``ServerConfig.quiet_when_idle``; ``ra.core.server``, "Quiet when idle"): an
-idle leader slows its heartbeats to one every ``IDLE_HEARTBEAT`` election timeouts, a follower
-with an unsuspected leader runs only the long quiet timeout (a hung leader process is replaced),
-the node failure detector's ``NodeDown``/``NodeUp`` do the fast detection, and check-quorum still
-deposes a cut-off leader. Exact effects, as in ``test_server_follower``."""
+idle leader arms no heartbeat and (no peer's node suspected) no quorum check, a follower with an
+unsuspected leader arms no election timer, the node failure detector's ``NodeDown``/``NodeUp``
+do the fast detection, a client's probe finds a hung leader, a member that lost the leader finds
+it again through its pre-vote (answered with an append), and check-quorum still deposes a
+cut-off leader. Exact effects, as in ``test_server_follower``."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,8 +11,8 @@ from typing import Any
 from ra.core.effects import NextEvent, SendRpc, StartElectionTimeout, StartHeartbeatTimeout
 from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, ElectionTimeout, FlushCommands,
-    ConsistentQuery, HeartbeatTimeout, LeaderProbe, NodeDown, NodeUp, PreVoteResult, PreVoteRpc,
-    TriggerElection,
+    ConsistentQuery, HeartbeatTimeout, LeaderDown, LeaderProbe, NodeDown, NodeUp, PreVoteResult,
+    PreVoteRpc, RequestVoteResult, RequestVoteRpc, TriggerElection,
 )
 from ra.core.effects import Reply
 from tests.core.helpers import N1, N2, N3, make_leader, new_server, step, sync, with_log
@@ -64,21 +65,14 @@ def test_a_leader_heartbeats_while_a_peer_does_not_know_the_commit_index() -> No
     assert not s.heartbeat_off
 
 
-def test_an_idle_leader_slows_its_heartbeats_down() -> None:
+def test_an_idle_leader_stops_heartbeating() -> None:
     s = idle_leader()
-    # the first idle timeout sends nothing (the last heartbeat just went out) and arms the slow
-    # one; each slow one sends one empty append per follower
-    assert step(s, HeartbeatTimeout()) == [StartHeartbeatTimeout(idle=True)]
+    # the first timeout that finds it idle sends nothing and arms nothing
+    assert step(s, HeartbeatTimeout()) == []
     assert s.heartbeat_off
-    for _ in range(2):
-        eff = step(s, HeartbeatTimeout())
-        assert eff[-1] == StartHeartbeatTimeout(idle=True) and len(eff) == 3
-        assert [e.to for e in eff[:2]] == [N2, N3]
-        assert all(e.msg == AppendEntriesRpc(1, N1, 1, 1, 1, []) for e in eff[:2])
-        assert s.heartbeat_off
-        ack(s, N2, 1)                        # their answers change nothing: still idle
-        assert step(s, AppendEntriesReply(1, True, 2, 1, 1, N3, 1)) == []
-        assert s.heartbeat_off
+    # a late answer to an earlier heartbeat changes nothing: still idle, still no timer
+    assert step(s, AppendEntriesReply(1, True, 2, 1, 1, N3, 1)) == []
+    assert s.heartbeat_off
 
 
 def test_a_peer_that_lacks_entries_keeps_the_heartbeats_going() -> None:
@@ -113,10 +107,8 @@ def test_without_quiet_mode_an_idle_leader_heartbeats() -> None:
 def test_an_idle_leader_whose_peers_nodes_are_up_stays_without_answers() -> None:
     s = idle_leader()
     step(s, HeartbeatTimeout())
-    for _ in range(3):
-        # nothing can make the next check fail before a command or a suspicion: quiet pace
-        assert step(s, ElectionTimeout()) == [StartElectionTimeout(check_quorum=True,
-                                                                   quiet=True)]
+    # nothing can make the next check fail before a command or a suspicion: none is armed
+    assert step(s, ElectionTimeout()) == []
     assert s.role == "leader" and s.quorum_off
 
 
@@ -176,28 +168,29 @@ def test_outstanding_entries_must_be_answered_within_two_checks() -> None:
 
 # -- the follower ----------------------------------------------------------------------------------
 
-QUIET = StartElectionTimeout(since_leader=True, quiet=True, turn=0)
-
-
-def test_a_follower_with_an_unsuspected_leader_runs_only_the_quiet_timeout() -> None:
+def test_a_follower_with_an_unsuspected_leader_runs_no_election_timer() -> None:
     s = quiet_follower()
-    assert step(s, ElectionTimeout()) == [QUIET]
+    assert step(s, ElectionTimeout()) == []
     assert s.election_off and s.role == "follower" and s.leader_id == N2
-    # the leader's slow heartbeat arrived since: armed again, counted from it
+    # a leader's append changes nothing; a timer left over (an answered probe's) neither
     step(s, AppendEntriesRpc(1, N2, 1, 1, 1, []))
-    assert step(s, ElectionTimeout()) == [QUIET]
-    assert s.election_off and s.leader_id == N2
+    assert step(s, ElectionTimeout()) == []
+    assert s.election_off and s.leader_id == N2 and s.role == "follower"
 
 
-def test_a_quiet_timeout_with_nothing_heard_from_the_leader_campaigns() -> None:
-    # the leader process hangs: its node and connection stay up, no detector report comes
+def test_a_connection_loss_forgets_the_leader_and_the_pre_vote_finds_it_again() -> None:
+    # the connection to the idle leader dropped and came back: nothing else would ever tell
     s = quiet_follower()
     step(s, ElectionTimeout())
+    eff = step(s, LeaderDown(N2))
+    assert eff == [StartElectionTimeout(short=True, turn=0)] and not s.election_off
     eff = step(s, ElectionTimeout())
-    assert s.role == "pre_vote" and s.leader_id is None and not s.election_off
-    assert eff[0] == StartElectionTimeout()
-    assert {e.to for e in eff[1:]} == {N2, N3}
-    assert all(type(e.msg) is PreVoteRpc and e.msg.term == 2 for e in eff[1:])
+    assert s.role == "pre_vote"
+    assert SendRpc(N2, PreVoteRpc(2, s.pre_vote_token, N1, 1, 1)) in eff
+    # the leader answers with an append (test_an_idle_leader_answers_a_members_pre_vote...)
+    step(s, AppendEntriesRpc(1, N2, 1, 1, 1, []))
+    assert s.role == "follower" and s.leader_id == N2 and s.current_term == 1
+    assert step(s, ElectionTimeout()) == [] and s.election_off
 
 
 def test_node_down_of_the_leaders_node_starts_the_election_timer() -> None:
@@ -263,9 +256,9 @@ def test_a_malformed_node_event_is_dropped() -> None:
 # -- a client wakes the failure detection (a probe of the leader) ---------------------------------
 
 def quiet_waiting() -> Any:
-    """``quiet_follower`` past its first election timeout: only the quiet timeout armed."""
+    """``quiet_follower`` past its first election timeout: no timer armed."""
     s = quiet_follower()
-    assert step(s, ElectionTimeout()) == [QUIET]
+    assert step(s, ElectionTimeout()) == []
     return s
 
 
@@ -291,8 +284,10 @@ def test_an_answered_probe_goes_back_to_quiet_waiting() -> None:
     s = quiet_waiting()
     step(s, Command("usr", 1, ("await", "c1")))
     eff = step(s, AppendEntriesRpc(1, N2, 1, 1, 1, []))
-    assert QUIET in eff and not s.probing and s.election_off
-    assert step(s, ElectionTimeout()) == [QUIET]
+    assert not any(isinstance(e, StartElectionTimeout) for e in eff)
+    assert not s.probing and s.election_off
+    # the probe's timer fires once more, to no effect
+    assert step(s, ElectionTimeout()) == []
     assert s.role == "follower" and s.leader_id == N2
 
 
@@ -369,3 +364,57 @@ def test_a_follower_that_just_accepted_its_leader_probes_it_too() -> None:
     assert SendRpc(N2, LeaderProbe(1, N2, N1)) in eff and eff[-1] == StartElectionTimeout()
     eff = step(s, ElectionTimeout())
     assert s.role == "pre_vote" and s.leader_id is None
+
+
+# -- a member that lost the idle leader finds it again ---------------------------------------------
+
+def test_an_idle_leader_answers_a_members_pre_vote_with_an_append_and_stays() -> None:
+    s = idle_leader()
+    step(s, HeartbeatTimeout())
+    # (the append carries the commit index: a member restarted with a lower one catches up)
+    eff = step(s, PreVoteRpc(2, 1, N2, 1, 1))
+    assert eff == [SendRpc(N2, AppendEntriesRpc(1, N1, 1, 1, 1, [])),
+                   SendRpc(N2, PreVoteResult(1, 1, False, N1))]
+    assert s.role == "leader" and s.current_term == 1 and s.heartbeat_off
+    # its answer changes nothing: still idle, no timer
+    assert step(s, AppendEntriesReply(1, True, 2, 1, 1, N2, 1)) == []
+    # not a member, or an operator's forced pre-vote: only the refusal
+    assert step(s, PreVoteRpc(2, 2, ("n9", "x:9"), 1, 1)) == [
+        SendRpc(("n9", "x:9"), PreVoteResult(1, 2, False, N1))]
+    assert step(s, PreVoteRpc(2, 3, N2, 1, 1, 0, True)) == [
+        SendRpc(N2, PreVoteResult(1, 3, False, N1))]
+
+
+def test_a_members_pre_vote_of_a_later_term_gets_the_append_whose_refusal_deposes() -> None:
+    # a member whose term is above ours (it passed a pre-vote, then was cut off): the append
+    # it refuses carries back its term, as a heartbeat's refusal would
+    s = idle_leader()
+    step(s, HeartbeatTimeout())
+    eff = step(s, PreVoteRpc(4, 1, N2, 1, 1))
+    assert SendRpc(N2, AppendEntriesRpc(1, N1, 1, 1, 1, [])) in eff and s.role == "leader"
+    step(s, AppendEntriesReply(3, False, 2, 1, 1, N2, 1))
+    assert s.role == "follower" and s.current_term == 3
+
+
+def test_a_leader_answers_a_vote_request_of_its_term_with_an_append() -> None:
+    s = idle_leader()
+    step(s, HeartbeatTimeout())
+    eff = step(s, RequestVoteRpc(1, N3, 1, 1))
+    assert eff == [SendRpc(N3, AppendEntriesRpc(1, N1, 1, 1, 1, [])),
+                   SendRpc(N3, RequestVoteResult(1, False, N1))]
+    assert s.role == "leader"
+    # a later term deposes it, as always
+    step(s, RequestVoteRpc(2, N3, 1, 1))
+    assert s.role == "follower" and s.current_term == 2
+
+
+def test_a_granted_pre_vote_defers_a_quiet_followers_timer_once_per_timeout() -> None:
+    # a candidate that cannot win (cut off from the leader that we lost too) must not keep us
+    # from ever asking the leader ourselves
+    s = quiet_follower()
+    step(s, LeaderDown(N2))
+    eff = step(s, PreVoteRpc(2, 1, N3, 1, 1))
+    assert eff == [SendRpc(N3, PreVoteResult(2, 1, True, N1)), StartElectionTimeout()]
+    assert step(s, PreVoteRpc(2, 2, N3, 1, 1)) == [SendRpc(N3, PreVoteResult(2, 2, True, N1))]
+    step(s, ElectionTimeout())
+    assert s.role == "pre_vote"

@@ -16,6 +16,17 @@ def test_brand_new_server_waits_for_trigger_election():
     assert s.role == "follower"
 
 
+def test_a_brand_new_server_that_granted_a_vote_campaigns_once_its_timer_fires():
+    # the cluster was started; its candidate may be cut off before its first append, and the
+    # members that voted for it are a majority that must be able to elect another
+    s = new_server()
+    step(s, RequestVoteRpc(1, N2, 0, 0))
+    assert s.voted_for == N2 and not s.brand_new
+    assert SendRpc(N2, RequestVoteResult(1, True, N1)) in step(s, MetaWritten(s.meta_seq))
+    step(s, ElectionTimeout())
+    assert s.role == "pre_vote"
+
+
 def test_trigger_election_starts_pre_vote():
     s = new_server()
     eff = step(s, TriggerElection(("c", 1)))

@@ -14,14 +14,21 @@ seed budget, by the check named here, and the very same seed passes on the real 
   (unless a client asks one of them meanwhile: its probe goes unanswered, so the followers
   campaign anyway; caught when no client does).
   ``quiet_leader_ignores_down_nodes``: a quiet leader cut off from its peers keeps leading
-  (``check_quorum``); ``quiet_leader_keeps_slow_quorum_checks``: an idle leader's quorum check
-  stays at the quiet pace after its detector reports its peers' nodes down, so cut off it keeps
-  leading past the bound (``check_quorum``); ``quiet_leader_ignores_lagging_follower``: followers left without the
-  commit index make the leader's quorum check fail, or never converge.
-  ``quiet_follower_trusts_a_silent_leader``: a leader process hangs with its node and links up;
-  followers that never give up on it leave the cluster leaderless: ``quiet_hang``.
-  ``quiet_follower_ignores_clients``: a client asks a follower of a hung leader, which waits
-  for its quiet timeout instead of probing the leader: ``quiet_probe``.
+  (``check_quorum``); ``quiet_leader_keeps_slow_quorum_checks``: an idle leader arms no quorum
+  check again after its detector reports its peers' nodes down, so cut off it keeps leading
+  past the bound (``check_quorum``); ``quiet_leader_ignores_lagging_follower``: followers left
+  without the commit index make the leader's quorum check fail, or never converge.
+  ``quiet_follower_trusts_a_silent_leader``: a leader process hangs with its node and links up
+  and a client asks a follower; the follower goes back to trusting it when its probe goes
+  unanswered: ``quiet_probe``. ``quiet_follower_ignores_clients``: the follower a client asks
+  does not probe the leader at all: ``quiet_probe``.
+  ``quiet_leader_keeps_heartbeating`` / ``quiet_follower_keeps_its_election_timer``: the
+  settled idle cluster still sends heartbeats or runs an election timer: ``quiet_idle``.
+  ``quiet_leader_ignores_lost_members`` / ``quiet_rejoin`` (5 servers: two followers that both
+  lost the leader of 3 would rightly elect another): a follower whose connection to the idle
+  leader dropped (``Profile.blip_rate``) pre-votes, the leader does not answer with an append,
+  and the other followers refuse the pre-vote: it never finds the leader again:
+  ``quiet_rejoin``.
   ``quiet_leader_ignores_probes``: once settled, clients ask the followers of a live idle
   leader; unanswered, their probes end in an election (``quiet_idle`` sees the pre-votes,
   ``prevote_no_disruption`` the term that rises).
@@ -54,7 +61,10 @@ HUNTS: dict[str, tuple[str, int, int, str | None]] = {
     "quiet_leader_ignores_down_nodes": ("quiet", 5, 20, "check_quorum"),
     "quiet_leader_keeps_slow_quorum_checks": ("quiet", 5, 40, "check_quorum"),
     "quiet_leader_ignores_lagging_follower": ("quiet", 3, 10, None),
-    "quiet_follower_trusts_a_silent_leader": ("quiet", 3, 30, "quiet_hang"),
+    "quiet_follower_trusts_a_silent_leader": ("quiet", 3, 30, "quiet_probe"),
+    "quiet_leader_keeps_heartbeating": ("quiet", 3, 5, "quiet_idle"),
+    "quiet_follower_keeps_its_election_timer": ("quiet", 3, 5, "quiet_idle"),
+    "quiet_leader_ignores_lost_members": ("quiet_rejoin", 5, 10, "quiet_rejoin"),
     "quiet_follower_ignores_clients": ("quiet", 5, 40, "quiet_probe"),
     "quiet_leader_ignores_probes": ("quiet", 3, 10, None),
 }
