@@ -358,9 +358,7 @@ class DirectMailbox(BaseMailbox):
             sock.close()
             return None
         if len(self._out) >= self.max_peers:
-            _, old = self._out.popitem(last=False)
-            self._drop_conn(old)
-            self._counters["peers_evicted"] += 1
+            self._evict()
         conn = _Conn(sock, to, self._mech(False, self._dealer_meta, to), connecting=err != 0)
         self._conns[conn.fd] = conn
         self._out[to] = conn
@@ -384,6 +382,20 @@ class DirectMailbox(BaseMailbox):
             if conn.fd not in self._conns:
                 return None
         return conn
+
+    def _evict(self) -> None:
+        """Close the least recently used outgoing connection that has nothing waiting to
+        leave (handshake over, output written). One with held or unsent frames is never
+        evicted: its frames (a reply a caller waits for) would be lost (issue 17: a daemon
+        answering a burst of calls from more new peers than ``max_peers`` dropped replies
+        held for handshakes not yet over). If every connection has frames waiting, none is
+        closed: the cap is exceeded until they leave."""
+        for to, conn in self._out.items():
+            if conn.state == 2 and not conn.outbuf and not conn.held and not conn.connecting:
+                del self._out[to]
+                self._drop_conn(conn)
+                self._counters["peers_evicted"] += 1
+                return
 
     def _send_call(self, to: str, data: bytes, timeout: float | None) -> bool:
         # a call never spends more than its own timeout opening the connection

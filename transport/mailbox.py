@@ -26,7 +26,9 @@ Contract:
   larger than ``max_frame_bytes``, extra frames of a multi-frame message) are dropped, logged
   (rate limited) and counted in :attr:`counters`; the mailbox keeps serving.
 * At most ``max_peers`` outgoing DEALERs are kept (least recently used evicted; frames
-  still queued on an evicted one are lost, as for a gone peer).
+  still queued on an evicted one are lost, as for a gone peer). A
+  :class:`~transport.direct.DirectMailbox` evicts only a connection with nothing queued
+  (exceeding the cap until there is one), so a reply is never lost to an eviction.
 * Not thread-safe (ZeroMQ sockets are not): use a mailbox from one thread.
 """
 from __future__ import annotations

@@ -327,7 +327,9 @@ def run(config: WalConfig | Mapping[str, Any]) -> int:
         osio.set_os(fos)
         fos.arm(call, getattr(_errno, err), int(after))
     # no libzmq I/O thread: each batch is one wake-up of this process (transport/direct.py)
-    mb = DirectMailbox(a.endpoint, blocking_connect=False)
+    # one connection to each server of the node, kept (not the default 256, evicted and
+    # reopened in turn: issue 17); the node's open-file limit bounds them
+    mb = DirectMailbox(a.endpoint, blocking_connect=False, max_peers=1 << 16)
     sw = a.segment_writer
     wal = Wal(a.wal_dir, a.data_dir, mb.cast, max_size_bytes=a.max_size_bytes,
               checksums=a.checksums, write_strategy=a.write_strategy,

@@ -116,6 +116,8 @@ _LOG_READY_TIMEOUT = 20.0           # s; spawn_daemon waits 30 s for the ready l
 _HOLD_MAX = 0.05
 #: s a directory change waits for others to share its fsync (group commit)
 _GROUP_S = 0.01
+#: outgoing connections a daemon keeps open (the open-file limit is the real bound)
+_MAX_PEERS = 1 << 16
 ENV_KEYS = system.KEYS              # the node config's keys: its one schema is ra.node.system.NODE
 # -c rather than -m: ra/__init__ will import this module (runpy would warn)
 _BOOT = "import sys; from ra.node.daemon import main; sys.exit(main(sys.argv[1:]))"
@@ -427,8 +429,11 @@ class NodeDaemon:
         # the hand-written ZMTP, as every ra process (issue 13): PLAIN with the node secret;
         # never blocks the loop on a connect (frames wait for the handshake)
         try:
+            # max_peers: it answers every server of the node (FDS_PER_SERVER counts its
+            # connection back to each); at the default 256 a node of more servers closed and
+            # reopened connections to them all the time (issue 17)
             self.mailbox = DirectMailbox(to_endpoint(self.listen), blocking_connect=False,
-                                         advertise=self.sys.advertise)
+                                         advertise=self.sys.advertise, max_peers=_MAX_PEERS)
         except ValueError as e:
             why = f"cannot bind: {e}"
             if given != self.listen:

@@ -246,3 +246,53 @@ def test_advertise_and_routed_reply_addresses(ipc_dir: Path) -> None:
     finally:
         client.close()
         srv.close()
+
+
+@pytest.mark.parametrize("pending", ["handshake", "full_socket"])
+def test_evicting_a_peer_never_drops_its_pending_frames(pending: str) -> None:
+    """Issue 17 (lost replies under many servers): past ``max_peers`` destinations the least
+    recently used connection is closed, but only one with nothing waiting to leave (else the
+    cap is exceeded until the frames are out). A node
+    daemon (non-blocking connects) answering a burst of calls from more new peers than
+    ``max_peers`` (the replies its directory sync releases at once) evicted connections whose
+    handshake was not over, and with them the replies held for it: a client waited forever.
+    ``full_socket``: frames queued behind a socket that was full were lost the same way."""
+    n = 6
+    rx = [DirectMailbox("tcp://127.0.0.1:0") for _ in range(n)]
+    m = DirectMailbox("tcp://127.0.0.1:0", blocking_connect=False, max_peers=4)
+    try:
+        if pending == "full_socket":
+            # the first peer is connected, then stops reading: what we send it next waits in
+            # our queue behind a full socket while the others are opened
+            m.cast(rx[0].address, "hello")
+            wait_until(lambda: (m.recv(0), rx[0].recv(0))[1] is not None)
+            big = b"z" * (8 << 20)
+            m.cast(rx[0].address, big)
+            assert any(c.outbuf for c in m._conns.values())
+        for i, r in enumerate(rx):      # before anyone polls: every handshake still running
+            m.cast(r.address, ("to", i))
+        got: dict[int, list[object]] = {i: [] for i in range(n)}
+
+        def arrived() -> bool:
+            m.recv(0)
+            for i, r in enumerate(rx):
+                env = r.recv(0)
+                while env is not None:
+                    if env.payload != "hello":
+                        got[i].append(env.payload)
+                    env = r.recv(0)
+            return all(len(v) == (2 if i == 0 and pending == "full_socket" else 1)
+                       for i, v in got.items())
+        wait_until(arrived, timeout=10)
+        assert m.counters["send_dropped"] == 0
+        assert got[0][-1] == ("to", 0) and all(got[i] == [("to", i)] for i in range(1, n))
+        assert m.counters["peers_evicted"] == 0 and len(m.peers) == n   # over the cap
+        # once their frames are out the cap holds again: a new peer evicts an idle one
+        rx.append(DirectMailbox("tcp://127.0.0.1:0"))
+        m.cast(rx[n].address, "last")
+        assert m.counters["peers_evicted"] == 1 and rx[0].address not in m.peers
+        wait_until(lambda: (m.recv(0), rx[n].recv(0))[1] is not None)
+    finally:
+        m.close()
+        for r in rx:
+            r.close()
