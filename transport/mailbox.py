@@ -20,6 +20,9 @@ Contract:
   that is longer, then with back-off) or ``NodeLost`` (its node daemon refused or unreachable;
   node known from :meth:`note_node`, which ``transport.registry.resolve`` fills in), else
   ``Timeout``: all three *outcome unknown* (``OutcomeUnknown``).
+* Attempts of one request at several callees (a command retried on another member) may share
+  a set of refs (``call(..., attempts=refs)``): a reply to any of them answers the call that
+  waits, even one that arrives during another call; :meth:`BaseMailbox.release` ends that.
 * ``reply(frm, value)`` may be called from any process, any time later; a gone caller is
   ignored.
 * Frames that are not valid envelopes (garbage, truncated msgpack, wrong version, wrong shape,
@@ -180,6 +183,10 @@ class BaseMailbox:
         self._down_nodes: set[str] = set()
         # Random start: a process restarted at the same address must not match old replies.
         self._ref = random.getrandbits(48)
+        # refs of abandoned attempts whose late reply still answers a request (call's
+        # attempts=), and such replies read while another call waited
+        self._keep: set[int] = set()
+        self._kept: dict[int, Any] = {}
         self._counters: dict[str, int] = dict.fromkeys(_COUNTER_NAMES, 0)
         # smoothed reply time per callee (as TCP's RTO): a loaded server that answers in 20 ms
         # is not probed on every call, a dead one is still found within a few reply times
@@ -307,8 +314,15 @@ class BaseMailbox:
         except ValueError as exc:
             self._drop("bad_reply_address", str(exc))
 
-    def call(self, to: str, msg: Any, timeout: float | None = 5.0) -> Any:
+    def call(self, to: str, msg: Any, timeout: float | None = 5.0, *,
+             attempts: set[int] | None = None) -> Any:
         """Send ``msg`` as a call to ``to`` and return the reply's value.
+
+        ``attempts``: the refs of earlier calls of the same request (to other callees, or
+        abandoned on a timeout), whose replies answer this call too; this call's ref is added
+        to it, and until :meth:`release` a reply to any of them is kept, even one read during
+        another call (issue 17: a leader that answered after the caller's attempt timeout, its
+        reply dropped as stale while the caller asked members that only redirect to it).
 
         Raises, when the call was *not delivered* (safe to retry): ``NoProc`` (no process at
         ``to`` on a live node: the connection was refused), ``NodeDown`` (its node daemon is
@@ -321,10 +335,17 @@ class BaseMailbox:
         """
         if to in self.addresses:
             raise ValueError("calling_self: a mailbox cannot call itself")
+        if attempts:
+            found, value = self._late(attempts)
+            if found:
+                return value
         if self._down_nodes and self._nodes.get(to) in self._down_nodes:
             raise NodeDown(f"node of {to} is down ({self._nodes[to]}, failure detector)")
         self._ref += 1
         ref = self._ref
+        if attempts is not None:
+            attempts.add(ref)
+            self._keep.add(ref)
         me = self._reply_addr(to)
         t_start = time.monotonic()
         deadline = None if timeout is None else t_start + timeout
@@ -352,7 +373,7 @@ class BaseMailbox:
             until = next_probe if deadline is None else min(next_probe, deadline)
             wait_ms = max(0, int((until - now) * 1000 + 0.999))
             if self._wait(wait_ms):
-                found, value = self._drain_for(ref)
+                found, value = self._drain_for(ref, attempts)
                 if found:
                     rtt = time.monotonic() - t_sent
                     self._srtt[to] = rtt if not srtt else 0.875 * srtt + 0.125 * rtt
@@ -372,7 +393,7 @@ class BaseMailbox:
                 if verdict == UNREACHABLE:
                     unreachable = True
                 elif verdict is not None:
-                    found, value = self._drain_for(ref)  # a reply may have beaten the death
+                    found, value = self._drain_for(ref, attempts)  # may have beaten the death
                     if found:
                         return value
                     self.forget(to)  # queued frames must not reach a later process there
@@ -386,8 +407,9 @@ class BaseMailbox:
                 interval = min(interval * 2, 0.5)
                 next_probe = now + interval
 
-    def _drain_for(self, ref: int) -> tuple[bool, Any]:
-        """Read everything available; return the reply for ``ref`` if seen, queue the rest."""
+    def _drain_for(self, ref: int, attempts: set[int] | None = None) -> tuple[bool, Any]:
+        """Read everything available; return the reply for ``ref`` (or one of ``attempts``)
+        if seen, queue the rest."""
         read = self._read
         while True:
             t = read()
@@ -395,13 +417,31 @@ class BaseMailbox:
                 return False, None
             kind, frm, r, payload = t
             if kind == REPLY:
-                if r == ref:
+                if r == ref or (attempts and r in attempts):
                     return True, payload
-                self._drop("stale_reply", f"reply ref {r} from {frm}")
+                if r in self._keep:
+                    self._kept[r] = payload      # a late attempt's: for its request's call
+                else:
+                    self._drop("stale_reply", f"reply ref {r} from {frm}")
             elif kind == CAST:
                 self._queue.append(Envelope("cast", frm, payload))
             else:
                 self._queue.append(Envelope("call", From(frm, r), payload))
+
+    def _late(self, attempts: set[int]) -> tuple[bool, Any]:
+        """A reply to one of ``attempts`` kept while another call waited, if any."""
+        if self._kept:
+            for r in attempts:
+                if r in self._kept:
+                    return True, self._kept.pop(r)
+        return False, None
+
+    def release(self, attempts: set[int]) -> None:
+        """The request of ``attempts`` is over (answered or given up): later replies to
+        them are stale."""
+        self._keep -= attempts
+        for r in attempts:
+            self._kept.pop(r, None)
 
     def _probe(self, to: str, timeout: float) -> str | None:
         """``None`` if ``to`` looks alive, else ``"noproc"``, ``"nodedown"`` or UNREACHABLE."""
@@ -471,7 +511,10 @@ class BaseMailbox:
                 return Envelope("cast", frm, payload)
             if kind == CALL:
                 return Envelope("call", From(frm, ref), payload)
-            self._drop("stale_reply", f"reply ref {ref} from {frm}")
+            if ref in self._keep:
+                self._kept[ref] = payload
+            else:
+                self._drop("stale_reply", f"reply ref {ref} from {frm}")
 
     def recv_many(self, max_n: int = 1000, timeout: float | None = 0) -> list[Envelope]:
         """Up to ``max_n`` messages: waits up to ``timeout`` for the first, then takes only

@@ -12,7 +12,7 @@ import pytest
 import zmq
 
 from ra.check import netns
-from ra.errors import NoProc
+from ra.errors import NoProc, Timeout
 from tests.transport.conftest import Peers, wait_until
 from transport.cookie import default_password
 from transport import Mailbox, codec
@@ -296,3 +296,35 @@ def test_evicting_a_peer_never_drops_its_pending_frames(pending: str) -> None:
         m.close()
         for r in rx:
             r.close()
+
+
+def test_a_late_reply_to_an_earlier_attempt_answers_the_request(peers: Peers,
+                                                                me: DirectMailbox) -> None:
+    """Issue 17 (b): a request retried at another callee after a timeout (a command, at another
+    member) is answered by whichever attempt's reply comes first: the late reply of the first
+    is not dropped as stale, even when read during another call, until the request ends."""
+    _, slow = peers.start("echo", "tcp://127.0.0.1:0")
+    _, other = peers.start("echo", "tcp://127.0.0.1:0")
+    refs: set[int] = set()
+    with pytest.raises(Timeout):
+        me.call(slow, ("defer", 1), timeout=0.2, attempts=refs)
+    assert len(refs) == 1
+    me.cast(slow, ("release", "late"))
+    # one sender's frames arrive in order: the late reply is read during this unrelated call
+    assert me.call(slow, "x") == ("echo", "x")
+    assert me.counters["stale_reply"] == 0
+    # the next attempt, to a callee that would never answer, gets the first attempt's reply
+    # (kept: not even sent)
+    assert me.call(other, ("defer", 2), timeout=5, attempts=refs) == ("deferred", "late")
+    assert len(refs) == 1
+    me.release(refs)
+    # a reply that arrives while the next attempt waits answers it
+    refs2: set[int] = set()
+    with pytest.raises(Timeout):
+        me.call(slow, ("sleep", 0.5, "s"), timeout=0.1, attempts=refs2)
+    assert me.call(other, ("defer", 3), timeout=5, attempts=refs2) == ("slept", "s")
+    assert len(refs2) == 2
+    me.release(refs2)
+    me.cast(other, ("release", "too late"))        # the requests are over: stale now
+    assert me.call(other, "y") == ("echo", "y")
+    assert me.counters["stale_reply"] == 1         # the reply to defer 3 (2 was not sent)
