@@ -729,9 +729,11 @@ class NodeDaemon:
         if self.servers is not None:
             try:
                 self.servers.directory.sync()
-            except OSError as e:   # the changes stay in memory; the callers are told
-                _log.error("cannot sync the node's directory in %s: %s", self.data_dir, e)
-                held = [(frm, ("error", "OSError", f"node directory not synced: {e}"))
+            except Exception as e:   # the changes stay in memory; the callers are told (a
+                # reply taken from _held and not sent would leave its caller waiting forever)
+                _log.error("cannot sync the node's directory in %s: %s", self.data_dir, e,
+                           exc_info=not isinstance(e, OSError))
+                held = [(frm, ("error", type(e).__name__, f"node directory not synced: {e}"))
                         for frm, _ in held]
         for frm, result in held:
             self._reply(frm, result)
