@@ -374,7 +374,7 @@ class DirectMailbox(BaseMailbox):
                     self._drop_conn(conn)
                     break
                 p.register(conn.fd, select.POLLIN | (select.POLLOUT if conn.outbuf else 0))
-                for _, ev in p.poll(left * 1000):
+                for _, ev in p.poll(None if left == float("inf") else left * 1000):
                     if ev & select.POLLOUT:
                         self._writable(conn)
                     if ev & ~select.POLLOUT and conn.fd in self._conns:
@@ -398,11 +398,12 @@ class DirectMailbox(BaseMailbox):
                 return
 
     def _send_call(self, to: str, data: bytes, timeout: float | None) -> bool:
-        # a call never spends more than its own timeout opening the connection
-        if timeout is None or timeout >= self.connect_timeout:
-            return self._send(to, data)
+        # a call may spend its whole timeout, and no more, opening the connection: given only
+        # connect_timeout, a request to a peer too busy to finish the handshake that soon (a
+        # node daemon serving a burst of new callers) was dropped, and the call waited out its
+        # timeout for a reply that could not come (issue 17)
         saved = self.connect_timeout
-        self.connect_timeout = max(timeout, 0.001)
+        self.connect_timeout = float("inf") if timeout is None else max(timeout, 0.001)
         try:
             return self._send(to, data)
         finally:

@@ -349,7 +349,9 @@ class BaseMailbox:
         me = self._reply_addr(to)
         t_start = time.monotonic()
         deadline = None if timeout is None else t_start + timeout
-        if not self._send_call(to, self._pack(CALL, me, ref, msg), timeout):
+        data = self._pack(CALL, me, ref, msg)
+        while not self._send_call(to, data, None if deadline is None
+                                  else max(0.001, deadline - time.monotonic())):
             refusal = self._take_refusal(to)
             if refusal is not None:
                 raise self._refused(to, refusal)
@@ -361,9 +363,14 @@ class BaseMailbox:
                     raise NodeDown(f"node of {to} is down ({self._nodes.get(to, to)}); "
                                    "not delivered")
                 raise NoProc(f"no process at {to}; not delivered")
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 # there but not answering (paused, overloaded): the connection never opened
                 raise Timeout(f"no reply from {to} within {timeout}s (no connection)", server=to)
+            # there, but the request did not leave (its connection closed under it, its queue
+            # full): not sent, so waiting for a reply would wait out the timeout (issue 17);
+            # sent again, after a pause, within the timeout
+            time.sleep(0.05 if deadline is None else min(0.05, deadline - now))
         now = t_sent = time.monotonic()
         srtt = self._srtt.get(to, 0.0)
         interval = max(self.probe_after, min(4 * srtt, _MAX_FIRST_PROBE))

@@ -681,6 +681,11 @@ class NodeDaemon:
             "orphans_reaped": self.loop.orphans_reaped if self.loop else 0,
             # fsyncs of the server directory so far (one per batch of starts: directory.py)
             "directory_syncs": self.servers.directory.syncs if self.servers else 0,
+            # frames its mailbox could not send (a peer gone, a queue full) and connections
+            # closed past max_peers: a caller that timed out on a live node looks here first
+            "mailbox": {k: v for k, v in self.mailbox.counters.items()
+                        if k in ("sent", "received", "send_dropped", "peers_evicted")}
+            if self.mailbox is not None else {},
             "nodes": self.detector.detector.statuses() if self.detector else {},
             "bad_messages": self._bad_counts(),
             "metrics": self.metrics_address,

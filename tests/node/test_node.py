@@ -435,3 +435,5 @@ def test_a_burst_of_calls_from_more_peers_than_max_peers_is_all_answered(tmp_pat
             mb.close()
     lost = [g for g in got if g != "pong"]
     assert not lost, f"{len(lost)} of {n} calls unanswered: {lost[:3]}"
+    mb = node.node_call(addr, rm.NodeStatus())["mailbox"]
+    assert mb["send_dropped"] == 0 and mb["peers_evicted"] == 0 and mb["sent"] >= n

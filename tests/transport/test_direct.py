@@ -328,3 +328,25 @@ def test_a_late_reply_to_an_earlier_attempt_answers_the_request(peers: Peers,
     me.cast(other, ("release", "too late"))        # the requests are over: stale now
     assert me.call(other, "y") == ("echo", "y")
     assert me.counters["stale_reply"] == 1         # the reply to defer 3 (2 was not sent)
+
+
+def test_a_call_to_a_peer_too_busy_to_finish_the_handshake_in_a_second_gets_through(
+        peers: Peers) -> None:
+    """Issue 17: a call opening its connection gave the handshake ``connect_timeout`` (1 s),
+    then dropped the request and waited out the rest of its timeout for a reply that could
+    not come (a node daemon busy with a burst of 400 callers). The call's own timeout bounds
+    the handshake now: a peer that answers within it is reached."""
+    import threading
+    p, addr = peers.start("echo", "tcp://127.0.0.1:0")
+    os.kill(p.pid, signal.SIGSTOP)           # connects (the kernel accepts), no handshake
+    resume = threading.Timer(1.5, os.kill, (p.pid, signal.SIGCONT))
+    resume.start()
+    try:
+        with DirectMailbox("tcp://127.0.0.1:0") as m:
+            t0 = time.monotonic()
+            assert m.call(addr, "hi", timeout=8) == ("echo", "hi")
+            assert time.monotonic() - t0 < 6
+            assert m.counters["send_dropped"] == 0
+    finally:
+        resume.join()
+        os.kill(p.pid, signal.SIGCONT)
