@@ -420,6 +420,8 @@ def test_a_burst_of_calls_from_more_peers_than_max_peers_is_all_answered(tmp_pat
     ep = node.to_endpoint(addr)
     mbs = [DirectMailbox("tcp://127.0.0.1:0") for _ in range(n)]
     go = threading.Barrier(n)
+    # (a call to the WAL before it listened, at the start, counts as a send dropped)
+    before = node.node_call(addr, rm.NodeStatus())["mailbox"]
 
     def ping(mb: DirectMailbox):
         go.wait(timeout=30)
@@ -435,5 +437,6 @@ def test_a_burst_of_calls_from_more_peers_than_max_peers_is_all_answered(tmp_pat
             mb.close()
     lost = [g for g in got if g != "pong"]
     assert not lost, f"{len(lost)} of {n} calls unanswered: {lost[:3]}"
-    mb = node.node_call(addr, rm.NodeStatus())["mailbox"]
-    assert mb["send_dropped"] == 0 and mb["peers_evicted"] == 0 and mb["sent"] >= n
+    after = node.node_call(addr, rm.NodeStatus())["mailbox"]
+    assert after["send_dropped"] == before["send_dropped"] and after["peers_evicted"] == 0
+    assert after["sent"] - before["sent"] >= n
