@@ -306,7 +306,8 @@ class Client:
         attempt whose outcome is unknown (the member died holding it, or gave no answer within
         :attr:`attempt_timeout`) moves on to another member too, and that member is not trusted
         as leader again during this call unless nobody else answers, or every other member has
-        named it leader since it was last asked (it is slow, not gone: it is asked again);
+        named it leader since it was last asked (it is slow, not gone: it is asked again, 2
+        attempt timeouts after it failed, then 4, 8...);
         ``attempts`` records that it happened. Without it, such an outcome is raised
         (``OutcomeUnknown``). A late answer to an earlier attempt answers the call.
 
@@ -331,8 +332,11 @@ class Client:
         target = known if known is not None else queue.pop(0)
         unreachable: set[ServerId] = set()   # not reached this round (NoProc/NodeDown)
         suspects: set[ServerId] = set()      # took a request and gave no answer
-        #: suspect -> the members that named it leader since it was last asked
+        #: suspect -> the members that named it leader since it was last asked; when it may
+        #: be asked again, and the pause after that
         named: dict[ServerId, set[ServerId]] = {}
+        retry_at: dict[ServerId, float] = {}
+        gaps: dict[ServerId, float] = {}
         sent = False
         while True:
             left = None if deadline is None else deadline - time.monotonic()
@@ -361,6 +365,8 @@ class Client:
                     raise
                 last_err = e
                 suspects.add(target)
+                gap = gaps.get(target, 2 * self.attempt_timeout)
+                retry_at[target], gaps[target] = time.monotonic() + gap, 2 * gap
                 if isinstance(e, (NoProc, NodeDown)):
                     unreachable.add(target)
             except (NoProc, NodeDown) as e:
@@ -382,10 +388,13 @@ class Client:
                     if lid != target and lid in suspects:
                         # asked again once every other member names it (issue 17: a leader
                         # slower than attempt_timeout, or not reached in it, was never asked
-                        # again while its followers kept redirecting to it)
+                        # again while its followers kept redirecting to it); not before
+                        # 2 attempt timeouts, then 4, 8...: a hung leader's followers replace
+                        # it within about 2 election timeouts, and that must not wait on it
                         others = named.setdefault(lid, set())
                         others.add(target)
-                        if others >= set(cands) - suspects - {lid}:
+                        if others >= set(cands) - suspects - {lid} \
+                                and time.monotonic() >= retry_at.get(lid, 0.0):
                             others.clear()
                             target = lid
                             continue
