@@ -358,9 +358,7 @@ class DirectMailbox(BaseMailbox):
             sock.close()
             return None
         if len(self._out) >= self.max_peers:
-            _, old = self._out.popitem(last=False)
-            self._drop_conn(old)
-            self._counters["peers_evicted"] += 1
+            self._evict()
         conn = _Conn(sock, to, self._mech(False, self._dealer_meta, to), connecting=err != 0)
         self._conns[conn.fd] = conn
         self._out[to] = conn
@@ -376,7 +374,7 @@ class DirectMailbox(BaseMailbox):
                     self._drop_conn(conn)
                     break
                 p.register(conn.fd, select.POLLIN | (select.POLLOUT if conn.outbuf else 0))
-                for _, ev in p.poll(left * 1000):
+                for _, ev in p.poll(None if left == float("inf") else left * 1000):
                     if ev & select.POLLOUT:
                         self._writable(conn)
                     if ev & ~select.POLLOUT and conn.fd in self._conns:
@@ -385,12 +383,27 @@ class DirectMailbox(BaseMailbox):
                 return None
         return conn
 
+    def _evict(self) -> None:
+        """Close the least recently used outgoing connection that has nothing waiting to
+        leave (handshake over, output written). One with held or unsent frames is never
+        evicted: its frames (a reply a caller waits for) would be lost (issue 17: a daemon
+        answering a burst of calls from more new peers than ``max_peers`` dropped replies
+        held for handshakes not yet over). If every connection has frames waiting, none is
+        closed: the cap is exceeded until they leave."""
+        for to, conn in self._out.items():
+            if conn.state == 2 and not conn.outbuf and not conn.held and not conn.connecting:
+                del self._out[to]
+                self._drop_conn(conn)
+                self._counters["peers_evicted"] += 1
+                return
+
     def _send_call(self, to: str, data: bytes, timeout: float | None) -> bool:
-        # a call never spends more than its own timeout opening the connection
-        if timeout is None or timeout >= self.connect_timeout:
-            return self._send(to, data)
+        # a call may spend its whole timeout, and no more, opening the connection: given only
+        # connect_timeout, a request to a peer too busy to finish the handshake that soon (a
+        # node daemon serving a burst of new callers) was dropped, and the call waited out its
+        # timeout for a reply that could not come (issue 17)
         saved = self.connect_timeout
-        self.connect_timeout = max(timeout, 0.001)
+        self.connect_timeout = float("inf") if timeout is None else max(timeout, 0.001)
         try:
             return self._send(to, data)
         finally:

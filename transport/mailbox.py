@@ -20,13 +20,18 @@ Contract:
   that is longer, then with back-off) or ``NodeLost`` (its node daemon refused or unreachable;
   node known from :meth:`note_node`, which ``transport.registry.resolve`` fills in), else
   ``Timeout``: all three *outcome unknown* (``OutcomeUnknown``).
+* Attempts of one request at several callees (a command retried on another member) may share
+  a set of refs (``call(..., attempts=refs)``): a reply to any of them answers the call that
+  waits, even one that arrives during another call; :meth:`BaseMailbox.release` ends that.
 * ``reply(frm, value)`` may be called from any process, any time later; a gone caller is
   ignored.
 * Frames that are not valid envelopes (garbage, truncated msgpack, wrong version, wrong shape,
   larger than ``max_frame_bytes``, extra frames of a multi-frame message) are dropped, logged
   (rate limited) and counted in :attr:`counters`; the mailbox keeps serving.
 * At most ``max_peers`` outgoing DEALERs are kept (least recently used evicted; frames
-  still queued on an evicted one are lost, as for a gone peer).
+  still queued on an evicted one are lost, as for a gone peer). A
+  :class:`~transport.direct.DirectMailbox` evicts only a connection with nothing queued
+  (exceeding the cap until there is one), so a reply is never lost to an eviction.
 * Not thread-safe (ZeroMQ sockets are not): use a mailbox from one thread.
 """
 from __future__ import annotations
@@ -178,6 +183,10 @@ class BaseMailbox:
         self._down_nodes: set[str] = set()
         # Random start: a process restarted at the same address must not match old replies.
         self._ref = random.getrandbits(48)
+        # refs of abandoned attempts whose late reply still answers a request (call's
+        # attempts=), and such replies read while another call waited
+        self._keep: set[int] = set()
+        self._kept: dict[int, Any] = {}
         self._counters: dict[str, int] = dict.fromkeys(_COUNTER_NAMES, 0)
         # smoothed reply time per callee (as TCP's RTO): a loaded server that answers in 20 ms
         # is not probed on every call, a dead one is still found within a few reply times
@@ -305,8 +314,15 @@ class BaseMailbox:
         except ValueError as exc:
             self._drop("bad_reply_address", str(exc))
 
-    def call(self, to: str, msg: Any, timeout: float | None = 5.0) -> Any:
+    def call(self, to: str, msg: Any, timeout: float | None = 5.0, *,
+             attempts: set[int] | None = None) -> Any:
         """Send ``msg`` as a call to ``to`` and return the reply's value.
+
+        ``attempts``: the refs of earlier calls of the same request (to other callees, or
+        abandoned on a timeout), whose replies answer this call too; this call's ref is added
+        to it, and until :meth:`release` a reply to any of them is kept, even one read during
+        another call (issue 17: a leader that answered after the caller's attempt timeout, its
+        reply dropped as stale while the caller asked members that only redirect to it).
 
         Raises, when the call was *not delivered* (safe to retry): ``NoProc`` (no process at
         ``to`` on a live node: the connection was refused), ``NodeDown`` (its node daemon is
@@ -319,14 +335,23 @@ class BaseMailbox:
         """
         if to in self.addresses:
             raise ValueError("calling_self: a mailbox cannot call itself")
+        if attempts:
+            found, value = self._late(attempts)
+            if found:
+                return value
         if self._down_nodes and self._nodes.get(to) in self._down_nodes:
             raise NodeDown(f"node of {to} is down ({self._nodes[to]}, failure detector)")
         self._ref += 1
         ref = self._ref
+        if attempts is not None:
+            attempts.add(ref)
+            self._keep.add(ref)
         me = self._reply_addr(to)
         t_start = time.monotonic()
         deadline = None if timeout is None else t_start + timeout
-        if not self._send_call(to, self._pack(CALL, me, ref, msg), timeout):
+        data = self._pack(CALL, me, ref, msg)
+        while not self._send_call(to, data, None if deadline is None
+                                  else max(0.001, deadline - time.monotonic())):
             refusal = self._take_refusal(to)
             if refusal is not None:
                 raise self._refused(to, refusal)
@@ -338,9 +363,14 @@ class BaseMailbox:
                     raise NodeDown(f"node of {to} is down ({self._nodes.get(to, to)}); "
                                    "not delivered")
                 raise NoProc(f"no process at {to}; not delivered")
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 # there but not answering (paused, overloaded): the connection never opened
                 raise Timeout(f"no reply from {to} within {timeout}s (no connection)", server=to)
+            # there, but the request did not leave (its connection closed under it, its queue
+            # full): not sent, so waiting for a reply would wait out the timeout (issue 17);
+            # sent again, after a pause, within the timeout
+            time.sleep(0.05 if deadline is None else min(0.05, deadline - now))
         now = t_sent = time.monotonic()
         srtt = self._srtt.get(to, 0.0)
         interval = max(self.probe_after, min(4 * srtt, _MAX_FIRST_PROBE))
@@ -350,7 +380,7 @@ class BaseMailbox:
             until = next_probe if deadline is None else min(next_probe, deadline)
             wait_ms = max(0, int((until - now) * 1000 + 0.999))
             if self._wait(wait_ms):
-                found, value = self._drain_for(ref)
+                found, value = self._drain_for(ref, attempts)
                 if found:
                     rtt = time.monotonic() - t_sent
                     self._srtt[to] = rtt if not srtt else 0.875 * srtt + 0.125 * rtt
@@ -370,7 +400,7 @@ class BaseMailbox:
                 if verdict == UNREACHABLE:
                     unreachable = True
                 elif verdict is not None:
-                    found, value = self._drain_for(ref)  # a reply may have beaten the death
+                    found, value = self._drain_for(ref, attempts)  # may have beaten the death
                     if found:
                         return value
                     self.forget(to)  # queued frames must not reach a later process there
@@ -384,8 +414,9 @@ class BaseMailbox:
                 interval = min(interval * 2, 0.5)
                 next_probe = now + interval
 
-    def _drain_for(self, ref: int) -> tuple[bool, Any]:
-        """Read everything available; return the reply for ``ref`` if seen, queue the rest."""
+    def _drain_for(self, ref: int, attempts: set[int] | None = None) -> tuple[bool, Any]:
+        """Read everything available; return the reply for ``ref`` (or one of ``attempts``)
+        if seen, queue the rest."""
         read = self._read
         while True:
             t = read()
@@ -393,13 +424,31 @@ class BaseMailbox:
                 return False, None
             kind, frm, r, payload = t
             if kind == REPLY:
-                if r == ref:
+                if r == ref or (attempts and r in attempts):
                     return True, payload
-                self._drop("stale_reply", f"reply ref {r} from {frm}")
+                if r in self._keep:
+                    self._kept[r] = payload      # a late attempt's: for its request's call
+                else:
+                    self._drop("stale_reply", f"reply ref {r} from {frm}")
             elif kind == CAST:
                 self._queue.append(Envelope("cast", frm, payload))
             else:
                 self._queue.append(Envelope("call", From(frm, r), payload))
+
+    def _late(self, attempts: set[int]) -> tuple[bool, Any]:
+        """A reply to one of ``attempts`` kept while another call waited, if any."""
+        if self._kept:
+            for r in attempts:
+                if r in self._kept:
+                    return True, self._kept.pop(r)
+        return False, None
+
+    def release(self, attempts: set[int]) -> None:
+        """The request of ``attempts`` is over (answered or given up): later replies to
+        them are stale."""
+        self._keep -= attempts
+        for r in attempts:
+            self._kept.pop(r, None)
 
     def _probe(self, to: str, timeout: float) -> str | None:
         """``None`` if ``to`` looks alive, else ``"noproc"``, ``"nodedown"`` or UNREACHABLE."""
@@ -469,7 +518,10 @@ class BaseMailbox:
                 return Envelope("cast", frm, payload)
             if kind == CALL:
                 return Envelope("call", From(frm, ref), payload)
-            self._drop("stale_reply", f"reply ref {ref} from {frm}")
+            if ref in self._keep:
+                self._kept[ref] = payload
+            else:
+                self._drop("stale_reply", f"reply ref {ref} from {frm}")
 
     def recv_many(self, max_n: int = 1000, timeout: float | None = 0) -> list[Envelope]:
         """Up to ``max_n`` messages: waits up to ``timeout`` for the first, then takes only

@@ -248,8 +248,9 @@ def invalidate_node(mb: BaseMailbox, node: str) -> None:
 
 
 def call_name(mb: BaseMailbox, server: tuple[str, str], msg: Any,
-              timeout: float | None = 5.0) -> Any:
-    """``mb.call`` to the process registered as ``server = (name, node)``.
+              timeout: float | None = 5.0, attempts: set[int] | None = None) -> Any:
+    """``mb.call`` to the process registered as ``server = (name, node)`` (``attempts``: as
+    for :meth:`~transport.mailbox.BaseMailbox.call`).
 
     If the cached endpoint is dead before the call leaves (``NoProc``: not delivered),
     re-resolves once: a process that restarted elsewhere is called there; one that is gone
@@ -265,7 +266,7 @@ def call_name(mb: BaseMailbox, server: tuple[str, str], msg: Any,
 
     ep = resolve(mb, name, node, timeout)
     try:
-        return mb.call(ep, msg, left())
+        return mb.call(ep, msg, left(), attempts=attempts)
     except ProcessDied:
         invalidate(mb, name, node)
         raise           # it was sent: calling again could make it happen twice
@@ -274,7 +275,7 @@ def call_name(mb: BaseMailbox, server: tuple[str, str], msg: Any,
         # NoProc / NodeDown propagate. The same endpoint again means a live pid still holds
         # the name (e.g. rebinding right now): one more try settles it.
         new = resolve(mb, name, node, left())
-        return mb.call(new, msg, left())
+        return mb.call(new, msg, left(), attempts=attempts)
 
 
 def cast_name(mb: BaseMailbox, server: tuple[str, str], msg: Any, resolve_timeout: float = 1.0) -> None:

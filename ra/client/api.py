@@ -281,8 +281,9 @@ class Client:
             raise _daemon_error(node, *res[1:])
         return res
 
-    def _call(self, sid: ServerId, msg: Any, timeout: float | None) -> Any:
-        return registry.call_name(self.mb, sid, msg, timeout)
+    def _call(self, sid: ServerId, msg: Any, timeout: float | None,
+              attempts: set[int] | None = None) -> Any:
+        return registry.call_name(self.mb, sid, msg, timeout, attempts)
 
     def _ok(self, sid: ServerId, msg: Any, timeout: float | None, query: bool = False) -> Any:
         """Call that member (no redirect is followed): the value of its ``("ok", value,
@@ -304,8 +305,24 @@ class Client:
         ``retry_unknown`` (session commands and queries: a second delivery is harmless), an
         attempt whose outcome is unknown (the member died holding it, or gave no answer within
         :attr:`attempt_timeout`) moves on to another member too, and that member is not trusted
-        as leader again during this call unless nobody else answers; ``attempts`` records that
-        it happened. Without it, such an outcome is raised (``OutcomeUnknown``)."""
+        as leader again during this call unless nobody else answers, or every other member has
+        named it leader since it was last asked (it is slow, not gone: it is asked again, 2
+        attempt timeouts after it failed, then 4, 8...);
+        ``attempts`` records that it happened. Without it, such an outcome is raised
+        (``OutcomeUnknown``). A late answer to an earlier attempt answers the call.
+
+        Issue 17: a leader slower than :attr:`attempt_timeout` (or not reached within it)
+        answered after the client had moved on to its followers; its reply was dropped as
+        stale, the followers kept redirecting to it and it was never asked again: the call
+        timed out with the cluster up."""
+        refs: set[int] = set()        # every attempt's call ref (BaseMailbox.call attempts=)
+        try:
+            return self._leader_attempts(loc, msg, timeout, retry_unknown, attempts, refs)
+        finally:
+            self.mb.release(refs)
+
+    def _leader_attempts(self, loc: Any, msg: Any, timeout: Any, retry_unknown: bool,
+                         attempts: _Attempts | None, refs: set[int]) -> tuple[Any, ServerId]:
         t = _timeout(timeout)
         deadline = None if t is None else time.monotonic() + t
         cands = _locs(loc)
@@ -315,6 +332,11 @@ class Client:
         target = known if known is not None else queue.pop(0)
         unreachable: set[ServerId] = set()   # not reached this round (NoProc/NodeDown)
         suspects: set[ServerId] = set()      # took a request and gave no answer
+        #: suspect -> the members that named it leader since it was last asked; when it may
+        #: be asked again, and the pause after that
+        named: dict[ServerId, set[ServerId]] = {}
+        retry_at: dict[ServerId, float] = {}
+        gaps: dict[ServerId, float] = {}
         sent = False
         while True:
             left = None if deadline is None else deadline - time.monotonic()
@@ -328,7 +350,7 @@ class Client:
                 wait = self.attempt_timeout if left is None else min(left, self.attempt_timeout)
             res = None
             try:
-                res = self._call(target, msg, wait)
+                res = self._call(target, msg, wait, refs)
                 sent = True
             except OutcomeUnknown as e:
                 sent = True
@@ -343,6 +365,8 @@ class Client:
                     raise
                 last_err = e
                 suspects.add(target)
+                gap = gaps.get(target, 2 * self.attempt_timeout)
+                retry_at[target], gaps[target] = time.monotonic() + gap, 2 * gap
                 if isinstance(e, (NoProc, NodeDown)):
                     unreachable.add(target)
             except (NoProc, NodeDown) as e:
@@ -361,6 +385,19 @@ class Client:
                 last_err = NotLeader(f"{target} is not the leader", leader)
                 if leader is not None:
                     lid = ServerId(*leader)
+                    if lid != target and lid in suspects:
+                        # asked again once every other member names it (issue 17: a leader
+                        # slower than attempt_timeout, or not reached in it, was never asked
+                        # again while its followers kept redirecting to it); not before
+                        # 2 attempt timeouts, then 4, 8...: a hung leader's followers replace
+                        # it within about 2 election timeouts, and that must not wait on it
+                        others = named.setdefault(lid, set())
+                        others.add(target)
+                        if others >= set(cands) - suspects - {lid} \
+                                and time.monotonic() >= retry_at.get(lid, 0.0):
+                            others.clear()
+                            target = lid
+                            continue
                     if lid != target and (lid not in suspects
                                           or suspects >= set(cands) - {target}):
                         target = lid

@@ -447,6 +447,10 @@ class NodeDaemon:
         # the hand-written ZMTP, as every ra process (issue 13): PLAIN with the node secret;
         # never blocks the loop on a connect (frames wait for the handshake)
         try:
+            # max_peers: it answers every server of the node (FDS_PER_SERVER counts its
+            # connection back to each); at the default 256 a node of more servers closed and
+            # reopened connections to them all the time (issue 17); hub_max_peers: half the
+            # open-file limit
             self.mailbox = DirectMailbox(to_endpoint(self.listen), blocking_connect=False,
                                          advertise=self.sys.advertise,
                                          max_peers=hub_max_peers())
@@ -699,6 +703,11 @@ class NodeDaemon:
             "directory_syncs": self.servers.directory.syncs if self.servers else 0,
             # the most servers the node's restart had recovering at once (restart_window)
             "restart_recovering_peak": self.servers.recovering_peak if self.servers else 0,
+            # frames its mailbox could not send (a peer gone, a queue full) and connections
+            # closed past max_peers: a caller that timed out on a live node looks here first
+            "mailbox": {k: v for k, v in self.mailbox.counters.items()
+                        if k in ("sent", "received", "send_dropped", "peers_evicted")}
+            if self.mailbox is not None else {},
             "nodes": self.detector.detector.statuses() if self.detector else {},
             "bad_messages": self._bad_counts(),
             "metrics": self.metrics_address,
@@ -747,9 +756,11 @@ class NodeDaemon:
         if self.servers is not None:
             try:
                 self.servers.directory.sync()
-            except OSError as e:   # the changes stay in memory; the callers are told
-                _log.error("cannot sync the node's directory in %s: %s", self.data_dir, e)
-                held = [(frm, ("error", "OSError", f"node directory not synced: {e}"))
+            except Exception as e:   # the changes stay in memory; the callers are told (a
+                # reply taken from _held and not sent would leave its caller waiting forever)
+                _log.error("cannot sync the node's directory in %s: %s", self.data_dir, e,
+                           exc_info=not isinstance(e, OSError))
+                held = [(frm, ("error", type(e).__name__, f"node directory not synced: {e}"))
                         for frm, _ in held]
         for frm, result in held:
             self._reply(frm, result)

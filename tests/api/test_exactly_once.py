@@ -174,3 +174,39 @@ def test_clients_of_a_paused_leader_are_answered_by_the_new_one(three: Any, quie
     # the old leader, back, learns it was deposed (or steps down by check-quorum) and follows
     wait_for(lambda: ra.local_query(leader, M.get_state)[2] == new_leader, timeout=10,
              what="old leader following the new one")
+
+
+@pytest.mark.parametrize("session_open", [False, True], ids=["first_command", "later_command"])
+def test_a_leader_slower_than_the_attempt_timeout_is_asked_again(three: Any,
+                                                                 session_open: bool) -> None:
+    """Issue 17 (b): a fresh cluster's first command got no answer within 10 s. Its leader
+    took longer than the client's attempt timeout (1 s) to answer (here: paused 1.5 s, less
+    than an election timeout, so it stays the leader); the client then asked the followers,
+    which kept redirecting to that leader, and never asked it again: it counted as suspect
+    while any other member answered, and followers do answer (with a redirect). A member
+    every other member names as leader is asked again."""
+    nodes = three
+    name = f"slow_{session_open}"
+    ids = [nodes.sid(name, i) for i in range(3)]
+    ra.start_cluster([{"cluster_name": name, "id": s, "machine": COUNTER,
+                       "initial_members": ids, "election_timeout_ms": 3000} for s in ids])
+    leader = leader_of(ids)
+    i = next(i for i, a in nodes.addrs.items() if a == leader.node)
+    pid = nodes.server_pid(leader.name, i)
+    with ra.Client() as c:
+        expect = 1
+        if session_open:        # the session is open: the command itself meets the pause
+            c.process_command(ids, 1, timeout=10)
+            expect = 2
+        os.kill(pid, signal.SIGSTOP)
+        resume = threading.Timer(1.5, os.kill, (pid, signal.SIGCONT))
+        resume.start()
+        try:
+            t0 = time.monotonic()
+            reply, by = c.process_command(ids, 1, timeout=10)
+            took = time.monotonic() - t0
+        finally:
+            resume.join()
+            os.kill(pid, signal.SIGCONT)
+    assert (reply, by) == (expect, leader)
+    assert took < 5.0, f"answered after {took:.2f}s"

@@ -183,3 +183,44 @@ def test_an_old_entry_without_its_config_has_none(tmp_path: Path):
     os.unlink(tmp_path / "U_a" / "config")
     d = Directory(str(tmp_path), owner=True)
     assert d.uid_of("a") == "U_a" and d.config_of("a") is None
+
+
+@pytest.mark.parametrize("error", [OSError(5, "EIO"), ValueError("not an OSError")])
+def test_held_replies_are_answered_when_the_sync_fails(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       error: Exception):
+    """A reply held for the directory's sync (NodeDaemon._sync_directory) is sent whatever the
+    sync raises: as an error, never dropped (its caller would wait out its whole timeout)."""
+    import threading
+
+    from ra.node.daemon import NodeDaemon
+    from ra.server.sup import ServerSup
+    from transport.direct import DirectMailbox
+
+    d = NodeDaemon(str(tmp_path))
+    d.servers = ServerSup(d)
+    d.mailbox = DirectMailbox("tcp://127.0.0.1:0", blocking_connect=False)
+    got: list[Any] = []
+    try:
+        def caller() -> None:
+            with DirectMailbox("tcp://127.0.0.1:0") as mb:
+                got.append(mb.call(d.mailbox.address, "change", timeout=10))
+        t = threading.Thread(target=caller)
+        t.start()
+        env = d.mailbox.recv(10)
+        assert env is not None
+        _register(d.servers.directory, "a")          # the call changed the directory
+        d._held.append((env.frm, "ok"))
+
+        def fail(fd: int) -> None:
+            raise error
+        monkeypatch.setattr(osio.OS, "fsync", fail)
+        d._sync_directory()
+        while t.is_alive():           # our reply leaves as we poll (its call: 10 s at most)
+            d.mailbox.recv(0.01)
+            t.join(0.01)
+    finally:
+        d.mailbox.close()
+        d.servers.directory.close()
+    assert len(got) == 1 and got[0][:2] == ("error", type(error).__name__)
+    assert "node directory not synced" in got[0][2]

@@ -402,3 +402,41 @@ def test_open_file_limit_too_low_for_the_servers_is_logged():
     warnings = [ln for ln in out.stderr.splitlines() if ln.startswith("WARNING")]
     assert len(warnings) == 1 and "too low for 6 servers" in warnings[0]
     assert "need about 304" in warnings[0]
+
+
+def test_a_burst_of_calls_from_more_peers_than_max_peers_is_all_answered(tmp_path: Path):
+    """Issue 17: 300 clusters of 3 on 3 nodes, a StartServer reply never reached its client.
+    The daemon answers each caller on a connection of its own (non-blocking connect: a reply
+    waits for that connection's handshake); past 256 destinations it evicted the least
+    recently used, handshake pending or not, and the replies held for them were lost. Here
+    400 callers, each its own mailbox, call the daemon at once: every one is answered."""
+    import concurrent.futures
+    import threading
+
+    from transport.direct import DirectMailbox
+
+    n = 400
+    addr = node.start_in(str(tmp_path))
+    ep = node.to_endpoint(addr)
+    mbs = [DirectMailbox("tcp://127.0.0.1:0") for _ in range(n)]
+    go = threading.Barrier(n)
+    # (a call to the WAL before it listened, at the start, counts as a send dropped)
+    before = node.node_call(addr, rm.NodeStatus())["mailbox"]
+
+    def ping(mb: DirectMailbox):
+        go.wait(timeout=30)
+        try:
+            return mb.call(ep, rm.NodePing(), timeout=20)
+        except RaError as e:
+            return e
+    try:
+        with concurrent.futures.ThreadPoolExecutor(n) as ex:
+            got = list(ex.map(ping, mbs))
+    finally:
+        for mb in mbs:
+            mb.close()
+    lost = [g for g in got if g != "pong"]
+    assert not lost, f"{len(lost)} of {n} calls unanswered: {lost[:3]}"
+    after = node.node_call(addr, rm.NodeStatus())["mailbox"]
+    assert after["send_dropped"] == before["send_dropped"] and after["peers_evicted"] == 0
+    assert after["sent"] - before["sent"] >= n

@@ -12,7 +12,7 @@ import pytest
 import zmq
 
 from ra.check import netns
-from ra.errors import NoProc
+from ra.errors import NoProc, Timeout
 from tests.transport.conftest import Peers, wait_until
 from transport.cookie import default_password
 from transport import Mailbox, codec
@@ -246,3 +246,107 @@ def test_advertise_and_routed_reply_addresses(ipc_dir: Path) -> None:
     finally:
         client.close()
         srv.close()
+
+
+@pytest.mark.parametrize("pending", ["handshake", "full_socket"])
+def test_evicting_a_peer_never_drops_its_pending_frames(pending: str) -> None:
+    """Issue 17 (lost replies under many servers): past ``max_peers`` destinations the least
+    recently used connection is closed, but only one with nothing waiting to leave (else the
+    cap is exceeded until the frames are out). A node
+    daemon (non-blocking connects) answering a burst of calls from more new peers than
+    ``max_peers`` (the replies its directory sync releases at once) evicted connections whose
+    handshake was not over, and with them the replies held for it: a client waited forever.
+    ``full_socket``: frames queued behind a socket that was full were lost the same way."""
+    n = 6
+    rx = [DirectMailbox("tcp://127.0.0.1:0") for _ in range(n)]
+    m = DirectMailbox("tcp://127.0.0.1:0", blocking_connect=False, max_peers=4)
+    try:
+        if pending == "full_socket":
+            # the first peer is connected, then stops reading: what we send it next waits in
+            # our queue behind a full socket while the others are opened
+            m.cast(rx[0].address, "hello")
+            wait_until(lambda: (m.recv(0), rx[0].recv(0))[1] is not None)
+            big = b"z" * (8 << 20)
+            m.cast(rx[0].address, big)
+            assert any(c.outbuf for c in m._conns.values())
+        for i, r in enumerate(rx):      # before anyone polls: every handshake still running
+            m.cast(r.address, ("to", i))
+        got: dict[int, list[object]] = {i: [] for i in range(n)}
+
+        def arrived() -> bool:
+            m.recv(0)
+            for i, r in enumerate(rx):
+                env = r.recv(0)
+                while env is not None:
+                    if env.payload != "hello":
+                        got[i].append(env.payload)
+                    env = r.recv(0)
+            return all(len(v) == (2 if i == 0 and pending == "full_socket" else 1)
+                       for i, v in got.items())
+        wait_until(arrived, timeout=10)
+        assert m.counters["send_dropped"] == 0
+        assert got[0][-1] == ("to", 0) and all(got[i] == [("to", i)] for i in range(1, n))
+        assert m.counters["peers_evicted"] == 0 and len(m.peers) == n   # over the cap
+        # once their frames are out the cap holds again: a new peer evicts an idle one
+        rx.append(DirectMailbox("tcp://127.0.0.1:0"))
+        m.cast(rx[n].address, "last")
+        assert m.counters["peers_evicted"] == 1 and rx[0].address not in m.peers
+        wait_until(lambda: (m.recv(0), rx[n].recv(0))[1] is not None)
+    finally:
+        m.close()
+        for r in rx:
+            r.close()
+
+
+def test_a_late_reply_to_an_earlier_attempt_answers_the_request(peers: Peers,
+                                                                me: DirectMailbox) -> None:
+    """Issue 17 (b): a request retried at another callee after a timeout (a command, at another
+    member) is answered by whichever attempt's reply comes first: the late reply of the first
+    is not dropped as stale, even when read during another call, until the request ends."""
+    _, slow = peers.start("echo", "tcp://127.0.0.1:0")
+    _, other = peers.start("echo", "tcp://127.0.0.1:0")
+    refs: set[int] = set()
+    with pytest.raises(Timeout):
+        me.call(slow, ("defer", 1), timeout=0.2, attempts=refs)
+    assert len(refs) == 1
+    me.cast(slow, ("release", "late"))
+    # one sender's frames arrive in order: the late reply is read during this unrelated call
+    assert me.call(slow, "x") == ("echo", "x")
+    assert me.counters["stale_reply"] == 0
+    # the next attempt, to a callee that would never answer, gets the first attempt's reply
+    # (kept: not even sent)
+    assert me.call(other, ("defer", 2), timeout=5, attempts=refs) == ("deferred", "late")
+    assert len(refs) == 1
+    me.release(refs)
+    # a reply that arrives while the next attempt waits answers it
+    refs2: set[int] = set()
+    with pytest.raises(Timeout):
+        me.call(slow, ("sleep", 0.5, "s"), timeout=0.1, attempts=refs2)
+    assert me.call(other, ("defer", 3), timeout=5, attempts=refs2) == ("slept", "s")
+    assert len(refs2) == 2
+    me.release(refs2)
+    me.cast(other, ("release", "too late"))        # the requests are over: stale now
+    assert me.call(other, "y") == ("echo", "y")
+    assert me.counters["stale_reply"] == 1         # the reply to defer 3 (2 was not sent)
+
+
+def test_a_call_to_a_peer_too_busy_to_finish_the_handshake_in_a_second_gets_through(
+        peers: Peers) -> None:
+    """Issue 17: a call opening its connection gave the handshake ``connect_timeout`` (1 s),
+    then dropped the request and waited out the rest of its timeout for a reply that could
+    not come (a node daemon busy with a burst of 400 callers). The call's own timeout bounds
+    the handshake now: a peer that answers within it is reached."""
+    import threading
+    p, addr = peers.start("echo", "tcp://127.0.0.1:0")
+    os.kill(p.pid, signal.SIGSTOP)           # connects (the kernel accepts), no handshake
+    resume = threading.Timer(1.5, os.kill, (p.pid, signal.SIGCONT))
+    resume.start()
+    try:
+        with DirectMailbox("tcp://127.0.0.1:0") as m:
+            t0 = time.monotonic()
+            assert m.call(addr, "hi", timeout=8) == ("echo", "hi")
+            assert time.monotonic() - t0 < 6
+            assert m.counters["send_dropped"] == 0
+    finally:
+        resume.join()
+        os.kill(p.pid, signal.SIGCONT)
