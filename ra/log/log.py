@@ -71,6 +71,11 @@ def _default_decode_many() -> Callable[[bytes, int], list[Any]]:
     return codec.decode_many
 
 
+def _default_encode_each() -> Callable[[list[Any]], list[bytes]]:
+    from ra.wire import codec
+    return codec.encode_each
+
+
 class DiskLog:
     """A server's durable log. ``send(msg)`` casts to the WAL; without it, messages are queued
     in :attr:`outbox` (tests, or a shell that sends them itself)."""
@@ -91,6 +96,14 @@ class DiskLog:
         #: bulk decoding of segment reads (:meth:`_decode_run`): ra's codec only
         self._dec_many: Callable[[bytes, int], list[Any]] | None = \
             None if codec is not None else _default_decode_many()
+        #: encoding a batch of commands with one packer: ra's codec only
+        self._enc_each: Callable[[list[Any]], list[bytes]] | None = \
+            None if codec is not None else _default_encode_each()
+        #: index -> (command, its encoded bytes): each entry's payload is encoded once, for the
+        #: WAL and for append_entries (a follower's are the bytes it received). Read only
+        #: when the command is the very object the entry holds (``is``): an overwritten or
+        #: never-written index can never hand out another entry's bytes. Pruned by :meth:`tick`.
+        self._payloads: dict[int, tuple[Any, bytes]] = {}
         self._senc, self._sdec = snapshot_codec or (self._enc, self._dec)
         self.segment_max_entries = segment_max_entries
         self.segments = Segments(os.path.join(self.dir, "segments"))
@@ -267,6 +280,39 @@ class DiskLog:
             i += 1
         return out
 
+    def payloads(self, entries: list[Entry]) -> list[bytes]:
+        """The encoded command of each entry (``codec.encode(e[2])``): the bytes already made
+        for the WAL or received from the leader where there are some, else encoded now (and
+        kept, for entries in memory)."""
+        cache = self._payloads
+        out: list[bytes] = []
+        miss: list[int] = []
+        for e in entries:
+            c = cache.get(e[0])
+            if c is not None and c[0] is e[2]:
+                out.append(c[1])
+            else:
+                miss.append(len(out))
+                out.append(b"")
+        if miss:
+            cmds = [entries[k][2] for k in miss]
+            enc = self._enc_each(cmds) if self._enc_each is not None \
+                else [self._enc(c) for c in cmds]
+            lo = self.mem.first if len(self.mem) else self._last[0] + 1
+            for k, b in zip(miss, enc):
+                out[k] = b
+                e = entries[k]
+                if e[0] >= lo:
+                    cache[e[0]] = (e[2], b)
+        return out
+
+    def carry(self, entries: list[Entry], payloads: list[bytes]) -> None:
+        """``payloads[k]`` is ``codec.encode(entries[k][2])``, as received: if the core writes
+        these very entries, :meth:`flush` sends these bytes to the WAL instead of encoding."""
+        cache = self._payloads
+        for e, b in zip(entries, payloads):
+            cache[e[0]] = (e[2], b)
+
     # -- writes ------------------------------------------------------------------------------
     def append(self, entry: Entry) -> None:
         idx = entry[0]
@@ -324,8 +370,10 @@ class DiskLog:
             last = self._last[0]
             batch: list[list[Any]] = []
             mem_first = self.mem.first if len(self.mem) else last + 1
-            enc = self._enc
             get = self.mem.get
+            mem_from = max(frm, mem_first)
+            mem_es = [get(i) for i in range(mem_from, last + 1)]
+            pls = self.payloads(mem_es)         # type: ignore[arg-type]  # contiguous: all there
             for i in range(frm, last + 1):
                 if i < mem_first:
                     r = self.segments.fetch(i)
@@ -333,9 +381,7 @@ class DiskLog:
                         break
                     batch.append([i, r[0], r[1]])
                 else:
-                    e = get(i)
-                    assert e is not None
-                    batch.append([i, e[1], enc(e[2])])
+                    batch.append([i, mem_es[i - mem_from][1], pls[i - mem_from]])  # type: ignore[index]
                 if len(batch) >= MAX_ENTRIES_PER_MESSAGE:
                     msgs.append(WalAppend(self.uid, lw, batch))
                     n += len(batch)
@@ -401,6 +447,7 @@ class DiskLog:
         """Pick up new segment files; drop from memory the entries durable in them. Returns the
         number of entries dropped."""
         mem = self.mem
+        self._prune_payloads()
         if not len(mem):
             return 0        # nothing to drop (and nothing new to read: segments hold it all)
         segs = self.segments
@@ -420,7 +467,21 @@ class DiskLog:
         n = upto - mem.first + 1
         if n > 0:
             mem.drop_to(upto)
+            self._prune_payloads()
         return max(n, 0)
+
+    def _prune_payloads(self) -> None:
+        """Forget the bytes of entries no longer in memory, and of carried ones never written."""
+        cache = self._payloads
+        if not cache:
+            return
+        mem = self.mem
+        if not len(mem):
+            cache.clear()
+            return
+        lo, hi = mem.first, mem.last
+        for i in [i for i in cache if i < lo or i > hi]:
+            del cache[i]
 
     # -- snapshots ---------------------------------------------------------------------------
     def snapshot_meta(self) -> SnapshotMeta | None:
@@ -515,6 +576,7 @@ class DiskLog:
         for it in self.checkpoints.index_terms():
             self.checkpoints.discard(it)
         self.mem.clear()
+        self._payloads.clear()
         self.segments.delete_below(meta.index)
         self._last = (meta.index, meta.term)
         self._written = (meta.index, meta.term)

@@ -71,13 +71,14 @@ from ra.core.effects import (
 )
 from ra.core.machine import SimpleMachine
 from ra.core.messages import (
-    PEER_MSGS, AppendEntriesRpc, Command, HeartbeatRpc, InstallSnapshotRpc, ConsistentQuery, ElectionTimeout, HeartbeatTimeout, LeaderDown,
+    PEER_MSGS, AppendEntriesPacked, AppendEntriesRpc, Command, HeartbeatRpc, InstallSnapshotRpc, ConsistentQuery, ElectionTimeout, HeartbeatTimeout, LeaderDown,
     MetaWritten, NodeDown, NodeUp, Tick, TransferLeadership, TriggerElection,
 )
 from ra.core.types import ServerId
 from ra.errors import NodeLost, NoProc, RaError, Timeout
 from ra.log.log import DiskLog
 from ra.log.meta import DiskMeta
+from ra.server import packed
 from ra.node import system
 from transport import curvekeys  # noqa: F401  (every mailbox's default mechanism imports it)
 from transport import failure_detector as fd
@@ -548,6 +549,14 @@ class ServerProc:
         return out
 
     def _peer(self, env: Any, msg: Any) -> None:
+        if type(msg) is AppendEntriesPacked:
+            try:
+                msg, payloads = packed.unpack(msg)
+            except packed.BadPacked as e:
+                self._bad(env, e.reason)
+                return
+            # the core writes these very entries (or drops them): their bytes go to the WAL
+            self.log.carry(msg.entries, payloads)
         sender = getattr(msg, "from_id", None) or getattr(msg, "leader_id", None) \
             or getattr(msg, "candidate_id", None)
         if sender is not None:
@@ -870,12 +879,19 @@ class ServerProc:
     def _send_peers(self, tos: list[Any], msg: Any) -> None:
         eps = [ep for ep in (self._peer_endpoint(to) for to in tos) if ep is not None]
         if eps:
-            self.mb.cast_many(eps, ("$rpc", msg))
+            self.mb.cast_many(eps, ("$rpc", self._wire(msg)))
 
     def _send_peer(self, to: Any, msg: Any) -> None:
         ep = self._peer_endpoint(to)
         if ep is not None:
-            self.mb.cast(ep, ("$rpc", msg))
+            self.mb.cast(ep, ("$rpc", self._wire(msg)))
+
+    def _wire(self, msg: Any) -> Any:
+        """An append_entries with entries leaves packed: their payloads are the bytes already
+        encoded for the WAL (``ra.server.packed``)."""
+        if type(msg) is AppendEntriesRpc and msg.entries:
+            return packed.pack(msg, self.log.payloads(msg.entries))
+        return msg
 
     def _peer_endpoint(self, to: Any) -> str | None:
         """The peer's mailbox address, resolved through its node once and cached; None while
@@ -902,7 +918,7 @@ class ServerProc:
         self.mb.cast(self.wal_ep, msg)
 
 
-_PEER_TYPES = frozenset(PEER_MSGS)
+_PEER_TYPES = frozenset(PEER_MSGS) | {AppendEntriesPacked}
 _SHELL_MACHINE_EFFECTS = frozenset(SHELL_MACHINE_EFFECTS)
 
 _HANDLERS: dict[type, Callable[[ServerProc, Any, Any], None]] = {
