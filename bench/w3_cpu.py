@@ -14,7 +14,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 
 import psutil
 
@@ -58,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             out["ra"] = os.path.dirname(os.path.dirname(ra.__file__))  # type: ignore[assignment]
             # which tree the servers run: their cwd and PYTHONPATH decide it
             sp = nodes.server_pid(name, 0)
-            out["srv"] = "%s %s" % (os.readlink(f"/proc/{sp}/cwd"), psutil.Process(sp).environ().get("PYTHONPATH"))  # type: ignore[assignment]
+            out["srv"] = (f"{os.readlink(f'/proc/{sp}/cwd')} "  # type: ignore[assignment]
+                          f"{psutil.Process(sp).environ().get('PYTHONPATH')}")
             print(json.dumps(out), flush=True)
             c.close()
         finally:
