@@ -16,7 +16,9 @@ Loop contract:
 What arrives (the door, :meth:`ServerProc._dispatch`):
 
 * peers cast ``("$rpc", msg)``, ``msg`` a peer RPC of :mod:`ra.core.messages` (the core
-  validates it in ``step``; the shell only needs its sender id to be one);
+  validates it in ``step``; the shell only needs its sender id to be one); an append_entries
+  with entries comes packed (:mod:`ra.server.packed`: unpacked here, its payloads kept for
+  the WAL, a malformed one dropped as ``bad_*:AppendEntriesPacked``);
 * clients send the typed requests of :mod:`ra.messages` (``CommandCall``, ``PipelineCast``,
   ``ConsistentQueryCall``, ``LocalQueryCall``, ``LeaderQueryCall``, ``MembersCall``,
   ``AuxCall``, ``AuxCast``, ``InitialMembersCall``, ``TransferLeadershipCall``,
