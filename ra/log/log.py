@@ -285,15 +285,17 @@ class DiskLog:
         for the WAL or received from the leader where there are some, else encoded now (and
         kept, for entries in memory)."""
         cache = self._payloads
+        get = cache.get
         out: list[bytes] = []
+        append = out.append
         miss: list[int] = []
         for e in entries:
-            c = cache.get(e[0])
+            c = get(e[0])
             if c is not None and c[0] is e[2]:
-                out.append(c[1])
+                append(c[1])
             else:
                 miss.append(len(out))
-                out.append(b"")
+                append(b"")
         if miss:
             cmds = [entries[k][2] for k in miss]
             enc = self._enc_each(cmds) if self._enc_each is not None \
@@ -368,27 +370,28 @@ class DiskLog:
         if frm is not None:
             frm = max(frm, self._snap_idx() + 1)
             last = self._last[0]
-            batch: list[list[Any]] = []
             mem_first = self.mem.first if len(self.mem) else last + 1
-            get = self.mem.get
-            mem_from = max(frm, mem_first)
-            mem_es = [get(i) for i in range(mem_from, last + 1)]
-            pls = self.payloads(mem_es)         # type: ignore[arg-type]  # contiguous: all there
-            for i in range(frm, last + 1):
-                if i < mem_first:
-                    r = self.segments.fetch(i)
-                    if r is None:
-                        break
-                    batch.append([i, r[0], r[1]])
-                else:
-                    batch.append([i, mem_es[i - mem_from][1], pls[i - mem_from]])  # type: ignore[index]
-                if len(batch) >= MAX_ENTRIES_PER_MESSAGE:
-                    msgs.append(WalAppend(self.uid, lw, batch))
-                    n += len(batch)
-                    batch = []
-            if batch:
-                msgs.append(WalAppend(self.uid, lw, batch))
-                n += len(batch)
+            out: list[list[Any]] = []
+            i = frm
+            fetch = self.segments.fetch
+            while i < mem_first and i <= last:      # a resend reaching below memory
+                r = fetch(i)
+                if r is None:
+                    break
+                out.append([i, r[0], r[1]])
+                i += 1
+            if mem_first <= i <= last:
+                get = self.mem.get
+                es = [get(j) for j in range(i, last + 1)]   # contiguous: all there
+                out += [[e[0], e[1], p] for e, p in
+                        zip(es, self.payloads(es))]         # type: ignore[arg-type, index]
+            if len(out) <= MAX_ENTRIES_PER_MESSAGE:
+                if out:
+                    msgs.append(WalAppend(self.uid, lw, out))
+            else:
+                for k in range(0, len(out), MAX_ENTRIES_PER_MESSAGE):
+                    msgs.append(WalAppend(self.uid, lw, out[k:k + MAX_ENTRIES_PER_MESSAGE]))
+            n = len(out)
             self._unsent_from = None
         for m in msgs:
             if self._send is not None:
