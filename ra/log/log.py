@@ -382,9 +382,8 @@ class DiskLog:
                 i += 1
             if mem_first <= i <= last:
                 get = self.mem.get
-                es = [get(j) for j in range(i, last + 1)]   # contiguous: all there
-                out += [[e[0], e[1], p] for e, p in
-                        zip(es, self.payloads(es))]         # type: ignore[arg-type, index]
+                es: list[Any] = [get(j) for j in range(i, last + 1)]   # contiguous: all there
+                out += [[e[0], e[1], p] for e, p in zip(es, self.payloads(es))]
             if len(out) <= MAX_ENTRIES_PER_MESSAGE:
                 if out:
                     msgs.append(WalAppend(self.uid, lw, out))
