@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             _kind, _frm, _ref, payload = envelope.unpack(frame)
             got = payload[1]
             if packed is not None:
-                got, payloads = packed.unpack(got)
-                foll.carry(got.entries, payloads)
+                got, cmds, payloads = packed.unpack(got)
+                foll.carry(got.prev_log_index + 1, cmds, payloads)
             foll.write(got.entries)
             foll.flush()
             sent.clear()

@@ -308,12 +308,11 @@ class DiskLog:
                     cache[e[0]] = (e[2], b)
         return out
 
-    def carry(self, entries: list[Entry], payloads: list[bytes]) -> None:
-        """``payloads[k]`` is ``codec.encode(entries[k][2])``, as received: if the core writes
-        these very entries, :meth:`flush` sends these bytes to the WAL instead of encoding."""
-        cache = self._payloads
-        for e, b in zip(entries, payloads):
-            cache[e[0]] = (e[2], b)
+    def carry(self, first: int, commands: list[Any], payloads: list[bytes]) -> None:
+        """``payloads[k]`` is ``codec.encode(commands[k])``, as received for the entry at
+        ``first + k``: if the core writes these very commands, :meth:`flush` sends these bytes
+        to the WAL instead of encoding them again."""
+        self._payloads.update(zip(range(first, first + len(commands)), zip(commands, payloads)))
 
     # -- writes ------------------------------------------------------------------------------
     def append(self, entry: Entry) -> None:

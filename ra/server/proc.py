@@ -553,12 +553,12 @@ class ServerProc:
     def _peer(self, env: Any, msg: Any) -> None:
         if type(msg) is AppendEntriesPacked:
             try:
-                msg, payloads = packed.unpack(msg)
+                msg, cmds, payloads = packed.unpack(msg)
             except packed.BadPacked as e:
                 self._bad(env, e.reason)
                 return
             # the core writes these very entries (or drops them): their bytes go to the WAL
-            self.log.carry(msg.entries, payloads)
+            self.log.carry(msg.prev_log_index + 1, cmds, payloads)
         sender = getattr(msg, "from_id", None) or getattr(msg, "leader_id", None) \
             or getattr(msg, "candidate_id", None)
         if sender is not None:

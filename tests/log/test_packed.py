@@ -43,9 +43,9 @@ def test_packed_append_entries_round_trips_exact_terms_over_the_wire() -> None:
     payloads = codec.encode_each([e[2] for e in msg.entries])
     wire = codec.decode(codec.encode(("$rpc", packed.pack(msg, payloads))))
     assert type(wire[1]) is AppendEntriesPacked
-    back, carried = packed.unpack(wire[1])
+    back, cmds, carried = packed.unpack(wire[1])
     assert back == msg and _same(back.entries, msg.entries)
-    assert carried == payloads
+    assert carried == payloads and all(c is e[2] for c, e in zip(cmds, back.entries))
 
 
 def test_the_plain_form_still_decodes() -> None:
@@ -70,7 +70,8 @@ def test_a_corrupt_payload_is_refused_with_a_typed_error(corrupt: Any) -> None:
 
 
 @pytest.mark.parametrize("field, value", [
-    ("terms", [3, 3, -1, 4, 4]), ("terms", [3]), ("terms", []), ("payloads", [b"\x01"] * 4 + [1]),
+    ("terms", [3, 3, -1, 4, 4]), ("terms", [3, 3, 2**63, 4, 4]), ("terms", [3, 3, True, 4, 4]),
+    ("terms", [3]), ("terms", []), ("payloads", [b"\x01"] * 4 + [1]),
     ("payloads", "x"), ("prev_log_index", -1), ("leader_id", 5), ("term", 1.5),
 ])
 def test_a_malformed_packed_message_is_refused_by_field(field: str, value: Any) -> None:
@@ -101,8 +102,8 @@ def test_a_follower_writes_the_bytes_it_received(tmp_path: Any) -> None:
     lg = node.log("f")
     msg = _ae(prev=0)
     payloads = codec.encode_each([e[2] for e in msg.entries])
-    back, carried = packed.unpack(packed.pack(msg, payloads))
-    lg.carry(back.entries, carried)
+    back, cmds, carried = packed.unpack(packed.pack(msg, payloads))
+    lg.carry(1, cmds, carried)
     lg.write(back.entries)
     lg.flush()
     sent = node.queue[-1].entries
@@ -116,7 +117,7 @@ def test_carried_bytes_of_entries_not_written_are_never_used(tmp_path: Any) -> N
     lg = node.log("f")
     lg.write([(1, 1, ("usr", 1, None, 1)), (2, 1, ("usr", 2, None, 1))])
     # a carry whose entries the core then refused (or overwrote): other command objects
-    lg.carry([(2, 1, ("usr", 99, None, 1))], [codec.encode(("usr", 99, None, 1))])
+    lg.carry(2, [("usr", 99, None, 1)], [codec.encode(("usr", 99, None, 1))])
     lg.flush()
     assert [codec.decode(e[2]) for e in node.queue[-1].entries] == \
         [("usr", 1, None, 1), ("usr", 2, None, 1)]
@@ -132,7 +133,7 @@ def test_tick_forgets_the_bytes_of_entries_that_left_memory(tmp_path: Any) -> No
     lg = node.log("a")
     for i in range(1, 41):
         lg.append((i, 1, ("c", i)))
-    lg.carry([(99, 1, ("c", 99))], [codec.encode(("c", 99))])     # never written
+    lg.carry(99, [("c", 99)], [codec.encode(("c", 99))])     # never written
     node.pump()
     node.wal.roll_over()
     node.flush_segments()
