@@ -102,7 +102,8 @@ class DiskLog:
         #: index -> (command, its encoded bytes): each entry's payload is encoded once, for the
         #: WAL and for append_entries (a follower's are the bytes it received). Read only
         #: when the command is the very object the entry holds (``is``): an overwritten or
-        #: never-written index can never hand out another entry's bytes. Pruned by :meth:`tick`.
+        #: never-written index can never hand out another entry's bytes. Dropped once durable
+        #: (:meth:`handle_written`) and by :meth:`tick`.
         self._payloads: dict[int, tuple[Any, bytes]] = {}
         self._senc, self._sdec = snapshot_codec or (self._enc, self._dec)
         self.segment_max_entries = segment_max_entries
@@ -351,6 +352,19 @@ class DiskLog:
         if self.fetch_term(ev.to_idx) != ev.term:
             return False    # overwritten since; the overwrite's own notice will confirm it
         self._written = (ev.to_idx, ev.term)
+        cache = self._payloads
+        if cache:
+            # durable: the WAL needs these bytes no more and the append_entries for them have
+            # left (a resend encodes again), so memory per entry stays what it was. Indexes
+            # were inserted in order (an overwrite keeps its old place: it is left for tick)
+            to = ev.to_idx
+            dead = []
+            for k in cache:
+                if k > to:
+                    break
+                dead.append(k)
+            for k in dead:
+                del cache[k]
         return True
 
     # -- the WAL client ----------------------------------------------------------------------

@@ -110,6 +110,7 @@ def test_a_follower_writes_the_bytes_it_received(tmp_path: Any) -> None:
     assert all(s[2] is c for s, c in zip(sent, carried))     # the very objects received
     node.pump()
     assert lg.last_written() == (5, 4)
+    assert lg._payloads == {}        # durable: kept no longer (memory per entry unchanged)
 
 
 def test_carried_bytes_of_entries_not_written_are_never_used(tmp_path: Any) -> None:
