@@ -140,3 +140,38 @@ def test_tick_forgets_the_bytes_of_entries_that_left_memory(tmp_path: Any) -> No
     node.flush_segments()
     assert lg.tick() == 40 and len(lg.mem) == 0
     assert lg._payloads == {}
+
+
+def test_a_large_flush_is_cut_into_messages_of_consecutive_entries(tmp_path: Any) -> None:
+    from ra.log.log import MAX_ENTRIES_PER_MESSAGE as MAX
+    node = InProcNode(str(tmp_path))
+    lg = node.log("a")
+    for i in range(1, MAX + 905):
+        lg.append((i, 1, ("c", i)))
+    assert lg.flush() == MAX + 904
+    sizes = [len(m.entries) for m in node.queue]
+    assert sizes == [MAX, 904]
+    got = [e for m in node.queue for e in m.entries]
+    assert [e[0] for e in got] == list(range(1, MAX + 905))
+    assert all(codec.decode(e[2]) == ("c", e[0]) for e in got)
+
+
+def test_a_resend_reaching_below_memory_reads_segments_then_memory(tmp_path: Any) -> None:
+    from wal.messages import WalResendWrite
+    node = InProcNode(str(tmp_path), max_size_bytes=4096)
+    lg = node.log("a")
+    for i in range(1, 41):
+        lg.append((i, 1, ("c", i)))
+    node.pump()
+    node.wal.roll_over()
+    node.flush_segments()
+    assert lg.tick() == 40 and len(lg.mem) == 0
+    for i in range(41, 51):
+        lg.append((i, 2, ("d", i)))
+    lg.handle_wal_event(WalResendWrite("a", 35))
+    assert lg.flush() == 16
+    es = node.queue[-1].entries
+    assert [(e[0], e[1]) for e in es] == [(i, 1) for i in range(35, 41)] + \
+        [(i, 2) for i in range(41, 51)]
+    assert [codec.decode(e[2]) for e in es] == [("c", i) for i in range(35, 41)] + \
+        [("d", i) for i in range(41, 51)]
