@@ -33,6 +33,7 @@ CODES: dict[int, type] = {
     30: m.TimeoutNow,
     31: m.SnapshotMeta,
     32: m.LeaderProbe,
+    33: m.AppendEntriesPacked,
     # client -> server
     60: rm.CommandCall, 61: rm.PipelineCast, 62: rm.ConsistentQueryCall, 63: rm.LocalQueryCall,
     64: rm.LeaderQueryCall, 65: rm.MembersCall, 66: rm.AuxCall, 67: rm.AuxCast,

@@ -33,6 +33,8 @@ __all__ = [
     "encode",
     "decode",
     "decode_many",
+    "encode_each",
+    "decode_each",
     "register_dataclass",
     "register_namedtuple",
     "registered",
@@ -161,6 +163,40 @@ def decode_many(data: bytes, n: int) -> list[Any]:
     if len(out) != n or up.tell() != len(data):
         raise DecodeError(f"expected {n} terms in {len(data)} bytes, found {len(out)} "
                           f"ending at {up.tell()}")
+    if _Mark in map(type, out):
+        raise DecodeError("bare type marker")
+    return out
+
+
+def encode_each(terms: list[Any]) -> list[bytes]:
+    """``[encode(t) for t in terms]``, with one packer for them all (a log encodes each entry's
+    payload once, for its WAL and its followers). Raises as :func:`encode` does, for the first
+    term that is not one."""
+    pack = _Packer(default=_default, use_bin_type=True, strict_types=True).pack
+    try:
+        return [pack(t) for t in terms]
+    except (TypeError, OverflowError, ValueError):
+        for t in terms:
+            encode(t)      # raises with the type and path of the bad value
+        raise
+
+
+def decode_each(parts: list[bytes]) -> list[Any]:
+    """``[decode(p) for p in parts]``: each part must hold exactly one complete term (a part
+    that holds two, or half of one, is refused even when the parts together would decode: a
+    follower stores each part as one entry's payload). Raises :class:`DecodeError` naming the
+    first bad part. (One ``unpackb`` per part: faster than one streaming unpacker over the
+    joined parts, which ``decode_many`` needs for lack of boundaries.)"""
+    out: list[Any] = []
+    append = out.append
+    try:
+        for p in parts:
+            append(_unpackb(p, ext_hook=_ext_hook, list_hook=_list_hook, raw=False,
+                            strict_map_key=False, use_list=True))
+    except DecodeError as exc:
+        raise DecodeError(f"part {len(out)}: {exc}") from None
+    except Exception as exc:  # the zoo again (see decode)
+        raise DecodeError(f"part {len(out)}: {type(exc).__name__}: {exc}") from None
     if _Mark in map(type, out):
         raise DecodeError("bare type marker")
     return out

@@ -28,7 +28,7 @@ from __future__ import annotations
 import struct
 from bisect import bisect_left
 from dataclasses import dataclass
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import xxhash
 
@@ -92,14 +92,31 @@ def encode_records(records: Iterable[Record], checksums: bool) -> bytes:
     """Frame ``records`` into one buffer (the batch the WAL writes with a single write call)."""
     parts: list[bytes] = []
     append = parts.append
-    body_pack = _BODY.pack
     ck_pack = _CK.pack
     zero = ck_pack(0)
+    xxh = _xxh
+    last_ulen = -1
+    body_pack = _BODY.pack
     for uid, idx, term, payload in records:
-        body = b"".join((body_pack(len(payload), len(uid), idx, term), uid, payload))
-        append(ck_pack(_xxh(body)) if checksums else zero)
+        ulen = len(uid)
+        if ulen != last_ulen:   # the uid packed with the header: one pack, one concatenation
+            body_pack = _body_uid(ulen)
+            last_ulen = ulen
+        body = body_pack(len(payload), ulen, idx, term, uid) + payload
+        append(ck_pack(xxh(body)) if checksums else zero)
         append(body)
     return b"".join(parts)
+
+
+def _body_uid(ulen: int) -> Callable[..., bytes]:
+    """``pack(payload_len, uid_len, index, term, uid)`` for uids of ``ulen`` bytes."""
+    st = _BODY_UID.get(ulen)
+    if st is None:
+        st = _BODY_UID[ulen] = struct.Struct(f"{_BODY.format}{ulen}s")
+    return st.pack
+
+
+_BODY_UID: dict[int, struct.Struct] = {}     # at most 256: uids are 1..255 bytes
 
 
 def scan(data: bytes | memoryview, *, start: int = HEADER_SIZE,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "AppendEntriesRpc", "AppendEntriesReply", "RequestVoteRpc", "RequestVoteResult",
+    "AppendEntriesRpc", "AppendEntriesPacked", "AppendEntriesReply", "RequestVoteRpc", "RequestVoteResult",
     "PreVoteRpc", "PreVoteResult", "InstallSnapshotRpc", "InstallSnapshotResult",
     "HeartbeatRpc", "HeartbeatReply", "TimeoutNow", "LeaderProbe", "SnapshotMeta",
     "ElectionTimeout", "HeartbeatTimeout", "Tick", "Written", "MetaWritten", "LeaderDown",
@@ -41,6 +41,23 @@ class AppendEntriesRpc:
     prev_log_index: int
     prev_log_term: int
     entries: list[tuple[int, int, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendEntriesPacked:
+    """The wire form of an :class:`AppendEntriesRpc` that carries entries: the entries at
+    ``prev_log_index + 1 ..`` as their ``terms`` and their commands already encoded
+    (``payloads``, one codec term each), so that a leader sends the bytes it wrote to its WAL
+    and a follower writes to its WAL the bytes it received: no entry is encoded again on the way
+    (the shell converts, ``ra.server.packed``; the core never sees this form)."""
+
+    term: int
+    leader_id: Any
+    leader_commit: int
+    prev_log_index: int
+    prev_log_term: int
+    terms: list[int]
+    payloads: list[bytes]
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,11 @@ def _default_decode_many() -> Callable[[bytes, int], list[Any]]:
     return codec.decode_many
 
 
+def _default_encode_each() -> Callable[[list[Any]], list[bytes]]:
+    from ra.wire import codec
+    return codec.encode_each
+
+
 class DiskLog:
     """A server's durable log. ``send(msg)`` casts to the WAL; without it, messages are queued
     in :attr:`outbox` (tests, or a shell that sends them itself)."""
@@ -91,6 +96,15 @@ class DiskLog:
         #: bulk decoding of segment reads (:meth:`_decode_run`): ra's codec only
         self._dec_many: Callable[[bytes, int], list[Any]] | None = \
             None if codec is not None else _default_decode_many()
+        #: encoding a batch of commands with one packer: ra's codec only
+        self._enc_each: Callable[[list[Any]], list[bytes]] | None = \
+            None if codec is not None else _default_encode_each()
+        #: index -> (command, its encoded bytes): each entry's payload is encoded once, for the
+        #: WAL and for append_entries (a follower's are the bytes it received). Read only
+        #: when the command is the very object the entry holds (``is``): an overwritten or
+        #: never-written index can never hand out another entry's bytes. Dropped once durable
+        #: (:meth:`handle_written`) and by :meth:`tick`.
+        self._payloads: dict[int, tuple[Any, bytes]] = {}
         self._senc, self._sdec = snapshot_codec or (self._enc, self._dec)
         self.segment_max_entries = segment_max_entries
         self.segments = Segments(os.path.join(self.dir, "segments"))
@@ -267,6 +281,40 @@ class DiskLog:
             i += 1
         return out
 
+    def payloads(self, entries: list[Entry]) -> list[bytes]:
+        """The encoded command of each entry (``codec.encode(e[2])``): the bytes already made
+        for the WAL or received from the leader where there are some, else encoded now (and
+        kept, for entries in memory)."""
+        cache = self._payloads
+        get = cache.get
+        out: list[bytes] = []
+        append = out.append
+        miss: list[int] = []
+        for e in entries:
+            c = get(e[0])
+            if c is not None and c[0] is e[2]:
+                append(c[1])
+            else:
+                miss.append(len(out))
+                append(b"")
+        if miss:
+            cmds = [entries[k][2] for k in miss]
+            enc = self._enc_each(cmds) if self._enc_each is not None \
+                else [self._enc(c) for c in cmds]
+            lo = self.mem.first if len(self.mem) else self._last[0] + 1
+            for k, b in zip(miss, enc):
+                out[k] = b
+                e = entries[k]
+                if e[0] >= lo:
+                    cache[e[0]] = (e[2], b)
+        return out
+
+    def carry(self, first: int, commands: list[Any], payloads: list[bytes]) -> None:
+        """``payloads[k]`` is ``codec.encode(commands[k])``, as received for the entry at
+        ``first + k``: if the core writes these very commands, :meth:`flush` sends these bytes
+        to the WAL instead of encoding them again."""
+        self._payloads.update(zip(range(first, first + len(commands)), zip(commands, payloads)))
+
     # -- writes ------------------------------------------------------------------------------
     def append(self, entry: Entry) -> None:
         idx = entry[0]
@@ -304,6 +352,19 @@ class DiskLog:
         if self.fetch_term(ev.to_idx) != ev.term:
             return False    # overwritten since; the overwrite's own notice will confirm it
         self._written = (ev.to_idx, ev.term)
+        cache = self._payloads
+        if cache:
+            # durable: the WAL needs these bytes no more and the append_entries for them have
+            # left (a resend encodes again), so memory per entry stays what it was. Indexes
+            # were inserted in order (an overwrite keeps its old place: it is left for tick)
+            to = ev.to_idx
+            dead = []
+            for k in cache:
+                if k > to:
+                    break
+                dead.append(k)
+            for k in dead:
+                del cache[k]
         return True
 
     # -- the WAL client ----------------------------------------------------------------------
@@ -322,27 +383,27 @@ class DiskLog:
         if frm is not None:
             frm = max(frm, self._snap_idx() + 1)
             last = self._last[0]
-            batch: list[list[Any]] = []
             mem_first = self.mem.first if len(self.mem) else last + 1
-            enc = self._enc
-            get = self.mem.get
-            for i in range(frm, last + 1):
-                if i < mem_first:
-                    r = self.segments.fetch(i)
-                    if r is None:
-                        break
-                    batch.append([i, r[0], r[1]])
-                else:
-                    e = get(i)
-                    assert e is not None
-                    batch.append([i, e[1], enc(e[2])])
-                if len(batch) >= MAX_ENTRIES_PER_MESSAGE:
-                    msgs.append(WalAppend(self.uid, lw, batch))
-                    n += len(batch)
-                    batch = []
-            if batch:
-                msgs.append(WalAppend(self.uid, lw, batch))
-                n += len(batch)
+            out: list[list[Any]] = []
+            i = frm
+            fetch = self.segments.fetch
+            while i < mem_first and i <= last:      # a resend reaching below memory
+                r = fetch(i)
+                if r is None:
+                    break
+                out.append([i, r[0], r[1]])
+                i += 1
+            if mem_first <= i <= last:
+                get = self.mem.get
+                es: list[Any] = [get(j) for j in range(i, last + 1)]   # contiguous: all there
+                out += [[e[0], e[1], p] for e, p in zip(es, self.payloads(es))]
+            if len(out) <= MAX_ENTRIES_PER_MESSAGE:
+                if out:
+                    msgs.append(WalAppend(self.uid, lw, out))
+            else:
+                for k in range(0, len(out), MAX_ENTRIES_PER_MESSAGE):
+                    msgs.append(WalAppend(self.uid, lw, out[k:k + MAX_ENTRIES_PER_MESSAGE]))
+            n = len(out)
             self._unsent_from = None
         for m in msgs:
             if self._send is not None:
@@ -401,6 +462,7 @@ class DiskLog:
         """Pick up new segment files; drop from memory the entries durable in them. Returns the
         number of entries dropped."""
         mem = self.mem
+        self._prune_payloads()
         if not len(mem):
             return 0        # nothing to drop (and nothing new to read: segments hold it all)
         segs = self.segments
@@ -420,7 +482,21 @@ class DiskLog:
         n = upto - mem.first + 1
         if n > 0:
             mem.drop_to(upto)
+            self._prune_payloads()
         return max(n, 0)
+
+    def _prune_payloads(self) -> None:
+        """Forget the bytes of entries no longer in memory, and of carried ones never written."""
+        cache = self._payloads
+        if not cache:
+            return
+        mem = self.mem
+        if not len(mem):
+            cache.clear()
+            return
+        lo, hi = mem.first, mem.last
+        for i in [i for i in cache if i < lo or i > hi]:
+            del cache[i]
 
     # -- snapshots ---------------------------------------------------------------------------
     def snapshot_meta(self) -> SnapshotMeta | None:
@@ -515,6 +591,7 @@ class DiskLog:
         for it in self.checkpoints.index_terms():
             self.checkpoints.discard(it)
         self.mem.clear()
+        self._payloads.clear()
         self.segments.delete_below(meta.index)
         self._last = (meta.index, meta.term)
         self._written = (meta.index, meta.term)

@@ -16,7 +16,9 @@ Loop contract:
 What arrives (the door, :meth:`ServerProc._dispatch`):
 
 * peers cast ``("$rpc", msg)``, ``msg`` a peer RPC of :mod:`ra.core.messages` (the core
-  validates it in ``step``; the shell only needs its sender id to be one);
+  validates it in ``step``; the shell only needs its sender id to be one); an append_entries
+  with entries comes packed (:mod:`ra.server.packed`: unpacked here, its payloads kept for
+  the WAL, a malformed one dropped as ``bad_*:AppendEntriesPacked``);
 * clients send the typed requests of :mod:`ra.messages` (``CommandCall``, ``PipelineCast``,
   ``ConsistentQueryCall``, ``LocalQueryCall``, ``LeaderQueryCall``, ``MembersCall``,
   ``AuxCall``, ``AuxCast``, ``InitialMembersCall``, ``TransferLeadershipCall``,
@@ -70,13 +72,14 @@ from ra.core.effects import (
 )
 from ra.core.machine import SimpleMachine
 from ra.core.messages import (
-    PEER_MSGS, AppendEntriesRpc, Command, HeartbeatRpc, InstallSnapshotRpc, ConsistentQuery, ElectionTimeout, HeartbeatTimeout, LeaderDown,
+    PEER_MSGS, AppendEntriesPacked, AppendEntriesRpc, Command, HeartbeatRpc, InstallSnapshotRpc, ConsistentQuery, ElectionTimeout, HeartbeatTimeout, LeaderDown,
     MetaWritten, NodeDown, NodeUp, Tick, TransferLeadership, TriggerElection,
 )
 from ra.core.types import ServerId
 from ra.errors import NodeLost, NoProc, RaError, Timeout
 from ra.log.log import DiskLog
 from ra.log.meta import DiskMeta
+from ra.server import packed
 from ra.node import system
 from transport import curvekeys  # noqa: F401  (every mailbox's default mechanism imports it)
 from transport import failure_detector as fd
@@ -557,6 +560,14 @@ class ServerProc:
 
     def _peer(self, env: Any, msg: Any) -> None:
         self.counters["peer_msgs_in"] += 1
+        if type(msg) is AppendEntriesPacked:
+            try:
+                msg, cmds, payloads = packed.unpack(msg)
+            except packed.BadPacked as e:
+                self._bad(env, e.reason)
+                return
+            # the core writes these very entries (or drops them): their bytes go to the WAL
+            self.log.carry(msg.prev_log_index + 1, cmds, payloads)
         sender = getattr(msg, "from_id", None) or getattr(msg, "leader_id", None) \
             or getattr(msg, "candidate_id", None)
         if sender is not None:
@@ -879,13 +890,20 @@ class ServerProc:
         self.counters["peer_msgs_out"] += len(tos)
         eps = [ep for ep in (self._peer_endpoint(to) for to in tos) if ep is not None]
         if eps:
-            self.mb.cast_many(eps, ("$rpc", msg))
+            self.mb.cast_many(eps, ("$rpc", self._wire(msg)))
 
     def _send_peer(self, to: Any, msg: Any) -> None:
         self.counters["peer_msgs_out"] += 1
         ep = self._peer_endpoint(to)
         if ep is not None:
-            self.mb.cast(ep, ("$rpc", msg))
+            self.mb.cast(ep, ("$rpc", self._wire(msg)))
+
+    def _wire(self, msg: Any) -> Any:
+        """An append_entries with entries leaves packed: their payloads are the bytes already
+        encoded for the WAL (``ra.server.packed``)."""
+        if type(msg) is AppendEntriesRpc and msg.entries:
+            return packed.pack(msg, self.log.payloads(msg.entries))
+        return msg
 
     def _peer_endpoint(self, to: Any) -> str | None:
         """The peer's mailbox address, resolved through its node once and cached; None while
@@ -912,7 +930,7 @@ class ServerProc:
         self.mb.cast(self.wal_ep, msg)
 
 
-_PEER_TYPES = frozenset(PEER_MSGS)
+_PEER_TYPES = frozenset(PEER_MSGS) | {AppendEntriesPacked}
 _SHELL_MACHINE_EFFECTS = frozenset(SHELL_MACHINE_EFFECTS)
 
 _HANDLERS: dict[type, Callable[[ServerProc, Any, Any], None]] = {

@@ -12,6 +12,7 @@ import ra
 import wal as walpkg
 from ra import messages as rm
 from ra.node import system
+from ra.wire import codec
 from tests.api.conftest import COUNTER, wait_for
 from transport.direct import DirectMailbox
 from transport.messages import FdHeartbeat, FdStatus, FdSubscribe
@@ -80,6 +81,25 @@ def test_malformed_casts_to_a_server_do_not_crash_it(solo):
     km = wait_for(lambda: ra.key_metrics(sid).get("bad_messages", {}).get("unknown_message"),
                   5, "key_metrics to show the drops")
     assert km == 20
+
+
+def test_a_packed_append_with_a_corrupt_payload_is_dropped_and_counted(solo):
+    """A peer's append_entries carries each entry as its encoded bytes: one that does not
+    decode to exactly one term is refused at the door, before the core or the WAL see it."""
+    from ra.core.messages import AppendEntriesPacked
+    nodes, sid = solo
+    spid = nodes.server_pid(sid.name, 0)
+    good = codec.encode(("usr", 5, None, 1))
+    with DirectMailbox("tcp://127.0.0.1:0") as mb:
+        ep = resolve(mb, sid.name, sid.node)
+        for bad in (good[:-1], good + b"\x01", b"\xc1"):
+            mb.cast(ep, ("$rpc", AppendEntriesPacked(10**6, ("x", "127.0.0.1:9"), 0, 0, 0,
+                                                     [10**6, 10**6], [good, bad])))
+    row = wait_for(lambda: (r := ra.overview(nodes.addrs[0])["servers"][sid.name])
+                   ["bad_messages"].get("bad_payload:AppendEntriesPacked") == 3 and r,
+                   5, "the drops to be counted")
+    assert row["pid"] == spid and row["role"] == "leader"
+    assert ra.process_command(sid, 4)[0] == 4     # nothing of it was written or applied
 
 
 def test_garbage_cast_to_the_wal_is_dropped_and_counted(solo):

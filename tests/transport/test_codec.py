@@ -245,3 +245,31 @@ def test_decode_many_refuses_a_bare_marker() -> None:
     blob = codec.encode(1) + codec.encode((1,))[1:4]    # the tuple's marker alone
     with pytest.raises(codec.DecodeError):
         codec.decode_many(blob, 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(terms, max_size=6))
+def test_encode_each_and_decode_each_round_trip_exact_terms(ts: list[Any]) -> None:
+    parts = codec.encode_each(ts)
+    assert parts == [codec.encode(t) for t in ts]
+    out = codec.decode_each(parts)
+    assert len(out) == len(ts) and all(same(a, b) for a, b in zip(out, ts))
+
+
+def test_encode_each_names_the_bad_value() -> None:
+    with pytest.raises(TypeError, match=r"cannot encode <class 'object'> at \[1\]"):
+        codec.encode_each([(1,), (2, object())])
+
+
+@pytest.mark.parametrize("parts", [
+    [codec.encode(1) + codec.encode(2)],                   # two terms in one part
+    [codec.encode((1, 2))[:2], codec.encode((1, 2))[2:]],  # one term split over two parts
+    [codec.encode(1), b""],                                # an empty part
+    [b"\xc1"],                                             # never used by msgpack
+    [codec.encode((1,))[1:4]],                             # a bare tuple marker
+])
+def test_decode_each_refuses_a_part_that_is_not_one_term(parts: list[bytes]) -> None:
+    # a follower stores each part as one entry's payload: the parts must not merely decode
+    # together, each must be one term
+    with pytest.raises(codec.DecodeError):
+        codec.decode_each(parts)
