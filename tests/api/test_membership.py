@@ -35,11 +35,14 @@ def test_add_member_catches_up_from_segments(nodes):
     for _ in range(300):
         ra.pipeline_command(leader, 1)
     wait_for(lambda: ra.consistent_query(ids, M.get_state)[0] == 300, what="300 applied")
-    # the leader's early entries now live in segment files
-    uid_dirs = [d for d in os.listdir(nodes.data_dir(nodes_index(nodes, leader)))
-                if os.path.isdir(os.path.join(nodes.data_dir(nodes_index(nodes, leader)), d, "segments"))]
-    assert any(os.listdir(os.path.join(nodes.data_dir(nodes_index(nodes, leader)), d, "segments"))
-               for d in uid_dirs)
+    # the leader's early entries reach segment files (the segment writer runs after the WAL's
+    # fsync, so they may come a little after the commit)
+    data = nodes.data_dir(nodes_index(nodes, leader))
+
+    def segment_files() -> bool:
+        return any(os.listdir(os.path.join(data, d, "segments")) for d in os.listdir(data)
+                   if os.path.isdir(os.path.join(data, d, "segments")))
+    wait_for(segment_files, what="the leader's entries in segment files")
     new = nodes.sid("c", 3)
     _add_and_start(ids, new, COUNTER)
     wait_for(lambda: ra.local_query(new, M.get_state)[1] == 300, timeout=20, what="caught up")
