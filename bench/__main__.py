@@ -19,6 +19,7 @@ import platform
 import signal
 import sys
 import time
+import traceback
 from types import FrameType
 from typing import Any
 
@@ -120,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                 got = mod.run(args.quick)
             except Exception as e:  # a broken suite is reported, the others still run
                 print(f"   {name} FAILED: {type(e).__name__}: {e}", flush=True)
+                traceback.print_exc(file=sys.stdout)
+                sys.stdout.flush()
                 failed.append(name)
                 got = list(getattr(e, "rows", []))
             for r in got:

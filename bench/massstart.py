@@ -12,7 +12,8 @@ local node daemons started at once, then one node restarted with its C servers.
   back (``last_index`` as before the restart) and knows its cluster's leader (``rejoined``);
   the CPU seconds its daemon and its servers used for that, per server.
 
-``python -m bench.massstart --clusters 10,100 [--how kill|stop] [--threads 16]`` prints one
+``python -m bench.massstart --clusters 10,100 [--how kill|stop] [--threads 16]
+[--memory-merge]`` prints one
 JSON line per C. Timings on a shared machine are only indicative; the CPU seconds and fsync
 counts are the machine-independent part.
 """
@@ -78,10 +79,11 @@ def _until_all(sids: list[ra.ServerId], ask: Any, threads: int, timeout: float) 
 
 
 def measure(c: int, reaper: Reaper, threads: int = 16, how: str = "kill",
-            keep: bool = False) -> dict[str, Any]:
+            keep: bool = False, env: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``env``: node keys for the three daemons (e.g. ``memory_merge``)."""
     tmp = tempfile.mkdtemp(prefix=f"ra-massstart-{c}-", dir="/tmp")
     try:
-        nodes = RaNodes(tmp, reaper)
+        nodes = RaNodes(tmp, reaper, env=env)
         nodes.start_all()
         daemons = [nodes.procs[i].pid for i in range(3)]
         syncs0 = [_status(nodes, i).get("directory_syncs", 0) for i in range(3)]
@@ -160,10 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--how", choices=("kill", "stop"), default="kill")
     ap.add_argument("--keep", action="store_true", help="keep the data dirs and node logs")
+    ap.add_argument("--memory-merge", action="store_true",
+                    help="the node key memory_merge (KSM; C = 1,000 needs it in 24 GiB)")
     a = ap.parse_args(argv)
+    env = {"memory_merge": True} if a.memory_merge else None
     for c in (int(x) for x in a.clusters.split(",")):
         with Reaper() as reaper:
-            print(json.dumps(measure(c, reaper, a.threads, a.how, a.keep)), flush=True)
+            print(json.dumps(measure(c, reaper, a.threads, a.how, a.keep, env)), flush=True)
     return 0
 
 

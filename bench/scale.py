@@ -24,7 +24,8 @@ A larger C runs only while the smaller one stayed within bounds (started in 60 s
 :mod:`bench.erlang_peer`) the peer column is Erlang ra 2.15.4 with the same C on one BEAM node
 (``driver/rascale.erl``: start time, idle CPU, memory per server), run in the same sitting.
 
-``python -m bench.scale [--quick] [--clusters 10,100]`` runs this suite alone.
+``python -m bench.scale [--quick] [--clusters 10,100] [--memory-merge]`` runs this suite alone
+(``--memory-merge``: the node key, KSM; 3,000 servers need it to fit in 24 GiB).
 """
 from __future__ import annotations
 
@@ -199,12 +200,13 @@ def _load(clusters: list[list[ra.ServerId]], secs: float) -> tuple[int, list[flo
     return len(lat), lat
 
 
-def measure(c: int, reaper: Reaper, idle_s: float = IDLE_S, load_s: float = LOAD_S
-            ) -> dict[str, float]:
-    """W7 with ``c`` clusters on 3 fresh nodes: the figures of the module docstring."""
+def measure(c: int, reaper: Reaper, idle_s: float = IDLE_S, load_s: float = LOAD_S,
+            env: dict[str, Any] | None = None) -> dict[str, float]:
+    """W7 with ``c`` clusters on 3 fresh nodes: the figures of the module docstring.
+    ``env``: more node keys for the three daemons (e.g. ``memory_merge``)."""
     tmp = tempfile.mkdtemp(prefix=f"ra-w7-{c}-", dir="/tmp")
     try:
-        nodes = RaNodes(tmp, reaper, env={"metrics": "127.0.0.1:0"})
+        nodes = RaNodes(tmp, reaper, env={"metrics": "127.0.0.1:0", **(env or {})})
         nodes.start_all()
         clusters = [[nodes.sid(f"c{k}", i) for i in range(3)] for k in range(c)]
 
@@ -261,7 +263,8 @@ def erlang(c: int) -> dict[str, float] | None:
             "uss_mb": r["erlang_memory_mb"] / (3 * c)}
 
 
-def run(quick: bool = False, sizes: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
+def run(quick: bool = False, sizes: tuple[int, ...] | None = None,
+        env: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     sizes = sizes or ((10,) if quick else SIZES)
     rows: list[dict[str, Any]] = []
     skip: str | None = None
@@ -273,7 +276,7 @@ def run(quick: bool = False, sizes: tuple[int, ...] | None = None) -> list[dict[
                          "peer": None, "note": skip})
             continue
         with Reaper() as reaper:
-            r = measure(c, reaper, *((QUICK_S, QUICK_S) if quick else (IDLE_S, LOAD_S)))
+            r = measure(c, reaper, *((QUICK_S, QUICK_S) if quick else (IDLE_S, LOAD_S)), env=env)
         e = erlang(c)
         ep = e or {}
         for metric, key, unit in (("start all", "start_s", "s"),
@@ -305,9 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--clusters", help="sizes, e.g. 10,100")
+    ap.add_argument("--memory-merge", action="store_true",
+                    help="the node key memory_merge (KSM; C = 1,000 needs it in 24 GiB)")
     a = ap.parse_args(argv)
     sizes = tuple(int(x) for x in a.clusters.split(",")) if a.clusters else None
-    for row in run(a.quick, sizes):
+    for row in run(a.quick, sizes, {"memory_merge": True} if a.memory_merge else None):
         print(json.dumps(row))
     return 0
 

@@ -62,7 +62,9 @@ def run_bench(args: list[str], limit: float, env: dict[str, str] | None = None) 
         _reap_orphans(before)
     if timed_out:
         pytest.fail(f"python {' '.join(args)} took more than {limit} s:\n{text[-4000:]}")
-    assert proc.returncode == 0, text[-4000:]
+    # a failed suite's lines first: the tail alone is the summary table
+    failures = [ln for ln in text.splitlines() if "FAILED" in ln or "Error" in ln][:20]
+    assert proc.returncode == 0, "\n".join(failures) + "\n...\n" + text[-4000:]
     assert not left, f"processes left behind: {[(p.pid, p.name()) for p in left]}"
     return text
 
