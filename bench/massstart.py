@@ -164,8 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the data dirs and node logs")
     ap.add_argument("--memory-merge", action="store_true",
                     help="the node key memory_merge (KSM; C = 1,000 needs it in 24 GiB)")
+    ap.add_argument("--node-key", action="append", default=[], metavar="KEY=VALUE",
+                    help="a node key for the three daemons (VALUE as JSON), e.g. "
+                         "restart_window=64; repeatable")
     a = ap.parse_args(argv)
-    env = {"memory_merge": True} if a.memory_merge else None
+    env: dict[str, Any] = {"memory_merge": True} if a.memory_merge else {}
+    for kv in a.node_key:
+        k, _, v = kv.partition("=")
+        env[k] = json.loads(v)
     for c in (int(x) for x in a.clusters.split(",")):
         with Reaper() as reaper:
             print(json.dumps(measure(c, reaper, a.threads, a.how, a.keep, env)), flush=True)

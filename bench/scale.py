@@ -125,7 +125,7 @@ def _wal_syncs(nodes: RaNodes) -> list[int]:
     burst may not answer the scrape in time: asked again, for up to 30 s)."""
     out = []
     for i in range(3):
-        st = default_client()._daemon(nodes.addrs[i], rm.NodeStatus(), 10.0)
+        st = default_client()._daemon(nodes.addrs[i], rm.NodeStatus(), 60.0)
         deadline = time.monotonic() + 30
         while True:
             with urllib.request.urlopen(f"http://{st['metrics']}/metrics", timeout=10) as r:

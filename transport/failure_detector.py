@@ -5,7 +5,12 @@ Node daemons cast heartbeats to the daemons of the nodes they watch every ``inte
 seconds. A watched node is *down* when nothing has been heard from it for longer than
 ``max(down_after, mean_gap + 4 * stdev_gap)`` over its recent heartbeat gaps (an adaptive
 threshold in the spirit of aten's, which tolerates a peer whose heartbeats are slow but
-regular), and *up* again at its next heartbeat. Subscribers get ``NodeEvent("nodeup", node)``
+regular), and *up* again at its next heartbeat. Silence that overlaps a stall of the detector
+itself (its own checks more than ``stall_after`` apart: its process was not scheduled, as on a
+machine with far more runnable processes than cores) is not counted: the heartbeats sent
+meanwhile may be waiting unread in its own socket, so silence counts again from its first check
+after the stall, though never more than ``stall_forgive`` seconds of it are forgiven (a detector
+that stalls all the time still reports a dead node, later). Subscribers get ``NodeEvent("nodeup", node)``
 / ``NodeEvent("nodedown", node)`` casts on every change. A daemon never watches itself: a
 heartbeat or watch naming its own node is ignored (else one forged heartbeat would later make
 every subscriber on the node believe its own node down).
@@ -68,10 +73,20 @@ class Detector:
     threshold. Each transition is reported once.
     """
 
-    def __init__(self, down_after: float = 1.0, window: int = 16) -> None:
+    def __init__(self, down_after: float = 1.0, window: int = 16,
+                 stall_after: float | None = None, stall_forgive: float = 4.0) -> None:
         self.down_after = down_after
         self.window = window
+        #: checks further apart than this mean that we ourselves stalled (None: never)
+        self.stall_after = stall_after
+        #: the most silence of a node forgiven for our stalls
+        self.stall_forgive = stall_forgive
         self._peers: dict[str, _Peer] = {}
+        self._last_check: float | None = None
+        #: the first check after our latest stall: no silence before it counts
+        self._resumed = -math.inf
+        #: stalls of our own seen so far (each one reported no node down)
+        self.stalls = 0
 
     def watch(self, node: str, now: float) -> None:
         if node not in self._peers:
@@ -111,13 +126,23 @@ class Detector:
             return [("nodeup", node)]
         return []
 
+    def _heard(self, p: _Peer) -> float:
+        """When silence from ``p`` starts counting."""
+        heard = p.last if p.last is not None else p.since
+        return max(heard, min(self._resumed, heard + self.stall_forgive))
+
     def check(self, now: float) -> list[tuple[str, str]]:
+        last, self._last_check = self._last_check, now
+        if self.stall_after is not None and last is not None and now - last > self.stall_after:
+            # we were not running: their heartbeats may be unread in our socket; count their
+            # silence from now (a node that really died is reported up to stall_forgive later)
+            self._resumed = now
+            self.stalls += 1
         out = []
         for node, p in self._peers.items():
             if p.status == DOWN:
                 continue
-            heard = p.last if p.last is not None else p.since
-            if now - heard > self.threshold(node):
+            if now - self._heard(p) > self.threshold(node):
                 p.status = DOWN
                 p.gaps.clear()  # after a restart the old rhythm means nothing
                 out.append(("nodedown", node))
@@ -125,7 +150,7 @@ class Detector:
 
     def next_check(self, now: float) -> float | None:
         """Earliest time at which :meth:`check` could report something new."""
-        times = [(p.last if p.last is not None else p.since) + self.threshold(n)
+        times = [self._heard(p) + self.threshold(n)
                  for n, p in self._peers.items() if p.status != DOWN]
         return min(times, default=None)
 
@@ -152,7 +177,9 @@ class FailureDetector:
         self.self_node = self_node
         self.interval = interval
         self.clock = clock if clock is not None else MonotonicClock()
-        self.detector = Detector(down_after)
+        # its ticks come at least every ``interval`` (the heartbeats): a check that comes
+        # much later than that means this process stalled
+        self.detector = Detector(down_after, stall_after=max(3 * interval, down_after / 2))
         self.subscribers: set[str] = set()
         self.callbacks: list[Callable[[str, str], None]] = []
         #: malformed detector messages seen by :meth:`handle`, by reason

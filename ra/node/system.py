@@ -121,6 +121,12 @@ class SystemConfig:
                  "server does not preempt the process that woke it, so under load it takes its "
                  "messages in batches (W2: 10-15 % more, 25-30 % fewer context switches; W1 "
                  'unchanged); "normal": `SCHED_OTHER`', str, choices=CPU_SCHEDULING)
+    server_nice: int = _key(
+        10, "the niceness its servers add to the node's (`nice(2)`): the daemon, the WAL and "
+            "the segment writer serve every server of the node, so they run first when more "
+            "servers are runnable than there are cores (at 1,000 servers per node, the "
+            "daemon's failure detector otherwise starves, reports the other nodes down, and "
+            "every cluster holds an election at once); 0: all alike", low=0, high=19)
     log_children: str | None = _key(
         None, "the log supervisor's children instead of the WAL and segment writer (tests; "
               "called in a throwaway child process, never in the daemon)", str,

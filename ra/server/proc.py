@@ -1055,12 +1055,27 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _lower_priority(conf: dict[str, Any]) -> None:
+    """Add the node's ``server_nice`` to this process's niceness, before its recovery: the
+    node's shared processes (daemon, WAL) keep the CPU they need however many servers run."""
+    try:
+        n = _system_config(conf["system"]).server_nice
+    except Exception:        # no node config (tests that build a bare server): leave it
+        return
+    if n:
+        try:
+            os.nice(n)
+        except OSError as e:     # not allowed here: not fatal, the node merely loses a guard
+            _log.warning("server_nice %d not applied: %s", n, e)
+
+
 def run(conf: dict[str, Any]) -> int:
     """Body of a server process (the fork server's target ``ra.server.proc:run``). Returns 0
     after a machine that did not load was reported to the daemon (not to be restarted)."""
     if not logging.getLogger().handlers:    # not forked from a node's fork server (tests)
         logs.setup()
     logs.set_identity(str(conf.get("name")), conf.get("node"))
+    _lower_priority(conf)
     try:
         proc = ServerProc(conf)
     except _MachineNotLoaded as e:

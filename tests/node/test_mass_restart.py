@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 import ra
@@ -120,5 +121,31 @@ def test_a_node_restarted_on_a_data_dir_of_the_old_format_migrates_it(tmp_path: 
         assert os.path.exists(os.path.join(nodes.data_dir(0), LOG_FILE))
         assert not os.path.exists(os.path.join(nodes.data_dir(0), OLD_FILE))
         assert len(Directory(nodes.data_dir(0))) == N
+    finally:
+        nodes.cleanup()
+
+
+@pytest.mark.parametrize("nice", [None, 0, 7])
+def test_servers_run_at_server_nice_below_the_node(tmp_path: Path, nice: int | None):
+    # the node's shared processes keep the CPU first when more servers are runnable than cores
+    nodes = Nodes(str(tmp_path), {} if nice is None else {"server_nice": nice})
+    try:
+        nodes.start(0)
+        sid = nodes.sid("n", 0)
+        ra.start_cluster("n", COUNTER, [sid])
+        assert ra.process_command([sid], 1)[0] == 1
+        table = node.node_call(nodes.addrs[0], rm.ListServers())
+        server = psutil.Process(int(table["n"]["pid"]))
+        daemon = psutil.Process(nodes.procs[0].pid)
+        others = [p for p in daemon.children(recursive=True) if p.pid != server.pid]
+        assert len(others) >= 3        # the fork server, the WAL, the segment writer
+        want = 10 if nice is None else nice
+        assert server.nice() == daemon.nice() + want
+        assert [p.nice() for p in others] == [daemon.nice()] * len(others)
+        # a restarted server gets it from the fork server again, not twice
+        server.kill()
+        wait_for(lambda: _answers(sid, 1), what="restarted")
+        again = psutil.Process(int(node.node_call(nodes.addrs[0], rm.ListServers())["n"]["pid"]))
+        assert again.pid != server.pid and again.nice() == daemon.nice() + want
     finally:
         nodes.cleanup()

@@ -36,6 +36,49 @@ def test_never_heard_node_goes_down_after_threshold() -> None:
     assert d.check(11.01) == [("nodedown", "c:1")]
 
 
+def test_own_stall_is_not_the_peers_silence() -> None:
+    # the daemon ran its checks every 0.2 s, then was not scheduled for 3 s (a machine with far
+    # more runnable processes than cores): the heartbeats sent meanwhile wait in its socket,
+    # and its first check runs before it reads them
+    d = Detector(down_after=1.0, stall_after=0.6)
+    d.watch("b:1", now=0.0)
+    assert d.heartbeat("b:1", 0.1) == [("nodeup", "b:1")]
+    for t in (0.2, 0.4, 0.6):
+        assert d.check(t) == []
+    assert d.check(3.6) == []                         # 3.5 s of "silence": our own stall
+    assert d.stalls == 1
+    assert d.heartbeat("b:1", 3.61) == []             # then read from the socket: still up
+    assert d.check(3.8) == [] and d.status("b:1") == UP
+    # without the allowance the same history reports it down (the bug this guards against)
+    plain = Detector(down_after=1.0)
+    plain.watch("b:1", now=0.0)
+    plain.heartbeat("b:1", 0.1)
+    plain.check(0.6)
+    assert plain.check(3.6) == [("nodedown", "b:1")]
+
+
+def test_stalls_delay_but_never_hide_a_dead_node() -> None:
+    d = Detector(down_after=1.0, stall_after=0.6, stall_forgive=4.0)
+    d.watch("b:1", now=0.0)
+    d.heartbeat("b:1", 0.1)                           # its last heartbeat: it dies then
+    t, downs = 0.1, []
+    while t < 20 and not downs:                       # every check stalled, 0.9 s apart
+        t += 0.9
+        downs = d.check(t)
+    assert downs == [("nodedown", "b:1")]
+    # silence forgiven: at most stall_forgive, so reported within forgive + threshold (+ a gap)
+    assert 0.1 + 4.0 + 1.0 < t <= 0.1 + 4.0 + 1.0 + 0.9
+    # a check that is not stalled after a stall counts silence from the stall's end
+    e = Detector(down_after=1.0, stall_after=0.6)
+    e.watch("c:1", now=0.0)
+    e.heartbeat("c:1", 0.1)
+    e.check(0.2)
+    assert e.check(2.0) == []                         # stalled: silence counts from 2.0
+    assert e.check(2.5) == []
+    assert e.next_check(2.5) == 3.0
+    assert e.check(3.01) == [("nodedown", "c:1")]
+
+
 def test_threshold_adapts_to_slow_irregular_heartbeats() -> None:
     d = Detector(down_after=0.5)
     d.watch("n", 0.0)
