@@ -7,7 +7,7 @@ For each C (10, 100, 1,000; ``--quick``: 10 only) on fresh nodes:
   and to have a leader (one command answered by each);
 * **USS per server**: the median unique set size of the server processes (psutil), MB;
 * **idle CPU**: cores used by the three node trees (daemons, fork servers, WALs, servers) over
-  10 s with no client traffic, after 3 s to settle;
+  10 s with no client traffic, after 3 s to settle (35 s at C = 1,000: :func:`_settle`);
 * **throughput** and **p99**: W3-style pipelined load on every cluster at once for 10 s: 16
   client threads (one ``ra.Client`` each), each with a share of the clusters and up to 256
   commands in flight over them; p99 from pipeline to applied event;
@@ -200,6 +200,14 @@ def _load(clusters: list[list[ra.ServerId]], secs: float) -> tuple[int, list[flo
     return len(lat), lat
 
 
+def _settle(c: int) -> float:
+    """Seconds between the start and the idle window: 3 s (elections and first ticks over);
+    at C >= 1,000, 35 s: a server's tick backs off from 1 to 32 s over its first 31 idle
+    seconds, and a start of 3,000 servers lasts about a minute, so after 3 s most of the last
+    ones would still tick every second or two (C = 1,000 idled at 0.21 cores after 3 s)."""
+    return 35.0 if c >= 1000 else 3.0
+
+
 def measure(c: int, reaper: Reaper, idle_s: float = IDLE_S, load_s: float = LOAD_S,
             env: dict[str, Any] | None = None) -> dict[str, float]:
     """W7 with ``c`` clusters on 3 fresh nodes: the figures of the module docstring.
@@ -220,7 +228,7 @@ def measure(c: int, reaper: Reaper, idle_s: float = IDLE_S, load_s: float = LOAD
         progress("ours", f"W7 C={c}: started in {start_s:.1f} s")
         pids = _server_pids(nodes)
         uss = statistics.median(psutil.Process(p).memory_full_info().uss for p in pids) / 2**20
-        time.sleep(3.0)                      # settle: elections and first ticks over
+        time.sleep(_settle(c))
         trees = [p for i in range(3) for p in _tree(nodes.procs[i].pid)]
         cpu0 = _cpu(trees)
         time.sleep(idle_s)

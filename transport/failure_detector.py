@@ -37,6 +37,7 @@ spell a node the same way.
 from __future__ import annotations
 
 import collections
+import logging
 import math
 from collections.abc import Callable, Iterable
 
@@ -49,6 +50,8 @@ from transport.mailbox import BaseMailbox
 from transport.registry import invalidate_node, node_endpoint
 
 __all__ = ["Detector", "FailureDetector", "UP", "DOWN", "UNKNOWN", "apply_node_event"]
+
+_log = logging.getLogger(__name__)
 
 UP = "up"
 DOWN = "down"
@@ -256,6 +259,12 @@ class FailureDetector:
 
     def _notify(self, events: list[tuple[str, str]]) -> None:
         for ev, node in events:
+            # every subscriber acts on it (a node's followers probe their leaders): say why
+            if ev == "nodedown":
+                _log.warning("node %s down: silent past its threshold (failure detector; %d "
+                             "stalls of our own so far)", node, self.detector.stalls)
+            else:
+                _log.info("node %s up (failure detector)", node)
             note = msgs.NodeEvent(ev, node)
             for addr in list(self.subscribers):
                 self._cast(addr, note)

@@ -122,7 +122,7 @@ class SystemConfig:
                  "messages in batches (W2: 10-15 % more, 25-30 % fewer context switches; W1 "
                  'unchanged); "normal": `SCHED_OTHER`', str, choices=CPU_SCHEDULING)
     server_nice: int = _key(
-        10, "the niceness its servers add to the node's (`nice(2)`): the daemon, the WAL and "
+        19, "the niceness its servers add to the node's (`nice(2)`): the daemon, the WAL and "
             "the segment writer serve every server of the node, so they run first when more "
             "servers are runnable than there are cores (at 1,000 servers per node, the "
             "daemon's failure detector otherwise starves, reports the other nodes down, and "
