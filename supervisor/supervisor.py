@@ -110,6 +110,9 @@ class Supervisor:
         self.last_exit: tuple[Any, str] | None = None
         self._stopping = False
         self._children: list[_Child] = []
+        #: the same children by key (None: a key is unhashable, so lookups scan the list); a
+        #: node's server supervisor has a child per server, and it looks them up all the time
+        self._by_key: dict[Any, _Child] | None = {}
         self._keys = itertools.count(1)
         specs = check_childspecs(children, self.flags.auto_shutdown)
         if self.flags.strategy == "simple_one_for_one":
@@ -119,6 +122,7 @@ class Supervisor:
         else:
             self._template = None
             self._children = [_Child(s.id, s) for s in specs]
+            self._reindex()
 
     # ------------------------------------------------------------------ starting
 
@@ -170,10 +174,34 @@ class Supervisor:
     # ------------------------------------------------------------------ exits
 
     def _find(self, key: Any) -> _Child | None:
+        if self._by_key is not None:
+            try:
+                return self._by_key.get(key)
+            except TypeError:       # an unhashable key is no key of ours
+                return None
         for ch in self._children:
             if ch.key == key:
                 return ch
         return None
+
+    def _reindex(self) -> None:
+        try:
+            self._by_key = {ch.key: ch for ch in self._children}
+        except TypeError:
+            self._by_key = None
+
+    def _add(self, ch: _Child) -> None:
+        self._children.append(ch)
+        if self._by_key is not None:
+            try:
+                self._by_key[ch.key] = ch
+            except TypeError:
+                self._by_key = None
+
+    def _drop(self, ch: _Child) -> None:
+        self._children.remove(ch)
+        if self._by_key is not None and self._by_key.get(ch.key) is ch:
+            del self._by_key[ch.key]
 
     def _proc_exit(self, key: Any, proc: OsChild) -> None:
         ch = self._find(key)
@@ -216,7 +244,7 @@ class Supervisor:
             if isinstance(act, _st.Terminate):
                 self._terminate(ch)
             elif isinstance(act, _st.Remove):
-                self._children.remove(ch)
+                self._drop(ch)
             elif isinstance(act, _st.Restart):
                 try:
                     self._start(ch)
@@ -262,6 +290,7 @@ class Supervisor:
                 for c in procs:
                     c.proc = None
                 self._children = [c for c in self._children if c.running]
+                self._reindex()
             for ch in reversed(list(self._children)):
                 self._terminate(ch)
         finally:
@@ -290,11 +319,11 @@ class Supervisor:
         if self._template is not None:
             extra = tuple(spec_or_args)  # type: ignore[arg-type]
             ch = _Child(next(self._keys), self._template, extra)
-            self._children.append(ch)
+            self._add(ch)
             try:
                 self._start(ch)
             except Exception:
-                self._children.remove(ch)
+                self._drop(ch)
                 raise
             assert ch.proc is not None
             return ch.proc.pid
@@ -305,11 +334,11 @@ class Supervisor:
                 raise ChildAlreadyStarted(self._pid_of(old))
             raise AlreadyPresent(spec.id)
         ch = _Child(spec.id, spec)
-        self._children.append(ch)
+        self._add(ch)
         try:
             self._start(ch)
         except Exception:
-            self._children.remove(ch)
+            self._drop(ch)
             raise
         if ch.proc is not None:
             _log.info("supervisor %s: started %r (pid %s)", self.name, ch.key, ch.proc.pid)
@@ -331,7 +360,7 @@ class Supervisor:
             if ch is None:
                 raise NotFound(ref)
             self._terminate(ch)
-            self._children.remove(ch)
+            self._drop(ch)
             return
         ch = self._find(ref)
         if ch is None:
@@ -341,7 +370,7 @@ class Supervisor:
         if pid is not None:
             _log.info("supervisor %s: stopped %r (pid %s): %s", self.name, ch.key, pid, reason)
         if ch.spec.restart == "temporary":
-            self._children.remove(ch)
+            self._drop(ch)
 
     def restart_child(self, child_id: Any) -> int | None:
         """Start a terminated child again; ``Running`` if it runs, ``NotFound`` if unknown."""
@@ -351,7 +380,7 @@ class Supervisor:
 
     def delete_child(self, child_id: Any) -> None:
         """Forget a terminated child's spec; ``Running`` if it runs, ``NotFound`` if unknown."""
-        self._children.remove(self._stopped_child(child_id))
+        self._drop(self._stopped_child(child_id))
 
     def _stopped_child(self, child_id: Any) -> _Child:
         """The terminated child ``child_id`` (restart_child/delete_child's precondition)."""
@@ -386,6 +415,11 @@ class Supervisor:
             "supervisors": sum(1 for c in kids if c.spec.type == "supervisor"),
             "workers": sum(1 for c in kids if c.spec.type == "worker"),
         }
+
+    def has_child(self, child_id: Any) -> bool:
+        """Whether ``child_id`` is one of the children (running or not): one lookup, where
+        ``which_children`` lists them all."""
+        return self._find(child_id) is not None
 
     def child(self, child_id: Any) -> Supervisor | None:
         """The nested supervisor object of child ``child_id`` while it runs, else None."""

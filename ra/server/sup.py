@@ -200,9 +200,9 @@ class ServerSup:
         sup = self.daemon.server_sup()
         if self._pid_of(name) is not None:
             raise AlreadyStarted(f"server {name!r} already runs on node {self.daemon.address}")
-        if name in {c.id for c in sup.which_children()}:
+        if sup.has_child(name):
             sup.terminate_child(name)     # temporary: its spec goes with it
-            if name in {c.id for c in sup.which_children()}:
+            if sup.has_child(name):
                 sup.delete_child(name)
         spec = spec or self._spec(name, conf)
         self._forget_load(name)
@@ -269,10 +269,10 @@ class ServerSup:
             self.daemon.loop.call_soon(lambda: self._remove_sup(name))
 
     def _remove_sup(self, name: str) -> None:
-        if name in self.failed and name in self._running():
+        if name in self.failed and self.daemon.server_sup().has_child(name):
             sup = self.daemon.server_sup()
             sup.terminate_child(name)
-            if name in {c.id for c in sup.which_children()}:
+            if sup.has_child(name):
                 sup.delete_child(name)
 
     def _load_timed_out(self, name: str, ld: _Loading) -> None:
@@ -438,8 +438,7 @@ class ServerSup:
         self.restarting.pop(name, None)           # started here, not by restart_all
         self.directory.set_stopped(name, False)
         if add_config:
-            running = self._running()
-            if running.get(name) is not None:
+            if self._pid_of(name) is not None:
                 raise AlreadyStarted(f"server {name!r} already runs on node "
                                      f"{self.daemon.address}")
             conf = dict(conf, **add_config)
@@ -450,13 +449,12 @@ class ServerSup:
     def stop_server(self, name: str) -> Any:
         self.directory.set_stopped(name, True)     # a node restart leaves it down
         self.restarting.pop(name, None)
-        running = self._running()
-        if name not in running:
+        if not self.daemon.server_sup().has_child(name):
             if self.directory.uid_of(name) is None and name not in self.failed:
                 raise NotFound(f"no server {name!r} on node {self.daemon.address}")
             return "ok"
         # a temporary child's spec goes with it: restart_server starts a new supervisor
-        pid = running[name]
+        pid = self._pid_of(name)
         self.daemon.server_sup().terminate_child(name)
         _log.info("server %s stopped (pid %s), requested by %s", name, pid, self.daemon.caller())
         self._forget_load(name)
@@ -464,12 +462,11 @@ class ServerSup:
         return "ok"
 
     def force_delete_server(self, name: str) -> Any:
-        running = self._running()
         _log.info("server %s deleted (data too), requested by %s", name, self.daemon.caller())
-        if name in running:
+        if self.daemon.server_sup().has_child(name):
             sup = self.daemon.server_sup()
             sup.terminate_child(name)
-            if name in {c.id for c in sup.which_children()}:
+            if sup.has_child(name):
                 sup.delete_child(name)
         self.directory.delete(name)
         self.restarting.pop(name, None)
