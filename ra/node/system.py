@@ -126,7 +126,9 @@ class SystemConfig:
             "the segment writer serve every server of the node, so they run first when more "
             "servers are runnable than there are cores (at 1,000 servers per node, the "
             "daemon's failure detector otherwise starves, reports the other nodes down, and "
-            "every cluster holds an election at once); 0: all alike", low=0, high=19)
+            "every cluster holds an election at once); a starting server takes half of it "
+            "until it has recovered and registered, so that a restart's recovering servers go "
+            "before the running ones; 0: all alike", low=0, high=19)
     log_children: str | None = _key(
         None, "the log supervisor's children instead of the WAL and segment writer (tests; "
               "called in a throwaway child process, never in the daemon)", str,

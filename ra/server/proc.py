@@ -49,6 +49,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import importlib
+import itertools
 import logging
 import math
 import os
@@ -192,11 +193,14 @@ class ServerProc:
                                 advertise=f"{self.node.rpartition(':')[0]}:0")
         self.mb.on_peer_closed = self._on_peer_closed
         self.daemon_ep = registry.node_endpoint(self.node)
+        #: when each step of this process's start ended (a slow start says which step)
+        self.start_marks: list[tuple[str, float]] = [("began", time.monotonic())]
         try:
             machine = self._load_machine()
         except BaseException:
             self.mb.close()
             raise
+        self.start_marks.append(("machine loaded", time.monotonic()))
         self.wal_ep = system.wal_endpoint(self.sys)
         self.log = DiskLog(c["uid"], self.sys.data_dir, wal_dir=system.wal_dir(self.sys),
                            send=self._send_wal,
@@ -213,7 +217,9 @@ class ServerProc:
             max_pipeline_count=c["max_pipeline_count"],
             low_priority_batch_size=c["low_priority_batch_size"],
             snapshot_chunk_size=c["snapshot_chunk_size"], quiet_when_idle=c["quiet_when_idle"])
+        self.start_marks.append(("log opened", time.monotonic()))
         self.role, self.state, effects = core.init(self.cfg)
+        self.start_marks.append(("state recovered", time.monotonic()))
         self.timers: dict[str, float] = {}
         self.next_events: list[Any] = []
         self.hold_until = 0.0       # when a group-commit hold ends at the latest (_hold)
@@ -285,6 +291,7 @@ class ServerProc:
         res = registry.register(self.mb, self.id.name, self.node, timeout=5.0)
         if res != "ok":
             raise RuntimeError(f"cannot register {self.id.name!r} on {self.node}: {res}")
+        self.start_marks.append(("registered", time.monotonic()))
         self._report_metrics()
         try:
             status = self.mb.call(registry.node_endpoint(self.node),
@@ -301,6 +308,11 @@ class ServerProc:
                     self._step(NodeDown(node))
         except RaError as e:   # detection degrades to election timeouts
             _log.warning("%s: failure detector unavailable: %s", self.id, e)
+        self.start_marks.append(("subscribed", time.monotonic()))
+        marks = self.start_marks
+        if marks[-1][1] - marks[0][1] > _SLOW_START_S:
+            _log.info("slow start: %.2f s (%s)", marks[-1][1] - marks[0][1], ", ".join(
+                f"{b[0]} +{b[1] - a[1]:.2f}" for a, b in itertools.pairwise(marks)))
 
     def _watch_member_nodes(self) -> None:
         """Have the node's failure detector watch every member's node (at start, and for a
@@ -983,6 +995,8 @@ def _machine_overview(s: Any) -> Any:
         return {"error": repr(e)}
 
 
+#: s: a server whose start (fork to subscribed) took longer logs how long each step took
+_SLOW_START_S = 1.0
 #: ± share of ``tick_ms`` by which each tick is moved (ticks stay spread once spread)
 _TICK_JITTER = 0.05
 #: an idle server's tick interval grows up to this many ``tick_ms`` (32 s by default: at 1,000
@@ -1055,16 +1069,20 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _lower_priority(conf: dict[str, Any]) -> None:
-    """Add the node's ``server_nice`` to this process's niceness, before its recovery: the
-    node's shared processes (daemon, WAL) keep the CPU they need however many servers run."""
+def _lower_priority(conf: dict[str, Any], starting: bool) -> None:
+    """Take the node's ``server_nice``, in two steps: half of it while the server starts
+    (``starting``: from its fork to its registration and subscription), the rest once it
+    runs. The node's shared processes (daemon, WAL) keep the CPU they need however many servers
+    run, and a node restart's few recovering servers (``restart_window``) go before its
+    thousand running ones, whose elections and catch-up they would otherwise wait behind."""
     try:
         n = _system_config(conf["system"]).server_nice
     except Exception:        # no node config (tests that build a bare server): leave it
         return
-    if n:
+    step = n // 2 if starting else n - n // 2
+    if step:
         try:
-            os.nice(n)
+            os.nice(step)
         except OSError as e:     # not allowed here: not fatal, the node merely loses a guard
             _log.warning("server_nice %d not applied: %s", n, e)
 
@@ -1075,7 +1093,7 @@ def run(conf: dict[str, Any]) -> int:
     if not logging.getLogger().handlers:    # not forked from a node's fork server (tests)
         logs.setup()
     logs.set_identity(str(conf.get("name")), conf.get("node"))
-    _lower_priority(conf)
+    _lower_priority(conf, starting=True)
     try:
         proc = ServerProc(conf)
     except _MachineNotLoaded as e:
@@ -1084,6 +1102,7 @@ def run(conf: dict[str, Any]) -> int:
     prof_dir = os.environ.get("RA_PROFILE_DIR")   # for `make bench` profiling: cProfile dumps
     try:
         proc.register()
+        _lower_priority(conf, starting=False)
         # what exists now (modules, the recovered state) lives as long as the process: keep it
         # out of the collector's scans; and collect young objects less often, since the hot
         # path allocates many short-lived acyclic ones that reference counting frees anyway
