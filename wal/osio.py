@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
-__all__ = ["RealOS", "FaultyOS", "OS", "set_os", "get_os", "fsync_dir", "atomic_write"]
+__all__ = ["RealOS", "FaultyOS", "OS", "set_os", "get_os", "fsync_dir", "atomic_write",
+           "DurableBatch", "unlink_durably"]
 
 
 class RealOS:
@@ -104,8 +107,83 @@ def get_os() -> RealOS:
     return OS
 
 
+class DurableBatch:
+    """Many :func:`atomic_write` files made durable together (:meth:`batched`).
+
+    Inside ``with DurableBatch.batched():`` a durable ``atomic_write`` only writes its ``.tmp``
+    file; :func:`fsync_dir` and :func:`unlink_durably` are recorded. On leaving the block
+    without an exception, the batch keeps every promise in the same order as one file at a
+    time would, phase by phase: every ``.tmp`` file is fsynced, then renamed, then every
+    directory touched is fsynced, then the recorded unlinks are done and their directories
+    fsynced. A visible file is so still always complete and durable, and a file a new one
+    replaces is deleted only once the new one is durable; but the file system commits its
+    journal about twice in all, not twice per file (a WAL file holding the entries of 1,000
+    servers took 2,000 commits, seconds, to flush into their segments at a node restart). On
+    an exception nothing more is done: ``.tmp`` files may remain, which readers ignore.
+    """
+
+    _current: DurableBatch | None = None
+
+    def __init__(self) -> None:
+        self.tmps: list[tuple[str, str]] = []     # (tmp, final)
+        self.dirs: list[str] = []
+        self.unlinks: list[str] = []
+
+    @classmethod
+    @contextmanager
+    def batched(cls) -> Iterator[DurableBatch]:
+        if cls._current is not None:        # nested: the outer batch keeps the promises
+            yield cls._current
+            return
+        b = cls._current = DurableBatch()
+        try:
+            yield b
+        finally:
+            cls._current = None
+        b._commit()
+
+    def _commit(self) -> None:
+        io = OS
+        for tmp, _ in self.tmps:
+            fd = io.open(tmp, os.O_RDONLY)
+            try:
+                io.fsync(fd)
+            finally:
+                io.close(fd)
+        dirs = list(self.dirs)
+        for tmp, final in self.tmps:
+            io.rename(tmp, final)
+            dirs.append(os.path.dirname(final) or ".")
+        for d in dict.fromkeys(dirs):
+            fsync_dir(d, io)
+        if self.unlinks:
+            for p in self.unlinks:
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
+            for d in dict.fromkeys(os.path.dirname(p) or "." for p in self.unlinks):
+                fsync_dir(d, io)
+
+
+def unlink_durably(path: str) -> None:
+    """Delete ``path`` and fsync its directory; inside a :class:`DurableBatch`, once the
+    batch's new files are durable."""
+    b = DurableBatch._current
+    if b is not None:
+        b.unlinks.append(path)
+        return
+    os.unlink(path)
+    fsync_dir(os.path.dirname(path) or ".")
+
+
 def fsync_dir(path: str, osio: RealOS | None = None) -> None:
-    """fsync a directory so that a rename or create inside it is durable."""
+    """fsync a directory so that a rename or create inside it is durable (inside a
+    :class:`DurableBatch`: at its end)."""
+    b = DurableBatch._current
+    if b is not None and osio is None:
+        b.dirs.append(path)
+        return
     io = osio or OS
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -126,13 +204,17 @@ def atomic_write(path: str, data: bytes | memoryview, *, durable: bool = True,
     """
     io = OS
     tmp = path + ".tmp"
+    batch = DurableBatch._current if durable else None
     fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         io.write_all(fd, data)
-        if durable:
+        if durable and batch is None:
             io.fsync(fd)
     finally:
         io.close(fd)
+    if batch is not None:
+        batch.tmps.append((tmp, path))      # fsynced, renamed and its directory synced later
+        return
     io.rename(tmp, path)
     if durable and sync_dir:
         fsync_dir(os.path.dirname(path) or ".", io)

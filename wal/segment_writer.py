@@ -9,7 +9,8 @@ again on the same file.
 
 Contract of :func:`flush_wal_file`: for every writer in the file, its surviving entries (ra's
 overwrite rule, :func:`wal.format.resolve`) are written as new segment files, each fsynced, the
-directories fsynced; only then is the WAL file unlinked (and the WAL directory fsynced). A torn
+directories fsynced (all writers' files together: :class:`wal.osio.DurableBatch`); only then is
+the WAL file unlinked (and the WAL directory fsynced). A torn
 tail is where the file's log ends. Flushes of one WAL directory are serialised by an ``flock``
 on ``<wal_dir>/flush.lock`` so the WAL's start-up recovery and this process never interleave.
 
@@ -81,18 +82,20 @@ def flush_wal_file(path: str, data_dir: str, segment_max_entries: int,
     Call with :func:`flush_lock` held (or when nothing else flushes this directory)."""
     res = scan_file(path)
     counts: dict[str, int] = {}
-    for uid_b, entries in resolve(res.records).items():
-        uid = uid_b.decode(errors="replace")
-        if not valid_uid(uid):
-            continue  # never written by the WAL (it refuses such uids); ignore, don't escape
-        sd = segments_dir(data_dir, uid)
-        os.makedirs(sd, exist_ok=True)
-        segs = Segments(sd)
-        try:
-            segs.write(entries, segment_max_entries)
-        finally:
-            segs.close()
-        counts[uid] = len(entries)
+    # every writer's segments made durable together: two journal commits, not two per writer
+    with osio.DurableBatch.batched():
+        for uid_b, entries in resolve(res.records).items():
+            uid = uid_b.decode(errors="replace")
+            if not valid_uid(uid):
+                continue  # never written by the WAL (it refuses such uids); ignore, don't escape
+            sd = segments_dir(data_dir, uid)
+            os.makedirs(sd, exist_ok=True)
+            segs = Segments(sd)
+            try:
+                segs.write(entries, segment_max_entries)
+            finally:
+                segs.close()
+            counts[uid] = len(entries)
     if delete:
         os.unlink(path)
         osio.fsync_dir(os.path.dirname(path) or ".")

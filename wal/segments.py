@@ -278,9 +278,11 @@ class Segments:
             osio.fsync_dir(self.dir)
         if old is not None:
             self.cache.forget(old)
-            os.unlink(os.path.join(self.dir, old))
-            if sync_dir:
-                osio.fsync_dir(self.dir)
+            path = os.path.join(self.dir, old)
+            if sync_dir or osio.DurableBatch._current is not None:
+                osio.unlink_durably(path)   # in a batch: once the new file is durable
+            else:
+                os.unlink(path)
         self.refresh()
         return paths
 

@@ -48,3 +48,70 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path, faulty: osio.FaultyOS
     with pytest.raises(OSError):
         osio.atomic_write(str(p), b"new")
     assert p.read_bytes() == b"old"
+
+
+# --- DurableBatch: many files made durable together --------------------------------------
+
+class _Ops(osio.FaultyOS):
+    """Records the order of renames and fsyncs, and of unlinks (seen through os.unlink)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[tuple[str, str]] = []
+
+    def rename(self, src: str, dst: str) -> None:
+        super().rename(src, dst)
+        self.log.append(("rename", os.path.basename(dst)))
+
+    def fsync(self, fd: int) -> None:
+        super().fsync(fd)
+        self.log.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+
+
+def test_a_batch_shows_its_files_only_once_all_are_durable(tmp_path: Path) -> None:
+    ops = _Ops()
+    old_os = osio.set_os(ops)
+    try:
+        d1, d2 = tmp_path / "a", tmp_path / "b"
+        d1.mkdir()
+        d2.mkdir()
+        (d1 / "old").write_bytes(b"superseded")
+        with osio.DurableBatch.batched():
+            osio.atomic_write(str(d1 / "x"), b"1")
+            osio.atomic_write(str(d2 / "y"), b"2")
+            osio.unlink_durably(str(d1 / "old"))
+            # nothing visible, nothing deleted yet: only the .tmp files are written
+            assert sorted(os.listdir(d1)) == ["old", "x.tmp"] and os.listdir(d2) == ["y.tmp"]
+            assert ops.log == []
+        assert sorted(os.listdir(d1)) == ["x"] and os.listdir(d2) == ["y"]
+        assert (d1 / "x").read_bytes() == b"1" and (d2 / "y").read_bytes() == b"2"
+    finally:
+        osio.set_os(old_os)
+    # every file fsynced before any rename, the directories after the renames; the unlink's
+    # directory synced last (the superseded file goes only once the new ones are durable)
+    kinds = [k for k, _ in ops.log]
+    assert kinds == ["fsync", "fsync", "rename", "rename", "fsync", "fsync", "fsync"]
+    assert [n for _, n in ops.log[:2]] == ["x.tmp", "y.tmp"]
+    assert [n for _, n in ops.log[4:6]] == ["a", "b"] and ops.log[6] == ("fsync", "a")
+
+
+def test_a_batch_that_fails_renames_nothing_and_deletes_nothing(tmp_path: Path,
+                                                               faulty: osio.FaultyOS) -> None:
+    (tmp_path / "old").write_bytes(b"kept")
+    with pytest.raises(RuntimeError):
+        with osio.DurableBatch.batched():
+            osio.atomic_write(str(tmp_path / "new"), b"n")
+            osio.unlink_durably(str(tmp_path / "old"))
+            raise RuntimeError("the caller failed midway")
+    assert sorted(os.listdir(tmp_path)) == ["new.tmp", "old"]     # readers ignore .tmp
+    # an fsync failing at the commit: no file is renamed, none deleted
+    faulty.arm("fsync", errno.EIO)
+    with pytest.raises(OSError):
+        with osio.DurableBatch.batched():
+            osio.atomic_write(str(tmp_path / "new"), b"n")
+            osio.unlink_durably(str(tmp_path / "old"))
+    assert sorted(os.listdir(tmp_path)) == ["new.tmp", "old"]
+    faulty.disarm()
+    assert osio.DurableBatch._current is None          # the next write is not batched
+    osio.atomic_write(str(tmp_path / "plain"), b"p")
+    assert (tmp_path / "plain").read_bytes() == b"p"
