@@ -98,18 +98,16 @@ def test_a_batch_shows_its_files_only_once_all_are_durable(tmp_path: Path) -> No
 def test_a_batch_that_fails_renames_nothing_and_deletes_nothing(tmp_path: Path,
                                                                faulty: osio.FaultyOS) -> None:
     (tmp_path / "old").write_bytes(b"kept")
-    with pytest.raises(RuntimeError):
-        with osio.DurableBatch.batched():
-            osio.atomic_write(str(tmp_path / "new"), b"n")
-            osio.unlink_durably(str(tmp_path / "old"))
-            raise RuntimeError("the caller failed midway")
+    with pytest.raises(RuntimeError), osio.DurableBatch.batched():
+        osio.atomic_write(str(tmp_path / "new"), b"n")
+        osio.unlink_durably(str(tmp_path / "old"))
+        raise RuntimeError("the caller failed midway")
     assert sorted(os.listdir(tmp_path)) == ["new.tmp", "old"]     # readers ignore .tmp
     # an fsync failing at the commit: no file is renamed, none deleted
     faulty.arm("fsync", errno.EIO)
-    with pytest.raises(OSError):
-        with osio.DurableBatch.batched():
-            osio.atomic_write(str(tmp_path / "new"), b"n")
-            osio.unlink_durably(str(tmp_path / "old"))
+    with pytest.raises(OSError), osio.DurableBatch.batched():
+        osio.atomic_write(str(tmp_path / "new"), b"n")
+        osio.unlink_durably(str(tmp_path / "old"))
     assert sorted(os.listdir(tmp_path)) == ["new.tmp", "old"]
     faulty.disarm()
     assert osio.DurableBatch._current is None          # the next write is not batched
