@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -122,24 +123,31 @@ class DurableBatch:
     an exception nothing more is done: ``.tmp`` files may remain, which readers ignore.
     """
 
-    _current: DurableBatch | None = None
+    _local = threading.local()      # the batch open in this thread (another's writes are not in it)
 
     def __init__(self) -> None:
         self.tmps: list[tuple[str, str]] = []     # (tmp, final)
         self.dirs: list[str] = []
         self.unlinks: list[str] = []
 
+    @staticmethod
+    def current() -> DurableBatch | None:
+        """The batch open in this thread, if any."""
+        b: DurableBatch | None = getattr(DurableBatch._local, "batch", None)
+        return b
+
     @classmethod
     @contextmanager
     def batched(cls) -> Iterator[DurableBatch]:
-        if cls._current is not None:        # nested: the outer batch keeps the promises
-            yield cls._current
+        outer = cls.current()
+        if outer is not None:               # nested: the outer batch keeps the promises
+            yield outer
             return
-        b = cls._current = DurableBatch()
+        b = cls._local.batch = DurableBatch()
         try:
             yield b
         finally:
-            cls._current = None
+            cls._local.batch = None
         b._commit()
 
     def _commit(self) -> None:
@@ -169,7 +177,7 @@ class DurableBatch:
 def unlink_durably(path: str) -> None:
     """Delete ``path`` and fsync its directory; inside a :class:`DurableBatch`, once the
     batch's new files are durable."""
-    b = DurableBatch._current
+    b = DurableBatch.current()
     if b is not None:
         b.unlinks.append(path)
         return
@@ -180,7 +188,7 @@ def unlink_durably(path: str) -> None:
 def fsync_dir(path: str, osio: RealOS | None = None) -> None:
     """fsync a directory so that a rename or create inside it is durable (inside a
     :class:`DurableBatch`: at its end)."""
-    b = DurableBatch._current
+    b = DurableBatch.current()
     if b is not None and osio is None:
         b.dirs.append(path)
         return
@@ -204,7 +212,7 @@ def atomic_write(path: str, data: bytes | memoryview, *, durable: bool = True,
     """
     io = OS
     tmp = path + ".tmp"
-    batch = DurableBatch._current if durable else None
+    batch = DurableBatch.current() if durable else None
     fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         io.write_all(fd, data)

@@ -279,7 +279,7 @@ class Segments:
         if old is not None:
             self.cache.forget(old)
             path = os.path.join(self.dir, old)
-            if sync_dir or osio.DurableBatch._current is not None:
+            if sync_dir or osio.DurableBatch.current() is not None:
                 osio.unlink_durably(path)   # in a batch: once the new file is durable
             else:
                 os.unlink(path)

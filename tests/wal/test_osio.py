@@ -110,6 +110,6 @@ def test_a_batch_that_fails_renames_nothing_and_deletes_nothing(tmp_path: Path,
         osio.unlink_durably(str(tmp_path / "old"))
     assert sorted(os.listdir(tmp_path)) == ["new.tmp", "old"]
     faulty.disarm()
-    assert osio.DurableBatch._current is None          # the next write is not batched
+    assert osio.DurableBatch.current() is None         # the next write is not batched
     osio.atomic_write(str(tmp_path / "plain"), b"p")
     assert (tmp_path / "plain").read_bytes() == b"p"
