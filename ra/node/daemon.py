@@ -240,6 +240,26 @@ def set_cpu_scheduling(policy: str) -> None:
         _log.warning("cpu_scheduling batch not available: %s", e)
 
 
+def raise_node_priority(by: int) -> int:
+    """Lower this process's niceness by ``by`` (the node key ``server_nice``) where it is
+    allowed (root, ``CAP_SYS_NICE``, ``RLIMIT_NICE``), before it starts any child: the fork
+    server, the WAL and the segment writer inherit it, and the servers, which add
+    ``server_nice`` back, run at the priority the node was started with, level with the
+    machine's other processes; the node's shared processes still go first. Returns how much it
+    was raised (0: not allowed, and then the servers run ``by`` below the node instead)."""
+    if by <= 0:
+        return 0
+    cur = os.getpriority(os.PRIO_PROCESS, 0)
+    target = max(-20, cur - by)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, target)
+    except OSError:
+        _log.info("server_nice %d: this node may not raise its own priority; its servers run "
+                  "%d below it", by, by)
+        return 0
+    return cur - target
+
+
 def set_memory_merge(enabled: bool) -> None:
     """The node key ``memory_merge``: mark this process for kernel same-page merging before it
     starts any child (every process of the node inherits the mark, across fork and exec; see
@@ -1187,6 +1207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.set_identity(node=cfg.listen)      # until the bound address is known
         set_cpu_scheduling(cfg.cpu_scheduling)     # before any child is started
         set_memory_merge(cfg.memory_merge)          # the same: children inherit both
+        raise_node_priority(cfg.server_nice)        # the same
         children = _log_children(cfg)
     except RaError as e:
         _log.error("%s", e)

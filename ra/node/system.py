@@ -128,7 +128,9 @@ class SystemConfig:
             "daemon's failure detector otherwise starves, reports the other nodes down, and "
             "every cluster holds an election at once); a starting server takes half of it "
             "until it has recovered and registered, so that a restart's recovering servers go "
-            "before the running ones; 0: all alike", low=0, high=19)
+            "before the running ones; where the daemon may raise its own priority (root, "
+            "`CAP_SYS_NICE`) it raises itself by as much instead, and the servers run at the "
+            "priority the node was started with; 0: all alike", low=0, high=19)
     log_children: str | None = _key(
         None, "the log supervisor's children instead of the WAL and segment writer (tests; "
               "called in a throwaway child process, never in the daemon)", str,

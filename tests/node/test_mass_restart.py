@@ -142,6 +142,9 @@ def test_servers_run_at_server_nice_below_the_node(tmp_path: Path, nice: int | N
         want = 19 if nice is None else nice
         assert server.nice() == min(19, daemon.nice() + want)     # nice(2) stops at 19
         assert [p.nice() for p in others] == [daemon.nice()] * len(others)
+        if os.geteuid() == 0:       # allowed to raise itself: servers at the node's start priority
+            assert server.nice() == psutil.Process().nice()
+            assert daemon.nice() == max(-20, psutil.Process().nice() - want)
         # a restarted server gets it from the fork server again, not twice
         server.kill()
         wait_for(lambda: _answers(sid, 1), what="restarted")
@@ -149,3 +152,11 @@ def test_servers_run_at_server_nice_below_the_node(tmp_path: Path, nice: int | N
         assert again.pid != server.pid and again.nice() == min(19, daemon.nice() + want)
     finally:
         nodes.cleanup()
+
+
+def test_a_node_that_may_not_raise_its_priority_lowers_its_servers(monkeypatch):
+    def refuse(*_a: Any) -> None:
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(os, "setpriority", refuse)
+    assert node.raise_node_priority(19) == 0
+    assert node.raise_node_priority(0) == 0
