@@ -49,6 +49,8 @@ __all__ = [
 
 DEFAULT_TIMEOUT = 5.0
 _NO_LEADER_BACKOFF = 0.02     # while no leader is known (election running), retry this often
+_AWAIT_S = 5.0                # an AwaitStarted call holds at most this long ...
+_AWAIT_SLACK_S = 2.0          # ... and its reply may take this much longer (a busy node)
 
 
 class RaEvent(NamedTuple):
@@ -492,24 +494,24 @@ class Client:
         return sid
 
     def _await_started(self, sid: ServerId, deadline: float) -> None:
-        """Wait until the server's process has loaded its machine and answers. Raises
-        ``MachineLoadError`` (its node says why and what to do), ``RaError`` if it stopped while
-        starting, ``Timeout`` (saying whether it is still importing its machine) at
-        ``deadline``."""
+        """Wait until the server's process has loaded its machine and registered (it answers
+        from then on): its node holds an ``AwaitStarted`` call until then, so a mass start
+        does not poll. Raises ``MachineLoadError`` (its node says why and what to do),
+        ``RaError`` if it stopped while starting, ``Timeout`` (saying whether it is still
+        importing its machine) at ``deadline``."""
         t0 = time.monotonic()
         while True:
             left = deadline - time.monotonic()
+            wait = max(0.0, min(left, _AWAIT_S))
             try:
-                self._call(sid, rm.PingCall(), max(0.05, min(left, 1.0)))
-                return
-            except (NoProc, Timeout):
-                pass        # not registered yet (or a node busy starting many): ask its node
-            try:
-                st = self._daemon(sid.node, rm.StartStatus(sid.name), max(0.5, min(left, 2.0)))
+                st = self._daemon(sid.node, rm.AwaitStarted(sid.name, int(wait * 1000)),
+                                  wait + _AWAIT_SLACK_S)
             except Timeout:
                 if time.monotonic() >= deadline:
                     raise
                 continue    # a node busy starting many servers: ask again until the deadline
+            if st[0] == "running":
+                return
             if st[0] == "failed":
                 raise _load_error(sid, st[1])
             if st[0] == "stopped":
@@ -526,7 +528,6 @@ class Client:
                         "load_timeout_ms). A slow import: pass a longer timeout; a hung one: "
                         "fix the module", server=sid)
                 raise Timeout(f"server {sid} did not come up within {waited} s", server=sid)
-            time.sleep(0.01)     # the fork + recovery take a few ms; poll the registry
 
     def restart_server(self, server_id: Any, add_config: dict[str, Any] | None = None,
                        timeout: float | None = DEFAULT_TIMEOUT) -> None:

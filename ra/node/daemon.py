@@ -391,6 +391,8 @@ class NodeDaemon:
         self._sync_pending = False     # a _sync_directory timer is set
         #: set by a handler whose reply must wait for the directory's sync like a change's
         self.hold_reply = False
+        #: set by a handler that answers later itself (``defer_reply``)
+        self._deferred = False
         self.nofile = (0, 0)     # RLIMIT_NOFILE (soft, hard) after raise_open_files_limit
         self._nofile_warned = False
 
@@ -811,7 +813,8 @@ class NodeDaemon:
             _log.exception("daemon request %s failed", type(msg).__name__)
             result = ("error", type(e).__name__, str(e))
         self._from = None
-        if env.kind != "call":
+        deferred, self._deferred = self._deferred, False
+        if env.kind != "call" or deferred:
             return
         hold, self.hold_reply = self.hold_reply, False
         if hold or (self.servers is not None and self.servers.directory.writes != writes):
@@ -848,7 +851,12 @@ class NodeDaemon:
         """Act on one *valid* message; the reply if it was a call."""
         t = type(msg)
         if t in tm.REGISTRY_MSGS:
-            return self.registry.answer(msg) if self.registry else ("error", "not_ready", "")
+            if self.registry is None:
+                return ("error", "not_ready", "")
+            result = self.registry.answer(msg)
+            if t is tm.RegRegister and self.servers is not None:
+                self.servers.registered(msg.name)      # its AwaitStarted callers are answered
+            return result
         if t is tm.FdHeartbeat or t in tm.FD_CALLS:
             return self.detector.serve(msg) if self.detector else ("error", "not_ready", "")
         handler = _HANDLERS.get(t)
@@ -867,6 +875,16 @@ class NodeDaemon:
     def caller(self) -> str:
         """Who sent the request being served, for the log."""
         return _caller(self._from)
+
+    def defer_reply(self) -> Any:
+        """Called by a handler of a call it answers later: the request's sender, to be
+        passed to :meth:`reply_later` (the handler's return value is then not sent)."""
+        self._deferred = True
+        return self._from
+
+    def reply_later(self, frm: Any, result: Any) -> None:
+        """Answer a call whose handler deferred its reply (:meth:`defer_reply`)."""
+        self._reply(frm, result)
 
     def _on_stop(self, msg: rm.NodeStop) -> Any:
         _log.info("node stop requested by %s", self.caller())

@@ -16,7 +16,7 @@ has loaded is a new server (or a restart's new config) recorded in the directory
 that does not load leaves nothing behind. A load that fails, or does not report within the
 node's ``load_timeout_ms`` (the process is then killed), makes the server *failed*: it is not
 restarted (its per-server supervisor is removed) and stays down, with the reason, until
-``restart_server`` / ``start_server`` after the fix. The caller polls ``StartStatus``. A process
+``restart_server`` / ``start_server`` after the fix. The caller waits with ``AwaitStarted``. A process
 that dies before reporting (``os._exit`` at import, a crash) is restarted by its supervisor until
 it gives up, and is then failed with its exit reason.
 
@@ -27,6 +27,9 @@ reach :meth:`ServerSup.handle`):
 * ``RestartServer(name, add_config)`` -> ``("ok", pid)``; ``NotFound`` if never started here;
 * ``StartStatus(name)`` -> ``("loading", {"machine", "elapsed_s", "load_timeout_s"})``,
   ``("failed", info)``, ``("running", pid)`` or ``("stopped", reason)``; ``NotFound``;
+* ``AwaitStarted(name, wait_ms)`` -> the same once the start has settled (registered, failed,
+  stopped) or ``wait_ms`` has passed (then also ``("starting", pid)``: loaded, not yet
+  registered); the reply is held back meanwhile (no polling);
 * ``StopServer(name)`` -> ``"ok"`` (data kept);
 * ``ForceDeleteServer(name)`` -> ``"ok"`` (stopped, data deleted; idempotent; also cast by a
   server that applied its cluster's end of life);
@@ -48,7 +51,7 @@ from typing import Any
 
 from ra import messages as rm
 from ra.node.directory import Directory
-from ra.errors import AlreadyStarted, NotFound
+from ra.errors import AlreadyStarted, NotFound, RaError, error_reply
 from ra.node import system
 from ra.node.sup import server_child_spec
 from ra.server.usercode import importable_hint
@@ -72,6 +75,9 @@ _RESTART_CHUNK = 16
 #: accepted and answered so late that calls and handshakes timed out, were retried, and the
 #: retries filled their accept queues.
 _RESTART_POLL = 0.02
+#: how often unanswered AwaitStarted calls are looked at (a failure, an exit, a deadline; a
+#: registration answers at once)
+_AWAIT_POLL = 0.05
 
 _log = logging.getLogger("ra.server.sup")
 
@@ -104,6 +110,9 @@ class ServerSup:
         #: and the most there were at once
         self.recovering: set[str] = set()
         self.recovering_peak = 0
+        #: AwaitStarted calls not answered yet: name -> [(caller, deadline)]
+        self.waiters: dict[str, list[tuple[Any, float]]] = {}
+        self._sweep_armed = False
 
     @property
     def load_timeout(self) -> float:
@@ -125,6 +134,8 @@ class ServerSup:
             return self.load_failed(msg.name, msg.pid, dict(msg.info))
         if t is rm.StartStatus:
             return self.start_status(msg.name)
+        if t is rm.AwaitStarted:
+            return self.await_started(msg.name, msg.wait_ms)
         if t is rm.StartServer:
             return self.start_server(dict(msg.conf))
         if t is rm.RestartServer:
@@ -321,6 +332,62 @@ class ServerSup:
         sub = self.daemon.server_sup().child(name)
         last = sub.last_exit[1] if sub is not None and sub.last_exit else None
         return ("stopped", last)
+
+    def await_started(self, name: str, wait_ms: int) -> Any:
+        """``AwaitStarted``: :meth:`start_status` once the start has settled (registered,
+        failed or stopped), or once ``wait_ms`` has passed; a process that has loaded its
+        machine but not registered yet is then ``("starting", pid)``. An unsettled start's
+        caller is answered later, when the server registers (:meth:`registered`) or by a sweep
+        every ``_AWAIT_POLL`` (a failure, an exit, the deadline)."""
+        st, settled = self._await_status(name)   # NotFound for a server never started here
+        if wait_ms <= 0 or settled:
+            return st
+        frm = self.daemon.defer_reply()
+        self.waiters.setdefault(name, []).append((frm, time.monotonic() + wait_ms / 1000))
+        if not self._sweep_armed:
+            self._sweep_armed = True
+            self.daemon.loop.call_later(_AWAIT_POLL, self._sweep_waiters)
+        return None
+
+    def _await_status(self, name: str) -> tuple[Any, bool]:
+        st = self.start_status(name)
+        if st[0] in ("failed", "stopped"):
+            return st, True
+        if st[0] == "running":
+            reg = self.daemon.registry
+            if reg is not None and reg.registry.whereis(name) is not None:
+                return st, True
+            return ("starting", st[1]), False
+        return st, False
+
+    def registered(self, name: str) -> None:
+        """``name`` registered with the node: answer its ``AwaitStarted`` callers now."""
+        if name in self.waiters:
+            self._answer_waiters(name, time.monotonic())
+
+    def _answer_waiters(self, name: str, now: float) -> None:
+        """Answer ``name``'s waiters if its start has settled, else those whose wait is over."""
+        try:
+            st, settled = self._await_status(name)
+        except RaError as e:                  # deleted meanwhile
+            st, settled = error_reply(e), True
+        keep = []
+        for frm, deadline in self.waiters.pop(name, ()):
+            if settled or now >= deadline:
+                self.daemon.reply_later(frm, st)
+            else:
+                keep.append((frm, deadline))
+        if keep:
+            self.waiters[name] = keep
+
+    def _sweep_waiters(self) -> None:
+        self._sweep_armed = False
+        now = time.monotonic()
+        for name in list(self.waiters):
+            self._answer_waiters(name, now)
+        if self.waiters and not (self.daemon.root is None or self.daemon.root.stopped):
+            self._sweep_armed = True
+            self.daemon.loop.call_later(_AWAIT_POLL, self._sweep_waiters)
 
     def _failure(self, name: str) -> dict[str, Any]:
         info = dict(self.failed[name])
@@ -520,4 +587,4 @@ def _machine_module(machine: Any) -> str | None:
 
 _HANDLED = frozenset((rm.MetricsReport, rm.StartServer, rm.RestartServer, rm.StopServer,
                       rm.ForceDeleteServer, rm.ListServers, rm.ServerMetrics, rm.ServerLoaded,
-                      rm.ServerLoadFailed, rm.StartStatus))
+                      rm.ServerLoadFailed, rm.StartStatus, rm.AwaitStarted))

@@ -415,3 +415,48 @@ def test_invalid_config_from_the_daemon_keeps_key_value_allowed(shared_three):
 def test_key_metrics_of_unknown_server_is_not_found(shared_three):
     with pytest.raises(ra.NotFound):
         ra.key_metrics(shared_three.sid("nobody", 0))
+
+
+def test_await_started_holds_its_reply_until_the_start_settles(loader_node, cname):
+    """``AwaitStarted`` (what ``start_server`` waits with): answered as soon as the server
+    registers, after ``wait_ms`` while it loads, at once once settled; bad waits refused."""
+    from ra import messages as rm
+    node = loader_node.addrs[0]
+    pids = _daemon_pids(node)
+    cl = ra.Client()
+    try:
+        # a hanging import: held for the whole wait, then "loading"
+        hang = ra.ServerId(cname + "h", node)
+        cl._daemon(node, rm.StartServer({
+            "name": hang.name, "uid": hang.name + "UID", "cluster_name": hang.name,
+            "initial_members": [[hang.name, node]], "machine": list(_module("hangs:Machine"))}),
+            5)
+        t0 = time.monotonic()
+        st = cl._daemon(node, rm.AwaitStarted(hang.name, 400), 5)
+        took = time.monotonic() - t0
+        assert st[0] == "loading" and "hangs" in st[1]["machine"][1], st
+        assert 0.35 <= took < 2.0, took
+        # a server that starts: answered when it registers, long before the wait is over
+        ok = ra.ServerId(cname, node)
+        cl._daemon(node, rm.StartServer({
+            "name": ok.name, "uid": ok.name + "UID", "cluster_name": ok.name,
+            "initial_members": [[ok.name, node]], "machine": list(COUNTER)}), 5)
+        t0 = time.monotonic()
+        st = cl._daemon(node, rm.AwaitStarted(ok.name, 20_000), 25)
+        assert st[0] == "running" and isinstance(st[1], int), st
+        assert time.monotonic() - t0 < 10.0
+        assert cl._call(ok, rm.PingCall(), 2.0) is not None    # registered: it answers
+        t0 = time.monotonic()
+        assert cl._daemon(node, rm.AwaitStarted(ok.name, 20_000), 5)[0] == "running"
+        assert time.monotonic() - t0 < 1.0          # settled: at once
+        with pytest.raises(ra.NotFound):
+            cl._daemon(node, rm.AwaitStarted(cname + "never", 1000), 5)
+        for bad in (-1, 10**9, "1", 1.5, None):
+            with pytest.raises(ra.RaError, match="AwaitStarted"):
+                cl._daemon(node, rm.AwaitStarted(ok.name, bad), 5)   # type: ignore[arg-type]
+        # the hanging one fails at the node's load timeout: a waiter is told "failed"
+        st = cl._daemon(node, rm.AwaitStarted(hang.name, 10_000), 15)
+        assert st[0] == "failed", st
+    finally:
+        cl.close()
+    _assert_node_fine(node, pids)

@@ -92,7 +92,8 @@ def test_fuzz_node_daemon(node: Any, tmp_path: Any) -> None:
             tm.RegWhereis(NAME), tm.RegRegistered(), tm.FdHeartbeat("127.0.0.1:1"),
             tm.FdHeartbeat(addr), tm.FdSubscribe(fz.address), tm.FdUnsubscribe(fz.address),
             tm.FdWatch("127.0.0.1:1"), tm.FdStatus(), rm.PingCall(), wm.WalOverview(),
-            rm.StartStatus(NAME), rm.StartStatus("fzx"), rm.ServerLoaded("fzx", 1),
+            rm.StartStatus(NAME), rm.StartStatus("fzx"), rm.AwaitStarted(NAME, 50),
+            rm.AwaitStarted("fzx", 0), rm.ServerLoaded("fzx", 1),
             rm.ServerLoadFailed("fzx", 1, {"reason": "x"}),
         ]
         destructive = (rm.NodeStop, rm.StartServer, rm.StartChild)
