@@ -459,6 +459,12 @@ class DirectMailbox(BaseMailbox):
         self._sent += 1
         return True
 
+    def backlog(self, to: str) -> int:
+        conn = self._out.get(to)
+        if conn is None:
+            return 0
+        return len(conn.outbuf) + conn.held_bytes
+
     @staticmethod
     def _sealed(conn: _Conn, data: bytes) -> Any:
         if conn.seal is not None:
