@@ -1190,13 +1190,13 @@ def _on_commands(msg: Commands, s: ServerState, effects: list[Any]) -> None:
                 # a retry of a command already applied: answer it without a second entry
                 _answer_usr(s, mode, reply, effects, None)
                 continue
-        taken = True
+        if not taken:           # where the first command taken would schedule it
+            taken = True
+            _schedule_flush(s, effects)
         if low:
             queue.append((payload, mode, ts, session))
         else:
             _append_usr(s, payload, mode, ts, session)
-    if taken:
-        _schedule_flush(s, effects)
 
 
 def _append_usr(s: ServerState, payload: Any, mode: Any, ts: int, session: Any) -> None:

@@ -162,6 +162,40 @@ def test_casts_to_a_stopped_peer_never_block_and_are_bounded(peers: Peers) -> No
                 break
 
 
+def test_backlog_counts_what_a_full_socket_holds_back_until_it_drains(peers: Peers) -> None:
+    """``backlog(to)``: 0 while the kernel takes every frame; the bytes held back once the
+    peer stops reading; 0 again once it reads them (our own polling writes them out)."""
+    p, addr = peers.start("echo", "tcp://127.0.0.1:0")
+    with DirectMailbox("tcp://127.0.0.1:0") as m:
+        assert m.backlog(addr) == 0                 # no connection yet
+        assert m.call(addr, 0) == ("echo", 0)
+        m.cast(addr, 1)
+        assert m.backlog(addr) == 0 and m.backlog("tcp://127.0.0.1:1") == 0
+        os.kill(p.pid, signal.SIGSTOP)
+        try:
+            chunk = b"y" * 60_000
+            n = 0
+            while m.backlog(addr) == 0:
+                assert n < 400, "24 MB taken by the socket buffers"
+                m.cast(addr, chunk)
+                n += 1
+            assert 0 < m.backlog(addr) <= 60_016
+        finally:
+            os.kill(p.pid, signal.SIGCONT)
+        m.cast(addr, ("cast_back", m.address, "after"))
+        while True:
+            env = m.recv(10)
+            assert env is not None
+            if env.payload == "after":
+                break
+        assert m.backlog(addr) == 0
+
+
+def test_a_libzmq_mailbox_reports_no_backlog(ipc_dir: Path) -> None:
+    with Mailbox(f"ipc://{ipc_dir}/z.sock") as z:
+        assert z.backlog("tcp://127.0.0.1:1") == 0
+
+
 def test_ipc_listener_file_is_removed_on_close(ipc_dir: Path) -> None:
     path = ipc_dir / "d.sock"
     path.touch()                     # a stale file from a killed process is replaced
