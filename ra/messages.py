@@ -35,9 +35,10 @@ from transport.messages import (
 
 __all__ = [
     # client -> server
-    "CommandCall", "PipelineCast", "PipelineBatch", "PIPELINE_STRIDE", "ConsistentQueryCall", "LocalQueryCall", "LeaderQueryCall",
-    "MembersCall", "AuxCall", "AuxCast", "InitialMembersCall", "TransferLeadershipCall",
-    "TriggerElectionCall", "OverviewCall", "KeyMetricsCall", "PingCall",
+    "CommandCall", "PipelineCast", "PipelineBatch", "PIPELINE_STRIDE", "ConsistentQueryCall",
+    "LocalQueryCall", "LeaderQueryCall", "MembersCall", "AuxCall", "AuxCast",
+    "InitialMembersCall", "TransferLeadershipCall", "TriggerElectionCall", "OverviewCall",
+    "KeyMetricsCall", "PingCall",
     # server -> daemon
     "MetricsReport", "ServerLoaded", "ServerLoadFailed",
     # client -> daemon

@@ -265,8 +265,9 @@ class Commands:
     """``usr`` commands that arrived together (pipelined), stepped as one message: the same as
     stepping ``Command("usr", payload, reply_mode, priority, ts, session)`` for each, in
     order, but one step for all (a burst of pipelined commands costs one pass of the step's
-    bookkeeping, not one per command). ``cmds`` is flat, three items per command:
-    ``payload, reply_mode, session`` (no object per command on the hot path)."""
+    bookkeeping, not one per command). ``cmds`` is flat, five items per command:
+    ``payload, reply_mode, session_id, seq, first_outstanding`` (``None, 0, 0`` without a
+    session): no object per command on the hot path."""
 
     priority: str
     ts: int

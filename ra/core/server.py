@@ -189,8 +189,8 @@ class ServerState:
     peers: dict[Any, Peer] = field(default_factory=dict)
     noop_index: int = 0
     noop_committed: bool = False
-    #: low-priority usr commands awaiting a flush: ``(payload, reply_mode, ts, session)``
-    low_queue: deque[tuple[Any, Any, int, Any]] = field(default_factory=deque)
+    #: low-priority usr commands awaiting a flush: their log entries (``_usr_entry``)
+    low_queue: deque[tuple[Any, ...]] = field(default_factory=deque)
     flush_scheduled: bool = False
     batch_end: int = 0             # the last index the last flush sent (holds_flush)
     query_index: int = 0
@@ -379,7 +379,7 @@ def _abandon_leader_work(s: ServerState, effects: list[Any]) -> None:
         effects.append(Reply(frm, ("redirect", s.leader_id)))
     s.queries = []
     while s.low_queue:
-        _reject(s, s.low_queue.popleft()[1], effects)
+        _reject(s, s.low_queue.popleft()[2], effects)
     s.peers = {}
     s.transfer_target = None
     s.flush_scheduled = False
@@ -1154,10 +1154,16 @@ def _on_command(msg: Command, s: ServerState, effects: list[Any]) -> None:
                 # a retry of a command already applied: answer it without a second entry
                 _answer_usr(s, msg.reply_mode, reply, effects, None)
                 return
-        if msg.priority == "low":
-            s.low_queue.append((msg.payload, msg.reply_mode, msg.ts, msg.session))
+        if msg.session is None:
+            entry: tuple[Any, ...] = ("usr", msg.payload, msg.reply_mode, msg.ts)
         else:
-            _append_usr(s, msg.payload, msg.reply_mode, msg.ts, msg.session)
+            # flat, not a nested tuple: every tuple costs the codec a Python call each way
+            sid, seq, first_out = msg.session
+            entry = ("usr", msg.payload, msg.reply_mode, msg.ts, sid, seq, first_out)
+        if msg.priority == "low":
+            s.low_queue.append(entry)
+        else:
+            s.log.append((s.log.next_index(), s.current_term, entry))
         _schedule_flush(s, effects)
         return
     if msg.kind in ("open_session", "close_session"):
@@ -1173,41 +1179,36 @@ def _on_commands(msg: Commands, s: ServerState, effects: list[Any]) -> None:
     """As ``_on_command`` of each ``usr`` command in turn (validate checked every one)."""
     cs = msg.cmds
     if s.role != "leader":
-        for i in range(1, len(cs), 3):
+        for i in range(1, len(cs), 5):
             _reject(s, cs[i], effects)
         _wake_detector(s, effects)
         return
-    low = msg.priority == "low"
     ts = msg.ts
     lookup = s.sessions.lookup
-    queue = s.low_queue
+    if msg.priority == "low":
+        add = s.low_queue.append
+    else:
+        log, term = s.log, s.current_term
+
+        def add(entry: tuple[Any, ...]) -> None:
+            log.append((log.next_index(), term, entry))
     taken = False
-    for i in range(0, len(cs), 3):
-        payload, mode, session = cs[i], cs[i + 1], cs[i + 2]
-        if session is not None:
-            found, reply = lookup(session[0], session[1])
+    for i in range(0, len(cs), 5):
+        payload, mode, sid = cs[i], cs[i + 1], cs[i + 2]
+        if sid is None:
+            entry: tuple[Any, ...] = ("usr", payload, mode, ts)
+        else:
+            found, reply = lookup(sid, cs[i + 3])
             if found:
                 # a retry of a command already applied: answer it without a second entry
                 _answer_usr(s, mode, reply, effects, None)
                 continue
+            # flat, not a nested tuple: every tuple costs the codec a Python call each way
+            entry = ("usr", payload, mode, ts, sid, cs[i + 3], cs[i + 4])
         if not taken:           # where the first command taken would schedule it
             taken = True
             _schedule_flush(s, effects)
-        if low:
-            queue.append((payload, mode, ts, session))
-        else:
-            _append_usr(s, payload, mode, ts, session)
-
-
-def _append_usr(s: ServerState, payload: Any, mode: Any, ts: int, session: Any) -> None:
-    idx = s.log.next_index()
-    if session is None:
-        entry: tuple[Any, ...] = ("usr", payload, mode, ts)
-    else:
-        # flat, not a nested tuple: every tuple costs the codec a Python call each way
-        sid, seq, first_out = session
-        entry = ("usr", payload, mode, ts, sid, seq, first_out)
-    s.log.append((idx, s.current_term, entry))
+        add(entry)
 
 
 def _schedule_flush(s: ServerState, effects: list[Any]) -> None:
@@ -1222,9 +1223,9 @@ def _on_flush(msg: FlushCommands, s: ServerState, effects: list[Any]) -> None:
     if s.role != "leader":
         return
     n = s.cfg.low_priority_batch_size
-    queue = s.low_queue
+    queue, log, term = s.low_queue, s.log, s.current_term
     while queue and n > 0:
-        _append_usr(s, *queue.popleft())
+        log.append((log.next_index(), term, queue.popleft()))
         n -= 1
     _replicate_all(s, effects)
     s.batch_end = s.log.last_index_term()[0]
@@ -1653,7 +1654,8 @@ def _machine_effects(s: ServerState, meffects: list[MachineEffect], applied_idx:
             effects.append(me)
         elif isinstance(me, Append):
             if leader:
-                _append_usr(s, me.cmd, me.reply_mode, 0, None)
+                s.log.append((s.log.next_index(), s.current_term,
+                              ("usr", me.cmd, me.reply_mode, 0)))
                 _schedule_flush(s, effects)
         elif isinstance(me, LogEffect):
             if leader:

@@ -42,15 +42,22 @@ def _session(x: Any) -> bool:
 
 def _commands(x: m.Commands) -> str | None:
     """Each command as ``Command`` checks a ``usr`` one: a reply mode that is None or a
-    non-empty tuple, a session that is None or a valid triple."""
+    non-empty tuple; a session ``(id, seq, first_outstanding)`` of positive ints with
+    first_outstanding <= seq, or ``None, 0, 0``. Written out: it runs for every command."""
     cs = x.cmds
     if not (x.priority in ("normal", "low") and _nat(x.ts) and type(cs) is list and cs
-            and len(cs) % 3 == 0):
+            and len(cs) % 5 == 0):
         return "bad commands"
-    for i in range(1, len(cs), 3):
-        mode, sess = cs[i], cs[i + 1]
-        if not ((mode is None or (type(mode) is tuple and mode))
-                and (sess is None or _session(sess))):
+    for i in range(1, len(cs), 5):
+        mode, sid, q, f = cs[i], cs[i + 1], cs[i + 2], cs[i + 3]
+        if not (mode is None or (type(mode) is tuple and mode)):
+            return "bad commands"
+        if type(q) is not int or type(f) is not int:
+            return "bad commands"
+        if type(sid) is int:
+            if not (sid > 0 and 0 < f <= q):
+                return "bad commands"
+        elif sid is not None or q or f:
             return "bad commands"
     return None
 

@@ -257,8 +257,8 @@ class ServerProc:
         self.tick_scale = 1                    # ticks an idle server skips (see _tick)
         self.tick_commit = 0
         self.fd_watched: set[str] = set()      # nodes the detector was asked to watch
-        #: pipelined commands of this loop turn not yet stepped (``Commands.cmds``: payload,
-        #: reply mode, session...) and their priority
+        #: pipelined commands of this loop turn not yet stepped (``Commands.cmds``) and their
+        #: priority
         self.pipe_cmds: list[Any] = []
         self.pipe_prio = "low"
         self._handle_effects(effects)
@@ -636,30 +636,32 @@ class ServerProc:
 
     def _on_pipeline(self, env: Any, m: rm.PipelineCast) -> None:
         mode = ("notify", m.correlation, m.pid) if m.correlation is not None else None
-        session = m.session
-        if type(session) is int:        # the flat form; else the older triple, or None
-            session = (session, m.seq, m.first_out)
         if m.priority != self.pipe_prio:
             if self.pipe_cmds:
                 self._step_pipes()
             self.pipe_prio = m.priority
-        self.pipe_cmds += (m.payload, mode, session)
+        session = m.session
+        if type(session) is tuple:      # the older triple; else the flat form, or None
+            self.pipe_cmds += (m.payload, mode, *session)
+        else:
+            self.pipe_cmds += (m.payload, mode, session, m.seq, m.first_out)
 
     def _on_pipeline_batch(self, env: Any, m: rm.PipelineBatch) -> None:
         if m.priority != self.pipe_prio:
             if self.pipe_cmds:
                 self._step_pipes()
             self.pipe_prio = m.priority
+        # the session fields travel as Commands carries them: only the reply mode is made
         cs, pid, out = m.cmds, m.pid, self.pipe_cmds
         for i in range(0, len(cs), rm.PIPELINE_STRIDE):
-            corr, sess = cs[i + 1], cs[i + 2]
-            out += (cs[i], None if corr is None else ("notify", corr, pid),
-                    None if sess is None else (sess, cs[i + 3], cs[i + 4]))
+            corr = cs[i + 1]
+            out += (cs[i], None if corr is None else ("notify", corr, pid), cs[i + 2],
+                    cs[i + 3], cs[i + 4])
 
     def _step_pipes(self) -> None:
         """Step the pipelined commands gathered so far as one core message."""
         cmds, self.pipe_cmds = self.pipe_cmds, []
-        self.counters["commands"] += len(cmds) // 3
+        self.counters["commands"] += len(cmds) // 5
         self._step(Commands(self.pipe_prio, _now_ms(), cmds))
 
     def _on_consistent_query(self, env: Any, m: rm.ConsistentQueryCall) -> None:

@@ -132,8 +132,9 @@ class ClientDriver:
             prio = "low" if low else "normal"
             # every other one arrives as the shell steps a pipelined batch (Commands): both
             # paths into the core run under every seed, with no draw of the seeded RNG more
-            msg: Any = Commands(prio, self.now, [cmd, mode, session]) if c.seq % 2 else \
-                Command("usr", cmd, mode, prio, self.now, session)
+            msg: Any = Command("usr", cmd, mode, prio, self.now, session)
+            if c.seq % 2:
+                msg = Commands(prio, self.now, [cmd, mode, *(session or (None, 0, 0))])
             self._call(c, c.leader, msg, None)
             self.trace_client(c, f"pipeline {cmd} -> {_n(c.leader)}")
             self._next_wakeup(c)

@@ -1,8 +1,9 @@
 """``Commands``: pipelined commands stepped as one message (the shell gathers those of one loop
 turn). No ra equivalent (ra's gen_statem takes them one by one). The contract: stepping
-``Commands(priority, ts, [payload, mode, session, ...])`` is the same as stepping
-``Command("usr", payload, mode, priority, ts, session)`` for each in order, then; a malformed
-batch is dropped whole and counted, with the state untouched."""
+``Commands(priority, ts, [payload, mode, session_id, seq, first_out, ...])`` is the same as
+stepping ``Command("usr", payload, mode, priority, ts, (session_id, seq, first_out))`` (or
+with no session: ``None, 0, 0``) for each in order; a malformed batch is dropped whole and
+counted, with the state untouched."""
 from typing import Any
 
 import pytest
@@ -33,7 +34,7 @@ def run(s: Any, msgs: list[Any]) -> list[Any]:
 
 
 def _flat(cmds: list[tuple[Any, Any, Any]]) -> list[Any]:
-    return [x for c in cmds for x in c]
+    return [x for p, m, ss in cmds for x in (p, m, *(ss or (None, 0, 0)))]
 
 
 @pytest.mark.parametrize("priority", ["low", "normal"])
@@ -81,14 +82,14 @@ def test_a_follower_rejects_each_command_of_a_batch_in_order() -> None:
 def test_a_retry_alone_appends_nothing_and_schedules_no_flush() -> None:
     s = leader()
     sid = open_session(s)
-    run(s, [Commands("normal", 1, [("add", 1), ("notify", "c", "p"), (sid, 1, 1)])])
+    run(s, [Commands("normal", 1, [("add", 1), ("notify", "c", "p"), sid, 1, 1])])
     last = s.log.last_index_term()[0]
-    eff = step(s, Commands("normal", 2, [("add", 1), ("notify", "c", "p"), (sid, 1, 1)]))
+    eff = step(s, Commands("normal", 2, [("add", 1), ("notify", "c", "p"), sid, 1, 1]))
     assert s.log.last_index_term()[0] == last
     assert eff == [Notify("p", N1, [("c", 1)])]
 
 
-GOOD = [("add", 1), ("notify", "c", "p"), (3, 2, 1)]
+GOOD = [("add", 1), ("notify", "c", "p"), 3, 2, 1]
 
 HOSTILE = [
     Commands("urgent", 1, GOOD),                         # priority
@@ -96,16 +97,19 @@ HOSTILE = [
     Commands("low", True, GOOD),
     Commands("low", 1, []),                              # empty
     Commands("low", 1, tuple(GOOD)),                     # not a list
-    Commands("low", 1, GOOD[:2]),                        # not whole commands
+    Commands("low", 1, GOOD[:4]),                        # not whole commands
     Commands("low", 1, GOOD + [1]),
-    Commands("low", 1, [1, "notify", None]),             # a mode that is not a tuple
-    Commands("low", 1, [1, (), None]),                   # an empty mode
-    Commands("low", 1, [1, None, (3, 2)]),               # a session that is not a triple
-    Commands("low", 1, [1, None, (3, 2, 3)]),            # first_out above seq
-    Commands("low", 1, [1, None, (0, 2, 1)]),            # session id 0
-    Commands("low", 1, [1, None, (3, True, 1)]),
-    Commands("low", 1, [1, None, [3, 2, 1]]),
-    Commands("low", 1, GOOD * 50 + [1, None, (3, 2, 5)]),   # one bad command, at the end
+    Commands("low", 1, [1, "notify", None, 0, 0]),       # a mode that is not a tuple
+    Commands("low", 1, [1, (), None, 0, 0]),             # an empty mode
+    Commands("low", 1, [1, None, (3, 2, 1), 0, 0]),      # the session as a triple
+    Commands("low", 1, [1, None, 3, 2, 3]),              # first_out above seq
+    Commands("low", 1, [1, None, 3, 2, 0]),              # first_out 0
+    Commands("low", 1, [1, None, 0, 2, 1]),              # session id 0
+    Commands("low", 1, [1, None, True, 2, 1]),
+    Commands("low", 1, [1, None, 3, True, 1]),
+    Commands("low", 1, [1, None, 3, 2.0, 1]),
+    Commands("low", 1, [1, None, None, 2, 1]),           # seqs without a session
+    Commands("low", 1, GOOD * 50 + [1, None, 3, 2, 5]),   # one bad command, at the end
 ]
 
 
