@@ -70,6 +70,12 @@ def test_commands_held_while_backed_up_leave_as_one_frame_before_receive(
         assert c.mb._sent == sent + 1 and c._batch == []
         assert sorted(got.values()) == list(range(1, 101))
         assert all(not s.waiting for s in c._sessions.values()) and not c._pipes
+        # held, then a call: the batch leaves first and the server steps it first (normal
+        # priority: appended in arrival order), so the call's command sees all of it
+        for i in range(100, 150):
+            c.pipeline_command(leader, 1, correlation=i, priority="normal")
+        assert c.process_command(leader, 1000)[0] == 1150
+        assert sorted(_applied(c, 50).values()) == list(range(101, 151))
     assert not any("Pipeline" in k for k in ra.key_metrics(leader)["bad_messages"])
 
 
