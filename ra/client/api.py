@@ -874,7 +874,13 @@ class Client:
                          priority: str = "low") -> None:
         """Submit ``command`` without waiting. With a ``correlation``, an
         ``RaEvent(leader, ("applied", [(corr, reply), ...]))`` or ``("rejected", ...)`` event
-        arrives in this client's mailbox (:meth:`receive`)."""
+        arrives in this client's mailbox (:meth:`receive`).
+
+        Sent at once, unless the connection to that server is backed up (frames are already
+        waiting for its socket): then it leaves with the commands after it, in one frame, at
+        the first of: a later ``pipeline_command`` that finds the backlog drained, 512 commands
+        held, this client's next call, :meth:`receive` or :meth:`close` (the frames waiting
+        for the socket need this client's mailbox to run as much)."""
         sid = _sid(server_id)
         if priority not in ("low", "normal"):
             raise ValueError(f"priority must be 'low' or 'normal', not {priority!r}")
