@@ -35,9 +35,10 @@ from transport.messages import (
 
 __all__ = [
     # client -> server
-    "CommandCall", "PipelineCast", "ConsistentQueryCall", "LocalQueryCall", "LeaderQueryCall",
-    "MembersCall", "AuxCall", "AuxCast", "InitialMembersCall", "TransferLeadershipCall",
-    "TriggerElectionCall", "OverviewCall", "KeyMetricsCall", "PingCall",
+    "CommandCall", "PipelineCast", "PipelineBatch", "PIPELINE_STRIDE", "ConsistentQueryCall",
+    "LocalQueryCall", "LeaderQueryCall", "MembersCall", "AuxCall", "AuxCast",
+    "InitialMembersCall", "TransferLeadershipCall", "TriggerElectionCall", "OverviewCall",
+    "KeyMetricsCall", "PingCall",
     # server -> daemon
     "MetricsReport", "ServerLoaded", "ServerLoadFailed",
     # client -> daemon
@@ -89,6 +90,24 @@ class PipelineCast:
     session: Any = None
     seq: int = 0
     first_out: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineBatch:
+    """Several ``ra:pipeline_command`` casts to one server, sent as one frame by a client
+    whose connection to that server is backed up (``ra.client.api``): the same as a
+    :class:`PipelineCast` ``(payload, correlation, pid, priority, session, seq, first_out)``
+    for each command, in order. ``cmds`` is flat, :data:`PIPELINE_STRIDE` items per command
+    (``payload, correlation, session, seq, first_out``; session fields in the flat form of
+    ``PipelineCast``): no tuple per command for the codec to build and take apart."""
+
+    pid: str
+    priority: str
+    cmds: list[Any]
+
+
+#: items per command in :attr:`PipelineBatch.cmds`
+PIPELINE_STRIDE = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +315,7 @@ class AwaitStarted:
 SERVER_CALLS = (CommandCall, ConsistentQueryCall, LocalQueryCall, LeaderQueryCall, MembersCall,
                 AuxCall, InitialMembersCall, TransferLeadershipCall, TriggerElectionCall,
                 OverviewCall, KeyMetricsCall, PingCall)
-SERVER_CASTS = (PipelineCast, AuxCast)
+SERVER_CASTS = (PipelineCast, PipelineBatch, AuxCast)
 DAEMON_CALLS = (NodePing, NodeStatus, NodeStop, StartChild, TerminateChild, RestartChild,
                 DeleteChild, WhichChildren, StartServer, RestartServer, StopServer,
                 ListServers, ServerMetrics, StartStatus, ServerLoaded, ServerLoadFailed,
@@ -370,6 +389,29 @@ def _pipeline(m: PipelineCast) -> str | None:
     return None if q == 0 and f == 0 else "bad_rule:PipelineCast"
 
 
+def _pipeline_batch(m: PipelineBatch) -> str | None:
+    """:class:`PipelineBatch`: every command checked as :func:`_pipeline` checks the flat form
+    of one (a session command: ``0 < first_out <= seq``; none: ``None, 0, 0``); one bad
+    command refuses the whole batch (a well-behaved client never sends one)."""
+    if not valid_endpoint(m.pid):
+        return "bad_field:PipelineBatch.pid"
+    if type(m.priority) is not str or m.priority not in _PRIORITIES:
+        return "bad_field:PipelineBatch.priority"
+    cmds = m.cmds
+    if type(cmds) is not list or not cmds or len(cmds) % PIPELINE_STRIDE:
+        return "bad_field:PipelineBatch.cmds"
+    for i in range(2, len(cmds), PIPELINE_STRIDE):
+        s, q, f = cmds[i], cmds[i + 1], cmds[i + 2]
+        if type(q) is not int or type(f) is not int:
+            return "bad_field:PipelineBatch.cmds"
+        if type(s) is int:
+            if not (s > 0 and 0 < f <= q):
+                return "bad_rule:PipelineBatch"
+        elif s is not None or q != 0 or f != 0:
+            return "bad_rule:PipelineBatch"
+    return None
+
+
 def _command_rule(m: CommandCall) -> bool:
     if m.session is not None and m.kind != "usr":
         return False
@@ -426,6 +468,7 @@ CHECKS: dict[type, Check] = {
     CommandCall: fields(CommandCall, one_of(*COMMAND_KINDS), any_term, one_of(*PRIORITIES),
                         opt(_session), rule=_command_rule),
     PipelineCast: _pipeline,
+    PipelineBatch: _pipeline_batch,
     ConsistentQueryCall: fields(ConsistentQueryCall, *_query_fields),
     LocalQueryCall: fields(LocalQueryCall, *_query_fields),
     LeaderQueryCall: fields(LeaderQueryCall, *_query_fields),

@@ -38,7 +38,7 @@ CODES: dict[int, type] = {
     60: rm.CommandCall, 61: rm.PipelineCast, 62: rm.ConsistentQueryCall, 63: rm.LocalQueryCall,
     64: rm.LeaderQueryCall, 65: rm.MembersCall, 66: rm.AuxCall, 67: rm.AuxCast,
     68: rm.InitialMembersCall, 69: rm.TransferLeadershipCall, 70: rm.TriggerElectionCall,
-    71: rm.OverviewCall, 72: rm.KeyMetricsCall, 73: rm.PingCall,
+    71: rm.OverviewCall, 72: rm.KeyMetricsCall, 73: rm.PingCall, 74: rm.PipelineBatch,
     # server -> daemon, client -> daemon
     80: rm.MetricsReport, 81: rm.NodePing, 82: rm.NodeStatus, 83: rm.NodeStop,
     84: rm.StartChild, 85: rm.TerminateChild, 86: rm.RestartChild, 87: rm.DeleteChild,

@@ -224,6 +224,13 @@ class BaseMailbox:
     def _more(self) -> bool:
         raise NotImplementedError
 
+    def backlog(self, to: str) -> int:
+        """Bytes accepted for ``to`` but not yet handed to the kernel (its socket was full, or
+        the connection's handshake is not over): a sender may coalesce its next messages to
+        ``to`` while this is non-zero, since they would wait anyway. O(1), no system call.
+        0 where the mailbox cannot tell (a libzmq socket keeps its own queue)."""
+        return 0
+
     def _close_peer(self, to: str) -> None:
         raise NotImplementedError
 

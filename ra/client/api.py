@@ -111,16 +111,24 @@ def _timeout(t: Any) -> float | None:
 _SCALARS = frozenset({int, float, bool, type(None), bytes})
 
 
-def _check_term(value: Any, what: str) -> None:
-    """TypeError, before anything is sent or numbered, if ``value`` cannot be encoded. A
-    scalar (an ASCII str included) needs no trial encoding: the send encodes it once."""
+def _check_term(value: Any, what: str) -> int:
+    """TypeError, before anything is sent or numbered, if ``value`` cannot be encoded; else
+    about how many bytes it encodes to (a pipelined batch's size cap). A scalar (an ASCII
+    str included) needs no trial encoding: the send encodes it once."""
     t = type(value)
-    if t in _SCALARS or (t is str and value.isascii()):
-        return
+    if t in _SCALARS:
+        return len(value) + 5 if t is bytes else 9
+    if t is str and value.isascii():
+        return len(value) + 5
     try:
-        codec.encode(value)
+        return len(codec.encode(value))
     except TypeError as e:
         raise TypeError(f"{what} is not a term that can be sent: {e}") from None
+
+
+#: a pipelined batch leaves once it holds this many commands or (about) this many bytes
+_BATCH_CMDS = 512
+_BATCH_BYTES = 256 << 10
 
 
 def _machine(machine: Any) -> list[Any]:
@@ -251,6 +259,14 @@ class Client:
         self._pipes: dict[Any, list[Any]] = {}
         self._pipe_open_timeout: float | None = DEFAULT_TIMEOUT
         self._reply_to: dict[str, str] = {}    # node -> address_for(node), once per node
+        #: pipelined commands held back while the connection to their server is backed up
+        #: (``PipelineBatch.cmds``), their server, its endpoint, reply address and priority
+        self._batch: list[Any] = []
+        self._batch_bytes = 0
+        self._batch_sid: ServerId | None = None
+        self._batch_ep = ""
+        self._batch_pid = ""
+        self._batch_prio = ""
 
     def address_for(self, node: str) -> str:
         """This client's address (its "pid": what a machine may store, monitor and
@@ -261,6 +277,7 @@ class Client:
         return self.mb.reply_address(registry.node_endpoint(check_node(node)))
 
     def close(self) -> None:
+        self._flush_pipes()
         self.mb.close()
 
     def __enter__(self) -> Self:
@@ -271,6 +288,7 @@ class Client:
 
     # -- plumbing -------------------------------------------------------------------------
     def _daemon(self, node: str, msg: Any, timeout: float | None) -> Any:
+        self._flush_pipes()
         ep = registry.node_endpoint(check_node(node))
         self.mb.note_node(ep, ep)
         try:
@@ -285,6 +303,7 @@ class Client:
 
     def _call(self, sid: ServerId, msg: Any, timeout: float | None,
               attempts: set[int] | None = None) -> Any:
+        self._flush_pipes()         # held commands leave before anything that waits
         return registry.call_name(self.mb, sid, msg, timeout, attempts)
 
     def _ok(self, sid: ServerId, msg: Any, timeout: float | None, query: bool = False) -> Any:
@@ -724,6 +743,7 @@ class Client:
     def cast_aux_command(self, server_id: Any, command: Any) -> None:
         """``handle_aux(role, "cast", command, ...)`` without waiting (ra:cast_aux_command/2)."""
         _check_term(command, "aux command")
+        self._flush_pipes()     # in the order of the calls
         registry.cast_name(self.mb, _sid(server_id), rm.AuxCast(command))
 
     def ping(self, server_id: Any, timeout: float | None = DEFAULT_TIMEOUT) -> str:
@@ -855,12 +875,17 @@ class Client:
                          priority: str = "low") -> None:
         """Submit ``command`` without waiting. With a ``correlation``, an
         ``RaEvent(leader, ("applied", [(corr, reply), ...]))`` or ``("rejected", ...)`` event
-        arrives in this client's mailbox (:meth:`receive`)."""
+        arrives in this client's mailbox (:meth:`receive`).
+
+        Sent at once, unless the connection to that server is backed up (frames are already
+        waiting for its socket): then it leaves with the commands after it, in one frame, at
+        the first of: a later ``pipeline_command`` that finds the backlog drained, 512 commands
+        held, this client's next call, :meth:`receive` or :meth:`close` (the frames waiting
+        for the socket need this client's mailbox to run as much)."""
         sid = _sid(server_id)
         if priority not in ("low", "normal"):
             raise ValueError(f"priority must be 'low' or 'normal', not {priority!r}")
-        _check_term(command, "command")
-        _check_term(correlation, "correlation")
+        size = _check_term(command, "command") + _check_term(correlation, "correlation")
         # notified at our address as seen from its node (another host: a routable one)
         node = sid.node
         reply_to = self._reply_to.get(node)
@@ -869,8 +894,7 @@ class Client:
                 self._reply_to.clear()
             reply_to = self._reply_to[node] = self.address_for(node)
         if correlation is None or not self.sessions:
-            registry.cast_name(self.mb, sid, rm.PipelineCast(command, correlation, reply_to,
-                                                             priority))
+            self._pipe(sid, reply_to, priority, size, command, correlation, None, 0, 0)
             return
         # tracked until its event arrives; re-pipelining the same command with the same
         # correlation before then reuses its seq, so it is applied once. (The hot path of
@@ -900,8 +924,55 @@ class Client:
         # the lowest seq is usually still awaited (many in flight): then it is the answer
         low = sess.low
         first_out = low if low in sess.waiting else sess.first_outstanding()
-        registry.cast_name(self.mb, sid, rm.PipelineCast(command, correlation, reply_to,
-                                                         priority, sess.id, seq, first_out))
+        self._pipe(sid, reply_to, priority, size, command, correlation, sess.id, seq, first_out)
+
+    def _pipe(self, sid: ServerId, pid: str, priority: str, size: int, command: Any,
+              correlation: Any, session: int | None, seq: int, first_out: int) -> None:
+        """Send one pipelined command, numbered already, or hold it back in a batch.
+
+        While the connection to ``sid`` is backed up (bytes the socket would not take yet:
+        ``backlog``), the commands that follow would only queue behind them: they are held
+        and leave together as one :class:`~ra.messages.PipelineBatch` (one frame to encode,
+        send, receive and check), once the backlog has drained, the batch is full, or before
+        anything that sends elsewhere or waits (a call, :meth:`receive`, :meth:`close`). An
+        idle connection sends each command at once, as before: batching adds no latency."""
+        b = self._batch
+        if b:
+            if (sid is self._batch_sid or sid == self._batch_sid) \
+                    and priority == self._batch_prio and size < _BATCH_BYTES:
+                b += (command, correlation, session, seq, first_out)
+                self._batch_bytes += size
+                if (len(b) >= 5 * _BATCH_CMDS or self._batch_bytes >= _BATCH_BYTES
+                        or not self.mb.backlog(self._batch_ep)):
+                    self._flush_pipes()
+                return
+            self._flush_pipes()
+        try:
+            ep = registry.resolve(self.mb, sid.name, sid.node, 1.0)
+        except (NoProc, NodeDown, Timeout):
+            return                  # as any cast: dropped silently if it cannot be resolved
+        if size < _BATCH_BYTES and self.mb.backlog(ep):
+            self._batch = [command, correlation, session, seq, first_out]
+            self._batch_bytes = size
+            self._batch_sid, self._batch_ep, self._batch_pid, self._batch_prio = \
+                sid, ep, pid, priority
+            return
+        self.mb.cast(ep, rm.PipelineCast(command, correlation, pid, priority, session, seq,
+                                         first_out))
+
+    def _flush_pipes(self) -> None:
+        """Send the pipelined commands held back (``_pipe``), if any."""
+        b = self._batch
+        if not b:
+            return
+        self._batch = []
+        self._batch_bytes = 0
+        if len(b) == 5:
+            msg: Any = rm.PipelineCast(b[0], b[1], self._batch_pid, self._batch_prio, b[2],
+                                       b[3], b[4])
+        else:
+            msg = rm.PipelineBatch(self._batch_pid, self._batch_prio, b)
+        self.mb.cast(self._batch_ep, msg)
 
     def _forget_pipe(self, correlation: Any) -> None:
         pending = self._pipes.pop(correlation)
@@ -917,6 +988,7 @@ class Client:
         looks like an event: a leader that is not a server id) as ``RaEvent(None, message)``.
         Nothing that arrives makes this raise."""
         t = _timeout(timeout)
+        self._flush_pipes()
         env = self.mb.recv(t)
         if env is None:
             raise Timeout(f"no event within {t} s")

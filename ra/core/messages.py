@@ -15,8 +15,8 @@ __all__ = [
     "HeartbeatRpc", "HeartbeatReply", "TimeoutNow", "LeaderProbe", "SnapshotMeta",
     "ElectionTimeout", "HeartbeatTimeout", "Tick", "Written", "MetaWritten", "LeaderDown",
     "NodeDown", "NodeUp",
-    "Command", "ConsistentQuery", "TransferLeadership", "TriggerElection", "FlushCommands",
-    "RaMsg", "PEER_MSGS",
+    "Command", "Commands", "ConsistentQuery", "TransferLeadership", "TriggerElection",
+    "FlushCommands", "RaMsg", "PEER_MSGS",
 ]
 
 
@@ -261,6 +261,20 @@ class Command:
 
 
 @dataclass(frozen=True, slots=True)
+class Commands:
+    """``usr`` commands that arrived together (pipelined), stepped as one message: the same as
+    stepping ``Command("usr", payload, reply_mode, priority, ts, session)`` for each, in
+    order, but one step for all (a burst of pipelined commands costs one pass of the step's
+    bookkeeping, not one per command). ``cmds`` is flat, five items per command:
+    ``payload, reply_mode, session_id, seq, first_outstanding`` (``None, 0, 0`` without a
+    session): no object per command on the hot path."""
+
+    priority: str
+    ts: int
+    cmds: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
 class ConsistentQuery:
     """Apply ``query`` (a callable on the machine state) once leadership is confirmed by a
     heartbeat round and every command committed before it arrived has been applied."""
@@ -285,7 +299,7 @@ RaMsg = (
     | PreVoteResult | InstallSnapshotRpc | InstallSnapshotResult | HeartbeatRpc | HeartbeatReply
     | TimeoutNow | LeaderProbe | ElectionTimeout | HeartbeatTimeout | Tick | Written | MetaWritten
     | LeaderDown
-    | NodeDown | NodeUp | FlushCommands | Command | ConsistentQuery | TransferLeadership | TriggerElection
+    | NodeDown | NodeUp | FlushCommands | Command | Commands | ConsistentQuery | TransferLeadership | TriggerElection
 )
 
 #: Messages that travel between servers (a network may drop, delay or duplicate them).

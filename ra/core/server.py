@@ -108,7 +108,7 @@ from ra.core.log import Log
 from ra.core.machine import apply_machine, machine_error
 from ra.core.sessions import MAX_RESPONSES, Sessions, unwrap_snapshot, wrap_snapshot
 from ra.core.messages import (
-    AppendEntriesReply, AppendEntriesRpc, Command, ConsistentQuery, ElectionTimeout,
+    AppendEntriesReply, AppendEntriesRpc, Command, Commands, ConsistentQuery, ElectionTimeout,
     FlushCommands, HeartbeatReply, HeartbeatRpc, HeartbeatTimeout, InstallSnapshotResult,
     InstallSnapshotRpc, LeaderDown, LeaderProbe, MetaWritten, NodeDown, NodeUp, PreVoteResult,
     PreVoteRpc, RequestVoteResult, RequestVoteRpc, SnapshotMeta, Tick, TimeoutNow,
@@ -189,7 +189,8 @@ class ServerState:
     peers: dict[Any, Peer] = field(default_factory=dict)
     noop_index: int = 0
     noop_committed: bool = False
-    low_queue: deque[Command] = field(default_factory=deque)
+    #: low-priority usr commands awaiting a flush: their log entries (``_usr_entry``)
+    low_queue: deque[tuple[Any, ...]] = field(default_factory=deque)
     flush_scheduled: bool = False
     batch_end: int = 0             # the last index the last flush sent (holds_flush)
     query_index: int = 0
@@ -378,7 +379,7 @@ def _abandon_leader_work(s: ServerState, effects: list[Any]) -> None:
         effects.append(Reply(frm, ("redirect", s.leader_id)))
     s.queries = []
     while s.low_queue:
-        _reject_command(s, s.low_queue.popleft(), effects)
+        _reject(s, s.low_queue.popleft()[2], effects)
     s.peers = {}
     s.transfer_target = None
     s.flush_scheduled = False
@@ -1123,8 +1124,9 @@ def _wake_timers(s: ServerState, effects: list[Any]) -> None:
 
 # --- client commands ------------------------------------------------------------------------------
 
-def _reject_command(s: ServerState, cmd: Command, effects: list[Any]) -> None:
-    mode = cmd.reply_mode
+def _reject(s: ServerState, mode: Any, effects: list[Any]) -> None:
+    """A command this server cannot take (it does not lead): redirect its caller, or notify
+    its pipeline of the rejection."""
     if mode is None:
         return
     if mode[0] == "notify":
@@ -1137,7 +1139,7 @@ def _reject_command(s: ServerState, cmd: Command, effects: list[Any]) -> None:
 
 def _on_command(msg: Command, s: ServerState, effects: list[Any]) -> None:
     if s.role != "leader":
-        _reject_command(s, msg, effects)
+        _reject(s, msg.reply_mode, effects)
         _wake_detector(s, effects)
         return
     if msg.kind == "delete_cluster":
@@ -1152,11 +1154,16 @@ def _on_command(msg: Command, s: ServerState, effects: list[Any]) -> None:
                 # a retry of a command already applied: answer it without a second entry
                 _answer_usr(s, msg.reply_mode, reply, effects, None)
                 return
+        if msg.session is None:
+            entry: tuple[Any, ...] = ("usr", msg.payload, msg.reply_mode, msg.ts)
+        else:
+            # flat, not a nested tuple: every tuple costs the codec a Python call each way
+            sid, seq, first_out = msg.session
+            entry = ("usr", msg.payload, msg.reply_mode, msg.ts, sid, seq, first_out)
         if msg.priority == "low":
-            s.low_queue.append(msg)
-            _schedule_flush(s, effects)
-            return
-        _append_usr(s, msg)
+            s.low_queue.append(entry)
+        else:
+            s.log.append((s.log.next_index(), s.current_term, entry))
         _schedule_flush(s, effects)
         return
     if msg.kind in ("open_session", "close_session"):
@@ -1168,15 +1175,40 @@ def _on_command(msg: Command, s: ServerState, effects: list[Any]) -> None:
     _membership_command(s, msg, effects)
 
 
-def _append_usr(s: ServerState, msg: Command) -> None:
-    idx = s.log.next_index()
-    if msg.session is None:
-        entry: tuple[Any, ...] = ("usr", msg.payload, msg.reply_mode, msg.ts)
+def _on_commands(msg: Commands, s: ServerState, effects: list[Any]) -> None:
+    """As ``_on_command`` of each ``usr`` command in turn (validate checked every one)."""
+    cs = msg.cmds
+    if s.role != "leader":
+        for i in range(1, len(cs), 5):
+            _reject(s, cs[i], effects)
+        _wake_detector(s, effects)
+        return
+    ts = msg.ts
+    lookup = s.sessions.lookup
+    if msg.priority == "low":
+        add = s.low_queue.append
     else:
-        # flat, not a nested tuple: every tuple costs the codec a Python call each way
-        sid, seq, first_out = msg.session
-        entry = ("usr", msg.payload, msg.reply_mode, msg.ts, sid, seq, first_out)
-    s.log.append((idx, s.current_term, entry))
+        log, term = s.log, s.current_term
+
+        def add(entry: tuple[Any, ...]) -> None:
+            log.append((log.next_index(), term, entry))
+    taken = False
+    for i in range(0, len(cs), 5):
+        payload, mode, sid = cs[i], cs[i + 1], cs[i + 2]
+        if sid is None:
+            entry: tuple[Any, ...] = ("usr", payload, mode, ts)
+        else:
+            found, reply = lookup(sid, cs[i + 3])
+            if found:
+                # a retry of a command already applied: answer it without a second entry
+                _answer_usr(s, mode, reply, effects, None)
+                continue
+            # flat, not a nested tuple: every tuple costs the codec a Python call each way
+            entry = ("usr", payload, mode, ts, sid, cs[i + 3], cs[i + 4])
+        if not taken:           # where the first command taken would schedule it
+            taken = True
+            _schedule_flush(s, effects)
+        add(entry)
 
 
 def _schedule_flush(s: ServerState, effects: list[Any]) -> None:
@@ -1191,8 +1223,9 @@ def _on_flush(msg: FlushCommands, s: ServerState, effects: list[Any]) -> None:
     if s.role != "leader":
         return
     n = s.cfg.low_priority_batch_size
-    while s.low_queue and n > 0:
-        _append_usr(s, s.low_queue.popleft())
+    queue, log, term = s.low_queue, s.log, s.current_term
+    while queue and n > 0:
+        log.append((log.next_index(), term, queue.popleft()))
         n -= 1
     _replicate_all(s, effects)
     s.batch_end = s.log.last_index_term()[0]
@@ -1621,7 +1654,8 @@ def _machine_effects(s: ServerState, meffects: list[MachineEffect], applied_idx:
             effects.append(me)
         elif isinstance(me, Append):
             if leader:
-                _append_usr(s, Command("usr", me.cmd, me.reply_mode))
+                s.log.append((s.log.next_index(), s.current_term,
+                              ("usr", me.cmd, me.reply_mode, 0)))
                 _schedule_flush(s, effects)
         elif isinstance(me, LogEffect):
             if leader:
@@ -1754,6 +1788,7 @@ _HANDLERS: dict[type, Any] = {
     NodeUp: _on_node_up,
     FlushCommands: _on_flush,
     Command: _on_command,
+    Commands: _on_commands,
     ConsistentQuery: _on_consistent_query,
     TransferLeadership: _on_transfer_leadership,
     TriggerElection: _on_trigger_election,

@@ -40,6 +40,28 @@ def _session(x: Any) -> bool:
             and s > 0 and 0 < f <= q)
 
 
+def _commands(x: m.Commands) -> str | None:
+    """Each command as ``Command`` checks a ``usr`` one: a reply mode that is None or a
+    non-empty tuple; a session ``(id, seq, first_outstanding)`` of positive ints with
+    first_outstanding <= seq, or ``None, 0, 0``. Written out: it runs for every command."""
+    cs = x.cmds
+    if not (x.priority in ("normal", "low") and _nat(x.ts) and type(cs) is list and cs
+            and len(cs) % 5 == 0):
+        return "bad commands"
+    for i in range(1, len(cs), 5):
+        mode, sid, q, f = cs[i], cs[i + 1], cs[i + 2], cs[i + 3]
+        if not (mode is None or (type(mode) is tuple and mode)):
+            return "bad commands"
+        if type(q) is not int or type(f) is not int:
+            return "bad commands"
+        if type(sid) is int:
+            if not (sid > 0 and 0 < f <= q):
+                return "bad commands"
+        elif sid is not None or q or f:
+            return "bad commands"
+    return None
+
+
 def _entries(prev: int, es: Any) -> str | None:
     if type(es) is not list:
         return "entries not a list"
@@ -118,6 +140,7 @@ _CHECKS: dict[type, Callable[[Any], str | None]] = {
         and (x.reply_mode is None or (type(x.reply_mode) is tuple and x.reply_mode))
         and _nat(x.ts) and (x.session is None or _session(x.session))
         and (x.kind != "close_session" or _nat(x.payload))) else "bad command",
+    m.Commands: _commands,
     m.ConsistentQuery: lambda x: None if callable(x.query) else "bad consistent_query",
     m.TransferLeadership: lambda x: None if _sid(x.target) else "bad transfer_leadership",
 }

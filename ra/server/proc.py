@@ -8,7 +8,9 @@ Loop contract:
 
 * everything already queued in the mailbox is drained (up to a batch) and stepped in order;
   ``NextEvent`` effects run after that batch, so a burst of commands leaves as one
-  ``AppendEntriesRpc`` per peer and one WAL write;
+  ``AppendEntriesRpc`` per peer and one WAL write; consecutive pipelined commands
+  (``PipelineCast`` and ``PipelineBatch``, of one priority) are stepped as one core
+  ``Commands`` message, before whatever arrived after them, or at the end of the drain;
 * after each batch the log is flushed to the WAL (one message) and a pending term/vote store
   is confirmed (``DiskMeta`` syncs before returning), so held replies go out;
 * timers (election, heartbeat, tick) fire from the poll timeout, never from sleeps.
@@ -20,8 +22,8 @@ What arrives (the door, :meth:`ServerProc._dispatch`):
   with entries comes packed (:mod:`ra.server.packed`: unpacked here, its payloads kept for
   the WAL, a malformed one dropped as ``bad_*:AppendEntriesPacked``);
 * clients send the typed requests of :mod:`ra.messages` (``CommandCall``, ``PipelineCast``,
-  ``ConsistentQueryCall``, ``LocalQueryCall``, ``LeaderQueryCall``, ``MembersCall``,
-  ``AuxCall``, ``AuxCast``, ``InitialMembersCall``, ``TransferLeadershipCall``,
+  ``PipelineBatch``, ``ConsistentQueryCall``, ``LocalQueryCall``, ``LeaderQueryCall``,
+  ``MembersCall``, ``AuxCall``, ``AuxCast``, ``InitialMembersCall``, ``TransferLeadershipCall``,
   ``TriggerElectionCall``, ``OverviewCall``, ``KeyMetricsCall``, ``PingCall``);
 * the WAL casts its notices (:mod:`wal.messages`: ``WalWritten``, ``WalResendWrite``,
   ``WalStarted``, ``WalError``), the node's failure detector ``NodeEvent`` casts (stepped as
@@ -73,7 +75,7 @@ from ra.core.effects import (
 )
 from ra.core.machine import SimpleMachine
 from ra.core.messages import (
-    PEER_MSGS, AppendEntriesPacked, AppendEntriesRpc, Command, HeartbeatRpc, InstallSnapshotRpc, ConsistentQuery, ElectionTimeout, HeartbeatTimeout, LeaderDown,
+    PEER_MSGS, AppendEntriesPacked, AppendEntriesRpc, Command, Commands, HeartbeatRpc, InstallSnapshotRpc, ConsistentQuery, ElectionTimeout, HeartbeatTimeout, LeaderDown,
     MetaWritten, NodeDown, NodeUp, Tick, TransferLeadership, TriggerElection,
 )
 from ra.core.types import ServerId
@@ -255,6 +257,10 @@ class ServerProc:
         self.tick_scale = 1                    # ticks an idle server skips (see _tick)
         self.tick_commit = 0
         self.fd_watched: set[str] = set()      # nodes the detector was asked to watch
+        #: pipelined commands of this loop turn not yet stepped (``Commands.cmds``) and their
+        #: priority
+        self.pipe_cmds: list[Any] = []
+        self.pipe_prio = "low"
         self._handle_effects(effects)
 
     # -- start / stop ---------------------------------------------------------------------
@@ -370,6 +376,8 @@ class ServerProc:
                             pass
             for env in self.mb.recv_many(batch, 0):
                 self._dispatch(env)
+            if self.pipe_cmds:
+                self._step_pipes()
             if self.next_events and self._hold(time.monotonic()):
                 if time.monotonic() >= due:
                     self._fire_timers()
@@ -541,6 +549,8 @@ class ServerProc:
     def _dispatch(self, env: Any) -> None:
         """The door: every envelope is checked once here, then served by one handler."""
         p = env.payload
+        if self.pipe_cmds and type(p) not in _PIPE_TYPES:
+            self._step_pipes()          # what arrived before this is stepped before it
         if (type(p) is tuple and len(p) == 2 and p[0] == "$rpc" and type(p[1]) in _PEER_TYPES
                 and env.kind == "cast"):
             self._peer(env, p[1])
@@ -625,12 +635,34 @@ class ServerProc:
         self._step(Command(m.kind, payload, mode, m.priority, _now_ms(), m.session))
 
     def _on_pipeline(self, env: Any, m: rm.PipelineCast) -> None:
-        self.counters["commands"] += 1
         mode = ("notify", m.correlation, m.pid) if m.correlation is not None else None
+        if m.priority != self.pipe_prio:
+            if self.pipe_cmds:
+                self._step_pipes()
+            self.pipe_prio = m.priority
         session = m.session
-        if type(session) is int:        # the flat form; else the older triple, or None
-            session = (session, m.seq, m.first_out)
-        self._step(Command("usr", m.payload, mode, m.priority, _now_ms(), session))
+        if type(session) is tuple:      # the older triple; else the flat form, or None
+            self.pipe_cmds += (m.payload, mode, *session)
+        else:
+            self.pipe_cmds += (m.payload, mode, session, m.seq, m.first_out)
+
+    def _on_pipeline_batch(self, env: Any, m: rm.PipelineBatch) -> None:
+        if m.priority != self.pipe_prio:
+            if self.pipe_cmds:
+                self._step_pipes()
+            self.pipe_prio = m.priority
+        # the session fields travel as Commands carries them: only the reply mode is made
+        cs, pid, out = m.cmds, m.pid, self.pipe_cmds
+        for i in range(0, len(cs), rm.PIPELINE_STRIDE):
+            corr = cs[i + 1]
+            out += (cs[i], None if corr is None else ("notify", corr, pid), cs[i + 2],
+                    cs[i + 3], cs[i + 4])
+
+    def _step_pipes(self) -> None:
+        """Step the pipelined commands gathered so far as one core message."""
+        cmds, self.pipe_cmds = self.pipe_cmds, []
+        self.counters["commands"] += len(cmds) // 5
+        self._step(Commands(self.pipe_prio, _now_ms(), cmds))
 
     def _on_consistent_query(self, env: Any, m: rm.ConsistentQueryCall) -> None:
         self._step(ConsistentQuery(env.frm, self._query(m.query)))
@@ -943,11 +975,13 @@ class ServerProc:
 
 
 _PEER_TYPES = frozenset(PEER_MSGS) | {AppendEntriesPacked}
+_PIPE_TYPES = frozenset({rm.PipelineCast, rm.PipelineBatch})
 _SHELL_MACHINE_EFFECTS = frozenset(SHELL_MACHINE_EFFECTS)
 
 _HANDLERS: dict[type, Callable[[ServerProc, Any, Any], None]] = {
     rm.CommandCall: ServerProc._on_command,
     rm.PipelineCast: ServerProc._on_pipeline,
+    rm.PipelineBatch: ServerProc._on_pipeline_batch,
     rm.ConsistentQueryCall: ServerProc._on_consistent_query,
     rm.LocalQueryCall: ServerProc._on_local_query,
     rm.LeaderQueryCall: ServerProc._on_local_query,

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ra.core.messages import Command, ConsistentQuery, TransferLeadership
+from ra.core.messages import Command, Commands, ConsistentQuery, TransferLeadership
 
 __all__ = ["SimClient", "Op", "ClientDriver", "query_state"]
 
@@ -128,8 +128,14 @@ class ClientDriver:
                 c.sseq += 1
                 c.pipe_seqs[cmd] = c.sseq
                 session = (c.session, c.sseq, self._first_outstanding(c, c.sseq))
-            self._call(c, c.leader, Command("usr", cmd, ("notify", cmd, c.name),
-                                           "low" if low else "normal", self.now, session), None)
+            mode = ("notify", cmd, c.name)
+            prio = "low" if low else "normal"
+            # every other one arrives as the shell steps a pipelined batch (Commands): both
+            # paths into the core run under every seed, with no draw of the seeded RNG more
+            msg: Any = Command("usr", cmd, mode, prio, self.now, session)
+            if c.seq % 2:
+                msg = Commands(prio, self.now, [cmd, mode, *(session or (None, 0, 0))])
+            self._call(c, c.leader, msg, None)
             self.trace_client(c, f"pipeline {cmd} -> {_n(c.leader)}")
             self._next_wakeup(c)
         else:

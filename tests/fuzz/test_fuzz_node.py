@@ -129,6 +129,7 @@ def _server_exemplars(sid: ServerId, me: str) -> list[Any]:
         rm.CommandCall("delete_cluster", None), rm.CommandCall("open_session", None),
         rm.CommandCall("close_session", 99),
         rm.PipelineCast(1, "c1", me, "low", None), rm.PipelineCast(1, None, me, "normal", None),
+        rm.PipelineBatch(me, "low", [1, "c2", None, 0, 0, 2, None, None, 0, 0]),
         rm.ConsistentQueryCall(q), rm.LocalQueryCall((q, [])), rm.LeaderQueryCall(q),
         rm.LocalQueryCall("typo_module:get_state"), rm.MembersCall(True), rm.MembersCall(False),
         rm.AuxCall(("x", 1)), rm.AuxCast(1), rm.InitialMembersCall(),

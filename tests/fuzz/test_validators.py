@@ -42,6 +42,7 @@ EXEMPLARS: list[Any] = [
     rm.PipelineCast(1, "c", "tcp://127.0.0.1:1", "low", None),
     rm.PipelineCast(1, "c", "tcp://127.0.0.1:1", "low", 3, 5, 4),         # flat session
     rm.PipelineCast(1, "c", "tcp://127.0.0.1:1", "low", (3, 5, 4)),       # the older triple
+    rm.PipelineBatch("tcp://127.0.0.1:1", "low", [1, "c", 3, 5, 4, [2], None, None, 0, 0]),
     rm.ConsistentQueryCall("m:f"), rm.LocalQueryCall(("m:f", [1])), rm.LeaderQueryCall("m:f"),
     rm.MembersCall(True), rm.AuxCall(1), rm.AuxCast(None), rm.InitialMembersCall(),
     rm.TransferLeadershipCall(N), rm.TriggerElectionCall(), rm.OverviewCall(),
@@ -205,3 +206,54 @@ def test_a_pipelined_session_is_flat_or_the_older_triple_never_both() -> None:
     assert check((3, 4, 5)) == "bad_field:PipelineCast.session"
     assert check(3, 5, 5.0) == "bad_field:PipelineCast.first_out"
     assert check(3, True, 1) == "bad_field:PipelineCast.seq"
+
+
+_ME = "tcp://h:1"
+
+
+def _batch(*cmds: Any) -> Any:
+    return rm.CHECKS[rm.PipelineBatch](rm.PipelineBatch(_ME, "low", list(cmds)))
+
+
+def test_a_pipelined_batch_is_checked_command_by_command() -> None:
+    """Every command of a ``PipelineBatch`` is held to the flat form of ``PipelineCast``; a
+    batch that is not whole commands, or has one bad command anywhere, is refused whole."""
+    ok = (1, "c", 3, 5, 4)
+    assert _batch(*ok) is None and _batch(*ok, "x", None, None, 0, 0) is None
+    assert _batch(*ok * 1000) is None
+    for bad in [(3, 5, 0), (3, 4, 5), (0, 5, 5), (-1, 5, 5), (None, 5, 5), (None, 0, 1),
+                ((3, 5, 4), 5, 4), ((3, 5, 4), 0, 0), (True, 5, 5), ("3", 5, 5), (3.0, 5, 5)]:
+        assert _batch(*ok, 1, "c", *bad) == "bad_rule:PipelineBatch", bad
+        assert _batch(*(1, "c", *bad), *ok * 3) == "bad_rule:PipelineBatch", bad
+    for bad in [(3, True, 1), (3, 5, 4.0), (3, "5", 4), (None, None, 0), (None, 0, [0])]:
+        assert _batch(*ok, 1, "c", *bad) == "bad_field:PipelineBatch.cmds", bad
+    for cmds in [[], list(ok)[:4], list(ok) + [1], (1, "c", 3, 5, 4), {1: 2}, None, b"x" * 5]:
+        m = rm.PipelineBatch(_ME, "low", cmds)   # type: ignore[arg-type]
+        assert rm.CHECKS[rm.PipelineBatch](m) == "bad_field:PipelineBatch.cmds", cmds
+    assert (rm.CHECKS[rm.PipelineBatch](rm.PipelineBatch("h:1", "low", list(ok)))
+            == "bad_field:PipelineBatch.pid")
+    assert (rm.CHECKS[rm.PipelineBatch](rm.PipelineBatch(_ME, "high", list(ok)))
+            == "bad_field:PipelineBatch.priority")
+    # a batch is a cast: as a call it is refused at a server's door
+    assert server_proc._door(rm.PipelineBatch(_ME, "low", list(ok)), "call") \
+        == "bad_kind:PipelineBatch"
+
+
+_SESSION_PART = st.sampled_from([None, 0, 1, 3, -1, True, 2.0, "1", (3, 5, 4)]) | terms(2)
+
+
+@_SETTINGS
+@given(st.lists(st.tuples(terms(2), terms(2), _SESSION_PART, _SESSION_PART, _SESSION_PART),
+                min_size=1, max_size=6))
+def test_a_batch_is_valid_exactly_when_each_command_is_a_valid_flat_pipeline_cast(
+        cmds: list[tuple[Any, ...]]) -> None:
+    """The one validator of ``PipelineBatch`` agrees with ``PipelineCast``'s on every command
+    (the older nested session form aside, which a batch never carries)."""
+    def one_ok(c: tuple[Any, ...]) -> bool:
+        if type(c[2]) is tuple:
+            return False
+        return rm.CHECKS[rm.PipelineCast](rm.PipelineCast(c[0], c[1], _ME, "low", *c[2:])) \
+            is None
+    r = _batch(*(x for c in cmds for x in c))
+    assert (r is None) == all(one_ok(c) for c in cmds), (cmds, r)
+    assert r is None or r in ("bad_rule:PipelineBatch", "bad_field:PipelineBatch.cmds")

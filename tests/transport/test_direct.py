@@ -111,6 +111,38 @@ def test_a_peer_restarted_at_the_same_address_gets_the_next_call(peers: Peers,
     assert me.call(addr, 2, timeout=5) == ("echo", 2)
 
 
+def test_a_cast_checks_its_peer_at_most_every_peek_interval(peers: Peers, me: DirectMailbox,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """A client's casts in a burst skip the peek at their peer (one every ``_PEEK_EVERY``);
+    a call always peeks; a cast after the interval peeks and finds a peer restarted at the
+    same address (its first frame reaches the new process)."""
+    from transport import direct
+    peeks: list[int] = []
+    alive = DirectMailbox._alive
+    monkeypatch.setattr(DirectMailbox, "_alive",
+                        staticmethod(lambda c: (peeks.append(1), alive(c))[1]))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = f"tcp://127.0.0.1:{port}"
+    p, _ = peers.start("echo", addr)
+    assert me.call(addr, 1) == ("echo", 1)
+    n = len(peeks)
+    t0 = time.monotonic()
+    for i in range(200):
+        me.cast(addr, i)
+    if time.monotonic() - t0 < direct._PEEK_EVERY:
+        assert len(peeks) - n <= 1
+    assert me.call(addr, 2) == ("echo", 2) and len(peeks) > n
+    peers.kill(p)
+    peers.start("echo", addr)
+    time.sleep(direct._PEEK_EVERY)       # the interval itself is what is tested
+    me.cast(addr, ("cast_back", me.address, "after"))
+    env = me.recv(5)
+    assert env is not None and env.payload == "after"
+
+
 def test_peer_death_is_reported_but_forgetting_is_not(peers: Peers) -> None:
     closed: list[str] = []
     with DirectMailbox("tcp://127.0.0.1:0", blocking_connect=False) as m:
@@ -160,6 +192,40 @@ def test_casts_to_a_stopped_peer_never_block_and_are_bounded(peers: Peers) -> No
             assert env is not None
             if env.payload == "after":
                 break
+
+
+def test_backlog_counts_what_a_full_socket_holds_back_until_it_drains(peers: Peers) -> None:
+    """``backlog(to)``: 0 while the kernel takes every frame; the bytes held back once the
+    peer stops reading; 0 again once it reads them (our own polling writes them out)."""
+    p, addr = peers.start("echo", "tcp://127.0.0.1:0")
+    with DirectMailbox("tcp://127.0.0.1:0") as m:
+        assert m.backlog(addr) == 0                 # no connection yet
+        assert m.call(addr, 0) == ("echo", 0)
+        m.cast(addr, 1)
+        assert m.backlog(addr) == 0 and m.backlog("tcp://127.0.0.1:1") == 0
+        os.kill(p.pid, signal.SIGSTOP)
+        try:
+            chunk = b"y" * 60_000
+            n = 0
+            while m.backlog(addr) == 0:
+                assert n < 400, "24 MB taken by the socket buffers"
+                m.cast(addr, chunk)
+                n += 1
+            assert 0 < m.backlog(addr) <= 60_016
+        finally:
+            os.kill(p.pid, signal.SIGCONT)
+        m.cast(addr, ("cast_back", m.address, "after"))
+        while True:
+            env = m.recv(10)
+            assert env is not None
+            if env.payload == "after":
+                break
+        assert m.backlog(addr) == 0
+
+
+def test_a_libzmq_mailbox_reports_no_backlog(ipc_dir: Path) -> None:
+    with Mailbox(f"ipc://{ipc_dir}/z.sock") as z:
+        assert z.backlog("tcp://127.0.0.1:1") == 0
 
 
 def test_ipc_listener_file_is_removed_on_close(ipc_dir: Path) -> None:
