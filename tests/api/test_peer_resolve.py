@@ -9,14 +9,20 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import Any
 
 import pytest
 
 import ra
+from ra.core.messages import HeartbeatRpc
+from ra.core.types import ServerId
+from ra.server import proc
 from ra.testing import machines as M
 from tests.api.conftest import KV, leader_of, wait_for
+from transport import messages as tm
 from transport.direct import DirectMailbox
 from transport.messages import FdStatus
+from transport.registry import Resolver
 
 pytestmark = pytest.mark.integration
 
@@ -124,3 +130,101 @@ def test_an_idle_quiet_cluster_keeps_its_peers_addresses(three):
     wait_for(lambda: ra.key_metrics(leader)["last_applied"] >= idx, 10, "a report")
     after = _counters(leader)
     assert after["resolve_requests"] == before["resolve_requests"], (before, after)
+
+
+# -- the shell's rules alone (a ServerProc without its process: fake mailbox, no daemon) ------
+
+class _Mb:
+    def __init__(self) -> None:
+        self.casts: list[tuple[str, Any]] = []
+
+    def cast(self, to: str, msg: Any) -> None:
+        self.casts.append((to, msg))
+
+    def cast_many(self, tos: list[str], msg: Any) -> None:
+        self.casts += [(to, msg) for to in tos]
+
+    def note_node(self, ep: str, node_ep: str) -> None:
+        pass
+
+    def reply_address(self, to: str) -> str:
+        return "tcp://127.0.0.1:9"
+
+
+P1 = ServerId("s", "127.0.0.1:7001")
+P2 = ServerId("s", "127.0.0.1:7002")
+
+
+def _shell() -> Any:
+    p = proc.ServerProc.__new__(proc.ServerProc)
+    p.mb = _Mb()
+    p.conf = {"election_timeout_ms": 1000}
+    p.counters = {k: 0 for k in ("peer_msgs_out", "resolve_requests", "resolved",
+                                 "resolve_timeouts", "resolve_dropped")}
+    p.peer_eps, p.held, p.timers = {}, {}, {}
+    p.resolver = Resolver(p.mb, timeout=1.0)
+    p.monitored_leader = None
+    return p
+
+
+def _hb(i: int) -> HeartbeatRpc:
+    return HeartbeatRpc(i, 1, P2)
+
+
+def test_an_unknown_peer_is_asked_for_and_gets_only_the_newest_message() -> None:
+    p = _shell()
+    p._send_peer(P1, _hb(1))
+    p._send_peers([P1, P2], _hb(2))
+    # one request per peer, nothing sent to the peers yet
+    assert [type(m).__name__ for _, m in p.mb.casts] == ["RegResolve", "RegResolve"]
+    assert p.counters["resolve_requests"] == 2 and p.counters["resolve_dropped"] == 1
+    assert "resolve" in p.timers
+    p.mb.casts.clear()
+    p._on_resolved(None, tm.RegResolved("s", P1.node, ["tcp://127.0.0.1:5001"]))
+    assert p.mb.casts == [("tcp://127.0.0.1:5001", ("$rpc", _hb(2)))]   # the newest only
+    assert p.peer_eps[P1] == "tcp://127.0.0.1:5001" and p.counters["resolved"] == 1
+    p._send_peer(P1, _hb(3))                    # known now: straight out
+    assert p.mb.casts[-1] == ("tcp://127.0.0.1:5001", ("$rpc", _hb(3)))
+    # an unsolicited or repeated answer changes nothing
+    p._on_resolved(None, tm.RegResolved("s", P1.node, ["tcp://127.0.0.1:6666"]))
+    assert p.peer_eps[P1] == "tcp://127.0.0.1:5001" and len(p.mb.casts) == 2
+
+
+def test_a_kept_message_older_than_an_election_timeout_is_dropped() -> None:
+    p = _shell()
+    p._send_peer(P1, _hb(1))
+    t, out = p.held[P1]
+    p.held[P1] = (t - 1.5, out)                 # queued 1.5 election timeouts ago
+    p.mb.casts.clear()
+    p._on_resolved(None, tm.RegResolved("s", P1.node, ["tcp://127.0.0.1:5001"]))
+    assert p.mb.casts == [] and p.counters["resolve_dropped"] == 1
+    assert p.peer_eps[P1] == "tcp://127.0.0.1:5001"
+
+
+def test_unanswered_or_not_registered_drops_the_kept_message() -> None:
+    p = _shell()
+    p._send_peer(P1, _hb(1))
+    p._send_peer(P2, _hb(1))
+    p._on_resolved(None, tm.RegResolved("s", P2.node, None))     # not registered
+    assert P2 not in p.held and P2 not in p.peer_eps
+    p._send_peer(P2, _hb(2))          # asked a moment ago: not again, and nowhere to wait
+    assert P2 not in p.held and p.counters["resolve_requests"] == 2
+    p.resolver.inflight[("s", P1.node)] = 0.0     # its deadline passed
+    p._resolve_expired()
+    assert P1 not in p.held and p.counters["resolve_timeouts"] == 1
+    assert p.counters["resolve_dropped"] == 3
+
+
+def test_a_closed_or_refused_peer_is_forgotten_and_its_message_brings_it_back() -> None:
+    p = _shell()
+    p.peer_eps = {P1: "ipc:///a", P2: "ipc:///b"}
+    p._on_peer_closed("ipc:///a")
+    p.mb.on_peer_unreachable = None
+    p._forget_endpoint("ipc:///elsewhere")
+    assert p.peer_eps == {P2: "ipc:///b"}
+    p._send_peer(P1, _hb(1))
+    assert P1 in p.held
+    # the peer speaks first, from its new address: the kept message goes there at once
+    p.peer_eps[P1] = "ipc:///a2"
+    p._send_held(P1, "ipc:///a2")
+    assert p.mb.casts[-1] == ("ipc:///a2", ("$rpc", _hb(1)))
