@@ -268,8 +268,10 @@ class Resolver:
     * an answer to no request of ours (unsolicited, or one already answered) is ignored and
       returns ``None``: it cannot plant an endpoint; one that comes after its request
       expired is still taken, up to ``timeout + backoff`` later;
-    * "not registered" is remembered for ``noproc_backoff`` s (a peer that is restarting is
-      not asked for at every send);
+    * "not registered" is remembered for ``noproc_backoff`` s, doubled per consecutive such
+      answer up to ``max_backoff``: a peer that is restarting is not asked for at every send
+      (a node restarting a thousand servers hears from every peer of each), and a restarted
+      peer's own first message tells where it is anyway;
     * resolved endpoints go to ``mb``'s cache (the one :func:`resolve`, :func:`invalidate` and
       nodeup's :func:`invalidate_node` use), and ``mb`` learns their node (see
       :func:`resolve`);
@@ -278,7 +280,7 @@ class Resolver:
     """
 
     def __init__(self, mb: BaseMailbox, *, timeout: float = 1.0, backoff: float = 0.5,
-                 max_backoff: float = 4.0, noproc_backoff: float = 0.2,
+                 max_backoff: float = 4.0, noproc_backoff: float = 0.5,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.mb = mb
         self.timeout = timeout
@@ -292,8 +294,8 @@ class Resolver:
         self._late: dict[tuple[str, str], float] = {}
         #: node -> (not asked before, consecutive expiries)
         self._node_wait: dict[str, tuple[float, int]] = {}
-        #: (name, node) -> not asked before (it was not registered)
-        self._noproc: dict[tuple[str, str], float] = {}
+        #: (name, node) -> (not asked before, consecutive "not registered" answers)
+        self._noproc: dict[tuple[str, str], tuple[float, int]] = {}
         self.counters = {"requests": 0, "resolved": 0, "noproc": 0, "timeouts": 0,
                          "ignored": 0}
 
@@ -316,11 +318,9 @@ class Resolver:
         wait = self._node_wait.get(node)
         if wait is not None and wait[0] > now:
             return False
-        until = self._noproc.get(key)
-        if until is not None:
-            if until > now:
-                return False
-            del self._noproc[key]
+        noproc = self._noproc.get(key)
+        if noproc is not None and noproc[0] > now:
+            return False
         ep = node_endpoint(node)
         self.mb.note_node(ep, ep)
         try:
@@ -342,9 +342,12 @@ class Resolver:
             return None
         self._node_wait.pop(msg.node, None)     # the daemon answers again
         if not msg.endpoints:
-            self._noproc[key] = self.clock() + self.noproc_backoff
+            n = self._noproc.get(key, (0.0, 0))[1] + 1
+            self._noproc[key] = (self.clock() + min(self.noproc_backoff * 2 ** (n - 1),
+                                                    self.max_backoff), n)
             self.counters["noproc"] += 1
             return key, None
+        self._noproc.pop(key, None)
         ep = _pick(msg.endpoints, msg.node)
         _caches.setdefault(self.mb, {})[key] = ep
         self.mb.note_node(ep, node_endpoint(msg.node))

@@ -124,7 +124,7 @@ def test_expiry_backs_the_node_off_doubling_and_a_late_answer_is_taken() -> None
 
 
 def test_not_registered_is_remembered_briefly_and_nodeup_forgets_it() -> None:
-    r, mb, clock = _resolver(noproc_backoff=0.2)
+    r, mb, clock = _resolver(noproc_backoff=0.2, max_backoff=0.5)
     r.request("s1", NODE)
     assert r.on_resolved(tm.RegResolved("s1", NODE, None)) == (("s1", NODE), None)
     assert r.cached("s1", NODE) is None
@@ -132,9 +132,26 @@ def test_not_registered_is_remembered_briefly_and_nodeup_forgets_it() -> None:
     clock.t += 0.2
     assert r.request("s1", NODE)
     r.on_resolved(tm.RegResolved("s1", NODE, None))
-    r.forget_node(NODE)
+    clock.t += 0.2
+    assert not r.request("s1", NODE)        # twice in a row: 0.4 s
+    clock.t += 0.2
     assert r.request("s1", NODE)
-    assert r.counters["noproc"] == 2
+    r.on_resolved(tm.RegResolved("s1", NODE, None))
+    clock.t += 0.49
+    assert not r.request("s1", NODE)        # capped at max_backoff
+    clock.t += 0.01
+    assert r.request("s1", NODE)
+    r.on_resolved(tm.RegResolved("s1", NODE, None))
+    r.forget_node(NODE)                     # nodeup: asked again at once
+    assert r.request("s1", NODE)
+    r.on_resolved(tm.RegResolved("s1", NODE, ["tcp://127.0.0.1:1"]))
+    r.forget_node(OTHER)
+    invalidate_node(mb, NODE)               # type: ignore[arg-type]
+    assert r.request("s1", NODE)            # found once: the count starts again
+    r.on_resolved(tm.RegResolved("s1", NODE, None))
+    clock.t += 0.2
+    assert r.request("s1", NODE)
+    assert r.counters["noproc"] == 5
 
 
 def test_a_node_the_socket_layer_refuses_backs_off_without_raising() -> None:
