@@ -81,8 +81,9 @@ def test_a_server_serves_on_while_a_peers_daemon_is_frozen(three):
             time.sleep(0.02)
         c = _counters(ids[0])
         # the blocking lookup this replaces held the loop 0.25 s per attempt: a ping that came
-        # meanwhile waited for it. One slow ping is a busy machine's scheduling, not a stall
-        assert len(slow) <= 1, f"{len(slow)} of {n} pings took over 0.2 s: {slow}"
+        # meanwhile waited for it (on the base commit one ping of ~180 took 0.25-0.26 s, 3
+        # runs out of 3; here the slowest took 5-13 ms)
+        assert not slow, f"{len(slow)} of {n} pings took over 0.2 s: {slow}"
         assert c["resolve_requests"] >= 2, c         # one per peer at least
         assert c["resolved"] >= 1, c                 # node 2's daemon answered
         wait_for(lambda: _counters(ids[0])["resolve_timeouts"] >= 1, 10,
