@@ -2,7 +2,7 @@
 :class:`~ra.core.types.ServerId` (codec-owned code 5), the core's messages (peer RPCs, 20..39) and
 :mod:`ra.messages` (client -> server 60..79, server/client -> daemon 80..99), so that they travel
 and are stored as themselves. The transport's own messages use 40..49
-(:mod:`transport.messages`), the WAL's 50..59 (:mod:`wal.messages`).
+and 100..109 (:mod:`transport.messages`), the WAL's 50..59 (:mod:`wal.messages`).
 
 Codes are fixed forever: they are on the wire between nodes of different versions and in files
 (meta, directory, WAL records, snapshots). The codec (``transport``) imports nothing of ``ra``

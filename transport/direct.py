@@ -24,6 +24,7 @@ It is a drop-in :class:`~transport.mailbox.BaseMailbox`, peer of the libzmq
   with :class:`~transport.mailbox.Mailbox`;
 * :attr:`DirectMailbox.on_peer_closed` reports a destination whose process closed our
   connection (it died): a follower learns that its leader is gone in milliseconds;
+  :attr:`DirectMailbox.on_peer_unreachable` one that nothing listens at (any more);
 * ``advertise`` names the address peers reach a tcp listener at when it is not the bound one
   (a wildcard bind, or a NAT); ``routed_replies`` gives a client a reply address routable from
   each destination (see :meth:`DirectMailbox.reply_address`).
@@ -235,6 +236,10 @@ class DirectMailbox(BaseMailbox):
         #: called with a destination's address when its process closes our connection
         #: (it died or stopped): how a follower notices its leader is gone in milliseconds
         self.on_peer_closed: Callable[[str], None] | None = None
+        #: called with a destination's address when a connection to it fails before its
+        #: handshake is over (refused, reset, no such ipc path): nothing listens there (any
+        #: more), so an address cached for it is stale
+        self.on_peer_unreachable: Callable[[str], None] | None = None
         self._epoll = select.epoll()
         for fd in self._listeners:
             self._epoll.register(fd, select.EPOLLIN)
@@ -437,6 +442,8 @@ class DirectMailbox(BaseMailbox):
             conn = self._connect(to)
             if conn is None:
                 self._counters["send_dropped"] += 1
+                if self.on_peer_unreachable is not None:
+                    self.on_peer_unreachable(to)
                 return False
         else:
             self._out.move_to_end(to)
@@ -524,8 +531,11 @@ class DirectMailbox(BaseMailbox):
             # frames held for a handshake that failed: counted as dropped, not sent
             self._counters["send_dropped"] += len(conn.held)
             self._sent -= len(conn.held)
-            if by_peer and conn.state == 2 and self.on_peer_closed is not None:
-                self.on_peer_closed(conn.to)
+            if by_peer and conn.state == 2:
+                if self.on_peer_closed is not None:
+                    self.on_peer_closed(conn.to)
+            elif by_peer and self.on_peer_unreachable is not None:
+                self.on_peer_unreachable(conn.to)
         try:
             self._epoll.unregister(conn.fd)
         except (OSError, ValueError):

@@ -4,7 +4,7 @@ its door.
 
 Messages of the node daemon's name registry (:mod:`transport.registry`) and of the node failure
 detector (:mod:`transport.failure_detector`) are frozen slotted dataclasses registered with the
-codec (codes 40..49, fixed forever: they cross nodes). Each class has exactly ONE validator,
+codec (codes 40..49 and 100..109, fixed forever: they cross nodes). Each class has exactly ONE validator,
 built with :func:`fields` from one predicate per field; :func:`checker` joins the validators of
 every message a process accepts into its single ``check(msg) -> None | reason``.
 
@@ -31,9 +31,9 @@ from typing import Any
 from transport import codec
 
 __all__ = [
-    "RegRegister", "RegUnregister", "RegWhereis", "RegRegistered",
+    "RegRegister", "RegUnregister", "RegWhereis", "RegRegistered", "RegResolve", "RegResolved",
     "FdHeartbeat", "FdSubscribe", "FdUnsubscribe", "FdWatch", "FdStatus", "NodeEvent",
-    "REGISTRY_MSGS", "FD_CALLS", "CODES", "CHECKS", "check",
+    "REGISTRY_MSGS", "REGISTRY_CASTS", "FD_CALLS", "CODES", "CHECKS", "check",
     "fields", "checker", "Check",
     "valid_endpoint", "valid_node", "path_component", "is_str", "nonempty_str", "nat", "nat64",
     "pos_int", "is_bool",
@@ -233,6 +233,28 @@ class RegRegistered:
     """Call: every live name -> ``{name: endpoints}``."""
 
 
+@dataclass(frozen=True, slots=True)
+class RegResolve:
+    """Cast: where ``name`` is, answered by a :class:`RegResolved` cast to ``reply_to``. For a
+    process that must not wait for the daemon (:class:`transport.registry.Resolver`); ``node``
+    is the daemon's node as the asker spells it, echoed back so the answer matches the
+    question."""
+
+    name: str
+    node: str
+    reply_to: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegResolved:
+    """Cast from a daemon, the answer to :class:`RegResolve`: ``name`` on ``node`` listens on
+    ``endpoints`` (preferred first), or ``None``: not registered (or its process died)."""
+
+    name: str
+    node: str
+    endpoints: list[str] | None
+
+
 # --- the node failure detector (transport.failure_detector) -----------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -277,13 +299,20 @@ class NodeEvent:
     node: str
 
 
+#: the registry's calls; its casts (answered by a cast back) apart
 REGISTRY_MSGS = (RegRegister, RegUnregister, RegWhereis, RegRegistered)
+REGISTRY_CASTS = (RegResolve,)
+#: at most this many endpoints in a RegResolved (a process listens on two or three)
+_MAX_ENDPOINTS = 16
+_endpoints = list_of(valid_endpoint, nonempty=True)
 FD_CALLS = (FdSubscribe, FdUnsubscribe, FdWatch, FdStatus)
 
 CODES: dict[int, type] = {
     40: RegRegister, 41: RegUnregister, 42: RegWhereis, 43: RegRegistered,
     44: FdHeartbeat, 45: FdSubscribe, 46: FdUnsubscribe, 47: FdWatch, 48: FdStatus,
     49: NodeEvent,
+    # 100..109: the transport's second range (40..49 is full)
+    100: RegResolve, 101: RegResolved,
 }
 
 #: One validator per message type of this package.
@@ -292,6 +321,9 @@ CHECKS: dict[type, Check] = {
     RegUnregister: fields(RegUnregister, nonempty_str),
     RegWhereis: fields(RegWhereis, nonempty_str),
     RegRegistered: fields(RegRegistered),
+    RegResolve: fields(RegResolve, nonempty_str, valid_node, valid_endpoint),
+    RegResolved: fields(RegResolved, nonempty_str, valid_node, opt(
+        lambda x: type(x) is list and len(x) <= _MAX_ENDPOINTS and _endpoints(x))),
     FdHeartbeat: fields(FdHeartbeat, valid_node),
     FdSubscribe: fields(FdSubscribe, valid_endpoint),
     FdUnsubscribe: fields(FdUnsubscribe, is_str),

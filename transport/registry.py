@@ -16,7 +16,13 @@ Protocol (all are calls to the daemon's mailbox; the messages are the typed ones
 * ``RegWhereis(name)`` -> ``endpoints`` (a list, preferred first) or ``None``.
 * ``RegRegistered()`` -> ``{name: endpoints}``.
 
-A malformed request is answered ``("error", "bad_request", reason)``; a cast is ignored.
+One cast, for a process that must never wait on a daemon (a ra server's loop serves its peers
+and clients meanwhile): ``RegResolve(name, node, reply_to)`` is answered by a cast
+``RegResolved(name, node, endpoints | None)`` to ``reply_to``; :class:`Resolver` is the asking
+side.
+
+A malformed request is answered ``("error", "bad_request", reason)`` if it was a call, and
+dropped if a cast; a call cast (or a cast called) is refused the same way.
 
 A pid that no longer runs is pruned on lookup, so a SIGKILLed process that never unregistered
 is reported as not registered (NoProc for callers), not as a stale endpoint.
@@ -45,6 +51,7 @@ __all__ = [
     "resolve",
     "invalidate",
     "invalidate_node",
+    "Resolver",
     "call_name",
     "cast_name",
     "pid_alive",
@@ -120,22 +127,36 @@ class RegistryServer:
 
     @staticmethod
     def is_request(payload: Any) -> bool:
-        return type(payload) in msgs.REGISTRY_MSGS
+        t = type(payload)
+        return t in msgs.REGISTRY_MSGS or t in msgs.REGISTRY_CASTS
 
     def handle(self, mailbox: BaseMailbox, env: Envelope) -> bool:
         p = env.payload
         if not self.is_request(p):
             return False
         reason = msgs.check(p)
+        if reason is None and (type(p) in msgs.REGISTRY_CASTS) == (env.kind == "call"):
+            reason = f"bad_kind:{type(p).__name__}"
         if reason is not None:
             self.dropped[reason] = self.dropped.get(reason, 0) + 1
             if env.kind == "call":
                 mailbox.reply(env.frm, ("error", msgs.BAD_REQUEST, reason))
             return True
-        if env.kind != "call":
-            return True  # casts to the registry have no meaning; swallowed
-        mailbox.reply(env.frm, self.answer(p))
+        if type(p) is msgs.RegResolve:
+            self.resolve_to(mailbox, p)
+        else:
+            mailbox.reply(env.frm, self.answer(p))
         return True
+
+    def resolve_to(self, mailbox: BaseMailbox, p: msgs.RegResolve) -> None:
+        """Cast the answer to a *valid* ``RegResolve`` to its ``reply_to``. Never raises: an
+        answer that cannot leave is lost, as any cast (the asker's deadline covers it)."""
+        try:
+            mailbox.cast(p.reply_to, msgs.RegResolved(p.name, p.node,
+                                                      self.registry.whereis(p.name)))
+        except (ValueError, TypeError):
+            self.dropped["unsendable:RegResolved"] = (
+                self.dropped.get("unsendable:RegResolved", 0) + 1)
 
     def answer(self, p: Any) -> Any:
         """The reply to one *valid* registry request (pure apart from the pid check)."""
@@ -230,6 +251,135 @@ def resolve(mb: BaseMailbox, name: str, node: str, timeout: float | None = 5.0) 
     cache[(name, node)] = ep
     mb.note_node(ep, node_endpoint(node))
     return ep
+
+
+class Resolver:
+    """Resolution of ``(name, node)`` without waiting: for a process whose loop must go on
+    serving while a daemon answers (a ra server), where :func:`resolve` would block.
+
+    :meth:`request` casts ``RegResolve`` to ``node``'s daemon; the owner feeds the
+    ``RegResolved`` casts it receives to :meth:`on_resolved` and calls :meth:`expire` by
+    :meth:`next_deadline`. Contract:
+
+    * at most one request per ``(name, node)`` is in flight; an unanswered one expires after
+      ``timeout`` s, and its node is then not asked again for ``backoff`` s, doubled per
+      consecutive expiry up to ``max_backoff`` (a node down or busy is not flooded); any
+      answer from the node ends its back-off;
+    * an answer to no request of ours (unsolicited, or one already answered) is ignored and
+      returns ``None``: it cannot plant an endpoint; one that comes after its request
+      expired is still taken, up to ``timeout + backoff`` later;
+    * "not registered" is remembered for ``noproc_backoff`` s, doubled per consecutive such
+      answer up to ``max_backoff``: a peer that is restarting is not asked for at every send
+      (a node restarting a thousand servers hears from every peer of each), and a restarted
+      peer's own first message tells where it is anyway;
+    * resolved endpoints go to ``mb``'s cache (the one :func:`resolve`, :func:`invalidate` and
+      nodeup's :func:`invalidate_node` use), and ``mb`` learns their node (see
+      :func:`resolve`);
+    * never blocks, never raises for a node it cannot reach; no clock of its own beyond the
+      injected ``clock``.
+    """
+
+    def __init__(self, mb: BaseMailbox, *, timeout: float = 1.0, backoff: float = 0.5,
+                 max_backoff: float = 4.0, noproc_backoff: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.mb = mb
+        self.timeout = timeout
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.noproc_backoff = noproc_backoff
+        self.clock = clock
+        #: (name, node) -> when its request expires
+        self.inflight: dict[tuple[str, str], float] = {}
+        #: (name, node) -> until when a late answer to an expired request is still taken
+        self._late: dict[tuple[str, str], float] = {}
+        #: node -> (not asked before, consecutive expiries)
+        self._node_wait: dict[str, tuple[float, int]] = {}
+        #: (name, node) -> (not asked before, consecutive "not registered" answers)
+        self._noproc: dict[tuple[str, str], tuple[float, int]] = {}
+        self.counters = {"requests": 0, "resolved": 0, "noproc": 0, "timeouts": 0,
+                         "ignored": 0}
+
+    def cached(self, name: str, node: str) -> str | None:
+        """The endpoint already known for ``(name, node)``, if any."""
+        cache = _caches.get(self.mb)
+        return None if cache is None else cache.get((name, node))
+
+    def pending(self, name: str, node: str) -> bool:
+        """Whether a request for ``(name, node)`` is in flight (its answer is awaited)."""
+        return (name, node) in self.inflight
+
+    def request(self, name: str, node: str) -> bool:
+        """Ask ``node``'s daemon where ``name`` is, unless a request is in flight or the node
+        (or the name there) is backing off. Returns whether a request left."""
+        key = (name, node)
+        now = self.clock()
+        if key in self.inflight:
+            return False
+        wait = self._node_wait.get(node)
+        if wait is not None and wait[0] > now:
+            return False
+        noproc = self._noproc.get(key)
+        if noproc is not None and noproc[0] > now:
+            return False
+        ep = node_endpoint(node)
+        self.mb.note_node(ep, ep)
+        try:
+            self.mb.cast(ep, msgs.RegResolve(name, node, self.mb.reply_address(ep)))
+        except ValueError:      # not an address the socket layer takes: as a node that is down
+            self._node_wait[node] = (now + self.max_backoff, 0)
+            return False
+        self.inflight[key] = now + self.timeout
+        self._late.pop(key, None)
+        self.counters["requests"] += 1
+        return True
+
+    def on_resolved(self, msg: msgs.RegResolved) -> tuple[tuple[str, str], str | None] | None:
+        """Take a *valid* answer: ``((name, node), endpoint)``, the endpoint ``None`` if the
+        name is not registered; ``None`` if it answers no request of ours (ignored)."""
+        key = (msg.name, msg.node)
+        if self.inflight.pop(key, None) is None and self._late.pop(key, None) is None:
+            self.counters["ignored"] += 1
+            return None
+        self._node_wait.pop(msg.node, None)     # the daemon answers again
+        if not msg.endpoints:
+            n = self._noproc.get(key, (0.0, 0))[1] + 1
+            self._noproc[key] = (self.clock() + min(self.noproc_backoff * 2 ** (n - 1),
+                                                    self.max_backoff), n)
+            self.counters["noproc"] += 1
+            return key, None
+        self._noproc.pop(key, None)
+        ep = _pick(msg.endpoints, msg.node)
+        _caches.setdefault(self.mb, {})[key] = ep
+        self.mb.note_node(ep, node_endpoint(msg.node))
+        self.counters["resolved"] += 1
+        return key, ep
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`expire` has something to do next (``None``: nothing in flight)."""
+        return min(self.inflight.values()) if self.inflight else None
+
+    def expire(self) -> list[tuple[str, str]]:
+        """The requests whose time ran out (forgotten; their nodes back off)."""
+        now = self.clock()
+        gone = [k for k, t in self.inflight.items() if t <= now]
+        waits: dict[str, float] = {}
+        for node in {k[1] for k in gone}:   # one expiry per node: its requests left together
+            n = self._node_wait.get(node, (0.0, 0))[1] + 1
+            waits[node] = min(self.backoff * 2 ** (n - 1), self.max_backoff)
+            self._node_wait[node] = (now + waits[node], n)
+        for key in gone:
+            del self.inflight[key]
+            self._late[key] = now + self.timeout + waits[key[1]]
+        self.counters["timeouts"] += len(gone)
+        for k in [k for k, t in self._late.items() if t <= now]:
+            del self._late[k]
+        return gone
+
+    def forget_node(self, node: str) -> None:
+        """``node`` is (back) up: drop its back-off and negative answers; ask it again at once."""
+        self._node_wait.pop(node, None)
+        for key in [k for k in self._noproc if k[1] == node]:
+            del self._noproc[key]
 
 
 def invalidate(mb: BaseMailbox, name: str, node: str) -> None:

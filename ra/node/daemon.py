@@ -857,6 +857,10 @@ class NodeDaemon:
             if t is tm.RegRegister and self.servers is not None:
                 self.servers.registered(msg.name)      # its AwaitStarted callers are answered
             return result
+        if t is tm.RegResolve:      # a cast: answered by a cast to its reply_to
+            if self.registry is not None and self.mailbox is not None:
+                self.registry.resolve_to(self.mailbox, msg)
+            return None
         if t is tm.FdHeartbeat or t in tm.FD_CALLS:
             return self.detector.serve(msg) if self.detector else ("error", "not_ready", "")
         handler = _HANDLERS.get(t)
@@ -938,10 +942,10 @@ _HANDLERS: dict[type, Any] = {
 
 #: the one check of everything a node daemon serves
 _check = tm.checker({k: rm.CHECKS[k] for k in rm.DAEMON_CALLS + rm.DAEMON_CASTS},
-                    {k: tm.CHECKS[k] for k in tm.REGISTRY_MSGS + tm.FD_CALLS
-                     + (tm.FdHeartbeat,)})
+                    {k: tm.CHECKS[k] for k in tm.REGISTRY_MSGS + tm.REGISTRY_CASTS
+                     + tm.FD_CALLS + (tm.FdHeartbeat,)})
 _CALLS = frozenset(rm.DAEMON_CALLS + tm.REGISTRY_MSGS + tm.FD_CALLS)
-_CASTS = frozenset((rm.MetricsReport, tm.FdHeartbeat))
+_CASTS = frozenset((rm.MetricsReport, tm.FdHeartbeat) + tm.REGISTRY_CASTS)
 
 
 def _door(msg: Any, kind: str) -> str | None:

@@ -63,6 +63,13 @@ _COUNTERS = {
                       "Raft messages this server process sent to its peers."),
     "timeouts": ("ra_server_timeouts",
                  "Election and heartbeat timeouts this server process handled."),
+    "resolve_requests": ("ra_server_resolve_requests",
+                         "Peer addresses this server process asked a node daemon for."),
+    "resolved": ("ra_server_resolved", "Peer addresses node daemons gave this server process."),
+    "resolve_timeouts": ("ra_server_resolve_timeouts",
+                         "Peer address requests of this server process nobody answered in time."),
+    "resolve_dropped": ("ra_server_resolve_dropped",
+                        "Messages for peers not found yet that this server process dropped."),
 }
 _WAL = {
     "batches": ("ra_wal_batches", "WAL write batches."),

@@ -28,7 +28,16 @@ What arrives (the door, :meth:`ServerProc._dispatch`):
 * the WAL casts its notices (:mod:`wal.messages`: ``WalWritten``, ``WalResendWrite``,
   ``WalStarted``, ``WalError``), the node's failure detector ``NodeEvent`` casts (stepped as
   the core's ``NodeDown`` / ``NodeUp``; the suspicions current at start come with the
-  subscription).
+  subscription), and node daemons' ``RegResolved`` casts (where a peer is: see below).
+
+Peers are found without waiting (``_send_peer``): a peer whose address is not known is asked of
+its node's daemon by a ``RegResolve`` cast (:class:`transport.registry.Resolver`), and only the
+newest message for it is kept meanwhile (Raft copes with loss, and an older append_entries or
+heartbeat is superseded by the newer); it leaves when ``RegResolved`` arrives, unless older than
+an election timeout. A known address is kept while it works: it is replaced by the address a
+peer's message comes from, and forgotten when the peer's connection closes or is refused (the
+mailbox says so) and when the peer's node comes back up (nodeup); never merely because a quiet
+peer was not heard from.
 
 Each is checked once, at the door, by one validator per type; anything else (garbage, a
 malformed or truncated message, a call sent as a cast, a message of another protocol) is
@@ -79,7 +88,7 @@ from ra.core.messages import (
     MetaWritten, NodeDown, NodeUp, Tick, TransferLeadership, TriggerElection,
 )
 from ra.core.types import ServerId
-from ra.errors import NodeLost, NoProc, RaError, Timeout
+from ra.errors import NodeLost, RaError, Timeout
 from ra.log.log import DiskLog
 from ra.log.meta import DiskMeta
 from ra.server import packed
@@ -106,13 +115,13 @@ _MEMTABLE_ROLL = 8192       # entries in memory before asking the WAL to roll ov
 _TRIM_AFTER = 4096          # entries dropped from memory before the heap is trimmed
 _GC_GEN0 = 20_000           # allocations between young collections (CPython's default: 700)
 _MONITOR_INTERVAL = 0.1     # how often the leader checks monitored client processes
-_RESOLVE_TIMEOUT = 0.25     # a peer's node that does not answer is retried after a back-off
-_RESOLVE_BACKOFF = 1.0
+_RESOLVE_TIMEOUT = 1.0      # s a peer's node has to answer a RegResolve (nothing waits on it)
+_RESOLVE_BACKOFF = 0.5      # then it is not asked for that long, doubled per miss (up to 4 s)
 
 #: the one check of everything a server serves, by type (peer RPCs: the core's)
 _check = tm.checker({k: rm.CHECKS[k] for k in rm.SERVER_CALLS + rm.SERVER_CASTS},
                     {k: wm.CHECKS[k] for k in wm.WAL_NOTICES},
-                    {tm.NodeEvent: tm.CHECKS[tm.NodeEvent]})
+                    {k: tm.CHECKS[k] for k in (tm.NodeEvent, tm.RegResolved)})
 _CALLS = frozenset(rm.SERVER_CALLS)
 
 
@@ -194,6 +203,7 @@ class ServerProc:
                                 blocking_connect=False,
                                 advertise=f"{self.node.rpartition(':')[0]}:0")
         self.mb.on_peer_closed = self._on_peer_closed
+        self.mb.on_peer_unreachable = self._forget_endpoint
         self.daemon_ep = registry.node_endpoint(self.node)
         #: when each step of this process's start ended (a slow start says which step)
         self.start_marks: list[tuple[str, float]] = [("began", time.monotonic())]
@@ -226,9 +236,11 @@ class ServerProc:
         self.next_events: list[Any] = []
         self.hold_until = 0.0       # when a group-commit hold ends at the latest (_hold)
         self.peer_eps: dict[ServerId, str] = {}
-        self.peer_heard: dict[ServerId, float] = {}
         self.leader_heard = 0.0
-        self.unresolved: dict[str, float] = {}      # node -> retry time
+        self.resolver = registry.Resolver(self.mb, timeout=_RESOLVE_TIMEOUT,
+                                          backoff=_RESOLVE_BACKOFF)
+        #: peer being resolved -> (when queued, its newest message, ready to cast)
+        self.held: dict[ServerId, tuple[float, Any]] = {}
         self.running = True
         self.rng = random.Random()
         self.monitored_leader: Any = None
@@ -246,7 +258,8 @@ class ServerProc:
         # so they cost no metrics report; tests and bench.idle_wakes read them)
         self.counters = {"commands": 0, "elections": 0, "leader_changes": 0, "snapshots": 0,
                          "snapshots_installed": 0, "peer_msgs_in": 0, "peer_msgs_out": 0,
-                         "timeouts": 0}
+                         "timeouts": 0, "resolve_requests": 0, "resolved": 0,
+                         "resolve_timeouts": 0, "resolve_dropped": 0}
         init_aux = getattr(self.state.machine, "init_aux", None)
         self.aux_state: Any = init_aux(c["cluster_name"]) if init_aux else None
         # ticks spread out: a random phase, then a jittered period, so the servers a node starts
@@ -435,6 +448,8 @@ class ServerProc:
                 self._tick(now)
             elif name == "metrics":
                 self._report_metrics()
+            elif name == "resolve":
+                self._resolve_expired()
             elif name == "monitors":
                 self._check_monitors()
                 if self.proc_monitors:       # no timer while nothing is monitored
@@ -478,11 +493,6 @@ class ServerProc:
             self.tick_scale = min(2 * self.tick_scale, _TICK_BACKOFF)
         self.timers["tick"] = now + self.tick_scale * self.conf["tick_ms"] / 1000 \
             * self.rng.uniform(1 - _TICK_JITTER, 1 + _TICK_JITTER)
-        # forget endpoints of peers not heard from lately: they may have restarted elsewhere
-        stale = now - 2 * self.conf["tick_ms"] / 1000
-        for p in [p for p, t in self.peer_heard.items() if t < stale]:
-            self.peer_eps.pop(p, None)
-            self.peer_heard.pop(p, None)
 
     def _report_metrics(self) -> bool:
         """key_metrics are answered by the node daemon from these reports (no server call);
@@ -597,13 +607,14 @@ class ServerProc:
                 self._bad(env, f"bad_sender:{type(msg).__name__}")
                 return
             sid = ServerId(*sender)
-            now = self.peer_heard[sid] = time.monotonic()
             if isinstance(msg, _FROM_LEADER):
-                self.leader_heard = now       # election timeouts count from here
+                self.leader_heard = time.monotonic()    # election timeouts count from here
             if env.frm and self.peer_eps.get(sid) != env.frm:
                 # a cast carries its sender's mailbox address: a peer that restarted
                 # and bound elsewhere is found again by its first message
                 self.peer_eps[sid] = env.frm
+                if sid in self.held:
+                    self._send_held(sid, env.frm)
         self._step(msg)
 
     def _on_wal(self, env: Any, msg: Any) -> None:
@@ -615,7 +626,7 @@ class ServerProc:
         node = msg.node
         for sid in [x for x in self.peer_eps if x.node == node]:
             del self.peer_eps[sid]        # re-resolve: its servers may have moved
-        self.unresolved.pop(node, None)
+        self.resolver.forget_node(node)
         # aten-style: a follower whose leader's node goes down campaigns; a quiet leader
         # counts the members there as unheard (ra.core.server, "Quiet when idle")
         self._step(NodeDown(node) if msg.event == "nodedown" else NodeUp(node))
@@ -851,6 +862,15 @@ class ServerProc:
             # called from inside the mailbox: the core steps it with the next events.
             # monitored_leader stays: _stagger leaves the lost leader out of the turns
             self.next_events.append(LeaderDown(leader))
+        self._forget_endpoint(addr)
+
+    def _forget_endpoint(self, addr: str) -> None:
+        """The process at ``addr`` is gone (called from inside the mailbox, which found its
+        connection closed or refused): peers cached there are asked for again at the next
+        send. Touches no socket."""
+        for sid in [x for x, ep in self.peer_eps.items() if ep == addr]:
+            del self.peer_eps[sid]
+            registry.invalidate(self.mb, sid.name, sid.node)
 
     # -- monitors, machine timers, aux ------------------------------------------------------
     def _monitor(self, kind: str, target: Any, on: bool) -> None:
@@ -931,16 +951,33 @@ class ServerProc:
             self._machine_effect(me)
 
     def _send_peers(self, tos: list[Any], msg: Any) -> None:
+        """Send ``msg`` to every peer of ``tos``, never waiting: see :meth:`_send_peer`."""
         self.counters["peer_msgs_out"] += len(tos)
-        eps = [ep for ep in (self._peer_endpoint(to) for to in tos) if ep is not None]
+        eps = []
+        out = None
+        for to in tos:
+            sid = to if type(to) is ServerId else ServerId(*to)
+            ep = self.peer_eps.get(sid)
+            if ep is not None:
+                eps.append(ep)
+                continue
+            if out is None:
+                out = ("$rpc", self._wire(msg))
+            self._keep_for(sid, out)
         if eps:
-            self.mb.cast_many(eps, ("$rpc", self._wire(msg)))
+            self.mb.cast_many(eps, out if out is not None else ("$rpc", self._wire(msg)))
 
     def _send_peer(self, to: Any, msg: Any) -> None:
+        """Cast ``msg`` to peer ``to``, never waiting: to its known address, or else it is
+        kept, as the newest message for that peer, until its node's daemon says where it is
+        (the module docstring)."""
         self.counters["peer_msgs_out"] += 1
-        ep = self._peer_endpoint(to)
+        sid = to if type(to) is ServerId else ServerId(*to)
+        ep = self.peer_eps.get(sid)
         if ep is not None:
             self.mb.cast(ep, ("$rpc", self._wire(msg)))
+        else:
+            self._keep_for(sid, ("$rpc", self._wire(msg)))
 
     def _wire(self, msg: Any) -> Any:
         """An append_entries with entries leaves packed: their payloads are the bytes already
@@ -949,26 +986,57 @@ class ServerProc:
             return packed.pack(msg, self.log.payloads(msg.entries))
         return msg
 
-    def _peer_endpoint(self, to: Any) -> str | None:
-        """The peer's mailbox address, resolved through its node once and cached; None while
-        it cannot be resolved (the message is then lost, which Raft copes with)."""
-        sid = to if isinstance(to, ServerId) else ServerId(*to)
-        ep = self.peer_eps.get(sid)
-        if ep is None:
-            now = time.monotonic()
-            if self.unresolved.get(sid.node, 0) > now:
-                return None     # its node did not answer lately
-            try:
-                ep = registry.resolve(self.mb, sid.name, sid.node, _RESOLVE_TIMEOUT)
-            except NoProc:
-                registry.invalidate(self.mb, sid.name, sid.node)
-                return None
-            except RaError:      # NodeDown, Timeout, a garbled answer: back off
-                self.unresolved[sid.node] = now + _RESOLVE_BACKOFF
-                return None
-            self.peer_eps[sid] = ep
-            self.peer_heard.setdefault(sid, now)
-        return ep
+    def _keep_for(self, sid: ServerId, out: Any) -> None:
+        """Keep ``out`` as the one message for unresolved ``sid`` (replacing an older one) and
+        ask where ``sid`` is, unless that is asked already or its node backs off."""
+        now = time.monotonic()
+        if self.held.get(sid) is not None:
+            self.counters["resolve_dropped"] += 1       # superseded
+        self.held[sid] = (now, out)
+        if self.resolver.request(sid.name, sid.node):
+            self.counters["resolve_requests"] += 1
+            due = self.resolver.next_deadline()
+            if due is not None:
+                self.timers["resolve"] = min(self.timers.get("resolve", math.inf), due)
+        elif not self.resolver.pending(sid.name, sid.node):
+            # not asked (its node backs off, or it was not registered a moment ago): the
+            # message has nowhere to wait for
+            del self.held[sid]
+            self.counters["resolve_dropped"] += 1
+
+    def _send_held(self, sid: ServerId, ep: str) -> None:
+        """Send the message kept for ``sid`` to ``ep``, unless an election timeout old."""
+        t, out = self.held.pop(sid)
+        if time.monotonic() - t > self.conf["election_timeout_ms"] / 1000:
+            self.counters["resolve_dropped"] += 1
+        else:
+            self.mb.cast(ep, out)
+
+    def _on_resolved(self, env: Any, msg: tm.RegResolved) -> None:
+        res = self.resolver.on_resolved(msg)
+        if res is None:
+            return          # an answer to nothing we asked (late twice, or not ours)
+        (name, node), ep = res
+        sid = ServerId(name, node)
+        if ep is None:      # not registered (restarting?): its first message will say where
+            if self.held.pop(sid, None) is not None:
+                self.counters["resolve_dropped"] += 1
+            return
+        self.counters["resolved"] += 1
+        # an address its own message brought meanwhile is as good, and newer
+        ep = self.peer_eps.setdefault(sid, ep)
+        if sid in self.held:
+            self._send_held(sid, ep)
+
+    def _resolve_expired(self) -> None:
+        """Requests nobody answered in time: their peers' messages are dropped."""
+        for name, node in self.resolver.expire():
+            self.counters["resolve_timeouts"] += 1
+            if self.held.pop(ServerId(name, node), None) is not None:
+                self.counters["resolve_dropped"] += 1
+        due = self.resolver.next_deadline()
+        if due is not None:
+            self.timers["resolve"] = due
 
     def _send_wal(self, msg: Any) -> None:
         self.mb.cast(self.wal_ep, msg)
@@ -999,6 +1067,7 @@ _HANDLERS: dict[type, Callable[[ServerProc, Any, Any], None]] = {
     wm.WalStarted: ServerProc._on_wal,
     wm.WalError: ServerProc._on_wal,
     tm.NodeEvent: ServerProc._on_node_event,
+    tm.RegResolved: ServerProc._on_resolved,
 }
 
 
