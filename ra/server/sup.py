@@ -354,11 +354,13 @@ class ServerSup:
         if st[0] in ("failed", "stopped"):
             return st, True
         if st[0] == "running":
-            reg = self.daemon.registry
-            if reg is not None and reg.registry.whereis(name) is not None:
-                return st, True
-            return ("starting", st[1]), False
+            return (st, True) if self._registered(name) else (("starting", st[1]), False)
         return st, False
+
+    def _registered(self, name: str) -> bool:
+        """Whether a live process of ``name`` has registered with the node (its last step)."""
+        reg = self.daemon.registry
+        return reg is not None and reg.registry.whereis(name) is not None
 
     def registered(self, name: str) -> None:
         """``name`` registered with the node: answer its ``AwaitStarted`` callers now."""
@@ -491,10 +493,8 @@ class ServerSup:
         """How many servers restart_all forked are still recovering: not yet registered (the
         last step of a server's start, after its log is read and its state rebuilt), and
         still running (one that failed or exited no longer counts)."""
-        reg = self.daemon.registry
         done = [n for n in self.recovering
-                if (reg is not None and reg.registry.whereis(n) is not None)
-                or n in self.failed or self._pid_of(n) is None]
+                if self._registered(n) or n in self.failed or self._pid_of(n) is None]
         self.recovering.difference_update(done)
         return len(self.recovering)
 

@@ -43,6 +43,12 @@ def _fd_status(addr: str) -> dict[str, str]:
         return mb.call("tcp://" + addr, FdStatus(), 5)     # type: ignore[no-any-return]
 
 
+def _start_quiet(name: str, ids: list, tick_ms: int) -> None:
+    ra.start_cluster([{"cluster_name": name, "id": s, "machine": KV, "initial_members": ids,
+                       "quiet_when_idle": True, "election_timeout_ms": T_MS, "tick_ms": tick_ms}
+                      for s in ids])
+
+
 def _ping_s(sid) -> float:
     t0 = time.monotonic()
     ra.ping(sid, timeout=5)
@@ -52,9 +58,7 @@ def _ping_s(sid) -> float:
 def test_a_server_serves_on_while_a_peers_daemon_is_frozen(three):
     nodes = three
     ids = [nodes.sid("pres", i) for i in range(3)]
-    ra.start_cluster([{"cluster_name": "pres", "id": s, "machine": KV, "initial_members": ids,
-                       "quiet_when_idle": True, "election_timeout_ms": T_MS, "tick_ms": 100}
-                      for s in ids])
+    _start_quiet("pres", ids, tick_ms=100)
     _put(ids, "a")
     # node 2 leads: the member on node 0 then has no message from node 1's member that would
     # tell it where that one is; it must ask node 1's daemon
@@ -105,9 +109,7 @@ def test_an_idle_quiet_cluster_keeps_its_peers_addresses(three):
     nodes = three
     ids = [nodes.sid("pidle", i) for i in range(3)]
     # tick_ms 50: the rule this replaces forgot a peer not heard from for 2 ticks (0.1 s)
-    ra.start_cluster([{"cluster_name": "pidle", "id": s, "machine": KV, "initial_members": ids,
-                       "quiet_when_idle": True, "election_timeout_ms": T_MS, "tick_ms": 50}
-                      for s in ids])
+    _start_quiet("pidle", ids, tick_ms=50)
     _put(ids, "a")
     leader = leader_of(ids)
     # every daemon's detector has seen the other nodes up: the first nodeups (which drop the
