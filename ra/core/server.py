@@ -44,7 +44,10 @@ the node failure detector and the connections). Contract:
   queued command or end of life is pending. A heartbeat timeout that finds the leader idle
   sends nothing and arms no heartbeat timer (``heartbeat_off``); the step that ends idleness
   re-arms the normal heartbeat. New entries are sent at once as always. A lost append or
-  answer leaves a peer non-idle, so the heartbeats repair it.
+  answer leaves a peer non-idle, so the heartbeats repair it. While the leader has no work of
+  its own (every entry committed, nothing queued, no query, transfer or end of life), a
+  heartbeat goes only to the peers that are not idle: a leader whose follower is down (its
+  node restarting) does not wake the follower that is up, every period, to hear nothing new.
 * A follower that has a leader it does not suspect runs no election timer: an election
   timeout that finds it so arms nothing (``election_off``). The leader counts as *suspect*
   once its node is reported down (``NodeDown``), its connection is lost (``LeaderDown``, which
@@ -972,7 +975,14 @@ def _on_heartbeat_timeout(msg: HeartbeatTimeout, s: ServerState, effects: list[A
         s.heartbeat_off = True
         return
     effects.append(StartHeartbeatTimeout())
+    # quiet: when only some peers' progress is outstanding, only they are sent a heartbeat (an
+    # idle peer holds the whole log and knows the commit index: waking it to answer costs two
+    # wake-ups a period for nothing; a leader whose peer's node restarts heartbeats that alone)
+    last = s.log.last_index_term()[0]
+    busy_only = s.cfg.quiet_when_idle and not _leader_busy(s, last)
     for pid, p in s.peers.items():
+        if busy_only and _peer_idle(s, p, last):
+            continue
         if p.snapshot == "sending":
             p.snapshot_ticks += 1
             if p.snapshot_ticks >= 3:      # chunks or the result were lost: start over
@@ -1024,13 +1034,17 @@ def _peer_idle(s: ServerState, p: Peer, last: int) -> bool:
     return p.match_index >= last and p.commit_known >= s.commit_index and p.snapshot == "none"
 
 
+def _leader_busy(s: ServerState, last: int) -> bool:
+    """The leader has work of its own (a query, a transfer, its end of life, queued or
+    uncommitted commands) that every peer's heartbeat serves, whatever each peer holds."""
+    return bool(s.queries or s.transfer_target is not None or s.eol_ticks or s.low_queue
+                or s.flush_scheduled or s.commit_index < last)
+
+
 def _leader_idle(s: ServerState) -> bool:
     """A leader with nothing to send or resend: its heartbeats may stop."""
-    if s.queries or s.transfer_target is not None or s.eol_ticks or s.low_queue \
-            or s.flush_scheduled:
-        return False
     last = s.log.last_index_term()[0]
-    if s.commit_index < last:
+    if _leader_busy(s, last):
         return False
     for p in s.peers.values():
         if not _peer_idle(s, p, last):

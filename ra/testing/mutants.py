@@ -135,6 +135,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "    if False:\n        # quiet: no heartbeat",
            "an idle quiet leader keeps sending heartbeats (periodic AppendEntries at the "
            "heartbeat rate, answered by every follower): idle is not free"),
+    Mutant("quiet_leader_skips_lagging_peers",
+           "        if busy_only and _peer_idle(s, p, last):\n",
+           "        if busy_only:\n",
+           "a leader with no work of its own heartbeats none of its peers, not even those that lack "
+           "entries or the commit index: a follower whose append or answer was lost stays behind"),
     Mutant("quiet_follower_keeps_its_election_timer",
            "            s.heard_from_leader = False\n            s.election_off = True\n"
            "            return\n",

@@ -418,3 +418,25 @@ def test_a_granted_pre_vote_defers_a_quiet_followers_timer_once_per_timeout() ->
     assert step(s, PreVoteRpc(2, 2, N3, 1, 1)) == [SendRpc(N3, PreVoteResult(2, 2, True, N1))]
     step(s, ElectionTimeout())
     assert s.role == "pre_vote"
+
+
+def test_only_the_peers_with_something_outstanding_are_heartbeated() -> None:
+    # N3 is down (its node restarts): N2, idle, is not woken every period to hear nothing new
+    s = quiet_leader()
+    ack(s, N2, 0)
+    ack(s, N2, 1)                  # N2 holds the log and knows the commit index; N3 silent
+    assert s.commit_index == 1
+    eff = step(s, HeartbeatTimeout())
+    assert eff[0] == StartHeartbeatTimeout() and len(eff) == 2
+    assert eff[1].to == N3 and type(eff[1].msg) is AppendEntriesRpc
+
+
+def test_work_of_the_leaders_own_heartbeats_every_peer() -> None:
+    # a query waits for a majority's heartbeat answers: every peer is sent its append too
+    s = quiet_leader()
+    ack(s, N2, 0)
+    ack(s, N2, 1)                  # N2 idle, N3 silent
+    step(s, ConsistentQuery("q1", len))
+    eff = step(s, HeartbeatTimeout())
+    assert {e.to for e in eff if type(e) is SendRpc and type(e.msg) is AppendEntriesRpc} \
+        == {N2, N3}

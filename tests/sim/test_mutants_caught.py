@@ -24,6 +24,9 @@ seed budget, by the check named here, and the very same seed passes on the real 
   does not probe the leader at all: ``quiet_probe``.
   ``quiet_leader_keeps_heartbeating`` / ``quiet_follower_keeps_its_election_timer``: the
   settled idle cluster still sends heartbeats or runs an election timer: ``quiet_idle``.
+  ``quiet_leader_skips_lagging_peers``: a leader with no work of its own heartbeats only the
+  peers with something outstanding; with none at all, a follower whose append was lost stays
+  behind: ``quiet_lag``.
   ``quiet_leader_ignores_lost_members`` / ``quiet_rejoin`` (5 servers: two followers that both
   lost the leader of 3 would rightly elect another): a follower whose connection to the idle
   leader dropped (``Profile.blip_rate``) pre-votes, the leader does not answer with an append,
@@ -63,6 +66,7 @@ HUNTS: dict[str, tuple[str, int, int, str | None]] = {
     "quiet_leader_ignores_lagging_follower": ("quiet", 3, 10, None),
     "quiet_follower_trusts_a_silent_leader": ("quiet", 3, 30, "quiet_probe"),
     "quiet_leader_keeps_heartbeating": ("quiet", 3, 5, "quiet_idle"),
+    "quiet_leader_skips_lagging_peers": ("quiet", 3, 10, "quiet_lag"),
     "quiet_follower_keeps_its_election_timer": ("quiet", 3, 5, "quiet_idle"),
     "quiet_leader_ignores_lost_members": ("quiet_rejoin", 5, 10, "quiet_rejoin"),
     "quiet_follower_ignores_clients": ("quiet", 5, 40, "quiet_probe"),
