@@ -10,7 +10,8 @@ local node daemons started at once, then one node restarted with its C servers.
   (``stop``: SIGTERM, orderly) and started again on its data dir; seconds until its daemon is
   ready, until every one of its C servers answers a ping, and until every one has its log
   back (``last_index`` as before the restart) and knows its cluster's leader (``rejoined``);
-  the CPU seconds its daemon and its servers used for that, per server.
+  the CPU seconds its daemon and its servers used for that, per server, and the cores the
+  other nodes' servers used meanwhile (their clusters lost a member, a third their leader).
 
 ``python -m bench.massstart --clusters 10,100 [--how kill|stop] [--threads 16]
 [--memory-merge]`` prints one
@@ -112,6 +113,9 @@ def measure(c: int, reaper: Reaper, threads: int = 16, how: str = "kill",
         mine = [ids[0] for ids in clusters]       # node 0's servers
         cl = default_client()
         before = {sid: cl._ok(sid, rm.OverviewCall(), 10.0)["last_index"] for sid in mine}
+        # the other nodes' servers, which go on serving (and electing) while node 0 is back
+        others = _server_pids(nodes, 1) + _server_pids(nodes, 2)
+        others_cpu0 = _cpu(others)
         if how == "kill":
             nodes.kill(0)
         else:
@@ -132,6 +136,7 @@ def measure(c: int, reaper: Reaper, threads: int = 16, how: str = "kill",
             if ov["leader_id"] is None or ov["last_index"] < before[sid]:
                 raise ra.RaError("not yet")
         members_s = _until_all(mine, rejoined, threads, 300) + ping_s
+        others_cores = (_cpu(others) - others_cpu0) / (time.monotonic() - t1)
         # the restarted node's daemon, its fork server and WAL, and its servers, since start
         tree = [nodes.procs[0].pid, *pids]
         try:
@@ -141,7 +146,8 @@ def measure(c: int, reaper: Reaper, threads: int = 16, how: str = "kill",
         cpu_restart = _cpu(sorted(set(tree)))
         progress("ours", f"C={c}: node 0 {how}ed and back: ready {ready_s:.2f} s, all {c} "
                          f"answer ping at {ping_s:.2f} s, rejoined at {members_s:.2f} s, "
-                         f"{cpu_restart:.1f} CPU s")
+                         f"{cpu_restart:.1f} CPU s; the other nodes' servers meanwhile "
+                         f"{others_cores:.2f} cores")
         return {"clusters": c, "servers": 3 * c, "start_s": start_s,
                 "servers_per_s": 3 * c / start_s,
                 "daemon_cpu_ms_per_server": (cpu1 - cpu0) * 1000 / (3 * c),
@@ -149,7 +155,8 @@ def measure(c: int, reaper: Reaper, threads: int = 16, how: str = "kill",
                 "daemon_send_dropped": drops, "daemon_peers_evicted": evicted,
                 "restart": how, "restart_ready_s": ready_s, "restart_ping_s": ping_s,
                 "restart_rejoined_s": members_s,
-                "restart_cpu_ms_per_server": cpu_restart * 1000 / c}
+                "restart_cpu_ms_per_server": cpu_restart * 1000 / c,
+                "restart_other_servers_cores": others_cores}
     finally:
         reaper.kill_all()
         if keep:

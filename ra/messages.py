@@ -10,7 +10,9 @@ Three protocols:
   calls (answered ``("ok", value, leader)``, ``("redirect", leader)`` or ``("error", reason)``),
   the ``...Cast`` classes casts;
 * server -> node daemon: :class:`MetricsReport` (cast), :class:`ServerLoaded` /
-  :class:`ServerLoadFailed` (calls: the machine was built, or why not) and
+  :class:`ServerLoadFailed` (calls: the machine was built, or why not; ``ServerLoaded`` is a
+  cast from a server whose record the node already holds durably, a restart's),
+  :class:`ServerUp` (call: recovered, registered and subscribed) and
   :class:`ForceDeleteServer` (cast, when a member applies its cluster's end of life);
 * client -> node daemon (``ra.node.daemon`` and ``ra.server.sup`` serve): the ``Node*`` and ``*Child``
   classes (the daemon itself, its server supervisor), and the ``*Server*`` classes (ra's
@@ -40,7 +42,7 @@ __all__ = [
     "InitialMembersCall", "TransferLeadershipCall", "TriggerElectionCall", "OverviewCall",
     "KeyMetricsCall", "PingCall",
     # server -> daemon
-    "MetricsReport", "ServerLoaded", "ServerLoadFailed",
+    "MetricsReport", "ServerLoaded", "ServerUp", "ServerLoadFailed",
     # client -> daemon
     "NodePing", "NodeStatus", "NodeStop", "StartChild", "TerminateChild", "RestartChild",
     "DeleteChild", "WhichChildren", "StartServer", "RestartServer", "StopServer",
@@ -193,6 +195,22 @@ class ServerLoaded:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerUp:
+    """Call: server ``name`` (process ``pid``) has recovered and serves at ``endpoints``: one
+    call where a start made three (``RegRegister``, ``FdSubscribe``, the first
+    ``MetricsReport``) -> ``("ok", {node: status})`` (the failure detector's view; ``subscriber``
+    then receives its ``NodeEvent`` casts) or ``("error", "already_registered", endpoints)``.
+    A loading server's ``ServerUp`` also counts as its ``ServerLoaded``. Each round trip to a
+    daemon restarting 1,000 servers waited 0.4-0.6 s (issue 17)."""
+
+    name: str
+    endpoints: list[str]
+    pid: int
+    subscriber: str
+    metrics: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class ServerLoadFailed:
     """Call: server ``name``'s process ``pid`` could not load its machine; ``info`` says why
     (``reason``, ``fix``, ``machine``) -> ``"ok"``; the process then exits."""
@@ -319,7 +337,7 @@ SERVER_CASTS = (PipelineCast, PipelineBatch, AuxCast)
 DAEMON_CALLS = (NodePing, NodeStatus, NodeStop, StartChild, TerminateChild, RestartChild,
                 DeleteChild, WhichChildren, StartServer, RestartServer, StopServer,
                 ListServers, ServerMetrics, StartStatus, ServerLoaded, ServerLoadFailed,
-                AwaitStarted)
+                AwaitStarted, ServerUp)
 #: ForceDeleteServer may be called (a client) or cast (a server deleting itself)
 DAEMON_CASTS = (MetricsReport, ForceDeleteServer)
 
@@ -501,5 +519,7 @@ CHECKS: dict[type, Check] = {
     StartStatus: fields(StartStatus, _name),
     AwaitStarted: fields(AwaitStarted, _name, _wait_ms),
     ServerLoaded: fields(ServerLoaded, _name, _pid),
+    ServerUp: fields(ServerUp, _name, list_of(valid_endpoint, nonempty=True), _pid,
+                     valid_endpoint, dict_of(nonempty_str, any_term)),
     ServerLoadFailed: fields(ServerLoadFailed, _name, _pid, dict_of(nonempty_str, any_term)),
 }

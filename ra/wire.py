@@ -44,7 +44,7 @@ CODES: dict[int, type] = {
     84: rm.StartChild, 85: rm.TerminateChild, 86: rm.RestartChild, 87: rm.DeleteChild,
     88: rm.WhichChildren, 89: rm.StartServer, 90: rm.RestartServer, 91: rm.StopServer,
     92: rm.ForceDeleteServer, 93: rm.ListServers, 94: rm.ServerMetrics, 95: rm.StartStatus,
-    96: rm.ServerLoaded, 97: rm.ServerLoadFailed, 98: rm.AwaitStarted,
+    96: rm.ServerLoaded, 97: rm.ServerLoadFailed, 98: rm.AwaitStarted, 99: rm.ServerUp,
 }
 
 codec.register_server_id(ServerId)

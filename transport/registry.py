@@ -45,6 +45,7 @@ __all__ = [
     "Registry",
     "RegistryServer",
     "node_endpoint",
+    "call_daemon",
     "register",
     "unregister",
     "whereis",
@@ -181,7 +182,9 @@ def node_endpoint(node: str) -> str:
     return node if "://" in node else f"tcp://{node}"
 
 
-def _call_daemon(mb: BaseMailbox, node: str, msg: Any, timeout: float | None) -> Any:
+def call_daemon(mb: BaseMailbox, node: str, msg: Any, timeout: float | None) -> Any:
+    """Call ``node``'s daemon: ``NodeDown`` if it was not reached, ``NodeLost`` if it went
+    down with the request."""
     ep = node_endpoint(node)
     mb.note_node(ep, ep)  # a dead daemon endpoint is NodeDown, not NoProc
     try:
@@ -198,17 +201,17 @@ def register(mb: BaseMailbox, name: str, node: str, *, endpoints: Sequence[str] 
              pid: int | None = None, timeout: float | None = 5.0) -> Any:
     """Register ``name`` for ``mb`` (all its addresses unless ``endpoints`` given) at ``node``.
     Returns ``"ok"`` or ``("error", "already_registered", endpoints)``."""
-    return _call_daemon(mb, node, msgs.RegRegister(name, list(endpoints or mb.addresses),
+    return call_daemon(mb, node, msgs.RegRegister(name, list(endpoints or mb.addresses),
                                                    os.getpid() if pid is None else pid), timeout)
 
 
 def unregister(mb: BaseMailbox, name: str, node: str, timeout: float | None = 5.0) -> None:
-    _call_daemon(mb, node, msgs.RegUnregister(name), timeout)
+    call_daemon(mb, node, msgs.RegUnregister(name), timeout)
 
 
 def whereis(mb: BaseMailbox, name: str, node: str, timeout: float | None = 5.0) -> list[str] | None:
     """Ask ``node`` where ``name`` is (uncached)."""
-    result = _call_daemon(mb, node, msgs.RegWhereis(name), timeout)
+    result = call_daemon(mb, node, msgs.RegWhereis(name), timeout)
     if result is None or msgs.list_of(msgs.valid_endpoint, nonempty=True)(result):
         return result           # type: ignore[no-any-return]
     raise BadReply(f"node {node} answered whereis {name!r} with {result!r:.200}")

@@ -814,9 +814,9 @@ class NodeDaemon:
             result = ("error", type(e).__name__, str(e))
         self._from = None
         deferred, self._deferred = self._deferred, False
+        hold, self.hold_reply = self.hold_reply, False    # (a cast's must not reach a call)
         if env.kind != "call" or deferred:
             return
-        hold, self.hold_reply = self.hold_reply, False
         if hold or (self.servers is not None and self.servers.directory.writes != writes):
             if not self._held:
                 self._held_since = time.monotonic()
@@ -869,6 +869,21 @@ class NodeDaemon:
         if self.servers is None:
             raise SystemNotStarted("the server supervisor is not running")
         return self.servers.handle(msg)
+
+    def _on_server_up(self, msg: rm.ServerUp) -> Any:
+        """A server has recovered: register it, take its first metrics, subscribe it to the
+        failure detector's events (``rm.ServerUp``); a loading one has loaded too (its cast
+        ``ServerLoaded`` went before, on the same connection, unless that was lost)."""
+        if self.registry is None or self.servers is None or self.detector is None:
+            return ("error", "not_ready", "")
+        self.servers.up(msg.name, msg.pid)
+        result = self.registry.answer(tm.RegRegister(msg.name, list(msg.endpoints), msg.pid))
+        if result != "ok":
+            return result
+        self.servers.handle(rm.MetricsReport(msg.name, dict(msg.metrics)))
+        status = self.detector.serve(tm.FdSubscribe(msg.subscriber))
+        self.servers.registered(msg.name)      # its AwaitStarted callers are answered
+        return ("ok", status)
 
     def _on_ping(self, msg: rm.NodePing) -> Any:
         return "pong"
@@ -930,6 +945,7 @@ class NodeDaemon:
 
 
 _HANDLERS: dict[type, Any] = {
+    rm.ServerUp: NodeDaemon._on_server_up,
     rm.NodePing: NodeDaemon._on_ping,
     rm.NodeStatus: NodeDaemon._on_status,
     rm.NodeStop: NodeDaemon._on_stop,
@@ -944,7 +960,8 @@ _HANDLERS: dict[type, Any] = {
 _check = tm.checker({k: rm.CHECKS[k] for k in rm.DAEMON_CALLS + rm.DAEMON_CASTS},
                     {k: tm.CHECKS[k] for k in tm.REGISTRY_MSGS + tm.REGISTRY_CASTS
                      + tm.FD_CALLS + (tm.FdHeartbeat,)})
-_CALLS = frozenset(rm.DAEMON_CALLS + tm.REGISTRY_MSGS + tm.FD_CALLS)
+#: ``ServerLoaded`` is a call, or a cast from a restarted server (nothing to wait for)
+_CALLS = frozenset(rm.DAEMON_CALLS + tm.REGISTRY_MSGS + tm.FD_CALLS) - {rm.ServerLoaded}
 _CASTS = frozenset((rm.MetricsReport, tm.FdHeartbeat) + tm.REGISTRY_CASTS)
 
 

@@ -52,8 +52,11 @@ machine's reply) is answered ``("error", "not_a_term", text)`` instead of crashi
 Start-up: the mailbox first, then the machine is imported and built (the only place user code
 is loaded: :mod:`ra.server.usercode`) and the outcome reported to the node daemon (calls
 ``ServerLoaded(name, pid)`` / ``ServerLoadFailed(name, pid, info)``) before the log, meta
-store and snapshots are opened. A machine that does not load leaves nothing on disk; the
-process logs the traceback, reports it and exits 0 (its supervisor must not restart it).
+store and snapshots are opened (a restart whose record the node holds durably, conf
+``loaded_cast``, casts ``ServerLoaded`` and does not wait). A machine that does not load
+leaves nothing on disk; the process logs the traceback, reports it and exits 0 (its supervisor
+must not restart it). Recovered, the server calls ``ServerUp`` once: registered, first
+metrics, subscribed to the node's failure detector.
 """
 from __future__ import annotations
 
@@ -296,6 +299,12 @@ class ServerProc:
                 _log.error("could not report it to the node daemon: %s", err)
                 raise _MachineNotLoaded(False) from None
             raise _MachineNotLoaded(True) from None
+        if self.conf.get("loaded_cast"):
+            # a restart: the node holds our record durably, nothing to wait for (the cast
+            # leaves with our first call, ServerUp, on the same connection; a ServerUp also
+            # counts as loaded should the cast be lost)
+            self.mb.cast(self.daemon_ep, rm.ServerLoaded(self.id.name, os.getpid()))
+            return machine
         for attempt in range(3):    # a daemon restarting 1,000 servers may answer late
             try:
                 self.mb.call(self.daemon_ep, rm.ServerLoaded(self.id.name, os.getpid()),
@@ -307,26 +316,28 @@ class ServerProc:
         return machine
 
     def register(self) -> None:
-        res = registry.register(self.mb, self.id.name, self.node, timeout=5.0)
-        if res != "ok":
-            raise RuntimeError(f"cannot register {self.id.name!r} on {self.node}: {res}")
+        """Tell the node we are up (``rm.ServerUp``: registered under our name, first metrics,
+        subscribed to the failure detector), in one round trip; then have the detector watch
+        our members' nodes. Raises if the name is taken or the node cannot be told."""
+        metrics = self._metrics()
+        self.last_metrics = metrics
+        res = registry.call_daemon(self.mb, self.node, rm.ServerUp(
+            self.id.name, list(self.mb.addresses), os.getpid(), self.mb.address, metrics),
+            timeout=5.0)
+        if not (isinstance(res, tuple) and len(res) == 2 and res[0] == "ok"
+                and isinstance(res[1], dict)):
+            raise RuntimeError(f"cannot register {self.id.name!r} on {self.node}: {res!r:.200}")
+        status = res[1]
+        self.fd_subscribed = True
         self.start_marks.append(("registered", time.monotonic()))
-        self._report_metrics()
-        try:
-            status = self.mb.call(registry.node_endpoint(self.node),
-                                  tm.FdSubscribe(self.mb.address), timeout=2.0)
-            self.fd_subscribed = True
-            if isinstance(status, dict):
-                # nodes the detector already watches (for another server of this node) need
-                # no FdWatch of ours: two round trips less per server on a busy node
-                self.fd_watched.update(n for n in status if isinstance(n, str))
-            self._watch_member_nodes()
-            # the core starts trusting every node: tell it what the detector suspects now
-            for node, st in (status.items() if isinstance(status, dict) else ()):
-                if st == fd.DOWN and isinstance(node, str):
-                    self._step(NodeDown(node))
-        except RaError as e:   # detection degrades to election timeouts
-            _log.warning("%s: failure detector unavailable: %s", self.id, e)
+        # nodes the detector already watches (for another server of this node) need no
+        # FdWatch of ours: two round trips less per server on a busy node
+        self.fd_watched.update(n for n in status if isinstance(n, str))
+        self._watch_member_nodes()
+        # the core starts trusting every node: tell it what the detector suspects now
+        for node, st in status.items():
+            if st == fd.DOWN and isinstance(node, str):
+                self._step(NodeDown(node))
         self.start_marks.append(("subscribed", time.monotonic()))
         marks = self.start_marks
         if marks[-1][1] - marks[0][1] > _SLOW_START_S:
@@ -494,13 +505,17 @@ class ServerProc:
         self.timers["tick"] = now + self.tick_scale * self.conf["tick_ms"] / 1000 \
             * self.rng.uniform(1 - _TICK_JITTER, 1 + _TICK_JITTER)
 
+    def _metrics(self) -> dict[str, Any]:
+        metrics = _key_metrics(self.state)
+        metrics["bad_messages"] = self._bad_counts()
+        metrics["counters"] = dict(self.counters)
+        return metrics
+
     def _report_metrics(self) -> bool:
         """key_metrics are answered by the node daemon from these reports (no server call);
         an idle server's are the same every tick: only a change is sent (returns whether)."""
         self.reported_role = self.role
-        metrics = _key_metrics(self.state)
-        metrics["bad_messages"] = self._bad_counts()
-        metrics["counters"] = dict(self.counters)
+        metrics = self._metrics()
         if metrics == self.last_metrics:
             return False
         self.last_metrics = metrics

@@ -7,7 +7,10 @@ uid and config are recorded in the node's :class:`ra.node.directory.Directory`, 
 restarted later (``restart_server``, ``start_or_restart_cluster``). The record is made durable
 before the server may write anything: the daemon answers the process's ``ServerLoaded`` (after
 which it opens its log and meta, and may vote) only once the directory is synced, one fsync for
-all the servers of a batch (:meth:`ra.node.daemon.NodeDaemon._sync_directory`).
+all the servers of a batch (:meth:`ra.node.daemon.NodeDaemon._sync_directory`). A server whose
+record the node already holds durably (a restart, its config unchanged) casts its
+``ServerLoaded`` instead and goes on; its ``ServerUp`` (recovered, registering) also counts as
+loaded, should the cast be lost.
 
 User code never runs here (:mod:`ra.server.usercode`). A start spawns the server process and returns
 its pid at once; the process imports and builds its machine and calls back ``ServerLoaded(name,
@@ -192,9 +195,13 @@ class ServerSup:
         """The node's config as a server process gets it (what differs from the defaults)."""
         return system.as_dict(self.daemon.sys)
 
-    def _spec(self, name: str, conf: dict[str, Any]) -> ChildSpec:
-        """The spec of ``name``'s own supervisor, with its one child: the server process."""
-        conf = dict(conf, node=self.daemon.address, system=self._system())
+    def _spec(self, name: str, conf: dict[str, Any], durable: bool = False) -> ChildSpec:
+        """The spec of ``name``'s own supervisor, with its one child: the server process.
+        ``durable``: the node holds the server's record durably already (a restart with its
+        config unchanged, nothing unsynced in the directory), so the process need not wait for
+        the answer to its ``ServerLoaded``: it casts it and opens its log at once."""
+        conf = dict(conf, node=self.daemon.address, system=self._system(),
+                    loaded_cast=durable)
         env = {"RA_NODE": self.daemon.address or "", "RA_DATA_DIR": self.daemon.data_dir}
         server = server_child_spec("server", TARGET, (conf,), env, "transient", 5000)
         return ChildSpec(name, Nested(SupFlags("one_for_one", SERVER_INTENSITY, SERVER_PERIOD),
@@ -215,7 +222,8 @@ class ServerSup:
             sup.terminate_child(name)     # temporary: its spec goes with it
             if sup.has_child(name):
                 sup.delete_child(name)
-        spec = spec or self._spec(name, conf)
+        spec = spec or self._spec(name, conf,
+                                  durable=register is None and not self.directory.dirty)
         self._forget_load(name)
         self.failed.pop(name, None)
         self.metrics.pop(name, None)      # figures of an earlier run are not this one's
@@ -252,6 +260,12 @@ class ServerSup:
                 c = ld.register
                 self.directory.register(name, c["uid"], c["cluster_name"], c)
         return "ok"
+
+    def up(self, name: str, pid: int) -> None:
+        """``name``'s process ``pid`` says it is up (``ServerUp``): if it is still loading, it
+        has loaded (its cast ``ServerLoaded`` was lost, or the node did not see it yet)."""
+        if name in self.loading and self._pid_of(name) == pid:
+            self.loaded(name, pid)
 
     def load_failed(self, name: str, pid: int, info: dict[str, Any]) -> str:
         """The server process ``pid`` could not load its machine (it exits 0 after this
@@ -462,7 +476,8 @@ class ServerSup:
             return
         chunk, rest = names[:min(_RESTART_CHUNK, room)], names[min(_RESTART_CHUNK, room):]
         chunk = [n for n in chunk if self.restarting.pop(n, None) is not None]
-        specs = {n: self._spec(n, confs[n]) for n in chunk if n in confs}
+        durable = not self.directory.dirty
+        specs = {n: self._spec(n, confs[n], durable) for n in chunk if n in confs}
         fs = self.daemon.forkserver
         if fs is not None and len(specs) > 1:
             fs.prefork([(f.target, f.args, f.env) for f in

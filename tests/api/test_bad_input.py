@@ -460,3 +460,40 @@ def test_await_started_holds_its_reply_until_the_start_settles(loader_node, cnam
     finally:
         cl.close()
     _assert_node_fine(node, pids)
+
+
+def test_server_up_registers_subscribes_and_counts_as_loaded(loader_node, cname):
+    """``ServerUp`` (a server's one call once recovered): registers its endpoints, subscribes
+    it to the failure detector (the answer is the detector's view), refuses a taken name, and
+    counts as the ``ServerLoaded`` of a server still loading (a restart's cast may be lost)."""
+    from ra import messages as rm
+    from transport import messages as tm
+    node = loader_node.addrs[0]
+    pids = _daemon_pids(node)
+    cl = ra.Client()
+    eps = [f"ipc:///tmp/{cname}-up.sock"]
+    try:
+        res = cl._daemon(node, rm.ServerUp(cname + "u", eps, os.getpid(), eps[0], {}), 5)
+        assert res[0] == "ok" and isinstance(res[1], dict), res
+        assert cl._daemon(node, tm.RegWhereis(cname + "u"), 5) == eps
+        with pytest.raises(ra.RaError, match="already_registered"):
+            cl._daemon(node, rm.ServerUp(cname + "u", [f"ipc:///tmp/{cname}-2.sock"],
+                                         os.getppid(), eps[0], {}), 5)   # another live pid
+        cl._daemon(node, tm.RegUnregister(cname + "u"), 5)
+        cl._daemon(node, tm.FdUnsubscribe(eps[0]), 5)
+        # a server whose import hangs never sends ServerLoaded; its ServerUp counts as loaded
+        hang = ra.ServerId(cname + "h", node)
+        pid = cl._daemon(node, rm.StartServer({
+            "name": hang.name, "uid": hang.name + "UID", "cluster_name": hang.name,
+            "initial_members": [[hang.name, node]], "machine": list(_module("hangs:Machine"))}),
+            5)[1]
+        assert cl._daemon(node, rm.StartStatus(hang.name), 5)[0] == "loading"
+        res = cl._daemon(node, rm.ServerUp(hang.name, eps, pid, eps[0], {"state": "x"}), 5)
+        assert res[0] == "ok", res
+        assert cl._daemon(node, rm.AwaitStarted(hang.name, 5_000), 10)[0] == "running"
+        assert cl._daemon(node, rm.ServerMetrics(hang.name), 5) == {"state": "x"}
+        cl._daemon(node, tm.FdUnsubscribe(eps[0]), 5)
+        cl._daemon(node, rm.ForceDeleteServer(hang.name), 10)
+    finally:
+        cl.close()
+    _assert_node_fine(node, pids)

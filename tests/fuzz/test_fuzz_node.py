@@ -94,6 +94,7 @@ def test_fuzz_node_daemon(node: Any, tmp_path: Any) -> None:
             tm.FdWatch("127.0.0.1:1"), tm.FdStatus(), rm.PingCall(), wm.WalOverview(),
             rm.StartStatus(NAME), rm.StartStatus("fzx"), rm.AwaitStarted(NAME, 50),
             rm.AwaitStarted("fzx", 0), rm.ServerLoaded("fzx", 1),
+            rm.ServerUp("fzx", ["ipc:///tmp/fzx.sock"], 4_000_000, fz.address, {}),
             rm.ServerLoadFailed("fzx", 1, {"reason": "x"}),
         ]
         destructive = (rm.NodeStop, rm.StartServer, rm.StartChild)

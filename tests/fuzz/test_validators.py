@@ -56,6 +56,7 @@ EXEMPLARS: list[Any] = [
     rm.RestartServer("s"), rm.StopServer("s"), rm.ForceDeleteServer("s"), rm.ListServers(),
     rm.ServerMetrics("s"), rm.StartStatus("s"), rm.AwaitStarted("s", 100),
     rm.ServerLoaded("s", 12),
+    rm.ServerUp("s", ["ipc:///tmp/x", "tcp://h:1"], 12, "tcp://h:1", {"state": "follower"}),
     rm.ServerLoadFailed("s", 12, {"reason": "ImportError: x", "machine": ["simple", "m:f", 0]}),
     tm.RegRegister("n", ["ipc:///tmp/x", "tcp://h:1"], 5), tm.RegUnregister("n"),
     tm.RegWhereis("n"), tm.RegRegistered(), tm.RegResolve("n", "h:1", "ipc:///tmp/x"),
