@@ -259,7 +259,8 @@ class ServerProc:
         self.counters = {"commands": 0, "elections": 0, "leader_changes": 0, "snapshots": 0,
                          "snapshots_installed": 0, "peer_msgs_in": 0, "peer_msgs_out": 0,
                          "timeouts": 0, "resolve_requests": 0, "resolved": 0,
-                         "resolve_timeouts": 0, "resolve_dropped": 0}
+                         "resolve_timeouts": 0, "resolve_dropped": 0, "turns": 0,
+                         "wal_msgs_out": 0}
         init_aux = getattr(self.state.machine, "init_aux", None)
         self.aux_state: Any = init_aux(c["cluster_name"]) if init_aux else None
         # ticks spread out: a random phase, then a jittered period, so the servers a node starts
@@ -387,8 +388,11 @@ class ServerProc:
                             os.read(wake_r, 512)
                         except BlockingIOError:
                             pass
-            for env in self.mb.recv_many(batch, 0):
-                self._dispatch(env)
+            envs = self.mb.recv_many(batch, 0)
+            if envs:
+                self.counters["turns"] += 1
+                for env in envs:
+                    self._dispatch(env)
             if self.pipe_cmds:
                 self._step_pipes()
             if self.next_events and self._hold(time.monotonic()):
@@ -718,6 +722,7 @@ class ServerProc:
         ov["pid"] = os.getpid()
         ov["machine"] = _machine_overview(s)
         ov["bad_messages"] = self._bad_counts()
+        ov["counters"] = dict(self.counters)
         self._reply(env.frm, ("ok", ov, s.leader_id))
 
     def _on_key_metrics(self, env: Any, m: rm.KeyMetricsCall) -> None:
@@ -1039,6 +1044,7 @@ class ServerProc:
             self.timers["resolve"] = due
 
     def _send_wal(self, msg: Any) -> None:
+        self.counters["wal_msgs_out"] += 1
         self.mb.cast(self.wal_ep, msg)
 
 
