@@ -8,9 +8,10 @@ Loop contract:
 
 * everything already queued in the mailbox is drained (up to a batch) and stepped in order;
   ``NextEvent`` effects run after that batch, so a burst of commands leaves as one
-  ``AppendEntriesRpc`` per peer and one WAL write; consecutive pipelined commands
-  (``PipelineCast`` and ``PipelineBatch``, of one priority) are stepped as one core
-  ``Commands`` message, before whatever arrived after them, or at the end of the drain;
+  ``AppendEntriesRpc`` per peer and one WAL write; consecutive ``usr`` commands, pipelined
+  or called (``PipelineCast``, ``PipelineBatch``, ``CommandCall``, of one priority), are
+  stepped as one core ``Commands`` message, before whatever arrived after them, or at the end
+  of the drain;
 * after each batch the log is flushed to the WAL (one message) and a pending term/vote store
   is confirmed (``DiskMeta`` syncs before returning), so held replies go out;
 * timers (election, heartbeat, tick) fire from the poll timeout, never from sleeps.
@@ -639,6 +640,21 @@ class ServerProc:
 
     # -- client requests (one handler per message type; the door checked every field) ------
     def _on_command(self, env: Any, m: rm.CommandCall) -> None:
+        if m.kind == "usr":
+            # stepped with the other usr commands of this loop turn as one core Commands
+            # message (W2: 32 callers), each answered at its own address
+            if m.priority != self.pipe_prio:
+                if self.pipe_cmds:
+                    self._step_pipes()
+                self.pipe_prio = m.priority
+            session = m.session
+            if session is None:
+                self.pipe_cmds += (m.payload, ("await", env.frm), None, 0, 0)
+            else:
+                self.pipe_cmds += (m.payload, ("await", env.frm), *session)
+            return
+        if self.pipe_cmds:
+            self._step_pipes()          # what arrived before this is stepped before it
         self.counters["commands"] += 1
         frm = env.frm
         payload = m.payload
@@ -1049,7 +1065,9 @@ class ServerProc:
 
 
 _PEER_TYPES = frozenset(PEER_MSGS) | {AppendEntriesPacked}
-_PIPE_TYPES = frozenset({rm.PipelineCast, rm.PipelineBatch})
+#: what joins the commands gathered for one core ``Commands`` step (a ``CommandCall`` that is
+#: not ``usr`` steps them first, in its handler)
+_PIPE_TYPES = frozenset({rm.PipelineCast, rm.PipelineBatch, rm.CommandCall})
 _SHELL_MACHINE_EFFECTS = frozenset(SHELL_MACHINE_EFFECTS)
 
 _HANDLERS: dict[type, Callable[[ServerProc, Any, Any], None]] = {
