@@ -6,7 +6,9 @@ doing ``process_command`` back to back for ``S`` seconds) and prints, beside ops
 
 * how busy the machine was and how many context switches it made per command (``/proc/stat``);
 * the CPU per command of each cluster process (psutil: daemons, fork servers, WALs, servers),
-  and of the average client (each client measures its own loop with ``os.times``).
+  and of the average client (each client measures its own loop with ``os.times``);
+* how each server batched: commands per loop turn that took messages, per message sent to a
+  peer and per message sent to its WAL (the servers' counters).
 
 A diagnostic, not a benchmark: the machine is shared, so compare versions by alternating them
 in one sitting. Every process it starts is killed at the end (``bench.procs.Reaper``).
@@ -47,6 +49,12 @@ def _cpu(procs: list[psutil.Process]) -> dict[int, float]:
     return out
 
 
+def _counters(ids: list[ra.ServerId]) -> list[dict[str, int]]:
+    """Each server's counters (``overview()["counters"]``), asked of the server itself."""
+    c = ra.default_client()
+    return [c._ok(s, rm.OverviewCall(), 5.0).get("counters", {}) for s in ids]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.w2_probe")
     ap.add_argument("--secs", type=float, default=8.0)
@@ -54,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--server-config", default="{}",
                     help='JSON of server config keys, e.g. \'{"group_commit_ms": 0}\'')
     a = ap.parse_args(argv)
-    with Reaper() as reaper, tempfile.TemporaryDirectory(prefix="ra-w2-") as tmp:
+    # the processes are reaped before their directory is removed (they write to it to the end)
+    with tempfile.TemporaryDirectory(prefix="ra-w2-") as tmp, Reaper() as reaper:
         nodes = workloads.RaNodes(tmp, reaper)
         nodes.start_all()
         ids = [nodes.sid("w2", i) for i in range(3)]
@@ -76,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
                 roles[pid] = ("leader" if nodes.sid("w2", i) == leader else "follower") + f" {i}"
         procs = [psutil.Process(p) for p in roles]
         client_cpu: list[float] = []
+        k0 = _counters(ordered)
         c0, s0 = _cpu(procs), _proc_stat()
         lat, errors, secs = workloads._w2(ordered, a.clients, a.secs, reaper, client_cpu)
         c1, s1 = _cpu(procs), _proc_stat()
+        k1 = _counters(ordered)
         n = max(1, len(lat))
         busy = 1 - (s1[1] - s0[1]) / max(1, s1[0] - s0[0])
         print(f"W2 {len(lat) / secs:,.0f} ops/s, p50 {statistics.median(lat) * 1e3:.1f} ms, "
@@ -94,6 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         if client_cpu:
             print(f"  {'each client':<14} {statistics.mean(client_cpu):6.0f} us/command of "
                   f"its own")
+        # how well each server batches: commands per loop turn that took messages, per
+        # message to a peer, per message to its WAL
+        for i, (a0, a1) in enumerate(zip(k0, k1)):
+            d = {k: a1.get(k, 0) - a0.get(k, 0) for k in a1}
+            print(f"  {'leader' if i == 0 else 'follower':<9} {len(lat) / max(1, d['turns']):5.1f} "
+                  f"commands per loop turn, {len(lat) / max(1, d['peer_msgs_out']):5.1f} per "
+                  f"peer message sent, {len(lat) / max(1, d['wal_msgs_out']):5.1f} per WAL "
+                  f"message")
     return 0
 
 

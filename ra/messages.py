@@ -31,7 +31,7 @@ from typing import Any
 
 from ra.core.config import SERVER
 from transport.messages import (
-    Check, any_term, dict_of, fields, is_bool, list_of, nat, nonempty_str, one_of, opt, sid,
+    Check, any_term, dict_of, fields, is_bool, list_of, nat, nonempty_str, one_of, sid,
     valid_endpoint, valid_node,
 )
 
@@ -442,6 +442,28 @@ def _command_rule(m: CommandCall) -> bool:
     return True
 
 
+_COMMAND_KINDS = frozenset(COMMAND_KINDS)
+
+
+def _command_call(m: CommandCall) -> str | None:
+    """:class:`CommandCall`, on every ``process_command``'s path: written out rather than
+    :func:`fields` (one call, plain comparisons); the reasons are those ``fields`` gives."""
+    kind = m.kind
+    if type(kind) is not str or kind not in _COMMAND_KINDS:
+        return "bad_field:CommandCall.kind"
+    if type(m.priority) is not str or m.priority not in _PRIORITIES:
+        return "bad_field:CommandCall.priority"
+    session = m.session
+    if kind == "usr":
+        if session is None or _session(session):
+            return None
+        return "bad_field:CommandCall.session"
+    if session is not None:
+        return "bad_field:CommandCall.session" if not _session(session) \
+            else "bad_rule:CommandCall"
+    return None if _command_rule(m) else "bad_rule:CommandCall"
+
+
 def _env_key(k: Any) -> bool:
     return type(k) is str and k != "" and "=" not in k and "\x00" not in k
 
@@ -483,8 +505,7 @@ _query_fields = (valid_query,)
 
 #: One validator per message type of this module.
 CHECKS: dict[type, Check] = {
-    CommandCall: fields(CommandCall, one_of(*COMMAND_KINDS), any_term, one_of(*PRIORITIES),
-                        opt(_session), rule=_command_rule),
+    CommandCall: _command_call,
     PipelineCast: _pipeline,
     PipelineBatch: _pipeline_batch,
     ConsistentQueryCall: fields(ConsistentQueryCall, *_query_fields),

@@ -398,7 +398,9 @@ class Client:
             if res is not None:
                 res = _answer(res, target)
                 if res[0] == "ok":
-                    leader = ServerId(*res[2]) if res[2] is not None else target
+                    who = res[2]
+                    # the member asked is the leader (almost every call): no new id to check
+                    leader = target if who is None or who == target else ServerId(*who)
                     for c in cands:
                         self._leaders[c] = leader       # the next call starts there
                     return res[1], leader
@@ -1118,9 +1120,26 @@ def _expect(value: Any, ok: Callable[[Any], bool], what: str, where: Any) -> Any
     raise BadReply(f"{where} answered {value!r:.200}, not {what}; outcome unknown")
 
 
+#: leader ids found valid (every answer names one, almost always the same: checked once);
+#: emptied when full, so it stays bounded
+_valid_leaders: set[Any] = set()
+
+
 def _leader_ok(x: Any) -> bool:
     """``None`` or a server id whose node can be called (a redirect is followed)."""
-    return x is None or (tm.sid(x) and tm.valid_node(x[1]))
+    if x is None:
+        return True
+    try:
+        if x in _valid_leaders:
+            return True
+    except TypeError:               # unhashable: not a server id
+        return False
+    if not (tm.sid(x) and tm.valid_node(x[1])):
+        return False
+    if len(_valid_leaders) >= 1024:
+        _valid_leaders.clear()
+    _valid_leaders.add(x)
+    return True
 
 
 def _is_dict(x: Any) -> bool:

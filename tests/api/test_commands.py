@@ -1,9 +1,12 @@
 """Commands, pipelines and queries (↔ ra_SUITE, ra_2_SUITE)."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import ra
+from ra import messages as rm
 from ra.testing import machines as M
 from tests.api.conftest import COUNTER, KV, leader_of, wait_for
 
@@ -234,3 +237,59 @@ def test_a_correlation_reused_under_a_new_session_is_tracked_under_it(cluster):
         assert [corr for corr, _ in got] == ["x", "x"]
         assert not new.waiting and not c._pipes
     assert ra.consistent_query(leader, M.get_state)[0] == 2
+
+
+
+def _burst(c, sid, msgs, timeout=10):
+    """Send every one of ``msgs`` (calls; a ``PipelineCast`` as a cast) to ``sid`` back to
+    back, before reading any answer (so that the server finds them queued together), and
+    return the calls' answers in order."""
+    from transport import envelope, registry
+    ep = registry.resolve(c.mb, sid.name, sid.node)
+    me = c.mb.reply_address(ep)
+    refs = []
+    for ref, m in enumerate(msgs, 10_000):
+        if type(m) is rm.PipelineCast:
+            m = rm.PipelineCast(m.payload, None, me, m.priority)
+        call = type(m) is not rm.PipelineCast
+        c.mb._send(ep, envelope.pack(envelope.CALL if call else envelope.CAST, me,
+                                     ref if call else None, m))
+        if call:
+            refs.append(ref)
+    got = {}
+    deadline = time.monotonic() + timeout
+    while len(got) < len(refs):
+        assert time.monotonic() < deadline, f"answers {got} of {refs}"
+        c.mb._wait(100)
+        while (t := c.mb._read()) is not None:
+            kind, _frm, ref, value = t
+            if kind == envelope.REPLY and ref in refs:
+                got[ref] = value
+    return [got[r] for r in refs]
+
+
+def test_calls_that_arrive_together_are_each_answered_in_order(cluster):
+    """The usr commands a leader takes in one loop turn, called or pipelined, are stepped as
+    one core ``Commands`` message: each caller still gets its own answer, in arrival order
+    (a low-priority one is appended at the flush, after the normal ones: as ever), beside a
+    session command, a malformed call and a pipelined command."""
+    leader = leader_of(cluster)
+    base, _ = ra.process_command(leader, 0)
+    with ra.Client() as c:
+        sid, _ = c._leader_call(leader, rm.CommandCall("open_session", None, "normal"), 5)
+        answers = _burst(c, leader, [
+            rm.CommandCall("usr", 1, "normal"),
+            rm.CommandCall("usr", 2, "normal", (sid, 1, 1)),
+            rm.CommandCall("usr", 4, "low"),
+            rm.CommandCall("usr", 8, "normal", (sid, 0, 0)),      # malformed: refused
+            rm.PipelineCast(16, None, None, "normal"),
+            rm.CommandCall("close_session", sid, "normal"),
+            rm.CommandCall("usr", 32, "normal"),
+            rm.CommandCall("usr", 2, "normal", (sid, 2, 2)),      # its session is closed
+        ])
+    assert [a[:2] for a in answers[:3]] == [("ok", base + 1), ("ok", base + 3),
+                                            ("ok", base + 55)]
+    assert answers[3][:2] == ("error", "bad_request")
+    assert answers[4][0] == "ok"                                # the session closed
+    assert answers[5][:2] == ("ok", base + 51)                  # after the pipelined 16
+    assert answers[6][0] == "error"

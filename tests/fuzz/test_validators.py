@@ -260,3 +260,18 @@ def test_a_batch_is_valid_exactly_when_each_command_is_a_valid_flat_pipeline_cas
     r = _batch(*(x for c in cmds for x in c))
     assert (r is None) == all(one_ok(c) for c in cmds), (cmds, r)
     assert r is None or r in ("bad_rule:PipelineBatch", "bad_field:PipelineBatch.cmds")
+
+
+@_SETTINGS
+@given(st.sampled_from([*rm.COMMAND_KINDS, "x", 1, None]), terms(),
+       st.sampled_from(["normal", "low", "x", None]),
+       st.one_of(st.none(), terms(), st.tuples(st.integers(-1, 3), st.integers(-1, 3),
+                                                st.integers(-1, 3))))
+def test_the_written_out_command_call_check_is_the_generic_one(kind: Any, payload: Any,
+                                                               prio: Any, session: Any) -> None:
+    """``CommandCall``'s check is written out for speed (every process_command passes it):
+    the same verdicts and reasons as the generic ``fields`` check it replaced."""
+    generic = tm.fields(rm.CommandCall, tm.one_of(*rm.COMMAND_KINDS), tm.any_term,
+                        tm.one_of(*rm.PRIORITIES), tm.opt(rm._session), rule=rm._command_rule)
+    m = rm.CommandCall(kind, payload, prio, session)
+    assert rm.CHECKS[rm.CommandCall](m) == generic(m)

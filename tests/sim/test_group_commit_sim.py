@@ -5,6 +5,9 @@ cap as the shell does (``ServerProc._hold``, ``group_commit_ms``).
 * ``group_commit`` (fault-free, many clients with short think times): holds happen and end both
   ways (the previous batch commits; the cap runs out), and every entry a hold kept back is
   committed in the end, in the term it was appended in: holding never loses a command.
+* A follower's answer does not send it the entries appended since the last flush: they leave
+  with the flush that is due, one append per follower for the whole batch; what the last flush
+  released is still sent (a follower that lost it is given it again at once).
 * The faulty profiles of the rotation with group commit on: every safety check and the liveness
   check pass, and holds did happen.
 """
@@ -13,9 +16,10 @@ from __future__ import annotations
 import pytest
 
 from ra.core import server
-from ra.core.messages import AppendEntriesReply, Command, FlushCommands
+from ra.core.effects import SendRpc
+from ra.core.messages import AppendEntriesReply, AppendEntriesRpc, Command, FlushCommands
 from ra.testing.sim import SimCluster
-from tests.core.helpers import N2, make_leader, new_server, step, sync
+from tests.core.helpers import N2, N3, make_leader, new_server, step, sync
 
 
 def test_the_core_holds_a_leaders_flush_while_its_previous_batch_is_uncommitted() -> None:
@@ -31,6 +35,42 @@ def test_the_core_holds_a_leaders_flush_while_its_previous_batch_is_uncommitted(
     sync(s)
     step(s, AppendEntriesReply(1, True, 3, 2, 1, N2))
     assert s.commit_index == 2 and not server.holds_flush(s)
+
+
+def _sent(effects: list, to: tuple) -> list[int]:
+    """The indexes of the entries sent to ``to`` in these effects."""
+    return [e[0] for x in effects if type(x) is SendRpc and x.to == to
+            and type(x.msg) is AppendEntriesRpc for e in x.msg.entries]
+
+
+def test_an_answer_sends_what_the_last_flush_released_and_not_what_waits_for_the_next() -> None:
+    s = new_server()
+    make_leader(s)
+    sync(s)
+    step(s, AppendEntriesReply(1, True, 2, 1, 1, N2))      # the noop (1) commits
+    step(s, Command("usr", 1, None))
+    eff = step(s, FlushCommands())
+    assert _sent(eff, N2) == [2] and _sent(eff, N3) == [2] and s.batch_end == 2
+    step(s, Command("usr", 2, None))                        # 3: waits for the next flush
+    assert s.flush_scheduled
+    sync(s)
+    eff = step(s, AppendEntriesReply(1, True, 3, 2, 1, N2))
+    assert s.commit_index == 2
+    assert _sent(eff, N2) == []                             # not sent from the answer...
+    eff = step(s, FlushCommands())
+    assert _sent(eff, N2) == [3] and _sent(eff, N3) == [3]  # ...but with the flush, to all
+    step(s, Command("usr", 3, None))                        # 4: waits for the next flush
+    # N3 lost entries 2 and 3 (it answers with where it wants to go on): what the flushes
+    # released is sent again at once, the entry that waits for the next flush is not
+    eff = step(s, AppendEntriesReply(1, False, 2, 1, 1, N3))
+    assert _sent(eff, N3) == [2, 3]
+    eff = step(s, FlushCommands())
+    assert _sent(eff, N3) == [4] and _sent(eff, N2) == [4]
+    # with no flush due, an answer sends whatever the follower lacks, as before
+    step(s, Command("usr", 4, None))
+    s.flush_scheduled = False          # (as a shell that lost the flush event would leave it)
+    eff = step(s, AppendEntriesReply(1, True, 5, 4, 1, N2))
+    assert _sent(eff, N2) == [5]
 
 
 @pytest.mark.parametrize("seed", range(6))
