@@ -877,13 +877,12 @@ class NodeDaemon:
         if self.registry is None or self.servers is None or self.detector is None:
             return ("error", "not_ready", "")
         self.servers.up(msg.name, msg.pid)
-        result = self.registry.answer(tm.RegRegister(msg.name, list(msg.endpoints), msg.pid))
+        # the requests it stands for, served as they would be one by one
+        result = self._serve(tm.RegRegister(msg.name, list(msg.endpoints), msg.pid))
         if result != "ok":
             return result
         self.servers.handle(rm.MetricsReport(msg.name, dict(msg.metrics)))
-        status = self.detector.serve(tm.FdSubscribe(msg.subscriber))
-        self.servers.registered(msg.name)      # its AwaitStarted callers are answered
-        return ("ok", status)
+        return ("ok", self.detector.serve(tm.FdSubscribe(msg.subscriber)))
 
     def _on_ping(self, msg: rm.NodePing) -> Any:
         return "pong"

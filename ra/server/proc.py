@@ -683,9 +683,7 @@ class ServerProc:
             # stepped with the other usr commands of this loop turn as one core Commands
             # message (W2: 32 callers), each answered at its own address
             if m.priority != self.pipe_prio:
-                if self.pipe_cmds:
-                    self._step_pipes()
-                self.pipe_prio = m.priority
+                self._pipe_priority(m.priority)
             session = m.session
             if session is None:
                 self.pipe_cmds += (m.payload, ("await", env.frm), None, 0, 0)
@@ -707,9 +705,7 @@ class ServerProc:
     def _on_pipeline(self, env: Any, m: rm.PipelineCast) -> None:
         mode = ("notify", m.correlation, m.pid) if m.correlation is not None else None
         if m.priority != self.pipe_prio:
-            if self.pipe_cmds:
-                self._step_pipes()
-            self.pipe_prio = m.priority
+            self._pipe_priority(m.priority)
         session = m.session
         if type(session) is tuple:      # the older triple; else the flat form, or None
             self.pipe_cmds += (m.payload, mode, *session)
@@ -718,15 +714,19 @@ class ServerProc:
 
     def _on_pipeline_batch(self, env: Any, m: rm.PipelineBatch) -> None:
         if m.priority != self.pipe_prio:
-            if self.pipe_cmds:
-                self._step_pipes()
-            self.pipe_prio = m.priority
+            self._pipe_priority(m.priority)
         # the session fields travel as Commands carries them: only the reply mode is made
         cs, pid, out = m.cmds, m.pid, self.pipe_cmds
         for i in range(0, len(cs), rm.PIPELINE_STRIDE):
             corr = cs[i + 1]
             out += (cs[i], None if corr is None else ("notify", corr, pid), cs[i + 2],
                     cs[i + 3], cs[i + 4])
+
+    def _pipe_priority(self, prio: str) -> None:
+        """Commands of another priority follow: step those gathered so far first."""
+        if self.pipe_cmds:
+            self._step_pipes()
+        self.pipe_prio = prio
 
     def _step_pipes(self) -> None:
         """Step the pipelined commands gathered so far as one core message."""
