@@ -108,8 +108,11 @@ class StartElectionTimeout:
 
 @dataclass(frozen=True, slots=True)
 class StartHeartbeatTimeout:
-    """(Re)arm the leader's heartbeat tick, one heartbeat period from now (an idle quiet leader
-    arms none: ``ra.core.server``, "Quiet when idle")."""
+    """(Re)arm the leader's heartbeat tick, ``periods`` heartbeat periods from now (an idle quiet
+    leader arms none; one whose only lagging peers are silent arms a longer one:
+    ``ra.core.server``, "Quiet when idle")."""
+
+    periods: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,13 @@ the node failure detector and the connections). Contract:
   its own (every entry committed, nothing queued, no query, transfer or end of life), a
   heartbeat goes only to the peers that are not idle: a leader whose follower is down (its
   node restarting) does not wake the follower that is up, every period, to hear nothing new.
+  A peer that answered none of the last ``SILENT_AFTER`` heartbeats is *silent* (down, cut
+  off, hung, or its process not back yet) and is heartbeated only every ``SILENT_EVERY``-th
+  period, as ra retries a lagging peer once a tick; a leader whose lagging peers are all
+  silent and that has no work of its own arms its heartbeat timer for the periods until the
+  next such beat (``StartHeartbeatTimeout.periods``), and work of its own or a lagging peer
+  that answers brings the normal pace back at once. Any answer ends a peer's silence, and a
+  silent member that comes back is not left waiting: its pre-vote or probe is answered at once.
 * A follower that has a leader it does not suspect runs no election timer: an election
   timeout that finds it so arms nothing (``election_off``). The leader counts as *suspect*
   once its node is reported down (``NodeDown``), its connection is lost (``LeaderDown``, which
@@ -122,6 +129,13 @@ __all__ = ["ServerConfig", "ServerState", "Peer", "init", "step", "overview", "h
 
 #: Heartbeat ticks a leadership transfer may take before the leader gives up on it.
 _TRANSFER_TICKS = 10
+#: Quiet mode: a peer that answered none of this many heartbeats in a row is *silent* (down,
+#: cut off, or its process not back yet), and is heartbeated only every ``SILENT_EVERY``-th
+#: period. A leader whose lagging peers are all silent wakes at that pace, not every period.
+#: Two silent beats are never more than ``SILENT_EVERY + 1`` periods apart (see
+#: ``_wake_timers``): within the simulator's ``quiet_lag`` bound of 5 periods.
+SILENT_AFTER = 3
+SILENT_EVERY = 4
 
 
 @dataclass(slots=True)
@@ -158,6 +172,7 @@ class Peer:
     active: bool = False           # answered since the last quorum check
     commit_known: int = 0          # the commit index it said it knows (quiet mode)
     was_idle: bool = False         # idle with its node unsuspected at the last quorum check
+    silent: int = 0                # heartbeats sent since it last answered (quiet mode)
 
 
 @dataclass(slots=True)
@@ -208,6 +223,8 @@ class ServerState:
     # quiet when idle: nodes the failure detector suspects; timers the core left unarmed
     down_nodes: set[str] = field(default_factory=set)
     heartbeat_off: bool = False    # leader: idle, no heartbeat timer armed
+    beat_periods: int = 1          # leader: periods its armed heartbeat timer spans (quiet)
+    beats: int = 0                 # leader: heartbeat periods since it was elected (quiet)
     election_off: bool = False     # follower: its leader unsuspected, no election timer armed
     quorum_off: bool = False       # leader: idle, no peer's node suspected, no quorum check
     probing: bool = False          # follower: a client woke it, the leader must answer
@@ -331,7 +348,7 @@ def step(role: str, msg: Any, s: ServerState) -> tuple[str, ServerState, list[An
         _state_enter(s, effects)
     if s.probing and (s.role != "follower" or _leader_suspect(s)):
         s.probing = False          # the normal election timer it armed runs as before
-    if s.heartbeat_off or s.election_off or s.quorum_off:
+    if s.heartbeat_off or s.election_off or s.quorum_off or s.beat_periods > 1:
         _wake_timers(s, effects)
     if s.meta_synced < s.meta_seq:
         keep: list[Effect] = []
@@ -449,6 +466,8 @@ def _become_leader(s: ServerState, effects: list[Any]) -> None:
     s.transfer_target = None
     s.noop_index = nxt
     s.noop_committed = False
+    s.beat_periods = 1
+    s.beats = 0
     # the noop carries the machine version this leader's code runs: applying it upgrades
     # every member at the same index (ra's machine versioning)
     s.log.append((nxt, s.current_term, ("noop", max(s.machine_version,
@@ -567,6 +586,7 @@ def _answer_lost_member(s: ServerState, candidate: Any, effects: list[Any]) -> N
     follows us again (and its reply makes us resend what it lacks); one whose term is above
     ours refuses it, and its reply's term deposes us, as a heartbeat's would."""
     if s.role == "leader" and s.cfg.quiet_when_idle and candidate in s.peers:
+        s.peers[candidate].silent = 0       # it is there: back to the normal pace
         _send_entries(s, candidate, effects, force=True)
 
 
@@ -914,6 +934,7 @@ def _peer_of_reply(s: ServerState, term: int, from_id: Any, effects: list[Any]) 
     p = s.peers.get(from_id)
     if p is not None:
         p.active = True
+        p.silent = 0
     return p
 
 
@@ -982,15 +1003,27 @@ def _on_heartbeat_timeout(msg: HeartbeatTimeout, s: ServerState, effects: list[A
         # with an append); the step that ends idleness re-arms the normal one
         s.heartbeat_off = True
         return
+    timer_at = len(effects)
     effects.append(StartHeartbeatTimeout())
     # quiet: when only some peers' progress is outstanding, only they are sent a heartbeat (an
     # idle peer holds the whole log and knows the commit index: waking it to answer costs two
     # wake-ups a period for nothing; a leader whose peer's node restarts heartbeats that alone)
+    quiet = s.cfg.quiet_when_idle
     last = s.log.last_index_term()[0]
-    busy_only = s.cfg.quiet_when_idle and not _leader_busy(s, last)
+    busy_only = quiet and not _leader_busy(s, last)
+    s.beats += s.beat_periods
+    slow_ok = busy_only
     for pid, p in s.peers.items():
         if busy_only and _peer_idle(s, p, last):
             continue
+        if quiet and p.silent >= SILENT_AFTER:
+            # silent (down, cut off, not restarted yet): every SILENT_EVERY-th period only.
+            # It is not forgotten: its own pre-vote or probe, once it is back, is answered at
+            # once with an append (_answer_lost_member), and any answer ends its silence
+            if s.beats % SILENT_EVERY:
+                continue
+        else:
+            slow_ok = False
         if p.snapshot == "sending":
             p.snapshot_ticks += 1
             if p.snapshot_ticks >= 3:      # chunks or the result were lost: start over
@@ -1001,6 +1034,13 @@ def _on_heartbeat_timeout(msg: HeartbeatTimeout, s: ServerState, effects: list[A
         # heartbeat with a hint, and rewinding to match_index would resend its whole log
         # after a restart (match_index starts at 0)
         _send_entries(s, pid, effects, force=True)
+        if quiet:
+            p.silent += 1
+    # no work of its own and every lagging peer silent: sleep until the next silent beat
+    # (_wake_timers re-arms the normal pace as soon as that changes)
+    s.beat_periods = SILENT_EVERY - s.beats % SILENT_EVERY if slow_ok else 1
+    if s.beat_periods > 1:
+        effects[timer_at] = StartHeartbeatTimeout(s.beat_periods)
     if s.queries:
         _send_query_heartbeats(s, effects)
     if s.transfer_target is not None:
@@ -1060,6 +1100,15 @@ def _leader_idle(s: ServerState) -> bool:
     return True
 
 
+def _beat_due(s: ServerState) -> bool:
+    """A quiet leader must heartbeat every period: it has work of its own, or a lagging peer
+    that is not silent."""
+    last = s.log.last_index_term()[0]
+    if _leader_busy(s, last):
+        return True
+    return any(p.silent < SILENT_AFTER and not _peer_idle(s, p, last) for p in s.peers.values())
+
+
 def _quorum_idle(s: ServerState) -> bool:
     """An idle leader none of whose peers' nodes the detector suspects: its quorum check may run
     at the quiet pace."""
@@ -1110,6 +1159,7 @@ def _on_leader_probe(msg: LeaderProbe, s: ServerState, effects: list[Any]) -> No
         # answer at once, with an append as a heartbeat would (a stale leader's answer is
         # refused by the follower's later term)
         if msg.from_id in s.peers and msg.term <= s.current_term:
+            s.peers[msg.from_id].silent = 0
             _send_entries(s, msg.from_id, effects, force=True)
         return
     if msg.term == s.current_term and msg.leader_id == s.leader_id and not s.probing \
@@ -1128,7 +1178,18 @@ def _wake_timers(s: ServerState, effects: list[Any]) -> None:
         elif s.role != "leader" or not _leader_idle(s):
             s.heartbeat_off = False
             if s.role == "leader":
+                s.beat_periods = 1
                 effects.append(StartHeartbeatTimeout())
+    elif s.beat_periods > 1 and not any(type(e) is StartHeartbeatTimeout for e in effects):
+        if s.role != "leader":
+            s.beat_periods = 1
+        elif _beat_due(s):
+            # work of its own, or a lagging peer that answers: the normal pace again. The
+            # periods slept so far are unknown here: the next beat is a silent peers' one, so
+            # that theirs stay at most SILENT_EVERY + 1 periods apart
+            s.beat_periods = 1
+            s.beats = (s.beats // SILENT_EVERY + 1) * SILENT_EVERY - 1
+            effects.append(StartHeartbeatTimeout())
     if s.quorum_off:
         if any(type(e) is StartElectionTimeout for e in effects):
             s.quorum_off = False

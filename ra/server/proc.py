@@ -858,7 +858,8 @@ class ServerProc:
         elif t is StartHeartbeatTimeout:
             # one-shot, as every timer here: one the core does not re-arm (an idle quiet leader's
             # heartbeat, a quiet follower's election timer) never wakes this process again
-            self.timers["heartbeat"] = time.monotonic() + self.conf["heartbeat_ms"] / 1000
+            self.timers["heartbeat"] = (time.monotonic()
+                                        + e.periods * self.conf["heartbeat_ms"] / 1000)
         elif t is RecordLeaderMsg:
             self._monitor_leader(e.leader_id)
         elif t in _SHELL_MACHINE_EFFECTS:

@@ -140,6 +140,17 @@ MUTANTS: tuple[Mutant, ...] = (
            "        if busy_only:\n",
            "a leader with no work of its own heartbeats none of its peers, not even those that lack "
            "entries or the commit index: a follower whose append or answer was lost stays behind"),
+    Mutant("quiet_leader_forgets_silent_peers",
+           "            if s.beats % SILENT_EVERY:\n                continue\n",
+           "            continue\n",
+           "a leader stops heartbeating a peer that answered none of its last heartbeats instead "
+           "of slowing down: a member that was cut off, hung or down and counts on the leader "
+           "(no election timer) is left behind for good"),
+    Mutant("quiet_leader_loses_the_silent_pace",
+           "            s.beats = (s.beats // SILENT_EVERY + 1) * SILENT_EVERY - 1\n",
+           "",
+           "a slow heartbeat timer cut short restarts the silent peers' count: whenever the "
+           "leader's work comes and goes, a silent peer waits ever longer for its next append"),
     Mutant("quiet_follower_keeps_its_election_timer",
            "            s.heard_from_leader = False\n            s.election_off = True\n"
            "            return\n",

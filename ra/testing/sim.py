@@ -868,8 +868,8 @@ class SimCluster(ClientDriver):
             if self.fd is not None:
                 self.fd.on_arm(s.sid, e)
             s.timers["heartbeat"] += 1
-            self.schedule(self.profile.heartbeat_ms, "timer", s.sid, s.inc, "heartbeat",
-                          s.timers["heartbeat"])
+            self.schedule(self.profile.heartbeat_ms * e.periods, "timer", s.sid, s.inc,
+                          "heartbeat", s.timers["heartbeat"])
         elif isinstance(e, Notify):
             self.schedule(self.rng.randint(1, 3), "mail", e.pid, ("applied", e.leader, e.applied))
         elif isinstance(e, Cast):

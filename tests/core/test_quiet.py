@@ -15,6 +15,7 @@ from ra.core.messages import (
     PreVoteRpc, RequestVoteResult, RequestVoteRpc, TriggerElection,
 )
 from ra.core.effects import Reply
+from ra.core.server import SILENT_AFTER, SILENT_EVERY
 from tests.core.helpers import N1, N2, N3, make_leader, new_server, step, sync, with_log
 
 NOOP = ("noop", 0)
@@ -440,3 +441,73 @@ def test_work_of_the_leaders_own_heartbeats_every_peer() -> None:
     eff = step(s, HeartbeatTimeout())
     assert {e.to for e in eff if type(e) is SendRpc and type(e.msg) is AppendEntriesRpc} \
         == {N2, N3}
+
+
+def appends_to(eff: list[Any], peer: Any) -> int:
+    return sum(1 for e in eff if type(e) is SendRpc and e.to == peer
+               and type(e.msg) is AppendEntriesRpc)
+
+
+def silent_n3() -> Any:
+    """A quiet leader whose N2 is idle and whose N3 answered none of ``SILENT_AFTER``
+    heartbeats (its node restarts)."""
+    s = quiet_leader()
+    ack(s, N2, 0)
+    ack(s, N2, 1)
+    for _ in range(SILENT_AFTER):
+        eff = step(s, HeartbeatTimeout())
+        assert eff[0] == StartHeartbeatTimeout() and appends_to(eff, N3) == 1
+    return s
+
+
+def test_a_silent_peer_is_heartbeated_every_few_periods_and_the_leader_sleeps_between() -> None:
+    s = silent_n3()
+    # ra's leaders retry a lagging peer once a tick: not every period, forever, one that
+    # does not answer (a node restarting 1,000 servers kept 1,000 leaders waking 10 times a
+    # second); the beat that reaches it next arms a timer for the periods until the one after
+    for _ in range(3):
+        eff = step(s, HeartbeatTimeout())
+        assert appends_to(eff, N3) == 1 and appends_to(eff, N2) == 0
+        assert eff[0] == StartHeartbeatTimeout(SILENT_EVERY)
+
+
+def test_an_answer_ends_the_silence() -> None:
+    s = silent_n3()
+    step(s, HeartbeatTimeout())
+    # N3 is back and answers (it still lacks the noop): the normal pace again, at once
+    eff = step(s, AppendEntriesReply(1, False, 1, 0, 0, N3, 0))
+    assert StartHeartbeatTimeout() in eff and s.beat_periods == 1
+    eff = step(s, HeartbeatTimeout())
+    assert eff[0] == StartHeartbeatTimeout() and appends_to(eff, N3) == 1
+
+
+def test_work_of_its_own_brings_a_sleeping_leader_back_to_the_pace() -> None:
+    s = silent_n3()
+    step(s, HeartbeatTimeout())
+    assert s.beat_periods == SILENT_EVERY
+    eff = step(s, Command("usr", 5))
+    assert StartHeartbeatTimeout() in eff and s.beat_periods == 1
+    # the periods slept are unknown: the next beat is the silent peer's, so that its appends
+    # stay at most SILENT_EVERY + 1 periods apart however often work comes and goes
+    eff = step(s, HeartbeatTimeout())
+    assert appends_to(eff, N3) == 1
+
+
+def test_a_peer_that_answers_is_heartbeated_every_period() -> None:
+    # N3 answers every heartbeat but stays behind (its appends refused): never silent
+    s = quiet_leader()
+    ack(s, N2, 0)
+    ack(s, N2, 1)
+    for _ in range(3 * SILENT_EVERY):
+        eff = step(s, HeartbeatTimeout())
+        assert eff[0] == StartHeartbeatTimeout() and appends_to(eff, N3) == 1
+        step(s, AppendEntriesReply(1, False, 1, 0, 0, N3, 0))
+
+
+def test_without_quiet_mode_a_silent_peer_is_heartbeated_every_period() -> None:
+    s = new_server(quiet_when_idle=False)
+    make_leader(s)
+    sync(s)
+    for _ in range(3 * SILENT_EVERY):
+        eff = step(s, HeartbeatTimeout())
+        assert eff[0] == StartHeartbeatTimeout() and appends_to(eff, N3) == 1

@@ -26,7 +26,11 @@ seed budget, by the check named here, and the very same seed passes on the real 
   settled idle cluster still sends heartbeats or runs an election timer: ``quiet_idle``.
   ``quiet_leader_skips_lagging_peers``: a leader with no work of its own heartbeats only the
   peers with something outstanding; with none at all, a follower whose append was lost stays
-  behind: ``quiet_lag``.
+  behind: ``quiet_lag``. ``quiet_leader_forgets_silent_peers``: a peer that answered none of the
+  last heartbeats (hung, cut off, down) is never heartbeated again instead of every
+  ``SILENT_EVERY`` periods; a member that counts on the leader stays behind: ``quiet_lag``.
+  ``quiet_leader_loses_the_silent_pace``: a slow timer cut short by work restarts the silent
+  peers' count, so their appends drift apart past the bound: ``quiet_lag``.
   ``quiet_leader_ignores_lost_members`` / ``quiet_rejoin`` (5 servers: two followers that both
   lost the leader of 3 would rightly elect another): a follower whose connection to the idle
   leader dropped (``Profile.blip_rate``) pre-votes, the leader does not answer with an append,
@@ -67,6 +71,8 @@ HUNTS: dict[str, tuple[str, int, int, str | None]] = {
     "quiet_follower_trusts_a_silent_leader": ("quiet", 3, 30, "quiet_probe"),
     "quiet_leader_keeps_heartbeating": ("quiet", 3, 5, "quiet_idle"),
     "quiet_leader_skips_lagging_peers": ("quiet", 3, 10, "quiet_lag"),
+    "quiet_leader_forgets_silent_peers": ("quiet", 3, 10, "quiet_lag"),
+    "quiet_leader_loses_the_silent_pace": ("quiet", 3, 10, "quiet_lag"),
     "quiet_follower_keeps_its_election_timer": ("quiet", 3, 5, "quiet_idle"),
     "quiet_leader_ignores_lost_members": ("quiet_rejoin", 5, 10, "quiet_rejoin"),
     "quiet_follower_ignores_clients": ("quiet", 5, 40, "quiet_probe"),

@@ -163,7 +163,8 @@ def test_a_cut_off_quiet_leader_steps_down_and_the_others_elect() -> None:
 def test_quiet_profiles_are_in_the_rotation_and_their_faults_happen() -> None:
     assert set(QUIET) <= set(PROFILE_NAMES)
     total: Counter[str] = Counter()
-    for seed in range(4):
+    # joins are rare in these profiles (a few in 8 seeds): a sample of 8 seeds of each
+    for seed in range(8):
         for name in QUIET:
             sim = SimCluster(seed, 3, name)
             r = sim.run()
