@@ -231,7 +231,9 @@ SERVER = Schema("server config", [
             "sends nothing and runs no timer, and its followers run no election timer while the "
             "node failure detector and the connection say their leader is alive; a follower "
             "that lost it (a restart, a dropped connection) finds it again by its pre-vote, "
-            "which the leader answers with an append; a client request at a follower makes it "
+            "which the leader answers with an append; a member that does not answer 3 "
+            "heartbeats (down, cut off) is heartbeated every 4th period until it answers; a "
+            "client request at a follower makes it "
             "probe the leader (a hung leader process is replaced within 2 election timeouts of "
             "a client asking a follower, and only then); give every member the same value "
             "(contract: `ra.core.server`, 'Quiet when idle')"),
