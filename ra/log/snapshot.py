@@ -19,6 +19,10 @@ Contract:
   each a valid place for it. (ra writes checkpoints without fsync and syncs at promotion; here
   every write is durable on return, as the Log contract says, so a promotion needs no sync of
   the file.)
+* Each directory is made by the first file put in it (its parent synced then), not when the
+  store is opened: most servers never snapshot, and two directories made at every server's
+  first start cost it about a millisecond of CPU (issue 17: mass start). A missing directory
+  reads as empty.
 """
 from __future__ import annotations
 
@@ -32,6 +36,22 @@ from ra.log.snapshot_file import CorruptSnapshot
 from wal import osio
 
 __all__ = ["SnapshotStore", "FileSnapshotStore", "FileCheckpointStore", "CorruptSnapshot"]
+
+
+def _names(dirpath: str) -> list[str]:
+    """The directory's entries; none while it does not exist (made by its first file)."""
+    try:
+        return os.listdir(dirpath)
+    except FileNotFoundError:
+        return []
+
+
+def _ensure_dir(dirpath: str) -> None:
+    """Make ``dirpath`` if it is missing, durably: its entry in the parent is synced before a
+    file inside it is relied on."""
+    if not os.path.isdir(dirpath):
+        os.makedirs(dirpath, exist_ok=True)
+        osio.fsync_dir(os.path.dirname(dirpath) or ".")
 
 
 @runtime_checkable
@@ -59,14 +79,13 @@ class FileSnapshotStore:
         self.keep = max(2, keep)
         self.warnings: list[str] = []
         self._current: SnapshotMeta | None = None
-        os.makedirs(dirpath, exist_ok=True)
-        for n in os.listdir(dirpath):
+        for n in _names(dirpath):
             if n.endswith(".tmp"):  # a write interrupted by a crash
                 os.unlink(os.path.join(dirpath, n))
 
     def _files(self) -> list[tuple[int, int, str]]:
         out = []
-        for n in os.listdir(self.dir):
+        for n in _names(self.dir):
             p = snapshot_file.parse_file_name(n)
             if p is not None:
                 out.append((p[0], p[1], os.path.join(self.dir, n)))
@@ -75,6 +94,7 @@ class FileSnapshotStore:
 
     def write(self, meta: SnapshotMeta, data: bytes) -> None:
         """Durably store a snapshot, then prune all but the ``keep`` newest."""
+        _ensure_dir(self.dir)
         snapshot_file.write(self.dir, meta, data, self._encode)
         self._current = meta
         self._prune()
@@ -106,6 +126,7 @@ class FileSnapshotStore:
         file system) the current snapshot: one atomic rename into this directory, then the
         directories are synced; older snapshots are pruned as after :meth:`write`."""
         final = os.path.join(self.dir, snapshot_file.file_name(meta.index, meta.term))
+        _ensure_dir(self.dir)
         osio.get_os().rename(path, final)
         osio.fsync_dir(self.dir)
         # the source directory too, or after a crash the file could be in both (harmless: the
@@ -148,9 +169,8 @@ class FileCheckpointStore:
         self._encode, self._decode = encode, decode
         self.keep = max(1, keep)
         self.warnings: list[str] = []
-        os.makedirs(dirpath, exist_ok=True)
         names = []
-        for n in os.listdir(dirpath):
+        for n in _names(dirpath):
             if n.endswith(".tmp"):  # a write interrupted by a crash
                 os.unlink(os.path.join(dirpath, n))
                 continue
@@ -172,6 +192,7 @@ class FileCheckpointStore:
     def write(self, meta: SnapshotMeta, data: bytes) -> None:
         """Durably store a checkpoint (``meta.index`` above every other one), then drop the
         oldest beyond ``keep``."""
+        _ensure_dir(self.dir)
         snapshot_file.write(self.dir, meta, data, self._encode)
         self._cps.append((meta.index, meta.term))
         while len(self._cps) > self.keep:

@@ -66,3 +66,22 @@ def test_failed_rename_leaves_previous_valid(tmp_path: Any) -> None:
     st2 = _store(tmp_path)                      # the .tmp is cleaned up on open
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
     assert st2.recover() == (SnapshotMeta(10, 1, (), 0), b"old")
+
+
+def test_the_directories_are_made_by_their_first_file_and_their_parent_synced(
+        tmp_path: Any, monkeypatch: Any) -> None:
+    # most servers never snapshot: opening a log makes no snapshot or checkpoint directory
+    # (two mkdirs were a millisecond of CPU at every server's first start)
+    from ra.log.log import DiskLog
+    log = DiskLog("a", str(tmp_path))
+    assert not os.path.exists(os.path.join(str(tmp_path), "a", "snapshots"))
+    assert not os.path.exists(os.path.join(str(tmp_path), "a", "checkpoints"))
+    assert log.checkpoint_index_terms() == [] and log.snapshots.recover() is None
+    synced: list[str] = []
+    real = osio.fsync_dir
+    monkeypatch.setattr(osio, "fsync_dir", lambda p, *a: (synced.append(p), real(p, *a)))
+    d = tmp_path / "a" / "snapshots"
+    st = _store(d)
+    st.write(SnapshotMeta(10, 1, (), 0), b"x")
+    assert str(tmp_path / "a") in synced            # the new directory's entry is durable
+    assert _store(d).recover()[1] == b"x"
