@@ -65,8 +65,9 @@ _WRITERS_FILE = "writers"
 #: the file is allocated this far ahead of its records (zeros, which end a scan as a torn
 #: tail does: wal.format) and written in place: the ``fdatasync`` of a write into allocated
 #: space is shorter than that of an append that grows the file (ext4 on this class of
-#: machine, 120-byte records: 130 -> 85-108 us alone, 210 -> 175-183 us with three WALs
-#: syncing at once). Costs at most this much more disk per node; a rolled file is cut back.
+#: machine, 120-byte batches: 130-160 -> 72-110 us alone, 207-260 -> 122-189 us with three
+#: WALs syncing at once; BENCHMARKS.md, session 12). Costs at most this much more disk per
+#: node; a rolled file is cut back.
 PREALLOCATE_BYTES = 1 << 20
 _NO_MORE_ALLOCATION = 1 << 62
 

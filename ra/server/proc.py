@@ -432,8 +432,8 @@ class ServerProc:
         which in W1 is a follower's in 89 % of commands (its reply, not our own ``Written``,
         was the last step before the answer in a trace of 2,000), and a follower's copy
         is two hops and its own WAL's fsync away while ours is one hop away. The WAL runs
-        at a higher priority than servers, so a WAL write sent first took the CPU from
-        the leader before the appends left."""
+        at a higher priority than servers: a WAL write sent first can take the CPU from the
+        leader before the appends leave."""
         while self.next_events:
             evs, self.next_events = self.next_events, []
             for ev in evs:
