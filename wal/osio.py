@@ -1,7 +1,8 @@
 """No ra equivalent. The OS-call seam of the WAL, segment writer, meta, directory and snapshot
 store.
 
-Every durability-relevant system call (open, write, fsync, fdatasync, rename, directory sync)
+Every durability-relevant system call (open, write, pwrite, fallocate, fsync, fdatasync, rename,
+directory sync)
 goes through the module-level :data:`OS` object so tests can swap in a :class:`FaultyOS` that
 raises ``ENOSPC``/``EIO`` on chosen calls. Contract: a call either fully succeeds or raises
 ``OSError``; ``write_all`` loops over short writes and never returns having written less.
@@ -35,6 +36,21 @@ class RealOS:
 
     def write(self, fd: int, data: bytes | memoryview) -> int:
         return os.write(fd, data)
+
+    def pwrite_all(self, fd: int, data: bytes | memoryview, offset: int) -> None:
+        """Write all of ``data`` at ``offset`` (looping over short writes)."""
+        view = memoryview(data)
+        while view:
+            n = self.pwrite(fd, view, offset)
+            view = view[n:]
+            offset += n
+
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        return os.pwrite(fd, data, offset)
+
+    def fallocate(self, fd: int, offset: int, length: int) -> None:
+        """Allocate ``length`` bytes at ``offset`` (zeros; the file grows to cover them)."""
+        os.posix_fallocate(fd, offset, length)
 
     def fdatasync(self, fd: int) -> None:
         os.fdatasync(fd)
@@ -79,6 +95,14 @@ class FaultyOS(RealOS):
     def write(self, fd: int, data: bytes | memoryview) -> int:
         self._check("write")
         return super().write(fd, data)
+
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        self._check("write")        # a write for the faults, wherever it lands
+        return super().pwrite(fd, data, offset)
+
+    def fallocate(self, fd: int, offset: int, length: int) -> None:
+        self._check("fallocate")
+        super().fallocate(fd, offset, length)
 
     def fdatasync(self, fd: int) -> None:
         self._check("fdatasync")

@@ -417,17 +417,28 @@ class ServerProc:
                     self._answer_clients()
                 continue
             if self.next_events:
-                # our own WAL write leaves before the append_entries the next events send:
-                # a leader's commit waits for its own fsync as much as for a follower's
-                self.log.flush()
-                while self.next_events:
-                    evs, self.next_events = self.next_events, []
-                    for ev in evs:
-                        self._step(ev)
+                self._step_next_events()
             if time.monotonic() >= due:       # most wake-ups are messages, not timers
                 self._fire_timers()
             self._after_batch()
         return 0
+
+    def _step_next_events(self) -> None:
+        """Step the queued next events (a leader's ``FlushCommands``: the append_entries of
+        the batch), then send the turn's WAL write (:meth:`_after_batch` flushes again, for
+        what the rest of the turn queues).
+
+        The appends leave first: the commit waits for the quorum's second durable copy,
+        which in W1 is a follower's in 89 % of commands (its reply, not our own ``Written``,
+        was the last step before the answer in a trace of 2,000), and a follower's copy
+        is two hops and its own WAL's fsync away while ours is one hop away. The WAL runs
+        at a higher priority than servers: a WAL write sent first can take the CPU from the
+        leader before the appends leave."""
+        while self.next_events:
+            evs, self.next_events = self.next_events, []
+            for ev in evs:
+                self._step(ev)
+        self.log.flush()
 
     def _hold(self, now: float) -> bool:
         """Group commit: whether to hold the queued events back now. The core decides

@@ -167,9 +167,10 @@ def test_torn_tail_every_offset_on_restart(tmp_path: Any, checksums: bool) -> No
     lg.append((4, 1, ("a", 4, "x" * 30)))
     base.pump()
     path = base.wal.path
+    scanned = scan_file(path)
     with open(path, "rb") as f:
-        data = f.read()
-    recs = scan_file(path).records
+        data = f.read()[:scanned.valid_end]     # the records, without the allocated tail
+    recs = scanned.records
     last_len = len(data) - HEADER_SIZE - sum(30 + len(u) + len(p) for u, _, _, p in recs[:3])
     good = len(data) - last_len
     for cut in range(good, len(data)):
@@ -195,8 +196,8 @@ def test_flipped_bit_with_checksums_ends_log(tmp_path: Any) -> None:
     for i in range(1, 6):
         lg.append((i, 1, ("a", i)))
         base.pump()
-    with open(base.wal.path, "rb") as f:
-        data = bytearray(f.read())
+    with open(base.wal.path, "rb") as f:      # the records, without the allocated tail
+        data = bytearray(f.read()[:scan_file(base.wal.path).valid_end])
     data[-3] ^= 0x10                            # inside the payload of entry 5
     d = tmp_path / "flip"
     os.makedirs(d / "wal")
@@ -252,3 +253,37 @@ def test_stale_written_notice_does_not_confirm(tmp_path: Any) -> None:
     node.pump()                                 # both batches go in one WAL batch
     assert lg.last_written() == (3, 2)
     assert not lg.handle_written(Written(1, 1, 5))
+
+
+def test_the_file_is_allocated_ahead_written_in_place_and_cut_back_at_roll_over(
+        tmp_path: Any) -> None:
+    from wal.wal import PREALLOCATE_BYTES
+    node = InProcNode(str(tmp_path))
+    lg = node.log("a")
+    path = node.wal.path
+    assert os.path.getsize(path) == PREALLOCATE_BYTES      # allocated before the first record
+    _fill(node, ["a"], 5)
+    node.pump()
+    assert os.path.getsize(path) == PREALLOCATE_BYTES      # written in place, not appended
+    scanned = scan_file(path)
+    assert [r[1] for r in scanned.records] == [1, 2, 3, 4, 5]
+    assert scanned.valid_end == node.wal.overview()["file_size"] < PREALLOCATE_BYTES
+    # a batch beyond the allocation grows it by at least a chunk, records still in place
+    lg.append((6, 1, ("a", "x" * PREALLOCATE_BYTES)))
+    node.pump()
+    assert os.path.getsize(path) >= node.wal.overview()["file_size"] > PREALLOCATE_BYTES
+    assert [r[1] for r in scan_file(path).records] == [1, 2, 3, 4, 5, 6]
+    node.wal.roll_over()
+    assert os.path.getsize(path) == scan_file(path).valid_end   # the closed file: records only
+    assert lg.last_written() == (6, 1)
+
+
+def test_a_file_that_cannot_be_allocated_is_written_as_it_grows(
+        tmp_path: Any, faulty: osio.FaultyOS) -> None:
+    faulty.arm("fallocate", errno.ENOSPC)
+    node = InProcNode(str(tmp_path))
+    lg = node.log("a")
+    _fill(node, ["a"], 5)
+    node.pump()
+    assert node.wal.failed is None and lg.last_written() == (5, 1)
+    assert os.path.getsize(node.wal.path) == node.wal.overview()["file_size"]
