@@ -42,12 +42,16 @@ _ASK_TIMEOUT = 420.0
 
 
 def available() -> str | None:
-    """The PySyncObj version, or None when it is not installed (``pip install -e .[bench]``)."""
+    """The PySyncObj version, or None when it is not installed (``pip install -e .[bench]``).
+    Read from the installed package's metadata, not by importing it: importing pysyncobj
+    replaces ``socket.inet_ntop`` process-wide with a Windows-only function (its
+    ``win_inet_pton``), which broke every later suite of the same ``make bench`` that reads
+    connection tables (psutil)."""
+    import importlib.metadata
     try:
-        from pysyncobj.version import VERSION  # type: ignore[import-untyped,unused-ignore]
-    except ImportError:
+        return importlib.metadata.version("pysyncobj")
+    except importlib.metadata.PackageNotFoundError:
         return None
-    return str(VERSION)
 
 
 # == the member process ============================================================================
