@@ -94,10 +94,8 @@ def measure(steps: list[int], seq: int, reaper: Reaper, settle: float = 4.0,
     rows: list[dict[str, Any]] = []
     try:
         nodes.start_all()
-        ids = [nodes.sid(name, i) for i in range(3)]
-        ra.start_cluster(name, TRACED if trace else workloads.COUNTER, ids, timeout=30)
-        _m, leader = ra.members(ids, timeout=10)
-        ordered = [leader] + [s for s in ids if s != leader]
+        ordered = nodes.start_cluster(name, TRACED if trace else workloads.COUNTER)
+        leader = ordered[0]
         li = nodes.node_of(leader)
         fi = next(i for i in range(3) if i != li)
         c = ra.Client()

@@ -30,7 +30,7 @@ import psutil
 
 import ra
 from bench.procs import Reaper, kill_tree
-from bench.workloads import COUNTER, RaNodes, _w3
+from bench.workloads import RaNodes, _w3
 
 __all__ = ["main", "parse_raw", "report"]
 
@@ -185,10 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         nodes = RaNodes(tmp, reaper)
         try:
             nodes.start_all()
-            ids = [nodes.sid(name, i) for i in range(3)]
-            ra.start_cluster(name, COUNTER, ids, timeout=30)
-            _m, leader = ra.members(ids, timeout=10)
-            ordered = [leader] + [s for s in ids if s != leader]
+            ordered = nodes.start_cluster(name)
+            leader = ordered[0]
             c = ra.Client()
             for _ in range(100):
                 c.process_command(ordered, 1)

@@ -52,7 +52,7 @@ def measure_one(quick: bool, smoke: bool = False) -> dict[str, Any]:
     import ra
     from bench.procs import Reaper, summary_ms
     from bench.w2_shapes import threads_module
-    from bench.workloads import COUNTER, RaNodes, _w2, _w3
+    from bench.workloads import RaNodes, _w2, _w3
     from transport.cookie import default_mechanism
 
     logging.getLogger("transport.mailbox").setLevel(logging.ERROR)
@@ -62,10 +62,8 @@ def measure_one(quick: bool, smoke: bool = False) -> dict[str, Any]:
         nodes = RaNodes(tempfile.mkdtemp(prefix="ra-bench-sec-", dir="/tmp"), reaper)
         try:
             nodes.start_all()
-            ids = [nodes.sid("sec", i) for i in range(3)]
-            ra.start_cluster("sec", COUNTER, ids, timeout=30)
-            _m, leader = ra.members(ids, timeout=10)
-            ordered = [leader] + [s for s in ids if s != leader]
+            ordered = nodes.start_cluster("sec")
+            leader = ordered[0]
             with ra.Client() as c:
                 for _ in range(20):
                     c.process_command(ordered, 1, timeout=10)

@@ -30,17 +30,14 @@ def _worker() -> int:
     """One version's side: its cluster; reads a block size per line, answers the latencies."""
     import ra
     from bench.procs import Reaper
-    from bench.workloads import COUNTER, RaNodes
+    from bench.workloads import RaNodes
 
     tmp = tempfile.mkdtemp(prefix="ra-w1ab-", dir="/tmp")
     with Reaper() as reaper:
         nodes = RaNodes(tmp, reaper)
         try:
             nodes.start_all()
-            ids = [nodes.sid("bench", i) for i in range(3)]
-            ra.start_cluster("bench", COUNTER, ids, timeout=30)
-            _m, leader = ra.members(ids, timeout=10)
-            ordered = [leader] + [s for s in ids if s != leader]
+            ordered = nodes.start_cluster("bench")
             c = ra.Client()
             for _ in range(100):
                 c.process_command(ordered, 1)

@@ -113,9 +113,8 @@ def measure(secs: float, interval: float, n_clients: int, reaper: Reaper
     try:
         nodes.start_all()
         ids = [nodes.sid(name, i) for i in range(3)]
-        ra.start_cluster(name, workloads.COUNTER, ids, timeout=30)
-        _m, leader = ra.members(ids, timeout=10)
-        ordered = [leader] + [s for s in ids if s != leader]
+        ordered = nodes.start_cluster(name)
+        leader = ordered[0]
         li = nodes.node_of(leader)
         pid = nodes.server_pid(name, li)
         wal_pid = nodes.log_child_pid(li, "ra_log_wal")

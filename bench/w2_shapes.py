@@ -140,7 +140,7 @@ def measure(ids: list[ra.ServerId], n_threads: int, secs: float,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.workloads import COUNTER, RaNodes, params
+    from bench.workloads import RaNodes, params
 
     ap = argparse.ArgumentParser(prog="python -m bench.w2_shapes", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="8 threads, 2 s (else 32, 10 s)")
@@ -151,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         nodes = RaNodes(tmp, reaper)
         try:
             nodes.start_all()
-            ids = [nodes.sid("w2s", i) for i in range(3)]
-            ra.start_cluster("w2s", COUNTER, ids, timeout=30)
-            _m, leader = ra.members(ids, timeout=10)
-            ordered = [leader] + [s for s in ids if s != leader]
+            ordered = nodes.start_cluster("w2s")
             rows = measure(ordered, P["w2_clients"], P["w2_secs"])
         finally:
             nodes.close()

@@ -118,6 +118,13 @@ class RaNodes:
             proc.wait(5)
         self._close_lifeline(i)
 
+    def start_cluster(self, name: str, machine: Any = COUNTER) -> list[ra.ServerId]:
+        """Start cluster ``name`` with one member on each node; its members, leader first."""
+        ids = [self.sid(name, i) for i in range(3)]
+        ra.start_cluster(name, machine, ids, timeout=30)
+        _m, leader = ra.members(ids, timeout=10)
+        return [leader] + [s for s in ids if s != leader]
+
     def sid(self, name: str, i: int) -> ra.ServerId:
         return ra.ServerId(name, self.addrs[i])
 
@@ -384,9 +391,8 @@ def measure(quick: bool, reaper: Reaper) -> Result:
         t = time.monotonic()
         nodes.start_all()
         ids = [nodes.sid(name, i) for i in range(3)]
-        ra.start_cluster(name, COUNTER, ids, timeout=30)
-        _m, leader = ra.members(ids, timeout=10)
-        ordered = [leader] + [s for s in ids if s != leader]
+        ordered = nodes.start_cluster(name)
+        leader = ordered[0]
         progress(SIDE, f"3 daemons + cluster up in {time.monotonic() - t:.1f} s; "
                        f"leader {leader.node}")
         c = ra.Client()
