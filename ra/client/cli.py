@@ -94,7 +94,8 @@ def format_overview(ov: dict[str, Any]) -> str:
             elif status == "loading":
                 state = "loading its machine"
             else:
-                state = "stopped" if not row.get("pid") else row.get("error", "?")
+                state = ("stopped" if not row.get("pid") else "?") + (
+                    f": {row['error']}" if row.get("error") else "")
             if row.get("restarts"):
                 state += f" ({row['restarts']} restarts in the last period)"
             lines.append(f"{name:<16} {row.get('cluster_name') or '':<14} {state}")

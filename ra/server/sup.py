@@ -38,6 +38,8 @@ reach :meth:`ServerSup.handle`):
   server that applied its cluster's end of life);
 * ``ListServers()`` -> ``{name: {"uid", "cluster_name", "pid", "restarts", "status"}}``,
   ``status`` one of ``loading``, ``running``, ``stopped``, ``failed`` (with ``error``);
+  ``restarts`` counts its supervisor's restarts within the last period, kept once that
+  supervisor gave up (then ``stopped`` with ``error``, the last exit);
 * ``ServerMetrics(name)`` -> the metrics the server last reported (cast
   ``MetricsReport(name, metrics)``; kept only for servers this node knows), without calling
   the server; ``{"state": "stopped"}`` (or ``"failed"``, with ``error``; ``"loading"``) while
@@ -106,6 +108,9 @@ class ServerSup:
         self.metrics: dict[str, Any] = {}
         self.loading: dict[str, _Loading] = {}
         self.failed: dict[str, dict[str, Any]] = {}   # name -> why it could not load
+        # name -> its latest per-server supervisor: one that gave up is gone from the server
+        # supervisor (temporary), but the overview still reports its restarts and last exit
+        self.subs: dict[str, Any] = {}
         self.shared: set[str] = set()                 # machine modules given to the fork server
         #: servers restart_all has still to fork (name -> since when), shown as loading
         self.restarting: dict[str, float] = {}
@@ -231,8 +236,9 @@ class ServerSup:
         pid = self._pid_of(name)
         if pid is None:
             raise RuntimeError(f"server {name!r} did not start")
+        self.subs[name] = sup.child(name)
         ld = self.loading[name] = _Loading(conf["machine"], register, time.monotonic(),
-                                           sup.child(name))
+                                           self.subs[name])
         ld.timer = self.daemon.loop.call_later(self.load_timeout,
                                                lambda: self._load_timed_out(name, ld))
         return int(pid)
@@ -541,6 +547,7 @@ class ServerSup:
         _log.info("server %s stopped (pid %s), requested by %s", name, pid, self.daemon.caller())
         self._forget_load(name)
         self.metrics.pop(name, None)
+        self.subs.pop(name, None)
         return "ok"
 
     def force_delete_server(self, name: str) -> Any:
@@ -554,6 +561,7 @@ class ServerSup:
         self.restarting.pop(name, None)
         self.metrics.pop(name, None)
         self.failed.pop(name, None)
+        self.subs.pop(name, None)
         self._forget_load(name)
         return "ok"
 
@@ -576,14 +584,18 @@ class ServerSup:
         out = {}
         for name, info in rows.items():
             sub = sup.child(name)
+            gone = self.subs.get(name) if sub is None else None
             pid = running.get(name)
             status = ("failed" if name in self.failed else "loading" if name in self.loading
                       or name in self.restarting else "running" if pid is not None
                       else "stopped")
             row = dict(info, pid=pid, status=status,
-                       restarts=len(sub.restarts) if sub is not None else 0)
+                       restarts=len((sub or gone).restarts) if (sub or gone) else 0)
             if status == "failed":
                 row["error"] = self.failed[name].get("reason")
+            elif status == "stopped" and gone is not None and gone.last_exit is not None:
+                row["error"] = (f"its process kept exiting ({gone.last_exit[1]}) and its "
+                                "supervisor gave up; restart_server starts it again")
             out[name] = row
         return out
 

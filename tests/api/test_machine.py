@@ -228,6 +228,13 @@ def test_crashing_machine_takes_down_only_its_own_server(three):
     # the overview reports the restarts of that server's own supervisor
     wait_for(lambda: sum(ra.overview(a)["servers"]["bad"]["restarts"]
                          for a in three.addrs.values()) >= 1, what="restarts reported")
+
+    def gave_up() -> list[dict]:
+        rows = [ra.overview(a)["servers"]["bad"] for a in three.addrs.values()]
+        return [r for r in rows if r["status"] == "stopped" and "gave up" in r.get("error", "")]
+    # a supervisor that gave up is gone (temporary), but its restarts and the why stay shown
+    wait_for(gave_up, what="a bad server's supervisor gave up")
+    assert all(r["restarts"] >= 1 and r["pid"] is None for r in gave_up())
     ov = ra.overview(three.addrs[0])
     assert ov["servers"]["good"]["restarts"] == 0
     assert ov["servers"]["good"]["role"] in ("leader", "follower")
