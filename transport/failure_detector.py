@@ -10,7 +10,11 @@ itself (its own checks more than ``stall_after`` apart: its process was not sche
 machine with far more runnable processes than cores) is not counted: the heartbeats sent
 meanwhile may be waiting unread in its own socket, so silence counts again from its first check
 after the stall, though never more than ``stall_forgive`` seconds of it are forgiven (a detector
-that stalls all the time still reports a dead node, later). Subscribers get ``NodeEvent("nodeup", node)``
+that stalls all the time still reports a dead node, later). The same holds while the process
+that embeds the detector is *behind on its mail* (:meth:`FailureDetector.behind`: its loop ran
+on time but left messages unread, as a daemon restarting a thousand servers does): heartbeats
+queue behind that mail, so silence counts from the latest moment it was behind, within the same
+``stall_forgive`` bound. Subscribers get ``NodeEvent("nodeup", node)``
 / ``NodeEvent("nodedown", node)`` casts on every change. A daemon never watches itself: a
 heartbeat or watch naming its own node is ignored (else one forged heartbeat would later make
 every subscriber on the node believe its own node down).
@@ -90,6 +94,8 @@ class Detector:
         self._resumed = -math.inf
         #: stalls of our own seen so far (each one reported no node down)
         self.stalls = 0
+        #: times the embedding process said it was behind on its mail (:meth:`behind`)
+        self.behinds = 0
 
     def watch(self, node: str, now: float) -> None:
         if node not in self._peers:
@@ -133,6 +139,14 @@ class Detector:
         """When silence from ``p`` starts counting."""
         heard = p.last if p.last is not None else p.since
         return max(heard, min(self._resumed, heard + self.stall_forgive))
+
+    def behind(self, now: float) -> None:
+        """Our own input was not all read at ``now``: heartbeats may wait unread behind it, so
+        as after a stall, a node's silence counts from ``now`` (never more than
+        ``stall_forgive`` seconds of it forgiven: a node that really died is still reported,
+        that much later)."""
+        self._resumed = now
+        self.behinds += 1
 
     def check(self, now: float) -> list[tuple[str, str]]:
         last, self._last_check = self._last_check, now
@@ -207,6 +221,12 @@ class FailureDetector:
             self._next_hb = now + self.interval
         self._notify(self.detector.check(now))
 
+    def behind(self) -> None:
+        """The embedding loop left mail unread this turn (it takes a bounded amount per turn
+        so that its timers, these heartbeats among them, run on time): see
+        :meth:`Detector.behind`."""
+        self.detector.behind(self.clock.current_time())
+
     def _is_self(self, node: str) -> bool:
         return node_endpoint(node) == node_endpoint(self.self_node)
 
@@ -262,7 +282,8 @@ class FailureDetector:
             # every subscriber acts on it (a node's followers probe their leaders): say why
             if ev == "nodedown":
                 _log.warning("node %s down: silent past its threshold (failure detector; %d "
-                             "stalls of our own so far)", node, self.detector.stalls)
+                             "stalls of our own so far, %d turns behind on our mail)", node,
+                             self.detector.stalls, self.detector.behinds)
             else:
                 _log.info("node %s up (failure detector)", node)
             note = msgs.NodeEvent(ev, node)

@@ -733,6 +733,11 @@ class NodeDaemon:
                         if k in ("sent", "received", "send_dropped", "peers_evicted")}
             if self.mailbox is not None else {},
             "nodes": self.detector.detector.statuses() if self.detector else {},
+            # why its detector forgave the other nodes' silence: checks of its own that came
+            # late (the daemon not scheduled), turns that left mail unread (heartbeats in it)
+            "detector": {"stalls": self.detector.detector.stalls,
+                         "behind_on_mail": self.detector.detector.behinds}
+            if self.detector else {},
             "bad_messages": self._bad_counts(),
             "metrics": self.metrics_address,
             "tree": _describe(self.root) if self.root is not None else None,
@@ -748,14 +753,21 @@ class NodeDaemon:
         until = time.monotonic() + _TURN_S
         try:
             for _ in range(1000):
-                if mb is None or time.monotonic() > until:
+                if mb is None:
                     return
+                if time.monotonic() > until:
+                    break
                 env = mb.recv(0)
                 if env is None:
                     return
                 self._handle(env)
                 if self._held and time.monotonic() - self._held_since > _HOLD_MAX:
                     self._sync_directory()      # a long batch: its first replies go now
+            # mail left for the next turn: the peers' heartbeats may be queued in it, unread;
+            # their silence must not count meanwhile (a node restart's thousand servers can
+            # keep this loop behind for seconds)
+            if self.detector is not None:
+                self.detector.behind()
         finally:
             self._sync_soon()
 

@@ -261,6 +261,10 @@ def test_failure_detector_is_embedded(tmp_path: Path):
         proc_b.wait()
         assert wait_for(lambda: node.node_call(addr_a, rm.NodeStatus())["nodes"]
                         == {addr_b: "down"}, 10)
+        # what its detector forgave, for whoever wonders why a node was reported late
+        det = node.node_call(addr_a, rm.NodeStatus())["detector"]
+        assert set(det) == {"stalls", "behind_on_mail"}
+        assert all(type(v) is int and v >= 0 for v in det.values())
     finally:
         for p, fd in ((proc_a, life_a), (proc_b, life_b)):
             if fd is not None:

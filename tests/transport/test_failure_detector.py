@@ -79,6 +79,45 @@ def test_stalls_delay_but_never_hide_a_dead_node() -> None:
     assert e.check(3.01) == [("nodedown", "c:1")]
 
 
+def test_behind_on_mail_is_not_the_peers_silence_but_never_hides_a_dead_node() -> None:
+    # the loop checks on time (every 0.2 s, no stall) but each turn leaves mail unread: the
+    # peer's heartbeats wait in the queue behind it
+    d = Detector(down_after=1.0, stall_after=0.6, stall_forgive=4.0)
+    d.watch("b:1", now=0.0)
+    d.heartbeat("b:1", 0.1)
+    t = 0.1
+    while t < 3.0:
+        t = round(t + 0.2, 1)
+        d.behind(t)
+        assert d.check(t) == [], t                    # 2.9 s "silent", behind all along
+    assert d.stalls == 0 and d.behinds == 15
+    assert d.heartbeat("b:1", 3.15) == []             # the queued heartbeat: never down
+    # caught up, and then really silent: down a threshold after its last heartbeat
+    for t in (3.3, 3.5, 3.7, 3.9, 4.1):
+        assert d.check(t) == [], t
+    assert d.check(4.3) == [("nodedown", "b:1")]
+    # a node that died while we stay behind is still reported, stall_forgive later
+    e = Detector(down_after=1.0, stall_after=0.6, stall_forgive=4.0)
+    e.watch("c:1", now=0.0)
+    e.heartbeat("c:1", 0.1)
+    t, downs = 0.1, []
+    while t < 20 and not downs:
+        t = round(t + 0.2, 1)
+        e.behind(t)
+        downs = e.check(t)
+    assert downs == [("nodedown", "c:1")]
+    assert 0.1 + 4.0 + 1.0 < t <= 0.1 + 4.0 + 1.0 + 0.2
+    # without the allowance the same history reports the live node down (what this guards)
+    plain = Detector(down_after=1.0, stall_after=0.6)
+    plain.watch("b:1", now=0.0)
+    plain.heartbeat("b:1", 0.1)
+    t, downs = 0.1, []
+    while t < 3.0 and not downs:
+        t = round(t + 0.2, 1)
+        downs = plain.check(t)
+    assert downs == [("nodedown", "b:1")]
+
+
 def test_threshold_adapts_to_slow_irregular_heartbeats() -> None:
     d = Detector(down_after=0.5)
     d.watch("n", 0.0)
