@@ -32,6 +32,7 @@ from transport import codec
 
 __all__ = [
     "RegRegister", "RegUnregister", "RegWhereis", "RegRegistered", "RegResolve", "RegResolved",
+    "RegRelay",
     "FdHeartbeat", "FdSubscribe", "FdUnsubscribe", "FdWatch", "FdStatus", "NodeEvent",
     "REGISTRY_MSGS", "REGISTRY_CASTS", "FD_CALLS", "CODES", "CHECKS", "check",
     "fields", "checker", "Check",
@@ -246,6 +247,20 @@ class RegResolve:
 
 
 @dataclass(frozen=True, slots=True)
+class RegRelay:
+    """Cast to the asker's *own* daemon: resolve ``name`` on the other node ``node`` for me.
+    The daemon casts a :class:`RegResolve` to ``node``'s daemon over the connection the two
+    daemons keep anyway (their failure detectors), takes its :class:`RegResolved`, and casts it
+    on to ``reply_to`` (and to every other asker of the same name meanwhile): the asker
+    opens no connection to the other node's daemon, nor that daemon one back to it. Never
+    relayed twice: the daemon sends a plain ``RegResolve``."""
+
+    name: str
+    node: str
+    reply_to: str
+
+
+@dataclass(frozen=True, slots=True)
 class RegResolved:
     """Cast from a daemon, the answer to :class:`RegResolve`: ``name`` on ``node`` listens on
     ``endpoints`` (preferred first), or ``None``: not registered (or its process died)."""
@@ -301,7 +316,7 @@ class NodeEvent:
 
 #: the registry's calls; its casts (answered by a cast back) apart
 REGISTRY_MSGS = (RegRegister, RegUnregister, RegWhereis, RegRegistered)
-REGISTRY_CASTS = (RegResolve,)
+REGISTRY_CASTS = (RegResolve, RegRelay)
 #: at most this many endpoints in a RegResolved (a process listens on two or three)
 _MAX_ENDPOINTS = 16
 _endpoints = list_of(valid_endpoint, nonempty=True)
@@ -312,7 +327,7 @@ CODES: dict[int, type] = {
     44: FdHeartbeat, 45: FdSubscribe, 46: FdUnsubscribe, 47: FdWatch, 48: FdStatus,
     49: NodeEvent,
     # 100..109: the transport's second range (40..49 is full)
-    100: RegResolve, 101: RegResolved,
+    100: RegResolve, 101: RegResolved, 102: RegRelay,
 }
 
 #: One validator per message type of this package.
@@ -322,6 +337,7 @@ CHECKS: dict[type, Check] = {
     RegWhereis: fields(RegWhereis, nonempty_str),
     RegRegistered: fields(RegRegistered),
     RegResolve: fields(RegResolve, nonempty_str, valid_node, valid_endpoint),
+    RegRelay: fields(RegRelay, nonempty_str, valid_node, valid_endpoint),
     RegResolved: fields(RegResolved, nonempty_str, valid_node, opt(
         lambda x: type(x) is list and len(x) <= _MAX_ENDPOINTS and _endpoints(x))),
     FdHeartbeat: fields(FdHeartbeat, valid_node),

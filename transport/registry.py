@@ -19,7 +19,9 @@ Protocol (all are calls to the daemon's mailbox; the messages are the typed ones
 One cast, for a process that must never wait on a daemon (a ra server's loop serves its peers
 and clients meanwhile): ``RegResolve(name, node, reply_to)`` is answered by a cast
 ``RegResolved(name, node, endpoints | None)`` to ``reply_to``; :class:`Resolver` is the asking
-side.
+side. ``RegRelay(name, node, reply_to)``, cast to the asker's own daemon for a name on another
+node, is answered the same way: that daemon asks ``node``'s with a ``RegResolve`` over the
+connection the two keep anyway, and passes the answer on (:meth:`RegistryServer.relay`).
 
 A malformed request is answered ``("error", "bad_request", reason)`` if it was a call, and
 dropped if a cast; a call cast (or a cast called) is refused the same way.
@@ -121,30 +123,50 @@ class RegistryServer:
     was a registry request (answered, or dropped if malformed), ``False`` otherwise.
     """
 
-    def __init__(self, registry: Registry | None = None) -> None:
+    #: a relayed question unanswered this long is forgotten (its askers' own requests expire
+    #: sooner: :class:`Resolver`'s timeout)
+    RELAY_TIMEOUT = 2.0
+    #: at most this many relayed questions open at once, and askers per question: a flood
+    #: of relays is dropped (counted), never held without bound
+    MAX_RELAYS = 65536
+    MAX_ASKERS = 64
+
+    def __init__(self, registry: Registry | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = registry if registry is not None else Registry()
+        self.clock = clock
         #: malformed registry requests seen by :meth:`handle`, by reason
         self.dropped: dict[str, int] = {}
+        #: (name, node) -> (when forgotten, its askers' reply_to): questions relayed and not
+        #: yet answered, in the order asked (so also by expiry)
+        self._relayed: dict[tuple[str, str], tuple[float, list[str]]] = {}
+        self.relay_counters = {"relayed": 0, "joined": 0, "answered": 0, "expired": 0,
+                               "ignored": 0, "refused": 0}
 
     @staticmethod
     def is_request(payload: Any) -> bool:
         t = type(payload)
-        return t in msgs.REGISTRY_MSGS or t in msgs.REGISTRY_CASTS
+        return t in msgs.REGISTRY_MSGS or t in msgs.REGISTRY_CASTS or t is msgs.RegResolved
 
     def handle(self, mailbox: BaseMailbox, env: Envelope) -> bool:
         p = env.payload
         if not self.is_request(p):
             return False
         reason = msgs.check(p)
-        if reason is None and (type(p) in msgs.REGISTRY_CASTS) == (env.kind == "call"):
+        is_cast = type(p) in msgs.REGISTRY_CASTS or type(p) is msgs.RegResolved
+        if reason is None and is_cast == (env.kind == "call"):
             reason = f"bad_kind:{type(p).__name__}"
         if reason is not None:
             self.dropped[reason] = self.dropped.get(reason, 0) + 1
             if env.kind == "call":
                 mailbox.reply(env.frm, ("error", msgs.BAD_REQUEST, reason))
             return True
-        if type(p) is msgs.RegResolve:
+        if type(p) is msgs.RegResolved:
+            self.on_relayed(mailbox, p)
+        elif type(p) is msgs.RegResolve:
             self.resolve_to(mailbox, p)
+        elif type(p) is msgs.RegRelay:
+            self.relay(mailbox, p)
         else:
             mailbox.reply(env.frm, self.answer(p))
         return True
@@ -158,6 +180,61 @@ class RegistryServer:
         except (ValueError, TypeError):
             self.dropped["unsendable:RegResolved"] = (
                 self.dropped.get("unsendable:RegResolved", 0) + 1)
+
+    def relay(self, mailbox: BaseMailbox, p: msgs.RegRelay) -> None:
+        """Ask ``p.node``'s daemon where ``p.name`` is, for ``p.reply_to`` (a *valid*
+        ``RegRelay``). A question already open gains an asker instead of leaving again. Never
+        raises, never blocks: a node that does not answer leaves the question to expire
+        (``RELAY_TIMEOUT``), and its askers' own deadlines cover them."""
+        now = self.clock()
+        self._expire(now)
+        key = (p.name, p.node)
+        open_ = self._relayed.get(key)
+        if open_ is not None:
+            if p.reply_to not in open_[1]:
+                if len(open_[1]) >= self.MAX_ASKERS:
+                    self.relay_counters["refused"] += 1
+                    return
+                open_[1].append(p.reply_to)
+            self.relay_counters["joined"] += 1
+            return
+        if len(self._relayed) >= self.MAX_RELAYS:
+            self.relay_counters["refused"] += 1
+            return
+        ep = node_endpoint(p.node)
+        try:
+            mailbox.cast(ep, msgs.RegResolve(p.name, p.node, mailbox.reply_address(ep)))
+        except (ValueError, TypeError):    # an address the socket layer refuses: no node
+            self.relay_counters["refused"] += 1
+            return
+        self._relayed[key] = (now + self.RELAY_TIMEOUT, [p.reply_to])
+        self.relay_counters["relayed"] += 1
+
+    def on_relayed(self, mailbox: BaseMailbox, p: msgs.RegResolved) -> None:
+        """Pass a *valid* answer to a relayed question on to its askers. An answer to no
+        open question of ours (unsolicited, late, or a second one) is ignored: nobody can
+        plant an endpoint through it."""
+        self._expire(self.clock())
+        open_ = self._relayed.pop((p.name, p.node), None)
+        if open_ is None:
+            self.relay_counters["ignored"] += 1
+            return
+        self.relay_counters["answered"] += 1
+        for to in open_[1]:
+            try:
+                mailbox.cast(to, p)
+            except (ValueError, TypeError):
+                self.dropped["unsendable:RegResolved"] = (
+                    self.dropped.get("unsendable:RegResolved", 0) + 1)
+
+    def _expire(self, now: float) -> None:
+        relayed = self._relayed
+        while relayed:
+            key = next(iter(relayed))
+            if relayed[key][0] > now:
+                return
+            del relayed[key]
+            self.relay_counters["expired"] += 1
 
     def answer(self, p: Any) -> Any:
         """The reply to one *valid* registry request (pure apart from the pid check)."""
@@ -278,14 +355,22 @@ class Resolver:
     * resolved endpoints go to ``mb``'s cache (the one :func:`resolve`, :func:`invalidate` and
       nodeup's :func:`invalidate_node` use), and ``mb`` learns their node (see
       :func:`resolve`);
+    * with ``relay`` (the asker's own daemon), a name on another node is asked through that
+      daemon (``RegRelay``), which keeps a connection to every node it watches: no
+      connection to the other node's daemon is opened (nor one back from it); the answer,
+      the back-off and the expiry are the same;
     * never blocks, never raises for a node it cannot reach; no clock of its own beyond the
       injected ``clock``.
     """
 
     def __init__(self, mb: BaseMailbox, *, timeout: float = 1.0, backoff: float = 0.5,
                  max_backoff: float = 4.0, noproc_backoff: float = 0.5,
+                 relay: str | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.mb = mb
+        #: our own node's daemon endpoint: names on other nodes are asked through it
+        #: (``RegRelay``), over connections that exist already; None: ask each node directly
+        self.relay = relay
         self.timeout = timeout
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -325,9 +410,14 @@ class Resolver:
         if noproc is not None and noproc[0] > now:
             return False
         ep = node_endpoint(node)
-        self.mb.note_node(ep, ep)
         try:
-            self.mb.cast(ep, msgs.RegResolve(name, node, self.mb.reply_address(ep)))
+            if self.relay is not None and ep != self.relay:
+                self.mb.note_node(self.relay, self.relay)
+                self.mb.cast(self.relay, msgs.RegRelay(name, node,
+                                                       self.mb.reply_address(self.relay)))
+            else:
+                self.mb.note_node(ep, ep)
+                self.mb.cast(ep, msgs.RegResolve(name, node, self.mb.reply_address(ep)))
         except ValueError:      # not an address the socket layer takes: as a node that is down
             self._node_wait[node] = (now + self.max_backoff, 0)
             return False

@@ -733,6 +733,8 @@ class NodeDaemon:
                         if k in ("sent", "received", "send_dropped", "peers_evicted")}
             if self.mailbox is not None else {},
             "nodes": self.detector.detector.statuses() if self.detector else {},
+            # names on other nodes its servers resolved through it (RegRelay)
+            "relays": dict(self.registry.relay_counters) if self.registry else {},
             # why its detector forgave the other nodes' silence: checks of its own that came
             # late (the daemon not scheduled), turns that left mail unread (heartbeats in it)
             "detector": {"stalls": self.detector.detector.stalls,
@@ -873,6 +875,14 @@ class NodeDaemon:
             if self.registry is not None and self.mailbox is not None:
                 self.registry.resolve_to(self.mailbox, msg)
             return None
+        if t is tm.RegRelay:        # one of ours asks about another node: we ask that node's
+            if self.registry is not None and self.mailbox is not None:
+                self.registry.relay(self.mailbox, msg)
+            return None
+        if t is tm.RegResolved:     # another node's answer to a question we relayed
+            if self.registry is not None and self.mailbox is not None:
+                self.registry.on_relayed(self.mailbox, msg)
+            return None
         if t is tm.FdHeartbeat or t in tm.FD_CALLS:
             return self.detector.serve(msg) if self.detector else ("error", "not_ready", "")
         handler = _HANDLERS.get(t)
@@ -970,10 +980,10 @@ _HANDLERS: dict[type, Any] = {
 #: the one check of everything a node daemon serves
 _check = tm.checker({k: rm.CHECKS[k] for k in rm.DAEMON_CALLS + rm.DAEMON_CASTS},
                     {k: tm.CHECKS[k] for k in tm.REGISTRY_MSGS + tm.REGISTRY_CASTS
-                     + tm.FD_CALLS + (tm.FdHeartbeat,)})
+                     + tm.FD_CALLS + (tm.FdHeartbeat, tm.RegResolved)})
 #: ``ServerLoaded`` is a call, or a cast from a restarted server (nothing to wait for)
 _CALLS = frozenset(rm.DAEMON_CALLS + tm.REGISTRY_MSGS + tm.FD_CALLS) - {rm.ServerLoaded}
-_CASTS = frozenset((rm.MetricsReport, tm.FdHeartbeat) + tm.REGISTRY_CASTS)
+_CASTS = frozenset((rm.MetricsReport, tm.FdHeartbeat, tm.RegResolved) + tm.REGISTRY_CASTS)
 
 
 def _door(msg: Any, kind: str) -> str | None:

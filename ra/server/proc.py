@@ -243,8 +243,10 @@ class ServerProc:
         self.hold_until = 0.0       # when a group-commit hold ends at the latest (_hold)
         self.peer_eps: dict[ServerId, str] = {}
         self.leader_heard = 0.0
+        # peers on other nodes are resolved through our own daemon (connected already),
+        # not by a connection (and one back) to theirs: a node restart resolves thousands
         self.resolver = registry.Resolver(self.mb, timeout=_RESOLVE_TIMEOUT,
-                                          backoff=_RESOLVE_BACKOFF)
+                                          backoff=_RESOLVE_BACKOFF, relay=self.daemon_ep)
         #: peer being resolved -> (when queued, its newest message, ready to cast)
         self.held: dict[ServerId, tuple[float, Any]] = {}
         self.running = True

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import ra
+from ra import messages as rm
 from ra.core.messages import HeartbeatRpc
 from ra.core.types import ServerId
 from ra.server import proc
@@ -93,6 +94,9 @@ def test_a_server_serves_on_while_a_peers_daemon_is_frozen(three):
         wait_for(lambda: _counters(ids[0])["resolve_timeouts"] >= 1, 10,
                  "the request to the frozen daemon expired")
         ra.ping(ids[0], timeout=1)
+        # it asked its own daemon, which asked the others' over their daemons' connection
+        relays = ra.default_client()._daemon(nodes.addrs[0], rm.NodeStatus(), 5)["relays"]
+        assert relays["relayed"] >= 2 and relays["answered"] >= 1, relays
     finally:
         os.kill(daemon1, signal.SIGCONT)
     _put(ids, "b", timeout=30)

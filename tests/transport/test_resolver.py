@@ -211,6 +211,83 @@ def test_registry_answers_a_resolve_cast_by_a_cast_to_reply_to() -> None:
     assert srv.dropped["unsendable:RegResolved"] == 1
 
 
+def test_with_a_relay_other_nodes_are_asked_through_it_and_its_own_directly() -> None:
+    r, mb, clock = _resolver(timeout=1.0, relay="tcp://" + NODE)
+    assert r.request("s1", OTHER)
+    assert r.request("s1", NODE)
+    assert mb.casts == [
+        ("tcp://" + NODE, tm.RegRelay("s1", OTHER, "tcp://127.0.0.1:9999")),
+        ("tcp://" + NODE, tm.RegResolve("s1", NODE, "tcp://127.0.0.1:9999"))]
+    assert not r.request("s1", OTHER)               # one in flight per name, as ever
+    # the relayed answer is taken like a direct one; the endpoint's node is OTHER
+    assert r.on_resolved(tm.RegResolved("s1", OTHER, ["tcp://127.0.0.1:5"])) == (
+        ("s1", OTHER), "tcp://127.0.0.1:5")
+    assert r.cached("s1", OTHER) == "tcp://127.0.0.1:5"
+    assert mb.nodes["tcp://127.0.0.1:5"] == "tcp://" + OTHER
+    assert r.on_resolved(tm.RegResolved("s1", NODE, ["tcp://127.0.0.1:6"])) is not None
+    # an unanswered relay backs OTHER off, not the relay
+    assert r.request("s2", OTHER)
+    clock.t += 1.01
+    assert r.expire() == [("s2", OTHER)]
+    assert not r.request("s3", OTHER)
+    assert r.request("s3", NODE)
+
+
+def _relayed(srv: RegistryServer, mb: _ServerMb, name: str, node: str, to: str) -> bool:
+    return srv.handle(mb, Envelope("cast", From(to, 0),  # type: ignore[arg-type]
+                                   tm.RegRelay(name, node, to)))
+
+
+def test_registry_relays_a_question_once_and_answers_every_asker() -> None:
+    t = [50.0]
+    srv = RegistryServer(clock=lambda: t[0])
+    mb = _ServerMb()
+    a, b = "tcp://127.0.0.1:21", "tcp://127.0.0.1:22"
+    assert _relayed(srv, mb, "s1", OTHER, a)
+    assert _relayed(srv, mb, "s1", OTHER, b)        # the same question: not asked again
+    assert _relayed(srv, mb, "s1", OTHER, a)        # the same asker twice: answered once
+    assert mb.casts == [("tcp://" + OTHER, tm.RegResolve("s1", OTHER, "tcp://127.0.0.1:9999"))]
+    answer = tm.RegResolved("s1", OTHER, ["tcp://127.0.0.1:5"])
+    assert srv.handle(mb, Envelope("cast", From("tcp://" + OTHER, 0), answer))  # type: ignore[arg-type]
+    assert mb.casts[1:] == [(a, answer), (b, answer)]
+    # a second answer, or one to nothing asked, plants nothing
+    for ans in (answer, tm.RegResolved("s9", OTHER, ["tcp://127.0.0.1:6"])):
+        srv.handle(mb, Envelope("cast", From("tcp://h:1", 0), ans))  # type: ignore[arg-type]
+    assert len(mb.casts) == 3 and srv.relay_counters["ignored"] == 2
+    # an unanswered question is forgotten after RELAY_TIMEOUT; the next one leaves again
+    assert _relayed(srv, mb, "s2", OTHER, a)
+    t[0] += srv.RELAY_TIMEOUT + 0.01
+    srv.handle(mb, Envelope("cast", From("tcp://h:1", 0),  # type: ignore[arg-type]
+                            tm.RegResolved("s2", OTHER, ["tcp://127.0.0.1:7"])))
+    assert len(mb.casts) == 4 and srv.relay_counters["expired"] == 1
+    assert _relayed(srv, mb, "s2", OTHER, a) and len(mb.casts) == 5
+    # called instead of cast, or malformed: refused and counted, nothing relayed
+    assert srv.handle(mb, Envelope("call", From(a, 1), tm.RegRelay("s3", OTHER, a)))  # type: ignore[arg-type]
+    assert srv.handle(mb, Envelope("call", From(a, 1), answer))  # type: ignore[arg-type]
+    assert mb.replies == [("error", "bad_request", "bad_kind:RegRelay"),
+                          ("error", "bad_request", "bad_kind:RegResolved")]
+    assert _relayed(srv, mb, "s3", "nonode", a) and len(mb.casts) == 5
+    assert srv.dropped == {"bad_kind:RegRelay": 1, "bad_kind:RegResolved": 1,
+                           "bad_field:RegRelay.node": 1}
+    assert srv.relay_counters["relayed"] == 3 and srv.relay_counters["joined"] == 2
+
+
+def test_registry_relays_are_bounded() -> None:
+    srv = RegistryServer(clock=lambda: 0.0)
+    srv.MAX_RELAYS, srv.MAX_ASKERS = 3, 2           # type: ignore[misc]
+    mb = _ServerMb()
+    for k in range(5):
+        _relayed(srv, mb, f"s{k}", OTHER, "tcp://127.0.0.1:21")
+    for port in (22, 23, 24):
+        _relayed(srv, mb, "s0", OTHER, f"tcp://127.0.0.1:{port}")
+    assert len(mb.casts) == 3                       # 3 questions open, the others refused
+    assert srv.relay_counters["refused"] == 2 + 2   # 2 questions, 2 askers past the cap
+    mb.refuse = True                                # a node the socket layer refuses
+    srv2 = RegistryServer(clock=lambda: 0.0)
+    _relayed(srv2, mb, "s0", OTHER, "tcp://127.0.0.1:21")
+    assert srv2.relay_counters["refused"] == 1 and not srv2._relayed
+
+
 @pytest.mark.parametrize("msg,reason", [
     (tm.RegResolve("s", NODE, "tcp://h:1"), None),
     (tm.RegResolve("s", "tcp://" + NODE, "ipc:///p"), None),
@@ -219,6 +296,10 @@ def test_registry_answers_a_resolve_cast_by_a_cast_to_reply_to() -> None:
     (tm.RegResolve("s", "h:99999", "tcp://h:1"), "bad_field:RegResolve.node"),
     (tm.RegResolve("s", NODE, "tcp://h:0"), "bad_field:RegResolve.reply_to"),
     (tm.RegResolve("s", NODE, None), "bad_field:RegResolve.reply_to"),
+    (tm.RegRelay("s", NODE, "tcp://h:1"), None),
+    (tm.RegRelay("", NODE, "tcp://h:1"), "bad_field:RegRelay.name"),
+    (tm.RegRelay("s", "h", "tcp://h:1"), "bad_field:RegRelay.node"),
+    (tm.RegRelay("s", NODE, "tcp://h:0"), "bad_field:RegRelay.reply_to"),
     (tm.RegResolved("s", NODE, None), None),
     (tm.RegResolved("s", NODE, ["ipc:///a", "tcp://h:1"]), None),
     (tm.RegResolved("s", NODE, []), "bad_field:RegResolved.endpoints"),
@@ -237,5 +318,6 @@ def test_validators(msg: Any, reason: str | None) -> None:
 
 def test_codes_are_fixed_and_distinct() -> None:
     assert tm.CODES[100] is tm.RegResolve and tm.CODES[101] is tm.RegResolved
+    assert tm.CODES[102] is tm.RegRelay
     reg = codec.registered()
-    assert reg[100] is tm.RegResolve and reg[101] is tm.RegResolved
+    assert reg[100] is tm.RegResolve and reg[101] is tm.RegResolved and reg[102] is tm.RegRelay
