@@ -32,7 +32,8 @@ What arrives (the door, :meth:`ServerProc._dispatch`):
   subscription), and node daemons' ``RegResolved`` casts (where a peer is: see below).
 
 Peers are found without waiting (``_send_peer``): a peer whose address is not known is asked of
-its node's daemon by a ``RegResolve`` cast (:class:`transport.registry.Resolver`), and only the
+its node's daemon by a ``RegResolve`` cast (:class:`transport.registry.Resolver`; one on
+another node through our own daemon, ``RegRelay``, over the daemons' connection), and only the
 newest message for it is kept meanwhile (Raft copes with loss, and an older append_entries or
 heartbeat is superseded by the newer); it leaves when ``RegResolved`` arrives, unless older than
 an election timeout. A known address is kept while it works: it is replaced by the address a
