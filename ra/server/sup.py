@@ -61,6 +61,7 @@ from ra.node import system
 from ra.node.sup import server_child_spec
 from ra.server.usercode import importable_hint
 from supervisor.spec import ChildSpec, Fork, Nested, SupFlags
+from supervisor.supervisor import Supervisor
 
 __all__ = ["ServerSup", "TARGET"]
 
@@ -110,7 +111,7 @@ class ServerSup:
         self.failed: dict[str, dict[str, Any]] = {}   # name -> why it could not load
         # name -> its latest per-server supervisor: one that gave up is gone from the server
         # supervisor (temporary), but the overview still reports its restarts and last exit
-        self.subs: dict[str, Any] = {}
+        self.subs: dict[str, Supervisor] = {}
         self.shared: set[str] = set()                 # machine modules given to the fork server
         #: servers restart_all has still to fork (name -> since when), shown as loading
         self.restarting: dict[str, float] = {}
@@ -589,8 +590,9 @@ class ServerSup:
             status = ("failed" if name in self.failed else "loading" if name in self.loading
                       or name in self.restarting else "running" if pid is not None
                       else "stopped")
+            owner = sub if sub is not None else gone
             row = dict(info, pid=pid, status=status,
-                       restarts=len((sub or gone).restarts) if (sub or gone) else 0)
+                       restarts=len(owner.restarts) if owner is not None else 0)
             if status == "failed":
                 row["error"] = self.failed[name].get("reason")
             elif status == "stopped" and gone is not None and gone.last_exit is not None:
