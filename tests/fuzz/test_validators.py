@@ -61,6 +61,7 @@ EXEMPLARS: list[Any] = [
     tm.RegRegister("n", ["ipc:///tmp/x", "tcp://h:1"], 5), tm.RegUnregister("n"),
     tm.RegWhereis("n"), tm.RegRegistered(), tm.RegResolve("n", "h:1", "ipc:///tmp/x"),
     tm.RegResolved("n", "tcp://h:1", ["tcp://h:2"]), tm.RegResolved("n", "h:1", None),
+    tm.RegRelay("n", "h:1", "tcp://h:3"),
     tm.FdHeartbeat("127.0.0.1:1"),
     tm.FdSubscribe("tcp://[::1]:5"), tm.FdUnsubscribe("x"), tm.FdWatch("tcp://h:1"),
     tm.FdStatus(), tm.NodeEvent("nodeup", "h:1"),
