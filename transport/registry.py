@@ -123,9 +123,10 @@ class RegistryServer:
     was a registry request (answered, or dropped if malformed), ``False`` otherwise.
     """
 
-    #: a relayed question unanswered this long is forgotten (its askers' own requests expire
-    #: sooner: :class:`Resolver`'s timeout)
-    RELAY_TIMEOUT = 2.0
+    #: a relayed question unanswered this long is forgotten: as long as its askers' own
+    #: requests live (:class:`Resolver`'s timeout), so that an asker's next request, after
+    #: its back-off, is asked again rather than joined to a question that went nowhere
+    RELAY_TIMEOUT = 1.0
     #: at most this many relayed questions open at once, and askers per question: a flood
     #: of relays is dropped (counted), never held without bound
     MAX_RELAYS = 65536
@@ -185,7 +186,8 @@ class RegistryServer:
         """Ask ``p.node``'s daemon where ``p.name`` is, for ``p.reply_to`` (a *valid*
         ``RegRelay``). A question already open gains an asker instead of leaving again. Never
         raises, never blocks: a node that does not answer leaves the question to expire
-        (``RELAY_TIMEOUT``), and its askers' own deadlines cover them."""
+        (``RELAY_TIMEOUT``, or at once when the node's failure detector reports it down or
+        up: :meth:`forget_node`), and its askers' own deadlines cover them."""
         now = self.clock()
         self._expire(now)
         key = (p.name, p.node)
@@ -226,6 +228,14 @@ class RegistryServer:
             except (ValueError, TypeError):
                 self.dropped["unsendable:RegResolved"] = (
                     self.dropped.get("unsendable:RegResolved", 0) + 1)
+
+    def forget_node(self, node: str) -> None:
+        """``node`` went down or came back up: its open questions will get no answer, or a
+        stale one; forget them, so that the next ask leaves again at once."""
+        ep = node_endpoint(node)
+        for key in [k for k in self._relayed if node_endpoint(k[1]) == ep]:
+            del self._relayed[key]
+            self.relay_counters["expired"] += 1
 
     def _expire(self, now: float) -> None:
         relayed = self._relayed

@@ -566,6 +566,8 @@ class NodeDaemon:
         self.registry = RegistryServer()
         assert self.address is not None
         self.detector = FailureDetector(self.mailbox, self.address)
+        # a node that went down or came back answers no question relayed to it before
+        self.detector.callbacks.append(lambda _ev, node: self.registry.forget_node(node))
         self._fd_tick()
 
     def _fd_tick(self) -> None:

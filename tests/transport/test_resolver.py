@@ -261,15 +261,18 @@ def test_registry_relays_a_question_once_and_answers_every_asker() -> None:
                             tm.RegResolved("s2", OTHER, ["tcp://127.0.0.1:7"])))
     assert len(mb.casts) == 4 and srv.relay_counters["expired"] == 1
     assert _relayed(srv, mb, "s2", OTHER, a) and len(mb.casts) == 5
+    # its node reported down or up: the open question is dropped, the next ask leaves at once
+    srv.forget_node("tcp://" + OTHER)
+    assert _relayed(srv, mb, "s2", OTHER, a) and len(mb.casts) == 6
     # called instead of cast, or malformed: refused and counted, nothing relayed
     assert srv.handle(mb, Envelope("call", From(a, 1), tm.RegRelay("s3", OTHER, a)))  # type: ignore[arg-type]
     assert srv.handle(mb, Envelope("call", From(a, 1), answer))  # type: ignore[arg-type]
     assert mb.replies == [("error", "bad_request", "bad_kind:RegRelay"),
                           ("error", "bad_request", "bad_kind:RegResolved")]
-    assert _relayed(srv, mb, "s3", "nonode", a) and len(mb.casts) == 5
+    assert _relayed(srv, mb, "s3", "nonode", a) and len(mb.casts) == 6
     assert srv.dropped == {"bad_kind:RegRelay": 1, "bad_kind:RegResolved": 1,
                            "bad_field:RegRelay.node": 1}
-    assert srv.relay_counters["relayed"] == 3 and srv.relay_counters["joined"] == 2
+    assert srv.relay_counters["relayed"] == 4 and srv.relay_counters["joined"] == 2
 
 
 def test_registry_relays_are_bounded() -> None:
