@@ -589,8 +589,9 @@ class ServerSup:
             status = ("failed" if name in self.failed else "loading" if name in self.loading
                       or name in self.restarting else "running" if pid is not None
                       else "stopped")
+            held = sub or gone
             row = dict(info, pid=pid, status=status,
-                       restarts=len((sub or gone).restarts) if (sub or gone) else 0)
+                       restarts=len(held.restarts) if held else 0)
             if status == "failed":
                 row["error"] = self.failed[name].get("reason")
             elif status == "stopped" and gone is not None and gone.last_exit is not None:
