@@ -108,14 +108,19 @@ def _roles(nodes: RaNodes, name: str, leader: ra.ServerId) -> dict[int, str]:
 
 
 def _record(spy: str, pids: list[int], tmp: str, tag: str, rate: int,
-            reaper: Reaper) -> list[tuple[subprocess.Popen[bytes], str]]:
+            reaper: Reaper, native: bool = False, children: bool = True
+            ) -> list[tuple[subprocess.Popen[bytes], str]]:
+    """Start py-spy on each of ``pids`` (and, with ``children``, its children, but for this
+    process's); ``native``: C frames too (extension modules, the interpreter's own)."""
     recs = []
     for pid in pids:
         out = os.path.join(tmp, f"{tag}-{pid}.txt")
         argv = [spy, "record", "--pid", str(pid), "--format", "raw", "--nonblocking", "--gil",
                 "--rate", str(rate), "-o", out]
-        if pid != os.getpid():
+        if children and pid != os.getpid():
             argv.append("--subprocesses")
+        if native:
+            argv.append("--native")
         p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         reaper.add(p.pid)
         recs.append((p, out))
@@ -160,8 +165,11 @@ def _print(title: str, files: list[str], roles: dict[int, str], secs: float) -> 
     merged: dict[int, list[tuple[list[str], int]]] = collections.defaultdict(list)
     own = os.getpid()
     for f in files:
+        # samples without a process frame are of the process recorded (no --subprocesses)
+        m = re.search(r"-(\d+)\.txt$", f)
+        recorded = int(m.group(1)) if m and int(m.group(1)) in roles else own
         for pid, s in parse_raw(f).items():
-            merged[pid or own].extend(s)
+            merged[pid or recorded].extend(s)
     print(f"\n### {title} ({secs:.1f} s of workload)")
     ranked = sorted(merged.items(), key=lambda kv: -report(kv[1])[0])
     for pid, s in ranked:

@@ -8,7 +8,10 @@ doing ``process_command`` back to back for ``S`` seconds) and prints, beside ops
 * the CPU per command of each cluster process (psutil: daemons, fork servers, WALs, servers),
   and of the average client (each client measures its own loop with ``os.times``);
 * how each server batched: commands per loop turn that took messages, per message sent to a
-  peer and per message sent to its WAL (the servers' counters).
+  peer and per message sent to its WAL (the servers' counters);
+* with ``--py-spy PATH``: where the servers and WALs spend their CPU (py-spy samples while W2
+  runs, ``--native`` with ``--native``; the report of :mod:`bench.profile_w`; ``--keep DIR``
+  keeps the raw samples).
 
 A diagnostic, not a benchmark: the machine is shared, so compare versions by alternating them
 in one sitting. Every process it starts is killed at the end (``bench.procs.Reaper``).
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -27,6 +32,7 @@ import ra
 from bench import workloads
 from ra import messages as rm
 from bench.procs import Reaper
+from bench import profile_w
 
 
 def _proc_stat() -> tuple[int, int, int]:
@@ -61,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--server-config", default="{}",
                     help='JSON of server config keys, e.g. \'{"group_commit_ms": 0}\'')
+    ap.add_argument("--py-spy", default=None, help="py-spy's path: profile the cluster")
+    ap.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
+    ap.add_argument("--rate", type=int, default=200, help="py-spy samples a second")
+    ap.add_argument("--keep", default=None, help="copy py-spy's raw samples to this directory")
     a = ap.parse_args(argv)
     # the processes are reaped before their directory is removed (they write to it to the end)
     with tempfile.TemporaryDirectory(prefix="ra-w2-") as tmp, Reaper() as reaper:
@@ -80,15 +90,24 @@ def main(argv: list[str] | None = None) -> int:
             wal = nodes.log_child_pid(i, "ra_log_wal")
             if wal:
                 roles[wal] = f"WAL {i}"
+            seg = nodes.log_child_pid(i, "ra_log_segment_writer")
+            if seg:
+                roles[seg] = f"seg writer {i}"
             pid = nodes.server_pid("w2", i)
             if pid:
                 roles[pid] = ("leader" if nodes.sid("w2", i) == leader else "follower") + f" {i}"
         procs = [psutil.Process(p) for p in roles]
         client_cpu: list[float] = []
         k0 = _counters(ordered)
+        recs = []
+        if a.py_spy:
+            busy = [p for p, r in roles.items() if r.split()[0] in ("leader", "follower", "WAL")]
+            recs = profile_w._record(a.py_spy, busy, tmp, "w2", a.rate, reaper,
+                                     native=a.native, children=False)
         c0, s0 = _cpu(procs), _proc_stat()
         lat, errors, secs = workloads._w2(ordered, a.clients, a.secs, reaper, client_cpu)
         c1, s1 = _cpu(procs), _proc_stat()
+        files = profile_w._stop(recs) if recs else []
         k1 = _counters(ordered)
         n = max(1, len(lat))
         busy = 1 - (s1[1] - s0[1]) / max(1, s1[0] - s0[0])
@@ -113,6 +132,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"commands per loop turn, {len(lat) / max(1, d['peer_msgs_out']):5.1f} per "
                   f"peer message sent, {len(lat) / max(1, d['wal_msgs_out']):5.1f} per WAL "
                   f"message")
+        if files and a.keep:
+            os.makedirs(a.keep, exist_ok=True)
+            for f in files:
+                if os.path.exists(f):
+                    shutil.copy(f, a.keep)
+        if files:
+            profile_w._print(f"W2: {len(lat):,} commands under py-spy", files, roles, secs)
     return 0
 
 

@@ -89,12 +89,17 @@ class SegmentCache:
 
     def term(self, name: str, idx: int) -> int:
         """Term of entry ``idx``, which must lie in file ``name``."""
+        starts, terms = self.runs(name)
+        return terms[bisect_right(starts, idx) - 1]
+
+    def runs(self, name: str) -> tuple[array[int], array[int]]:
+        """File ``name``'s term runs (:func:`term_runs`; the file is opened only the first
+        time; FileNotFoundError if it is gone)."""
         r = self._runs.get(name)
         if r is None:
             self.get(name)
             r = self._runs[name]
-        starts, terms = r
-        return terms[bisect_right(starts, idx) - 1]
+        return r
 
     def forget(self, name: str) -> None:
         """Close ``name`` and drop what is kept of it."""
@@ -213,6 +218,28 @@ class Segments:
     def fetch_term(self, idx: int) -> int | None:
         """Term at ``idx`` or None; opens the file only the first time (then its term runs)."""
         return self._with_name(idx, lambda name: self.cache.term(name, idx))
+
+    def term_runs_from(self, frm: int, to: int) -> list[tuple[int, int, int]]:
+        """``(first, last, term)``: the terms of the entries from ``frm`` up to ``to``, in
+        runs of one term, consecutive from ``frm`` (they stop at the first index no file
+        holds). ``fetch_term`` of every index, without a call per entry: a busy server's
+        tick compares thousands of entries in memory with the segments that now hold them."""
+        out: list[tuple[int, int, int]] = []
+        i = frm
+        while i <= to:
+            runs = self._with_name(i, self.cache.runs)
+            r = self._find(i)       # after _with_name, which may have refreshed the listing
+            if runs is None or r is None:
+                break
+            starts, terms = runs
+            hi = min(r[1], to)
+            k = bisect_right(starts, i) - 1
+            while i <= hi:
+                end = min(starts[k + 1] - 1, hi) if k + 1 < len(starts) else hi
+                out.append((i, end, terms[k]))
+                i = end + 1
+                k += 1
+        return out
 
     def read_range(self, frm: int, to: int) -> list[tuple[int, int, bytes]]:
         """Consecutive entries from ``frm`` up to ``to`` (stops at the first missing index)."""

@@ -83,7 +83,7 @@ def new_uid(source: str) -> str:
 
 def _sid(x: Any, what: str = "server_id") -> ServerId:
     """``x`` as a ServerId: TypeError for a wrong shape, InvalidConfig for a bad address."""
-    if isinstance(x, ServerId):
+    if type(x) is ServerId or isinstance(x, ServerId):
         return x
     if (isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(x[0], str) and x[0]
             and isinstance(x[1], str)):
@@ -95,7 +95,7 @@ def _locs(loc: Any) -> list[ServerId]:
     if isinstance(loc, list):
         if not loc:
             raise TypeError("server_loc must be a server id or a non-empty list of them")
-        return [_sid(x, "server_loc item") for x in loc]
+        return [x if type(x) is ServerId else _sid(x, "server_loc item") for x in loc]
     return [_sid(loc, "server_loc")]
 
 
@@ -318,7 +318,8 @@ class Client:
         return res[1]
 
     def _leader_call(self, loc: Any, msg: Any, timeout: Any, retry_unknown: bool = False,
-                     attempts: _Attempts | None = None) -> tuple[Any, ServerId]:
+                     attempts: _Attempts | None = None,
+                     checked: bool = False) -> tuple[Any, ServerId]:
         """Call ``msg`` on the leader: try each member, follow redirects, wait out elections.
         Returns ``(value, leader)`` from an ``("ok", value, leader)`` answer.
 
@@ -335,18 +336,23 @@ class Client:
         Issue 17: a leader slower than :attr:`attempt_timeout` (or not reached within it)
         answered after the client had moved on to its followers; its reply was dropped as
         stale, the followers kept redirecting to it and it was never asked again: the call
-        timed out with the cluster up."""
+        timed out with the cluster up.
+
+        ``checked``: ``loc`` is a list of ServerId and ``timeout`` a float or None already
+        (``process_command`` checked them; not checked again on its hot path)."""
         refs: set[int] = set()        # every attempt's call ref (BaseMailbox.call attempts=)
         try:
-            return self._leader_attempts(loc, msg, timeout, retry_unknown, attempts, refs)
+            return self._leader_attempts(loc, msg, timeout, retry_unknown, attempts, refs,
+                                         checked)
         finally:
             self.mb.release(refs)
 
     def _leader_attempts(self, loc: Any, msg: Any, timeout: Any, retry_unknown: bool,
-                         attempts: _Attempts | None, refs: set[int]) -> tuple[Any, ServerId]:
-        t = _timeout(timeout)
+                         attempts: _Attempts | None, refs: set[int],
+                         checked: bool = False) -> tuple[Any, ServerId]:
+        t = timeout if checked else _timeout(timeout)
         deadline = None if t is None else time.monotonic() + t
-        cands = _locs(loc)
+        cands = loc if checked else _locs(loc)
         queue = list(cands)
         last_err: RaError | None = None
         known = self._leaders.get(cands[0])
@@ -859,7 +865,7 @@ class Client:
                                      (sess.id, seq, sess.first_outstanding()))
                 try:
                     return self._leader_call(cands, msg, left, retry_unknown=True,
-                                             attempts=attempts)
+                                             attempts=attempts, checked=True)
                 except _SessionGone:
                     if attempts.unknown:
                         raise SessionExpired(

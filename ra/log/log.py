@@ -473,12 +473,7 @@ class DiskLog:
         hi = min(self._written[0], rng[1], mem.last)
         if self._unsent_from is not None:
             hi = min(hi, self._unsent_from - 1)
-        upto = mem.first - 1
-        for i in range(mem.first, hi + 1):
-            e = mem.get(i)
-            if e is None or segs.fetch_term(i) != e[1]:
-                break
-            upto = i
+        upto = _agreeing(mem, segs.term_runs_from(mem.first, hi))
         n = upto - mem.first + 1
         if n > 0:
             mem.drop_to(upto)
@@ -615,3 +610,18 @@ class DiskLog:
 
     def close(self) -> None:
         self.segments.close()
+
+
+def _agreeing(mem: Memtable, runs: list[tuple[int, int, int]]) -> int:
+    """The last index up to which every entry of ``mem`` from its first has the term that
+    ``runs`` (consecutive ``(first, last, term)`` from ``mem.first``) give it;
+    ``mem.first - 1`` if the first does not."""
+    upto = mem.first - 1
+    get = mem.get
+    for a, b, term in runs:
+        for i in range(a, b + 1):
+            e = get(i)
+            if e is None or e[1] != term:
+                return upto
+            upto = i
+    return upto

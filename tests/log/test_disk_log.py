@@ -206,3 +206,16 @@ def test_a_log_that_only_grows_keeps_few_segment_files_open(tmp_path: Any) -> No
     assert [lg2.fetch_term(i) for i in range(1, 451)] == [t for _, t, _ in want[:449]] + [4]
     assert lg2.take(1, 600) == want[:449] + [(450, 4, "n")]
     assert len(lg2.segments.cache.open_names()) <= lg2.segments.cache.max_open
+
+
+def test_tick_drops_from_memory_only_up_to_the_first_entry_whose_term_differs() -> None:
+    from ra.log.log import _agreeing
+    from ra.log.memtable import Memtable
+    mem = Memtable()
+    for i in range(5, 15):
+        mem.put((i, 1 if i < 10 else 2, None))
+    assert _agreeing(mem, [(5, 9, 1), (10, 14, 2)]) == 14          # all agree
+    assert _agreeing(mem, [(5, 8, 1), (9, 14, 2)]) == 8            # 9 differs: kept
+    assert _agreeing(mem, [(5, 9, 1), (10, 11, 2)]) == 11          # segments end at 11
+    assert _agreeing(mem, [(5, 20, 1)]) == 9                       # 10 has another term
+    assert _agreeing(mem, [(5, 5, 3)]) == 4 and _agreeing(mem, []) == 4

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import itertools
 from typing import Any
 
 import pytest
@@ -270,4 +271,36 @@ def test_reader_memory_does_not_grow_per_entry(tmp_path: Any) -> None:
     per_entry = (b - a) / (files * per - half)
     assert per_entry < 1.5, f"{per_entry:.2f} bytes per entry"
     assert len(s.cache.open_names()) <= s.cache.max_open
+    s.close()
+
+
+def _runs_as_terms(runs: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    return [(i, t) for a, b, t in runs for i in range(a, b + 1)]
+
+
+def test_term_runs_from_gives_fetch_term_of_every_index(tmp_path: Any) -> None:
+    log = _terms_log(400)
+    s = Segments(str(tmp_path), max_open=2)
+    s.write(log, max_entries=25, merge=False)                 # 16 files, terms change inside
+    for frm, to in ((1, 400), (1, 1), (30, 80), (37, 37), (390, 500), (26, 50)):
+        want = [(i, s.fetch_term(i)) for i in range(frm, min(to, 400) + 1)]
+        runs = s.term_runs_from(frm, to)
+        assert _runs_as_terms(runs) == want
+        # runs are maximal within a file: two neighbours of one file never share a term
+        assert all(a[2] != b[2] or a[1] + 1 != b[0] or s._find(a[0]) != s._find(b[0])
+                   for a, b in itertools.pairwise(runs))
+    assert s.term_runs_from(401, 500) == [] and s.term_runs_from(0, 5) == []
+    assert len(s.cache.open_names()) <= 2
+    s.close()
+
+
+def test_term_runs_from_follows_overwrites_and_stops_at_a_gap(tmp_path: Any) -> None:
+    s = Segments(str(tmp_path))
+    s.write(_e(1, 21), max_entries=16)
+    s.write(_e(18, 24, term=2), max_entries=16)               # an overwrite from 18
+    assert _runs_as_terms(s.term_runs_from(10, 30)) == \
+        [(i, 1) for i in range(10, 18)] + [(i, 2) for i in range(18, 25)]
+    s.write(_e(30, 32, term=2), max_entries=16)               # 25..29 held by no file
+    assert _runs_as_terms(s.term_runs_from(20, 40)) == [(i, 2) for i in range(20, 25)]
+    assert _runs_as_terms(s.term_runs_from(1, 24)) == [(i, s.fetch_term(i)) for i in range(1, 25)]
     s.close()
