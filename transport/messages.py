@@ -314,9 +314,10 @@ class NodeEvent:
     node: str
 
 
-#: the registry's calls; its casts (answered by a cast back) apart
+#: the registry's calls; its casts apart: questions answered by a cast back, and the answer
+#: a daemon gets to a question it relayed (``RegResolved``)
 REGISTRY_MSGS = (RegRegister, RegUnregister, RegWhereis, RegRegistered)
-REGISTRY_CASTS = (RegResolve, RegRelay)
+REGISTRY_CASTS = (RegResolve, RegRelay, RegResolved)
 #: at most this many endpoints in a RegResolved (a process listens on two or three)
 _MAX_ENDPOINTS = 16
 _endpoints = list_of(valid_endpoint, nonempty=True)

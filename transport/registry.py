@@ -147,15 +147,14 @@ class RegistryServer:
     @staticmethod
     def is_request(payload: Any) -> bool:
         t = type(payload)
-        return t in msgs.REGISTRY_MSGS or t in msgs.REGISTRY_CASTS or t is msgs.RegResolved
+        return t in msgs.REGISTRY_MSGS or t in msgs.REGISTRY_CASTS
 
     def handle(self, mailbox: BaseMailbox, env: Envelope) -> bool:
         p = env.payload
         if not self.is_request(p):
             return False
         reason = msgs.check(p)
-        is_cast = type(p) in msgs.REGISTRY_CASTS or type(p) is msgs.RegResolved
-        if reason is None and is_cast == (env.kind == "call"):
+        if reason is None and (type(p) in msgs.REGISTRY_CASTS) == (env.kind == "call"):
             reason = f"bad_kind:{type(p).__name__}"
         if reason is not None:
             self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -175,9 +174,12 @@ class RegistryServer:
     def resolve_to(self, mailbox: BaseMailbox, p: msgs.RegResolve) -> None:
         """Cast the answer to a *valid* ``RegResolve`` to its ``reply_to``. Never raises: an
         answer that cannot leave is lost, as any cast (the asker's deadline covers it)."""
+        self._answer(mailbox, p.reply_to,
+                     msgs.RegResolved(p.name, p.node, self.registry.whereis(p.name)))
+
+    def _answer(self, mailbox: BaseMailbox, to: str, answer: msgs.RegResolved) -> None:
         try:
-            mailbox.cast(p.reply_to, msgs.RegResolved(p.name, p.node,
-                                                      self.registry.whereis(p.name)))
+            mailbox.cast(to, answer)
         except (ValueError, TypeError):
             self.dropped["unsendable:RegResolved"] = (
                 self.dropped.get("unsendable:RegResolved", 0) + 1)
@@ -223,11 +225,7 @@ class RegistryServer:
             return
         self.relay_counters["answered"] += 1
         for to in open_[1]:
-            try:
-                mailbox.cast(to, p)
-            except (ValueError, TypeError):
-                self.dropped["unsendable:RegResolved"] = (
-                    self.dropped.get("unsendable:RegResolved", 0) + 1)
+            self._answer(mailbox, to, p)
 
     def forget_node(self, node: str) -> None:
         """``node`` went down or came back up: its open questions will get no answer, or a

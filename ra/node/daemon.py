@@ -982,10 +982,10 @@ _HANDLERS: dict[type, Any] = {
 #: the one check of everything a node daemon serves
 _check = tm.checker({k: rm.CHECKS[k] for k in rm.DAEMON_CALLS + rm.DAEMON_CASTS},
                     {k: tm.CHECKS[k] for k in tm.REGISTRY_MSGS + tm.REGISTRY_CASTS
-                     + tm.FD_CALLS + (tm.FdHeartbeat, tm.RegResolved)})
+                     + tm.FD_CALLS + (tm.FdHeartbeat,)})
 #: ``ServerLoaded`` is a call, or a cast from a restarted server (nothing to wait for)
 _CALLS = frozenset(rm.DAEMON_CALLS + tm.REGISTRY_MSGS + tm.FD_CALLS) - {rm.ServerLoaded}
-_CASTS = frozenset((rm.MetricsReport, tm.FdHeartbeat, tm.RegResolved) + tm.REGISTRY_CASTS)
+_CASTS = frozenset((rm.MetricsReport, tm.FdHeartbeat) + tm.REGISTRY_CASTS)
 
 
 def _door(msg: Any, kind: str) -> str | None:
