@@ -57,14 +57,30 @@ def test_own_stall_is_not_the_peers_silence() -> None:
     assert plain.check(3.6) == [("nodedown", "b:1")]
 
 
-def test_stalls_delay_but_never_hide_a_dead_node() -> None:
-    d = Detector(down_after=1.0, stall_after=0.6, stall_forgive=4.0)
-    d.watch("b:1", now=0.0)
-    d.heartbeat("b:1", 0.1)                           # its last heartbeat: it dies then
+def _heard_once(node: str, **kw: float) -> Detector:
+    """A detector watching ``node`` since 0, its one heartbeat at 0.1 (it dies then)."""
+    d = Detector(down_after=1.0, stall_after=0.6, **kw)
+    d.watch(node, now=0.0)
+    d.heartbeat(node, 0.1)
+    return d
+
+
+def _first_down(d: Detector, step: float, until: float, behind: bool = False
+                ) -> tuple[float, list[tuple[str, str]]]:
+    """Check every ``step`` s from 0.1 (telling ``d`` first that we are behind on our mail,
+    if ``behind``) until a node goes down or ``until``: (that time, what was reported)."""
     t, downs = 0.1, []
-    while t < 20 and not downs:                       # every check stalled, 0.9 s apart
-        t += 0.9
+    while t < until and not downs:
+        t = round(t + step, 1)
+        if behind:
+            d.behind(t)
         downs = d.check(t)
+    return t, downs
+
+
+def test_stalls_delay_but_never_hide_a_dead_node() -> None:
+    d = _heard_once("b:1", stall_forgive=4.0)
+    t, downs = _first_down(d, 0.9, 20)                # every check stalled, 0.9 s apart
     assert downs == [("nodedown", "b:1")]
     # silence forgiven: at most stall_forgive, so reported within forgive + threshold (+ a gap)
     assert 0.1 + 4.0 + 1.0 < t <= 0.1 + 4.0 + 1.0 + 0.9
@@ -82,9 +98,7 @@ def test_stalls_delay_but_never_hide_a_dead_node() -> None:
 def test_behind_on_mail_is_not_the_peers_silence_but_never_hides_a_dead_node() -> None:
     # the loop checks on time (every 0.2 s, no stall) but each turn leaves mail unread: the
     # peer's heartbeats wait in the queue behind it
-    d = Detector(down_after=1.0, stall_after=0.6, stall_forgive=4.0)
-    d.watch("b:1", now=0.0)
-    d.heartbeat("b:1", 0.1)
+    d = _heard_once("b:1", stall_forgive=4.0)
     t = 0.1
     while t < 3.0:
         t = round(t + 0.2, 1)
@@ -97,24 +111,11 @@ def test_behind_on_mail_is_not_the_peers_silence_but_never_hides_a_dead_node() -
         assert d.check(t) == [], t
     assert d.check(4.3) == [("nodedown", "b:1")]
     # a node that died while we stay behind is still reported, stall_forgive later
-    e = Detector(down_after=1.0, stall_after=0.6, stall_forgive=4.0)
-    e.watch("c:1", now=0.0)
-    e.heartbeat("c:1", 0.1)
-    t, downs = 0.1, []
-    while t < 20 and not downs:
-        t = round(t + 0.2, 1)
-        e.behind(t)
-        downs = e.check(t)
+    t, downs = _first_down(_heard_once("c:1", stall_forgive=4.0), 0.2, 20, behind=True)
     assert downs == [("nodedown", "c:1")]
     assert 0.1 + 4.0 + 1.0 < t <= 0.1 + 4.0 + 1.0 + 0.2
     # without the allowance the same history reports the live node down (what this guards)
-    plain = Detector(down_after=1.0, stall_after=0.6)
-    plain.watch("b:1", now=0.0)
-    plain.heartbeat("b:1", 0.1)
-    t, downs = 0.1, []
-    while t < 3.0 and not downs:
-        t = round(t + 0.2, 1)
-        downs = plain.check(t)
+    t, downs = _first_down(_heard_once("b:1"), 0.2, 3.0)
     assert downs == [("nodedown", "b:1")]
 
 
