@@ -6,7 +6,7 @@ import signal
 import sys
 
 __all__ = ["sleeper", "stubborn", "graceful", "exit_with", "logger", "env_is",
-           "orphan_maker", "log_specs", "has_module"]
+           "orphan_maker", "log_specs", "has_module", "shares_immortal"]
 
 
 def sleeper() -> int:
@@ -52,6 +52,27 @@ def has_module(name: str) -> int:
     """Exit 0 if ``name`` was already imported when this child started (the fork server's
     preloads), else 3."""
     return 0 if name in sys.modules else 3
+
+
+#: a preloaded module's global (a tuple: the collector does not track it)
+SHARED = ("a constant of a preloaded module", 1.5)
+
+
+def shares_immortal(module: str = __name__) -> int:
+    """Exit 0 when what ``module`` (already imported by the fork server) holds is immortal in
+    this child (its functions, their code and constants, its globals) and an object made here
+    is not; 3 otherwise."""
+    immortal = sys.getrefcount(None)
+    mod = sys.modules[module]
+    shared: list[object] = [mod, vars(mod)]
+    for value in vars(mod).values():
+        shared.append(value)
+        code = getattr(value, "__code__", None)
+        if code is not None:
+            shared += [code, *(c for c in code.co_consts if c is not None)]
+    mortal = [f"made here {os.getpid()}"]
+    ok = all(sys.getrefcount(o) >= immortal for o in shared)
+    return 0 if ok and sys.getrefcount(mortal) < immortal else 3
 
 
 def env_is(key: str, value: str) -> int:

@@ -10,6 +10,7 @@ import pytest
 
 from supervisor import ForkServer
 from supervisor.child import OsChild
+from supervisor.forkserver import _immortal_word, immortalize
 
 from .conftest import REPO
 
@@ -83,6 +84,32 @@ def test_prefork_starts_many_in_one_go_and_spawn_takes_them(fs: ForkServer):
     assert {c.pid for c in me.children()} == {fs.pid}
     again = fs.spawn(*reqs[39])            # nothing preforked left: a fork of its own
     assert again not in pids and OsChild(again).wait(10) == 39
+
+
+needs_immortal = pytest.mark.skipif(
+    _immortal_word() is None,
+    reason="no immortal objects here (CPython < 3.12 or another build): the step is skipped")
+
+
+@needs_immortal
+def test_children_find_the_preloads_immortal(fs: ForkServer):
+    # a child's reference counting then writes nothing to the pages it shares (issue 17)
+    assert OsChild(fs.spawn(T + "shares_immortal", ())).wait(10) == 0
+
+
+@needs_immortal
+def test_late_imports_are_made_immortal_too(fs: ForkServer, tmp_path: Path):
+    (tmp_path / "late_mod.py").write_text(
+        "K = ('late', 2.5)\n"
+        "def f(x):\n    return x * 3.25\n")
+    assert fs.import_more(["late_mod"]) == ["late_mod"]
+    assert OsChild(fs.spawn(T + "shares_immortal", ("late_mod",))).wait(10) == 0
+
+
+def test_immortalize_is_a_no_op_without_immortal_objects():
+    if _immortal_word() is not None:
+        pytest.skip("this CPython has immortal objects (the tests above cover it)")
+    assert immortalize() == 0
 
 
 _FILL_CHECK = """
