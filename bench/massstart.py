@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--how", choices=("kill", "stop"), default="kill")
     ap.add_argument("--keep", action="store_true", help="keep the data dirs and node logs")
     ap.add_argument("--memory-merge", action="store_true",
-                    help="the node key memory_merge (KSM; C = 1,000 needs it in 24 GiB)")
+                    help="the node key memory_merge (KSM)")
     ap.add_argument("--node-key", action="append", default=[], metavar="KEY=VALUE",
                     help="a node key for the three daemons (VALUE as JSON), e.g. "
                          "restart_window=64; repeatable")
