@@ -43,6 +43,7 @@ import collections
 import errno
 import ipaddress
 import logging
+import math
 import os
 import select
 import socket
@@ -77,6 +78,12 @@ HANDSHAKE_TIMEOUT = 10.0
 #: less than this long ago (a system call, and an exception, per frame: W3's client casts
 #: 30,000 a second); a call always checks
 _PEEK_EVERY = 0.02
+#: a call skips that check if every connection was polled less than this long ago: the poll
+#: read the end of any connection whose peer had closed it (a peek per call was a system call
+#: and an exception, about 6,000 instructions, on each of a client's commands)
+_POLLED_FRESH = 0.001
+#: events one poll takes; a poll that returns fewer has seen every connection
+_MAX_EVENTS = 1024
 #: TCP keepalive: a peer silent this long is probed, every INTVL s, CNT times, then the link is
 #: found dead (a half-open connection after a host vanished: ~25 s instead of hours)
 _KEEPIDLE, _KEEPINTVL, _KEEPCNT = 10, 5, 3
@@ -245,6 +252,8 @@ class DirectMailbox(BaseMailbox):
             self._epoll.register(fd, select.EPOLLIN)
         self._conns: dict[int, _Conn] = {}
         self._next_reap = 0.0         # when _reap_stalled runs next
+        #: when a poll last saw every connection (and so read the end of any that had closed)
+        self._polled_at = -math.inf
         self._out: collections.OrderedDict[str, _Conn] = collections.OrderedDict()
         self._inbox: collections.deque[bytes] = collections.deque()
         self._refusals: dict[str, str] = {}   # destination -> why its handshake failed
@@ -339,12 +348,12 @@ class DirectMailbox(BaseMailbox):
         return f"tcp://[{src}]:{port}" if family == socket.AF_INET6 else f"tcp://{src}:{port}"
 
     # -- sending --------------------------------------------------------------------------
-    def _connect(self, to: str) -> _Conn | None:
+    def _connect(self, to: str, timeout: float | None = None) -> _Conn | None:
         """A connection to ``to``, or ``None`` if refused at once. libzmq drops a peer that
         sends messages before the handshake is over, so frames wait in ``held`` until the
         peer's READY. With ``blocking_connect`` the handshake is finished here (at most
-        ``connect_timeout``): a client's cast is then on its way when ``cast`` returns, even
-        if the client never waits for anything afterwards."""
+        ``timeout``, default ``connect_timeout``): a client's cast is then on its way when
+        ``cast`` returns, even if the client never waits for anything afterwards."""
         if to.startswith("tcp://"):
             host, _, port = to[6:].rpartition(":")
             host = host.strip("[]")
@@ -377,7 +386,7 @@ class DirectMailbox(BaseMailbox):
         if not conn.connecting:
             self._flush(conn)
         if self.blocking_connect:
-            deadline = time.monotonic() + self.connect_timeout
+            deadline = time.monotonic() + (self.connect_timeout if timeout is None else timeout)
             p = select.poll()
             while conn.state != 2 and conn.fd in self._conns:
                 left = deadline - time.monotonic()
@@ -412,34 +421,35 @@ class DirectMailbox(BaseMailbox):
         # a call may spend its whole timeout, and no more, opening the connection: given only
         # connect_timeout, a request to a peer too busy to finish the handshake that soon (a
         # node daemon serving a burst of new callers) was dropped, and the call waited out its
-        # timeout for a reply that could not come (issue 17)
-        saved = self.connect_timeout
-        self.connect_timeout = float("inf") if timeout is None else max(timeout, 0.001)
-        conn = self._out.get(to)
-        if conn is not None:
-            conn.checked_at = 0.0       # a call always checks that its peer is there
-        try:
-            return self._send(to, data)
-        finally:
-            self.connect_timeout = saved
+        # timeout for a reply that could not come (issue 17). A call checks that its peer is
+        # there unless a poll just did (_POLLED_FRESH): a peer restarted at the same address
+        # gets the call
+        return self._send(to, data, math.inf if timeout is None else max(timeout, 0.001),
+                          _POLLED_FRESH)
 
-    def _send(self, to: str, data: bytes) -> bool:
+    def _send(self, to: str, data: bytes, connect_timeout: float | None = None,
+              fresh: float = _PEEK_EVERY) -> bool:
+        """Send one frame to ``to``, connecting if needed (at most ``connect_timeout``).
+        Unless the connection was seen open less than ``fresh`` s ago (by a peek, or by a
+        poll of every connection), a client peeks at it first."""
         conn = self._out.get(to)
-        # checked a moment ago (_PEEK_EVERY): a peer that died since loses this frame, as it
-        # does those sent just before it died; the next send, poll or check sees it gone
-        if conn is not None and conn.state == 2 and self.blocking_connect \
-                and time.monotonic() - conn.checked_at >= _PEEK_EVERY:
-            if self._alive(conn):
-                conn.checked_at = time.monotonic()
-            else:
-                # the process there died (it may be back, as a daemon restarted at the same
-                # address): a frame written to the old connection would be lost, so
-                # reconnect. Only a client may sit idle while that happens: a server's loop
-                # polls all the time and drops a closed connection as soon as it closes.
-                self._drop_conn(conn)
-                conn = None
+        # seen a moment ago: a peer that died since loses this frame, as it does those sent
+        # just before it died; the next send, poll or check sees it gone
+        if conn is not None and conn.state == 2 and self.blocking_connect:
+            now = time.monotonic()
+            if now - conn.checked_at >= fresh and now - self._polled_at >= fresh:
+                if self._alive(conn):
+                    conn.checked_at = now
+                else:
+                    # the process there died (it may be back, as a daemon restarted at the
+                    # same address): a frame written to the old connection would be lost, so
+                    # reconnect. Only a client may sit idle while that happens: a server's
+                    # loop polls all the time and drops a closed connection as soon as it
+                    # closes.
+                    self._drop_conn(conn)
+                    conn = None
         if conn is None:
-            conn = self._connect(to)
+            conn = self._connect(to, connect_timeout)
             if conn is None:
                 self._counters["send_dropped"] += 1
                 if self.on_peer_unreachable is not None:
@@ -582,9 +592,10 @@ class DirectMailbox(BaseMailbox):
 
     def _poll(self, ms: int) -> None:
         try:
-            events = self._epoll.poll(ms / 1000 if ms >= 0 else -1)
+            events = self._epoll.poll(ms / 1000 if ms >= 0 else -1, _MAX_EVENTS)
         except InterruptedError:
             return
+        now = time.monotonic()
         for fd, ev in events:
             if fd in self._listeners:
                 self._accept(self._listeners[fd])
@@ -596,7 +607,8 @@ class DirectMailbox(BaseMailbox):
                 self._writable(conn)
             if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and fd in self._conns:
                 self._input(conn)
-        now = time.monotonic()
+        if len(events) < _MAX_EVENTS:
+            self._polled_at = now
         if now >= self._next_reap:
             self._reap_stalled(now)
 

@@ -115,8 +115,9 @@ def test_a_cast_checks_its_peer_at_most_every_peek_interval(peers: Peers, me: Di
                                                              monkeypatch: pytest.MonkeyPatch
                                                              ) -> None:
     """A client's casts in a burst skip the peek at their peer (one every ``_PEEK_EVERY``);
-    a call always peeks; a cast after the interval peeks and finds a peer restarted at the
-    same address (its first frame reaches the new process)."""
+    a call peeks unless a poll saw every connection within ``_POLLED_FRESH``; a cast after
+    the interval peeks and finds a peer restarted at the same address (its first frame
+    reaches the new process)."""
     from transport import direct
     peeks: list[int] = []
     alive = DirectMailbox._alive
@@ -134,6 +135,7 @@ def test_a_cast_checks_its_peer_at_most_every_peek_interval(peers: Peers, me: Di
         me.cast(addr, i)
     if time.monotonic() - t0 < direct._PEEK_EVERY:
         assert len(peeks) - n <= 1
+    time.sleep(direct._POLLED_FRESH)
     assert me.call(addr, 2) == ("echo", 2) and len(peeks) > n
     peers.kill(p)
     peers.start("echo", addr)
@@ -141,6 +143,49 @@ def test_a_cast_checks_its_peer_at_most_every_peek_interval(peers: Peers, me: Di
     me.cast(addr, ("cast_back", me.address, "after"))
     env = me.recv(5)
     assert env is not None and env.payload == "after"
+
+
+def test_a_call_right_after_a_poll_skips_the_peek(peers: Peers, me: DirectMailbox,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A poll of every connection reads the end of one whose peer closed it, so a call made
+    within ``_POLLED_FRESH`` of a poll sends without a peek (a system call and an exception
+    on every command of a client); one made later peeks. Either way, a call to a peer that
+    died and came back at the same address reaches the new process."""
+    from transport import direct
+    peeks: list[int] = []
+    alive = DirectMailbox._alive
+    monkeypatch.setattr(DirectMailbox, "_alive",
+                        staticmethod(lambda c: (peeks.append(1), alive(c))[1]))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = f"tcp://127.0.0.1:{port}"
+    p, _ = peers.start("echo", addr)
+    sent_at: list[float] = []
+    send_call = DirectMailbox._send_call
+    monkeypatch.setattr(DirectMailbox, "_send_call",
+                        lambda self, *a: (sent_at.append(time.monotonic()),
+                                          send_call(self, *a))[1])
+    assert me.call(addr, 1) == ("echo", 1)
+    skipped = 0
+    for i in range(200):                # until 3 calls left in time (a preempted one may not)
+        n = len(peeks)
+        t0 = time.monotonic()
+        me.recv(0)                      # a poll of every connection
+        assert me.call(addr, i) == ("echo", i)
+        if sent_at[-1] - t0 < direct._POLLED_FRESH:
+            assert len(peeks) == n
+            skipped += 1
+            if skipped == 3:
+                break
+    assert skipped == 3, "no call left within _POLLED_FRESH of its poll"
+    n = len(peeks)
+    time.sleep(direct._POLLED_FRESH)
+    assert me.call(addr, "late") == ("echo", "late") and len(peeks) == n + 1
+    peers.kill(p)
+    peers.start("echo", addr)
+    me.recv(0)                          # sees the old connection's end: no peek needed
+    assert me.call(addr, "new", timeout=5) == ("echo", "new")
 
 
 def test_peer_death_is_reported_but_forgetting_is_not(peers: Peers) -> None:
