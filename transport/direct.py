@@ -53,6 +53,7 @@ from collections.abc import Callable
 from typing import Any
 
 from transport.errors import HandshakeRefused
+from transport.envelope import Envelope
 from transport.mailbox import _IPC_MAX, BaseMailbox, _unlink_paths, default_ipc
 from transport.mechanism import (Mechanism, MechanismFactory, _Clear, error_body,
                                  parse_command)
@@ -254,6 +255,8 @@ class DirectMailbox(BaseMailbox):
         self._next_reap = 0.0         # when _reap_stalled runs next
         #: when a poll last saw every connection (and so read the end of any that had closed)
         self._polled_at = -math.inf
+        self._polls = 0               # polls so far (recv_many: whether it polled)
+        self._no_poll = False         # _read takes only what is read (recv_many's rest)
         self._out: collections.OrderedDict[str, _Conn] = collections.OrderedDict()
         self._inbox: collections.deque[bytes] = collections.deque()
         self._refusals: dict[str, str] = {}   # destination -> why its handshake failed
@@ -596,6 +599,7 @@ class DirectMailbox(BaseMailbox):
         except InterruptedError:
             return
         now = time.monotonic()
+        self._polls += 1
         for fd, ev in events:
             if fd in self._listeners:
                 self._accept(self._listeners[fd])
@@ -809,10 +813,33 @@ class DirectMailbox(BaseMailbox):
     def _take_refusal(self, to: str) -> str | None:
         return self._refusals.pop(to, None) if self._refusals else None
 
+    def recv_many(self, max_n: int = 1000, timeout: float | None = 0) -> list[Envelope]:
+        """As :meth:`BaseMailbox.recv_many`, with one poll at most once the first message is
+        in (none if waiting for it polled): what arrives later is taken by the next call (a
+        server's next loop turn). It polled up to three times per call, once more for
+        nothing after the last message."""
+        polls = self._polls
+        first = self.recv(timeout)
+        if first is None:
+            return []
+        out = [first]
+        if self._polls == polls and not self._inbox and not self._queue:
+            self._poll(0)             # the first was read before this call: look once
+        self._no_poll = True
+        try:
+            while len(out) < max_n:
+                env = self.recv(0)
+                if env is None:
+                    break
+                out.append(env)
+        finally:
+            self._no_poll = False
+        return out
+
     def _read(self) -> tuple[int, Any, Any, Any] | None:
         inbox = self._inbox
         while True:
-            if not inbox and not self._wait(0):
+            if not inbox and (self._no_poll or not self._wait(0)):
                 return None
             t = self._unpack(inbox.popleft())
             if t is not None:

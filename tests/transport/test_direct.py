@@ -188,6 +188,28 @@ def test_a_call_right_after_a_poll_skips_the_peek(peers: Peers, me: DirectMailbo
     assert me.call(addr, "new", timeout=5) == ("echo", "new")
 
 
+def test_recv_many_polls_once_per_call(peers: Peers, me: DirectMailbox,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``recv_many`` takes what one poll read: no poll for nothing after the last message,
+    and none at all once waiting for the first one polled (a server calls it on every loop
+    turn; it polled up to three times). Every message still arrives, in order."""
+    _, addr = peers.start("echo", "tcp://127.0.0.1:0")
+    polls: list[int] = []
+    poll = DirectMailbox._poll
+    monkeypatch.setattr(DirectMailbox, "_poll",
+                        lambda self, ms: (polls.append(ms), poll(self, ms))[1])
+    for i in range(50):
+        me.cast(addr, ("cast_back", me.address, i))
+    got: list[int] = []
+    deadline = time.monotonic() + 10
+    while len(got) < 50 and time.monotonic() < deadline:
+        n = len(polls)
+        got += [e.payload for e in me.recv_many(100, 1.0)]
+        # a poll without waiting: the first look for a message, or the one after it
+        assert polls[n:].count(0) <= 1, polls[n:]
+    assert got == list(range(50))
+
+
 def test_peer_death_is_reported_but_forgetting_is_not(peers: Peers) -> None:
     closed: list[str] = []
     with DirectMailbox("tcp://127.0.0.1:0", blocking_connect=False) as m:
