@@ -676,6 +676,12 @@ class DirectMailbox(BaseMailbox):
     def _parse(self, conn: _Conn, data: bytes) -> bool:
         """Take ``data`` read from ``conn``: complete messages go to the inbox, a partial
         frame waits in ``conn.inbuf``. False if the connection must be dropped."""
+        n = len(data)
+        if (n >= 2 and data[0] == 0 and data[1] == n - 2 and conn.state == 2 and conn.clear
+                and not conn.inbuf and not conn.parts and n - 2 <= self.max_frame_bytes):
+            # most reads: one short message frame, whole (a call, its reply, a WAL notice)
+            self._inbox.append(data[2:])
+            return True
         if conn.inbuf:
             conn.inbuf += data
             buf: Any = conn.inbuf

@@ -86,6 +86,18 @@ def test_garbage_on_the_wire_is_dropped_counted_and_survived(me: DirectMailbox) 
         assert env is not None and env.payload == "still here"
 
 
+def test_a_short_frame_over_the_limit_drops_the_connection(ipc_dir: Path) -> None:
+    """A frame of under 256 bytes (the one-byte size form, read whole: the short path of
+    ``_parse``) is held to ``max_frame_bytes`` too; one that fits arrives."""
+    with DirectMailbox(f"ipc://{ipc_dir}/tiny.sock", max_frame_bytes=120) as tiny, \
+            Mailbox("tcp://127.0.0.1:0") as sender:
+        sender.cast(tiny.address, "y" * 150)
+        wait_until(lambda: (tiny.recv(0), tiny.counters["oversize"] == 1)[1])
+        sender.cast(tiny.address, "fits")    # the sender reconnects: later frames get through
+        env = tiny.recv(5)
+        assert env is not None and env.payload == "fits"
+
+
 def test_oversize_frame_drops_the_connection(ipc_dir: Path) -> None:
     with DirectMailbox(f"ipc://{ipc_dir}/small.sock", max_frame_bytes=1000) as small, \
             Mailbox("tcp://127.0.0.1:0") as z:
