@@ -255,7 +255,10 @@ class DirectMailbox(BaseMailbox):
         self._next_reap = 0.0         # when _reap_stalled runs next
         #: when a poll last saw every connection (and so read the end of any that had closed)
         self._polled_at = -math.inf
-        self._polls = 0               # polls so far (recv_many: whether it polled)
+        self._polls = 0               # polls so far (recv_many: whether it must poll)
+        self._polls_taken = 0         # ... as of the end of the last recv_many
+        #: descriptors an owner polls with the sockets (watch), and what to run when readable
+        self._watched: dict[int, Callable[[], None]] = {}
         self._no_poll = False         # _read takes only what is read (recv_many's rest)
         self._out: collections.OrderedDict[str, _Conn] = collections.OrderedDict()
         self._inbox: collections.deque[bytes] = collections.deque()
@@ -606,6 +609,9 @@ class DirectMailbox(BaseMailbox):
                 continue
             conn = self._conns.get(fd)
             if conn is None:
+                on_ready = self._watched.get(fd)
+                if on_ready is not None:
+                    on_ready()
                 continue
             if ev & select.EPOLLOUT:
                 self._writable(conn)
@@ -819,18 +825,36 @@ class DirectMailbox(BaseMailbox):
     def _take_refusal(self, to: str) -> str | None:
         return self._refusals.pop(to, None) if self._refusals else None
 
+    def watch(self, fd: int, on_ready: Callable[[], None]) -> None:
+        """Poll ``fd`` for input with the sockets: ``on_ready()`` runs whenever a poll finds
+        it readable (and must read it, or every poll returns at once). An owner's wake-up
+        pipe (a ra server's, for signals) so that its loop waits in one poll, not two."""
+        self._watched[fd] = on_ready
+        self._epoll.register(fd, select.EPOLLIN)
+
+    def wait_input(self, timeout: float) -> None:
+        """One poll of every socket and watched descriptor, waiting up to ``timeout`` s for
+        the first event of any kind; what arrived is read. For an owner's loop: a
+        :meth:`recv_many` right after it makes no system call of its own."""
+        self._poll(int(timeout * 1000) + 1 if timeout > 0 else 0)
+
     def recv_many(self, max_n: int = 1000, timeout: float | None = 0) -> list[Envelope]:
         """As :meth:`BaseMailbox.recv_many`, with one poll at most once the first message is
-        in (none if waiting for it polled): what arrives later is taken by the next call (a
-        server's next loop turn). It polled up to three times per call, once more for
-        nothing after the last message."""
-        polls = self._polls
+        in, and none if something polled since the last call (waiting for the first message,
+        :meth:`wait_input`): what arrives later is taken by the next call (a server's next
+        loop turn). It polled up to three times per call, once more for nothing after the
+        last message."""
+        if not timeout and not self._queue and not self._inbox \
+                and self._polls != self._polls_taken:
+            self._polls_taken = self._polls
+            return []                 # a poll since the last call read no message
         first = self.recv(timeout)
         if first is None:
+            self._polls_taken = self._polls
             return []
         out = [first]
-        if self._polls == polls and not self._inbox and not self._queue:
-            self._poll(0)             # the first was read before this call: look once
+        if self._polls == self._polls_taken and not self._inbox and not self._queue:
+            self._poll(0)             # all was read before the last call: look once
         self._no_poll = True
         try:
             while len(out) < max_n:
@@ -840,6 +864,7 @@ class DirectMailbox(BaseMailbox):
                 out.append(env)
         finally:
             self._no_poll = False
+            self._polls_taken = self._polls
         return out
 
     def _read(self) -> tuple[int, Any, Any, Any] | None:

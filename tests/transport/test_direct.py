@@ -222,6 +222,41 @@ def test_recv_many_polls_once_per_call(peers: Peers, me: DirectMailbox,
     assert got == list(range(50))
 
 
+def test_one_poll_per_loop_turn_with_a_watched_pipe(peers: Peers, me: DirectMailbox,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop that waits with ``wait_input`` then takes with ``recv_many`` (a ra server's)
+    polls once per turn; a watched descriptor wakes the wait and its callback reads it."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    woken: list[bytes] = []
+    try:
+        me.watch(r, lambda: woken.append(os.read(r, 512)))
+        t0 = time.monotonic()
+        os.write(w, b"x")
+        me.wait_input(10)
+        assert woken == [b"x"] and time.monotonic() - t0 < 5
+        _, addr = peers.start("echo", "tcp://127.0.0.1:0")
+        polls: list[int] = []
+        poll = DirectMailbox._poll
+        monkeypatch.setattr(DirectMailbox, "_poll",
+                            lambda self, ms: (polls.append(ms), poll(self, ms))[1])
+        got: list[int] = []
+        deadline = time.monotonic() + 10
+        i = 0
+        while len(got) < 20 and time.monotonic() < deadline:
+            if i < 20:
+                me.cast(addr, ("cast_back", me.address, i))
+                i += 1
+            n = len(polls)
+            me.wait_input(0.5)
+            got += [e.payload for e in me.recv_many(100, 0)]
+            assert len(polls) - n == 1, polls[n:]
+        assert got == list(range(20))
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def test_peer_death_is_reported_but_forgetting_is_not(peers: Peers) -> None:
     closed: list[str] = []
     with DirectMailbox("tcp://127.0.0.1:0", blocking_connect=False) as m:
