@@ -77,7 +77,7 @@ _READ_SIZE = 256 << 10
 HANDSHAKE_TIMEOUT = 10.0
 #: a client's cast skips the check that the peer is still there if the connection was checked
 #: less than this long ago (a system call, and an exception, per frame: W3's client casts
-#: 30,000 a second); a call always checks
+#: 30,000 a second); a call checks unless a poll just did (_POLLED_FRESH)
 _PEEK_EVERY = 0.02
 #: a call skips that check if every connection was polled less than this long ago: the poll
 #: read the end of any connection whose peer had closed it (a peek per call was a system call
@@ -675,7 +675,7 @@ class DirectMailbox(BaseMailbox):
         # read into one buffer kept for the mailbox's life, then copy what came: a recv of
         # _READ_SIZE into a new bytes object is above glibc's mmap threshold, and cost an
         # mmap, an mremap and an munmap per read in a process that never freed a larger
-        # block (a W2 client: 3 of its 7 system calls per command)
+        # block (a W2 client once its packer was kept: three system calls more per command)
         try:
             n = conn.sock.recv_into(self._rbuf)
         except (BlockingIOError, InterruptedError):
