@@ -43,6 +43,7 @@ import collections
 import errno
 import ipaddress
 import logging
+import math
 import os
 import select
 import socket
@@ -52,6 +53,7 @@ from collections.abc import Callable
 from typing import Any
 
 from transport.errors import HandshakeRefused
+from transport.envelope import Envelope
 from transport.mailbox import _IPC_MAX, BaseMailbox, _unlink_paths, default_ipc
 from transport.mechanism import (Mechanism, MechanismFactory, _Clear, error_body,
                                  parse_command)
@@ -75,8 +77,14 @@ _READ_SIZE = 256 << 10
 HANDSHAKE_TIMEOUT = 10.0
 #: a client's cast skips the check that the peer is still there if the connection was checked
 #: less than this long ago (a system call, and an exception, per frame: W3's client casts
-#: 30,000 a second); a call always checks
+#: 30,000 a second); a call checks unless a poll just did (_POLLED_FRESH)
 _PEEK_EVERY = 0.02
+#: a call skips that check if every connection was polled less than this long ago: the poll
+#: read the end of any connection whose peer had closed it (a peek per call was a system call
+#: and an exception, about 6,000 instructions, on each of a client's commands)
+_POLLED_FRESH = 0.001
+#: events one poll takes; a poll that returns fewer has seen every connection
+_MAX_EVENTS = 1024
 #: TCP keepalive: a peer silent this long is probed, every INTVL s, CNT times, then the link is
 #: found dead (a half-open connection after a host vanished: ~25 s instead of hours)
 _KEEPIDLE, _KEEPINTVL, _KEEPCNT = 10, 5, 3
@@ -245,6 +253,15 @@ class DirectMailbox(BaseMailbox):
             self._epoll.register(fd, select.EPOLLIN)
         self._conns: dict[int, _Conn] = {}
         self._next_reap = 0.0         # when _reap_stalled runs next
+        #: when a poll last saw every connection (and so read the end of any that had closed)
+        self._polled_at = -math.inf
+        self._polls = 0               # polls so far (recv_many: whether it must poll)
+        self._polls_taken = 0         # ... as of the end of the last recv_many
+        self._rbuf = bytearray(_READ_SIZE)   # every read lands here (_input)
+        self._rview = memoryview(self._rbuf)
+        #: descriptors an owner polls with the sockets (watch), and what to run when readable
+        self._watched: dict[int, Callable[[], None]] = {}
+        self._no_poll = False         # _read takes only what is read (recv_many's rest)
         self._out: collections.OrderedDict[str, _Conn] = collections.OrderedDict()
         self._inbox: collections.deque[bytes] = collections.deque()
         self._refusals: dict[str, str] = {}   # destination -> why its handshake failed
@@ -339,12 +356,12 @@ class DirectMailbox(BaseMailbox):
         return f"tcp://[{src}]:{port}" if family == socket.AF_INET6 else f"tcp://{src}:{port}"
 
     # -- sending --------------------------------------------------------------------------
-    def _connect(self, to: str) -> _Conn | None:
+    def _connect(self, to: str, timeout: float | None = None) -> _Conn | None:
         """A connection to ``to``, or ``None`` if refused at once. libzmq drops a peer that
         sends messages before the handshake is over, so frames wait in ``held`` until the
         peer's READY. With ``blocking_connect`` the handshake is finished here (at most
-        ``connect_timeout``): a client's cast is then on its way when ``cast`` returns, even
-        if the client never waits for anything afterwards."""
+        ``timeout``, default ``connect_timeout``): a client's cast is then on its way when
+        ``cast`` returns, even if the client never waits for anything afterwards."""
         if to.startswith("tcp://"):
             host, _, port = to[6:].rpartition(":")
             host = host.strip("[]")
@@ -377,7 +394,7 @@ class DirectMailbox(BaseMailbox):
         if not conn.connecting:
             self._flush(conn)
         if self.blocking_connect:
-            deadline = time.monotonic() + self.connect_timeout
+            deadline = time.monotonic() + (self.connect_timeout if timeout is None else timeout)
             p = select.poll()
             while conn.state != 2 and conn.fd in self._conns:
                 left = deadline - time.monotonic()
@@ -412,34 +429,35 @@ class DirectMailbox(BaseMailbox):
         # a call may spend its whole timeout, and no more, opening the connection: given only
         # connect_timeout, a request to a peer too busy to finish the handshake that soon (a
         # node daemon serving a burst of new callers) was dropped, and the call waited out its
-        # timeout for a reply that could not come (issue 17)
-        saved = self.connect_timeout
-        self.connect_timeout = float("inf") if timeout is None else max(timeout, 0.001)
-        conn = self._out.get(to)
-        if conn is not None:
-            conn.checked_at = 0.0       # a call always checks that its peer is there
-        try:
-            return self._send(to, data)
-        finally:
-            self.connect_timeout = saved
+        # timeout for a reply that could not come (issue 17). A call checks that its peer is
+        # there unless a poll just did (_POLLED_FRESH): a peer restarted at the same address
+        # gets the call
+        return self._send(to, data, math.inf if timeout is None else max(timeout, 0.001),
+                          _POLLED_FRESH)
 
-    def _send(self, to: str, data: bytes) -> bool:
+    def _send(self, to: str, data: bytes, connect_timeout: float | None = None,
+              fresh: float = _PEEK_EVERY) -> bool:
+        """Send one frame to ``to``, connecting if needed (at most ``connect_timeout``).
+        Unless the connection was seen open less than ``fresh`` s ago (by a peek, or by a
+        poll of every connection), a client peeks at it first."""
         conn = self._out.get(to)
-        # checked a moment ago (_PEEK_EVERY): a peer that died since loses this frame, as it
-        # does those sent just before it died; the next send, poll or check sees it gone
-        if conn is not None and conn.state == 2 and self.blocking_connect \
-                and time.monotonic() - conn.checked_at >= _PEEK_EVERY:
-            if self._alive(conn):
-                conn.checked_at = time.monotonic()
-            else:
-                # the process there died (it may be back, as a daemon restarted at the same
-                # address): a frame written to the old connection would be lost, so
-                # reconnect. Only a client may sit idle while that happens: a server's loop
-                # polls all the time and drops a closed connection as soon as it closes.
-                self._drop_conn(conn)
-                conn = None
+        # seen a moment ago: a peer that died since loses this frame, as it does those sent
+        # just before it died; the next send, poll or check sees it gone
+        if conn is not None and conn.state == 2 and self.blocking_connect:
+            now = time.monotonic()
+            if now - conn.checked_at >= fresh and now - self._polled_at >= fresh:
+                if self._alive(conn):
+                    conn.checked_at = now
+                else:
+                    # the process there died (it may be back, as a daemon restarted at the
+                    # same address): a frame written to the old connection would be lost, so
+                    # reconnect. Only a client may sit idle while that happens: a server's
+                    # loop polls all the time and drops a closed connection as soon as it
+                    # closes.
+                    self._drop_conn(conn)
+                    conn = None
         if conn is None:
-            conn = self._connect(to)
+            conn = self._connect(to, connect_timeout)
             if conn is None:
                 self._counters["send_dropped"] += 1
                 if self.on_peer_unreachable is not None:
@@ -582,21 +600,27 @@ class DirectMailbox(BaseMailbox):
 
     def _poll(self, ms: int) -> None:
         try:
-            events = self._epoll.poll(ms / 1000 if ms >= 0 else -1)
+            events = self._epoll.poll(ms / 1000 if ms >= 0 else -1, _MAX_EVENTS)
         except InterruptedError:
             return
+        now = time.monotonic()
+        self._polls += 1
         for fd, ev in events:
             if fd in self._listeners:
                 self._accept(self._listeners[fd])
                 continue
             conn = self._conns.get(fd)
             if conn is None:
+                on_ready = self._watched.get(fd)
+                if on_ready is not None:
+                    on_ready()
                 continue
             if ev & select.EPOLLOUT:
                 self._writable(conn)
             if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and fd in self._conns:
                 self._input(conn)
-        now = time.monotonic()
+        if len(events) < _MAX_EVENTS:
+            self._polled_at = now
         if now >= self._next_reap:
             self._reap_stalled(now)
 
@@ -648,18 +672,28 @@ class DirectMailbox(BaseMailbox):
             self._flush(conn)
 
     def _input(self, conn: _Conn) -> None:
+        # read into one buffer kept for the mailbox's life, then copy what came: a recv of
+        # _READ_SIZE into a new bytes object is above glibc's mmap threshold, and cost an
+        # mmap, an mremap and an munmap per read in a process that never freed a larger
+        # block (a W2 client once its packer was kept: three system calls more per command)
         try:
-            data = conn.sock.recv(_READ_SIZE)
+            n = conn.sock.recv_into(self._rbuf)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data = b""
-        if not data or not self._parse(conn, data):
+            n = 0
+        if not n or not self._parse(conn, self._rview[:n].tobytes()):
             self._drop_conn(conn, by_peer=True)   # the peer closed: a later send reconnects
 
     def _parse(self, conn: _Conn, data: bytes) -> bool:
         """Take ``data`` read from ``conn``: complete messages go to the inbox, a partial
         frame waits in ``conn.inbuf``. False if the connection must be dropped."""
+        n = len(data)
+        if (n >= 2 and data[0] == 0 and data[1] == n - 2 and conn.state == 2 and conn.clear
+                and not conn.inbuf and not conn.parts and n - 2 <= self.max_frame_bytes):
+            # most reads: one short message frame, whole (a call, its reply, a WAL notice)
+            self._inbox.append(data[2:])
+            return True
         if conn.inbuf:
             conn.inbuf += data
             buf: Any = conn.inbuf
@@ -797,10 +831,52 @@ class DirectMailbox(BaseMailbox):
     def _take_refusal(self, to: str) -> str | None:
         return self._refusals.pop(to, None) if self._refusals else None
 
+    def watch(self, fd: int, on_ready: Callable[[], None]) -> None:
+        """Poll ``fd`` for input with the sockets: ``on_ready()`` runs whenever a poll finds
+        it readable (and must read it, or every poll returns at once). An owner's wake-up
+        pipe (a ra server's, for signals) so that its loop waits in one poll, not two."""
+        self._watched[fd] = on_ready
+        self._epoll.register(fd, select.EPOLLIN)
+
+    def wait_input(self, timeout: float) -> None:
+        """One poll of every socket and watched descriptor, waiting up to ``timeout`` s for
+        the first event of any kind; what arrived is read. For an owner's loop: a
+        :meth:`recv_many` right after it makes no system call of its own."""
+        self._poll(int(timeout * 1000) + 1 if timeout > 0 else 0)
+
+    def recv_many(self, max_n: int = 1000, timeout: float | None = 0) -> list[Envelope]:
+        """As :meth:`BaseMailbox.recv_many`, with one poll at most once the first message is
+        in, and none if something polled since the last call (waiting for the first message,
+        :meth:`wait_input`): what arrives later is taken by the next call (a server's next
+        loop turn). It polled up to three times per call, once more for nothing after the
+        last message."""
+        if not timeout and not self._queue and not self._inbox \
+                and self._polls != self._polls_taken:
+            self._polls_taken = self._polls
+            return []                 # a poll since the last call read no message
+        first = self.recv(timeout)
+        if first is None:
+            self._polls_taken = self._polls
+            return []
+        out = [first]
+        if self._polls == self._polls_taken and not self._inbox and not self._queue:
+            self._poll(0)             # all was read before the last call: look once
+        self._no_poll = True
+        try:
+            while len(out) < max_n:
+                env = self.recv(0)
+                if env is None:
+                    break
+                out.append(env)
+        finally:
+            self._no_poll = False
+            self._polls_taken = self._polls
+        return out
+
     def _read(self) -> tuple[int, Any, Any, Any] | None:
         inbox = self._inbox
         while True:
-            if not inbox and not self._wait(0):
+            if not inbox and (self._no_poll or not self._wait(0)):
                 return None
             t = self._unpack(inbox.popleft())
             if t is not None:

@@ -13,6 +13,7 @@ Every frame on the wire is one codec term ``[version, kind, from, ref, payload]`
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from transport import codec
@@ -55,11 +56,13 @@ class BadEnvelope(ValueError):
         self.reason = reason
 
 
-def pack(kind: int, frm: str | None, ref: int | None, payload: Any) -> bytes:
-    """Encode one envelope. Raises ``TypeError`` if ``payload`` is not a term, with the path
+def pack(kind: int, frm: str | None, ref: int | None, payload: Any,
+         encode: Callable[[Any], bytes] = codec.encode) -> bytes:
+    """Encode one envelope (with ``encode``: a :meth:`codec.Encoder.encode`, or
+    :func:`codec.encode`). Raises ``TypeError`` if ``payload`` is not a term, with the path
     relative to ``payload``."""
     try:
-        return codec.encode([VERSION, kind, frm, ref, payload])
+        return encode([VERSION, kind, frm, ref, payload])
     except TypeError:
         codec.encode(payload)  # re-raise with a path the caller recognises
         raise

@@ -56,6 +56,7 @@ from zmq.backend import zmq_poll as _zmq_poll
 from transport.errors import (
     HandshakeRefused, MessageTooLarge, NodeDown, NodeLost, NoProc, ProcessDied, Timeout,
 )
+from transport import codec
 from transport import envelope as _env
 from transport.envelope import CALL, CAST, REPLY, Envelope, From
 
@@ -191,6 +192,8 @@ class BaseMailbox:
         # smoothed reply time per callee (as TCP's RTO): a loaded server that answers in 20 ms
         # is not probed on every call, a dead one is still found within a few reply times
         self._srtt: dict[str, float] = {}
+        #: every frame sent is encoded by one packer (a mailbox is used by one thread)
+        self._encode = codec.Encoder().encode
         self._sent = 0  # plain ints on the hot path, folded into `counters` on demand
         self._received = 0
         self._closed = False
@@ -282,7 +285,7 @@ class BaseMailbox:
     def _pack(self, kind: int, me: Any, ref: Any, msg: Any) -> bytes:
         """The envelope's bytes; ``MessageTooLarge`` (nothing sent) above ``max_frame_bytes``,
         which the receiver would drop (it has the same limit by default)."""
-        data = _env.pack(kind, me, ref, msg)
+        data = _env.pack(kind, me, ref, msg, self._encode)
         if len(data) > self.max_frame_bytes:
             raise MessageTooLarge(len(data), self.max_frame_bytes)
         return data
@@ -312,7 +315,7 @@ class BaseMailbox:
         an address the socket layer refuses is dropped and counted (``bad_reply_address``).
         Raises ``TypeError`` if ``value`` is not a term (nothing is sent)."""
         addr, ref = frm
-        data = _env.pack(REPLY, self.address, ref, value)
+        data = _env.pack(REPLY, self.address, ref, value, self._encode)
         if len(data) > self.max_frame_bytes:     # the caller learns why instead of timing out
             data = _env.pack(REPLY, self.address, ref,
                              ("error", "reply_too_large", len(data), self.max_frame_bytes))
@@ -353,12 +356,11 @@ class BaseMailbox:
         if attempts is not None:
             attempts.add(ref)
             self._keep.add(ref)
-        me = self._reply_addr(to)
-        t_start = time.monotonic()
-        deadline = None if timeout is None else t_start + timeout
-        data = self._pack(CALL, me, ref, msg)
-        while not self._send_call(to, data, None if deadline is None
-                                  else max(0.001, deadline - time.monotonic())):
+        data = self._pack(CALL, self._reply_addr(to), ref, msg)
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        left = timeout
+        while not self._send_call(to, data, left):
             refusal = self._take_refusal(to)
             if refusal is not None:
                 raise self._refused(to, refusal)
@@ -378,14 +380,23 @@ class BaseMailbox:
             # full): not sent, so waiting for a reply would wait out the timeout (issue 17);
             # sent again, after a pause, within the timeout
             time.sleep(0.05 if deadline is None else min(0.05, deadline - now))
+            now = time.monotonic()
+            left = None if deadline is None else max(0.001, deadline - now)
         now = t_sent = time.monotonic()
         srtt = self._srtt.get(to, 0.0)
-        interval = max(self.probe_after, min(4 * srtt, _MAX_FIRST_PROBE))
+        # the first probe after 4 smoothed reply times, within [probe_after, _MAX_FIRST_PROBE]
+        interval = 4 * srtt
+        if interval > _MAX_FIRST_PROBE:
+            interval = _MAX_FIRST_PROBE
+        if interval < self.probe_after:
+            interval = self.probe_after
         next_probe = now + interval
         unreachable = False
         while True:
-            until = next_probe if deadline is None else min(next_probe, deadline)
-            wait_ms = max(0, int((until - now) * 1000 + 0.999))
+            until = next_probe if deadline is None or next_probe < deadline else deadline
+            wait_ms = int((until - now) * 1000 + 0.999)
+            if wait_ms < 0:
+                wait_ms = 0
             if self._wait(wait_ms):
                 found, value = self._drain_for(ref, attempts)
                 if found:

@@ -510,13 +510,15 @@ def call_name(mb: BaseMailbox, server: tuple[str, str], msg: Any,
     ``timeout``.
     """
     name, node = server
-    deadline = None if timeout is None else time.monotonic() + timeout
+    start = time.monotonic()
     cache = _caches.get(mb)
     ep = cache.get((name, node)) if cache is not None else None   # resolve()'s hit, inline
+    left = timeout
     if ep is None:
         ep = resolve(mb, name, node, timeout)
+        left = _left(start, timeout)
     try:
-        return mb.call(ep, msg, _left(deadline), attempts=attempts)
+        return mb.call(ep, msg, left, attempts=attempts)
     except ProcessDied:
         invalidate(mb, name, node)
         raise           # it was sent: calling again could make it happen twice
@@ -524,12 +526,13 @@ def call_name(mb: BaseMailbox, server: tuple[str, str], msg: Any,
         invalidate(mb, name, node)
         # NoProc / NodeDown propagate. The same endpoint again means a live pid still holds
         # the name (e.g. rebinding right now): one more try settles it.
-        new = resolve(mb, name, node, _left(deadline))
-        return mb.call(new, msg, _left(deadline), attempts=attempts)
+        new = resolve(mb, name, node, _left(start, timeout))
+        return mb.call(new, msg, _left(start, timeout), attempts=attempts)
 
 
-def _left(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
+def _left(start: float, timeout: float | None) -> float | None:
+    """What is left at this moment of ``timeout`` s from ``start``."""
+    return None if timeout is None else max(0.0, start + timeout - time.monotonic())
 
 
 def cast_name(mb: BaseMailbox, server: tuple[str, str], msg: Any, resolve_timeout: float = 1.0) -> None:

@@ -170,12 +170,10 @@ def _query(fun: Any) -> Any:
 # --- the client ------------------------------------------------------------------------------
 
 class _Attempts:
-    """What a call learnt on the way: whether some attempt's outcome is unknown."""
+    """What a call learnt on the way: whether some attempt's outcome is unknown (made
+    without an ``__init__``: one per command)."""
 
-    __slots__ = ("unknown",)
-
-    def __init__(self) -> None:
-        self.unknown = False
+    unknown = False
 
 
 class _SessionGone(RaError):
@@ -303,7 +301,8 @@ class Client:
 
     def _call(self, sid: ServerId, msg: Any, timeout: float | None,
               attempts: set[int] | None = None) -> Any:
-        self._flush_pipes()         # held commands leave before anything that waits
+        if self._batch:
+            self._flush_pipes()     # held commands leave before anything that waits
         return registry.call_name(self.mb, sid, msg, timeout, attempts)
 
     def _ok(self, sid: ServerId, msg: Any, timeout: float | None, query: bool = False) -> Any:

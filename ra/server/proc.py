@@ -70,7 +70,6 @@ import logging
 import math
 import os
 import random
-import select
 import signal
 import sys
 import time
@@ -381,14 +380,19 @@ class ServerProc:
 
     # -- the loop -------------------------------------------------------------------------
     def loop(self) -> int:
-        poller = select.poll()
-        poller.register(self.mb.fileno(), select.POLLIN)
-        # a signal (SIGTERM: stop) wakes the poll at once instead of at the next timer
+        # a signal (SIGTERM: stop) wakes the poll at once instead of at the next timer; the
+        # mailbox polls the pipe with its sockets: one poll per loop turn
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
-        poller.register(wake_r, select.POLLIN)
+
+        def drain_wake() -> None:
+            try:
+                os.read(wake_r, 512)
+            except BlockingIOError:
+                pass
+        self.mb.watch(wake_r, drain_wake)
         batch = _BATCH
         while self.running:
             now = time.monotonic()
@@ -400,12 +404,7 @@ class ServerProc:
             else:
                 wait = 0 if (self.next_events or self.mb.pending) else max(0.0, due - now)
             if wait > 0:
-                for sock, _ in poller.poll(int(wait * 1000) + 1):
-                    if sock == wake_r:
-                        try:
-                            os.read(wake_r, 512)
-                        except BlockingIOError:
-                            pass
+                self.mb.wait_input(wait)
             envs = self.mb.recv_many(batch, 0)
             if envs:
                 self.counters["turns"] += 1

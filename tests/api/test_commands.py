@@ -1,6 +1,8 @@
 """Commands, pipelines and queries (↔ ra_SUITE, ra_2_SUITE)."""
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -240,22 +242,27 @@ def test_a_correlation_reused_under_a_new_session_is_tracked_under_it(cluster):
 
 
 
-def _burst(c, sid, msgs, timeout=10):
+def _burst(c, sid, pid, msgs, timeout=10):
     """Send every one of ``msgs`` (calls; a ``PipelineCast`` as a cast) to ``sid`` back to
-    back, before reading any answer (so that the server finds them queued together), and
-    return the calls' answers in order."""
+    back while its process ``pid`` is stopped (SIGSTOP: so that it finds them queued
+    together when it goes on, whatever its loop takes per poll), and return the calls'
+    answers in order. ``c`` has a connection to ``sid`` already."""
     from transport import envelope, registry
     ep = registry.resolve(c.mb, sid.name, sid.node)
     me = c.mb.reply_address(ep)
     refs = []
-    for ref, m in enumerate(msgs, 10_000):
-        if type(m) is rm.PipelineCast:
-            m = rm.PipelineCast(m.payload, None, me, m.priority)
-        call = type(m) is not rm.PipelineCast
-        c.mb._send(ep, envelope.pack(envelope.CALL if call else envelope.CAST, me,
-                                     ref if call else None, m))
-        if call:
-            refs.append(ref)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for ref, m in enumerate(msgs, 10_000):
+            if type(m) is rm.PipelineCast:
+                m = rm.PipelineCast(m.payload, None, me, m.priority)
+            call = type(m) is not rm.PipelineCast
+            c.mb._send(ep, envelope.pack(envelope.CALL if call else envelope.CAST, me,
+                                         ref if call else None, m))
+            if call:
+                refs.append(ref)
+    finally:
+        os.kill(pid, signal.SIGCONT)
     got = {}
     deadline = time.monotonic() + timeout
     while len(got) < len(refs):
@@ -268,7 +275,7 @@ def _burst(c, sid, msgs, timeout=10):
     return [got[r] for r in refs]
 
 
-def test_calls_that_arrive_together_are_each_answered_in_order(cluster):
+def test_calls_that_arrive_together_are_each_answered_in_order(cluster, shared_three):
     """The usr commands a leader takes in one loop turn, called or pipelined, are stepped as
     one core ``Commands`` message: each caller still gets its own answer, in arrival order
     (a low-priority one is appended at the flush, after the normal ones: as ever), beside a
@@ -277,7 +284,9 @@ def test_calls_that_arrive_together_are_each_answered_in_order(cluster):
     base, _ = ra.process_command(leader, 0)
     with ra.Client() as c:
         sid, _ = c._leader_call(leader, rm.CommandCall("open_session", None, "normal"), 5)
-        answers = _burst(c, leader, [
+        i = next(i for i, a in shared_three.addrs.items() if a == leader.node)
+        pid = shared_three.server_pid(leader.name, i)
+        answers = _burst(c, leader, pid, [
             rm.CommandCall("usr", 1, "normal"),
             rm.CommandCall("usr", 2, "normal", (sid, 1, 1)),
             rm.CommandCall("usr", 4, "low"),

@@ -273,3 +273,67 @@ def test_decode_each_refuses_a_part_that_is_not_one_term(parts: list[bytes]) -> 
     # together, each must be one term
     with pytest.raises(codec.DecodeError):
         codec.decode_each(parts)
+
+
+_ENCODER = codec.Encoder()
+
+
+@settings(max_examples=300, deadline=None)
+@given(terms)
+def test_an_encoder_gives_the_bytes_of_encode(t: Any) -> None:
+    """One Encoder reused for every term (its packer kept) gives encode's bytes each time."""
+    assert _ENCODER.encode(t) == codec.encode(t)
+
+
+@pytest.mark.parametrize("value, where", [
+    ([1, 2, {"k": _Weird()}], "[2]['k']"),
+    (_Rpc(1, [0, _Weird()]), ".entries[1]"),
+])
+def test_an_encoder_raises_as_encode_and_goes_on(value: Any, where: str) -> None:
+    """A term that cannot be encoded raises encode's TypeError (type and path); nothing of
+    it is left in the packer for the next term."""
+    enc = codec.Encoder()
+    assert enc.encode([1, "a"]) == codec.encode([1, "a"])
+    with pytest.raises(TypeError, match="cannot encode") as ei:
+        enc.encode(value)
+    assert where in str(ei.value)
+    assert enc.encode((2, "b")) == codec.encode((2, "b"))
+
+
+def test_an_encoder_drops_a_packer_grown_by_a_large_term() -> None:
+    """A term larger than the packer's kept buffer leaves that packer behind (its buffer
+    would stay that large in every process that once sent one)."""
+    enc = codec.Encoder()
+    first = enc._pack
+    enc.encode(b"x" * 100)
+    assert enc._pack is first
+    big = b"x" * (codec._KEEP_BYTES + 1)
+    assert codec.decode(enc.encode(big)) == big
+    assert enc._pack is not first
+    assert enc.encode([1]) == codec.encode([1])
+
+
+def test_an_encode_inside_an_encode_gets_its_own_packer() -> None:
+    """An encode started while another is under way on the same Encoder (a signal handler
+    that sends, run from the middle of a ``default`` callback) does not touch the packer in
+    use: both terms come out whole."""
+    enc = codec.Encoder()
+    inner: list[bytes] = []
+
+    @dataclasses.dataclass(frozen=True)
+    class _Nested:
+        v: int
+
+    def fields(x: _Nested) -> tuple[Any, ...]:
+        inner.append(enc.encode(["inner", x.v]))
+        return (x.v,)
+
+    code = 120
+    codec._encoders[_Nested] = (codec.msgpack.ExtType(code, b""), fields)
+    codec._marks[code] = codec._Mark(code, lambda items: _Nested(*items))
+    try:
+        out = enc.encode(["outer", _Nested(7), "end"])
+    finally:
+        del codec._encoders[_Nested], codec._marks[code]
+    assert inner == [codec.encode(["inner", 7])]
+    assert out[-4:] == codec.encode("end")

@@ -86,6 +86,18 @@ def test_garbage_on_the_wire_is_dropped_counted_and_survived(me: DirectMailbox) 
         assert env is not None and env.payload == "still here"
 
 
+def test_a_short_frame_over_the_limit_drops_the_connection(ipc_dir: Path) -> None:
+    """A frame of under 256 bytes (the one-byte size form, read whole: the short path of
+    ``_parse``) is held to ``max_frame_bytes`` too; one that fits arrives."""
+    with DirectMailbox(f"ipc://{ipc_dir}/tiny.sock", max_frame_bytes=120) as tiny, \
+            Mailbox("tcp://127.0.0.1:0") as sender:
+        sender.cast(tiny.address, "y" * 150)
+        wait_until(lambda: (tiny.recv(0), tiny.counters["oversize"] == 1)[1])
+        sender.cast(tiny.address, "fits")    # the sender reconnects: later frames get through
+        env = tiny.recv(5)
+        assert env is not None and env.payload == "fits"
+
+
 def test_oversize_frame_drops_the_connection(ipc_dir: Path) -> None:
     with DirectMailbox(f"ipc://{ipc_dir}/small.sock", max_frame_bytes=1000) as small, \
             Mailbox("tcp://127.0.0.1:0") as z:
@@ -115,8 +127,9 @@ def test_a_cast_checks_its_peer_at_most_every_peek_interval(peers: Peers, me: Di
                                                              monkeypatch: pytest.MonkeyPatch
                                                              ) -> None:
     """A client's casts in a burst skip the peek at their peer (one every ``_PEEK_EVERY``);
-    a call always peeks; a cast after the interval peeks and finds a peer restarted at the
-    same address (its first frame reaches the new process)."""
+    a call peeks unless a poll saw every connection within ``_POLLED_FRESH``; a cast after
+    the interval peeks and finds a peer restarted at the same address (its first frame
+    reaches the new process)."""
     from transport import direct
     peeks: list[int] = []
     alive = DirectMailbox._alive
@@ -134,6 +147,7 @@ def test_a_cast_checks_its_peer_at_most_every_peek_interval(peers: Peers, me: Di
         me.cast(addr, i)
     if time.monotonic() - t0 < direct._PEEK_EVERY:
         assert len(peeks) - n <= 1
+    time.sleep(direct._POLLED_FRESH)
     assert me.call(addr, 2) == ("echo", 2) and len(peeks) > n
     peers.kill(p)
     peers.start("echo", addr)
@@ -141,6 +155,106 @@ def test_a_cast_checks_its_peer_at_most_every_peek_interval(peers: Peers, me: Di
     me.cast(addr, ("cast_back", me.address, "after"))
     env = me.recv(5)
     assert env is not None and env.payload == "after"
+
+
+def test_a_call_right_after_a_poll_skips_the_peek(peers: Peers, me: DirectMailbox,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A poll of every connection reads the end of one whose peer closed it, so a call made
+    within ``_POLLED_FRESH`` of a poll sends without a peek (a system call and an exception
+    on every command of a client); one made later peeks. Either way, a call to a peer that
+    died and came back at the same address reaches the new process."""
+    from transport import direct
+    peeks: list[int] = []
+    alive = DirectMailbox._alive
+    monkeypatch.setattr(DirectMailbox, "_alive",
+                        staticmethod(lambda c: (peeks.append(1), alive(c))[1]))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = f"tcp://127.0.0.1:{port}"
+    p, _ = peers.start("echo", addr)
+    sent_at: list[float] = []
+    send_call = DirectMailbox._send_call
+    monkeypatch.setattr(DirectMailbox, "_send_call",
+                        lambda self, *a: (sent_at.append(time.monotonic()),
+                                          send_call(self, *a))[1])
+    assert me.call(addr, 1) == ("echo", 1)
+    skipped = 0
+    for i in range(200):                # until 3 calls left in time (a preempted one may not)
+        n = len(peeks)
+        t0 = time.monotonic()
+        me.recv(0)                      # a poll of every connection
+        assert me.call(addr, i) == ("echo", i)
+        if sent_at[-1] - t0 < direct._POLLED_FRESH:
+            assert len(peeks) == n
+            skipped += 1
+            if skipped == 3:
+                break
+    assert skipped == 3, "no call left within _POLLED_FRESH of its poll"
+    n = len(peeks)
+    time.sleep(direct._POLLED_FRESH)
+    assert me.call(addr, "late") == ("echo", "late") and len(peeks) == n + 1
+    peers.kill(p)
+    peers.start("echo", addr)
+    me.recv(0)                          # sees the old connection's end: no peek needed
+    assert me.call(addr, "new", timeout=5) == ("echo", "new")
+
+
+def test_recv_many_polls_once_per_call(peers: Peers, me: DirectMailbox,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``recv_many`` takes what one poll read: no poll for nothing after the last message,
+    and none at all once waiting for the first one polled (a server calls it on every loop
+    turn; it polled up to three times). Every message still arrives, in order."""
+    _, addr = peers.start("echo", "tcp://127.0.0.1:0")
+    polls: list[int] = []
+    poll = DirectMailbox._poll
+    monkeypatch.setattr(DirectMailbox, "_poll",
+                        lambda self, ms: (polls.append(ms), poll(self, ms))[1])
+    for i in range(50):
+        me.cast(addr, ("cast_back", me.address, i))
+    got: list[int] = []
+    deadline = time.monotonic() + 10
+    while len(got) < 50 and time.monotonic() < deadline:
+        n = len(polls)
+        got += [e.payload for e in me.recv_many(100, 1.0)]
+        # a poll without waiting: the first look for a message, or the one after it
+        assert polls[n:].count(0) <= 1, polls[n:]
+    assert got == list(range(50))
+
+
+def test_one_poll_per_loop_turn_with_a_watched_pipe(peers: Peers, me: DirectMailbox,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop that waits with ``wait_input`` then takes with ``recv_many`` (a ra server's)
+    polls once per turn; a watched descriptor wakes the wait and its callback reads it."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    woken: list[bytes] = []
+    try:
+        me.watch(r, lambda: woken.append(os.read(r, 512)))
+        t0 = time.monotonic()
+        os.write(w, b"x")
+        me.wait_input(10)
+        assert woken == [b"x"] and time.monotonic() - t0 < 5
+        _, addr = peers.start("echo", "tcp://127.0.0.1:0")
+        polls: list[int] = []
+        poll = DirectMailbox._poll
+        monkeypatch.setattr(DirectMailbox, "_poll",
+                            lambda self, ms: (polls.append(ms), poll(self, ms))[1])
+        got: list[int] = []
+        deadline = time.monotonic() + 10
+        i = 0
+        while len(got) < 20 and time.monotonic() < deadline:
+            if i < 20:
+                me.cast(addr, ("cast_back", me.address, i))
+                i += 1
+            n = len(polls)
+            me.wait_input(0.5)
+            got += [e.payload for e in me.recv_many(100, 0)]
+            assert len(polls) - n == 1, polls[n:]
+        assert got == list(range(20))
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def test_peer_death_is_reported_but_forgetting_is_not(peers: Peers) -> None:
