@@ -257,6 +257,29 @@ def test_one_poll_per_loop_turn_with_a_watched_pipe(peers: Peers, me: DirectMail
         os.close(w)
 
 
+_RESIDENT_CHECK = """
+import psutil
+from transport.direct import DirectMailbox, _READ_SIZE
+p = psutil.Process()
+before = p.memory_full_info().uss
+boxes = [DirectMailbox(None) for _ in range(16)]
+grown = p.memory_full_info().uss - before
+print(grown, 16 * _READ_SIZE)
+assert grown < 16 * _READ_SIZE // 4, (grown, 16 * _READ_SIZE)
+"""
+
+
+def test_a_mailbox_read_buffer_is_resident_only_where_reads_land() -> None:
+    # every ra process has a mailbox: 256 KiB written at its start would be a tenth of an
+    # idle server's memory (issue 17). Fresh interpreter: the test process's heap churns.
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.run([sys.executable, "-c", _RESIDENT_CHECK], cwd=root, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr[-3000:]
+
+
 def test_peer_death_is_reported_but_forgetting_is_not(peers: Peers) -> None:
     closed: list[str] = []
     with DirectMailbox("tcp://127.0.0.1:0", blocking_connect=False) as m:
