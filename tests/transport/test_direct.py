@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -108,15 +109,30 @@ def test_oversize_frame_drops_the_connection(ipc_dir: Path) -> None:
         assert env is not None and env.payload == "fits"
 
 
-def test_a_peer_restarted_at_the_same_address_gets_the_next_call(peers: Peers,
-                                                                 me: DirectMailbox) -> None:
-    """A node daemon restarts at its fixed address: the first call after the restart must
-    reach the new process, not vanish into the dead connection."""
+def _echo_at_fixed_port(peers: Peers) -> tuple[subprocess.Popen[str], str]:
+    """An echo peer at a TCP address of its own, which a restarted peer can take again."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     addr = f"tcp://127.0.0.1:{port}"
     p, _ = peers.start("echo", addr)
+    return p, addr
+
+
+def _count_peeks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One item per peek a mailbox makes at its peer (``DirectMailbox._alive``)."""
+    peeks: list[int] = []
+    alive = DirectMailbox._alive
+    monkeypatch.setattr(DirectMailbox, "_alive",
+                        staticmethod(lambda c: (peeks.append(1), alive(c))[1]))
+    return peeks
+
+
+def test_a_peer_restarted_at_the_same_address_gets_the_next_call(peers: Peers,
+                                                                 me: DirectMailbox) -> None:
+    """A node daemon restarts at its fixed address: the first call after the restart must
+    reach the new process, not vanish into the dead connection."""
+    p, addr = _echo_at_fixed_port(peers)
     assert me.call(addr, 1) == ("echo", 1)
     peers.kill(p)
     peers.start("echo", addr)
@@ -131,15 +147,8 @@ def test_a_cast_checks_its_peer_at_most_every_peek_interval(peers: Peers, me: Di
     the interval peeks and finds a peer restarted at the same address (its first frame
     reaches the new process)."""
     from transport import direct
-    peeks: list[int] = []
-    alive = DirectMailbox._alive
-    monkeypatch.setattr(DirectMailbox, "_alive",
-                        staticmethod(lambda c: (peeks.append(1), alive(c))[1]))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    addr = f"tcp://127.0.0.1:{port}"
-    p, _ = peers.start("echo", addr)
+    peeks = _count_peeks(monkeypatch)
+    p, addr = _echo_at_fixed_port(peers)
     assert me.call(addr, 1) == ("echo", 1)
     n = len(peeks)
     t0 = time.monotonic()
@@ -164,15 +173,8 @@ def test_a_call_right_after_a_poll_skips_the_peek(peers: Peers, me: DirectMailbo
     on every command of a client); one made later peeks. Either way, a call to a peer that
     died and came back at the same address reaches the new process."""
     from transport import direct
-    peeks: list[int] = []
-    alive = DirectMailbox._alive
-    monkeypatch.setattr(DirectMailbox, "_alive",
-                        staticmethod(lambda c: (peeks.append(1), alive(c))[1]))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    addr = f"tcp://127.0.0.1:{port}"
-    p, _ = peers.start("echo", addr)
+    peeks = _count_peeks(monkeypatch)
+    p, addr = _echo_at_fixed_port(peers)
     sent_at: list[float] = []
     send_call = DirectMailbox._send_call
     monkeypatch.setattr(DirectMailbox, "_send_call",
@@ -272,7 +274,6 @@ assert grown < 16 * _READ_SIZE // 4, (grown, 16 * _READ_SIZE)
 def test_a_mailbox_read_buffer_is_resident_only_where_reads_land() -> None:
     # every ra process has a mailbox: 256 KiB written at its start would be a tenth of an
     # idle server's memory (issue 17). Fresh interpreter: the test process's heap churns.
-    import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     p = subprocess.run([sys.executable, "-c", _RESIDENT_CHECK], cwd=root, capture_output=True,
