@@ -89,7 +89,7 @@ def write_log(data_dir: str, n: int, tail: int) -> None:
         for k in range(i, hi + 1):
             log.append((k, 1, _entry(k)))
         log.flush()
-        reqs = [Append(UID.encode(), ADDR, m.lw, [tuple(e) for e in m.entries])
+        reqs = [Append(UID.encode(), ADDR, m.lw, [tuple(e) for e in m.entries], m.seq)
                 for m in log.outbox]
         log.outbox.clear()
         wal.handle_appends(reqs)

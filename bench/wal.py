@@ -57,7 +57,7 @@ def _writer(uid: str, wal_ep: str, window: int, batch: int, go_r: int, ready_w: 
             break
         while nxt - 1 - lw + batch <= window:
             ents = [[i, 1, payload] for i in range(nxt, nxt + batch)]
-            mb.cast(wal_ep, WalAppend(uid, lw, ents))
+            mb.cast(wal_ep, WalAppend(uid, lw, ents, nxt))
             nxt += batch
             sent_at.append((nxt - 1, time.monotonic()))
         env = mb.recv(0.05)

@@ -10,11 +10,13 @@ the processes in its tree (``ra.node.sup.wal_child_specs``).
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from wal.messages import SegOverview, WalForgetWriter, WalOverview, WalRollOver
+from raerror import RaError
+from wal.messages import SegOverview, WalFence, WalForgetWriter, WalOverview, WalRollOver
 
-__all__ = ["overview", "force_roll_over", "forget_writer", "segment_writer_overview"]
+__all__ = ["overview", "force_roll_over", "forget_writer", "fence", "segment_writer_overview"]
 
 
 def overview(mailbox: Any, wal_endpoint: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -30,6 +32,25 @@ def force_roll_over(mailbox: Any, wal_endpoint: str, timeout: float = 5.0) -> An
 def forget_writer(mailbox: Any, wal_endpoint: str, uid: str, timeout: float = 5.0) -> Any:
     """Tell the WAL a server is gone for good."""
     return mailbox.call(wal_endpoint, WalForgetWriter(uid), timeout)
+
+
+def fence(mailbox: Any, wal_endpoint: str, uid: str, seq: int, timeout: float = 30.0) -> None:
+    """The ``WalFence`` call a writer process makes before it reads its log from disk (the
+    ``fence`` of ``ra.log.DiskLog``): once it returns, nothing an earlier process of ``uid``
+    sent is ever written. Retried while the WAL does not answer (it may be restarting); raises
+    ``RuntimeError`` if it has not answered ``"ok"`` within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            reply: Any = mailbox.call(wal_endpoint, WalFence(uid, seq), min(2.0, timeout))
+        except RaError as exc:          # not delivered, or no answer: ask again
+            reply = exc
+        if reply == "ok":
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the WAL at {wal_endpoint} did not answer WalFence for {uid!r} "
+                               f"within {timeout:.0f} s (last: {reply!r}); is it running?")
+        time.sleep(0.05)
 
 
 def segment_writer_overview(mailbox: Any, endpoint: str, timeout: float = 5.0) -> Any:

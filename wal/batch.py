@@ -5,18 +5,31 @@ state, :func:`plan_batch` decides which entries are accepted, builds the single 
 writes, and the notices it will send *after* the one sync: per writer, the ``(term, from, to)``
 ranges now durable, and ``resend_write`` requests for writers whose request left a gap.
 
-Acceptance rule (what makes "writers detect the gap and resend" safe after a WAL restart):
+Acceptance rule. A writer's requests carry ``seq``: consecutive integers within one writer
+process (``n + 1`` follows ``n``), jumping up when the process is replaced (``ra.log`` starts each
+process's count at ``CLOCK_MONOTONIC`` nanoseconds). ``WriterState.seq`` is that of the last
+request *accepted* from the uid.
 
-* A writer the WAL has not seen since it started is accepted only if its request starts at or
-  below ``lw + 1``, where ``lw`` is the writer's own last *confirmed* index sent with the request
-  (everything at or below it is durable with the writer's terms, so nothing is assumed about what
-  the previous WAL incarnation may or may not have written). Otherwise the WAL asks it to resend
-  from ``lw + 1`` and drops the request.
-* A writer seen since start is accepted if its request starts at or below the next index the
-  WAL expects from it (a continuation, or an overwrite of a tail) or at or below ``lw + 1``
-  (e.g. after the writer installed a snapshot, its log jumps forward). A request beyond it (a gap:
-  messages lost) gets one ``resend_write`` and is dropped; later gapped requests are dropped
-  silently until the resend arrives.
+* **Stale**: a request with ``seq`` at or below the last accepted one was sent before a request
+  already written (its connection was read late: its process died, or dropped the connection
+  and reconnected). It is dropped without a notice (``Plan.stale``): written now, it would
+  truncate entries already confirmed to the newer sender.
+* **In order** (``seq`` is the last accepted one's + 1, so every request sent before it was
+  written): accepted if it starts at or below the next index the WAL expects from the writer
+  (a continuation, or an overwrite of a tail) or at or below ``lw + 1``.
+* **Anything else** (the WAL has not seen the writer since it started, a new process of it, or
+  an earlier request of the same process has not arrived): accepted only if it starts at or
+  below ``lw + 1``, where ``lw`` is the writer's last *confirmed* index sent with the request:
+  everything at or below it is durable with the writer's terms, so the request needs nothing
+  the WAL may not have written. A request the writer's last accepted one does not back might
+  sit on top of an overwrite still on its way.
+* A request that is not accepted for a gap gets one ``resend_write`` from ``lw + 1`` (the
+  resend cannot be "in order": this request was not written) and is dropped; later gapped
+  requests are dropped silently until the resend arrives.
+* **Fencing** (what keeps a restarted writer's recovered log true): a writer process calls
+  ``WalFence(uid, seq)`` *before* it reads its log from disk (:func:`fence`); its own requests
+  then count from ``seq + 1``. Requests its dead predecessor sent are stale from then on, even
+  those not read yet: nothing can change the disk under the log it is about to read.
 
 Ordering: within one writer, ranges are reported in write order; a later range may restart
 below an earlier one (an overwrite), exactly as the writer issued them. Pure: no I/O, no clock.
@@ -28,20 +41,22 @@ from typing import Any, NamedTuple
 
 from wal.format import HEADER_SIZE, Record, encode_records
 
-__all__ = ["Append", "WriterState", "Plan", "plan_batch", "needs_roll", "Range"]
+__all__ = ["Append", "WriterState", "Plan", "plan_batch", "fence", "needs_roll", "Range"]
 
 #: (term, from_idx, to_idx)
 Range = tuple[int, int, int]
 
 
 class Append(NamedTuple):
-    """One append request: writer ``uid``, its mailbox ``addr``, its last confirmed index ``lw``
-    and consecutive ``entries`` ``[(index, term, payload_bytes), ...]``."""
+    """One append request: writer ``uid``, its mailbox ``addr``, its last confirmed index ``lw``,
+    consecutive ``entries`` ``[(index, term, payload_bytes), ...]`` and its send order ``seq``
+    (see the module's acceptance rule)."""
 
     uid: bytes
     addr: Any
     lw: int
     entries: list[tuple[int, int, bytes]]
+    seq: int
 
 
 @dataclass(slots=True)
@@ -51,6 +66,9 @@ class WriterState:
     next_idx: int
     resend_from: int | None = None
     addr: Any = None
+    #: ``seq`` of the last request accepted: anything sent no later is stale (-2: none yet,
+    #: and no request is "in order" after it)
+    seq: int = -2
 
 
 @dataclass(slots=True)
@@ -62,6 +80,8 @@ class Plan:
     written: dict[tuple[Any, bytes], list[Range]] = field(default_factory=dict)
     resends: list[tuple[Any, bytes, int]] = field(default_factory=list)
     writers: set[bytes] = field(default_factory=set)
+    #: requests dropped because a later-sent one of the same uid was accepted before them
+    stale: int = 0
 
 
 def plan_batch(requests: list[Append], writers: dict[bytes, WriterState],
@@ -72,25 +92,31 @@ def plan_batch(requests: list[Append], writers: dict[bytes, WriterState],
     written: dict[tuple[Any, bytes], list[Range]] = {}
     resends: list[tuple[Any, bytes, int]] = []
     touched: set[bytes] = set()
-    for uid, addr, lw, entries in requests:
+    stale = 0
+    for uid, addr, lw, entries, seq in requests:
         if not entries:
             continue
         first = entries[0][0]
         st = writers.get(uid)
+        if st is not None and seq <= st.seq:
+            stale += 1
+            continue
+        # lw + 1 is always safe: the writer holds everything up to lw durable (WAL or snapshot)
         if st is None:
             allowed = lw + 1
             st = WriterState(next_idx=allowed, addr=addr)
             writers[uid] = st
         else:
-            # lw + 1 is always safe: the writer holds everything up to lw durable (WAL or snapshot)
-            allowed = max(st.next_idx, lw + 1)
+            allowed = max(st.next_idx, lw + 1) if seq == st.seq + 1 else lw + 1
             st.addr = addr
         if first > allowed or first < 1:
-            if st.resend_from != allowed:
-                st.resend_from = allowed
-                resends.append((addr, uid, allowed))
+            # from lw + 1: the resend will not be "in order" (this request was not written)
+            if st.resend_from != lw + 1:
+                st.resend_from = lw + 1
+                resends.append((addr, uid, lw + 1))
             continue
         st.resend_from = None
+        st.seq = seq
         touched.add(uid)
         ranges = written.get((addr, uid))
         if ranges is None:
@@ -110,7 +136,18 @@ def plan_batch(requests: list[Append], writers: dict[bytes, WriterState],
         _add_range(ranges, (run_term, run_from, expect - 1))
         st.next_idx = expect
     buf = encode_records(records, checksums) if records else b""
-    return Plan(buf, len(records), written, resends, touched)
+    return Plan(buf, len(records), written, resends, touched, stale)
+
+
+def fence(writers: dict[bytes, WriterState], uid: bytes, seq: int) -> None:
+    """A new process of writer ``uid`` is about to read its log from disk; its requests will be
+    numbered from ``seq + 1``. Requests sent before it (by a process of ``uid`` that has died)
+    are never written from now on, and its first request must start at or below its
+    ``lw + 1``, as a writer's the WAL has not seen (its log is only what it reads from disk)."""
+    st = writers.get(uid)
+    if st is not None and seq <= st.seq:
+        return              # a fence older than what was accepted already: nothing to do
+    writers[uid] = WriterState(next_idx=0, seq=seq)
 
 
 def _add_range(ranges: list[Range], r: Range) -> None:

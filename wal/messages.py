@@ -1,11 +1,11 @@
 """Mirrors the messages of ra_log_wal.erl and ra_log_segment_writer.erl (there, Erlang tuples).
 The WAL's and the segment writer's protocol as frozen slotted dataclasses registered with the
-codec (codes 50..59, fixed forever), each with ONE validator (:data:`CHECKS`).
+codec (codes 50..59 and 110, fixed forever), each with ONE validator (:data:`CHECKS`).
 
 Writer (a server's log) -> WAL: :class:`WalAppend` (cast). WAL -> writer, casts:
-:class:`WalWritten`, :class:`WalResendWrite`, :class:`WalError`, :class:`WalStarted`. Anyone ->
-WAL: :class:`WalRollOver` (cast or call), :class:`WalOverview`, :class:`WalForgetWriter`
-(calls). WAL -> segment writer: :class:`SegRoll` (cast); anyone -> segment writer:
+:class:`WalWritten`, :class:`WalResendWrite`, :class:`WalError`, :class:`WalStarted`. A writer
+process, before it reads its log: :class:`WalFence` (call). Anyone -> WAL: :class:`WalRollOver`
+(cast or call), :class:`WalOverview`, :class:`WalForgetWriter` (calls). WAL -> segment writer: :class:`SegRoll` (cast); anyone -> segment writer:
 :class:`SegOverview` (call). :mod:`wal.wal` states what each means.
 
 Entries stay plain lists ``[index, term, payload_bytes]`` (no object per entry on the hot
@@ -24,7 +24,8 @@ from transport.messages import (
 )
 
 __all__ = [
-    "WalAppend", "WalWritten", "WalResendWrite", "WalError", "WalStarted", "WalRollOver",
+    "WalAppend", "WalWritten", "WalResendWrite", "WalError", "WalStarted", "WalFence",
+    "WalRollOver",
     "WalOverview", "WalForgetWriter", "SegRoll", "SegOverview", "WAL_NOTICES",
     "CODES", "CHECKS", "check", "valid_uid",
 ]
@@ -42,11 +43,15 @@ _uid = path_component
 class WalAppend:
     """Cast writer -> WAL: consecutive ``entries`` ``[[index, term, payload_bytes], ...]``
     (index >= 1; term 0 only for a tombstone); ``lw`` is the writer's last index confirmed
-    durable. The notices go to the cast's sender address."""
+    durable; ``seq`` is the send order, strictly increasing over every append sent for ``uid``
+    by any of its processes on this host (``ra.log`` uses ``CLOCK_MONOTONIC`` nanoseconds): the
+    WAL never writes an append that was sent before one it already wrote (:mod:`wal.batch`).
+    The notices go to the cast's sender address."""
 
     uid: str
     lw: int
     entries: list[list[Any]]
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +94,16 @@ class WalRollOver:
 @dataclass(frozen=True, slots=True)
 class WalOverview:
     """Call -> the WAL's counters (:meth:`wal.wal.Wal.overview`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WalFence:
+    """Call writer -> WAL -> ``"ok"``, made by a new process of writer ``uid`` *before* it reads
+    its log from disk; its appends will be numbered from ``seq + 1``. Once answered, nothing
+    sent by an earlier process of ``uid`` is ever written (:func:`wal.batch.fence`)."""
+
+    uid: str
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,16 +153,18 @@ def _range(r: Any) -> bool:
 CODES: dict[int, type] = {
     50: WalAppend, 51: WalWritten, 52: WalResendWrite, 53: WalError, 54: WalStarted,
     55: WalRollOver, 56: WalOverview, 57: WalForgetWriter, 58: SegRoll, 59: SegOverview,
+    110: WalFence,
 }
 
 CHECKS: dict[type, Check] = {
-    WalAppend: fields(WalAppend, _uid, nat64, _entries),
+    WalAppend: fields(WalAppend, _uid, nat64, _entries, nat64),
     WalWritten: fields(WalWritten, _uid, list_of(_range, tuples=True)),
     WalResendWrite: fields(WalResendWrite, _uid, lambda x: nat64(x) and x > 0),
     WalError: fields(WalError, _uid, is_str),
     WalStarted: fields(WalStarted, nat),
     WalRollOver: fields(WalRollOver),
     WalOverview: fields(WalOverview),
+    WalFence: fields(WalFence, _uid, nat64),
     WalForgetWriter: fields(WalForgetWriter, nonempty_str),
     SegRoll: fields(SegRoll),
     SegOverview: fields(SegOverview),

@@ -3,9 +3,10 @@
 Protocol (the typed messages of :mod:`wal.messages`, carried by ``transport`` casts/calls;
 ``uid`` is the writer's str uid):
 
-* writer -> WAL, cast ``WalAppend(uid, lw, [[index, term, payload_bytes], ...])``: consecutive
-  entries; ``lw`` is the writer's last index confirmed durable. The notices go to the cast's
-  sender address.
+* writer -> WAL, cast ``WalAppend(uid, lw, [[index, term, payload_bytes], ...], seq)``:
+  consecutive entries; ``lw`` is the writer's last index confirmed durable; ``seq`` its send
+  order (an append sent before one already written is dropped, counted as ``stale_appends``:
+  :mod:`wal.batch`). The notices go to the cast's sender address.
 * WAL -> writer, cast ``WalWritten(uid, [[term, from, to], ...])`` after the batch holding them
   was synced: every listed range is durable. Never sent for an entry that was not synced.
 * WAL -> writer, cast ``WalResendWrite(uid, from_idx)``: a request left a gap; resend
@@ -14,6 +15,9 @@ Protocol (the typed messages of :mod:`wal.messages`, carried by ``transport`` ca
   confirmed by this WAL incarnation (it exits so that its supervisor restarts it).
 * WAL -> writer, cast ``WalStarted(epoch)``: sent at start to every writer address the
   previous incarnation knew (best-effort file ``writers``): resend whatever is unconfirmed.
+* writer -> WAL, call ``WalFence(uid, seq)`` -> ``"ok"``: a new process of the writer, before
+  it reads its log from disk; nothing an earlier process of ``uid`` sent is written after the
+  answer (:func:`wal.batch.fence`).
 * call ``WalOverview()`` -> dict; call ``WalRollOver()`` -> ``"ok"``; cast ``WalRollOver()``
   (a server with a large in-memory tail asks; ignored when the file is empty);
   call ``WalForgetWriter(uid)`` -> ``"ok"``.
@@ -52,7 +56,7 @@ from wal import messages as wm
 from wal import osio
 from wal.config import (DEFAULT_MAX_SIZE_BYTES, DEFAULT_SEGMENT_MAX_ENTRIES, WRITE_STRATEGIES,
                         WalConfig, coerce, from_argv)
-from wal.batch import Append, WriterState, needs_roll, plan_batch
+from wal.batch import Append, WriterState, fence, needs_roll, plan_batch
 from wal.format import HEADER_SIZE, encode_header
 from wal.segment_writer import (flush_lock, flush_wal_file,
                                 wal_file_name, wal_files)
@@ -108,6 +112,7 @@ class Wal:
         self.stats: dict[str, int] = {
             "batches": 0, "entries": 0, "syncs": 0, "bytes": 0, "roll_overs": 0, "resends": 0,
             "recovered_files": 0, "recovered_entries": 0, "dropped_bad_messages": 0,
+            "stale_appends": 0,
             "last_batch_entries": 0, "max_batch_entries": 0,
             "last_batch_writes": 0}
         self.dropped: dict[str, int] = {}       # reason -> messages dropped at the door
@@ -165,10 +170,11 @@ class Wal:
     def handle_appends(self, requests: list[Append]) -> None:
         """Write, sync and confirm one batch (see the module contract)."""
         if self.failed is not None:
-            for uid, addr, _, _ in requests:
+            for uid, addr, *_ in requests:
                 self.notify(addr, wm.WalError(uid.decode(), self.failed))
             return
         plan = plan_batch(requests, self.writers, self.checksums)
+        self.stats["stale_appends"] += plan.stale
         for addr, uid, frm in plan.resends:
             self.stats["resends"] += 1
             self.notify(addr, wm.WalResendWrite(uid.decode(), frm))
@@ -220,10 +226,11 @@ class Wal:
         _log.error("write or sync of %s failed: %s; no more confirmations from this WAL, "
                    "which exits to be restarted", self.path, self.failed)
         addrs: dict[Any, set[str]] = {}
-        for uid, addr, _, _ in requests:
+        for uid, addr, *_ in requests:
             addrs.setdefault(addr, set()).add(uid.decode())
         for uid_b, st in self.writers.items():
-            addrs.setdefault(st.addr, set()).add(uid_b.decode())
+            if st.addr is not None:     # None: fenced, nothing sent since
+                addrs.setdefault(st.addr, set()).add(uid_b.decode())
         for addr, uid_set in addrs.items():
             for u in uid_set:
                 self.notify(addr, wm.WalError(u, self.failed))
@@ -248,6 +255,11 @@ class Wal:
         self.stats["roll_overs"] += 1
         if self.on_roll is not None:
             self.on_roll()
+
+    def fence(self, uid: str, seq: int) -> None:
+        """A new process of ``uid`` numbers its appends from ``seq + 1``: the requests of earlier
+        ones are stale from now on, including those drained but not yet planned."""
+        fence(self.writers, uid.encode(), seq)
 
     def forget_writer(self, uid: str) -> None:
         """Drop what the WAL knows of ``uid`` (its server was deleted)."""
@@ -278,8 +290,8 @@ class Wal:
 
 #: what the WAL process serves; everything else is dropped at its door
 _check = checker({k: wm.CHECKS[k] for k in (wm.WalAppend, wm.WalRollOver, wm.WalOverview,
-                                            wm.WalForgetWriter)})
-_CALLS = (wm.WalOverview, wm.WalForgetWriter)
+                                            wm.WalForgetWriter, wm.WalFence)})
+_CALLS = (wm.WalOverview, wm.WalForgetWriter, wm.WalFence)
 
 
 def _door(env: Any) -> str | None:
@@ -326,6 +338,11 @@ def _serve(wal: Wal, mb: Any, env: Any) -> None:
         mb.reply(env.frm, wal.overview())
     elif t is wm.WalForgetWriter:
         wal.forget_writer(p.uid)
+        mb.reply(env.frm, "ok")
+    elif t is wm.WalFence:
+        # served as it is drained, before the appends drained with it are planned: a request
+        # of the writer's dead predecessor waiting in this very batch is stale already
+        wal.fence(p.uid, p.seq)
         mb.reply(env.frm, "ok")
 
 
@@ -384,7 +401,8 @@ def run(config: WalConfig | Mapping[str, Any]) -> int:
                 _drop(wal, mb, env, reason)
             elif type(p) is wm.WalAppend:
                 # entries: [index, term, bytes] lists, checked at the door
-                reqs.append(Append(p.uid.encode(), env.frm, p.lw, p.entries))  # type: ignore[arg-type]
+                reqs.append(Append(p.uid.encode(), env.frm, p.lw,
+                                   p.entries, p.seq))  # type: ignore[arg-type]
                 for e in p.entries:
                     nbytes += len(e[2])
                 if nbytes >= max_bytes:

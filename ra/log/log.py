@@ -5,8 +5,17 @@ Contract (the core's Log contract, plus what the shell does):
 
 * ``append``/``write`` never block and read no clock: they update the memtable and queue the
   entries. The shell calls :meth:`flush` once after each batch of events; it casts ONE
-  ``WalAppend(uid, lw, entries)`` message (:mod:`wal.messages`) to the node's WAL (through
-  the ``send`` callable).
+  ``WalAppend(uid, lw, entries, seq)`` message (:mod:`wal.messages`) to the node's WAL (through
+  the ``send`` callable). ``seq`` numbers a process's appends consecutively from
+  ``CLOCK_MONOTONIC`` in nanoseconds at the log's opening: a restarted server's process opens
+  its log after the previous one died, so its appends count above everything that one sent
+  (one append per nanosecond is far beyond any writer; the clock is the host's, and the WAL is
+  on the host of its writers). The WAL writes no append sent before one it wrote already
+  (:mod:`wal.batch`).
+* ``fence(seq)``, if given, is called once, at the opening, *before* anything is read from
+  disk: the server makes it the ``WalFence`` call, after which nothing an earlier process of
+  this uid sent (and the WAL has not read yet) can be written. A log that may be reopened by a
+  new process while the WAL runs must be fenced, or its recovered tail may change under it.
 * The WAL's notices arrive in the server's mailbox; the shell validates each at its door and
   passes it to :meth:`handle_wal_event`, which returns the ``Written`` events to feed back
   through ``step`` (the core then calls :meth:`handle_written`), and takes care of
@@ -41,6 +50,7 @@ Contract (the core's Log contract, plus what the shell does):
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -85,7 +95,8 @@ class DiskLog:
                  snapshot_codec: Codec | None = None,
                  segment_max_entries: int = DEFAULT_SEGMENT_MAX_ENTRIES,
                  max_checkpoints: int = DEFAULT_MAX_CHECKPOINTS,
-                 min_checkpoint_interval: int = DEFAULT_MIN_CHECKPOINT_INTERVAL) -> None:
+                 min_checkpoint_interval: int = DEFAULT_MIN_CHECKPOINT_INTERVAL,
+                 fence: Callable[[int], None] | None = None) -> None:
         if not uid or "/" in uid or uid.startswith(".") or len(uid.encode()) > 255:
             raise ValueError(f"bad uid {uid!r}: non-empty, no '/', no leading '.', <= 255 bytes")
         self.uid = uid
@@ -125,7 +136,11 @@ class DiskLog:
         self._tombstone: int | None = None
         self.wal_error: str | None = None
         self._await_tombstone = False
+        #: the last WalAppend's number: this process's count starts at the clock (see above)
+        self._seq = time.monotonic_ns()
         self.warnings: list[str] = []
+        if fence is not None:
+            fence(self._seq)    # before the disk is read: see the module docstring
         self._recover()
 
     # -- recovery ----------------------------------------------------------------------------
@@ -371,12 +386,11 @@ class DiskLog:
     def flush(self) -> int:
         """Send everything queued since the last flush to the WAL (one message, or a few for a
         very large resend). Returns the number of entries sent."""
-        msgs: list[Any] = []
-        lw = self._written[0]
+        parts: list[list[list[Any]]] = []      # the entries of each message, in send order
         if self._tombstone is not None:
             # always sent, even when new writes start at the same index (they overwrite it in
             # the same batch): its notice is what tells stale notices from fresh ones
-            msgs.append(WalAppend(self.uid, lw, [[self._tombstone, 0, b""]]))
+            parts.append([[self._tombstone, 0, b""]])
             self._tombstone = None
         frm = self._unsent_from
         n = 0
@@ -399,17 +413,22 @@ class DiskLog:
                 out += [[e[0], e[1], p] for e, p in zip(es, self.payloads(es))]
             if len(out) <= MAX_ENTRIES_PER_MESSAGE:
                 if out:
-                    msgs.append(WalAppend(self.uid, lw, out))
+                    parts.append(out)
             else:
-                for k in range(0, len(out), MAX_ENTRIES_PER_MESSAGE):
-                    msgs.append(WalAppend(self.uid, lw, out[k:k + MAX_ENTRIES_PER_MESSAGE]))
+                parts += [out[k:k + MAX_ENTRIES_PER_MESSAGE]
+                          for k in range(0, len(out), MAX_ENTRIES_PER_MESSAGE)]
             n = len(out)
             self._unsent_from = None
-        for m in msgs:
-            if self._send is not None:
-                self._send(m)
-            else:
-                self.outbox.append(m)
+        if parts:
+            lw = self._written[0]
+            seq = self._seq
+            self._seq += len(parts)
+            for k, entries in enumerate(parts, 1):
+                m = WalAppend(self.uid, lw, entries, seq + k)
+                if self._send is not None:
+                    self._send(m)
+                else:
+                    self.outbox.append(m)
         return n
 
     def handle_wal_event(self, msg: Any) -> list[Written]:

@@ -103,6 +103,7 @@ from transport import messages as tm
 from transport import registry
 from transport.direct import DirectMailbox
 from transport.mailbox import DEAD, probe_endpoint
+import wal
 from wal import messages as wm
 
 __all__ = ["run", "load_machine", "resolve_query", "ServerProc", "DEFAULTS"]
@@ -121,6 +122,7 @@ _GC_GEN0 = 20_000           # allocations between young collections (CPython's d
 _MONITOR_INTERVAL = 0.1     # how often the leader checks monitored client processes
 _RESOLVE_TIMEOUT = 1.0      # s a peer's node has to answer a RegResolve (nothing waits on it)
 _RESOLVE_BACKOFF = 0.5      # then it is not asked for that long, doubled per miss (up to 4 s)
+_WAL_FENCE_TIMEOUT = 30.0   # s the node's WAL has to answer this process's WalFence at start
 
 #: the one check of everything a server serves, by type (peer RPCs: the core's)
 _check = tm.checker({k: rm.CHECKS[k] for k in rm.SERVER_CALLS + rm.SERVER_CASTS},
@@ -219,7 +221,7 @@ class ServerProc:
         self.start_marks.append(("machine loaded", time.monotonic()))
         self.wal_ep = system.wal_endpoint(self.sys)
         self.log = DiskLog(c["uid"], self.sys.data_dir, wal_dir=system.wal_dir(self.sys),
-                           send=self._send_wal,
+                           send=self._send_wal, fence=self._fence_wal,
                            segment_max_entries=self.sys.segment_max_entries,
                            max_checkpoints=c["max_checkpoints"],
                            min_checkpoint_interval=c["min_checkpoint_interval"])
@@ -1111,6 +1113,12 @@ class ServerProc:
     def _send_wal(self, msg: Any) -> None:
         self.counters["wal_msgs_out"] += 1
         self.mb.cast(self.wal_ep, msg)
+
+    def _fence_wal(self, seq: int) -> None:
+        # before the log is read (ra.log.log): what this server's previous process sent and
+        # the WAL has not read yet must never land under the recovered log; a WAL silent for
+        # _WAL_FENCE_TIMEOUT fails the start (the supervisor restarts the server)
+        wal.fence(self.mb, self.wal_ep, self.conf["uid"], seq, _WAL_FENCE_TIMEOUT)
 
 
 _PEER_TYPES = frozenset(PEER_MSGS) | {AppendEntriesPacked}

@@ -41,9 +41,9 @@ def _wal_door(payload: Any, kind: str) -> str | None:
 
 
 def _exemplars() -> list[Any]:
-    return [wm.WalAppend("fz1", 0, [[1, 1, b"x"]]), wm.WalAppend("fz2", 3, [[4, 1, b""],
-                                                                          [5, 2, b"y"]]),
-            wm.WalRollOver(), wm.WalOverview(), wm.WalForgetWriter("fz1"),
+    return [wm.WalAppend("fz1", 0, [[1, 1, b"x"]], 1),
+            wm.WalAppend("fz2", 3, [[4, 1, b""], [5, 2, b"y"]], 2),
+            wm.WalRollOver(), wm.WalOverview(), wm.WalForgetWriter("fz1"), wm.WalFence("fz1", 3),
             wm.WalWritten("fz1", [[1, 1, 1]]), wm.WalStarted(1), wm.SegRoll()]
 
 
@@ -119,7 +119,7 @@ def test_fuzz_segment_writer(tmp_path: Any, procs: Procs) -> None:
                      10, f"WAL file {seq[0]} flushed")
 
         exemplars = [wm.SegRoll(), wm.SegOverview(), wm.WalRollOver(),
-                     wm.WalAppend("fz1", 0, [[1, 1, b"x"]])]
+                     wm.WalAppend("fz1", 0, [[1, 1, b"x"]], 1)]
         run_fuzz(items(exemplars, fz.address), N,
                  lambda b: send_items(fz, ep, b, sw._door), alive, "segment writer")
         ov = fz.call(ep, wm.SegOverview(), 5)

@@ -65,9 +65,9 @@ EXEMPLARS: list[Any] = [
     tm.FdHeartbeat("127.0.0.1:1"),
     tm.FdSubscribe("tcp://[::1]:5"), tm.FdUnsubscribe("x"), tm.FdWatch("tcp://h:1"),
     tm.FdStatus(), tm.NodeEvent("nodeup", "h:1"),
-    wm.WalAppend("u", 0, [[1, 0, b""], [2, 1, b"x"]]), wm.WalWritten("u", [[1, 1, 2]]),
+    wm.WalAppend("u", 0, [[1, 0, b""], [2, 1, b"x"]], 7), wm.WalWritten("u", [[1, 1, 2]]),
     wm.WalResendWrite("u", 1), wm.WalError("u", "x"), wm.WalStarted(0), wm.WalRollOver(),
-    wm.WalOverview(), wm.WalForgetWriter("u"), wm.SegRoll(), wm.SegOverview(),
+    wm.WalOverview(), wm.WalForgetWriter("u"), wm.WalFence("u", 9), wm.SegRoll(), wm.SegOverview(),
 ]
 
 #: fields that carry the user's terms: any value is valid there

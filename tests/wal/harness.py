@@ -34,7 +34,7 @@ class InProcNode:
 
     def log(self, uid: str, **kw: Any) -> DiskLog:
         def send(m: Any) -> None:
-            self.queue.append(Append(m.uid.encode(), uid, m.lw, m.entries))
+            self.queue.append(Append(m.uid.encode(), uid, m.lw, m.entries, m.seq))
         lg = DiskLog(uid, self.data_dir, send=send, **kw)
         self.logs[uid] = lg
         return lg

@@ -117,7 +117,7 @@ def test_real_enospc_on_a_small_tmpfs(tmp_path: Any) -> None:
         from wal.batch import Append
         i = 1
         while w.failed is None and i < 10_000:
-            w.handle_appends([Append(b"a", "A", i - 1, [(i, 1, bytes(64 << 10))])])
+            w.handle_appends([Append(b"a", "A", i - 1, [(i, 1, bytes(64 << 10))], i)])
             i += 1
         assert w.failed and "No space left" in w.failed
         confirmed = max(m.ranges[-1][2] for m in notes if type(m) is WalWritten)

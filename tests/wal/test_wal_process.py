@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import threading
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from ra.log import DiskLog
 from tests.wal.procs import Procs, wait_for, wal_overview
 from transport import Mailbox
+import wal as walpkg
 from wal.messages import WalAppend, WalWritten
 from wal.wal import Wal
 
@@ -38,7 +40,10 @@ def _verify(data: str, reports: dict[str, dict[str, Any]]) -> None:
         lg = DiskLog(uid, data)
         lw = rep["last_written"]
         terms = {int(k): v for k, v in rep["terms"].items()}
-        assert lg.last_index_term()[0] >= lw, (uid, lg.overview())
+        last = lg.last_index_term()[0]
+        assert last >= lw, (uid, lg.overview(), "writer's terms near the end:",
+                            [(i, terms.get(i)) for i in range(max(1, lw - 20), lw + 1)],
+                            "on disk:", [(i, t) for i, t, _ in lg.take(max(1, last - 20), 21)])
         got = lg.take(1, lg.last_index_term()[0])
         assert len(got) == lg.last_index_term()[0], uid
         for i, t, cmd in got:
@@ -142,6 +147,66 @@ def test_sigkill_wal_and_writers(tmp_path: Any, procs: Procs) -> None:
     run_kill_scenario(str(tmp_path), procs, 7, kills=3, kill_writers=True)
 
 
+def test_a_dead_writers_unread_append_never_lands_under_its_successor(
+        tmp_path: Any, procs: Procs) -> None:
+    """Writer process A overwrites 5..6 and dies while the WAL is stopped (SIGSTOP): its append
+    waits unread. Its successor B opens the log: the fence call (answered once the WAL runs
+    again) makes A's append stale, so the disk keeps exactly the log B recovered. Without the
+    fence the WAL would write it after B had read 1..10 in term 1."""
+    tmp = str(tmp_path)
+    data = os.path.join(tmp, "data")
+    ep = f"ipc://{tmp}/wal.sock"
+    wal = procs.spawn("-m", "wal.wal", "--wal-dir", os.path.join(data, "wal"), "--data-dir",
+                      data, "--endpoint", ep)
+    mb_a, mb_b = Mailbox(None), Mailbox(None)
+    try:
+        # both connections are open before the WAL stops: it finds both readable at once
+        wait_for(lambda: wal_overview(mb_a, ep) and wal_overview(mb_b, ep), 20, "WAL ready")
+
+        def opened(mb: Any) -> DiskLog:
+            return DiskLog("u", data, send=lambda m: mb.cast(ep, m),
+                           fence=lambda seq: walpkg.fence(mb, ep, "u", seq, 20))
+
+        a = opened(mb_a)
+        for i in range(1, 11):
+            a.append((i, 1, ("u", i, 1)))
+        a.flush()
+
+        def confirmed() -> bool:
+            env = mb_a.recv(0.05)
+            if env is not None:
+                for ev in a.handle_wal_event(env.payload):
+                    a.handle_written(ev)
+            return a.last_written()[0] == 10
+        wait_for(confirmed, 10, "1..10 confirmed to A")
+        os.kill(wal.pid, signal.SIGSTOP)
+        resume = threading.Timer(0.5, os.kill, (wal.pid, signal.SIGCONT))
+        try:
+            a.write([(5, 2, ("u", 5, 2)), (6, 2, ("u", 6, 2))])   # A's last words ...
+            a.flush()                                            # ... then A is gone
+            resume.start()
+            b = opened(mb_b)          # its fence is answered once the WAL runs again
+        finally:
+            resume.cancel()
+            os.kill(wal.pid, signal.SIGCONT)
+        recovered = [(i, t) for i, t, _ in b.take(1, 10)]
+        assert recovered == [(i, 1) for i in range(1, 11)]
+        ov = wait_for(lambda: (o := wal_overview(mb_b, ep)) and o["stale_appends"] == 1 and o,
+                      10, "A's append counted stale")
+        assert ov["entries"] == 10, ov
+        procs.kill(wal, signal.SIGTERM)
+        w = Wal(os.path.join(data, "wal"), data, lambda a, m: None)
+        w.recover()
+        w.close()
+        c = DiskLog("u", data)
+        assert [(i, t) for i, t, _ in c.take(1, 10)] == recovered
+        assert c.last_index_term() == (10, 1)
+        c.close()
+    finally:
+        mb_a.close()
+        mb_b.close()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("RA_SOAK"), reason="soak only (make soak / RA_SOAK=1)")
 @pytest.mark.parametrize("seed", range(4, 24))
@@ -236,11 +301,12 @@ def test_malformed_appends_are_dropped_not_fatal(tmp_path: Any, procs: Procs) ->
     mb = Mailbox(None)
     try:
         wait_for(lambda: wal_overview(mb, ep), 20, "WAL ready")
-        for bad in [WalAppend("../evil", 0, [[1, 1, b"x"]]), WalAppend("u", 0, [[1, 1, b"x"],
-                    [3, 1, b"y"]]), WalAppend("u", 0, [[1, 1, "str"]]), ("append", "u"),
-                    WalAppend("u", 0, []), 5]:
+        for bad in [WalAppend("../evil", 0, [[1, 1, b"x"]], 1),
+                    WalAppend("u", 0, [[1, 1, b"x"], [3, 1, b"y"]], 2),
+                    WalAppend("u", 0, [[1, 1, "str"]], 3), ("append", "u"),
+                    WalAppend("u", 0, [], 4), 5]:
             mb.cast(ep, bad)
-        mb.cast(ep, WalAppend("u", 0, [[1, 1, b"ok"]]))
+        mb.cast(ep, WalAppend("u", 0, [[1, 1, b"ok"]], 5))
         env = wait_for(lambda: mb.recv(0.1), 10, "written notice")
         assert env.payload == WalWritten("u", [[1, 1, 1]])
         ov = wal_overview(mb, ep)

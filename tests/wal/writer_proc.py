@@ -27,12 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", required=True)
     ap.add_argument("--deadline", type=float, default=60.0)
     a = ap.parse_args(argv)
+    import wal
     from ra.log import DiskLog
     from transport import Mailbox
 
     rng = random.Random(a.seed)
     mb = Mailbox(None)
-    log = DiskLog(a.uid, a.data_dir, send=lambda m: mb.cast(a.wal, m))
+    # fenced as a server's log is (ra.server.proc): before anything is read from disk
+    log = DiskLog(a.uid, a.data_dir, send=lambda m: mb.cast(a.wal, m),
+                  fence=lambda seq: wal.fence(mb, a.wal, a.uid, seq))
     pad = b"p" * a.pad
     with open(a.report + ".start.tmp", "w") as f:   # what this incarnation recovered
         json.dump({"last": log.last_index_term()[0], "last_written": log.last_written()[0],
