@@ -10,6 +10,7 @@ the processes in its tree (``ra.node.sup.wal_child_specs``).
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -17,6 +18,8 @@ from raerror import RaError
 from wal.messages import SegOverview, WalFence, WalForgetWriter, WalOverview, WalRollOver
 
 __all__ = ["overview", "force_roll_over", "forget_writer", "fence", "segment_writer_overview"]
+
+_log = logging.getLogger("wal")
 
 
 def overview(mailbox: Any, wal_endpoint: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -39,14 +42,23 @@ def fence(mailbox: Any, wal_endpoint: str, uid: str, seq: int, timeout: float = 
     ``fence`` of ``ra.log.DiskLog``): once it returns, nothing an earlier process of ``uid``
     sent is ever written. Retried while the WAL does not answer (it may be restarting); raises
     ``RuntimeError`` if it has not answered ``"ok"`` within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    deadline = start + timeout
+    warned = False
     while True:
         try:
             reply: Any = mailbox.call(wal_endpoint, WalFence(uid, seq), min(2.0, timeout))
         except RaError as exc:          # not delivered, or no answer: ask again
             reply = exc
         if reply == "ok":
+            if warned:
+                _log.warning("the WAL answered %s's WalFence after %.1f s", uid,
+                             time.monotonic() - start)
             return
+        if not warned and time.monotonic() - start > 5.0:
+            warned = True
+            _log.warning("%s waits for the WAL at %s (WalFence, up to %.0f s; last: %r)", uid,
+                         wal_endpoint, timeout, reply)
         if time.monotonic() > deadline:
             raise RuntimeError(f"the WAL at {wal_endpoint} did not answer WalFence for {uid!r} "
                                f"within {timeout:.0f} s (last: {reply!r}); is it running?")

@@ -207,6 +207,28 @@ def test_a_dead_writers_unread_append_never_lands_under_its_successor(
         mb_b.close()
 
 
+def test_fence_waits_for_a_late_wal_and_says_so_when_there_is_none(
+        tmp_path: Any, procs: Procs) -> None:
+    tmp = str(tmp_path)
+    data = os.path.join(tmp, "data")
+    ep = f"ipc://{tmp}/wal.sock"
+    mb = Mailbox(None)
+    try:
+        with pytest.raises(RuntimeError, match="did not answer WalFence for 'u' within 1 s"):
+            walpkg.fence(mb, ep, "u", 1, timeout=1.0)
+        late = threading.Timer(0.5, procs.spawn, ("-m", "wal.wal", "--wal-dir",
+                                                  os.path.join(data, "wal"), "--data-dir", data,
+                                                  "--endpoint", ep))
+        late.start()
+        try:
+            walpkg.fence(mb, ep, "u", 2, timeout=30.0)    # returns once the WAL answers
+        finally:
+            late.join()
+        assert wal_overview(mb, ep)["writers"] == 1
+    finally:
+        mb.close()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("RA_SOAK"), reason="soak only (make soak / RA_SOAK=1)")
 @pytest.mark.parametrize("seed", range(4, 24))
