@@ -63,6 +63,11 @@ class Log(Protocol):
     def take(self, from_idx: int, n: int) -> list[Entry]:
         """Up to ``n`` consecutive entries from ``from_idx`` (empty if it lies in the snapshot)."""
 
+    def reply_mode(self, raw: bytes) -> Any:
+        """The reply mode of a ``usr`` entry that the log returned encoded (a ``bytes`` in the
+        reply mode's place: a disk log keeps it so, see ``ra.log.log``), decoded; None if it
+        does not decode. A log that returns reply modes as they were appended never gets here."""
+
     def append(self, entry: Entry) -> None:
         """Leader append: ``entry[0]`` must equal ``next_index()``."""
 

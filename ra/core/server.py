@@ -1489,6 +1489,8 @@ def _apply_to(s: ServerState, upto: int, effects: list[Any], general: bool = Fal
             sessions.index = idx
         if tag == "usr":
             mode = cmd[2]
+            if type(mode) is bytes:     # kept encoded by the log: only a leader needs it
+                mode = log.reply_mode(mode) if leader else None
             resp = None     # the session's reply table to keep the reply in (None: no session)
             if len(cmd) > 6:
                 sid, seq = cmd[4], cmd[5]

@@ -63,6 +63,10 @@ class MemoryLog:
         self._await_tombstone = False
 
     # -- reads -----------------------------------------------------------------------------
+    def reply_mode(self, raw: bytes) -> Any:
+        """Entries keep their reply modes as appended: nothing encoded to decode."""
+        return None
+
     def last_index_term(self) -> tuple[int, int]:
         return self._last
 

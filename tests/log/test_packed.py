@@ -92,9 +92,36 @@ def test_a_leader_encodes_each_entry_once_for_its_wal_and_its_followers(tmp_path
     sent = node.queue[-1].entries
     entries = lg.take(1, 10)
     pls = lg.payloads(entries)
-    assert pls == [e[2] for e in sent] == [codec.encode(c) for c in CMDS]
+    assert pls == [e[2] for e in sent] == [codec.encode(_stored(c)) for c in CMDS]
     # the very bytes objects made for the WAL: not encoded again
     assert all(a is b[2] for a, b in zip(pls, sent))
+
+
+def _stored(c: Any) -> Any:
+    """How the log stores a command: a usr one's reply mode (a tuple) as its own encoding."""
+    if c[0] == "usr" and type(c[2]) is tuple:
+        return ("usr", c[1], codec.encode(c[2]), *c[3:])
+    return c
+
+
+def test_a_usr_entrys_reply_mode_is_stored_encoded_and_decoded_only_on_demand(
+        tmp_path: Any) -> None:
+    node = InProcNode(str(tmp_path))
+    lg = node.log("a")
+    for k, c in enumerate(CMDS):
+        lg.append((k + 1, 1, c))
+    node.pump()
+    lg.close()
+    back = node.log("a")                    # read back from the WAL file: as stored
+    got = [e[2] for e in back.take(1, len(CMDS))]
+    assert got == [_stored(c) for c in CMDS]
+    assert any(type(c[2]) is bytes for c in got)          # there was a tuple reply mode
+    for c, want in zip(got, CMDS):
+        if c[0] == "usr" and type(c[2]) is bytes:
+            assert back.reply_mode(c[2]) == want[2]
+    # garbage in the reply mode's place answers no one: it never raises
+    assert back.reply_mode(b"\xc1") is None and back.reply_mode(codec.encode(5)) is None
+    assert back.reply_mode(codec.encode(())) is None
 
 
 def test_a_follower_writes_the_bytes_it_received(tmp_path: Any) -> None:
