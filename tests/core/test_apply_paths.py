@@ -213,3 +213,40 @@ def test_scenarios_reach_every_branch() -> None:
     assert [c[0] for c in fast["calls"]] == ["v0"] * 4 + ["v1"] * 2
     assert fast["sessions"]["skipped"] == set()
     assert fast["sessions"]["table"][1]["responses"] == {3: 4}
+
+
+class _EncodedModesLog(MemoryLog):
+    """A log that hands back reply modes encoded, as ``ra.log.DiskLog`` does."""
+
+    def reply_mode(self, raw: bytes) -> Any:
+        from ra.wire import codec
+        try:
+            mode = codec.decode(raw)
+        except ValueError:
+            return None
+        return mode if type(mode) is tuple and mode else None
+
+
+def test_a_leader_answers_reply_modes_its_log_kept_encoded() -> None:
+    """The same log with reply modes as tuples and as their encoding: the leader's answers are
+    the same; an encoding that does not decode answers no one (and raises nothing)."""
+    from ra.core.effects import Notify, Reply
+    from ra.wire import codec
+    modes = [("notify", 7, "client-a"), ("await", "from-b"), None, ("notify", 8, "client-a")]
+    out: dict[bool, list[Any]] = {}
+    for encoded in (False, True):
+        s = new_server(log=_EncodedModesLog())
+        entries = [(i + 1, 1, ("usr", 1, codec.encode(m) if encoded and m else m, TS0))
+                   for i, m in enumerate(modes)]
+        entries.append((len(modes) + 1, 1, ("usr", 1, b"\xc1" if encoded else None, TS0)))
+        s.log.write(entries)
+        for ev in s.log.sync():
+            s.log.handle_written(ev)
+        s.role = "leader"
+        effects: list[Any] = []
+        server._apply_to(s, len(entries), effects)
+        assert s.machine_state == len(entries) and s.last_applied == len(entries)
+        out[encoded] = effects
+    assert out[True] == out[False]
+    assert [type(e) for e in out[True]] == [Reply, Notify]
+    assert out[True][1].applied == [(7, 1), (8, 4)]
