@@ -68,11 +68,22 @@ from wal.messages import WalAppend, WalError, WalResendWrite, WalStarted, WalWri
 from wal.config import DEFAULT_SEGMENT_MAX_ENTRIES
 from wal.segment_writer import wal_files
 
-__all__ = ["DiskLog", "MAX_ENTRIES_PER_MESSAGE"]
+__all__ = ["DiskLog", "MAX_ENTRIES_PER_MESSAGE", "decode_reply_mode"]
 
 Entry = tuple[int, int, Any]
 Codec = tuple[Callable[[Any], bytes], Callable[[bytes], Any]]
 MAX_ENTRIES_PER_MESSAGE = 4096
+
+
+def decode_reply_mode(raw: bytes, decode: Callable[[bytes], Any]) -> Any:
+    """A reply mode stored encoded (:func:`_default_encode_each`), decoded with ``decode``;
+    None (answer no one) unless it decodes to a non-empty tuple, the only reply modes there
+    are: the bytes came from a leader, and nothing a peer sends may stop a server."""
+    try:
+        mode = decode(raw)
+    except ValueError:      # codec.DecodeError
+        return None
+    return mode if type(mode) is tuple and mode else None
 
 
 def _default_codec() -> Codec:
@@ -354,11 +365,7 @@ class DiskLog:
         """A ``usr`` entry's reply mode that the log keeps encoded (see
         :func:`_default_encode_each`), decoded; None (answer no one) if it does not decode:
         the bytes came from a leader, and nothing a peer sends may stop this server."""
-        try:
-            mode = self._dec(raw)
-        except ValueError:      # codec.DecodeError
-            return None
-        return mode if type(mode) is tuple and mode else None
+        return decode_reply_mode(raw, self._dec)
 
     # -- writes ------------------------------------------------------------------------------
     def append(self, entry: Entry) -> None:

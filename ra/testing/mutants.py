@@ -44,7 +44,7 @@ from typing import Any
 from collections.abc import Iterator
 
 __all__ = ["Mutant", "MUTANTS", "MutantError", "mutant", "mutated_source", "load", "patched",
-           "run_mutant", "main"]
+           "run_mutant", "main", "edited_module"]
 
 SERVER_MODULE = "ra.core.server"
 REAL = "(real core)"          # the baseline run's name
@@ -264,24 +264,33 @@ def mutant(name: str) -> Mutant:
 def load(*ms: Mutant | str) -> ModuleType:
     """A fresh module object compiled from the source with ``ms`` (mutants or their names)
     applied in turn, under the real module name."""
-    path = _source_path()
-    with open(path, encoding="utf-8") as f:
+    with open(_source_path(), encoding="utf-8") as f:
         source = f.read()
     for m in ms:
         source = mutated_source(mutant(m) if isinstance(m, str) else m, source)
+    return edited_module(SERVER_MODULE, source)
+
+
+def edited_module(name: str, source: str) -> ModuleType:
+    """``source``, an edit of module ``name``'s own, compiled into a fresh module object under
+    the real name and file (tracebacks point at the right lines); the real module is left as
+    it is, in ``sys.modules`` too."""
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.origin is not None
+    path = spec.origin
     code = compile(source, path, "exec")
-    mod = ModuleType(SERVER_MODULE)
+    mod = ModuleType(name)
     mod.__file__ = path
     # dataclasses resolve names through sys.modules[cls.__module__] while the class is built
-    real = sys.modules.get(SERVER_MODULE)
-    sys.modules[SERVER_MODULE] = mod
+    real = sys.modules.get(name)
+    sys.modules[name] = mod
     try:
         exec(code, mod.__dict__)  # noqa: S102 - the mutant is our own source, edited once
     finally:
         if real is not None:
-            sys.modules[SERVER_MODULE] = real
+            sys.modules[name] = real
         else:
-            del sys.modules[SERVER_MODULE]
+            del sys.modules[name]
     return mod
 
 

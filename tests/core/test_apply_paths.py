@@ -219,12 +219,9 @@ class _EncodedModesLog(MemoryLog):
     """A log that hands back reply modes encoded, as ``ra.log.DiskLog`` does."""
 
     def reply_mode(self, raw: bytes) -> Any:
+        from ra.log.log import decode_reply_mode
         from ra.wire import codec
-        try:
-            mode = codec.decode(raw)
-        except ValueError:
-            return None
-        return mode if type(mode) is tuple and mode else None
+        return decode_reply_mode(raw, codec.decode)
 
 
 def test_a_leader_answers_reply_modes_its_log_kept_encoded() -> None:

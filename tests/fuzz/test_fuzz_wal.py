@@ -13,7 +13,7 @@ import pytest
 from ra.log import DiskLog
 from tests.fuzz.gen import fuzz_count, items
 from tests.fuzz.runner import run_fuzz, run_streams, send_items
-from tests.wal.procs import Procs, wait_for, wal_overview
+from tests.wal.procs import Procs, wait_for, wait_written, wal_overview
 from transport.direct import DirectMailbox
 from transport.envelope import Envelope, From
 from wal import messages as wm
@@ -65,15 +65,7 @@ def test_fuzz_wal(tmp_path: Any, procs: Procs) -> None:
             idx[0] += 1
             log.append((idx[0], 1, ("cmd", idx[0])))
             log.flush()
-
-            def confirmed() -> bool:
-                env = wmb.recv(0.05)
-                while env is not None:
-                    for ev in log.handle_wal_event(env.payload):
-                        log.handle_written(ev)
-                    env = wmb.recv(0)
-                return log.last_written()[0] == idx[0]
-            wait_for(confirmed, 10, f"confirmation of entry {idx[0]}")
+            wait_written(wmb, log, idx[0], 10, f"confirmation of entry {idx[0]}")
             while fz.recv(0) is not None:     # notices to the fuzzer's forged appends
                 pass
 

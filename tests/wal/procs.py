@@ -54,6 +54,19 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, step: float = 0
         time.sleep(step)
 
 
+def wait_written(mb: Any, log: Any, idx: int, timeout: float, what: str) -> None:
+    """Feed the WAL's notices arriving at ``mb`` to ``log`` (a DiskLog) until its last
+    written index is ``idx``, or fail after ``timeout`` seconds."""
+    def written() -> bool:
+        env = mb.recv(0.05)
+        while env is not None:
+            for ev in log.handle_wal_event(env.payload):
+                log.handle_written(ev)
+            env = mb.recv(0)
+        return bool(log.last_written()[0] == idx)
+    wait_for(written, timeout, what)
+
+
 def wal_overview(mb: Any, endpoint: str, timeout: float = 0.5) -> Any:
     from ra.errors import RaError
     from wal.messages import WalOverview

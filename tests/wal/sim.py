@@ -24,12 +24,12 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import types
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ra.testing.mutants import edited_module
 from wal.batch import Append, WriterState, fence, plan_batch
 from wal.format import encode_header, resolve, scan
 
@@ -249,24 +249,17 @@ def run(seed: int, steps: int = 300, plan: Plan = plan_batch, fence: Fence = fen
 
 
 def mutated(old: str, new: str) -> tuple[Plan, Fence]:
-    """``plan_batch`` and ``fence`` from wal/batch.py's source with ``old`` (which must occur exactly once)
-    replaced by ``new``: a planted bug for the simulation to catch. The real module is not
-    touched; the edited one is compiled under another name."""
+    """``plan_batch`` and ``fence`` from wal/batch.py's source with ``old`` (which must occur
+    exactly once) replaced by ``new``: a planted bug for the simulation to catch, compiled as
+    the core's mutants are (:func:`ra.testing.mutants.edited_module`)."""
     import wal.batch as real
-    path = real.__file__
-    assert path is not None
-    with open(path) as f:
+    assert real.__file__ is not None
+    with open(real.__file__) as f:
         src = f.read()
     if src.count(old) != 1:
-        raise ValueError(f"the mutant's snippet occurs {src.count(old)} times in {path}: "
-                         f"{old!r}")
-    mod = types.ModuleType("wal._batch_mutant")
-    mod.__file__ = path
-    sys.modules[mod.__name__] = mod          # dataclasses look their module up
-    try:
-        exec(compile(src.replace(old, new), path, "exec"), mod.__dict__)  # noqa: S102 - our source
-    finally:
-        del sys.modules[mod.__name__]
+        raise ValueError(f"the mutant's snippet occurs {src.count(old)} times in "
+                         f"{real.__file__}: {old!r}")
+    mod = edited_module("wal.batch", src.replace(old, new))
     return mod.plan_batch, mod.fence
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ra.log import DiskLog
-from tests.wal.procs import Procs, wait_for, wal_overview
+from tests.wal.procs import Procs, wait_for, wait_written, wal_overview
 from transport import Mailbox
 import wal as walpkg
 from wal.messages import WalAppend, WalWritten
@@ -171,14 +171,7 @@ def test_a_dead_writers_unread_append_never_lands_under_its_successor(
         for i in range(1, 11):
             a.append((i, 1, ("u", i, 1)))
         a.flush()
-
-        def confirmed() -> bool:
-            env = mb_a.recv(0.05)
-            if env is not None:
-                for ev in a.handle_wal_event(env.payload):
-                    a.handle_written(ev)
-            return a.last_written()[0] == 10
-        wait_for(confirmed, 10, "1..10 confirmed to A")
+        wait_written(mb_a, a, 10, 10, "1..10 confirmed to A")
         os.kill(wal.pid, signal.SIGSTOP)
         resume = threading.Timer(0.5, os.kill, (wal.pid, signal.SIGCONT))
         try:
@@ -295,14 +288,8 @@ def test_client_calls_roll_over_overview_forget(tmp_path: Any, procs: Procs) -> 
         lg = DiskLog("u1", data, send=lambda m: mb.cast(ep, m))
         lg.append((1, 1, "a"))
         lg.flush()
-
-        def confirmed() -> bool:
-            env = mb.recv(0.05)
-            if env is not None:
-                for ev in lg.handle_wal_event(env.payload):
-                    lg.handle_written(ev)
-            return lg.last_written() == (1, 1)
-        wait_for(confirmed, 10, "confirmation")
+        wait_written(mb, lg, 1, 10, "confirmation")
+        assert lg.last_written() == (1, 1)
         seq = walpkg.overview(mb, ep)["seq"]
         assert walpkg.force_roll_over(mb, ep) == "ok"
         ov = walpkg.overview(mb, ep)
