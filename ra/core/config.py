@@ -240,12 +240,14 @@ SERVER = Schema("server config", [
     Key("tick_ms", int, 1000, low=1, mutable=True,
         doc="the machine's `tick` (a leader's, every `tick_ms`) and housekeeping (jittered "
             "±5 %; an idle server's backs off up to 32 `tick_ms` until its next commit)"),
-    Key("max_append_entries_rpc_batch_size", int, 128, low=1, mutable=True,
-        doc="entries per AppendEntries RPC"),
+    Key("max_append_entries_rpc_batch_size", int, 1024, low=1, mutable=True,
+        doc="entries per AppendEntries RPC (ra's default is 128: a message costs a Python "
+            "process more than it costs BEAM; one of more than 16 MiB of commands leaves in "
+            "parts)"),
     Key("max_pipeline_count", int, 4096, low=1, mutable=True,
         doc="entries a follower may have unacknowledged"),
-    Key("low_priority_batch_size", int, 64, low=1, mutable=True,
-        doc="low-priority commands appended per flush"),
+    Key("low_priority_batch_size", int, 1024, low=1, mutable=True,
+        doc="low-priority commands appended per flush (each flush sends its own appends)"),
     Key("snapshot_chunk_size", int, 1 << 20, low=1, mutable=True,
         doc="bytes per install_snapshot chunk"),
     Key("group_commit_ms", int, 2, low=0, mutable=True,

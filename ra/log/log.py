@@ -68,11 +68,34 @@ from wal.messages import WalAppend, WalError, WalResendWrite, WalStarted, WalWri
 from wal.config import DEFAULT_SEGMENT_MAX_ENTRIES
 from wal.segment_writer import wal_files
 
-__all__ = ["DiskLog", "MAX_ENTRIES_PER_MESSAGE", "decode_reply_mode"]
+__all__ = ["DiskLog", "MAX_ENTRIES_PER_MESSAGE", "MAX_BYTES_PER_MESSAGE", "decode_reply_mode"]
 
 Entry = tuple[int, int, Any]
 Codec = tuple[Callable[[Any], bytes], Callable[[bytes], Any]]
 MAX_ENTRIES_PER_MESSAGE = 4096
+
+
+#: payload bytes in one WalAppend at most (a mailbox refuses frames above 64 MiB; the WAL
+#: writes what one flush sends, in order, all the same)
+MAX_BYTES_PER_MESSAGE = 16 << 20
+
+
+def _cut(out: list[list[Any]]) -> list[list[list[Any]]]:
+    """``out`` in runs of at most MAX_ENTRIES_PER_MESSAGE entries and MAX_BYTES_PER_MESSAGE
+    bytes of payloads (an entry larger than that alone)."""
+    parts: list[list[list[Any]]] = []
+    cur: list[list[Any]] = []
+    size = 0
+    for r in out:
+        n = len(r[2])
+        if cur and (len(cur) == MAX_ENTRIES_PER_MESSAGE or size + n > MAX_BYTES_PER_MESSAGE):
+            parts.append(cur)
+            cur, size = [], 0
+        cur.append(r)
+        size += n
+    if cur:
+        parts.append(cur)
+    return parts
 
 
 def decode_reply_mode(raw: bytes, decode: Callable[[bytes], Any]) -> Any:
@@ -448,12 +471,12 @@ class DiskLog:
                 get = self.mem.get
                 es: list[Any] = [get(j) for j in range(i, last + 1)]   # contiguous: all there
                 out += [[e[0], e[1], p] for e, p in zip(es, self.payloads(es))]
-            if len(out) <= MAX_ENTRIES_PER_MESSAGE:
+            if len(out) <= MAX_ENTRIES_PER_MESSAGE and \
+                    sum(len(r[2]) for r in out) <= MAX_BYTES_PER_MESSAGE:
                 if out:
                     parts.append(out)
             else:
-                parts += [out[k:k + MAX_ENTRIES_PER_MESSAGE]
-                          for k in range(0, len(out), MAX_ENTRIES_PER_MESSAGE)]
+                parts += _cut(out)
             n = len(out)
             self._unsent_from = None
         if parts:

@@ -21,7 +21,7 @@ from typing import Any
 from ra.core.messages import AppendEntriesPacked, AppendEntriesRpc
 from ra.wire import codec
 
-__all__ = ["pack", "unpack", "check", "BadPacked"]
+__all__ = ["pack", "pack_parts", "unpack", "check", "BadPacked", "MAX_PART_BYTES"]
 
 _MAX_INDEX = 1 << 63        # indexes and terms are u64 fields on disk (wal.format)
 _INT = {int}
@@ -40,6 +40,36 @@ def pack(msg: AppendEntriesRpc, payloads: list[bytes]) -> AppendEntriesPacked:
     """``msg`` with its entries' commands as ``payloads`` (``codec.encode`` of each, in order)."""
     return AppendEntriesPacked(msg.term, msg.leader_id, msg.leader_commit, msg.prev_log_index,
                                msg.prev_log_term, [e[1] for e in msg.entries], payloads)
+
+
+#: payload bytes one append_entries frame carries at most (a mailbox refuses frames above 64
+#: MiB): a batch of large commands leaves as several consecutive appends
+MAX_PART_BYTES = 16 << 20
+
+
+def pack_parts(msg: AppendEntriesRpc, payloads: list[bytes],
+               max_bytes: int = MAX_PART_BYTES) -> list[AppendEntriesPacked]:
+    """:func:`pack`, cut into consecutive appends of at most ``max_bytes`` of payloads each (an
+    entry larger than that goes alone): each part's ``prev_log_index``/``prev_log_term`` is the
+    previous part's last entry, so a follower that takes them in order ends where it would have
+    with the one message, and one that lost a part refuses the next as any gap."""
+    if sum(map(len, payloads)) <= max_bytes:
+        return [pack(msg, payloads)]
+    out: list[AppendEntriesPacked] = []
+    entries = msg.entries
+    prev, prev_term = msg.prev_log_index, msg.prev_log_term
+    lo = size = 0
+    for i, p in enumerate(payloads):
+        if size and size + len(p) > max_bytes:
+            out.append(AppendEntriesPacked(msg.term, msg.leader_id, msg.leader_commit, prev,
+                                           prev_term, [e[1] for e in entries[lo:i]],
+                                           payloads[lo:i]))
+            prev, prev_term = entries[i - 1][0], entries[i - 1][1]
+            lo, size = i, 0
+        size += len(p)
+    out.append(AppendEntriesPacked(msg.term, msg.leader_id, msg.leader_commit, prev, prev_term,
+                                   [e[1] for e in entries[lo:]], payloads[lo:]))
+    return out
 
 
 def check(p: Any) -> str | None:

@@ -1026,18 +1026,19 @@ class ServerProc:
         """Send ``msg`` to every peer of ``tos``, never waiting: see :meth:`_send_peer`."""
         self.counters["peer_msgs_out"] += len(tos)
         eps = []
-        out = None
+        outs = None
         for to in tos:
             sid = to if type(to) is ServerId else ServerId(*to)
             ep = self.peer_eps.get(sid)
             if ep is not None:
                 eps.append(ep)
                 continue
-            if out is None:
-                out = ("$rpc", self._wire(msg))
-            self._keep_for(sid, out)
+            if outs is None:
+                outs = self._wires(msg)
+            self._keep_for(sid, ("$rpc", outs[0]))
         if eps:
-            self.mb.cast_many(eps, out if out is not None else ("$rpc", self._wire(msg)))
+            for w in outs if outs is not None else self._wires(msg):
+                self.mb.cast_many(eps, ("$rpc", w))
 
     def _send_peer(self, to: Any, msg: Any) -> None:
         """Cast ``msg`` to peer ``to``, never waiting: to its known address, or else it is
@@ -1046,17 +1047,22 @@ class ServerProc:
         self.counters["peer_msgs_out"] += 1
         sid = to if type(to) is ServerId else ServerId(*to)
         ep = self.peer_eps.get(sid)
+        outs = self._wires(msg)
         if ep is not None:
-            self.mb.cast(ep, ("$rpc", self._wire(msg)))
+            for w in outs:
+                self.mb.cast(ep, ("$rpc", w))
         else:
-            self._keep_for(sid, ("$rpc", self._wire(msg)))
+            # only the first part waits (a later one alone would be refused as a gap): the
+            # follower's answer brings the leader back for the rest
+            self._keep_for(sid, ("$rpc", outs[0]))
 
-    def _wire(self, msg: Any) -> Any:
-        """An append_entries with entries leaves packed: their payloads are the bytes already
-        encoded for the WAL (``ra.server.packed``)."""
+    def _wires(self, msg: Any) -> list[Any]:
+        """What ``msg`` leaves as. An append_entries with entries leaves packed: their payloads
+        are the bytes already encoded for the WAL (``ra.server.packed``), in parts of at most
+        ``packed.MAX_PART_BYTES`` (a frame above the mailbox's limit would not leave at all)."""
         if type(msg) is AppendEntriesRpc and msg.entries:
-            return packed.pack(msg, self.log.payloads(msg.entries))
-        return msg
+            return packed.pack_parts(msg, self.log.payloads(msg.entries))
+        return [msg]
 
     def _keep_for(self, sid: ServerId, out: Any) -> None:
         """Keep ``out`` as the one message for unresolved ``sid`` (replacing an older one) and

@@ -183,6 +183,26 @@ def test_a_large_flush_is_cut_into_messages_of_consecutive_entries(tmp_path: Any
     assert all(codec.decode(e[2]) == ("c", e[0]) for e in got)
 
 
+def test_a_flush_of_large_entries_is_cut_by_bytes_and_written_whole(tmp_path: Any) -> None:
+    # a WalAppend above the mailbox's frame limit (64 MiB) would not leave at all: a flush
+    # sends at most MAX_BYTES_PER_MESSAGE of payloads per message (an entry above it alone)
+    from ra.log.log import MAX_BYTES_PER_MESSAGE as MAXB
+    node = InProcNode(str(tmp_path))
+    lg = node.log("a")
+    big = MAXB // 3 + 1                     # two fit in a message, a third does not
+    for i in range(1, 6):
+        lg.append((i, 1, ("c", bytes([i]) * big)))
+    lg.append((6, 1, ("c", b"x" * (MAXB + 1))))
+    lg.append((7, 1, ("c", 7)))
+    assert lg.flush() == 7
+    msgs = list(node.queue)
+    assert [[e[0] for e in m.entries] for m in msgs] == [[1, 2], [3, 4], [5], [6], [7]]
+    assert [m.seq for m in msgs] == list(range(msgs[0].seq, msgs[0].seq + 5))
+    assert all(sum(len(e[2]) for e in m.entries) <= MAXB for m in msgs if len(m.entries) > 1)
+    node.pump()
+    assert lg.last_written()[0] == 7        # the WAL wrote and confirmed every part, in order
+
+
 def test_a_resend_reaching_below_memory_reads_segments_then_memory(tmp_path: Any) -> None:
     from wal.messages import WalResendWrite
     node = InProcNode(str(tmp_path), max_size_bytes=4096)
@@ -202,3 +222,25 @@ def test_a_resend_reaching_below_memory_reads_segments_then_memory(tmp_path: Any
         [(i, 2) for i in range(41, 51)]
     assert [codec.decode(e[2]) for e in es] == [("c", i) for i in range(35, 41)] + \
         [("d", i) for i in range(41, 51)]
+
+
+def test_a_large_batch_leaves_in_parts_that_chain() -> None:
+    msg = _ae(prev=9)
+    payloads = codec.encode_each([e[2] for e in msg.entries])
+    assert packed.pack_parts(msg, payloads) == [packed.pack(msg, payloads)]
+    limit = max(map(len, payloads)) + 1          # at most one entry and a bit per part
+    parts = packed.pack_parts(msg, payloads, max_bytes=limit)
+    assert len(parts) > 2
+    prev, prev_term = msg.prev_log_index, msg.prev_log_term
+    got: list[Any] = []
+    for p in parts:
+        assert sum(map(len, p.payloads)) <= limit or len(p.payloads) == 1
+        assert (p.prev_log_index, p.prev_log_term) == (prev, prev_term)
+        assert (p.term, p.leader_id, p.leader_commit) == (msg.term, msg.leader_id, msg.leader_commit)
+        back, _cmds, _carried = packed.unpack(codec.decode(codec.encode(p)))
+        got += back.entries
+        prev, prev_term = back.entries[-1][0], back.entries[-1][1]
+    assert _same(got, list(msg.entries))
+    # an entry above the limit goes alone, never dropped
+    alone = packed.pack_parts(msg, payloads, max_bytes=1)
+    assert [len(p.payloads) for p in alone] == [1] * len(CMDS)
