@@ -118,6 +118,7 @@ _BATCH = 512                # messages drained per loop turn
 
 _MEMTABLE_ROLL = 8192       # entries in memory before asking the WAL to roll over
 _TRIM_AFTER = 4096          # entries dropped from memory before the heap is trimmed
+_KNOWN_IDS_MAX = 1024       # server ids found valid and kept (ServerProc._server_id)
 _GC_GEN0 = 20_000           # allocations between young collections (CPython's default: 700)
 _MONITOR_INTERVAL = 0.1     # how often the leader checks monitored client processes
 _RESOLVE_TIMEOUT = 1.0      # s a peer's node has to answer a RegResolve (nothing waits on it)
@@ -244,6 +245,7 @@ class ServerProc:
         self.to_clients: list[Any] = []
         self.hold_until = 0.0       # when a group-commit hold ends at the latest (_hold)
         self.peer_eps: dict[ServerId, str] = {}
+        self.known_ids: dict[Any, ServerId] = {}
         self.leader_heard = 0.0
         # peers on other nodes are resolved through our own daemon (connected already),
         # not by a connection (and one back) to theirs: a node restart resolves thousands
@@ -662,10 +664,10 @@ class ServerProc:
         sender = getattr(msg, "from_id", None) or getattr(msg, "leader_id", None) \
             or getattr(msg, "candidate_id", None)
         if sender is not None:
-            if not tm.sid(sender):
+            sid = self._server_id(sender)
+            if sid is None:
                 self._bad(env, f"bad_sender:{type(msg).__name__}")
                 return
-            sid = ServerId(*sender)
             if isinstance(msg, _FROM_LEADER):
                 self.leader_heard = time.monotonic()    # election timeouts count from here
             if env.frm and self.peer_eps.get(sid) != env.frm:
@@ -675,6 +677,24 @@ class ServerProc:
                 if sid in self.held:
                     self._send_held(sid, env.frm)
         self._step(msg)
+
+    def _server_id(self, x: Any) -> ServerId | None:
+        """``x`` from the network as a checked ``ServerId``, or None if it is not one (a node
+        that is not "host:port": the doors' shape checks admit forms ``ServerId`` refuses).
+        The few ids a server hears from are kept: each message's sender costs one lookup."""
+        if not tm.sid(x):           # a tuple of two str: hashable
+            return None
+        sid = self.known_ids.get(x)
+        if sid is not None:
+            return sid
+        try:
+            sid = ServerId(*x)
+        except (TypeError, ValueError):
+            return None
+        if len(self.known_ids) >= _KNOWN_IDS_MAX:
+            self.known_ids.clear()
+        self.known_ids[sid] = sid
+        return sid
 
     def _on_wal(self, env: Any, msg: Any) -> None:
         for ev in self.log.handle_wal_event(msg):
@@ -711,7 +731,10 @@ class ServerProc:
         frm = env.frm
         payload = m.payload
         if m.kind in ("join", "leave"):
-            payload = ServerId(*payload)
+            payload = self._server_id(payload)
+            if payload is None:
+                self._bad(env, f"bad_server_id:{m.kind}")
+                return
             mode: Any = ("after_log_append", frm)
         else:
             mode = ("await", frm)
@@ -780,7 +803,11 @@ class ServerProc:
         self.mb.reply(env.frm, ("ok", list(self.cfg.initial_members), self.state.leader_id))
 
     def _on_transfer_leadership(self, env: Any, m: rm.TransferLeadershipCall) -> None:
-        self._step(TransferLeadership(env.frm, ServerId(*m.target)))
+        target = self._server_id(m.target)
+        if target is None:
+            self._bad(env, "bad_server_id:transfer_leadership")
+            return
+        self._step(TransferLeadership(env.frm, target))
 
     def _on_trigger_election(self, env: Any, m: rm.TriggerElectionCall) -> None:
         self._step(TriggerElection(env.frm))

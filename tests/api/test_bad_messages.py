@@ -83,6 +83,32 @@ def test_malformed_casts_to_a_server_do_not_crash_it(solo):
     assert km == 20
 
 
+def test_server_ids_the_doors_admit_but_serverid_refuses_are_dropped(solo):
+    # the doors check a server id's shape (two non-empty str; a node as valid_node spells it,
+    # which admits "tcp://h:1" and "h-:1"); ServerId also checks the node and raised, from the
+    # server's loop, for a peer message's sender, a join's member, a transfer's target: the
+    # server crashed and was restarted, once per message
+    from ra.core.messages import AppendEntriesReply
+    nodes, sid = solo
+    spid = nodes.server_pid(sid.name, 0)
+    c = ra.default_client()
+    with DirectMailbox("tcp://127.0.0.1:0") as mb:
+        ep = resolve(mb, sid.name, sid.node)
+        for bad in (("x", "no-port-here"), ("x", "tcp://127.0.0.1:9"), ("x", "h-:9")):
+            mb.cast(ep, ("$rpc", AppendEntriesReply(1, True, 1, 1, 1, bad, 0)))
+        for bad in (("x", "tcp://127.0.0.1:9"), ("x", "h-:9")):
+            with pytest.raises(ra.BadRequest, match="bad_server_id:join"):
+                c._ok(sid, rm.CommandCall("join", bad), 2)
+            with pytest.raises(ra.BadRequest, match="bad_server_id:transfer_leadership"):
+                c._ok(sid, rm.TransferLeadershipCall(bad), 2)
+    assert ra.process_command(sid, 3)[0] == 3
+    row = ra.overview(nodes.addrs[0])["servers"][sid.name]
+    assert row["pid"] == spid == nodes.server_pid(sid.name, 0)
+    assert row["bad_messages"]["bad_sender:AppendEntriesReply"] == 3
+    assert row["bad_messages"]["bad_server_id:join"] == 2
+    assert row["bad_messages"]["bad_server_id:transfer_leadership"] == 2
+
+
 def test_a_packed_append_with_a_corrupt_payload_is_dropped_and_counted(solo):
     """A peer's append_entries carries each entry as its encoded bytes: one that does not
     decode to exactly one term is refused at the door, before the core or the WAL see it."""
