@@ -53,6 +53,9 @@ __all__ = [
     "CHECKS", "valid_query",
 ]
 
+#: the wire tag of a leader's applied notifications: the (corr, reply) pairs flat in one list
+#: (a tuple per pair costs the codec a Python call each way, for every pipelined command)
+APPLIED_FLAT = "applied_flat"
 COMMAND_KINDS = ("usr", "join", "leave", "delete_cluster", "open_session", "close_session")
 PRIORITIES = ("normal", "low")
 
@@ -76,8 +79,9 @@ class CommandCall:
 @dataclass(frozen=True, slots=True)
 class PipelineCast:
     """``ra:pipeline_command``: with a ``correlation``, ``pid`` (the client's mailbox address)
-    later gets ``("ra_event", leader, ("applied", [(corr, reply), ...]))`` or
-    ``("rejected", ...)``.
+    later gets ``("ra_event", leader, ("applied_flat", [corr, reply, corr, reply, ...]))``
+    (:data:`APPLIED_FLAT`; ``ra.Client.receive`` gives it as ``("applied", [(corr, reply),
+    ...])``) or ``("rejected", ...)``.
 
     A command of a client session carries it flat: ``session`` is the session id, with
     ``seq`` and ``first_out`` (``first_outstanding``) beside it (three plain ints: no nested

@@ -1001,8 +1001,17 @@ class Client:
             raise Timeout(f"no event within {t} s")
         p = env.payload
         if type(p) is tuple and len(p) == 3 and p[0] == "ra_event" and _leader_ok(p[1]):
-            self._settle_pipes(p[2])
-            return RaEvent(ServerId(*p[1]) if p[1] is not None else None, p[2])
+            try:
+                leader = ServerId(*p[1]) if p[1] is not None else None
+            except (TypeError, ValueError):     # a node that ServerId refuses: not ours
+                return RaEvent(None, p)
+            event = p[2]
+            if (type(event) is tuple and len(event) == 2 and event[0] == rm.APPLIED_FLAT
+                    and type(event[1]) is list and len(event[1]) % 2 == 0):
+                it = iter(event[1])
+                event = ("applied", list(zip(it, it)))
+            self._settle_pipes(event)
+            return RaEvent(leader, event)
         return RaEvent(None, p)
 
     def _settle_pipes(self, event: Any) -> None:

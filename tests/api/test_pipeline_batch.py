@@ -54,7 +54,7 @@ def test_an_idle_connection_sends_each_pipelined_command_at_once(cluster: Any) -
             assert c._batch == []
             env = c.mb.recv(5)
             assert env is not None
-            assert env.payload[2] == ("applied", [(i, i + 1)])
+            assert env.payload[2] == ("applied_flat", [i, i + 1])    # pairs flat on the wire
 
 
 def test_commands_held_while_backed_up_leave_as_one_frame_before_receive(
@@ -175,3 +175,22 @@ def test_pipelined_batches_are_applied_exactly_once_across_a_leader_change(
     assert sorted(got) == list(range(n))
     total = wait_for(lambda: ra.consistent_query(cluster, M.get_state)[0], what="state")
     assert total == n
+
+
+def test_receive_pairs_a_flat_applied_event_and_never_raises_on_a_bad_one() -> None:
+    """The leader sends ``("applied_flat", [corr, reply, ...])``; ``receive`` gives the
+    API's ``("applied", [(corr, reply), ...])``. What only looks like one passes through as
+    it came, and a leader id that ``ServerId`` refuses (a node "tcp://h:1", which the wire
+    check admits) makes the event a foreign message, not an exception."""
+    from ra.core.types import ServerId
+    from transport.mailbox import Mailbox      # its I/O thread handshakes while we wait
+    lead = ServerId("s", "127.0.0.1:1")
+    with ra.Client() as c, Mailbox(None) as fz:
+        for ev in [("ra_event", lead, ("applied_flat", ["a", 1, ("b", 2), [3]])),
+                   ("ra_event", lead, ("applied_flat", ["a", 1, "odd"])),
+                   ("ra_event", ("s", "tcp://127.0.0.1:1"), ("applied_flat", ["a", 1]))]:
+            fz.cast(c.mb.address, ev)
+        got = [c.receive(timeout=5) for _ in range(3)]
+    assert got[0] == ra.RaEvent(lead, ("applied", [("a", 1), (("b", 2), [3])])), got[0]
+    assert got[1] == ra.RaEvent(lead, ("applied_flat", ["a", 1, "odd"]))
+    assert got[2].leader is None and got[2].event[0] == "ra_event"

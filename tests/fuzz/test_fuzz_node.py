@@ -209,7 +209,9 @@ _EVENTS = [("ra_event", ServerId(NAME, "127.0.0.1:1"), ("applied", [("c1", 1)]))
            ("ra_event", None, ("rejected", ("not_leader", None, "c1"))),
            ("ra_event", ServerId(NAME, "127.0.0.1:1"), ("rejected", ("session_expired",
                                                                      None, "c9"))),
-           ("ra_event", None, ("machine", 1))]
+           ("ra_event", None, ("machine", 1)),
+           ("ra_event", ServerId(NAME, "127.0.0.1:1"), ("applied_flat", ["c1", 1, ("c", 2), 2])),
+           ("ra_event", ("x", "tcp://127.0.0.1:1"), ("applied_flat", ["c1", 1]))]
 
 
 def _reply_exemplars(sid: ServerId) -> list[Any]:
