@@ -46,6 +46,7 @@ HEADER_SIZE = _HEADER.size  # 16
 _CK = struct.Struct("<Q")
 _BODY = struct.Struct("<IHQQ")
 RECORD_HEADER_SIZE = _CK.size + _BODY.size  # 30
+_REC = struct.Struct("<QIHQQ")                # checksum and body header in one unpack
 _MAX_PAYLOAD = 1 << 30
 _MAX_UID = 255
 
@@ -126,22 +127,24 @@ def scan(data: bytes | memoryview, *, start: int = HEADER_SIZE,
     writer's records are returned."""
     if checksums is None:
         checksums = decode_header(data)
-    mv = memoryview(data)
-    size = len(mv)
+    if type(data) is not bytes:
+        data = bytes(data)      # slices of bytes are the records' bytes, in one step each
+    size = len(data)
     pos = start
     out: list[Record] = []
     append = out.append
-    ck_unpack = _CK.unpack_from
-    body_unpack = _BODY.unpack_from
+    rec_unpack = _REC.unpack_from
+    xxh = _xxh
     hsize = RECORD_HEADER_SIZE
     reason = "eof"
+    uid = b""               # the last record's uid: a run of one writer's shares the object
     while True:
         if pos == size:
             break
         if pos + hsize > size:
             reason = "torn_header"
             break
-        plen, ulen, idx, term = body_unpack(mv, pos + 8)
+        ck, plen, ulen, idx, term = rec_unpack(data, pos)
         if ulen == 0 or ulen > _MAX_UID or idx == 0 or plen > _MAX_PAYLOAD:
             reason = "implausible"
             break
@@ -149,12 +152,14 @@ def scan(data: bytes | memoryview, *, start: int = HEADER_SIZE,
         if end > size:
             reason = "torn_record"
             break
-        if checksums and ck_unpack(mv, pos)[0] != _xxh(mv[pos + 8:end]):
+        if checksums and ck != xxh(data[pos + 8:end]):
             reason = "checksum"
             break
         u0 = pos + hsize
-        if only_uid is None or mv[u0:u0 + ulen] == only_uid:
-            append((bytes(mv[u0:u0 + ulen]), idx, term, bytes(mv[u0 + ulen:end])))
+        if ulen != len(uid) or not data.startswith(uid, u0):
+            uid = data[u0:u0 + ulen]
+        if only_uid is None or uid == only_uid:
+            append((uid, idx, term, data[u0 + ulen:end]))
         pos = end
     return ScanResult(out, pos, size, reason, checksums)
 
