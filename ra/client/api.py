@@ -1150,6 +1150,10 @@ def _leader_ok(x: Any) -> bool:
         return False
     if not (tm.sid(x) and tm.valid_node(x[1])):
         return False
+    try:
+        ServerId(*x)        # the wire's node check admits "tcp://h:1" and "h-:1"; ServerId not
+    except (TypeError, ValueError):
+        return False
     if len(_valid_leaders) >= 1024:
         _valid_leaders.clear()
     _valid_leaders.add(x)

@@ -497,3 +497,18 @@ def test_server_up_registers_subscribes_and_counts_as_loaded(loader_node, cname)
     finally:
         cl.close()
     _assert_node_fine(node, pids)
+
+
+def test_a_reply_naming_a_leader_serverid_refuses_is_a_bad_reply():
+    # the wire's node check admits "tcp://h:1" and "h-:1" (daemon endpoints), ServerId does
+    # not: such a leader in a reply used to surface as InvalidConfig from ServerId(*leader),
+    # as if the caller's own configuration were wrong
+    from ra.client.api import _answer
+    from tests.fuzz.gen import forged_sid
+    good = forged_sid("x", "127.0.0.1:1")
+    assert _answer(("ok", 1, good), "s") == ("ok", 1, good)
+    for node in ("tcp://127.0.0.1:1", "h-:1", "y"):
+        bad = forged_sid("x", node)
+        for reply in (("ok", 1, bad), ("redirect", bad)):
+            with pytest.raises(ra.BadReply):
+                _answer(reply, "s")

@@ -235,14 +235,17 @@ def _mutated(draw: Any, exemplars: list[Any]) -> Any:
     if how == "elem" and type(t) in (tuple, list) and t:
         i = draw(st.integers(0, len(t) - 1))
         out = list(t)
-        out[i] = draw(terms() | st.sampled_from([None, "ok", 5, ("a",), [], sid_like()]))
+        out[i] = draw(terms() | st.sampled_from([None, "ok", 5, ("a",), [], sid_like(),
+                                                 sid_like("tcp://127.0.0.1:1"),
+                                                 sid_like("h-:1")]))
         return tuple(out) if type(t) is tuple else out
     return t
 
 
-def sid_like() -> Any:
-    """A server id whose node is not an address, as a forged reply can carry one."""
-    return forged_sid("x", "y")
+def sid_like(node: str = "y") -> Any:
+    """A server id whose node is not an address, as a forged reply can carry one (the
+    defaults: no port; "tcp://h:1" and "h-:1" pass the wire's node check, not ServerId's)."""
+    return forged_sid("x", node)
 
 
 _API: list[tuple[str, Callable[[Any, ServerId], Any]]] = [
