@@ -1001,10 +1001,7 @@ class Client:
             raise Timeout(f"no event within {t} s")
         p = env.payload
         if type(p) is tuple and len(p) == 3 and p[0] == "ra_event" and _leader_ok(p[1]):
-            try:
-                leader = ServerId(*p[1]) if p[1] is not None else None
-            except (TypeError, ValueError):     # a node that ServerId refuses: not ours
-                return RaEvent(None, p)
+            leader = ServerId(*p[1]) if p[1] is not None else None    # _leader_ok: it is one
             event = p[2]
             if (type(event) is tuple and len(event) == 2 and event[0] == rm.APPLIED_FLAT
                     and type(event[1]) is list and len(event[1]) % 2 == 0):

@@ -68,34 +68,33 @@ from wal.messages import WalAppend, WalError, WalResendWrite, WalStarted, WalWri
 from wal.config import DEFAULT_SEGMENT_MAX_ENTRIES
 from wal.segment_writer import wal_files
 
-__all__ = ["DiskLog", "MAX_ENTRIES_PER_MESSAGE", "MAX_BYTES_PER_MESSAGE", "decode_reply_mode"]
+__all__ = ["DiskLog", "MAX_ENTRIES_PER_MESSAGE", "MAX_BYTES_PER_MESSAGE", "runs",
+           "decode_reply_mode"]
 
 Entry = tuple[int, int, Any]
 Codec = tuple[Callable[[Any], bytes], Callable[[bytes], Any]]
 MAX_ENTRIES_PER_MESSAGE = 4096
 
 
-#: payload bytes in one WalAppend at most (a mailbox refuses frames above 64 MiB; the WAL
-#: writes what one flush sends, in order, all the same)
+#: payload bytes one message carries at most, a WalAppend or an append_entries (a mailbox
+#: refuses frames above 64 MiB): more leaves as consecutive messages
 MAX_BYTES_PER_MESSAGE = 16 << 20
 
 
-def _cut(out: list[list[Any]]) -> list[list[list[Any]]]:
-    """``out`` in runs of at most MAX_ENTRIES_PER_MESSAGE entries and MAX_BYTES_PER_MESSAGE
-    bytes of payloads (an entry larger than that alone)."""
-    parts: list[list[list[Any]]] = []
-    cur: list[list[Any]] = []
-    size = 0
-    for r in out:
-        n = len(r[2])
-        if cur and (len(cur) == MAX_ENTRIES_PER_MESSAGE or size + n > MAX_BYTES_PER_MESSAGE):
-            parts.append(cur)
-            cur, size = [], 0
-        cur.append(r)
+def runs(sizes: list[int], max_bytes: int = MAX_BYTES_PER_MESSAGE,
+         max_n: int | None = None) -> list[tuple[int, int]]:
+    """``[(lo, hi), ...]``: consecutive slices of items whose ``sizes`` add up to at most
+    ``max_bytes`` (an item larger than that alone), of at most ``max_n`` items each; one
+    slice, ``(0, len(sizes))``, when everything fits."""
+    out: list[tuple[int, int]] = []
+    lo = size = 0
+    for i, n in enumerate(sizes):
+        if i > lo and (size + n > max_bytes or i - lo == max_n):
+            out.append((lo, i))
+            lo, size = i, 0
         size += n
-    if cur:
-        parts.append(cur)
-    return parts
+    out.append((lo, len(sizes)))
+    return out
 
 
 def decode_reply_mode(raw: bytes, decode: Callable[[bytes], Any]) -> Any:
@@ -471,12 +470,9 @@ class DiskLog:
                 get = self.mem.get
                 es: list[Any] = [get(j) for j in range(i, last + 1)]   # contiguous: all there
                 out += [[e[0], e[1], p] for e, p in zip(es, self.payloads(es))]
-            if len(out) <= MAX_ENTRIES_PER_MESSAGE and \
-                    sum(len(r[2]) for r in out) <= MAX_BYTES_PER_MESSAGE:
-                if out:
-                    parts.append(out)
-            else:
-                parts += _cut(out)
+            if out:
+                cuts = runs([len(r[2]) for r in out], max_n=MAX_ENTRIES_PER_MESSAGE)
+                parts += [out] if len(cuts) == 1 else [out[lo:hi] for lo, hi in cuts]
             n = len(out)
             self._unsent_from = None
         if parts:

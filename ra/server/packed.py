@@ -19,9 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 from ra.core.messages import AppendEntriesPacked, AppendEntriesRpc
+from ra.log.log import MAX_BYTES_PER_MESSAGE, runs
 from ra.wire import codec
 
-__all__ = ["pack", "pack_parts", "unpack", "check", "BadPacked", "MAX_PART_BYTES"]
+__all__ = ["pack", "pack_parts", "unpack", "check", "BadPacked"]
 
 _MAX_INDEX = 1 << 63        # indexes and terms are u64 fields on disk (wal.format)
 _INT = {int}
@@ -42,34 +43,22 @@ def pack(msg: AppendEntriesRpc, payloads: list[bytes]) -> AppendEntriesPacked:
                                msg.prev_log_term, [e[1] for e in msg.entries], payloads)
 
 
-#: payload bytes one append_entries frame carries at most (a mailbox refuses frames above 64
-#: MiB): a batch of large commands leaves as several consecutive appends
-MAX_PART_BYTES = 16 << 20
-
-
 def pack_parts(msg: AppendEntriesRpc, payloads: list[bytes],
-               max_bytes: int = MAX_PART_BYTES) -> list[AppendEntriesPacked]:
+               max_bytes: int = MAX_BYTES_PER_MESSAGE) -> list[AppendEntriesPacked]:
     """:func:`pack`, cut into consecutive appends of at most ``max_bytes`` of payloads each (an
-    entry larger than that goes alone): each part's ``prev_log_index``/``prev_log_term`` is the
-    previous part's last entry, so a follower that takes them in order ends where it would have
-    with the one message, and one that lost a part refuses the next as any gap."""
-    if sum(map(len, payloads)) <= max_bytes:
+    entry larger than that goes alone: ``ra.log.log.runs``): each part's ``prev_log_index``/
+    ``prev_log_term`` is the previous part's last entry, so a follower that takes them in order
+    ends where it would have with the one message, and one that lost a part refuses the next as
+    any gap."""
+    cuts = runs(list(map(len, payloads)), max_bytes)
+    if len(cuts) == 1:
         return [pack(msg, payloads)]
-    out: list[AppendEntriesPacked] = []
-    entries = msg.entries
-    prev, prev_term = msg.prev_log_index, msg.prev_log_term
-    lo = size = 0
-    for i, p in enumerate(payloads):
-        if size and size + len(p) > max_bytes:
-            out.append(AppendEntriesPacked(msg.term, msg.leader_id, msg.leader_commit, prev,
-                                           prev_term, [e[1] for e in entries[lo:i]],
-                                           payloads[lo:i]))
-            prev, prev_term = entries[i - 1][0], entries[i - 1][1]
-            lo, size = i, 0
-        size += len(p)
-    out.append(AppendEntriesPacked(msg.term, msg.leader_id, msg.leader_commit, prev, prev_term,
-                                   [e[1] for e in entries[lo:]], payloads[lo:]))
-    return out
+    es = msg.entries
+    return [AppendEntriesPacked(msg.term, msg.leader_id, msg.leader_commit,
+                                es[lo - 1][0] if lo else msg.prev_log_index,
+                                es[lo - 1][1] if lo else msg.prev_log_term,
+                                [e[1] for e in es[lo:hi]], payloads[lo:hi])
+            for lo, hi in cuts]
 
 
 def check(p: Any) -> str | None:

@@ -1090,7 +1090,8 @@ class ServerProc:
     def _wires(self, msg: Any) -> list[Any]:
         """What ``msg`` leaves as. An append_entries with entries leaves packed: their payloads
         are the bytes already encoded for the WAL (``ra.server.packed``), in parts of at most
-        ``packed.MAX_PART_BYTES`` (a frame above the mailbox's limit would not leave at all)."""
+        ``ra.log.log.MAX_BYTES_PER_MESSAGE`` (a frame above the mailbox's limit would not
+        leave at all)."""
         if type(msg) is AppendEntriesRpc and msg.entries:
             return packed.pack_parts(msg, self.log.payloads(msg.entries))
         return [msg]
