@@ -32,6 +32,7 @@ LABELS = {
     "W2 threads": "W2 threads, module functions",
     "W2 asyncio": "W2 1,000 asyncio tasks (ra.aio)",
     "W1 no sessions": "W1 without sessions (raw commands)",
+    "W1 idle poll": f"W1, idle_poll_ms={workloads.IDLE_POLL_MS} (root)",
     "W2 no sessions": "W2 without sessions",
     "W3": "W3 pipelined, 5,000 in flight",
     "W3 no sessions": "W3 without sessions",
@@ -42,7 +43,8 @@ LABELS = {
     "W6": "W6 memory at idle after W3",
     "check": "check",
 }
-_ORDER = ["W1", "W1 no sessions", "W2", "W2 no sessions", "W2 threads", "W2 asyncio", "W3",
+_ORDER = ["W1", "W1 no sessions", "W1 idle poll", "W2", "W2 no sessions", "W2 threads",
+          "W2 asyncio", "W3",
           "W3 no sessions", "W3 batched", "W4", "W4 silent", "W5", "W6", "check"]
 
 
@@ -82,6 +84,9 @@ def _pair(ours: dict[tuple[str, str], tuple[Any, str]],
         note = "; ".join(x for x in (f"ours: {on}" if on and not on.startswith("ours") else on,
                                      f"peer: {pn}" if pn else "") if x)
         ev, en = erl.get(k, (None, ""))
+        if wl == "W1 idle poll":     # Erlang ra's own W1: the BEAM keeps its CPUs awake itself
+            ev, en = erl.get(("W1", metric), (None, ""))
+            en = "its W1 figure" if ev is not None else en
         if ev is not None or erl_why:
             note = "; ".join(x for x in (note, f"erlang: {en or erl_why}") if x)
         rows.append({"workload": LABELS.get(wl, wl), "metric": metric, "value": ov,

@@ -378,6 +378,42 @@ def _print_logs(tmp: str, lines: int = 15) -> None:
             progress(SIDE, "  " + ln.rstrip())
 
 
+#: the node key idle_poll_ms of the "W1 idle poll" row (its README paragraph, *Latency*)
+IDLE_POLL_MS = 20
+
+
+def _w1_idle_poll(P: Params, reaper: Reaper) -> Result:
+    """W1 again on 3 fresh nodes started with ``idle_poll_ms`` (their own cluster, while the
+    suite's stays idle), when this process may make the PM QoS request; else a row saying
+    why not."""
+    from wal.idle_poll import DEVICE
+    key = ("W1 idle poll", "p50")
+    if not os.access(DEVICE, os.W_OK):
+        return {key: (None, f"not run: idle_poll_ms needs write access to {DEVICE} (root)")}
+    tmp = tempfile.mkdtemp(prefix="ra-bench-w1p-", dir="/tmp")
+    nodes = RaNodes(tmp, reaper, {"idle_poll_ms": IDLE_POLL_MS})
+    try:
+        nodes.start_all()
+        ordered = nodes.start_cluster("bench_poll")
+        c = ra.Client()
+        for _ in range(P["warmup"]):
+            c.process_command(ordered, 1)
+        lat = []
+        for _ in range(P["w1_n"]):
+            t1 = time.monotonic()
+            c.process_command(ordered, 1, timeout=10)
+            lat.append(time.monotonic() - t1)
+        c.close()
+        s = summary_ms(lat)
+        note = f"n={P['w1_n']}, nodes with idle_poll_ms={IDLE_POLL_MS}"
+        progress(SIDE, f"W1 with idle_poll_ms={IDLE_POLL_MS} p50 {s['p50']:.2f} ms "
+                       f"p99 {s['p99']:.2f} ms")
+        return {key: (s["p50"], note), ("W1 idle poll", "p99"): (s["p99"], note)}
+    finally:
+        nodes.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def measure(quick: bool, reaper: Reaper) -> Result:
     """Run W1–W6 on a fresh 3-node cluster; see the module docstring."""
     # late replies to the W4 client's abandoned calls are expected: not worth a warning line
@@ -432,6 +468,7 @@ def measure(quick: bool, reaper: Reaper) -> Result:
         out[("W1 no sessions", "p50")] = (s["p50"], n1)
         out[("W1 no sessions", "ops/s")] = (P["w1_n"] / el, n1)
         progress(SIDE, f"W1 without sessions p50 {s['p50']:.2f} ms {P['w1_n'] / el:,.0f} ops/s")
+        out.update(_w1_idle_poll(P, reaper))
         # W2
         lat2, err2, secs = _w2(ordered, P["w2_clients"], P["w2_secs"], reaper)
         acked, unknown = acked + len(lat2), unknown + err2

@@ -51,6 +51,9 @@ class WalConfig:
     segment_max_entries: int = _opt(DEFAULT_SEGMENT_MAX_ENTRIES,
                                     "entries per segment file (start-up recovery)", type=int)
     max_batch_bytes: int = _opt(DEFAULT_MAX_BATCH_BYTES, "cap of one drained batch", type=int)
+    idle_poll_ms: int = _opt(0, "while batches come, and this long after the last, keep the "
+                                "machine's idle CPUs polling (Linux PM QoS, /dev/cpu_dma_latency; "
+                                "wal.idle_poll); 0: off", type=int)
     error_exit_after: float = _opt(1.0, "seconds a failed WAL keeps answering overview before "
                                         "exiting 1", type=float)
     inject_fault: str | None = _opt(None, "testing: fail CALL (write|fdatasync) with ERRNO "

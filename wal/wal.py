@@ -33,7 +33,9 @@ Loop contract: drain *everything* queued (up to ``max_batch_bytes``), plan the b
 ahead of its records, :data:`PREALLOCATE_BYTES`), sync ONCE (``fdatasync``; with
 ``write_strategy="o_sync"`` the file is opened ``O_SYNC`` and the write itself is the sync), and
 only then send the notices. At ``max_size_bytes`` the WAL rolls to a new file (the new file and
-its directory entry are synced before use) and nudges the segment writer. At start, every
+its directory entry are synced before use) and nudges the segment writer. With
+``idle_poll_ms`` the process holds a PM QoS request that keeps idle CPUs polling from a batch
+until that long after the last one (:mod:`wal.idle_poll`). At start, every
 existing WAL file is recovered (torn tails end the log) and flushed to segments before the first
 append is accepted.
 
@@ -58,6 +60,7 @@ from wal.config import (DEFAULT_MAX_SIZE_BYTES, DEFAULT_SEGMENT_MAX_ENTRIES, WRI
                         WalConfig, coerce, from_argv)
 from wal.batch import Append, WriterState, fence, needs_roll, plan_batch
 from wal.format import HEADER_SIZE, encode_header
+from wal.idle_poll import IdlePoll
 from wal.segment_writer import (flush_lock, flush_wal_file,
                                 wal_file_name, wal_files)
 
@@ -116,6 +119,8 @@ class Wal:
             "last_batch_entries": 0, "max_batch_entries": 0,
             "last_batch_writes": 0}
         self.dropped: dict[str, int] = {}       # reason -> messages dropped at the door
+        #: the process's idle-poll request (set by :func:`run`), reported by :meth:`overview`
+        self.idle_poll: IdlePoll | None = None
         os.makedirs(wal_dir, exist_ok=True)
 
     # -- start -------------------------------------------------------------------------------
@@ -279,7 +284,9 @@ class Wal:
                   writers=len(self.writers), error=self.failed, failed=self.failed is not None,
                   write_strategy=self.write_strategy, checksums=self.checksums,
                   entries_per_sync=(st["entries"] / st["syncs"]) if st["syncs"] else 0.0,
-                  epoch=self.epoch)
+                  epoch=self.epoch,
+                  idle_poll_holds=None if self.idle_poll is None else self.idle_poll.holds,
+                  idle_poll_held=self.idle_poll is not None and self.idle_poll.held)
         return st
 
     def close(self) -> None:
@@ -380,6 +387,7 @@ def run(config: WalConfig | Mapping[str, Any]) -> int:
               segment_max_entries=a.segment_max_entries,
               on_roll=(lambda: mb.cast(sw, wm.SegRoll())) if sw else None)
     wal.recover()
+    poll = wal.idle_poll = _idle_poll(a.idle_poll_ms)
     failed_at: float | None = None
     max_bytes = a.max_batch_bytes
     recv = mb.recv
@@ -389,7 +397,7 @@ def run(config: WalConfig | Mapping[str, Any]) -> int:
             wal.close()
             mb.close()
             return 1
-        env = recv(0.2)
+        env = recv(0.2 if poll is None else poll.sleep(time.monotonic(), 0.2))
         if env is None:
             continue
         reqs: list[Append] = []
@@ -412,11 +420,27 @@ def run(config: WalConfig | Mapping[str, Any]) -> int:
             env = recv(0)
         if reqs:
             wal.handle_appends(reqs)
+            if poll is not None:
+                poll.busy(time.monotonic())
             if wal.failed is not None and failed_at is None:
                 failed_at = time.monotonic()
+    if poll is not None:
+        poll.close()
     wal.close()
     mb.close()
     return 0
+
+
+def _idle_poll(ms: int) -> IdlePoll | None:
+    """The WAL's idle-poll request (``idle_poll_ms``), if asked for and the kernel grants it:
+    a node checks that it may at its start, so a refusal here is logged and the WAL runs on."""
+    if ms <= 0:
+        return None
+    try:
+        return IdlePoll(ms / 1000)
+    except OSError as e:
+        _log.warning("idle_poll_ms %d: no PM QoS request (%s); idle CPUs halt as usual", ms, e)
+        return None
 
 
 if __name__ == "__main__":

@@ -426,6 +426,7 @@ class NodeDaemon:
 
     def _start(self, lifeline_fd: int | None) -> None:
         system.prepare_dirs(self.data_dir, self.sys.wal_data_dir)
+        system.check_idle_poll(self.sys.idle_poll_ms)
         self._lock_fd = lock_data_dir(self.data_dir)
         _write_lock_info(self._lock_fd, f"pid {os.getpid()}")
         # before the fork server starts: every process of the node inherits the limit
@@ -1106,6 +1107,7 @@ def spawn_daemon(env: Mapping[str, Any], *, lifeline: bool,
     cfg = validate_env(env)
     data_dir = os.path.abspath(cfg.get("data_dir") or system.DEFAULT_DATA_DIR)
     system.prepare_dirs(data_dir, cfg.get("wal_data_dir"))   # before node.log is made there
+    system.check_idle_poll(cfg.get("idle_poll_ms"))
     out_path = None
     if log_path:
         cfg.setdefault("log_file", os.path.abspath(log_path))
@@ -1184,6 +1186,7 @@ def start(**env: Any) -> str:
     cfg = validate_env(env)
     data_dir = os.path.abspath(cfg.get("data_dir") or system.DEFAULT_DATA_DIR)
     system.prepare_dirs(data_dir, cfg.get("wal_data_dir"))   # before the old daemon is stopped
+    system.check_idle_poll(cfg.get("idle_poll_ms"))
     for addr, d in list(_dirs.items()):
         if d == data_dir:
             stop_node(addr)

@@ -92,7 +92,8 @@ def wal_config(cfg: system.SystemConfig) -> WalConfig:
                      checksums=cfg.wal_compute_checksums,
                      write_strategy=cfg.wal_write_strategy,
                      segment_max_entries=cfg.segment_max_entries,
-                     max_batch_bytes=cfg.wal_max_batch_bytes)
+                     max_batch_bytes=cfg.wal_max_batch_bytes,
+                     idle_poll_ms=cfg.idle_poll_ms)
 
 
 def segment_writer_config(cfg: system.SystemConfig) -> SegmentWriterConfig:

@@ -30,6 +30,7 @@ from wal import config as walcfg
 
 __all__ = ["SystemConfig", "NODE", "system_config", "validate", "validate_env", "wal_dir",
            "wal_endpoint", "segment_writer_endpoint", "prepare_dir", "prepare_dirs", "KEYS",
+           "check_idle_poll",
            "WRITE_STRATEGIES", "CPU_SCHEDULING", "LOG_LEVELS", "DEFAULT_DATA_DIR",
            "WILDCARD_HOSTS", "listen_host", "node_address"]
 
@@ -131,6 +132,16 @@ class SystemConfig:
             "before the running ones; where the daemon may raise its own priority (root, "
             "`CAP_SYS_NICE`) it raises itself by as much instead, and the servers run at the "
             "priority the node was started with; 0: all alike", low=0, high=19)
+    idle_poll_ms: int = _key(
+        _WAL["idle_poll_ms"], "while its WAL writes, and this long after its last batch, the "
+                              "node keeps the machine's idle CPUs polling instead of halted "
+                              "(a Linux PM QoS request of 0 µs, `/dev/cpu_dma_latency`): a "
+                              "process woken on an idle CPU runs at once, where a halted "
+                              "virtual CPU takes 20-30 µs (W1 on a 2-vCPU VM: -20 %); costs "
+                              "the CPU time of those idle CPUs, and the node must be allowed "
+                              "to write the device (root, or a udev rule), which it checks at "
+                              "its start (see *Latency* in [Processes of a node]"
+                              "(#processes-of-a-node)); 0: off", low=0, high=60_000)
     log_children: str | None = _key(
         None, "the log supervisor's children instead of the WAL and segment writer (tests; "
               "called in a throwaway child process, never in the daemon)", str,
@@ -297,6 +308,21 @@ def prepare_dirs(data_dir: Any, wal_data_dir: Any = None) -> None:
         prepare_dir("wal_data_dir", wal_data_dir)
     else:
         prepare_dir("data_dir", os.path.join(os.fspath(data_dir), "wal"))
+
+
+def check_idle_poll(ms: Any) -> None:
+    """Raise ``InvalidConfig("idle_poll_ms", ...)`` when ``ms`` asks for idle polling and this
+    process may not make the request (no ``/dev/cpu_dma_latency``, or not writable by it)."""
+    if not ms:
+        return
+    from wal.idle_poll import IdlePoll
+    try:
+        IdlePoll(ms / 1000).close()
+    except OSError as e:
+        raise InvalidConfig("idle_poll_ms", ms, f"0, or a node allowed to write the PM QoS "
+                                                f"device (root, or a udev rule granting this "
+                                                f"user, uid {os.getuid()}): "
+                                                f"{type(e).__name__}: {e}") from None
 
 
 def wal_dir(cfg: SystemConfig) -> str:

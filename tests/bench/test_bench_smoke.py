@@ -9,8 +9,10 @@ import os
 
 import pytest
 
+from bench import raft
 from bench.__main__ import SUITES
 from tests.bench.runner import run_bench
+from wal import idle_poll
 
 __all__: list[str] = []
 
@@ -41,3 +43,8 @@ def test_bench_quick(tmp_path: object) -> None:
     ours = {(r["workload"], r["metric"]): r for r in res["rows"] if r["suite"] == "raft"}
     assert any(m == "commands/s" and r["value"] for (w, m), r in ours.items())
     assert "[ours] W1" in text and "JSON:" in text
+    poll = ours[(raft.LABELS["W1 idle poll"], "p50")]
+    if os.access(idle_poll.DEVICE, os.W_OK):
+        assert poll["value"] > 0 and "idle_poll_ms=20" in poll["note"], poll
+    else:
+        assert poll["value"] is None and "not run" in poll["note"], poll

@@ -44,10 +44,15 @@ def test_unavailable_says_why(monkeypatch, tmp_path):
 
 
 def test_rows_carry_the_erlang_column():
-    ours = {("W1", "p50"): (0.9, "x"), ("W3", "commands/s"): (40000.0, "y")}
+    ours = {("W1", "p50"): (0.9, "x"), ("W3", "commands/s"): (40000.0, "y"),
+            ("W1 idle poll", "p50"): (0.7, "z")}
     rows = raft._pair(ours, {}, "no peer", erlang_peer.figures(SAMPLE))
     by = {(r["workload"], r["metric"]): r for r in rows}
     assert by[(raft.LABELS["W1"], "p50")]["erlang"] == pytest.approx(0.85)
+    # beside ours with idle_poll_ms: Erlang ra's own W1 (the BEAM busy-waits by default)
+    poll = by[(raft.LABELS["W1 idle poll"], "p50")]
+    assert poll["value"] == 0.7 and poll["erlang"] == pytest.approx(0.85), poll
+    assert "its W1 figure" in poll["note"]
     assert by[(raft.LABELS["W3"], "commands/s")]["erlang"] == 66000
     assert by[(raft.LABELS["W6"], "node RSS max")]["value"] is None   # theirs only
 
