@@ -1,5 +1,5 @@
 """No ra equivalent. W1 of two or more versions of the code, interleaved in one sitting:
-``python -m bench.w1_ab [--rounds R] [--block B] DIR_A DIR_B [DIR ...]``.
+``python -m bench.w1_ab [--rounds R] [--block B] [--node-key K=V ...] DIR_A DIR_B [DIR ...]``.
 
 Each ``DIR`` is a tree of this project (``git archive COMMIT | tar -x -C DIR``); each gets its
 own 3 node daemons and counter cluster (W1's setup, ``bench.workloads``), started from that
@@ -26,7 +26,7 @@ import time
 __all__ = ["main"]
 
 
-def _worker() -> int:
+def _worker(node_env: dict[str, object]) -> int:
     """One version's side: its cluster; reads a block size per line, answers the latencies."""
     import ra
     from bench.procs import Reaper
@@ -34,7 +34,7 @@ def _worker() -> int:
 
     tmp = tempfile.mkdtemp(prefix="ra-w1ab-", dir="/tmp")
     with Reaper() as reaper:
-        nodes = RaNodes(tmp, reaper)
+        nodes = RaNodes(tmp, reaper, node_env)
         try:
             nodes.start_all()
             ordered = nodes.start_cluster("bench")
@@ -66,11 +66,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.w1_ab", description=__doc__)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--block", type=int, default=400)
+    ap.add_argument("--node-key", action="append", default=[], metavar="KEY=VALUE",
+                    help="a node config key of every version's nodes (a JSON value, else a "
+                         "string), e.g. idle_poll_ms=20")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("dirs", nargs="*")
     args = ap.parse_args(argv)
+    node_env: dict[str, object] = {}
+    for kv in args.node_key:
+        k, _, v = kv.partition("=")
+        try:
+            node_env[k] = json.loads(v)
+        except ValueError:
+            node_env[k] = v
     if args.worker:
-        return _worker()
+        return _worker(node_env)
     if len(args.dirs) < 2:
         ap.error("give at least two trees to compare")
     dirs = [os.path.abspath(d) for d in args.dirs]
@@ -79,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         for d in dirs:
             # this file runs in the tree under test (which may not have it), importing
             # that tree's ra and bench.workloads
-            boot = ("import runpy, sys; sys.argv = ['w1_ab', '--worker']; "
+            keys = "".join(f", '--node-key', {kv!r}" for kv in args.node_key)
+            boot = (f"import runpy, sys; sys.argv = ['w1_ab', '--worker'{keys}]; "
                     f"runpy.run_path({os.path.abspath(__file__)!r}, run_name='__main__')")
             procs[d] = subprocess.Popen(
                 [sys.executable, "-c", boot], cwd=d, text=True,
