@@ -378,6 +378,17 @@ def _print_logs(tmp: str, lines: int = 15) -> None:
             progress(SIDE, "  " + ln.rstrip())
 
 
+def _w1(client: Any, ids: list[Any], n: int) -> tuple[list[float], float]:
+    """W1's loop: ``n`` commands one after another; their latencies (s) and the elapsed time."""
+    lat: list[float] = []
+    t0 = time.monotonic()
+    for _ in range(n):
+        t1 = time.monotonic()
+        client.process_command(ids, 1, timeout=10)
+        lat.append(time.monotonic() - t1)
+    return lat, time.monotonic() - t0
+
+
 #: the node key idle_poll_ms of the "W1 idle poll" row (its README paragraph, *Latency*)
 IDLE_POLL_MS = 20
 
@@ -398,11 +409,7 @@ def _w1_idle_poll(P: Params, reaper: Reaper) -> Result:
         c = ra.Client()
         for _ in range(P["warmup"]):
             c.process_command(ordered, 1)
-        lat = []
-        for _ in range(P["w1_n"]):
-            t1 = time.monotonic()
-            c.process_command(ordered, 1, timeout=10)
-            lat.append(time.monotonic() - t1)
+        lat, _ = _w1(c, ordered, P["w1_n"])
         c.close()
         s = summary_ms(lat)
         note = f"n={P['w1_n']}, nodes with idle_poll_ms={IDLE_POLL_MS}"
@@ -438,13 +445,7 @@ def measure(quick: bool, reaper: Reaper) -> Result:
         # the counter check after W3
         acked, unknown = P["warmup"], 0
         # W1
-        lat: list[float] = []
-        t0 = time.monotonic()
-        for _ in range(P["w1_n"]):
-            t1 = time.monotonic()
-            c.process_command(ordered, 1, timeout=10)
-            lat.append(time.monotonic() - t1)
-        el = time.monotonic() - t0
+        lat, el = _w1(c, ordered, P["w1_n"])
         acked += P["w1_n"]
         s = summary_ms(lat)
         n1 = f"n={P['w1_n']}"
@@ -456,13 +457,7 @@ def measure(quick: bool, reaper: Reaper) -> Result:
                        f"{P['w1_n'] / el:,.0f} ops/s")
         # the cost of sessions: each of W1-W3 again right after, with raw commands
         raw = ra.Client(sessions=False)
-        lat = []
-        t0 = time.monotonic()
-        for _ in range(P["w1_n"]):
-            t1 = time.monotonic()
-            raw.process_command(ordered, 1, timeout=10)
-            lat.append(time.monotonic() - t1)
-        el = time.monotonic() - t0
+        lat, el = _w1(raw, ordered, P["w1_n"])
         acked += P["w1_n"]
         s = summary_ms(lat)
         out[("W1 no sessions", "p50")] = (s["p50"], n1)

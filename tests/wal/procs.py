@@ -26,6 +26,15 @@ class Procs:
         self.procs.append(p)
         return p
 
+    def spawn_wal(self, tmp: str, *args: str) -> tuple[subprocess.Popen[bytes], str, str]:
+        """A WAL process (``python -m wal.wal``) with its data dir ``tmp/data`` and its mailbox
+        at ``ipc://tmp/wal.sock``, plus ``args``; returns ``(process, data_dir, endpoint)``."""
+        data = os.path.join(tmp, "data")
+        ep = f"ipc://{tmp}/wal.sock"
+        p = self.spawn("-m", "wal.wal", "--wal-dir", os.path.join(data, "wal"), "--data-dir",
+                       data, "--endpoint", ep, *args)
+        return p, data, ep
+
     def kill(self, p: subprocess.Popen[bytes], sig: int = 9) -> None:
         try:
             os.kill(p.pid, sig)

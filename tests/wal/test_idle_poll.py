@@ -92,10 +92,7 @@ def test_the_kernel_stops_halting_idle_cpus_while_it_is_held() -> None:
 @pytest.mark.skipif(not CAN_REQUEST, reason="needs a writable /dev/cpu_dma_latency (root)")
 def test_a_wal_process_holds_it_while_it_writes(tmp_path: Any, procs: Procs) -> None:
     tmp = str(tmp_path)
-    data = os.path.join(tmp, "data")
-    ep = f"ipc://{tmp}/wal.sock"
-    procs.spawn("-m", "wal.wal", "--wal-dir", os.path.join(data, "wal"), "--data-dir", data,
-                "--endpoint", ep, "--idle-poll-ms", "50")
+    _, data, ep = procs.spawn_wal(tmp, "--idle-poll-ms", "50")
     mb = Mailbox(None)
     try:
         ov = wait_for(lambda: wal_overview(mb, ep), 20, "WAL ready")
@@ -120,10 +117,7 @@ def test_a_wal_process_holds_it_while_it_writes(tmp_path: Any, procs: Procs) -> 
 
 def test_without_it_the_wal_reports_no_request(tmp_path: Any, procs: Procs) -> None:
     tmp = str(tmp_path)
-    data = os.path.join(tmp, "data")
-    ep = f"ipc://{tmp}/wal.sock"
-    procs.spawn("-m", "wal.wal", "--wal-dir", os.path.join(data, "wal"), "--data-dir", data,
-                "--endpoint", ep)
+    _, data, ep = procs.spawn_wal(tmp)
     mb = Mailbox(None)
     try:
         assert wait_for(lambda: wal_overview(mb, ep), 20, "WAL ready")["idle_poll_holds"] is None

@@ -154,10 +154,7 @@ def test_a_dead_writers_unread_append_never_lands_under_its_successor(
     again) makes A's append stale, so the disk keeps exactly the log B recovered. Without the
     fence the WAL would write it after B had read 1..10 in term 1."""
     tmp = str(tmp_path)
-    data = os.path.join(tmp, "data")
-    ep = f"ipc://{tmp}/wal.sock"
-    wal = procs.spawn("-m", "wal.wal", "--wal-dir", os.path.join(data, "wal"), "--data-dir",
-                      data, "--endpoint", ep)
+    wal, data, ep = procs.spawn_wal(tmp)
     mb_a, mb_b = Mailbox(None), Mailbox(None)
     try:
         # both connections are open before the WAL stops: it finds both readable at once
@@ -278,10 +275,7 @@ def test_fault_reported_then_restart_carries_on(tmp_path: Any, procs: Procs, fau
 def test_client_calls_roll_over_overview_forget(tmp_path: Any, procs: Procs) -> None:
     import wal as walpkg
     tmp = str(tmp_path)
-    data = os.path.join(tmp, "data")
-    ep = f"ipc://{tmp}/wal.sock"
-    procs.spawn("-m", "wal.wal", "--wal-dir", os.path.join(data, "wal"), "--data-dir", data,
-                "--endpoint", ep)
+    _, data, ep = procs.spawn_wal(tmp)
     mb = Mailbox(None)
     try:
         wait_for(lambda: wal_overview(mb, ep), 20, "WAL ready")
@@ -303,10 +297,7 @@ def test_client_calls_roll_over_overview_forget(tmp_path: Any, procs: Procs) -> 
 
 def test_malformed_appends_are_dropped_not_fatal(tmp_path: Any, procs: Procs) -> None:
     tmp = str(tmp_path)
-    data = os.path.join(tmp, "data")
-    ep = f"ipc://{tmp}/wal.sock"
-    procs.spawn("-m", "wal.wal", "--wal-dir", os.path.join(data, "wal"), "--data-dir", data,
-                "--endpoint", ep)
+    _, data, ep = procs.spawn_wal(tmp)
     mb = Mailbox(None)
     try:
         wait_for(lambda: wal_overview(mb, ep), 20, "WAL ready")
