@@ -26,10 +26,10 @@ raises as :class:`ra.errors.BadRequest`. Handlers may rely on every field's type
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ra.core.config import SERVER
+from ra.core.frozen import frozen
 from transport.messages import (
     Check, any_term, dict_of, fields, is_bool, list_of, nat, nonempty_str, one_of, sid,
     valid_endpoint, valid_node,
@@ -62,7 +62,7 @@ PRIORITIES = ("normal", "low")
 
 # --- client -> ra server --------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CommandCall:
     """``ra:process_command`` and membership changes: ``kind`` as ``ra.core.messages.Command``
     (``"usr"`` with the machine command as ``payload``; ``"join"`` / ``"leave"`` with a server
@@ -76,7 +76,7 @@ class CommandCall:
     session: Any = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PipelineCast:
     """``ra:pipeline_command``: with a ``correlation``, ``pid`` (the client's mailbox address)
     later gets ``("ra_event", leader, ("applied_flat", [corr, reply, corr, reply, ...]))``
@@ -98,7 +98,7 @@ class PipelineCast:
     first_out: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PipelineBatch:
     """Several ``ra:pipeline_command`` casts to one server, sent as one frame by a client
     whose connection to that server is backed up (``ra.client.api``): the same as a
@@ -116,73 +116,73 @@ class PipelineBatch:
 PIPELINE_STRIDE = 5
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ConsistentQueryCall:
     """``query`` is ``"pkg.mod:func"`` or ``("pkg.mod:func", args)``, imported by the server."""
 
     query: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LocalQueryCall:
     query: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LeaderQueryCall:
     query: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MembersCall:
     """``leader``: answer only as the leader (else a redirect)."""
 
     leader: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AuxCall:
     cmd: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AuxCast:
     cmd: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class InitialMembersCall:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TransferLeadershipCall:
     target: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TriggerElectionCall:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class OverviewCall:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class KeyMetricsCall:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PingCall:
     pass
 
 
 # --- server -> node daemon ------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MetricsReport:
     """Cast: server ``name``'s key metrics, kept by the daemon for ``ra.key_metrics``."""
 
@@ -190,7 +190,7 @@ class MetricsReport:
     metrics: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ServerLoaded:
     """Call: server ``name``'s process ``pid`` imported and built its machine -> ``"ok"``."""
 
@@ -198,7 +198,7 @@ class ServerLoaded:
     pid: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ServerUp:
     """Call: server ``name`` (process ``pid``) has recovered and serves at ``endpoints``: one
     call where a start made three (``RegRegister``, ``FdSubscribe``, the first
@@ -214,7 +214,7 @@ class ServerUp:
     metrics: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ServerLoadFailed:
     """Call: server ``name``'s process ``pid`` could not load its machine; ``info`` says why
     (``reason``, ``fix``, ``machine``) -> ``"ok"``; the process then exits."""
@@ -226,22 +226,22 @@ class ServerLoadFailed:
 
 # --- client -> node daemon ------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NodePing:
     """-> ``"pong"``."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NodeStatus:
     """-> the daemon's status dict (``ra.node.daemon.NodeDaemon.status``)."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NodeStop:
     """-> ``("ok", pid)``; the daemon then shuts down in order."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StartChild:
     """A raw child of the server supervisor, forked from ``target`` (``"pkg.mod:func"``)
     -> its pid."""
@@ -254,34 +254,34 @@ class StartChild:
     shutdown: Any = 5000
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TerminateChild:
     id: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RestartChild:
     id: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DeleteChild:
     id: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class WhichChildren:
     """-> ``[(id, pid, restart), ...]``."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StartServer:
     """``ra:start_server``: ``conf`` in wire form (``ra.client.api._server_conf``) -> ``("ok", pid)``."""
 
     conf: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RestartServer:
     """``ra:restart_server``; ``add_config`` changes the stored config -> ``("ok", pid)``."""
 
@@ -289,29 +289,29 @@ class RestartServer:
     add_config: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StopServer:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ForceDeleteServer:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ListServers:
     """-> ``{name: {"uid", "cluster_name", "pid", "restarts"}}``."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ServerMetrics:
     """-> the metrics server ``name`` last reported (without calling it)."""
 
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StartStatus:
     """-> where the start of server ``name`` is (``ra.server.sup.ServerSup.start_status``)."""
 
@@ -322,7 +322,7 @@ class StartStatus:
 AWAIT_MAX_MS = 60_000
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AwaitStarted:
     """-> ``StartStatus(name)``'s answer once the start of ``name`` has settled: ``("running",
     pid)`` once the server has *registered* (it answers calls from then on), ``("failed",

@@ -140,7 +140,7 @@ def test_leaves() -> None:
     codec = loaded("transport.codec")
     assert tops(codec) & (ours | IO_MODULES) == {"transport", "msgpack"}
     assert of_ra(loaded("ra.effects")) == {"ra", "ra.effects", "ra.core", "ra.core.effects",
-                                           "ra.core.errors"}
+                                           "ra.core.errors", "ra.core.frozen"}
     for pure in ("supervisor.spec", "supervisor.strategy"):  # no OS work: no ZeroMQ, no psutil
         assert tops(loaded(pure)) & (ours | IO_MODULES) <= {"supervisor", "raerror", "signal"}
 

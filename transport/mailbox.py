@@ -197,6 +197,9 @@ class BaseMailbox:
         self._sent = 0  # plain ints on the hot path, folded into `counters` on demand
         self._received = 0
         self._closed = False
+        #: ``(name, node) -> endpoint``: :mod:`transport.registry`'s resolutions for this
+        #: mailbox (kept here, not in a weak map: a call reads it without a weakref lookup)
+        self.name_cache: dict[tuple[str, str], str] = {}
 
     # -- what a subclass provides ---------------------------------------------------------
     def _send(self, to: str, data: bytes) -> bool:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -302,9 +301,6 @@ def whereis(mb: BaseMailbox, name: str, node: str, timeout: float | None = 5.0) 
     raise BadReply(f"node {node} answered whereis {name!r} with {result!r:.200}")
 
 
-# Per-mailbox cache: (name, node) -> endpoint.  Weak, so a closed mailbox takes its cache along.
-_caches: weakref.WeakKeyDictionary[BaseMailbox, dict[tuple[str, str], str]] = (
-    weakref.WeakKeyDictionary())
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", socket.gethostname()}
 
 
@@ -328,7 +324,7 @@ def resolve(mb: BaseMailbox, name: str, node: str, timeout: float | None = 5.0) 
     daemon cannot be reached. Also tells ``mb`` which node the endpoint lives on, so a later
     dead call is classified right.
     """
-    cache = _caches.setdefault(mb, {})
+    cache = mb.name_cache
     ep = cache.get((name, node))
     if ep is not None:
         return ep
@@ -397,8 +393,7 @@ class Resolver:
 
     def cached(self, name: str, node: str) -> str | None:
         """The endpoint already known for ``(name, node)``, if any."""
-        cache = _caches.get(self.mb)
-        return None if cache is None else cache.get((name, node))
+        return self.mb.name_cache.get((name, node))
 
     def pending(self, name: str, node: str) -> bool:
         """Whether a request for ``(name, node)`` is in flight (its answer is awaited)."""
@@ -450,7 +445,7 @@ class Resolver:
             return key, None
         self._noproc.pop(key, None)
         ep = _pick(msg.endpoints, msg.node)
-        _caches.setdefault(self.mb, {})[key] = ep
+        self.mb.name_cache[key] = ep
         self.mb.note_node(ep, node_endpoint(msg.node))
         self.counters["resolved"] += 1
         return key, ep
@@ -485,17 +480,14 @@ class Resolver:
 
 def invalidate(mb: BaseMailbox, name: str, node: str) -> None:
     """Forget the cached endpoint of ``(name, node)``; the next use re-resolves."""
-    cache = _caches.get(mb)
-    if cache is not None:
-        cache.pop((name, node), None)
+    mb.name_cache.pop((name, node), None)
 
 
 def invalidate_node(mb: BaseMailbox, node: str) -> None:
     """Forget every cached endpoint on ``node`` (e.g. on nodeup after a daemon restart)."""
-    cache = _caches.get(mb)
-    if cache is not None:
-        for key in [k for k in cache if k[1] == node]:
-            del cache[key]
+    cache = mb.name_cache
+    for key in [k for k in cache if k[1] == node]:
+        del cache[key]
 
 
 def call_name(mb: BaseMailbox, server: tuple[str, str], msg: Any,
@@ -511,8 +503,7 @@ def call_name(mb: BaseMailbox, server: tuple[str, str], msg: Any,
     """
     name, node = server
     start = time.monotonic()
-    cache = _caches.get(mb)
-    ep = cache.get((name, node)) if cache is not None else None   # resolve()'s hit, inline
+    ep = mb.name_cache.get((name, node))          # resolve()'s hit, inline
     left = timeout
     if ep is None:
         ep = resolve(mb, name, node, timeout)

@@ -20,10 +20,10 @@ Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ra.core.errors import InvalidEffect
+from ra.core.frozen import frozen
 
 __all__ = [
     "SendRpc", "Reply", "Cast", "Notify", "NextEvent", "StartElectionTimeout",
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SendRpc:
     """Send ``msg`` to peer server ``to`` (cast; the network may lose it)."""
 
@@ -43,7 +43,7 @@ class SendRpc:
     msg: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Reply:
     """Answer a pending call ``frm`` with ``value``."""
 
@@ -51,7 +51,7 @@ class Reply:
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Cast:
     """Send a plain message to a client process (e.g. a ``rejected`` ra event)."""
 
@@ -59,7 +59,7 @@ class Cast:
     msg: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Notify:
     """Deliver ``("applied", [(corr, reply), ...])`` to ``pid`` as one ra event from ``leader``."""
 
@@ -68,14 +68,14 @@ class Notify:
     applied: list[tuple[Any, Any]]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NextEvent:
     """Feed ``event`` back to the core once the events already queued are handled."""
 
     event: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StartElectionTimeout:
     """(Re)arm the election timer; the shell picks a random delay (the core has no RNG).
 
@@ -106,7 +106,7 @@ class StartElectionTimeout:
     turn: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StartHeartbeatTimeout:
     """(Re)arm the leader's heartbeat tick, ``periods`` heartbeat periods from now (an idle quiet
     leader arms none; one whose only lagging peers are silent arms a longer one:
@@ -115,19 +115,19 @@ class StartHeartbeatTimeout:
     periods: int = 1
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RecordLeaderMsg:
     """A message from ``leader_id`` arrived: the shell monitors it for fast failure detection."""
 
     leader_id: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DeleteAndTerminate:
     """The cluster's end-of-life entry was applied: stop this server and delete its data."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BadMachineEffects:
     """The machine's ``callback`` (``state_enter``, ``tick``, ``snapshot_installed``, ``log``)
     returned a malformed effect: its effects were dropped, all of them; the shell logs
@@ -167,7 +167,7 @@ def _as_tuple(effect: Any, field: str, x: Any) -> tuple[Any, ...]:
     raise _bad(effect, f"{field} must be a list or tuple, not {type(x).__name__}")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SendMsg:
     """Cast ``msg`` to the client mailbox address ``to`` (``Client.address``); with the
     ``"ra_event"`` option it arrives as ``RaEvent(leader, ("machine", msg))``. ra's
@@ -191,7 +191,7 @@ class SendMsg:
         return ("send_msg", self.to, self.msg)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Monitor:
     """``kind`` ``"process"``: the machine later gets ``("down", target, "noproc")`` as a command
     when the client mailbox ``target`` is gone; ``"node"``: ``("nodedown", target)`` /
@@ -207,7 +207,7 @@ class Monitor:
         return ("monitor", self.kind, self.target)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Demonitor:
     """Stop a ``Monitor``."""
 
@@ -229,7 +229,7 @@ def _check_monitor(effect: Any, kind: Any, target: Any) -> None:
                            f"{type(target).__name__}")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ModCall:
     """Call ``f(*args)`` in the leader's process, ``path`` being ``"pkg.mod:f"``."""
 
@@ -246,7 +246,7 @@ class ModCall:
         return ("mod_call", self.path, list(self.args))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Timer:
     """After ``ms`` the machine gets ``("timeout", name)`` as a command; ``ms=None`` cancels
     (ra's ``infinity``, also accepted in the tuple form). A timer set again replaces it."""
@@ -266,7 +266,7 @@ class Timer:
         return ("timer", self.name, self.ms)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Log:
     """Read the commands at ``indexes`` back; ``fun(commands)`` returns more effects."""
 
@@ -285,7 +285,7 @@ class Log:
         return ("log", list(self.indexes), self.fun)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ReleaseCursor:
     """Every member: a snapshot of ``state`` as of ``index`` may replace the log up to it
     (ra's ``{release_cursor, Index, State}``)."""
@@ -300,7 +300,7 @@ class ReleaseCursor:
         return ("release_cursor", self.index, self.state)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PromoteCheckpoint:
     """Every member: the entries up to ``index`` are no longer needed; the newest checkpoint at
     or below it becomes the snapshot (nothing happens on a member that holds none). ra's
@@ -315,7 +315,7 @@ class PromoteCheckpoint:
         return ("release_cursor", self.index)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Checkpoint:
     """Every member keeps ``state`` as of ``index`` as a checkpoint, without truncating the log
     (ra's ``{checkpoint, Index, State}``)."""
@@ -330,7 +330,7 @@ class Checkpoint:
         return ("checkpoint", self.index, self.state)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Aux:
     """Every member calls ``handle_aux(role, "cast", cmd, aux_state, state)``."""
 
@@ -340,7 +340,7 @@ class Aux:
         return ("aux", self.cmd)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Append:
     """The leader appends ``cmd`` as a new command; ``reply_mode``: ``None`` (no answer) or
     ``("notify", correlation, pid)`` (``pid`` a client mailbox address gets it as an
@@ -361,7 +361,7 @@ class Append:
             ("append", self.cmd, self.reply_mode)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class GarbageCollection:
     """Every member runs a full garbage collection."""
 

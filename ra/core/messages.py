@@ -6,7 +6,9 @@ Entries inside ``AppendEntriesRpc`` are plain ``(index, term, command)`` tuples.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from ra.core.frozen import frozen
 from typing import Any
 
 __all__ = [
@@ -20,7 +22,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SnapshotMeta:
     """What a snapshot covers: the last index/term it includes, the cluster at that point and the
     machine version (ra's ``ra_snapshot:meta()``)."""
@@ -33,7 +35,7 @@ class SnapshotMeta:
 
 # --- peer RPCs ------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AppendEntriesRpc:
     term: int
     leader_id: Any
@@ -43,7 +45,7 @@ class AppendEntriesRpc:
     entries: list[tuple[int, int, Any]] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AppendEntriesPacked:
     """The wire form of an :class:`AppendEntriesRpc` that carries entries: the entries at
     ``prev_log_index + 1 ..`` as their ``terms`` and their commands already encoded
@@ -60,7 +62,7 @@ class AppendEntriesPacked:
     payloads: list[bytes]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AppendEntriesReply:
     """``success`` says the prev check passed. ``next_index`` is where the follower wants the next
     entry (a back-off hint on failure); ``last_index``/``last_term`` is its highest *durable* entry
@@ -78,7 +80,7 @@ class AppendEntriesReply:
     commit_index: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RequestVoteRpc:
     term: int
     candidate_id: Any
@@ -86,14 +88,14 @@ class RequestVoteRpc:
     last_log_term: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RequestVoteResult:
     term: int
     vote_granted: bool
     from_id: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PreVoteRpc:
     """Asks whether a real election at ``term`` (the sender's term + 1) would be won. Receivers do
     not change their own term. ``token`` ties results to one pre-vote round. ``force``: an
@@ -109,7 +111,7 @@ class PreVoteRpc:
     force: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PreVoteResult:
     term: int
     token: int
@@ -117,7 +119,7 @@ class PreVoteResult:
     from_id: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class InstallSnapshotRpc:
     """One chunk of a snapshot. ``chunk_state`` is ``(chunk_number, "next" | "last")``."""
 
@@ -128,7 +130,7 @@ class InstallSnapshotRpc:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class InstallSnapshotResult:
     term: int
     last_index: int
@@ -136,7 +138,7 @@ class InstallSnapshotResult:
     from_id: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class HeartbeatRpc:
     """Confirms leadership for consistent queries (ra's ``#heartbeat_rpc{}``)."""
 
@@ -145,14 +147,14 @@ class HeartbeatRpc:
     leader_id: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class HeartbeatReply:
     query_index: int
     term: int
     from_id: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TimeoutNow:
     """Leadership transfer: the target starts an election at once, skipping pre-vote."""
 
@@ -160,7 +162,7 @@ class TimeoutNow:
     leader_id: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LeaderProbe:
     """Quiet mode (``quiet_when_idle``; no ra equivalent): ``from_id``, a follower of
     ``leader_id`` in ``term`` that a client asked for something, checks that its idle leader
@@ -174,17 +176,17 @@ class LeaderProbe:
 
 # --- local events ---------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ElectionTimeout:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class HeartbeatTimeout:
     """The leader's periodic tick: heartbeat/retransmit to every peer."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Tick:
     """The shell's periodic tick (ra's ``tick_timeout``): the leader calls the machine's
     ``tick(time_ms, state)``."""
@@ -192,7 +194,7 @@ class Tick:
     time_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Written:
     """The log reports ``from_idx..to_idx`` written at ``term`` durable (ra's ``{written, T, R}``)."""
 
@@ -201,21 +203,21 @@ class Written:
     to_idx: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MetaWritten:
     """The meta store reports every store up to ``seq`` durable."""
 
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LeaderDown:
     """The shell's monitor (connection loss, node failure detector) says the leader is gone."""
 
     leader_id: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NodeDown:
     """The node failure detector suspects ``node`` (``"host:port"``): nothing heard from it for
     longer than its threshold, or a partition. A follower whose leader lives there treats its
@@ -225,21 +227,21 @@ class NodeDown:
     node: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NodeUp:
     """The node failure detector hears ``node`` again (ends a ``NodeDown``)."""
 
     node: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FlushCommands:
     """Internal: append a batch of queued low-priority commands."""
 
 
 # --- client requests ------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Command:
     """A client request that goes through the log.
 
@@ -260,7 +262,7 @@ class Command:
     session: Any = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Commands:
     """``usr`` commands that arrived together (pipelined), stepped as one message: the same as
     stepping ``Command("usr", payload, reply_mode, priority, ts, session)`` for each, in
@@ -274,7 +276,7 @@ class Commands:
     cmds: list[Any]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ConsistentQuery:
     """Apply ``query`` (a callable on the machine state) once leadership is confirmed by a
     heartbeat round and every command committed before it arrived has been applied."""
@@ -283,13 +285,13 @@ class ConsistentQuery:
     query: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TransferLeadership:
     frm: Any
     target: Any
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TriggerElection:
     frm: Any = None
 

@@ -144,6 +144,7 @@ def test_an_idle_quiet_cluster_keeps_its_peers_addresses(three):
 class _Mb:
     def __init__(self) -> None:
         self.casts: list[tuple[str, Any]] = []
+        self.name_cache: dict[tuple[str, str], str] = {}   # the registry's, per mailbox
 
     def cast(self, to: str, msg: Any) -> None:
         self.casts.append((to, msg))

@@ -16,6 +16,7 @@ from tests.core.helpers import N2, N3, make_leader, new_server, step, sync
 class _Mb:
     def __init__(self, sent: list[tuple[str, Any]]) -> None:
         self.sent = sent
+        self.name_cache: dict[tuple[str, str], str] = {}   # the registry's, per mailbox
 
     def cast(self, to: str, msg: Any) -> None:
         self.sent.append((to, msg))

@@ -24,6 +24,7 @@ class _Mb:
         self.casts: list[tuple[str, Any]] = []
         self.nodes: dict[str, str] = {}
         self.refuse = False
+        self.name_cache: dict[tuple[str, str], str] = {}   # the registry's, per mailbox
 
     def cast(self, to: str, msg: Any) -> None:
         if self.refuse:
