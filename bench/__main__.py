@@ -65,7 +65,10 @@ def machine() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu,
+    # the interpreter's build moves every CPU-bound figure by 25-40 % (a distribution's PGO+LTO
+    # build against an unoptimized one of pyenv: BENCHMARKS.md, session 19), so say which ran
+    return {"python": sys.version.split()[0], "python_path": os.path.realpath(sys.executable),
+            "platform": platform.platform(), "cpu": cpu,
             "cpus": os.cpu_count(), "mem_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     mach = machine()
     t_run = time.monotonic()
     print(f"bench{' --quick' if args.quick else ''}: suites {', '.join(suites)}; "
-          f"{mach['cpus']} CPUs ({mach['cpu']}), load average {mach['loadavg']}", flush=True)
+          f"{mach['cpus']} CPUs ({mach['cpu']}), load average {mach['loadavg']}; "
+          f"Python {mach['python']} ({mach['python_path']})", flush=True)
     interrupted = False
     try:
         for name in suites:
