@@ -372,8 +372,7 @@ class Client:
             # nothing else, as the loop's first turn would make it; any other outcome is then
             # handled by the loop as if its first turn had met it (W2: 32 client processes
             # on 2 cores, where each client's Python is ~40 % of the machine's CPU)
-            wait = t if not retry_unknown else (
-                self.attempt_timeout if t is None or t > self.attempt_timeout else t)
+            wait = self._attempt_wait(t, retry_unknown)
             try:
                 reply = registry.call_name(self.mb, known, msg, wait, refs)
             except (OutcomeUnknown, NoProc, NodeDown) as e:
@@ -406,10 +405,7 @@ class Client:
                         raise last_err
                     raise Timeout(f"no answer from {target} within {t} s"
                                   + ("; outcome unknown" if sent else ""), server=target)
-                wait = left
-                if retry_unknown:
-                    wait = self.attempt_timeout if left is None \
-                        else min(left, self.attempt_timeout)
+                wait = self._attempt_wait(left, retry_unknown)
                 got, err = _NO_REPLY, None
             res = None
             try:
@@ -478,6 +474,13 @@ class Client:
                 time.sleep(_NO_LEADER_BACKOFF)   # an election is running; nothing to wait on
             target = queue.pop(0)
 
+    def _attempt_wait(self, left: float | None, retry_unknown: bool) -> float | None:
+        """How long one attempt may wait, ``left`` s being what the call has: all of it, or
+        at most :attr:`attempt_timeout` when another member may be asked after it."""
+        if not retry_unknown or (left is not None and left <= self.attempt_timeout):
+            return left
+        return self.attempt_timeout
+
     def _forget_leader(self, cands: list[ServerId], leader: ServerId) -> None:
         for c in cands:
             if self._leaders.get(c) == leader:
@@ -486,9 +489,6 @@ class Client:
     # -- sessions ---------------------------------------------------------------------------
     def _session_for(self, cands: list[ServerId], deadline: float | None) -> _Session:
         """This client's session with the cluster of ``cands`` (opened on first use)."""
-        sess = self._sessions.get(cands[0])
-        if sess is not None:
-            return sess
         for c in cands:
             sess = self._sessions.get(c)
             if sess is not None:
