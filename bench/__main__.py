@@ -18,6 +18,7 @@ import os
 import platform
 import signal
 import sys
+import sysconfig
 import time
 import traceback
 from types import FrameType
@@ -67,7 +68,9 @@ def machine() -> dict[str, Any]:
         pass
     # the interpreter's build moves every CPU-bound figure by 25-40 % (a distribution's PGO+LTO
     # build against an unoptimized one of pyenv: BENCHMARKS.md, session 19), so say which ran
+    args = sysconfig.get_config_var("CONFIG_ARGS") or ""
     return {"python": sys.version.split()[0], "python_path": os.path.realpath(sys.executable),
+            "python_configure": [a for a in ("--enable-optimizations", "--with-lto") if a in args],
             "platform": platform.platform(), "cpu": cpu,
             "cpus": os.cpu_count(), "mem_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "loadavg": [round(x, 2) for x in os.getloadavg()]}
@@ -115,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench{' --quick' if args.quick else ''}: suites {', '.join(suites)}; "
           f"{mach['cpus']} CPUs ({mach['cpu']}), load average {mach['loadavg']}; "
           f"Python {mach['python']} ({mach['python_path']})", flush=True)
+    if len(mach["python_configure"]) < 2:
+        print("note: this interpreter was not configured with --enable-optimizations --with-lto "
+              "(pyenv's builds are not; a distribution's may use PGO its own way); on an "
+              "unoptimized build CPU-bound figures are 25-40 % worse: `make bench-opt`", flush=True)
     interrupted = False
     try:
         for name in suites:
