@@ -55,7 +55,7 @@ bench: $(STAMP)
 
 # An optimized CPython (PGO + LTO, as distributions build theirs; pyenv's builds have neither, which
 # costs our processes 25-40 % more CPU per command): built once, from Debian's copy of the upstream
-# source with its signatures checked (bench/build_python.sh, 20-30 min on 2 cores)
+# source with its signatures checked (bench/build_python.sh, 14 min on 2 cores)
 PYOPT   ?= $(HOME)/.cache/ra-bench/python3.13-opt
 python-opt:
 	sh bench/build_python.sh $(PYOPT)

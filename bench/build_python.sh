@@ -9,7 +9,7 @@
 # SHA-256 of main/source/Sources.xz; that index gives the SHA-256 of the tarball.
 #
 # Usage: bench/build_python.sh [PREFIX]   (default ~/.cache/ra-bench/python3.13-opt)
-# Idempotent: an existing PREFIX/bin/python3.13 that runs is kept. Takes 20-30 min on 2 cores.
+# Idempotent: an existing PREFIX/bin/python3.13 that runs is kept. Took 14 min on 2 cores here.
 # PYOPT_SUITE (default trixie) picks the Debian suite; the newest python3.13 in it is built.
 # PYOPT_MIRROR and PYOPT_KEYRING name another archive and its keyring (tests/bench/test_build_python.py).
 set -eu
