@@ -225,6 +225,18 @@ class Keyring:
             raise ValueError(f"a CURVE public key is {KEY_BYTES} bytes, got {key!r:.60}")
         self._static[address if "://" in address else f"tcp://{address}"] = key
 
+    def learn_server_key(self, address: str, key: bytes) -> None:
+        """Expect ``key`` at endpoint ``address``, as if the process there had announced it
+        (kept as those are, a bounded number; an allow-list line or the node's key for it
+        wins): another process of this node, which knows that peer, vouches for it."""
+        from transport.curve import KEY_BYTES
+        if not isinstance(key, bytes) or len(key) != KEY_BYTES:
+            raise ValueError(f"a CURVE public key is {KEY_BYTES} bytes, got {key!r:.60}")
+        if valid_endpoint(address) and address not in self._static:
+            if len(self._learned) >= _LEARNED_MAX:
+                self._learned.clear()
+            self._learned[address] = key
+
     def note_node(self, endpoint: str, node_endpoint: str) -> None:
         """``endpoint`` is a process of the node whose daemon is at ``node_endpoint``."""
         if endpoint != node_endpoint:

@@ -59,6 +59,7 @@ from transport.errors import (
 from transport import codec
 from transport import envelope as _env
 from transport.envelope import CALL, CAST, REPLY, Envelope, From
+from transport.messages import valid_endpoint
 
 __all__ = ["Mailbox", "Envelope", "From", "probe_endpoint", "ALIVE", "DEAD", "UNREACHABLE"]
 
@@ -301,6 +302,35 @@ class BaseMailbox:
         """
         me = self._reply_addr(to)
         self._send(to, self._pack(CAST, me, None, msg))
+
+    def pack_cast(self, to: str, msg: Any) -> bytes:
+        """The frame :meth:`cast` would send to ``to`` now, for another process of this node to
+        send as it is (:meth:`forward`): the receiver sees a cast from us. Raises as
+        :meth:`cast` does; sends nothing."""
+        return self._pack(CAST, self._reply_addr(to), None, msg)
+
+    def peer_key(self, to: str) -> bytes:
+        """The CURVE server key this mailbox expects at ``to`` (``b""`` without a key pair),
+        for the process that sends a frame there (:meth:`forward`)."""
+        get = getattr(getattr(self, "_mech", None), "server_key", None)
+        return get(to) if get is not None else b""
+
+    def forward(self, to: str, frame: bytes, key: bytes = b"") -> bool:
+        """Send ``frame``, packed by another mailbox (:meth:`pack_cast`), to ``to`` as it is,
+        expecting server key ``key`` there (when this mailbox runs a key pair and ``key`` is
+        given; an allow-list entry for ``to`` still wins). Never blocks, never raises: False
+        (counted in ``send_dropped``) if it cannot leave."""
+        if len(frame) > self.max_frame_bytes or not valid_endpoint(to):
+            self._counters["send_dropped"] += 1
+            return False
+        learn = getattr(getattr(self, "_mech", None), "learn_server_key", None)
+        if key and learn is not None:
+            try:
+                learn(to, key)
+            except ValueError:
+                self._counters["send_dropped"] += 1
+                return False
+        return self._send(to, frame)
 
     def cast_many(self, tos: list[str], msg: Any) -> None:
         """``cast`` of one ``msg`` to several mailboxes, encoding it once per kind of sender

@@ -57,6 +57,8 @@ class Append(NamedTuple):
     lw: int
     entries: list[tuple[int, int, bytes]]
     seq: int
+    #: ``[to, frame, key]`` to send once written (``wal.messages.WalAppend.reply``), or None
+    reply: Any = None
 
 
 @dataclass(slots=True)
@@ -80,6 +82,8 @@ class Plan:
     written: dict[tuple[Any, bytes], list[Range]] = field(default_factory=dict)
     resends: list[tuple[Any, bytes, int]] = field(default_factory=list)
     writers: set[bytes] = field(default_factory=set)
+    #: per (addr, uid): the last index of the last accepted request with a reply, and the reply
+    replies: dict[tuple[Any, bytes], tuple[int, Any]] = field(default_factory=dict)
     #: requests dropped because a later-sent one of the same uid was accepted before them
     stale: int = 0
 
@@ -92,8 +96,9 @@ def plan_batch(requests: list[Append], writers: dict[bytes, WriterState],
     written: dict[tuple[Any, bytes], list[Range]] = {}
     resends: list[tuple[Any, bytes, int]] = []
     touched: set[bytes] = set()
+    replies: dict[tuple[Any, bytes], tuple[int, Any]] = {}
     stale = 0
-    for uid, addr, lw, entries, seq in requests:
+    for uid, addr, lw, entries, seq, reply in requests:
         if not entries:
             continue
         first = entries[0][0]
@@ -118,6 +123,9 @@ def plan_batch(requests: list[Append], writers: dict[bytes, WriterState],
         st.resend_from = None
         st.seq = seq
         touched.add(uid)
+        r = replies.get((addr, uid))
+        if r is not None and first <= r[0]:
+            del replies[(addr, uid)]    # it overwrites what that reply claims: never sent
         ranges = written.get((addr, uid))
         if ranges is None:
             ranges = written[(addr, uid)] = []
@@ -135,8 +143,10 @@ def plan_batch(requests: list[Append], writers: dict[bytes, WriterState],
             expect = idx + 1
         _add_range(ranges, (run_term, run_from, expect - 1))
         st.next_idx = expect
+        if reply is not None:
+            replies[(addr, uid)] = (expect - 1, reply)
     buf = encode_records(records, checksums) if records else b""
-    return Plan(buf, len(records), written, resends, touched, stale)
+    return Plan(buf, len(records), written, resends, touched, replies, stale)
 
 
 def fence(writers: dict[bytes, WriterState], uid: bytes, seq: int) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from transport import codec
 from transport.messages import (
     Check, checker, fields, is_str, list_of, nat, nat64, nonempty_str, path_component, tuple_of,
+    valid_endpoint,
 )
 
 __all__ = [
@@ -46,21 +47,32 @@ class WalAppend:
     durable; ``seq`` is the send order, strictly increasing over every append sent for ``uid``
     by any of its processes on this host (``ra.log`` uses ``CLOCK_MONOTONIC`` nanoseconds): the
     WAL never writes an append that was sent before one it already wrote (:mod:`wal.batch`).
-    The notices go to the cast's sender address."""
+    The notices go to the cast's sender address.
+
+    ``reply``: ``None``, or ``[to, frame, key]`` that the WAL sends once this append is synced
+    (and never if it is not written): ``frame`` is an envelope already packed by the writer,
+    sent as it is to the mailbox at endpoint ``to`` (whose CURVE server key is ``key``, ``b""``
+    when the node runs no key pair). A follower's answer to its leader leaves this way, a
+    process hop sooner than through the follower (``ra.core.effects.DurableReply``). Of a
+    batch's appends of one writer, only the last with a ``reply`` has it sent (a later reply
+    says all an earlier one does), and the ``WalWritten`` says which (``replied``)."""
 
     uid: str
     lw: int
     entries: list[list[Any]]
     seq: int
+    reply: list[Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class WalWritten:
     """Cast WAL -> writer, after the batch holding them was synced: every ``[term, from, to]``
-    range is durable."""
+    range is durable. ``replied``: the last index of the append whose ``reply`` was sent with
+    this batch, 0 if none was."""
 
     uid: str
     ranges: list[list[int]]
+    replied: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +162,15 @@ def _range(r: Any) -> bool:
     return _nat3(r) and r[1] <= r[2]
 
 
+_KEY_BYTES = 32         # a CURVE public key (transport.curve.KEY_BYTES)
+
+
+def _reply(r: Any) -> bool:
+    return r is None or (type(r) in (list, tuple) and len(r) == 3 and valid_endpoint(r[0])
+                         and type(r[1]) is bytes and 0 < len(r[1])
+                         and type(r[2]) is bytes and len(r[2]) in (0, _KEY_BYTES))
+
+
 CODES: dict[int, type] = {
     50: WalAppend, 51: WalWritten, 52: WalResendWrite, 53: WalError, 54: WalStarted,
     55: WalRollOver, 56: WalOverview, 57: WalForgetWriter, 58: SegRoll, 59: SegOverview,
@@ -157,8 +178,8 @@ CODES: dict[int, type] = {
 }
 
 CHECKS: dict[type, Check] = {
-    WalAppend: fields(WalAppend, _uid, nat64, _entries, nat64),
-    WalWritten: fields(WalWritten, _uid, list_of(_range, tuples=True)),
+    WalAppend: fields(WalAppend, _uid, nat64, _entries, nat64, _reply),
+    WalWritten: fields(WalWritten, _uid, list_of(_range, tuples=True), nat64),
     WalResendWrite: fields(WalResendWrite, _uid, lambda x: nat64(x) and x > 0),
     WalError: fields(WalError, _uid, is_str),
     WalStarted: fields(WalStarted, nat),

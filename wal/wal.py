@@ -7,8 +7,11 @@ Protocol (the typed messages of :mod:`wal.messages`, carried by ``transport`` ca
   consecutive entries; ``lw`` is the writer's last index confirmed durable; ``seq`` its send
   order (an append sent before one already written is dropped, counted as ``stale_appends``:
   :mod:`wal.batch`). The notices go to the cast's sender address.
-* WAL -> writer, cast ``WalWritten(uid, [[term, from, to], ...])`` after the batch holding them
-  was synced: every listed range is durable. Never sent for an entry that was not synced.
+* WAL -> writer, cast ``WalWritten(uid, [[term, from, to], ...], replied)`` after the batch
+  holding them was synced: every listed range is durable. Never sent for an entry that was not
+  synced. Just before it, the ``reply`` of the writer's last append in the batch that carried
+  one (and that no later append of the batch overwrote) is sent, as it is, where it says;
+  ``replied`` is that append's last index (0: none sent).
 * WAL -> writer, cast ``WalResendWrite(uid, from_idx)``: a request left a gap; resend
   everything from ``from_idx`` (:mod:`wal.batch` has the rule).
 * WAL -> writer, cast ``WalError(uid, reason)``: a write or sync failed; nothing more will be
@@ -79,21 +82,25 @@ PREALLOCATE_BYTES = 1 << 20
 _NO_MORE_ALLOCATION = 1 << 62
 
 Notify = Callable[[Any, Any], None]
+#: ``forward(to, frame, key) -> sent?``: send a writer's packed frame (``WalAppend.reply``)
+Forward = Callable[[str, bytes, bytes], bool]
 
 
 class Wal:
     """The WAL's state and batch handling, independent of the mailbox (tests drive it directly).
 
-    ``notify(addr, msg)`` sends a notice to a writer. Durability: :meth:`handle_appends` returns
-    only after the batch is synced (or the WAL has failed); ``written`` notices are sent only for
-    synced entries, and never again after a failed write or sync.
+    ``notify(addr, msg)`` sends a notice to a writer; ``forward(to, frame, key)`` an append's
+    ``reply`` (none is sent without it). Durability: :meth:`handle_appends` returns only after
+    the batch is synced (or the WAL has failed); ``written`` notices and replies are sent only
+    for synced entries, and never again after a failed write or sync.
     """
 
     def __init__(self, wal_dir: str, data_dir: str, notify: Notify, *,
                  max_size_bytes: int = DEFAULT_MAX_SIZE_BYTES, checksums: bool = True,
                  write_strategy: str = "default",
                  segment_max_entries: int = DEFAULT_SEGMENT_MAX_ENTRIES,
-                 on_roll: Callable[[], None] | None = None) -> None:
+                 on_roll: Callable[[], None] | None = None,
+                 forward: Forward | None = None) -> None:
         if write_strategy not in WRITE_STRATEGIES:
             raise ValueError(f"write_strategy {write_strategy!r} not in {WRITE_STRATEGIES}")
         self.wal_dir = wal_dir
@@ -104,6 +111,7 @@ class Wal:
         self.write_strategy = write_strategy
         self.segment_max_entries = segment_max_entries
         self.on_roll = on_roll
+        self.forward = forward
         self.writers: dict[bytes, WriterState] = {}
         self._known_addrs: dict[str, Any] = {}
         self._fd = -1
@@ -115,7 +123,7 @@ class Wal:
         self.stats: dict[str, int] = {
             "batches": 0, "entries": 0, "syncs": 0, "bytes": 0, "roll_overs": 0, "resends": 0,
             "recovered_files": 0, "recovered_entries": 0, "dropped_bad_messages": 0,
-            "stale_appends": 0,
+            "stale_appends": 0, "replies": 0,
             "last_batch_entries": 0, "max_batch_entries": 0,
             "last_batch_writes": 0}
         self.dropped: dict[str, int] = {}       # reason -> messages dropped at the door
@@ -207,8 +215,17 @@ class Wal:
             st["last_batch_writes"] = len(requests)
             if plan.n_entries > st["max_batch_entries"]:
                 st["max_batch_entries"] = plan.n_entries
+            replies = plan.replies
+            for key, (idx, (to, frame, skey)) in replies.items():
+                # before the notices: the leader waits for this one, the writer does not
+                if self.forward is not None and self.forward(to, frame, skey):
+                    st["replies"] += 1
+                else:
+                    replies[key] = (0, None)
             for (addr, uid), ranges in plan.written.items():
-                self.notify(addr, wm.WalWritten(uid.decode(), [list(r) for r in ranges]))
+                r = replies.get((addr, uid))
+                self.notify(addr, wm.WalWritten(uid.decode(), [list(r) for r in ranges],
+                                                r[0] if r is not None else 0))
             self._remember_addrs(plan.writers)
 
     def _remember_addrs(self, uids: set[bytes]) -> None:
@@ -385,7 +402,8 @@ def run(config: WalConfig | Mapping[str, Any]) -> int:
     wal = Wal(a.wal_dir, a.data_dir, mb.cast, max_size_bytes=a.max_size_bytes,
               checksums=a.checksums, write_strategy=a.write_strategy,
               segment_max_entries=a.segment_max_entries,
-              on_roll=(lambda: mb.cast(sw, wm.SegRoll())) if sw else None)
+              on_roll=(lambda: mb.cast(sw, wm.SegRoll())) if sw else None,
+              forward=mb.forward)
     wal.recover()
     poll = wal.idle_poll = _idle_poll(a.idle_poll_ms)
     failed_at: float | None = None
@@ -410,7 +428,7 @@ def run(config: WalConfig | Mapping[str, Any]) -> int:
             elif type(p) is wm.WalAppend:
                 # entries: [index, term, bytes] lists, checked at the door
                 reqs.append(Append(p.uid.encode(), env.frm, p.lw,
-                                   p.entries, p.seq))  # type: ignore[arg-type]
+                                   p.entries, p.seq, p.reply))  # type: ignore[arg-type]
                 for e in p.entries:
                     nbytes += len(e[2])
                 if nbytes >= max_bytes:

@@ -26,7 +26,7 @@ from ra.core.errors import InvalidEffect
 from ra.core.frozen import frozen
 
 __all__ = [
-    "SendRpc", "Reply", "Cast", "Notify", "NextEvent", "StartElectionTimeout",
+    "SendRpc", "DurableReply", "Reply", "Cast", "Notify", "NextEvent", "StartElectionTimeout",
     "StartHeartbeatTimeout", "RecordLeaderMsg", "DeleteAndTerminate", "BadMachineEffects",
     "SendMsg", "Monitor", "Demonitor", "ModCall", "Timer", "Log", "ReleaseCursor",
     "PromoteCheckpoint", "Checkpoint", "Aux", "Append", "GarbageCollection",
@@ -38,6 +38,20 @@ __all__ = [
 @frozen
 class SendRpc:
     """Send ``msg`` to peer server ``to`` (cast; the network may lose it)."""
+
+    to: Any
+    msg: Any
+
+
+@frozen
+class DurableReply:
+    """A follower's ``AppendEntriesReply`` ``msg`` for peer ``to`` that claims the write just
+    made, ending at ``msg.last_index`` with ``msg.last_term``, durable: a shell may hand it to
+    that write's own writer (the WAL) to send the moment its sync is done, one process hop
+    before the follower could (no ra equivalent: there, the WAL tells the follower, which
+    replies). Never sent before that write is durable, never for another write. Advisory: a
+    shell that does not carry it out drops it; the follower replies after ``Written`` unless
+    that notice says ``replied``."""
 
     to: Any
     msg: Any
@@ -450,11 +464,11 @@ def machine_effects(raw: Any) -> list[MachineEffect]:
 
 
 Effect = (
-    SendRpc | Reply | Cast | Notify | NextEvent | StartElectionTimeout | StartHeartbeatTimeout
+    SendRpc | DurableReply | Reply | Cast | Notify | NextEvent | StartElectionTimeout | StartHeartbeatTimeout
     | RecordLeaderMsg | DeleteAndTerminate | BadMachineEffects | SendMsg | Monitor | Demonitor
     | ModCall | Timer | Aux | GarbageCollection
 )
 
 #: Effects that let the world observe the server's state: held back while a term or vote is not
 #: yet durable (nothing is acknowledged or voted on before it is durable).
-OUTBOUND = (SendRpc, Reply, Cast, Notify, DeleteAndTerminate) + SHELL_MACHINE_EFFECTS
+OUTBOUND = (SendRpc, DurableReply, Reply, Cast, Notify, DeleteAndTerminate) + SHELL_MACHINE_EFFECTS

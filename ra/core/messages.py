@@ -196,11 +196,14 @@ class Tick:
 
 @frozen
 class Written:
-    """The log reports ``from_idx..to_idx`` written at ``term`` durable (ra's ``{written, T, R}``)."""
+    """The log reports ``from_idx..to_idx`` written at ``term`` durable (ra's ``{written, T, R}``).
+    ``replied``: the log's writer also sent the :class:`~ra.core.effects.DurableReply` attached
+    to the write ending at ``to_idx`` (only ever True for such a write)."""
 
     term: int
     from_idx: int
     to_idx: int
+    replied: bool = False
 
 
 @frozen

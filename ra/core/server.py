@@ -11,6 +11,9 @@ Raft as ra does it:
 * Nothing is acknowledged before it is durable: followers answer ``AppendEntriesRpc`` with their
   *written* index (after the log's ``Written`` notice), the leader counts its own written index
   the same way, and every outbound effect is held back while a term or vote is not yet durable.
+  A follower whose term is durable hands the reply to its write (``DurableReply``): the shell
+  may have the WAL send it once that write is synced, a hop sooner; the follower then skips its
+  own reply to the ``Written`` that says so (``replied``).
 * Commit by majority of durable match indexes, only for entries of the current term (Raft
   §5.4.2); each new leader appends a noop. Followers apply up to ``min(commit, written)``.
 * Commands are applied in order; replies and ``applied`` notifications go out after apply.
@@ -109,7 +112,8 @@ from typing import Any
 from ra.core import quorum, validate
 from ra.core.config import SERVER_DEFAULTS as _D
 from ra.core.effects import (
-    OUTBOUND, Append, Aux, BadMachineEffects, Cast, Checkpoint, DeleteAndTerminate, Effect,
+    OUTBOUND, Append, Aux, BadMachineEffects, Cast, Checkpoint, DeleteAndTerminate,
+    DurableReply, Effect,
     GarbageCollection, InvalidEffect, Log as LogEffect, MachineEffect, NextEvent, Notify,
     PromoteCheckpoint, RecordLeaderMsg, ReleaseCursor, Reply, SendRpc, StartElectionTimeout,
     StartHeartbeatTimeout, machine_effects,
@@ -195,6 +199,8 @@ class ServerState:
     sessions: Sessions = field(default_factory=Sessions)
     # follower
     verified_index: int = 0        # highest index known to match the current leader's log
+    #: the last DurableReply: (term, leader, last index, last term) of the write it rides on
+    delegated: tuple[int, Any, int, int] | None = None
     heard_from_leader: bool = False
     brand_new: bool = False
     snapshot_accum: dict[int, bytes] = field(default_factory=dict)
@@ -752,6 +758,13 @@ def _on_append_entries(msg: AppendEntriesRpc, s: ServerState, effects: list[Any]
         s.commit_index = max(s.commit_index, min(msg.leader_commit, s.verified_index))
     if not wrote:
         _reply_ae_success(s, effects)
+    elif s.meta_synced >= s.meta_seq and end == s.verified_index:
+        # the reply that this write's Written would bring, sent by the write itself once
+        # durable; not while our term is not (a reply in it must wait for that: step)
+        lt = entries[-1][1]
+        effects.append(DurableReply(msg.leader_id, AppendEntriesReply(
+            s.current_term, True, end + 1, end, lt, s.id, s.commit_index)))
+        s.delegated = (s.current_term, msg.leader_id, end, lt)
     _follower_apply(s, effects)
 
 
@@ -788,7 +801,9 @@ def _on_written(msg: Written, s: ServerState, effects: list[Any]) -> None:
     if s.role == "leader":
         _evaluate_commit(s, effects)
     elif s.role in ("follower", "receive_snapshot"):
-        _reply_ae_success(s, effects)
+        if not (msg.replied
+                and s.delegated == (s.current_term, s.leader_id, msg.to_idx, msg.term)):
+            _reply_ae_success(s, effects)
         _follower_apply(s, effects)
 
 
@@ -824,12 +839,14 @@ def _on_install_snapshot(msg: InstallSnapshotRpc, s: ServerState, effects: list[
         effects.append(SendRpc(msg.leader_id, InstallSnapshotResult(
             s.current_term, w_idx, w_term, s.id)))
         return
-    if meta.index <= s.commit_index:
-        # Everything it covers is committed here, but not all of it durable yet: installing
-        # would move the commit index back. Answer with what is durable and matching; the
-        # pending writes complete and the leader moves on. Once per snapshot (on its last
-        # chunk), not once per chunk: each answer may make the leader send it all again
-        # (CORE-BUGS #9).
+    if meta.index <= s.commit_index or s.log.fetch_term(meta.index) == meta.term:
+        # Everything it covers is committed here, or our log holds its last entry (and so,
+        # by log matching, all it covers), but not all of it durable yet: installing would
+        # move the commit index back, or drop entries past it that a DurableReply may have
+        # acknowledged already (their write is synced before this process hears of it).
+        # Answer with what is durable and matching; the pending writes complete and the
+        # leader moves on. Once per snapshot (on its last chunk), not once per chunk: each
+        # answer may make the leader send it all again (CORE-BUGS #9).
         if msg.chunk_state[1] != "last":
             return
         w_idx = min(written, s.verified_index)

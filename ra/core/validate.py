@@ -124,7 +124,8 @@ _CHECKS: dict[type, Callable[[Any], str | None]] = {
     m.TimeoutNow: lambda x: None if (_nat(x.term) and _sid(x.leader_id)) else "bad timeout_now",
     m.LeaderProbe: lambda x: None if (_nat(x.term) and _sid(x.leader_id) and _sid(x.from_id))
     else "bad leader_probe",
-    m.Written: lambda x: None if (_nat(x.term, x.from_idx, x.to_idx) and x.from_idx <= x.to_idx)
+    m.Written: lambda x: None if (_nat(x.term, x.from_idx, x.to_idx) and x.from_idx <= x.to_idx
+                                  and type(x.replied) is bool)
     else "bad written",
     m.MetaWritten: lambda x: None if _nat(x.seq) else "bad meta_written",
     m.ElectionTimeout: _ok,

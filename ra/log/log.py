@@ -22,6 +22,9 @@ Contract (the core's Log contract, plus what the shell does):
   ``WalResendWrite``, ``WalStarted`` (resend what was never confirmed) and ``WalError``
   (recorded in :meth:`overview`; nothing is confirmed). ``last_written`` only advances over
   entries the WAL reported synced *and* whose term still matches.
+* :meth:`attach_reply` (the shell's ``DurableReply``): the next :meth:`flush`, if its last entry
+  is the one the reply names, carries the reply in its last ``WalAppend``; the WAL sends it once
+  that is synced, and the ``Written`` event of the range it ends says ``replied``.
 * :meth:`tick` (call it now and then, e.g. each second) picks up segment files the segment writer
   produced and drops from memory the entries now durable in them.
 * Snapshots (``update_release_cursor``, ``install_snapshot``) are durable when they return.
@@ -187,6 +190,8 @@ class DiskLog:
         self._written: tuple[int, int] = (0, 0)
         self._unsent_from: int | None = None
         self._tombstone: int | None = None
+        #: (index, term, WalAppend.reply) for the next flush: attach_reply
+        self._reply: tuple[int, int, list[Any]] | None = None
         self.wal_error: str | None = None
         self._await_tombstone = False
         #: the last WalAppend's number: this process's count starts at the clock (see above)
@@ -475,17 +480,32 @@ class DiskLog:
                 parts += [out] if len(cuts) == 1 else [out[lo:hi] for lo, hi in cuts]
             n = len(out)
             self._unsent_from = None
+        reply = None
+        if self._reply is not None:
+            idx, term, reply = self._reply
+            self._reply = None
+            # only on the append whose last entry the reply names: the WAL sends it when that
+            # append, and so everything before it, is synced
+            if not parts or parts[-1][-1][0] != idx or parts[-1][-1][1] != term:
+                reply = None
         if parts:
             lw = self._written[0]
             seq = self._seq
             self._seq += len(parts)
+            last = len(parts)
             for k, entries in enumerate(parts, 1):
-                m = WalAppend(self.uid, lw, entries, seq + k)
+                m = WalAppend(self.uid, lw, entries, seq + k, reply if k == last else None)
                 if self._send is not None:
                     self._send(m)
                 else:
                     self.outbox.append(m)
         return n
+
+    def attach_reply(self, idx: int, term: int, reply: list[Any]) -> None:
+        """Have the WAL send ``reply`` (``WalAppend.reply``: ``[to, frame, key]``) once the
+        entry ``(idx, term)`` is synced, if the next :meth:`flush` ends with it (else it is
+        dropped: the ``Written`` event then does not say ``replied``)."""
+        self._reply = (idx, term, reply)
 
     def handle_wal_event(self, msg: Any) -> list[Written]:
         """Turn one *valid* WAL notice (:mod:`wal.messages`, checked at the shell's door) into
@@ -513,7 +533,8 @@ class DiskLog:
                         break
                 else:
                     return []
-            return [Written(term, f, to) for term, f, to in ranges if term != 0]
+            r = msg.replied
+            return [Written(term, f, to, to == r) for term, f, to in ranges if term != 0]
         if t is WalResendWrite:
             frm = max(msg.from_idx, self._snap_idx() + 1)
             if frm <= self._last[0] and (self._unsent_from is None or frm < self._unsent_from):

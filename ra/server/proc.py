@@ -83,12 +83,12 @@ from ra.core import server as core
 from ra.core.config import SERVER_DEFAULTS
 from ra.core.effects import (
     SHELL_MACHINE_EFFECTS, Aux, BadMachineEffects, Cast, DeleteAndTerminate, Demonitor,
-    GarbageCollection, InvalidEffect, ModCall, Monitor, NextEvent, Notify, RecordLeaderMsg, Reply,
+    DurableReply, GarbageCollection, InvalidEffect, ModCall, Monitor, NextEvent, Notify, RecordLeaderMsg, Reply,
     SendMsg, SendRpc, StartElectionTimeout, StartHeartbeatTimeout, Timer, machine_effects,
 )
 from ra.core.machine import SimpleMachine
 from ra.core.messages import (
-    PEER_MSGS, AppendEntriesPacked, AppendEntriesRpc, Command, Commands, HeartbeatRpc, InstallSnapshotRpc, ConsistentQuery, ElectionTimeout, HeartbeatTimeout, LeaderDown,
+    PEER_MSGS, AppendEntriesPacked, AppendEntriesReply, AppendEntriesRpc, Command, Commands, HeartbeatRpc, InstallSnapshotRpc, ConsistentQuery, ElectionTimeout, HeartbeatTimeout, LeaderDown,
     MetaWritten, NodeDown, NodeUp, Tick, TransferLeadership, TriggerElection,
 )
 from ra.core.types import ServerId
@@ -271,6 +271,7 @@ class ServerProc:
         # so they cost no metrics report; tests and bench.idle_wakes read them)
         self.counters = {"commands": 0, "elections": 0, "leader_changes": 0, "snapshots": 0,
                          "snapshots_installed": 0, "peer_msgs_in": 0, "peer_msgs_out": 0,
+                         "durable_replies": 0,
                          "timeouts": 0, "resolve_requests": 0, "resolved": 0,
                          "resolve_timeouts": 0, "resolve_dropped": 0, "turns": 0,
                          "wal_msgs_out": 0}
@@ -884,6 +885,8 @@ class ServerProc:
         t = type(e)
         if t is SendRpc:
             self._send_peer(e.to, e.msg)
+        elif t is DurableReply:
+            self._durable_reply(e.to, e.msg)
         elif t is Reply or t is Notify or t is Cast:
             self.to_clients.append(e)       # at the end of the loop turn (_answer_clients)
         elif t is NextEvent:
@@ -1086,6 +1089,20 @@ class ServerProc:
             # only the first part waits (a later one alone would be refused as a gap): the
             # follower's answer brings the leader back for the rest
             self._keep_for(sid, ("$rpc", outs[0]))
+
+    def _durable_reply(self, to: Any, msg: AppendEntriesReply) -> None:
+        """Hand the reply to the WAL with the write it acknowledges (``DurableReply``): the
+        WAL sends it once that write is synced, and the leader hears of it one process hop
+        (a wake-up of this process) sooner. Packed here, as :meth:`_send_peer` would send
+        it; the WAL sends the bytes on as they are, with the server key we expect there. A
+        leader whose address is not known yet gets our own reply, after ``Written``."""
+        sid = to if type(to) is ServerId else ServerId(*to)
+        ep = self.peer_eps.get(sid)
+        if ep is None:
+            return
+        self.counters["durable_replies"] += 1
+        self.log.attach_reply(msg.last_index, msg.last_term,
+                              [ep, self.mb.pack_cast(ep, ("$rpc", msg)), self.mb.peer_key(ep)])
 
     def _wires(self, msg: Any) -> list[Any]:
         """What ``msg`` leaves as. An append_entries with entries leaves packed: their payloads

@@ -39,7 +39,7 @@ class MemoryLog:
     """In-memory ``ra.core.log.Log`` with an explicit durability model (see module docstring)."""
 
     def __init__(self, codec: tuple[Callable[[Any], bytes], Callable[[bytes], Any]] = repr_codec,
-                 *, ack_before_durable: bool = False,
+                 *, ack_before_durable: bool = False, reply_before_durable: bool = False,
                  max_checkpoints: int = DEFAULT_MAX_CHECKPOINTS,
                  min_checkpoint_interval: int = DEFAULT_MIN_CHECKPOINT_INTERVAL) -> None:
         self._encode, self._decode = codec
@@ -61,6 +61,12 @@ class MemoryLog:
         self._ack_before_durable = ack_before_durable
         self._early: list[Written] = []
         self._await_tombstone = False
+        #: DurableReply attached to a pending write, by its place in ``_pending``
+        self._replies: dict[int, tuple[Any, Any]] = {}
+        #: replies the last syncs released: (to, msg), for the harness to send
+        self._forwards: list[tuple[Any, Any]] = []
+        # test-only bug switch: send an attached reply at once, before its write is durable
+        self._reply_before_durable = reply_before_durable
 
     # -- reads -----------------------------------------------------------------------------
     def reply_mode(self, raw: bytes) -> Any:
@@ -253,20 +259,43 @@ class MemoryLog:
         # re-written since at the same index and term: like the disk log's WAL tombstone, a
         # term-0 notice marks where the new writes start, and nothing is confirmed before it.
         self._pending = [[(meta.index + 1, 0, None)]]
+        self._replies.clear()
         self._await_tombstone = True
         self._last = (meta.index, meta.term)
         self._written = (meta.index, meta.term)
         return state
 
     # -- the durability model (test harness side) -------------------------------------------
+    def attach_reply(self, to: Any, msg: Any) -> bool:
+        """What a shell does with a ``DurableReply``: hand ``msg`` (for ``to``) to the pending
+        write that ends at ``(msg.last_index, msg.last_term)``, to be released by the
+        :meth:`sync` that makes it durable (:meth:`take_forwards`), whose ``Written`` then says
+        ``replied``. False (nothing kept) if the last pending write is not that one."""
+        p = self._pending
+        if not p or (p[-1][-1][0], p[-1][-1][1]) != (msg.last_index, msg.last_term):
+            return False
+        if self._reply_before_durable:
+            self._forwards.append((to, msg))
+        self._replies[len(p) - 1] = (to, msg)
+        return True
+
+    def take_forwards(self) -> list[tuple[Any, Any]]:
+        """The replies released since the last call, in order: ``(to, msg)``."""
+        out, self._forwards = self._forwards, []
+        return out
+
     def has_pending(self) -> bool:
         return bool(self._pending) or bool(self._early)
 
     def sync(self) -> list[Written]:
         """Make every queued write durable; return the notices to feed back, in order."""
         out: list[Written] = []
-        for entries in self._pending:
+        # as the WAL: of the replies attached, the last one that no later write overwrites
+        cand: tuple[int, int, tuple[Any, Any]] | None = None
+        for k, entries in enumerate(self._pending):
             first = entries[0][0]
+            if cand is not None and first <= cand[1]:
+                cand = None
             if entries[0][1] == 0:      # the install's tombstone: nothing to make durable
                 out.append(Written(0, first, first))
                 continue
@@ -275,8 +304,17 @@ class MemoryLog:
             for e in entries:
                 self._d_entries[e[0]] = e
             self._d_last = entries[-1][0]
+            r = self._replies.get(k)
+            if r is not None:
+                cand = (len(out), entries[-1][0], r)
             out.append(Written(entries[-1][1], first, entries[-1][0]))
+        if cand is not None:
+            w = out[cand[0]]
+            out[cand[0]] = Written(w.term, w.from_idx, w.to_idx, True)
+            if not self._reply_before_durable:
+                self._forwards.append(cand[2])
         self._pending.clear()
+        self._replies.clear()
         if self._ack_before_durable:
             self._early.clear()
             return []
@@ -290,6 +328,8 @@ class MemoryLog:
     def crash(self) -> None:
         """Forget everything that was never synced (a process crash with the WAL unsynced)."""
         self._pending.clear()
+        self._replies.clear()
+        self._forwards.clear()
         self._await_tombstone = False
         self._early.clear()
         self._snap = self._d_snap

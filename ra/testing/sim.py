@@ -44,8 +44,8 @@ from typing import Any
 
 from ra.core import server, validate
 from ra.core.effects import (
-    SHELL_MACHINE_EFFECTS, Cast, DeleteAndTerminate, NextEvent, Notify, RecordLeaderMsg, Reply,
-    SendRpc, StartElectionTimeout, StartHeartbeatTimeout,
+    SHELL_MACHINE_EFFECTS, Cast, DeleteAndTerminate, DurableReply, NextEvent, Notify,
+    RecordLeaderMsg, Reply, SendRpc, StartElectionTimeout, StartHeartbeatTimeout,
 )
 from ra.core.messages import (
     AppendEntriesReply, ElectionTimeout, FlushCommands, HeartbeatTimeout, InstallSnapshotResult,
@@ -70,9 +70,9 @@ __all__ = ["SimCluster", "SimResult", "SimMachine", "CheckedLog", "run_seed", "r
            "main", "CORE_BUGS", "ALL_BUGS"]
 
 #: planted bugs of the core: the test-side mutants of :mod:`ra.testing.mutants` (the core has no
-#: bug switches); ``ack_before_durable`` lives in the memory log twin
+#: bug switches); ``ack_before_durable`` and ``reply_before_durable`` live in the memory log twin
 CORE_BUGS = frozenset(m.name for m in MUTANTS)
-ALL_BUGS = CORE_BUGS | {"ack_before_durable"}
+ALL_BUGS = CORE_BUGS | {"ack_before_durable", "reply_before_durable"}
 
 
 @functools.cache
@@ -220,7 +220,8 @@ class SimCluster(ClientDriver):
         sid = ServerId(f"s{self._next_name}",
                        node_of(self._next_name) if self.profile.quiet else "sim:1")
         self._next_name += 1
-        log = CheckedLog(self, sid, ack_before_durable="ack_before_durable" in self.bugs)
+        log = CheckedLog(self, sid, ack_before_durable="ack_before_durable" in self.bugs,
+                         reply_before_durable="reply_before_durable" in self.bugs)
         meta = MemoryMeta()
         machine = SimMachine(self, sid, self.profile.snapshot_every)
         cfg = self.core.ServerConfig(
@@ -395,7 +396,15 @@ class SimCluster(ClientDriver):
         if not (s.alive and s.inc == inc):
             return
         s.sync_due = False
-        self._deliver_local(s, s.log.sync() + s.meta.sync(), self.profile.written_ms)
+        evs = s.log.sync() + s.meta.sync()
+        self._send_forwards(s)
+        self._deliver_local(s, evs, self.profile.written_ms)
+
+    def _send_forwards(self, s: SimServer) -> None:
+        """The replies the log's writer sends as their writes become durable (DurableReply):
+        from the follower's host, so the same network fates as the follower's own."""
+        for to, msg in s.log.take_forwards():
+            self._send_rpc(s, to, msg)
 
     def _deliver_local(self, s: SimServer, evs: list[Any], delay: tuple[int, int]) -> None:
         for ev in evs:
@@ -748,6 +757,8 @@ class SimCluster(ClientDriver):
         if s.flush_held and not self.core.holds_flush(st):
             s.flush_held = False
             self.schedule(0, "local", s.sid, s.inc, FlushCommands())
+        if "reply_before_durable" in self.bugs:
+            self._send_forwards(s)
         if "ack_before_durable" in self.bugs:
             early = s.log.take_early_acks()
             if early:
@@ -819,23 +830,28 @@ class SimCluster(ClientDriver):
                 self.schedule(self.rng.randint(*p.quick_down_ms), "restart", s.sid)
                 return
 
+    def _send_rpc(self, s: SimServer, to: Any, m: Any) -> None:
+        self.quiet.on_send(s.sid, to, m)
+        if self.fd is not None:
+            self.fd.on_send(s.sid, to, m)
+        if isinstance(m, AppendEntriesReply) and m.success \
+                or isinstance(m, InstallSnapshotResult) and m.last_index > 0:
+            self.checker.on_ack_sent(s.sid, m.last_index, m.last_term,
+                                     _covered(s.log.durable_term(m.last_index), m.last_term))
+        elif isinstance(m, RequestVoteResult) and m.vote_granted:
+            self.checker.on_vote_sent(s.sid, m.term, to,
+                                      (s.meta._d_term, s.meta._d_voted_for))
+        if to not in self.servers:
+            return
+        for d in self.net.fates(s.sid, to):
+            self.schedule(d, "peer", to, m, s.sid)
+
     def _effect(self, s: SimServer, e: Any) -> None:
         if isinstance(e, SendRpc):
-            m = e.msg
-            self.quiet.on_send(s.sid, e.to, m)
-            if self.fd is not None:
-                self.fd.on_send(s.sid, e.to, m)
-            if isinstance(m, AppendEntriesReply) and m.success \
-                    or isinstance(m, InstallSnapshotResult) and m.last_index > 0:
-                self.checker.on_ack_sent(s.sid, m.last_index, m.last_term,
-                                         _covered(s.log.durable_term(m.last_index), m.last_term))
-            elif isinstance(m, RequestVoteResult) and m.vote_granted:
-                self.checker.on_vote_sent(s.sid, m.term, e.to,
-                                          (s.meta._d_term, s.meta._d_voted_for))
-            if e.to not in self.servers:
-                return
-            for d in self.net.fates(s.sid, e.to):
-                self.schedule(d, "peer", e.to, e.msg, s.sid)
+            self._send_rpc(s, e.to, e.msg)
+        elif isinstance(e, DurableReply):
+            if self.rng.random() >= self.profile.durable_reply_declined:
+                s.log.attach_reply(e.to, e.msg)
         elif isinstance(e, Reply):
             frm = e.frm
             if isinstance(frm, tuple) and frm and frm[0] == "call":
@@ -1038,7 +1054,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", choices=sorted(PROFILES), default=None)
     ap.add_argument("--bug", action="append", default=[], choices=sorted(ALL_BUGS),
                     help="plant a bug: a test-side mutant of the core (ra.testing.mutants) or "
-                         "ack_before_durable (the memory log)")
+                         "ack_before_durable, reply_before_durable (the memory log)")
     ap.add_argument("--group-commit", type=int, default=None, metavar="MS",
                     help="group commit's time cap (overrides the profile's; 0: off)")
     ap.add_argument("--trace", action="store_true", help="print every event")

@@ -40,6 +40,8 @@ class Profile:
     down_ms: tuple[int, int] = (20, 400)
     sync_ms: tuple[int, int] = (1, 10)        # pending write -> sync
     written_ms: tuple[int, int] = (0, 3)      # sync -> Written delivered
+    #: chance that the shell leaves a DurableReply with the follower (it then replies itself)
+    durable_reply_declined: float = 0.1
     snapshot_every: int = 0                   # ReleaseCursor every K applies (0: never)
     # targeted crashes (FoundationDB's "buggify"): crash a server right after it sent a granted
     # vote / a successful append reply, and bring it back after quick_down_ms

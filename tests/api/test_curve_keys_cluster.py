@@ -48,6 +48,16 @@ def test_a_cluster_on_per_node_keys(tmp_path, monkeypatch):
         with ra.Client() as c:
             c.start_cluster("kc", COUNTER, ids)
             assert [c.process_command(ids, 1)[0] for _ in range(10)] == list(range(1, 11))
+            # the followers' acks left through their nodes' WALs (DurableReply), whose
+            # keyrings learn the leader's key from the follower: no handshake was refused
+            leader = c.members(ids)[1]
+            followers = [sid for sid in ids if sid != leader]
+            # (key_metrics is what each server last reported to its daemon: wait for it)
+            wait_for(lambda: all(c.key_metrics(sid)["counters"]["durable_replies"] >= 5
+                                 for sid in followers), 10, "the followers' reports")
+            for sid in ids:
+                m = c.key_metrics(sid)
+                assert "mailbox:refused" not in m["bad_messages"], (sid, m["bad_messages"])
             # failover: the leader's node dies; the other two elect and go on
             old = c.members(ids)[1]     # this client's keys (not the default client's)
             dead = ids.index(old)

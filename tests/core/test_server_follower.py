@@ -1,5 +1,7 @@
 """Follower: append_entries, durable acks, back-off hints, apply, snapshots (↔ ra_server_SUITE)."""
-from ra.core.effects import Cast, RecordLeaderMsg, Reply, SendRpc, StartElectionTimeout
+from ra.core.effects import (
+    Cast, DurableReply, RecordLeaderMsg, Reply, SendRpc, StartElectionTimeout,
+)
 from ra.core.messages import (
     AppendEntriesReply, AppendEntriesRpc, Command, ConsistentQuery, HeartbeatReply, HeartbeatRpc,
     InstallSnapshotResult, InstallSnapshotRpc, MetaWritten, SnapshotMeta, Written,
@@ -167,3 +169,76 @@ def test_written_for_overwritten_term_does_not_advance():
     step(s, AppendEntriesRpc(2, N3, 1, 1, 1, [(2, 2, usr(9))]))
     assert s.log.handle_written(Written(1, 2, 2)) is False
     assert s.log.last_written() == (1, 1)
+
+
+# -- DurableReply: the reply rides on the write it acknowledges ------------------------------
+
+def _delegating_follower():
+    s = new_server()
+    with_log(s, [(1, 1, NOOP), (2, 1, usr(5))], term=1)
+    eff = step(s, AppendEntriesRpc(1, N2, 2, 2, 1, [(3, 1, usr(1))]))
+    reply = AppendEntriesReply(1, True, 4, 3, 1, N1, 2)
+    assert eff == [RecordLeaderMsg(N2), FOLLOW, DurableReply(N2, reply)]
+    return s, reply
+
+
+def test_a_write_in_a_durable_term_hands_its_reply_to_the_write():
+    """The write carries the reply (the WAL sends it once synced); the Written that says so
+    sends nothing more, and the follower applies as before."""
+    s, reply = _delegating_follower()
+    assert s.log.attach_reply(N2, reply)
+    assert s.log.take_forwards() == []          # nothing before the sync
+    evs = s.log.sync()
+    assert evs == [Written(1, 3, 3, True)]
+    assert s.log.take_forwards() == [(N2, reply)]
+    assert step(s, evs[0]) == []
+    assert s.log.last_written() == (3, 1) and s.last_applied == 2
+
+
+def test_a_reply_the_shell_did_not_carry_is_sent_by_the_follower():
+    s, reply = _delegating_follower()
+    evs = s.log.sync()                          # no attach_reply: the shell dropped it
+    assert evs == [Written(1, 3, 3, False)]
+    assert step(s, evs[0]) == [SendRpc(N2, reply)]
+
+
+def test_a_reply_carried_to_a_leader_since_replaced_is_sent_again_to_the_new_one():
+    """The WAL's reply went to the old leader: the new leader hears from the follower."""
+    s, reply = _delegating_follower()
+    s.log.attach_reply(N2, reply)
+    evs = s.log.sync()
+    step(s, AppendEntriesRpc(2, N3, 2, 3, 1, []))      # term 2 from n3, not durable yet
+    step(s, MetaWritten(s.meta_seq))
+    eff = step(s, evs[0])
+    assert eff == [SendRpc(N3, AppendEntriesReply(2, True, 4, 3, 1, N1, 2))]
+
+
+def test_no_reply_rides_on_a_write_while_the_term_is_not_durable():
+    s = new_server()
+    with_log(s, [(1, 1, NOOP)], term=1)
+    eff = step(s, AppendEntriesRpc(2, N2, 1, 1, 1, [(2, 2, usr(1))]))
+    assert not [e for e in eff if isinstance(e, DurableReply)]
+
+
+def test_mutant_reply_before_durable_is_caught_by_the_durability_model():
+    """The memory log's bug switch: the reply leaves at attach time, before the sync."""
+    s = new_server(log=MemoryLog(reply_before_durable=True))
+    with_log(s, [(1, 1, NOOP), (2, 1, usr(5))], term=1)
+    eff = step(s, AppendEntriesRpc(1, N2, 2, 2, 1, [(3, 1, usr(1))]))
+    s.log.attach_reply(N2, eff[-1].msg)
+    (to, m), = s.log.take_forwards()
+    assert s.log._d_last < m.last_index        # claimed, not durable: what the sim flags
+
+
+def test_install_snapshot_keeps_a_log_that_holds_its_last_entry_not_yet_written():
+    """Entries past the snapshot may be acknowledged already (a DurableReply leaves when the
+    write is synced, before the follower hears of it): a log holding the snapshot's entry is
+    kept, not replaced, and the answer claims only what is durable."""
+    s = new_server()
+    with_log(s, [(1, 1, NOOP)], term=1)
+    step(s, AppendEntriesRpc(1, N2, 0, 1, 1, [(2, 1, usr(1)), (3, 1, usr(2)), (4, 1, usr(3))]))
+    meta = SnapshotMeta(3, 1, CLUSTER, 0)
+    eff = step(s, InstallSnapshotRpc(1, N2, meta, (1, "last"), b"x"))
+    assert eff == [SendRpc(N2, InstallSnapshotResult(1, 1, 1, N1))]
+    assert s.log.last_index_term() == (4, 1) and s.log.snapshot_index_term() == (0, 0)
+    assert s.role == "follower"

@@ -1,7 +1,8 @@
 """The checker must bite: the core run with a known Raft bug is caught within a seed budget.
 
 Each planted bug (a test-side mutant of the core, ``ra.testing.mutants``, applied by
-``SimCluster(bugs=...)``; ``ack_before_durable`` lives in ``MemoryLog``) is hunted with the fault
+``SimCluster(bugs=...)``; ``ack_before_durable`` and ``reply_before_durable`` live in
+``MemoryLog``) is hunted with the fault
 profile that exposes it. The hunt walks seeds ``0, 1, 2, ...`` of that profile and
 stops at the first *safety* violation (liveness failures and exceptions do not count). The same
 seed is then re-run without the bug and must pass, so the catch is the bug's doing and not the
@@ -17,6 +18,9 @@ simulator's. Why each profile:
 * ``ack_before_durable`` / ``durability``: caught at once by ``durable_ack`` (an ack names an
   entry storage does not hold durably); with the durability checks off, slow syncs and followers
   crashing right after acking make a "durable" majority lose a committed entry.
+* ``reply_before_durable`` / ``durability``: the reply a follower's write carries
+  (``DurableReply``) leaves when attached instead of when synced: caught by ``durable_ack``;
+  with the durability checks off, a crash before the sync loses an entry a leader counted.
 * ``apply_before_commit``: caught at once by ``apply_committed``; with that check switched off,
   by state-machine safety under partitions (an applied entry is later replaced).
 """
@@ -41,12 +45,15 @@ HUNTS: dict[str, tuple[str, int, int, frozenset[str]]] = {
     "commit_old_term_by_count": ("figure8", 3, 200, frozenset()),
     "forget_voted_for": ("elections", 5, 150, frozenset()),
     "ack_before_durable": ("durability", 3, 150, frozenset()),
+    "reply_before_durable": ("durability", 3, 150, frozenset()),
     "apply_before_commit": ("partitions", 3, 50, frozenset()),
 }
 DEEP_HUNTS = {
     # the same bugs must also be caught by the end-to-end checks, not only the local ones
     "apply_before_commit": ("partitions", 3, 100, frozenset({"apply_committed"})),
     "ack_before_durable": ("durability", 3, 150, frozenset({"durable_ack", "durable_commit"})),
+    "reply_before_durable": ("durability", 3, 150,
+                             frozenset({"durable_ack", "durable_commit"})),
 }
 
 
@@ -88,7 +95,8 @@ def test_the_bugs_are_planted_test_side_only() -> None:
     """The hunted core bugs are mutants (so ``make mutants`` runs them too), and the core has
     no switch left to plant any bug."""
     assert set(HUNTS) <= ALL_BUGS
-    assert set(HUNTS) - {"ack_before_durable"} <= {m.name for m in MUTANTS}
+    assert set(HUNTS) - {"ack_before_durable", "reply_before_durable"} <= {
+        m.name for m in MUTANTS}
     assert not hasattr(server, "BUGS")
     assert "bugs" not in {f.name for f in dataclasses.fields(server.ServerConfig)}
 

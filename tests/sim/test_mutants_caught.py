@@ -39,6 +39,11 @@ seed budget, by the check named here, and the very same seed passes on the real 
   ``quiet_leader_ignores_probes``: once settled, clients ask the followers of a live idle
   leader; unanswered, their probes end in an election (``quiet_idle`` sees the pre-votes,
   ``prevote_no_disruption`` the term that rises).
+* ``snapshot_drops_acknowledged_tail`` / ``snapshot_slow_sync`` (pinned seed): a follower's
+  write carries its reply (``DurableReply``), sent once synced; before it hears of the sync, a
+  snapshot arrives whose last entry its log holds, unwritten: installed, the snapshot drops the
+  acknowledged entries past it and a leader commits on a quorum that no longer holds them
+  (``durable_commit``). CORE-BUGS #10.
 * ``snapshot_guard_on_last_applied`` / ``snapshot_slow_sync``: a follower whose commit index runs
   ahead of its written (hence applied) index gets a snapshot it already covers; guarded on
   ``last_applied`` it installs it and its commit index moves back (``commit_monotonic``). Under
@@ -72,7 +77,7 @@ HUNTS: dict[str, tuple[str, int, int, str | None]] = {
     "quiet_leader_keeps_heartbeating": ("quiet", 3, 5, "quiet_idle"),
     "quiet_leader_skips_lagging_peers": ("quiet", 3, 10, "quiet_lag"),
     "quiet_leader_forgets_silent_peers": ("quiet", 3, 10, "quiet_lag"),
-    "quiet_leader_loses_the_silent_pace": ("quiet", 3, 10, "quiet_lag"),
+    "quiet_leader_loses_the_silent_pace": ("quiet", 3, 30, "quiet_lag"),   # seed 20 (s. 21)
     "quiet_follower_keeps_its_election_timer": ("quiet", 3, 5, "quiet_idle"),
     "quiet_leader_ignores_lost_members": ("quiet_rejoin", 5, 10, "quiet_rejoin"),
     "quiet_follower_ignores_clients": ("quiet", 5, 40, "quiet_probe"),
@@ -91,6 +96,22 @@ def _hunt(mutant: str, profile: str, servers: int, budget: int,
                     return seed, v
     pytest.fail(f"{mutant}: not caught by {want or 'a safety check'} in {budget} seeds of "
                 f"{profile}/{servers}")
+
+
+#: mutant -> (profile, servers, seed, the check that catches it): a hunt from seed 0 would take
+#: a minute of ``make test`` (``snapshot_drops_acknowledged_tail``: seed 68, CORE-BUGS #10)
+PINNED: dict[str, tuple[str, int, int, str]] = {
+    "snapshot_drops_acknowledged_tail": ("snapshot_slow_sync", 5, 68, "durable_commit"),
+}
+
+
+@pytest.mark.parametrize("mutant", sorted(PINNED))
+def test_pinned_mutant_is_caught_and_the_core_passes_its_seed(mutant: str) -> None:
+    profile, servers, seed, want = PINNED[mutant]
+    with patched(mutant), pytest.raises(Violation) as v:
+        run_seed(seed, servers, profile)
+    assert v.value.check == want
+    run_seed(seed, servers, profile)
 
 
 @pytest.mark.parametrize("mutant", sorted(HUNTS))

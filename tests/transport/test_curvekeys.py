@@ -96,6 +96,7 @@ class Serving:
 
     def __init__(self, mb: DirectMailbox) -> None:
         self.mb, self.got = mb, []
+        self.frm: list = []         # each message's sender address
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
@@ -105,6 +106,7 @@ class Serving:
             e = self.mb.recv(0.02)
             if e is not None:
                 self.got.append(e.payload)
+                self.frm.append(e.frm)
                 if e.kind == "call":
                     self.mb.reply(e.frm, ("ok", e.payload))
 
@@ -247,3 +249,45 @@ def test_any_allow_list_or_key_text_parses_or_is_a_value_error(text: str) -> Non
             parse()
         except ValueError:
             pass
+
+
+def test_a_frame_packed_by_one_process_of_a_node_is_forwarded_by_another(keys) -> None:
+    """The WAL's DurableReply path: a follower packs its cast for a leader on another node
+    (``pack_cast``) and hands it, with the key it expects there (``peer_key``), to the node's
+    WAL, whose keyring knows nothing of the leader. The WAL forwards it (``forward``): the
+    leader sees the follower's cast, from the follower's address. Without the key the WAL's
+    handshake is refused and nothing arrives; with a wrong one likewise."""
+    here, there = keys["node"], keys["client"]
+    leader = DirectMailbox("tcp://127.0.0.1:0", mechanism=Keyring(there, [(here.public, None)]))
+    srv = Serving(leader)
+    try:
+        with DirectMailbox("tcp://127.0.0.1:0", mechanism=Keyring(
+                here, [(there.public, leader.address)])) as follower:
+            frame = follower.pack_cast(leader.address, ("$rpc", "ack", 7))
+            key = follower.peer_key(leader.address)
+            assert key == there.public
+            for k in (b"", keys["rogue"].public):
+                with DirectMailbox("tcp://127.0.0.1:0", blocking_connect=False,
+                                   mechanism=Keyring(here, [(there.public, None)])) as wal:
+                    wal.forward(leader.address, frame, k)
+                    deadline = time.monotonic() + 5
+                    while wal.counters.get("refused_by_peer", 0) < 1:
+                        assert time.monotonic() < deadline, wal.counters
+                        wal.recv(0.02)
+            assert srv.got == []
+            with DirectMailbox("tcp://127.0.0.1:0", blocking_connect=False,
+                               mechanism=Keyring(here, [(there.public, None)])) as wal:
+                assert wal.forward(leader.address, frame, key)
+                deadline = time.monotonic() + 5
+                while not srv.got:
+                    assert time.monotonic() < deadline, wal.counters
+                    wal.recv(0.02)
+                assert srv.got == [("$rpc", "ack", 7)]
+                assert srv.frm == [follower.reply_address(leader.address)]
+                # refused, whatever the key: a frame over the limit, an address that is not one
+                assert not wal.forward("nowhere", frame, key)
+                wal.max_frame_bytes = len(frame) - 1
+                assert not wal.forward(leader.address, frame, key)
+    finally:
+        srv.stop()
+        leader.close()

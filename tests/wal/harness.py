@@ -21,20 +21,26 @@ class InProcNode:
         self.wal_kw = wal_kw
         self.queue: list[Append] = []
         self.notices: list[tuple[Any, Any]] = []
+        #: the replies the WAL sent (WalAppend.reply): (to, frame, key), in order
+        self.forwards: list[tuple[str, bytes, bytes]] = []
         self.logs: dict[str, DiskLog] = {}
         self.wal = self._start_wal()
 
     def _start_wal(self) -> Wal:
-        w = Wal(self.wal_dir, self.data_dir, self._notify, **self.wal_kw)
+        w = Wal(self.wal_dir, self.data_dir, self._notify, forward=self._forward, **self.wal_kw)
         w.recover()
         return w
 
     def _notify(self, addr: Any, msg: Any) -> None:
         self.notices.append((addr, msg))
 
+    def _forward(self, to: str, frame: bytes, key: bytes) -> bool:
+        self.forwards.append((to, frame, key))
+        return True
+
     def log(self, uid: str, **kw: Any) -> DiskLog:
         def send(m: Any) -> None:
-            self.queue.append(Append(m.uid.encode(), uid, m.lw, m.entries, m.seq))
+            self.queue.append(Append(m.uid.encode(), uid, m.lw, m.entries, m.seq, m.reply))
         lg = DiskLog(uid, self.data_dir, send=send, **kw)
         self.logs[uid] = lg
         return lg

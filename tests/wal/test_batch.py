@@ -104,3 +104,36 @@ def test_fence_makes_the_predecessors_requests_stale_and_the_successor_unseen() 
     # an older fence (a slow call of a process that is gone) changes nothing
     fence(w, b"a", 50)
     assert w[b"a"].seq == 102 and w[b"a"].next_idx == 17
+
+
+_R1 = ["tcp://127.0.0.1:1", b"r1", b""]
+_R2 = ["tcp://127.0.0.1:1", b"r2", b""]
+
+
+def test_the_last_reply_of_a_writer_in_a_batch_is_the_one_sent() -> None:
+    """Appends may carry a reply to send once written (WalAppend.reply): of one writer's
+    batch, the last accepted one's, with the last index of its append."""
+    w: dict = {}
+    reqs = [Append(b"a", "A", 0, _e(1, 3), 1, _R1), Append(b"b", "B", 0, _e(1, 2), 1),
+            Append(b"a", "A", 0, _e(4, 5), 2, _R2), Append(b"a", "A", 0, _e(6, 6), 3)]
+    p = plan_batch(reqs, w, True)
+    assert p.replies == {("A", b"a"): (5, _R2)}
+
+
+def test_a_reply_whose_entries_a_later_append_overwrites_is_not_sent() -> None:
+    """What the reply claims is no longer what the batch leaves on disk."""
+    w: dict = {}
+    reqs = [Append(b"a", "A", 0, _e(1, 5), 1, _R1), Append(b"a", "A", 0, _e(5, 5, 2), 2)]
+    assert plan_batch(reqs, w, True).replies == {}
+    # an append that starts past it keeps it
+    w = {}
+    reqs = [Append(b"a", "A", 0, _e(1, 5), 1, _R1), Append(b"a", "A", 0, _e(6, 7, 2), 2)]
+    assert plan_batch(reqs, w, True).replies == {("A", b"a"): (5, _R1)}
+
+
+def test_a_reply_on_an_append_not_written_is_not_sent() -> None:
+    """A gapped (resend asked) or stale append's reply goes nowhere."""
+    w = {b"a": WriterState(next_idx=6, addr="A", seq=5)}
+    p = plan_batch([Append(b"a", "A", 3, _e(8, 9), 6, _R1), Append(b"a", "A", 5, _e(6, 6), 5, _R2)],
+                   w, True)
+    assert p.n_entries == 0 and p.replies == {}

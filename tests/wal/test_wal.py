@@ -287,3 +287,53 @@ def test_a_file_that_cannot_be_allocated_is_written_as_it_grows(
     node.pump()
     assert node.wal.failed is None and lg.last_written() == (5, 1)
     assert os.path.getsize(node.wal.path) == node.wal.overview()["file_size"]
+
+
+def test_a_reply_leaves_after_the_sync_and_the_notice_says_so(tmp_path: Any,
+                                                               faulty: osio.FaultyOS) -> None:
+    """DiskLog.attach_reply -> WalAppend.reply -> sent by the WAL once synced, before the
+    writer's notice, which names its index (the log's Written then says ``replied``)."""
+    node = InProcNode(str(tmp_path))
+    lg = node.log("a")
+    lg.write([(1, 1, "x"), (2, 1, "y")])
+    lg.attach_reply(2, 1, ["tcp://127.0.0.1:9", b"frame", b""])
+    evs = node.pump()
+    assert node.forwards == [("tcp://127.0.0.1:9", b"frame", b"")]
+    assert evs == [("a", Written(1, 1, 2, True))]
+    # the next write carries none unless attached again
+    lg.write([(3, 1, "z")])
+    assert node.pump() == [("a", Written(1, 3, 3, False))]
+    assert len(node.forwards) == 1
+
+
+def test_a_reply_for_another_entry_than_the_flush_ends_with_is_dropped(tmp_path: Any) -> None:
+    """The log attaches a reply only to the append that ends with the entry it names."""
+    node = InProcNode(str(tmp_path))
+    lg = node.log("a")
+    lg.write([(1, 1, "x"), (2, 1, "y")])
+    lg.attach_reply(2, 2, ["tcp://127.0.0.1:9", b"frame", b""])     # another term
+    assert node.pump() == [("a", Written(1, 1, 2, False))]
+    lg.write([(3, 1, "z"), (4, 1, "w")])
+    lg.attach_reply(3, 1, ["tcp://127.0.0.1:9", b"frame", b""])     # not the last entry
+    assert node.pump() == [("a", Written(1, 3, 4, False))]
+    assert node.forwards == []
+
+
+def test_no_reply_leaves_when_the_sync_fails(tmp_path: Any, faulty: osio.FaultyOS) -> None:
+    node = InProcNode(str(tmp_path))
+    lg = node.log("a")
+    lg.write([(1, 1, "x")])
+    lg.attach_reply(1, 1, ["tcp://127.0.0.1:9", b"frame", b""])
+    faulty.arm("fdatasync", errno.EIO)
+    node.pump()
+    assert node.forwards == [] and lg.last_written() == (0, 0)
+
+
+def test_a_reply_that_cannot_leave_is_not_reported_sent(tmp_path: Any) -> None:
+    """forward() -> False (it could not leave): the notice says 0, so the writer replies."""
+    node = InProcNode(str(tmp_path))
+    node.wal.forward = lambda to, frame, key: False
+    lg = node.log("a")
+    lg.write([(1, 1, "x")])
+    lg.attach_reply(1, 1, ["tcp://127.0.0.1:9", b"frame", b""])
+    assert node.pump() == [("a", Written(1, 1, 1, False))]
