@@ -103,7 +103,7 @@ def test_every_consumer_derives_from_the_schemas() -> None:
     assert server_proc.DEFAULTS is SERVER_DEFAULTS
     core_fields = {f.name: f.default for f in dataclasses.fields(core.ServerConfig)}
     tuning = {k: v for k, v in core_fields.items() if k in SERVER_DEFAULTS}
-    assert len(tuning) == 5 and all(tuning[k] == SERVER[k].default for k in tuning)
+    assert len(tuning) == 6 and all(tuning[k] == SERVER[k].default for k in tuning)
     assert [f.name for f in dataclasses.fields(system.SystemConfig)] == list(system.NODE.keys)
     assert ranode.ENV_KEYS is system.KEYS and ranode.validate_env is system.validate_env
     assert not hasattr(rm, "TUNING_KEYS")

@@ -11,9 +11,9 @@ Raft as ra does it:
 * Nothing is acknowledged before it is durable: followers answer ``AppendEntriesRpc`` with their
   *written* index (after the log's ``Written`` notice), the leader counts its own written index
   the same way, and every outbound effect is held back while a term or vote is not yet durable.
-  A follower whose term is durable hands the reply to its write (``DurableReply``): the shell
-  may have the WAL send it once that write is synced, a hop sooner; the follower then skips its
-  own reply to the ``Written`` that says so (``replied``).
+  With ``durable_replies``, a follower whose term is durable hands the reply to its write
+  (``DurableReply``): the shell may have the WAL send it once that write is synced, a hop
+  sooner; the follower then skips its own reply to the ``Written`` that says so (``replied``).
 * Commit by majority of durable match indexes, only for entries of the current term (Raft
   §5.4.2); each new leader appends a noop. Followers apply up to ``min(commit, written)``.
 * Commands are applied in order; replies and ``applied`` notifications go out after apply.
@@ -162,6 +162,7 @@ class ServerConfig:
     low_priority_batch_size: int = _D["low_priority_batch_size"]
     snapshot_chunk_size: int = _D["snapshot_chunk_size"]
     quiet_when_idle: bool = _D["quiet_when_idle"]
+    durable_replies: bool = _D["durable_replies"]
 
 
 @dataclass(slots=True)
@@ -758,7 +759,7 @@ def _on_append_entries(msg: AppendEntriesRpc, s: ServerState, effects: list[Any]
         s.commit_index = max(s.commit_index, min(msg.leader_commit, s.verified_index))
     if not wrote:
         _reply_ae_success(s, effects)
-    elif s.meta_synced >= s.meta_seq and end == s.verified_index:
+    elif s.cfg.durable_replies and s.meta_synced >= s.meta_seq and end == s.verified_index:
         # the reply that this write's Written would bring, sent by the write itself once
         # durable; not while our term is not (a reply in it must wait for that: step)
         lt = entries[-1][1]

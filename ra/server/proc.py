@@ -236,7 +236,8 @@ class ServerProc:
             max_append_entries_rpc_batch_size=c["max_append_entries_rpc_batch_size"],
             max_pipeline_count=c["max_pipeline_count"],
             low_priority_batch_size=c["low_priority_batch_size"],
-            snapshot_chunk_size=c["snapshot_chunk_size"], quiet_when_idle=c["quiet_when_idle"])
+            snapshot_chunk_size=c["snapshot_chunk_size"], quiet_when_idle=c["quiet_when_idle"],
+            durable_replies=c["durable_replies"])
         self.start_marks.append(("log opened", time.monotonic()))
         self.role, self.state, effects = core.init(self.cfg)
         self.start_marks.append(("state recovered", time.monotonic()))

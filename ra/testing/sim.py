@@ -229,7 +229,8 @@ class SimCluster(ClientDriver):
             machine=machine, log=log, meta=meta,
             max_append_entries_rpc_batch_size=self.profile.batch_size,
             max_pipeline_count=self.profile.pipeline, low_priority_batch_size=8,
-            snapshot_chunk_size=self.profile.chunk_size, quiet_when_idle=self.profile.quiet)
+            snapshot_chunk_size=self.profile.chunk_size, quiet_when_idle=self.profile.quiet,
+            durable_replies=True)   # every seed proves the rule (and declines: the shell's)
         s = SimServer(sid, cfg, log, meta)
         self.servers[sid] = s
         return s

@@ -46,7 +46,9 @@ def test_a_cluster_on_per_node_keys(tmp_path, monkeypatch):
             ns.start(i, listen=listen[i])
         ids = [ns.sid("kc", i) for i in range(3)]
         with ra.Client() as c:
-            c.start_cluster("kc", COUNTER, ids)
+            # durable_replies: the followers' WALs answer the leader, on another node's key
+            c.start_cluster([{"cluster_name": "kc", "id": s, "machine": COUNTER,
+                              "initial_members": ids, "durable_replies": True} for s in ids])
             assert [c.process_command(ids, 1)[0] for _ in range(10)] == list(range(1, 11))
             # the followers' acks left through their nodes' WALs (DurableReply), whose
             # keyrings learn the leader's key from the follower: no handshake was refused

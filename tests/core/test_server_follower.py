@@ -173,8 +173,16 @@ def test_written_for_overwritten_term_does_not_advance():
 
 # -- DurableReply: the reply rides on the write it acknowledges ------------------------------
 
-def _delegating_follower():
+def test_no_reply_rides_on_a_write_unless_configured():
     s = new_server()
+    with_log(s, [(1, 1, NOOP), (2, 1, usr(5))], term=1)
+    eff = step(s, AppendEntriesRpc(1, N2, 2, 2, 1, [(3, 1, usr(1))]))
+    assert eff == [RecordLeaderMsg(N2), FOLLOW]
+    assert sync(s) == [SendRpc(N2, AppendEntriesReply(1, True, 4, 3, 1, N1, 2))]
+
+
+def _delegating_follower():
+    s = new_server(durable_replies=True)
     with_log(s, [(1, 1, NOOP), (2, 1, usr(5))], term=1)
     eff = step(s, AppendEntriesRpc(1, N2, 2, 2, 1, [(3, 1, usr(1))]))
     reply = AppendEntriesReply(1, True, 4, 3, 1, N1, 2)
@@ -214,7 +222,7 @@ def test_a_reply_carried_to_a_leader_since_replaced_is_sent_again_to_the_new_one
 
 
 def test_no_reply_rides_on_a_write_while_the_term_is_not_durable():
-    s = new_server()
+    s = new_server(durable_replies=True)
     with_log(s, [(1, 1, NOOP)], term=1)
     eff = step(s, AppendEntriesRpc(2, N2, 1, 1, 1, [(2, 2, usr(1))]))
     assert not [e for e in eff if isinstance(e, DurableReply)]
@@ -222,7 +230,7 @@ def test_no_reply_rides_on_a_write_while_the_term_is_not_durable():
 
 def test_mutant_reply_before_durable_is_caught_by_the_durability_model():
     """The memory log's bug switch: the reply leaves at attach time, before the sync."""
-    s = new_server(log=MemoryLog(reply_before_durable=True))
+    s = new_server(log=MemoryLog(reply_before_durable=True), durable_replies=True)
     with_log(s, [(1, 1, NOOP), (2, 1, usr(5))], term=1)
     eff = step(s, AppendEntriesRpc(1, N2, 2, 2, 1, [(3, 1, usr(1))]))
     s.log.attach_reply(N2, eff[-1].msg)
