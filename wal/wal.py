@@ -215,17 +215,16 @@ class Wal:
             st["last_batch_writes"] = len(requests)
             if plan.n_entries > st["max_batch_entries"]:
                 st["max_batch_entries"] = plan.n_entries
-            replies = plan.replies
-            for key, (idx, (to, frame, skey)) in replies.items():
-                # before the notices: the leader waits for this one, the writer does not
-                if self.forward is not None and self.forward(to, frame, skey):
-                    st["replies"] += 1
-                else:
-                    replies[key] = (0, None)
-            for (addr, uid), ranges in plan.written.items():
-                r = replies.get((addr, uid))
-                self.notify(addr, wm.WalWritten(uid.decode(), [list(r) for r in ranges],
-                                                r[0] if r is not None else 0))
+            sent: dict[tuple[Any, bytes], int] = {}     # writer -> the index its reply named
+            if self.forward is not None:
+                for key, (idx, (to, frame, skey)) in plan.replies.items():
+                    # before the notices: the leader waits for this one, the writer does not
+                    if self.forward(to, frame, skey):
+                        sent[key] = idx
+                st["replies"] += len(sent)
+            for key, ranges in plan.written.items():
+                self.notify(key[0], wm.WalWritten(key[1].decode(), [list(r) for r in ranges],
+                                                  sent.get(key, 0)))
             self._remember_addrs(plan.writers)
 
     def _remember_addrs(self, uids: set[bytes]) -> None:

@@ -83,12 +83,14 @@ from ra.core import server as core
 from ra.core.config import SERVER_DEFAULTS
 from ra.core.effects import (
     SHELL_MACHINE_EFFECTS, Aux, BadMachineEffects, Cast, DeleteAndTerminate, Demonitor,
-    DurableReply, GarbageCollection, InvalidEffect, ModCall, Monitor, NextEvent, Notify, RecordLeaderMsg, Reply,
-    SendMsg, SendRpc, StartElectionTimeout, StartHeartbeatTimeout, Timer, machine_effects,
+    DurableReply, GarbageCollection, InvalidEffect, ModCall, Monitor, NextEvent, Notify,
+    RecordLeaderMsg, Reply, SendMsg, SendRpc, StartElectionTimeout, StartHeartbeatTimeout, Timer, machine_effects,
 )
 from ra.core.machine import SimpleMachine
 from ra.core.messages import (
-    PEER_MSGS, AppendEntriesPacked, AppendEntriesReply, AppendEntriesRpc, Command, Commands, HeartbeatRpc, InstallSnapshotRpc, ConsistentQuery, ElectionTimeout, HeartbeatTimeout, LeaderDown,
+    PEER_MSGS, AppendEntriesPacked, AppendEntriesReply, AppendEntriesRpc, Command, Commands,
+    HeartbeatRpc, InstallSnapshotRpc, ConsistentQuery, ElectionTimeout, HeartbeatTimeout,
+    LeaderDown,
     MetaWritten, NodeDown, NodeUp, Tick, TransferLeadership, TriggerElection,
 )
 from ra.core.types import ServerId
