@@ -54,8 +54,11 @@ from collections.abc import Callable
 from typing import Any
 
 from transport.errors import HandshakeRefused
-from transport.envelope import Envelope
-from transport.mailbox import _IPC_MAX, BaseMailbox, _unlink_paths, default_ipc
+from transport.envelope import CALL, Envelope
+from transport.envelope import NOT_THE_REPLY as _NOT_THE_REPLY
+from transport.envelope import reply_value as _reply_value
+from transport.mailbox import (_IPC_MAX, _MAX_FIRST_PROBE, BaseMailbox, _unlink_paths,
+                               default_ipc)
 from transport.mechanism import (Mechanism, MechanismFactory, _Clear, error_body,
                                  parse_command)
 
@@ -84,6 +87,7 @@ _PEEK_EVERY = 0.02
 #: read the end of any connection whose peer had closed it (a peek per call was a system call
 #: and an exception, about 6,000 instructions, on each of a client's commands)
 _POLLED_FRESH = 0.001
+_monotonic = time.monotonic
 #: events one poll takes; a poll that returns fewer has seen every connection
 _MAX_EVENTS = 1024
 #: TCP keepalive: a peer silent this long is probed, every INTVL s, CNT times, then the link is
@@ -315,9 +319,11 @@ class DirectMailbox(BaseMailbox):
 
     # -- reply addresses ------------------------------------------------------------------
     def _reply_addr(self, to: str) -> str:
+        if not to.startswith("tcp://"):
+            return self._ipc_addr               # on this host (BaseMailbox._reply_addr)
         routed = self._routed
-        if routed is None or not to.startswith("tcp://"):
-            return super()._reply_addr(to)
+        if routed is None:
+            return self._tcp_addr
         me = routed.get(to)
         if me is None:
             if len(routed) >= 4096:
@@ -438,6 +444,61 @@ class DirectMailbox(BaseMailbox):
         # gets the call
         return self._send(to, data, math.inf if timeout is None else max(timeout, 0.001),
                           _POLLED_FRESH)
+
+    def call(self, to: str, msg: Any, timeout: float | None = 5.0, *,
+             attempts: set[int] | None = None) -> Any:
+        """As :meth:`BaseMailbox.call`. The usual call (a connection to ``to`` open, clear and
+        drained, seen alive a moment ago; no reply kept from an earlier attempt; a timeout) is
+        sent and first awaited here, past the general path's layers: a client makes one per
+        command, and its Python is most of a W2 client's CPU. Its first wait is the general
+        path's first turn (up to the first probe); what it does not settle at once (no reply
+        yet, another frame) is handed to :meth:`_await_reply`, and any other call goes the
+        general way from the start."""
+        conn = self._out.get(to)
+        if (conn is None or conn.state != 2 or not conn.clear or conn.outbuf or attempts
+                or timeout is None or not timeout > 0 or self._inbox or self._down_nodes
+                or to in self.addresses):
+            return super().call(to, msg, timeout, attempts=attempts)
+        now = _monotonic()
+        if (self.blocking_connect and now - conn.checked_at >= _POLLED_FRESH
+                and now - self._polled_at >= _POLLED_FRESH):
+            return super().call(to, msg, timeout, attempts=attempts)    # a peek is due
+        self._ref += 1
+        ref = self._ref
+        frame = _frame(self._pack(CALL, self._reply_addr(to), ref, msg))
+        try:
+            n = conn.sock.send(frame)
+        except OSError:
+            # nothing left (a full socket, a broken connection): the general path queues it
+            # or finds the peer gone
+            return super().call(to, msg, timeout, attempts=attempts)
+        if n < len(frame):
+            conn.outbuf += frame[n:]
+            self._epoll.modify(conn.fd, select.EPOLLIN | select.EPOLLOUT)
+        self._out.move_to_end(to)
+        self._sent += 1
+        if attempts is not None:
+            attempts.add(ref)
+            self._keep.add(ref)
+        srtt = self._srtt.get(to, 0.0)
+        wait = 4 * srtt             # the general path's first probe (BaseMailbox._await_reply)
+        if wait > _MAX_FIRST_PROBE:
+            wait = _MAX_FIRST_PROBE
+        if wait < self.probe_after:
+            wait = self.probe_after
+        if wait > timeout:
+            wait = timeout
+        self._poll(int(wait * 1000 + 0.999))
+        inbox = self._inbox
+        if len(inbox) == 1:
+            value = _reply_value(inbox[0], ref)
+            if value is not _NOT_THE_REPLY:
+                inbox.popleft()
+                self._received += 1
+                rtt = _monotonic() - now
+                self._srtt[to] = rtt if not srtt else 0.875 * srtt + 0.125 * rtt
+                return value
+        return self._await_reply(to, ref, attempts, timeout, now + timeout, now)
 
     def _send(self, to: str, data: bytes, connect_timeout: float | None = None,
               fresh: float = _PEEK_EVERY) -> bool:
@@ -686,18 +747,18 @@ class DirectMailbox(BaseMailbox):
             return
         except OSError:
             n = 0
-        if not n or not self._parse(conn, self._rview[:n].tobytes()):
+        rbuf = self._rbuf
+        if (n >= 2 and rbuf[0] == 0 and rbuf[1] == n - 2 and conn.state == 2 and conn.clear
+                and not conn.inbuf and not conn.parts and n - 2 <= self.max_frame_bytes):
+            # most reads: one short message frame, whole (a call, its reply, a WAL notice)
+            self._inbox.append(self._rview[2:n].tobytes())
+        elif not n or not self._parse(conn, self._rview[:n].tobytes()):
             self._drop_conn(conn, by_peer=True)   # the peer closed: a later send reconnects
 
     def _parse(self, conn: _Conn, data: bytes) -> bool:
         """Take ``data`` read from ``conn``: complete messages go to the inbox, a partial
         frame waits in ``conn.inbuf``. False if the connection must be dropped."""
         n = len(data)
-        if (n >= 2 and data[0] == 0 and data[1] == n - 2 and conn.state == 2 and conn.clear
-                and not conn.inbuf and not conn.parts and n - 2 <= self.max_frame_bytes):
-            # most reads: one short message frame, whole (a call, its reply, a WAL notice)
-            self._inbox.append(data[2:])
-            return True
         if conn.inbuf:
             conn.inbuf += data
             buf: Any = conn.inbuf

@@ -415,7 +415,14 @@ class BaseMailbox:
             time.sleep(0.05 if deadline is None else min(0.05, deadline - now))
             now = time.monotonic()
             left = None if deadline is None else max(0.001, deadline - now)
-        now = t_sent = time.monotonic()
+        t_sent = time.monotonic()
+        return self._await_reply(to, ref, attempts, timeout, deadline, t_sent)
+
+    def _await_reply(self, to: str, ref: int, attempts: set[int] | None,
+                     timeout: float | None, deadline: float | None, t_sent: float) -> Any:
+        """The waiting half of :meth:`call`, once the request (``ref``) left at ``t_sent``:
+        its reply's value, or what :meth:`call` raises for a request that was sent."""
+        now = t_sent
         srtt = self._srtt.get(to, 0.0)
         # the first probe after 4 smoothed reply times, within [probe_after, _MAX_FIRST_PROBE]
         interval = 4 * srtt
@@ -498,8 +505,9 @@ class BaseMailbox:
         """The request of ``attempts`` is over (answered or given up): later replies to
         them are stale."""
         self._keep -= attempts
-        for r in attempts:
-            self._kept.pop(r, None)
+        if self._kept:
+            for r in attempts:
+                self._kept.pop(r, None)
 
     def _probe(self, to: str, timeout: float) -> str | None:
         """``None`` if ``to`` looks alive, else ``"noproc"``, ``"nodedown"`` or UNREACHABLE."""

@@ -107,6 +107,8 @@ _SID_ONLY = {ServerId}
 def _timeout(t: Any) -> float | None:
     if type(t) is float and t >= 0:             # the usual cases first: no isinstance
         return t
+    if type(t) is int and t >= 0:               # (not a bool: its type is bool)
+        return float(t)
     if t is None:
         return None
     if isinstance(t, bool) or not isinstance(t, (int, float)) or t < 0:
@@ -352,36 +354,40 @@ class Client:
         (``process_command`` checked them; not checked again on its hot path)."""
         refs: set[int] = set()        # every attempt's call ref (BaseMailbox.call attempts=)
         try:
-            return self._leader_attempts(loc, msg, timeout, retry_unknown, attempts, refs,
-                                         checked)
-        finally:
-            self.mb.release(refs)
-
-    def _leader_attempts(self, loc: Any, msg: Any, timeout: Any, retry_unknown: bool,
-                         attempts: _Attempts | None, refs: set[int],
-                         checked: bool = False) -> tuple[Any, ServerId]:
-        t = timeout if checked else _timeout(timeout)
-        deadline = None if t is None else time.monotonic() + t
-        cands = loc if checked else _locs(loc)
-        known = self._leaders.get(cands[0])
-        #: the outcome of the first attempt when the fast path below made it: (left, wait,
-        #: reply or _NO_REPLY, error or None); the loop's first turn takes it as its own
-        first: tuple[float | None, float | None, Any, Exception | None] | None = None
-        if known is not None and not self._batch and (t is None or t > 0):
+            t = timeout if checked else _timeout(timeout)
+            deadline = None if t is None else time.monotonic() + t
+            cands = loc if checked else _locs(loc)
+            known = self._leaders.get(cands[0])
+            if known is None or self._batch or (t is not None and t <= 0):
+                return self._leader_attempts(cands, msg, t, deadline, retry_unknown, attempts,
+                                             refs, known, None)
             # the member that answered last leads still (almost every call): one attempt and
             # nothing else, as the loop's first turn would make it; any other outcome is then
             # handled by the loop as if its first turn had met it (W2: 32 client processes
             # on 2 cores, where each client's Python is ~40 % of the machine's CPU)
-            wait = self._attempt_wait(t, retry_unknown)
+            wait = t if not retry_unknown or (t is not None and t <= self.attempt_timeout) \
+                else self.attempt_timeout                   # _attempt_wait, inline
             try:
                 reply = registry.call_name(self.mb, known, msg, wait, refs)
             except (OutcomeUnknown, NoProc, NodeDown) as e:
-                first = (t, wait, _NO_REPLY, e)
-            else:
-                if (type(reply) is tuple and len(reply) == 3 and reply[0] == "ok"
-                        and reply[2] == known):
-                    return reply[1], known
-                first = (t, wait, reply, None)
+                return self._leader_attempts(cands, msg, t, deadline, retry_unknown, attempts,
+                                             refs, known, (t, wait, _NO_REPLY, e))
+            if type(reply) is tuple and len(reply) == 3 and reply[0] == "ok" \
+                    and reply[2] == known:
+                return reply[1], known
+            return self._leader_attempts(cands, msg, t, deadline, retry_unknown, attempts,
+                                         refs, known, (t, wait, reply, None))
+        finally:
+            self.mb.release(refs)
+
+    def _leader_attempts(self, cands: list[ServerId], msg: Any, t: float | None,
+                         deadline: float | None, retry_unknown: bool,
+                         attempts: _Attempts | None, refs: set[int], known: ServerId | None,
+                         first: tuple[float | None, float | None, Any, Exception | None] | None
+                         ) -> tuple[Any, ServerId]:
+        """:meth:`_leader_call`'s loop over the members. ``first``: the outcome of the first
+        attempt, made to ``known`` by :meth:`_leader_call` (``(left, wait, reply or _NO_REPLY,
+        error or None)``), which the loop's first turn takes as its own."""
         queue = list(cands)
         last_err: RaError | None = None
         target = known if known is not None else queue.pop(0)
@@ -897,16 +903,15 @@ class Client:
         deadline = None if t is None else time.monotonic() + t
         cands = _locs(server_loc)
         attempts = _Attempts()
-        sess = self._session_for(cands, deadline)
+        sess = self._sessions.get(cands[0]) or self._session_for(cands, deadline)
         seq = sess.next_seq()
+        left = t
         try:
             while True:
-                left = None if deadline is None else deadline - time.monotonic()
                 msg = rm.CommandCall("usr", command, "normal",
                                      (sess.id, seq, sess.first_outstanding()))
                 try:
-                    return self._leader_call(cands, msg, left, retry_unknown=True,
-                                             attempts=attempts, checked=True)
+                    return self._leader_call(cands, msg, left, True, attempts, True)
                 except _SessionGone:
                     if attempts.unknown:
                         raise SessionExpired(
@@ -917,6 +922,7 @@ class Client:
                     self._drop_session(sess)
                     sess = self._open_session(cands, deadline)
                     seq = sess.next_seq()
+                left = None if deadline is None else deadline - time.monotonic()
         finally:
             sess.done(seq)
 

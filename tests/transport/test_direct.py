@@ -175,11 +175,11 @@ def test_a_call_right_after_a_poll_skips_the_peek(peers: Peers, me: DirectMailbo
     from transport import direct
     peeks = _count_peeks(monkeypatch)
     p, addr = _echo_at_fixed_port(peers)
-    sent_at: list[float] = []
-    send_call = DirectMailbox._send_call
-    monkeypatch.setattr(DirectMailbox, "_send_call",
+    sent_at: list[float] = []           # when each call's frame was made, just before it left
+    pack = DirectMailbox._pack
+    monkeypatch.setattr(DirectMailbox, "_pack",
                         lambda self, *a: (sent_at.append(time.monotonic()),
-                                          send_call(self, *a))[1])
+                                          pack(self, *a))[1])
     assert me.call(addr, 1) == ("echo", 1)
     skipped = 0
     for i in range(200):                # until 3 calls left in time (a preempted one may not)
@@ -532,6 +532,49 @@ def test_a_late_reply_to_an_earlier_attempt_answers_the_request(peers: Peers,
     me.cast(other, ("release", "too late"))        # the requests are over: stale now
     assert me.call(other, "y") == ("echo", "y")
     assert me.counters["stale_reply"] == 1         # the reply to defer 3 (2 was not sent)
+
+
+@pytest.mark.parametrize("peer_kind", ["zmq", "direct"])
+def test_the_usual_call_is_settled_by_its_first_poll(peers: Peers, me: DirectMailbox,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     peer_kind: str) -> None:
+    """A call on an open connection is sent and answered without the general wait loop
+    (``_await_reply``: a client's command pays for its layers), and counts as any call."""
+    _, addr = peers.start("echo", "tcp://127.0.0.1:0", f"kind={peer_kind}")
+    assert me.call(addr, "first") == ("echo", "first")      # connects: the general path
+    waits: list[int] = []
+    await_reply = DirectMailbox._await_reply
+    monkeypatch.setattr(DirectMailbox, "_await_reply",
+                        lambda self, *a: (waits.append(1), await_reply(self, *a))[1])
+    c0 = me.counters
+    for i in range(20):
+        assert me.call(addr, i) == ("echo", i)
+    c1 = me.counters
+    assert c1["sent"] - c0["sent"] == 20 and c1["received"] - c0["received"] == 20
+    # the callee answers long before the first probe is due: a poll returns only early for
+    # something else, which this test sends nothing of
+    assert len(waits) == 0, f"{len(waits)} of 20 calls went through the general wait loop"
+
+
+def test_a_call_answered_after_other_frames_keeps_them_in_order(peers: Peers,
+                                                                 me: DirectMailbox) -> None:
+    """Frames that reach the caller before the reply (casts, a reply to an abandoned call)
+    are handed to the general path: the casts are kept in order, the stale reply counted
+    and dropped, and the call still gets its own reply."""
+    _, addr = peers.start("echo", "tcp://127.0.0.1:0")
+    assert me.call(addr, "first") == ("echo", "first")
+    for k in range(3):                  # one sender's frames arrive in order
+        me.cast(addr, ("cast_back", me.address, ("hello", k)))
+    assert me.call(addr, ("sleep", 0.2, "x")) == ("slept", "x")    # the casts come first
+    got = [me.recv(1.0) for _ in range(3)]
+    assert [(e.kind, e.payload) for e in got if e is not None] == \
+        [("cast", ("hello", k)) for k in range(3)]
+    with pytest.raises(Timeout):
+        me.call(addr, ("defer", 1), timeout=0.2)       # no attempts: its reply will be stale
+    me.cast(addr, ("release", "late"))
+    # the late reply is read alone, 0.2 s before this call's own
+    assert me.call(addr, ("sleep", 0.2, "y")) == ("slept", "y")
+    assert me.counters["stale_reply"] == 1
 
 
 def test_a_call_to_a_peer_too_busy_to_finish_the_handshake_in_a_second_gets_through(
