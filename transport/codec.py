@@ -22,6 +22,7 @@ itself; registered classes use 16..127.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import operator
 from itertools import islice
 from collections.abc import Callable
@@ -350,7 +351,7 @@ def register_server_id(cls: type) -> None:
     _install(cls, SERVER_ID_CODE, tuple, tuple(cls._fields))
     # decoded as received, unchecked (a ServerId made by a user checks its node address): what
     # a peer sends is judged by the validators of the messages that carry it
-    _marks[SERVER_ID_CODE] = _Mark(SERVER_ID_CODE, lambda fields: tuple.__new__(cls, fields))
+    _marks[SERVER_ID_CODE] = _Mark(SERVER_ID_CODE, functools.partial(tuple.__new__, cls))
     _server_id_cls.append(cls)
 
 
