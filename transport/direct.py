@@ -57,8 +57,7 @@ from transport.errors import HandshakeRefused
 from transport.envelope import CALL, Envelope
 from transport.envelope import NOT_THE_REPLY as _NOT_THE_REPLY
 from transport.envelope import reply_value as _reply_value
-from transport.mailbox import (_IPC_MAX, _MAX_FIRST_PROBE, BaseMailbox, _unlink_paths,
-                               default_ipc)
+from transport.mailbox import _IPC_MAX, BaseMailbox, _unlink_paths, default_ipc
 from transport.mechanism import (Mechanism, MechanismFactory, _Clear, error_body,
                                  parse_command)
 
@@ -319,11 +318,9 @@ class DirectMailbox(BaseMailbox):
 
     # -- reply addresses ------------------------------------------------------------------
     def _reply_addr(self, to: str) -> str:
-        if not to.startswith("tcp://"):
-            return self._ipc_addr               # on this host (BaseMailbox._reply_addr)
         routed = self._routed
-        if routed is None:
-            return self._tcp_addr
+        if routed is None or not to.startswith("tcp://"):
+            return super()._reply_addr(to)
         me = routed.get(to)
         if me is None:
             if len(routed) >= 4096:
@@ -465,38 +462,24 @@ class DirectMailbox(BaseMailbox):
             return super().call(to, msg, timeout, attempts=attempts)    # a peek is due
         self._ref += 1
         ref = self._ref
-        frame = _frame(self._pack(CALL, self._reply_addr(to), ref, msg))
-        try:
-            n = conn.sock.send(frame)
-        except OSError:
-            # nothing left (a full socket, a broken connection): the general path queues it
-            # or finds the peer gone
+        if not self._write(conn, _frame(self._pack(CALL, self._reply_addr(to), ref, msg))):
+            # the connection broke under it (nothing left): the general path finds out why
             return super().call(to, msg, timeout, attempts=attempts)
-        if n < len(frame):
-            conn.outbuf += frame[n:]
-            self._epoll.modify(conn.fd, select.EPOLLIN | select.EPOLLOUT)
         self._out.move_to_end(to)
         self._sent += 1
         if attempts is not None:
             attempts.add(ref)
             self._keep.add(ref)
         srtt = self._srtt.get(to, 0.0)
-        wait = 4 * srtt             # the general path's first probe (BaseMailbox._await_reply)
-        if wait > _MAX_FIRST_PROBE:
-            wait = _MAX_FIRST_PROBE
-        if wait < self.probe_after:
-            wait = self.probe_after
-        if wait > timeout:
-            wait = timeout
-        self._poll(int(wait * 1000 + 0.999))
+        # the general path's first turn: until the first probe (BaseMailbox._await_reply)
+        self._poll(int(min(self._first_probe(srtt), timeout) * 1000 + 0.999))
         inbox = self._inbox
         if len(inbox) == 1:
             value = _reply_value(inbox[0], ref)
             if value is not _NOT_THE_REPLY:
                 inbox.popleft()
                 self._received += 1
-                rtt = _monotonic() - now
-                self._srtt[to] = rtt if not srtt else 0.875 * srtt + 0.125 * rtt
+                self._note_rtt(to, srtt, _monotonic() - now)
                 return value
         return self._await_reply(to, ref, attempts, timeout, now + timeout, now)
 
@@ -549,6 +532,15 @@ class DirectMailbox(BaseMailbox):
             self._flush(conn)
             self._sent += 1
             return True
+        if not self._write(conn, frame):
+            return False
+        self._sent += 1
+        return True
+
+    def _write(self, conn: _Conn, frame: Any) -> bool:
+        """Write ``frame`` to ``conn``, whose output is drained: what the socket does not take
+        waits in ``conn.outbuf`` (the poll flushes it). False, with the connection dropped and
+        the frame counted as ``send_dropped``, if the connection broke."""
         try:
             n = conn.sock.send(frame)
         except BlockingIOError:
@@ -560,7 +552,6 @@ class DirectMailbox(BaseMailbox):
         if n < len(frame):
             conn.outbuf += frame[n:]
             self._epoll.modify(conn.fd, select.EPOLLIN | select.EPOLLOUT)
-        self._sent += 1
         return True
 
     def backlog(self, to: str) -> int:

@@ -424,12 +424,7 @@ class BaseMailbox:
         its reply's value, or what :meth:`call` raises for a request that was sent."""
         now = t_sent
         srtt = self._srtt.get(to, 0.0)
-        # the first probe after 4 smoothed reply times, within [probe_after, _MAX_FIRST_PROBE]
-        interval = 4 * srtt
-        if interval > _MAX_FIRST_PROBE:
-            interval = _MAX_FIRST_PROBE
-        if interval < self.probe_after:
-            interval = self.probe_after
+        interval = self._first_probe(srtt)
         next_probe = now + interval
         unreachable = False
         while True:
@@ -440,8 +435,7 @@ class BaseMailbox:
             if self._wait(wait_ms):
                 found, value = self._drain_for(ref, attempts)
                 if found:
-                    rtt = time.monotonic() - t_sent
-                    self._srtt[to] = rtt if not srtt else 0.875 * srtt + 0.125 * rtt
+                    self._note_rtt(to, srtt, time.monotonic() - t_sent)
                     return value
             refusal = self._take_refusal(to)
             if refusal is not None:   # a non-blocking connect's handshake failed meanwhile
@@ -471,6 +465,20 @@ class BaseMailbox:
                 now = time.monotonic()
                 interval = min(interval * 2, 0.5)
                 next_probe = now + interval
+
+    def _first_probe(self, srtt: float) -> float:
+        """When, after a call left, its callee is first probed: 4 smoothed reply times
+        (``srtt``), within [``probe_after``, ``_MAX_FIRST_PROBE``]."""
+        interval = 4 * srtt
+        if interval > _MAX_FIRST_PROBE:
+            interval = _MAX_FIRST_PROBE
+        if interval < self.probe_after:
+            interval = self.probe_after
+        return interval
+
+    def _note_rtt(self, to: str, srtt: float, rtt: float) -> None:
+        """Fold a reply time into ``to``'s smoothed one (``srtt`` as it was: 0 if none)."""
+        self._srtt[to] = rtt if not srtt else 0.875 * srtt + 0.125 * rtt
 
     def _drain_for(self, ref: int, attempts: set[int] | None = None) -> tuple[bool, Any]:
         """Read everything available; return the reply for ``ref`` (or one of ``attempts``)

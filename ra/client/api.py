@@ -365,8 +365,7 @@ class Client:
             # nothing else, as the loop's first turn would make it; any other outcome is then
             # handled by the loop as if its first turn had met it (W2: 32 client processes
             # on 2 cores, where each client's Python is ~40 % of the machine's CPU)
-            wait = t if not retry_unknown or (t is not None and t <= self.attempt_timeout) \
-                else self.attempt_timeout                   # _attempt_wait, inline
+            wait = self._attempt_wait(t, retry_unknown)
             try:
                 reply = registry.call_name(self.mb, known, msg, wait, refs)
             except (OutcomeUnknown, NoProc, NodeDown) as e:
@@ -903,7 +902,7 @@ class Client:
         deadline = None if t is None else time.monotonic() + t
         cands = _locs(server_loc)
         attempts = _Attempts()
-        sess = self._sessions.get(cands[0]) or self._session_for(cands, deadline)
+        sess = self._session_for(cands, deadline)
         seq = sess.next_seq()
         left = t
         try:
