@@ -54,6 +54,11 @@ class WalConfig:
     idle_poll_ms: int = _opt(0, "while batches come, and this long after the last, keep the "
                                 "machine's idle CPUs polling (Linux PM QoS, /dev/cpu_dma_latency; "
                                 "wal.idle_poll); 0: off", type=int)
+    notice_defer_ms: int = _opt(2, "a writer whose reply this WAL sent for it (WalAppend.reply) "
+                                   "hears of that batch at the start of the WAL's next batch, "
+                                   "or after this long without one: its work on the notice then "
+                                   "overlaps the next sync instead of the leader's turn; 0: at "
+                                   "once", type=int)
     error_exit_after: float = _opt(1.0, "seconds a failed WAL keeps answering overview before "
                                         "exiting 1", type=float)
     inject_fault: str | None = _opt(None, "testing: fail CALL (write|fdatasync) with ERRNO "

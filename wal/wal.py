@@ -11,7 +11,12 @@ Protocol (the typed messages of :mod:`wal.messages`, carried by ``transport`` ca
   holding them was synced: every listed range is durable. Never sent for an entry that was not
   synced. Just before it, the ``reply`` of the writer's last append in the batch that carried
   one (and that no later append of the batch overwrote) is sent, as it is, where it says;
-  ``replied`` is that append's last index (0: none sent).
+  ``replied`` is that append's last index (0: none sent). With ``notice_defer_ms`` (the WAL
+  process's default: 2), a notice that follows such a reply is held back instead: it leaves at
+  the start of the WAL's next batch, before anything of that batch, or ``notice_defer_ms``
+  after the sync when no batch comes, or when the WAL closes; notices to one writer keep their
+  order. (The reply is what the leader waits for; the writer's own work on the notice, its
+  apply, then runs during the next sync rather than beside the leader the reply just woke.)
 * WAL -> writer, cast ``WalResendWrite(uid, from_idx)``: a request left a gap; resend
   everything from ``from_idx`` (:mod:`wal.batch` has the rule).
 * WAL -> writer, cast ``WalError(uid, reason)``: a write or sync failed; nothing more will be
@@ -92,7 +97,9 @@ class Wal:
     ``notify(addr, msg)`` sends a notice to a writer; ``forward(to, frame, key)`` an append's
     ``reply`` (none is sent without it). Durability: :meth:`handle_appends` returns only after
     the batch is synced (or the WAL has failed); ``written`` notices and replies are sent only
-    for synced entries, and never again after a failed write or sync.
+    for synced entries, and never again after a failed write or sync. With ``defer_notices``
+    the notices that follow a sent reply wait in :attr:`held` for the next
+    :meth:`handle_appends` or :meth:`send_held` (the module contract).
     """
 
     def __init__(self, wal_dir: str, data_dir: str, notify: Notify, *,
@@ -100,7 +107,7 @@ class Wal:
                  write_strategy: str = "default",
                  segment_max_entries: int = DEFAULT_SEGMENT_MAX_ENTRIES,
                  on_roll: Callable[[], None] | None = None,
-                 forward: Forward | None = None) -> None:
+                 forward: Forward | None = None, defer_notices: bool = False) -> None:
         if write_strategy not in WRITE_STRATEGIES:
             raise ValueError(f"write_strategy {write_strategy!r} not in {WRITE_STRATEGIES}")
         self.wal_dir = wal_dir
@@ -112,6 +119,11 @@ class Wal:
         self.segment_max_entries = segment_max_entries
         self.on_roll = on_roll
         self.forward = forward
+        self.defer_notices = defer_notices
+        #: notices held back after a sent reply, in order: (addr, WalWritten); the monotonic
+        #: time of the sync that made the first of them durable
+        self.held: list[tuple[Any, wm.WalWritten]] = []
+        self.held_since = 0.0
         self.writers: dict[bytes, WriterState] = {}
         self._known_addrs: dict[str, Any] = {}
         self._fd = -1
@@ -182,6 +194,8 @@ class Wal:
     # -- batches -----------------------------------------------------------------------------
     def handle_appends(self, requests: list[Append]) -> None:
         """Write, sync and confirm one batch (see the module contract)."""
+        if self.held:
+            self.send_held()
         if self.failed is not None:
             for uid, addr, *_ in requests:
                 self.notify(addr, wm.WalError(uid.decode(), self.failed))
@@ -223,9 +237,21 @@ class Wal:
                         sent[key] = idx
                 st["replies"] += len(sent)
             for key, ranges in plan.written.items():
-                self.notify(key[0], wm.WalWritten(key[1].decode(), [list(r) for r in ranges],
-                                                  sent.get(key, 0)))
+                replied = sent.get(key, 0)
+                note = wm.WalWritten(key[1].decode(), [list(r) for r in ranges], replied)
+                if replied and self.defer_notices:
+                    if not self.held:
+                        self.held_since = time.monotonic()
+                    self.held.append((key[0], note))
+                else:
+                    self.notify(key[0], note)
             self._remember_addrs(plan.writers)
+
+    def send_held(self) -> None:
+        """Send the notices held back after sent replies, in their order."""
+        held, self.held = self.held, []
+        for addr, note in held:
+            self.notify(addr, note)
 
     def _remember_addrs(self, uids: set[bytes]) -> None:
         changed = False
@@ -306,6 +332,8 @@ class Wal:
         return st
 
     def close(self) -> None:
+        if self.held:
+            self.send_held()
         if self._fd >= 0:
             osio.get_os().close(self._fd)
             self._fd = -1
@@ -402,11 +430,12 @@ def run(config: WalConfig | Mapping[str, Any]) -> int:
               checksums=a.checksums, write_strategy=a.write_strategy,
               segment_max_entries=a.segment_max_entries,
               on_roll=(lambda: mb.cast(sw, wm.SegRoll())) if sw else None,
-              forward=mb.forward)
+              forward=mb.forward, defer_notices=a.notice_defer_ms > 0)
     wal.recover()
     poll = wal.idle_poll = _idle_poll(a.idle_poll_ms)
     failed_at: float | None = None
     max_bytes = a.max_batch_bytes
+    defer = a.notice_defer_ms / 1000
     recv = mb.recv
     while not stop:
         if failed_at is not None and time.monotonic() - failed_at > a.error_exit_after:
@@ -414,7 +443,14 @@ def run(config: WalConfig | Mapping[str, Any]) -> int:
             wal.close()
             mb.close()
             return 1
-        env = recv(0.2 if poll is None else poll.sleep(time.monotonic(), 0.2))
+        wait = 0.2 if poll is None else poll.sleep(time.monotonic(), 0.2)
+        if wal.held:
+            due = wal.held_since + defer - time.monotonic()
+            if due <= 0:
+                wal.send_held()
+            else:
+                wait = min(wait, due)
+        env = recv(wait)
         if env is None:
             continue
         reqs: list[Append] = []

@@ -254,12 +254,13 @@ SERVER = Schema("server config", [
         doc="while a leader's previous batch is uncommitted, new commands wait up to this long "
             "so that they leave together (one append per follower, one WAL write); a leader "
             "with nothing uncommitted never waits; 0 turns it off"),
-    Key("durable_replies", bool, False, mutable=True,
+    Key("durable_replies", bool, True, mutable=True,
         doc="a follower hands its answer to an append to its node's WAL with the write, and "
             "the WAL sends it to the leader the moment the write is synced, one process hop "
-            "before the follower could (`ra.core.effects.DurableReply`); off: on a 2-core "
-            "machine, where the leader and the woken followers then run at once, W1 measured "
-            "6 % slower with it (BENCHMARKS.md, session 21)"),
+            "before the follower could (`ra.core.effects.DurableReply`); only while nothing "
+            "else of it is unconfirmed (one client at a time: W1 -4 to -7 % on 2 vCPUs, with "
+            "the WAL's `wal_notice_defer_ms`; under load the follower answers itself, as "
+            "with it off: BENCHMARKS.md, sessions 21 and 24)"),
     Key("max_checkpoints", int, 10, low=1, mutable=True, doc="checkpoints kept"),
     Key("min_checkpoint_interval", int, 0, low=0, mutable=True,
         doc="entries between two checkpoints (ra's default interval is 16384; 0 takes every "

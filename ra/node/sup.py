@@ -93,6 +93,7 @@ def wal_config(cfg: system.SystemConfig) -> WalConfig:
                      write_strategy=cfg.wal_write_strategy,
                      segment_max_entries=cfg.segment_max_entries,
                      max_batch_bytes=cfg.wal_max_batch_bytes,
+                     notice_defer_ms=cfg.wal_notice_defer_ms,
                      idle_poll_ms=cfg.idle_poll_ms)
 
 

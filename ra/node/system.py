@@ -132,6 +132,14 @@ class SystemConfig:
             "before the running ones; where the daemon may raise its own priority (root, "
             "`CAP_SYS_NICE`) it raises itself by as much instead, and the servers run at the "
             "priority the node was started with; 0: all alike", low=0, high=19)
+    wal_notice_defer_ms: int = _key(
+        _WAL["notice_defer_ms"], "a server whose answer to an append its WAL sent for it "
+                                 "(`durable_replies`) hears that the write is durable when the "
+                                 "WAL starts its next batch, or this long after: the server "
+                                 "then applies during the next `fdatasync` instead of beside "
+                                 "the leader, which the answer has just woken (W1, 2 vCPUs: "
+                                 "-4 to -7 %, BENCHMARKS.md session 24); 0: at once",
+        low=0, high=1000)
     idle_poll_ms: int = _key(
         _WAL["idle_poll_ms"], "while its WAL writes, and this long after its last batch, the "
                               "node keeps the machine's idle CPUs polling instead of halted "

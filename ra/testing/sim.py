@@ -49,7 +49,7 @@ from ra.core.effects import (
 )
 from ra.core.messages import (
     AppendEntriesReply, ElectionTimeout, FlushCommands, HeartbeatTimeout, InstallSnapshotResult,
-    Command, LeaderDown, RequestVoteResult, Tick, TriggerElection,
+    Command, LeaderDown, RequestVoteResult, Tick, TriggerElection, Written,
 )
 from ra.core.types import ServerId
 from ra.core.messages import AppendEntriesRpc, HeartbeatReply, HeartbeatRpc, InstallSnapshotRpc
@@ -72,7 +72,7 @@ __all__ = ["SimCluster", "SimResult", "SimMachine", "CheckedLog", "run_seed", "r
 #: planted bugs of the core: the test-side mutants of :mod:`ra.testing.mutants` (the core has no
 #: bug switches); ``ack_before_durable`` and ``reply_before_durable`` live in the memory log twin
 CORE_BUGS = frozenset(m.name for m in MUTANTS)
-ALL_BUGS = CORE_BUGS | {"ack_before_durable", "reply_before_durable"}
+ALL_BUGS = CORE_BUGS | {"ack_before_durable", "reply_before_durable", "held_notice_lost"}
 
 
 @functools.cache
@@ -101,6 +101,9 @@ class SimServer:
     monitors: dict[Any, None] = field(default_factory=dict)
     sync_due: bool = False
     written_tail: int = 0
+    #: the WAL's notices held back after a reply it sent (``wal.wal``: until its next batch)
+    held: list[Any] = field(default_factory=list)
+    held_gen: int = 0            # tells a stale release event from the current hold's
     restart_due: bool = False
     heard: dict[Any, int] = field(default_factory=dict)   # leader: peer -> last reply time
     leader_heard: int = 0        # when a leader's message last arrived (the shell records it)
@@ -399,7 +402,27 @@ class SimCluster(ClientDriver):
         s.sync_due = False
         evs = s.log.sync() + s.meta.sync()
         self._send_forwards(s)
+        if s.held:                  # the WAL's next batch: what it held back leaves first
+            self._release_held(s)
+        if any(type(e) is Written and e.replied for e in evs):
+            # the WAL holds the notice of a batch whose reply it sent (notice_defer_ms)
+            d = self.rng.randint(*self.profile.notice_defer_ms)
+            if d > 0:
+                s.held = [e for e in evs if type(e) is Written]
+                evs = [e for e in evs if type(e) is not Written]
+                s.held_gen += 1
+                self.schedule(d, "release", s.sid, s.inc, s.held_gen)
         self._deliver_local(s, evs, self.profile.written_ms)
+
+    def _ev_release(self, sid: Any, inc: int, gen: int) -> None:
+        s = self.servers[sid]
+        if s.alive and s.inc == inc and s.held_gen == gen and s.held:
+            self._release_held(s)
+
+    def _release_held(self, s: SimServer) -> None:
+        held, s.held = s.held, []
+        if "held_notice_lost" not in self.bugs:
+            self._deliver_local(s, held, self.profile.written_ms)
 
     def _send_forwards(self, s: SimServer) -> None:
         """The replies the log's writer sends as their writes become durable (DurableReply):
@@ -573,6 +596,7 @@ class SimCluster(ClientDriver):
         s.log.crash()
         s.meta.crash()
         s.sync_due = False
+        s.held = []              # sent by the WAL to a process that is gone
         s.monitors = {}
         s.hold_until, s.flush_held = 0, False     # the process and its timers are gone
         s.hung, s.backlog = False, []

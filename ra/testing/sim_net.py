@@ -42,6 +42,8 @@ class Profile:
     written_ms: tuple[int, int] = (0, 3)      # sync -> Written delivered
     #: chance that the shell leaves a DurableReply with the follower (it then replies itself)
     durable_reply_declined: float = 0.1
+    #: a notice after a reply its WAL sent is held until the next sync, or this long (0: not)
+    notice_defer_ms: tuple[int, int] = (0, 3)
     snapshot_every: int = 0                   # ReleaseCursor every K applies (0: never)
     # targeted crashes (FoundationDB's "buggify"): crash a server right after it sent a granted
     # vote / a successful append reply, and bring it back after quick_down_ms

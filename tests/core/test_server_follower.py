@@ -173,8 +173,8 @@ def test_written_for_overwritten_term_does_not_advance():
 
 # -- DurableReply: the reply rides on the write it acknowledges ------------------------------
 
-def test_no_reply_rides_on_a_write_unless_configured():
-    s = new_server()
+def test_no_reply_rides_on_a_write_when_turned_off():
+    s = new_server(durable_replies=False)
     with_log(s, [(1, 1, NOOP), (2, 1, usr(5))], term=1)
     eff = step(s, AppendEntriesRpc(1, N2, 2, 2, 1, [(3, 1, usr(1))]))
     assert eff == [RecordLeaderMsg(N2), FOLLOW]
@@ -219,6 +219,45 @@ def test_a_reply_carried_to_a_leader_since_replaced_is_sent_again_to_the_new_one
     step(s, MetaWritten(s.meta_seq))
     eff = step(s, evs[0])
     assert eff == [SendRpc(N3, AppendEntriesReply(2, True, 4, 3, 1, N1, 2))]
+
+
+def test_replies_ride_on_writes_by_default():
+    s = new_server()
+    with_log(s, [(1, 1, NOOP), (2, 1, usr(5))], term=1)
+    eff = step(s, AppendEntriesRpc(1, N2, 2, 2, 1, [(3, 1, usr(1))]))
+    assert isinstance(eff[-1], DurableReply)
+
+
+def test_a_write_behind_the_delegated_one_alone_delegates_too():
+    """One client at a time: the WAL may hold the last write's Written until its next batch,
+    so that write is still unconfirmed when the next append comes; it is the only one, and
+    it was delegated: the next reply rides on its write too."""
+    s, reply = _delegating_follower()
+    s.log.attach_reply(N2, reply)
+    eff = step(s, AppendEntriesRpc(1, N2, 3, 3, 1, [(4, 1, usr(2))]))
+    assert eff[-1] == DurableReply(N2, AppendEntriesReply(1, True, 5, 4, 1, N1, 3))
+
+
+def test_with_writes_in_flight_the_follower_answers_itself():
+    """A write that the follower did not delegate is unconfirmed: the next one does not
+    delegate either (under load one answer per Written covers every write it confirms)."""
+    s = new_server()
+    with_log(s, [(1, 1, NOOP), (2, 1, usr(5))], term=1)
+    step(s, AppendEntriesRpc(1, N2, 2, 2, 1, [(3, 1, usr(1))]))
+    s.delegated = None                          # as if that write had not delegated
+    eff = step(s, AppendEntriesRpc(1, N2, 2, 3, 1, [(4, 1, usr(2))]))
+    assert not [e for e in eff if isinstance(e, DurableReply)]
+    # two delegated writes in flight: the third answers itself as well
+    s2, reply = _delegating_follower()
+    eff = step(s2, AppendEntriesRpc(1, N2, 3, 3, 1, [(4, 1, usr(2))]))
+    assert isinstance(eff[-1], DurableReply)
+    eff = step(s2, AppendEntriesRpc(1, N2, 3, 4, 1, [(5, 1, usr(3))]))
+    assert not [e for e in eff if isinstance(e, DurableReply)]
+    # once everything before it is written, a write delegates again
+    for ev in s2.log.sync():
+        step(s2, ev)
+    eff = step(s2, AppendEntriesRpc(1, N2, 3, 5, 1, [(6, 1, usr(4))]))
+    assert isinstance(eff[-1], DurableReply)
 
 
 def test_no_reply_rides_on_a_write_while_the_term_is_not_durable():

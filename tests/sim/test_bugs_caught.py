@@ -23,6 +23,10 @@ simulator's. Why each profile:
   with the durability checks off, a crash before the sync loses an entry a leader counted.
 * ``apply_before_commit``: caught at once by ``apply_committed``; with that check switched off,
   by state-machine safety under partitions (an applied entry is later replaced).
+* ``held_notice_lost`` (the simulated WAL): the notice it holds back after sending a follower's
+  reply (``notice_defer_ms``) is dropped instead of sent with its next batch. Nothing unsafe
+  follows (the leader counted the reply, which was durable), but the follower never learns
+  that its entries are written and never applies them: caught by ``liveness``.
 """
 from __future__ import annotations
 
@@ -131,3 +135,18 @@ def test_stale_reads_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
             run_seed(seed, 3, "reads")      # the real core passes the same seed
             return
     pytest.fail("stale reads went unnoticed for 100 seeds of the reads profile")
+
+
+def test_a_held_notice_that_is_lost_is_caught_by_liveness() -> None:
+    """The WAL's deferred notice (``wal.wal``, ``notice_defer_ms``) is modelled by every seed;
+    losing it leaves a follower that never applies, which the liveness check reports, and the
+    same seed passes whole without the bug."""
+    for seed in range(20):
+        try:
+            run_seed(seed, 3, "calm", bugs={"held_notice_lost"})
+        except Violation as v:
+            assert v.check == "liveness", v
+            assert "--bug held_notice_lost" in v.replay
+            run_seed(seed, 3, "calm")
+            return
+    pytest.fail("held_notice_lost: no seed of 20 failed")

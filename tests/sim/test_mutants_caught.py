@@ -77,7 +77,7 @@ HUNTS: dict[str, tuple[str, int, int, str | None]] = {
     "quiet_leader_keeps_heartbeating": ("quiet", 3, 5, "quiet_idle"),
     "quiet_leader_skips_lagging_peers": ("quiet", 3, 10, "quiet_lag"),
     "quiet_leader_forgets_silent_peers": ("quiet", 3, 10, "quiet_lag"),
-    "quiet_leader_loses_the_silent_pace": ("quiet", 3, 30, "quiet_lag"),   # seed 20 (s. 21)
+    "quiet_leader_loses_the_silent_pace": ("quiet", 3, 80, "quiet_lag"),   # seed 44 (s. 24)
     "quiet_follower_keeps_its_election_timer": ("quiet", 3, 5, "quiet_idle"),
     "quiet_leader_ignores_lost_members": ("quiet_rejoin", 5, 10, "quiet_rejoin"),
     "quiet_follower_ignores_clients": ("quiet", 5, 40, "quiet_probe"),
@@ -99,9 +99,9 @@ def _hunt(mutant: str, profile: str, servers: int, budget: int,
 
 
 #: mutant -> (profile, servers, seed, the check that catches it): a hunt from seed 0 would take
-#: a minute of ``make test`` (``snapshot_drops_acknowledged_tail``: seed 68, CORE-BUGS #10)
+#: a minute of ``make test`` (``snapshot_drops_acknowledged_tail``: seed 306 since session 24 modelled the WAL holding notices, 68 before; CORE-BUGS #10)
 PINNED: dict[str, tuple[str, int, int, str]] = {
-    "snapshot_drops_acknowledged_tail": ("snapshot_slow_sync", 5, 68, "durable_commit"),
+    "snapshot_drops_acknowledged_tail": ("snapshot_slow_sync", 5, 306, "durable_commit"),
 }
 
 

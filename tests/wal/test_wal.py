@@ -306,6 +306,59 @@ def test_a_reply_leaves_after_the_sync_and_the_notice_says_so(tmp_path: Any,
     assert len(node.forwards) == 1
 
 
+def test_with_defer_notices_the_notice_after_a_sent_reply_waits_for_the_next_batch(
+        tmp_path: Any) -> None:
+    """``defer_notices`` (the WAL process's ``notice_defer_ms``): the reply leaves at the sync,
+    its writer's notice is held; the next batch sends it before anything of its own, so each
+    writer's notices keep their order. A writer without a reply is not held back."""
+    node = InProcNode(str(tmp_path), defer_notices=True)
+    a, b = node.log("a"), node.log("b")
+    a.write([(1, 1, "x")])
+    a.attach_reply(1, 1, ["tcp://127.0.0.1:9", b"frame", b""])
+    b.write([(1, 1, "y")])
+    assert node.pump() == [("b", Written(1, 1, 1, False))]      # a's is held
+    assert node.forwards == [("tcp://127.0.0.1:9", b"frame", b"")]
+    assert [(addr, m.replied) for addr, m in node.wal.held] == [("a", 1)]
+    assert a.last_written() == (0, 0)
+    a.write([(2, 1, "z")])
+    assert node.pump() == [("a", Written(1, 1, 1, True)), ("a", Written(1, 2, 2, False))]
+    assert node.wal.held == [] and a.last_written() == (2, 1)
+
+
+def test_held_notices_leave_on_send_held_and_on_close(tmp_path: Any) -> None:
+    """What the process loop does when no batch comes within ``notice_defer_ms``, and what a
+    closing WAL does: nothing synced stays unannounced."""
+    node = InProcNode(str(tmp_path), defer_notices=True)
+    a = node.log("a")
+    a.write([(1, 1, "x")])
+    a.attach_reply(1, 1, ["tcp://127.0.0.1:9", b"frame", b""])
+    assert node.pump() == []
+    node.wal.send_held()
+    assert node.deliver() == [("a", Written(1, 1, 1, True))]
+    a.write([(2, 1, "y")])
+    a.attach_reply(2, 1, ["tcp://127.0.0.1:9", b"frame", b""])
+    assert node.pump() == []
+    node.wal.close()
+    assert node.deliver() == [("a", Written(1, 2, 2, True))]
+    assert node.wal.held == []
+
+
+def test_a_failed_batch_still_sends_the_notices_held_from_the_last(
+        tmp_path: Any, faulty: osio.FaultyOS) -> None:
+    """Held notices name entries synced by an earlier batch: a later failure does not take
+    them back (the failed batch's own entries are never confirmed)."""
+    node = InProcNode(str(tmp_path), defer_notices=True)
+    a = node.log("a")
+    a.write([(1, 1, "x")])
+    a.attach_reply(1, 1, ["tcp://127.0.0.1:9", b"frame", b""])
+    assert node.pump() == []
+    a.write([(2, 1, "y")])
+    faulty.arm("fdatasync", errno.EIO)
+    node.pump()
+    assert node.wal.failed is not None
+    assert a.last_written() == (1, 1)
+
+
 def test_a_reply_for_another_entry_than_the_flush_ends_with_is_dropped(tmp_path: Any) -> None:
     """The log attaches a reply only to the append that ends with the entry it names."""
     node = InProcNode(str(tmp_path))

@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -96,7 +97,15 @@ def run_kill_scenario(tmp: str, procs: Procs, seed: int, writers: int = 10, n: i
             procs.kill(wal, signal.SIGKILL)       # the WAL dies ...
             procs.kill(sw, signal.SIGKILL)        # ... rest_for_one takes the writer down too
             wal = procs.spawn(*wal_args, log=log)
-            ov = wait_for(lambda: wal_overview(mb, wal_ep), 30, "WAL ready after restart")
+            try:
+                ov = wait_for(lambda: wal_overview(mb, wal_ep), 30, "WAL ready after restart")
+            except AssertionError:
+                tail = b""
+                if log and os.path.exists(log):
+                    with open(log, "rb") as f:
+                        tail = f.read()[-3000:]
+                raise AssertionError(f"the restarted WAL is not ready after 30 s: exit code "
+                                     f"{wal.poll()}, its log ends {tail!r}") from None
             recovered.append(ov["recovered_entries"])
             sw = procs.spawn(*sw_args, log=log)
             if kill_writers:                      # a server dies alone and restarts from disk
@@ -293,6 +302,52 @@ def test_client_calls_roll_over_overview_forget(tmp_path: Any, procs: Procs) -> 
         lg.close()
     finally:
         mb.close()
+
+
+def test_a_held_notice_leaves_with_the_next_batch_or_at_its_deadline(
+        tmp_path: Any, procs: Procs) -> None:
+    """A real WAL process with ``--notice-defer-ms 400``: the reply a write carries reaches
+    its address at the sync; the writer's notice does not come with it, but with the next
+    batch (first, then that batch's own), or 400 ms after the sync when no batch comes."""
+    tmp = str(tmp_path)
+    _, data, ep = procs.spawn_wal(tmp, "--notice-defer-ms", "400")
+    leader_ep = f"ipc://{tmp}/leader.sock"
+    mb, leader = Mailbox(f"ipc://{tmp}/writer.sock"), Mailbox(leader_ep)
+    try:
+        wait_for(lambda: wal_overview(mb, ep), 20, "WAL ready")
+        lg = DiskLog("u1", data, send=lambda m: mb.cast(ep, m))
+
+        def write(i: int, reply: bool) -> None:
+            lg.append((i, 1, ("u1", i)))
+            if reply:
+                lg.attach_reply(i, 1, [leader_ep, mb.pack_cast(leader_ep, ("ack", i)), b""])
+            lg.flush()
+
+        def notices(until: float, n: int) -> list[Any]:
+            out = []
+            while len(out) < n and (env := mb.recv(max(0.0, until - time.monotonic()))):
+                out.append(env.payload)
+            return out
+
+        write(1, True)
+        env = leader.recv(10)
+        assert env is not None and env.payload == ("ack", 1)
+        assert notices(time.monotonic() + 0.2, 1) == []          # held
+        write(2, False)
+        got = notices(time.monotonic() + 10, 2)
+        assert [(type(m), m.ranges, m.replied) for m in got] == [
+            (WalWritten, [[1, 1, 1]], 1), (WalWritten, [[1, 2, 2]], 0)]
+        write(3, True)
+        env = leader.recv(10)
+        t0 = time.monotonic()
+        assert env is not None and env.payload == ("ack", 3)
+        got = notices(t0 + 10, 1)
+        waited = time.monotonic() - t0
+        assert [(m.ranges, m.replied) for m in got] == [([[1, 3, 3]], 3)]
+        assert 0.3 <= waited < 5, waited
+    finally:
+        mb.close()
+        leader.close()
 
 
 def test_malformed_appends_are_dropped_not_fatal(tmp_path: Any, procs: Procs) -> None:
