@@ -258,9 +258,10 @@ SERVER = Schema("server config", [
         doc="a follower hands its answer to an append to its node's WAL with the write, and "
             "the WAL sends it to the leader the moment the write is synced, one process hop "
             "before the follower could (`ra.core.effects.DurableReply`); only while nothing "
-            "else of it is unconfirmed (one client at a time: W1 -4 to -7 % on 2 vCPUs, with "
-            "the WAL's `wal_notice_defer_ms`; under load the follower answers itself, as "
-            "with it off: BENCHMARKS.md, sessions 21 and 24)"),
+            "else of it is unconfirmed but the previous such write (a follower with other "
+            "writes in flight answers on each `Written` itself). With the WAL's "
+            "`wal_notice_defer_ms`, W1 on 2 vCPUs: -2 to -7 % (BENCHMARKS.md, sessions 21 "
+            "and 24)"),
     Key("max_checkpoints", int, 10, low=1, mutable=True, doc="checkpoints kept"),
     Key("min_checkpoint_interval", int, 0, low=0, mutable=True,
         doc="entries between two checkpoints (ra's default interval is 16384; 0 takes every "

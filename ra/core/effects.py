@@ -51,10 +51,12 @@ class DurableReply:
     before the follower could (no ra equivalent: there, the WAL tells the follower, which
     replies). Never sent before that write is durable, never for another write. Advisory: a
     shell that does not carry it out drops it; the follower replies after ``Written`` unless
-    that notice says ``replied``."""
+    that notice says ``replied``. ``entries``: how many entries the write holds (the real
+    shell carries only one-entry writes': BENCHMARKS.md, session 24)."""
 
     to: Any
     msg: Any
+    entries: int = 1
 
 
 @frozen

@@ -14,8 +14,8 @@ Raft as ra does it:
   With ``durable_replies``, a follower whose term is durable hands the reply to its write
   (``DurableReply``): the shell may have the WAL send it once that write is synced, a hop
   sooner; the follower then skips its own reply to the ``Written`` that says so (``replied``).
-  It does so only when nothing before the write is unconfirmed but the previous delegated
-  write: under load (writes in flight) it answers itself, once per ``Written``.
+  It does so only with nothing before the write unconfirmed but the previous delegated write;
+  otherwise it answers itself, once per ``Written``. (The shell carries only one-entry writes'.)
 * Commit by majority of durable match indexes, only for entries of the current term (Raft
   §5.4.2); each new leader appends a noop. Followers apply up to ``min(commit, written)``.
 * Commands are applied in order; replies and ``applied`` notifications go out after apply.
@@ -768,7 +768,7 @@ def _on_append_entries(msg: AppendEntriesRpc, s: ServerState, effects: list[Any]
         # durable; not while our term is not (a reply in it must wait for that: step)
         lt = entries[-1][1]
         effects.append(DurableReply(msg.leader_id, AppendEntriesReply(
-            s.current_term, True, end + 1, end, lt, s.id, s.commit_index)))
+            s.current_term, True, end + 1, end, lt, s.id, s.commit_index), len(new)))
         s.delegated = (s.current_term, msg.leader_id, end, lt, new[0][0])
     _follower_apply(s, effects)
 
@@ -777,9 +777,9 @@ def _alone_in_flight(s: ServerState, first: int) -> bool:
     """Whether a write starting at ``first`` has nothing unconfirmed before it but, at most,
     the previous delegated write of this term (whose ``Written`` its WAL may hold back until
     its next batch: ``wal.wal``). One client at a time (W1) delegates every reply; a follower
-    with writes in flight (W2, W3) answers on each ``Written`` itself, one answer for all the
-    writes that it confirms, instead of one sent by the WAL for each batch (W2: -10 % when
-    every write delegated, BENCHMARKS.md session 24)."""
+    with other writes in flight (pipelined appends: W3) answers on each ``Written`` itself, one
+    answer for all the writes that it confirms, instead of one sent by the WAL per batch
+    (delegating every write measured W2 -10 % in two pairs, BENCHMARKS.md session 24)."""
     lw = s.log.last_written()[0]
     if lw >= first - 1:
         return True

@@ -138,7 +138,7 @@ class SystemConfig:
                                  "WAL starts its next batch, or this long after: the server "
                                  "then applies during the next `fdatasync` instead of beside "
                                  "the leader, which the answer has just woken (W1, 2 vCPUs: "
-                                 "-4 to -7 %, BENCHMARKS.md session 24); 0: at once",
+                                 "-2 to -7 %, BENCHMARKS.md session 24); 0: at once",
         low=0, high=1000)
     idle_poll_ms: int = _key(
         _WAL["idle_poll_ms"], "while its WAL writes, and this long after its last batch, the "

@@ -260,6 +260,16 @@ def test_with_writes_in_flight_the_follower_answers_itself():
     assert isinstance(eff[-1], DurableReply)
 
 
+def test_a_durable_reply_says_how_many_entries_its_write_holds():
+    """The shell carries only one-entry writes' (a batch's answer is shared by its commands:
+    W2, BENCHMARKS.md session 24); the core says how many there are."""
+    s = new_server()
+    with_log(s, [(1, 1, NOOP), (2, 1, usr(5))], term=1)
+    eff = step(s, AppendEntriesRpc(1, N2, 2, 2, 1, [(3, 1, usr(1)), (4, 1, usr(2))]))
+    assert eff[-1] == DurableReply(N2, AppendEntriesReply(1, True, 5, 4, 1, N1, 2), 2)
+    assert sync(s) == [SendRpc(N2, AppendEntriesReply(1, True, 5, 4, 1, N1, 2))]
+
+
 def test_no_reply_rides_on_a_write_while_the_term_is_not_durable():
     s = new_server(durable_replies=True)
     with_log(s, [(1, 1, NOOP)], term=1)
