@@ -332,8 +332,7 @@ class Wal:
         return st
 
     def close(self) -> None:
-        if self.held:
-            self.send_held()
+        self.send_held()
         if self._fd >= 0:
             osio.get_os().close(self._fd)
             self._fd = -1

@@ -70,7 +70,8 @@ __all__ = ["SimCluster", "SimResult", "SimMachine", "CheckedLog", "run_seed", "r
            "main", "CORE_BUGS", "ALL_BUGS"]
 
 #: planted bugs of the core: the test-side mutants of :mod:`ra.testing.mutants` (the core has no
-#: bug switches); ``ack_before_durable`` and ``reply_before_durable`` live in the memory log twin
+#: bug switches); ``ack_before_durable`` and ``reply_before_durable`` live in the memory log twin,
+#: ``held_notice_lost`` in this module's model of the WAL holding notices (:meth:`_release_held`)
 CORE_BUGS = frozenset(m.name for m in MUTANTS)
 ALL_BUGS = CORE_BUGS | {"ack_before_durable", "reply_before_durable", "held_notice_lost"}
 
