@@ -173,6 +173,11 @@ class Peer:
 
     next_index: int
     match_index: int = 0
+    #: the entries up to here were not sent to it by this leader (its log there is unknown,
+    #: not in flight): the pipeline window counts from max(match_index, sent_floor). Without
+    #: it a new leader whose log was longer than max_pipeline_count counted its whole log as
+    #: in flight and sent nothing until a heartbeat (W4: a failover 100 ms longer)
+    sent_floor: int = -1
     query_index: int = 0
     snapshot: str = "none"         # "none" | "sending"
     snapshot_ticks: int = 0
@@ -180,6 +185,10 @@ class Peer:
     commit_known: int = 0          # the commit index it said it knows (quiet mode)
     was_idle: bool = False         # idle with its node unsuspected at the last quorum check
     silent: int = 0                # heartbeats sent since it last answered (quiet mode)
+
+    def __post_init__(self) -> None:
+        if self.sent_floor < 0:
+            self.sent_floor = self.next_index - 1
 
 
 @dataclass(slots=True)
@@ -927,7 +936,7 @@ def _send_entries(s: ServerState, pid: Any, effects: list[Any], force: bool,
     if upto is not None and upto < last:
         last = upto
     while True:
-        in_flight = p.next_index - 1 - p.match_index
+        in_flight = p.next_index - 1 - max(p.match_index, p.sent_floor)
         room = min(cfg.max_append_entries_rpc_batch_size, cfg.max_pipeline_count - in_flight,
                    last - p.next_index + 1)
         if room <= 0 and not force:
@@ -995,6 +1004,8 @@ def _on_append_entries_reply(msg: AppendEntriesReply, s: ServerState,
         _maybe_timeout_now(s, effects)
     else:
         p.next_index = max(p.match_index + 1, min(msg.next_index, s.log.next_index()))
+        # what it lacks from there is sent again, and only that counts as in flight
+        p.sent_floor = min(p.sent_floor, p.next_index - 1)
     if p.snapshot == "none":
         # the entries appended since the last flush leave with the flush that is due (one
         # append per follower for the whole batch, held by group commit): sent from here as

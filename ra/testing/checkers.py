@@ -53,6 +53,12 @@ Invariants (names are what ``Violation.check`` carries and what ``disabled`` acc
     happens. While the window is open, no member's term rises above T, whatever stale pre-vote
     traffic is delivered (a pre-vote never changes the receiver's term; a follower that hears
     from its leader never campaigns; a stale pre-vote grant starts no candidacy).
+``prompt_replication``
+    (checked by the simulator, which sees the effects) The step that makes a server leader sends
+    every other member of its configuration an append or a snapshot: its noop and what that
+    member lacks leave at once, not at the next heartbeat, however long the log.
+
+The ``quiet_*`` checks are the simulator's (:mod:`ra.testing.sim_quiet`).
 """
 from __future__ import annotations
 
@@ -67,7 +73,7 @@ CHECKS: tuple[str, ...] = (
     "leader_completeness", "apply_committed", "state_machine_safety", "ack_applied",
     "query_linearizable", "durable_ack", "durable_commit", "check_quorum",
     "single_config_change", "prevote_no_disruption", "quiet_failover", "quiet_hang", "quiet_probe",
-    "quiet_lag", "quiet_rejoin", "quiet_idle",
+    "quiet_lag", "quiet_rejoin", "quiet_idle", "prompt_replication",
 )
 
 

@@ -151,6 +151,12 @@ MUTANTS: tuple[Mutant, ...] = (
            "a leader stops heartbeating a peer that answered none of its last heartbeats instead "
            "of slowing down: a member that was cut off, hung or down and counts on the leader "
            "(no election timer) is left behind for good"),
+    Mutant("new_leader_counts_its_log_in_flight",
+           "        in_flight = p.next_index - 1 - max(p.match_index, p.sent_floor)\n",
+           "        in_flight = p.next_index - 1 - p.match_index\n",
+           "a new leader counts every entry below its noop as in flight to each follower (its "
+           "match index is 0): with a log longer than max_pipeline_count it sends nothing "
+           "until its next heartbeat, and every failover waits for it (W4)"),
     Mutant("quiet_leader_loses_the_silent_pace",
            "            s.beats = (s.beats // SILENT_EVERY + 1) * SILENT_EVERY - 1\n",
            "",

@@ -758,6 +758,8 @@ class SimCluster(ClientDriver):
             self.checker.on_leader_commit(
                 s.sid, st.current_term, old_commit + 1, st.commit_index,
                 {m: self._durable_view(m) for m in st.cluster if m in self.servers})
+        if st.role == "leader" and old_role != "leader":
+            self._check_prompt_replication(s, effects)
         for e in effects:
             self._effect(s, e)
         if st.role == "leader" and s.alive:
@@ -792,6 +794,21 @@ class SimCluster(ClientDriver):
         if not s.sync_due and (s.log.has_pending() or s.meta.has_pending()):
             s.sync_due = True
             self.schedule(self.rng.randint(*self.profile.sync_ms), "sync", s.sid, s.inc)
+
+    def _check_prompt_replication(self, s: SimServer, effects: list[Any]) -> None:
+        """``prompt_replication``: the step that made ``s`` leader sent every peer an append
+        or a snapshot."""
+        if "prompt_replication" in self.checker.disabled:
+            return
+        sent = {e.to for e in effects if isinstance(e, SendRpc)
+                and isinstance(e.msg, (AppendEntriesRpc, InstallSnapshotRpc))}
+        missing = [m for m in s.state.peers if m not in sent]
+        if missing:
+            v = Violation("prompt_replication",
+                          f"{_n(s.sid)} became leader of term {s.state.current_term} with "
+                          f"{s.log.last_index_term()[0]} entries and sent no append to "
+                          f"{[_n(m) for m in missing]}: they wait for its next heartbeat")
+            raise self._annotate(v)
 
     def _check_quorum_bound(self, s: SimServer) -> None:
         """``check_quorum``: a leader that no majority of its configuration has answered for

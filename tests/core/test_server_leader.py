@@ -77,6 +77,28 @@ def test_batch_size_and_pipeline_window():
     assert [len(e.msg.entries) for e in eff if e.to == N2] == [2]
 
 
+def test_new_leader_with_a_log_longer_than_the_pipeline_sends_at_once():
+    # W4: a new leader whose log was longer than max_pipeline_count counted it all as in
+    # flight (match index 0) and sent nothing until its first heartbeat (100 ms)
+    from tests.core.helpers import with_log
+    for core in (None, mutants.load("new_leader_counts_its_log_in_flight")):
+        s = new_server(max_pipeline_count=4, **({"core": core} if core else {}))
+        with_log(s, [(i, 1, ("usr", i, None, 0)) for i in range(1, 11)], term=1)
+        eff = make_leader(s)                        # term 2, noop at 11
+        sent = {e.to: e.msg for e in eff if type(e) is SendRpc}
+        if core is not None:
+            assert sent == {}                       # the mutant: nothing until a heartbeat
+            continue
+        assert set(sent) == {N2, N3}
+        assert all(m.prev_log_index == 10 and m.entries == [(11, 2, NOOP)]
+                   for m in sent.values()), sent
+        # N2 lacks 7..10: what is sent again counts as in flight, within the window of 4
+        # (the noop at 11 waits for an answer)
+        eff = step(s, AppendEntriesReply(2, False, 7, 6, 1, N2))
+        assert [(m.prev_log_index, [e[0] for e in m.entries])
+                for m in (e.msg for e in eff if e.to == N2)] == [(6, [7, 8, 9, 10])]
+
+
 def test_old_term_entry_not_committed_by_counting_replicas():
     s = new_server()
     from tests.core.helpers import with_log

@@ -353,6 +353,22 @@ def test_a_leader_nobody_answered_for_two_election_timeouts_is_caught() -> None:
         sim._check_quorum_bound(s)
 
 
+# -- prompt replication (the simulator's own check: it sees a step's effects) ---------------------
+
+def test_a_new_leader_that_sends_a_peer_nothing_is_caught() -> None:
+    from ra.core.effects import SendRpc
+    from ra.core.messages import AppendEntriesRpc
+    from ra.testing.sim import SimCluster
+    sim = SimCluster(0, servers=3, profile="calm")
+    sim.run_until(1000, lambda: sim.current_leader() is not None)
+    s = sim.servers[sim.current_leader()]
+    peers = list(s.state.peers)
+    sends = [SendRpc(p, AppendEntriesRpc(s.state.current_term, s.sid, 0, 0, 0)) for p in peers]
+    sim._check_prompt_replication(s, sends)             # an append to each: fine
+    with raises("prompt_replication"):
+        sim._check_prompt_replication(s, sends[:-1])    # the last peer waits for a heartbeat
+
+
 # -- quiet when idle (ra.testing.sim_detector: they need the detector's and the network's view) --
 
 def _quiet_cluster(bugs: frozenset[str] = frozenset(),

@@ -78,6 +78,7 @@ HUNTS: dict[str, tuple[str, int, int, str | None]] = {
     "quiet_leader_skips_lagging_peers": ("quiet", 3, 10, "quiet_lag"),
     "quiet_leader_forgets_silent_peers": ("quiet", 3, 10, "quiet_lag"),
     "quiet_leader_loses_the_silent_pace": ("quiet", 3, 80, "quiet_lag"),   # seed 44 (s. 24)
+    "new_leader_counts_its_log_in_flight": ("elections", 3, 5, "prompt_replication"),
     "quiet_follower_keeps_its_election_timer": ("quiet", 3, 5, "quiet_idle"),
     "quiet_leader_ignores_lost_members": ("quiet_rejoin", 5, 10, "quiet_rejoin"),
     "quiet_follower_ignores_clients": ("quiet", 5, 40, "quiet_probe"),
