@@ -13,7 +13,8 @@ Raft as ra does it:
   the same way, and every outbound effect is held back while a term or vote is not yet durable.
   With ``durable_replies``, a follower whose term is durable hands the reply to its write
   (``DurableReply``): the shell may have the WAL send it once that write is synced, a hop
-  sooner; the follower then skips its own reply to the ``Written`` that says so (``replied``).
+  sooner; the follower then skips its own reply to the ``Written`` that says so (``replied``),
+  also when that ``Written`` comes after the next write delegated (the WAL held it).
   It does so only with nothing before the write unconfirmed but the previous delegated write;
   otherwise it answers itself, once per ``Written``. (The shell carries only one-entry writes'.)
 * Commit by majority of durable match indexes, only for entries of the current term (Raft
@@ -830,8 +831,12 @@ def _on_written(msg: Written, s: ServerState, effects: list[Any]) -> None:
         _evaluate_commit(s, effects)
     elif s.role in ("follower", "receive_snapshot"):
         d = s.delegated
-        if not (msg.replied and d is not None
-                and d[:4] == (s.current_term, s.leader_id, msg.to_idx, msg.term)):
+        if not (msg.replied and d is not None and d[:2] == (s.current_term, s.leader_id)
+                and (d[2:4] == (msg.to_idx, msg.term) or d[4] == msg.to_idx + 1)):
+            # the WAL answered for this write (replied), to this leader in this term: the
+            # write delegated last (d), or the one just before it, whose Written the WAL
+            # held until the next write's batch (a write delegates behind an unconfirmed
+            # one only if that one was delegated in this term: _alone_in_flight)
             _reply_ae_success(s, effects)
         _follower_apply(s, effects)
 
