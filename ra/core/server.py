@@ -174,10 +174,11 @@ class Peer:
 
     next_index: int
     match_index: int = 0
-    #: the entries up to here were not sent to it by this leader (its log there is unknown,
-    #: not in flight): the pipeline window counts from max(match_index, sent_floor). Without
-    #: it a new leader whose log was longer than max_pipeline_count counted its whole log as
-    #: in flight and sent nothing until a heartbeat (W4: a failover 100 ms longer)
+    #: the entries up to here were not sent to it by this leader since its next_index was
+    #: last set back (its log there is unknown, not in flight): the pipeline window counts
+    #: from max(match_index, sent_floor) (_send_entries). Without it a new leader whose log
+    #: was longer than max_pipeline_count counted its whole log as in flight and sent
+    #: nothing until a heartbeat (W4: a failover 100 ms longer)
     sent_floor: int = -1
     query_index: int = 0
     snapshot: str = "none"         # "none" | "sending"
@@ -940,6 +941,10 @@ def _send_entries(s: ServerState, pid: Any, effects: list[Any], force: bool,
     last = log.last_index_term()[0]
     if upto is not None and upto < last:
         last = upto
+    if p.sent_floor >= p.next_index:
+        # rewound (a refused append, a snapshot's answer): what it lacks from there is sent
+        # again, and only that counts as in flight
+        p.sent_floor = p.next_index - 1
     while True:
         in_flight = p.next_index - 1 - max(p.match_index, p.sent_floor)
         room = min(cfg.max_append_entries_rpc_batch_size, cfg.max_pipeline_count - in_flight,
@@ -1009,8 +1014,6 @@ def _on_append_entries_reply(msg: AppendEntriesReply, s: ServerState,
         _maybe_timeout_now(s, effects)
     else:
         p.next_index = max(p.match_index + 1, min(msg.next_index, s.log.next_index()))
-        # what it lacks from there is sent again, and only that counts as in flight
-        p.sent_floor = min(p.sent_floor, p.next_index - 1)
     if p.snapshot == "none":
         # the entries appended since the last flush leave with the flush that is due (one
         # append per follower for the whole batch, held by group commit): sent from here as

@@ -97,6 +97,11 @@ def test_new_leader_with_a_log_longer_than_the_pipeline_sends_at_once():
         eff = step(s, AppendEntriesReply(2, False, 7, 6, 1, N2))
         assert [(m.prev_log_index, [e[0] for e in m.entries])
                 for m in (e.msg for e in eff if e.to == N2)] == [(6, [7, 8, 9, 10])]
+        # a follower brought back by a snapshot gets a window's worth, not the whole log
+        s.peers[N3].snapshot, s.peers[N3].match_index = "sending", 0
+        s.peers[N3].next_index = 3
+        eff = step(s, InstallSnapshotResult(2, 2, 1, N3))
+        assert sum(len(e.msg.entries) for e in eff if e.to == N3) == 4
 
 
 def test_old_term_entry_not_committed_by_counting_replicas():
