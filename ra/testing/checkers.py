@@ -58,7 +58,7 @@ Invariants (names are what ``Violation.check`` carries and what ``disabled`` acc
     every other member of its configuration an append or a snapshot: its noop and what that
     member lacks leave at once, not at the next heartbeat, however long the log.
 
-The ``quiet_*`` checks are the simulator's (:mod:`ra.testing.sim_quiet`).
+The ``quiet_*`` checks are the simulator's too (:mod:`ra.testing.sim_detector`).
 """
 from __future__ import annotations
 
