@@ -108,9 +108,10 @@ the node failure detector and the connections). Contract:
 """
 from __future__ import annotations
 
+import sys
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ra.core import quorum, validate
 from ra.core.config import SERVER_DEFAULTS as _D
@@ -176,10 +177,11 @@ class Peer:
     match_index: int = 0
     #: the entries up to here were not sent to it by this leader since its next_index was
     #: last set back (its log there is unknown, not in flight): the pipeline window counts
-    #: from max(match_index, sent_floor) (_send_entries). Without it a new leader whose log
-    #: was longer than max_pipeline_count counted its whole log as in flight and sent
-    #: nothing until a heartbeat (W4: a failover 100 ms longer)
-    sent_floor: int = -1
+    #: from max(match_index, sent_floor). Above every index until _send_entries lowers it to
+    #: next_index - 1, its one rule. Without it a new leader whose log was longer than
+    #: max_pipeline_count counted its whole log as in flight and sent nothing until a
+    #: heartbeat (W4: a failover 100 ms longer)
+    sent_floor: int = sys.maxsize
     query_index: int = 0
     snapshot: str = "none"         # "none" | "sending"
     snapshot_ticks: int = 0
@@ -188,9 +190,15 @@ class Peer:
     was_idle: bool = False         # idle with its node unsuspected at the last quorum check
     silent: int = 0                # heartbeats sent since it last answered (quiet mode)
 
-    def __post_init__(self) -> None:
-        if self.sent_floor < 0:
-            self.sent_floor = self.next_index - 1
+
+class Delegation(NamedTuple):
+    """The write a follower's last ``DurableReply`` rides on, and to whom it answers."""
+
+    term: int
+    leader: Any
+    first: int          # the write's first index
+    last: int           # its last index
+    last_term: int      # the term of its last entry
 
 
 @dataclass(slots=True)
@@ -213,9 +221,7 @@ class ServerState:
     sessions: Sessions = field(default_factory=Sessions)
     # follower
     verified_index: int = 0        # highest index known to match the current leader's log
-    #: the last DurableReply: (term, leader, last index, last term, first index) of the write
-    #: it rides on
-    delegated: tuple[int, Any, int, int, int] | None = None
+    delegated: Delegation | None = None    # the last DurableReply's write
     heard_from_leader: bool = False
     brand_new: bool = False
     snapshot_accum: dict[int, bytes] = field(default_factory=dict)
@@ -780,7 +786,7 @@ def _on_append_entries(msg: AppendEntriesRpc, s: ServerState, effects: list[Any]
         lt = entries[-1][1]
         effects.append(DurableReply(msg.leader_id, AppendEntriesReply(
             s.current_term, True, end + 1, end, lt, s.id, s.commit_index), len(new)))
-        s.delegated = (s.current_term, msg.leader_id, end, lt, new[0][0])
+        s.delegated = Delegation(s.current_term, msg.leader_id, new[0][0], end, lt)
     _follower_apply(s, effects)
 
 
@@ -795,7 +801,8 @@ def _alone_in_flight(s: ServerState, first: int) -> bool:
     if lw >= first - 1:
         return True
     d = s.delegated
-    return d is not None and d[0] == s.current_term and d[2] == first - 1 and d[4] == lw + 1
+    return d is not None and d.term == s.current_term and d.last == first - 1 \
+        and d.first == lw + 1
 
 
 def _conflict_hint(s: ServerState, prev: int, local_term: int) -> int:
@@ -832,8 +839,10 @@ def _on_written(msg: Written, s: ServerState, effects: list[Any]) -> None:
         _evaluate_commit(s, effects)
     elif s.role in ("follower", "receive_snapshot"):
         d = s.delegated
-        if not (msg.replied and d is not None and d[:2] == (s.current_term, s.leader_id)
-                and (d[2:4] == (msg.to_idx, msg.term) or d[4] == msg.to_idx + 1)):
+        if not (msg.replied and d is not None and d.term == s.current_term
+                and d.leader == s.leader_id
+                and ((d.last, d.last_term) == (msg.to_idx, msg.term)
+                     or d.first == msg.to_idx + 1)):
             # the WAL answered for this write (replied), to this leader in this term: the
             # write delegated last (d), or the one just before it, whose Written the WAL
             # held until the next write's batch (a write delegates behind an unconfirmed
@@ -942,8 +951,8 @@ def _send_entries(s: ServerState, pid: Any, effects: list[Any], force: bool,
     if upto is not None and upto < last:
         last = upto
     if p.sent_floor >= p.next_index:
-        # rewound (a refused append, a snapshot's answer): what it lacks from there is sent
-        # again, and only that counts as in flight
+        # new, or rewound (a refused append, a snapshot's answer): what it lacks from there
+        # is sent from now on, and only that counts as in flight
         p.sent_floor = p.next_index - 1
     while True:
         in_flight = p.next_index - 1 - max(p.match_index, p.sent_floor)
